@@ -1,0 +1,52 @@
+"""The `fedge` console script: one entry point, sub-commands owned by the packages.
+
+Each sub-command module exposes ``configure(parser)`` and ``run(args) -> int`` and keeps
+heavy imports inside ``run`` so that `fedge device` never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from fedge import __version__
+
+SUBCOMMANDS = {
+    "export": ("model_export.cli", "export a Keras model to a trainable .tflite"),
+    "serve": ("coordinator.cli", "run the coordinator service"),
+    "device": ("device_runtime.cli", "run the reference device runtime"),
+    "fleet": ("device_runtime.fleet_cli", "run many emulated devices against a coordinator"),
+    "demo": ("device_runtime.demo", "export, serve and train a 100-device fleet end to end"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedge", description="Cross-device federated learning on LiteRT.")
+    parser.add_argument("--version", action="version", version=f"fedge {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        sub.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+        module.configure(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line unless --debug; the modules raise typed errors
+        if args.debug:
+            raise
+        print(f"fedge {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The task manifest: what a `.tflite` exported by fedge contains and how to drive it.
+
+It is embedded in the model file (TFLite metadata entry ``fedge_manifest``) and can be
+written beside it as JSON. Devices and the coordinator read it without TensorFlow.
+
+Weight tensors are listed in *update order*: the order of ``get_weights`` outputs,
+``set_weights`` inputs, and of the flat vector an update encodes. Signature keys are
+``w000``, ``w001``, ... so that sorting by name gives that order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from protocol.errors import ProtocolError
+
+MANIFEST_FORMAT = 1
+MANIFEST_METADATA_NAME = "fedge_manifest"
+DTYPES = ("float32", "int32", "int64")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A signature input: name, shape *without* the batch dimension, dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One model variable that ``get_weights`` returns.
+
+    ``key`` is the signature key (``w000``...), ``path`` the Keras variable path.
+    Trainable variables and BatchNormalization moving statistics both travel in an
+    update (moving statistics are averaged like weights); optimizer slots never travel.
+    """
+
+    key: str
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    trainable: bool
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model_name: str
+    batch_size: int
+    input: TensorSpec
+    label: TensorSpec
+    task_kind: str  # "classification" or "regression"
+    num_classes: int
+    loss: str
+    optimizer: dict
+    weights: tuple[WeightSpec, ...]
+    signatures: dict
+    fedge_version: str
+    content_sha256: str = ""
+    requires_flex: bool = False
+    flex_ops: tuple[str, ...] = ()
+    export_options: dict = field(default_factory=dict)
+    format: int = MANIFEST_FORMAT
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(w.size for w in self.weights)
+
+    @property
+    def weight_shapes(self) -> list[tuple[int, ...]]:
+        return [w.shape for w in self.weights]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Manifest":
+        try:
+            raw = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"manifest is not valid JSON: {exc}", "bad_manifest") from exc
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "Manifest":
+        if not isinstance(raw, dict):
+            raise ProtocolError("manifest must be a JSON object", "bad_manifest")
+        if raw.get("format") != MANIFEST_FORMAT:
+            raise ProtocolError(
+                f"unsupported manifest format {raw.get('format')!r} (this fedge reads {MANIFEST_FORMAT})",
+                "bad_manifest",
+            )
+        try:
+            weights = tuple(
+                WeightSpec(
+                    key=str(w["key"]), path=str(w["path"]), shape=_shape(w["shape"]),
+                    dtype=_dtype(w["dtype"]), trainable=bool(w["trainable"]),
+                )
+                for w in raw["weights"]
+            )
+            manifest = cls(
+                model_name=str(raw["model_name"]),
+                batch_size=int(raw["batch_size"]),
+                input=_tensor_spec(raw["input"]),
+                label=_tensor_spec(raw["label"]),
+                task_kind=str(raw["task_kind"]),
+                num_classes=int(raw["num_classes"]),
+                loss=str(raw["loss"]),
+                optimizer=dict(raw["optimizer"]),
+                weights=weights,
+                signatures=dict(raw["signatures"]),
+                fedge_version=str(raw["fedge_version"]),
+                content_sha256=str(raw.get("content_sha256", "")),
+                requires_flex=bool(raw.get("requires_flex", False)),
+                flex_ops=tuple(str(op) for op in raw.get("flex_ops", ())),
+                export_options=dict(raw.get("export_options", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ProtocolError):
+                raise
+            raise ProtocolError(f"manifest is missing or has a bad field: {exc}", "bad_manifest") from exc
+        if manifest.batch_size < 1:
+            raise ProtocolError("manifest batch_size must be >= 1", "bad_manifest")
+        keys = [w.key for w in manifest.weights]
+        if keys != sorted(keys) or len(set(keys)) != len(keys):
+            raise ProtocolError("manifest weight keys must be unique and in update order", "bad_manifest")
+        return manifest
+
+
+def _shape(value) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in value)
+    if any(d < 0 for d in shape):
+        raise ProtocolError(f"negative dimension in shape {shape}", "bad_manifest")
+    return shape
+
+
+def _dtype(value) -> str:
+    if value not in DTYPES:
+        raise ProtocolError(f"unsupported dtype {value!r}; expected one of {DTYPES}", "bad_manifest")
+    return value
+
+
+def _tensor_spec(raw: dict) -> TensorSpec:
+    return TensorSpec(name=str(raw["name"]), shape=_shape(raw["shape"]), dtype=_dtype(raw["dtype"]))
+
+
+def weight_key(index: int) -> str:
+    return f"w{index:03d}"
