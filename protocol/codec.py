@@ -1,0 +1,234 @@
+"""The update codec: how a device's weight delta travels, and how models are served.
+
+Binary layout (all little-endian), version 1::
+
+    offset  size  field
+    0       4     magic  b"FEDU"
+    4       1     format version (1)
+    5       1     codec: 0 = float32, 1 = 8-bit, 2 = 4-bit stochastic quantization
+    6       1     flags: bit 0 = randomized Hadamard rotation before quantizing
+    7       1     reserved (0)
+    8       4     u32 T, number of tensors
+    12      4     u32 C, chunk size (elements per quantization chunk; 0 for float32)
+    16      8     u64 rotation seed (0 without rotation)
+    24      4*T   u32 element count of each tensor, in manifest update order
+    then the body:
+      float32: N float32 values, N = sum of the counts (the tensors, flattened, concatenated)
+      quantized: let L = N, or with rotation L = N rounded up to a multiple of C;
+        K = ceil(L / C) chunk headers, each (f32 min, f32 step);
+        then L codes: one byte each (8-bit) or two per byte, low nibble first (4-bit).
+      A value decodes as ``min + code * step`` of its chunk.
+
+Quantization is stochastic and unbiased: ``code = floor((x - min) / step + u)`` with
+``u ~ U[0, 1)``, where ``step = (max - min) / (2**bits - 1)`` over the chunk.
+
+Rotation: the flat vector is zero-padded to L, multiplied by pseudo-random signs, then
+each chunk of C (a power of two) is multiplied by the orthonormal Hadamard matrix
+``H_C / sqrt(C)``. The signs are the bits of SHA-256(seed u64 LE || b u32 LE) for
+b = 0, 1, ... concatenated, least significant bit of each byte first; a set bit is -1. Spreading the
+coordinates this way shrinks the quantization range, so 4-bit updates lose less.
+The exact body length is implied by the header, and anything else is rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from protocol.errors import ProtocolError
+
+MAGIC = b"FEDU"
+FORMAT_VERSION = 1
+_HEADER = struct.Struct("<4sBBBBIIQ")
+_CODEC_IDS = {"f32": 0, "q8": 1, "q4": 2}
+_CODEC_BITS = {0: 32, 1: 8, 2: 4}
+FLAG_ROTATE = 1
+DEFAULT_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """Which codec a task uses: 'f32', 'q8', 'q4', optionally '+rot'; chunk size C."""
+
+    kind: str = "q8"
+    rotate: bool = False
+    chunk_size: int = DEFAULT_CHUNK
+
+    @classmethod
+    def parse(cls, text: str, chunk_size: int = DEFAULT_CHUNK) -> "CodecSpec":
+        kind, _, extra = str(text).partition("+")
+        if kind not in _CODEC_IDS or extra not in ("", "rot"):
+            raise ProtocolError(f"unknown codec {text!r}; use f32, q8, q4, q8+rot or q4+rot", "bad_codec")
+        rotate = extra == "rot"
+        if kind == "f32" and rotate:
+            raise ProtocolError("rotation only applies to quantized codecs", "bad_codec")
+        if chunk_size < 1 or chunk_size > 1 << 20 or (rotate and chunk_size & (chunk_size - 1)):
+            raise ProtocolError("chunk_size must be in [1, 2^20], and a power of two with rotation", "bad_codec")
+        return cls(kind, rotate, int(chunk_size))
+
+    @property
+    def name(self) -> str:
+        return self.kind + ("+rot" if self.rotate else "")
+
+    @property
+    def bits(self) -> int:
+        return _CODEC_BITS[_CODEC_IDS[self.kind]]
+
+    def max_payload_bytes(self, num_tensors: int, num_values: int) -> int:
+        """Exact size of an encoded update; uploads larger than this are refused unread."""
+        header = _HEADER.size + 4 * num_tensors
+        if self.kind == "f32":
+            return header + 4 * num_values
+        length = _padded_length(num_values, self.chunk_size, self.rotate)
+        chunks = -(-length // self.chunk_size)
+        codes = length if self.bits == 8 else -(-length // 2)
+        return header + 8 * chunks + codes
+
+
+def _padded_length(n: int, chunk: int, rotate: bool) -> int:
+    return -(-n // chunk) * chunk if rotate else n
+
+
+def rotation_signs(seed: int, length: int) -> np.ndarray:
+    """±1 float32 signs: bit j of SHA-256(seed u64 LE || block u32 LE) for j in 0..255, per block."""
+    blocks = -(-length // 256)
+    stream = b"".join(hashlib.sha256(struct.pack("<QI", seed, b)).digest() for b in range(blocks))
+    bits = np.unpackbits(np.frombuffer(stream, np.uint8), bitorder="little")[:length]
+    return (1.0 - 2.0 * bits).astype(np.float32)
+
+
+def _hadamard_chunks(x: np.ndarray, chunk: int) -> np.ndarray:
+    """Orthonormal fast Walsh-Hadamard transform of each chunk of a (K*chunk,) vector."""
+    y = x.reshape(-1, chunk).astype(np.float64, copy=True)
+    h = 1
+    while h < chunk:
+        y = y.reshape(y.shape[0], -1, 2, h)
+        a, b = y[:, :, 0, :].copy(), y[:, :, 1, :]
+        y[:, :, 0, :] += b
+        y[:, :, 1, :] = a - b
+        y = y.reshape(y.shape[0], chunk)
+        h *= 2
+    return (y / math.sqrt(chunk)).reshape(-1).astype(np.float32)
+
+
+def flatten(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(a, np.float32).reshape(-1) for a in arrays]) if arrays else np.zeros(0, np.float32)
+
+
+def unflatten(flat: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    out, pos = [], 0
+    for shape in shapes:
+        n = math.prod(shape)
+        out.append(flat[pos : pos + n].reshape(shape))
+        pos += n
+    return out
+
+
+def encode(arrays: list[np.ndarray], spec: CodecSpec, rng: np.random.Generator, seed: int | None = None) -> bytes:
+    """Encode tensors (in manifest order) with the codec; ``rng`` draws the stochastic rounding."""
+    counts = [int(np.asarray(a).size) for a in arrays]
+    flat = flatten(arrays)
+    if not np.all(np.isfinite(flat)):
+        raise ProtocolError("update has non-finite values", "non_finite")
+    codec_id = _CODEC_IDS[spec.kind]
+    rot_seed = 0
+    if spec.rotate:
+        rot_seed = int(rng.integers(1, 2**63)) if seed is None else int(seed)
+    header = _HEADER.pack(MAGIC, FORMAT_VERSION, codec_id, FLAG_ROTATE if spec.rotate else 0, 0,
+                          len(counts), 0 if spec.kind == "f32" else spec.chunk_size, rot_seed)
+    header += struct.pack(f"<{len(counts)}I", *counts)
+    if spec.kind == "f32":
+        return header + flat.astype("<f4").tobytes()
+    c = spec.chunk_size
+    n = flat.size
+    length = _padded_length(n, c, spec.rotate)
+    if spec.rotate:
+        padded = np.zeros(length, np.float32)
+        padded[:n] = flat
+        values = _hadamard_chunks(padded * rotation_signs(rot_seed, length), c)
+    else:
+        values = flat
+    k = -(-length // c)
+    grid = np.pad(values, (0, k * c - length), mode="edge") if length and k * c > length else values
+    grid = grid.reshape(k, c) if length else np.zeros((0, c), np.float32)
+    lo = grid.min(axis=1) if k else np.zeros(0, np.float32)
+    hi = grid.max(axis=1) if k else np.zeros(0, np.float32)
+    levels = (1 << spec.bits) - 1
+    step = ((hi - lo) / levels).astype(np.float32)
+    safe = np.where(step > 0, step, 1.0)
+    scaled = (grid - lo[:, None]) / safe[:, None]
+    codes = np.floor(scaled + rng.random(grid.shape, dtype=np.float32))
+    codes = np.clip(codes, 0, levels).astype(np.uint8).reshape(-1)[:length]
+    chunk_headers = np.stack([lo, step], axis=1).astype("<f4").tobytes()
+    if spec.bits == 4:
+        if codes.size % 2:
+            codes = np.append(codes, np.uint8(0))
+        codes = (codes[0::2] | (codes[1::2] << 4)).astype(np.uint8)
+    return header + chunk_headers + codes.tobytes()
+
+
+@dataclass(frozen=True)
+class DecodedUpdate:
+    values: np.ndarray  # flat float32, manifest order
+    counts: tuple[int, ...]
+    codec: str
+
+
+def decode(payload: bytes, expected_counts: list[int] | None = None) -> DecodedUpdate:
+    """Decode and validate a payload; with ``expected_counts`` the tensor sizes must match."""
+    data = memoryview(payload)
+    if len(data) < _HEADER.size:
+        raise ProtocolError("update payload is shorter than its header", "bad_payload")
+    magic, version, codec_id, flags, reserved, t, chunk, rot_seed = _HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise ProtocolError("update payload has a bad magic number (expected FEDU)", "bad_payload")
+    if version != FORMAT_VERSION:
+        raise ProtocolError(f"unsupported update format version {version}", "bad_payload")
+    if codec_id not in _CODEC_BITS or reserved or flags & ~FLAG_ROTATE:
+        raise ProtocolError("update payload has an unknown codec or flags", "bad_payload")
+    rotate = bool(flags & FLAG_ROTATE)
+    if t > 1 << 16 or len(data) < _HEADER.size + 4 * t:
+        raise ProtocolError("update payload tensor table is truncated", "bad_payload")
+    counts = struct.unpack_from(f"<{t}I", data, _HEADER.size)
+    if expected_counts is not None and list(counts) != list(expected_counts):
+        raise ProtocolError(
+            f"update tensor sizes {list(counts)[:8]} do not match the model's {list(expected_counts)[:8]}",
+            "shape_mismatch",
+        )
+    n = sum(counts)
+    pos = _HEADER.size + 4 * t
+    kind = {0: "f32", 1: "q8", 2: "q4"}[codec_id]
+    if kind == "f32":
+        if len(data) - pos != 4 * n:
+            raise ProtocolError(f"float32 update body is {len(data) - pos} bytes, expected {4 * n}", "bad_payload")
+        values = np.frombuffer(data, "<f4", count=n, offset=pos).astype(np.float32)
+    else:
+        if chunk < 1 or (rotate and chunk & (chunk - 1)):
+            raise ProtocolError("update payload has a bad chunk size", "bad_payload")
+        spec = CodecSpec(kind, rotate, chunk)
+        expected = spec.max_payload_bytes(t, n)
+        if len(data) != expected:
+            raise ProtocolError(f"{kind} update is {len(data)} bytes, expected {expected}", "bad_payload")
+        length = _padded_length(n, chunk, rotate)
+        k = -(-length // chunk)
+        heads = np.frombuffer(data, "<f4", count=2 * k, offset=pos).reshape(k, 2)
+        pos += 8 * k
+        raw = np.frombuffer(data, np.uint8, offset=pos)
+        if spec.bits == 4:
+            codes = np.empty(raw.size * 2, np.uint8)
+            codes[0::2], codes[1::2] = raw & 0x0F, raw >> 4
+            codes = codes[:length]
+        else:
+            codes = raw[:length]
+        chunk_of = np.arange(length) // chunk
+        values = heads[chunk_of, 0] + codes.astype(np.float32) * heads[chunk_of, 1]
+        if rotate:
+            values = _hadamard_chunks(values.astype(np.float32), chunk) * rotation_signs(rot_seed, length)
+        values = values[:n].astype(np.float32)
+    if not np.all(np.isfinite(values)):
+        raise ProtocolError("update has non-finite values", "non_finite")
+    return DecodedUpdate(values, tuple(counts), kind + ("+rot" if rotate else ""))

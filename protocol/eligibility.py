@@ -1,0 +1,130 @@
+"""Eligibility rules: which reported device states may join a task's rounds.
+
+A rule is a boolean expression over the check-in's device state, for example::
+
+    charging and unmetered and idle and battery >= 0.3 and runtime_version >= "1.0"
+
+Grammar: ``and`` / ``or`` / ``not``, parentheses, comparisons (``== != < <= > >=``)
+between a field and a literal (number, string, true/false). Fields: charging,
+unmetered, idle (booleans), battery (0..1), free_storage_mb, runtime (string),
+runtime_version (compared as a dotted version). An empty rule admits every device.
+Python's own parser reads the text, and a whitelist walk rejects anything else, with
+the column of the offending token.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.errors import ProtocolError
+
+FIELDS: dict[str, type] = {
+    "charging": bool,
+    "unmetered": bool,
+    "idle": bool,
+    "battery": float,
+    "free_storage_mb": float,
+    "runtime": str,
+    "runtime_version": str,
+}
+_COMPARE = {
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+}
+
+
+def _version(text: str) -> tuple:
+    parts = []
+    for piece in str(text).split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class EligibilityRule:
+    text: str
+    _tree: Any = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> "EligibilityRule":
+        text = (text or "").strip()
+        if not text:
+            return cls("", None)
+        normalized = text.replace("true", "True").replace("false", "False")
+        try:
+            tree = ast.parse(normalized, mode="eval").body
+        except SyntaxError as exc:
+            raise ProtocolError(f"eligibility rule: syntax error at column {exc.offset}: {exc.msg}", "bad_rule") from exc
+        _check(tree)
+        return cls(text, tree)
+
+    def admits(self, state: dict) -> bool:
+        return True if self._tree is None else bool(_eval(self._tree, state))
+
+
+def _fail(node, message: str):
+    raise ProtocolError(f"eligibility rule: {message} at column {node.col_offset + 1}", "bad_rule")
+
+
+def _check(node) -> None:
+    if isinstance(node, ast.BoolOp):
+        for value in node.values:
+            _check(value)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        _check(node.operand)
+    elif isinstance(node, ast.Name):
+        if node.id not in FIELDS:
+            _fail(node, f"unknown field '{node.id}' (fields: {', '.join(FIELDS)})")
+        if FIELDS[node.id] is not bool:
+            _fail(node, f"field '{node.id}' is not a boolean; compare it with a value")
+    elif isinstance(node, ast.Compare):
+        operands = [node.left, *node.comparators]
+        for op in node.ops:
+            if type(op) not in _COMPARE:
+                _fail(node, "only == != < <= > >= comparisons are allowed")
+        names = [o for o in operands if isinstance(o, ast.Name)]
+        if len(operands) != 2 or len(names) != 1:
+            _fail(node, "a comparison needs exactly one field and one literal")
+        other = operands[1] if operands[0] is names[0] else operands[0]
+        if names[0].id not in FIELDS:
+            _fail(names[0], f"unknown field '{names[0].id}' (fields: {', '.join(FIELDS)})")
+        if not isinstance(other, ast.Constant) or not isinstance(other.value, (int, float, str, bool)):
+            _fail(other, "expected a number, string or true/false literal")
+        expected = FIELDS[names[0].id]
+        if (expected is str) != isinstance(other.value, str):
+            _fail(other, f"field '{names[0].id}' needs a {'string' if expected is str else 'number/boolean'} literal")
+    else:
+        _fail(node, f"unexpected {type(node).__name__}")
+
+
+def _value(node, state: dict):
+    if isinstance(node, ast.Constant):
+        return node.value
+    value = state.get(node.id)
+    if value is None:
+        return None
+    return FIELDS[node.id](value) if FIELDS[node.id] is not str else str(value)
+
+
+def _eval(node, state: dict) -> bool:
+    if isinstance(node, ast.BoolOp):
+        results = (_eval(v, state) for v in node.values)
+        return all(results) if isinstance(node.op, ast.And) else any(results)
+    if isinstance(node, ast.UnaryOp):
+        return not _eval(node.operand, state)
+    if isinstance(node, ast.Name):
+        return bool(state.get(node.id, False))
+    left, right = _value(node.left, state), _value(node.comparators[0], state)
+    if left is None or right is None:
+        return False  # a device that does not report a field is not eligible by it
+    name = node.left.id if isinstance(node.left, ast.Name) else node.comparators[0].id
+    if name == "runtime_version":
+        left, right = _version(left), _version(right)
+    return _COMPARE[type(node.ops[0])](left, right)

@@ -1,0 +1,181 @@
+"""Control messages of the /v1 wire protocol, as typed dataclasses with strict parsing.
+
+JSON bodies are parsed with ``from_dict``, which raises `ProtocolError` (HTTP 400)
+for a missing field or a wrong type; nothing is coerced silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from protocol.errors import ProtocolError
+
+
+def _get(raw: Any, name: str, kind, required: bool = True, default=None):
+    if not isinstance(raw, dict):
+        raise ProtocolError("expected a JSON object", "bad_request")
+    if name not in raw or raw[name] is None:
+        if required:
+            raise ProtocolError(f"missing field '{name}'", "bad_request")
+        return default
+    value = raw[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ProtocolError(f"field '{name}' must be of type {kind.__name__}", "bad_request")
+    return value
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """What a device reports at check-in; eligibility rules read these fields."""
+
+    charging: bool = False
+    unmetered: bool = False
+    idle: bool = False
+    battery: float = 0.0
+    free_storage_mb: float = 0.0
+    runtime: str = "litert"
+    runtime_version: str = "0"
+    supports_flex: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "DeviceState":
+        state = cls(
+            charging=_get(raw, "charging", bool, False, False),
+            unmetered=_get(raw, "unmetered", bool, False, False),
+            idle=_get(raw, "idle", bool, False, False),
+            battery=_get(raw, "battery", float, False, 0.0),
+            free_storage_mb=_get(raw, "free_storage_mb", float, False, 0.0),
+            runtime=_get(raw, "runtime", str, False, "litert"),
+            runtime_version=_get(raw, "runtime_version", str, False, "0"),
+            supports_flex=_get(raw, "supports_flex", bool, False, False),
+        )
+        if not 0.0 <= state.battery <= 1.0:
+            raise ProtocolError("field 'battery' must be in [0, 1]", "bad_request")
+        return state
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    population: str
+    label: str = ""
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "RegisterRequest":
+        return cls(_get(raw, "population", str), _get(raw, "label", str, False, ""))
+
+
+@dataclass(frozen=True)
+class CheckinRequest:
+    state: DeviceState
+    cached_models: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "CheckinRequest":
+        cached = _get(raw, "cached_models", list, False, [])
+        if not all(isinstance(c, str) for c in cached):
+            raise ProtocolError("field 'cached_models' must be a list of strings", "bad_request")
+        return cls(DeviceState.from_dict(_get(raw, "state", dict)), tuple(cached))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a selected device does this round."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    codec: str
+    chunk_size: int
+    clip_norm: float = 0.0  # 0 disables clipping
+    max_examples: int = 0  # 0 means all local examples
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "Plan":
+        return cls(
+            epochs=_get(raw, "epochs", int), batch_size=_get(raw, "batch_size", int),
+            learning_rate=_get(raw, "learning_rate", float), codec=_get(raw, "codec", str),
+            chunk_size=_get(raw, "chunk_size", int), clip_norm=_get(raw, "clip_norm", float, False, 0.0),
+            max_examples=_get(raw, "max_examples", int, False, 0),
+        )
+
+
+@dataclass(frozen=True)
+class Assignment:
+    task_id: str
+    round: int
+    upload_token: str
+    plan: Plan
+    model_sha256: str
+    model_url: str
+    checkpoint_sha256: str
+    checkpoint_url: str
+    upload_url: str
+    report_deadline: float  # unix seconds
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "Assignment":
+        return cls(
+            task_id=_get(raw, "task_id", str), round=_get(raw, "round", int),
+            upload_token=_get(raw, "upload_token", str), plan=Plan.from_dict(_get(raw, "plan", dict)),
+            model_sha256=_get(raw, "model_sha256", str), model_url=_get(raw, "model_url", str),
+            checkpoint_sha256=_get(raw, "checkpoint_sha256", str), checkpoint_url=_get(raw, "checkpoint_url", str),
+            upload_url=_get(raw, "upload_url", str), report_deadline=_get(raw, "report_deadline", float),
+        )
+
+
+@dataclass(frozen=True)
+class CheckinResponse:
+    """Either an assignment, or 'come back at retry_at' with the reason."""
+
+    outcome: str  # "assigned" or "retry"
+    retry_at: float = 0.0
+    reason: str = ""
+    assignment: Assignment | None = None
+
+    def to_dict(self) -> dict:
+        out = {"outcome": self.outcome}
+        if self.assignment is not None:
+            out["assignment"] = asdict(self.assignment)
+        else:
+            out.update(retry_at=self.retry_at, reason=self.reason)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "CheckinResponse":
+        outcome = _get(raw, "outcome", str)
+        if outcome == "assigned":
+            return cls("assigned", assignment=Assignment.from_dict(_get(raw, "assignment", dict)))
+        if outcome == "retry":
+            return cls("retry", retry_at=_get(raw, "retry_at", float), reason=_get(raw, "reason", str, False, ""))
+        raise ProtocolError(f"unknown check-in outcome {outcome!r}", "bad_response")
+
+
+@dataclass(frozen=True)
+class UploadMeta:
+    """Sent with an update as the ``Fedge-Upload`` header (JSON)."""
+
+    example_count: int
+    train_loss: float = 0.0
+    eval_loss: float = 0.0
+    eval_accuracy: float = 0.0
+    eval_count: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "UploadMeta":
+        meta = cls(
+            example_count=_get(raw, "example_count", int),
+            train_loss=_get(raw, "train_loss", float, False, 0.0),
+            eval_loss=_get(raw, "eval_loss", float, False, 0.0),
+            eval_accuracy=_get(raw, "eval_accuracy", float, False, 0.0),
+            eval_count=_get(raw, "eval_count", int, False, 0),
+        )
+        if meta.example_count < 1 or meta.example_count > 10_000_000:
+            raise ProtocolError("example_count must be in [1, 10^7]", "bad_request")
+        return meta
