@@ -1,9 +1,62 @@
-"""Not yet implemented."""
+"""Run the coordinator service (aiohttp, SQLite in WAL mode).
+
+Settings come from flags and/or a TOML file (--config) whose keys are the long flag
+names with '_' (e.g. db, host, port, admin_token, min_retry_s, max_retry_s,
+ineligible_retry_s, checkin_rate, synchronous, tls_cert, tls_key). Flags win.
+The admin token is --admin-token, else $FEDGE_ADMIN_TOKEN, else a random one that is
+printed and written to DB.admin-token (mode 0600).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
 
 
-def configure(parser):
-    pass
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML file with settings")
+    parser.add_argument("--db", help="SQLite database path (default fedge.db); data lives in DB.data/")
+    parser.add_argument("--host", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8080)")
+    parser.add_argument("--admin-token", help="admin bearer token")
+    parser.add_argument("--min-retry-s", type=float, help="pace steering: shortest come-back delay (default 1)")
+    parser.add_argument("--max-retry-s", type=float, help="pace steering: longest come-back delay (default 600)")
+    parser.add_argument("--ineligible-retry-s", type=float, help="come-back delay for ineligible devices (default 300)")
+    parser.add_argument("--checkin-rate", type=float, help="per-device check-in rate limit, per second (default 5)")
+    parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], help="SQLite durability (FULL survives power loss)")
+    parser.add_argument("--tls-cert", help="TLS certificate (PEM); serve HTTPS with --tls-key")
+    parser.add_argument("--tls-key", help="TLS private key (PEM)")
+    parser.add_argument("--log-level", default="INFO")
 
 
-def run(args):
-    raise NotImplementedError("this sub-command is not implemented yet")
+def run(args: argparse.Namespace) -> int:
+    import ssl
+
+    from aiohttp import web
+
+    from coordinator.app import ADMIN_TOKEN, ServeConfig, config_from_toml, create_app
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    overrides = {k: getattr(args, k) for k in ("db", "host", "port", "admin_token", "min_retry_s", "max_retry_s",
+                                                "ineligible_retry_s", "checkin_rate", "synchronous", "tls_cert",
+                                                "tls_key")}
+    config = config_from_toml(args.config, **overrides) if args.config else ServeConfig(
+        **{k: v for k, v in overrides.items() if v is not None})
+    app = create_app(config)
+    token = app[ADMIN_TOKEN]
+    if not (config.admin_token or os.environ.get("FEDGE_ADMIN_TOKEN")):
+        token_file = config.db + ".admin-token"
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
+        print(f"admin token written to {token_file}")
+    ssl_context = None
+    if config.tls_cert or config.tls_key:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(config.tls_cert, config.tls_key)
+    scheme = "https" if ssl_context else "http"
+    web.run_app(app, host=config.host, port=config.port, ssl_context=ssl_context,
+                print=lambda _: print(f"fedge coordinator on {scheme}://{config.host}:{config.port} (db {config.db})",
+                                      flush=True))
+    return 0

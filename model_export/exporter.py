@@ -7,11 +7,21 @@ from dataclasses import dataclass
 
 from fedge import __version__
 from model_export.convert import convert_module
-from model_export.embed import embed_manifest
+import numpy as np
+
+from model_export.embed import embed_metadata
 from model_export.errors import ExportError
 from model_export.parity import DEFAULT_TOLERANCE, ParityReport, run_parity
 from model_export.training_graph import TrainingGraph
-from protocol.manifest import Manifest, TensorSpec, WeightSpec, weight_key
+from protocol import codec
+from protocol.manifest import (
+    INITIAL_WEIGHTS_METADATA_NAME,
+    MANIFEST_METADATA_NAME,
+    Manifest,
+    TensorSpec,
+    WeightSpec,
+    weight_key,
+)
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -72,7 +82,9 @@ def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH
     options = {"batch_size": batch_size, "allow_flex": allow_flex, "parity_steps": parity_steps,
                "tolerance": tolerance}
     manifest = build_manifest(graph, name or model.name, hashlib.sha256(raw).hexdigest(), flex_ops, options)
-    tflite = embed_manifest(raw, manifest)
+    initial = codec.encode([v.variable.numpy() for v in graph.model_vars], codec.CodecSpec("f32"),
+                           np.random.default_rng(0))
+    tflite = embed_metadata(raw, {MANIFEST_METADATA_NAME: manifest.to_json().encode(), INITIAL_WEIGHTS_METADATA_NAME: initial})
     report = None
     if parity_steps > 0 and not flex_ops:
         parity_bytes = tflite

@@ -18,6 +18,7 @@ from protocol.errors import ProtocolError
 
 MANIFEST_FORMAT = 1
 MANIFEST_METADATA_NAME = "fedge_manifest"
+INITIAL_WEIGHTS_METADATA_NAME = "fedge_initial_weights"
 DTYPES = ("float32", "int32", "int64")
 
 

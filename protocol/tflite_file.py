@@ -12,7 +12,7 @@ import flatbuffers
 from flatbuffers.table import Table
 
 from protocol.errors import ProtocolError
-from protocol.manifest import MANIFEST_METADATA_NAME, Manifest
+from protocol.manifest import INITIAL_WEIGHTS_METADATA_NAME, MANIFEST_METADATA_NAME, Manifest
 
 _FILE_IDENTIFIER = b"TFL3"
 # Field slots in schema.fbs: Model.buffers = 4, Model.metadata = 6; Metadata.name = 0,
@@ -81,3 +81,11 @@ def read_manifest(model_bytes: bytes) -> Manifest:
             "this .tflite has no fedge manifest: export it with `fedge export`", "bad_model"
         )
     return Manifest.from_json(entries[MANIFEST_METADATA_NAME])
+
+
+def read_initial_weights(model_bytes: bytes) -> bytes:
+    """The float32 update payload of the weights the model was exported with."""
+    entries = metadata_entries(model_bytes)
+    if INITIAL_WEIGHTS_METADATA_NAME not in entries:
+        raise ProtocolError("this .tflite has no fedge initial weights: re-export it with `fedge export`", "bad_model")
+    return entries[INITIAL_WEIGHTS_METADATA_NAME]

@@ -1,0 +1,44 @@
+"""Streaming aggregation and server optimizers.
+
+Each accepted update is folded into a running example-weighted sum as it arrives, so
+memory is O(model) however many devices report. At commit the mean delta is applied
+to the global weights by the server optimizer (FedAvg with a server learning rate, or
+FedAdam, Reddi et al. 2021, "Adaptive Federated Optimization").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coordinator.task_config import ServerOptimizer
+
+
+class RunningSum:
+    def __init__(self, size: int):
+        self.total = np.zeros(size, np.float64)
+        self.weight = 0.0
+        self.count = 0
+
+    def add(self, delta: np.ndarray, weight: float) -> None:
+        # In-place multiply-add: no temporary of the model's size per update.
+        self.total += delta.astype(np.float64, copy=False) * weight
+        self.weight += weight
+        self.count += 1
+
+    def mean(self) -> np.ndarray:
+        if self.weight <= 0:
+            raise ValueError("no updates to average")
+        return (self.total / self.weight).astype(np.float32)
+
+
+def apply_server_optimizer(weights: np.ndarray, mean_delta: np.ndarray, opt: ServerOptimizer,
+                           state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """New global weights (flat float32) and the optimizer's new state."""
+    if opt.name == "fedavg":
+        return (weights + opt.learning_rate * mean_delta).astype(np.float32), state
+    m = state.get("m", np.zeros_like(weights))
+    v = state.get("v", np.zeros_like(weights))
+    m = opt.beta_1 * m + (1.0 - opt.beta_1) * mean_delta
+    v = opt.beta_2 * v + (1.0 - opt.beta_2) * mean_delta * mean_delta
+    new = weights + opt.learning_rate * m / (np.sqrt(v) + opt.tau)
+    return new.astype(np.float32), {"m": m.astype(np.float32), "v": v.astype(np.float32)}

@@ -1,0 +1,137 @@
+"""The aiohttp application: factory, typed app keys, routes, and the one error middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+from contextlib import suppress
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from coordinator import errors as E
+from coordinator import handlers
+from coordinator.metrics import Metrics
+from coordinator.pace import PaceConfig
+from coordinator.service import Coordinator
+from coordinator.store import Store
+from protocol.errors import ProtocolError
+
+log = logging.getLogger("fedge.coordinator")
+
+MAX_CONTROL_BODY = 64 * 1024
+MAX_MODEL_BODY = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    db: str = "fedge.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_token: str = ""
+    tick_s: float = 0.1
+    min_retry_s: float = 1.0
+    max_retry_s: float = 600.0
+    ineligible_retry_s: float = 300.0
+    checkin_rate: float = 5.0
+    synchronous: str = "NORMAL"
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+COORDINATOR = web.AppKey("coordinator", Coordinator)
+METRICS = web.AppKey("metrics", Metrics)
+CONFIG = web.AppKey("config", ServeConfig)
+ADMIN_TOKEN = web.AppKey("admin_token", str)
+TICKER = web.AppKey("ticker", asyncio.Task)
+
+
+def _json_error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    """The one place where exceptions become HTTP statuses; a device never sees a 500 for bad input."""
+    metrics = request.app[METRICS]
+    try:
+        return await handler(request)
+    except E.ApiError as exc:
+        metrics.http_errors.labels(str(exc.status), exc.code).inc()
+        return _json_error(exc.status, exc.code, str(exc), exc.headers)
+    except ProtocolError as exc:
+        metrics.http_errors.labels("400", exc.code).inc()
+        return _json_error(400, exc.code, str(exc))
+    except web.HTTPRequestEntityTooLarge:
+        metrics.http_errors.labels("413", "payload_too_large").inc()
+        return _json_error(413, "payload_too_large", "request body too large")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        metrics.http_errors.labels(str(exc.status), code).inc()
+        return _json_error(exc.status, code, exc.text or exc.reason)
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        metrics.http_errors.labels("500", "internal").inc()
+        return _json_error(500, "internal", "internal error (logged)")
+
+
+async def _ticker(app: web.Application) -> None:
+    coordinator, interval = app[COORDINATOR], app[CONFIG].tick_s
+    while True:
+        try:
+            coordinator.tick()
+            app[METRICS].active_devices.set(coordinator.active_devices())
+        except Exception:
+            log.exception("round driver tick failed")
+        await asyncio.sleep(interval)
+
+
+async def _start_ticker(app: web.Application) -> None:
+    app[TICKER] = asyncio.create_task(_ticker(app))
+
+
+async def _stop(app: web.Application) -> None:
+    if TICKER in app:
+        app[TICKER].cancel()
+        with suppress(asyncio.CancelledError):
+            await app[TICKER]
+    app[COORDINATOR].store.close()
+
+
+def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.Application:
+    store = Store(config.db, synchronous=config.synchronous)
+    metrics = Metrics()
+    pace = PaceConfig(config.min_retry_s, config.max_retry_s, config.ineligible_retry_s)
+    kwargs = {"clock": clock} if clock is not None else {}
+    coordinator = Coordinator(store, pace=pace, metrics=metrics, checkin_rate=config.checkin_rate, **kwargs)
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_MODEL_BODY)
+    app[COORDINATOR] = coordinator
+    app[METRICS] = metrics
+    app[CONFIG] = config
+    app[ADMIN_TOKEN] = config.admin_token or os.environ.get("FEDGE_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    handlers.add_routes(app)
+    if run_ticker:
+        app.on_startup.append(_start_ticker)
+    app.on_cleanup.append(_stop)
+    return app
+
+
+def config_from_toml(path: str, **overrides) -> ServeConfig:
+    import tomllib
+
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    unknown = set(raw) - set(ServeConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return ServeConfig(**raw)
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj)

@@ -1,0 +1,193 @@
+"""HTTP handlers: parse, call the coordinator, render. No logic lives here."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from aiohttp import web
+
+from coordinator import errors as E
+from coordinator.openapi import OPENAPI
+from coordinator.status_page import render_status_page
+from protocol.errors import ProtocolError
+from protocol.messages import CheckinRequest, RegisterRequest, UploadMeta
+
+MAX_JSON = 64 * 1024
+
+
+def _app_keys():
+    from coordinator import app as A  # the keys live with the factory
+
+    return A
+
+
+async def read_json(request: web.Request, limit: int = MAX_JSON):
+    if request.content_type != "application/json":
+        raise E.UnsupportedMediaType("expected Content-Type: application/json")
+    if request.content_length is not None and request.content_length > limit:
+        raise E.PayloadTooLarge(f"JSON body over {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise E.PayloadTooLarge(f"JSON body over {limit} bytes")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise E.BadRequest(f"malformed JSON: {exc}", "malformed_json") from exc
+
+
+async def read_binary(request: web.Request, limit: int) -> bytes:
+    if request.content_type != "application/octet-stream":
+        raise E.UnsupportedMediaType("expected Content-Type: application/octet-stream")
+    if request.content_length is not None and request.content_length > limit:
+        raise E.PayloadTooLarge(f"body of {request.content_length} bytes is over the limit of {limit}")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise E.PayloadTooLarge(f"body is over the limit of {limit} bytes")
+    return body
+
+
+def coordinator(request: web.Request):
+    return request.app[_app_keys().COORDINATOR]
+
+
+def require_admin(request: web.Request) -> None:
+    expected = request.app[_app_keys().ADMIN_TOKEN]
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+        raise E.Unauthorized("admin token required (Authorization: Bearer <admin token>)")
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise E.BadRequest(f"{what} must be an integer") from None
+
+
+# -- admin -----------------------------------------------------------------------------
+async def create_population(request):
+    require_admin(request)
+    raw = await read_json(request)
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise E.BadRequest("expected {\"name\": \"...\"}")
+    return web.json_response(coordinator(request).create_population(raw["name"]), status=201)
+
+
+async def upload_model(request):
+    require_admin(request)
+    from coordinator.app import MAX_MODEL_BODY
+
+    data = await read_binary(request, MAX_MODEL_BODY)
+    return web.json_response(coordinator(request).put_model(data), status=201)
+
+
+async def create_task(request):
+    require_admin(request)
+    raw = await read_json(request)
+    return web.json_response(coordinator(request).create_task(request.match_info["population"], raw), status=201)
+
+
+async def task_action(request):
+    require_admin(request)
+    c = coordinator(request)
+    return web.json_response(c.set_task_state(request.match_info["task_id"], request.match_info["action"]))
+
+
+async def list_tasks(request):
+    require_admin(request)
+    c = coordinator(request)
+    return web.json_response({"tasks": [c.task_summary(t) for t in c.tasks]})
+
+
+async def get_task(request):
+    require_admin(request)
+    c = coordinator(request)
+    task_id = request.match_info["task_id"]
+    return web.json_response({**c.task_summary(task_id), "rounds": c.rounds(task_id)})
+
+
+async def get_checkpoint(request):
+    require_admin(request)
+    c = coordinator(request)
+    summary = c.task_summary(request.match_info["task_id"])
+    raise web.HTTPFound(f"/v1/blobs/{summary['checkpoint_sha256']}")
+
+
+# -- devices ---------------------------------------------------------------------------
+async def register(request):
+    req = RegisterRequest.from_dict(await read_json(request))
+    return web.json_response(coordinator(request).register(req), status=201)
+
+
+async def checkin(request):
+    c = coordinator(request)
+    device = c.authenticate(request.headers.get("Authorization"))
+    req = CheckinRequest.from_dict(await read_json(request))
+    return web.json_response(c.checkin(device, req).to_dict())
+
+
+async def upload_update(request):
+    c = coordinator(request)
+    device = c.authenticate(request.headers.get("Authorization"))
+    task_id = request.match_info["task_id"]
+    round_num = _int(request.match_info["round"], "round")
+    limit = c.upload_limit(task_id)
+    try:
+        meta = UploadMeta.from_dict(json.loads(request.headers.get("Fedge-Upload", "")))
+    except json.JSONDecodeError as exc:
+        raise E.BadRequest("header Fedge-Upload must be JSON: {\"example_count\": N, ...}", "bad_meta") from exc
+    body = await read_binary(request, limit)
+    result = c.upload(device, task_id, round_num, request.headers.get("Fedge-Upload-Token"), meta, body)
+    return web.json_response(result, status=200 if result["duplicate"] else 201)
+
+
+async def get_blob(request):
+    c = coordinator(request)
+    sha = request.match_info["sha"]
+    path = c.store.blob_path(sha)
+    if path is None:
+        raise E.NotFound(f"no blob {sha}")
+    etag = f'"{sha}"'
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    data = path.read_bytes()
+    request.app[_app_keys().METRICS].bytes_out(len(data))
+    return web.Response(body=data, content_type="application/octet-stream", headers=headers)
+
+
+# -- public ----------------------------------------------------------------------------
+async def metrics(request):
+    m = request.app[_app_keys().METRICS]
+    return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
+
+
+async def openapi(request):
+    return web.json_response(OPENAPI)
+
+
+async def status_page(request):
+    c = coordinator(request)
+    tasks = [(c.task_summary(t), c.rounds(t)) for t in c.tasks]
+    return web.Response(text=render_status_page(tasks), content_type="text/html")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", status_page)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_post("/v1/admin/populations", create_population)
+    app.router.add_post("/v1/admin/models", upload_model)
+    app.router.add_post("/v1/admin/populations/{population}/tasks", create_task)
+    app.router.add_get("/v1/admin/tasks", list_tasks)
+    app.router.add_get("/v1/admin/tasks/{task_id}", get_task)
+    app.router.add_get("/v1/admin/tasks/{task_id}/checkpoint", get_checkpoint)
+    app.router.add_post("/v1/admin/tasks/{task_id}/{action}", task_action)
+    app.router.add_post("/v1/devices/register", register)
+    app.router.add_post("/v1/checkin", checkin)
+    app.router.add_get("/v1/blobs/{sha}", get_blob)
+    app.router.add_post("/v1/tasks/{task_id}/rounds/{round}/update", upload_update)
+
+
+__all__ = ["add_routes", "ProtocolError"]

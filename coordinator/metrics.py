@@ -1,0 +1,41 @@
+"""Prometheus metrics (prometheus-client), one registry per app so tests can run several."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.checkins = Counter("fedge_checkins_total", "Device check-ins by outcome", ["outcome"], registry=r)
+        self.rejected = Counter("fedge_rejected_uploads_total", "Rejected uploads by reason", ["reason"], registry=r)
+        self.bytes_in_total = Counter("fedge_bytes_in_total", "Update bytes received", registry=r)
+        self.bytes_out_total = Counter("fedge_bytes_out_total", "Model/checkpoint bytes served", registry=r)
+        self.active_devices = Gauge("fedge_active_devices", "Devices seen in the last 10 minutes", registry=r)
+        self.round_seconds = Histogram("fedge_round_duration_seconds", "Round open -> commit",
+                                       buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600), registry=r)
+        self.aggregate_seconds = Histogram("fedge_commit_seconds", "Time to apply and checkpoint a round",
+                                           registry=r)
+        self.http_errors = Counter("fedge_http_errors_total", "Error responses by status and code",
+                                   ["status", "code"], registry=r)
+
+    def count(self, metric: str, label: str) -> None:
+        {"checkins": self.checkins, "rejected_uploads": self.rejected}[metric].labels(label).inc()
+
+    def bytes_in(self, n: int) -> None:
+        self.bytes_in_total.inc(n)
+
+    def bytes_out(self, n: int) -> None:
+        self.bytes_out_total.inc(n)
+
+    def round_committed(self, round_s: float, commit_s: float) -> None:
+        self.round_seconds.observe(round_s)
+        self.aggregate_seconds.observe(commit_s)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

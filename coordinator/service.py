@@ -1,0 +1,462 @@
+"""The coordinator's logic: registration, check-in/selection, uploads, the round state machine.
+
+Round lifecycle (DESIGN.md): ``selecting -> reporting -> aggregating -> committed`` or
+``failed (reason)``. Each transition is written to SQLite before it is acted on; after a
+restart `recover()` rebuilds the running sums of open rounds from the stored updates
+and `tick()` carries on. All methods are synchronous and fast; the aiohttp handlers
+call them directly and a background task calls `tick()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import random
+import secrets
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from coordinator import errors as E
+from coordinator.aggregation import RunningSum, apply_server_optimizer
+from coordinator.pace import PaceConfig, jittered, retry_window
+from coordinator.store import Store, dumps
+from coordinator.task_config import TaskConfig
+from protocol import codec
+from protocol.eligibility import EligibilityRule
+from protocol.errors import ProtocolError
+from protocol.manifest import Manifest
+from protocol.messages import Assignment, CheckinRequest, CheckinResponse, RegisterRequest, UploadMeta
+from protocol.tflite_file import read_initial_weights, read_manifest
+
+log = logging.getLogger("fedge.coordinator")
+OPEN_STATES = ("selecting", "reporting", "aggregating")
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _valid_name(name: str, what: str) -> str:
+    if not (1 <= len(name) <= 64) or not all(c.isalnum() or c in "-_." for c in name):
+        raise E.BadRequest(f"{what} must be 1-64 characters of letters, digits, '-', '_' or '.'")
+    return name
+
+
+@dataclass
+class Task:
+    task_id: str
+    population: str
+    config: TaskConfig
+    manifest: Manifest
+    model_sha: str
+    state: str
+    checkpoint_sha: str
+    rule: EligibilityRule
+
+
+class Coordinator:
+    def __init__(self, store: Store, pace: PaceConfig | None = None, metrics=None,
+                 clock=time.time, seed: int | None = None, checkin_rate: float = 5.0):
+        self.store = store
+        self.pace = pace or PaceConfig()
+        self.metrics = metrics
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.sums: dict[tuple[str, int], RunningSum] = {}
+        self.tasks: dict[str, Task] = {}
+        self.checkin_rate = checkin_rate
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self.recover()
+
+    # -- start-up -------------------------------------------------------------------
+    def recover(self) -> None:
+        """Load tasks; rebuild the running sum of every open round from its stored updates."""
+        self.tasks = {row["task_id"]: self._task_from_row(row) for row in self.store.all("SELECT * FROM tasks")}
+        for row in self.store.all("SELECT task_id, round FROM rounds WHERE state IN ('selecting','reporting','aggregating')"):
+            task = self.tasks[row["task_id"]]
+            acc = self._sum_for(task, row["round"])
+            for upd in self.store.all("SELECT * FROM updates WHERE task_id=? AND round=?", row["task_id"], row["round"]):
+                decoded = codec.decode(open(upd["blob"], "rb").read(), [w.size for w in task.manifest.weights])
+                acc.add(decoded.values, float(upd["examples"]))
+            log.info("recovered task %s round %s with %d updates", row["task_id"], row["round"], acc.count)
+
+    def _task_from_row(self, row) -> Task:
+        config = TaskConfig.from_dict(json.loads(row["config"]))
+        return Task(row["task_id"], row["population"], config, Manifest.from_json(row["manifest"]),
+                    row["model_sha"], row["state"], row["checkpoint_sha"], EligibilityRule.parse(config.eligibility))
+
+    def _sum_for(self, task: Task, round_num: int) -> RunningSum:
+        key = (task.task_id, round_num)
+        if key not in self.sums:
+            self.sums[key] = RunningSum(task.manifest.num_parameters)
+        return self.sums[key]
+
+    # -- admin ------------------------------------------------------------------------
+    def create_population(self, name: str) -> dict:
+        _valid_name(name, "population name")
+        if self.store.one("SELECT 1 FROM populations WHERE name=?", name):
+            raise E.Conflict(f"population '{name}' already exists", "exists")
+        self.store.execute("INSERT INTO populations VALUES (?, ?)", name, self.clock())
+        return {"name": name}
+
+    def put_model(self, data: bytes) -> dict:
+        try:
+            manifest = read_manifest(data)
+        except ProtocolError as exc:
+            raise E.BadRequest(str(exc), exc.code) from exc
+        sha = hashlib.sha256(data).hexdigest()
+        self.store.put_blob(sha, data)
+        return {"model_sha256": sha, "manifest": json.loads(manifest.to_json())}
+
+    def create_task(self, population: str, raw: dict) -> dict:
+        if not isinstance(raw, dict):
+            raise E.BadRequest("expected a JSON object with model_sha256 and config")
+        if not self.store.one("SELECT 1 FROM populations WHERE name=?", population):
+            raise E.NotFound(f"no population '{population}'")
+        model_sha = raw.get("model_sha256")
+        if not isinstance(model_sha, str) or self.store.blob_path(model_sha) is None:
+            raise E.BadRequest("model_sha256 must name a model uploaded to /v1/admin/models", "unknown_model")
+        config = TaskConfig.from_dict(raw.get("config", {}))
+        manifest = read_manifest(self.store.blob_path(model_sha).read_bytes())
+        if manifest.requires_flex:
+            log.warning("task model needs Flex ops %s: devices without Flex will refuse it", manifest.flex_ops)
+        initial = self._initial_weights(raw, manifest, self.store.blob_path(model_sha).read_bytes())
+        checkpoint = codec.encode(initial, codec.CodecSpec("f32"), np.random.default_rng(0))
+        ck_sha = hashlib.sha256(checkpoint).hexdigest()
+        self.store.put_blob(ck_sha, checkpoint)
+        task_id = raw.get("task_id") or f"task-{secrets.token_hex(4)}"
+        _valid_name(task_id, "task_id")
+        if task_id in self.tasks:
+            raise E.Conflict(f"task '{task_id}' already exists", "exists")
+        self.store.execute(
+            "INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?)", task_id, population, dumps(config.to_dict()),
+            model_sha, manifest.to_json(), "active", ck_sha, self.clock(), "",
+        )
+        self.tasks[task_id] = self._task_from_row(self.store.one("SELECT * FROM tasks WHERE task_id=?", task_id))
+        return self.task_summary(task_id)
+
+    def _initial_weights(self, raw: dict, manifest: Manifest, model_bytes: bytes) -> list[np.ndarray]:
+        """Initial global weights: an optional base64 float32 payload, else those embedded at export."""
+        import base64
+
+        payload = raw.get("initial_weights_f32")
+        try:
+            data = read_initial_weights(model_bytes) if payload is None else base64.b64decode(payload, validate=True)
+            decoded = codec.decode(data, [w.size for w in manifest.weights])
+        except (ProtocolError, ValueError) as exc:
+            raise E.BadRequest(f"initial_weights_f32: {exc}", "bad_payload") from exc
+        return codec.unflatten(decoded.values, manifest.weight_shapes)
+
+    def set_task_state(self, task_id: str, action: str) -> dict:
+        task = self._task(task_id)
+        target = {"pause": "paused", "resume": "active", "cancel": "cancelled"}.get(action)
+        if target is None:
+            raise E.BadRequest("action must be pause, resume or cancel")
+        if task.state in ("cancelled", "completed"):
+            raise E.Conflict(f"task is {task.state}", "task_finished")
+        with self.store.transaction() as tx:
+            tx.execute("UPDATE tasks SET state=? WHERE task_id=?", (target, task_id))
+            if target == "cancelled":
+                tx.execute("UPDATE rounds SET state='failed', reason='task cancelled', closed_at=? "
+                           "WHERE task_id=? AND state IN ('selecting','reporting','aggregating')", (self.clock(), task_id))
+        task.state = target
+        return self.task_summary(task_id)
+
+    def _task(self, task_id: str) -> Task:
+        if task_id not in self.tasks:
+            raise E.NotFound(f"no task '{task_id}'")
+        return self.tasks[task_id]
+
+    def task_summary(self, task_id: str) -> dict:
+        task = self._task(task_id)
+        row = self.store.one("SELECT reason FROM tasks WHERE task_id=?", task_id)
+        return {
+            "task_id": task_id, "population": task.population, "state": task.state, "reason": row["reason"],
+            "model_sha256": task.model_sha, "checkpoint_sha256": task.checkpoint_sha,
+            "config": task.config.to_dict(), "model_name": task.manifest.model_name,
+            "num_parameters": task.manifest.num_parameters,
+        }
+
+    def rounds(self, task_id: str) -> list[dict]:
+        self._task(task_id)
+        out = []
+        for r in self.store.all("SELECT * FROM rounds WHERE task_id=? ORDER BY round", task_id):
+            rec = {k: r[k] for k in r.keys() if k != "metrics"}
+            rec["metrics"] = json.loads(r["metrics"])
+            out.append(rec)
+        return out
+
+    # -- devices ----------------------------------------------------------------------
+    def register(self, req: RegisterRequest) -> dict:
+        if not self.store.one("SELECT 1 FROM populations WHERE name=?", req.population):
+            raise E.NotFound(f"no population '{req.population}'")
+        device_id = "d-" + secrets.token_hex(8)
+        token = secrets.token_urlsafe(32)
+        self.store.execute("INSERT INTO devices VALUES (?,?,?,?,?,?)", device_id, req.population,
+                           _hash_token(token), req.label[:64], self.clock(), 0.0)
+        return {"device_id": device_id, "token": f"{device_id}.{token}"}
+
+    def authenticate(self, authorization: str | None):
+        if not authorization or not authorization.startswith("Bearer "):
+            raise E.Unauthorized("missing device token (Authorization: Bearer <token>)")
+        device_id, _, token = authorization[7:].strip().partition(".")
+        row = self.store.one("SELECT * FROM devices WHERE device_id=?", device_id)
+        # Compare even for an unknown id, so timing does not reveal which ids exist.
+        expected = row["token_hash"] if row else _hash_token("x")
+        if not hmac.compare_digest(expected, _hash_token(token)) or row is None:
+            raise E.Unauthorized("invalid device token")
+        return row
+
+    def _rate_limit(self, device_id: str) -> None:
+        now = self.clock()
+        tokens, last = self._buckets.get(device_id, (self.checkin_rate * 2, now))
+        tokens = min(self.checkin_rate * 2, tokens + (now - last) * self.checkin_rate)
+        if tokens < 1.0:
+            raise E.TooManyRequests("too many check-ins; slow down", headers={"Retry-After": "1"})
+        self._buckets[device_id] = (tokens - 1.0, now)
+
+    def checkin(self, device, req: CheckinRequest) -> CheckinResponse:
+        self._rate_limit(device["device_id"])
+        now = self.clock()
+        self.store.execute("UPDATE devices SET last_seen=? WHERE device_id=?", now, device["device_id"])
+        state = req.state.to_dict()
+        tasks = [t for t in self.tasks.values() if t.population == device["population"] and t.state == "active"]
+        if not tasks:
+            return self._retry(now, self.pace.max_retry_s, "no_task")
+        eligible = [t for t in tasks if t.rule.admits(state) and (not t.manifest.requires_flex or req.state.supports_flex)]
+        if not eligible:
+            return self._retry(now, self.pace.ineligible_retry_s, "ineligible")
+        for task in eligible:
+            assignment = self._try_assign(task, device["device_id"], now)
+            if assignment is not None:
+                self._count("checkins", "assigned")
+                return CheckinResponse("assigned", assignment=assignment)
+        task = eligible[0]
+        population = self.store.one("SELECT COUNT(*) AS n FROM devices WHERE population=? AND last_seen>=?",
+                                    task.population, now - self.pace.max_retry_s)["n"]
+        window = retry_window(population, task.config.selection_window_s, task.config.target_selected, self.pace)
+        return self._retry(now, window, "no_slot")
+
+    def _retry(self, now: float, window: float, reason: str) -> CheckinResponse:
+        self._count("checkins", f"retry_{reason}")
+        return CheckinResponse("retry", retry_at=jittered(now, window, self.rng), reason=reason)
+
+    def _count(self, metric: str, label: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count(metric, label)
+
+    def _try_assign(self, task: Task, device_id: str, now: float) -> Assignment | None:
+        rnd = self.store.one("SELECT * FROM rounds WHERE task_id=? AND state='selecting'", task.task_id)
+        if rnd is None or now > rnd["selection_deadline"] or rnd["selected"] >= task.config.target_selected:
+            return None
+        token = secrets.token_urlsafe(24)
+        with self.store.transaction() as tx:
+            cur = tx.execute("INSERT OR IGNORE INTO assignments VALUES (?,?,?,?,?)",
+                             (task.task_id, rnd["round"], device_id, _hash_token(token), now))
+            if cur.rowcount == 0:
+                return None  # already in this round: it has its assignment
+            tx.execute("UPDATE rounds SET selected=selected+1 WHERE task_id=? AND round=?", (task.task_id, rnd["round"]))
+        if rnd["selected"] + 1 >= task.config.target_selected:
+            self._transition(task, rnd["round"], "reporting")
+        base = f"/v1/tasks/{task.task_id}/rounds/{rnd['round']}"
+        return Assignment(
+            task_id=task.task_id, round=rnd["round"], upload_token=token, plan=task.config.plan(),
+            model_sha256=task.model_sha, model_url=f"/v1/blobs/{task.model_sha}",
+            checkpoint_sha256=task.checkpoint_sha, checkpoint_url=f"/v1/blobs/{task.checkpoint_sha}",
+            upload_url=f"{base}/update", report_deadline=float(rnd["report_deadline"]),
+        )
+
+    def upload_limit(self, task_id: str) -> int:
+        task = self._task(task_id)
+        return task.config.codec_spec().max_payload_bytes(len(task.manifest.weights), task.manifest.num_parameters)
+
+    def upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
+               body: bytes) -> dict:
+        task = self._task(task_id)
+        device_id = device["device_id"]
+        assignment = self.store.one("SELECT * FROM assignments WHERE task_id=? AND round=? AND device_id=?",
+                                    task_id, round_num, device_id)
+        if assignment is None or not upload_token or not hmac.compare_digest(
+                assignment["token_hash"], _hash_token(upload_token)):
+            self._reject("not_assigned")
+            raise E.Forbidden("this device holds no assignment for that round (or the upload token is wrong)")
+        digest = hashlib.sha256(body).hexdigest()
+        previous = self.store.one("SELECT digest FROM updates WHERE task_id=? AND round=? AND device_id=?",
+                                  task_id, round_num, device_id)
+        if previous is not None:
+            if previous["digest"] == digest:
+                return {"accepted": True, "duplicate": True}  # a retry of an acknowledged upload
+            self._reject("duplicate")
+            raise E.Conflict("an update for this round was already accepted from this device", "duplicate")
+        rnd = self.store.one("SELECT * FROM rounds WHERE task_id=? AND round=?", task_id, round_num)
+        if rnd["state"] not in ("selecting", "reporting") or self.clock() > rnd["report_deadline"]:
+            self._reject("late")
+            raise E.Gone(f"round {round_num} is closed ({rnd['state']}); the update was not counted", "round_closed")
+        expected_codec = task.config.codec_spec()
+        try:
+            decoded = codec.decode(body, [w.size for w in task.manifest.weights])
+        except ProtocolError as exc:
+            self._reject(exc.code)
+            raise E.BadRequest(str(exc), exc.code) from exc
+        if decoded.codec != expected_codec.name:
+            self._reject("wrong_codec")
+            raise E.BadRequest(f"update uses codec {decoded.codec}; this task expects {expected_codec.name}", "wrong_codec")
+        path = self.store.update_path(task_id, round_num, device_id)
+        self.store.write_file(path, body)
+        with self.store.transaction() as tx:
+            tx.execute("INSERT INTO updates VALUES (?,?,?,?,?,?,?,?)",
+                       (task_id, round_num, device_id, meta.example_count,
+                        dumps({"train_loss": meta.train_loss, "eval_loss": meta.eval_loss,
+                               "eval_accuracy": meta.eval_accuracy, "eval_count": meta.eval_count}),
+                        str(path), digest, self.clock()))
+            tx.execute("UPDATE rounds SET reported=reported+1, examples=examples+? WHERE task_id=? AND round=?",
+                       (meta.example_count, task_id, round_num))
+        self._sum_for(task, round_num).add(decoded.values, float(meta.example_count))
+        if self.metrics is not None:
+            self.metrics.bytes_in(len(body))
+        if rnd["reported"] + 1 >= task.config.goal_count:
+            self._transition(task, round_num, "aggregating")
+        return {"accepted": True, "duplicate": False}
+
+    def _reject(self, reason: str) -> None:
+        self._count("rejected_uploads", reason)
+
+    # -- the round state machine -----------------------------------------------------------
+    def _transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None:
+        closed = self.clock() if state in ("committed", "failed") else None
+        self.store.execute("UPDATE rounds SET state=?, reason=?, closed_at=COALESCE(?, closed_at) "
+                           "WHERE task_id=? AND round=?", state, reason, closed, task.task_id, round_num)
+        log.info("task %s round %d -> %s %s", task.task_id, round_num, state, reason)
+
+    def tick(self) -> None:
+        """Advance every active task's round by the clock; called periodically."""
+        now = self.clock()
+        for task in list(self.tasks.values()):
+            rnd = self.store.one("SELECT * FROM rounds WHERE task_id=? ORDER BY round DESC LIMIT 1", task.task_id)
+            if task.state != "active":
+                continue
+            if rnd is None or rnd["state"] in ("committed", "failed"):
+                done = self.store.one("SELECT COUNT(*) AS n FROM rounds WHERE task_id=? AND state='committed'",
+                                      task.task_id)["n"]
+                if done >= task.config.rounds:
+                    self._finish_task(task, "completed", f"{done} rounds committed")
+                    continue
+                self._open_round(task, (rnd["round"] + 1) if rnd else 1, now)
+                continue
+            self._advance(task, rnd, now)
+
+    def _open_round(self, task: Task, round_num: int, now: float) -> None:
+        c = task.config
+        self.store.execute(
+            "INSERT INTO rounds (task_id, round, state, opened_at, selection_deadline, report_deadline) "
+            "VALUES (?,?,?,?,?,?)", task.task_id, round_num, "selecting", now,
+            now + c.selection_window_s, now + c.selection_window_s + c.report_deadline_s,
+        )
+
+    def _advance(self, task: Task, rnd, now: float) -> None:
+        c = task.config
+        state, num = rnd["state"], rnd["round"]
+        if state == "selecting" and now > rnd["selection_deadline"]:
+            if rnd["selected"] >= c.required_reports:
+                self._transition(task, num, "reporting")
+            else:
+                self._fail_round(task, num, f"selection window closed with {rnd['selected']} devices, "
+                                            f"need at least {c.required_reports}")
+            return
+        if state in ("selecting", "reporting") and (rnd["reported"] >= c.goal_count or now > rnd["report_deadline"]):
+            if rnd["reported"] >= c.required_reports:
+                self._transition(task, num, "aggregating")
+                state = "aggregating"
+            else:
+                self._fail_round(task, num, f"reporting deadline passed with {rnd['reported']} reports, "
+                                            f"need at least {c.required_reports}")
+                return
+        if state == "aggregating":
+            self._commit(task, num)
+
+    def _fail_round(self, task: Task, num: int, reason: str) -> None:
+        self._transition(task, num, "failed", reason)
+        self._discard_updates(task, num)
+
+    def _discard_updates(self, task: Task, num: int) -> None:
+        self.sums.pop((task.task_id, num), None)
+        for upd in self.store.all("SELECT blob FROM updates WHERE task_id=? AND round=?", task.task_id, num):
+            try:
+                os_remove(upd["blob"])
+            except FileNotFoundError:
+                pass
+
+    def _commit(self, task: Task, num: int) -> None:
+        started = self.clock()
+        acc = self._sum_for(task, num)
+        base = codec.decode(self.store.blob_path(task.checkpoint_sha).read_bytes()).values
+        opt_state = self._load_opt_state(task, num - 1)
+        new_weights, opt_state = apply_server_optimizer(base, acc.mean(), task.config.server_optimizer, opt_state)
+        if not np.all(np.isfinite(new_weights)):
+            self._fail_round(task, num, "aggregate is not finite")
+            return
+        payload = codec.encode(codec.unflatten(new_weights, task.manifest.weight_shapes), codec.CodecSpec("f32"),
+                               np.random.default_rng(0))
+        sha = hashlib.sha256(payload).hexdigest()
+        self.store.put_blob(sha, payload)
+        if opt_state:
+            self._save_opt_state(task, num, opt_state)
+        metrics = self._round_metrics(task, num, acc)
+        with self.store.transaction() as tx:
+            tx.execute("UPDATE rounds SET state='committed', closed_at=?, checkpoint_sha=?, metrics=? "
+                       "WHERE task_id=? AND round=?", (self.clock(), sha, dumps(metrics), task.task_id, num))
+            tx.execute("UPDATE tasks SET checkpoint_sha=? WHERE task_id=?", (sha, task.task_id))
+        task.checkpoint_sha = sha
+        self._discard_updates(task, num)
+        if self.metrics is not None:
+            rnd = self.store.one("SELECT opened_at FROM rounds WHERE task_id=? AND round=?", task.task_id, num)
+            self.metrics.round_committed(self.clock() - rnd["opened_at"], self.clock() - started)
+        log.info("task %s round %d committed: %d reports, %s", task.task_id, num, acc.count, metrics)
+
+    def _round_metrics(self, task: Task, num: int, acc: RunningSum) -> dict:
+        rows = self.store.all("SELECT examples, meta FROM updates WHERE task_id=? AND round=?", task.task_id, num)
+        metas = [(r["examples"], json.loads(r["meta"])) for r in rows]
+        total = sum(n for n, _ in metas) or 1
+        eval_total = sum(m["eval_count"] for _, m in metas)
+        out = {"reports": acc.count, "examples": int(acc.weight),
+               "train_loss": sum(n * m["train_loss"] for n, m in metas) / total}
+        if eval_total:
+            out["eval_accuracy"] = sum(m["eval_count"] * m["eval_accuracy"] for _, m in metas) / eval_total
+            out["eval_loss"] = sum(m["eval_count"] * m["eval_loss"] for _, m in metas) / eval_total
+        return out
+
+    def _opt_path(self, task: Task, num: int):
+        return self.store.data_dir / "server_opt" / task.task_id / f"{num:06d}.npz"
+
+    def _load_opt_state(self, task: Task, num: int) -> dict:
+        path = self._opt_path(task, num)
+        if not path.exists():
+            return {}
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    def _save_opt_state(self, task: Task, num: int, state: dict) -> None:
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **state)
+        self.store.write_file(self._opt_path(task, num), buf.getvalue())
+
+    def _finish_task(self, task: Task, state: str, reason: str) -> None:
+        self.store.execute("UPDATE tasks SET state=?, reason=? WHERE task_id=?", state, reason, task.task_id)
+        task.state = state
+        log.info("task %s %s: %s", task.task_id, state, reason)
+
+    def active_devices(self, window_s: float = 600.0) -> int:
+        return self.store.one("SELECT COUNT(*) AS n FROM devices WHERE last_seen>=?", self.clock() - window_s)["n"]
+
+
+def os_remove(path: str) -> None:
+    import os
+
+    os.remove(path)

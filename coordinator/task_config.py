@@ -1,0 +1,115 @@
+"""A task's configuration, validated when the task is created (bad config -> 400)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from coordinator.errors import BadRequest
+from protocol.codec import CodecSpec
+from protocol.eligibility import EligibilityRule
+from protocol.errors import ProtocolError
+from protocol.messages import Plan
+
+
+def _num(raw: dict, name: str, default, lo=None, hi=None, kind=float):
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise BadRequest(f"task config '{name}' must be a{'n integer' if kind is int else ' number'}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi) or not math.isfinite(value):
+        raise BadRequest(f"task config '{name}' must be in [{lo}, {hi}]")
+    return kind(value)
+
+
+@dataclass(frozen=True)
+class ServerOptimizer:
+    name: str = "fedavg"  # "fedavg" or "fedadam"
+    learning_rate: float = 1.0
+    beta_1: float = 0.9
+    beta_2: float = 0.99
+    tau: float = 1e-3
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    rounds: int = 20
+    goal_count: int = 10
+    over_selection: float = 1.3
+    min_reports: int = 0  # 0 -> goal_count // 2, at least 1
+    selection_window_s: float = 30.0
+    report_deadline_s: float = 120.0
+    eligibility: str = ""
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 0.05
+    codec: str = "q8"
+    chunk_size: int = 256
+    clip_norm: float = 0.0
+    server_optimizer: ServerOptimizer = field(default_factory=ServerOptimizer)
+
+    @property
+    def target_selected(self) -> int:
+        return max(self.goal_count, math.ceil(self.goal_count * self.over_selection))
+
+    @property
+    def required_reports(self) -> int:
+        return self.min_reports or max(1, self.goal_count // 2)
+
+    def plan(self) -> Plan:
+        return Plan(self.epochs, self.batch_size, self.learning_rate, self.codec, self.chunk_size, self.clip_norm)
+
+    def codec_spec(self) -> CodecSpec:
+        return CodecSpec.parse(self.codec, self.chunk_size)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "TaskConfig":
+        if not isinstance(raw, dict):
+            raise BadRequest("task config must be a JSON object")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise BadRequest(f"unknown task config field(s): {', '.join(sorted(unknown))}")
+        so_raw = raw.get("server_optimizer", {}) or {}
+        if not isinstance(so_raw, dict) or set(so_raw) - set(ServerOptimizer.__dataclass_fields__):
+            raise BadRequest("server_optimizer must be an object with name, learning_rate, beta_1, beta_2, tau")
+        so = ServerOptimizer(
+            name=str(so_raw.get("name", "fedavg")),
+            learning_rate=_num(so_raw, "learning_rate", 1.0, 0.0, 100.0),
+            beta_1=_num(so_raw, "beta_1", 0.9, 0.0, 1.0),
+            beta_2=_num(so_raw, "beta_2", 0.99, 0.0, 1.0),
+            tau=_num(so_raw, "tau", 1e-3, 1e-12, 10.0),
+        )
+        if so.name not in ("fedavg", "fedadam"):
+            raise BadRequest("server_optimizer.name must be 'fedavg' or 'fedadam'")
+        eligibility = raw.get("eligibility", "")
+        codec = raw.get("codec", "q8")
+        if not isinstance(eligibility, str) or not isinstance(codec, str):
+            raise BadRequest("task config 'eligibility' and 'codec' must be strings")
+        cfg = cls(
+            rounds=_num(raw, "rounds", 20, 1, 1_000_000, int),
+            goal_count=_num(raw, "goal_count", 10, 1, 1_000_000, int),
+            over_selection=_num(raw, "over_selection", 1.3, 1.0, 10.0),
+            min_reports=_num(raw, "min_reports", 0, 0, 1_000_000, int),
+            selection_window_s=_num(raw, "selection_window_s", 30.0, 0.1, 86400.0),
+            report_deadline_s=_num(raw, "report_deadline_s", 120.0, 0.1, 86400.0),
+            eligibility=eligibility,
+            epochs=_num(raw, "epochs", 1, 1, 1000, int),
+            batch_size=_num(raw, "batch_size", 32, 1, 100_000, int),
+            learning_rate=_num(raw, "learning_rate", 0.05, 0.0, 100.0),
+            codec=codec,
+            chunk_size=_num(raw, "chunk_size", 256, 1, 1 << 20, int),
+            clip_norm=_num(raw, "clip_norm", 0.0, 0.0, 1e9),
+            server_optimizer=so,
+        )
+        if cfg.min_reports > cfg.goal_count:
+            raise BadRequest("min_reports cannot exceed goal_count")
+        try:
+            EligibilityRule.parse(cfg.eligibility)
+            cfg.codec_spec()
+        except ProtocolError as exc:
+            raise BadRequest(str(exc), exc.code) from exc
+        return cfg
