@@ -17,7 +17,7 @@ SUBCOMMANDS = {
     "serve": ("coordinator.cli", "run the coordinator service"),
     "device": ("device_runtime.cli", "run the reference device runtime"),
     "fleet": ("device_runtime.fleet_cli", "run many emulated devices against a coordinator"),
-    "demo": ("device_runtime.demo", "export, serve and train a 100-device fleet end to end"),
+    "demo": ("fedge.demo", "export, serve and train a 100-device fleet end to end"),
 }
 
 

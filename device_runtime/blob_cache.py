@@ -1,0 +1,60 @@
+"""Content-addressed caches for models and checkpoints (keyed by sha256)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+
+class MemoryBlobCache:
+    """LRU in memory; the fleet shares one across its devices."""
+
+    def __init__(self, max_items: int = 64):
+        self.items: OrderedDict[str, bytes] = OrderedDict()
+        self.max_items = max_items
+
+    def get(self, sha: str) -> bytes | None:
+        if sha in self.items:
+            self.items.move_to_end(sha)
+            return self.items[sha]
+        return None
+
+    def put(self, sha: str, data: bytes) -> None:
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise ValueError(f"downloaded blob does not match its sha256 {sha[:12]}...")
+        self.items[sha] = data
+        while len(self.items) > self.max_items:
+            self.items.popitem(last=False)
+
+    def keys(self) -> list[str]:
+        return list(self.items)
+
+
+class DiskBlobCache(MemoryBlobCache):
+    """On a real device: blobs persist across restarts in a folder."""
+
+    def __init__(self, folder: str | os.PathLike, max_items: int = 8):
+        super().__init__(max_items)
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def get(self, sha: str) -> bytes | None:
+        path = self.folder / sha
+        if len(sha) == 64 and path.exists():
+            return path.read_bytes()
+        return None
+
+    def put(self, sha: str, data: bytes) -> None:
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise ValueError(f"downloaded blob does not match its sha256 {sha[:12]}...")
+        tmp = self.folder / (sha + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, self.folder / sha)
+        files = sorted(self.folder.iterdir(), key=lambda p: p.stat().st_mtime)
+        for old in files[: max(0, len(files) - self.max_items)]:
+            old.unlink(missing_ok=True)
+
+    def keys(self) -> list[str]:
+        return [p.name for p in self.folder.iterdir() if len(p.name) == 64]

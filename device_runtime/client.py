@@ -1,0 +1,97 @@
+"""The device's HTTP client for the /v1 protocol, with retries (tenacity: exponential
+backoff with jitter) on network errors, 429 and 5xx. A retried upload sends the same
+bytes, which the coordinator recognises as the same update (idempotent)."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from protocol.messages import Assignment, CheckinRequest, CheckinResponse, DeviceState, UploadMeta
+
+
+class ApiError(Exception):
+    """A 4xx answer: the request was wrong or too late; retrying will not help."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code = status, code
+
+
+class TransientError(Exception):
+    """A 429/5xx answer: worth retrying."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ServerTimeoutError, TransientError, TimeoutError))
+
+
+class CoordinatorClient:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, token: str | None = None,
+                 attempts: int = 5, max_backoff_s: float = 10.0):
+        self.base = base_url.rstrip("/")
+        self.session = session
+        self.token = token
+        self.attempts = attempts
+        self.max_backoff_s = max_backoff_s
+        self.bytes_up = 0
+        self.bytes_down = 0
+
+    def _headers(self, extra: dict | None = None) -> dict:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers.update(extra or {})
+        return headers
+
+    async def _request(self, method: str, path: str, **kwargs):
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.attempts), wait=wait_exponential_jitter(0.2, self.max_backoff_s),
+            retry=retry_if_exception(_retryable), reraise=True,
+        ):
+            with attempt:
+                async with self.session.request(method, self.base + path, **kwargs) as resp:
+                    body = await resp.read()
+                    if resp.status == 429 or resp.status >= 500:
+                        raise TransientError(f"{resp.status} from {path}")
+                    if resp.status >= 400:
+                        try:
+                            err = json.loads(body)["error"]
+                        except (ValueError, KeyError, TypeError):
+                            err = {"code": "http_error", "message": body[:200].decode(errors="replace")}
+                        raise ApiError(resp.status, err.get("code", ""), err.get("message", ""))
+                    self.bytes_down += len(body)
+                    return resp.status, resp.headers, body
+
+    async def register(self, population: str, label: str = "") -> str:
+        _, _, body = await self._request("POST", "/v1/devices/register",
+                                         json={"population": population, "label": label})
+        self.token = json.loads(body)["token"]
+        return self.token
+
+    async def checkin(self, state: DeviceState, cached: list[str]) -> CheckinResponse:
+        payload = {"state": state.to_dict(), "cached_models": cached}
+        _, _, body = await self._request("POST", "/v1/checkin", json=payload, headers=self._headers())
+        return CheckinResponse.from_dict(json.loads(body))
+
+    async def fetch_blob(self, url: str, sha: str, cache) -> bytes:
+        """GET a content-addressed blob; a cached copy is revalidated with If-None-Match."""
+        cached = cache.get(sha)
+        headers = {"If-None-Match": f'"{sha}"'} if cached is not None else {}
+        status, _, body = await self._request("GET", url, headers=headers)
+        if status == 304:
+            return cached
+        cache.put(sha, body)
+        return body
+
+    async def upload(self, assignment: Assignment, payload: bytes, meta: UploadMeta) -> dict:
+        headers = self._headers({
+            "Content-Type": "application/octet-stream",
+            "Fedge-Upload-Token": assignment.upload_token,
+            "Fedge-Upload": json.dumps({"example_count": meta.example_count, "train_loss": meta.train_loss,
+                                        "eval_loss": meta.eval_loss, "eval_accuracy": meta.eval_accuracy,
+                                        "eval_count": meta.eval_count}),
+        })
+        _, _, body = await self._request("POST", assignment.upload_url, data=payload, headers=headers)
+        self.bytes_up += len(payload)
+        return json.loads(body)

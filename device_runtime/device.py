@@ -1,0 +1,118 @@
+"""The device loop: check in, obey 'come back at T', download (cached by content hash),
+train before the deadline, upload once. Shared by `fedge device` and the fleet."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from device_runtime.client import ApiError, CoordinatorClient
+from device_runtime.example_store import LocalData
+from device_runtime.trainer import Trainer
+from protocol.messages import Assignment, DeviceState, UploadMeta
+
+log = logging.getLogger("fedge.device")
+
+
+@dataclass
+class DeviceStats:
+    rounds_joined: int = 0
+    uploads: int = 0
+    abandoned_deadline: int = 0
+    dropped: int = 0
+    rejected: int = 0
+    bytes_up: int = 0
+    float32_bytes: int = 0
+    last_outcome: str = ""
+
+
+@dataclass
+class Behaviour:
+    """Emulation knobs: how much slower than the host this device is, and how it fails."""
+
+    slowdown: float = 1.0  # compute time multiplier (a slow phone)
+    dropout: float = 0.0  # probability of vanishing after training, before the upload
+    safety_margin_s: float = 0.5
+
+
+@dataclass
+class RoundOutcome:
+    outcome: str  # uploaded | retry | abandoned | dropped | rejected
+    retry_at: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class Device:
+    client: CoordinatorClient
+    data: LocalData
+    trainer: Trainer
+    state_fn: Callable[[], DeviceState]
+    cache: object
+    rng: np.random.Generator
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    stats: DeviceStats = field(default_factory=DeviceStats)
+    clock: Callable[[], float] = time.time
+
+    def _expected_train_s(self, assignment: Assignment) -> float:
+        steps = assignment.plan.epochs * -(-len(self.data.x_train) // self.trainer.batch_size_hint(assignment))
+        return steps * self.trainer.step_time_estimate(assignment.model_sha256) * self.behaviour.slowdown
+
+    async def run_once(self) -> RoundOutcome:
+        resp = await self.client.checkin(self.state_fn(), self.cache.keys())
+        if resp.outcome == "retry":
+            return RoundOutcome("retry", resp.retry_at, resp.reason)
+        a = resp.assignment
+        self.stats.rounds_joined += 1
+        model = await self.client.fetch_blob(a.model_url, a.model_sha256, self.cache)
+        checkpoint = await self.client.fetch_blob(a.checkpoint_url, a.checkpoint_sha256, self.cache)
+        if self.clock() + self._expected_train_s(a) + self.behaviour.safety_margin_s > a.report_deadline:
+            return self._abandon("cannot finish before the reporting deadline")
+        started = time.perf_counter()
+        result = await self.trainer.train(model, a.model_sha256, checkpoint, a.checkpoint_sha256, a.plan,
+                                          self.data, self.rng)
+        if self.behaviour.slowdown > 1.0:
+            await asyncio.sleep((time.perf_counter() - started) * (self.behaviour.slowdown - 1.0))
+        if self.behaviour.dropout and self.rng.random() < self.behaviour.dropout:
+            self.stats.dropped += 1
+            return RoundOutcome("dropped")
+        if self.clock() + self.behaviour.safety_margin_s / 5 > a.report_deadline:
+            return self._abandon("training ended after the reporting deadline")
+        meta = UploadMeta(result.example_count, result.train_loss, result.eval_loss, result.eval_accuracy,
+                          result.eval_count)
+        try:
+            await self.client.upload(a, result.payload, meta)
+        except ApiError as exc:
+            self.stats.rejected += 1
+            return RoundOutcome("rejected", detail=str(exc))
+        self.stats.uploads += 1
+        self.stats.bytes_up += len(result.payload)
+        self.stats.float32_bytes += result.float32_bytes
+        return RoundOutcome("uploaded", detail=f"{len(result.payload)} bytes")
+
+    def _abandon(self, why: str) -> RoundOutcome:
+        self.stats.abandoned_deadline += 1
+        log.info("abandoning round: %s", why)
+        return RoundOutcome("abandoned", detail=why)
+
+    async def run(self, stop: asyncio.Event, max_rounds: int | None = None, after_round_s: float = 0.5) -> None:
+        """Loop until ``stop`` is set (or ``max_rounds`` uploads)."""
+        while not stop.is_set():
+            try:
+                outcome = await self.run_once()
+            except ApiError as exc:
+                log.warning("check-in refused: %s", exc)
+                outcome = RoundOutcome("rejected", self.clock() + 5.0, str(exc))
+            self.stats.last_outcome = outcome.outcome
+            if max_rounds is not None and self.stats.uploads >= max_rounds:
+                return
+            wake = outcome.retry_at if outcome.outcome == "retry" else self.clock() + after_round_s
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, wake - self.clock()))
+            except asyncio.TimeoutError:
+                pass

@@ -1,0 +1,250 @@
+"""Many emulated devices in one process, each a real HTTP client of the coordinator.
+
+Devices are coroutines on one event loop; their training runs on a `Trainer` thread
+pool sized to the machine's cores, with interpreters reused across devices. An
+availability model decides when each device reports itself charging / on Wi-Fi /
+idle; behaviours add slow devices and mid-round dropouts. A monitor follows the
+task's rounds, evaluates each committed global model on held-out data, and keeps
+the history (CSV, JSON, PNG plot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+from device_runtime.admin import AdminClient
+from device_runtime.blob_cache import MemoryBlobCache
+from device_runtime.client import CoordinatorClient
+from device_runtime.device import Behaviour, Device
+from device_runtime.example_store import split_holdout
+from device_runtime.litert_model import LocalModel, runtime_version
+from device_runtime.trainer import Trainer
+from protocol import codec
+from protocol.messages import DeviceState
+
+
+@dataclass
+class Availability:
+    """always | diurnal[:PERIOD_S] | trace:FILE (CSV rows: device_index,start_s,end_s)."""
+
+    kind: str = "always"
+    period_s: float = 60.0
+    windows: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str) -> "Availability":
+        kind, _, arg = spec.partition(":")
+        if kind == "always":
+            return cls()
+        if kind == "diurnal":
+            return cls("diurnal", float(arg or 60.0))
+        if kind == "trace":
+            windows: dict[int, list[tuple[float, float]]] = {}
+            with open(arg, newline="") as f:
+                for row in csv.reader(f):
+                    if not row or row[0].startswith("#") or not row[0].strip().isdigit():
+                        continue
+                    windows.setdefault(int(row[0]), []).append((float(row[1]), float(row[2])))
+            return cls("trace", windows=windows)
+        raise ValueError(f"unknown availability {spec!r}; use always, diurnal[:PERIOD_S] or trace:FILE")
+
+    def available(self, index: int, phase: float, elapsed: float) -> bool:
+        if self.kind == "always":
+            return True
+        if self.kind == "diurnal":
+            # Each device has its own time zone (phase); available ~half of the "day", peaking at night.
+            return math.sin(2 * math.pi * (elapsed / self.period_s + phase)) > -0.2
+        return any(a <= elapsed < b for a, b in self.windows.get(index, []))
+
+
+@dataclass
+class RoundRecord:
+    round: int
+    state: str
+    selected: int
+    reported: int
+    examples: int
+    train_loss: float
+    device_eval_accuracy: float
+    global_accuracy: float
+    global_loss: float
+    bytes_up: int
+    dropouts: int
+    abandoned: int
+    duration_s: float
+    reason: str = ""
+
+
+@dataclass
+class FleetConfig:
+    coordinator: str
+    admin_token: str
+    devices: int = 100
+    dataset: str = "digits"
+    partition: str = "dirichlet:0.3"
+    availability: str = "always"
+    dropout: float = 0.1
+    slow_fraction: float = 0.1
+    slowdown: float = 3.0
+    population: str = "fleet"
+    holdout: float = 0.2
+    workers: int | None = None
+    seed: int = 0
+    out_dir: str = "fleet_out"
+    progress: bool = True
+
+
+class Fleet:
+    def __init__(self, cfg: FleetConfig, data):
+        self.cfg = cfg
+        self.data = data
+        self.trainer = Trainer(cfg.workers)
+        self.cache = MemoryBlobCache()
+        self.availability = Availability.parse(cfg.availability)
+        self.devices: list[Device] = []
+        self.history: list[RoundRecord] = []
+        self.started = time.time()
+
+    def _state_fn(self, index: int, phase: float, version: str):
+        def state() -> DeviceState:
+            up = self.availability.available(index, phase, time.time() - self.started)
+            return DeviceState(charging=up, unmetered=up, idle=up, battery=0.8 if up else 0.3,
+                               free_storage_mb=4096.0, runtime="litert", runtime_version=version)
+        return state
+
+    async def _make_devices(self, session: aiohttp.ClientSession) -> None:
+        rng = np.random.default_rng(self.cfg.seed)
+        version = runtime_version()
+        sem = asyncio.Semaphore(64)
+
+        async def make(i: int, shard) -> Device:
+            client = CoordinatorClient(self.cfg.coordinator, session)
+            async with sem:
+                await client.register(self.cfg.population, label=f"emulated-{i}")
+            slow = rng.random() < self.cfg.slow_fraction
+            return Device(
+                client=client, data=split_holdout(shard[0], shard[1], self.cfg.holdout, self.cfg.seed + i),
+                trainer=self.trainer, state_fn=self._state_fn(i, float(rng.random()), version), cache=self.cache,
+                rng=np.random.default_rng([self.cfg.seed, i]),
+                behaviour=Behaviour(slowdown=self.cfg.slowdown if slow else 1.0, dropout=self.cfg.dropout),
+            )
+
+        self.devices = await asyncio.gather(*(make(i, s) for i, s in enumerate(self.data.shards)))
+
+    def _evaluate(self, model: LocalModel, checkpoint: bytes) -> tuple[float, float]:
+        model.set_weights(codec.unflatten(codec.decode(checkpoint).values, model.manifest.weight_shapes))
+        loss, acc = model.evaluate(self.data.x_test, self.data.y_test)
+        return acc, loss
+
+    async def run(self, model_bytes: bytes, task_config: dict, task_id: str | None = None,
+                  on_round=None) -> list[RoundRecord]:
+        timeout = aiohttp.ClientTimeout(total=60)
+        connector = aiohttp.TCPConnector(limit=256)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            admin = AdminClient(self.cfg.coordinator, self.cfg.admin_token, session)
+            await admin.ensure_population(self.cfg.population)
+            sha = await admin.upload_model(model_bytes)
+            task = await admin.create_task(self.cfg.population, sha, task_config, task_id)
+            await self._make_devices(session)
+            stop = asyncio.Event()
+            self.started = time.time()
+            runners = [asyncio.create_task(d.run(stop)) for d in self.devices]
+            try:
+                await self._monitor(admin, session, task["task_id"], model_bytes, task_config["rounds"], on_round)
+            finally:
+                stop.set()
+                await asyncio.gather(*runners, return_exceptions=True)
+        self.trainer.close()
+        return self.history
+
+    async def _monitor(self, admin: AdminClient, session, task_id: str, model_bytes: bytes, rounds: int,
+                       on_round) -> None:
+        from tqdm import tqdm
+
+        eval_model = LocalModel(model_bytes)
+        seen: set[int] = set()
+        bar = tqdm(total=rounds, desc="rounds", unit="round", disable=None if self.cfg.progress else True, leave=False)
+        last_bytes = last_drop = last_abandon = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            info = await admin.task(task_id)
+            for r in info["rounds"]:
+                if r["round"] in seen or r["state"] not in ("committed", "failed"):
+                    continue
+                seen.add(r["round"])
+                acc = loss = float("nan")
+                if r["state"] == "committed":
+                    async with session.get(f"{self.cfg.coordinator}/v1/blobs/{r['checkpoint_sha']}") as resp:
+                        ck = await resp.read()
+                    acc, loss = await loop.run_in_executor(None, self._evaluate, eval_model, ck)
+                up = sum(d.stats.bytes_up for d in self.devices)
+                drops = sum(d.stats.dropped for d in self.devices)
+                abandons = sum(d.stats.abandoned_deadline for d in self.devices)
+                m = r["metrics"]
+                rec = RoundRecord(r["round"], r["state"], r["selected"], r["reported"], r["examples"],
+                                  m.get("train_loss", float("nan")), m.get("eval_accuracy", float("nan")),
+                                  acc, loss, up - last_bytes, drops - last_drop, abandons - last_abandon,
+                                  (r["closed_at"] or 0) - r["opened_at"], r["reason"])
+                last_bytes, last_drop, last_abandon = up, drops, abandons
+                self.history.append(rec)
+                bar.update(1 if r["state"] == "committed" else 0)
+                if on_round:
+                    bar.clear()
+                    on_round(rec)
+                    bar.refresh()
+            if info["state"] in ("completed", "cancelled", "failed"):
+                break
+            await asyncio.sleep(0.2)
+        bar.close()
+
+    def bytes_summary(self) -> tuple[int, int]:
+        return sum(d.stats.bytes_up for d in self.devices), sum(d.stats.float32_bytes for d in self.devices)
+
+
+def format_round(rec: RoundRecord) -> str:
+    if rec.state != "committed":
+        return f"round {rec.round:>3}  FAILED: {rec.reason}"
+    return (f"round {rec.round:>3}  selected {rec.selected:>3}  reports {rec.reported:>3}  "
+            f"dropouts {rec.dropouts:>2}  late {rec.abandoned:>2}  train loss {rec.train_loss:6.3f}  "
+            f"global acc {rec.global_accuracy:6.3f}  up {rec.bytes_up / 1024:7.1f} KiB  {rec.duration_s:5.1f}s")
+
+
+def write_history(history: list[RoundRecord], out_dir: str | Path, title: str = "fedge fleet") -> dict[str, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "history.csv", "json": out / "history.json", "png": out / "history.png"}
+    rows = [asdict(r) for r in history]
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(RoundRecord.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(rows)
+    paths["json"].write_text(json.dumps(rows, indent=1))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in history if r.state == "committed"]
+    fig, ax1 = plt.subplots(figsize=(7, 4))
+    ax1.plot([r.round for r in ok], [r.global_accuracy for r in ok], "o-", color="tab:blue", label="global accuracy")
+    ax1.set_xlabel("round")
+    ax1.set_ylabel("accuracy (held-out)", color="tab:blue")
+    ax1.set_ylim(0, 1)
+    ax2 = ax1.twinx()
+    ax2.plot([r.round for r in ok], [r.global_loss for r in ok], "s--", color="tab:red", label="global loss")
+    ax2.set_ylabel("loss", color="tab:red")
+    ax1.set_title(title)
+    ax1.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(paths["png"], dpi=110)
+    plt.close(fig)
+    return paths

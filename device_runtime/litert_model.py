@@ -1,0 +1,109 @@
+"""A fedge `.tflite` driven through the stock LiteRT interpreter (no TensorFlow).
+
+`LocalModel` wraps one interpreter: load global weights, run local epochs through the
+``train`` signature (padding the last batch with zero sample weights), evaluate, and
+read the weights back. It is not thread-safe; the fleet gives each worker thread its
+own instances and reuses them across devices.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from protocol.errors import ProtocolError
+from protocol.manifest import Manifest
+from protocol.tflite_file import read_manifest
+
+
+def load_interpreter_class():
+    """LiteRT's interpreter; tflite-runtime where LiteRT has no wheel for the platform."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "litert"
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter  # type: ignore
+
+            return Interpreter, "tflite-runtime"
+        except ImportError as exc:
+            raise RuntimeError("no TFLite runtime: pip install 'fedge[device]' (ai-edge-litert) "
+                               "or tflite-runtime") from exc
+
+
+def runtime_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ai-edge-litert")
+    except Exception:
+        return "0"
+
+
+class LocalModel:
+    def __init__(self, model_bytes: bytes, num_threads: int = 1):
+        self.manifest: Manifest = read_manifest(model_bytes)
+        if self.manifest.requires_flex:
+            raise ProtocolError(
+                f"this model needs TensorFlow Flex ops ({', '.join(self.manifest.flex_ops)}), "
+                "which the stock LiteRT runtime on this device does not have", "needs_flex")
+        interpreter_cls, _ = load_interpreter_class()
+        self.interpreter = interpreter_cls(model_content=model_bytes, num_threads=num_threads)
+        self._train = self.interpreter.get_signature_runner("train")
+        self._evaluate = self.interpreter.get_signature_runner("evaluate")
+        self._get = self.interpreter.get_signature_runner("get_weights")
+        self._set = self.interpreter.get_signature_runner("set_weights")
+        self.batch = self.manifest.batch_size
+        self.last_step_s = 0.0
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        self._set(**{w.key: np.asarray(v, np.float32).reshape(w.shape) for w, v in zip(self.manifest.weights, weights)})
+
+    def get_weights(self) -> list[np.ndarray]:
+        out = self._get()
+        return [np.array(out[w.key], np.float32) for w in self.manifest.weights]
+
+    def _batches(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator | None):
+        n = len(x)
+        order = rng.permutation(n) if rng is not None else np.arange(n)
+        for start in range(0, n, self.batch):
+            idx = order[start : start + self.batch]
+            pad = self.batch - len(idx)
+            weight = np.ones(self.batch, np.float32)
+            if pad:
+                weight[len(idx):] = 0.0
+                idx = np.concatenate([idx, np.repeat(idx[:1], pad)])
+            yield x[idx], y[idx], weight, len(idx) - pad
+
+    def train(self, x: np.ndarray, y: np.ndarray, epochs: int, learning_rate: float,
+              rng: np.random.Generator) -> float:
+        """Local epochs; returns the example-weighted mean training loss."""
+        x = x.astype(self.manifest.input.dtype, copy=False)
+        y = y.astype(self.manifest.label.dtype, copy=False)
+        lr = np.float32(learning_rate)
+        total, count, steps = 0.0, 0, 0
+        started = time.perf_counter()
+        for _ in range(epochs):
+            for xb, yb, wb, real in self._batches(x, y, rng):
+                loss = float(self._train(x=xb, y=yb, sample_weight=wb, learning_rate=lr)["loss"])
+                total += loss * real
+                count += real
+                steps += 1
+        if steps:
+            self.last_step_s = (time.perf_counter() - started) / steps
+        return total / max(count, 1)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(mean loss, accuracy) over the examples."""
+        if len(x) == 0:
+            return 0.0, 0.0
+        x = x.astype(self.manifest.input.dtype, copy=False)
+        y = y.astype(self.manifest.label.dtype, copy=False)
+        loss_sum = correct = 0.0
+        for xb, yb, wb, _ in self._batches(x, y, None):
+            out = self._evaluate(x=xb, y=yb, sample_weight=wb)
+            loss_sum += float(out["loss_sum"])
+            correct += float(out["correct"])
+        return loss_sum / len(x), correct / len(x)

@@ -1,0 +1,75 @@
+"""Runs local training off the event loop, reusing interpreters.
+
+Each worker thread keeps its own `LocalModel` per model hash (an interpreter is not
+thread-safe, and building one per device would not fit 10,000 devices in memory);
+devices borrow whichever thread is free. Decoded checkpoints are cached by hash too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from device_runtime.example_store import LocalData
+from device_runtime.litert_model import LocalModel
+from device_runtime.training import LocalResult, train_round
+from protocol import codec
+from protocol.messages import Assignment, Plan
+
+
+class Trainer:
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or os.cpu_count() or 1
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fedge-train")
+        self._local = threading.local()
+        self._weights: OrderedDict[str, list[np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._step_s: dict[str, float] = {}
+        self._batch: dict[str, int] = {}
+
+    def _model(self, model_bytes: bytes, sha: str) -> LocalModel:
+        models = getattr(self._local, "models", None)
+        if models is None:
+            models = self._local.models = {}
+        if sha not in models:
+            models[sha] = LocalModel(model_bytes)
+            self._batch[sha] = models[sha].batch
+        return models[sha]
+
+    def _weights_for(self, checkpoint: bytes, sha: str, shapes) -> list[np.ndarray]:
+        with self._lock:
+            if sha in self._weights:
+                return self._weights[sha]
+        weights = codec.unflatten(codec.decode(checkpoint).values, shapes)
+        with self._lock:
+            self._weights[sha] = weights
+            while len(self._weights) > 4:
+                self._weights.popitem(last=False)
+        return weights
+
+    def _run(self, model_bytes, model_sha, checkpoint, checkpoint_sha, plan, data: LocalData, rng) -> LocalResult:
+        model = self._model(model_bytes, model_sha)
+        weights = self._weights_for(checkpoint, checkpoint_sha, model.manifest.weight_shapes)
+        result = train_round(model, weights, plan, data.x_train, data.y_train, data.x_eval, data.y_eval, rng)
+        self._step_s[model_sha] = model.last_step_s
+        return result
+
+    async def train(self, model_bytes: bytes, model_sha: str, checkpoint: bytes, checkpoint_sha: str,
+                    plan: Plan, data: LocalData, rng: np.random.Generator) -> LocalResult:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, self._run, model_bytes, model_sha, checkpoint,
+                                          checkpoint_sha, plan, data, rng)
+
+    def step_time_estimate(self, model_sha: str) -> float:
+        return self._step_s.get(model_sha, 0.001)
+
+    def batch_size_hint(self, assignment: Assignment) -> int:
+        return self._batch.get(assignment.model_sha256, 32)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)

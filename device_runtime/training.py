@@ -1,0 +1,48 @@
+"""One round of local work: train from the global weights, clip, encode the delta."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from device_runtime.litert_model import LocalModel
+from protocol import codec
+from protocol.messages import Plan
+
+
+@dataclass
+class LocalResult:
+    payload: bytes
+    example_count: int
+    train_loss: float
+    eval_loss: float
+    eval_accuracy: float
+    eval_count: int
+    delta_norm: float
+    float32_bytes: int
+
+
+def clip_l2(delta: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:
+    """Scale ``delta`` so its L2 norm is at most ``clip_norm`` (0 disables); returns (delta, original norm)."""
+    norm = float(np.linalg.norm(delta))
+    if clip_norm > 0 and norm > clip_norm:
+        delta = delta * (clip_norm / norm)
+    return delta, norm
+
+
+def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
+                x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
+                rng: np.random.Generator) -> LocalResult:
+    if plan.max_examples and len(x) > plan.max_examples:
+        keep = rng.choice(len(x), plan.max_examples, replace=False)
+        x, y = x[keep], y[keep]
+    model.set_weights(global_weights)
+    eval_loss, eval_acc = model.evaluate(x_eval, y_eval)  # the global model on local holdout data
+    train_loss = model.train(x, y, plan.epochs, plan.learning_rate, rng)
+    delta = codec.flatten(model.get_weights()) - codec.flatten(global_weights)
+    delta, norm = clip_l2(delta, plan.clip_norm)
+    shapes = [np.shape(w) for w in global_weights]
+    spec = codec.CodecSpec.parse(plan.codec, plan.chunk_size)
+    payload = codec.encode(codec.unflatten(delta, shapes), spec, rng)
+    return LocalResult(payload, len(x), train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size)
