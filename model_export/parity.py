@@ -89,6 +89,7 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
         lite_losses.append(float(train(x=x, y=y, sample_weight=ones, learning_rate=lr)["loss"]))
         keras_losses.append(_keras_train_step(reference, x, y))
     lite = get_weights()
-    by_path = {v.path: np.asarray(v.numpy()) for v in reference.weights}
+    # clone_model keeps the layer and weight order but may rename paths: pair them by position.
+    by_path = {orig.path: np.asarray(ref.numpy()) for orig, ref in zip(model.weights, reference.weights)}
     diffs = [float(np.max(np.abs(lite[w.key] - by_path[w.path]))) if w.size else 0.0 for w in manifest.weights]
     return ParityReport(lite_losses, keras_losses, max(diffs, default=0.0), tolerance)

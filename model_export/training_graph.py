@@ -90,6 +90,8 @@ class TrainingGraph(tf.Module):
         self.opt = optimizer_spec_of(model)
         self.layers = translate(model)
         self.model_vars = [v for layer in self.layers for v in layer.variables]
+        # Assigning the variables to attributes makes tf.Module track them for the SavedModel.
+        self.all_variables = [v.variable for v in self.model_vars]
         self.trainable = [v.variable for v in self.model_vars if v.trainable]
         self.softmax_output = self.layers[-1].__dict__.get("act", "") is None
         if self.loss_spec.name == "sparse_categorical_crossentropy":

@@ -1,0 +1,133 @@
+import struct
+
+import numpy as np
+import pytest
+
+from protocol import codec
+from protocol.errors import ProtocolError
+
+SPECS = ["q8", "q4", "q8+rot", "q4+rot"]
+
+
+def _tensors(rng, scale=1.0):
+    return [rng.normal(size=(40, 25)).astype(np.float32) * scale, rng.normal(size=13).astype(np.float32)]
+
+
+def test_float32_round_trip_is_exact():
+    rng = np.random.default_rng(0)
+    arrays = _tensors(rng)
+    out = codec.decode(codec.encode(arrays, codec.CodecSpec("f32"), rng), [1000, 13])
+    assert np.array_equal(out.values, codec.flatten(arrays))
+    assert out.codec == "f32"
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_quantized_error_within_one_step_of_its_chunk(name):
+    rng = np.random.default_rng(1)
+    arrays = _tensors(rng)
+    spec = codec.CodecSpec.parse(name, chunk_size=64)
+    payload = codec.encode(arrays, spec, rng, seed=7)
+    assert len(payload) == spec.max_payload_bytes(2, 1013)
+    decoded = codec.decode(payload, [1000, 13]).values
+    flat = codec.flatten(arrays)
+    if not spec.rotate:
+        # Each value lands on one of the two grid points around it: error < step of its chunk.
+        for start in range(0, flat.size, 64):
+            chunk = flat[start : start + 64]
+            step = (chunk.max() - chunk.min()) / ((1 << spec.bits) - 1)
+            assert np.max(np.abs(decoded[start : start + 64] - chunk)) <= step * (1 + 1e-5) + 1e-7
+    else:
+        # Rotation is orthonormal: the error vector's norm is bounded by the rotated-domain one.
+        assert np.linalg.norm(decoded - flat) < 0.5 * np.linalg.norm(flat)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_quantization_is_unbiased(name):
+    rng = np.random.default_rng(2)
+    arrays = [rng.normal(size=300).astype(np.float32)]
+    flat = arrays[0]
+    spec = codec.CodecSpec.parse(name, chunk_size=64)
+    draws = np.stack([codec.decode(codec.encode(arrays, spec, rng, seed=11)).values for _ in range(400)])
+    mean_error = draws.mean(axis=0) - flat
+    single_error = np.abs(draws[0] - flat).mean()
+    # The mean of 400 draws shrinks the error by ~sqrt(400) = 20 if unbiased.
+    assert np.abs(mean_error).mean() < single_error / 8
+    assert abs(mean_error.mean()) < single_error / 20
+
+
+def test_dequantized_values_round_trip_exactly():
+    rng = np.random.default_rng(3)
+    spec = codec.CodecSpec.parse("q8")
+    once = codec.decode(codec.encode(_tensors(rng), spec, rng)).values
+    twice = codec.decode(codec.encode([once], spec, rng)).values
+    np.testing.assert_allclose(twice, once, rtol=0, atol=1e-6)
+
+
+def test_four_bit_is_about_half_of_eight_bit():
+    n = 100_000
+    q8 = codec.CodecSpec.parse("q8").max_payload_bytes(1, n)
+    q4 = codec.CodecSpec.parse("q4").max_payload_bytes(1, n)
+    f32 = codec.CodecSpec.parse("f32").max_payload_bytes(1, n)
+    assert q8 < 0.27 * f32 and q4 < 0.55 * q8
+
+
+def test_rotation_helps_heavy_tailed_updates():
+    rng = np.random.default_rng(4)
+    x = [rng.standard_t(1.5, size=4096).astype(np.float32)]
+    err = {}
+    for name in ("q4", "q4+rot"):
+        d = codec.decode(codec.encode(x, codec.CodecSpec.parse(name, 256), rng, seed=5)).values
+        err[name] = np.linalg.norm(d - x[0])
+    assert err["q4+rot"] < err["q4"]
+
+
+def test_rotation_signs_are_the_documented_sha256_bits():
+    import hashlib
+
+    digest = hashlib.sha256(struct.pack("<QI", 42, 0)).digest()
+    first = digest[0]
+    signs = codec.rotation_signs(42, 8)
+    assert list(signs) == [-1.0 if (first >> i) & 1 else 1.0 for i in range(8)]
+
+
+@pytest.mark.parametrize(
+    "mutate, code",
+    [
+        (lambda p: p[:10], "bad_payload"),
+        (lambda p: b"XXXX" + p[4:], "bad_payload"),
+        (lambda p: p[:4] + b"\x09" + p[5:], "bad_payload"),
+        (lambda p: p[:-1], "bad_payload"),
+        (lambda p: p + b"\x00", "bad_payload"),
+        (lambda p: p[:5] + b"\x07" + p[6:], "bad_payload"),
+    ],
+)
+def test_malformed_payloads_are_rejected(mutate, code):
+    rng = np.random.default_rng(5)
+    payload = codec.encode(_tensors(rng), codec.CodecSpec.parse("q8"), rng)
+    with pytest.raises(ProtocolError) as exc:
+        codec.decode(mutate(payload), [1000, 13])
+    assert exc.value.code == code
+
+
+def test_wrong_shapes_and_non_finite_are_rejected():
+    rng = np.random.default_rng(6)
+    payload = codec.encode(_tensors(rng), codec.CodecSpec.parse("f32"), rng)
+    with pytest.raises(ProtocolError) as exc:
+        codec.decode(payload, [999, 14])
+    assert exc.value.code == "shape_mismatch"
+    bad = bytearray(payload)
+    bad[-4:] = struct.pack("<f", float("nan"))
+    with pytest.raises(ProtocolError) as exc:
+        codec.decode(bytes(bad))
+    assert exc.value.code == "non_finite"
+    with pytest.raises(ProtocolError):
+        codec.encode([np.array([np.inf], np.float32)], codec.CodecSpec("q8"), rng)
+
+
+def test_codec_spec_parsing():
+    assert codec.CodecSpec.parse("q4+rot", 128).name == "q4+rot"
+    for bad in ("q3", "f32+rot", "q8+zip"):
+        with pytest.raises(ProtocolError):
+            codec.CodecSpec.parse(bad)
+    with pytest.raises(ProtocolError):
+        codec.CodecSpec.parse("q8+rot", chunk_size=100)
