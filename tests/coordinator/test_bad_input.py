@@ -1,0 +1,118 @@
+"""Malformed input gets a JSON 4xx, never a 500, and changes nothing."""
+
+import json
+
+import pytest
+
+from tests.coordinator.conftest import ADMIN
+
+
+def _snapshot(harness):
+    store = harness.coordinator.store
+    return {t: store.all(f"SELECT * FROM {t}") and [tuple(r) for r in store.all(f"SELECT * FROM {t}")]
+            for t in ("populations", "devices", "tasks", "rounds", "assignments", "updates")}
+
+
+async def _expect_error(resp, status: int, code: str | None = None):
+    assert resp.status == status, await resp.text()
+    body = await resp.json()
+    assert set(body) == {"error"} and isinstance(body["error"]["message"], str)
+    if code:
+        assert body["error"]["code"] == code
+
+
+async def test_checkin_malformed_bodies(harness):
+    await harness.setup_task()
+    device = await harness.register()
+    before = _snapshot(harness)
+    c = harness.client
+    await _expect_error(await c.post("/v1/checkin", data="{not json", headers={**device, "Content-Type": "application/json"}), 400, "malformed_json")
+    await _expect_error(await c.post("/v1/checkin", json={"state": {"charging": "yes"}}, headers=device), 400)
+    await _expect_error(await c.post("/v1/checkin", json=[1, 2], headers=device), 400)
+    await _expect_error(await c.post("/v1/checkin", data="x", headers={**device, "Content-Type": "text/plain"}), 415)
+    await _expect_error(await c.post("/v1/checkin", data=b"{" + b" " * 70_000 + b"}",
+                                     headers={**device, "Content-Type": "application/json"}), 413)
+    await _expect_error(await c.post("/v1/checkin", json={"state": {}}), 401)
+    await _expect_error(await c.post("/v1/checkin", json={"state": {}}, headers={"Authorization": "Bearer d-1.x"}), 401)
+    after = _snapshot(harness)
+    assert before["assignments"] == after["assignments"] and before["rounds"] == after["rounds"]
+
+
+async def test_upload_malformed_cases_change_nothing(harness):
+    await harness.setup_task(goal_count=2, over_selection=1.0)
+    device = await harness.register()
+    other = await harness.register()
+    a = (await (await harness.checkin(device)).json())["assignment"]
+    good = harness.payload()
+    before = _snapshot(harness)
+    c = harness.client
+    base = {**device, "Content-Type": "application/octet-stream", "Fedge-Upload-Token": a["upload_token"],
+            "Fedge-Upload": json.dumps({"example_count": 5})}
+    await _expect_error(await c.post(a["upload_url"], data=good[:-3], headers=base), 400, "bad_payload")
+    await _expect_error(await c.post(a["upload_url"], data=b"garbage" * 10, headers=base), 400, "bad_payload")
+    await _expect_error(await c.post(a["upload_url"], data=harness.payload(kind="q4"), headers=base), 400, "wrong_codec")
+    await _expect_error(await c.post(a["upload_url"], data=good + b"\0" * 100_000, headers=base), 413)
+    await _expect_error(await c.post(a["upload_url"], data=good, headers={**base, "Fedge-Upload": "nope"}), 400)
+    await _expect_error(await c.post(a["upload_url"], data=good, headers={**base, "Fedge-Upload": '{"example_count": -1}'}), 400)
+    await _expect_error(await c.post(a["upload_url"], data=good, headers={**base, "Content-Type": "application/json"}), 415)
+    await _expect_error(await c.post(a["upload_url"], data=good, headers={**base, "Fedge-Upload-Token": "wrong"}), 403)
+    await _expect_error(await c.post(a["upload_url"], data=good, headers={**base, **other}), 403)
+    await _expect_error(await c.post("/v1/tasks/t1/rounds/abc/update", data=good, headers=base), 400)
+    await _expect_error(await c.post("/v1/tasks/nope/rounds/1/update", data=good, headers=base), 404)
+    await _expect_error(await c.post("/v1/tasks/t1/rounds/7/update", data=good, headers=base), 403)
+    assert _snapshot(harness) == before
+    assert ("t1", 1) not in harness.coordinator.sums or harness.coordinator.sums[("t1", 1)].count == 0
+    # ...and the good upload still goes through afterwards.
+    assert (await c.post(a["upload_url"], data=good, headers=base)).status == 201
+
+
+@pytest.mark.parametrize(
+    "config, fragment",
+    [
+        ({"eligibility": "charging and"}, "syntax error"),
+        ({"eligibility": "charging and wifi"}, "column 14"),
+        ({"codec": "q3"}, "unknown codec"),
+        ({"goal_count": 0}, "goal_count"),
+        ({"goal_count": "ten"}, "goal_count"),
+        ({"rounds": 1.5}, "rounds"),
+        ({"bogus": 1}, "unknown task config"),
+        ({"min_reports": 50, "goal_count": 2}, "min_reports"),
+        ({"server_optimizer": {"name": "sgd"}}, "server_optimizer"),
+    ],
+)
+async def test_bad_task_config_is_rejected_with_position(harness, config, fragment):
+    await harness.setup_task()
+    sha = harness.coordinator.tasks["t1"].model_sha
+    before = _snapshot(harness)
+    resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
+                                     json={"model_sha256": sha, "config": config, "task_id": "t2"})
+    await _expect_error(resp, 400)
+    assert fragment in (await resp.json())["error"]["message"]
+    assert _snapshot(harness) == before
+
+
+async def test_admin_errors(harness):
+    await harness.setup_task()
+    c = harness.client
+    await _expect_error(await c.get("/v1/admin/tasks"), 401)
+    await _expect_error(await c.get("/v1/admin/tasks", headers={"Authorization": "Bearer nope"}), 401)
+    await _expect_error(await c.get("/v1/admin/tasks/missing", headers=ADMIN), 404)
+    await _expect_error(await c.post("/v1/admin/tasks/t1/explode", headers=ADMIN), 400)
+    await _expect_error(await c.post("/v1/admin/populations", json={"name": "pop"}, headers=ADMIN), 409, "exists")
+    await _expect_error(await c.post("/v1/admin/populations", json={"name": "bad name!"}, headers=ADMIN), 400)
+    await _expect_error(await c.post("/v1/admin/models", data=b"not a model",
+                                     headers={**ADMIN, "Content-Type": "application/octet-stream"}), 400, "bad_model")
+    await _expect_error(await c.post("/v1/admin/populations/nope/tasks", json={}, headers=ADMIN), 404)
+    await _expect_error(await c.post("/v1/admin/populations/pop/tasks", json={"model_sha256": "0" * 64}, headers=ADMIN), 400)
+    await _expect_error(await c.post("/v1/devices/register", json={"population": "nope"}), 404)
+    await _expect_error(await c.get("/v1/blobs/" + "0" * 64), 404)
+    await _expect_error(await c.get("/v1/blobs/..%2F..%2Fetc"), 404)
+    await _expect_error(await c.get("/no/such/route"), 404)
+
+
+async def test_checkin_rate_limit(harness, tmp_path):
+    await harness.setup_task()
+    harness.coordinator.checkin_rate = 1.0
+    device = await harness.register()
+    statuses = [(await harness.checkin(device)).status for _ in range(4)]
+    assert statuses[:2] == [200, 200] and statuses[-1] == 429
