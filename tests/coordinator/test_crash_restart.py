@@ -1,0 +1,160 @@
+"""kill -9 the real `fedge serve` process at several points of a round; nothing acknowledged is lost
+or counted twice."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from protocol import codec
+from protocol.tflite_file import read_manifest
+
+pytestmark = pytest.mark.slow
+TOKEN = "crash-admin"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, db: str):
+        self.db, self.port = db, _port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", "fedge", "serve", "--db", self.db, "--port",
+                                      str(self.port), "--admin-token", TOKEN, "--log-level", "WARNING"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(self.url + "/v1/openapi.json", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def kill9(self):
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def call(self, method, path, body=None, headers=None, raw: bytes | None = None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        hdrs = {"Content-Type": "application/json"} if raw is None else {}
+        hdrs.update(headers or {})
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _setup(server: Server, model: bytes):
+    server.call("POST", "/v1/admin/populations", {"name": "pop"}, ADMIN)
+    _, info = server.call("POST", "/v1/admin/models", headers={**ADMIN, "Content-Type": "application/octet-stream"},
+                          raw=model)
+    cfg = {"rounds": 2, "goal_count": 2, "over_selection": 1.0, "selection_window_s": 120,
+           "report_deadline_s": 300, "codec": "q8"}
+    status, _ = server.call("POST", "/v1/admin/populations/pop/tasks",
+                            {"model_sha256": info["model_sha256"], "config": cfg, "task_id": "t"}, ADMIN)
+    assert status == 201
+
+
+def _device(server):
+    _, body = server.call("POST", "/v1/devices/register", {"population": "pop"})
+    return {"Authorization": f"Bearer {body['token']}"}
+
+
+def _checkin(server, dev):
+    for _ in range(100):  # the round driver opens round 1 within a tick
+        status, body = server.call("POST", "/v1/checkin", {"state": {"charging": True}}, dev)
+        if body["outcome"] == "assigned":
+            return body["assignment"]
+        time.sleep(0.05)
+    raise AssertionError(body)
+
+
+def _upload(server, dev, a, payload, examples):
+    headers = {**dev, "Content-Type": "application/octet-stream", "Fedge-Upload-Token": a["upload_token"],
+               "Fedge-Upload": json.dumps({"example_count": examples})}
+    return server.call("POST", a["upload_url"], headers=headers, raw=payload)
+
+
+def _rounds(server):
+    return server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
+
+
+def _wait_round(server, num, state):
+    for _ in range(200):
+        rounds = _rounds(server)
+        if len(rounds) >= num and rounds[num - 1]["state"] == state:
+            return rounds[num - 1]
+        time.sleep(0.05)
+    raise AssertionError(_rounds(server))
+
+
+def test_kill9_at_each_point_of_a_round(digits_tflite, tmp_path):
+    manifest = read_manifest(digits_tflite)
+    rng = np.random.default_rng(0)
+    payloads = [codec.encode([rng.normal(size=w.shape).astype(np.float32) * 0.01 for w in manifest.weights],
+                             codec.CodecSpec("q8"), rng) for _ in range(2)]
+    server = Server(str(tmp_path / "c.db"))
+    server.start()
+    try:
+        _setup(server, digits_tflite)
+        d1, d2 = _device(server), _device(server)
+        a1 = _checkin(server, d1)
+
+        # 1. Killed after an assignment was acknowledged: the device can still report with its token.
+        server.kill9()
+        server.start()
+        a2 = _checkin(server, d2)
+        assert _rounds(server)[0]["selected"] == 2
+
+        # 2. Killed after one update was acknowledged: it is recovered and not counted twice.
+        assert _upload(server, d1, a1, payloads[0], 10)[0] == 201
+        server.kill9()
+        server.start()
+        assert _rounds(server)[0]["reported"] == 1
+        status, body = _upload(server, d1, a1, payloads[0], 10)  # the device's retry after no answer
+        assert status == 200 and body["duplicate"] is True
+        assert _upload(server, d2, a2, payloads[1], 30)[0] == 201
+        r1 = _wait_round(server, 1, "committed")
+        assert r1["reported"] == 2 and r1["examples"] == 40
+
+        # 3. Killed after the commit: the committed model stays, and round 2 continues.
+        server.kill9()
+        server.start()
+        _, task = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)
+        assert task["checkpoint_sha256"] == r1["checkpoint_sha"]
+        expected = codec.decode(read_initial_weights_bytes(digits_tflite)).values + (
+            10 * codec.decode(payloads[0]).values + 30 * codec.decode(payloads[1]).values) / 40
+        with urllib.request.urlopen(server.url + f"/v1/blobs/{r1['checkpoint_sha']}") as resp:
+            committed = codec.decode(resp.read()).values
+        np.testing.assert_allclose(committed, expected, atol=1e-5)
+        a1b = _checkin(server, d1)
+        assert a1b["round"] == 2
+    finally:
+        if server.proc and server.proc.poll() is None:
+            server.kill9()
+
+
+def read_initial_weights_bytes(model: bytes) -> bytes:
+    from protocol.tflite_file import read_initial_weights
+
+    return read_initial_weights(model)
