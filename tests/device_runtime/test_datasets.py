@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from device_runtime import datasets
+
+
+def test_dirichlet_partition_covers_everything_once_and_is_skewed():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 50)
+    parts = datasets.partition_dirichlet(y, 20, 0.1, rng)
+    merged = np.sort(np.concatenate(parts))
+    assert np.array_equal(merged, np.arange(len(y)))
+    # Low alpha: most devices are dominated by few labels.
+    dominant = [np.bincount(y[p], minlength=10).max() / len(p) for p in parts]
+    assert np.median(dominant) > 0.5
+
+
+def test_iid_partition_is_balanced():
+    parts = datasets.partition_iid(np.zeros(103), 10, np.random.default_rng(0))
+    assert sorted(len(p) for p in parts) == [10] * 7 + [11] * 3
+
+
+def test_digits_federation_and_bad_specs():
+    data = datasets.load_federated("digits", 10, "iid", seed=0)
+    assert len(data.shards) == 10 and data.x_test.shape[1] == 64 and data.x_test.max() <= 1.0
+    with pytest.raises(ValueError):
+        datasets.load_federated("mnist", 10, "iid", 0)
+    with pytest.raises(ValueError):
+        datasets.load_federated("digits", 10, "pathological", 0)
+
+
+def test_synthetic_is_reproducible_and_heterogeneous():
+    a = datasets.load_federated("synthetic:1,1", 5, "iid", seed=3)
+    b = datasets.load_federated("synthetic:1,1", 5, "iid", seed=3)
+    assert np.array_equal(a.shards[0][0], b.shards[0][0])
+    assert len({len(s[0]) for s in a.shards}) > 1 and a.num_classes == 10
+
+
+def test_emnist_h5_loader_on_a_tiny_file(tmp_path):
+    import h5py
+
+    path = tmp_path / "fed_emnist_tiny.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        for writer, n in (("f0000_14", 12), ("f0001_41", 7)):
+            g = f.create_group(f"examples/{writer}")
+            g["pixels"] = rng.random((n, 28, 28), dtype=np.float32)
+            g["label"] = rng.integers(0, 62, n).astype(np.int32)
+    shards = datasets.load_emnist_h5(str(path))
+    assert [len(s[0]) for s in shards] == [12, 7] and shards[0][0].shape[1:] == (28, 28, 1)
+    data = datasets.load_federated(f"emnist:{path}", 2, "writer", 0)
+    assert data.num_classes == 62 and len(data.x_test) == 1 + 1
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(ValueError, match="layout"):
+        datasets.load_emnist_h5(str(bad))

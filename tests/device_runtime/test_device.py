@@ -1,0 +1,119 @@
+"""The reference device against a real coordinator over HTTP."""
+
+import asyncio
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+
+from coordinator.app import COORDINATOR
+from device_runtime.blob_cache import MemoryBlobCache
+from device_runtime.client import CoordinatorClient
+from device_runtime.device import Behaviour, Device
+from device_runtime.example_store import split_holdout
+from device_runtime.trainer import Trainer
+from protocol.messages import DeviceState
+from tests.device_runtime.conftest import create_task, digits_shard
+
+
+def _device(session, url, trainer, behaviour=None, state=None):
+    x, y = digits_shard()
+    return Device(
+        client=CoordinatorClient(url, session, attempts=4, max_backoff_s=0.2), data=split_holdout(x, y, 0.2, 0),
+        trainer=trainer, state_fn=lambda: state or DeviceState(charging=True, unmetered=True, idle=True, battery=1.0),
+        cache=MemoryBlobCache(), rng=np.random.default_rng(0), behaviour=behaviour or Behaviour(),
+    )
+
+
+async def _wait_until(pred, timeout=10.0):
+    for _ in range(int(timeout / 0.02)):
+        if pred():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+async def test_device_completes_rounds(live_coordinator, digits_tflite):
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, rounds=2)
+    coordinator = live_coordinator.app[COORDINATOR]
+    trainer = Trainer(1)
+    async with aiohttp.ClientSession() as session:
+        dev = _device(session, url, trainer)
+        await dev.client.register("pop")
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
+        await _wait_until(lambda: coordinator.tasks["t"].state == "completed")
+        stop.set()
+        await runner
+    trainer.close()
+    rounds = coordinator.rounds("t")
+    assert [r["state"] for r in rounds] == ["committed", "committed"]
+    assert dev.stats.uploads == 2 and rounds[0]["examples"] == len(dev.data.x_train)
+    # 8-bit upload: about a quarter of the float32 bytes.
+    assert dev.stats.bytes_up < 0.3 * dev.stats.float32_bytes
+    assert rounds[1]["metrics"]["train_loss"] > 0
+
+
+async def test_ineligible_device_is_told_to_come_back(live_coordinator, digits_tflite):
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, eligibility="charging")
+    async with aiohttp.ClientSession() as session:
+        dev = _device(session, url, Trainer(1), state=DeviceState(charging=False))
+        await dev.client.register("pop")
+        await asyncio.sleep(0.1)
+        outcome = await dev.run_once()
+    assert outcome.outcome == "retry" and outcome.detail == "ineligible"
+
+
+async def test_device_abandons_a_round_it_cannot_finish(live_coordinator, digits_tflite):
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, selection_window_s=0.2, report_deadline_s=0.3, epochs=50)
+    coordinator = live_coordinator.app[COORDINATOR]
+    trainer = Trainer(1)
+    trainer._step_s[coordinator.tasks["t"].model_sha] = 0.05  # a slow device: 50 epochs x 2 steps x 50 ms
+    async with aiohttp.ClientSession() as session:
+        dev = _device(session, url, trainer)
+        await dev.client.register("pop")
+        await asyncio.sleep(0.1)
+        outcome = await dev.run_once()
+    trainer.close()
+    assert outcome.outcome == "abandoned" and dev.stats.abandoned_deadline == 1
+    assert coordinator.store.one("SELECT COUNT(*) AS n FROM updates")["n"] == 0
+
+
+async def test_retried_upload_is_counted_once(aiohttp_server, tmp_path, digits_tflite):
+    """The first upload is processed but its answer is lost (503): the retry is recognised."""
+    from coordinator.app import ServeConfig, create_app
+    from tests.device_runtime.conftest import TOKEN
+
+    lost = {"n": 0}
+
+    @web.middleware
+    async def lose_first_answer(request, handler):
+        response = await handler(request)
+        if request.path.endswith("/update") and lost["n"] == 0:
+            lost["n"] += 1
+            return web.json_response({"error": {"code": "unavailable", "message": "lost"}}, status=503)
+        return response
+
+    config = ServeConfig(db=str(tmp_path / "c.db"), admin_token=TOKEN, tick_s=0.02, min_retry_s=0.05,
+                         max_retry_s=0.5, checkin_rate=1000.0)
+    app = create_app(config)
+    app.middlewares.insert(0, lose_first_answer)
+    server = await aiohttp_server(app)
+    url = str(server.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, rounds=1, goal_count=2, over_selection=1.0, min_reports=1,
+                      selection_window_s=0.5, report_deadline_s=20)
+    coordinator = app[COORDINATOR]
+    async with aiohttp.ClientSession() as session:
+        dev = _device(session, url, Trainer(1))
+        await dev.client.register("pop")
+        await asyncio.sleep(0.1)
+        outcome = await dev.run_once()
+    assert outcome.outcome == "uploaded" and lost["n"] == 1
+    rows = coordinator.store.all("SELECT * FROM updates")
+    assert len(rows) == 1
+    assert coordinator.rounds("t")[0]["reported"] == 1
+    assert coordinator.sums[("t", 1)].count == 1
