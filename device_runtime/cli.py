@@ -1,9 +1,83 @@
-"""Not yet implemented."""
+"""Run the reference device runtime on this Linux device (Raspberry Pi OS and the like).
+
+Registers once (the token is kept in --state-dir), then loops: check in with the real
+device state, obey 'come back at T', download and cache the model by content hash,
+train through LiteRT, upload a quantized update before the deadline. Probes can be
+overridden with the flags below or FEDGE_CHARGING / FEDGE_UNMETERED / FEDGE_IDLE /
+FEDGE_BATTERY.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
 
 
-def configure(parser):
-    pass
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError("expected true/false")
 
 
-def run(args):
-    raise NotImplementedError("this sub-command is not implemented yet")
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--coordinator", required=True, help="coordinator base URL")
+    parser.add_argument("--population", required=True)
+    parser.add_argument("--data", required=True, help="folder of .npz files with arrays x and y")
+    parser.add_argument("--state-dir", default=str(Path.home() / ".fedge-device"),
+                        help="where the device token and model cache live")
+    parser.add_argument("--holdout", type=float, default=0.2, help="fraction kept for local evaluation")
+    parser.add_argument("--rounds", type=int, default=None, help="stop after this many uploads")
+    parser.add_argument("--charging", type=_bool, default=None, help="override the charging probe")
+    parser.add_argument("--unmetered", type=_bool, default=None, help="override the network probe")
+    parser.add_argument("--idle", type=_bool, default=None, help="override the idle probe")
+    parser.add_argument("--battery", type=float, default=None, help="override the battery level (0..1)")
+    parser.add_argument("--threads", type=int, default=1, help="training threads")
+    parser.add_argument("--log-level", default="INFO")
+
+
+async def _main(args) -> int:
+    import aiohttp
+    import numpy as np
+
+    from device_runtime.blob_cache import DiskBlobCache
+    from device_runtime.client import CoordinatorClient
+    from device_runtime.device import Device
+    from device_runtime.example_store import load_example_store
+    from device_runtime.litert_model import runtime_version
+    from device_runtime.probes import probe_state
+    from device_runtime.trainer import Trainer
+
+    state_dir = Path(args.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    token_file = state_dir / "token"
+    data = load_example_store(args.data, holdout=args.holdout)
+    overrides = {"charging": args.charging, "unmetered": args.unmetered, "idle": args.idle, "battery": args.battery}
+    version = runtime_version()
+    trainer = Trainer(args.threads)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        client = CoordinatorClient(args.coordinator, session)
+        if token_file.exists():
+            client.token = token_file.read_text().strip()
+        else:
+            token_file.write_text(await client.register(args.population, label="fedge-device"))
+            token_file.chmod(0o600)
+        device = Device(client=client, data=data, trainer=trainer, state_fn=lambda: probe_state(version, overrides),
+                        cache=DiskBlobCache(state_dir / "cache"), rng=np.random.default_rng())
+        stop = asyncio.Event()
+        logging.getLogger("fedge.device").info("device running: %d training / %d holdout examples",
+                                               len(data.x_train), len(data.x_eval))
+        await device.run(stop, max_rounds=args.rounds)
+        s = device.stats
+        print(f"uploads {s.uploads}, abandoned {s.abandoned_deadline}, bytes up {s.bytes_up} "
+              f"({s.bytes_up / max(s.float32_bytes, 1):.1%} of float32)")
+    trainer.close()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return asyncio.run(_main(args))

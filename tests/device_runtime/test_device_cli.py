@@ -1,0 +1,42 @@
+"""`fedge device` as a process against `fedge serve` as a process."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from device_runtime.example_store import write_example_file
+from tests.serve_process import ADMIN, Server
+
+pytestmark = pytest.mark.slow
+
+
+def test_fedge_device_completes_rounds(digits_tflite, tmp_path):
+    from device_runtime.datasets import load_digits_pool
+
+    x, _, y, _ = load_digits_pool(0)
+    (tmp_path / "data").mkdir()
+    write_example_file(tmp_path / "data" / "part0.npz", x[:80], y[:80])
+    server = Server(str(tmp_path / "c.db"))
+    server.start()
+    try:
+        server.call("POST", "/v1/admin/populations", {"name": "pi"}, ADMIN)
+        _, info = server.call("POST", "/v1/admin/models",
+                              headers={**ADMIN, "Content-Type": "application/octet-stream"}, raw=digits_tflite)
+        cfg = {"rounds": 2, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 30,
+               "report_deadline_s": 60, "codec": "q4", "eligibility": "charging and unmetered"}
+        server.call("POST", "/v1/admin/populations/pi/tasks", {"model_sha256": info["model_sha256"], "config": cfg,
+                                                               "task_id": "t"}, ADMIN)
+        res = subprocess.run(
+            [sys.executable, "-m", "fedge", "device", "--coordinator", server.url, "--population", "pi",
+             "--data", str(tmp_path / "data"), "--state-dir", str(tmp_path / "state"), "--rounds", "2",
+             "--charging", "true", "--unmetered", "true", "--log-level", "WARNING"],
+            capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert "uploads 2" in res.stdout
+        rounds = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
+        assert [r["reported"] for r in rounds[:2]] == [1, 1]
+        assert (tmp_path / "state" / "token").exists() and any((tmp_path / "state" / "cache").iterdir())
+    finally:
+        server.kill9()
