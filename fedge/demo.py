@@ -20,8 +20,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="folder for the model, database, history and plot")
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--goal-count", type=int, default=30)
+    parser.add_argument("--goal-count", type=int, default=40)
     parser.add_argument("--codec", default="q8")
+    parser.add_argument("--learning-rate", type=float, default=0.08, help="device learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-accuracy", type=float, default=0.90, help="exit non-zero below this (default 0.90)")
 
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         task = {"rounds": args.rounds, "goal_count": args.goal_count, "over_selection": 1.3,
                 "selection_window_s": 2.0, "report_deadline_s": 15.0,
                 "eligibility": "charging and unmetered and idle", "epochs": 10, "batch_size": 32,
-                "learning_rate": 0.05, "codec": args.codec}
+                "learning_rate": args.learning_rate, "codec": args.codec}
         fleet = Fleet(cfg, data)
         history = asyncio.run(fleet.run(model, task, task_id="demo",
                                         on_round=lambda r: print(format_round(r), flush=True)))
