@@ -1,0 +1,106 @@
+"""Round overhead of the whole protocol: round wall time divided by the pure compute of
+the same LiteRT train steps (every participating device's epoch, run back to back,
+divided across the same number of workers). Goal: <= 1.15.
+
+    python bench/round_overhead.py [--devices 100] [--examples 320] [--rounds 5]
+
+Each device holds --examples examples (digits with small noise, so compute per round
+is not trivially small); every device takes part in every round (goal = devices).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--devices", type=int, default=100)
+    parser.add_argument("--examples", type=int, default=320)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    from device_runtime.datasets import FederatedData, load_digits_pool
+    from device_runtime.fleet import Fleet, FleetConfig
+    from device_runtime.litert_model import LocalModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = os.path.join(tmp, "m.tflite")
+        subprocess.run([sys.executable, "-m", "fedge", "export", "--zoo", "digits_mlp", "-o", model_path,
+                        "--parity-steps", "0"], check=True, capture_output=True)
+        model = open(model_path, "rb").read()
+        x, x_te, y, y_te = load_digits_pool(0)
+        rng = np.random.default_rng(0)
+        shards = []
+        for _ in range(args.devices):
+            idx = rng.integers(0, len(x), args.examples)
+            shards.append(((x[idx] + rng.normal(0, 0.02, (args.examples, 64))).astype(np.float32), y[idx]))
+        data = FederatedData("digits+noise", shards, x_te, y_te, 10)
+        port, token = _port(), secrets.token_urlsafe(8)
+        proc = subprocess.Popen([sys.executable, "-m", "fedge", "serve", "--db", os.path.join(tmp, "c.db"), "--port",
+                                 str(port), "--admin-token", token, "--min-retry-s", "0.05", "--max-retry-s", "0.3",
+                                 "--checkin-rate", "1000", "--log-level", "WARNING"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(200):
+                try:
+                    urllib.request.urlopen(url + "/v1/openapi.json", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            cfg = FleetConfig(coordinator=url, admin_token=token, devices=args.devices, dropout=0.0,
+                              slow_fraction=0.0, workers=args.workers, progress=False, holdout=0.0)
+            task = {"rounds": args.rounds, "goal_count": args.devices, "over_selection": 1.0,
+                    "selection_window_s": 30.0, "report_deadline_s": 60.0, "epochs": 1, "learning_rate": 0.05,
+                    "codec": "q8"}
+            fleet = Fleet(cfg, data)
+            history = asyncio.run(fleet.run(model, task))
+        finally:
+            proc.terminate()
+            proc.wait()
+
+    # Pure compute: the same epochs through the same interpreters, back to back on the same worker count.
+    models = [LocalModel(model) for _ in range(args.workers)]
+    weights = models[0].get_weights()
+    chunks = [shards[i :: args.workers] for i in range(args.workers)]
+
+    def work(i: int) -> None:
+        m = models[i]
+        for sx, sy in chunks[i]:
+            m.set_weights(weights)
+            m.train(sx, sy, 1, 0.05, np.random.default_rng(i))
+
+    with ThreadPoolExecutor(args.workers) as pool:
+        list(pool.map(work, range(args.workers)))  # warm-up
+        start = time.perf_counter()
+        list(pool.map(work, range(args.workers)))
+        compute = time.perf_counter() - start
+    walls = [r.duration_s for r in history if r.state == "committed"]
+    print(f"{args.devices} devices x {args.examples} examples, 1 epoch, {args.workers} workers, "
+          f"{len(walls)} rounds committed")
+    print(f"pure compute per round {compute:.3f} s; round wall time median {np.median(walls):.3f} s "
+          f"(min {min(walls):.3f}, max {max(walls):.3f})")
+    print(f"overhead ratio (median wall / compute) = {np.median(walls) / compute:.2f}   goal <= 1.15")
+
+
+if __name__ == "__main__":
+    main()
