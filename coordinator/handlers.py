@@ -114,6 +114,14 @@ async def get_checkpoint(request):
     raise web.HTTPFound(f"/v1/blobs/{summary['checkpoint_sha256']}")
 
 
+async def get_global_model(request):
+    require_admin(request)
+    task_id = request.match_info["task_id"]
+    data = coordinator(request).global_model(task_id)
+    return web.Response(body=data, content_type="application/octet-stream",
+                        headers={"Content-Disposition": f'attachment; filename="{task_id}.tflite"'})
+
+
 # -- devices ---------------------------------------------------------------------------
 async def register(request):
     req = RegisterRequest.from_dict(await read_json(request))
@@ -183,6 +191,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/admin/tasks", list_tasks)
     app.router.add_get("/v1/admin/tasks/{task_id}", get_task)
     app.router.add_get("/v1/admin/tasks/{task_id}/checkpoint", get_checkpoint)
+    app.router.add_get("/v1/admin/tasks/{task_id}/model", get_global_model)
     app.router.add_post("/v1/admin/tasks/{task_id}/{action}", task_action)
     app.router.add_post("/v1/devices/register", register)
     app.router.add_post("/v1/checkin", checkin)

@@ -37,6 +37,8 @@ OPENAPI = {
         "/v1/admin/tasks/{task_id}": {"get": _op("a task with its round records", auth="admin")},
         "/v1/admin/tasks/{task_id}/checkpoint": {"get": _op("redirect to the current global weights (FEDU f32)",
                                                              "302", auth="admin")},
+        "/v1/admin/tasks/{task_id}/model": {"get": _op(
+            "the task's .tflite with the current global weights embedded (fedge_initial_weights)", auth="admin")},
         "/v1/admin/tasks/{task_id}/{action}": {"post": _op("pause, resume or cancel", auth="admin")},
         "/v1/devices/register": {"post": _op("register {population, label?}; returns device_id and token", "201",
                                              "application/json")},

@@ -31,7 +31,7 @@ from protocol.eligibility import EligibilityRule
 from protocol.errors import ProtocolError
 from protocol.manifest import Manifest
 from protocol.messages import Assignment, CheckinRequest, CheckinResponse, RegisterRequest, UploadMeta
-from protocol.tflite_file import read_initial_weights, read_manifest
+from protocol.tflite_file import read_initial_weights, read_manifest, with_weights
 
 log = logging.getLogger("fedge.coordinator")
 OPEN_STATES = ("selecting", "reporting", "aggregating")
@@ -181,6 +181,12 @@ class Coordinator:
             "config": task.config.to_dict(), "model_name": task.manifest.model_name,
             "num_parameters": task.manifest.num_parameters,
         }
+
+    def global_model(self, task_id: str) -> bytes:
+        """The task's .tflite carrying the current global weights (see `with_weights`)."""
+        task = self._task(task_id)
+        model = self.store.blob_path(task.model_sha).read_bytes()
+        return with_weights(model, self.store.blob_path(task.checkpoint_sha).read_bytes())
 
     def rounds(self, task_id: str) -> list[dict]:
         self._task(task_id)

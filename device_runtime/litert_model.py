@@ -14,7 +14,8 @@ import numpy as np
 
 from protocol.errors import ProtocolError
 from protocol.manifest import Manifest
-from protocol.tflite_file import read_manifest
+from protocol import codec
+from protocol.tflite_file import read_initial_weights, read_manifest
 
 
 def load_interpreter_class():
@@ -57,6 +58,9 @@ class LocalModel:
         self._set = self.interpreter.get_signature_runner("set_weights")
         self.batch = self.manifest.batch_size
         self.last_step_s = 0.0
+        # The file's embedded weights (the export's, or a global model's from the coordinator).
+        embedded = codec.decode(read_initial_weights(model_bytes), [w.size for w in self.manifest.weights])
+        self.set_weights(codec.unflatten(embedded.values, self.manifest.weight_shapes))
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         self._set(**{w.key: np.asarray(v, np.float32).reshape(w.shape) for w, v in zip(self.manifest.weights, weights)})

@@ -37,12 +37,18 @@ def _vector_tables(table: Table, slot: int) -> list[Table]:
 def metadata_entries(model_bytes: bytes) -> dict[str, bytes]:
     """Map each metadata name of the model to its buffer's bytes."""
     data = bytes(model_bytes)
+    return {name: data[start:end] for name, (start, end) in metadata_spans(data).items()}
+
+
+def metadata_spans(model_bytes: bytes) -> dict[str, tuple[int, int]]:
+    """Map each metadata name to the (start, end) byte range of its buffer in the file."""
+    data = bytes(model_bytes)
     if len(data) < 8 or data[4:8] != _FILE_IDENTIFIER:
         raise ProtocolError("not a TFLite model file (missing TFL3 identifier)", "bad_model")
     try:
         root = Table(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0))
         buffers = _vector_tables(root, _MODEL_BUFFERS)
-        entries: dict[str, bytes] = {}
+        entries: dict[str, tuple[int, int]] = {}
         for meta in _vector_tables(root, _MODEL_METADATA):
             name_off = meta.Offset(_slot(_META_NAME))
             buf_off = meta.Offset(_slot(_META_BUFFER))
@@ -50,7 +56,7 @@ def metadata_entries(model_bytes: bytes) -> dict[str, bytes]:
                 continue
             name = meta.String(name_off + meta.Pos).decode("utf-8")
             index = meta.Get(flatbuffers.number_types.Uint32Flags, buf_off + meta.Pos)
-            entries[name] = _buffer_bytes(data, buffers[index])
+            entries[name] = _buffer_span(buffers[index])
         return entries
     except (IndexError, ValueError, UnicodeDecodeError, Exception) as exc:  # a corrupt FlatBuffer can fail anywhere
         if isinstance(exc, ProtocolError):
@@ -58,19 +64,19 @@ def metadata_entries(model_bytes: bytes) -> dict[str, bytes]:
         raise ProtocolError(f"corrupt TFLite model file: {exc}", "bad_model") from exc
 
 
-def _buffer_bytes(data: bytes, buf: Table) -> bytes:
+def _buffer_span(buf: Table) -> tuple[int, int]:
     data_off = buf.Offset(_slot(_BUF_DATA))
     if data_off:
         start, length = buf.Vector(data_off), buf.VectorLen(data_off)
-        return data[start : start + length]
+        return start, start + length
     # Large models keep buffers after the FlatBuffer, addressed by offset/size.
     off = buf.Offset(_slot(_BUF_OFFSET))
     size = buf.Offset(_slot(_BUF_SIZE))
     if off and size:
         o = buf.Get(flatbuffers.number_types.Uint64Flags, off + buf.Pos)
         n = buf.Get(flatbuffers.number_types.Uint64Flags, size + buf.Pos)
-        return data[o : o + n]
-    return b""
+        return o, o + n
+    return 0, 0
 
 
 def read_manifest(model_bytes: bytes) -> Manifest:
@@ -89,3 +95,21 @@ def read_initial_weights(model_bytes: bytes) -> bytes:
     if INITIAL_WEIGHTS_METADATA_NAME not in entries:
         raise ProtocolError("this .tflite has no fedge initial weights: re-export it with `fedge export`", "bad_model")
     return entries[INITIAL_WEIGHTS_METADATA_NAME]
+
+
+def with_weights(model_bytes: bytes, weights_payload: bytes) -> bytes:
+    """The same model file with its ``fedge_initial_weights`` replaced by ``weights_payload``.
+
+    A float32 payload of the same model has exactly the same length, so the bytes are
+    overwritten in place and the FlatBuffer stays valid. `LocalModel` loads these
+    weights when it opens a file, so the result is the trained global model.
+    """
+    spans = metadata_spans(model_bytes)
+    if INITIAL_WEIGHTS_METADATA_NAME not in spans:
+        raise ProtocolError("this .tflite has no fedge initial weights: re-export it with `fedge export`", "bad_model")
+    start, end = spans[INITIAL_WEIGHTS_METADATA_NAME]
+    if end - start != len(weights_payload):
+        raise ProtocolError("weights payload does not match the model's size", "shape_mismatch")
+    out = bytearray(model_bytes)
+    out[start:end] = weights_payload
+    return bytes(out)

@@ -156,3 +156,22 @@ async def test_metrics_and_status_page(harness):
     assert "t1" in page and "digits_mlp" in page
     spec = await (await harness.client.get("/v1/openapi.json")).json()
     assert "/v1/checkin" in spec["paths"]
+
+
+async def test_global_model_download_carries_the_committed_weights(harness):
+    from device_runtime.litert_model import LocalModel
+
+    await harness.setup_task(goal_count=1, over_selection=1.0)
+    device = await harness.register()
+    a = (await (await harness.checkin(device)).json())["assignment"]
+    await harness.upload(device, a, harness.payload(scale=0.5))
+    harness.tick()
+    resp = await harness.client.get("/v1/admin/tasks/t1/model", headers=ADMIN)
+    assert resp.status == 200
+    data = await resp.read()
+    assert len(data) == len(harness.model) and data != harness.model
+    store = harness.coordinator.store
+    committed = codec.decode(store.blob_path(harness.coordinator.tasks["t1"].checkpoint_sha).read_bytes()).values
+    loaded = codec.flatten(LocalModel(data).get_weights())
+    np.testing.assert_array_equal(loaded, committed)
+    assert (await harness.client.get("/v1/admin/tasks/t1/model")).status == 401
