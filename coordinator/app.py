@@ -49,6 +49,20 @@ ADMIN_TOKEN = web.AppKey("admin_token", str)
 TICKER = web.AppKey("ticker", asyncio.Task)
 
 
+class RoundOpened:
+    """Wakes long-polling check-ins when any round opens (a fresh Event per opening)."""
+
+    def __init__(self):
+        self.event = asyncio.Event()
+
+    def fire(self, task_id: str = "") -> None:
+        self.event.set()
+        self.event = asyncio.Event()
+
+
+ROUND_OPENED = web.AppKey("round_opened", RoundOpened)
+
+
 def _json_error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
@@ -113,6 +127,8 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
     app[COORDINATOR] = coordinator
     app[METRICS] = metrics
     app[CONFIG] = config
+    app[ROUND_OPENED] = RoundOpened()
+    coordinator.round_open_listeners.append(app[ROUND_OPENED].fire)
     app[ADMIN_TOKEN] = config.admin_token or os.environ.get("FEDGE_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     handlers.add_routes(app)
     if run_ticker:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 
@@ -132,7 +133,17 @@ async def checkin(request):
     c = coordinator(request)
     device = c.authenticate(request.headers.get("Authorization"))
     req = CheckinRequest.from_dict(await read_json(request))
-    return web.json_response(c.checkin(device, req).to_dict())
+    resp = c.checkin(device, req)
+    hold = min(req.wait_s, resp.retry_at - c.clock()) if resp.outcome == "retry" else 0.0
+    if resp.reason == "no_slot" and hold > 0:
+        # Long poll: hold the device until a round opens (or its retry time), then try once more.
+        opened = request.app[_app_keys().ROUND_OPENED].event
+        try:
+            await asyncio.wait_for(opened.wait(), hold)
+            resp = c.checkin(device, req, rate_limited=False)
+        except asyncio.TimeoutError:
+            pass
+    return web.json_response(resp.to_dict())
 
 
 async def upload_update(request):

@@ -71,6 +71,8 @@ class Coordinator:
         self.tasks: dict[str, Task] = {}
         self.checkin_rate = checkin_rate
         self._buckets: dict[str, tuple[float, float]] = {}
+        # Called with the task id whenever a round opens (the app wakes long-polling check-ins).
+        self.round_open_listeners: list = []
         self.recover()
 
     # -- start-up -------------------------------------------------------------------
@@ -226,8 +228,9 @@ class Coordinator:
             raise E.TooManyRequests("too many check-ins; slow down", headers={"Retry-After": "1"})
         self._buckets[device_id] = (tokens - 1.0, now)
 
-    def checkin(self, device, req: CheckinRequest) -> CheckinResponse:
-        self._rate_limit(device["device_id"])
+    def checkin(self, device, req: CheckinRequest, rate_limited: bool = True) -> CheckinResponse:
+        if rate_limited:
+            self._rate_limit(device["device_id"])
         now = self.clock()
         self.store.execute("UPDATE devices SET last_seen=? WHERE device_id=?", now, device["device_id"])
         state = req.state.to_dict()
@@ -327,6 +330,7 @@ class Coordinator:
             self.metrics.bytes_in(len(body))
         if rnd["reported"] + 1 >= task.config.goal_count:
             self._transition(task, round_num, "aggregating")
+            self._commit(task, round_num)
         return {"accepted": True, "duplicate": False}
 
     def _reject(self, reason: str) -> None:
@@ -340,21 +344,37 @@ class Coordinator:
         log.info("task %s round %d -> %s %s", task.task_id, round_num, state, reason)
 
     def tick(self) -> None:
-        """Advance every active task's round by the clock; called periodically."""
+        """Advance every active task's round by the clock; called periodically.
+
+        Uploads and commits also advance rounds as they happen (a full round commits at
+        its last upload and the next round opens at once); the tick handles windows and
+        deadlines passing, and anything a restart left half-way.
+        """
         now = self.clock()
         for task in list(self.tasks.values()):
-            rnd = self.store.one("SELECT * FROM rounds WHERE task_id=? ORDER BY round DESC LIMIT 1", task.task_id)
             if task.state != "active":
                 continue
+            rnd = self._latest_round(task)
             if rnd is None or rnd["state"] in ("committed", "failed"):
-                done = self.store.one("SELECT COUNT(*) AS n FROM rounds WHERE task_id=? AND state='committed'",
-                                      task.task_id)["n"]
-                if done >= task.config.rounds:
-                    self._finish_task(task, "completed", f"{done} rounds committed")
-                    continue
-                self._open_round(task, (rnd["round"] + 1) if rnd else 1, now)
-                continue
-            self._advance(task, rnd, now)
+                self._open_next_round(task, rnd["round"] if rnd else 0, now)
+            else:
+                self._advance(task, rnd, now)
+
+    def _latest_round(self, task: Task):
+        return self.store.one("SELECT * FROM rounds WHERE task_id=? ORDER BY round DESC LIMIT 1", task.task_id)
+
+    def _open_next_round(self, task: Task, last: int, now: float) -> None:
+        """Open round ``last + 1``, or finish the task when its rounds are done."""
+        if task.state != "active":
+            return
+        done = self.store.one("SELECT COUNT(*) AS n FROM rounds WHERE task_id=? AND state='committed'",
+                              task.task_id)["n"]
+        if done >= task.config.rounds:
+            self._finish_task(task, "completed", f"{done} rounds committed")
+            return
+        self._open_round(task, last + 1, now)
+        for listener in self.round_open_listeners:
+            listener(task.task_id)
 
     def _open_round(self, task: Task, round_num: int, now: float) -> None:
         c = task.config
@@ -388,6 +408,7 @@ class Coordinator:
     def _fail_round(self, task: Task, num: int, reason: str) -> None:
         self._transition(task, num, "failed", reason)
         self._discard_updates(task, num)
+        self._open_next_round(task, num, self.clock())
 
     def _discard_updates(self, task: Task, num: int) -> None:
         self.sums.pop((task.task_id, num), None)
@@ -423,6 +444,7 @@ class Coordinator:
             rnd = self.store.one("SELECT opened_at FROM rounds WHERE task_id=? AND round=?", task.task_id, num)
             self.metrics.round_committed(self.clock() - rnd["opened_at"], self.clock() - started)
         log.info("task %s round %d committed: %d reports, %s", task.task_id, num, acc.count, metrics)
+        self._open_next_round(task, num, self.clock())
 
     def _round_metrics(self, task: Task, num: int, acc: RunningSum) -> dict:
         rows = self.store.all("SELECT examples, meta FROM updates WHERE task_id=? AND round=?", task.task_id, num)

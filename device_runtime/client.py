@@ -69,8 +69,8 @@ class CoordinatorClient:
         self.token = json.loads(body)["token"]
         return self.token
 
-    async def checkin(self, state: DeviceState, cached: list[str]) -> CheckinResponse:
-        payload = {"state": state.to_dict(), "cached_models": cached}
+    async def checkin(self, state: DeviceState, cached: list[str], wait_s: float = 0.0) -> CheckinResponse:
+        payload = {"state": state.to_dict(), "cached_models": cached, "wait_s": wait_s}
         _, _, body = await self._request("POST", "/v1/checkin", json=payload, headers=self._headers())
         return CheckinResponse.from_dict(json.loads(body))
 

@@ -38,6 +38,7 @@ class Behaviour:
     slowdown: float = 1.0  # compute time multiplier (a slow phone)
     dropout: float = 0.0  # probability of vanishing after training, before the upload
     safety_margin_s: float = 0.5
+    long_poll_s: float = 10.0  # ask the coordinator to hold a no-slot check-in until a round opens
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Device:
         return steps * self.trainer.step_time_estimate(assignment.model_sha256) * self.behaviour.slowdown
 
     async def run_once(self) -> RoundOutcome:
-        resp = await self.client.checkin(self.state_fn(), self.cache.keys())
+        resp = await self.client.checkin(self.state_fn(), self.cache.keys(), self.behaviour.long_poll_s)
         if resp.outcome == "retry":
             return RoundOutcome("retry", resp.retry_at, resp.reason)
         a = resp.assignment
@@ -100,7 +101,7 @@ class Device:
         log.info("abandoning round: %s", why)
         return RoundOutcome("abandoned", detail=why)
 
-    async def run(self, stop: asyncio.Event, max_rounds: int | None = None, after_round_s: float = 0.5) -> None:
+    async def run(self, stop: asyncio.Event, max_rounds: int | None = None, after_round_s: float = 0.0) -> None:
         """Loop until ``stop`` is set (or ``max_rounds`` uploads)."""
         while not stop.is_set():
             try:

@@ -70,17 +70,27 @@ class RegisterRequest:
         return cls(_get(raw, "population", str), _get(raw, "label", str, False, ""))
 
 
+MAX_CHECKIN_WAIT_S = 30.0
+
+
 @dataclass(frozen=True)
 class CheckinRequest:
+    """``wait_s`` > 0 asks for a long poll: a device with no slot now is held up to that
+    long (and never past its retry time) and assigned the moment a round opens."""
+
     state: DeviceState
     cached_models: tuple[str, ...] = ()
+    wait_s: float = 0.0
 
     @classmethod
     def from_dict(cls, raw: Any) -> "CheckinRequest":
         cached = _get(raw, "cached_models", list, False, [])
         if not all(isinstance(c, str) for c in cached):
             raise ProtocolError("field 'cached_models' must be a list of strings", "bad_request")
-        return cls(DeviceState.from_dict(_get(raw, "state", dict)), tuple(cached))
+        wait_s = _get(raw, "wait_s", float, False, 0.0)
+        if not 0.0 <= wait_s <= MAX_CHECKIN_WAIT_S:
+            raise ProtocolError(f"field 'wait_s' must be in [0, {MAX_CHECKIN_WAIT_S:g}]", "bad_request")
+        return cls(DeviceState.from_dict(_get(raw, "state", dict)), tuple(cached), wait_s)
 
 
 @dataclass(frozen=True)

@@ -175,3 +175,22 @@ async def test_global_model_download_carries_the_committed_weights(harness):
     loaded = codec.flatten(LocalModel(data).get_weights())
     np.testing.assert_array_equal(loaded, committed)
     assert (await harness.client.get("/v1/admin/tasks/t1/model")).status == 401
+
+
+async def test_long_poll_checkin_is_assigned_when_the_next_round_opens(harness):
+    import asyncio
+
+    await harness.setup_task(goal_count=1, over_selection=1.0)
+    first, second = await harness.register(), await harness.register()
+    a = (await (await harness.checkin(first)).json())["assignment"]
+    state = {"charging": True, "unmetered": True, "idle": True, "battery": 0.9}
+    waiting = asyncio.create_task(harness.client.post("/v1/checkin", json={"state": state, "wait_s": 5.0},
+                                                      headers=second))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()  # held: round 1 is full
+    assert (await harness.upload(first, a, harness.payload())).status == 201  # commits round 1, opens round 2
+    body = await (await asyncio.wait_for(waiting, 2.0)).json()
+    assert body["outcome"] == "assigned" and body["assignment"]["round"] == 2
+    # Without wait_s the answer is immediate.
+    body = await (await harness.checkin(first)).json()
+    assert body["outcome"] == "retry"
