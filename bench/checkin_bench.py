@@ -12,26 +12,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 
 import aiohttp
 import numpy as np
 
+from fedge.local_coordinator import LocalCoordinator
+
 TOKEN = "bench"
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _run(url: str, devices: int, checkins: int, model: bytes) -> tuple[float, np.ndarray]:
+async def _run(url: str, devices: int, checkins: int) -> tuple[float, np.ndarray]:
     conn = aiohttp.TCPConnector(limit=512)
     async with aiohttp.ClientSession(connector=conn) as s:
         admin = {"Authorization": f"Bearer {TOKEN}"}
@@ -68,27 +60,13 @@ def main() -> None:
     parser.add_argument("--devices", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--checkins", type=int, default=5000, help="total check-ins per run (at least one each)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        port = _port()
-        proc = subprocess.Popen([sys.executable, "-m", "fedge", "serve", "--db", os.path.join(tmp, "b.db"),
-                                 "--port", str(port), "--admin-token", TOKEN, "--checkin-rate", "1000000",
-                                 "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(200):
-                try:
-                    urllib.request.urlopen(url + "/v1/openapi.json", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            print(f"{'devices':>8} {'check-ins':>10} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-            for n in args.devices:
-                elapsed, lat = asyncio.run(_run(url, n, args.checkins, b""))
-                print(f"{n:>8} {len(lat):>10} {len(lat) / elapsed:>8.0f} {np.percentile(lat, 50) * 1e3:>8.2f} "
-                      f"{np.percentile(lat, 99) * 1e3:>8.2f}")
-        finally:
-            proc.terminate()
-            proc.wait()
+    with tempfile.TemporaryDirectory() as tmp, \
+            LocalCoordinator(os.path.join(tmp, "b.db"), TOKEN, ("--checkin-rate", "1000000")) as server:
+        print(f"{'devices':>8} {'check-ins':>10} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        for n in args.devices:
+            elapsed, lat = asyncio.run(_run(server.url, n, args.checkins))
+            print(f"{n:>8} {len(lat):>10} {len(lat) / elapsed:>8.0f} {np.percentile(lat, 50) * 1e3:>8.2f} "
+                  f"{np.percentile(lat, 99) * 1e3:>8.2f}")
 
 
 if __name__ == "__main__":

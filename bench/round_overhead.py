@@ -14,21 +14,15 @@ import argparse
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from fedge.local_coordinator import LocalCoordinator
 
 
 def main() -> None:
@@ -54,19 +48,10 @@ def main() -> None:
             idx = rng.integers(0, len(x), args.examples)
             shards.append(((x[idx] + rng.normal(0, 0.02, (args.examples, 64))).astype(np.float32), y[idx]))
         data = FederatedData("digits+noise", shards, x_te, y_te, 10)
-        port, token = _port(), secrets.token_urlsafe(8)
-        proc = subprocess.Popen([sys.executable, "-m", "fedge", "serve", "--db", os.path.join(tmp, "c.db"), "--port",
-                                 str(port), "--admin-token", token, "--min-retry-s", "0.05", "--max-retry-s", "0.3",
-                                 "--checkin-rate", "1000", "--log-level", "WARNING"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(200):
-                try:
-                    urllib.request.urlopen(url + "/v1/openapi.json", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
+        token = secrets.token_urlsafe(8)
+        with LocalCoordinator(os.path.join(tmp, "c.db"), token,
+                              ("--min-retry-s", "0.05", "--max-retry-s", "0.3", "--checkin-rate", "1000")) as server:
+            url = server.url
             cfg = FleetConfig(coordinator=url, admin_token=token, devices=args.devices, dropout=0.0,
                               slow_fraction=0.0, workers=args.workers, progress=False, holdout=0.0)
             task = {"rounds": args.rounds, "goal_count": args.devices, "over_selection": 1.0,
@@ -74,9 +59,6 @@ def main() -> None:
                     "codec": "q8"}
             fleet = Fleet(cfg, data)
             history = asyncio.run(fleet.run(model, task))
-        finally:
-            proc.terminate()
-            proc.wait()
 
     # Pure compute: the same epochs through the same interpreters, back to back on the same worker count.
     models = [LocalModel(model) for _ in range(args.workers)]

@@ -23,14 +23,20 @@ def _app_keys():
     return A
 
 
-async def read_json(request: web.Request, limit: int = MAX_JSON):
-    if request.content_type != "application/json":
-        raise E.UnsupportedMediaType("expected Content-Type: application/json")
+async def _read_body(request: web.Request, content_type: str, limit: int) -> bytes:
+    """The body, refused unread when it has the wrong type or announces more than ``limit`` bytes."""
+    if request.content_type != content_type:
+        raise E.UnsupportedMediaType(f"expected Content-Type: {content_type}")
     if request.content_length is not None and request.content_length > limit:
-        raise E.PayloadTooLarge(f"JSON body over {limit} bytes")
+        raise E.PayloadTooLarge(f"body of {request.content_length} bytes is over the limit of {limit}")
     body = await request.content.read(limit + 1)
     if len(body) > limit:
-        raise E.PayloadTooLarge(f"JSON body over {limit} bytes")
+        raise E.PayloadTooLarge(f"body is over the limit of {limit} bytes")
+    return body
+
+
+async def read_json(request: web.Request, limit: int = MAX_JSON):
+    body = await _read_body(request, "application/json", limit)
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -38,14 +44,7 @@ async def read_json(request: web.Request, limit: int = MAX_JSON):
 
 
 async def read_binary(request: web.Request, limit: int) -> bytes:
-    if request.content_type != "application/octet-stream":
-        raise E.UnsupportedMediaType("expected Content-Type: application/octet-stream")
-    if request.content_length is not None and request.content_length > limit:
-        raise E.PayloadTooLarge(f"body of {request.content_length} bytes is over the limit of {limit}")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise E.PayloadTooLarge(f"body is over the limit of {limit} bytes")
-    return body
+    return await _read_body(request, "application/octet-stream", limit)
 
 
 def coordinator(request: web.Request):

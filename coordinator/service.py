@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import random
 import secrets
 import time

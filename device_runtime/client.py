@@ -9,7 +9,7 @@ import json
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from protocol.messages import Assignment, CheckinRequest, CheckinResponse, DeviceState, UploadMeta
+from protocol.messages import Assignment, CheckinResponse, DeviceState, UploadMeta
 
 
 class ApiError(Exception):

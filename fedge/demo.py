@@ -8,12 +8,11 @@ import argparse
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
+
+from fedge.local_coordinator import LocalCoordinator
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,25 +24,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=0.08, help="device learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-accuracy", type=float, default=0.90, help="exit non-zero below this (default 0.90)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_up(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the coordinator exited with code {proc.returncode}")
-        try:
-            urllib.request.urlopen(url + "/v1/openapi.json", timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("the coordinator did not start within 60 s")
 
 
 def central_baseline(model_bytes: bytes, data, epochs: int = 60, seed: int = 0) -> float:
@@ -70,22 +50,18 @@ def run(args: argparse.Namespace) -> int:
     subprocess.run([sys.executable, "-m", "fedge", "export", "--zoo", "digits_mlp", "-o", str(model_path)],
                    check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     model = model_path.read_bytes()
-    port, token = _free_port(), secrets.token_urlsafe(16)
-    url = f"http://127.0.0.1:{port}"
+    token = secrets.token_urlsafe(16)
     db = out / "coordinator.db"
     for stale in out.glob("coordinator.db*"):
         if stale.is_file():
             stale.unlink()
-    print(f"== 2/4 start the coordinator on {url}", flush=True)
     log = open(out / "coordinator.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fedge", "serve", "--db", str(db), "--port", str(port), "--admin-token", token,
-         "--min-retry-s", "0.3", "--max-retry-s", "3", "--ineligible-retry-s", "2", "--checkin-rate", "20",
-         "--log-level", "WARNING"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
+    server = LocalCoordinator(str(db), token, log=log, extra_args=(
+        "--min-retry-s", "0.3", "--max-retry-s", "3", "--ineligible-retry-s", "2", "--checkin-rate", "20"))
+    url = server.url
+    print(f"== 2/4 start the coordinator on {url}", flush=True)
     try:
-        _wait_up(url, proc)
+        server.start()
         print(f"== 3/4 train across {args.devices} emulated devices (dirichlet:0.5, 10% dropout, {args.codec})",
               flush=True)
         data = load_federated("digits", args.devices, "dirichlet:0.5", args.seed)
@@ -99,11 +75,7 @@ def run(args: argparse.Namespace) -> int:
         history = asyncio.run(fleet.run(model, task, task_id="demo",
                                         on_round=lambda r: print(format_round(r), flush=True)))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
         log.close()
     print("== 4/4 results", flush=True)
     paths = write_history(history, out, title=f"fedge demo: digits MLP, {args.devices} devices, {args.codec}")

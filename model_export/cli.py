@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 ZOO_NAMES = ("digits_mlp", "emnist_cnn", "next_token_lstm")

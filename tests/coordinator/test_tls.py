@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.serve_process import _port
+from fedge.local_coordinator import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def _self_signed(tmp_path):
 
 def test_serves_https(tmp_path):
     cert, key = _self_signed(tmp_path)
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "fedge", "serve", "--db", str(tmp_path / "c.db"), "--port",
                              str(port), "--admin-token", "x", "--tls-cert", str(cert), "--tls-key", str(key)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -2,7 +2,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from coordinator.app import COORDINATOR, ServeConfig, create_app
+from coordinator.app import ServeConfig, create_app
 from device_runtime.admin import AdminClient
 
 TOKEN = "dev-admin"

@@ -4,7 +4,6 @@ import asyncio
 
 import aiohttp
 import numpy as np
-import pytest
 from aiohttp import web
 
 from coordinator.app import COORDINATOR
