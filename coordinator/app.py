@@ -1,19 +1,19 @@
-"""The aiohttp application: factory, typed app keys, routes, and the one error middleware."""
+"""The aiohttp application: the factory, the round-driver task and the one error middleware."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import secrets
 from contextlib import suppress
-from dataclasses import dataclass
 
 from aiohttp import web
 
 from coordinator import errors as E
 from coordinator import handlers
+from coordinator.config import ServeConfig
+from coordinator.keys import ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_OPENED, TICKER, RoundOpened
 from coordinator.metrics import Metrics
 from coordinator.pace import PaceConfig
 from coordinator.service import Coordinator
@@ -21,46 +21,6 @@ from coordinator.store import Store
 from protocol.errors import ProtocolError
 
 log = logging.getLogger("fedge.coordinator")
-
-MAX_CONTROL_BODY = 64 * 1024
-MAX_MODEL_BODY = 512 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    db: str = "fedge.db"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    admin_token: str = ""
-    tick_s: float = 0.1
-    min_retry_s: float = 1.0
-    max_retry_s: float = 600.0
-    ineligible_retry_s: float = 300.0
-    checkin_rate: float = 5.0
-    synchronous: str = "NORMAL"
-    tls_cert: str = ""
-    tls_key: str = ""
-
-
-COORDINATOR = web.AppKey("coordinator", Coordinator)
-METRICS = web.AppKey("metrics", Metrics)
-CONFIG = web.AppKey("config", ServeConfig)
-ADMIN_TOKEN = web.AppKey("admin_token", str)
-TICKER = web.AppKey("ticker", asyncio.Task)
-
-
-class RoundOpened:
-    """Wakes long-polling check-ins when any round opens (a fresh Event per opening)."""
-
-    def __init__(self):
-        self.event = asyncio.Event()
-
-    def fire(self, task_id: str = "") -> None:
-        self.event.set()
-        self.event = asyncio.Event()
-
-
-ROUND_OPENED = web.AppKey("round_opened", RoundOpened)
 
 
 def _json_error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
@@ -123,7 +83,7 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
     pace = PaceConfig(config.min_retry_s, config.max_retry_s, config.ineligible_retry_s)
     kwargs = {"clock": clock} if clock is not None else {}
     coordinator = Coordinator(store, pace=pace, metrics=metrics, checkin_rate=config.checkin_rate, **kwargs)
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_MODEL_BODY)
+    app = web.Application(middlewares=[error_middleware], client_max_size=handlers.MAX_MODEL_BODY)
     app[COORDINATOR] = coordinator
     app[METRICS] = metrics
     app[CONFIG] = config
@@ -135,19 +95,3 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
         app.on_startup.append(_start_ticker)
     app.on_cleanup.append(_stop)
     return app
-
-
-def config_from_toml(path: str, **overrides) -> ServeConfig:
-    import tomllib
-
-    with open(path, "rb") as f:
-        raw = tomllib.load(f)
-    unknown = set(raw) - set(ServeConfig.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    return ServeConfig(**raw)
-
-
-def dumps(obj) -> str:
-    return json.dumps(obj)

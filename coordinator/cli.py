@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    from coordinator.app import ADMIN_TOKEN, ServeConfig, config_from_toml, create_app
+    from coordinator.app import ADMIN_TOKEN, create_app
+    from coordinator.config import ServeConfig, config_from_toml
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     overrides = {k: getattr(args, k) for k in ("db", "host", "port", "admin_token", "min_retry_s", "max_retry_s",

@@ -9,18 +9,13 @@ import json
 from aiohttp import web
 
 from coordinator import errors as E
+from coordinator.keys import ADMIN_TOKEN, COORDINATOR, METRICS, ROUND_OPENED
 from coordinator.openapi import OPENAPI
 from coordinator.status_page import render_status_page
-from protocol.errors import ProtocolError
 from protocol.messages import CheckinRequest, RegisterRequest, UploadMeta
 
 MAX_JSON = 64 * 1024
-
-
-def _app_keys():
-    from coordinator import app as A  # the keys live with the factory
-
-    return A
+MAX_MODEL_BODY = 512 * 1024 * 1024
 
 
 async def _read_body(request: web.Request, content_type: str, limit: int) -> bytes:
@@ -48,11 +43,11 @@ async def read_binary(request: web.Request, limit: int) -> bytes:
 
 
 def coordinator(request: web.Request):
-    return request.app[_app_keys().COORDINATOR]
+    return request.app[COORDINATOR]
 
 
 def require_admin(request: web.Request) -> None:
-    expected = request.app[_app_keys().ADMIN_TOKEN]
+    expected = request.app[ADMIN_TOKEN]
     given = request.headers.get("Authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
         raise E.Unauthorized("admin token required (Authorization: Bearer <admin token>)")
@@ -76,8 +71,6 @@ async def create_population(request):
 
 async def upload_model(request):
     require_admin(request)
-    from coordinator.app import MAX_MODEL_BODY
-
     data = await read_binary(request, MAX_MODEL_BODY)
     return web.json_response(coordinator(request).put_model(data), status=201)
 
@@ -136,7 +129,7 @@ async def checkin(request):
     hold = min(req.wait_s, resp.retry_at - c.clock()) if resp.outcome == "retry" else 0.0
     if resp.reason == "no_slot" and hold > 0:
         # Long poll: hold the device until a round opens (or its retry time), then try once more.
-        opened = request.app[_app_keys().ROUND_OPENED].event
+        opened = request.app[ROUND_OPENED].event
         try:
             await asyncio.wait_for(opened.wait(), hold)
             resp = c.checkin(device, req, rate_limited=False)
@@ -171,13 +164,13 @@ async def get_blob(request):
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
     data = path.read_bytes()
-    request.app[_app_keys().METRICS].bytes_out(len(data))
+    request.app[METRICS].bytes_out(len(data))
     return web.Response(body=data, content_type="application/octet-stream", headers=headers)
 
 
 # -- public ----------------------------------------------------------------------------
 async def metrics(request):
-    m = request.app[_app_keys().METRICS]
+    m = request.app[METRICS]
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 
@@ -208,5 +201,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/blobs/{sha}", get_blob)
     app.router.add_post("/v1/tasks/{task_id}/rounds/{round}/update", upload_update)
 
-
-__all__ = ["add_routes", "ProtocolError"]

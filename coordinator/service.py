@@ -9,6 +9,7 @@ call them directly and a background task calls `tick()`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -17,6 +18,7 @@ import random
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -82,7 +84,7 @@ class Coordinator:
             task = self.tasks[row["task_id"]]
             acc = self._sum_for(task, row["round"])
             for upd in self.store.all("SELECT * FROM updates WHERE task_id=? AND round=?", row["task_id"], row["round"]):
-                decoded = codec.decode(open(upd["blob"], "rb").read(), [w.size for w in task.manifest.weights])
+                decoded = codec.decode(Path(upd["blob"]).read_bytes(), [w.size for w in task.manifest.weights])
                 acc.add(decoded.values, float(upd["examples"]))
             log.info("recovered task %s round %s with %d updates", row["task_id"], row["round"], acc.count)
 
@@ -123,17 +125,21 @@ class Coordinator:
         if not isinstance(model_sha, str) or self.store.blob_path(model_sha) is None:
             raise E.BadRequest("model_sha256 must name a model uploaded to /v1/admin/models", "unknown_model")
         config = TaskConfig.from_dict(raw.get("config", {}))
-        manifest = read_manifest(self.store.blob_path(model_sha).read_bytes())
-        if manifest.requires_flex:
-            log.warning("task model needs Flex ops %s: devices without Flex will refuse it", manifest.flex_ops)
-        initial = self._initial_weights(raw, manifest, self.store.blob_path(model_sha).read_bytes())
-        checkpoint = codec.encode(initial, codec.CodecSpec("f32"), np.random.default_rng(0))
-        ck_sha = hashlib.sha256(checkpoint).hexdigest()
-        self.store.put_blob(ck_sha, checkpoint)
         task_id = raw.get("task_id") or f"task-{secrets.token_hex(4)}"
+        if not isinstance(task_id, str):
+            raise E.BadRequest("task_id must be a string")
         _valid_name(task_id, "task_id")
         if task_id in self.tasks:
             raise E.Conflict(f"task '{task_id}' already exists", "exists")
+        model_bytes = self.store.blob_path(model_sha).read_bytes()
+        manifest = read_manifest(model_bytes)
+        if manifest.requires_flex:
+            log.warning("task model needs Flex ops %s: devices without Flex will refuse it", manifest.flex_ops)
+        initial = self._initial_weights(raw, manifest, model_bytes)
+        checkpoint = codec.encode(initial, codec.CodecSpec("f32"), np.random.default_rng(0))
+        ck_sha = hashlib.sha256(checkpoint).hexdigest()
+        # Every check is done: from here on, only writes.
+        self.store.put_blob(ck_sha, checkpoint)
         self.store.execute(
             "INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?)", task_id, population, dumps(config.to_dict()),
             model_sha, manifest.to_json(), "active", ck_sha, self.clock(), "",
@@ -143,8 +149,6 @@ class Coordinator:
 
     def _initial_weights(self, raw: dict, manifest: Manifest, model_bytes: bytes) -> list[np.ndarray]:
         """Initial global weights: an optional base64 float32 payload, else those embedded at export."""
-        import base64
-
         payload = raw.get("initial_weights_f32")
         try:
             data = read_initial_weights(model_bytes) if payload is None else base64.b64decode(payload, validate=True)
@@ -412,10 +416,7 @@ class Coordinator:
     def _discard_updates(self, task: Task, num: int) -> None:
         self.sums.pop((task.task_id, num), None)
         for upd in self.store.all("SELECT blob FROM updates WHERE task_id=? AND round=?", task.task_id, num):
-            try:
-                os_remove(upd["blob"])
-            except FileNotFoundError:
-                pass
+            Path(upd["blob"]).unlink(missing_ok=True)
 
     def _commit(self, task: Task, num: int) -> None:
         started = self.clock()
@@ -481,9 +482,3 @@ class Coordinator:
 
     def active_devices(self, window_s: float = 600.0) -> int:
         return self.store.one("SELECT COUNT(*) AS n FROM devices WHERE last_seen>=?", self.clock() - window_s)["n"]
-
-
-def os_remove(path: str) -> None:
-    import os
-
-    os.remove(path)

@@ -1,0 +1,33 @@
+"""`fedge serve` settings: flags and/or a TOML file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    db: str = "fedge.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_token: str = ""
+    tick_s: float = 0.1
+    min_retry_s: float = 1.0
+    max_retry_s: float = 600.0
+    ineligible_retry_s: float = 300.0
+    checkin_rate: float = 5.0
+    synchronous: str = "NORMAL"
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+def config_from_toml(path: str, **overrides) -> ServeConfig:
+    import tomllib
+
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    unknown = set(raw) - set(ServeConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return ServeConfig(**raw)
