@@ -57,9 +57,8 @@ class EligibilityRule:
         text = (text or "").strip()
         if not text:
             return cls("", None)
-        normalized = text.replace("true", "True").replace("false", "False")
         try:
-            tree = ast.parse(normalized, mode="eval").body
+            tree = _BoolLiterals().visit(ast.parse(text, mode="eval")).body
         except SyntaxError as exc:
             raise ProtocolError(f"eligibility rule: syntax error at column {exc.offset}: {exc.msg}", "bad_rule") from exc
         _check(tree)
@@ -67,6 +66,15 @@ class EligibilityRule:
 
     def admits(self, state: dict) -> bool:
         return True if self._tree is None else bool(_eval(self._tree, state))
+
+
+class _BoolLiterals(ast.NodeTransformer):
+    """The rule language spells booleans true/false; Python parses those as names."""
+
+    def visit_Name(self, node: ast.Name):
+        if node.id in ("true", "false"):
+            return ast.copy_location(ast.Constant(node.id == "true"), node)
+        return node
 
 
 def _fail(node, message: str):

@@ -48,3 +48,10 @@ def test_bad_rules_name_the_position(text, column):
 def test_syntax_error_is_reported():
     with pytest.raises(ProtocolError, match="syntax error"):
         EligibilityRule.parse("charging and")
+
+
+def test_true_false_literals_and_strings_containing_them():
+    assert EligibilityRule.parse("charging == true").admits({"charging": True})
+    assert not EligibilityRule.parse("charging == false").admits({"charging": True})
+    rule = EligibilityRule.parse('runtime == "untrue-runtime"')
+    assert rule.admits({"runtime": "untrue-runtime"})
