@@ -8,7 +8,7 @@ translation. A layer outside this table fails the export naming the layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -32,19 +32,12 @@ class ModelVariable:
     trainable: bool
 
 
-@dataclass
-class Forward:
-    """What one forward pass produced: output (pre-softmax when `softmax_output`),
-    plus the moving-statistic assignments a training pass must apply."""
-
-    output: tf.Tensor
-    softmax_output: bool
-    stat_updates: list = field(default_factory=list)
-
-
 class TranslatedLayer:
     name: str
     variables: list[ModelVariable]
+    # True when the layer's activation is the model's final softmax, left to the loss
+    # (log_softmax) and to `infer` (softmax); the layer itself then returns logits.
+    ends_in_softmax: bool = False
 
     def __call__(self, x, training: bool, stochastic: bool, updates: list):  # pragma: no cover - interface
         raise NotImplementedError
@@ -87,8 +80,8 @@ class DenseLayer(TranslatedLayer):
         self.kernel = _var(layer, layer.kernel)
         self.bias = _var(layer, layer.bias) if layer.use_bias else None
         self.variables = [v for v in (self.kernel, self.bias) if v is not None]
-        self.act_name = _activation_name(layer)
-        self.act = _activation(layer, self.act_name, is_last)
+        self.act = _activation(layer, _activation_name(layer), is_last)
+        self.ends_in_softmax = self.act is None
 
     def __call__(self, x, training, stochastic, updates):
         if len(x.shape) != 2:
@@ -116,6 +109,7 @@ class Conv2DLayer(TranslatedLayer):
         self.bias = _var(layer, layer.bias) if layer.use_bias else None
         self.variables = [v for v in (self.kernel, self.bias) if v is not None]
         self.act = _activation(layer, _activation_name(layer), is_last)
+        self.ends_in_softmax = self.act is None
 
     def __call__(self, x, training, stochastic, updates):
         y = bg.conv2d(x, self.kernel.variable, self.strides, self.padding)
@@ -170,6 +164,7 @@ class ActivationLayer(TranslatedLayer):
         ):
             raise ExportError(f"layer '{layer.name}': only a plain ReLU (no max_value/slope/threshold) is supported")
         self.act = _activation(layer, name, is_last)
+        self.ends_in_softmax = self.act is None
 
     def __call__(self, x, training, stochastic, updates):
         return x if self.act is None else self.act(x)

@@ -93,7 +93,7 @@ class TrainingGraph(tf.Module):
         # Assigning the variables to attributes makes tf.Module track them for the SavedModel.
         self.all_variables = [v.variable for v in self.model_vars]
         self.trainable = [v.variable for v in self.model_vars if v.trainable]
-        self.softmax_output = self.layers[-1].__dict__.get("act", "") is None
+        self.softmax_output = self.layers[-1].ends_in_softmax
         if self.loss_spec.name == "sparse_categorical_crossentropy":
             if self.softmax_output and self.loss_spec.from_logits:
                 raise ExportError("the model ends in softmax but the loss has from_logits=True")

@@ -22,7 +22,7 @@ def _get(raw: Any, name: str, kind, required: bool = True, default=None):
     value = raw[name]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
         raise ProtocolError(f"field '{name}' must be of type {kind.__name__}", "bad_request")
     return value
 

@@ -58,7 +58,7 @@ def metadata_spans(model_bytes: bytes) -> dict[str, tuple[int, int]]:
             index = meta.Get(flatbuffers.number_types.Uint32Flags, buf_off + meta.Pos)
             entries[name] = _buffer_span(buffers[index])
         return entries
-    except (IndexError, ValueError, UnicodeDecodeError, Exception) as exc:  # a corrupt FlatBuffer can fail anywhere
+    except Exception as exc:  # a corrupt FlatBuffer can fail anywhere (struct, index, unicode errors)
         if isinstance(exc, ProtocolError):
             raise
         raise ProtocolError(f"corrupt TFLite model file: {exc}", "bad_model") from exc
