@@ -8,6 +8,11 @@ from collections import OrderedDict
 from pathlib import Path
 
 
+def _verify(sha: str, data: bytes) -> None:
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise ValueError(f"downloaded blob does not match its sha256 {sha[:12]}...")
+
+
 class MemoryBlobCache:
     """LRU in memory; the fleet shares one across its devices."""
 
@@ -22,8 +27,7 @@ class MemoryBlobCache:
         return None
 
     def put(self, sha: str, data: bytes) -> None:
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise ValueError(f"downloaded blob does not match its sha256 {sha[:12]}...")
+        _verify(sha, data)
         self.items[sha] = data
         while len(self.items) > self.max_items:
             self.items.popitem(last=False)
@@ -47,8 +51,7 @@ class DiskBlobCache(MemoryBlobCache):
         return None
 
     def put(self, sha: str, data: bytes) -> None:
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise ValueError(f"downloaded blob does not match its sha256 {sha[:12]}...")
+        _verify(sha, data)
         tmp = self.folder / (sha + ".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, self.folder / sha)
