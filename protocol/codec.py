@@ -101,7 +101,7 @@ def rotation_signs(seed: int, length: int) -> np.ndarray:
     return (1.0 - 2.0 * bits).astype(np.float32)
 
 
-def _hadamard_chunks(x: np.ndarray, chunk: int) -> np.ndarray:
+def hadamard_chunks(x: np.ndarray, chunk: int) -> np.ndarray:
     """Orthonormal fast Walsh-Hadamard transform of each chunk of a (K*chunk,) vector."""
     y = x.reshape(-1, chunk).astype(np.float64, copy=True)
     h = 1
@@ -149,7 +149,7 @@ def encode(arrays: list[np.ndarray], spec: CodecSpec, rng: np.random.Generator, 
     if spec.rotate:
         padded = np.zeros(length, np.float32)
         padded[:n] = flat
-        values = _hadamard_chunks(padded * rotation_signs(rot_seed, length), c)
+        values = hadamard_chunks(padded * rotation_signs(rot_seed, length), c)
     else:
         values = flat
     k = -(-length // c)
@@ -227,7 +227,7 @@ def decode(payload: bytes, expected_counts: list[int] | None = None) -> DecodedU
         chunk_of = np.arange(length) // chunk
         values = heads[chunk_of, 0] + codes.astype(np.float32) * heads[chunk_of, 1]
         if rotate:
-            values = _hadamard_chunks(values.astype(np.float32), chunk) * rotation_signs(rot_seed, length)
+            values = hadamard_chunks(values.astype(np.float32), chunk) * rotation_signs(rot_seed, length)
         values = values[:n].astype(np.float32)
     if not np.all(np.isfinite(values)):
         raise ProtocolError("update has non-finite values", "non_finite")

@@ -12,7 +12,7 @@ from typing import Any
 from protocol.errors import ProtocolError
 
 
-def _get(raw: Any, name: str, kind, required: bool = True, default=None):
+def get_field(raw: Any, name: str, kind, required: bool = True, default=None):
     if not isinstance(raw, dict):
         raise ProtocolError("expected a JSON object", "bad_request")
     if name not in raw or raw[name] is None:
@@ -43,14 +43,14 @@ class DeviceState:
     @classmethod
     def from_dict(cls, raw: Any) -> "DeviceState":
         state = cls(
-            charging=_get(raw, "charging", bool, False, False),
-            unmetered=_get(raw, "unmetered", bool, False, False),
-            idle=_get(raw, "idle", bool, False, False),
-            battery=_get(raw, "battery", float, False, 0.0),
-            free_storage_mb=_get(raw, "free_storage_mb", float, False, 0.0),
-            runtime=_get(raw, "runtime", str, False, "litert"),
-            runtime_version=_get(raw, "runtime_version", str, False, "0"),
-            supports_flex=_get(raw, "supports_flex", bool, False, False),
+            charging=get_field(raw, "charging", bool, False, False),
+            unmetered=get_field(raw, "unmetered", bool, False, False),
+            idle=get_field(raw, "idle", bool, False, False),
+            battery=get_field(raw, "battery", float, False, 0.0),
+            free_storage_mb=get_field(raw, "free_storage_mb", float, False, 0.0),
+            runtime=get_field(raw, "runtime", str, False, "litert"),
+            runtime_version=get_field(raw, "runtime_version", str, False, "0"),
+            supports_flex=get_field(raw, "supports_flex", bool, False, False),
         )
         if not 0.0 <= state.battery <= 1.0:
             raise ProtocolError("field 'battery' must be in [0, 1]", "bad_request")
@@ -67,7 +67,7 @@ class RegisterRequest:
 
     @classmethod
     def from_dict(cls, raw: Any) -> "RegisterRequest":
-        return cls(_get(raw, "population", str), _get(raw, "label", str, False, ""))
+        return cls(get_field(raw, "population", str), get_field(raw, "label", str, False, ""))
 
 
 MAX_CHECKIN_WAIT_S = 30.0
@@ -84,13 +84,13 @@ class CheckinRequest:
 
     @classmethod
     def from_dict(cls, raw: Any) -> "CheckinRequest":
-        cached = _get(raw, "cached_models", list, False, [])
+        cached = get_field(raw, "cached_models", list, False, [])
         if not all(isinstance(c, str) for c in cached):
             raise ProtocolError("field 'cached_models' must be a list of strings", "bad_request")
-        wait_s = _get(raw, "wait_s", float, False, 0.0)
+        wait_s = get_field(raw, "wait_s", float, False, 0.0)
         if not 0.0 <= wait_s <= MAX_CHECKIN_WAIT_S:
             raise ProtocolError(f"field 'wait_s' must be in [0, {MAX_CHECKIN_WAIT_S:g}]", "bad_request")
-        return cls(DeviceState.from_dict(_get(raw, "state", dict)), tuple(cached), wait_s)
+        return cls(DeviceState.from_dict(get_field(raw, "state", dict)), tuple(cached), wait_s)
 
 
 @dataclass(frozen=True)
@@ -108,10 +108,10 @@ class Plan:
     @classmethod
     def from_dict(cls, raw: Any) -> "Plan":
         return cls(
-            epochs=_get(raw, "epochs", int), batch_size=_get(raw, "batch_size", int),
-            learning_rate=_get(raw, "learning_rate", float), codec=_get(raw, "codec", str),
-            chunk_size=_get(raw, "chunk_size", int), clip_norm=_get(raw, "clip_norm", float, False, 0.0),
-            max_examples=_get(raw, "max_examples", int, False, 0),
+            epochs=get_field(raw, "epochs", int), batch_size=get_field(raw, "batch_size", int),
+            learning_rate=get_field(raw, "learning_rate", float), codec=get_field(raw, "codec", str),
+            chunk_size=get_field(raw, "chunk_size", int), clip_norm=get_field(raw, "clip_norm", float, False, 0.0),
+            max_examples=get_field(raw, "max_examples", int, False, 0),
         )
 
 
@@ -131,11 +131,11 @@ class Assignment:
     @classmethod
     def from_dict(cls, raw: Any) -> "Assignment":
         return cls(
-            task_id=_get(raw, "task_id", str), round=_get(raw, "round", int),
-            upload_token=_get(raw, "upload_token", str), plan=Plan.from_dict(_get(raw, "plan", dict)),
-            model_sha256=_get(raw, "model_sha256", str), model_url=_get(raw, "model_url", str),
-            checkpoint_sha256=_get(raw, "checkpoint_sha256", str), checkpoint_url=_get(raw, "checkpoint_url", str),
-            upload_url=_get(raw, "upload_url", str), report_deadline=_get(raw, "report_deadline", float),
+            task_id=get_field(raw, "task_id", str), round=get_field(raw, "round", int),
+            upload_token=get_field(raw, "upload_token", str), plan=Plan.from_dict(get_field(raw, "plan", dict)),
+            model_sha256=get_field(raw, "model_sha256", str), model_url=get_field(raw, "model_url", str),
+            checkpoint_sha256=get_field(raw, "checkpoint_sha256", str), checkpoint_url=get_field(raw, "checkpoint_url", str),
+            upload_url=get_field(raw, "upload_url", str), report_deadline=get_field(raw, "report_deadline", float),
         )
 
 
@@ -158,11 +158,11 @@ class CheckinResponse:
 
     @classmethod
     def from_dict(cls, raw: Any) -> "CheckinResponse":
-        outcome = _get(raw, "outcome", str)
+        outcome = get_field(raw, "outcome", str)
         if outcome == "assigned":
-            return cls("assigned", assignment=Assignment.from_dict(_get(raw, "assignment", dict)))
+            return cls("assigned", assignment=Assignment.from_dict(get_field(raw, "assignment", dict)))
         if outcome == "retry":
-            return cls("retry", retry_at=_get(raw, "retry_at", float), reason=_get(raw, "reason", str, False, ""))
+            return cls("retry", retry_at=get_field(raw, "retry_at", float), reason=get_field(raw, "reason", str, False, ""))
         raise ProtocolError(f"unknown check-in outcome {outcome!r}", "bad_response")
 
 
@@ -180,11 +180,11 @@ class UploadMeta:
     @classmethod
     def from_dict(cls, raw: Any) -> "UploadMeta":
         meta = cls(
-            example_count=_get(raw, "example_count", int),
-            train_loss=_get(raw, "train_loss", float, False, 0.0),
-            eval_loss=_get(raw, "eval_loss", float, False, 0.0),
-            eval_accuracy=_get(raw, "eval_accuracy", float, False, 0.0),
-            eval_count=_get(raw, "eval_count", int, False, 0),
+            example_count=get_field(raw, "example_count", int),
+            train_loss=get_field(raw, "train_loss", float, False, 0.0),
+            eval_loss=get_field(raw, "eval_loss", float, False, 0.0),
+            eval_accuracy=get_field(raw, "eval_accuracy", float, False, 0.0),
+            eval_count=get_field(raw, "eval_count", int, False, 0),
         )
         if meta.example_count < 1 or meta.example_count > 10_000_000:
             raise ProtocolError("example_count must be in [1, 10^7]", "bad_request")

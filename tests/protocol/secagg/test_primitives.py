@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from protocol.errors import ProtocolError
+from protocol.secagg import crypto, graph, prg, ring
+
+
+def test_key_agreement_is_symmetric_and_bound_to_context_and_purpose():
+    a, b = crypto.generate_keypair(), crypto.generate_keypair()
+    k_ab = crypto.agree(a.private, b.public, b"t|1", crypto.PURPOSE_MASK)
+    assert k_ab == crypto.agree(b.private, a.public, b"t|1", crypto.PURPOSE_MASK)
+    assert k_ab != crypto.agree(b.private, a.public, b"t|2", crypto.PURPOSE_MASK)
+    assert k_ab != crypto.agree(b.private, a.public, b"t|1", crypto.PURPOSE_SHARES)
+    assert crypto.public_of(a.private) == a.public
+    with pytest.raises(ProtocolError):
+        crypto.agree(a.private, bytes(32), b"t|1", crypto.PURPOSE_MASK)  # low-order point
+
+
+def test_sealing_authenticates_ciphertext_and_associated_data():
+    key = bytes(range(32))
+    blob = crypto.seal(key, b"shares", b"aad")
+    assert crypto.open_sealed(key, blob, b"aad") == b"shares"
+    with pytest.raises(ProtocolError):
+        crypto.open_sealed(key, blob, b"other aad")
+    with pytest.raises(ProtocolError):
+        crypto.open_sealed(key, blob[:-1] + bytes([blob[-1] ^ 1]), b"aad")
+
+
+def test_prg_is_deterministic_bounded_and_roughly_uniform():
+    seed = bytes(32)
+    a = prg.expand(seed, 100_000, 12)
+    assert np.array_equal(a, prg.expand(seed, 100_000, 12))
+    assert a.max() < 1 << 12 and a.dtype == np.uint32
+    assert not np.array_equal(a, prg.expand(bytes([1]) + bytes(31), 100_000, 12))
+    counts = np.bincount(a >> 8, minlength=16)
+    assert counts.min() > 0.9 * 100_000 / 16 and counts.max() < 1.1 * 100_000 / 16
+    # Known answer: RFC 7539 section 2.3.2's all-zero key, nonce and counter 0 block begins 76 b8 e0 ad.
+    assert prg.expand(bytes(32), 1, 32)[0] == 0xADE0B876
+
+
+@pytest.mark.parametrize("n,degree", [(10, 4), (50, 18), (7, 100), (100, 20)])
+def test_harary_graph_is_symmetric_and_regular(n, degree):
+    g = graph.neighbours(n, degree, b"s" * 32)
+    want = graph.effective_degree(n, degree)
+    for u, vs in g.items():
+        assert u not in vs and len(vs) == want
+        assert all(u in g[v] for v in vs)
+    assert g != graph.neighbours(n, degree, b"t" * 32) or want == n - 1
+
+
+def test_ring_quantization_is_unbiased_and_the_sum_decodes():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=1000).astype(np.float32)
+    x *= 0.9 / np.linalg.norm(x)
+    length = ring.padded_length(x.size)
+    vr = ring.value_range(1.0, length)
+    codes = [ring.quantize(x, 8, vr, 7, rng) for _ in range(400)]
+    total = np.sum(codes, axis=0, dtype=np.uint64)
+    mean = ring.dequantize_sum(total, len(codes), x.size, 8, vr, 7) / len(codes)
+    assert np.abs(mean - x).max() < 0.01 and abs(float(np.mean(mean - x))) < 1e-3
+    one = ring.dequantize_sum(codes[0].astype(np.uint64), 1, x.size, 8, vr, 7)
+    step = 2 * vr / 255
+    assert np.linalg.norm(one - x) < step * np.sqrt(length)
+
+
+def test_masked_body_round_trips_and_rejects_malformed():
+    values = np.arange(1024, dtype=np.uint32) % (1 << 15)
+    body = ring.pack(values, 15)
+    assert len(body) == ring.packed_size(15, 1024) == 12 + 2048
+    assert np.array_equal(ring.unpack(body, 15, 1024), values)
+    with pytest.raises(ProtocolError):
+        ring.unpack(body, 16, 1024)
+    with pytest.raises(ProtocolError):
+        ring.unpack(body[:-2], 15, 1024)
+    with pytest.raises(ProtocolError):
+        ring.unpack(ring.pack(np.full(1024, 1 << 15, np.uint32), 15), 15, 1024)
+    with pytest.raises(ProtocolError):
+        ring.unpack(b"XXXX" + body[4:], 15, 1024)
