@@ -31,6 +31,18 @@ class RunningSum:
         return (self.total / self.weight).astype(np.float32)
 
 
+class ModularSum:
+    """Running sum of SecAgg masked inputs, mod 2^k (uint64 cannot overflow before 2^32 inputs)."""
+
+    def __init__(self, size: int):
+        self.total = np.zeros(size, np.uint64)
+        self.count = 0
+
+    def add(self, values: np.ndarray) -> None:
+        self.total += values
+        self.count += 1
+
+
 def apply_server_optimizer(weights: np.ndarray, mean_delta: np.ndarray, opt: ServerOptimizer,
                            state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """New global weights (flat float32) and the optimizer's new state."""

@@ -13,7 +13,7 @@ from aiohttp import web
 from coordinator import errors as E
 from coordinator import handlers
 from coordinator.config import ServeConfig
-from coordinator.keys import ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_OPENED, TICKER, RoundOpened
+from coordinator.keys import ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED, TICKER, Wakeup
 from coordinator.metrics import Metrics
 from coordinator.pace import PaceConfig
 from coordinator.service import Coordinator
@@ -87,8 +87,10 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
     app[COORDINATOR] = coordinator
     app[METRICS] = metrics
     app[CONFIG] = config
-    app[ROUND_OPENED] = RoundOpened()
+    app[ROUND_OPENED] = Wakeup()
+    app[ROUND_CHANGED] = Wakeup()
     coordinator.round_open_listeners.append(app[ROUND_OPENED].fire)
+    coordinator.round_change_listeners.append(app[ROUND_CHANGED].fire)
     app[ADMIN_TOKEN] = config.admin_token or os.environ.get("FEDGE_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     handlers.add_routes(app)
     if run_ticker:

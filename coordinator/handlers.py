@@ -9,13 +9,15 @@ import json
 from aiohttp import web
 
 from coordinator import errors as E
-from coordinator.keys import ADMIN_TOKEN, COORDINATOR, METRICS, ROUND_OPENED
+from coordinator.keys import ADMIN_TOKEN, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED
 from coordinator.openapi import OPENAPI
 from coordinator.status_page import render_status_page
 from protocol.messages import CheckinRequest, RegisterRequest, UploadMeta
 
 MAX_JSON = 64 * 1024
 MAX_MODEL_BODY = 512 * 1024 * 1024
+MAX_SECAGG_JSON = 8 * 1024 * 1024  # a ShareKeys message carries one sealed share per neighbour
+MAX_SECAGG_WAIT_S = 30.0
 
 
 async def _read_body(request: web.Request, content_type: str, limit: int) -> bytes:
@@ -153,6 +155,42 @@ async def upload_update(request):
     return web.json_response(result, status=200 if result["duplicate"] else 201)
 
 
+async def secagg_message(request):
+    c = coordinator(request)
+    device = c.authenticate(request.headers.get("Authorization"))
+    raw = await read_json(request, MAX_SECAGG_JSON)
+    result = c.secagg_message(device, request.match_info["task_id"], _int(request.match_info["round"], "round"),
+                              request.headers.get("Fedge-Upload-Token"), request.match_info["phase"], raw)
+    return web.json_response(result, status=200 if result["duplicate"] else 201)
+
+
+async def secagg_view(request):
+    """The round's SecAgg state for this device; with ?since=STATE&wait_s=N, held until the state moves on."""
+    c = coordinator(request)
+    device = c.authenticate(request.headers.get("Authorization"))
+    task_id, round_num = request.match_info["task_id"], _int(request.match_info["round"], "round")
+    token = request.headers.get("Fedge-Upload-Token")
+    try:
+        wait_s = float(request.query.get("wait_s", "0"))
+    except ValueError:
+        raise E.BadRequest("wait_s must be a number") from None
+    if not 0.0 <= wait_s <= MAX_SECAGG_WAIT_S:
+        raise E.BadRequest(f"wait_s must be in [0, {MAX_SECAGG_WAIT_S:g}]")
+    since = request.query.get("since", "")
+    view = c.secagg_view(device, task_id, round_num, token)
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while view.state == since:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            break
+        try:
+            await asyncio.wait_for(request.app[ROUND_CHANGED].event.wait(), remaining)
+        except asyncio.TimeoutError:
+            break
+        view = c.secagg_view(device, task_id, round_num, token)
+    return web.json_response(view.to_dict())
+
+
 async def get_blob(request):
     c = coordinator(request)
     sha = request.match_info["sha"]
@@ -200,4 +238,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/checkin", checkin)
     app.router.add_get("/v1/blobs/{sha}", get_blob)
     app.router.add_post("/v1/tasks/{task_id}/rounds/{round}/update", upload_update)
+    app.router.add_get("/v1/tasks/{task_id}/rounds/{round}/secagg", secagg_view)
+    app.router.add_post("/v1/tasks/{task_id}/rounds/{round}/secagg/{phase}", secagg_message)
 

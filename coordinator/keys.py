@@ -17,8 +17,8 @@ ADMIN_TOKEN = web.AppKey("admin_token", str)
 TICKER = web.AppKey("ticker", asyncio.Task)
 
 
-class RoundOpened:
-    """Wakes long-polling check-ins when any round opens (a fresh Event per opening)."""
+class Wakeup:
+    """Wakes long-polling requests when something happens (a fresh Event per firing)."""
 
     def __init__(self):
         self.event = asyncio.Event()
@@ -28,4 +28,5 @@ class RoundOpened:
         self.event = asyncio.Event()
 
 
-ROUND_OPENED = web.AppKey("round_opened", RoundOpened)
+ROUND_OPENED = web.AppKey("round_opened", Wakeup)  # check-ins waiting for a slot
+ROUND_CHANGED = web.AppKey("round_changed", Wakeup)  # SecAgg views waiting for the next phase

@@ -32,7 +32,8 @@ OPENAPI = {
         "/v1/admin/populations/{population}/tasks": {"post": _op(
             "create a task {model_sha256, config, task_id?}; config: rounds, goal_count, over_selection, "
             "min_reports, selection_window_s, report_deadline_s, eligibility, epochs, batch_size, learning_rate, "
-            "codec, chunk_size, clip_norm, server_optimizer", "201", "application/json", "admin")},
+            "codec, chunk_size, clip_norm, secagg (off|secagg|secagg+), secagg_threshold, secagg_degree, "
+            "secagg_bits, secagg_phase_s, server_optimizer", "201", "application/json", "admin")},
         "/v1/admin/tasks": {"get": _op("list tasks", auth="admin")},
         "/v1/admin/tasks/{task_id}": {"get": _op("a task with its round records", auth="admin")},
         "/v1/admin/tasks/{task_id}/checkpoint": {"get": _op("redirect to the current global weights (FEDU f32)",
@@ -48,6 +49,14 @@ OPENAPI = {
         "/v1/tasks/{task_id}/rounds/{round}/update": {"post": _op(
             "upload an update (protocol.codec layout); headers Fedge-Upload-Token and Fedge-Upload (JSON meta)",
             "201", "application/octet-stream", "device")},
+        "/v1/tasks/{task_id}/rounds/{round}/secagg": {"get": _op(
+            "this device's view of the round's SecAgg state: roster and parameters, who shared and the sealed "
+            "shares addressed to it, the unmasking request; ?since=STATE&wait_s=N holds it until the state moves "
+            "on; header Fedge-Upload-Token", auth="device")},
+        "/v1/tasks/{task_id}/rounds/{round}/secagg/{phase}": {"post": _op(
+            "a SecAgg message: keys {c_public, s_public}, shares {shares: [{sender, receiver, ciphertext}]}, "
+            "reveals {shares: [{owner, kind, share}]}; header Fedge-Upload-Token", "201", "application/json",
+            "device")},
         "/metrics": {"get": _op("Prometheus metrics")},
         "/": {"get": _op("status page")},
     },

@@ -1,7 +1,8 @@
 """The coordinator's logic: registration, check-in/selection, uploads, the round state machine.
 
 Round lifecycle (DESIGN.md): ``selecting -> reporting -> aggregating -> committed`` or
-``failed (reason)``. Each transition is written to SQLite before it is acted on; after a
+``failed (reason)``; with secure aggregation the key phases of `coordinator.secagg_rounds`
+come between selecting and reporting, and unmasking after it. Each transition is written to SQLite before it is acted on; after a
 restart `recover()` rebuilds the running sums of open rounds from the stored updates
 and `tick()` carries on. All methods are synchronous and fast; the aiohttp handlers
 call them directly and a background task calls `tick()`.
@@ -25,17 +26,21 @@ import numpy as np
 from coordinator import errors as E
 from coordinator.aggregation import RunningSum, apply_server_optimizer
 from coordinator.pace import PaceConfig, jittered, retry_window
+from coordinator.secagg_rounds import SecAggRounds
 from coordinator.store import Store, dumps
 from coordinator.task_config import TaskConfig
 from protocol import codec
 from protocol.eligibility import EligibilityRule
 from protocol.errors import ProtocolError
 from protocol.manifest import Manifest
+from protocol.secagg import ring
+from protocol.secagg.server import BelowThreshold
 from protocol.messages import Assignment, CheckinRequest, CheckinResponse, RegisterRequest, UploadMeta
 from protocol.tflite_file import read_initial_weights, read_manifest, with_weights
 
 log = logging.getLogger("fedge.coordinator")
-OPEN_STATES = ("selecting", "reporting", "aggregating")
+OPEN_STATES = ("selecting", "advertising", "sharing", "reporting", "unmasking", "aggregating")
+_OPEN_SQL = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"
 
 
 def _hash_token(token: str) -> str:
@@ -74,14 +79,20 @@ class Coordinator:
         self._buckets: dict[str, tuple[float, float]] = {}
         # Called with the task id whenever a round opens (the app wakes long-polling check-ins).
         self.round_open_listeners: list = []
+        # Called with the task id on every round transition (wakes long-polling SecAgg views).
+        self.round_change_listeners: list = []
+        self.secagg = SecAggRounds(self)
         self.recover()
 
     # -- start-up -------------------------------------------------------------------
     def recover(self) -> None:
         """Load tasks; rebuild the running sum of every open round from its stored updates."""
         self.tasks = {row["task_id"]: self._task_from_row(row) for row in self.store.all("SELECT * FROM tasks")}
-        for row in self.store.all("SELECT task_id, round FROM rounds WHERE state IN ('selecting','reporting','aggregating')"):
+        for row in self.store.all(f"SELECT task_id, round FROM rounds WHERE state IN {_OPEN_SQL}"):
             task = self.tasks[row["task_id"]]
+            if task.config.secagg_on:
+                self.secagg.recover(task, row["round"])
+                continue
             acc = self._sum_for(task, row["round"])
             for upd in self.store.all("SELECT * FROM updates WHERE task_id=? AND round=?", row["task_id"], row["round"]):
                 decoded = codec.decode(Path(upd["blob"]).read_bytes(), [w.size for w in task.manifest.weights])
@@ -168,7 +179,7 @@ class Coordinator:
             tx.execute("UPDATE tasks SET state=? WHERE task_id=?", (target, task_id))
             if target == "cancelled":
                 tx.execute("UPDATE rounds SET state='failed', reason='task cancelled', closed_at=? "
-                           "WHERE task_id=? AND state IN ('selecting','reporting','aggregating')", (self.clock(), task_id))
+                           f"WHERE task_id=? AND state IN {_OPEN_SQL}", (self.clock(), task_id))
         task.state = target
         return self.task_summary(task_id)
 
@@ -274,7 +285,7 @@ class Coordinator:
                 return None  # already in this round: it has its assignment
             tx.execute("UPDATE rounds SET selected=selected+1 WHERE task_id=? AND round=?", (task.task_id, rnd["round"]))
         if rnd["selected"] + 1 >= task.config.target_selected:
-            self._transition(task, rnd["round"], "reporting")
+            self.transition(task, rnd["round"], "advertising" if task.config.secagg_on else "reporting")
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd['round']}"
         return Assignment(
             task_id=task.task_id, round=rnd["round"], upload_token=token, plan=task.config.plan(),
@@ -285,18 +296,52 @@ class Coordinator:
 
     def upload_limit(self, task_id: str) -> int:
         task = self._task(task_id)
+        if task.config.secagg_on:
+            return ring.packed_size(32, ring.padded_length(task.manifest.num_parameters))
         return task.config.codec_spec().max_payload_bytes(len(task.manifest.weights), task.manifest.num_parameters)
+
+    def _assigned(self, device, task_id: str, round_num: int, upload_token: str | None):
+        """The round's row, if this device holds an assignment for it with this token; else 403."""
+        assignment = self.store.one("SELECT * FROM assignments WHERE task_id=? AND round=? AND device_id=?",
+                                    task_id, round_num, device["device_id"])
+        if assignment is None or not upload_token or not hmac.compare_digest(
+                assignment["token_hash"], _hash_token(upload_token)):
+            self._reject("not_assigned")
+            raise E.Forbidden("this device holds no assignment for that round (or the upload token is wrong)")
+        return self.round_row(task_id, round_num)
+
+    def round_row(self, task_id: str, round_num: int):
+        return self.store.one("SELECT * FROM rounds WHERE task_id=? AND round=?", task_id, round_num)
+
+    def secagg_message(self, device, task_id: str, round_num: int, upload_token: str | None, phase: str,
+                       raw) -> dict:
+        """A device's AdvertiseKeys ('keys'), ShareKeys ('shares') or Unmasking ('reveals') message."""
+        task = self._task(task_id)
+        if not task.config.secagg_on:
+            raise E.NotFound(f"task '{task_id}' does not use secure aggregation")
+        rnd = self._assigned(device, task_id, round_num, upload_token)
+        post = {"keys": self.secagg.post_keys, "shares": self.secagg.post_shares,
+                "reveals": self.secagg.post_reveals}.get(phase)
+        if post is None:
+            raise E.NotFound(f"no SecAgg phase '{phase}'; use keys, shares or reveals")
+        try:
+            new = post(task, rnd, device["device_id"], raw)
+        except ProtocolError as exc:
+            raise E.BadRequest(str(exc), exc.code) from exc
+        return {"accepted": True, "duplicate": not new}
+
+    def secagg_view(self, device, task_id: str, round_num: int, upload_token: str | None):
+        task = self._task(task_id)
+        if not task.config.secagg_on:
+            raise E.NotFound(f"task '{task_id}' does not use secure aggregation")
+        rnd = self._assigned(device, task_id, round_num, upload_token)
+        return self.secagg.view(task, rnd, device["device_id"])
 
     def upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
                body: bytes) -> dict:
         task = self._task(task_id)
         device_id = device["device_id"]
-        assignment = self.store.one("SELECT * FROM assignments WHERE task_id=? AND round=? AND device_id=?",
-                                    task_id, round_num, device_id)
-        if assignment is None or not upload_token or not hmac.compare_digest(
-                assignment["token_hash"], _hash_token(upload_token)):
-            self._reject("not_assigned")
-            raise E.Forbidden("this device holds no assignment for that round (or the upload token is wrong)")
+        rnd = self._assigned(device, task_id, round_num, upload_token)
         digest = hashlib.sha256(body).hexdigest()
         previous = self.store.one("SELECT digest FROM updates WHERE task_id=? AND round=? AND device_id=?",
                                   task_id, round_num, device_id)
@@ -305,7 +350,8 @@ class Coordinator:
                 return {"accepted": True, "duplicate": True}  # a retry of an acknowledged upload
             self._reject("duplicate")
             raise E.Conflict("an update for this round was already accepted from this device", "duplicate")
-        rnd = self.store.one("SELECT * FROM rounds WHERE task_id=? AND round=?", task_id, round_num)
+        if task.config.secagg_on:
+            return self._upload_masked(task, rnd, device_id, meta, body, digest)
         if rnd["state"] not in ("selecting", "reporting") or self.clock() > rnd["report_deadline"]:
             self._reject("late")
             raise E.Gone(f"round {round_num} is closed ({rnd['state']}); the update was not counted", "round_closed")
@@ -318,33 +364,46 @@ class Coordinator:
         if decoded.codec != expected_codec.name:
             self._reject("wrong_codec")
             raise E.BadRequest(f"update uses codec {decoded.codec}; this task expects {expected_codec.name}", "wrong_codec")
-        path = self.store.update_path(task_id, round_num, device_id)
+        self._store_update(task, round_num, device_id, meta, body, digest)
+        self._sum_for(task, round_num).add(decoded.values, float(meta.example_count))
+        if rnd["reported"] + 1 >= task.config.goal_count:
+            self.transition(task, round_num, "aggregating")
+            self.commit(task, round_num)
+        return {"accepted": True, "duplicate": False}
+
+    def _upload_masked(self, task: Task, rnd, device_id: str, meta: UploadMeta, body: bytes, digest: str) -> dict:
+        values = self.secagg.accept_masked_input(task, rnd, device_id, body)
+        self._store_update(task, rnd["round"], device_id, meta, body, digest)
+        self.secagg.masked_input_done(task, rnd["round"], values)
+        return {"accepted": True, "duplicate": False}
+
+    def _store_update(self, task: Task, round_num: int, device_id: str, meta: UploadMeta, body: bytes,
+                      digest: str) -> None:
+        """File first, then the row: an acknowledged update survives a crash."""
+        path = self.store.update_path(task.task_id, round_num, device_id)
         self.store.write_file(path, body)
         with self.store.transaction() as tx:
             tx.execute("INSERT INTO updates VALUES (?,?,?,?,?,?,?,?)",
-                       (task_id, round_num, device_id, meta.example_count,
+                       (task.task_id, round_num, device_id, meta.example_count,
                         dumps({"train_loss": meta.train_loss, "eval_loss": meta.eval_loss,
                                "eval_accuracy": meta.eval_accuracy, "eval_count": meta.eval_count}),
                         str(path), digest, self.clock()))
             tx.execute("UPDATE rounds SET reported=reported+1, examples=examples+? WHERE task_id=? AND round=?",
-                       (meta.example_count, task_id, round_num))
-        self._sum_for(task, round_num).add(decoded.values, float(meta.example_count))
+                       (meta.example_count, task.task_id, round_num))
         if self.metrics is not None:
             self.metrics.bytes_in(len(body))
-        if rnd["reported"] + 1 >= task.config.goal_count:
-            self._transition(task, round_num, "aggregating")
-            self._commit(task, round_num)
-        return {"accepted": True, "duplicate": False}
 
     def _reject(self, reason: str) -> None:
         self._count("rejected_uploads", reason)
 
     # -- the round state machine -----------------------------------------------------------
-    def _transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None:
+    def transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None:
         closed = self.clock() if state in ("committed", "failed") else None
         self.store.execute("UPDATE rounds SET state=?, reason=?, closed_at=COALESCE(?, closed_at) "
                            "WHERE task_id=? AND round=?", state, reason, closed, task.task_id, round_num)
         log.info("task %s round %d -> %s %s", task.task_id, round_num, state, reason)
+        for listener in self.round_change_listeners:
+            listener(task.task_id)
 
     def tick(self) -> None:
         """Advance every active task's round by the clock; called periodically.
@@ -381,51 +440,68 @@ class Coordinator:
 
     def _open_round(self, task: Task, round_num: int, now: float) -> None:
         c = task.config
-        self.store.execute(
-            "INSERT INTO rounds (task_id, round, state, opened_at, selection_deadline, report_deadline) "
-            "VALUES (?,?,?,?,?,?)", task.task_id, round_num, "selecting", now,
-            now + c.selection_window_s, now + c.selection_window_s + c.report_deadline_s,
-        )
+        selection_deadline = now + c.selection_window_s
+        with self.store.transaction():
+            report_deadline = (self.secagg.open(task, round_num, selection_deadline) if c.secagg_on
+                               else selection_deadline + c.report_deadline_s)
+            self.store.execute(
+                "INSERT INTO rounds (task_id, round, state, opened_at, selection_deadline, report_deadline) "
+                "VALUES (?,?,?,?,?,?)", task.task_id, round_num, "selecting", now, selection_deadline,
+                report_deadline)
 
     def _advance(self, task: Task, rnd, now: float) -> None:
         c = task.config
+        if c.secagg_on:
+            self.secagg.advance(task, rnd, now)
+            return
         state, num = rnd["state"], rnd["round"]
         if state == "selecting" and now > rnd["selection_deadline"]:
             if rnd["selected"] >= c.required_reports:
-                self._transition(task, num, "reporting")
+                self.transition(task, num, "reporting")
             else:
-                self._fail_round(task, num, f"selection window closed with {rnd['selected']} devices, "
+                self.fail_round(task, num, f"selection window closed with {rnd['selected']} devices, "
                                             f"need at least {c.required_reports}")
             return
         if state in ("selecting", "reporting") and (rnd["reported"] >= c.goal_count or now > rnd["report_deadline"]):
             if rnd["reported"] >= c.required_reports:
-                self._transition(task, num, "aggregating")
+                self.transition(task, num, "aggregating")
                 state = "aggregating"
             else:
-                self._fail_round(task, num, f"reporting deadline passed with {rnd['reported']} reports, "
+                self.fail_round(task, num, f"reporting deadline passed with {rnd['reported']} reports, "
                                             f"need at least {c.required_reports}")
                 return
         if state == "aggregating":
-            self._commit(task, num)
+            self.commit(task, num)
 
-    def _fail_round(self, task: Task, num: int, reason: str) -> None:
-        self._transition(task, num, "failed", reason)
+    def fail_round(self, task: Task, num: int, reason: str) -> None:
+        self.transition(task, num, "failed", reason)
         self._discard_updates(task, num)
         self._open_next_round(task, num, self.clock())
 
     def _discard_updates(self, task: Task, num: int) -> None:
         self.sums.pop((task.task_id, num), None)
+        if task.config.secagg_on:
+            self.secagg.discard(task, num)
         for upd in self.store.all("SELECT blob FROM updates WHERE task_id=? AND round=?", task.task_id, num):
             Path(upd["blob"]).unlink(missing_ok=True)
 
-    def _commit(self, task: Task, num: int) -> None:
+    def _mean_update(self, task: Task, num: int) -> np.ndarray:
+        if task.config.secagg_on:
+            return self.secagg.unmasked_mean(task, num)  # uniform weights: example counts stay private
+        return self._sum_for(task, num).mean()
+
+    def commit(self, task: Task, num: int) -> None:
         started = self.clock()
-        acc = self._sum_for(task, num)
+        try:
+            mean = self._mean_update(task, num)
+        except BelowThreshold as exc:
+            self.fail_round(task, num, f"secagg: cannot unmask the sum: {exc}")
+            return
         base = codec.decode(self.store.blob_path(task.checkpoint_sha).read_bytes()).values
         opt_state = self._load_opt_state(task, num - 1)
-        new_weights, opt_state = apply_server_optimizer(base, acc.mean(), task.config.server_optimizer, opt_state)
+        new_weights, opt_state = apply_server_optimizer(base, mean, task.config.server_optimizer, opt_state)
         if not np.all(np.isfinite(new_weights)):
-            self._fail_round(task, num, "aggregate is not finite")
+            self.fail_round(task, num, "aggregate is not finite")
             return
         payload = codec.encode(codec.unflatten(new_weights, task.manifest.weight_shapes), codec.CodecSpec("f32"),
                                np.random.default_rng(0))
@@ -433,7 +509,7 @@ class Coordinator:
         self.store.put_blob(sha, payload)
         if opt_state:
             self._save_opt_state(task, num, opt_state)
-        metrics = self._round_metrics(task, num, acc)
+        metrics = self._round_metrics(task, num)
         with self.store.transaction() as tx:
             tx.execute("UPDATE rounds SET state='committed', closed_at=?, checkpoint_sha=?, metrics=? "
                        "WHERE task_id=? AND round=?", (self.clock(), sha, dumps(metrics), task.task_id, num))
@@ -443,15 +519,15 @@ class Coordinator:
         if self.metrics is not None:
             rnd = self.store.one("SELECT opened_at FROM rounds WHERE task_id=? AND round=?", task.task_id, num)
             self.metrics.round_committed(self.clock() - rnd["opened_at"], self.clock() - started)
-        log.info("task %s round %d committed: %d reports, %s", task.task_id, num, acc.count, metrics)
+        log.info("task %s round %d committed: %s", task.task_id, num, metrics)
         self._open_next_round(task, num, self.clock())
 
-    def _round_metrics(self, task: Task, num: int, acc: RunningSum) -> dict:
+    def _round_metrics(self, task: Task, num: int) -> dict:
         rows = self.store.all("SELECT examples, meta FROM updates WHERE task_id=? AND round=?", task.task_id, num)
         metas = [(r["examples"], json.loads(r["meta"])) for r in rows]
         total = sum(n for n, _ in metas) or 1
         eval_total = sum(m["eval_count"] for _, m in metas)
-        out = {"reports": acc.count, "examples": int(acc.weight),
+        out = {"reports": len(metas), "examples": int(sum(n for n, _ in metas)),
                "train_loss": sum(n * m["train_loss"] for n, m in metas) / total}
         if eval_total:
             out["eval_accuracy"] = sum(m["eval_count"] * m["eval_accuracy"] for _, m in metas) / eval_total

@@ -1,4 +1,5 @@
-"""Durable state in SQLite (WAL): populations, devices, tasks, rounds, assignments, updates.
+"""Durable state in SQLite (WAL): populations, devices, tasks, rounds, assignments, updates,
+and the SecAgg state of rounds (deadlines, roster, who shared, who survived; the messages).
 
 Every method that changes state commits before it returns, so anything the service
 acknowledges to a device or an admin survives a crash of the process. Blobs (models,
@@ -38,6 +39,18 @@ CREATE TABLE IF NOT EXISTS updates (
     task_id TEXT NOT NULL, round INTEGER NOT NULL, device_id TEXT NOT NULL, examples INTEGER NOT NULL,
     meta TEXT NOT NULL, blob TEXT NOT NULL, digest TEXT NOT NULL, received_at REAL NOT NULL,
     PRIMARY KEY (task_id, round, device_id));
+CREATE TABLE IF NOT EXISTS secagg_rounds (
+    task_id TEXT NOT NULL, round INTEGER NOT NULL, advertise_deadline REAL NOT NULL,
+    share_deadline REAL NOT NULL, unmask_deadline REAL NOT NULL, roster TEXT NOT NULL DEFAULT '',
+    params TEXT NOT NULL DEFAULT '', sharers TEXT NOT NULL DEFAULT '', survivors TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (task_id, round));
+CREATE TABLE IF NOT EXISTS secagg_messages (
+    task_id TEXT NOT NULL, round INTEGER NOT NULL, phase TEXT NOT NULL, device_id TEXT NOT NULL,
+    body TEXT NOT NULL, digest TEXT NOT NULL, received_at REAL NOT NULL,
+    PRIMARY KEY (task_id, round, phase, device_id));
+CREATE TABLE IF NOT EXISTS secagg_shares (
+    task_id TEXT NOT NULL, round INTEGER NOT NULL, receiver INTEGER NOT NULL, sender INTEGER NOT NULL,
+    ciphertext BLOB NOT NULL, PRIMARY KEY (task_id, round, receiver, sender));
 """
 
 

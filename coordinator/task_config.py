@@ -46,6 +46,11 @@ class TaskConfig:
     codec: str = "q8"
     chunk_size: int = 256
     clip_norm: float = 0.0
+    secagg: str = "off"  # "off", "secagg" (everyone pairs with everyone) or "secagg+" (O(log n) neighbours)
+    secagg_threshold: float = 0.5  # t = floor(fraction * neighbours) + 1, at least 2
+    secagg_degree: int = 0  # SecAgg+ neighbours; 0 picks ~3 log2(n)
+    secagg_bits: int = 8  # quantization bits of the shared grid
+    secagg_phase_s: float = 30.0  # deadline of each key phase (advertise, share, unmask)
     server_optimizer: ServerOptimizer = field(default_factory=ServerOptimizer)
 
     @property
@@ -53,11 +58,16 @@ class TaskConfig:
         return max(self.goal_count, math.ceil(self.goal_count * self.over_selection))
 
     @property
+    def secagg_on(self) -> bool:
+        return self.secagg != "off"
+
+    @property
     def required_reports(self) -> int:
         return self.min_reports or max(1, self.goal_count // 2)
 
     def plan(self) -> Plan:
-        return Plan(self.epochs, self.batch_size, self.learning_rate, self.codec, self.chunk_size, self.clip_norm)
+        return Plan(self.epochs, self.batch_size, self.learning_rate, self.codec, self.chunk_size, self.clip_norm,
+                    secagg="" if self.secagg == "off" else self.secagg)
 
     def codec_spec(self) -> CodecSpec:
         return CodecSpec.parse(self.codec, self.chunk_size)
@@ -85,6 +95,9 @@ class TaskConfig:
         )
         if so.name not in ("fedavg", "fedadam"):
             raise BadRequest("server_optimizer.name must be 'fedavg' or 'fedadam'")
+        secagg = raw.get("secagg", "off")
+        if secagg not in ("off", "secagg", "secagg+"):
+            raise BadRequest("task config 'secagg' must be 'off', 'secagg' or 'secagg+'")
         eligibility = raw.get("eligibility", "")
         codec = raw.get("codec", "q8")
         if not isinstance(eligibility, str) or not isinstance(codec, str):
@@ -103,8 +116,17 @@ class TaskConfig:
             codec=codec,
             chunk_size=_num(raw, "chunk_size", 256, 1, 1 << 20, int),
             clip_norm=_num(raw, "clip_norm", 0.0, 0.0, 1e9),
+            secagg=secagg,
+            secagg_threshold=_num(raw, "secagg_threshold", 0.5, 0.0, 0.99),
+            secagg_degree=_num(raw, "secagg_degree", 0, 0, 100_000, int),
+            secagg_bits=_num(raw, "secagg_bits", 8, 1, 24, int),
+            secagg_phase_s=_num(raw, "secagg_phase_s", 30.0, 0.1, 86400.0),
             server_optimizer=so,
         )
+        if cfg.secagg_on and cfg.clip_norm <= 0:
+            raise BadRequest("secure aggregation needs a bounded contribution: set clip_norm > 0", "clip_required")
+        if cfg.secagg_on and cfg.target_selected < 3:
+            raise BadRequest("secure aggregation needs at least 3 devices per round (goal_count x over_selection)")
         if cfg.min_reports > cfg.goal_count:
             raise BadRequest("min_reports cannot exceed goal_count")
         try:

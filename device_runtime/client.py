@@ -10,6 +10,7 @@ import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from protocol.messages import Assignment, CheckinResponse, DeviceState, UploadMeta
+from protocol.secagg.messages import SecAggView
 
 
 class ApiError(Exception):
@@ -83,6 +84,22 @@ class CoordinatorClient:
             return cached
         cache.put(sha, body)
         return body
+
+    def _secagg_path(self, a: Assignment) -> str:
+        return f"/v1/tasks/{a.task_id}/rounds/{a.round}/secagg"
+
+    async def secagg_view(self, a: Assignment, since: str = "", wait_s: float = 0.0) -> SecAggView:
+        headers = self._headers({"Fedge-Upload-Token": a.upload_token})
+        _, _, body = await self._request("GET", self._secagg_path(a), headers=headers,
+                                         params={"since": since, "wait_s": f"{wait_s:.3f}"})
+        return SecAggView.from_dict(json.loads(body))
+
+    async def secagg_post(self, a: Assignment, phase: str, message: dict) -> dict:
+        payload = json.dumps(message).encode()
+        headers = self._headers({"Fedge-Upload-Token": a.upload_token, "Content-Type": "application/json"})
+        _, _, body = await self._request("POST", f"{self._secagg_path(a)}/{phase}", data=payload, headers=headers)
+        self.bytes_up += len(payload)
+        return json.loads(body)
 
     async def upload(self, assignment: Assignment, payload: bytes, meta: UploadMeta) -> dict:
         headers = self._headers({

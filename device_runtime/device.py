@@ -4,6 +4,7 @@ train before the deadline, upload once. Shared by `fedge device` and the fleet."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ import numpy as np
 
 from device_runtime.client import ApiError, CoordinatorClient
 from device_runtime.example_store import LocalData
+from device_runtime.secagg_session import PHASES as SECAGG_PHASES
+from device_runtime.secagg_session import run_secagg_round
 from device_runtime.trainer import Trainer
 from protocol.messages import Assignment, DeviceState, UploadMeta
 
@@ -36,7 +39,8 @@ class Behaviour:
     """Emulation knobs: how much slower than the host this device is, and how it fails."""
 
     slowdown: float = 1.0  # compute time multiplier (a slow phone)
-    dropout: float = 0.0  # probability of vanishing after training, before the upload
+    dropout: float = 0.0  # probability of vanishing mid-round (without SecAgg: after training, before the upload)
+    secagg_drop_phase: str = "any"  # with SecAgg, the phase before which a dropout vanishes ("any": one at random)
     safety_margin_s: float = 0.5
     long_poll_s: float = 10.0  # ask the coordinator to hold a no-slot check-in until a round opens
 
@@ -74,11 +78,18 @@ class Device:
         checkpoint = await self.client.fetch_blob(a.checkpoint_url, a.checkpoint_sha256, self.cache)
         if self.clock() + self._expected_train_s(a) + self.behaviour.safety_margin_s > a.report_deadline:
             return self._abandon("cannot finish before the reporting deadline")
-        started = time.perf_counter()
-        result = await self.trainer.train(model, a.model_sha256, checkpoint, a.checkpoint_sha256, a.plan,
-                                          self.data, self.rng)
-        if self.behaviour.slowdown > 1.0:
-            await asyncio.sleep((time.perf_counter() - started) * (self.behaviour.slowdown - 1.0))
+
+        async def train():
+            started = time.perf_counter()
+            result = await self.trainer.train(model, a.model_sha256, checkpoint, a.checkpoint_sha256, a.plan,
+                                              self.data, self.rng)
+            if self.behaviour.slowdown > 1.0:
+                await asyncio.sleep((time.perf_counter() - started) * (self.behaviour.slowdown - 1.0))
+            return result
+
+        if a.plan.secagg:
+            return await self._run_secagg(a, train)
+        result = await train()
         if self.behaviour.dropout and self.rng.random() < self.behaviour.dropout:
             self.stats.dropped += 1
             return RoundOutcome("dropped")
@@ -96,6 +107,26 @@ class Device:
         self.stats.float32_bytes += result.float32_bytes
         return RoundOutcome("uploaded", detail=f"{len(result.payload)} bytes")
 
+    async def _run_secagg(self, a: Assignment, train) -> RoundOutcome:
+        drop_at = ""
+        if self.behaviour.dropout and self.rng.random() < self.behaviour.dropout:
+            phase = self.behaviour.secagg_drop_phase
+            drop_at = SECAGG_PHASES[int(self.rng.integers(len(SECAGG_PHASES)))] if phase == "any" else phase
+        try:
+            done = await run_secagg_round(self.client, a, train, self.rng, drop_at, self.behaviour.long_poll_s,
+                                          self.clock)
+        except ApiError as exc:
+            self.stats.rejected += 1
+            return RoundOutcome("rejected", detail=str(exc))
+        if done.outcome == "dropped":
+            self.stats.dropped += 1
+        if done.payload_bytes:
+            self.stats.uploads += 1
+            self.stats.bytes_up += done.payload_bytes
+            self.stats.float32_bytes += done.result.float32_bytes
+        outcome = "uploaded" if done.payload_bytes else done.outcome
+        return RoundOutcome(outcome, detail=done.detail)
+
     def _abandon(self, why: str) -> RoundOutcome:
         self.stats.abandoned_deadline += 1
         log.info("abandoning round: %s", why)
@@ -104,8 +135,17 @@ class Device:
     async def run(self, stop: asyncio.Event, max_rounds: int | None = None, after_round_s: float = 0.0) -> None:
         """Loop until ``stop`` is set (or ``max_rounds`` uploads)."""
         while not stop.is_set():
+            attempt = asyncio.ensure_future(self.run_once())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not attempt.done():  # switched off mid-round, like a phone losing power
+                attempt.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await attempt
+                return
             try:
-                outcome = await self.run_once()
+                outcome = attempt.result()
             except ApiError as exc:
                 log.warning("check-in refused: %s", exc)
                 outcome = RoundOutcome("rejected", self.clock() + 5.0, str(exc))

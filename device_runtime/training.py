@@ -21,6 +21,7 @@ class LocalResult:
     eval_count: int
     delta_norm: float
     float32_bytes: int
+    delta: np.ndarray | None = None  # the clipped delta, kept (unencoded) when SecAgg encodes it later
 
 
 def clip_l2(delta: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:
@@ -42,6 +43,10 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
     train_loss = model.train(x, y, plan.epochs, plan.learning_rate, rng)
     delta = codec.flatten(model.get_weights()) - codec.flatten(global_weights)
     delta, norm = clip_l2(delta, plan.clip_norm)
+    if plan.secagg:
+        # The SecAgg grid is only known once the key phases close; the device encodes then.
+        return LocalResult(b"", len(x), train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
+                           delta.astype(np.float32))
     shapes = [np.shape(w) for w in global_weights]
     spec = codec.CodecSpec.parse(plan.codec, plan.chunk_size)
     payload = codec.encode(codec.unflatten(delta, shapes), spec, rng)

@@ -104,6 +104,7 @@ class Plan:
     chunk_size: int
     clip_norm: float = 0.0  # 0 disables clipping
     max_examples: int = 0  # 0 means all local examples
+    secagg: str = ""  # "", "secagg" or "secagg+": run the SecAgg phases (GET .../secagg) around the upload
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Plan":
@@ -112,6 +113,7 @@ class Plan:
             learning_rate=get_field(raw, "learning_rate", float), codec=get_field(raw, "codec", str),
             chunk_size=get_field(raw, "chunk_size", int), clip_norm=get_field(raw, "clip_norm", float, False, 0.0),
             max_examples=get_field(raw, "max_examples", int, False, 0),
+            secagg=get_field(raw, "secagg", str, False, ""),
         )
 
 

@@ -20,6 +20,11 @@ MASK_KEY = "mask_key"  # a share of s_v^SK, revealed for a device that dropped a
 MAX_INDEX = 1 << 20
 
 
+def round_context(task_id: str, round_num: int) -> bytes:
+    """Binds every derived key and sealed share to one round of one task."""
+    return f"{task_id}|{round_num}".encode()
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 

@@ -1,0 +1,308 @@
+"""The coordinator's SecAgg phases, as states of the round in the same durable state machine.
+
+    selecting -> advertising -> sharing -> reporting -> unmasking -> aggregating -> committed
+                      (any phase short of its threshold)  -> failed (reason)
+
+Deadlines are fixed when the round opens: selection window, then ``secagg_phase_s`` for
+advertising and sharing, ``report_deadline_s`` for the masked inputs, ``secagg_phase_s``
+for unmasking. A phase closes early once everyone it waits for has answered. Every
+message is written to SQLite before it is acknowledged; the state a phase leaves behind
+(roster, parameters, who shared, who survived) is written with the transition, so a
+restarted coordinator continues the round. The coordinator routes the sealed shares by
+roster index and cannot open them; it keeps masked inputs only as their running sum
+(and the files it rebuilds that sum from after a crash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from coordinator import errors as E
+from coordinator.aggregation import ModularSum
+from coordinator.store import dumps
+from protocol.errors import ProtocolError
+from protocol.secagg import ring, server
+from protocol.secagg.messages import (EncryptedShare, PublicKeys, RevealedShare, SecAggParams, SecAggView,
+                                      UnmaskRequest, parse_list, round_context)
+
+if TYPE_CHECKING:
+    from coordinator.service import Coordinator, Task
+
+SECAGG_STATES = ("advertising", "sharing", "unmasking")
+
+
+class SecAggRounds:
+    def __init__(self, coordinator: "Coordinator"):
+        self.c = coordinator
+        self.store = coordinator.store
+        self.sums: dict[tuple[str, int], ModularSum] = {}
+
+    # -- round bookkeeping ---------------------------------------------------------------
+    def open(self, task: "Task", round_num: int, selection_deadline: float) -> float:
+        """Writes the phase deadlines; returns the reporting deadline."""
+        cfg = task.config
+        advertise = selection_deadline + cfg.secagg_phase_s
+        share = advertise + cfg.secagg_phase_s
+        report = share + cfg.report_deadline_s
+        self.store.execute("INSERT INTO secagg_rounds (task_id, round, advertise_deadline, share_deadline, "
+                           "unmask_deadline) VALUES (?,?,?,?,?)", task.task_id, round_num, advertise, share,
+                           report + cfg.secagg_phase_s)
+        return report
+
+    def _row(self, task_id: str, round_num: int):
+        row = self.store.one("SELECT * FROM secagg_rounds WHERE task_id=? AND round=?", task_id, round_num)
+        if row is None:
+            raise E.NotFound(f"round {round_num} of task '{task_id}' does not use secure aggregation")
+        return row
+
+    def _params(self, row) -> SecAggParams | None:
+        return SecAggParams.from_dict(json.loads(row["params"])) if row["params"] else None
+
+    def _roster(self, row) -> dict[int, str]:
+        return {int(i): d for i, d in json.loads(row["roster"]).items()} if row["roster"] else {}
+
+    def _index_of(self, row, device_id: str) -> int:
+        return next((i for i, d in self._roster(row).items() if d == device_id), 0)
+
+    def _keys(self, task_id: str, round_num: int, roster: dict[int, str]) -> dict[int, PublicKeys]:
+        bodies = {r["device_id"]: r["body"] for r in self.store.all(
+            "SELECT device_id, body FROM secagg_messages WHERE task_id=? AND round=? AND phase='keys'",
+            task_id, round_num)}
+        return {i: PublicKeys.from_dict(json.loads(bodies[d])) for i, d in roster.items()}
+
+    def _count(self, task_id: str, round_num: int, phase: str) -> int:
+        return self.store.one("SELECT COUNT(*) AS n FROM secagg_messages WHERE task_id=? AND round=? AND phase=?",
+                              task_id, round_num, phase)["n"]
+
+    def sum_for(self, task: "Task", round_num: int) -> ModularSum:
+        key = (task.task_id, round_num)
+        if key not in self.sums:
+            length = ring.padded_length(task.manifest.num_parameters)
+            self.sums[key] = ModularSum(length)
+        return self.sums[key]
+
+    def recover(self, task: "Task", round_num: int) -> None:
+        row = self._row(task.task_id, round_num)
+        params = self._params(row)
+        if params is None:
+            return
+        acc = self.sum_for(task, round_num)
+        for upd in self.store.all("SELECT blob FROM updates WHERE task_id=? AND round=?", task.task_id, round_num):
+            acc.add(ring.unpack(Path(upd["blob"]).read_bytes(), params.modulus_bits, params.length))
+
+    def discard(self, task: "Task", round_num: int) -> None:
+        self.sums.pop((task.task_id, round_num), None)
+        self.store.execute("DELETE FROM secagg_shares WHERE task_id=? AND round=?", task.task_id, round_num)
+
+    # -- messages from devices -------------------------------------------------------------
+    def _record(self, task: "Task", rnd, device_id: str, phase: str, body: str, states: tuple[str, ...],
+                shares: list[EncryptedShare] | None = None) -> bool:
+        """Store a phase message once; True when it is new, False for an identical retry."""
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        prev = self.store.one("SELECT digest FROM secagg_messages WHERE task_id=? AND round=? AND phase=? AND "
+                              "device_id=?", task.task_id, rnd["round"], phase, device_id)
+        if prev is not None:
+            if prev["digest"] == digest:
+                return False
+            raise E.Conflict(f"a different {phase} message was already accepted from this device", "duplicate")
+        if rnd["state"] not in states:
+            raise E.Gone(f"the {phase} phase of round {rnd['round']} is closed ({rnd['state']})", "phase_closed")
+        with self.store.transaction() as tx:
+            tx.execute("INSERT INTO secagg_messages VALUES (?,?,?,?,?,?,?)",
+                       (task.task_id, rnd["round"], phase, device_id, body, digest, self.c.clock()))
+            if shares:
+                tx.executemany("INSERT INTO secagg_shares VALUES (?,?,?,?,?)",
+                               [(task.task_id, rnd["round"], s.receiver, s.sender, s.ciphertext) for s in shares])
+        return True
+
+    def post_keys(self, task: "Task", rnd, device_id: str, raw) -> bool:
+        keys = PublicKeys.from_dict(raw)
+        body = dumps(keys.to_dict())
+        for other in self.store.all("SELECT device_id, body FROM secagg_messages WHERE task_id=? AND round=? AND "
+                                    "phase='keys'", task.task_id, rnd["round"]):
+            theirs = PublicKeys.from_dict(json.loads(other["body"]))
+            if other["device_id"] != device_id and {keys.c_public, keys.s_public} & {theirs.c_public,
+                                                                                      theirs.s_public}:
+                raise E.Conflict("these public keys were already advertised by another device", "replayed_keys")
+        new = self._record(task, rnd, device_id, "keys", body, ("selecting", "advertising"))
+        self.advance(task, self.c.round_row(task.task_id, rnd["round"]), self.c.clock())
+        return new
+
+    def post_shares(self, task: "Task", rnd, device_id: str, raw) -> bool:
+        row = self._row(task.task_id, rnd["round"])
+        index, params = self._index_of(row, device_id), self._params(row)
+        if params is None or not index:
+            raise E.Forbidden("this device is not in the round's roster", "not_in_roster")
+        shares = parse_list(raw, "shares", EncryptedShare, params.n)
+        try:
+            server.check_shares(index, shares, server.round_graph(params)[index])
+        except ProtocolError as exc:
+            raise E.BadRequest(str(exc), exc.code) from exc
+        body = dumps({"shares": [s.to_dict() for s in shares]})
+        new = self._record(task, rnd, device_id, "shares", body, ("sharing",), shares)
+        self.advance(task, self.c.round_row(task.task_id, rnd["round"]), self.c.clock())
+        return new
+
+    def post_reveals(self, task: "Task", rnd, device_id: str, raw) -> bool:
+        row = self._row(task.task_id, rnd["round"])
+        index, params = self._index_of(row, device_id), self._params(row)
+        survivors = json.loads(row["survivors"]) if row["survivors"] else []
+        if params is None or index not in survivors:
+            raise E.Forbidden("only devices whose masked input was counted take part in unmasking", "not_survivor")
+        reveals = parse_list(raw, "shares", RevealedShare, params.n)
+        try:
+            server.check_reveals(index, reveals, server.round_graph(params)[index], json.loads(row["sharers"]),
+                                 survivors)
+        except ProtocolError as exc:
+            raise E.BadRequest(str(exc), exc.code) from exc
+        body = dumps({"shares": [s.to_dict() for s in reveals]})
+        new = self._record(task, rnd, device_id, "reveals", body, ("unmasking",))
+        self.advance(task, self.c.round_row(task.task_id, rnd["round"]), self.c.clock())
+        return new
+
+    def accept_masked_input(self, task: "Task", rnd, device_id: str, body: bytes) -> np.ndarray:
+        row = self._row(task.task_id, rnd["round"])
+        params, index = self._params(row), self._index_of(row, device_id)
+        sharers = json.loads(row["sharers"]) if row["sharers"] else []
+        if rnd["state"] != "reporting" or self.c.clock() > rnd["report_deadline"]:
+            raise E.Gone(f"round {rnd['round']} is not taking masked inputs ({rnd['state']})", "round_closed")
+        if params is None or index not in sharers:
+            raise E.Forbidden("only devices that shared keys this round may send a masked input", "not_sharer")
+        try:
+            return ring.unpack(body, params.modulus_bits, params.length)
+        except ProtocolError as exc:
+            raise E.BadRequest(str(exc), exc.code) from exc
+
+    def masked_input_done(self, task: "Task", round_num: int, values: np.ndarray) -> None:
+        self.sum_for(task, round_num).add(values)
+        self.advance(task, self.c.round_row(task.task_id, round_num), self.c.clock())
+
+    def view(self, task: "Task", rnd, device_id: str) -> SecAggView:
+        row = self._row(task.task_id, rnd["round"])
+        params, roster = self._params(row), self._roster(row)
+        index = self._index_of(row, device_id)
+        if params is None or not index:
+            return SecAggView(rnd["state"], reason=rnd["reason"])
+        keys = self._keys(task.task_id, rnd["round"], roster)
+        sharers = tuple(json.loads(row["sharers"])) if row["sharers"] else ()
+        inbox = tuple(EncryptedShare(s["sender"], index, bytes(s["ciphertext"])) for s in self.store.all(
+            "SELECT sender, ciphertext FROM secagg_shares WHERE task_id=? AND round=? AND receiver=? ORDER BY sender",
+            task.task_id, rnd["round"], index)) if sharers else ()
+        unmask = None
+        if row["survivors"]:
+            survivors = json.loads(row["survivors"])
+            unmask = UnmaskRequest(tuple(survivors), tuple(sorted(set(sharers) - set(survivors))))
+        return SecAggView(rnd["state"], index, params, keys, sharers, inbox, unmask, rnd["reason"])
+
+    # -- phase transitions ---------------------------------------------------------------
+    def advance(self, task: "Task", rnd, now: float) -> None:
+        state, num = rnd["state"], rnd["round"]
+        cfg = task.config
+        if state in ("committed", "failed"):
+            return
+        row = self._row(task.task_id, num)
+        if state == "selecting":
+            if now > rnd["selection_deadline"]:
+                if rnd["selected"] >= max(3, cfg.required_reports):
+                    self.c.transition(task, num, "advertising")
+                    self.advance(task, self.c.round_row(task.task_id, num), now)
+                else:
+                    self.c.fail_round(task, num, f"selection window closed with {rnd['selected']} devices, need "
+                                                 f"at least {max(3, cfg.required_reports)} for secure aggregation")
+        elif state == "advertising":
+            if self._count(task.task_id, num, "keys") >= rnd["selected"] or now > row["advertise_deadline"]:
+                self._close_advertising(task, rnd)
+        elif state == "sharing":
+            if self._count(task.task_id, num, "shares") >= self._params(row).n or now > row["share_deadline"]:
+                self._close_sharing(task, rnd, row)
+        elif state == "reporting":
+            # Like a plain round, reporting ends at the goal count; a sharer whose masked input comes
+            # later is treated as dropped (its pairwise masks are removed through its mask-key shares).
+            wanted = min(len(json.loads(row["sharers"])), cfg.goal_count)
+            if rnd["reported"] >= wanted or now > rnd["report_deadline"]:
+                self._close_reporting(task, rnd, row)
+        elif state == "unmasking":
+            if self._count(task.task_id, num, "reveals") >= len(json.loads(row["survivors"])) \
+                    or now > row["unmask_deadline"]:
+                self.c.transition(task, num, "aggregating")
+                self.c.commit(task, num)
+        elif state == "aggregating":
+            self.c.commit(task, num)
+
+    def _close_advertising(self, task: "Task", rnd) -> None:
+        num, cfg = rnd["round"], task.config
+        devices = sorted(r["device_id"] for r in self.store.all(
+            "SELECT device_id FROM secagg_messages WHERE task_id=? AND round=? AND phase='keys'", task.task_id, num))
+        need = max(3, cfg.required_reports)
+        if len(devices) < need:
+            self.c.fail_round(task, num, f"secagg: {len(devices)} devices advertised keys, need at least {need}")
+            return
+        try:
+            params = server.choose_params(
+                len(devices), plus=cfg.secagg == "secagg+", threshold_fraction=cfg.secagg_threshold,
+                degree=cfg.secagg_degree, quant_bits=cfg.secagg_bits, clip_norm=cfg.clip_norm,
+                num_values=task.manifest.num_parameters, rotation_seed=secrets.randbits(63) + 1,
+                graph_seed=os.urandom(32))
+        except ProtocolError as exc:
+            self.c.fail_round(task, num, f"secagg: {exc}")
+            return
+        roster = {str(i): d for i, d in enumerate(devices, start=1)}
+        with self.store.transaction() as tx:
+            tx.execute("UPDATE secagg_rounds SET roster=?, params=? WHERE task_id=? AND round=?",
+                       (dumps(roster), dumps(params.to_dict()), task.task_id, num))
+        self.c.transition(task, num, "sharing")
+
+    def _close_sharing(self, task: "Task", rnd, row) -> None:
+        num, params = rnd["round"], self._params(row)
+        index = {d: int(i) for i, d in json.loads(row["roster"]).items()}
+        sharers = sorted(index[r["device_id"]] for r in self.store.all(
+            "SELECT device_id FROM secagg_messages WHERE task_id=? AND round=? AND phase='shares'", task.task_id, num))
+        need = max(params.threshold + 1, task.config.required_reports)
+        if len(sharers) < need:
+            self.c.fail_round(task, num, f"secagg: {len(sharers)} devices shared keys, need at least {need} "
+                                         f"(threshold {params.threshold})")
+            return
+        # Shares sent by devices that are not in U2 were never to be used; drop them so no inbox lists them.
+        self.store.execute(f"DELETE FROM secagg_shares WHERE task_id=? AND round=? AND sender NOT IN "
+                           f"({','.join('?' * len(sharers))})", task.task_id, num, *sharers)
+        self.store.execute("UPDATE secagg_rounds SET sharers=? WHERE task_id=? AND round=?", dumps(sharers),
+                           task.task_id, num)
+        self.c.transition(task, num, "reporting")
+
+    def _close_reporting(self, task: "Task", rnd, row) -> None:
+        num, params = rnd["round"], self._params(row)
+        index = {d: int(i) for i, d in json.loads(row["roster"]).items()}
+        survivors = sorted(index[r["device_id"]] for r in self.store.all(
+            "SELECT device_id FROM updates WHERE task_id=? AND round=?", task.task_id, num))
+        need = max(params.threshold, task.config.required_reports)
+        if len(survivors) < need:
+            self.c.fail_round(task, num, f"secagg: {len(survivors)} masked inputs arrived, need at least {need}")
+            return
+        self.store.execute("UPDATE secagg_rounds SET survivors=? WHERE task_id=? AND round=?", dumps(survivors),
+                           task.task_id, num)
+        self.c.transition(task, num, "unmasking")
+
+    # -- the sum -----------------------------------------------------------------------------
+    def unmasked_mean(self, task: "Task", round_num: int) -> np.ndarray:
+        """The mean update of the survivors; raises `server.BelowThreshold` when it cannot be unmasked."""
+        row = self._row(task.task_id, round_num)
+        params, roster = self._params(row), self._roster(row)
+        index = {d: i for i, d in roster.items()}
+        reveals = {index[r["device_id"]]: parse_list(json.loads(r["body"]), "shares", RevealedShare)
+                   for r in self.store.all("SELECT device_id, body FROM secagg_messages WHERE task_id=? AND round=? "
+                                           "AND phase='reveals'", task.task_id, round_num)}
+        survivors = json.loads(row["survivors"])
+        acc = self.sum_for(task, round_num)
+        codes = server.unmask_sum(acc.total, params, self._keys(task.task_id, round_num, roster),
+                                  json.loads(row["sharers"]), survivors, reveals,
+                                  round_context(task.task_id, round_num))
+        total = ring.dequantize_sum(codes, len(survivors), params.num_values, params.quant_bits, params.value_range,
+                                    params.rotation_seed)
+        return (total / len(survivors)).astype(np.float32)

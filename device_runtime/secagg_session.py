@@ -1,0 +1,80 @@
+"""The device's SecAgg round over HTTP: the phases of `protocol.secagg.client`, in order,
+each after the coordinator has closed the one before (long-polled, not busy-polled).
+
+Training runs in parallel with the key phases (it needs no keys), so SecAgg adds little
+to a round's wall time; the update is put on the round's grid and masked once the
+coordinator says who shared keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import numpy as np
+
+from device_runtime.client import CoordinatorClient
+from device_runtime.training import LocalResult
+from protocol.messages import Assignment, UploadMeta
+from protocol.secagg import ring
+from protocol.secagg.client import SecAggClient
+from protocol.secagg.messages import SecAggView, round_context
+
+PHASES = ("advertise", "share", "masked_input", "unmask")
+
+
+@dataclass
+class SecAggOutcome:
+    outcome: str  # uploaded | dropped | excluded | failed
+    detail: str = ""
+    payload_bytes: int = 0
+    result: LocalResult | None = None
+
+
+async def run_secagg_round(client: CoordinatorClient, a: Assignment, train: Callable[[], Awaitable[LocalResult]],
+                           rng: np.random.Generator, drop_at: str = "", long_poll_s: float = 10.0,
+                           clock: Callable[[], float] = time.time) -> SecAggOutcome:
+    """One round; ``drop_at`` (a phase name) emulates a device vanishing before sending that phase."""
+    proto = SecAggClient(round_context(a.task_id, a.round))
+
+    async def wait_past(*states: str) -> SecAggView:
+        view = await client.secagg_view(a, wait_s=0.0)
+        while view.state in states:
+            view = await client.secagg_view(a, since=view.state, wait_s=long_poll_s)
+        return view
+
+    if drop_at == "advertise":
+        return SecAggOutcome("dropped", "before advertising keys")
+    await client.secagg_post(a, "keys", proto.public_keys().to_dict())
+    training = asyncio.ensure_future(train())
+    try:
+        view = await wait_past("selecting", "advertising")
+        if view.params is None or not view.my_index:
+            return SecAggOutcome("excluded", view.reason or f"not in the roster ({view.state})")
+        if drop_at == "share":
+            return SecAggOutcome("dropped", "before sharing keys")
+        shares = proto.share_keys(view.my_index, view.params, view.keys)
+        await client.secagg_post(a, "shares", {"shares": [s.to_dict() for s in shares]})
+        result = await training
+    finally:
+        if not training.done():
+            training.cancel()
+    view = await wait_past("sharing")
+    if view.state != "reporting":
+        return SecAggOutcome("failed", view.reason or view.state, result=result)
+    if drop_at == "masked_input" or clock() > a.report_deadline:
+        return SecAggOutcome("dropped", "before sending the masked input", result=result)
+    p = view.params
+    codes = ring.quantize(result.delta, p.quant_bits, p.value_range, p.rotation_seed, rng)
+    payload = ring.pack(proto.masked_input(codes, view.sharers, view.inbox), p.modulus_bits)
+    await client.upload(a, payload, UploadMeta(result.example_count, result.train_loss, result.eval_loss,
+                                               result.eval_accuracy, result.eval_count))
+    view = await wait_past("reporting")
+    if drop_at == "unmask":
+        return SecAggOutcome("dropped", "after the masked input, before unmasking", len(payload), result)
+    if view.state == "unmasking" and view.unmask is not None:
+        reveals = proto.unmask(view.unmask)
+        await client.secagg_post(a, "reveals", {"shares": [s.to_dict() for s in reveals]})
+    return SecAggOutcome("uploaded", f"{len(payload)} bytes masked", len(payload), result)

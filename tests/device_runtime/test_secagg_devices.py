@@ -1,0 +1,53 @@
+"""Devices run the SecAgg phases against a real coordinator over HTTP."""
+
+import asyncio
+
+import aiohttp
+import numpy as np
+import pytest
+
+from coordinator.app import COORDINATOR
+from device_runtime.device import Behaviour
+from device_runtime.trainer import Trainer
+from tests.device_runtime.conftest import create_task
+from tests.device_runtime.test_device import _device, _wait_until
+
+
+async def _run_fleet(url, coordinator, n, behaviours):
+    trainer = Trainer(2)
+    async with aiohttp.ClientSession() as session:
+        devices = [_device(session, url, trainer, behaviour=behaviours(i)) for i in range(n)]
+        for i, d in enumerate(devices):
+            d.rng = np.random.default_rng(i)
+            await d.client.register("pop")
+        stop = asyncio.Event()
+        runners = [asyncio.create_task(d.run(stop, after_round_s=0.05)) for d in devices]
+        await _wait_until(lambda: coordinator.tasks["t"].state == "completed", timeout=60)
+        stop.set()
+        await asyncio.gather(*runners)
+    trainer.close()
+    return devices
+
+
+@pytest.mark.parametrize("mode", ["secagg", "secagg+"])
+async def test_secagg_rounds_commit_with_devices_dropping_at_every_phase(live_coordinator, digits_tflite, mode):
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, rounds=2, goal_count=6, over_selection=1.67, min_reports=4,
+                      secagg=mode, clip_norm=2.0, secagg_phase_s=1.0, selection_window_s=3.0,
+                      report_deadline_s=4.0)
+    coordinator = live_coordinator.app[COORDINATOR]
+    phases = ["advertise", "share", "masked_input", "unmask"]
+    # Devices 0..3 vanish, every round, before advertising, sharing, masking and unmasking respectively.
+    devices = await _run_fleet(url, coordinator, 10,
+                               lambda i: Behaviour(dropout=1.0, secagg_drop_phase=phases[i]) if i < 4 else Behaviour())
+    rounds = coordinator.rounds("t")
+    assert [r["state"] for r in rounds] == ["committed"] * 2
+    committed = [r for r in rounds if r["state"] == "committed"]
+    # Everyone who dropped before the masked input is not counted; a device that vanished after it is.
+    assert all(6 <= r["reported"] <= 7 for r in committed)
+    assert sum(d.stats.dropped for d in devices[:4]) >= 4
+    assert devices[3].stats.uploads >= 1  # it sent masked inputs, then vanished before unmasking
+    assert all(d.stats.uploads == 0 for d in devices[:3])
+    # Masked uploads of 8-bit codes on a 16-bit ring: half the float32 bytes, plus the header.
+    d = devices[5]
+    assert d.stats.bytes_up <= 0.52 * d.stats.float32_bytes * (8192 / 6570)
