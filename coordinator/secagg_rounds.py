@@ -3,9 +3,10 @@
     selecting -> advertising -> sharing -> reporting -> unmasking -> aggregating -> committed
                       (any phase short of its threshold)  -> failed (reason)
 
-Deadlines are fixed when the round opens: selection window, then ``secagg_phase_s`` for
-advertising and sharing, ``report_deadline_s`` for the masked inputs, ``secagg_phase_s``
-for unmasking. A phase closes early once everyone it waits for has answered. Every
+Each key phase (advertising, sharing, unmasking) gets ``secagg_phase_s`` from the moment
+it starts, written with the transition; the reporting deadline is fixed when the round
+opens (devices are told it with their assignment). A phase closes early once everyone it
+waits for has answered (reporting: at the goal count, as in a plain round). Every
 message is written to SQLite before it is acknowledged; the state a phase leaves behind
 (roster, parameters, who shared, who survived) is written with the transition, so a
 restarted coordinator continues the round. The coordinator routes the sealed shares by
@@ -46,7 +47,7 @@ class SecAggRounds:
 
     # -- round bookkeeping ---------------------------------------------------------------
     def open(self, task: "Task", round_num: int, selection_deadline: float) -> float:
-        """Writes the phase deadlines; returns the reporting deadline."""
+        """Writes the latest possible phase deadlines; returns the reporting deadline."""
         cfg = task.config
         advertise = selection_deadline + cfg.secagg_phase_s
         share = advertise + cfg.secagg_phase_s
@@ -55,6 +56,17 @@ class SecAggRounds:
                            "unmask_deadline) VALUES (?,?,?,?,?)", task.task_id, round_num, advertise, share,
                            report + cfg.secagg_phase_s)
         return report
+
+    def _start_phase(self, task: "Task", round_num: int, state: str, column: str | None, now: float,
+                     **fields: str) -> None:
+        """Writes the phase's deadline (now + secagg_phase_s) and what the last phase settled, then moves on."""
+        sets = dict(fields)
+        if column:
+            sets[column] = now + task.config.secagg_phase_s
+        if sets:
+            self.store.execute(f"UPDATE secagg_rounds SET {', '.join(f'{k}=?' for k in sets)} "
+                               "WHERE task_id=? AND round=?", *sets.values(), task.task_id, round_num)
+        self.c.transition(task, round_num, state)
 
     def _row(self, task_id: str, round_num: int):
         row = self.store.one("SELECT * FROM secagg_rounds WHERE task_id=? AND round=?", task_id, round_num)
@@ -211,7 +223,7 @@ class SecAggRounds:
         if state == "selecting":
             if now > rnd["selection_deadline"]:
                 if rnd["selected"] >= max(3, cfg.required_reports):
-                    self.c.transition(task, num, "advertising")
+                    self.start_advertising(task, num, now)
                     self.advance(task, self.c.round_row(task.task_id, num), now)
                 else:
                     self.c.fail_round(task, num, f"selection window closed with {rnd['selected']} devices, need "
@@ -236,6 +248,9 @@ class SecAggRounds:
         elif state == "aggregating":
             self.c.commit(task, num)
 
+    def start_advertising(self, task: "Task", round_num: int, now: float) -> None:
+        self._start_phase(task, round_num, "advertising", "advertise_deadline", now)
+
     def _close_advertising(self, task: "Task", rnd) -> None:
         num, cfg = rnd["round"], task.config
         devices = sorted(r["device_id"] for r in self.store.all(
@@ -254,10 +269,8 @@ class SecAggRounds:
             self.c.fail_round(task, num, f"secagg: {exc}")
             return
         roster = {str(i): d for i, d in enumerate(devices, start=1)}
-        with self.store.transaction() as tx:
-            tx.execute("UPDATE secagg_rounds SET roster=?, params=? WHERE task_id=? AND round=?",
-                       (dumps(roster), dumps(params.to_dict()), task.task_id, num))
-        self.c.transition(task, num, "sharing")
+        self._start_phase(task, num, "sharing", "share_deadline", self.c.clock(), roster=dumps(roster),
+                          params=dumps(params.to_dict()))
 
     def _close_sharing(self, task: "Task", rnd, row) -> None:
         num, params = rnd["round"], self._params(row)
@@ -272,9 +285,7 @@ class SecAggRounds:
         # Shares sent by devices that are not in U2 were never to be used; drop them so no inbox lists them.
         self.store.execute(f"DELETE FROM secagg_shares WHERE task_id=? AND round=? AND sender NOT IN "
                            f"({','.join('?' * len(sharers))})", task.task_id, num, *sharers)
-        self.store.execute("UPDATE secagg_rounds SET sharers=? WHERE task_id=? AND round=?", dumps(sharers),
-                           task.task_id, num)
-        self.c.transition(task, num, "reporting")
+        self._start_phase(task, num, "reporting", None, self.c.clock(), sharers=dumps(sharers))
 
     def _close_reporting(self, task: "Task", rnd, row) -> None:
         num, params = rnd["round"], self._params(row)
@@ -285,9 +296,7 @@ class SecAggRounds:
         if len(survivors) < need:
             self.c.fail_round(task, num, f"secagg: {len(survivors)} masked inputs arrived, need at least {need}")
             return
-        self.store.execute("UPDATE secagg_rounds SET survivors=? WHERE task_id=? AND round=?", dumps(survivors),
-                           task.task_id, num)
-        self.c.transition(task, num, "unmasking")
+        self._start_phase(task, num, "unmasking", "unmask_deadline", self.c.clock(), survivors=dumps(survivors))
 
     # -- the sum -----------------------------------------------------------------------------
     def unmasked_mean(self, task: "Task", round_num: int) -> np.ndarray:

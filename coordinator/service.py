@@ -285,7 +285,10 @@ class Coordinator:
                 return None  # already in this round: it has its assignment
             tx.execute("UPDATE rounds SET selected=selected+1 WHERE task_id=? AND round=?", (task.task_id, rnd["round"]))
         if rnd["selected"] + 1 >= task.config.target_selected:
-            self.transition(task, rnd["round"], "advertising" if task.config.secagg_on else "reporting")
+            if task.config.secagg_on:
+                self.secagg.start_advertising(task, rnd["round"], now)
+            else:
+                self.transition(task, rnd["round"], "reporting")
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd['round']}"
         return Assignment(
             task_id=task.task_id, round=rnd["round"], upload_token=token, plan=task.config.plan(),

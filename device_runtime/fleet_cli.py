@@ -20,6 +20,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--availability", default="always", help="always | diurnal[:PERIOD_S] | trace:FILE")
     parser.add_argument("--dropout", type=float, default=0.1, help="probability a device vanishes mid-round")
     parser.add_argument("--codec", default="q8", help="f32 | q8 | q4 | q8+rot | q4+rot")
+    parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
+                        help="secure aggregation: off, secagg (all pairs) or secagg+ (O(log n) neighbours)")
+    parser.add_argument("--clip-norm", type=float, default=None,
+                        help="L2 clip of each update (default: off, or 3.0 with --secagg, which needs one)")
+    parser.add_argument("--secagg-phase-s", type=float, default=2.0, help="deadline of each SecAgg key phase")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--goal-count", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=5)
@@ -39,6 +44,8 @@ def task_config_from_args(args) -> dict:
         "selection_window_s": args.selection_window_s, "report_deadline_s": args.report_deadline_s,
         "eligibility": args.eligibility, "epochs": args.epochs, "batch_size": 32,
         "learning_rate": args.learning_rate, "codec": args.codec,
+        "secagg": args.secagg, "secagg_phase_s": args.secagg_phase_s,
+        "clip_norm": args.clip_norm if args.clip_norm is not None else (3.0 if args.secagg != "off" else 0.0),
     }
 
 
@@ -59,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     history = asyncio.run(fleet.run(model, task_config_from_args(args), on_round=lambda r: print(format_round(r),
                                                                                               flush=True)))
     up, f32 = fleet.bytes_summary()
-    paths = write_history(history, args.out, title=f"{data.name}, {args.devices} devices, {args.codec}")
+    upload = args.codec if args.secagg == "off" else args.secagg
+    paths = write_history(history, args.out, title=f"{data.name}, {args.devices} devices, {upload}")
     ok = [r for r in history if r.state == "committed"]
     if ok:
         print(f"final global accuracy {ok[-1].global_accuracy:.4f} after {len(ok)} committed rounds")

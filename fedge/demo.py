@@ -22,6 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--goal-count", type=int, default=40)
     parser.add_argument("--codec", default="q8")
     parser.add_argument("--learning-rate", type=float, default=0.08, help="device learning rate")
+    parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
+                        help="run the rounds with secure aggregation (the coordinator sees only the sum)")
+    parser.add_argument("--clip-norm", type=float, default=3.0, help="L2 clip of updates under --secagg")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-accuracy", type=float, default=0.90, help="exit non-zero below this (default 0.90)")
 
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"== 2/4 start the coordinator on {url}", flush=True)
     try:
         server.start()
-        print(f"== 3/4 train across {args.devices} emulated devices (dirichlet:0.5, 10% dropout, {args.codec})",
+        upload = args.codec if args.secagg == "off" else f"{args.secagg}, masked 8-bit"
+        print(f"== 3/4 train across {args.devices} emulated devices (dirichlet:0.5, 10% dropout, {upload})",
               flush=True)
         data = load_federated("digits", args.devices, "dirichlet:0.5", args.seed)
         cfg = FleetConfig(coordinator=url, admin_token=token, devices=args.devices, partition="dirichlet:0.5",
@@ -71,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
                 "selection_window_s": 2.0, "report_deadline_s": 15.0,
                 "eligibility": "charging and unmetered and idle", "epochs": 10, "batch_size": 32,
                 "learning_rate": args.learning_rate, "codec": args.codec}
+        if args.secagg != "off":
+            task.update(secagg=args.secagg, clip_norm=args.clip_norm, secagg_phase_s=1.0)
         fleet = Fleet(cfg, data)
         history = asyncio.run(fleet.run(model, task, task_id="demo",
                                         on_round=lambda r: print(format_round(r), flush=True)))
@@ -78,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         server.stop()
         log.close()
     print("== 4/4 results", flush=True)
-    paths = write_history(history, out, title=f"fedge demo: digits MLP, {args.devices} devices, {args.codec}")
+    paths = write_history(history, out, title=f"fedge demo: digits MLP, {args.devices} devices, {upload}")
     committed = [r for r in history if r.state == "committed"]
     final = committed[-1].global_accuracy if committed else 0.0
     central = central_baseline(model, data, seed=args.seed)
