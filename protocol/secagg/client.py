@@ -86,7 +86,8 @@ class SecAggClient:
         return out
 
     # -- phase 2 ---------------------------------------------------------------------
-    def masked_input(self, codes: np.ndarray, sharers: Sequence[int], inbox: Sequence[EncryptedShare]) -> np.ndarray:
+    def receive_shares(self, sharers: Sequence[int], inbox: Sequence[EncryptedShare]) -> None:
+        """Open and keep the shares sent to me by the neighbours that shared keys (U2)."""
         p = self._require_params()
         u2 = frozenset(sharers)
         if self.index not in u2 or not u2 <= set(self.keys):
@@ -108,16 +109,26 @@ class SecAggClient:
             body = plain[_PAIR.size:]
             held[item.sender] = (shamir.share_from_bytes(body[: shamir.SHARE_BYTES]),
                                  shamir.share_from_bytes(body[shamir.SHARE_BYTES:]))
+        self._held, self.sharers = held, u2
+
+    def mask(self, codes: np.ndarray) -> np.ndarray:
+        """y = x + PRG(b) + sum over neighbours v in U2 of sign(me, v) PRG(s_uv), mod 2^k."""
+        p = self._require_params()
+        if not self.sharers:
+            raise ProtocolError("SecAgg phases out of order: no shares received yet", "out_of_order")
         codes = np.asarray(codes)
         if codes.shape != (p.length,) or (codes.size and int(codes.max()) >> p.quant_bits):
             raise ProtocolError(f"masked input needs {p.length} codes below 2^{p.quant_bits}", "bad_input")
         total = codes.astype(np.uint64) + prg.expand(self._b, p.length, p.modulus_bits)
-        for v in sorted(peers):
+        for v in sorted(self.neighbours & self.sharers):
             seed = crypto.agree(self.s.private, self.keys[v].s_public, self.context, crypto.PURPOSE_MASK)
             mask = prg.expand(seed, p.length, p.modulus_bits).astype(np.uint64)
             total = total + mask if pairwise_sign(self.index, v) > 0 else total - mask
-        self._held, self.sharers = held, u2
         return (total & np.uint64((1 << p.modulus_bits) - 1)).astype(np.uint32)
+
+    def masked_input(self, codes: np.ndarray, sharers: Sequence[int], inbox: Sequence[EncryptedShare]) -> np.ndarray:
+        self.receive_shares(sharers, inbox)
+        return self.mask(codes)
 
     # -- phase 3 ---------------------------------------------------------------------
     def unmask(self, request: UnmaskRequest) -> list[RevealedShare]:
