@@ -93,11 +93,10 @@ class SecAggRounds:
         return self.store.one("SELECT COUNT(*) AS n FROM secagg_messages WHERE task_id=? AND round=? AND phase=?",
                               task_id, round_num, phase)["n"]
 
-    def sum_for(self, task: "Task", round_num: int) -> ModularSum:
+    def sum_for(self, task: "Task", round_num: int, params: SecAggParams) -> ModularSum:
         key = (task.task_id, round_num)
         if key not in self.sums:
-            length = ring.padded_length(task.manifest.num_parameters)
-            self.sums[key] = ModularSum(length)
+            self.sums[key] = ModularSum(params.vector_length)
         return self.sums[key]
 
     def recover(self, task: "Task", round_num: int) -> None:
@@ -105,9 +104,9 @@ class SecAggRounds:
         params = self._params(row)
         if params is None:
             return
-        acc = self.sum_for(task, round_num)
+        acc = self.sum_for(task, round_num, params)
         for upd in self.store.all("SELECT blob FROM updates WHERE task_id=? AND round=?", task.task_id, round_num):
-            acc.add(ring.unpack(Path(upd["blob"]).read_bytes(), params.modulus_bits, params.length))
+            acc.add(ring.unpack(Path(upd["blob"]).read_bytes(), params.modulus_bits, params.vector_length))
 
     def discard(self, task: "Task", round_num: int) -> None:
         self.sums.pop((task.task_id, round_num), None)
@@ -188,12 +187,12 @@ class SecAggRounds:
         if params is None or index not in sharers:
             raise E.Forbidden("only devices that shared keys this round may send a masked input", "not_sharer")
         try:
-            return ring.unpack(body, params.modulus_bits, params.length)
+            return ring.unpack(body, params.modulus_bits, params.vector_length)
         except ProtocolError as exc:
             raise E.BadRequest(str(exc), exc.code) from exc
 
     def masked_input_done(self, task: "Task", round_num: int, values: np.ndarray) -> None:
-        self.sum_for(task, round_num).add(values)
+        self.sum_for(task, round_num, self._params(self._row(task.task_id, round_num))).add(values)
         self.advance(task, self.c.round_row(task.task_id, round_num), self.c.clock())
 
     def view(self, task: "Task", rnd, device_id: str) -> SecAggView:
@@ -264,7 +263,7 @@ class SecAggRounds:
                 len(devices), plus=cfg.secagg == "secagg+", threshold_fraction=cfg.secagg_threshold,
                 degree=cfg.secagg_degree, quant_bits=cfg.secagg_bits, clip_norm=cfg.clip_norm,
                 num_values=task.manifest.num_parameters, rotation_seed=secrets.randbits(63) + 1,
-                graph_seed=os.urandom(32))
+                graph_seed=os.urandom(32), extra=1 if cfg.adaptive_clip else 0)
         except ProtocolError as exc:
             self.c.fail_round(task, num, f"secagg: {exc}")
             return
@@ -299,8 +298,10 @@ class SecAggRounds:
         self._start_phase(task, num, "unmasking", "unmask_deadline", self.c.clock(), survivors=dumps(survivors))
 
     # -- the sum -----------------------------------------------------------------------------
-    def unmasked_mean(self, task: "Task", round_num: int) -> np.ndarray:
-        """The mean update of the survivors; raises `server.BelowThreshold` when it cannot be unmasked."""
+    def unmasked_sum(self, task: "Task", round_num: int) -> tuple[np.ndarray, int, float | None]:
+        """(sum of the survivors' updates, their number, sum of their clip bits or None).
+
+        Raises `server.BelowThreshold` when the sum cannot be unmasked."""
         row = self._row(task.task_id, round_num)
         params, roster = self._params(row), self._roster(row)
         index = {d: i for i, d in roster.items()}
@@ -308,10 +309,11 @@ class SecAggRounds:
                    for r in self.store.all("SELECT device_id, body FROM secagg_messages WHERE task_id=? AND round=? "
                                            "AND phase='reveals'", task.task_id, round_num)}
         survivors = json.loads(row["survivors"])
-        acc = self.sum_for(task, round_num)
+        acc = self.sum_for(task, round_num, params)
         codes = server.unmask_sum(acc.total, params, self._keys(task.task_id, round_num, roster),
                                   json.loads(row["sharers"]), survivors, reveals,
                                   round_context(task.task_id, round_num))
-        total = ring.dequantize_sum(codes, len(survivors), params.num_values, params.quant_bits, params.value_range,
-                                    params.rotation_seed)
-        return (total / len(survivors)).astype(np.float32)
+        total = ring.dequantize_sum(codes[: params.length], len(survivors), params.num_values, params.quant_bits,
+                                    params.value_range, params.rotation_seed)
+        bits = float(codes[params.length]) if params.extra else None
+        return total.astype(np.float64), len(survivors), bits

@@ -26,10 +26,11 @@ import numpy as np
 from coordinator import errors as E
 from coordinator.aggregation import RunningSum, apply_server_optimizer
 from coordinator.pace import PaceConfig, jittered, retry_window
+from coordinator.privacy import epsilon
 from coordinator.secagg_rounds import SecAggRounds
 from coordinator.store import Store, dumps
 from coordinator.task_config import TaskConfig
-from protocol import codec
+from protocol import codec, dp
 from protocol.eligibility import EligibilityRule
 from protocol.errors import ProtocolError
 from protocol.manifest import Manifest
@@ -63,6 +64,7 @@ class Task:
     state: str
     checkpoint_sha: str
     rule: EligibilityRule
+    dp_clip: float = 0.0  # this round's clip norm (moves each round with adaptive clipping)
 
 
 class Coordinator:
@@ -101,8 +103,12 @@ class Coordinator:
 
     def _task_from_row(self, row) -> Task:
         config = TaskConfig.from_dict(json.loads(row["config"]))
+        last = self.store.one("SELECT metrics FROM rounds WHERE task_id=? AND state='committed' ORDER BY round DESC "
+                              "LIMIT 1", row["task_id"])
+        clip = json.loads(last["metrics"]).get("dp_next_clip", config.clip_norm) if last else config.clip_norm
         return Task(row["task_id"], row["population"], config, Manifest.from_json(row["manifest"]),
-                    row["model_sha"], row["state"], row["checkpoint_sha"], EligibilityRule.parse(config.eligibility))
+                    row["model_sha"], row["state"], row["checkpoint_sha"], EligibilityRule.parse(config.eligibility),
+                    clip)
 
     def _sum_for(self, task: Task, round_num: int) -> RunningSum:
         key = (task.task_id, round_num)
@@ -291,7 +297,7 @@ class Coordinator:
                 self.transition(task, rnd["round"], "reporting")
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd['round']}"
         return Assignment(
-            task_id=task.task_id, round=rnd["round"], upload_token=token, plan=task.config.plan(),
+            task_id=task.task_id, round=rnd["round"], upload_token=token, plan=task.config.plan(task.dp_clip),
             model_sha256=task.model_sha, model_url=f"/v1/blobs/{task.model_sha}",
             checkpoint_sha256=task.checkpoint_sha, checkpoint_url=f"/v1/blobs/{task.checkpoint_sha}",
             upload_url=f"{base}/update", report_deadline=float(rnd["report_deadline"]),
@@ -368,7 +374,9 @@ class Coordinator:
             self._reject("wrong_codec")
             raise E.BadRequest(f"update uses codec {decoded.codec}; this task expects {expected_codec.name}", "wrong_codec")
         self._store_update(task, round_num, device_id, meta, body, digest)
-        self._sum_for(task, round_num).add(decoded.values, float(meta.example_count))
+        # Under DP every device weighs the same: one device's influence is bounded by the clip alone.
+        weight = 1.0 if task.config.dp_on else float(meta.example_count)
+        self._sum_for(task, round_num).add(decoded.values, weight)
         if rnd["reported"] + 1 >= task.config.goal_count:
             self.transition(task, round_num, "aggregating")
             self.commit(task, round_num)
@@ -389,7 +397,8 @@ class Coordinator:
             tx.execute("INSERT INTO updates VALUES (?,?,?,?,?,?,?,?)",
                        (task.task_id, round_num, device_id, meta.example_count,
                         dumps({"train_loss": meta.train_loss, "eval_loss": meta.eval_loss,
-                               "eval_accuracy": meta.eval_accuracy, "eval_count": meta.eval_count}),
+                               "eval_accuracy": meta.eval_accuracy, "eval_count": meta.eval_count,
+                               "below_clip": meta.below_clip}),
                         str(path), digest, self.clock()))
             tx.execute("UPDATE rounds SET reported=reported+1, examples=examples+? WHERE task_id=? AND round=?",
                        (meta.example_count, task.task_id, round_num))
@@ -437,6 +446,16 @@ class Coordinator:
         if done >= task.config.rounds:
             self._finish_task(task, "completed", f"{done} rounds committed")
             return
+        cfg = task.config
+        if cfg.dp_on and cfg.dp_epsilon_budget > 0:
+            q = self.dp_sampling_rate(task)
+            spent = epsilon(cfg.dp_noise_multiplier, q, done, cfg.dp_delta)
+            after = epsilon(cfg.dp_noise_multiplier, q, done + 1, cfg.dp_delta)
+            if after > cfg.dp_epsilon_budget:
+                self._finish_task(task, "completed", f"privacy budget: one more round would spend epsilon {after:.3f} > "
+                                                     f"budget {cfg.dp_epsilon_budget:g} (delta {cfg.dp_delta:g}); "
+                                                     f"stopped after {done} rounds at epsilon {spent:.3f}")
+                return
         self._open_round(task, last + 1, now)
         for listener in self.round_open_listeners:
             listener(task.task_id)
@@ -488,18 +507,57 @@ class Coordinator:
         for upd in self.store.all("SELECT blob FROM updates WHERE task_id=? AND round=?", task.task_id, num):
             Path(upd["blob"]).unlink(missing_ok=True)
 
-    def _mean_update(self, task: Task, num: int) -> np.ndarray:
+    def _aggregate(self, task: Task, num: int) -> tuple[np.ndarray, float, int, float | None]:
+        """(sum of updates, total weight, reports, sum of clip bits or None)."""
         if task.config.secagg_on:
-            return self.secagg.unmasked_mean(task, num)  # uniform weights: example counts stay private
-        return self._sum_for(task, num).mean()
+            total, count, bits = self.secagg.unmasked_sum(task, num)
+            return total, float(count), count, bits  # uniform weights: example counts stay private
+        acc = self._sum_for(task, num)
+        bits = None
+        if task.config.adaptive_clip:
+            metas = [json.loads(r["meta"]) for r in self.store.all(
+                "SELECT meta FROM updates WHERE task_id=? AND round=?", task.task_id, num)]
+            bits = float(sum(1 for m in metas if m.get("below_clip")))
+        return acc.total, acc.weight, acc.count, bits
+
+    def _privatize(self, task: Task, num: int, total: np.ndarray, bits: float | None) -> tuple[np.ndarray, dict]:
+        """DP-FedAvg: Gaussian noise on the sum, fixed denominator, adaptive clip, epsilon so far."""
+        cfg, clip = task.config, task.dp_clip
+        rng = np.random.default_rng()  # fresh OS entropy: the noise must not be reproducible
+        z_update = (dp.update_noise_multiplier(cfg.dp_noise_multiplier, cfg.clipped_count_stddev)
+                    if cfg.adaptive_clip else cfg.dp_noise_multiplier)
+        noisy = total + dp.gaussian(total.size, z_update * clip, rng)
+        out = {"dp_clip": clip, "dp_noise_stddev": z_update * clip}
+        if cfg.adaptive_clip:
+            below = (bits + float(dp.gaussian(1, cfg.clipped_count_stddev, rng)[0])) / cfg.goal_count
+            task.dp_clip = dp.next_clip(clip, below, cfg.dp_target_quantile, cfg.dp_clip_learning_rate)
+            out.update(dp_below_clip=below, dp_next_clip=task.dp_clip)
+        done = self.store.one("SELECT COUNT(*) AS n FROM rounds WHERE task_id=? AND state='committed'",
+                              task.task_id)["n"]
+        q = self.dp_sampling_rate(task)
+        out.update(epsilon=epsilon(cfg.dp_noise_multiplier, q, done + 1, cfg.dp_delta), dp_sampling_rate=q)
+        return (noisy / cfg.goal_count).astype(np.float32), out
+
+    def dp_sampling_rate(self, task: Task) -> float:
+        population = task.config.dp_population or self.store.one(
+            "SELECT COUNT(*) AS n FROM devices WHERE population=?", task.population)["n"]
+        return min(1.0, task.config.goal_count / max(population, task.config.goal_count))
 
     def commit(self, task: Task, num: int) -> None:
         started = self.clock()
         try:
-            mean = self._mean_update(task, num)
+            total, weight, count, bits = self._aggregate(task, num)
         except BelowThreshold as exc:
             self.fail_round(task, num, f"secagg: cannot unmask the sum: {exc}")
             return
+        if weight <= 0:
+            self.fail_round(task, num, "no updates to aggregate")
+            return
+        dp_metrics = {}
+        if task.config.dp_on:
+            mean, dp_metrics = self._privatize(task, num, total, bits)
+        else:
+            mean = (total / weight).astype(np.float32)
         base = codec.decode(self.store.blob_path(task.checkpoint_sha).read_bytes()).values
         opt_state = self._load_opt_state(task, num - 1)
         new_weights, opt_state = apply_server_optimizer(base, mean, task.config.server_optimizer, opt_state)
@@ -512,7 +570,7 @@ class Coordinator:
         self.store.put_blob(sha, payload)
         if opt_state:
             self._save_opt_state(task, num, opt_state)
-        metrics = self._round_metrics(task, num)
+        metrics = {**self._round_metrics(task, num), **dp_metrics}
         with self.store.transaction() as tx:
             tx.execute("UPDATE rounds SET state='committed', closed_at=?, checkpoint_sha=?, metrics=? "
                        "WHERE task_id=? AND round=?", (self.clock(), sha, dumps(metrics), task.task_id, num))

@@ -38,6 +38,10 @@ def plot_svg(rounds: list[dict], width: int = 420, height: int = 140) -> str:
     )
 
 
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
 def render_status_page(tasks: list[tuple[dict, list[dict]]]) -> str:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>fedge coordinator</title>",
              "<meta http-equiv='refresh' content='5'>",
@@ -53,13 +57,15 @@ def render_status_page(tasks: list[tuple[dict, list[dict]]]) -> str:
             parts.append(f"<p>{escape(summary['reason'])}</p>")
         parts.append(plot_svg(rounds))
         parts.append("<table><tr><th>round</th><th>state</th><th>selected</th><th>reported</th>"
-                     "<th>examples</th><th>train loss</th><th>eval acc</th><th>reason</th></tr>")
+                     "<th>examples</th><th>train loss</th><th>eval acc</th><th>&epsilon; spent</th><th>clip</th>"
+                     "<th>reason</th></tr>")
         for r in rounds[-30:]:
             m = r["metrics"]
             parts.append(
                 f"<tr><td>{r['round']}</td><td>{escape(r['state'])}</td><td>{r['selected']}</td>"
                 f"<td>{r['reported']}</td><td>{r['examples']}</td>"
                 f"<td>{m.get('train_loss', float('nan')):.4f}</td><td>{m.get('eval_accuracy', float('nan')):.3f}</td>"
+                f"<td>{_fmt(m.get('epsilon'))}</td><td>{_fmt(m.get('dp_clip'))}</td>"
                 f"<td style='text-align:left'>{escape(r['reason'])}</td></tr>"
             )
         parts.append("</table>")

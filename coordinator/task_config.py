@@ -51,6 +51,13 @@ class TaskConfig:
     secagg_degree: int = 0  # SecAgg+ neighbours; 0 picks ~3 log2(n)
     secagg_bits: int = 8  # quantization bits of the shared grid
     secagg_phase_s: float = 30.0  # deadline of each key phase (advertise, share, unmask)
+    dp_noise_multiplier: float = 0.0  # z; 0 turns user-level DP off
+    dp_target_quantile: float = 0.0  # adaptive clipping toward this norm quantile; 0 keeps clip_norm fixed
+    dp_clip_learning_rate: float = 0.2  # eta of the geometric clip update
+    dp_clipped_count_stddev: float = 0.0  # noise on the clip bits' sum; 0 picks goal_count / 20
+    dp_delta: float = 1e-5
+    dp_epsilon_budget: float = 0.0  # stop the task before epsilon would pass this; 0: no budget
+    dp_population: int = 0  # population size for the sampling rate; 0 counts the registered devices
     server_optimizer: ServerOptimizer = field(default_factory=ServerOptimizer)
 
     @property
@@ -62,12 +69,26 @@ class TaskConfig:
         return self.secagg != "off"
 
     @property
+    def dp_on(self) -> bool:
+        return self.dp_noise_multiplier > 0
+
+    @property
+    def adaptive_clip(self) -> bool:
+        return self.dp_on and self.dp_target_quantile > 0
+
+    @property
+    def clipped_count_stddev(self) -> float:
+        return self.dp_clipped_count_stddev or self.goal_count / 20.0
+
+    @property
     def required_reports(self) -> int:
         return self.min_reports or max(1, self.goal_count // 2)
 
-    def plan(self) -> Plan:
-        return Plan(self.epochs, self.batch_size, self.learning_rate, self.codec, self.chunk_size, self.clip_norm,
-                    secagg="" if self.secagg == "off" else self.secagg)
+    def plan(self, clip_norm: float | None = None) -> Plan:
+        """The devices' plan; ``clip_norm`` is this round's clip when it adapts."""
+        return Plan(self.epochs, self.batch_size, self.learning_rate, self.codec, self.chunk_size,
+                    self.clip_norm if clip_norm is None else clip_norm,
+                    secagg="" if self.secagg == "off" else self.secagg, report_clip_bit=self.adaptive_clip)
 
     def codec_spec(self) -> CodecSpec:
         return CodecSpec.parse(self.codec, self.chunk_size)
@@ -121,12 +142,29 @@ class TaskConfig:
             secagg_degree=_num(raw, "secagg_degree", 0, 0, 100_000, int),
             secagg_bits=_num(raw, "secagg_bits", 8, 1, 24, int),
             secagg_phase_s=_num(raw, "secagg_phase_s", 30.0, 0.1, 86400.0),
+            dp_noise_multiplier=_num(raw, "dp_noise_multiplier", 0.0, 0.0, 1000.0),
+            dp_target_quantile=_num(raw, "dp_target_quantile", 0.0, 0.0, 1.0),
+            dp_clip_learning_rate=_num(raw, "dp_clip_learning_rate", 0.2, 0.0, 10.0),
+            dp_clipped_count_stddev=_num(raw, "dp_clipped_count_stddev", 0.0, 0.0, 1e6),
+            dp_delta=_num(raw, "dp_delta", 1e-5, 1e-12, 0.1),
+            dp_epsilon_budget=_num(raw, "dp_epsilon_budget", 0.0, 0.0, 1e6),
+            dp_population=_num(raw, "dp_population", 0, 0, 10**9, int),
             server_optimizer=so,
         )
         if cfg.secagg_on and cfg.clip_norm <= 0:
             raise BadRequest("secure aggregation needs a bounded contribution: set clip_norm > 0", "clip_required")
         if cfg.secagg_on and cfg.target_selected < 3:
             raise BadRequest("secure aggregation needs at least 3 devices per round (goal_count x over_selection)")
+        if cfg.dp_on and cfg.clip_norm <= 0:
+            raise BadRequest("DP needs a clip: set clip_norm > 0 (the initial clip with dp_target_quantile)",
+                             "clip_required")
+        if cfg.adaptive_clip:
+            from protocol.dp import update_noise_multiplier
+
+            try:
+                update_noise_multiplier(cfg.dp_noise_multiplier, cfg.clipped_count_stddev)
+            except ProtocolError as exc:
+                raise BadRequest(str(exc), exc.code) from exc
         if cfg.min_reports > cfg.goal_count:
             raise BadRequest("min_reports cannot exceed goal_count")
         try:

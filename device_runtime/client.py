@@ -102,12 +102,14 @@ class CoordinatorClient:
         return json.loads(body)
 
     async def upload(self, assignment: Assignment, payload: bytes, meta: UploadMeta) -> dict:
+        fields = {"example_count": meta.example_count, "train_loss": meta.train_loss, "eval_loss": meta.eval_loss,
+                  "eval_accuracy": meta.eval_accuracy, "eval_count": meta.eval_count}
+        if meta.below_clip is not None:
+            fields["below_clip"] = meta.below_clip
         headers = self._headers({
             "Content-Type": "application/octet-stream",
             "Fedge-Upload-Token": assignment.upload_token,
-            "Fedge-Upload": json.dumps({"example_count": meta.example_count, "train_loss": meta.train_loss,
-                                        "eval_loss": meta.eval_loss, "eval_accuracy": meta.eval_accuracy,
-                                        "eval_count": meta.eval_count}),
+            "Fedge-Upload": json.dumps(fields),
         })
         _, _, body = await self._request("POST", assignment.upload_url, data=payload, headers=headers)
         self.bytes_up += len(payload)

@@ -96,7 +96,7 @@ class Device:
         if self.clock() + self.behaviour.safety_margin_s / 5 > a.report_deadline:
             return self._abandon("training ended after the reporting deadline")
         meta = UploadMeta(result.example_count, result.train_loss, result.eval_loss, result.eval_accuracy,
-                          result.eval_count)
+                          result.eval_count, result.below_clip if a.plan.report_clip_bit else None)
         try:
             await self.client.upload(a, result.payload, meta)
         except ApiError as exc:

@@ -82,6 +82,8 @@ class RoundRecord:
     abandoned: int
     duration_s: float
     reason: str = ""
+    epsilon: float = float("nan")  # DP spent so far (DP tasks)
+    clip: float = float("nan")  # the clip norm of the round (DP tasks)
 
 
 @dataclass
@@ -193,7 +195,8 @@ class Fleet:
                 rec = RoundRecord(r["round"], r["state"], r["selected"], r["reported"], r["examples"],
                                   m.get("train_loss", float("nan")), m.get("eval_accuracy", float("nan")),
                                   acc, loss, up - last_bytes, drops - last_drop, abandons - last_abandon,
-                                  (r["closed_at"] or 0) - r["opened_at"], r["reason"])
+                                  (r["closed_at"] or 0) - r["opened_at"], r["reason"],
+                                  m.get("epsilon", float("nan")), m.get("dp_clip", float("nan")))
                 last_bytes, last_drop, last_abandon = up, drops, abandons
                 self.history.append(rec)
                 bar.update(1 if r["state"] == "committed" else 0)
@@ -215,7 +218,8 @@ def format_round(rec: RoundRecord) -> str:
         return f"round {rec.round:>3}  FAILED: {rec.reason}"
     return (f"round {rec.round:>3}  selected {rec.selected:>3}  reports {rec.reported:>3}  "
             f"dropouts {rec.dropouts:>2}  late {rec.abandoned:>2}  train loss {rec.train_loss:6.3f}  "
-            f"global acc {rec.global_accuracy:6.3f}  up {rec.bytes_up / 1024:7.1f} KiB  {rec.duration_s:5.1f}s")
+            f"global acc {rec.global_accuracy:6.3f}  up {rec.bytes_up / 1024:7.1f} KiB  {rec.duration_s:5.1f}s"
+            + (f"  eps {rec.epsilon:6.2f}" if rec.epsilon == rec.epsilon else ""))
 
 
 def write_history(history: list[RoundRecord], out_dir: str | Path, title: str = "fedge fleet") -> dict[str, Path]:

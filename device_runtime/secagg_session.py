@@ -68,6 +68,8 @@ async def run_secagg_round(client: CoordinatorClient, a: Assignment, train: Call
         return SecAggOutcome("dropped", "before sending the masked input", result=result)
     p = view.params
     codes = ring.quantize(result.delta, p.quant_bits, p.value_range, p.rotation_seed, rng)
+    if p.extra:  # the adaptive-clipping bit travels masked, summed with everyone else's
+        codes = np.concatenate([codes, np.array([int(result.below_clip)], np.uint32)])
     payload = ring.pack(proto.masked_input(codes, view.sharers, view.inbox), p.modulus_bits)
     await client.upload(a, payload, UploadMeta(result.example_count, result.train_loss, result.eval_loss,
                                                result.eval_accuracy, result.eval_count))

@@ -8,6 +8,7 @@ import numpy as np
 
 from device_runtime.litert_model import LocalModel
 from protocol import codec
+from protocol.dp import clip_l2
 from protocol.messages import Plan
 
 
@@ -22,14 +23,7 @@ class LocalResult:
     delta_norm: float
     float32_bytes: int
     delta: np.ndarray | None = None  # the clipped delta, kept (unencoded) when SecAgg encodes it later
-
-
-def clip_l2(delta: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:
-    """Scale ``delta`` so its L2 norm is at most ``clip_norm`` (0 disables); returns (delta, original norm)."""
-    norm = float(np.linalg.norm(delta))
-    if clip_norm > 0 and norm > clip_norm:
-        delta = delta * (clip_norm / norm)
-    return delta, norm
+    below_clip: bool = True  # |delta| <= clip_norm before clipping (the adaptive-clipping bit)
 
 
 def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
@@ -46,8 +40,9 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
     if plan.secagg:
         # The SecAgg grid is only known once the key phases close; the device encodes then.
         return LocalResult(b"", len(x), train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
-                           delta.astype(np.float32))
+                           delta.astype(np.float32), norm <= plan.clip_norm)
     shapes = [np.shape(w) for w in global_weights]
     spec = codec.CodecSpec.parse(plan.codec, plan.chunk_size)
     payload = codec.encode(codec.unflatten(delta, shapes), spec, rng)
-    return LocalResult(payload, len(x), train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size)
+    return LocalResult(payload, len(x), train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
+                       below_clip=norm <= plan.clip_norm)

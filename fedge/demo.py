@@ -24,7 +24,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=0.08, help="device learning rate")
     parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
                         help="run the rounds with secure aggregation (the coordinator sees only the sum)")
-    parser.add_argument("--clip-norm", type=float, default=3.0, help="L2 clip of updates under --secagg")
+    parser.add_argument("--clip-norm", type=float, default=3.0,
+                        help="L2 clip of updates under --secagg or --dp (the initial clip with --dp)")
+    parser.add_argument("--dp", action="store_true",
+                        help="user-level DP-FedAvg with adaptive clipping; prints epsilon next to accuracy")
+    parser.add_argument("--noise-multiplier", type=float, default=0.3, help="DP noise multiplier z (with --dp)")
+    parser.add_argument("--dp-delta", type=float, default=1e-3, help="DP delta (with --dp; below 1/devices)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-accuracy", type=float, default=0.90, help="exit non-zero below this (default 0.90)")
 
@@ -77,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
                 "learning_rate": args.learning_rate, "codec": args.codec}
         if args.secagg != "off":
             task.update(secagg=args.secagg, clip_norm=args.clip_norm, secagg_phase_s=1.0)
+        if args.dp:
+            task.update(clip_norm=args.clip_norm, dp_noise_multiplier=args.noise_multiplier,
+                        dp_target_quantile=0.5, dp_delta=args.dp_delta)
         fleet = Fleet(cfg, data)
         history = asyncio.run(fleet.run(model, task, task_id="demo",
                                         on_round=lambda r: print(format_round(r), flush=True)))
@@ -90,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
     central = central_baseline(model, data, seed=args.seed)
     up, f32 = fleet.bytes_summary()
     print(f"federated global model: {final:.4f} test accuracy after {len(committed)} committed rounds")
+    if args.dp and committed:
+        print(f"privacy: user-level (epsilon = {committed[-1].epsilon:.2f}, delta = {args.dp_delta:g}) "
+              f"with noise multiplier {args.noise_multiplier}, adaptive clip now {committed[-1].clip:.3f}")
     print(f"central training of the same model: {central:.4f} test accuracy")
     print(f"bytes uploaded: {up / 1024:.1f} KiB = {up / max(f32, 1):.1%} of float32 updates")
     print(f"plot: {paths['png']}   history: {paths['csv']}")

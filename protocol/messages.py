@@ -105,6 +105,7 @@ class Plan:
     clip_norm: float = 0.0  # 0 disables clipping
     max_examples: int = 0  # 0 means all local examples
     secagg: str = ""  # "", "secagg" or "secagg+": run the SecAgg phases (GET .../secagg) around the upload
+    report_clip_bit: bool = False  # adaptive DP clipping: report whether |update| <= clip_norm
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Plan":
@@ -114,6 +115,7 @@ class Plan:
             chunk_size=get_field(raw, "chunk_size", int), clip_norm=get_field(raw, "clip_norm", float, False, 0.0),
             max_examples=get_field(raw, "max_examples", int, False, 0),
             secagg=get_field(raw, "secagg", str, False, ""),
+            report_clip_bit=get_field(raw, "report_clip_bit", bool, False, False),
         )
 
 
@@ -177,6 +179,7 @@ class UploadMeta:
     eval_loss: float = 0.0
     eval_accuracy: float = 0.0
     eval_count: int = 0
+    below_clip: bool | None = None  # with adaptive clipping and no SecAgg: |update| <= clip_norm
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -187,6 +190,7 @@ class UploadMeta:
             eval_loss=get_field(raw, "eval_loss", float, False, 0.0),
             eval_accuracy=get_field(raw, "eval_accuracy", float, False, 0.0),
             eval_count=get_field(raw, "eval_count", int, False, 0),
+            below_clip=get_field(raw, "below_clip", bool, False, None),
         )
         if meta.example_count < 1 or meta.example_count > 10_000_000:
             raise ProtocolError("example_count must be in [1, 10^7]", "bad_request")

@@ -117,12 +117,12 @@ class SecAggClient:
         if not self.sharers:
             raise ProtocolError("SecAgg phases out of order: no shares received yet", "out_of_order")
         codes = np.asarray(codes)
-        if codes.shape != (p.length,) or (codes.size and int(codes.max()) >> p.quant_bits):
-            raise ProtocolError(f"masked input needs {p.length} codes below 2^{p.quant_bits}", "bad_input")
-        total = codes.astype(np.uint64) + prg.expand(self._b, p.length, p.modulus_bits)
+        if codes.shape != (p.vector_length,) or (codes.size and int(codes.max()) >> p.quant_bits):
+            raise ProtocolError(f"masked input needs {p.vector_length} codes below 2^{p.quant_bits}", "bad_input")
+        total = codes.astype(np.uint64) + prg.expand(self._b, p.vector_length, p.modulus_bits)
         for v in sorted(self.neighbours & self.sharers):
             seed = crypto.agree(self.s.private, self.keys[v].s_public, self.context, crypto.PURPOSE_MASK)
-            mask = prg.expand(seed, p.length, p.modulus_bits).astype(np.uint64)
+            mask = prg.expand(seed, p.vector_length, p.modulus_bits).astype(np.uint64)
             total = total + mask if pairwise_sign(self.index, v) > 0 else total - mask
         return (total & np.uint64((1 << p.modulus_bits) - 1)).astype(np.uint32)
 

@@ -71,11 +71,17 @@ class SecAggParams:
     length: int  # padded to a power of two for the rotation
     rotation_seed: int
     graph_seed: bytes
+    extra: int = 0  # integer slots after the update (the adaptive-clipping bit), summed unrotated
+
+    @property
+    def vector_length(self) -> int:
+        return self.length + self.extra
 
     def to_dict(self) -> dict:
         return {"n": self.n, "degree": self.degree, "threshold": self.threshold, "quant_bits": self.quant_bits,
                 "modulus_bits": self.modulus_bits, "value_range": self.value_range, "num_values": self.num_values,
-                "length": self.length, "rotation_seed": self.rotation_seed, "graph_seed": b64(self.graph_seed)}
+                "length": self.length, "rotation_seed": self.rotation_seed, "graph_seed": b64(self.graph_seed),
+                "extra": self.extra}
 
     @classmethod
     def from_dict(cls, raw: Any) -> "SecAggParams":
@@ -84,10 +90,11 @@ class SecAggParams:
                 modulus_bits=get_field(raw, "modulus_bits", int), value_range=get_field(raw, "value_range", float),
                 num_values=get_field(raw, "num_values", int), length=get_field(raw, "length", int),
                 rotation_seed=get_field(raw, "rotation_seed", int), graph_seed=unb64(raw.get("graph_seed"),
-                                                                                     "graph_seed", 32))
+                                                                                     "graph_seed", 32),
+                extra=get_field(raw, "extra", int, False, 0))
         if not (2 <= p.n <= MAX_INDEX and 1 <= p.degree < p.n and 1 <= p.threshold <= p.degree
                 and 1 <= p.quant_bits < p.modulus_bits <= 32 and p.value_range > 0
-                and 1 <= p.num_values <= p.length and p.length & (p.length - 1) == 0):
+                and 1 <= p.num_values <= p.length and p.length & (p.length - 1) == 0 and 0 <= p.extra <= 16):
             raise ProtocolError("inconsistent SecAgg parameters", "bad_params")
         return p
 

@@ -76,21 +76,21 @@ def unmask_sum(masked_sum: np.ndarray, params: SecAggParams, keys: Mapping[int, 
     rebuild = shamir.Reconstructor(params.threshold)
     total = np.asarray(masked_sum, np.uint64).copy()
     for v in sorted(alive):
-        total -= prg.expand(rebuild(collected[(v, SELF_MASK)]), params.length, params.modulus_bits)
+        total -= prg.expand(rebuild(collected[(v, SELF_MASK)]), params.vector_length, params.modulus_bits)
     for v in sorted(dropped):
         s_sk = rebuild(collected[(v, MASK_KEY)])
         if crypto.public_of(s_sk) != keys[v].s_public:
             raise ProtocolError(f"the shares of device {v}'s mask key rebuild a different key", "bad_share")
         for u in sorted(g[v] & alive):
             seed = crypto.agree(s_sk, keys[u].s_public, context, crypto.PURPOSE_MASK)
-            mask = prg.expand(seed, params.length, params.modulus_bits).astype(np.uint64)
+            mask = prg.expand(seed, params.vector_length, params.modulus_bits).astype(np.uint64)
             # Survivor u added sign(u, v) * PRG(s_uv) for its dropped neighbour v: take it out.
             total = total - mask if pairwise_sign(u, v) > 0 else total + mask
     return total & np.uint64((1 << params.modulus_bits) - 1)
 
 
 def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int, quant_bits: int, clip_norm: float,
-                  num_values: int, rotation_seed: int, graph_seed: bytes) -> SecAggParams:
+                  num_values: int, rotation_seed: int, graph_seed: bytes, extra: int = 0) -> SecAggParams:
     """Round parameters once the roster of n devices is known.
 
     Degree: n - 1 (SecAgg) or ``degree`` / `graph.auto_degree` (SecAgg+). Threshold: more
@@ -109,4 +109,4 @@ def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int,
     if bits > 32:
         raise ProtocolError(f"{quant_bits}-bit codes for {n} devices need more than 32 bits", "bad_params")
     return SecAggParams(n, d, t, quant_bits, bits, ring.value_range(clip_norm, length), num_values, length,
-                        rotation_seed, graph_seed)
+                        rotation_seed, graph_seed, extra)

@@ -60,7 +60,7 @@ def simulate(n: int, num_values: int, *, drop: dict[str, float] | None = None, p
                                   quant_bits=quant_bits, clip_norm=1.0, num_values=num_values,
                                   rotation_seed=seed + 1, graph_seed=rng.bytes(32))
     g = server.round_graph(params)
-    codes = {i: rng.integers(0, 1 << quant_bits, params.length, dtype=np.uint32) for i in clients}
+    codes = {i: rng.integers(0, 1 << quant_bits, params.vector_length, dtype=np.uint32) for i in clients}
 
     active = vanish(list(clients), "share")
     outbox = {}
@@ -87,10 +87,10 @@ def simulate(n: int, num_values: int, *, drop: dict[str, float] | None = None, p
             masked[i] = clients[i].mask(codes[i])
             clock["masked_input"] += time.perf_counter() - t0
         else:
-            masked[i] = rng.integers(0, 1 << params.modulus_bits, params.length, dtype=np.uint32)
+            masked[i] = rng.integers(0, 1 << params.modulus_bits, params.vector_length, dtype=np.uint32)
     survivors = sorted(active)
     mod_mask = np.uint64((1 << params.modulus_bits) - 1)
-    expected = np.zeros(params.length, np.uint64)
+    expected = np.zeros(params.vector_length, np.uint64)
     for i in survivors:
         expected += codes[i]
     expected &= mod_mask
@@ -109,7 +109,7 @@ def simulate(n: int, num_values: int, *, drop: dict[str, float] | None = None, p
         sent["unmask"] += 80 * len(reveals[i])
 
     t0 = time.perf_counter()
-    total = np.zeros(params.length, np.uint64)
+    total = np.zeros(params.vector_length, np.uint64)
     for y in masked.values():
         total += y
     try:
@@ -121,5 +121,5 @@ def simulate(n: int, num_values: int, *, drop: dict[str, float] | None = None, p
               "unmask": len(reveals)}
     result.client_s = {p: clock[p] / max(1, counts[p]) for p in PHASES}
     result.bytes_up = {p: sent[p] // max(1, counts[p]) for p in PHASES}
-    result.bytes_up["masked_input"] = ring.packed_size(params.modulus_bits, params.length)
+    result.bytes_up["masked_input"] = ring.packed_size(params.modulus_bits, params.vector_length)
     return result

@@ -6,7 +6,8 @@ import pytest
 from device_runtime import probes
 from device_runtime.example_store import load_example_store, write_example_file
 from device_runtime.litert_model import LocalModel
-from device_runtime.training import clip_l2, train_round
+from device_runtime.training import train_round
+from protocol.dp import clip_l2
 from protocol import codec
 from protocol.messages import Plan
 
