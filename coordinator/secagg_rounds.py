@@ -276,7 +276,7 @@ class SecAggRounds:
         index = {d: int(i) for i, d in json.loads(row["roster"]).items()}
         sharers = sorted(index[r["device_id"]] for r in self.store.all(
             "SELECT device_id FROM secagg_messages WHERE task_id=? AND round=? AND phase='shares'", task.task_id, num))
-        need = max(params.threshold + 1, task.config.required_reports)
+        need = max(params.threshold, task.config.required_reports)
         if len(sharers) < need:
             self.c.fail_round(task, num, f"secagg: {len(sharers)} devices shared keys, need at least {need} "
                                          f"(threshold {params.threshold})")

@@ -4,9 +4,11 @@ Phase by phase (Bonawitz et al. 2017, Fig. 4, honest-but-curious server; no sign
 
 0. AdvertiseKeys   send two fresh X25519 public keys (c_pk, s_pk).
 1. ShareKeys       given the roster (n, the graph, everyone's public keys): draw the
-                   self-mask seed b; Shamir-share s_sk and b among the neighbours with
-                   threshold t; seal each neighbour's pair of shares with a key agreed
-                   from c_sk and the neighbour's c_pk.
+                   self-mask seed b; Shamir-share s_sk and b among the neighbours and
+                   itself with threshold t (as in the paper, the owner holds a share of
+                   its own secrets, so a survivor's own b-share counts toward t); seal
+                   each neighbour's pair of shares with a key agreed from c_sk and the
+                   neighbour's c_pk.
 2. MaskedInput     given who shared (U2) and the sealed shares addressed to it: keep the
                    shares; upload y = x + PRG(b) + sum over neighbours v in U2 of
                    +-PRG(KA(s_sk, s_pk_v)) mod 2^k (+ when my index < v's).
@@ -58,6 +60,7 @@ class SecAggClient:
         self.sharers: frozenset[int] = frozenset()
         self._b: bytes = b""
         self._held: dict[int, tuple[int, int]] = {}  # owner -> (share of s_sk, share of b)
+        self._own: tuple[int, int] = (0, 0)  # my shares of my own secrets
         self._answered: UnmaskRequest | None = None
 
     def public_keys(self) -> PublicKeys:
@@ -72,14 +75,15 @@ class SecAggClient:
             raise UnsafeRequest("the roster repeats a public key")
         self.index, self.params, self.keys = my_index, params, keys
         self.neighbours = graph.neighbours(params.n, params.degree, params.graph_seed)[my_index]
-        if len(self.neighbours) < params.threshold:
-            raise UnsafeRequest(f"threshold {params.threshold} is above my {len(self.neighbours)} neighbours")
+        if len(self.neighbours) + 1 < params.threshold:
+            raise UnsafeRequest(f"threshold {params.threshold} is above my {len(self.neighbours)} neighbours and me")
         self._b = os.urandom(shamir.SECRET_BYTES)
-        xs = sorted(self.neighbours)
+        xs = sorted(self.neighbours | {my_index})
         s_shares = shamir.split(self.s.private, xs, params.threshold)
         b_shares = shamir.split(self._b, xs, params.threshold)
+        self._own = (s_shares[my_index], b_shares[my_index])
         out = []
-        for v in xs:
+        for v in sorted(self.neighbours):
             key = crypto.agree(self.c.private, keys[v].c_public, self.context, crypto.PURPOSE_SHARES)
             plain = _PAIR.pack(my_index, v) + shamir.share_to_bytes(s_shares[v]) + shamir.share_to_bytes(b_shares[v])
             out.append(EncryptedShare(my_index, v, crypto.seal(key, plain, share_aad(self.context, my_index, v))))
@@ -93,13 +97,13 @@ class SecAggClient:
         if self.index not in u2 or not u2 <= set(self.keys):
             raise UnsafeRequest("the list of devices that shared keys must include me and only roster members")
         peers = self.neighbours & u2
-        if len(peers) < p.threshold:
+        if len(peers) + 1 < p.threshold:
             raise UnsafeRequest(f"only {len(peers)} of my neighbours shared keys; threshold is {p.threshold}")
         senders = [s.sender for s in inbox]
         if sorted(senders) != sorted(peers) or any(s.receiver != self.index for s in inbox):
             raise ProtocolError("the inbox must hold exactly one share from each neighbour that shared keys",
                                 "bad_inbox")
-        held = {}
+        held = {self.index: self._own}
         for item in inbox:
             key = crypto.agree(self.c.private, self.keys[item.sender].c_public, self.context, crypto.PURPOSE_SHARES)
             plain = crypto.open_sealed(key, item.ciphertext, share_aad(self.context, item.sender, self.index))

@@ -63,7 +63,7 @@ class SecAggParams:
 
     n: int  # devices in the roster (those that advertised keys)
     degree: int  # neighbours per device: n - 1 for SecAgg, O(log n) for SecAgg+
-    threshold: int  # shares needed to rebuild a secret, among a device's neighbours
+    threshold: int  # shares needed to rebuild a secret, among its holders (the owner and its neighbours)
     quant_bits: int
     modulus_bits: int
     value_range: float
@@ -92,7 +92,7 @@ class SecAggParams:
                 rotation_seed=get_field(raw, "rotation_seed", int), graph_seed=unb64(raw.get("graph_seed"),
                                                                                      "graph_seed", 32),
                 extra=get_field(raw, "extra", int, False, 0))
-        if not (2 <= p.n <= MAX_INDEX and 1 <= p.degree < p.n and 1 <= p.threshold <= p.degree
+        if not (2 <= p.n <= MAX_INDEX and 1 <= p.degree < p.n and 1 <= p.threshold <= p.degree + 1
                 and 1 <= p.quant_bits < p.modulus_bits <= 32 and p.value_range > 0
                 and 1 <= p.num_values <= p.length and p.length & (p.length - 1) == 0 and 0 <= p.extra <= 16):
             raise ProtocolError("inconsistent SecAgg parameters", "bad_params")

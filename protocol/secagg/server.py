@@ -37,9 +37,9 @@ def check_shares(sender: int, shares: Sequence[EncryptedShare], neighbours: froz
 
 def expected_reveals(responder: int, neighbours: frozenset[int], sharers: Iterable[int],
                      survivors: Iterable[int]) -> set[tuple[int, str]]:
-    """(owner, kind) pairs a responder must reveal: one per neighbour that shared keys."""
+    """(owner, kind) pairs a responder must reveal: one per neighbour that shared keys, and its own self-mask."""
     alive = set(survivors)
-    return {(v, SELF_MASK if v in alive else MASK_KEY) for v in neighbours & set(sharers)}
+    return {(v, SELF_MASK if v in alive else MASK_KEY) for v in (neighbours | {responder}) & set(sharers)}
 
 
 def check_reveals(responder: int, shares: Sequence[RevealedShare], neighbours: frozenset[int],
@@ -93,17 +93,18 @@ def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int,
                   num_values: int, rotation_seed: int, graph_seed: bytes, extra: int = 0) -> SecAggParams:
     """Round parameters once the roster of n devices is known.
 
-    Degree: n - 1 (SecAgg) or ``degree`` / `graph.auto_degree` (SecAgg+). Threshold: more
-    than ``threshold_fraction`` of a device's neighbours, at least 2: with the default 1/2
-    an honest-but-curious coordinator needs a majority of a device's neighbours to collude
-    with it to unmask that device.
+    Degree: n - 1 (SecAgg) or ``degree`` / `graph.auto_degree` (SecAgg+). A secret has
+    degree + 1 holders (the neighbours and its owner); threshold: more than
+    ``threshold_fraction`` of them, at least 2: with the default 1/2 an honest-but-curious
+    coordinator needs a majority of a device's neighbourhood to collude with it to unmask
+    that device.
     """
     from protocol.secagg import ring
 
     if n < 3:
         raise BelowThreshold(f"secure aggregation needs at least 3 devices, got {n}")
     d = graph.effective_degree(n, (degree or graph.auto_degree(n)) if plus else n - 1)
-    t = min(d, max(2, int(threshold_fraction * d) + 1))
+    t = min(d + 1, max(2, int(threshold_fraction * (d + 1)) + 1))
     length = ring.padded_length(num_values)
     bits = ring.modulus_bits(quant_bits, n)
     if bits > 32:

@@ -160,11 +160,11 @@ async def test_secagg_plus_with_dropouts_in_every_phase(harness):
 async def test_below_threshold_the_round_fails_and_commits_nothing(harness):
     parties = await _parties(harness)
     before = await _checkpoint(harness)
-    # t = 5 of 9 neighbours; 6 of 10 vanish before unmasking, leaving 4 responders.
+    # t = 6 of the 10 holders of each secret; 6 of 10 vanish before unmasking, leaving 4 responders.
     await _run(harness, parties, {"unmask": set(range(6))}, np.random.default_rng(3))
     rnd = await _state(harness)
     assert rnd["state"] == "failed"
-    assert "cannot unmask" in rnd["reason"] and "threshold 5" in rnd["reason"]
+    assert "cannot unmask" in rnd["reason"] and "threshold 6" in rnd["reason"]
     assert np.array_equal(await _checkpoint(harness), before)
     assert len(await harness.rounds()) == 2  # the next round opened
 

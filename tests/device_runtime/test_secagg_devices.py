@@ -22,7 +22,7 @@ async def _run_fleet(url, coordinator, n, behaviours):
             await d.client.register("pop")
         stop = asyncio.Event()
         runners = [asyncio.create_task(d.run(stop, after_round_s=0.05)) for d in devices]
-        await _wait_until(lambda: coordinator.tasks["t"].state == "completed", timeout=60)
+        await _wait_until(lambda: coordinator.tasks["t"].state == "completed", timeout=120)
         stop.set()
         await asyncio.gather(*runners)
     trainer.close()
