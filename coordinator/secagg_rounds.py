@@ -80,8 +80,16 @@ class SecAggRounds:
     def _roster(self, row) -> dict[int, str]:
         return {int(i): d for i, d in json.loads(row["roster"]).items()} if row["roster"] else {}
 
+    def _index_by_device(self, row) -> dict[str, int]:
+        return {d: i for i, d in self._roster(row).items()}
+
     def _index_of(self, row, device_id: str) -> int:
-        return next((i for i, d in self._roster(row).items() if d == device_id), 0)
+        return self._index_by_device(row).get(device_id, 0)
+
+    def _indices_of(self, row, rows) -> list[int]:
+        """Sorted roster indices of the devices in ``rows`` (each with a device_id)."""
+        index = self._index_by_device(row)
+        return sorted(index[r["device_id"]] for r in rows)
 
     def _keys(self, task_id: str, round_num: int, roster: dict[int, str]) -> dict[int, PublicKeys]:
         bodies = {r["device_id"]: r["body"] for r in self.store.all(
@@ -263,7 +271,7 @@ class SecAggRounds:
                 len(devices), plus=cfg.secagg == "secagg+", threshold_fraction=cfg.secagg_threshold,
                 degree=cfg.secagg_degree, quant_bits=cfg.secagg_bits, clip_norm=cfg.clip_norm,
                 num_values=task.manifest.num_parameters, rotation_seed=secrets.randbits(63) + 1,
-                graph_seed=os.urandom(32), extra=1 if cfg.adaptive_clip else 0)
+                graph_seed=os.urandom(32), extra=cfg.secagg_extra_slots)
         except ProtocolError as exc:
             self.c.fail_round(task, num, f"secagg: {exc}")
             return
@@ -273,8 +281,7 @@ class SecAggRounds:
 
     def _close_sharing(self, task: "Task", rnd, row) -> None:
         num, params = rnd["round"], self._params(row)
-        index = {d: int(i) for i, d in json.loads(row["roster"]).items()}
-        sharers = sorted(index[r["device_id"]] for r in self.store.all(
+        sharers = self._indices_of(row, self.store.all(
             "SELECT device_id FROM secagg_messages WHERE task_id=? AND round=? AND phase='shares'", task.task_id, num))
         need = max(params.threshold, task.config.required_reports)
         if len(sharers) < need:
@@ -288,8 +295,7 @@ class SecAggRounds:
 
     def _close_reporting(self, task: "Task", rnd, row) -> None:
         num, params = rnd["round"], self._params(row)
-        index = {d: int(i) for i, d in json.loads(row["roster"]).items()}
-        survivors = sorted(index[r["device_id"]] for r in self.store.all(
+        survivors = self._indices_of(row, self.store.all(
             "SELECT device_id FROM updates WHERE task_id=? AND round=?", task.task_id, num))
         need = max(params.threshold, task.config.required_reports)
         if len(survivors) < need:
@@ -304,7 +310,7 @@ class SecAggRounds:
         Raises `server.BelowThreshold` when the sum cannot be unmasked."""
         row = self._row(task.task_id, round_num)
         params, roster = self._params(row), self._roster(row)
-        index = {d: i for i, d in roster.items()}
+        index = self._index_by_device(row)
         reveals = {index[r["device_id"]]: parse_list(json.loads(r["body"]), "shares", RevealedShare)
                    for r in self.store.all("SELECT device_id, body FROM secagg_messages WHERE task_id=? AND round=? "
                                            "AND phase='reveals'", task.task_id, round_num)}

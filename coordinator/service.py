@@ -306,7 +306,8 @@ class Coordinator:
     def upload_limit(self, task_id: str) -> int:
         task = self._task(task_id)
         if task.config.secagg_on:
-            return ring.packed_size(32, ring.padded_length(task.manifest.num_parameters))
+            return ring.packed_size(32, ring.padded_length(task.manifest.num_parameters)
+                                    + task.config.secagg_extra_slots)
         return task.config.codec_spec().max_payload_bytes(len(task.manifest.weights), task.manifest.num_parameters)
 
     def _assigned(self, device, task_id: str, round_num: int, upload_token: str | None):
@@ -322,13 +323,17 @@ class Coordinator:
     def round_row(self, task_id: str, round_num: int):
         return self.store.one("SELECT * FROM rounds WHERE task_id=? AND round=?", task_id, round_num)
 
-    def secagg_message(self, device, task_id: str, round_num: int, upload_token: str | None, phase: str,
-                       raw) -> dict:
-        """A device's AdvertiseKeys ('keys'), ShareKeys ('shares') or Unmasking ('reveals') message."""
+    def _secagg_round(self, device, task_id: str, round_num: int, upload_token: str | None):
+        """(task, round row) of a SecAgg round this device is assigned to; 404 for a plain task."""
         task = self._task(task_id)
         if not task.config.secagg_on:
             raise E.NotFound(f"task '{task_id}' does not use secure aggregation")
-        rnd = self._assigned(device, task_id, round_num, upload_token)
+        return task, self._assigned(device, task_id, round_num, upload_token)
+
+    def secagg_message(self, device, task_id: str, round_num: int, upload_token: str | None, phase: str,
+                       raw) -> dict:
+        """A device's AdvertiseKeys ('keys'), ShareKeys ('shares') or Unmasking ('reveals') message."""
+        task, rnd = self._secagg_round(device, task_id, round_num, upload_token)
         post = {"keys": self.secagg.post_keys, "shares": self.secagg.post_shares,
                 "reveals": self.secagg.post_reveals}.get(phase)
         if post is None:
@@ -340,10 +345,7 @@ class Coordinator:
         return {"accepted": True, "duplicate": not new}
 
     def secagg_view(self, device, task_id: str, round_num: int, upload_token: str | None):
-        task = self._task(task_id)
-        if not task.config.secagg_on:
-            raise E.NotFound(f"task '{task_id}' does not use secure aggregation")
-        rnd = self._assigned(device, task_id, round_num, upload_token)
+        task, rnd = self._secagg_round(device, task_id, round_num, upload_token)
         return self.secagg.view(task, rnd, device["device_id"])
 
     def upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
@@ -507,18 +509,18 @@ class Coordinator:
         for upd in self.store.all("SELECT blob FROM updates WHERE task_id=? AND round=?", task.task_id, num):
             Path(upd["blob"]).unlink(missing_ok=True)
 
-    def _aggregate(self, task: Task, num: int) -> tuple[np.ndarray, float, int, float | None]:
-        """(sum of updates, total weight, reports, sum of clip bits or None)."""
+    def _aggregate(self, task: Task, num: int) -> tuple[np.ndarray, float, float | None]:
+        """(sum of updates, total weight, sum of clip bits or None)."""
         if task.config.secagg_on:
             total, count, bits = self.secagg.unmasked_sum(task, num)
-            return total, float(count), count, bits  # uniform weights: example counts stay private
+            return total, float(count), bits  # uniform weights: example counts stay private
         acc = self._sum_for(task, num)
         bits = None
         if task.config.adaptive_clip:
             metas = [json.loads(r["meta"]) for r in self.store.all(
                 "SELECT meta FROM updates WHERE task_id=? AND round=?", task.task_id, num)]
             bits = float(sum(1 for m in metas if m.get("below_clip")))
-        return acc.total, acc.weight, acc.count, bits
+        return acc.total, acc.weight, bits
 
     def _privatize(self, task: Task, num: int, total: np.ndarray, bits: float | None) -> tuple[np.ndarray, dict]:
         """DP-FedAvg: Gaussian noise on the sum, fixed denominator, adaptive clip, epsilon so far."""
@@ -530,8 +532,8 @@ class Coordinator:
         out = {"dp_clip": clip, "dp_noise_stddev": z_update * clip}
         if cfg.adaptive_clip:
             below = (bits + float(dp.gaussian(1, cfg.clipped_count_stddev, rng)[0])) / cfg.goal_count
-            task.dp_clip = dp.next_clip(clip, below, cfg.dp_target_quantile, cfg.dp_clip_learning_rate)
-            out.update(dp_below_clip=below, dp_next_clip=task.dp_clip)
+            out.update(dp_below_clip=below,
+                       dp_next_clip=dp.next_clip(clip, below, cfg.dp_target_quantile, cfg.dp_clip_learning_rate))
         done = self.store.one("SELECT COUNT(*) AS n FROM rounds WHERE task_id=? AND state='committed'",
                               task.task_id)["n"]
         q = self.dp_sampling_rate(task)
@@ -546,7 +548,7 @@ class Coordinator:
     def commit(self, task: Task, num: int) -> None:
         started = self.clock()
         try:
-            total, weight, count, bits = self._aggregate(task, num)
+            total, weight, bits = self._aggregate(task, num)
         except BelowThreshold as exc:
             self.fail_round(task, num, f"secagg: cannot unmask the sum: {exc}")
             return
@@ -576,6 +578,8 @@ class Coordinator:
                        "WHERE task_id=? AND round=?", (self.clock(), sha, dumps(metrics), task.task_id, num))
             tx.execute("UPDATE tasks SET checkpoint_sha=? WHERE task_id=?", (sha, task.task_id))
         task.checkpoint_sha = sha
+        # The next clip takes effect only once the round that chose it is committed (as on a restart).
+        task.dp_clip = metrics.get("dp_next_clip", task.dp_clip)
         self._discard_updates(task, num)
         if self.metrics is not None:
             rnd = self.store.one("SELECT opened_at FROM rounds WHERE task_id=? AND round=?", task.task_id, num)

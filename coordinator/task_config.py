@@ -77,6 +77,11 @@ class TaskConfig:
         return self.dp_on and self.dp_target_quantile > 0
 
     @property
+    def secagg_extra_slots(self) -> int:
+        """Integers masked after the update: the adaptive-clipping bit."""
+        return 1 if self.adaptive_clip else 0
+
+    @property
     def clipped_count_stddev(self) -> float:
         return self.dp_clipped_count_stddev or self.goal_count / 20.0
 

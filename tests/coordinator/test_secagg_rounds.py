@@ -57,7 +57,8 @@ class Party:
 
     async def mask_and_upload(self, rng):
         v = await self.refresh()
-        self.codes = rng.integers(0, 1 << v.params.quant_bits, v.params.length, dtype=np.uint32)
+        self.codes = rng.integers(0, 1 << v.params.quant_bits, v.params.vector_length, dtype=np.uint32)
+        self.codes[v.params.length:] = 1  # the adaptive-clipping bit slot, when the round has one
         body = ring.pack(self.proto.masked_input(self.codes, v.sharers, v.inbox), v.params.modulus_bits)
         resp = await self.h.upload(self.headers, self.a, body)
         assert resp.status == 201, await resp.text()
@@ -125,7 +126,7 @@ def _expected_mean(parties, uploaded):
     p = parties[uploaded[0]].view.params
     total = np.zeros(p.length, np.uint64)
     for i in uploaded:
-        total += parties[i].codes
+        total += parties[i].codes[: p.length]
     total &= np.uint64((1 << p.modulus_bits) - 1)
     return (ring.dequantize_sum(total, len(uploaded), p.num_values, p.quant_bits, p.value_range,
                                 p.rotation_seed) / len(uploaded)).astype(np.float32)
@@ -227,14 +228,18 @@ async def test_bad_and_replayed_messages_get_4xx_and_the_round_still_commits(har
     assert np.array_equal(after, (before + _expected_mean(parties, list(range(5)))).astype(np.float32))
 
 
-async def test_what_the_coordinator_stores_for_a_device_looks_uniform(harness):
-    parties = await _parties(harness, n=4)
+async def _advertise_and_share(harness, parties):
     for p in parties:
         await p.advertise()
     harness.tick()
     for p in parties:
         await p.share()
     harness.tick()
+
+
+async def test_what_the_coordinator_stores_for_a_device_looks_uniform(harness):
+    parties = await _parties(harness, n=4)
+    await _advertise_and_share(harness, parties)
     rng = np.random.default_rng(5)
     for p in parties:
         await p.mask_and_upload(rng)
@@ -256,12 +261,7 @@ async def test_a_restarted_coordinator_finishes_the_round(harness, aiohttp_clien
 
     parties = await _parties(harness, n=4)
     before = await _checkpoint(harness)
-    for p in parties:
-        await p.advertise()
-    harness.tick()
-    for p in parties:
-        await p.share()
-    harness.tick()
+    await _advertise_and_share(harness, parties)
     rng = np.random.default_rng(6)
     for p in parties[:3]:
         await p.mask_and_upload(rng)
@@ -279,6 +279,26 @@ async def test_a_restarted_coordinator_finishes_the_round(harness, aiohttp_clien
     assert (await _state(harness))["state"] == "committed"
     after = await _checkpoint(harness)
     assert np.array_equal(after, (before + _expected_mean(parties, list(range(4)))).astype(np.float32))
+
+
+async def test_adaptive_clip_bit_travels_masked_and_is_summed(harness):
+    parties = await _parties(harness, n=5, dp_noise_multiplier=0.02, dp_target_quantile=0.5,
+                             dp_clipped_count_stddev=0.05)
+    await _advertise_and_share(harness, parties)
+    params = parties[0].view.params
+    assert params.extra == 1 and parties[0].a["plan"]["report_clip_bit"] is True
+    rng = np.random.default_rng(7)
+    for p in parties:
+        await p.mask_and_upload(rng)  # each reports "below the clip"
+    harness.tick()
+    for p in parties:
+        await p.unmask()
+    harness.tick()
+    rnd = await _state(harness)
+    assert rnd["state"] == "committed", rnd["reason"]
+    # 5 bits of 1 over goal 5, plus N(0, 0.05^2) / 5.
+    assert abs(rnd["metrics"]["dp_below_clip"] - 1.0) < 0.05
+    assert harness.coordinator.upload_limit("t1") >= 12 + 4 * params.vector_length
 
 
 async def test_secagg_task_config_is_validated(harness):
