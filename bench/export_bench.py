@@ -43,7 +43,7 @@ def main() -> None:
         m = result.manifest
         x, y = next(random_batches(m, 1, vocab=vocab_size(model)))
         w = np.ones(m.batch_size, np.float32)
-        lr = np.float32(m.optimizer["learning_rate"])
+        lr = np.full(1, m.optimizer["learning_rate"], np.float32)
         train = Interpreter(model_content=result.tflite).get_signature_runner("train")
         lite = _time(lambda: train(x=x, y=y, sample_weight=w, learning_rate=lr), args.steps)
         graph = TrainingGraph(model, batch_size=m.batch_size)

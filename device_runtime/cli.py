@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import platform
 from pathlib import Path
 
 
@@ -63,7 +64,7 @@ async def _main(args) -> int:
         if token_file.exists():
             client.token = token_file.read_text().strip()
         else:
-            token_file.write_text(await client.register(args.population, label="fedge-device"))
+            token_file.write_text(await client.register(args.population, label=f"fedge-device {platform.machine()}"))
             token_file.chmod(0o600)
         device = Device(client=client, data=data, trainer=trainer, state_fn=lambda: probe_state(version, overrides),
                         cache=DiskBlobCache(state_dir / "cache"), rng=np.random.default_rng())
@@ -72,7 +73,7 @@ async def _main(args) -> int:
                                                len(data.x_train), len(data.x_eval))
         await device.run(stop, max_rounds=args.rounds)
         s = device.stats
-        print(f"uploads {s.uploads}, abandoned {s.abandoned_deadline}, bytes up {s.bytes_up} "
+        print(f"fedge device on {platform.machine()} with ai-edge-litert {version}: uploads {s.uploads}, abandoned {s.abandoned_deadline}, bytes up {s.bytes_up} "
               f"({s.bytes_up / max(s.float32_bytes, 1):.1%} of float32)")
     trainer.close()
     return 0

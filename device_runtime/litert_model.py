@@ -54,6 +54,8 @@ class LocalModel:
         self.interpreter = interpreter_cls(model_content=model_bytes, num_threads=num_threads)
         self._train = self.interpreter.get_signature_runner("train")
         self._evaluate = self.interpreter.get_signature_runner("evaluate")
+        # float32[1] since fedge exports a rank-1 learning rate; () for older exports.
+        self._learning_rate_shape = tuple(self._train.get_input_details()["learning_rate"]["shape"])
         self._get = self.interpreter.get_signature_runner("get_weights")
         self._set = self.interpreter.get_signature_runner("set_weights")
         self.batch = self.manifest.batch_size
@@ -86,7 +88,7 @@ class LocalModel:
         """Local epochs; returns the example-weighted mean training loss."""
         x = x.astype(self.manifest.input.dtype, copy=False)
         y = y.astype(self.manifest.label.dtype, copy=False)
-        lr = np.float32(learning_rate)
+        lr = np.full(self._learning_rate_shape, learning_rate, np.float32)
         total, count, steps = 0.0, 0, 0
         started = time.perf_counter()
         for _ in range(epochs):

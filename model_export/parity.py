@@ -82,7 +82,7 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
     train = interp.get_signature_runner("train")
     get_weights = interp.get_signature_runner("get_weights")
     reference = _keras_reference(model)
-    lr = np.float32(manifest.optimizer["learning_rate"])
+    lr = np.full(1, manifest.optimizer["learning_rate"], np.float32)
     ones = np.ones(manifest.batch_size, np.float32)
     lite_losses, keras_losses = [], []
     for x, y in random_batches(manifest, steps, seed=seed, vocab=vocab_size(model)):

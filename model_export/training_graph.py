@@ -161,7 +161,7 @@ class TrainingGraph(tf.Module):
         grads = tape.gradient(loss, self.trainable)
         for var, value in updates:
             var.assign(value)
-        self._apply_gradients(grads, learning_rate)
+        self._apply_gradients(grads, learning_rate[0])
         return {"loss": loss}
 
     def infer(self, x):
@@ -195,7 +195,10 @@ class TrainingGraph(tf.Module):
         x = tf.TensorSpec([b, *self.input_shape], self.input_dtype, name="x")
         y = tf.TensorSpec([b, *self.label_shape], self.label_dtype, name="y")
         w = tf.TensorSpec([b], tf.float32, name="sample_weight")
-        lr = tf.TensorSpec([], tf.float32, name="learning_rate")
+        # float32[1], not a scalar: LiteRT's Python signature runner resizes every input on
+        # every call, and resizing a rank-0 input crashed ai-edge-litert 2.3 on aarch64
+        # (emulated Pi, SIGSEGV in ResizeInputTensor). A rank-1 input avoids that path.
+        lr = tf.TensorSpec([1], tf.float32, name="learning_rate")
         wspecs = [tf.TensorSpec(v.variable.shape, tf.float32, name=weight_key(i)) for i, v in enumerate(self.model_vars)]
         return {
             "train": tf.function(self.train).get_concrete_function(x, y, w, lr),
