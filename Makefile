@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast bench install clean
+.PHONY: demo test test-fast test-pi bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The emulated Raspberry Pi tests alone (scripts/pi-emulated.sh; needs debootstrap, root).
+test-pi: $(STAMP)
+	$(BIN)/python -m pytest -q -m pi
 
 bench: $(STAMP)
 	$(BIN)/python bench/export_bench.py
