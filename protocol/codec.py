@@ -128,8 +128,13 @@ def unflatten(flat: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarra
     return out
 
 
-def encode(arrays: list[np.ndarray], spec: CodecSpec, rng: np.random.Generator, seed: int | None = None) -> bytes:
-    """Encode tensors (in manifest order) with the codec; ``rng`` draws the stochastic rounding."""
+def encode(arrays: list[np.ndarray], spec: CodecSpec, rng: np.random.Generator | None, seed: int | None = None,
+           uniforms: np.ndarray | None = None) -> bytes:
+    """Encode tensors (in manifest order) with the codec; ``rng`` draws the stochastic rounding.
+
+    ``uniforms`` (float32 in [0, 1), one per grid cell: K*C values, the last chunk's
+    padding included) replaces the draws, so other implementations can be checked
+    against this one bit for bit (protocol/golden/)."""
     counts = [int(np.asarray(a).size) for a in arrays]
     flat = flatten(arrays)
     if not np.all(np.isfinite(flat)):
@@ -161,7 +166,8 @@ def encode(arrays: list[np.ndarray], spec: CodecSpec, rng: np.random.Generator, 
     step = ((hi - lo) / levels).astype(np.float32)
     safe = np.where(step > 0, step, 1.0)
     scaled = (grid - lo[:, None]) / safe[:, None]
-    codes = np.floor(scaled + rng.random(grid.shape, dtype=np.float32))
+    u = rng.random(grid.shape, dtype=np.float32) if uniforms is None else np.asarray(uniforms, np.float32).reshape(grid.shape)
+    codes = np.floor(scaled + u)
     codes = np.clip(codes, 0, levels).astype(np.uint8).reshape(-1)[:length]
     chunk_headers = np.stack([lo, step], axis=1).astype("<f4").tobytes()
     if spec.bits == 4:

@@ -1,0 +1,150 @@
+package dev.fedge.core;
+
+import java.io.IOException;
+import java.util.Random;
+import java.util.function.DoubleSupplier;
+import java.util.function.Supplier;
+
+/**
+ * One device's round, the same steps as the Python runtime's device loop: check in with
+ * the device state, obey "come back at T", download the model and checkpoint (cached by
+ * hash), give up early if training cannot finish before the reporting deadline, train,
+ * clip and quantize the weight delta, upload it once.
+ */
+public final class FedgeDevice {
+    /** What one {@link #runOnce} did. */
+    public static final class RoundOutcome {
+        /** uploaded | retry | abandoned | rejected | unsupported. */
+        public final String outcome;
+        public final double retryAt;
+        public final String detail;
+
+        RoundOutcome(String outcome, double retryAt, String detail) {
+            this.outcome = outcome;
+            this.retryAt = retryAt;
+            this.detail = detail;
+        }
+
+        @Override
+        public String toString() {
+            return outcome + (detail.isEmpty() ? "" : " (" + detail + ")");
+        }
+    }
+
+    /** Counters for the app's status screen and logs. */
+    public static final class Stats {
+        public int roundsJoined;
+        public int uploads;
+        public int abandoned;
+        public int rejected;
+        public long bytesUp;
+        public long float32Bytes;
+        public int lastRound = -1;
+        public double lastTrainLoss = Double.NaN;
+        public double lastEvalAccuracy = Double.NaN;
+        public String lastOutcome = "";
+    }
+
+    private static final double SAFETY_MARGIN_S = 0.5;
+
+    private final FedgeClient client;
+    private final LocalTrainer trainer;
+    private final BlobCache cache;
+    private final Supplier<DeviceState> state;
+    private final DoubleSupplier clock;
+    private final Random random;
+    public final Stats stats = new Stats();
+
+    /** {@code clock} returns unix seconds (System.currentTimeMillis() / 1000.0 outside tests). */
+    public FedgeDevice(FedgeClient client, LocalTrainer trainer, BlobCache cache, Supplier<DeviceState> state,
+                       DoubleSupplier clock, Random random) {
+        this.client = client;
+        this.trainer = trainer;
+        this.cache = cache;
+        this.state = state;
+        this.clock = clock;
+        this.random = random;
+    }
+
+    public RoundOutcome runOnce(double longPollS) throws Exception {
+        RoundOutcome outcome = attempt(longPollS);
+        stats.lastOutcome = outcome.outcome;
+        return outcome;
+    }
+
+    private RoundOutcome attempt(double longPollS) throws Exception {
+        CheckinResponse response = client.checkin(state.get(), cache.keys(), longPollS);
+        if (!response.assigned()) {
+            return new RoundOutcome("retry", response.retryAt, response.reason);
+        }
+        Assignment a = response.assignment;
+        stats.roundsJoined++;
+        stats.lastRound = a.round;
+        if (!a.plan.secagg.isEmpty()) {
+            // The Java core has the mask expansion but not yet the key agreement and sharing phases.
+            return new RoundOutcome("unsupported", 0, "secure aggregation is not implemented in the Java client");
+        }
+        CodecSpec spec = a.plan.codecSpec();
+        byte[] model = client.fetchBlob(a.modelUrl, a.modelSha256, cache);
+        UpdateCodec.Decoded global = UpdateCodec.decode(client.fetchBlob(a.checkpointUrl, a.checkpointSha256, cache), null);
+        if (clock.getAsDouble() + trainer.estimateSeconds(a.plan) + SAFETY_MARGIN_S > a.reportDeadline) {
+            return abandon("cannot finish before the reporting deadline");
+        }
+        LocalTrainer.Result result = trainer.train(model, a.modelSha256, global.values, global.counts, a.plan);
+        if (clock.getAsDouble() + SAFETY_MARGIN_S / 5 > a.reportDeadline) {
+            return abandon("training ended after the reporting deadline");
+        }
+        float[] delta = DeltaMath.delta(result.weights, global.values);
+        double norm = DeltaMath.clipL2(delta, a.plan.clipNorm);
+        byte[] payload = UpdateCodec.encode(delta, global.counts, spec, Uniforms.of(random), rotationSeed());
+        UploadMeta meta = new UploadMeta(result.exampleCount, result.trainLoss, result.evalLoss, result.evalAccuracy,
+                result.evalCount, a.plan.reportClipBit ? norm <= a.plan.clipNorm : null);
+        try {
+            client.upload(a, payload, meta);
+        } catch (FedgeClient.ApiException e) {
+            stats.rejected++;
+            return new RoundOutcome("rejected", 0, e.getMessage());
+        }
+        stats.uploads++;
+        stats.bytesUp += payload.length;
+        stats.float32Bytes += 4L * delta.length;
+        stats.lastTrainLoss = result.trainLoss;
+        stats.lastEvalAccuracy = result.evalAccuracy;
+        return new RoundOutcome("uploaded", 0, payload.length + " bytes, round " + a.round);
+    }
+
+    private long rotationSeed() {
+        long seed;
+        do {
+            seed = random.nextLong() & Long.MAX_VALUE;
+        } while (seed == 0);
+        return seed;
+    }
+
+    private RoundOutcome abandon(String why) {
+        stats.abandoned++;
+        return new RoundOutcome("abandoned", 0, why);
+    }
+
+    /** Runs rounds until {@code uploads} succeeded or {@code deadlineS} (unix seconds) passes. */
+    public void runUntil(int uploads, double deadlineS, double longPollS, Backoff.Sleeper sleeper,
+                         java.util.function.Consumer<RoundOutcome> onRound) throws Exception {
+        Backoff backoff = Backoff.defaults(random);
+        int failures = 0;
+        while (stats.uploads < uploads && clock.getAsDouble() < deadlineS) {
+            RoundOutcome outcome;
+            try {
+                outcome = runOnce(longPollS);
+                failures = 0;
+            } catch (IOException e) {
+                // the client already retried; back off longer before the next check-in
+                outcome = new RoundOutcome("error", 0, e.toString());
+                sleeper.sleep((long) (backoff.delaySeconds(failures++) * 1000));
+            }
+            onRound.accept(outcome);
+            if (outcome.outcome.equals("retry")) {
+                sleeper.sleep((long) (Backoff.untilRetryAt(outcome.retryAt, clock.getAsDouble(), 60.0) * 1000));
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+package dev.fedge.core;
+
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import com.google.gson.JsonPrimitive;
+
+/** Strict field access for the protocol's JSON, like protocol.messages.get_field: no silent coercion. */
+final class Json {
+    private Json() {
+    }
+
+    static JsonObject object(String text) {
+        try {
+            JsonElement root = JsonParser.parseString(text);
+            if (!root.isJsonObject()) {
+                throw new ProtocolException("expected a JSON object", "bad_response");
+            }
+            return root.getAsJsonObject();
+        } catch (com.google.gson.JsonParseException e) {
+            throw new ProtocolException("malformed JSON: " + e.getMessage(), "bad_response");
+        }
+    }
+
+    private static JsonPrimitive primitive(JsonObject raw, String name, boolean required) {
+        JsonElement value = raw.get(name);
+        if (value == null || value.isJsonNull()) {
+            if (required) {
+                throw new ProtocolException("missing field '" + name + "'", "bad_response");
+            }
+            return null;
+        }
+        if (!value.isJsonPrimitive()) {
+            throw new ProtocolException("field '" + name + "' must be a scalar", "bad_response");
+        }
+        return value.getAsJsonPrimitive();
+    }
+
+    static String string(JsonObject raw, String name) {
+        JsonPrimitive p = primitive(raw, name, true);
+        if (!p.isString()) {
+            throw new ProtocolException("field '" + name + "' must be a string", "bad_response");
+        }
+        return p.getAsString();
+    }
+
+    static String string(JsonObject raw, String name, String fallback) {
+        return raw.has(name) && !raw.get(name).isJsonNull() ? string(raw, name) : fallback;
+    }
+
+    static double number(JsonObject raw, String name, Double fallback) {
+        JsonPrimitive p = primitive(raw, name, fallback == null);
+        if (p == null) {
+            return fallback;
+        }
+        if (!p.isNumber()) {
+            throw new ProtocolException("field '" + name + "' must be a number", "bad_response");
+        }
+        return p.getAsDouble();
+    }
+
+    static int integer(JsonObject raw, String name, Integer fallback) {
+        JsonPrimitive p = primitive(raw, name, fallback == null);
+        if (p == null) {
+            return fallback;
+        }
+        double value = p.isNumber() ? p.getAsDouble() : Double.NaN;
+        if (value != Math.rint(value) || Math.abs(value) > Integer.MAX_VALUE || p.getAsString().contains(".")) {
+            throw new ProtocolException("field '" + name + "' must be an integer", "bad_response");
+        }
+        return (int) value;
+    }
+
+    static boolean bool(JsonObject raw, String name, Boolean fallback) {
+        JsonPrimitive p = primitive(raw, name, fallback == null);
+        if (p == null) {
+            return fallback;
+        }
+        if (!p.isBoolean()) {
+            throw new ProtocolException("field '" + name + "' must be a boolean", "bad_response");
+        }
+        return p.getAsBoolean();
+    }
+
+    static JsonObject child(JsonObject raw, String name) {
+        JsonElement value = raw.get(name);
+        if (value == null || !value.isJsonObject()) {
+            throw new ProtocolException("field '" + name + "' must be an object", "bad_response");
+        }
+        return value.getAsJsonObject();
+    }
+}

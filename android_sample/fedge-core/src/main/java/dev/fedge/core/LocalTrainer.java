@@ -1,0 +1,37 @@
+package dev.fedge.core;
+
+/**
+ * Local training of the round's model. On Android: LiteRT's interpreter running the
+ * exported model's signatures (set_weights, evaluate, train, get_weights); on the JVM the
+ * tests use a pure-Java trainer of the same weights.
+ */
+public interface LocalTrainer {
+    /** Trained weights and what the device reports about the round. */
+    final class Result {
+        public final float[] weights;
+        public final int exampleCount;
+        public final double trainLoss;
+        public final double evalLoss;
+        public final double evalAccuracy;
+        public final int evalCount;
+
+        public Result(float[] weights, int exampleCount, double trainLoss, double evalLoss, double evalAccuracy,
+                      int evalCount) {
+            this.weights = weights;
+            this.exampleCount = exampleCount;
+            this.trainLoss = trainLoss;
+            this.evalLoss = evalLoss;
+            this.evalAccuracy = evalAccuracy;
+            this.evalCount = evalCount;
+        }
+    }
+
+    /**
+     * Starts from {@code globalWeights} (flat, manifest order; {@code counts} per tensor),
+     * evaluates them on the local holdout, trains for the plan's epochs, returns the new weights.
+     */
+    Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan) throws Exception;
+
+    /** Expected seconds for this plan, from earlier rounds (0 when unknown), for the deadline check. */
+    double estimateSeconds(Plan plan);
+}
