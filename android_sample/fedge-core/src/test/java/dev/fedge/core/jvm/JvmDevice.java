@@ -1,0 +1,64 @@
+package dev.fedge.core.jvm;
+
+import dev.fedge.core.Backoff;
+import dev.fedge.core.BlobCache;
+import dev.fedge.core.DeviceState;
+import dev.fedge.core.FedgeClient;
+import dev.fedge.core.FedgeDevice;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * A JVM device for the integration test: the Java core with the pure-Java trainer, on a
+ * CSV of examples (features..., label). Usage:
+ * JvmDevice --coordinator URL --population P --data FILE.csv --rounds N [--timeout-s S] [--seed S]
+ */
+public final class JvmDevice {
+    private JvmDevice() {
+    }
+
+    public static void main(String[] argv) throws Exception {
+        Map<String, String> args = new HashMap<>();
+        for (int i = 0; i + 1 < argv.length; i += 2) {
+            args.put(argv[i].replaceFirst("^--", ""), argv[i + 1]);
+        }
+        for (String required : new String[] {"coordinator", "population", "data", "rounds"}) {
+            if (!args.containsKey(required)) {
+                System.err.println("missing --" + required);
+                System.exit(2);
+            }
+        }
+        List<String> lines = Files.readAllLines(Paths.get(args.get("data")), StandardCharsets.UTF_8);
+        float[][] x = new float[lines.size()][];
+        int[] y = new int[lines.size()];
+        for (int n = 0; n < lines.size(); n++) {
+            String[] fields = lines.get(n).split(",");
+            x[n] = new float[fields.length - 1];
+            for (int i = 0; i < x[n].length; i++) {
+                x[n][i] = Float.parseFloat(fields[i]);
+            }
+            y[n] = Integer.parseInt(fields[fields.length - 1].trim());
+        }
+        Random random = new Random(Long.parseLong(args.getOrDefault("seed", "0")));
+        FedgeClient client = new FedgeClient(args.get("coordinator"), Backoff.defaults(random), Backoff.THREAD_SLEEP, 5);
+        client.register(args.get("population"), "jvm-device");
+        BlobCache cache = new BlobCache.Directory(Files.createTempDirectory("fedge-jvm-cache").toFile());
+        DeviceState state = new DeviceState(true, true, true, 1.0, 1024, "jvm", System.getProperty("java.version"));
+        FedgeDevice device = new FedgeDevice(client, new SoftmaxRegressionTrainer(x, y, 0.2, random), cache,
+                () -> state, () -> System.currentTimeMillis() / 1000.0, random);
+        double deadline = System.currentTimeMillis() / 1000.0 + Double.parseDouble(args.getOrDefault("timeout-s", "120"));
+        device.runUntil(Integer.parseInt(args.get("rounds")), deadline, 5.0, Backoff.THREAD_SLEEP,
+                outcome -> System.out.println("round " + device.stats.lastRound + ": " + outcome
+                        + (outcome.outcome.equals("uploaded")
+                        ? String.format(" local accuracy of the global model %.3f", device.stats.lastEvalAccuracy) : "")));
+        System.out.printf("java device: uploads %d, abandoned %d, rejected %d, bytes up %d (%.1f%% of float32)%n",
+                device.stats.uploads, device.stats.abandoned, device.stats.rejected, device.stats.bytesUp,
+                100.0 * device.stats.bytesUp / Math.max(1, device.stats.float32Bytes));
+        System.exit(device.stats.uploads >= Integer.parseInt(args.get("rounds")) ? 0 : 1);
+    }
+}

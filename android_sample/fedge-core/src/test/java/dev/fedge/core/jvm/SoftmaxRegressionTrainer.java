@@ -1,0 +1,137 @@
+package dev.fedge.core.jvm;
+
+import dev.fedge.core.LocalTrainer;
+import dev.fedge.core.Plan;
+import java.util.Random;
+
+/**
+ * A pure-Java trainer for a softmax-regression model (Keras Dense(k, softmax) on d
+ * features: kernel d x k row-major, then bias k), used only on the JVM to stand in for
+ * the LiteRT interpreter. Plain minibatch SGD on the mean cross-entropy, like the
+ * exported model's train signature with an SGD optimizer.
+ */
+public final class SoftmaxRegressionTrainer implements LocalTrainer {
+    private final float[][] xTrain;
+    private final int[] yTrain;
+    private final float[][] xEval;
+    private final int[] yEval;
+    private final Random random;
+    private double secondsPerExample;
+
+    public SoftmaxRegressionTrainer(float[][] x, int[] y, double holdout, Random random) {
+        int evalCount = (int) Math.round(x.length * holdout);
+        int[] order = new int[x.length];
+        for (int i = 0; i < order.length; i++) {
+            order[i] = i;
+        }
+        for (int i = order.length - 1; i > 0; i--) {
+            int j = random.nextInt(i + 1);
+            int t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        xEval = new float[evalCount][];
+        yEval = new int[evalCount];
+        xTrain = new float[x.length - evalCount][];
+        yTrain = new int[x.length - evalCount];
+        for (int i = 0; i < order.length; i++) {
+            if (i < evalCount) {
+                xEval[i] = x[order[i]];
+                yEval[i] = y[order[i]];
+            } else {
+                xTrain[i - evalCount] = x[order[i]];
+                yTrain[i - evalCount] = y[order[i]];
+            }
+        }
+        this.random = random;
+    }
+
+    /** Class probabilities of one example into {@code p}. */
+    private static void softmax(float[] w, int d, int k, float[] x, double[] p) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (int j = 0; j < k; j++) {
+            double z = w[d * k + j];
+            for (int i = 0; i < d; i++) {
+                z += x[i] * w[i * k + j];
+            }
+            p[j] = z;
+            max = Math.max(max, z);
+        }
+        double sum = 0;
+        for (int j = 0; j < k; j++) {
+            p[j] = Math.exp(p[j] - max);
+            sum += p[j];
+        }
+        for (int j = 0; j < k; j++) {
+            p[j] /= sum;
+        }
+    }
+
+    @Override
+    public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan) {
+        if (counts.length != 2 || counts[0] % counts[1] != 0) {
+            throw new IllegalArgumentException("not a softmax-regression model: tensor sizes " + java.util.Arrays.toString(counts));
+        }
+        long started = System.nanoTime();
+        int k = counts[1];
+        int d = counts[0] / k;
+        double[] p = new double[k];
+        double evalLoss = 0;
+        int correct = 0;
+        for (int n = 0; n < xEval.length; n++) {
+            softmax(globalWeights, d, k, xEval[n], p);
+            evalLoss -= Math.log(Math.max(p[yEval[n]], 1e-12));
+            int best = 0;
+            for (int j = 1; j < k; j++) {
+                best = p[j] > p[best] ? j : best;
+            }
+            correct += best == yEval[n] ? 1 : 0;
+        }
+        float[] w = globalWeights.clone();
+        double[] grad = new double[w.length];
+        int[] order = new int[xTrain.length];
+        for (int i = 0; i < order.length; i++) {
+            order[i] = i;
+        }
+        double lossSum = 0;
+        int seen = 0;
+        for (int epoch = 0; epoch < plan.epochs; epoch++) {
+            for (int i = order.length - 1; i > 0; i--) {
+                int j = random.nextInt(i + 1);
+                int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+            for (int start = 0; start < order.length; start += plan.batchSize) {
+                int end = Math.min(order.length, start + plan.batchSize);
+                java.util.Arrays.fill(grad, 0);
+                for (int b = start; b < end; b++) {
+                    float[] x = xTrain[order[b]];
+                    int label = yTrain[order[b]];
+                    softmax(w, d, k, x, p);
+                    lossSum -= Math.log(Math.max(p[label], 1e-12));
+                    seen++;
+                    for (int j = 0; j < k; j++) {
+                        double err = p[j] - (j == label ? 1 : 0);
+                        grad[d * k + j] += err;
+                        for (int i = 0; i < d; i++) {
+                            grad[i * k + j] += err * x[i];
+                        }
+                    }
+                }
+                double scale = plan.learningRate / (end - start);
+                for (int i = 0; i < w.length; i++) {
+                    w[i] -= (float) (scale * grad[i]);
+                }
+            }
+        }
+        secondsPerExample = (System.nanoTime() - started) / 1e9 / Math.max(1, plan.epochs * xTrain.length);
+        return new Result(w, xTrain.length, lossSum / Math.max(seen, 1), evalLoss / Math.max(xEval.length, 1),
+                (double) correct / Math.max(xEval.length, 1), xEval.length);
+    }
+
+    @Override
+    public double estimateSeconds(Plan plan) {
+        return secondsPerExample * plan.epochs * xTrain.length;
+    }
+}

@@ -1,0 +1,93 @@
+"""A Java device (the Android sample's core + a pure-Java trainer) trains alongside Python
+devices against a real `fedge serve`, and the global model learns."""
+
+import subprocess
+import sys
+import urllib.request
+
+import numpy as np
+import pytest
+
+from device_runtime.example_store import write_example_file
+from protocol import codec
+from tests.serve_process import ADMIN, Server
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 4
+
+
+@pytest.fixture(scope="module")
+def softmax_tflite() -> bytes:
+    """Softmax regression on the 64 digit features: the model the Java trainer knows."""
+    import keras
+
+    from model_export.exporter import export_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss="sparse_categorical_crossentropy")
+    return export_model(model, name="digits_softmax", parity_steps=0).tflite
+
+
+def _global_accuracy(server: Server, x_test, y_test) -> float:
+    req = urllib.request.Request(server.url + "/v1/admin/tasks/t/checkpoint", headers=ADMIN)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        flat = codec.decode(resp.read()).values
+    kernel, bias = flat[:640].reshape(64, 10), flat[640:]
+    return float(np.mean(np.argmax(x_test @ kernel + bias, axis=1) == y_test))
+
+
+def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tflite, tmp_path):
+    from device_runtime.datasets import load_digits_pool
+
+    x, x_test, y, y_test = load_digits_pool(0)
+    shards = np.array_split(np.random.default_rng(0).permutation(len(y)), 3)
+    for i, shard in enumerate(shards[:2]):
+        (tmp_path / f"py{i}").mkdir()
+        write_example_file(tmp_path / f"py{i}" / "part0.npz", x[shard], y[shard])
+    csv = tmp_path / "java.csv"
+    csv.write_text("".join(",".join(f"{v:.6g}" for v in x[j]) + f",{y[j]}\n" for j in shards[2]))
+
+    server = Server(str(tmp_path / "c.db"))
+    server.start()
+    procs = []
+    try:
+        server.call("POST", "/v1/admin/populations", {"name": "mixed"}, ADMIN)
+        _, info = server.call("POST", "/v1/admin/models",
+                              headers={**ADMIN, "Content-Type": "application/octet-stream"}, raw=softmax_tflite)
+        # goal 3 of exactly 3 devices: no round can commit without the Java device's update.
+        cfg = {"rounds": ROUNDS, "goal_count": 3, "over_selection": 1.0, "selection_window_s": 60,
+               "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 2,
+               "eligibility": "charging and unmetered"}
+        status, _ = server.call("POST", "/v1/admin/populations/mixed/tasks",
+                                {"model_sha256": info["model_sha256"], "config": cfg, "task_id": "t"}, ADMIN)
+        assert status in (200, 201)
+        before = _global_accuracy(server, x_test, y_test)
+        for i in range(2):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "fedge", "device", "--coordinator", server.url, "--population", "mixed",
+                 "--data", str(tmp_path / f"py{i}"), "--state-dir", str(tmp_path / f"state{i}"),
+                 "--rounds", str(ROUNDS), "--charging", "1", "--unmetered", "1", "--log-level", "WARNING"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        java = subprocess.run(
+            ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
+             "--population", "mixed", "--data", str(csv), "--rounds", str(ROUNDS), "--timeout-s", "240"],
+            capture_output=True, text=True, timeout=300)
+        py_out = [p.communicate(timeout=120) for p in procs]
+        assert java.returncode == 0, java.stdout + java.stderr
+        assert f"java device: uploads {ROUNDS}, abandoned 0, rejected 0" in java.stdout, java.stdout
+        for (out, err), p in zip(py_out, procs):
+            assert p.returncode == 0, err
+            assert f"uploads {ROUNDS}," in out
+        rounds = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
+        assert [r["state"] for r in rounds[:ROUNDS]] == ["committed"] * ROUNDS, rounds
+        assert [r["reported"] for r in rounds[:ROUNDS]] == [3] * ROUNDS, rounds
+        after = _global_accuracy(server, x_test, y_test)
+        assert after > 0.85 and after > before + 0.5, (before, after)
+        print(f"global accuracy {before:.3f} -> {after:.3f}; {java.stdout.splitlines()[-1]}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        server.kill9()
