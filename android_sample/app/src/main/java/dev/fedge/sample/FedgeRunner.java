@@ -1,0 +1,81 @@
+package dev.fedge.sample;
+
+import android.content.Context;
+import android.content.SharedPreferences;
+import dev.fedge.core.Backoff;
+import dev.fedge.core.BlobCache;
+import dev.fedge.core.FedgeClient;
+import dev.fedge.core.FedgeDevice;
+import java.io.File;
+import java.security.SecureRandom;
+import java.util.Locale;
+
+/**
+ * One federated round on this phone, shared by the scheduled job and the "run now" button:
+ * registers once (token kept in preferences), runs FedgeDevice.runOnce with the LiteRT
+ * trainer, and records what happened for the status screen.
+ */
+final class FedgeRunner {
+    static final String PREFS = "fedge";
+    static final String DEFAULT_COORDINATOR = "http://10.0.2.2:8080"; // the host, seen from the emulator
+    static final String DEFAULT_POPULATION = "phones";
+
+    private FedgeRunner() {
+    }
+
+    static SharedPreferences prefs(Context context) {
+        return context.getSharedPreferences(PREFS, Context.MODE_PRIVATE);
+    }
+
+    static File examplesFile(Context context) {
+        return new File(context.getExternalFilesDir(null), "examples.csv");
+    }
+
+    /** Runs one check-in (and round, if selected); returns the outcome. Call off the main thread. */
+    static FedgeDevice.RoundOutcome runOnce(Context context) throws Exception {
+        SharedPreferences prefs = prefs(context);
+        SecureRandom random = new SecureRandom();
+        FedgeClient client = new FedgeClient(prefs.getString("coordinator", DEFAULT_COORDINATOR),
+                Backoff.defaults(random), Backoff.THREAD_SLEEP, 5);
+        String token = prefs.getString("token", null);
+        if (token == null) {
+            token = client.register(prefs.getString("population", DEFAULT_POPULATION), "android-sample");
+            prefs.edit().putString("token", token).apply();
+        }
+        client.setToken(token);
+        CsvExamples data = CsvExamples.load(examplesFile(context));
+        FedgeDevice device = new FedgeDevice(client, new LiteRtTrainer(data, 0.2, random),
+                new BlobCache.Directory(new File(context.getCacheDir(), "fedge-blobs")),
+                () -> AndroidDeviceState.read(context), () -> System.currentTimeMillis() / 1000.0, random);
+        FedgeDevice.RoundOutcome outcome = device.runOnce(10.0);
+        record(context, device, outcome, client.bytesUp());
+        return outcome;
+    }
+
+    private static void record(Context context, FedgeDevice device, FedgeDevice.RoundOutcome outcome, long bytesUp) {
+        SharedPreferences prefs = prefs(context);
+        SharedPreferences.Editor edit = prefs.edit()
+                .putString("last_outcome", outcome.toString())
+                .putLong("bytes_up", prefs.getLong("bytes_up", 0) + bytesUp)
+                .putFloat("retry_at", (float) outcome.retryAt);
+        if (device.stats.lastRound >= 0) {
+            edit.putInt("last_round", device.stats.lastRound);
+        }
+        if (outcome.outcome.equals("uploaded")) {
+            edit.putInt("uploads", prefs.getInt("uploads", 0) + 1)
+                    .putString("local", String.format(Locale.US, "loss %.3f, accuracy of the global model %.3f",
+                            device.stats.lastTrainLoss, device.stats.lastEvalAccuracy));
+        }
+        edit.apply();
+    }
+
+    static String status(Context context) {
+        SharedPreferences p = prefs(context);
+        return String.format(Locale.US,
+                "device state: %s%nregistered: %s%nlast outcome: %s%nlast round: %d%nuploads: %d%n"
+                        + "bytes sent: %d%nlocal: %s%nexamples: %s",
+                AndroidDeviceState.read(context).toJson(), p.contains("token") ? "yes" : "no",
+                p.getString("last_outcome", "-"), p.getInt("last_round", -1), p.getInt("uploads", 0),
+                p.getLong("bytes_up", 0), p.getString("local", "-"), examplesFile(context));
+    }
+}

@@ -1,0 +1,195 @@
+package dev.fedge.sample;
+
+import dev.fedge.core.LocalTrainer;
+import dev.fedge.core.Plan;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Random;
+import org.tensorflow.lite.Interpreter;
+import org.tensorflow.lite.TensorFlowLite;
+
+/**
+ * Local training through the exported model's signatures on LiteRT's interpreter:
+ * set_weights (global model; resets optimizer slots), evaluate on the holdout, train for
+ * the plan's epochs in fixed-size batches (padding rows get sample_weight 0, as in the
+ * Python runtime), get_weights. Batch size, feature count and weight sizes are read from
+ * the signatures, so any fedge export with float32 features and int32 labels works.
+ */
+final class LiteRtTrainer implements LocalTrainer {
+    private final CsvExamples data;
+    private final int[] evalRows;
+    private final int[] trainRows;
+    private final Random random;
+    private double secondsPerStep;
+
+    LiteRtTrainer(CsvExamples data, double holdout, Random random) {
+        this.data = data;
+        this.random = random;
+        // A fixed holdout (same rows every round), so local accuracy is comparable across rounds.
+        int[] order = new int[data.x.length];
+        for (int i = 0; i < order.length; i++) {
+            order[i] = i;
+        }
+        Random split = new Random(0);
+        for (int i = order.length - 1; i > 0; i--) {
+            int j = split.nextInt(i + 1);
+            int t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        int evalCount = (int) Math.round(order.length * holdout);
+        evalRows = java.util.Arrays.copyOfRange(order, 0, evalCount);
+        trainRows = java.util.Arrays.copyOfRange(order, evalCount, order.length);
+    }
+
+    static String runtimeVersion() {
+        return TensorFlowLite.runtimeVersion();
+    }
+
+    private static ByteBuffer buffer(int bytes) {
+        return ByteBuffer.allocateDirect(bytes).order(ByteOrder.nativeOrder());
+    }
+
+    @Override
+    public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan) {
+        ByteBuffer modelBuffer = buffer(model.length);
+        modelBuffer.put(model).rewind();
+        try (Interpreter interpreter = new Interpreter(modelBuffer, new Interpreter.Options().setNumThreads(2))) {
+            int batch = interpreter.getInputTensorFromSignature("x", "train").shape()[0];
+            int features = interpreter.getInputTensorFromSignature("x", "train").numElements() / batch;
+            String[] weightKeys = interpreter.getSignatureInputs("set_weights");
+            java.util.Arrays.sort(weightKeys); // w000, w001, ... in manifest (update) order
+            if (weightKeys.length != counts.length) {
+                throw new IllegalStateException("checkpoint has " + counts.length + " tensors, model " + weightKeys.length);
+            }
+            setWeights(interpreter, weightKeys, globalWeights, counts);
+
+            int[] rowsThisRound = trainRows.clone();
+            shuffle(rowsThisRound);
+            if (plan.maxExamples > 0 && rowsThisRound.length > plan.maxExamples) {
+                rowsThisRound = java.util.Arrays.copyOf(rowsThisRound, plan.maxExamples);
+            }
+            double[] eval = evaluate(interpreter, evalRows, batch, features);
+
+            ByteBuffer learningRate = buffer(4);
+            learningRate.putFloat((float) plan.learningRate).rewind();
+            double lossSum = 0;
+            int seen = 0;
+            int steps = 0;
+            long started = System.nanoTime();
+            for (int epoch = 0; epoch < plan.epochs; epoch++) {
+                int[] rows = rowsThisRound.clone();
+                shuffle(rows);
+                for (int start = 0; start < rows.length; start += batch) {
+                    int real = Math.min(batch, rows.length - start);
+                    Map<String, Object> inputs = batchInputs(rows, start, real, batch, features);
+                    learningRate.rewind();
+                    inputs.put("learning_rate", learningRate);
+                    ByteBuffer loss = buffer(4);
+                    Map<String, Object> outputs = new HashMap<>();
+                    outputs.put("loss", loss);
+                    interpreter.runSignature(inputs, outputs, "train");
+                    lossSum += loss.getFloat(0) * real;
+                    seen += real;
+                    steps++;
+                }
+            }
+            secondsPerStep = steps > 0 ? (System.nanoTime() - started) / 1e9 / steps : secondsPerStep;
+            float[] trained = getWeights(interpreter, weightKeys, counts);
+            return new Result(trained, rowsThisRound.length, lossSum / Math.max(seen, 1), eval[0], eval[1],
+                    evalRows.length);
+        }
+    }
+
+    @Override
+    public double estimateSeconds(Plan plan) {
+        return secondsPerStep * plan.epochs * Math.ceil(trainRows.length / (double) plan.batchSize);
+    }
+
+    private Map<String, Object> batchInputs(int[] rows, int start, int real, int batch, int features) {
+        ByteBuffer x = buffer(4 * batch * features);
+        ByteBuffer y = buffer(4 * batch);
+        ByteBuffer weight = buffer(4 * batch);
+        for (int b = 0; b < batch; b++) {
+            boolean padding = b >= real;
+            int row = rows[start + (padding ? 0 : b)];
+            for (int i = 0; i < features; i++) {
+                x.putFloat(data.x[row][i]);
+            }
+            y.putInt(data.y[row]);
+            weight.putFloat(padding ? 0f : 1f);
+        }
+        Map<String, Object> inputs = new HashMap<>();
+        inputs.put("x", x.rewind());
+        inputs.put("y", y.rewind());
+        inputs.put("sample_weight", weight.rewind());
+        return inputs;
+    }
+
+    /** {mean loss, accuracy} of the current weights on {@code rows}. */
+    private double[] evaluate(Interpreter interpreter, int[] rows, int batch, int features) {
+        double lossSum = 0;
+        double correct = 0;
+        for (int start = 0; start < rows.length; start += batch) {
+            int real = Math.min(batch, rows.length - start);
+            ByteBuffer loss = buffer(4);
+            ByteBuffer hits = buffer(4);
+            Map<String, Object> outputs = new HashMap<>();
+            outputs.put("loss_sum", loss);
+            outputs.put("correct", hits);
+            interpreter.runSignature(batchInputs(rows, start, real, batch, features), outputs, "evaluate");
+            lossSum += loss.getFloat(0);
+            correct += hits.getFloat(0);
+        }
+        int n = Math.max(rows.length, 1);
+        return new double[] {lossSum / n, correct / n};
+    }
+
+    private static void setWeights(Interpreter interpreter, String[] keys, float[] flat, int[] counts) {
+        Map<String, Object> inputs = new HashMap<>();
+        int position = 0;
+        for (int t = 0; t < keys.length; t++) {
+            ByteBuffer tensor = buffer(4 * counts[t]);
+            for (int i = 0; i < counts[t]; i++) {
+                tensor.putFloat(flat[position++]);
+            }
+            inputs.put(keys[t], tensor.rewind());
+        }
+        Map<String, Object> outputs = new HashMap<>();
+        outputs.put("ok", buffer(4));
+        interpreter.runSignature(inputs, outputs, "set_weights");
+    }
+
+    private static float[] getWeights(Interpreter interpreter, String[] keys, int[] counts) {
+        Map<String, Object> outputs = new HashMap<>();
+        for (int t = 0; t < keys.length; t++) {
+            outputs.put(keys[t], buffer(4 * counts[t]));
+        }
+        interpreter.runSignature(new HashMap<>(), outputs, "get_weights");
+        int total = 0;
+        for (int c : counts) {
+            total += c;
+        }
+        float[] flat = new float[total];
+        int position = 0;
+        for (int t = 0; t < keys.length; t++) {
+            ByteBuffer tensor = (ByteBuffer) outputs.get(keys[t]);
+            tensor.rewind();
+            for (int i = 0; i < counts[t]; i++) {
+                flat[position++] = tensor.getFloat();
+            }
+        }
+        return flat;
+    }
+
+    private void shuffle(int[] values) {
+        for (int i = values.length - 1; i > 0; i--) {
+            int j = random.nextInt(i + 1);
+            int t = values[i];
+            values[i] = values[j];
+            values[j] = t;
+        }
+    }
+}
