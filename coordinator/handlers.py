@@ -26,10 +26,14 @@ async def _read_body(request: web.Request, content_type: str, limit: int) -> byt
         raise E.UnsupportedMediaType(f"expected Content-Type: {content_type}")
     if request.content_length is not None and request.content_length > limit:
         raise E.PayloadTooLarge(f"body of {request.content_length} bytes is over the limit of {limit}")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise E.PayloadTooLarge(f"body is over the limit of {limit} bytes")
-    return body
+    # content.read(n) returns what has arrived so far, not n bytes: read to the end.
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise E.PayloadTooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def read_json(request: web.Request, limit: int = MAX_JSON):
