@@ -19,6 +19,7 @@ class MemoryBlobCache:
     def __init__(self, max_items: int = 64):
         self.items: OrderedDict[str, bytes] = OrderedDict()
         self.max_items = max_items
+        self.pending: dict = {}  # sha -> the download in flight (see CoordinatorClient.fetch_blob)
 
     def get(self, sha: str) -> bytes | None:
         if sha in self.items:
@@ -47,7 +48,10 @@ class DiskBlobCache(MemoryBlobCache):
     def get(self, sha: str) -> bytes | None:
         path = self.folder / sha
         if len(sha) == 64 and path.exists():
-            return path.read_bytes()
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() == sha:
+                return data
+            path.unlink(missing_ok=True)  # damaged on disk: download again
         return None
 
     def put(self, sha: str, data: bytes) -> None:

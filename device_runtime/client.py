@@ -4,6 +4,7 @@ bytes, which the coordinator recognises as the same update (idempotent)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -76,13 +77,21 @@ class CoordinatorClient:
         return CheckinResponse.from_dict(json.loads(body))
 
     async def fetch_blob(self, url: str, sha: str, cache) -> bytes:
-        """GET a content-addressed blob; a cached copy is revalidated with If-None-Match."""
+        """A content-addressed blob: from the cache without any request (a blob named by its
+        SHA-256 never changes), else downloaded once, however many devices sharing the cache
+        (an emulated fleet) ask for it at the same moment."""
         cached = cache.get(sha)
-        headers = {"If-None-Match": f'"{sha}"'} if cached is not None else {}
-        status, _, body = await self._request("GET", url, headers=headers)
-        if status == 304:
+        if cached is not None:
             return cached
-        cache.put(sha, body)
+        pending: dict = cache.pending
+        if sha not in pending:
+            pending[sha] = asyncio.ensure_future(self._download(url, sha, cache))
+            pending[sha].add_done_callback(lambda _: pending.pop(sha, None))
+        return await asyncio.shield(pending[sha])
+
+    async def _download(self, url: str, sha: str, cache) -> bytes:
+        _, _, body = await self._request("GET", url)
+        cache.put(sha, body)  # verifies the hash
         return body
 
     def _secagg_path(self, a: Assignment) -> str:
