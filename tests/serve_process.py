@@ -26,3 +26,15 @@ class Server(LocalCoordinator):
             return exc.code, json.loads(exc.read())
 
 
+
+    def setup_task(self, population: str, model: bytes, config: dict, task_id: str = "t") -> str:
+        """Creates the population, uploads the model and starts a task on it; returns the model hash."""
+        status, _ = self.call("POST", "/v1/admin/populations", {"name": population}, ADMIN)
+        assert status == 201, status
+        status, info = self.call("POST", "/v1/admin/models",
+                                 headers={**ADMIN, "Content-Type": "application/octet-stream"}, raw=model)
+        assert status == 201, info
+        status, body = self.call("POST", f"/v1/admin/populations/{population}/tasks",
+                                 {"model_sha256": info["model_sha256"], "config": config, "task_id": task_id}, ADMIN)
+        assert status == 201, body
+        return info["model_sha256"]

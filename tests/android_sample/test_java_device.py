@@ -53,16 +53,11 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
     server.start()
     procs = []
     try:
-        server.call("POST", "/v1/admin/populations", {"name": "mixed"}, ADMIN)
-        _, info = server.call("POST", "/v1/admin/models",
-                              headers={**ADMIN, "Content-Type": "application/octet-stream"}, raw=softmax_tflite)
         # goal 3 of exactly 3 devices: no round can commit without the Java device's update.
-        cfg = {"rounds": ROUNDS, "goal_count": 3, "over_selection": 1.0, "selection_window_s": 60,
-               "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 2,
-               "eligibility": "charging and unmetered"}
-        status, _ = server.call("POST", "/v1/admin/populations/mixed/tasks",
-                                {"model_sha256": info["model_sha256"], "config": cfg, "task_id": "t"}, ADMIN)
-        assert status in (200, 201)
+        server.setup_task("mixed", softmax_tflite, {"rounds": ROUNDS, "goal_count": 3, "over_selection": 1.0,
+                                                    "selection_window_s": 60, "report_deadline_s": 60, "codec": "q8",
+                                                    "learning_rate": 0.5, "epochs": 2,
+                                                    "eligibility": "charging and unmetered"})
         before = _global_accuracy(server, x_test, y_test)
         for i in range(2):
             procs.append(subprocess.Popen(

@@ -20,13 +20,9 @@ def test_fedge_device_completes_rounds(digits_tflite, tmp_path):
     server = Server(str(tmp_path / "c.db"))
     server.start()
     try:
-        server.call("POST", "/v1/admin/populations", {"name": "pi"}, ADMIN)
-        _, info = server.call("POST", "/v1/admin/models",
-                              headers={**ADMIN, "Content-Type": "application/octet-stream"}, raw=digits_tflite)
-        cfg = {"rounds": 2, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 30,
-               "report_deadline_s": 60, "codec": "q4", "eligibility": "charging and unmetered"}
-        server.call("POST", "/v1/admin/populations/pi/tasks", {"model_sha256": info["model_sha256"], "config": cfg,
-                                                               "task_id": "t"}, ADMIN)
+        server.setup_task("pi", digits_tflite, {"rounds": 2, "goal_count": 1, "over_selection": 1.0,
+                                                "selection_window_s": 30, "report_deadline_s": 60, "codec": "q4",
+                                                "eligibility": "charging and unmetered"})
         res = subprocess.run(
             [sys.executable, "-m", "fedge", "device", "--coordinator", server.url, "--population", "pi",
              "--data", str(tmp_path / "data"), "--state-dir", str(tmp_path / "state"), "--rounds", "2",

@@ -55,15 +55,10 @@ def test_emulated_pi_device_completes_rounds_with_8bit_uploads(pi_root, digits_t
     server = Server(str(tmp_path / "c.db"))
     server.start()
     try:
-        server.call("POST", "/v1/admin/populations", {"name": "pi"}, ADMIN)
-        _, info = server.call("POST", "/v1/admin/models",
-                              headers={**ADMIN, "Content-Type": "application/octet-stream"}, raw=digits_tflite)
         # Generous deadlines: every LiteRT op is emulated instruction by instruction.
-        cfg = {"rounds": 2, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 120,
-               "report_deadline_s": 300, "codec": "q8", "eligibility": "charging and unmetered and idle"}
-        status, _ = server.call("POST", "/v1/admin/populations/pi/tasks",
-                                {"model_sha256": info["model_sha256"], "config": cfg, "task_id": "t"}, ADMIN)
-        assert status in (200, 201)
+        server.setup_task("pi", digits_tflite, {"rounds": 2, "goal_count": 1, "over_selection": 1.0,
+                                                "selection_window_s": 120, "report_deadline_s": 300, "codec": "q8",
+                                                "eligibility": "charging and unmetered and idle"})
         res = subprocess.run(
             ["bash", str(SCRIPT), "device", "--coordinator", server.url, "--population", "pi",
              "--data", str(tmp_path / "data"), "--state-dir", str(tmp_path / "state"), "--rounds", "2",
