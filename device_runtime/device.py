@@ -32,6 +32,13 @@ class DeviceStats:
     bytes_up: int = 0
     float32_bytes: int = 0
     last_outcome: str = ""
+    bytes_by_round: dict = field(default_factory=dict)  # round -> update bytes this device sent
+
+    def count_upload(self, round_num: int, payload_bytes: int, float32_bytes: int) -> None:
+        self.uploads += 1
+        self.bytes_up += payload_bytes
+        self.float32_bytes += float32_bytes
+        self.bytes_by_round[round_num] = self.bytes_by_round.get(round_num, 0) + payload_bytes
 
 
 @dataclass
@@ -102,9 +109,7 @@ class Device:
         except ApiError as exc:
             self.stats.rejected += 1
             return RoundOutcome("rejected", detail=str(exc))
-        self.stats.uploads += 1
-        self.stats.bytes_up += len(result.payload)
-        self.stats.float32_bytes += result.float32_bytes
+        self.stats.count_upload(a.round, len(result.payload), result.float32_bytes)
         return RoundOutcome("uploaded", detail=f"{len(result.payload)} bytes")
 
     async def _run_secagg(self, a: Assignment, train) -> RoundOutcome:
@@ -121,9 +126,7 @@ class Device:
         if done.outcome == "dropped":
             self.stats.dropped += 1
         if done.payload_bytes:
-            self.stats.uploads += 1
-            self.stats.bytes_up += done.payload_bytes
-            self.stats.float32_bytes += done.result.float32_bytes
+            self.stats.count_upload(a.round, done.payload_bytes, done.result.float32_bytes)
         outcome = "uploaded" if done.payload_bytes else done.outcome
         return RoundOutcome(outcome, detail=done.detail)
 

@@ -165,6 +165,10 @@ class Fleet:
             finally:
                 stop.set()
                 await asyncio.gather(*runners, return_exceptions=True)
+        # A device counts its bytes once the upload's answer is back, which can be just after
+        # the monitor saw the round commit: settle each round's bytes now that all are in.
+        for rec in self.history:
+            rec.bytes_up = sum(d.stats.bytes_by_round.get(rec.round, 0) for d in self.devices)
         self.trainer.close()
         return self.history
 
@@ -175,7 +179,7 @@ class Fleet:
         eval_model = LocalModel(model_bytes)
         seen: set[int] = set()
         bar = tqdm(total=rounds, desc="rounds", unit="round", disable=None if self.cfg.progress else True, leave=False)
-        last_bytes = last_drop = last_abandon = 0
+        last_drop = last_abandon = 0
         loop = asyncio.get_running_loop()
         while True:
             info = await admin.task(task_id)
@@ -188,16 +192,16 @@ class Fleet:
                     async with session.get(f"{self.cfg.coordinator}/v1/blobs/{r['checkpoint_sha']}") as resp:
                         ck = await resp.read()
                     acc, loss = await loop.run_in_executor(None, self._evaluate, eval_model, ck)
-                up = sum(d.stats.bytes_up for d in self.devices)
+                up = sum(d.stats.bytes_by_round.get(r["round"], 0) for d in self.devices)
                 drops = sum(d.stats.dropped for d in self.devices)
                 abandons = sum(d.stats.abandoned_deadline for d in self.devices)
                 m = r["metrics"]
                 rec = RoundRecord(r["round"], r["state"], r["selected"], r["reported"], r["examples"],
                                   m.get("train_loss", float("nan")), m.get("eval_accuracy", float("nan")),
-                                  acc, loss, up - last_bytes, drops - last_drop, abandons - last_abandon,
+                                  acc, loss, up, drops - last_drop, abandons - last_abandon,
                                   (r["closed_at"] or 0) - r["opened_at"], r["reason"],
                                   m.get("epsilon", float("nan")), m.get("dp_clip", float("nan")))
-                last_bytes, last_drop, last_abandon = up, drops, abandons
+                last_drop, last_abandon = drops, abandons
                 self.history.append(rec)
                 bar.update(1 if r["state"] == "committed" else 0)
                 if on_round:

@@ -23,6 +23,10 @@ async def test_small_fleet_learns(live_coordinator, digits_tflite, tmp_path):
     assert len(committed) >= 4
     assert committed[-1].global_accuracy > 0.5  # chance is 0.1
     assert committed[-1].global_accuracy > committed[0].global_accuracy
+    # Each round's bytes are exactly its accepted q8 uploads (same size for every device),
+    # the last round's included.
+    per_upload = {r.bytes_up / r.reported for r in committed}
+    assert len(per_upload) == 1 and per_upload.pop() > 0, [(r.bytes_up, r.reported) for r in committed]
     paths = write_history(history, tmp_path)
     assert paths["png"].stat().st_size > 5000
     assert paths["csv"].read_text().count("\n") == len(history) + 1
