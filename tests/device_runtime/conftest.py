@@ -1,9 +1,12 @@
+from pathlib import Path
+
 import aiohttp
 import numpy as np
 import pytest
 
 from coordinator.app import ServeConfig, create_app
 from device_runtime.admin import AdminClient
+from device_runtime.example_store import write_example_file
 
 TOKEN = "dev-admin"
 
@@ -34,3 +37,11 @@ def digits_shard(n: int = 64, seed: int = 0):
     x, _, y, _ = load_digits_pool(0)
     idx = np.random.default_rng(seed).choice(len(x), n, replace=False)
     return x[idx], y[idx]
+
+
+def digits_data_dir(folder: Path, n: int) -> Path:
+    """A `fedge device --data` folder holding one .npz shard of n digits."""
+    folder.mkdir()
+    x, y = digits_shard(n)
+    write_example_file(folder / "part0.npz", x, y)
+    return folder

@@ -5,18 +5,14 @@ import sys
 
 import pytest
 
-from device_runtime.example_store import write_example_file
+from tests.device_runtime.conftest import digits_data_dir
 from tests.serve_process import ADMIN, Server
 
 pytestmark = pytest.mark.slow
 
 
 def test_fedge_device_completes_rounds(digits_tflite, tmp_path):
-    from device_runtime.datasets import load_digits_pool
-
-    x, _, y, _ = load_digits_pool(0)
-    (tmp_path / "data").mkdir()
-    write_example_file(tmp_path / "data" / "part0.npz", x[:80], y[:80])
+    data = digits_data_dir(tmp_path / "data", 80)
     server = Server(str(tmp_path / "c.db"))
     server.start()
     try:
@@ -25,7 +21,7 @@ def test_fedge_device_completes_rounds(digits_tflite, tmp_path):
                                                 "eligibility": "charging and unmetered"})
         res = subprocess.run(
             [sys.executable, "-m", "fedge", "device", "--coordinator", server.url, "--population", "pi",
-             "--data", str(tmp_path / "data"), "--state-dir", str(tmp_path / "state"), "--rounds", "2",
+             "--data", str(data), "--state-dir", str(tmp_path / "state"), "--rounds", "2",
              "--charging", "true", "--unmetered", "true", "--log-level", "WARNING"],
             capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from device_runtime.example_store import write_example_file
+from tests.device_runtime.conftest import digits_data_dir
 from tests.serve_process import ADMIN, Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.pi]
@@ -49,11 +49,7 @@ def test_emulated_python_is_aarch64_bookworm(pi_root):
 
 
 def test_emulated_pi_device_completes_rounds_with_8bit_uploads(pi_root, digits_tflite, tmp_path):
-    from device_runtime.datasets import load_digits_pool
-
-    x, _, y, _ = load_digits_pool(0)
-    (tmp_path / "data").mkdir()
-    write_example_file(tmp_path / "data" / "part0.npz", x[:100], y[:100])
+    data = digits_data_dir(tmp_path / "data", 100)
     server = Server(str(tmp_path / "c.db"))
     server.start()
     try:
@@ -63,7 +59,7 @@ def test_emulated_pi_device_completes_rounds_with_8bit_uploads(pi_root, digits_t
                                                 "eligibility": "charging and unmetered and idle"})
         res = subprocess.run(
             ["bash", str(SCRIPT), "device", "--coordinator", server.url, "--population", "pi",
-             "--data", str(tmp_path / "data"), "--state-dir", str(tmp_path / "state"), "--rounds", "2",
+             "--data", str(data), "--state-dir", str(tmp_path / "state"), "--rounds", "2",
              "--charging", "true", "--unmetered", "true", "--idle", "true", "--log-level", "WARNING"],
             capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stdout + res.stderr
