@@ -4,6 +4,7 @@ import android.content.Context;
 import android.content.SharedPreferences;
 import dev.fedge.core.Backoff;
 import dev.fedge.core.BlobCache;
+import dev.fedge.core.Examples;
 import dev.fedge.core.FedgeClient;
 import dev.fedge.core.FedgeDevice;
 import java.io.File;
@@ -43,7 +44,7 @@ final class FedgeRunner {
             prefs.edit().putString("token", token).apply();
         }
         client.setToken(token);
-        CsvExamples data = CsvExamples.load(examplesFile(context));
+        Examples data = Examples.loadCsv(examplesFile(context));
         FedgeDevice device = new FedgeDevice(client, new LiteRtTrainer(data, 0.2, random),
                 new BlobCache.Directory(new File(context.getCacheDir(), "fedge-blobs")),
                 () -> AndroidDeviceState.read(context), () -> System.currentTimeMillis() / 1000.0, random);

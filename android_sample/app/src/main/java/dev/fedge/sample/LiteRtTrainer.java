@@ -1,5 +1,6 @@
 package dev.fedge.sample;
 
+import dev.fedge.core.Examples;
 import dev.fedge.core.LocalTrainer;
 import dev.fedge.core.Plan;
 import java.nio.ByteBuffer;
@@ -18,30 +19,18 @@ import org.tensorflow.lite.TensorFlowLite;
  * the signatures, so any fedge export with float32 features and int32 labels works.
  */
 final class LiteRtTrainer implements LocalTrainer {
-    private final CsvExamples data;
-    private final int[] evalRows;
+    private final Examples data;
     private final int[] trainRows;
+    private final int[] evalRows;
     private final Random random;
     private double secondsPerStep;
 
-    LiteRtTrainer(CsvExamples data, double holdout, Random random) {
+    LiteRtTrainer(Examples data, double holdout, Random random) {
         this.data = data;
+        int[][] split = data.holdoutSplit(holdout, 0);
+        trainRows = split[0];
+        evalRows = split[1];
         this.random = random;
-        // A fixed holdout (same rows every round), so local accuracy is comparable across rounds.
-        int[] order = new int[data.x.length];
-        for (int i = 0; i < order.length; i++) {
-            order[i] = i;
-        }
-        Random split = new Random(0);
-        for (int i = order.length - 1; i > 0; i--) {
-            int j = split.nextInt(i + 1);
-            int t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
-        int evalCount = (int) Math.round(order.length * holdout);
-        evalRows = java.util.Arrays.copyOfRange(order, 0, evalCount);
-        trainRows = java.util.Arrays.copyOfRange(order, evalCount, order.length);
     }
 
     static String runtimeVersion() {
@@ -67,7 +56,7 @@ final class LiteRtTrainer implements LocalTrainer {
             setWeights(interpreter, weightKeys, globalWeights, counts);
 
             int[] rowsThisRound = trainRows.clone();
-            shuffle(rowsThisRound);
+            Examples.shuffle(rowsThisRound, random);
             if (plan.maxExamples > 0 && rowsThisRound.length > plan.maxExamples) {
                 rowsThisRound = java.util.Arrays.copyOf(rowsThisRound, plan.maxExamples);
             }
@@ -81,7 +70,7 @@ final class LiteRtTrainer implements LocalTrainer {
             long started = System.nanoTime();
             for (int epoch = 0; epoch < plan.epochs; epoch++) {
                 int[] rows = rowsThisRound.clone();
-                shuffle(rows);
+                Examples.shuffle(rows, random);
                 for (int start = 0; start < rows.length; start += batch) {
                     int real = Math.min(batch, rows.length - start);
                     Map<String, Object> inputs = batchInputs(rows, start, real, batch, features);
@@ -182,14 +171,5 @@ final class LiteRtTrainer implements LocalTrainer {
             }
         }
         return flat;
-    }
-
-    private void shuffle(int[] values) {
-        for (int i = values.length - 1; i > 0; i--) {
-            int j = random.nextInt(i + 1);
-            int t = values[i];
-            values[i] = values[j];
-            values[j] = t;
-        }
     }
 }

@@ -3,13 +3,12 @@ package dev.fedge.core.jvm;
 import dev.fedge.core.Backoff;
 import dev.fedge.core.BlobCache;
 import dev.fedge.core.DeviceState;
+import dev.fedge.core.Examples;
 import dev.fedge.core.FedgeClient;
 import dev.fedge.core.FedgeDevice;
-import java.nio.charset.StandardCharsets;
+import java.io.File;
 import java.nio.file.Files;
-import java.nio.file.Paths;
 import java.util.HashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
@@ -33,23 +32,13 @@ public final class JvmDevice {
                 System.exit(2);
             }
         }
-        List<String> lines = Files.readAllLines(Paths.get(args.get("data")), StandardCharsets.UTF_8);
-        float[][] x = new float[lines.size()][];
-        int[] y = new int[lines.size()];
-        for (int n = 0; n < lines.size(); n++) {
-            String[] fields = lines.get(n).split(",");
-            x[n] = new float[fields.length - 1];
-            for (int i = 0; i < x[n].length; i++) {
-                x[n][i] = Float.parseFloat(fields[i]);
-            }
-            y[n] = Integer.parseInt(fields[fields.length - 1].trim());
-        }
+        Examples data = Examples.loadCsv(new File(args.get("data")));
         Random random = new Random(Long.parseLong(args.getOrDefault("seed", "0")));
         FedgeClient client = new FedgeClient(args.get("coordinator"), Backoff.defaults(random), Backoff.THREAD_SLEEP, 5);
         client.register(args.get("population"), "jvm-device");
         BlobCache cache = new BlobCache.Directory(Files.createTempDirectory("fedge-jvm-cache").toFile());
         DeviceState state = new DeviceState(true, true, true, 1.0, 1024, "jvm", System.getProperty("java.version"));
-        FedgeDevice device = new FedgeDevice(client, new SoftmaxRegressionTrainer(x, y, 0.2, random), cache,
+        FedgeDevice device = new FedgeDevice(client, new SoftmaxRegressionTrainer(data, 0.2, random), cache,
                 () -> state, () -> System.currentTimeMillis() / 1000.0, random);
         double deadline = System.currentTimeMillis() / 1000.0 + Double.parseDouble(args.getOrDefault("timeout-s", "120"));
         device.runUntil(Integer.parseInt(args.get("rounds")), deadline, 5.0, Backoff.THREAD_SLEEP,

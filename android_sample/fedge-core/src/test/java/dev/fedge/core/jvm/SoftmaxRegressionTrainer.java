@@ -1,5 +1,6 @@
 package dev.fedge.core.jvm;
 
+import dev.fedge.core.Examples;
 import dev.fedge.core.LocalTrainer;
 import dev.fedge.core.Plan;
 import java.util.Random;
@@ -11,38 +12,17 @@ import java.util.Random;
  * exported model's train signature with an SGD optimizer.
  */
 public final class SoftmaxRegressionTrainer implements LocalTrainer {
-    private final float[][] xTrain;
-    private final int[] yTrain;
-    private final float[][] xEval;
-    private final int[] yEval;
+    private final Examples data;
+    private final int[] trainRows;
+    private final int[] evalRows;
     private final Random random;
     private double secondsPerExample;
 
-    public SoftmaxRegressionTrainer(float[][] x, int[] y, double holdout, Random random) {
-        int evalCount = (int) Math.round(x.length * holdout);
-        int[] order = new int[x.length];
-        for (int i = 0; i < order.length; i++) {
-            order[i] = i;
-        }
-        for (int i = order.length - 1; i > 0; i--) {
-            int j = random.nextInt(i + 1);
-            int t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
-        xEval = new float[evalCount][];
-        yEval = new int[evalCount];
-        xTrain = new float[x.length - evalCount][];
-        yTrain = new int[x.length - evalCount];
-        for (int i = 0; i < order.length; i++) {
-            if (i < evalCount) {
-                xEval[i] = x[order[i]];
-                yEval[i] = y[order[i]];
-            } else {
-                xTrain[i - evalCount] = x[order[i]];
-                yTrain[i - evalCount] = y[order[i]];
-            }
-        }
+    public SoftmaxRegressionTrainer(Examples data, double holdout, Random random) {
+        this.data = data;
+        int[][] split = data.holdoutSplit(holdout, 0);
+        trainRows = split[0];
+        evalRows = split[1];
         this.random = random;
     }
 
@@ -78,36 +58,28 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
         double[] p = new double[k];
         double evalLoss = 0;
         int correct = 0;
-        for (int n = 0; n < xEval.length; n++) {
-            softmax(globalWeights, d, k, xEval[n], p);
-            evalLoss -= Math.log(Math.max(p[yEval[n]], 1e-12));
+        for (int row : evalRows) {
+            softmax(globalWeights, d, k, data.x[row], p);
+            evalLoss -= Math.log(Math.max(p[data.y[row]], 1e-12));
             int best = 0;
             for (int j = 1; j < k; j++) {
                 best = p[j] > p[best] ? j : best;
             }
-            correct += best == yEval[n] ? 1 : 0;
+            correct += best == data.y[row] ? 1 : 0;
         }
         float[] w = globalWeights.clone();
         double[] grad = new double[w.length];
-        int[] order = new int[xTrain.length];
-        for (int i = 0; i < order.length; i++) {
-            order[i] = i;
-        }
+        int[] order = trainRows.clone();
         double lossSum = 0;
         int seen = 0;
         for (int epoch = 0; epoch < plan.epochs; epoch++) {
-            for (int i = order.length - 1; i > 0; i--) {
-                int j = random.nextInt(i + 1);
-                int t = order[i];
-                order[i] = order[j];
-                order[j] = t;
-            }
+            Examples.shuffle(order, random);
             for (int start = 0; start < order.length; start += plan.batchSize) {
                 int end = Math.min(order.length, start + plan.batchSize);
                 java.util.Arrays.fill(grad, 0);
                 for (int b = start; b < end; b++) {
-                    float[] x = xTrain[order[b]];
-                    int label = yTrain[order[b]];
+                    float[] x = data.x[order[b]];
+                    int label = data.y[order[b]];
                     softmax(w, d, k, x, p);
                     lossSum -= Math.log(Math.max(p[label], 1e-12));
                     seen++;
@@ -125,13 +97,13 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
                 }
             }
         }
-        secondsPerExample = (System.nanoTime() - started) / 1e9 / Math.max(1, plan.epochs * xTrain.length);
-        return new Result(w, xTrain.length, lossSum / Math.max(seen, 1), evalLoss / Math.max(xEval.length, 1),
-                (double) correct / Math.max(xEval.length, 1), xEval.length);
+        secondsPerExample = (System.nanoTime() - started) / 1e9 / Math.max(1, plan.epochs * trainRows.length);
+        return new Result(w, trainRows.length, lossSum / Math.max(seen, 1), evalLoss / Math.max(evalRows.length, 1),
+                (double) correct / Math.max(evalRows.length, 1), evalRows.length);
     }
 
     @Override
     public double estimateSeconds(Plan plan) {
-        return secondsPerExample * plan.epochs * xTrain.length;
+        return secondsPerExample * plan.epochs * trainRows.length;
     }
 }
