@@ -73,7 +73,8 @@ async def _main(args) -> int:
                                                len(data.x_train), len(data.x_eval))
         await device.run(stop, max_rounds=args.rounds)
         s = device.stats
-        print(f"fedge device on {platform.machine()} with ai-edge-litert {version}: uploads {s.uploads}, abandoned {s.abandoned_deadline}, bytes up {s.bytes_up} "
+        print(f"fedge device on {platform.machine()} with ai-edge-litert {version}: uploads {s.uploads}, "
+              f"abandoned {s.abandoned_deadline}, bytes up {s.bytes_up} "
               f"({s.bytes_up / max(s.float32_bytes, 1):.1%} of float32)")
     trainer.close()
     return 0

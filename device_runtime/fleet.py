@@ -168,15 +168,19 @@ class Fleet:
         # A device counts its bytes once the upload's answer is back, which can be just after
         # the monitor saw the round commit: settle each round's bytes now that all are in.
         for rec in self.history:
-            rec.bytes_up = sum(d.stats.bytes_by_round.get(rec.round, 0) for d in self.devices)
+            rec.bytes_up = self._round_bytes(rec.round)
         self.trainer.close()
         return self.history
+
+    def _round_bytes(self, round_num: int) -> int:
+        return sum(d.stats.bytes_by_round.get(round_num, 0) for d in self.devices)
 
     async def _monitor(self, admin: AdminClient, session, task_id: str, model_bytes: bytes, rounds: int,
                        on_round) -> None:
         from tqdm import tqdm
 
         eval_model = LocalModel(model_bytes)
+        blobs = CoordinatorClient(self.cfg.coordinator, session)
         seen: set[int] = set()
         bar = tqdm(total=rounds, desc="rounds", unit="round", disable=None if self.cfg.progress else True, leave=False)
         last_drop = last_abandon = 0
@@ -189,10 +193,11 @@ class Fleet:
                 seen.add(r["round"])
                 acc = loss = float("nan")
                 if r["state"] == "committed":
-                    async with session.get(f"{self.cfg.coordinator}/v1/blobs/{r['checkpoint_sha']}") as resp:
-                        ck = await resp.read()
+                    # Through the devices' cache: the next round's devices then need no download.
+                    sha = r["checkpoint_sha"]
+                    ck = await blobs.fetch_blob(f"/v1/blobs/{sha}", sha, self.cache)
                     acc, loss = await loop.run_in_executor(None, self._evaluate, eval_model, ck)
-                up = sum(d.stats.bytes_by_round.get(r["round"], 0) for d in self.devices)
+                up = self._round_bytes(r["round"])
                 drops = sum(d.stats.dropped for d in self.devices)
                 abandons = sum(d.stats.abandoned_deadline for d in self.devices)
                 m = r["metrics"]
