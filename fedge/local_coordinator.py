@@ -28,7 +28,8 @@ class LocalCoordinator:
     def start(self, timeout_s: float = 60.0) -> "LocalCoordinator":
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fedge", "serve", "--db", self.db, "--port", str(self.port),
-             "--admin-token", self.admin_token, "--log-level", "WARNING", *self.extra_args],
+             # "=": a random token may start with "-", which argparse would take for an option.
+             f"--admin-token={self.admin_token}", "--log-level", "WARNING", *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT if self.log is not subprocess.DEVNULL else subprocess.DEVNULL,
         )
         deadline = time.time() + timeout_s
