@@ -16,13 +16,17 @@ generators differ; given the draws, the payload is fully determined.
 from __future__ import annotations
 
 import json
+import random
+import struct
 from pathlib import Path
 
 import numpy as np
 
 from protocol import codec
 from protocol.messages import Assignment, CheckinRequest, CheckinResponse, DeviceState, Plan, UploadMeta
-from protocol.secagg import prg
+from protocol.secagg import crypto, graph, prg, ring, shamir
+from protocol.secagg.client import SecAggClient, share_aad
+from protocol.secagg.messages import EncryptedShare, PublicKeys, SecAggParams, SecAggView, UnmaskRequest, round_context
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 
@@ -116,9 +120,115 @@ def message_examples() -> dict:
     return out
 
 
+def _private_key(first: int) -> bytes:
+    return bytes(range(first, first + 32))
+
+
+def secagg_vectors() -> dict:
+    """Key agreement, sealing, Shamir shares, the neighbour graph, the shared grid and one
+    device's masked input, each from fixed inputs (real clients draw keys, nonces, the
+    self-mask seed, polynomial coefficients and rounding draws at random)."""
+    context = round_context("digits", 3)
+    a_private, b_private = _private_key(1), _private_key(101)
+    a_public, b_public = crypto.public_of(a_private), crypto.public_of(b_private)
+    shares_key = crypto.agree(a_private, b_public, context, crypto.PURPOSE_SHARES)
+    mask_key = crypto.agree(a_private, b_public, context, crypto.PURPOSE_MASK)
+    assert shares_key == crypto.agree(b_private, a_public, context, crypto.PURPOSE_SHARES)
+    agreement = {"context": context.hex(), "a_private": a_private.hex(), "a_public": a_public.hex(),
+                 "b_private": b_private.hex(), "b_public": b_public.hex(), "shares_key": shares_key.hex(),
+                 "mask_key": mask_key.hex()}
+
+    # A sealed share as a device sends it: nonce || ChaCha20-Poly1305(key, plaintext, aad).
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    nonce = bytes(range(200, 212))
+    aad = share_aad(context, 1, 2)
+    plaintext = struct.pack(">II", 1, 2) + bytes(range(2 * shamir.SHARE_BYTES))
+    sealed_blob = nonce + ChaCha20Poly1305(shares_key).encrypt(nonce, plaintext, aad)
+    assert crypto.open_sealed(shares_key, sealed_blob, aad) == plaintext
+    sealed = {"key": shares_key.hex(), "aad": aad.hex(), "plaintext": plaintext.hex(), "sealed": sealed_blob.hex()}
+
+    draws = random.Random(7)
+    coefficients: list[int] = []
+
+    def randbelow(bound: int) -> int:
+        coefficients.append(draws.randrange(bound))
+        return coefficients[-1]
+
+    secret = bytes(range(32, 64))
+    xs = [1, 2, 3, 5, 8]
+    shares = shamir.split(secret, xs, 3, randbelow)
+    assert shamir.reconstruct({x: shares[x] for x in (2, 5, 8)}, 3) == secret
+    shamir_case = {"secret": secret.hex(), "threshold": 3, "coefficients": [hex(c) for c in coefficients],
+                   "shares": {str(x): shamir.share_to_bytes(y).hex() for x, y in shares.items()}}
+
+    graphs = []
+    for n, degree in [(12, 4), (9, 3), (5, 4), (30, 10)]:
+        seed = bytes(range(n, n + 32))
+        graphs.append({"n": n, "degree": degree, "graph_seed": seed.hex(),
+                       "neighbours": {str(u): sorted(v) for u, v in graph.neighbours(n, degree, seed).items()}})
+
+    grids = []
+    for quant_bits, devices, count, clip in [(8, 10, 300, 1.0), (14, 20, 37, 0.5)]:
+        rng = np.random.default_rng(quant_bits)
+        flat = rng.normal(0.0, 0.05, count).astype(np.float32)
+        flat[0] = np.float32(0.9)  # beyond the range: clipped
+        length = ring.padded_length(count)
+        vrange = ring.value_range(clip, length)
+        seed = 2**62 + quant_bits
+        uniforms = rng.random(length)
+        codes = ring.quantize(flat, quant_bits, vrange, seed, None, uniforms)
+        bits = ring.modulus_bits(quant_bits, devices)
+        grids.append({"quant_bits": quant_bits, "modulus_bits": bits, "value_range": vrange, "rotation_seed": str(seed),
+                      "values": _hex_f32(flat), "uniforms": np.asarray(uniforms, "<f8").tobytes().hex(),
+                      "codes": [int(c) for c in codes], "packed": ring.pack(codes, bits).hex()})
+
+    return {"agreement": agreement, "sealed": sealed, "shamir": shamir_case, "graphs": graphs, "grids": grids,
+            "masked_input": _masked_input_case(), "view": _view_example()}
+
+
+def _masked_input_case() -> dict:
+    """Device 3 of a SecAgg+ roster of 6 (degree 4) masks its codes: y = x + PRG(b) + sum over
+    its neighbours v that shared keys of +-PRG(s_3v) mod 2^k (+ when 3 < v)."""
+    context = round_context("digits", 4)
+    n, degree, graph_seed = 6, 4, bytes(range(9, 41))
+    keys = {}
+    for i in range(1, n + 1):
+        keys[i] = PublicKeys(crypto.public_of(_private_key(10 * i)), crypto.public_of(_private_key(10 * i + 5)))
+    params = SecAggParams(n=n, degree=degree, threshold=2, quant_bits=8, modulus_bits=11, value_range=0.1,
+                          num_values=5, length=8, rotation_seed=3, graph_seed=graph_seed, extra=1)
+    client = SecAggClient(context)
+    client.c = crypto.KeyPair(_private_key(30), keys[3].c_public)
+    client.s = crypto.KeyPair(_private_key(35), keys[3].s_public)
+    client.share_keys(3, params, keys)
+    client._b = bytes(range(70, 102))  # the self-mask seed, fixed here
+    client.sharers = frozenset({1, 2, 3, 4, 6})  # device 5 did not share: no mask with it
+    codes = np.array([0, 255, 17, 128, 1, 2, 3, 4, 1], np.uint32)
+    masked = client.mask(codes)
+    return {"context": context.hex(), "my_index": 3, "params": params.to_dict(),
+            "keys": {str(i): k.to_dict() for i, k in keys.items()}, "s_private": _private_key(35).hex(),
+            "self_mask_seed": client._b.hex(), "sharers": sorted(client.sharers),
+            "neighbours": sorted(client.neighbours), "codes": [int(c) for c in codes],
+            "masked": [int(v) for v in masked]}
+
+
+def _view_example() -> dict:
+    """A reporting-state SecAgg view, as GET .../secagg returns it (strictly parsed here)."""
+    params = SecAggParams(n=3, degree=2, threshold=2, quant_bits=8, modulus_bits=10, value_range=0.25,
+                          num_values=650, length=1024, rotation_seed=2**62 + 1, graph_seed=bytes(range(32)), extra=1)
+    keys = {i: PublicKeys(crypto.public_of(_private_key(i)), crypto.public_of(_private_key(i + 50)))
+            for i in (1, 2, 3)}
+    inbox = (EncryptedShare(1, 2, bytes(range(12 + 8 + 2 * shamir.SHARE_BYTES + 16))),
+             EncryptedShare(3, 2, bytes(range(1, 13 + 8 + 2 * shamir.SHARE_BYTES + 16))))
+    view = SecAggView("unmasking", 2, params, keys, (1, 2, 3), inbox, UnmaskRequest((1, 2), (3,)))
+    raw = json.loads(json.dumps(view.to_dict()))
+    assert SecAggView.from_dict(raw) == view
+    return raw
+
+
 def all_vectors() -> dict[str, object]:
     return {"codec.json": codec_vectors(), "rotation.json": rotation_vectors(), "prg.json": prg_vectors(),
-            "messages.json": message_examples()}
+            "messages.json": message_examples(), "secagg.json": secagg_vectors()}
 
 
 def render(vectors: object) -> str:

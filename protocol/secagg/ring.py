@@ -63,13 +63,21 @@ def unrotate(rotated: np.ndarray, num_values: int, seed: int) -> np.ndarray:
     return (hadamard_chunks(rotated.astype(np.float32), length) * rotation_signs(seed, length))[:num_values]
 
 
-def quantize(flat: np.ndarray, quant_bits: int, vrange: float, seed: int, rng: np.random.Generator) -> np.ndarray:
-    """Codes in [0, 2^b - 1] (uint32, length L) of the rotated, range-clipped vector."""
+def quantize(flat: np.ndarray, quant_bits: int, vrange: float, seed: int, rng: np.random.Generator | None,
+             uniforms: np.ndarray | None = None) -> np.ndarray:
+    """Codes in [0, 2^b - 1] (uint32, length L) of the rotated, range-clipped vector.
+
+    ``uniforms`` (float64, length L) replaces the rounding draws of ``rng``: the golden
+    vectors record them so another client can reproduce the codes exactly.
+    """
     length = padded_length(flat.size)
     x = np.clip(rotate(np.asarray(flat, np.float32), length, seed), -vrange, vrange).astype(np.float64)
     levels = (1 << quant_bits) - 1
     scaled = (x + vrange) * (levels / (2 * vrange))
-    codes = np.floor(scaled + rng.random(length))
+    draws = rng.random(length) if uniforms is None else np.asarray(uniforms, np.float64)
+    if draws.shape != (length,):
+        raise ValueError(f"need {length} rounding draws, got {draws.shape}")
+    codes = np.floor(scaled + draws)
     return np.clip(codes, 0, levels).astype(np.uint32)
 
 
