@@ -172,12 +172,14 @@ def secagg_vectors() -> dict:
     for quant_bits, devices, count, clip in [(8, 10, 300, 1.0), (14, 20, 37, 0.5)]:
         rng = np.random.default_rng(quant_bits)
         flat = rng.normal(0.0, 0.05, count).astype(np.float32)
-        flat[0] = np.float32(0.9)  # beyond the range: clipped
+        flat[:4] = np.float32(2.0)  # rotated, these put some coordinates beyond the range: clipped
         length = ring.padded_length(count)
         vrange = ring.value_range(clip, length)
         seed = 2**62 + quant_bits
         uniforms = rng.random(length)
         codes = ring.quantize(flat, quant_bits, vrange, seed, None, uniforms)
+        rotated = ring.rotate(flat, length, seed)
+        assert np.any(np.abs(rotated) > vrange)
         bits = ring.modulus_bits(quant_bits, devices)
         grids.append({"quant_bits": quant_bits, "modulus_bits": bits, "value_range": vrange, "rotation_seed": str(seed),
                       "values": _hex_f32(flat), "uniforms": np.asarray(uniforms, "<f8").tobytes().hex(),

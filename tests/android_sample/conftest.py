@@ -1,7 +1,7 @@
 """Builds the Android sample's plain-Java core (and its JVM tests) with javac, once per session.
 
-Needs a JDK (11+), JUnit 4 and Gson: on Debian `apt-get install openjdk-17-jdk-headless
-junit4 libgoogle-gson-java` (.ci/run installs them). Without them the Java tests are
+Needs a JDK (11+), JUnit 4, Gson and Bouncy Castle: on Debian `apt-get install
+openjdk-17-jdk-headless junit4 libgoogle-gson-java libbcprov-java` (.ci/run installs them). Without them the Java tests are
 skipped, unless FEDGE_REQUIRE_JAVA=1 (set by .ci/run) makes that a failure.
 """
 
@@ -14,14 +14,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "android_sample" / "fedge-core"
-JARS = [Path("/usr/share/java") / name for name in ("gson.jar", "junit4.jar", "hamcrest-core.jar")]
+JARS = [Path("/usr/share/java") / name for name in ("gson.jar", "bcprov.jar", "junit4.jar", "hamcrest-core.jar")]
 
 
 @pytest.fixture(scope="session")
 def java_classpath(tmp_path_factory) -> str:
     missing = [str(j) for j in JARS if not j.exists()] + [t for t in ("javac", "java") if shutil.which(t) is None]
     if missing:
-        message = f"Java toolchain missing: {missing} (apt-get install openjdk-17-jdk-headless junit4 libgoogle-gson-java)"
+        message = f"Java toolchain missing: {missing} (apt-get install openjdk-17-jdk-headless junit4 libgoogle-gson-java libbcprov-java)"
         if os.environ.get("FEDGE_REQUIRE_JAVA") == "1":
             pytest.fail(message)
         pytest.skip(message)
@@ -29,7 +29,8 @@ def java_classpath(tmp_path_factory) -> str:
     sources = sorted(str(p) for p in CORE.joinpath("src").rglob("*.java"))
     classpath = os.pathsep.join(map(str, JARS))
     # --release 11: the core must not use JDK APIs newer than what Android's desugaring offers.
-    res = subprocess.run(["javac", "--release", "11", "-Xlint:all", "-Werror", "-d", str(out), "-cp", classpath,
+    # -path: Debian's bcprov.jar names absent optional jars in its manifest's Class-Path.
+    res = subprocess.run(["javac", "--release", "11", "-Xlint:all,-path", "-Werror", "-d", str(out), "-cp", classpath,
                           *sources], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     return os.pathsep.join([str(out), classpath])

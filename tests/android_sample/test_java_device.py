@@ -38,7 +38,10 @@ def _global_accuracy(server: Server, x_test, y_test) -> float:
     return float(np.mean(np.argmax(x_test @ kernel + bias, axis=1) == y_test))
 
 
-def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tflite, tmp_path):
+@pytest.mark.parametrize("secagg", ["off", "secagg"])
+def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tflite, tmp_path, secagg):
+    """With secagg, the coordinator can only unmask the sum if the Java device's keys, sealed
+    shares, grid, masks and revealed shares all agree with the Python devices' to the bit."""
     from device_runtime.datasets import load_digits_pool
 
     x, x_test, y, y_test = load_digits_pool(0)
@@ -54,10 +57,12 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
     procs = []
     try:
         # goal 3 of exactly 3 devices: no round can commit without the Java device's update.
-        server.setup_task("mixed", softmax_tflite, {"rounds": ROUNDS, "goal_count": 3, "over_selection": 1.0,
-                                                    "selection_window_s": 60, "report_deadline_s": 60, "codec": "q8",
-                                                    "learning_rate": 0.5, "epochs": 2,
-                                                    "eligibility": "charging and unmetered"})
+        config = {"rounds": ROUNDS, "goal_count": 3, "over_selection": 1.0, "selection_window_s": 60,
+                  "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 2,
+                  "eligibility": "charging and unmetered"}
+        if secagg != "off":
+            config.update(secagg=secagg, clip_norm=5.0, secagg_phase_s=30)
+        server.setup_task("mixed", softmax_tflite, config)
         before = _global_accuracy(server, x_test, y_test)
         for i in range(2):
             procs.append(subprocess.Popen(
@@ -78,6 +83,8 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
         rounds = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
         assert [r["state"] for r in rounds[:ROUNDS]] == ["committed"] * ROUNDS, rounds
         assert [r["reported"] for r in rounds[:ROUNDS]] == [3] * ROUNDS, rounds
+        if secagg != "off":
+            assert "masked" in java.stdout, java.stdout
         after = _global_accuracy(server, x_test, y_test)
         assert after > 0.85 and after > before + 0.5, (before, after)
         print(f"global accuracy {before:.3f} -> {after:.3f}; {java.stdout.splitlines()[-1]}")

@@ -8,11 +8,13 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.HttpURLConnection;
 import java.net.URL;
+import java.net.URLEncoder;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 
 /**
@@ -134,6 +136,34 @@ public final class FedgeClient {
         Response r = request("POST", assignment.uploadUrl, headers, payload, 0);
         bytesUp += payload.length;
         return Json.object(r.text());
+    }
+
+    /**
+     * The round's SecAgg state for this device (GET .../secagg); with {@code since} a state
+     * name and {@code waitS} > 0 the coordinator holds the answer until the state moves on.
+     */
+    public JsonObject secaggView(Assignment assignment, String since, double waitS)
+            throws IOException, InterruptedException {
+        Map<String, String> headers = authorized(new LinkedHashMap<>());
+        headers.put("Fedge-Upload-Token", assignment.uploadToken);
+        String query = "?since=" + URLEncoder.encode(since, "UTF-8") + "&wait_s=" + String.format(Locale.ROOT, "%.3f", waitS);
+        Response r = request("GET", secaggPath(assignment) + query, headers, null, (int) (waitS * 1000));
+        return Json.object(r.text());
+    }
+
+    /** A SecAgg phase's message: "keys", "shares" or "reveals". */
+    public JsonObject secaggPost(Assignment assignment, String phase, JsonObject message)
+            throws IOException, InterruptedException {
+        Map<String, String> headers = authorized(json());
+        headers.put("Fedge-Upload-Token", assignment.uploadToken);
+        byte[] body = message.toString().getBytes(StandardCharsets.UTF_8);
+        Response r = request("POST", secaggPath(assignment) + "/" + phase, headers, body, 0);
+        bytesUp += body.length;
+        return Json.object(r.text());
+    }
+
+    private static String secaggPath(Assignment assignment) {
+        return "/v1/tasks/" + assignment.taskId + "/rounds/" + assignment.round + "/secagg";
     }
 
     private static Map<String, String> json() {

@@ -1,7 +1,10 @@
 package dev.fedge.core;
 
+import dev.fedge.core.secagg.SecAggRound;
 import java.io.IOException;
+import java.security.SecureRandom;
 import java.util.Random;
+import java.util.concurrent.Callable;
 import java.util.function.DoubleSupplier;
 import java.util.function.Supplier;
 
@@ -14,7 +17,7 @@ import java.util.function.Supplier;
 public final class FedgeDevice {
     /** What one {@link #runOnce} did. */
     public static final class RoundOutcome {
-        /** uploaded | retry | abandoned | rejected | unsupported. */
+        /** uploaded | retry | abandoned | rejected, and for SecAgg rounds excluded | failed | late. */
         public final String outcome;
         public final double retryAt;
         public final String detail;
@@ -53,6 +56,7 @@ public final class FedgeDevice {
     private final Supplier<DeviceState> state;
     private final DoubleSupplier clock;
     private final Random random;
+    private final SecureRandom secureRandom = new SecureRandom();
     public final Stats stats = new Stats();
 
     /** {@code clock} returns unix seconds (System.currentTimeMillis() / 1000.0 outside tests). */
@@ -80,16 +84,15 @@ public final class FedgeDevice {
         Assignment a = response.assignment;
         stats.roundsJoined++;
         stats.lastRound = a.round;
-        if (!a.plan.secagg.isEmpty()) {
-            // The Java core has the mask expansion but not yet the key agreement and sharing phases.
-            return new RoundOutcome("unsupported", 0, "secure aggregation is not implemented in the Java client");
-        }
-        CodecSpec spec = a.plan.codecSpec();
         byte[] model = client.fetchBlob(a.modelUrl, a.modelSha256, cache);
         UpdateCodec.Decoded global = UpdateCodec.decode(client.fetchBlob(a.checkpointUrl, a.checkpointSha256, cache), null);
         if (clock.getAsDouble() + trainer.estimateSeconds(a.plan) + SAFETY_MARGIN_S > a.reportDeadline) {
             return abandon("cannot finish before the reporting deadline");
         }
+        if (!a.plan.secagg.isEmpty()) {
+            return secureRound(a, model, global, longPollS);
+        }
+        CodecSpec spec = a.plan.codecSpec();
         LocalTrainer.Result result = trainer.train(model, a.modelSha256, global.values, global.counts, a.plan);
         if (clock.getAsDouble() + SAFETY_MARGIN_S / 5 > a.reportDeadline) {
             return abandon("training ended after the reporting deadline");
@@ -111,6 +114,35 @@ public final class FedgeDevice {
         stats.lastTrainLoss = result.trainLoss;
         stats.lastEvalAccuracy = result.evalAccuracy;
         return new RoundOutcome("uploaded", 0, payload.length + " bytes, round " + a.round);
+    }
+
+    /** A SecAgg round: the update travels masked on the round's shared grid (secagg.SecAggRound). */
+    private RoundOutcome secureRound(Assignment a, byte[] model, UpdateCodec.Decoded global, double longPollS)
+            throws Exception {
+        Callable<SecAggRound.Trained> train = () -> {
+            LocalTrainer.Result result = trainer.train(model, a.modelSha256, global.values, global.counts, a.plan);
+            float[] delta = DeltaMath.delta(result.weights, global.values);
+            double norm = DeltaMath.clipL2(delta, a.plan.clipNorm);
+            return new SecAggRound.Trained(result, delta, norm <= a.plan.clipNorm);
+        };
+        SecAggRound.Outcome done;
+        try {
+            done = SecAggRound.run(client, a, train, secureRandom, random, longPollS, clock);
+        } catch (FedgeClient.ApiException e) {
+            stats.rejected++;
+            return new RoundOutcome("rejected", 0, e.getMessage());
+        }
+        if (done.trained != null) {
+            stats.lastTrainLoss = done.trained.result.trainLoss;
+            stats.lastEvalAccuracy = done.trained.result.evalAccuracy;
+        }
+        if (done.payloadBytes == 0) {
+            return new RoundOutcome(done.outcome, 0, done.detail);
+        }
+        stats.uploads++;
+        stats.bytesUp += done.payloadBytes;
+        stats.float32Bytes += 4L * done.trained.delta.length;
+        return new RoundOutcome("uploaded", 0, done.detail + ", round " + a.round);
     }
 
     private long rotationSeed() {

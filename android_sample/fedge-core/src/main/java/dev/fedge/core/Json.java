@@ -6,11 +6,11 @@ import com.google.gson.JsonParser;
 import com.google.gson.JsonPrimitive;
 
 /** Strict field access for the protocol's JSON, like protocol.messages.get_field: no silent coercion. */
-final class Json {
+public final class Json {
     private Json() {
     }
 
-    static JsonObject object(String text) {
+    public static JsonObject object(String text) {
         try {
             JsonElement root = JsonParser.parseString(text);
             if (!root.isJsonObject()) {
@@ -36,7 +36,7 @@ final class Json {
         return value.getAsJsonPrimitive();
     }
 
-    static String string(JsonObject raw, String name) {
+    public static String string(JsonObject raw, String name) {
         JsonPrimitive p = primitive(raw, name, true);
         if (!p.isString()) {
             throw new ProtocolException("field '" + name + "' must be a string", "bad_response");
@@ -44,11 +44,11 @@ final class Json {
         return p.getAsString();
     }
 
-    static String string(JsonObject raw, String name, String fallback) {
+    public static String string(JsonObject raw, String name, String fallback) {
         return raw.has(name) && !raw.get(name).isJsonNull() ? string(raw, name) : fallback;
     }
 
-    static double number(JsonObject raw, String name, Double fallback) {
+    public static double number(JsonObject raw, String name, Double fallback) {
         JsonPrimitive p = primitive(raw, name, fallback == null);
         if (p == null) {
             return fallback;
@@ -59,7 +59,7 @@ final class Json {
         return p.getAsDouble();
     }
 
-    static int integer(JsonObject raw, String name, Integer fallback) {
+    public static int integer(JsonObject raw, String name, Integer fallback) {
         JsonPrimitive p = primitive(raw, name, fallback == null);
         if (p == null) {
             return fallback;
@@ -71,7 +71,7 @@ final class Json {
         return (int) value;
     }
 
-    static boolean bool(JsonObject raw, String name, Boolean fallback) {
+    public static boolean bool(JsonObject raw, String name, Boolean fallback) {
         JsonPrimitive p = primitive(raw, name, fallback == null);
         if (p == null) {
             return fallback;
@@ -82,7 +82,7 @@ final class Json {
         return p.getAsBoolean();
     }
 
-    static JsonObject child(JsonObject raw, String name) {
+    public static JsonObject child(JsonObject raw, String name) {
         JsonElement value = raw.get(name);
         if (value == null || !value.isJsonObject()) {
             throw new ProtocolException("field '" + name + "' must be an object", "bad_response");

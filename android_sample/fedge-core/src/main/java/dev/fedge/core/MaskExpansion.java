@@ -2,16 +2,15 @@ package dev.fedge.core;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.security.GeneralSecurityException;
-import javax.crypto.Cipher;
-import javax.crypto.spec.ChaCha20ParameterSpec;
-import javax.crypto.spec.SecretKeySpec;
+import org.bouncycastle.crypto.engines.ChaCha7539Engine;
+import org.bouncycastle.crypto.params.KeyParameter;
+import org.bouncycastle.crypto.params.ParametersWithIV;
 
 /**
  * SecAgg mask expansion (protocol/secagg/prg.py): the ChaCha20 key stream of a 32-byte seed
  * with nonce 0 and counter 0, read as little-endian uint32 words, each reduced mod 2^bits.
- * The cipher is the platform's (JDK 11+; on Android, a provider with ChaCha20 such as
- * Conscrypt or Tink), never a hand-written one.
+ * The cipher is Bouncy Castle's RFC 7539 ChaCha20 (the JDK's ChaCha20 Cipher and its
+ * parameter class do not exist on Android), never a hand-written one.
  */
 public final class MaskExpansion {
     private MaskExpansion() {
@@ -25,14 +24,10 @@ public final class MaskExpansion {
         if (bits < 1 || bits > 32) {
             throw new ProtocolException("mask bits must be in [1, 32]", "bad_params");
         }
-        byte[] stream;
-        try {
-            Cipher chacha = Cipher.getInstance("ChaCha20");
-            chacha.init(Cipher.ENCRYPT_MODE, new SecretKeySpec(seed, "ChaCha20"), new ChaCha20ParameterSpec(new byte[12], 0));
-            stream = chacha.doFinal(new byte[4 * length]);
-        } catch (GeneralSecurityException e) {
-            throw new IllegalStateException("ChaCha20 is not available on this platform", e);
-        }
+        ChaCha7539Engine chacha = new ChaCha7539Engine(); // 96-bit nonce, block counter from 0
+        chacha.init(true, new ParametersWithIV(new KeyParameter(seed), new byte[12]));
+        byte[] stream = new byte[4 * length];
+        chacha.processBytes(stream, 0, stream.length, stream, 0);
         ByteBuffer words = ByteBuffer.wrap(stream).order(ByteOrder.LITTLE_ENDIAN);
         long mask = bits == 32 ? 0xFFFFFFFFL : (1L << bits) - 1;
         long[] out = new long[length];

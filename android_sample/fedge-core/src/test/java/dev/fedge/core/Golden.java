@@ -11,11 +11,11 @@ import java.nio.file.Path;
 import java.nio.file.Paths;
 
 /** Reads protocol/golden/ (written by `python -m protocol.golden`), shared with the Python tests. */
-final class Golden {
+public final class Golden {
     private Golden() {
     }
 
-    static Path dir() {
+    public static Path dir() {
         String configured = System.getProperty("fedge.golden");
         if (configured != null) {
             return Paths.get(configured);
@@ -29,11 +29,11 @@ final class Golden {
         throw new IllegalStateException("protocol/golden not found; pass -Dfedge.golden=PATH");
     }
 
-    static JsonElement load(String name) throws IOException {
+    public static JsonElement load(String name) throws IOException {
         return JsonParser.parseString(new String(Files.readAllBytes(dir().resolve(name)), StandardCharsets.UTF_8));
     }
 
-    static byte[] bytes(String hex) {
+    public static byte[] bytes(String hex) {
         byte[] out = new byte[hex.length() / 2];
         for (int i = 0; i < out.length; i++) {
             out[i] = (byte) Integer.parseInt(hex.substring(2 * i, 2 * i + 2), 16);
@@ -41,7 +41,7 @@ final class Golden {
         return out;
     }
 
-    static String hex(byte[] data) {
+    public static String hex(byte[] data) {
         StringBuilder out = new StringBuilder();
         for (byte b : data) {
             out.append(String.format("%02x", b));
@@ -49,7 +49,7 @@ final class Golden {
         return out.toString();
     }
 
-    static float[] floats(String hex) {
+    public static float[] floats(String hex) {
         ByteBuffer buffer = ByteBuffer.wrap(bytes(hex)).order(ByteOrder.LITTLE_ENDIAN);
         float[] out = new float[buffer.remaining() / 4];
         for (int i = 0; i < out.length; i++) {
@@ -58,7 +58,7 @@ final class Golden {
         return out;
     }
 
-    static String hex(float[] values) {
+    public static String hex(float[] values) {
         ByteBuffer buffer = ByteBuffer.allocate(4 * values.length).order(ByteOrder.LITTLE_ENDIAN);
         for (float v : values) {
             buffer.putFloat(v);

@@ -1,0 +1,218 @@
+package dev.fedge.core.secagg;
+
+import static org.junit.Assert.assertArrayEquals;
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertNull;
+import static org.junit.Assert.fail;
+
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.fedge.core.Golden;
+import dev.fedge.core.ProtocolException;
+import java.math.BigInteger;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.security.SecureRandom;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SortedSet;
+import java.util.TreeMap;
+import org.junit.Test;
+
+/** The Java SecAgg pieces against protocol/golden/secagg.json, written by the Python protocol. */
+public class SecAggGoldenTest {
+    private static JsonObject golden(String part) throws Exception {
+        return Golden.load("secagg.json").getAsJsonObject().get(part).getAsJsonObject();
+    }
+
+    private static byte[] hex(JsonObject o, String name) {
+        return Golden.bytes(o.get(name).getAsString());
+    }
+
+    private static void assertCode(String code, Runnable action) {
+        try {
+            action.run();
+            fail("expected " + code);
+        } catch (ProtocolException e) {
+            assertEquals(e.getMessage(), code, e.code());
+        }
+    }
+
+    @Test
+    public void keyAgreementAndDerivationMatchPython() throws Exception {
+        JsonObject g = golden("agreement");
+        byte[] context = hex(g, "context");
+        assertArrayEquals(hex(g, "a_public"), SecAggCrypto.publicOf(hex(g, "a_private")));
+        assertArrayEquals(hex(g, "b_public"), SecAggCrypto.publicOf(hex(g, "b_private")));
+        assertArrayEquals(hex(g, "shares_key"),
+                SecAggCrypto.agree(hex(g, "a_private"), hex(g, "b_public"), context, SecAggCrypto.PURPOSE_SHARES));
+        assertArrayEquals(hex(g, "shares_key"),
+                SecAggCrypto.agree(hex(g, "b_private"), hex(g, "a_public"), context, SecAggCrypto.PURPOSE_SHARES));
+        assertArrayEquals(hex(g, "mask_key"),
+                SecAggCrypto.agree(hex(g, "a_private"), hex(g, "b_public"), context, SecAggCrypto.PURPOSE_MASK));
+        // another round's context gives another key
+        byte[] other = SecAggCrypto.agree(hex(g, "a_private"), hex(g, "b_public"), SecAggMessages.roundContext("digits", 4),
+                SecAggCrypto.PURPOSE_MASK);
+        assertEquals(false, Arrays.equals(other, hex(g, "mask_key")));
+        assertCode("bad_key", () -> SecAggCrypto.agree(hex(g, "a_private"), new byte[32], context, "mask"));
+        assertCode("bad_key", () -> SecAggCrypto.agree(hex(g, "a_private"), new byte[31], context, "mask"));
+    }
+
+    @Test
+    public void opensPythonSealedShareAndRefusesTampering() throws Exception {
+        JsonObject g = golden("sealed");
+        byte[] key = hex(g, "key");
+        byte[] aad = hex(g, "aad");
+        byte[] sealed = hex(g, "sealed");
+        assertArrayEquals(hex(g, "plaintext"), SecAggCrypto.open(key, sealed, aad));
+        byte[] flipped = sealed.clone();
+        flipped[20] ^= 1;
+        assertCode("bad_ciphertext", () -> SecAggCrypto.open(key, flipped, aad));
+        byte[] otherAad = aad.clone();
+        otherAad[otherAad.length - 1] ^= 1; // addressed to another receiver
+        assertCode("bad_ciphertext", () -> SecAggCrypto.open(key, sealed, otherAad));
+        assertCode("bad_ciphertext", () -> SecAggCrypto.open(key, Arrays.copyOf(sealed, 20), aad));
+        byte[] mine = SecAggCrypto.seal(key, hex(g, "plaintext"), aad, new SecureRandom());
+        assertEquals(sealed.length, mine.length);
+        assertArrayEquals(hex(g, "plaintext"), SecAggCrypto.open(key, mine, aad));
+    }
+
+    @Test
+    public void shamirSharesMatchPythonAndRebuildTheSecret() throws Exception {
+        JsonObject g = golden("shamir");
+        List<BigInteger> coefficients = new ArrayList<>();
+        coefficients.add(new BigInteger(1, hex(g, "secret")));
+        for (JsonElement c : g.getAsJsonArray("coefficients")) {
+            coefficients.add(new BigInteger(c.getAsString().substring(2), 16));
+        }
+        Map<Integer, BigInteger> expected = new TreeMap<>();
+        for (Map.Entry<String, JsonElement> e : g.getAsJsonObject("shares").entrySet()) {
+            expected.put(Integer.parseInt(e.getKey()), Shamir.fromBytes(Golden.bytes(e.getValue().getAsString())));
+        }
+        Map<Integer, BigInteger> shares = Shamir.evaluate(coefficients.toArray(new BigInteger[0]), expected.keySet());
+        assertEquals(expected, new TreeMap<>(shares));
+        for (Map.Entry<Integer, BigInteger> e : shares.entrySet()) {
+            assertEquals(Golden.hex(Shamir.toBytes(e.getValue())),
+                    g.getAsJsonObject("shares").get(String.valueOf(e.getKey())).getAsString());
+        }
+        int threshold = g.get("threshold").getAsInt();
+        Map<Integer, BigInteger> three = new HashMap<>();
+        for (int x : new int[] {8, 2, 5}) {
+            three.put(x, shares.get(x));
+        }
+        assertArrayEquals(hex(g, "secret"), Shamir.reconstruct(three, threshold));
+        three.remove(5);
+        assertCode("below_threshold", () -> Shamir.reconstruct(three, threshold));
+        assertCode("bad_share", () -> Shamir.fromBytes(Shamir.PRIME.toByteArray()));
+        // a fresh random split rebuilds from any threshold-sized subset
+        byte[] secret = new byte[32];
+        new SecureRandom().nextBytes(secret);
+        Map<Integer, BigInteger> fresh = Shamir.split(secret, Arrays.asList(1, 2, 3, 4, 5), 3, new SecureRandom());
+        Map<Integer, BigInteger> subset = new HashMap<>();
+        for (int x : new int[] {5, 1, 4}) {
+            subset.put(x, fresh.get(x));
+        }
+        assertArrayEquals(secret, Shamir.reconstruct(subset, 3));
+    }
+
+    @Test
+    public void neighbourGraphsMatchPython() throws Exception {
+        for (JsonElement e : Golden.load("secagg.json").getAsJsonObject().getAsJsonArray("graphs")) {
+            JsonObject g = e.getAsJsonObject();
+            Map<Integer, SortedSet<Integer>> graph = SecAggGraph.neighbours(g.get("n").getAsInt(),
+                    g.get("degree").getAsInt(), hex(g, "graph_seed"));
+            for (Map.Entry<String, JsonElement> u : g.getAsJsonObject("neighbours").entrySet()) {
+                List<Integer> expected = new ArrayList<>();
+                for (JsonElement v : u.getValue().getAsJsonArray()) {
+                    expected.add(v.getAsInt());
+                }
+                assertEquals("n=" + g.get("n") + " node " + u.getKey(), expected,
+                        new ArrayList<>(graph.get(Integer.parseInt(u.getKey()))));
+            }
+            assertEquals(g.get("n").getAsInt(), graph.size());
+        }
+    }
+
+    @Test
+    public void gridQuantizationAndPackingMatchPython() throws Exception {
+        for (JsonElement e : Golden.load("secagg.json").getAsJsonObject().getAsJsonArray("grids")) {
+            JsonObject g = e.getAsJsonObject();
+            ByteBuffer draws = ByteBuffer.wrap(hex(g, "uniforms")).order(ByteOrder.LITTLE_ENDIAN);
+            long[] codes = Ring.quantize(Golden.floats(g.get("values").getAsString()), g.get("quant_bits").getAsInt(),
+                    g.get("value_range").getAsDouble(), Long.parseUnsignedLong(g.get("rotation_seed").getAsString()),
+                    draws::getDouble);
+            assertEquals(0, draws.remaining());
+            long[] expected = new long[codes.length];
+            int i = 0;
+            for (JsonElement c : g.getAsJsonArray("codes")) {
+                expected[i++] = c.getAsLong();
+            }
+            assertEquals(expected.length, i);
+            assertArrayEquals(expected, codes);
+            assertEquals(g.get("packed").getAsString(), Golden.hex(Ring.pack(codes, g.get("modulus_bits").getAsInt())));
+        }
+        assertCode("bad_input", () -> Ring.pack(new long[] {1 << 12}, 12));
+    }
+
+    @Test
+    public void maskedInputMatchesPython() throws Exception {
+        JsonObject g = golden("masked_input");
+        int me = g.get("my_index").getAsInt();
+        List<Integer> sharers = new ArrayList<>();
+        for (JsonElement s : g.getAsJsonArray("sharers")) {
+            sharers.add(s.getAsInt());
+        }
+        Map<Integer, byte[]> peers = new TreeMap<>();
+        for (JsonElement v : g.getAsJsonArray("neighbours")) {
+            if (sharers.contains(v.getAsInt())) {
+                peers.put(v.getAsInt(), SecAggMessages.PublicKeys.fromJson(
+                        g.getAsJsonObject("keys").get(v.getAsString())).sPublic);
+            }
+        }
+        SecAggMessages.Params params = SecAggMessages.Params.fromJson(g.getAsJsonObject("params"));
+        SortedSet<Integer> graphPeers = new java.util.TreeSet<>(SecAggGraph.neighbours(params.n, params.degree,
+                params.graphSeed).get(me));
+        graphPeers.retainAll(sharers);
+        assertEquals(graphPeers, peers.keySet()); // the Java graph gives the same neighbours
+        long[] codes = g.getAsJsonArray("codes").asList().stream().mapToLong(JsonElement::getAsLong).toArray();
+        long[] masked = SecAggClient.maskVector(codes, hex(g, "self_mask_seed"), hex(g, "s_private"), me, peers,
+                hex(g, "context"), params.modulusBits);
+        long[] expected = g.getAsJsonArray("masked").asList().stream().mapToLong(JsonElement::getAsLong).toArray();
+        assertArrayEquals(expected, masked);
+    }
+
+    @Test
+    public void viewParsesStrictly() throws Exception {
+        JsonObject raw = golden("view");
+        SecAggMessages.View view = SecAggMessages.View.fromJson(raw);
+        assertEquals("unmasking", view.state);
+        assertEquals(2, view.myIndex);
+        assertEquals(3, view.params.n);
+        assertEquals((1L << 62) + 1, view.params.rotationSeed);
+        assertEquals(1025, view.params.vectorLength());
+        assertEquals(3, view.keys.size());
+        assertEquals(Arrays.asList(1, 2, 3), new ArrayList<>(view.sharers));
+        assertEquals(2, view.inbox.size());
+        assertEquals(3, view.inbox.get(1).sender);
+        assertEquals(Arrays.asList(1, 2), new ArrayList<>(view.unmask.survivors));
+        assertEquals(Arrays.asList(3), new ArrayList<>(view.unmask.dropped));
+
+        JsonObject waiting = JsonParser.parseString("{\"state\": \"advertising\", \"my_index\": 0, \"reason\": \"\"}")
+                .getAsJsonObject();
+        assertNull(SecAggMessages.View.fromJson(waiting).params);
+
+        JsonObject badThreshold = raw.deepCopy();
+        badThreshold.getAsJsonObject("params").addProperty("threshold", 4);
+        assertCode("bad_params", () -> SecAggMessages.View.fromJson(badThreshold));
+        JsonObject duplicateSharers = raw.deepCopy();
+        duplicateSharers.getAsJsonArray("sharers").add(2);
+        assertCode("bad_response", () -> SecAggMessages.View.fromJson(duplicateSharers));
+        JsonObject shortKey = raw.deepCopy();
+        shortKey.getAsJsonObject("keys").getAsJsonObject("1").addProperty("c_public", "AAAA");
+        assertCode("bad_response", () -> SecAggMessages.View.fromJson(shortKey));
+    }
+}
