@@ -1,5 +1,6 @@
 package dev.fedge.core;
 
+import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
@@ -88,5 +89,13 @@ public final class Json {
             throw new ProtocolException("field '" + name + "' must be an object", "bad_response");
         }
         return value.getAsJsonObject();
+    }
+
+    public static JsonArray array(JsonObject raw, String name) {
+        JsonElement value = raw.get(name);
+        if (value == null || !value.isJsonArray()) {
+            throw new ProtocolException("field '" + name + "' must be a list", "bad_response");
+        }
+        return value.getAsJsonArray();
     }
 }

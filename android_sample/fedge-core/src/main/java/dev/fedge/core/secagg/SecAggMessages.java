@@ -214,7 +214,7 @@ public final class SecAggMessages {
             List<EncryptedShare> shares = new ArrayList<>();
             if (raw.has("sharers")) {
                 sharers = indexList(raw, "sharers");
-                for (JsonElement item : array(raw, "inbox")) {
+                for (JsonElement item : Json.array(raw, "inbox")) {
                     shares.add(EncryptedShare.fromJson(item));
                 }
             } else {
@@ -276,14 +276,6 @@ public final class SecAggMessages {
         return raw.getAsJsonObject();
     }
 
-    private static JsonArray array(JsonObject raw, String name) {
-        JsonElement value = raw.get(name);
-        if (value == null || !value.isJsonArray()) {
-            throw new ProtocolException("field '" + name + "' must be a list", "bad_response");
-        }
-        return value.getAsJsonArray();
-    }
-
     private static int index(JsonObject raw, String name) {
         int value = Json.integer(raw, name, null);
         if (value < 1 || value > MAX_INDEX) {
@@ -295,7 +287,7 @@ public final class SecAggMessages {
 
     private static SortedSet<Integer> indexList(JsonObject raw, String name) {
         List<Integer> values = new ArrayList<>();
-        for (JsonElement item : array(raw, name)) {
+        for (JsonElement item : Json.array(raw, name)) {
             JsonObject holder = new JsonObject();
             holder.add(name, item);
             values.add(index(holder, name));
