@@ -17,9 +17,11 @@ from device_runtime.example_store import LocalData
 from device_runtime.secagg_session import PHASES as SECAGG_PHASES
 from device_runtime.secagg_session import run_secagg_round
 from device_runtime.trainer import Trainer
+from protocol.errors import ProtocolError
 from protocol.messages import Assignment, DeviceState, UploadMeta
 
 log = logging.getLogger("fedge.device")
+REFUSED_WAIT_S = 5.0  # after a 4xx at check-in or a refused round, before checking in again
 
 
 @dataclass
@@ -29,6 +31,7 @@ class DeviceStats:
     abandoned_deadline: int = 0
     dropped: int = 0
     rejected: int = 0
+    refused: int = 0  # rounds this device refused (a malformed or unsafe message from the coordinator)
     bytes_up: int = 0
     float32_bytes: int = 0
     last_outcome: str = ""
@@ -54,7 +57,7 @@ class Behaviour:
 
 @dataclass
 class RoundOutcome:
-    outcome: str  # uploaded | retry | abandoned | dropped | rejected
+    outcome: str  # uploaded | retry | abandoned | dropped | rejected | refused
     retry_at: float = 0.0
     detail: str = ""
 
@@ -151,11 +154,18 @@ class Device:
                 outcome = attempt.result()
             except ApiError as exc:
                 log.warning("check-in refused: %s", exc)
-                outcome = RoundOutcome("rejected", self.clock() + 5.0, str(exc))
+                outcome = RoundOutcome("rejected", self.clock() + REFUSED_WAIT_S, str(exc))
+            except ProtocolError as exc:
+                # The coordinator sent something this device will not act on (malformed, or an
+                # unsafe SecAgg request): skip the round, keep the device alive, try again later.
+                log.warning("round refused by the device: %s", exc)
+                self.stats.refused += 1
+                outcome = RoundOutcome("refused", self.clock() + REFUSED_WAIT_S, str(exc))
             self.stats.last_outcome = outcome.outcome
             if max_rounds is not None and self.stats.uploads >= max_rounds:
                 return
-            wake = outcome.retry_at if outcome.outcome == "retry" else self.clock() + after_round_s
+            # A refusal waits (retrying a 401 at once would spin); otherwise "come back at T", or next round.
+            wake = outcome.retry_at if outcome.retry_at else self.clock() + after_round_s
             try:
                 await asyncio.wait_for(stop.wait(), timeout=max(0.0, wake - self.clock()))
             except asyncio.TimeoutError:

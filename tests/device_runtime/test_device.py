@@ -116,3 +116,58 @@ async def test_retried_upload_is_counted_once(aiohttp_server, tmp_path, digits_t
     assert len(rows) == 1
     assert coordinator.rounds("t")[0]["reported"] == 1
     assert coordinator.sums[("t", 1)].count == 1
+
+
+async def test_refused_checkin_waits_instead_of_spinning(live_coordinator, digits_tflite):
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, rounds=2)
+    trainer = Trainer(1)
+    async with aiohttp.ClientSession() as session:
+        dev = _device(session, url, trainer)
+        await dev.client.register("pop")
+        dev.client.token = "forged.token"  # every check-in now gets a 401
+        calls = []
+        checkin = dev.client.checkin
+
+        async def counted(*args, **kwargs):
+            calls.append(1)
+            return await checkin(*args, **kwargs)
+
+        dev.client.checkin = counted
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dev.run(stop))
+        await asyncio.sleep(1.0)
+        stop.set()
+        await runner
+    trainer.close()
+    assert dev.stats.last_outcome == "rejected"
+    assert len(calls) == 1, "a refused check-in was retried at once (a tight loop of 401s)"
+
+
+async def test_device_survives_a_message_it_refuses(live_coordinator, digits_tflite, monkeypatch):
+    import device_runtime.device as device_module
+    from protocol.errors import ProtocolError
+
+    monkeypatch.setattr(device_module, "REFUSED_WAIT_S", 0.1)
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, rounds=2)
+    trainer = Trainer(1)
+    async with aiohttp.ClientSession() as session:
+        dev = _device(session, url, trainer)
+        await dev.client.register("pop")
+        checkin = dev.client.checkin
+        answers = iter([ProtocolError("assignment carries a malformed plan", "bad_response")])
+
+        async def first_malformed(*args, **kwargs):
+            for exc in answers:
+                raise exc
+            return await checkin(*args, **kwargs)
+
+        dev.client.checkin = first_malformed
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
+        await _wait_until(lambda: dev.stats.uploads >= 1)
+        stop.set()
+        await runner
+    trainer.close()
+    assert dev.stats.refused == 1 and dev.stats.uploads >= 1
