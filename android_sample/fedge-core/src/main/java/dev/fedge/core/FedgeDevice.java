@@ -17,7 +17,7 @@ import java.util.function.Supplier;
 public final class FedgeDevice {
     /** What one {@link #runOnce} did. */
     public static final class RoundOutcome {
-        /** uploaded | retry | abandoned | rejected, and for SecAgg rounds excluded | failed | late. */
+        /** uploaded | retry | abandoned | rejected | refused, and for SecAgg rounds excluded | failed | late. */
         public final String outcome;
         public final double retryAt;
         public final String detail;
@@ -40,6 +40,7 @@ public final class FedgeDevice {
         public int uploads;
         public int abandoned;
         public int rejected;
+        public int refused;
         public long bytesUp;
         public long float32Bytes;
         public int lastRound = -1;
@@ -49,6 +50,8 @@ public final class FedgeDevice {
     }
 
     private static final double SAFETY_MARGIN_S = 0.5;
+    /** Seconds before checking in again after a refused check-in or a refused round (not at once: no spinning). */
+    public static final double REFUSED_WAIT_S = 5.0;
 
     private final FedgeClient client;
     private final LocalTrainer trainer;
@@ -70,8 +73,22 @@ public final class FedgeDevice {
         this.random = random;
     }
 
+    /**
+     * One check-in and, when assigned, one round. A check-in refused with a 4xx ("rejected")
+     * and a message this device will not act on ("refused": malformed, or an unsafe SecAgg
+     * request) end the attempt with a retry time {@link #REFUSED_WAIT_S} ahead; network
+     * errors the client could not overcome are thrown.
+     */
     public RoundOutcome runOnce(double longPollS) throws Exception {
-        RoundOutcome outcome = attempt(longPollS);
+        RoundOutcome outcome;
+        try {
+            outcome = attempt(longPollS);
+        } catch (FedgeClient.ApiException e) {
+            outcome = new RoundOutcome("rejected", clock.getAsDouble() + REFUSED_WAIT_S, e.getMessage());
+        } catch (ProtocolException e) {
+            stats.refused++;
+            outcome = new RoundOutcome("refused", clock.getAsDouble() + REFUSED_WAIT_S, e.getMessage());
+        }
         stats.lastOutcome = outcome.outcome;
         return outcome;
     }
@@ -174,7 +191,7 @@ public final class FedgeDevice {
                 sleeper.sleep((long) (backoff.delaySeconds(failures++) * 1000));
             }
             onRound.accept(outcome);
-            if (outcome.outcome.equals("retry")) {
+            if (outcome.retryAt > 0) { // "come back at T", or a refusal's wait
                 sleeper.sleep((long) (Backoff.untilRetryAt(outcome.retryAt, clock.getAsDouble(), 60.0) * 1000));
             }
         }
