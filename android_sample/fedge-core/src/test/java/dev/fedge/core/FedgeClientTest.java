@@ -4,11 +4,7 @@ import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
-import com.sun.net.httpserver.HttpExchange;
-import com.sun.net.httpserver.HttpServer;
 import java.io.IOException;
-import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -20,44 +16,33 @@ import org.junit.Test;
 
 /** The HTTP client against a local JDK HttpServer playing the coordinator. */
 public class FedgeClientTest {
-    private HttpServer server;
+    private FakeCoordinator server;
     private final List<Long> sleeps = Collections.synchronizedList(new ArrayList<>());
     private final List<String> uploadHeaders = Collections.synchronizedList(new ArrayList<>());
 
     @Before
     public void start() throws IOException {
-        server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
-        server.start();
+        server = new FakeCoordinator();
     }
 
     @After
     public void stop() {
-        server.stop(0);
+        server.close();
     }
 
     private FedgeClient client() {
-        return new FedgeClient("http://127.0.0.1:" + server.getAddress().getPort() + "/", Backoff.defaults(new Random(0)),
+        return new FedgeClient(server.url() + "/", Backoff.defaults(new Random(0)),
                 sleeps::add, 4);
-    }
-
-    private static void reply(HttpExchange ex, int status, String body) throws IOException {
-        byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
-        ex.getResponseHeaders().add("Content-Type", "application/json");
-        ex.sendResponseHeaders(status, bytes.length == 0 ? -1 : bytes.length);
-        if (bytes.length > 0) {
-            ex.getResponseBody().write(bytes);
-        }
-        ex.close();
     }
 
     @Test
     public void retriesServerErrorsWithBackoffThenSucceeds() throws Exception {
         AtomicInteger calls = new AtomicInteger();
-        server.createContext("/v1/devices/register", ex -> {
+        server.on("/v1/devices/register", ex -> {
             if (calls.incrementAndGet() < 3) {
-                reply(ex, 503, "{\"error\": {\"code\": \"busy\", \"message\": \"try later\"}}");
+                FakeCoordinator.reply(ex, 503, "{\"error\": {\"code\": \"busy\", \"message\": \"try later\"}}");
             } else {
-                reply(ex, 200, "{\"device_id\": \"d-1\", \"token\": \"d-1.secret\"}");
+                FakeCoordinator.reply(ex, 200, "{\"device_id\": \"d-1\", \"token\": \"d-1.secret\"}");
             }
         });
         FedgeClient client = client();
@@ -70,9 +55,9 @@ public class FedgeClientTest {
     @Test
     public void a4xxIsNotRetriedAndCarriesTheCoordinatorsErrorCode() throws Exception {
         AtomicInteger calls = new AtomicInteger();
-        server.createContext("/v1/checkin", ex -> {
+        server.on("/v1/checkin", ex -> {
             calls.incrementAndGet();
-            reply(ex, 401, "{\"error\": {\"code\": \"unauthorized\", \"message\": \"unknown device token\"}}");
+            FakeCoordinator.reply(ex, 401, "{\"error\": {\"code\": \"unauthorized\", \"message\": \"unknown device token\"}}");
         });
         FedgeClient client = client();
         client.setToken("nope");
@@ -90,15 +75,15 @@ public class FedgeClientTest {
     @Test
     public void uploadSendsTokenMetaAndTheSameBytesOnRetry() throws Exception {
         List<byte[]> bodies = Collections.synchronizedList(new ArrayList<>());
-        server.createContext("/v1/tasks/t/rounds/1/update", ex -> {
+        server.on("/v1/tasks/t/rounds/1/update", ex -> {
             bodies.add(ex.getRequestBody().readAllBytes());
             uploadHeaders.add(ex.getRequestHeaders().getFirst("Fedge-Upload-Token") + " "
                     + ex.getRequestHeaders().getFirst("Fedge-Upload") + " "
                     + ex.getRequestHeaders().getFirst("Authorization"));
             if (bodies.size() == 1) {
-                reply(ex, 500, "oops");
+                FakeCoordinator.reply(ex, 500, "oops");
             } else {
-                reply(ex, 200, "{\"accepted\": true}");
+                FakeCoordinator.reply(ex, 200, "{\"accepted\": true}");
             }
         });
         JsonAssignment assigned = new JsonAssignment();
@@ -115,7 +100,7 @@ public class FedgeClientTest {
 
     @Test
     public void aBlobThatDoesNotMatchItsHashIsRefused() throws Exception {
-        server.createContext("/v1/blobs/", ex -> reply(ex, 200, "not the model"));
+        server.on("/v1/blobs/", ex -> FakeCoordinator.reply(ex, 200, "not the model"));
         BlobCache cache = new BlobCache.Directory(java.nio.file.Files.createTempDirectory("fedge-cache").toFile());
         String sha = "ab".repeat(32);
         try {

@@ -3,11 +3,7 @@ package dev.fedge.core;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertTrue;
 
-import com.sun.net.httpserver.HttpExchange;
-import com.sun.net.httpserver.HttpServer;
 import java.io.IOException;
-import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -22,31 +18,22 @@ import org.junit.Test;
 public class FedgeDeviceTest {
     private static final double NOW = 1_800_000_000.0;
     private final double[] clock = {NOW}; // advanced only by the sleeper below
-    private HttpServer server;
+    private FakeCoordinator server;
     private final AtomicInteger checkins = new AtomicInteger();
     private final List<Long> sleeps = Collections.synchronizedList(new ArrayList<>());
 
     @Before
     public void start() throws IOException {
-        server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
-        server.start();
+        server = new FakeCoordinator();
     }
 
     @After
     public void stop() {
-        server.stop(0);
-    }
-
-    private static void reply(HttpExchange ex, int status, String body) throws IOException {
-        byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
-        ex.getResponseHeaders().add("Content-Type", "application/json");
-        ex.sendResponseHeaders(status, bytes.length);
-        ex.getResponseBody().write(bytes);
-        ex.close();
+        server.close();
     }
 
     private FedgeDevice device() throws IOException {
-        FedgeClient client = new FedgeClient("http://127.0.0.1:" + server.getAddress().getPort(),
+        FedgeClient client = new FedgeClient(server.url(),
                 Backoff.defaults(new Random(0)), ms -> { }, 2);
         LocalTrainer never = new LocalTrainer() {
             @Override
@@ -66,9 +53,9 @@ public class FedgeDeviceTest {
 
     @Test
     public void refusedCheckinWaitsBeforeTheNextOne() throws Exception {
-        server.createContext("/v1/checkin", ex -> {
+        server.on("/v1/checkin", ex -> {
             checkins.incrementAndGet();
-            reply(ex, 401, "{\"error\": {\"code\": \"unauthorized\", \"message\": \"invalid device token\"}}");
+            FakeCoordinator.reply(ex, 401, "{\"error\": {\"code\": \"unauthorized\", \"message\": \"invalid device token\"}}");
         });
         FedgeDevice device = device();
         FedgeDevice.RoundOutcome outcome = device.runOnce(0);
@@ -87,10 +74,10 @@ public class FedgeDeviceTest {
 
     @Test
     public void malformedAssignmentIsRefusedAndTheDeviceGoesOn() throws Exception {
-        server.createContext("/v1/checkin", ex -> {
+        server.on("/v1/checkin", ex -> {
             checkins.incrementAndGet();
             // "assigned" without a plan: nothing this device can act on
-            reply(ex, 200, "{\"outcome\": \"assigned\", \"assignment\": {\"task_id\": \"t\", \"round\": 1}}");
+            FakeCoordinator.reply(ex, 200, "{\"outcome\": \"assigned\", \"assignment\": {\"task_id\": \"t\", \"round\": 1}}");
         });
         FedgeDevice device = device();
         FedgeDevice.RoundOutcome outcome = device.runOnce(0);
