@@ -4,7 +4,6 @@ import dev.fedge.core.secagg.SecAggRound;
 import java.io.IOException;
 import java.security.SecureRandom;
 import java.util.Random;
-import java.util.concurrent.Callable;
 import java.util.function.DoubleSupplier;
 import java.util.function.Supplier;
 
@@ -110,56 +109,54 @@ public final class FedgeDevice {
             return secureRound(a, model, global, longPollS);
         }
         CodecSpec spec = a.plan.codecSpec();
-        LocalTrainer.Result result = trainer.train(model, a.modelSha256, global.values, global.counts, a.plan);
+        TrainedDelta trained = TrainedDelta.train(trainer, model, a, global);
         if (clock.getAsDouble() + SAFETY_MARGIN_S / 5 > a.reportDeadline) {
             return abandon("training ended after the reporting deadline");
         }
-        float[] delta = DeltaMath.delta(result.weights, global.values);
-        double norm = DeltaMath.clipL2(delta, a.plan.clipNorm);
-        byte[] payload = UpdateCodec.encode(delta, global.counts, spec, Uniforms.of(random), rotationSeed());
+        byte[] payload = UpdateCodec.encode(trained.delta, global.counts, spec, Uniforms.of(random), rotationSeed());
+        LocalTrainer.Result result = trained.result;
         UploadMeta meta = new UploadMeta(result.exampleCount, result.trainLoss, result.evalLoss, result.evalAccuracy,
-                result.evalCount, a.plan.reportClipBit ? norm <= a.plan.clipNorm : null);
+                result.evalCount, a.plan.reportClipBit ? trained.belowClip : null);
         try {
             client.upload(a, payload, meta);
         } catch (FedgeClient.ApiException e) {
             stats.rejected++;
             return new RoundOutcome("rejected", 0, e.getMessage());
         }
-        stats.uploads++;
-        stats.bytesUp += payload.length;
-        stats.float32Bytes += 4L * delta.length;
-        stats.lastTrainLoss = result.trainLoss;
-        stats.lastEvalAccuracy = result.evalAccuracy;
-        return new RoundOutcome("uploaded", 0, payload.length + " bytes, round " + a.round);
+        recordTraining(trained);
+        return uploaded(payload.length, trained, payload.length + " bytes, round " + a.round);
     }
 
     /** A SecAgg round: the update travels masked on the round's shared grid (secagg.SecAggRound). */
     private RoundOutcome secureRound(Assignment a, byte[] model, UpdateCodec.Decoded global, double longPollS)
             throws Exception {
-        Callable<SecAggRound.Trained> train = () -> {
-            LocalTrainer.Result result = trainer.train(model, a.modelSha256, global.values, global.counts, a.plan);
-            float[] delta = DeltaMath.delta(result.weights, global.values);
-            double norm = DeltaMath.clipL2(delta, a.plan.clipNorm);
-            return new SecAggRound.Trained(result, delta, norm <= a.plan.clipNorm);
-        };
         SecAggRound.Outcome done;
         try {
-            done = SecAggRound.run(client, a, train, secureRandom, random, longPollS, clock);
+            done = SecAggRound.run(client, a, () -> TrainedDelta.train(trainer, model, a, global), secureRandom, random,
+                    longPollS, clock);
         } catch (FedgeClient.ApiException e) {
             stats.rejected++;
             return new RoundOutcome("rejected", 0, e.getMessage());
         }
         if (done.trained != null) {
-            stats.lastTrainLoss = done.trained.result.trainLoss;
-            stats.lastEvalAccuracy = done.trained.result.evalAccuracy;
+            recordTraining(done.trained);
         }
         if (done.payloadBytes == 0) {
             return new RoundOutcome(done.outcome, 0, done.detail);
         }
+        return uploaded(done.payloadBytes, done.trained, done.detail + ", round " + a.round);
+    }
+
+    private void recordTraining(TrainedDelta trained) {
+        stats.lastTrainLoss = trained.result.trainLoss;
+        stats.lastEvalAccuracy = trained.result.evalAccuracy;
+    }
+
+    private RoundOutcome uploaded(int payloadBytes, TrainedDelta trained, String detail) {
         stats.uploads++;
-        stats.bytesUp += done.payloadBytes;
-        stats.float32Bytes += 4L * done.trained.delta.length;
-        return new RoundOutcome("uploaded", 0, done.detail + ", round " + a.round);
+        stats.bytesUp += payloadBytes;
+        stats.float32Bytes += 4L * trained.delta.length;
+        return new RoundOutcome("uploaded", 0, detail);
     }
 
     private long rotationSeed() {

@@ -5,6 +5,7 @@ import dev.fedge.core.Assignment;
 import dev.fedge.core.FedgeClient;
 import dev.fedge.core.LocalTrainer;
 import dev.fedge.core.ProtocolException;
+import dev.fedge.core.TrainedDelta;
 import dev.fedge.core.UploadMeta;
 import dev.fedge.core.secagg.SecAggMessages.EncryptedShare;
 import dev.fedge.core.secagg.SecAggMessages.Params;
@@ -34,27 +35,14 @@ public final class SecAggRound {
     private SecAggRound() {
     }
 
-    /** What local training produced: the clipped delta, before the round's grid is known. */
-    public static final class Trained {
-        public final LocalTrainer.Result result;
-        public final float[] delta;
-        public final boolean belowClip;
-
-        public Trained(LocalTrainer.Result result, float[] delta, boolean belowClip) {
-            this.result = result;
-            this.delta = delta;
-            this.belowClip = belowClip;
-        }
-    }
-
     public static final class Outcome {
         /** uploaded | excluded | failed | late. */
         public final String outcome;
         public final String detail;
         public final int payloadBytes;
-        public final Trained trained; // null when the round ended before training did
+        public final TrainedDelta trained; // null when the round ended before training did
 
-        Outcome(String outcome, String detail, int payloadBytes, Trained trained) {
+        Outcome(String outcome, String detail, int payloadBytes, TrainedDelta trained) {
             this.outcome = outcome;
             this.detail = detail;
             this.payloadBytes = payloadBytes;
@@ -66,7 +54,7 @@ public final class SecAggRound {
      * @param secure draws the keys, the self-mask seed, the Shamir coefficients and the nonces
      * @param rounding draws the stochastic rounding of the grid (needs no secrecy)
      */
-    public static Outcome run(FedgeClient client, Assignment a, Callable<Trained> train, SecureRandom secure,
+    public static Outcome run(FedgeClient client, Assignment a, Callable<TrainedDelta> train, SecureRandom secure,
                               Random rounding, double longPollS, DoubleSupplier clock) throws Exception {
         SecAggClient proto = new SecAggClient(SecAggMessages.roundContext(a.taskId, a.round), secure);
         client.secaggPost(a, "keys", proto.publicKeys().toJson());
@@ -75,9 +63,9 @@ public final class SecAggRound {
             thread.setDaemon(true);
             return thread;
         });
-        Trained trained;
+        TrainedDelta trained;
         try {
-            Future<Trained> training = executor.submit(train);
+            Future<TrainedDelta> training = executor.submit(train);
             View view = waitPast(client, a, longPollS, "selecting", "advertising");
             if (view.params == null || view.myIndex == 0) {
                 return new Outcome("excluded", view.reason.isEmpty() ? "not in the roster (" + view.state + ")"
