@@ -62,10 +62,13 @@ public final class Json {
 
     public static int integer(JsonObject raw, String name, Integer fallback) {
         JsonPrimitive p = primitive(raw, name, fallback == null);
-        if (p == null) {
-            return fallback;
-        }
-        double value = p.isNumber() ? p.getAsDouble() : Double.NaN;
+        return p == null ? fallback : integerOf(p, name);
+    }
+
+    /** An integer value (a field's, or a list item's) with no silent truncation of 1.5 or "1". */
+    public static int integerOf(JsonElement element, String name) {
+        JsonPrimitive p = element != null && element.isJsonPrimitive() ? element.getAsJsonPrimitive() : null;
+        double value = p != null && p.isNumber() ? p.getAsDouble() : Double.NaN;
         if (value != Math.rint(value) || Math.abs(value) > Integer.MAX_VALUE || p.getAsString().contains(".")) {
             throw new ProtocolException("field '" + name + "' must be an integer", "bad_response");
         }

@@ -277,7 +277,10 @@ public final class SecAggMessages {
     }
 
     private static int index(JsonObject raw, String name) {
-        int value = Json.integer(raw, name, null);
+        return inRange(Json.integer(raw, name, null), name);
+    }
+
+    private static int inRange(int value, String name) {
         if (value < 1 || value > MAX_INDEX) {
             throw new ProtocolException("field '" + name + "' must be a roster index in [1, " + MAX_INDEX + "]",
                     "bad_response");
@@ -288,9 +291,7 @@ public final class SecAggMessages {
     private static SortedSet<Integer> indexList(JsonObject raw, String name) {
         List<Integer> values = new ArrayList<>();
         for (JsonElement item : Json.array(raw, name)) {
-            JsonObject holder = new JsonObject();
-            holder.add(name, item);
-            values.add(index(holder, name));
+            values.add(inRange(Json.integerOf(item, name), name));
         }
         if (new HashSet<>(values).size() != values.size()) {
             throw new ProtocolException("field '" + name + "' has duplicates", "bad_response");

@@ -211,6 +211,12 @@ public class SecAggGoldenTest {
         JsonObject duplicateSharers = raw.deepCopy();
         duplicateSharers.getAsJsonArray("sharers").add(2);
         assertCode("bad_response", () -> SecAggMessages.View.fromJson(duplicateSharers));
+        JsonObject fractionalSharer = raw.deepCopy();
+        fractionalSharer.getAsJsonArray("sharers").set(0, new com.google.gson.JsonPrimitive(1.5));
+        assertCode("bad_response", () -> SecAggMessages.View.fromJson(fractionalSharer));
+        JsonObject zeroSharer = raw.deepCopy();
+        zeroSharer.getAsJsonArray("sharers").set(0, new com.google.gson.JsonPrimitive(0));
+        assertCode("bad_response", () -> SecAggMessages.View.fromJson(zeroSharer));
         JsonObject shortKey = raw.deepCopy();
         shortKey.getAsJsonObject("keys").getAsJsonObject("1").addProperty("c_public", "AAAA");
         assertCode("bad_response", () -> SecAggMessages.View.fromJson(shortKey));
