@@ -12,7 +12,7 @@ import tracemalloc
 
 import numpy as np
 
-from coordinator.aggregation import RunningSum
+from coordinator.strategies import FedAvg
 from protocol import codec
 
 
@@ -27,11 +27,11 @@ def main() -> None:
     # A handful of distinct payloads, reused: encoding is the devices' cost, not the coordinator's.
     payloads = [codec.encode([rng.normal(size=args.params).astype(np.float32) * 0.01], spec, rng) for _ in range(8)]
     tracemalloc.start()
-    acc = RunningSum(args.params)
+    acc = FedAvg(args.params)
     start = time.perf_counter()
     for i in range(args.updates):
         decoded = codec.decode(payloads[i % len(payloads)], [args.params])
-        acc.add(decoded.values, 10.0)
+        acc.fold(decoded.values, 10.0)
     elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -1,9 +1,8 @@
-"""Streaming aggregation and server optimizers.
+"""The SecAgg modular sum and the server optimizers.
 
-Each accepted update is folded into a running example-weighted sum as it arrives, so
-memory is O(model) however many devices report. At commit the mean delta is applied
-to the global weights by the server optimizer (FedAvg with a server learning rate, or
-FedAdam, Reddi et al. 2021, "Adaptive Federated Optimization").
+How plain updates are combined is an aggregation strategy (`coordinator.strategies`).
+At commit the mean delta is applied to the global weights by the server optimizer
+(FedAvg with a server learning rate, or FedAdam, Reddi et al. 2021, "Adaptive Federated Optimization").
 """
 
 from __future__ import annotations
@@ -11,24 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from coordinator.task_config import ServerOptimizer
-
-
-class RunningSum:
-    def __init__(self, size: int):
-        self.total = np.zeros(size, np.float64)
-        self.weight = 0.0
-        self.count = 0
-
-    def add(self, delta: np.ndarray, weight: float) -> None:
-        # In-place multiply-add: no temporary of the model's size per update.
-        self.total += delta.astype(np.float64, copy=False) * weight
-        self.weight += weight
-        self.count += 1
-
-    def mean(self) -> np.ndarray:
-        if self.weight <= 0:
-            raise ValueError("no updates to average")
-        return (self.total / self.weight).astype(np.float32)
 
 
 class ModularSum:

@@ -2,7 +2,7 @@
 
 Settings come from flags and/or a TOML file (--config) whose keys are the long flag
 names with '_' (e.g. db, host, port, admin_token, min_retry_s, max_retry_s,
-ineligible_retry_s, checkin_rate, synchronous, tls_cert, tls_key). Flags win.
+ineligible_retry_s, checkin_rate, synchronous, tls_cert, tls_key, body_timeout_s). Flags win.
 The admin token is --admin-token, else $FEDGE_ADMIN_TOKEN, else a random one that is
 printed and written to DB.admin-token (mode 0600).
 """
@@ -27,6 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], help="SQLite durability (FULL survives power loss)")
     parser.add_argument("--tls-cert", help="TLS certificate (PEM); serve HTTPS with --tls-key")
     parser.add_argument("--tls-key", help="TLS private key (PEM)")
+    parser.add_argument("--body-timeout-s", type=float,
+                        help="drop a request whose body stops arriving for this long, with 408 (default 30)")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     overrides = {k: getattr(args, k) for k in ("db", "host", "port", "admin_token", "min_retry_s", "max_retry_s",
                                                 "ineligible_retry_s", "checkin_rate", "synchronous", "tls_cert",
-                                                "tls_key")}
+                                                "tls_key", "body_timeout_s")}
     config = config_from_toml(args.config, **overrides) if args.config else ServeConfig(
         **{k: v for k, v in overrides.items() if v is not None})
     app = create_app(config)

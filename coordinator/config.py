@@ -19,6 +19,7 @@ class ServeConfig:
     synchronous: str = "NORMAL"
     tls_cert: str = ""
     tls_key: str = ""
+    body_timeout_s: float = 30.0  # a request body that stops arriving for this long gets 408
 
 
 def config_from_toml(path: str, **overrides) -> ServeConfig:

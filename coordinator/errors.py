@@ -30,6 +30,10 @@ class NotFound(ApiError):
     status, code = 404, "not_found"
 
 
+class RequestTimeout(ApiError):
+    status, code = 408, "request_timeout"
+
+
 class Conflict(ApiError):
     status, code = 409, "conflict"
 
@@ -48,3 +52,10 @@ class UnsupportedMediaType(ApiError):
 
 class TooManyRequests(ApiError):
     status, code = 429, "rate_limited"
+
+
+class ClientClosedRequest(ApiError):
+    """The client went away mid-request: nobody reads the answer; counted, not logged as a fault.
+    499 is nginx's status for this."""
+
+    status, code = 499, "client_closed_request"

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
-import json
 
 from aiohttp import web
 
 from coordinator import errors as E
-from coordinator.keys import ADMIN_TOKEN, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED
+from coordinator.keys import ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED
 from coordinator.openapi import OPENAPI
 from coordinator.status_page import render_status_page
+from protocol import strict_json
+from protocol.errors import ProtocolError
 from protocol.messages import CheckinRequest, RegisterRequest, UploadMeta
 
 MAX_JSON = 64 * 1024
 MAX_MODEL_BODY = 512 * 1024 * 1024
 MAX_SECAGG_JSON = 8 * 1024 * 1024  # a ShareKeys message carries one sealed share per neighbour
 MAX_SECAGG_WAIT_S = 30.0
+BODY_IDLE_TIMEOUT_S = 30.0  # a body that stops arriving for this long is dropped (408)
+
+# Every JSON answer is standard JSON: a non-finite float stored before the door was closed is null.
+json_response = functools.partial(web.json_response, dumps=strict_json.dumps)
 
 
 async def _read_body(request: web.Request, content_type: str, limit: int) -> bytes:
@@ -26,9 +32,21 @@ async def _read_body(request: web.Request, content_type: str, limit: int) -> byt
         raise E.UnsupportedMediaType(f"expected Content-Type: {content_type}")
     if request.content_length is not None and request.content_length > limit:
         raise E.PayloadTooLarge(f"body of {request.content_length} bytes is over the limit of {limit}")
-    # content.read(n) returns what has arrived so far, not n bytes: read to the end.
+    # content.read(n) returns what has arrived so far, not n bytes: read to the end, and give
+    # up on a client that stops sending (a body shorter than its Content-Length would hold the
+    # connection forever).
+    config = request.app.get(CONFIG)
+    idle_s = config.body_timeout_s if config is not None else BODY_IDLE_TIMEOUT_S
     chunks, size = [], 0
-    async for chunk in request.content.iter_any():
+    while True:
+        try:
+            chunk = await asyncio.wait_for(request.content.readany(), idle_s)
+        except asyncio.TimeoutError:
+            raise E.RequestTimeout(f"no request body data for {idle_s:g} s") from None
+        except ConnectionResetError:
+            raise E.ClientClosedRequest("the client closed the connection before its body was complete") from None
+        if not chunk:
+            break
         size += len(chunk)
         if size > limit:
             raise E.PayloadTooLarge(f"body is over the limit of {limit} bytes")
@@ -37,11 +55,7 @@ async def _read_body(request: web.Request, content_type: str, limit: int) -> byt
 
 
 async def read_json(request: web.Request, limit: int = MAX_JSON):
-    body = await _read_body(request, "application/json", limit)
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise E.BadRequest(f"malformed JSON: {exc}", "malformed_json") from exc
+    return strict_json.loads(await _read_body(request, "application/json", limit))
 
 
 async def read_binary(request: web.Request, limit: int) -> bytes:
@@ -72,38 +86,38 @@ async def create_population(request):
     raw = await read_json(request)
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise E.BadRequest("expected {\"name\": \"...\"}")
-    return web.json_response(coordinator(request).create_population(raw["name"]), status=201)
+    return json_response(coordinator(request).create_population(raw["name"]), status=201)
 
 
 async def upload_model(request):
     require_admin(request)
     data = await read_binary(request, MAX_MODEL_BODY)
-    return web.json_response(coordinator(request).put_model(data), status=201)
+    return json_response(coordinator(request).put_model(data), status=201)
 
 
 async def create_task(request):
     require_admin(request)
     raw = await read_json(request)
-    return web.json_response(coordinator(request).create_task(request.match_info["population"], raw), status=201)
+    return json_response(coordinator(request).create_task(request.match_info["population"], raw), status=201)
 
 
 async def task_action(request):
     require_admin(request)
     c = coordinator(request)
-    return web.json_response(c.set_task_state(request.match_info["task_id"], request.match_info["action"]))
+    return json_response(c.set_task_state(request.match_info["task_id"], request.match_info["action"]))
 
 
 async def list_tasks(request):
     require_admin(request)
     c = coordinator(request)
-    return web.json_response({"tasks": [c.task_summary(t) for t in c.tasks]})
+    return json_response({"tasks": [c.task_summary(t) for t in c.tasks]})
 
 
 async def get_task(request):
     require_admin(request)
     c = coordinator(request)
     task_id = request.match_info["task_id"]
-    return web.json_response({**c.task_summary(task_id), "rounds": c.rounds(task_id)})
+    return json_response({**c.task_summary(task_id), "rounds": c.rounds(task_id)})
 
 
 async def get_checkpoint(request):
@@ -124,7 +138,7 @@ async def get_global_model(request):
 # -- devices ---------------------------------------------------------------------------
 async def register(request):
     req = RegisterRequest.from_dict(await read_json(request))
-    return web.json_response(coordinator(request).register(req), status=201)
+    return json_response(coordinator(request).register(req), status=201)
 
 
 async def checkin(request):
@@ -141,7 +155,7 @@ async def checkin(request):
             resp = c.checkin(device, req, rate_limited=False)
         except asyncio.TimeoutError:
             pass
-    return web.json_response(resp.to_dict())
+    return json_response(resp.to_dict())
 
 
 async def upload_update(request):
@@ -151,12 +165,13 @@ async def upload_update(request):
     round_num = _int(request.match_info["round"], "round")
     limit = c.upload_limit(task_id)
     try:
-        meta = UploadMeta.from_dict(json.loads(request.headers.get("Fedge-Upload", "")))
-    except json.JSONDecodeError as exc:
-        raise E.BadRequest("header Fedge-Upload must be JSON: {\"example_count\": N, ...}", "bad_meta") from exc
+        meta = UploadMeta.from_dict(strict_json.loads(request.headers.get("Fedge-Upload", "")))
+    except ProtocolError as exc:
+        raise E.BadRequest(f"header Fedge-Upload: {exc} (expected JSON: {{\"example_count\": N, ...}})",
+                           "bad_meta") from exc
     body = await read_binary(request, limit)
     result = c.upload(device, task_id, round_num, request.headers.get("Fedge-Upload-Token"), meta, body)
-    return web.json_response(result, status=200 if result["duplicate"] else 201)
+    return json_response(result, status=200 if result["duplicate"] else 201)
 
 
 async def secagg_message(request):
@@ -165,7 +180,7 @@ async def secagg_message(request):
     raw = await read_json(request, MAX_SECAGG_JSON)
     result = c.secagg_message(device, request.match_info["task_id"], _int(request.match_info["round"], "round"),
                               request.headers.get("Fedge-Upload-Token"), request.match_info["phase"], raw)
-    return web.json_response(result, status=200 if result["duplicate"] else 201)
+    return json_response(result, status=200 if result["duplicate"] else 201)
 
 
 async def secagg_view(request):
@@ -192,7 +207,7 @@ async def secagg_view(request):
         except asyncio.TimeoutError:
             break
         view = c.secagg_view(device, task_id, round_num, token)
-    return web.json_response(view.to_dict())
+    return json_response(view.to_dict())
 
 
 async def get_blob(request):
@@ -217,7 +232,7 @@ async def metrics(request):
 
 
 async def openapi(request):
-    return web.json_response(OPENAPI)
+    return json_response(OPENAPI)
 
 
 async def status_page(request):

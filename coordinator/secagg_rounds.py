@@ -28,6 +28,7 @@ import numpy as np
 from coordinator import errors as E
 from coordinator.aggregation import ModularSum
 from coordinator.store import dumps
+from protocol import dp
 from protocol.errors import ProtocolError
 from protocol.secagg import ring, server
 from protocol.secagg.messages import (EncryptedShare, PublicKeys, RevealedShare, SecAggParams, SecAggView,
@@ -319,7 +320,17 @@ class SecAggRounds:
         codes = server.unmask_sum(acc.total, params, self._keys(task.task_id, round_num, roster),
                                   json.loads(row["sharers"]), survivors, reveals,
                                   round_context(task.task_id, round_num))
-        total = ring.dequantize_sum(codes[: params.length], len(survivors), params.num_values, params.quant_bits,
+        # The server cannot see a single masked input, so a device can put any ring element in
+        # it. What it can enforce is the honest range of the sum: each coordinate's codes in
+        # [0, n (2^b - 1)] (every value on the grid), the clip bits in [0, n], and the sum's
+        # L2 norm at most n C plus the grid's rounding (each device's rounding error has norm at
+        # most one step per coordinate: 2 r sqrt(L) / (2^b - 1) <= 8 C / (2^b - 1)). One hostile
+        # device then moves the mean by at most about C.
+        n, levels = len(survivors), (1 << params.quant_bits) - 1
+        codes = np.minimum(codes, np.uint64(n * levels))
+        total = ring.dequantize_sum(codes[: params.length], n, params.num_values, params.quant_bits,
                                     params.value_range, params.rotation_seed)
-        bits = float(codes[params.length]) if params.extra else None
-        return total.astype(np.float64), len(survivors), bits
+        bound = n * task.dp_clip * (1.0 + 8.0 / levels)  # dp_clip: the clip the round's devices were given
+        total, _ = dp.clip_l2(total.astype(np.float64), bound)
+        bits = float(min(int(codes[params.length]), n)) if params.extra else None
+        return total, n, bits

@@ -18,17 +18,18 @@ import logging
 import random
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from coordinator import errors as E
-from coordinator.aggregation import RunningSum, apply_server_optimizer
+from coordinator.aggregation import apply_server_optimizer
 from coordinator.pace import PaceConfig, jittered, retry_window
 from coordinator.privacy import epsilon
 from coordinator.secagg_rounds import SecAggRounds
 from coordinator.store import Store, dumps
+from coordinator.strategies import FedAvg, Strategy, make_strategy
 from coordinator.task_config import TaskConfig
 from protocol import codec, dp
 from protocol.eligibility import EligibilityRule
@@ -37,6 +38,7 @@ from protocol.manifest import Manifest
 from protocol.secagg import ring
 from protocol.secagg.server import BelowThreshold
 from protocol.messages import Assignment, CheckinRequest, CheckinResponse, RegisterRequest, UploadMeta
+from protocol.names import valid_name
 from protocol.tflite_file import read_initial_weights, read_manifest, with_weights
 
 log = logging.getLogger("fedge.coordinator")
@@ -46,12 +48,6 @@ _OPEN_SQL = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"
 
 def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _valid_name(name: str, what: str) -> str:
-    if not (1 <= len(name) <= 64) or not all(c.isalnum() or c in "-_." for c in name):
-        raise E.BadRequest(f"{what} must be 1-64 characters of letters, digits, '-', '_' or '.'")
-    return name
 
 
 @dataclass
@@ -75,7 +71,7 @@ class Coordinator:
         self.metrics = metrics
         self.clock = clock
         self.rng = random.Random(seed)
-        self.sums: dict[tuple[str, int], RunningSum] = {}
+        self.sums: dict[tuple[str, int], Strategy] = {}
         self.tasks: dict[str, Task] = {}
         self.checkin_rate = checkin_rate
         self._buckets: dict[str, tuple[float, float]] = {}
@@ -92,14 +88,18 @@ class Coordinator:
         self.tasks = {row["task_id"]: self._task_from_row(row) for row in self.store.all("SELECT * FROM tasks")}
         for row in self.store.all(f"SELECT task_id, round FROM rounds WHERE state IN {_OPEN_SQL}"):
             task = self.tasks[row["task_id"]]
-            if task.config.secagg_on:
-                self.secagg.recover(task, row["round"])
-                continue
-            acc = self._sum_for(task, row["round"])
-            for upd in self.store.all("SELECT * FROM updates WHERE task_id=? AND round=?", row["task_id"], row["round"]):
-                decoded = codec.decode(Path(upd["blob"]).read_bytes(), [w.size for w in task.manifest.weights])
-                acc.add(decoded.values, float(upd["examples"]))
-            log.info("recovered task %s round %s with %d updates", row["task_id"], row["round"], acc.count)
+            # A round that cannot be rebuilt (a damaged file) fails alone; the service still starts.
+            self._guarded(task, self._recover_round, task, row["round"])
+
+    def _recover_round(self, task: Task, num: int) -> None:
+        if task.config.secagg_on:
+            self.secagg.recover(task, num)
+            return
+        acc = self._sum_for(task, num)
+        for upd in self.store.all("SELECT * FROM updates WHERE task_id=? AND round=?", task.task_id, num):
+            decoded = codec.decode(Path(upd["blob"]).read_bytes(), [w.size for w in task.manifest.weights])
+            self._fold(task, acc, decoded.values, int(upd["examples"]))
+        log.info("recovered task %s round %s with %d updates", task.task_id, num, acc.count)
 
     def _task_from_row(self, row) -> Task:
         config = TaskConfig.from_dict(json.loads(row["config"]))
@@ -110,15 +110,30 @@ class Coordinator:
                     row["model_sha"], row["state"], row["checkpoint_sha"], EligibilityRule.parse(config.eligibility),
                     clip)
 
-    def _sum_for(self, task: Task, round_num: int) -> RunningSum:
+    def _sum_for(self, task: Task, round_num: int) -> Strategy:
         key = (task.task_id, round_num)
         if key not in self.sums:
-            self.sums[key] = RunningSum(task.manifest.num_parameters)
+            c = task.config
+            self.sums[key] = make_strategy(c.aggregator, task.manifest.num_parameters, c.trim_fraction,
+                                           c.krum_byzantine, c.krum_select)
         return self.sums[key]
+
+    def _server_bound(self, task: Task) -> float:
+        """The L2 norm every decoded update is clipped to, whatever the device says: the round's
+        DP clip (so the sensitivity behind epsilon holds), else the task's max_update_norm."""
+        return task.dp_clip if task.config.dp_on else task.config.max_update_norm
+
+    def _fold(self, task: Task, acc: Strategy, values: np.ndarray, examples: int) -> float:
+        """Bound one decoded update and fold it; returns its norm before the server's clip."""
+        bounded, norm = dp.clip_l2(values, self._server_bound(task))
+        # Under DP every device weighs the same: one device's influence is bounded by the clip alone.
+        weight = 1.0 if task.config.dp_on else float(min(examples, task.config.max_example_count))
+        acc.fold(bounded, weight)
+        return norm
 
     # -- admin ------------------------------------------------------------------------
     def create_population(self, name: str) -> dict:
-        _valid_name(name, "population name")
+        valid_name(name, "population name")
         if self.store.one("SELECT 1 FROM populations WHERE name=?", name):
             raise E.Conflict(f"population '{name}' already exists", "exists")
         self.store.execute("INSERT INTO populations VALUES (?, ?)", name, self.clock())
@@ -142,10 +157,8 @@ class Coordinator:
         if not isinstance(model_sha, str) or self.store.blob_path(model_sha) is None:
             raise E.BadRequest("model_sha256 must name a model uploaded to /v1/admin/models", "unknown_model")
         config = TaskConfig.from_dict(raw.get("config", {}))
-        task_id = raw.get("task_id") or f"task-{secrets.token_hex(4)}"
-        if not isinstance(task_id, str):
-            raise E.BadRequest("task_id must be a string")
-        _valid_name(task_id, "task_id")
+        task_id = raw.get("task_id")
+        task_id = f"task-{secrets.token_hex(4)}" if task_id is None else valid_name(task_id, "task_id")
         if task_id in self.tasks:
             raise E.Conflict(f"task '{task_id}' already exists", "exists")
         model_bytes = self.store.blob_path(model_sha).read_bytes()
@@ -375,14 +388,22 @@ class Coordinator:
         if decoded.codec != expected_codec.name:
             self._reject("wrong_codec")
             raise E.BadRequest(f"update uses codec {decoded.codec}; this task expects {expected_codec.name}", "wrong_codec")
+        bound = self._server_bound(task)
+        norm = float(np.linalg.norm(decoded.values.astype(np.float64)))
+        # The adaptive-clip bit is the server's own measurement here, not the device's claim.
+        meta = replace(meta, below_clip=norm <= bound) if task.config.adaptive_clip else meta
         self._store_update(task, round_num, device_id, meta, body, digest)
-        # Under DP every device weighs the same: one device's influence is bounded by the clip alone.
-        weight = 1.0 if task.config.dp_on else float(meta.example_count)
-        self._sum_for(task, round_num).add(decoded.values, weight)
+        self._fold(task, self._sum_for(task, round_num), decoded.values, meta.example_count)
+        if norm > bound:
+            self._count("clipped_updates", "server_bound")
         if rnd["reported"] + 1 >= task.config.goal_count:
-            self.transition(task, round_num, "aggregating")
-            self.commit(task, round_num)
+            # The update is stored and acknowledged whatever happens while committing.
+            self._guarded(task, self._close_full_round, task, round_num)
         return {"accepted": True, "duplicate": False}
+
+    def _close_full_round(self, task: Task, num: int) -> None:
+        self.transition(task, num, "aggregating")
+        self.commit(task, num)
 
     def _upload_masked(self, task: Task, rnd, device_id: str, meta: UploadMeta, body: bytes, digest: str) -> dict:
         values = self.secagg.accept_masked_input(task, rnd, device_id, body)
@@ -428,13 +449,31 @@ class Coordinator:
         """
         now = self.clock()
         for task in list(self.tasks.values()):
-            if task.state != "active":
-                continue
-            rnd = self._latest_round(task)
-            if rnd is None or rnd["state"] in ("committed", "failed"):
-                self._open_next_round(task, rnd["round"] if rnd else 0, now)
-            else:
-                self._advance(task, rnd, now)
+            if task.state == "active":
+                self._guarded(task, self._drive, task, now)
+
+    def _drive(self, task: Task, now: float) -> None:
+        rnd = self._latest_round(task)
+        if rnd is None or rnd["state"] in ("committed", "failed"):
+            self._open_next_round(task, rnd["round"] if rnd else 0, now)
+        else:
+            self._advance(task, rnd, now)
+
+    def _guarded(self, task: Task, step, *args) -> None:
+        """Run one step of driving ``task``; an exception fails that task's open round with the
+        reason and goes no further: it never stops another task, nor the next tick."""
+        try:
+            step(*args)
+        except Exception as exc:  # noqa: BLE001 - the driver must outlive any one task's failure
+            log.exception("task %s: error while driving the round", task.task_id)
+            self._count("driver_errors", type(exc).__name__)
+            try:
+                rnd = self._latest_round(task)
+                if rnd is not None and rnd["state"] in OPEN_STATES:
+                    self.fail_round(task, rnd["round"], f"internal error while driving the round: "
+                                                        f"{type(exc).__name__}: {str(exc)[:200]}")
+            except Exception:  # noqa: BLE001
+                log.exception("task %s: could not fail the round after an error", task.task_id)
 
     def _latest_round(self, task: Task):
         return self.store.one("SELECT * FROM rounds WHERE task_id=? ORDER BY round DESC LIMIT 1", task.task_id)
@@ -520,7 +559,9 @@ class Coordinator:
             metas = [json.loads(r["meta"]) for r in self.store.all(
                 "SELECT meta FROM updates WHERE task_id=? AND round=?", task.task_id, num)]
             bits = float(sum(1 for m in metas if m.get("below_clip")))
-        return acc.total, acc.weight, bits
+        if isinstance(acc, FedAvg):
+            return acc.total, acc.weight, bits
+        return acc.mean().astype(np.float64), 1.0, bits  # a robust aggregate is already a mean
 
     def _privatize(self, task: Task, num: int, total: np.ndarray, bits: float | None) -> tuple[np.ndarray, dict]:
         """DP-FedAvg: Gaussian noise on the sum, fixed denominator, adaptive clip, epsilon so far."""
@@ -541,9 +582,12 @@ class Coordinator:
         return (noisy / cfg.goal_count).astype(np.float32), out
 
     def dp_sampling_rate(self, task: Task) -> float:
-        population = task.config.dp_population or self.store.one(
-            "SELECT COUNT(*) AS n FROM devices WHERE population=?", task.population)["n"]
-        return min(1.0, task.config.goal_count / max(population, task.config.goal_count))
+        """goal / population, from the task's explicit dp_population only: a count of registered
+        devices would let anyone lower the reported epsilon by registering more."""
+        population = task.config.dp_population
+        if population < task.config.goal_count:  # a task stored before dp_population was required
+            return 1.0
+        return task.config.goal_count / population
 
     def commit(self, task: Task, num: int) -> None:
         started = self.clock()
@@ -589,7 +633,8 @@ class Coordinator:
 
     def _round_metrics(self, task: Task, num: int) -> dict:
         rows = self.store.all("SELECT examples, meta FROM updates WHERE task_id=? AND round=?", task.task_id, num)
-        metas = [(r["examples"], json.loads(r["meta"])) for r in rows]
+        cap = task.config.max_example_count  # a device's claim weighs its metrics no more than its update
+        metas = [(min(r["examples"], cap), json.loads(r["meta"])) for r in rows]
         total = sum(n for n, _ in metas) or 1
         eval_total = sum(m["eval_count"] for _, m in metas)
         out = {"reports": len(metas), "examples": int(sum(n for n, _ in metas)),

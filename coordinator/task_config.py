@@ -10,7 +10,8 @@ from coordinator.errors import BadRequest
 from protocol.codec import CodecSpec
 from protocol.eligibility import EligibilityRule
 from protocol.errors import ProtocolError
-from protocol.messages import Plan
+from protocol.messages import MAX_COUNT, Plan
+from coordinator.strategies import ROBUST, STRATEGIES
 
 
 def _num(raw: dict, name: str, default, lo=None, hi=None, kind=float):
@@ -57,7 +58,15 @@ class TaskConfig:
     dp_clipped_count_stddev: float = 0.0  # noise on the clip bits' sum; 0 picks goal_count / 20
     dp_delta: float = 1e-5
     dp_epsilon_budget: float = 0.0  # stop the task before epsilon would pass this; 0: no budget
-    dp_population: int = 0  # population size for the sampling rate; 0 counts the registered devices
+    dp_population: int = 0  # population size for the sampling rate: required with DP (never counted from registrations)
+    # Server-side bounds: whatever a device says, each decoded update is clipped to this L2 norm
+    # (to the round's clip under DP) and weighted by at most this many examples.
+    max_update_norm: float = 100.0
+    max_example_count: int = 10_000
+    aggregator: str = "fedavg"  # fedavg | trimmed_mean | median | krum | multi_krum (coordinator.strategies)
+    trim_fraction: float = 0.1  # trimmed_mean: dropped from each end, per coordinate
+    krum_byzantine: int = 0  # krum / multi_krum: f, the attackers to tolerate; 0 = the most Krum can, (n - 3) // 2
+    krum_select: int = 0  # multi_krum: updates averaged; 0 = n - f
     server_optimizer: ServerOptimizer = field(default_factory=ServerOptimizer)
 
     @property
@@ -124,6 +133,9 @@ class TaskConfig:
         secagg = raw.get("secagg", "off")
         if secagg not in ("off", "secagg", "secagg+"):
             raise BadRequest("task config 'secagg' must be 'off', 'secagg' or 'secagg+'")
+        aggregator = raw.get("aggregator", "fedavg")
+        if aggregator not in STRATEGIES:
+            raise BadRequest(f"task config 'aggregator' must be one of {', '.join(STRATEGIES)}")
         eligibility = raw.get("eligibility", "")
         codec = raw.get("codec", "q8")
         if not isinstance(eligibility, str) or not isinstance(codec, str):
@@ -154,6 +166,12 @@ class TaskConfig:
             dp_delta=_num(raw, "dp_delta", 1e-5, 1e-12, 0.1),
             dp_epsilon_budget=_num(raw, "dp_epsilon_budget", 0.0, 0.0, 1e6),
             dp_population=_num(raw, "dp_population", 0, 0, 10**9, int),
+            max_update_norm=_num(raw, "max_update_norm", 100.0, 1e-9, 1e9),
+            max_example_count=_num(raw, "max_example_count", 10_000, 1, MAX_COUNT, int),
+            aggregator=aggregator,
+            trim_fraction=_num(raw, "trim_fraction", 0.1, 0.0, 0.49),
+            krum_byzantine=_num(raw, "krum_byzantine", 0, 0, 1_000_000, int),
+            krum_select=_num(raw, "krum_select", 0, 0, 1_000_000, int),
             server_optimizer=so,
         )
         if cfg.secagg_on and cfg.clip_norm <= 0:
@@ -163,6 +181,14 @@ class TaskConfig:
         if cfg.dp_on and cfg.clip_norm <= 0:
             raise BadRequest("DP needs a clip: set clip_norm > 0 (the initial clip with dp_target_quantile)",
                              "clip_required")
+        if cfg.dp_on and cfg.dp_population < cfg.goal_count:
+            # The sampling rate behind epsilon must not come from a count that anyone can raise
+            # by registering devices.
+            raise BadRequest("DP needs the population size: set dp_population >= goal_count (the number of devices "
+                             "that could be sampled; it sets the sampling rate behind epsilon)", "population_required")
+        if cfg.aggregator in ROBUST and (cfg.secagg_on or cfg.dp_on):
+            raise BadRequest(f"aggregator '{cfg.aggregator}' needs to see single updates and is not a bounded sum: "
+                             "use it without secagg and without DP", "bad_aggregator")
         if cfg.adaptive_clip:
             from protocol.dp import update_noise_multiplier
 

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             task.update(secagg=args.secagg, clip_norm=args.clip_norm, secagg_phase_s=1.0)
         if args.dp:
             task.update(clip_norm=args.clip_norm, dp_noise_multiplier=args.noise_multiplier,
-                        dp_target_quantile=0.5, dp_delta=args.dp_delta)
+                        dp_target_quantile=0.5, dp_delta=args.dp_delta, dp_population=args.devices)
         fleet = Fleet(cfg, data)
         history = asyncio.run(fleet.run(model, task, task_id="demo",
                                         on_round=lambda r: print(format_round(r), flush=True)))

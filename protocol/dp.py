@@ -26,7 +26,8 @@ from protocol.errors import ProtocolError
 
 def clip_l2(delta: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:
     """Scale ``delta`` so its L2 norm is at most ``clip_norm`` (0 disables); returns (delta, original norm)."""
-    norm = float(np.linalg.norm(delta))
+    # In float64: the norm of a float32 vector of large values overflows float32 (1e30 squared).
+    norm = float(np.linalg.norm(np.asarray(delta, np.float64)))
     if clip_norm > 0 and norm > clip_norm:
         delta = delta * (clip_norm / norm)
     return delta, norm

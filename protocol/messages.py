@@ -6,13 +6,18 @@ for a missing field or a wrong type; nothing is coerced silently.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from protocol.errors import ProtocolError
 
 
-def get_field(raw: Any, name: str, kind, required: bool = True, default=None):
+def get_field(raw: Any, name: str, kind, required: bool = True, default=None, *, lo=None, hi=None,
+              max_len: int | None = None):
+    """One field of a decoded JSON object, strictly typed and, where given, bounded: a number
+    is finite and in [lo, hi], a string or list at most ``max_len`` long. Anything else is a
+    `ProtocolError` naming the field (HTTP 400); nothing is coerced silently."""
     if not isinstance(raw, dict):
         raise ProtocolError("expected a JSON object", "bad_request")
     if name not in raw or raw[name] is None:
@@ -21,10 +26,25 @@ def get_field(raw: Any, name: str, kind, required: bool = True, default=None):
         return default
     value = raw[name]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ProtocolError(f"field '{name}' is out of range", "bad_request") from None
     if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
         raise ProtocolError(f"field '{name}' must be of type {kind.__name__}", "bad_request")
+    if kind is float and not math.isfinite(value):
+        raise ProtocolError(f"field '{name}' must be a finite number", "bad_request")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ProtocolError(f"field '{name}' must be in [{lo:g}, {hi:g}]", "bad_request")
+    if max_len is not None and len(value) > max_len:
+        raise ProtocolError(f"field '{name}' is longer than {max_len}", "bad_request")
     return value
+
+
+MAX_COUNT = 10_000_000  # examples on one device, or evaluated on it
+MAX_LOSS = 1e9  # a loss beyond this is a broken or hostile device, not information
+MAX_LABEL = 64
+MAX_ATTESTATION = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -46,14 +66,12 @@ class DeviceState:
             charging=get_field(raw, "charging", bool, False, False),
             unmetered=get_field(raw, "unmetered", bool, False, False),
             idle=get_field(raw, "idle", bool, False, False),
-            battery=get_field(raw, "battery", float, False, 0.0),
-            free_storage_mb=get_field(raw, "free_storage_mb", float, False, 0.0),
-            runtime=get_field(raw, "runtime", str, False, "litert"),
-            runtime_version=get_field(raw, "runtime_version", str, False, "0"),
+            battery=get_field(raw, "battery", float, False, 0.0, lo=0.0, hi=1.0),
+            free_storage_mb=get_field(raw, "free_storage_mb", float, False, 0.0, lo=0.0, hi=1e12),
+            runtime=get_field(raw, "runtime", str, False, "litert", max_len=MAX_LABEL),
+            runtime_version=get_field(raw, "runtime_version", str, False, "0", max_len=MAX_LABEL),
             supports_flex=get_field(raw, "supports_flex", bool, False, False),
         )
-        if not 0.0 <= state.battery <= 1.0:
-            raise ProtocolError("field 'battery' must be in [0, 1]", "bad_request")
         return state
 
     def to_dict(self) -> dict:
@@ -64,10 +82,15 @@ class DeviceState:
 class RegisterRequest:
     population: str
     label: str = ""
+    enrollment_secret: str = ""  # required by a population created with one (given to the app at provisioning)
+    attestation: str = ""  # a platform attestation token, checked by the coordinator's verifier when required
 
     @classmethod
     def from_dict(cls, raw: Any) -> "RegisterRequest":
-        return cls(get_field(raw, "population", str), get_field(raw, "label", str, False, ""))
+        return cls(get_field(raw, "population", str, max_len=MAX_LABEL),
+                   get_field(raw, "label", str, False, "", max_len=MAX_LABEL),
+                   get_field(raw, "enrollment_secret", str, False, "", max_len=256),
+                   get_field(raw, "attestation", str, False, "", max_len=MAX_ATTESTATION))
 
 
 MAX_CHECKIN_WAIT_S = 30.0
@@ -84,12 +107,10 @@ class CheckinRequest:
 
     @classmethod
     def from_dict(cls, raw: Any) -> "CheckinRequest":
-        cached = get_field(raw, "cached_models", list, False, [])
-        if not all(isinstance(c, str) for c in cached):
+        cached = get_field(raw, "cached_models", list, False, [], max_len=256)
+        if not all(isinstance(c, str) and len(c) <= 128 for c in cached):
             raise ProtocolError("field 'cached_models' must be a list of strings", "bad_request")
-        wait_s = get_field(raw, "wait_s", float, False, 0.0)
-        if not 0.0 <= wait_s <= MAX_CHECKIN_WAIT_S:
-            raise ProtocolError(f"field 'wait_s' must be in [0, {MAX_CHECKIN_WAIT_S:g}]", "bad_request")
+        wait_s = get_field(raw, "wait_s", float, False, 0.0, lo=0.0, hi=MAX_CHECKIN_WAIT_S)
         return cls(DeviceState.from_dict(get_field(raw, "state", dict)), tuple(cached), wait_s)
 
 
@@ -185,13 +206,11 @@ class UploadMeta:
     @classmethod
     def from_dict(cls, raw: Any) -> "UploadMeta":
         meta = cls(
-            example_count=get_field(raw, "example_count", int),
-            train_loss=get_field(raw, "train_loss", float, False, 0.0),
-            eval_loss=get_field(raw, "eval_loss", float, False, 0.0),
-            eval_accuracy=get_field(raw, "eval_accuracy", float, False, 0.0),
-            eval_count=get_field(raw, "eval_count", int, False, 0),
+            example_count=get_field(raw, "example_count", int, lo=1, hi=MAX_COUNT),
+            train_loss=get_field(raw, "train_loss", float, False, 0.0, lo=-MAX_LOSS, hi=MAX_LOSS),
+            eval_loss=get_field(raw, "eval_loss", float, False, 0.0, lo=-MAX_LOSS, hi=MAX_LOSS),
+            eval_accuracy=get_field(raw, "eval_accuracy", float, False, 0.0, lo=0.0, hi=1.0),
+            eval_count=get_field(raw, "eval_count", int, False, 0, lo=0, hi=MAX_COUNT),
             below_clip=get_field(raw, "below_clip", bool, False, None),
         )
-        if meta.example_count < 1 or meta.example_count > 10_000_000:
-            raise ProtocolError("example_count must be in [1, 10^7]", "bad_request")
         return meta

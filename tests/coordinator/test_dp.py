@@ -8,17 +8,19 @@ from protocol.dp import clip_l2, next_clip, update_noise_multiplier
 from tests.coordinator.conftest import ADMIN
 
 
-def _zero_update(harness) -> bytes:
-    return codec.encode([np.zeros(w.shape, np.float32) for w in harness.manifest.weights],
+def _constant_update(harness, norm: float = 0.0) -> bytes:
+    """An f32 update whose every coordinate is equal, of L2 norm ``norm``."""
+    size = harness.manifest.num_parameters
+    return codec.encode([np.full(w.shape, norm / np.sqrt(size), np.float32) for w in harness.manifest.weights],
                         codec.CodecSpec("f32"), np.random.default_rng(0))
 
 
-async def _round_of_zero_updates(harness, devices, below_clip=None):
-    """Every device checks in and uploads an all-zero update; returns the committed round record."""
+async def _round_of_zero_updates(harness, devices, norm: float = 0.0):
+    """Every device checks in and uploads a constant update (all zero by default); returns the last assignment."""
     for headers in devices:
         body = await (await harness.checkin(headers)).json()
         assert body["outcome"] == "assigned", body
-        resp = await harness.upload(headers, body["assignment"], _zero_update(harness))
+        resp = await harness.upload(headers, body["assignment"], _constant_update(harness, norm))
         assert resp.status == 201, await resp.text()
     return body["assignment"]
 
@@ -82,11 +84,12 @@ async def test_adaptive_clip_moves_toward_the_target_quantile(harness):
     goal, clip, gamma, eta = 4, 2.0, 0.5, 0.2
     await harness.setup_task(codec="f32", goal_count=goal, over_selection=1.0, clip_norm=clip, rounds=2,
                              dp_noise_multiplier=0.02, dp_target_quantile=gamma, dp_clip_learning_rate=eta,
-                             dp_clipped_count_stddev=0.05)
+                             dp_clipped_count_stddev=0.05, dp_population=goal)
     devices = [await harness.register() for _ in range(goal)]
-    assignment = await _round_of_zero_updates(harness, devices)
+    assignment = await _round_of_zero_updates(harness, devices, norm=1.5 * clip)
     assert assignment["plan"]["report_clip_bit"] is True and assignment["plan"]["clip_norm"] == clip
-    # Zero updates were sent without the bit (it defaults to "not below"): fraction 0 -> the clip grows.
+    # Every update was above the clip: the server measures that itself (the devices claimed nothing),
+    # fraction 0 -> the clip grows.
     m = (await harness.rounds())[0]["metrics"]
     assert abs(m["dp_below_clip"]) < 0.05
     assert np.isclose(m["dp_next_clip"], next_clip(clip, m["dp_below_clip"], gamma, eta))

@@ -57,7 +57,10 @@ class Party:
 
     async def mask_and_upload(self, rng):
         v = await self.refresh()
-        self.codes = rng.integers(0, 1 << v.params.quant_bits, v.params.vector_length, dtype=np.uint32)
+        # An honest device's codes: a clipped update sits near the middle of the grid (random codes
+        # over the whole grid would be an update of norm ~2.3 C, which the coordinator bounds).
+        mid = 1 << (v.params.quant_bits - 1)
+        self.codes = rng.integers(mid - 8, mid + 8, v.params.vector_length, dtype=np.uint32)
         self.codes[v.params.length:] = 1  # the adaptive-clipping bit slot, when the round has one
         body = ring.pack(self.proto.masked_input(self.codes, v.sharers, v.inbox), v.params.modulus_bits)
         resp = await self.h.upload(self.headers, self.a, body)
@@ -282,7 +285,7 @@ async def test_a_restarted_coordinator_finishes_the_round(harness, aiohttp_clien
 
 
 async def test_adaptive_clip_bit_travels_masked_and_is_summed(harness):
-    parties = await _parties(harness, n=5, dp_noise_multiplier=0.02, dp_target_quantile=0.5,
+    parties = await _parties(harness, n=5, dp_noise_multiplier=0.02, dp_target_quantile=0.5, dp_population=100,
                              dp_clipped_count_stddev=0.05)
     await _advertise_and_share(harness, parties)
     params = parties[0].view.params

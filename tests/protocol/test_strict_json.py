@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from protocol import strict_json
+from protocol.errors import ProtocolError
+from protocol.messages import CheckinRequest, UploadMeta
+
+
+@pytest.mark.parametrize("text", ["[" * 5000, "[" * 3000 + "]" * 3000, "[" * 33 + "]" * 33, "1" * 5000,
+                                  "-" + "1" * 21, '{"a": NaN}', "Infinity", "-Infinity", "1e400", "{", b"\xff"])
+def test_hostile_json_is_a_protocol_error(text):
+    with pytest.raises(ProtocolError) as info:
+        strict_json.loads(text)
+    assert info.value.code == "malformed_json"
+
+
+def test_ordinary_json_parses_as_usual():
+    text = '{"a": [1, -2, 3.5, {"b": null, "c": true}], "d": "x", "e": 12345678901234567890}'
+    assert strict_json.loads(text) == json.loads(text)
+    assert strict_json.loads("[" * 32 + "]" * 32) is not None
+
+
+def test_dumps_sends_null_for_non_finite():
+    assert strict_json.dumps({"a": float("nan"), "b": [float("inf"), 1.5]}) == '{"a": null, "b": [null, 1.5]}'
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"example_count": 10_000_001}, "example_count"), ({"example_count": 1, "eval_count": -1}, "eval_count"),
+    ({"example_count": 1, "eval_accuracy": 1.01}, "eval_accuracy"), ({"example_count": 1, "train_loss": 2e9}, "train_loss"),
+    ({"example_count": 1, "eval_loss": float("nan")}, "eval_loss"), ({"example_count": 10 ** 400}, "example_count"),
+])
+def test_upload_meta_bounds_name_the_field(raw, field):
+    with pytest.raises(ProtocolError, match=field):
+        UploadMeta.from_dict(raw)
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"state": {"battery": 10 ** 401}}, "battery"), ({"state": {}, "wait_s": 10 ** 401}, "wait_s"),
+    ({"state": {"runtime": "x" * 65}}, "runtime"), ({"state": {"free_storage_mb": float("inf")}}, "free_storage_mb"),
+])
+def test_checkin_bounds_name_the_field(raw, field):
+    with pytest.raises(ProtocolError, match=field):
+        CheckinRequest.from_dict(raw)
