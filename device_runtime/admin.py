@@ -1,27 +1,23 @@
 """A small admin client (population, model upload, task creation, round records),
-used by the fleet and the demo to set up and observe a task."""
+used by the fleet and the demo to set up and observe a task. It retries like a device
+(`CoordinatorClient`), so a fleet rides out a coordinator restart."""
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 
-from device_runtime.client import ApiError
+from device_runtime.client import RETRY_FOR_S, ApiError, CoordinatorClient
 
 
 class AdminClient:
-    def __init__(self, base_url: str, token: str, session: aiohttp.ClientSession):
-        self.base = base_url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {token}"}
-        self.session = session
+    def __init__(self, base_url: str, token: str, session: aiohttp.ClientSession, retry_for_s: float = RETRY_FOR_S):
+        self.http = CoordinatorClient(base_url, session, token=token, retry_for_s=retry_for_s)
 
     async def _call(self, method: str, path: str, headers: dict | None = None, **kwargs):
-        async with self.session.request(method, self.base + path, headers={**self.headers, **(headers or {})},
-                                        **kwargs) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status >= 400:
-                err = body.get("error", {}) if isinstance(body, dict) else {}
-                raise ApiError(resp.status, err.get("code", ""), err.get("message", str(body)))
-            return body
+        _, _, body = await self.http._request(method, path, headers=self.http._headers(headers), **kwargs)
+        return json.loads(body)
 
     async def ensure_population(self, name: str) -> None:
         try:

@@ -37,6 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle", type=_bool, default=None, help="override the idle probe")
     parser.add_argument("--battery", type=float, default=None, help="override the battery level (0..1)")
     parser.add_argument("--threads", type=int, default=1, help="training threads")
+    parser.add_argument("--retry-for-s", type=float, default=120.0,
+                        help="how long each request retries while the coordinator is unreachable or answers 5xx; "
+                             "the device then waits and tries again (default 120)")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -60,7 +63,7 @@ async def _main(args) -> int:
     version = runtime_version()
     trainer = Trainer(args.threads)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-        client = CoordinatorClient(args.coordinator, session)
+        client = CoordinatorClient(args.coordinator, session, retry_for_s=args.retry_for_s)
         if token_file.exists():
             client.token = token_file.read_text().strip()
         else:

@@ -1,14 +1,17 @@
 """The device's HTTP client for the /v1 protocol, with retries (tenacity: exponential
-backoff with jitter) on network errors, 429 and 5xx. A retried upload sends the same
-bytes, which the coordinator recognises as the same update (idempotent)."""
+backoff with jitter) on network errors, 429 and 5xx for a bounded time (``retry_for_s``),
+so a device rides out a coordinator restart. A retried upload sends the same bytes, which
+the coordinator recognises as the same update (idempotent)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 
 import aiohttp
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
 from protocol.messages import Assignment, CheckinResponse, DeviceState, UploadMeta
 from protocol.secagg.messages import SecAggView
@@ -26,18 +29,45 @@ class TransientError(Exception):
     """A 429/5xx answer: worth retrying."""
 
 
-def _retryable(exc: BaseException) -> bool:
+log = logging.getLogger("fedge.device")
+RETRY_FOR_S = 120.0  # long enough for a coordinator restart; a device's loop then tries again later
+
+
+def retryable(exc: BaseException) -> bool:
+    """The coordinator is unreachable or overloaded: worth retrying, unlike a 4xx."""
     return isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ServerTimeoutError, TransientError, TimeoutError))
+
+
+class _WaitReporter:
+    """One line every few seconds per coordinator while requests are being retried, however
+    many devices of a fleet are waiting: a user sees what the process waits for."""
+
+    def __init__(self, every_s: float = 5.0):
+        self.every_s = every_s
+        self.last: dict[str, float] = {}
+
+    def __call__(self, base: str, retry_for_s: float, retry_state) -> None:
+        now = time.monotonic()
+        if now - self.last.get(base, -1e9) < self.every_s:
+            return
+        self.last[base] = now
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        log.warning("waiting for the coordinator at %s (%s); retrying each request for up to %.0f s",
+                    base, exc or "no answer", retry_for_s)
+
+
+report_wait = _WaitReporter()
 
 
 class CoordinatorClient:
     def __init__(self, base_url: str, session: aiohttp.ClientSession, token: str | None = None,
-                 attempts: int = 5, max_backoff_s: float = 10.0):
+                 attempts: int | None = None, max_backoff_s: float = 10.0, retry_for_s: float = RETRY_FOR_S):
         self.base = base_url.rstrip("/")
         self.session = session
         self.token = token
-        self.attempts = attempts
+        self.attempts = attempts  # None: as many as fit in retry_for_s
         self.max_backoff_s = max_backoff_s
+        self.retry_for_s = retry_for_s
         self.bytes_up = 0
         self.bytes_down = 0
 
@@ -47,9 +77,12 @@ class CoordinatorClient:
         return headers
 
     async def _request(self, method: str, path: str, **kwargs):
+        stop = stop_after_delay(self.retry_for_s)
+        if self.attempts is not None:
+            stop = stop | stop_after_attempt(self.attempts)
         async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self.attempts), wait=wait_exponential_jitter(0.2, self.max_backoff_s),
-            retry=retry_if_exception(_retryable), reraise=True,
+            stop=stop, wait=wait_exponential_jitter(0.2, self.max_backoff_s), retry=retry_if_exception(retryable),
+            reraise=True, before_sleep=lambda state: report_wait(self.base, self.retry_for_s, state),
         ):
             with attempt:
                 async with self.session.request(method, self.base + path, **kwargs) as resp:

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from device_runtime.client import ApiError, CoordinatorClient
+from device_runtime.client import ApiError, CoordinatorClient, retryable
 from device_runtime.example_store import LocalData
 from device_runtime.secagg_session import PHASES as SECAGG_PHASES
 from device_runtime.secagg_session import run_secagg_round
@@ -22,6 +22,7 @@ from protocol.messages import Assignment, DeviceState, UploadMeta
 
 log = logging.getLogger("fedge.device")
 REFUSED_WAIT_S = 5.0  # after a 4xx at check-in or a refused round, before checking in again
+UNREACHABLE_WAIT_S = 5.0  # after the client gave up retrying an unreachable coordinator
 
 
 @dataclass
@@ -161,6 +162,13 @@ class Device:
                 log.warning("round refused by the device: %s", exc)
                 self.stats.refused += 1
                 outcome = RoundOutcome("refused", self.clock() + REFUSED_WAIT_S, str(exc))
+            except Exception as exc:
+                if not retryable(exc):
+                    raise
+                # The coordinator stayed unreachable for the client's whole retry time (a
+                # restart, a network outage): the device waits and tries again, as a phone would.
+                log.warning("coordinator unreachable, trying again in %.0f s: %s", UNREACHABLE_WAIT_S, exc)
+                outcome = RoundOutcome("unreachable", self.clock() + UNREACHABLE_WAIT_S, str(exc))
             self.stats.last_outcome = outcome.outcome
             if max_rounds is not None and self.stats.uploads >= max_rounds:
                 return

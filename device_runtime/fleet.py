@@ -103,6 +103,7 @@ class FleetConfig:
     seed: int = 0
     out_dir: str = "fleet_out"
     progress: bool = True
+    retry_for_s: float = 120.0  # how long each request retries an unreachable coordinator (restarts)
 
 
 class Fleet:
@@ -129,7 +130,7 @@ class Fleet:
         sem = asyncio.Semaphore(64)
 
         async def make(i: int, shard) -> Device:
-            client = CoordinatorClient(self.cfg.coordinator, session)
+            client = CoordinatorClient(self.cfg.coordinator, session, retry_for_s=self.cfg.retry_for_s)
             async with sem:
                 await client.register(self.cfg.population, label=f"emulated-{i}")
             slow = rng.random() < self.cfg.slow_fraction
@@ -152,7 +153,7 @@ class Fleet:
         timeout = aiohttp.ClientTimeout(total=60)
         connector = aiohttp.TCPConnector(limit=256)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            admin = AdminClient(self.cfg.coordinator, self.cfg.admin_token, session)
+            admin = AdminClient(self.cfg.coordinator, self.cfg.admin_token, session, self.cfg.retry_for_s)
             await admin.ensure_population(self.cfg.population)
             sha = await admin.upload_model(model_bytes)
             task = await admin.create_task(self.cfg.population, sha, task_config, task_id)
@@ -180,7 +181,7 @@ class Fleet:
         from tqdm import tqdm
 
         eval_model = LocalModel(model_bytes)
-        blobs = CoordinatorClient(self.cfg.coordinator, session)
+        blobs = CoordinatorClient(self.cfg.coordinator, session, retry_for_s=self.cfg.retry_for_s)
         seen: set[int] = set()
         bar = tqdm(total=rounds, desc="rounds", unit="round", disable=None if self.cfg.progress else True, leave=False)
         last_drop = last_abandon = 0

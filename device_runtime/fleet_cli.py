@@ -35,6 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="training threads (default: CPU cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="fleet_out")
+    parser.add_argument("--retry-for-s", type=float, default=120.0,
+                        help="how long each request retries while the coordinator is unreachable or answers 5xx "
+                             "(a restart); each device then keeps trying (default 120)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = FleetConfig(coordinator=args.coordinator, admin_token=args.admin_token, devices=args.devices,
                       dataset=args.dataset, partition=args.partition, availability=args.availability,
                       dropout=args.dropout, workers=args.workers, seed=args.seed, out_dir=args.out,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, retry_for_s=args.retry_for_s)
     fleet = Fleet(cfg, data)
     history = asyncio.run(fleet.run(model, task_config_from_args(args), on_round=lambda r: print(format_round(r),
                                                                                               flush=True)))

@@ -171,3 +171,21 @@ async def test_device_survives_a_message_it_refuses(live_coordinator, digits_tfl
         await runner
     trainer.close()
     assert dev.stats.refused == 1 and dev.stats.uploads >= 1
+
+
+async def test_an_unreachable_coordinator_does_not_end_the_device():
+    """Nothing listens: every request retries for its bounded time, then the device waits and tries
+    again instead of leaving its loop (a `fedge fleet` used to exit at the first restart)."""
+    from fedge.local_coordinator import free_port
+
+    trainer = Trainer(1)
+    async with aiohttp.ClientSession() as session:
+        device = _device(session, f"http://127.0.0.1:{free_port()}", trainer)
+        device.client.retry_for_s, device.client.attempts = 0.3, None
+        stop = asyncio.Event()
+        runner = asyncio.create_task(device.run(stop))
+        await _wait_until(lambda: device.stats.last_outcome == "unreachable", timeout=5.0)
+        assert not runner.done()  # still looping
+        stop.set()
+        await asyncio.wait_for(runner, 10.0)
+    trainer.close()
