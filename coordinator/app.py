@@ -12,6 +12,7 @@ from aiohttp import web
 
 from coordinator import errors as E
 from coordinator import handlers
+from coordinator.attestation import load_verifier
 from coordinator.config import ServeConfig
 from coordinator.keys import ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED, TICKER, Wakeup
 from coordinator.metrics import Metrics
@@ -82,7 +83,9 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
     metrics = Metrics()
     pace = PaceConfig(config.min_retry_s, config.max_retry_s, config.ineligible_retry_s)
     kwargs = {"clock": clock} if clock is not None else {}
-    coordinator = Coordinator(store, pace=pace, metrics=metrics, checkin_rate=config.checkin_rate, **kwargs)
+    verifier = load_verifier(config.attestation_verifier) if config.attestation_verifier else None
+    coordinator = Coordinator(store, pace=pace, metrics=metrics, checkin_rate=config.checkin_rate,
+                              register_rate=config.register_rate, attestation=verifier, **kwargs)
     app = web.Application(middlewares=[error_middleware], client_max_size=handlers.MAX_MODEL_BODY)
     app[COORDINATOR] = coordinator
     app[METRICS] = metrics

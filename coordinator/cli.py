@@ -2,7 +2,8 @@
 
 Settings come from flags and/or a TOML file (--config) whose keys are the long flag
 names with '_' (e.g. db, host, port, admin_token, min_retry_s, max_retry_s,
-ineligible_retry_s, checkin_rate, synchronous, tls_cert, tls_key, body_timeout_s). Flags win.
+ineligible_retry_s, checkin_rate, synchronous, tls_cert, tls_key, body_timeout_s,
+register_rate, attestation_verifier, status_public). Flags win.
 The admin token is --admin-token, else $FEDGE_ADMIN_TOKEN, else a random one that is
 printed and written to DB.admin-token (mode 0600).
 """
@@ -29,6 +30,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", help="TLS private key (PEM)")
     parser.add_argument("--body-timeout-s", type=float,
                         help="drop a request whose body stops arriving for this long, with 408 (default 30)")
+    parser.add_argument("--register-rate", type=float,
+                        help="device registrations per second per client address; loopback is exempt (default 10)")
+    parser.add_argument("--attestation-verifier", metavar="MODULE:FUNCTION",
+                        help="verify(population, attestation) -> bool for populations that require attestation")
+    parser.add_argument("--status-public", action=argparse.BooleanOptionalAction, default=None,
+                        help="serve / and /metrics without the admin token (default: only on a loopback --host)")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -43,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     overrides = {k: getattr(args, k) for k in ("db", "host", "port", "admin_token", "min_retry_s", "max_retry_s",
                                                 "ineligible_retry_s", "checkin_rate", "synchronous", "tls_cert",
-                                                "tls_key", "body_timeout_s")}
+                                                "tls_key", "body_timeout_s", "register_rate",
+                                                "attestation_verifier", "status_public")}
     config = config_from_toml(args.config, **overrides) if args.config else ServeConfig(
         **{k: v for k, v in overrides.items() if v is not None})
     app = create_app(config)

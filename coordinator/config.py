@@ -20,6 +20,16 @@ class ServeConfig:
     tls_cert: str = ""
     tls_key: str = ""
     body_timeout_s: float = 30.0  # a request body that stops arriving for this long gets 408
+    register_rate: float = 10.0  # registrations per second per client address (loopback exempt); 0: no limit
+    attestation_verifier: str = ""  # MODULE:FUNCTION checking devices' attestation (coordinator.attestation)
+    # The status page and /metrics without the admin token: by default only on a loopback address.
+    status_public: bool | None = None
+
+    @property
+    def status_is_public(self) -> bool:
+        if self.status_public is not None:
+            return self.status_public
+        return self.host in ("127.0.0.1", "::1", "localhost")
 
 
 def config_from_toml(path: str, **overrides) -> ServeConfig:

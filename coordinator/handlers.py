@@ -14,7 +14,7 @@ from coordinator.openapi import OPENAPI
 from coordinator.status_page import render_status_page
 from protocol import strict_json
 from protocol.errors import ProtocolError
-from protocol.messages import CheckinRequest, RegisterRequest, UploadMeta
+from protocol.messages import CheckinRequest, PopulationRequest, RegisterRequest, UploadMeta
 
 MAX_JSON = 64 * 1024
 MAX_MODEL_BODY = 512 * 1024 * 1024
@@ -83,10 +83,9 @@ def _int(text: str, what: str) -> int:
 # -- admin -----------------------------------------------------------------------------
 async def create_population(request):
     require_admin(request)
-    raw = await read_json(request)
-    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-        raise E.BadRequest("expected {\"name\": \"...\"}")
-    return json_response(coordinator(request).create_population(raw["name"]), status=201)
+    req = PopulationRequest.from_dict(await read_json(request))
+    c = coordinator(request)
+    return json_response(c.create_population(req.name, req.enrollment_secret, req.require_attestation), status=201)
 
 
 async def upload_model(request):
@@ -138,7 +137,7 @@ async def get_global_model(request):
 # -- devices ---------------------------------------------------------------------------
 async def register(request):
     req = RegisterRequest.from_dict(await read_json(request))
-    return json_response(coordinator(request).register(req), status=201)
+    return json_response(coordinator(request).register(req, request.remote or ""), status=201)
 
 
 async def checkin(request):
@@ -226,7 +225,15 @@ async def get_blob(request):
 
 
 # -- public ----------------------------------------------------------------------------
+def require_status_access(request: web.Request) -> None:
+    """The status page and /metrics tell how many devices there are and how rounds go: open on a
+    loopback address by default, else behind the admin token (Prometheus sends it as a bearer token)."""
+    if not request.app[CONFIG].status_is_public:
+        require_admin(request)
+
+
 async def metrics(request):
+    require_status_access(request)
     m = request.app[METRICS]
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
@@ -236,6 +243,7 @@ async def openapi(request):
 
 
 async def status_page(request):
+    require_status_access(request)
     c = coordinator(request)
     tasks = [(c.task_summary(t), c.rounds(t)) for t in c.tasks]
     return web.Response(text=render_status_page(tasks), content_type="text/html")

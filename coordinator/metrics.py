@@ -21,6 +21,8 @@ class Metrics:
                                        buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600), registry=r)
         self.aggregate_seconds = Histogram("fedge_commit_seconds", "Time to apply and checkpoint a round",
                                            registry=r)
+        self.registrations = Counter("fedge_registrations_total", "Device registrations by outcome", ["outcome"],
+                                     registry=r)
         self.clipped = Counter("fedge_clipped_updates_total", "Updates the server clipped to the task's bound",
                                ["bound"], registry=r)
         self.driver_errors = Counter("fedge_round_driver_errors_total",
@@ -31,7 +33,7 @@ class Metrics:
 
     def count(self, metric: str, label: str) -> None:
         {"checkins": self.checkins, "rejected_uploads": self.rejected, "clipped_updates": self.clipped,
-         "driver_errors": self.driver_errors}[metric].labels(label).inc()
+         "driver_errors": self.driver_errors, "registrations": self.registrations}[metric].labels(label).inc()
 
     def bytes_in(self, n: int) -> None:
         self.bytes_in_total.inc(n)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import random
@@ -25,8 +26,10 @@ import numpy as np
 
 from coordinator import errors as E
 from coordinator.aggregation import apply_server_optimizer
+from coordinator.attestation import AttestationVerifier
 from coordinator.pace import PaceConfig, jittered, retry_window
 from coordinator.privacy import epsilon
+from coordinator.rate_limit import TokenBuckets
 from coordinator.secagg_rounds import SecAggRounds
 from coordinator.store import Store, dumps
 from coordinator.strategies import FedAvg, Strategy, make_strategy
@@ -50,6 +53,13 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a unix socket or a name: limited like any remote address
+
+
 @dataclass
 class Task:
     task_id: str
@@ -65,7 +75,8 @@ class Task:
 
 class Coordinator:
     def __init__(self, store: Store, pace: PaceConfig | None = None, metrics=None,
-                 clock=time.time, seed: int | None = None, checkin_rate: float = 5.0):
+                 clock=time.time, seed: int | None = None, checkin_rate: float = 5.0,
+                 register_rate: float = 10.0, attestation: AttestationVerifier | None = None):
         self.store = store
         self.pace = pace or PaceConfig()
         self.metrics = metrics
@@ -73,8 +84,10 @@ class Coordinator:
         self.rng = random.Random(seed)
         self.sums: dict[tuple[str, int], Strategy] = {}
         self.tasks: dict[str, Task] = {}
-        self.checkin_rate = checkin_rate
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self.checkin_limit = TokenBuckets(checkin_rate, checkin_rate * 2, "check-ins")
+        # Per client address; bursts of 10 s worth, so an app's first start is never refused.
+        self.register_limit = TokenBuckets(register_rate, register_rate * 10, "registrations from this address")
+        self.attestation = attestation
         # Called with the task id whenever a round opens (the app wakes long-polling check-ins).
         self.round_open_listeners: list = []
         # Called with the task id on every round transition (wakes long-polling SecAgg views).
@@ -132,12 +145,26 @@ class Coordinator:
         return norm
 
     # -- admin ------------------------------------------------------------------------
-    def create_population(self, name: str) -> dict:
+    def create_population(self, name: str, enrollment_secret: str = "", require_attestation: bool = False) -> dict:
+        """A population; with an enrollment secret (given to the app at provisioning) and/or
+        attestation, registration is refused to devices that cannot show them."""
         valid_name(name, "population name")
+        if require_attestation and self.attestation is None:
+            raise E.BadRequest("require_attestation needs a verifier: start fedge serve with --attestation-verifier "
+                               "MODULE:FUNCTION", "no_verifier")
         if self.store.one("SELECT 1 FROM populations WHERE name=?", name):
             raise E.Conflict(f"population '{name}' already exists", "exists")
-        self.store.execute("INSERT INTO populations VALUES (?, ?)", name, self.clock())
-        return {"name": name}
+        secret_hash = _hash_token(enrollment_secret) if enrollment_secret else ""
+        self.store.execute("INSERT INTO populations (name, created_at, enrollment_secret_hash, require_attestation) "
+                           "VALUES (?, ?, ?, ?)", name, self.clock(), secret_hash, int(require_attestation))
+        return self.population_summary(name)
+
+    def population_summary(self, name: str) -> dict:
+        row = self.store.one("SELECT * FROM populations WHERE name=?", name)
+        if row is None:
+            raise E.NotFound(f"no population '{name}'")
+        return {"name": name, "enrollment_secret": bool(row["enrollment_secret_hash"]),
+                "require_attestation": bool(row["require_attestation"])}
 
     def put_model(self, data: bytes) -> dict:
         try:
@@ -233,9 +260,23 @@ class Coordinator:
         return out
 
     # -- devices ----------------------------------------------------------------------
-    def register(self, req: RegisterRequest) -> dict:
-        if not self.store.one("SELECT 1 FROM populations WHERE name=?", req.population):
+    def register(self, req: RegisterRequest, address: str = "") -> dict:
+        # Emulated fleets register thousands of devices from this host: loopback is not limited.
+        if address and not _is_loopback(address):
+            self.register_limit.take(address, self.clock())
+        pop = self.store.one("SELECT * FROM populations WHERE name=?", req.population)
+        if pop is None:
             raise E.NotFound(f"no population '{req.population}'")
+        if pop["enrollment_secret_hash"] and not hmac.compare_digest(
+                pop["enrollment_secret_hash"], _hash_token(req.enrollment_secret)):
+            self._count("registrations", "bad_enrollment_secret")
+            raise E.Forbidden("this population needs its enrollment secret", "enrollment_required")
+        if pop["require_attestation"]:
+            verdict = self.attestation.verify(req.population, req.attestation) if self.attestation else None
+            if not verdict:
+                self._count("registrations", "attestation_failed")
+                raise E.Forbidden("device attestation failed", "attestation_failed")
+        self._count("registrations", "ok")
         device_id = "d-" + secrets.token_hex(8)
         token = secrets.token_urlsafe(32)
         self.store.execute("INSERT INTO devices VALUES (?,?,?,?,?,?)", device_id, req.population,
@@ -253,17 +294,9 @@ class Coordinator:
             raise E.Unauthorized("invalid device token")
         return row
 
-    def _rate_limit(self, device_id: str) -> None:
-        now = self.clock()
-        tokens, last = self._buckets.get(device_id, (self.checkin_rate * 2, now))
-        tokens = min(self.checkin_rate * 2, tokens + (now - last) * self.checkin_rate)
-        if tokens < 1.0:
-            raise E.TooManyRequests("too many check-ins; slow down", headers={"Retry-After": "1"})
-        self._buckets[device_id] = (tokens - 1.0, now)
-
     def checkin(self, device, req: CheckinRequest, rate_limited: bool = True) -> CheckinResponse:
         if rate_limited:
-            self._rate_limit(device["device_id"])
+            self.checkin_limit.take(device["device_id"], self.clock())
         now = self.clock()
         self.store.execute("UPDATE devices SET last_seen=? WHERE device_id=?", now, device["device_id"])
         state = req.state.to_dict()

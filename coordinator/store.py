@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS populations (name TEXT PRIMARY KEY, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS populations (name TEXT PRIMARY KEY, created_at REAL NOT NULL,
+    enrollment_secret_hash TEXT NOT NULL DEFAULT '', require_attestation INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY, population TEXT NOT NULL, token_hash TEXT NOT NULL,
     label TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, last_seen REAL NOT NULL DEFAULT 0);
@@ -68,6 +69,18 @@ class Store:
         # NORMAL survives a killed process (the WAL is in the OS page cache); FULL also survives power loss.
         self.conn.execute(f"PRAGMA synchronous={synchronous}")
         self.conn.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added after a database was first created (PRAGMA user_version counts them)."""
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(populations)")}
+        if version < 1:
+            with self.transaction() as tx:
+                if "enrollment_secret_hash" not in columns:
+                    tx.execute("ALTER TABLE populations ADD COLUMN enrollment_secret_hash TEXT NOT NULL DEFAULT ''")
+                    tx.execute("ALTER TABLE populations ADD COLUMN require_attestation INTEGER NOT NULL DEFAULT 0")
+                tx.execute("PRAGMA user_version=1")
 
     def close(self) -> None:
         self.conn.close()

@@ -93,6 +93,21 @@ class RegisterRequest:
                    get_field(raw, "attestation", str, False, "", max_len=MAX_ATTESTATION))
 
 
+@dataclass(frozen=True)
+class PopulationRequest:
+    """An operator's new population: who may register is decided here."""
+
+    name: str
+    enrollment_secret: str = ""  # devices must send it to register (empty: anyone may)
+    require_attestation: bool = False  # devices must pass the coordinator's attestation verifier
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "PopulationRequest":
+        return cls(get_field(raw, "name", str),  # its pattern is checked by protocol.names
+                   get_field(raw, "enrollment_secret", str, False, "", max_len=256),
+                   get_field(raw, "require_attestation", bool, False, False))
+
+
 MAX_CHECKIN_WAIT_S = 30.0
 
 

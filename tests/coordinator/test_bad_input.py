@@ -119,7 +119,7 @@ async def test_admin_errors(harness):
 
 async def test_checkin_rate_limit(harness, tmp_path):
     await harness.setup_task()
-    harness.coordinator.checkin_rate = 1.0
+    harness.coordinator.checkin_limit.rate, harness.coordinator.checkin_limit.burst = 1.0, 2.0
     device = await harness.register()
     statuses = [(await harness.checkin(device)).status for _ in range(4)]
     assert statuses[:2] == [200, 200] and statuses[-1] == 429

@@ -1,0 +1,93 @@
+"""Who may join: enrollment secrets, attestation, per-address registration limits, and who may
+read the status page and /metrics."""
+
+import pytest
+
+from coordinator.app import ServeConfig, create_app
+from coordinator.errors import TooManyRequests
+from coordinator.store import Store
+from protocol.messages import RegisterRequest
+from tests.coordinator.conftest import ADMIN
+
+
+async def _register(client, **body):
+    return await client.post("/v1/devices/register", json={"population": "p", **body})
+
+
+async def test_a_population_with_an_enrollment_secret_refuses_devices_without_it(harness):
+    c = harness.client
+    resp = await c.post("/v1/admin/populations", headers=ADMIN, json={"name": "p", "enrollment_secret": "s3cret"})
+    assert resp.status == 201 and (await resp.json())["enrollment_secret"] is True
+    devices = harness.coordinator.store.one("SELECT COUNT(*) AS n FROM devices")["n"]
+    for body in ({}, {"enrollment_secret": "wrong"}, {"enrollment_secret": "s3cret" * 100}):
+        resp = await _register(c, **body)
+        assert resp.status in (400, 403), await resp.text()
+    assert harness.coordinator.store.one("SELECT COUNT(*) AS n FROM devices")["n"] == devices
+    assert (await _register(c, enrollment_secret="s3cret")).status == 201
+
+
+@pytest.fixture
+async def attested(aiohttp_client, tmp_path):
+    config = ServeConfig(db=str(tmp_path / "c.db"), admin_token="admin-secret",
+                         attestation_verifier="tests.coordinator.attest_plugin:verify")
+    return await aiohttp_client(create_app(config, run_ticker=False))
+
+
+async def test_attestation_is_checked_by_the_configured_verifier(attested):
+    resp = await attested.post("/v1/admin/populations", headers=ADMIN, json={"name": "p", "require_attestation": True})
+    assert resp.status == 201
+    for token in ("", "forged", "genuine-other", "explode"):
+        resp = await _register(attested, attestation=token)
+        assert resp.status == 403 and (await resp.json())["error"]["code"] == "attestation_failed"
+    assert (await _register(attested, attestation="genuine-p")).status == 201
+    metrics = await (await attested.get("/metrics")).text()
+    assert 'fedge_registrations_total{outcome="attestation_failed"} 4.0' in metrics
+
+
+async def test_attestation_cannot_be_required_without_a_verifier(harness):
+    resp = await harness.client.post("/v1/admin/populations", headers=ADMIN,
+                                     json={"name": "p", "require_attestation": True})
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "no_verifier"
+
+
+async def test_registration_is_rate_limited_per_remote_address(harness):
+    await harness.setup_task()
+    c = harness.coordinator
+    c.register_limit.rate, c.register_limit.burst = 1.0, 3.0
+    req = RegisterRequest("pop")
+    for _ in range(3):
+        c.register(req, "203.0.113.7")
+    with pytest.raises(TooManyRequests):
+        c.register(req, "203.0.113.7")
+    c.register(req, "203.0.113.8")  # another address has its own bucket
+    for _ in range(10):
+        c.register(req, "127.0.0.1")  # emulated fleets register from loopback
+    harness.clock.advance(1.0)
+    c.register(req, "203.0.113.7")
+
+
+def test_an_older_database_gains_the_population_columns(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE populations (name TEXT PRIMARY KEY, created_at REAL NOT NULL)")
+    con.execute("INSERT INTO populations VALUES ('legacy', 1.0)")
+    con.commit()
+    con.close()
+    store = Store(db)
+    row = store.one("SELECT * FROM populations WHERE name='legacy'")
+    assert row["enrollment_secret_hash"] == "" and row["require_attestation"] == 0
+    store.close()
+
+
+@pytest.mark.parametrize("host, public", [("127.0.0.1", True), ("0.0.0.0", False), ("10.1.2.3", False)])
+async def test_status_page_and_metrics_are_restricted_off_loopback(aiohttp_client, tmp_path, host, public):
+    config = ServeConfig(db=str(tmp_path / "c.db"), admin_token="admin-secret", host=host)
+    client = await aiohttp_client(create_app(config, run_ticker=False))
+    for path in ("/", "/metrics"):
+        assert (await client.get(path)).status == (200 if public else 401)
+        assert (await client.get(path, headers=ADMIN)).status == 200
+    forced = ServeConfig(db=str(tmp_path / "d.db"), admin_token="admin-secret", host="0.0.0.0", status_public=True)
+    client = await aiohttp_client(create_app(forced, run_ticker=False))
+    assert (await client.get("/metrics")).status == 200
