@@ -73,11 +73,14 @@ def require_admin(request: web.Request) -> None:
         raise E.Unauthorized("admin token required (Authorization: Bearer <admin token>)")
 
 
-def _int(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise E.BadRequest(f"{what} must be an integer") from None
+MAX_ROUND = 1_000_000  # a task's rounds are at most this many (TaskConfig)
+
+
+def _int(text: str, what: str, hi: int = MAX_ROUND) -> int:
+    """A path segment as an integer in [1, hi]: a larger one would not even fit a SQLite INTEGER."""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(hi))) or not 1 <= int(text) <= hi:
+        raise E.BadRequest(f"{what} must be an integer in [1, {hi}]")
+    return int(text)
 
 
 # -- admin -----------------------------------------------------------------------------
