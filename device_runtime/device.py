@@ -54,6 +54,7 @@ class Behaviour:
     secagg_drop_phase: str = "any"  # with SecAgg, the phase before which a dropout vanishes ("any": one at random)
     safety_margin_s: float = 0.5
     long_poll_s: float = 10.0  # ask the coordinator to hold a no-slot check-in until a round opens
+    attack: str = ""  # a Byzantine device (device_runtime.attacks): its update is poisoned
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Device:
         async def train():
             started = time.perf_counter()
             result = await self.trainer.train(model, a.model_sha256, checkpoint, a.checkpoint_sha256, a.plan,
-                                              self.data, self.rng)
+                                              self.data, self.rng, self.behaviour.attack)
             if self.behaviour.slowdown > 1.0:
                 await asyncio.sleep((time.perf_counter() - started) * (self.behaviour.slowdown - 1.0))
             return result

@@ -22,6 +22,7 @@ import aiohttp
 import numpy as np
 
 from device_runtime.admin import AdminClient
+from device_runtime.attacks import check_attack, poison_labels
 from device_runtime.blob_cache import MemoryBlobCache
 from device_runtime.client import CoordinatorClient
 from device_runtime.device import Behaviour, Device
@@ -104,6 +105,8 @@ class FleetConfig:
     out_dir: str = "fleet_out"
     progress: bool = True
     retry_for_s: float = 120.0  # how long each request retries an unreachable coordinator (restarts)
+    attack: str = ""  # device_runtime.attacks: what the Byzantine devices do
+    attackers: float = 0.0  # the fraction of devices that are Byzantine
 
 
 class Fleet:
@@ -128,17 +131,24 @@ class Fleet:
         rng = np.random.default_rng(self.cfg.seed)
         version = runtime_version()
         sem = asyncio.Semaphore(64)
+        attack = check_attack(self.cfg.attack)
+        n = len(self.data.shards)
+        byzantine = set(rng.permutation(n)[:round(self.cfg.attackers * n)]) if self.cfg.attackers > 0 else set()
+        num_classes = int(self.data.y_test.max()) + 1
 
         async def make(i: int, shard) -> Device:
+            evil = attack if i in byzantine else ""
             client = CoordinatorClient(self.cfg.coordinator, session, retry_for_s=self.cfg.retry_for_s)
             async with sem:
                 await client.register(self.cfg.population, label=f"emulated-{i}")
             slow = rng.random() < self.cfg.slow_fraction
             return Device(
-                client=client, data=split_holdout(shard[0], shard[1], self.cfg.holdout, self.cfg.seed + i),
+                client=client, data=split_holdout(shard[0], poison_labels(evil, shard[1], num_classes),
+                                                  self.cfg.holdout, self.cfg.seed + i),
                 trainer=self.trainer, state_fn=self._state_fn(i, float(rng.random()), version), cache=self.cache,
                 rng=np.random.default_rng([self.cfg.seed, i]),
-                behaviour=Behaviour(slowdown=self.cfg.slowdown if slow else 1.0, dropout=self.cfg.dropout),
+                behaviour=Behaviour(slowdown=self.cfg.slowdown if slow else 1.0, dropout=self.cfg.dropout,
+                                    attack=evil),
             )
 
         self.devices = await asyncio.gather(*(make(i, s) for i, s in enumerate(self.data.shards)))

@@ -25,6 +25,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-norm", type=float, default=None,
                         help="L2 clip of each update (default: off, or 3.0 with --secagg, which needs one)")
     parser.add_argument("--secagg-phase-s", type=float, default=2.0, help="deadline of each SecAgg key phase")
+    parser.add_argument("--attack", default="", choices=["", "sign_flip", "constant", "label_flip"],
+                        help="make --attackers of the devices Byzantine (device_runtime.attacks)")
+    parser.add_argument("--attackers", type=float, default=0.0, help="fraction of Byzantine devices (with --attack)")
+    parser.add_argument("--aggregator", default="fedavg",
+                        choices=["fedavg", "trimmed_mean", "median", "krum", "multi_krum"],
+                        help="the task's aggregation strategy")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--goal-count", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=5)
@@ -47,7 +53,7 @@ def task_config_from_args(args) -> dict:
         "selection_window_s": args.selection_window_s, "report_deadline_s": args.report_deadline_s,
         "eligibility": args.eligibility, "epochs": args.epochs, "batch_size": 32,
         "learning_rate": args.learning_rate, "codec": args.codec,
-        "secagg": args.secagg, "secagg_phase_s": args.secagg_phase_s,
+        "secagg": args.secagg, "secagg_phase_s": args.secagg_phase_s, "aggregator": args.aggregator,
         "clip_norm": args.clip_norm if args.clip_norm is not None else (3.0 if args.secagg != "off" else 0.0),
     }
 
@@ -64,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = FleetConfig(coordinator=args.coordinator, admin_token=args.admin_token, devices=args.devices,
                       dataset=args.dataset, partition=args.partition, availability=args.availability,
                       dropout=args.dropout, workers=args.workers, seed=args.seed, out_dir=args.out,
-                      progress=not args.no_progress, retry_for_s=args.retry_for_s)
+                      progress=not args.no_progress, retry_for_s=args.retry_for_s, attack=args.attack,
+                      attackers=args.attackers)
     fleet = Fleet(cfg, data)
     history = asyncio.run(fleet.run(model, task_config_from_args(args), on_round=lambda r: print(format_round(r),
                                                                                               flush=True)))

@@ -52,18 +52,20 @@ class Trainer:
                 self._weights.popitem(last=False)
         return weights
 
-    def _run(self, model_bytes, model_sha, checkpoint, checkpoint_sha, plan, data: LocalData, rng) -> LocalResult:
+    def _run(self, model_bytes, model_sha, checkpoint, checkpoint_sha, plan, data: LocalData, rng,
+             attack: str) -> LocalResult:
         model = self._model(model_bytes, model_sha)
         weights = self._weights_for(checkpoint, checkpoint_sha, model.manifest.weight_shapes)
-        result = train_round(model, weights, plan, data.x_train, data.y_train, data.x_eval, data.y_eval, rng)
+        result = train_round(model, weights, plan, data.x_train, data.y_train, data.x_eval, data.y_eval, rng,
+                             attack)
         self._step_s[model_sha] = model.last_step_s
         return result
 
     async def train(self, model_bytes: bytes, model_sha: str, checkpoint: bytes, checkpoint_sha: str,
-                    plan: Plan, data: LocalData, rng: np.random.Generator) -> LocalResult:
+                    plan: Plan, data: LocalData, rng: np.random.Generator, attack: str = "") -> LocalResult:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, self._run, model_bytes, model_sha, checkpoint,
-                                          checkpoint_sha, plan, data, rng)
+                                          checkpoint_sha, plan, data, rng, attack)
 
     def step_time_estimate(self, model_sha: str) -> float:
         return self._step_s.get(model_sha, 0.001)

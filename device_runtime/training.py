@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from device_runtime.attacks import poison_delta
 from device_runtime.litert_model import LocalModel
 from protocol import codec
 from protocol.dp import clip_l2
@@ -28,7 +29,8 @@ class LocalResult:
 
 def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
                 x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
-                rng: np.random.Generator) -> LocalResult:
+                rng: np.random.Generator, attack: str = "") -> LocalResult:
+    """``attack`` (emulated fleets only) replaces the clipped delta with a malicious one."""
     if plan.max_examples and len(x) > plan.max_examples:
         keep = rng.choice(len(x), plan.max_examples, replace=False)
         x, y = x[keep], y[keep]
@@ -37,6 +39,7 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
     train_loss = model.train(x, y, plan.epochs, plan.learning_rate, rng)
     delta = codec.flatten(model.get_weights()) - codec.flatten(global_weights)
     delta, norm = clip_l2(delta, plan.clip_norm)
+    delta = poison_delta(attack, delta)
     if plan.secagg:
         # The SecAgg grid is only known once the key phases close; the device encodes then.
         return LocalResult(b"", len(x), train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
