@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS secagg_shares (
 
 class Store:
     def __init__(self, db_path: str | os.PathLike, synchronous: str = "NORMAL"):
+        if "://" in str(db_path):
+            # It would otherwise become a SQLite file under a directory named 'postgresql:'.
+            raise ValueError(f"--db {db_path}: only a SQLite file path is supported (a database URL such as "
+                             "postgresql://... is not)")
         self.db_path = Path(db_path)
         self.data_dir = self.db_path.with_name(self.db_path.name + ".data")
         self.blob_dir = self.data_dir / "blobs"

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one clear line unless --debug; the modules raise typed errors
         if args.debug:
             raise
-        print(f"fedge {args.command}: error: {exc}", file=sys.stderr)
+        # Some exceptions (timeouts, a dropped connection) have no message: name them instead.
+        print(f"fedge {args.command}: error: {str(exc) or type(exc).__name__}", file=sys.stderr)
         return 1
 
 

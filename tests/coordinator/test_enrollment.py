@@ -5,7 +5,6 @@ import pytest
 
 from coordinator.app import ServeConfig, create_app
 from coordinator.errors import TooManyRequests
-from coordinator.store import Store
 from protocol.messages import RegisterRequest
 from tests.coordinator.conftest import ADMIN
 
@@ -66,21 +65,6 @@ async def test_registration_is_rate_limited_per_remote_address(harness):
     c.register(req, "203.0.113.7")
 
 
-def test_an_older_database_gains_the_population_columns(tmp_path):
-    import sqlite3
-
-    db = tmp_path / "old.db"
-    con = sqlite3.connect(db)
-    con.execute("CREATE TABLE populations (name TEXT PRIMARY KEY, created_at REAL NOT NULL)")
-    con.execute("INSERT INTO populations VALUES ('legacy', 1.0)")
-    con.commit()
-    con.close()
-    store = Store(db)
-    row = store.one("SELECT * FROM populations WHERE name='legacy'")
-    assert row["enrollment_secret_hash"] == "" and row["require_attestation"] == 0
-    store.close()
-
-
 @pytest.mark.parametrize("host, public", [("127.0.0.1", True), ("0.0.0.0", False), ("10.1.2.3", False)])
 async def test_status_page_and_metrics_are_restricted_off_loopback(aiohttp_client, tmp_path, host, public):
     config = ServeConfig(db=str(tmp_path / "c.db"), admin_token="admin-secret", host=host)
@@ -91,3 +75,4 @@ async def test_status_page_and_metrics_are_restricted_off_loopback(aiohttp_clien
     forced = ServeConfig(db=str(tmp_path / "d.db"), admin_token="admin-secret", host="0.0.0.0", status_public=True)
     client = await aiohttp_client(create_app(forced, run_ticker=False))
     assert (await client.get("/metrics")).status == 200
+
