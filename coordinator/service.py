@@ -46,6 +46,7 @@ from protocol.tflite_file import read_initial_weights, read_manifest, with_weigh
 
 log = logging.getLogger("fedge.coordinator")
 OPEN_STATES = ("selecting", "advertising", "sharing", "reporting", "unmasking", "aggregating")
+POPULATION_COUNT_TTL_S = 1.0
 _OPEN_SQL = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"
 
 
@@ -88,6 +89,7 @@ class Coordinator:
         # Per client address; bursts of 10 s worth, so an app's first start is never refused.
         self.register_limit = TokenBuckets(register_rate, register_rate * 10, "registrations from this address")
         self.attestation = attestation
+        self._population_counts: dict[str, tuple[float, int]] = {}
         # Called with the task id whenever a round opens (the app wakes long-polling check-ins).
         self.round_open_listeners: list = []
         # Called with the task id on every round transition (wakes long-polling SecAgg views).
@@ -312,10 +314,19 @@ class Coordinator:
                 self._count("checkins", "assigned")
                 return CheckinResponse("assigned", assignment=assignment)
         task = eligible[0]
-        population = self.store.one("SELECT COUNT(*) AS n FROM devices WHERE population=? AND last_seen>=?",
-                                    task.population, now - self.pace.max_retry_s)["n"]
-        window = retry_window(population, task.config.selection_window_s, task.config.target_selected, self.pace)
+        window = retry_window(self._active_population(task.population, now), task.config.selection_window_s,
+                              task.config.target_selected, self.pace)
         return self._retry(now, window, "no_slot")
+
+    def _active_population(self, population: str, now: float) -> int:
+        """Devices of the population seen within max_retry_s, counted at most once a second:
+        a COUNT(*) on every no-slot check-in was the check-in path's largest cost."""
+        counted_at, n = self._population_counts.get(population, (-1e18, 0))
+        if now - counted_at >= POPULATION_COUNT_TTL_S:
+            n = self.store.one("SELECT COUNT(*) AS n FROM devices WHERE population=? AND last_seen>=?",
+                               population, now - self.pace.max_retry_s)["n"]
+            self._population_counts[population] = (now, n)
+        return n
 
     def _retry(self, now: float, window: float, reason: str) -> CheckinResponse:
         self._count("checkins", f"retry_{reason}")

@@ -30,6 +30,8 @@ from device_runtime.example_store import split_holdout
 from device_runtime.litert_model import LocalModel, runtime_version
 from device_runtime.trainer import Trainer
 from protocol import codec
+from protocol.manifest import Manifest
+from protocol.tflite_file import read_manifest
 from protocol.messages import DeviceState
 
 
@@ -160,8 +162,11 @@ class Fleet:
 
     async def run(self, model_bytes: bytes, task_config: dict, task_id: str | None = None,
                   on_round=None) -> list[RoundRecord]:
+        check_data_fits(read_manifest(model_bytes), self.data)  # before anything reaches the coordinator
         timeout = aiohttp.ClientTimeout(total=60)
-        connector = aiohttp.TCPConnector(limit=256)
+        # No pool limit: every device holds a long poll open, and a limit of 256 made the selected
+        # devices' downloads and uploads queue behind the others' long polls past the deadline.
+        connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             admin = AdminClient(self.cfg.coordinator, self.cfg.admin_token, session, self.cfg.retry_for_s)
             await admin.ensure_population(self.cfg.population)
@@ -231,6 +236,23 @@ class Fleet:
 
     def bytes_summary(self) -> tuple[int, int]:
         return sum(d.stats.bytes_up for d in self.devices), sum(d.stats.float32_bytes for d in self.devices)
+
+
+def check_data_fits(manifest: Manifest, data) -> None:
+    """One line naming both sides when a fleet's data cannot train the model (a 60-feature
+    dataset on a 64-input model ran 12 failed rounds before)."""
+    x, y = data.shards[0]
+    shape = tuple(np.shape(x)[1:])
+    problems = []
+    if shape != tuple(manifest.input.shape):
+        problems.append(f"examples of shape {shape}, the model takes {tuple(manifest.input.shape)}")
+    if manifest.task_kind == "classification":
+        labels = np.concatenate([np.asarray(s[1]).ravel() for s in data.shards] + [np.asarray(data.y_test).ravel()])
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= manifest.num_classes:
+            problems.append(f"labels {low}..{high}, the model has {manifest.num_classes} classes")
+    if problems:
+        raise ValueError(f"dataset {data.name!r} does not fit model {manifest.model_name!r}: " + "; ".join(problems))
 
 
 def format_round(rec: RoundRecord) -> str:

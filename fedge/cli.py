@@ -34,8 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def raise_open_file_limit() -> None:
+    """Every device of a population holds a connection (long polls) on the coordinator and in
+    an emulated fleet: take the hard limit of open files instead of the soft 1,024."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+    except (ImportError, ValueError, OSError):
+        pass  # not on this platform, or not allowed: the soft limit stays
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    raise_open_file_limit()
     try:
         return int(args._module.run(args) or 0)
     except KeyboardInterrupt:

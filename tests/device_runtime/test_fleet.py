@@ -56,3 +56,19 @@ async def test_secagg_fleet_reaches_the_same_accuracy_as_plain(live_coordinator,
     plain_end, masked_end = sum(plain[-3:]) / 3, sum(masked[-3:]) / 3
     assert plain_end > 0.85 and masked_end > 0.85, (plain, masked)
     assert abs(plain_end - masked_end) < 0.05, (plain, masked)
+
+
+def test_a_model_data_mismatch_fails_before_round_1(digits_tflite, tmp_path, capsys):
+    """A 60-feature dataset against the 64-input digits model: one line, exit 1, and nothing was
+    sent (the coordinator URL does not even answer)."""
+    from fedge.cli import main
+    from fedge.local_coordinator import free_port
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(digits_tflite)
+    code = main(["fleet", "--coordinator", f"http://127.0.0.1:{free_port()}", "--admin-token", "t", "--model",
+                 str(model), "--devices", "10", "--dataset", "synthetic:0.5,0.5", "--no-progress", "--out",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert "does not fit model 'digits_mlp'" in err[0] and "(60,)" in err[0] and "(64,)" in err[0]
