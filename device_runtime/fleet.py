@@ -109,6 +109,10 @@ class FleetConfig:
     retry_for_s: float = 120.0  # how long each request retries an unreachable coordinator (restarts)
     attack: str = ""  # device_runtime.attacks: what the Byzantine devices do
     attackers: float = 0.0  # the fraction of devices that are Byzantine
+    # Devices come online over this many seconds (None: one second per 1,000 devices): a real
+    # population never checks in at one instant, and 10,000 simultaneous first check-ins
+    # took longer than a selection window to answer.
+    ramp_s: float | None = None
 
 
 class Fleet:
@@ -175,7 +179,9 @@ class Fleet:
             await self._make_devices(session)
             stop = asyncio.Event()
             self.started = time.time()
-            runners = [asyncio.create_task(d.run(stop)) for d in self.devices]
+            ramp = self.cfg.ramp_s if self.cfg.ramp_s is not None else len(self.devices) / 1000.0
+            offsets = np.random.default_rng(self.cfg.seed).uniform(0.0, ramp, len(self.devices))
+            runners = [asyncio.create_task(self._start(d, float(t), stop)) for d, t in zip(self.devices, offsets)]
             try:
                 await self._monitor(admin, session, task["task_id"], model_bytes, task_config["rounds"], on_round)
             finally:
@@ -187,6 +193,14 @@ class Fleet:
             rec.bytes_up = self._round_bytes(rec.round)
         self.trainer.close()
         return self.history
+
+    @staticmethod
+    async def _start(device: Device, delay: float, stop: asyncio.Event) -> None:
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+            return  # stopped before coming online
+        except asyncio.TimeoutError:
+            await device.run(stop)
 
     def _round_bytes(self, round_num: int) -> int:
         return sum(d.stats.bytes_by_round.get(round_num, 0) for d in self.devices)

@@ -27,6 +27,21 @@ def digits_mlp() -> keras.Model:
     return model
 
 
+def synthetic_mlp() -> keras.Model:
+    """FedProx's Synthetic(alpha, beta) data: 60 features, 10 classes (`--dataset synthetic:A,B`)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((60,)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name="synthetic_mlp",
+    )
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="sparse_categorical_crossentropy")
+    return model
+
+
 def emnist_cnn() -> keras.Model:
     """28x28x1 images (EMNIST-shaped), 62 classes."""
     keras.utils.set_random_seed(0)
@@ -65,6 +80,7 @@ def next_token_lstm() -> keras.Model:
 
 ZOO: dict[str, Callable[[], keras.Model]] = {
     "digits_mlp": digits_mlp,
+    "synthetic_mlp": synthetic_mlp,
     "emnist_cnn": emnist_cnn,
     "next_token_lstm": next_token_lstm,
 }

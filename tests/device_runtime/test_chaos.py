@@ -23,18 +23,19 @@ async def test_fleet_survives_repeated_kill9(digits_tflite, tmp_path):
                                           "0.5", "--checkin-rate", "1000"))
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, server.start)
-    data = load_federated("digits", 30, "dirichlet:0.5", seed=3)
-    cfg = FleetConfig(coordinator=server.url, admin_token=TOKEN, devices=30, partition="dirichlet:0.5",
-                      dropout=0.0, slow_fraction=0.0, seed=3, workers=2, progress=False, population="pop",
-                      retry_for_s=60.0, out_dir=str(tmp_path / "out"))
-    fleet = Fleet(cfg, data)
-    task = {"rounds": 25, "goal_count": 6, "over_selection": 1.3, "selection_window_s": 1.0,
-            "report_deadline_s": 6.0, "eligibility": "charging", "epochs": 1, "learning_rate": 0.05, "codec": "q8"}
-    run = asyncio.create_task(fleet.run(digits_tflite, task, task_id="chaos"))
-    rng = random.Random(0)
-    kills = 0
     try:
-        while not fleet.devices:  # the task exists and the devices registered
+        data = load_federated("digits", 30, "dirichlet:0.5", seed=3)
+        cfg = FleetConfig(coordinator=server.url, admin_token=TOKEN, devices=30, partition="dirichlet:0.5",
+                          dropout=0.0, slow_fraction=0.0, seed=3, workers=2, progress=False, population="pop",
+                          retry_for_s=60.0, out_dir=str(tmp_path / "out"))
+        fleet = Fleet(cfg, data)
+        task = {"rounds": 25, "goal_count": 6, "over_selection": 1.3, "selection_window_s": 1.0,
+                "report_deadline_s": 6.0, "eligibility": "charging", "epochs": 1, "learning_rate": 0.05,
+                "codec": "q8"}
+        run = asyncio.create_task(fleet.run(digits_tflite, task, task_id="chaos"))
+        rng = random.Random(0)
+        kills = 0
+        while not fleet.devices and not run.done():  # the task exists and the devices registered
             await asyncio.sleep(0.05)
         while kills < KILLS:
             await asyncio.sleep(rng.uniform(0.2, 1.5))

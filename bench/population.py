@@ -1,0 +1,198 @@
+"""Population scale: P lightweight simulated devices against a real `fedge serve`.
+
+Each simulated device is a real HTTP client that does what `fedge device` does minus the
+training: registers, checks in with a long poll, obeys 'come back at T', and when
+selected waits a fixed "training" delay and uploads a q8 update of the digits MLP. So the
+numbers are the coordinator's and pace steering's, not LiteRT's.
+
+    python bench/population.py [--devices 1000 10000] [--goal 200] [--rounds 5]
+
+Prints, per population size: rounds committed / failed, rounds per minute, how long the
+selection window took to fill (open -> last assignment), check-ins per second with p50 /
+p99 latency (long polls excluded from latency: they are held on purpose), the arrival
+rate pace steering aims at next to the observed one, and the coordinator's peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+from fedge.local_coordinator import LocalCoordinator
+from protocol import codec
+from protocol.tflite_file import read_manifest
+
+TOKEN = "population-bench"
+STATE = {"charging": True, "unmetered": True, "idle": True, "battery": 0.9}
+
+
+class Stats:
+    def __init__(self):
+        self.latency: list[float] = []  # check-ins answered without a hold
+        self.checkins = 0
+        self.assigned: dict[int, list[float]] = defaultdict(list)  # round -> assignment times
+        self.uploads = 0
+        self.upload_errors: dict[str, int] = defaultdict(int)
+
+
+async def device(session, url, headers, payload, stats: Stats, stop: asyncio.Event, train_s: float, wait_s: float):
+    while not stop.is_set():
+        t = time.perf_counter()
+        try:
+            async with session.post(f"{url}/v1/checkin", json={"state": STATE, "wait_s": wait_s},
+                                    headers=headers) as r:
+                body = await r.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            await asyncio.sleep(1.0)
+            continue
+        took = time.perf_counter() - t
+        stats.checkins += 1
+        if body.get("outcome") == "assigned":
+            a = body["assignment"]
+            stats.assigned[a["round"]].append(time.time())
+            await asyncio.sleep(train_s)
+            meta = json.dumps({"example_count": 20, "train_loss": 1.0, "eval_accuracy": 0.5, "eval_count": 5})
+            try:
+                async with session.post(url + a["upload_url"], data=payload, headers={
+                        **headers, "Content-Type": "application/octet-stream",
+                        "Fedge-Upload-Token": a["upload_token"], "Fedge-Upload": meta}) as r:
+                    await r.read()
+                    if r.status in (200, 201):
+                        stats.uploads += 1
+                    else:
+                        stats.upload_errors[str(r.status)] += 1
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                stats.upload_errors[type(exc).__name__] += 1
+            continue
+        if took < 0.5:  # a held long poll is not latency
+            stats.latency.append(took)
+        retry_at = float(body.get("retry_at", time.time() + 1.0))
+        try:
+            await asyncio.wait_for(stop.wait(), max(0.0, retry_at - time.time()))
+        except asyncio.TimeoutError:
+            pass
+
+
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
+    manifest = read_manifest(model)
+    rng = np.random.default_rng(0)
+    payload = codec.encode([rng.normal(size=w.shape).astype(np.float32) * 0.01 for w in manifest.weights],
+                           codec.CodecSpec.parse("q8"), rng)
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as s:
+        pop = f"p{n}"
+        await s.post(f"{url}/v1/admin/populations", json={"name": pop}, headers=admin)
+        async with s.post(f"{url}/v1/admin/models", data=model,
+                          headers={**admin, "Content-Type": "application/octet-stream"}) as r:
+            sha = (await r.json())["model_sha256"]
+        sem = asyncio.Semaphore(200)
+
+        async def register():
+            async with sem:
+                async with s.post(f"{url}/v1/devices/register", json={"population": pop}) as r:
+                    return {"Authorization": f"Bearer {(await r.json())['token']}"}
+
+        tokens = await asyncio.gather(*(register() for _ in range(n)))
+        cfg = {"rounds": args.rounds, "goal_count": args.goal, "over_selection": 1.3,
+               "selection_window_s": args.selection_window_s, "report_deadline_s": args.report_deadline_s,
+               "codec": "q8", "eligibility": "charging and unmetered and idle"}
+        task_id = f"t{n}"
+        async with s.post(f"{url}/v1/admin/populations/{pop}/tasks", headers=admin,
+                          json={"model_sha256": sha, "config": cfg, "task_id": task_id}) as r:
+            assert r.status == 201, await r.text()
+        stats, stop = Stats(), asyncio.Event()
+        started = time.time()
+        # Devices come online over n / 1000 seconds, as in `fedge fleet` (a population never
+        # checks in at one instant).
+        offsets = np.random.default_rng(1).uniform(0.0, n / 1000.0, n)
+
+        async def online(h, delay):
+            await asyncio.sleep(delay)
+            await device(s, url, h, payload, stats, stop, args.train_s, args.long_poll_s)
+
+        devices = [asyncio.create_task(online(h, float(t))) for h, t in zip(tokens, offsets)]
+        while True:
+            await asyncio.sleep(1.0)
+            async with s.get(f"{url}/v1/admin/tasks/{task_id}", headers=admin) as r:
+                info = await r.json()
+            if info["state"] != "active" or time.time() - started > args.max_s:
+                break
+        elapsed = time.time() - started
+        stop.set()
+        await asyncio.gather(*devices, return_exceptions=True)
+    rounds = info["rounds"]
+    done = [r for r in rounds if r["state"] == "committed"]
+    failed = [r for r in rounds if r["state"] == "failed"]
+    fill = [max(stats.assigned[r["round"]]) - r["opened_at"] for r in rounds if stats.assigned.get(r["round"])]
+    lat = np.array(stats.latency or [float("nan")])
+    k = math.ceil(args.goal * 1.3)
+    return {
+        "devices": n, "committed": len(done), "failed": len(failed), "elapsed_s": elapsed,
+        "rounds_per_min": 60 * len(done) / elapsed, "fill_s_median": float(np.median(fill)) if fill else math.nan,
+        "fill_s_max": max(fill) if fill else math.nan, "checkins_per_s": stats.checkins / elapsed,
+        "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3),
+        "aimed_per_s": 1.5 * k / args.selection_window_s, "uploads": stats.uploads,
+        "upload_errors": dict(stats.upload_errors), "coordinator_peak_mib": _peak_rss_mib(pid),
+        "reasons": sorted({r["reason"] for r in failed})[:3],
+        "timeline": [(r["round"], r["state"][0], round(r["opened_at"] - started, 1)) for r in rounds],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--devices", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--goal", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--selection-window-s", type=float, default=2.0)
+    ap.add_argument("--report-deadline-s", type=float, default=10.0)
+    ap.add_argument("--train-s", type=float, default=1.0, help="the simulated training time of a selected device")
+    ap.add_argument("--long-poll-s", type=float, default=10.0)
+    ap.add_argument("--max-s", type=float, default=300.0, help="give up on a population size after this long")
+    ap.add_argument("--model", default="bench_out/digits_mlp.tflite")
+    ap.add_argument("--timeline", action="store_true", help="print when each round opened and how it ended")
+    args = ap.parse_args()
+    model_path = Path(args.model)
+    if not model_path.exists():
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "fedge", "export", "--zoo", "digits_mlp", "-o", str(model_path)],
+                       check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True)
+    model = model_path.read_bytes()
+    print(f"{'devices':>8} {'ok':>3} {'fail':>4} {'rnd/min':>7} {'fill s':>11} {'chk/s':>6} {'p50 ms':>7} "
+          f"{'p99 ms':>7} {'aim/s':>6} {'coord MiB':>9}")
+    for n in args.devices:
+        with tempfile.TemporaryDirectory() as tmp:
+            server = LocalCoordinator(os.path.join(tmp, "p.db"), TOKEN, ("--checkin-rate", "1000000"))
+            with server:
+                r = asyncio.run(run(server.url, server.proc.pid, model, n, args))
+        print(f"{r['devices']:>8} {r['committed']:>3} {r['failed']:>4} {r['rounds_per_min']:>7.1f} "
+              f"{r['fill_s_median']:>5.2f}/{r['fill_s_max']:<5.2f} {r['checkins_per_s']:>6.0f} {r['p50_ms']:>7.1f} "
+              f"{r['p99_ms']:>7.1f} {r['aimed_per_s']:>6.0f} {r['coordinator_peak_mib']:>9.0f}"
+              + (f"  failed: {r['reasons']}" if r["failed"] else "")
+              + (f"  upload errors: {r['upload_errors']}" if r["upload_errors"] else ""), flush=True)
+        if args.timeline:
+            print("  rounds (number, c/f, opened at s):", r["timeline"])
+
+
+if __name__ == "__main__":
+    main()
