@@ -8,9 +8,12 @@ numbers are the coordinator's and pace steering's, not LiteRT's.
     python bench/population.py [--devices 1000 10000] [--goal 200] [--rounds 5]
 
 Prints, per population size: rounds committed / failed, rounds per minute, how long the
-selection window took to fill (open -> last assignment), check-ins per second with p50 /
-p99 latency (long polls excluded from latency: they are held on purpose), the arrival
-rate pace steering aims at next to the observed one, and the coordinator's peak memory.
+selection window took to fill (open -> last assignment), check-ins per second, p50 / p99
+check-in latency (measured by 20 probe devices that check in without a long poll every
+0.1 s: the population's own check-ins are held on purpose), the arrival rate pace steering
+aims at next to the observed one during selection windows, uploads refused as late (the
+over-selected devices that report after the round reached its goal), and the
+coordinator's peak memory.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -35,6 +39,7 @@ from protocol import codec
 from protocol.tflite_file import read_manifest
 
 TOKEN = "population-bench"
+PROBES = 20
 STATE = {"charging": True, "unmetered": True, "idle": True, "battery": 0.9}
 
 
@@ -44,12 +49,26 @@ class Stats:
         self.checkins = 0
         self.assigned: dict[int, list[float]] = defaultdict(list)  # round -> assignment times
         self.uploads = 0
+        self.late = 0
         self.upload_errors: dict[str, int] = defaultdict(int)
+        self.arrivals: list[float] = []  # when each population check-in was sent
+
+
+async def probe(session, url, headers, stats: Stats, stop: asyncio.Event):
+    """Check-in latency as a device sees it: no long poll, ineligible (never selected)."""
+    state = {**STATE, "charging": False}
+    while not stop.is_set():
+        t = time.perf_counter()
+        async with session.post(f"{url}/v1/checkin", json={"state": state}, headers=headers) as r:
+            await r.read()
+        stats.latency.append(time.perf_counter() - t)
+        await asyncio.sleep(0.1)
 
 
 async def device(session, url, headers, payload, stats: Stats, stop: asyncio.Event, train_s: float, wait_s: float):
     while not stop.is_set():
         t = time.perf_counter()
+        stats.arrivals.append(time.time())
         try:
             async with session.post(f"{url}/v1/checkin", json={"state": STATE, "wait_s": wait_s},
                                     headers=headers) as r:
@@ -57,12 +76,11 @@ async def device(session, url, headers, payload, stats: Stats, stop: asyncio.Eve
         except (aiohttp.ClientError, asyncio.TimeoutError):
             await asyncio.sleep(1.0)
             continue
-        took = time.perf_counter() - t
         stats.checkins += 1
         if body.get("outcome") == "assigned":
             a = body["assignment"]
             stats.assigned[a["round"]].append(time.time())
-            await asyncio.sleep(train_s)
+            await asyncio.sleep(train_s * random.uniform(0.5, 1.5))  # devices differ in speed
             meta = json.dumps({"example_count": 20, "train_loss": 1.0, "eval_accuracy": 0.5, "eval_count": 5})
             try:
                 async with session.post(url + a["upload_url"], data=payload, headers={
@@ -71,13 +89,13 @@ async def device(session, url, headers, payload, stats: Stats, stop: asyncio.Eve
                     await r.read()
                     if r.status in (200, 201):
                         stats.uploads += 1
+                    elif r.status == 410:
+                        stats.late += 1
                     else:
                         stats.upload_errors[str(r.status)] += 1
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 stats.upload_errors[type(exc).__name__] += 1
             continue
-        if took < 0.5:  # a held long poll is not latency
-            stats.latency.append(took)
         retry_at = float(body.get("retry_at", time.time() + 1.0))
         try:
             await asyncio.wait_for(stop.wait(), max(0.0, retry_at - time.time()))
@@ -113,7 +131,8 @@ async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
                 async with s.post(f"{url}/v1/devices/register", json={"population": pop}) as r:
                     return {"Authorization": f"Bearer {(await r.json())['token']}"}
 
-        tokens = await asyncio.gather(*(register() for _ in range(n)))
+        tokens = await asyncio.gather(*(register() for _ in range(n + PROBES)))
+        tokens, probes = tokens[:n], tokens[n:]
         cfg = {"rounds": args.rounds, "goal_count": args.goal, "over_selection": 1.3,
                "selection_window_s": args.selection_window_s, "report_deadline_s": args.report_deadline_s,
                "codec": "q8", "eligibility": "charging and unmetered and idle"}
@@ -132,6 +151,7 @@ async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
             await device(s, url, h, payload, stats, stop, args.train_s, args.long_poll_s)
 
         devices = [asyncio.create_task(online(h, float(t))) for h, t in zip(tokens, offsets)]
+        devices += [asyncio.create_task(probe(s, url, h, stats, stop)) for h in probes]
         while True:
             await asyncio.sleep(1.0)
             async with s.get(f"{url}/v1/admin/tasks/{task_id}", headers=admin) as r:
@@ -145,6 +165,11 @@ async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
     done = [r for r in rounds if r["state"] == "committed"]
     failed = [r for r in rounds if r["state"] == "failed"]
     fill = [max(stats.assigned[r["round"]]) - r["opened_at"] for r in rounds if stats.assigned.get(r["round"])]
+    # Arrivals while a round was selecting (from its opening to its last assignment).
+    arrivals = np.array(stats.arrivals)
+    windows = [(r["opened_at"], max(stats.assigned[r["round"]])) for r in rounds if stats.assigned.get(r["round"])]
+    in_windows = sum(int(((arrivals >= a) & (arrivals <= b)).sum()) for a, b in windows)
+    window_s = sum(b - a for a, b in windows)
     lat = np.array(stats.latency or [float("nan")])
     k = math.ceil(args.goal * 1.3)
     return {
@@ -152,7 +177,8 @@ async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
         "rounds_per_min": 60 * len(done) / elapsed, "fill_s_median": float(np.median(fill)) if fill else math.nan,
         "fill_s_max": max(fill) if fill else math.nan, "checkins_per_s": stats.checkins / elapsed,
         "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3),
-        "aimed_per_s": 1.5 * k / args.selection_window_s, "uploads": stats.uploads,
+        "aimed_per_s": 1.5 * k / args.selection_window_s, "observed_per_s": in_windows / max(window_s, 1e-9),
+        "uploads": stats.uploads, "late": stats.late,
         "upload_errors": dict(stats.upload_errors), "coordinator_peak_mib": _peak_rss_mib(pid),
         "reasons": sorted({r["reason"] for r in failed})[:3],
         "timeline": [(r["round"], r["state"][0], round(r["opened_at"] - started, 1)) for r in rounds],
@@ -179,7 +205,7 @@ def main() -> None:
                        check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True)
     model = model_path.read_bytes()
     print(f"{'devices':>8} {'ok':>3} {'fail':>4} {'rnd/min':>7} {'fill s':>11} {'chk/s':>6} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'aim/s':>6} {'coord MiB':>9}")
+          f"{'p99 ms':>7} {'aim/s':>6} {'seen/s':>6} {'late':>5} {'coord MiB':>9}")
     for n in args.devices:
         with tempfile.TemporaryDirectory() as tmp:
             server = LocalCoordinator(os.path.join(tmp, "p.db"), TOKEN, ("--checkin-rate", "1000000"))
@@ -187,7 +213,8 @@ def main() -> None:
                 r = asyncio.run(run(server.url, server.proc.pid, model, n, args))
         print(f"{r['devices']:>8} {r['committed']:>3} {r['failed']:>4} {r['rounds_per_min']:>7.1f} "
               f"{r['fill_s_median']:>5.2f}/{r['fill_s_max']:<5.2f} {r['checkins_per_s']:>6.0f} {r['p50_ms']:>7.1f} "
-              f"{r['p99_ms']:>7.1f} {r['aimed_per_s']:>6.0f} {r['coordinator_peak_mib']:>9.0f}"
+              f"{r['p99_ms']:>7.1f} {r['aimed_per_s']:>6.0f} {r['observed_per_s']:>6.0f} {r['late']:>5} "
+              f"{r['coordinator_peak_mib']:>9.0f}"
               + (f"  failed: {r['reasons']}" if r["failed"] else "")
               + (f"  upload errors: {r['upload_errors']}" if r["upload_errors"] else ""), flush=True)
         if args.timeline:

@@ -14,7 +14,8 @@ from coordinator import errors as E
 from coordinator import handlers
 from coordinator.attestation import load_verifier
 from coordinator.config import ServeConfig
-from coordinator.keys import ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED, TICKER, Wakeup
+from coordinator.keys import (ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED, TICKER,
+                              SlotWaiters, Wakeup)
 from coordinator.metrics import Metrics
 from coordinator.pace import PaceConfig
 from coordinator.service import Coordinator
@@ -90,9 +91,11 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
     app[COORDINATOR] = coordinator
     app[METRICS] = metrics
     app[CONFIG] = config
-    app[ROUND_OPENED] = Wakeup()
+    app[ROUND_OPENED] = SlotWaiters()
     app[ROUND_CHANGED] = Wakeup()
-    coordinator.round_open_listeners.append(app[ROUND_OPENED].fire)
+    coordinator.round_open_listeners.append(
+        lambda task_id: app[ROUND_OPENED].wake(coordinator.tasks[task_id].population,
+                                               coordinator.tasks[task_id].config.target_selected))
     coordinator.round_change_listeners.append(app[ROUND_CHANGED].fire)
     app[ADMIN_TOKEN] = config.admin_token or os.environ.get("FEDGE_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     handlers.add_routes(app)

@@ -37,20 +37,22 @@ async def _read_body(request: web.Request, content_type: str, limit: int) -> byt
     # connection forever).
     config = request.app.get(CONFIG)
     idle_s = config.body_timeout_s if config is not None else BODY_IDLE_TIMEOUT_S
+    # One timer per request, pushed back after each chunk (asyncio.wait_for per chunk made a
+    # task and a timer per read: 14% of the coordinator's time at 10,000 devices).
+    loop = asyncio.get_running_loop()
     chunks, size = [], 0
-    while True:
-        try:
-            chunk = await asyncio.wait_for(request.content.readany(), idle_s)
-        except asyncio.TimeoutError:
-            raise E.RequestTimeout(f"no request body data for {idle_s:g} s") from None
-        except ConnectionResetError:
-            raise E.ClientClosedRequest("the client closed the connection before its body was complete") from None
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            raise E.PayloadTooLarge(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(idle_s) as deadline:
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise E.PayloadTooLarge(f"body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+                deadline.reschedule(loop.time() + idle_s)
+    except TimeoutError:
+        raise E.RequestTimeout(f"no request body data for {idle_s:g} s") from None
+    except ConnectionResetError:
+        raise E.ClientClosedRequest("the client closed the connection before its body was complete") from None
     return b"".join(chunks)
 
 
@@ -150,10 +152,10 @@ async def checkin(request):
     resp = c.checkin(device, req)
     hold = min(req.wait_s, resp.retry_at - c.clock()) if resp.outcome == "retry" else 0.0
     if resp.reason == "no_slot" and hold > 0:
-        # Long poll: hold the device until a round opens (or its retry time), then try once more.
-        opened = request.app[ROUND_OPENED].event
+        # Long poll: hold the device until a round opens and wakes it (or its retry time), then
+        # try once more.
         try:
-            await asyncio.wait_for(opened.wait(), hold)
+            await asyncio.wait_for(request.app[ROUND_OPENED].wait(device["population"]), hold)
             resp = c.checkin(device, req, rate_limited=False)
         except asyncio.TimeoutError:
             pass

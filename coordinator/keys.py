@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 from aiohttp import web
 
@@ -28,5 +29,34 @@ class Wakeup:
         self.event = asyncio.Event()
 
 
-ROUND_OPENED = web.AppKey("round_opened", Wakeup)  # check-ins waiting for a slot
+class SlotWaiters:
+    """Check-ins held in a long poll, per population, woken oldest first when a round opens:
+    only as many as the round can take. Waking every held device at once made a herd of
+    thousands of check-ins at each round's start (p99 check-in latency ~0.5 s at 10,000
+    devices); the others keep waiting until their own hold ends."""
+
+    MARGIN = 1.1  # woken per slot: a few of them lose the race to devices arriving meanwhile
+
+    def __init__(self):
+        self._waiting: dict[str, deque[asyncio.Future]] = {}
+
+    def wait(self, population: str) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(population, deque()).append(fut)
+        return fut
+
+    def wake(self, population: str, slots: int) -> int:
+        queue = self._waiting.get(population)
+        woken = 0
+        while queue and woken < slots * self.MARGIN:
+            fut = queue.popleft()
+            if not fut.done():  # a timed-out hold cancelled its future
+                fut.set_result(None)
+                woken += 1
+        if queue is not None and not queue:
+            del self._waiting[population]
+        return woken
+
+
+ROUND_OPENED = web.AppKey("round_opened", SlotWaiters)  # check-ins waiting for a slot
 ROUND_CHANGED = web.AppKey("round_changed", Wakeup)  # SecAgg views waiting for the next phase

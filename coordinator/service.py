@@ -90,6 +90,9 @@ class Coordinator:
         self.register_limit = TokenBuckets(register_rate, register_rate * 10, "registrations from this address")
         self.attestation = attestation
         self._population_counts: dict[str, tuple[float, int]] = {}
+        # last_seen of devices that checked in since the last flush: one transaction per tick
+        # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
+        self._seen: dict[str, float] = {}
         # Called with the task id whenever a round opens (the app wakes long-polling check-ins).
         self.round_open_listeners: list = []
         # Called with the task id on every round transition (wakes long-polling SecAgg views).
@@ -300,7 +303,7 @@ class Coordinator:
         if rate_limited:
             self.checkin_limit.take(device["device_id"], self.clock())
         now = self.clock()
-        self.store.execute("UPDATE devices SET last_seen=? WHERE device_id=?", now, device["device_id"])
+        self._seen[device["device_id"]] = now  # written in batches by flush_seen()
         state = req.state.to_dict()
         tasks = [t for t in self.tasks.values() if t.population == device["population"] and t.state == "active"]
         if not tasks:
@@ -317,6 +320,13 @@ class Coordinator:
         window = retry_window(self._active_population(task.population, now), task.config.selection_window_s,
                               task.config.target_selected, self.pace)
         return self._retry(now, window, "no_slot")
+
+    def flush_seen(self) -> None:
+        if not self._seen:
+            return
+        seen, self._seen = self._seen, {}
+        with self.store.transaction() as tx:
+            tx.executemany("UPDATE devices SET last_seen=? WHERE device_id=?", [(t, d) for d, t in seen.items()])
 
     def _active_population(self, population: str, now: float) -> int:
         """Devices of the population seen within max_retry_s, counted at most once a second:
@@ -492,6 +502,7 @@ class Coordinator:
         deadlines passing, and anything a restart left half-way.
         """
         now = self.clock()
+        self.flush_seen()
         for task in list(self.tasks.values()):
             if task.state == "active":
                 self._guarded(task, self._drive, task, now)

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -222,9 +223,20 @@ async def test_hostile_json_is_a_400_not_a_500(harness):
 
 # 7 -- a short body held the connection; a disconnect was a 500 ----------------------------------
 @pytest.fixture
-async def short_timeout_server(aiohttp_server, tmp_path):
+async def short_timeout_server(tmp_path):
+    """Served as `fedge serve` serves (aiohttp's test server cancels a handler whose client
+    left, which production does not)."""
+    from aiohttp import web
+
+    from fedge.local_coordinator import free_port
+
     app = create_app(ServeConfig(db=str(tmp_path / "c.db"), admin_token="a", body_timeout_s=0.5), run_ticker=False)
-    return await aiohttp_server(app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield SimpleNamespace(host="127.0.0.1", port=port, app=app)
+    await runner.cleanup()
 
 
 async def _send_partial(server, close: bool) -> bytes:
