@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import math
+import multiprocessing
 import os
 import random
 import subprocess
@@ -54,15 +55,33 @@ class Stats:
         self.arrivals: list[float] = []  # when each population check-in was sent
 
 
-async def probe(session, url, headers, stats: Stats, stop: asyncio.Event):
-    """Check-in latency as a device sees it: no long poll, ineligible (never selected)."""
+async def _probes(url: str, population: str, seconds: float) -> list[float]:
+    """Check-in latency as a device sees it: PROBES devices checking in without a long poll
+    every 0.1 s, ineligible (never selected). In a process of their own, so that the
+    population's 10,000 coroutines in this one do not add their scheduling delay."""
     state = {**STATE, "charging": False}
-    while not stop.is_set():
-        t = time.perf_counter()
-        async with session.post(f"{url}/v1/checkin", json={"state": state}, headers=headers) as r:
-            await r.read()
-        stats.latency.append(time.perf_counter() - t)
-        await asyncio.sleep(0.1)
+    latency: list[float] = []
+    async with aiohttp.ClientSession() as s:
+        tokens = []
+        for _ in range(PROBES):
+            async with s.post(f"{url}/v1/devices/register", json={"population": population}) as r:
+                tokens.append({"Authorization": f"Bearer {(await r.json())['token']}"})
+        end = time.time() + seconds
+
+        async def one(headers):
+            while time.time() < end:
+                t = time.perf_counter()
+                async with s.post(f"{url}/v1/checkin", json={"state": state}, headers=headers) as r:
+                    await r.read()
+                latency.append(time.perf_counter() - t)
+                await asyncio.sleep(0.1)
+
+        await asyncio.gather(*(one(h) for h in tokens))
+    return latency
+
+
+def _probe_process(url: str, population: str, seconds: float, out) -> None:
+    out.send(asyncio.run(_probes(url, population, seconds)))
 
 
 async def device(session, url, headers, payload, stats: Stats, stop: asyncio.Event, train_s: float, wait_s: float):
@@ -131,8 +150,7 @@ async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
                 async with s.post(f"{url}/v1/devices/register", json={"population": pop}) as r:
                     return {"Authorization": f"Bearer {(await r.json())['token']}"}
 
-        tokens = await asyncio.gather(*(register() for _ in range(n + PROBES)))
-        tokens, probes = tokens[:n], tokens[n:]
+        tokens = await asyncio.gather(*(register() for _ in range(n)))
         cfg = {"rounds": args.rounds, "goal_count": args.goal, "over_selection": 1.3,
                "selection_window_s": args.selection_window_s, "report_deadline_s": args.report_deadline_s,
                "codec": "q8", "eligibility": "charging and unmetered and idle"}
@@ -151,7 +169,10 @@ async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
             await device(s, url, h, payload, stats, stop, args.train_s, args.long_poll_s)
 
         devices = [asyncio.create_task(online(h, float(t))) for h, t in zip(tokens, offsets)]
-        devices += [asyncio.create_task(probe(s, url, h, stats, stop)) for h in probes]
+        receive, send = multiprocessing.Pipe(duplex=False)
+        prober = multiprocessing.get_context("spawn").Process(
+            target=_probe_process, args=(url, pop, args.probe_s, send), daemon=True)
+        prober.start()
         while True:
             await asyncio.sleep(1.0)
             async with s.get(f"{url}/v1/admin/tasks/{task_id}", headers=admin) as r:
@@ -159,6 +180,8 @@ async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
             if info["state"] != "active" or time.time() - started > args.max_s:
                 break
         elapsed = time.time() - started
+        stats.latency = await asyncio.get_running_loop().run_in_executor(None, receive.recv)
+        prober.join()
         stop.set()
         await asyncio.gather(*devices, return_exceptions=True)
     rounds = info["rounds"]
@@ -195,6 +218,7 @@ def main() -> None:
     ap.add_argument("--train-s", type=float, default=1.0, help="the simulated training time of a selected device")
     ap.add_argument("--long-poll-s", type=float, default=10.0)
     ap.add_argument("--max-s", type=float, default=300.0, help="give up on a population size after this long")
+    ap.add_argument("--probe-s", type=float, default=10.0, help="how long the latency probes run (from the start)")
     ap.add_argument("--model", default="bench_out/digits_mlp.tflite")
     ap.add_argument("--timeline", action="store_true", help="print when each round opened and how it ended")
     args = ap.parse_args()
@@ -208,7 +232,8 @@ def main() -> None:
           f"{'p99 ms':>7} {'aim/s':>6} {'seen/s':>6} {'late':>5} {'coord MiB':>9}")
     for n in args.devices:
         with tempfile.TemporaryDirectory() as tmp:
-            server = LocalCoordinator(os.path.join(tmp, "p.db"), TOKEN, ("--checkin-rate", "1000000"))
+            log = open(os.environ["FEDGE_BENCH_LOG"], "w") if os.environ.get("FEDGE_BENCH_LOG") else subprocess.DEVNULL
+            server = LocalCoordinator(os.path.join(tmp, "p.db"), TOKEN, ("--checkin-rate", "1000000"), log=log)
             with server:
                 r = asyncio.run(run(server.url, server.proc.pid, model, n, args))
         print(f"{r['devices']:>8} {r['committed']:>3} {r['failed']:>4} {r['rounds_per_min']:>7.1f} "

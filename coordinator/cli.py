@@ -41,6 +41,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO")
 
 
+def tune_gc() -> None:
+    """With 10,000 devices connected the collector's full passes took 200-300 ms each (one
+    every 2 s), and every check-in waiting behind one waited that long. What was imported
+    is moved out of its reach (gc.freeze), and young collections run less often, so a full
+    pass comes rarely and has fewer objects to walk."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
+
+
+GC_THRESHOLDS = tuple(int(x) for x in os.environ.get("FEDGE_GC_THRESHOLDS", "50000,50,100").split(","))
+
+
 def run(args: argparse.Namespace) -> int:
     import ssl
 
@@ -57,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_toml(args.config, **overrides) if args.config else ServeConfig(
         **{k: v for k, v in overrides.items() if v is not None})
     app = create_app(config)
+    tune_gc()
     token = app[ADMIN_TOKEN]
     if not (config.admin_token or os.environ.get("FEDGE_ADMIN_TOKEN")):
         token_file = config.db + ".admin-token"

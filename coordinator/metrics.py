@@ -6,6 +6,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 
+def _peak_rss_bytes() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0  # KiB on Linux
+
+
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
@@ -28,6 +34,9 @@ class Metrics:
         self.driver_errors = Counter("fedge_round_driver_errors_total",
                                      "Errors while driving a round (the round failed; other tasks went on)",
                                      ["error"], registry=r)
+        self.peak_rss = Gauge("fedge_process_peak_rss_bytes", "The coordinator process's peak resident memory",
+                              registry=r)
+        self.peak_rss.set_function(_peak_rss_bytes)
         self.http_errors = Counter("fedge_http_errors_total", "Error responses by status and code",
                                    ["status", "code"], registry=r)
 

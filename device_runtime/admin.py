@@ -39,3 +39,11 @@ class AdminClient:
 
     async def task(self, task_id: str) -> dict:
         return await self._call("GET", f"/v1/admin/tasks/{task_id}")
+
+    async def peak_rss_bytes(self) -> float | None:
+        """The coordinator's peak memory, from its /metrics (None if it does not say)."""
+        _, _, body = await self.http._request("GET", "/metrics", headers=self.http._headers())
+        for line in body.decode(errors="replace").splitlines():
+            if line.startswith("fedge_process_peak_rss_bytes "):
+                return float(line.split()[1])
+        return None

@@ -125,6 +125,7 @@ class Fleet:
         self.devices: list[Device] = []
         self.history: list[RoundRecord] = []
         self.started = time.time()
+        self.coordinator_peak_bytes: float | None = None
 
     def _state_fn(self, index: int, phase: float, version: str):
         def state() -> DeviceState:
@@ -175,8 +176,9 @@ class Fleet:
             admin = AdminClient(self.cfg.coordinator, self.cfg.admin_token, session, self.cfg.retry_for_s)
             await admin.ensure_population(self.cfg.population)
             sha = await admin.upload_model(model_bytes)
-            task = await admin.create_task(self.cfg.population, sha, task_config, task_id)
+            # Devices first: registering 10,000 takes longer than round 1's selection window.
             await self._make_devices(session)
+            task = await admin.create_task(self.cfg.population, sha, task_config, task_id)
             stop = asyncio.Event()
             self.started = time.time()
             ramp = self.cfg.ramp_s if self.cfg.ramp_s is not None else len(self.devices) / 1000.0
@@ -184,6 +186,7 @@ class Fleet:
             runners = [asyncio.create_task(self._start(d, float(t), stop)) for d, t in zip(self.devices, offsets)]
             try:
                 await self._monitor(admin, session, task["task_id"], model_bytes, task_config["rounds"], on_round)
+                self.coordinator_peak_bytes = await admin.peak_rss_bytes()
             finally:
                 stop.set()
                 await asyncio.gather(*runners, return_exceptions=True)
@@ -247,6 +250,15 @@ class Fleet:
                 break
             await asyncio.sleep(0.2)
         bar.close()
+
+    def memory_summary(self) -> str:
+        import resource
+
+        fleet = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        coordinator = (f"{self.coordinator_peak_bytes / 2**20:.0f} MiB" if self.coordinator_peak_bytes
+                       else "not reported")
+        return (f"peak memory: fleet {fleet:.0f} MiB for {len(self.devices)} devices "
+                f"({fleet * 1024 / max(len(self.devices), 1):.0f} KiB each), coordinator {coordinator}")
 
     def bytes_summary(self) -> tuple[int, int]:
         return sum(d.stats.bytes_up for d in self.devices), sum(d.stats.float32_bytes for d in self.devices)

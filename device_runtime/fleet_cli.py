@@ -82,5 +82,6 @@ def run(args: argparse.Namespace) -> int:
     if ok:
         print(f"final global accuracy {ok[-1].global_accuracy:.4f} after {len(ok)} committed rounds")
     print(f"uploaded {up / 1024:.1f} KiB ({up / max(f32, 1):.1%} of float32)")
+    print(fleet.memory_summary())
     print(f"history: {paths['csv']}  {paths['json']}  plot: {paths['png']}")
     return 0

@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-ZOO_NAMES = ("digits_mlp", "emnist_cnn", "next_token_lstm")
+ZOO_NAMES = ("digits_mlp", "synthetic_mlp", "emnist_cnn", "next_token_lstm")  # model_export.zoo.ZOO, without keras
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -52,3 +52,10 @@ def test_keras_file_round_trip(tmp_path):
     res = _export(str(path), "-o", str(tmp_path / "small.tflite"), "--batch-size", "8")
     assert res.returncode == 0, res.stderr
     assert "PASS" in res.stdout
+
+
+def test_the_cli_offers_every_zoo_model():
+    from model_export.cli import ZOO_NAMES
+    from model_export.zoo import ZOO
+
+    assert sorted(ZOO_NAMES) == sorted(ZOO)
