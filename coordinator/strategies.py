@@ -46,12 +46,13 @@ class FedAvg(Strategy):
 
     def __init__(self, size: int):
         self.total = np.zeros(size, np.float64)
+        self._scaled = np.empty(size, np.float64)  # reused: no allocation of the model's size per update
         self.weight = 0.0
         self.count = 0
 
     def fold(self, delta: np.ndarray, weight: float) -> None:
-        # In-place multiply-add: no temporary of the model's size per update.
-        self.total += delta.astype(np.float64, copy=False) * weight
+        np.multiply(delta, weight, out=self._scaled)
+        self.total += self._scaled
         self.weight += weight
         self.count += 1
 
