@@ -57,14 +57,30 @@ async def error_middleware(request: web.Request, handler):
 
 
 async def _ticker(app: web.Application) -> None:
+    """The round driver: advances every task by the clock each tick_s, and runs each commit
+    it is handed (by a round's last upload or a deadline) with its computation in an
+    executor, so check-ins are answered while a round commits."""
     coordinator, interval = app[COORDINATOR], app[CONFIG].tick_s
+    wake = asyncio.Event()
+    coordinator.commit_listeners.append(wake.set)
+    coordinator.defer_commits = True
+    commits: set[asyncio.Task] = set()
+    next_gauge = 0.0
     while True:
+        wake.clear()
         try:
             coordinator.tick()
-            app[METRICS].active_devices.set(coordinator.active_devices())
+            for task_id, num in coordinator.take_pending_commits():
+                job = asyncio.create_task(coordinator.commit_async(task_id, num))
+                commits.add(job)
+                job.add_done_callback(commits.discard)
+            if coordinator.clock() >= next_gauge:  # a COUNT over the devices: once a second is plenty
+                app[METRICS].active_devices.set(coordinator.active_devices())
+                next_gauge = coordinator.clock() + 1.0
         except Exception:
             log.exception("round driver tick failed")
-        await asyncio.sleep(interval)
+        with suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(wake.wait(), interval)
 
 
 async def _start_ticker(app: web.Application) -> None:

@@ -252,9 +252,9 @@ class SecAggRounds:
             if self._count(task.task_id, num, "reveals") >= len(json.loads(row["survivors"])) \
                     or now > row["unmask_deadline"]:
                 self.c.transition(task, num, "aggregating")
-                self.c.commit(task, num)
+                self.c.request_commit(task, num)
         elif state == "aggregating":
-            self.c.commit(task, num)
+            self.c.request_commit(task, num)
 
     def start_advertising(self, task: "Task", round_num: int, now: float) -> None:
         self._start_phase(task, round_num, "advertising", "advertise_deadline", now)

@@ -10,6 +10,7 @@ call them directly and a background task calls `tick()`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -25,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from coordinator import errors as E
-from coordinator.aggregation import apply_server_optimizer
 from coordinator.attestation import AttestationVerifier
+from coordinator.commit import CommitInputs, CommitResult, compute_commit
 from coordinator.pace import PaceConfig, jittered, retry_window
 from coordinator.privacy import epsilon
 from coordinator.rate_limit import TokenBuckets
@@ -97,6 +98,12 @@ class Coordinator:
         self.round_open_listeners: list = []
         # Called with the task id on every round transition (wakes long-polling SecAgg views).
         self.round_change_listeners: list = []
+        # With a running driver (the app), commits are computed off the event loop: requested
+        # here, taken by the driver (take_pending_commits), run by commit_async.
+        self.defer_commits = False
+        self.pending_commits: list[tuple[str, int]] = []
+        self.committing: set[tuple[str, int]] = set()
+        self.commit_listeners: list = []
         self.secagg = SecAggRounds(self)
         self.recover()
 
@@ -457,7 +464,7 @@ class Coordinator:
 
     def _close_full_round(self, task: Task, num: int) -> None:
         self.transition(task, num, "aggregating")
-        self.commit(task, num)
+        self.request_commit(task, num)
 
     def _upload_masked(self, task: Task, rnd, device_id: str, meta: UploadMeta, body: bytes, digest: str) -> dict:
         values = self.secagg.accept_masked_input(task, rnd, device_id, body)
@@ -520,15 +527,18 @@ class Coordinator:
         try:
             step(*args)
         except Exception as exc:  # noqa: BLE001 - the driver must outlive any one task's failure
-            log.exception("task %s: error while driving the round", task.task_id)
-            self._count("driver_errors", type(exc).__name__)
-            try:
-                rnd = self._latest_round(task)
-                if rnd is not None and rnd["state"] in OPEN_STATES:
-                    self.fail_round(task, rnd["round"], f"internal error while driving the round: "
-                                                        f"{type(exc).__name__}: {str(exc)[:200]}")
-            except Exception:  # noqa: BLE001
-                log.exception("task %s: could not fail the round after an error", task.task_id)
+            self._fail_on_error(task, exc)
+
+    def _fail_on_error(self, task: Task, exc: Exception) -> None:
+        log.error("task %s: error while driving the round", task.task_id, exc_info=exc)
+        self._count("driver_errors", type(exc).__name__)
+        try:
+            rnd = self._latest_round(task)
+            if rnd is not None and rnd["state"] in OPEN_STATES:
+                self.fail_round(task, rnd["round"], f"internal error while driving the round: "
+                                                    f"{type(exc).__name__}: {str(exc)[:200]}")
+        except Exception:  # noqa: BLE001
+            log.exception("task %s: could not fail the round after an error", task.task_id)
 
     def _latest_round(self, task: Task):
         return self.store.one("SELECT * FROM rounds WHERE task_id=? ORDER BY round DESC LIMIT 1", task.task_id)
@@ -589,7 +599,7 @@ class Coordinator:
                                             f"need at least {c.required_reports}")
                 return
         if state == "aggregating":
-            self.commit(task, num)
+            self.request_commit(task, num)
 
     def fail_round(self, task: Task, num: int, reason: str) -> None:
         self.transition(task, num, "failed", reason)
@@ -618,24 +628,6 @@ class Coordinator:
             return acc.total, acc.weight, bits
         return acc.mean().astype(np.float64), 1.0, bits  # a robust aggregate is already a mean
 
-    def _privatize(self, task: Task, num: int, total: np.ndarray, bits: float | None) -> tuple[np.ndarray, dict]:
-        """DP-FedAvg: Gaussian noise on the sum, fixed denominator, adaptive clip, epsilon so far."""
-        cfg, clip = task.config, task.dp_clip
-        rng = np.random.default_rng()  # fresh OS entropy: the noise must not be reproducible
-        z_update = (dp.update_noise_multiplier(cfg.dp_noise_multiplier, cfg.clipped_count_stddev)
-                    if cfg.adaptive_clip else cfg.dp_noise_multiplier)
-        noisy = total + dp.gaussian(total.size, z_update * clip, rng)
-        out = {"dp_clip": clip, "dp_noise_stddev": z_update * clip}
-        if cfg.adaptive_clip:
-            below = (bits + float(dp.gaussian(1, cfg.clipped_count_stddev, rng)[0])) / cfg.goal_count
-            out.update(dp_below_clip=below,
-                       dp_next_clip=dp.next_clip(clip, below, cfg.dp_target_quantile, cfg.dp_clip_learning_rate))
-        done = self.store.one("SELECT COUNT(*) AS n FROM rounds WHERE task_id=? AND state='committed'",
-                              task.task_id)["n"]
-        q = self.dp_sampling_rate(task)
-        out.update(epsilon=epsilon(cfg.dp_noise_multiplier, q, done + 1, cfg.dp_delta), dp_sampling_rate=q)
-        return (noisy / cfg.goal_count).astype(np.float32), out
-
     def dp_sampling_rate(self, task: Task) -> float:
         """goal / population, from the task's explicit dp_population only: a count of registered
         devices would let anyone lower the reported epsilon by registering more."""
@@ -644,34 +636,76 @@ class Coordinator:
             return 1.0
         return task.config.goal_count / population
 
+    # -- commit: read on the loop, compute anywhere (coordinator.commit), write on the loop -----
+    def request_commit(self, task: Task, num: int) -> None:
+        """The round is aggregating: commit it now, or hand it to the app's driver, which
+        computes it in an executor (never inside the request of the round's last upload)."""
+        key = (task.task_id, num)
+        if not self.defer_commits:
+            self.commit(task, num)
+        elif key not in self.committing and key not in self.pending_commits:
+            self.pending_commits.append(key)
+            for listener in self.commit_listeners:
+                listener()
+
+    def take_pending_commits(self) -> list[tuple[str, int]]:
+        """The commits to run; each counts as in progress from here until commit_async ends,
+        so a tick in between cannot request it a second time."""
+        pending, self.pending_commits = self.pending_commits, []
+        self.committing.update(pending)
+        return pending
+
     def commit(self, task: Task, num: int) -> None:
         started = self.clock()
+        inputs = self._commit_inputs(task, num)
+        if inputs is not None:
+            self._apply_commit(task, num, compute_commit(inputs), started)
+
+    async def commit_async(self, task_id: str, num: int) -> None:
+        """The driver's commit: the computation in the default executor, the store on the loop."""
+        task = self.tasks.get(task_id)
+        started = self.clock()
+        try:
+            rnd = self.round_row(task_id, num)
+            if task is None or rnd is None or rnd["state"] != "aggregating":
+                return
+            inputs = self._commit_inputs(task, num)
+            if inputs is None:
+                return
+            result = await asyncio.get_running_loop().run_in_executor(None, compute_commit, inputs)
+            rnd = self.round_row(task_id, num)
+            if rnd is None or rnd["state"] != "aggregating":  # cancelled meanwhile
+                return
+            self._apply_commit(task, num, result, started)
+        except Exception as exc:  # noqa: BLE001 - as in tick(): fail this round, keep driving
+            self._fail_on_error(task, exc)
+        finally:
+            self.committing.discard((task_id, num))
+
+    def _commit_inputs(self, task: Task, num: int) -> CommitInputs | None:
         try:
             total, weight, bits = self._aggregate(task, num)
         except BelowThreshold as exc:
             self.fail_round(task, num, f"secagg: cannot unmask the sum: {exc}")
-            return
+            return None
         if weight <= 0:
             self.fail_round(task, num, "no updates to aggregate")
+            return None
+        done = self.store.one("SELECT COUNT(*) AS n FROM rounds WHERE task_id=? AND state='committed'",
+                              task.task_id)["n"]
+        return CommitInputs(task.config, task.manifest.weight_shapes, total, weight, bits, task.dp_clip,
+                            self.store.blob_path(task.checkpoint_sha).read_bytes(),
+                            self._load_opt_state(task, num - 1), done, self.dp_sampling_rate(task))
+
+    def _apply_commit(self, task: Task, num: int, result: CommitResult, started: float) -> None:
+        if result.failure:
+            self.fail_round(task, num, result.failure)
             return
-        dp_metrics = {}
-        if task.config.dp_on:
-            mean, dp_metrics = self._privatize(task, num, total, bits)
-        else:
-            mean = (total / weight).astype(np.float32)
-        base = codec.decode(self.store.blob_path(task.checkpoint_sha).read_bytes()).values
-        opt_state = self._load_opt_state(task, num - 1)
-        new_weights, opt_state = apply_server_optimizer(base, mean, task.config.server_optimizer, opt_state)
-        if not np.all(np.isfinite(new_weights)):
-            self.fail_round(task, num, "aggregate is not finite")
-            return
-        payload = codec.encode(codec.unflatten(new_weights, task.manifest.weight_shapes), codec.CodecSpec("f32"),
-                               np.random.default_rng(0))
-        sha = hashlib.sha256(payload).hexdigest()
-        self.store.put_blob(sha, payload)
-        if opt_state:
-            self._save_opt_state(task, num, opt_state)
-        metrics = {**self._round_metrics(task, num), **dp_metrics}
+        sha = result.sha
+        self.store.put_blob(sha, result.payload)
+        if result.opt_state:
+            self._save_opt_state(task, num, result.opt_state)
+        metrics = {**self._round_metrics(task, num), **result.dp_metrics}
         with self.store.transaction() as tx:
             tx.execute("UPDATE rounds SET state='committed', closed_at=?, checkpoint_sha=?, metrics=? "
                        "WHERE task_id=? AND round=?", (self.clock(), sha, dumps(metrics), task.task_id, num))
