@@ -86,7 +86,6 @@ def _probe_process(url: str, population: str, seconds: float, out) -> None:
 
 async def device(session, url, headers, payload, stats: Stats, stop: asyncio.Event, train_s: float, wait_s: float):
     while not stop.is_set():
-        t = time.perf_counter()
         stats.arrivals.append(time.time())
         try:
             async with session.post(f"{url}/v1/checkin", json={"state": STATE, "wait_s": wait_s},

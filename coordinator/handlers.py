@@ -155,7 +155,7 @@ async def checkin(request):
         # Long poll: hold the device until a round opens and wakes it (or its retry time), then
         # try once more.
         try:
-            await asyncio.wait_for(request.app[ROUND_OPENED].wait(device["population"]), hold)
+            await asyncio.wait_for(request.app[ROUND_OPENED].wait(device.population), hold)
             resp = c.checkin(device, req, rate_limited=False)
         except asyncio.TimeoutError:
             pass

@@ -127,36 +127,36 @@ class SecAggRounds:
         """Store a phase message once; True when it is new, False for an identical retry."""
         digest = hashlib.sha256(body.encode()).hexdigest()
         prev = self.store.one("SELECT digest FROM secagg_messages WHERE task_id=? AND round=? AND phase=? AND "
-                              "device_id=?", task.task_id, rnd["round"], phase, device_id)
+                              "device_id=?", task.task_id, rnd.round, phase, device_id)
         if prev is not None:
             if prev["digest"] == digest:
                 return False
             raise E.Conflict(f"a different {phase} message was already accepted from this device", "duplicate")
-        if rnd["state"] not in states:
-            raise E.Gone(f"the {phase} phase of round {rnd['round']} is closed ({rnd['state']})", "phase_closed")
+        if rnd.state not in states:
+            raise E.Gone(f"the {phase} phase of round {rnd.round} is closed ({rnd.state})", "phase_closed")
         with self.store.transaction() as tx:
             tx.execute("INSERT INTO secagg_messages VALUES (?,?,?,?,?,?,?)",
-                       (task.task_id, rnd["round"], phase, device_id, body, digest, self.c.clock()))
+                       (task.task_id, rnd.round, phase, device_id, body, digest, self.c.clock()))
             if shares:
                 tx.executemany("INSERT INTO secagg_shares VALUES (?,?,?,?,?)",
-                               [(task.task_id, rnd["round"], s.receiver, s.sender, s.ciphertext) for s in shares])
+                               [(task.task_id, rnd.round, s.receiver, s.sender, s.ciphertext) for s in shares])
         return True
 
     def post_keys(self, task: "Task", rnd, device_id: str, raw) -> bool:
         keys = PublicKeys.from_dict(raw)
         body = dumps(keys.to_dict())
         for other in self.store.all("SELECT device_id, body FROM secagg_messages WHERE task_id=? AND round=? AND "
-                                    "phase='keys'", task.task_id, rnd["round"]):
+                                    "phase='keys'", task.task_id, rnd.round):
             theirs = PublicKeys.from_dict(json.loads(other["body"]))
             if other["device_id"] != device_id and {keys.c_public, keys.s_public} & {theirs.c_public,
                                                                                       theirs.s_public}:
                 raise E.Conflict("these public keys were already advertised by another device", "replayed_keys")
         new = self._record(task, rnd, device_id, "keys", body, ("selecting", "advertising"))
-        self.advance(task, self.c.round_row(task.task_id, rnd["round"]), self.c.clock())
+        self.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
         return new
 
     def post_shares(self, task: "Task", rnd, device_id: str, raw) -> bool:
-        row = self._row(task.task_id, rnd["round"])
+        row = self._row(task.task_id, rnd.round)
         index, params = self._index_of(row, device_id), self._params(row)
         if params is None or not index:
             raise E.Forbidden("this device is not in the round's roster", "not_in_roster")
@@ -167,11 +167,11 @@ class SecAggRounds:
             raise E.BadRequest(str(exc), exc.code) from exc
         body = dumps({"shares": [s.to_dict() for s in shares]})
         new = self._record(task, rnd, device_id, "shares", body, ("sharing",), shares)
-        self.advance(task, self.c.round_row(task.task_id, rnd["round"]), self.c.clock())
+        self.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
         return new
 
     def post_reveals(self, task: "Task", rnd, device_id: str, raw) -> bool:
-        row = self._row(task.task_id, rnd["round"])
+        row = self._row(task.task_id, rnd.round)
         index, params = self._index_of(row, device_id), self._params(row)
         survivors = json.loads(row["survivors"]) if row["survivors"] else []
         if params is None or index not in survivors:
@@ -184,15 +184,15 @@ class SecAggRounds:
             raise E.BadRequest(str(exc), exc.code) from exc
         body = dumps({"shares": [s.to_dict() for s in reveals]})
         new = self._record(task, rnd, device_id, "reveals", body, ("unmasking",))
-        self.advance(task, self.c.round_row(task.task_id, rnd["round"]), self.c.clock())
+        self.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
         return new
 
     def accept_masked_input(self, task: "Task", rnd, device_id: str, body: bytes) -> np.ndarray:
-        row = self._row(task.task_id, rnd["round"])
+        row = self._row(task.task_id, rnd.round)
         params, index = self._params(row), self._index_of(row, device_id)
         sharers = json.loads(row["sharers"]) if row["sharers"] else []
-        if rnd["state"] != "reporting" or self.c.clock() > rnd["report_deadline"]:
-            raise E.Gone(f"round {rnd['round']} is not taking masked inputs ({rnd['state']})", "round_closed")
+        if rnd.state != "reporting" or self.c.clock() > rnd.report_deadline:
+            raise E.Gone(f"round {rnd.round} is not taking masked inputs ({rnd.state})", "round_closed")
         if params is None or index not in sharers:
             raise E.Forbidden("only devices that shared keys this round may send a masked input", "not_sharer")
         try:
@@ -205,39 +205,39 @@ class SecAggRounds:
         self.advance(task, self.c.round_row(task.task_id, round_num), self.c.clock())
 
     def view(self, task: "Task", rnd, device_id: str) -> SecAggView:
-        row = self._row(task.task_id, rnd["round"])
+        row = self._row(task.task_id, rnd.round)
         params, roster = self._params(row), self._roster(row)
         index = self._index_of(row, device_id)
         if params is None or not index:
-            return SecAggView(rnd["state"], reason=rnd["reason"])
-        keys = self._keys(task.task_id, rnd["round"], roster)
+            return SecAggView(rnd.state, reason=rnd.reason)
+        keys = self._keys(task.task_id, rnd.round, roster)
         sharers = tuple(json.loads(row["sharers"])) if row["sharers"] else ()
         inbox = tuple(EncryptedShare(s["sender"], index, bytes(s["ciphertext"])) for s in self.store.all(
             "SELECT sender, ciphertext FROM secagg_shares WHERE task_id=? AND round=? AND receiver=? ORDER BY sender",
-            task.task_id, rnd["round"], index)) if sharers else ()
+            task.task_id, rnd.round, index)) if sharers else ()
         unmask = None
         if row["survivors"]:
             survivors = json.loads(row["survivors"])
             unmask = UnmaskRequest(tuple(survivors), tuple(sorted(set(sharers) - set(survivors))))
-        return SecAggView(rnd["state"], index, params, keys, sharers, inbox, unmask, rnd["reason"])
+        return SecAggView(rnd.state, index, params, keys, sharers, inbox, unmask, rnd.reason)
 
     # -- phase transitions ---------------------------------------------------------------
     def advance(self, task: "Task", rnd, now: float) -> None:
-        state, num = rnd["state"], rnd["round"]
+        state, num = rnd.state, rnd.round
         cfg = task.config
         if state in ("committed", "failed"):
             return
         row = self._row(task.task_id, num)
         if state == "selecting":
-            if now > rnd["selection_deadline"]:
-                if rnd["selected"] >= max(3, cfg.required_reports):
+            if now > rnd.selection_deadline:
+                if rnd.selected >= max(3, cfg.required_reports):
                     self.start_advertising(task, num, now)
                     self.advance(task, self.c.round_row(task.task_id, num), now)
                 else:
-                    self.c.fail_round(task, num, f"selection window closed with {rnd['selected']} devices, need "
+                    self.c.fail_round(task, num, f"selection window closed with {rnd.selected} devices, need "
                                                  f"at least {max(3, cfg.required_reports)} for secure aggregation")
         elif state == "advertising":
-            if self._count(task.task_id, num, "keys") >= rnd["selected"] or now > row["advertise_deadline"]:
+            if self._count(task.task_id, num, "keys") >= rnd.selected or now > row["advertise_deadline"]:
                 self._close_advertising(task, rnd)
         elif state == "sharing":
             if self._count(task.task_id, num, "shares") >= self._params(row).n or now > row["share_deadline"]:
@@ -246,7 +246,7 @@ class SecAggRounds:
             # Like a plain round, reporting ends at the goal count; a sharer whose masked input comes
             # later is treated as dropped (its pairwise masks are removed through its mask-key shares).
             wanted = min(len(json.loads(row["sharers"])), cfg.goal_count)
-            if rnd["reported"] >= wanted or now > rnd["report_deadline"]:
+            if rnd.reported >= wanted or now > rnd.report_deadline:
                 self._close_reporting(task, rnd, row)
         elif state == "unmasking":
             if self._count(task.task_id, num, "reveals") >= len(json.loads(row["survivors"])) \
@@ -260,7 +260,7 @@ class SecAggRounds:
         self._start_phase(task, round_num, "advertising", "advertise_deadline", now)
 
     def _close_advertising(self, task: "Task", rnd) -> None:
-        num, cfg = rnd["round"], task.config
+        num, cfg = rnd.round, task.config
         devices = sorted(r["device_id"] for r in self.store.all(
             "SELECT device_id FROM secagg_messages WHERE task_id=? AND round=? AND phase='keys'", task.task_id, num))
         need = max(3, cfg.required_reports)
@@ -281,7 +281,7 @@ class SecAggRounds:
                           params=dumps(params.to_dict()))
 
     def _close_sharing(self, task: "Task", rnd, row) -> None:
-        num, params = rnd["round"], self._params(row)
+        num, params = rnd.round, self._params(row)
         sharers = self._indices_of(row, self.store.all(
             "SELECT device_id FROM secagg_messages WHERE task_id=? AND round=? AND phase='shares'", task.task_id, num))
         need = max(params.threshold, task.config.required_reports)
@@ -295,7 +295,7 @@ class SecAggRounds:
         self._start_phase(task, num, "reporting", None, self.c.clock(), sharers=dumps(sharers))
 
     def _close_reporting(self, task: "Task", rnd, row) -> None:
-        num, params = rnd["round"], self._params(row)
+        num, params = rnd.round, self._params(row)
         survivors = self._indices_of(row, self.store.all(
             "SELECT device_id FROM updates WHERE task_id=? AND round=?", task.task_id, num))
         need = max(params.threshold, task.config.required_reports)

@@ -32,7 +32,9 @@ from coordinator.pace import PaceConfig, jittered, retry_window
 from coordinator.privacy import epsilon
 from coordinator.rate_limit import TokenBuckets
 from coordinator.secagg_rounds import SecAggRounds
-from coordinator.store import Store, dumps
+from coordinator.records import (AssignmentRecord, DeviceRecord, PopulationRecord, RoundRecord, TaskRecord,
+                                 UpdateRecord)
+from coordinator.store import OPEN_STATES, Store
 from coordinator.strategies import FedAvg, Strategy, make_strategy
 from coordinator.task_config import TaskConfig
 from protocol import codec, dp
@@ -46,9 +48,7 @@ from protocol.names import valid_name
 from protocol.tflite_file import read_initial_weights, read_manifest, with_weights
 
 log = logging.getLogger("fedge.coordinator")
-OPEN_STATES = ("selecting", "advertising", "sharing", "reporting", "unmasking", "aggregating")
 POPULATION_COUNT_TTL_S = 1.0
-_OPEN_SQL = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"
 
 
 def _hash_token(token: str) -> str:
@@ -110,30 +110,28 @@ class Coordinator:
     # -- start-up -------------------------------------------------------------------
     def recover(self) -> None:
         """Load tasks; rebuild the running sum of every open round from its stored updates."""
-        self.tasks = {row["task_id"]: self._task_from_row(row) for row in self.store.all("SELECT * FROM tasks")}
-        for row in self.store.all(f"SELECT task_id, round FROM rounds WHERE state IN {_OPEN_SQL}"):
-            task = self.tasks[row["task_id"]]
+        self.tasks = {rec.task_id: self._task_from_record(rec) for rec in self.store.tasks()}
+        for rnd in self.store.open_rounds():
+            task = self.tasks[rnd.task_id]
             # A round that cannot be rebuilt (a damaged file) fails alone; the service still starts.
-            self._guarded(task, self._recover_round, task, row["round"])
+            self._guarded(task, self._recover_round, task, rnd.round)
 
     def _recover_round(self, task: Task, num: int) -> None:
         if task.config.secagg_on:
             self.secagg.recover(task, num)
             return
         acc = self._sum_for(task, num)
-        for upd in self.store.all("SELECT * FROM updates WHERE task_id=? AND round=?", task.task_id, num):
-            decoded = codec.decode(Path(upd["blob"]).read_bytes(), [w.size for w in task.manifest.weights])
-            self._fold(task, acc, decoded.values, int(upd["examples"]))
+        for upd in self.store.updates(task.task_id, num):
+            decoded = codec.decode(Path(upd.blob).read_bytes(), [w.size for w in task.manifest.weights])
+            self._fold(task, acc, decoded.values, upd.examples)
         log.info("recovered task %s round %s with %d updates", task.task_id, num, acc.count)
 
-    def _task_from_row(self, row) -> Task:
-        config = TaskConfig.from_dict(json.loads(row["config"]))
-        last = self.store.one("SELECT metrics FROM rounds WHERE task_id=? AND state='committed' ORDER BY round DESC "
-                              "LIMIT 1", row["task_id"])
-        clip = json.loads(last["metrics"]).get("dp_next_clip", config.clip_norm) if last else config.clip_norm
-        return Task(row["task_id"], row["population"], config, Manifest.from_json(row["manifest"]),
-                    row["model_sha"], row["state"], row["checkpoint_sha"], EligibilityRule.parse(config.eligibility),
-                    clip)
+    def _task_from_record(self, rec: TaskRecord) -> Task:
+        config = TaskConfig.from_dict(rec.config)
+        last = self.store.last_committed(rec.task_id)
+        clip = last.metrics.get("dp_next_clip", config.clip_norm) if last else config.clip_norm
+        return Task(rec.task_id, rec.population, config, Manifest.from_json(rec.manifest), rec.model_sha, rec.state,
+                    rec.checkpoint_sha, EligibilityRule.parse(config.eligibility), clip)
 
     def _sum_for(self, task: Task, round_num: int) -> Strategy:
         key = (task.task_id, round_num)
@@ -164,19 +162,18 @@ class Coordinator:
         if require_attestation and self.attestation is None:
             raise E.BadRequest("require_attestation needs a verifier: start fedge serve with --attestation-verifier "
                                "MODULE:FUNCTION", "no_verifier")
-        if self.store.one("SELECT 1 FROM populations WHERE name=?", name):
+        if self.store.population(name):
             raise E.Conflict(f"population '{name}' already exists", "exists")
         secret_hash = _hash_token(enrollment_secret) if enrollment_secret else ""
-        self.store.execute("INSERT INTO populations (name, created_at, enrollment_secret_hash, require_attestation) "
-                           "VALUES (?, ?, ?, ?)", name, self.clock(), secret_hash, int(require_attestation))
+        self.store.add_population(PopulationRecord(name, self.clock(), secret_hash, require_attestation))
         return self.population_summary(name)
 
     def population_summary(self, name: str) -> dict:
-        row = self.store.one("SELECT * FROM populations WHERE name=?", name)
-        if row is None:
+        pop = self.store.population(name)
+        if pop is None:
             raise E.NotFound(f"no population '{name}'")
-        return {"name": name, "enrollment_secret": bool(row["enrollment_secret_hash"]),
-                "require_attestation": bool(row["require_attestation"])}
+        return {"name": name, "enrollment_secret": bool(pop.enrollment_secret_hash),
+                "require_attestation": pop.require_attestation}
 
     def put_model(self, data: bytes) -> dict:
         try:
@@ -190,7 +187,7 @@ class Coordinator:
     def create_task(self, population: str, raw: dict) -> dict:
         if not isinstance(raw, dict):
             raise E.BadRequest("expected a JSON object with model_sha256 and config")
-        if not self.store.one("SELECT 1 FROM populations WHERE name=?", population):
+        if not self.store.population(population):
             raise E.NotFound(f"no population '{population}'")
         model_sha = raw.get("model_sha256")
         if not isinstance(model_sha, str) or self.store.blob_path(model_sha) is None:
@@ -209,11 +206,10 @@ class Coordinator:
         ck_sha = hashlib.sha256(checkpoint).hexdigest()
         # Every check is done: from here on, only writes.
         self.store.put_blob(ck_sha, checkpoint)
-        self.store.execute(
-            "INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?)", task_id, population, dumps(config.to_dict()),
-            model_sha, manifest.to_json(), "active", ck_sha, self.clock(), "",
-        )
-        self.tasks[task_id] = self._task_from_row(self.store.one("SELECT * FROM tasks WHERE task_id=?", task_id))
+        record = TaskRecord(task_id, population, config.to_dict(), model_sha, manifest.to_json(), "active", ck_sha,
+                            self.clock())
+        self.store.add_task(record)
+        self.tasks[task_id] = self._task_from_record(record)
         return self.task_summary(task_id)
 
     def _initial_weights(self, raw: dict, manifest: Manifest, model_bytes: bytes) -> list[np.ndarray]:
@@ -233,11 +229,8 @@ class Coordinator:
             raise E.BadRequest("action must be pause, resume or cancel")
         if task.state in ("cancelled", "completed"):
             raise E.Conflict(f"task is {task.state}", "task_finished")
-        with self.store.transaction() as tx:
-            tx.execute("UPDATE tasks SET state=? WHERE task_id=?", (target, task_id))
-            if target == "cancelled":
-                tx.execute("UPDATE rounds SET state='failed', reason='task cancelled', closed_at=? "
-                           f"WHERE task_id=? AND state IN {_OPEN_SQL}", (self.clock(), task_id))
+        self.store.set_task_state(task_id, target, fail_open_rounds="task cancelled" if target == "cancelled" else "",
+                                  now=self.clock())
         task.state = target
         return self.task_summary(task_id)
 
@@ -248,9 +241,9 @@ class Coordinator:
 
     def task_summary(self, task_id: str) -> dict:
         task = self._task(task_id)
-        row = self.store.one("SELECT reason FROM tasks WHERE task_id=?", task_id)
         return {
-            "task_id": task_id, "population": task.population, "state": task.state, "reason": row["reason"],
+            "task_id": task_id, "population": task.population, "state": task.state,
+            "reason": self.store.task(task_id).reason,
             "model_sha256": task.model_sha, "checkpoint_sha256": task.checkpoint_sha,
             "config": task.config.to_dict(), "model_name": task.manifest.model_name,
             "num_parameters": task.manifest.num_parameters,
@@ -264,26 +257,21 @@ class Coordinator:
 
     def rounds(self, task_id: str) -> list[dict]:
         self._task(task_id)
-        out = []
-        for r in self.store.all("SELECT * FROM rounds WHERE task_id=? ORDER BY round", task_id):
-            rec = {k: r[k] for k in r.keys() if k != "metrics"}
-            rec["metrics"] = json.loads(r["metrics"])
-            out.append(rec)
-        return out
+        return [r.to_dict() for r in self.store.rounds(task_id)]
 
     # -- devices ----------------------------------------------------------------------
     def register(self, req: RegisterRequest, address: str = "") -> dict:
         # Emulated fleets register thousands of devices from this host: loopback is not limited.
         if address and not _is_loopback(address):
             self.register_limit.take(address, self.clock())
-        pop = self.store.one("SELECT * FROM populations WHERE name=?", req.population)
+        pop = self.store.population(req.population)
         if pop is None:
             raise E.NotFound(f"no population '{req.population}'")
-        if pop["enrollment_secret_hash"] and not hmac.compare_digest(
-                pop["enrollment_secret_hash"], _hash_token(req.enrollment_secret)):
+        if pop.enrollment_secret_hash and not hmac.compare_digest(
+                pop.enrollment_secret_hash, _hash_token(req.enrollment_secret)):
             self._count("registrations", "bad_enrollment_secret")
             raise E.Forbidden("this population needs its enrollment secret", "enrollment_required")
-        if pop["require_attestation"]:
+        if pop.require_attestation:
             verdict = self.attestation.verify(req.population, req.attestation) if self.attestation else None
             if not verdict:
                 self._count("registrations", "attestation_failed")
@@ -291,35 +279,34 @@ class Coordinator:
         self._count("registrations", "ok")
         device_id = "d-" + secrets.token_hex(8)
         token = secrets.token_urlsafe(32)
-        self.store.execute("INSERT INTO devices VALUES (?,?,?,?,?,?)", device_id, req.population,
-                           _hash_token(token), req.label[:64], self.clock(), 0.0)
+        self.store.add_device(DeviceRecord(device_id, req.population, _hash_token(token), req.label, self.clock()))
         return {"device_id": device_id, "token": f"{device_id}.{token}"}
 
-    def authenticate(self, authorization: str | None):
+    def authenticate(self, authorization: str | None) -> DeviceRecord:
         if not authorization or not authorization.startswith("Bearer "):
             raise E.Unauthorized("missing device token (Authorization: Bearer <token>)")
         device_id, _, token = authorization[7:].strip().partition(".")
-        row = self.store.one("SELECT * FROM devices WHERE device_id=?", device_id)
+        device = self.store.device(device_id)
         # Compare even for an unknown id, so timing does not reveal which ids exist.
-        expected = row["token_hash"] if row else _hash_token("x")
-        if not hmac.compare_digest(expected, _hash_token(token)) or row is None:
+        expected = device.token_hash if device else _hash_token("x")
+        if not hmac.compare_digest(expected, _hash_token(token)) or device is None:
             raise E.Unauthorized("invalid device token")
-        return row
+        return device
 
     def checkin(self, device, req: CheckinRequest, rate_limited: bool = True) -> CheckinResponse:
         if rate_limited:
-            self.checkin_limit.take(device["device_id"], self.clock())
+            self.checkin_limit.take(device.device_id, self.clock())
         now = self.clock()
-        self._seen[device["device_id"]] = now  # written in batches by flush_seen()
+        self._seen[device.device_id] = now  # written in batches by flush_seen()
         state = req.state.to_dict()
-        tasks = [t for t in self.tasks.values() if t.population == device["population"] and t.state == "active"]
+        tasks = [t for t in self.tasks.values() if t.population == device.population and t.state == "active"]
         if not tasks:
             return self._retry(now, self.pace.max_retry_s, "no_task")
         eligible = [t for t in tasks if t.rule.admits(state) and (not t.manifest.requires_flex or req.state.supports_flex)]
         if not eligible:
             return self._retry(now, self.pace.ineligible_retry_s, "ineligible")
         for task in eligible:
-            assignment = self._try_assign(task, device["device_id"], now)
+            assignment = self._try_assign(task, device.device_id, now)
             if assignment is not None:
                 self._count("checkins", "assigned")
                 return CheckinResponse("assigned", assignment=assignment)
@@ -332,16 +319,14 @@ class Coordinator:
         if not self._seen:
             return
         seen, self._seen = self._seen, {}
-        with self.store.transaction() as tx:
-            tx.executemany("UPDATE devices SET last_seen=? WHERE device_id=?", [(t, d) for d, t in seen.items()])
+        self.store.touch_devices(seen)
 
     def _active_population(self, population: str, now: float) -> int:
         """Devices of the population seen within max_retry_s, counted at most once a second:
         a COUNT(*) on every no-slot check-in was the check-in path's largest cost."""
         counted_at, n = self._population_counts.get(population, (-1e18, 0))
         if now - counted_at >= POPULATION_COUNT_TTL_S:
-            n = self.store.one("SELECT COUNT(*) AS n FROM devices WHERE population=? AND last_seen>=?",
-                               population, now - self.pace.max_retry_s)["n"]
+            n = self.store.count_seen(now - self.pace.max_retry_s, population)
             self._population_counts[population] = (now, n)
         return n
 
@@ -354,27 +339,23 @@ class Coordinator:
             self.metrics.count(metric, label)
 
     def _try_assign(self, task: Task, device_id: str, now: float) -> Assignment | None:
-        rnd = self.store.one("SELECT * FROM rounds WHERE task_id=? AND state='selecting'", task.task_id)
-        if rnd is None or now > rnd["selection_deadline"] or rnd["selected"] >= task.config.target_selected:
+        rnd = self.store.selecting_round(task.task_id)
+        if rnd is None or now > rnd.selection_deadline or rnd.selected >= task.config.target_selected:
             return None
         token = secrets.token_urlsafe(24)
-        with self.store.transaction() as tx:
-            cur = tx.execute("INSERT OR IGNORE INTO assignments VALUES (?,?,?,?,?)",
-                             (task.task_id, rnd["round"], device_id, _hash_token(token), now))
-            if cur.rowcount == 0:
-                return None  # already in this round: it has its assignment
-            tx.execute("UPDATE rounds SET selected=selected+1 WHERE task_id=? AND round=?", (task.task_id, rnd["round"]))
-        if rnd["selected"] + 1 >= task.config.target_selected:
+        if not self.store.assign(AssignmentRecord(task.task_id, rnd.round, device_id, _hash_token(token), now)):
+            return None  # already in this round: it has its assignment
+        if rnd.selected + 1 >= task.config.target_selected:
             if task.config.secagg_on:
-                self.secagg.start_advertising(task, rnd["round"], now)
+                self.secagg.start_advertising(task, rnd.round, now)
             else:
-                self.transition(task, rnd["round"], "reporting")
-        base = f"/v1/tasks/{task.task_id}/rounds/{rnd['round']}"
+                self.transition(task, rnd.round, "reporting")
+        base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
         return Assignment(
-            task_id=task.task_id, round=rnd["round"], upload_token=token, plan=task.config.plan(task.dp_clip),
+            task_id=task.task_id, round=rnd.round, upload_token=token, plan=task.config.plan(task.dp_clip),
             model_sha256=task.model_sha, model_url=f"/v1/blobs/{task.model_sha}",
             checkpoint_sha256=task.checkpoint_sha, checkpoint_url=f"/v1/blobs/{task.checkpoint_sha}",
-            upload_url=f"{base}/update", report_deadline=float(rnd["report_deadline"]),
+            upload_url=f"{base}/update", report_deadline=float(rnd.report_deadline),
         )
 
     def upload_limit(self, task_id: str) -> int:
@@ -384,18 +365,18 @@ class Coordinator:
                                     + task.config.secagg_extra_slots)
         return task.config.codec_spec().max_payload_bytes(len(task.manifest.weights), task.manifest.num_parameters)
 
-    def _assigned(self, device, task_id: str, round_num: int, upload_token: str | None):
-        """The round's row, if this device holds an assignment for it with this token; else 403."""
-        assignment = self.store.one("SELECT * FROM assignments WHERE task_id=? AND round=? AND device_id=?",
-                                    task_id, round_num, device["device_id"])
+    def _assigned(self, device: DeviceRecord, task_id: str, round_num: int,
+                  upload_token: str | None) -> RoundRecord:
+        """The round, if this device holds an assignment for it with this token; else 403."""
+        assignment = self.store.assignment(task_id, round_num, device.device_id)
         if assignment is None or not upload_token or not hmac.compare_digest(
-                assignment["token_hash"], _hash_token(upload_token)):
+                assignment.token_hash, _hash_token(upload_token)):
             self._reject("not_assigned")
             raise E.Forbidden("this device holds no assignment for that round (or the upload token is wrong)")
         return self.round_row(task_id, round_num)
 
-    def round_row(self, task_id: str, round_num: int):
-        return self.store.one("SELECT * FROM rounds WHERE task_id=? AND round=?", task_id, round_num)
+    def round_row(self, task_id: str, round_num: int) -> RoundRecord | None:
+        return self.store.round(task_id, round_num)
 
     def _secagg_round(self, device, task_id: str, round_num: int, upload_token: str | None):
         """(task, round row) of a SecAgg round this device is assigned to; 404 for a plain task."""
@@ -413,33 +394,32 @@ class Coordinator:
         if post is None:
             raise E.NotFound(f"no SecAgg phase '{phase}'; use keys, shares or reveals")
         try:
-            new = post(task, rnd, device["device_id"], raw)
+            new = post(task, rnd, device.device_id, raw)
         except ProtocolError as exc:
             raise E.BadRequest(str(exc), exc.code) from exc
         return {"accepted": True, "duplicate": not new}
 
     def secagg_view(self, device, task_id: str, round_num: int, upload_token: str | None):
         task, rnd = self._secagg_round(device, task_id, round_num, upload_token)
-        return self.secagg.view(task, rnd, device["device_id"])
+        return self.secagg.view(task, rnd, device.device_id)
 
     def upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
                body: bytes) -> dict:
         task = self._task(task_id)
-        device_id = device["device_id"]
+        device_id = device.device_id
         rnd = self._assigned(device, task_id, round_num, upload_token)
         digest = hashlib.sha256(body).hexdigest()
-        previous = self.store.one("SELECT digest FROM updates WHERE task_id=? AND round=? AND device_id=?",
-                                  task_id, round_num, device_id)
+        previous = self.store.update(task_id, round_num, device_id)
         if previous is not None:
-            if previous["digest"] == digest:
+            if previous.digest == digest:
                 return {"accepted": True, "duplicate": True}  # a retry of an acknowledged upload
             self._reject("duplicate")
             raise E.Conflict("an update for this round was already accepted from this device", "duplicate")
         if task.config.secagg_on:
             return self._upload_masked(task, rnd, device_id, meta, body, digest)
-        if rnd["state"] not in ("selecting", "reporting") or self.clock() > rnd["report_deadline"]:
+        if rnd.state not in ("selecting", "reporting") or self.clock() > rnd.report_deadline:
             self._reject("late")
-            raise E.Gone(f"round {round_num} is closed ({rnd['state']}); the update was not counted", "round_closed")
+            raise E.Gone(f"round {round_num} is closed ({rnd.state}); the update was not counted", "round_closed")
         expected_codec = task.config.codec_spec()
         try:
             decoded = codec.decode(body, [w.size for w in task.manifest.weights])
@@ -457,7 +437,7 @@ class Coordinator:
         self._fold(task, self._sum_for(task, round_num), decoded.values, meta.example_count)
         if norm > bound:
             self._count("clipped_updates", "server_bound")
-        if rnd["reported"] + 1 >= task.config.goal_count:
+        if rnd.reported + 1 >= task.config.goal_count:
             # The update is stored and acknowledged whatever happens while committing.
             self._guarded(task, self._close_full_round, task, round_num)
         return {"accepted": True, "duplicate": False}
@@ -466,10 +446,11 @@ class Coordinator:
         self.transition(task, num, "aggregating")
         self.request_commit(task, num)
 
-    def _upload_masked(self, task: Task, rnd, device_id: str, meta: UploadMeta, body: bytes, digest: str) -> dict:
+    def _upload_masked(self, task: Task, rnd: RoundRecord, device_id: str, meta: UploadMeta, body: bytes,
+                       digest: str) -> dict:
         values = self.secagg.accept_masked_input(task, rnd, device_id, body)
-        self._store_update(task, rnd["round"], device_id, meta, body, digest)
-        self.secagg.masked_input_done(task, rnd["round"], values)
+        self._store_update(task, rnd.round, device_id, meta, body, digest)
+        self.secagg.masked_input_done(task, rnd.round, values)
         return {"accepted": True, "duplicate": False}
 
     def _store_update(self, task: Task, round_num: int, device_id: str, meta: UploadMeta, body: bytes,
@@ -477,15 +458,10 @@ class Coordinator:
         """File first, then the row: an acknowledged update survives a crash."""
         path = self.store.update_path(task.task_id, round_num, device_id)
         self.store.write_file(path, body)
-        with self.store.transaction() as tx:
-            tx.execute("INSERT INTO updates VALUES (?,?,?,?,?,?,?,?)",
-                       (task.task_id, round_num, device_id, meta.example_count,
-                        dumps({"train_loss": meta.train_loss, "eval_loss": meta.eval_loss,
-                               "eval_accuracy": meta.eval_accuracy, "eval_count": meta.eval_count,
-                               "below_clip": meta.below_clip}),
-                        str(path), digest, self.clock()))
-            tx.execute("UPDATE rounds SET reported=reported+1, examples=examples+? WHERE task_id=? AND round=?",
-                       (meta.example_count, task.task_id, round_num))
+        self.store.add_update(UpdateRecord(
+            task.task_id, round_num, device_id, meta.example_count,
+            {"train_loss": meta.train_loss, "eval_loss": meta.eval_loss, "eval_accuracy": meta.eval_accuracy,
+             "eval_count": meta.eval_count, "below_clip": meta.below_clip}, str(path), digest, self.clock()))
         if self.metrics is not None:
             self.metrics.bytes_in(len(body))
 
@@ -495,8 +471,7 @@ class Coordinator:
     # -- the round state machine -----------------------------------------------------------
     def transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None:
         closed = self.clock() if state in ("committed", "failed") else None
-        self.store.execute("UPDATE rounds SET state=?, reason=?, closed_at=COALESCE(?, closed_at) "
-                           "WHERE task_id=? AND round=?", state, reason, closed, task.task_id, round_num)
+        self.store.set_round_state(task.task_id, round_num, state, reason, closed)
         log.info("task %s round %d -> %s %s", task.task_id, round_num, state, reason)
         for listener in self.round_change_listeners:
             listener(task.task_id)
@@ -516,8 +491,8 @@ class Coordinator:
 
     def _drive(self, task: Task, now: float) -> None:
         rnd = self._latest_round(task)
-        if rnd is None or rnd["state"] in ("committed", "failed"):
-            self._open_next_round(task, rnd["round"] if rnd else 0, now)
+        if rnd is None or rnd.state in ("committed", "failed"):
+            self._open_next_round(task, rnd.round if rnd else 0, now)
         else:
             self._advance(task, rnd, now)
 
@@ -534,21 +509,20 @@ class Coordinator:
         self._count("driver_errors", type(exc).__name__)
         try:
             rnd = self._latest_round(task)
-            if rnd is not None and rnd["state"] in OPEN_STATES:
-                self.fail_round(task, rnd["round"], f"internal error while driving the round: "
+            if rnd is not None and rnd.state in OPEN_STATES:
+                self.fail_round(task, rnd.round, f"internal error while driving the round: "
                                                     f"{type(exc).__name__}: {str(exc)[:200]}")
         except Exception:  # noqa: BLE001
             log.exception("task %s: could not fail the round after an error", task.task_id)
 
-    def _latest_round(self, task: Task):
-        return self.store.one("SELECT * FROM rounds WHERE task_id=? ORDER BY round DESC LIMIT 1", task.task_id)
+    def _latest_round(self, task: Task) -> RoundRecord | None:
+        return self.store.latest_round(task.task_id)
 
     def _open_next_round(self, task: Task, last: int, now: float) -> None:
         """Open round ``last + 1``, or finish the task when its rounds are done."""
         if task.state != "active":
             return
-        done = self.store.one("SELECT COUNT(*) AS n FROM rounds WHERE task_id=? AND state='committed'",
-                              task.task_id)["n"]
+        done = self.store.committed_count(task.task_id)
         if done >= task.config.rounds:
             self._finish_task(task, "completed", f"{done} rounds committed")
             return
@@ -572,30 +546,27 @@ class Coordinator:
         with self.store.transaction():
             report_deadline = (self.secagg.open(task, round_num, selection_deadline) if c.secagg_on
                                else selection_deadline + c.report_deadline_s)
-            self.store.execute(
-                "INSERT INTO rounds (task_id, round, state, opened_at, selection_deadline, report_deadline) "
-                "VALUES (?,?,?,?,?,?)", task.task_id, round_num, "selecting", now, selection_deadline,
-                report_deadline)
+            self.store.add_round(task.task_id, round_num, now, selection_deadline, report_deadline)
 
-    def _advance(self, task: Task, rnd, now: float) -> None:
+    def _advance(self, task: Task, rnd: RoundRecord, now: float) -> None:
         c = task.config
         if c.secagg_on:
             self.secagg.advance(task, rnd, now)
             return
-        state, num = rnd["state"], rnd["round"]
-        if state == "selecting" and now > rnd["selection_deadline"]:
-            if rnd["selected"] >= c.required_reports:
+        state, num = rnd.state, rnd.round
+        if state == "selecting" and now > rnd.selection_deadline:
+            if rnd.selected >= c.required_reports:
                 self.transition(task, num, "reporting")
             else:
-                self.fail_round(task, num, f"selection window closed with {rnd['selected']} devices, "
+                self.fail_round(task, num, f"selection window closed with {rnd.selected} devices, "
                                             f"need at least {c.required_reports}")
             return
-        if state in ("selecting", "reporting") and (rnd["reported"] >= c.goal_count or now > rnd["report_deadline"]):
-            if rnd["reported"] >= c.required_reports:
+        if state in ("selecting", "reporting") and (rnd.reported >= c.goal_count or now > rnd.report_deadline):
+            if rnd.reported >= c.required_reports:
                 self.transition(task, num, "aggregating")
                 state = "aggregating"
             else:
-                self.fail_round(task, num, f"reporting deadline passed with {rnd['reported']} reports, "
+                self.fail_round(task, num, f"reporting deadline passed with {rnd.reported} reports, "
                                             f"need at least {c.required_reports}")
                 return
         if state == "aggregating":
@@ -610,8 +581,8 @@ class Coordinator:
         self.sums.pop((task.task_id, num), None)
         if task.config.secagg_on:
             self.secagg.discard(task, num)
-        for upd in self.store.all("SELECT blob FROM updates WHERE task_id=? AND round=?", task.task_id, num):
-            Path(upd["blob"]).unlink(missing_ok=True)
+        for upd in self.store.updates(task.task_id, num):
+            Path(upd.blob).unlink(missing_ok=True)
 
     def _aggregate(self, task: Task, num: int) -> tuple[np.ndarray, float, float | None]:
         """(sum of updates, total weight, sum of clip bits or None)."""
@@ -621,9 +592,7 @@ class Coordinator:
         acc = self._sum_for(task, num)
         bits = None
         if task.config.adaptive_clip:
-            metas = [json.loads(r["meta"]) for r in self.store.all(
-                "SELECT meta FROM updates WHERE task_id=? AND round=?", task.task_id, num)]
-            bits = float(sum(1 for m in metas if m.get("below_clip")))
+            bits = float(sum(1 for u in self.store.updates(task.task_id, num) if u.meta.get("below_clip")))
         if isinstance(acc, FedAvg):
             return acc.total, acc.weight, bits
         return acc.mean().astype(np.float64), 1.0, bits  # a robust aggregate is already a mean
@@ -667,14 +636,14 @@ class Coordinator:
         started = self.clock()
         try:
             rnd = self.round_row(task_id, num)
-            if task is None or rnd is None or rnd["state"] != "aggregating":
+            if task is None or rnd is None or rnd.state != "aggregating":
                 return
             inputs = self._commit_inputs(task, num)
             if inputs is None:
                 return
             result = await asyncio.get_running_loop().run_in_executor(None, compute_commit, inputs)
             rnd = self.round_row(task_id, num)
-            if rnd is None or rnd["state"] != "aggregating":  # cancelled meanwhile
+            if rnd is None or rnd.state != "aggregating":  # cancelled meanwhile
                 return
             self._apply_commit(task, num, result, started)
         except Exception as exc:  # noqa: BLE001 - as in tick(): fail this round, keep driving
@@ -691,8 +660,7 @@ class Coordinator:
         if weight <= 0:
             self.fail_round(task, num, "no updates to aggregate")
             return None
-        done = self.store.one("SELECT COUNT(*) AS n FROM rounds WHERE task_id=? AND state='committed'",
-                              task.task_id)["n"]
+        done = self.store.committed_count(task.task_id)
         return CommitInputs(task.config, task.manifest.weight_shapes, total, weight, bits, task.dp_clip,
                             self.store.blob_path(task.checkpoint_sha).read_bytes(),
                             self._load_opt_state(task, num - 1), done, self.dp_sampling_rate(task))
@@ -706,24 +674,20 @@ class Coordinator:
         if result.opt_state:
             self._save_opt_state(task, num, result.opt_state)
         metrics = {**self._round_metrics(task, num), **result.dp_metrics}
-        with self.store.transaction() as tx:
-            tx.execute("UPDATE rounds SET state='committed', closed_at=?, checkpoint_sha=?, metrics=? "
-                       "WHERE task_id=? AND round=?", (self.clock(), sha, dumps(metrics), task.task_id, num))
-            tx.execute("UPDATE tasks SET checkpoint_sha=? WHERE task_id=?", (sha, task.task_id))
+        self.store.commit_round(task.task_id, num, self.clock(), sha, metrics)
         task.checkpoint_sha = sha
         # The next clip takes effect only once the round that chose it is committed (as on a restart).
         task.dp_clip = metrics.get("dp_next_clip", task.dp_clip)
         self._discard_updates(task, num)
         if self.metrics is not None:
-            rnd = self.store.one("SELECT opened_at FROM rounds WHERE task_id=? AND round=?", task.task_id, num)
-            self.metrics.round_committed(self.clock() - rnd["opened_at"], self.clock() - started)
+            opened_at = self.store.round(task.task_id, num).opened_at
+            self.metrics.round_committed(self.clock() - opened_at, self.clock() - started)
         log.info("task %s round %d committed: %s", task.task_id, num, metrics)
         self._open_next_round(task, num, self.clock())
 
     def _round_metrics(self, task: Task, num: int) -> dict:
-        rows = self.store.all("SELECT examples, meta FROM updates WHERE task_id=? AND round=?", task.task_id, num)
         cap = task.config.max_example_count  # a device's claim weighs its metrics no more than its update
-        metas = [(min(r["examples"], cap), json.loads(r["meta"])) for r in rows]
+        metas = [(min(u.examples, cap), u.meta) for u in self.store.updates(task.task_id, num)]
         total = sum(n for n, _ in metas) or 1
         eval_total = sum(m["eval_count"] for _, m in metas)
         out = {"reports": len(metas), "examples": int(sum(n for n, _ in metas)),
@@ -751,9 +715,9 @@ class Coordinator:
         self.store.write_file(self._opt_path(task, num), buf.getvalue())
 
     def _finish_task(self, task: Task, state: str, reason: str) -> None:
-        self.store.execute("UPDATE tasks SET state=?, reason=? WHERE task_id=?", state, reason, task.task_id)
+        self.store.set_task_state(task.task_id, state, reason)
         task.state = state
         log.info("task %s %s: %s", task.task_id, state, reason)
 
     def active_devices(self, window_s: float = 600.0) -> int:
-        return self.store.one("SELECT COUNT(*) AS n FROM devices WHERE last_seen>=?", self.clock() - window_s)["n"]
+        return self.store.count_seen(self.clock() - window_s)

@@ -1,6 +1,10 @@
 """Durable state in SQLite (WAL): populations, devices, tasks, rounds, assignments, updates,
 and the SecAgg state of rounds (deadlines, roster, who shared, who survived; the messages).
 
+The coordinator talks to the store through typed methods that take and return the records
+of `coordinator.records`; the SQL lives here (the SecAgg tables' statements are still in
+`coordinator.secagg_rounds`). `one`/`all`/`execute` stay for those and for tests.
+
 Every method that changes state commits before it returns, so anything the service
 acknowledges to a device or an admin survives a crash of the process. Blobs (models,
 checkpoints, received updates) are files; the rows that point at them are written
@@ -15,6 +19,12 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from coordinator.records import (AssignmentRecord, DeviceRecord, PopulationRecord, RoundRecord, TaskRecord,
+                                 UpdateRecord)
+
+OPEN_STATES = ("selecting", "advertising", "sharing", "reporting", "unmasking", "aggregating")
+_OPEN_SQL = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS populations (name TEXT PRIMARY KEY, created_at REAL NOT NULL,
@@ -107,6 +117,150 @@ class Store:
 
     def execute(self, sql: str, *args):
         return self.conn.execute(sql, args)
+
+    # -- populations and devices ---------------------------------------------------------
+    def population(self, name: str) -> PopulationRecord | None:
+        r = self.one("SELECT * FROM populations WHERE name=?", name)
+        return PopulationRecord(r["name"], r["created_at"], r["enrollment_secret_hash"],
+                                bool(r["require_attestation"])) if r else None
+
+    def add_population(self, p: PopulationRecord) -> None:
+        self.execute("INSERT INTO populations (name, created_at, enrollment_secret_hash, require_attestation) "
+                     "VALUES (?, ?, ?, ?)", p.name, p.created_at, p.enrollment_secret_hash, int(p.require_attestation))
+
+    def add_device(self, d: DeviceRecord) -> None:
+        self.execute("INSERT INTO devices VALUES (?,?,?,?,?,?)", d.device_id, d.population, d.token_hash, d.label,
+                     d.created_at, d.last_seen)
+
+    def device(self, device_id: str) -> DeviceRecord | None:
+        r = self.one("SELECT * FROM devices WHERE device_id=?", device_id)
+        return DeviceRecord(**{k: r[k] for k in r.keys()}) if r else None
+
+    def touch_devices(self, seen: dict[str, float]) -> None:
+        """last_seen of many devices, in one transaction."""
+        with self.transaction() as tx:
+            tx.executemany("UPDATE devices SET last_seen=? WHERE device_id=?", [(t, d) for d, t in seen.items()])
+
+    def count_seen(self, since: float, population: str | None = None) -> int:
+        if population is None:
+            return self.one("SELECT COUNT(*) AS n FROM devices WHERE last_seen>=?", since)["n"]
+        return self.one("SELECT COUNT(*) AS n FROM devices WHERE population=? AND last_seen>=?", population,
+                        since)["n"]
+
+    # -- tasks -------------------------------------------------------------------------
+    @staticmethod
+    def _task(r) -> TaskRecord:
+        return TaskRecord(r["task_id"], r["population"], json.loads(r["config"]), r["model_sha"], r["manifest"],
+                          r["state"], r["checkpoint_sha"], r["created_at"], r["reason"])
+
+    def tasks(self) -> list[TaskRecord]:
+        return [self._task(r) for r in self.all("SELECT * FROM tasks ORDER BY created_at")]
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        r = self.one("SELECT * FROM tasks WHERE task_id=?", task_id)
+        return self._task(r) if r else None
+
+    def add_task(self, t: TaskRecord) -> None:
+        self.execute("INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?)", t.task_id, t.population, dumps(t.config),
+                     t.model_sha, t.manifest, t.state, t.checkpoint_sha, t.created_at, t.reason)
+
+    def set_task_state(self, task_id: str, state: str, reason: str | None = None,
+                       fail_open_rounds: str = "", now: float = 0.0) -> None:
+        """The task's state (and reason); with ``fail_open_rounds``, its open rounds fail with
+        that reason in the same transaction."""
+        with self.transaction() as tx:
+            if reason is None:
+                tx.execute("UPDATE tasks SET state=? WHERE task_id=?", (state, task_id))
+            else:
+                tx.execute("UPDATE tasks SET state=?, reason=? WHERE task_id=?", (state, reason, task_id))
+            if fail_open_rounds:
+                tx.execute(f"UPDATE rounds SET state='failed', reason=?, closed_at=? WHERE task_id=? "
+                           f"AND state IN {_OPEN_SQL}", (fail_open_rounds, now, task_id))
+
+    # -- rounds ------------------------------------------------------------------------
+    @staticmethod
+    def _round(r) -> RoundRecord:
+        return RoundRecord(r["task_id"], r["round"], r["state"], r["opened_at"], r["selection_deadline"],
+                           r["report_deadline"], r["closed_at"], r["selected"], r["reported"], r["examples"],
+                           r["reason"], json.loads(r["metrics"]), r["checkpoint_sha"])
+
+    def round(self, task_id: str, num: int) -> RoundRecord | None:
+        r = self.one("SELECT * FROM rounds WHERE task_id=? AND round=?", task_id, num)
+        return self._round(r) if r else None
+
+    def rounds(self, task_id: str) -> list[RoundRecord]:
+        return [self._round(r) for r in self.all("SELECT * FROM rounds WHERE task_id=? ORDER BY round", task_id)]
+
+    def latest_round(self, task_id: str) -> RoundRecord | None:
+        r = self.one("SELECT * FROM rounds WHERE task_id=? ORDER BY round DESC LIMIT 1", task_id)
+        return self._round(r) if r else None
+
+    def selecting_round(self, task_id: str) -> RoundRecord | None:
+        r = self.one("SELECT * FROM rounds WHERE task_id=? AND state='selecting'", task_id)
+        return self._round(r) if r else None
+
+    def open_rounds(self) -> list[RoundRecord]:
+        return [self._round(r) for r in self.all(f"SELECT * FROM rounds WHERE state IN {_OPEN_SQL}")]
+
+    def committed_count(self, task_id: str) -> int:
+        return self.one("SELECT COUNT(*) AS n FROM rounds WHERE task_id=? AND state='committed'", task_id)["n"]
+
+    def last_committed(self, task_id: str) -> RoundRecord | None:
+        r = self.one("SELECT * FROM rounds WHERE task_id=? AND state='committed' ORDER BY round DESC LIMIT 1",
+                     task_id)
+        return self._round(r) if r else None
+
+    def add_round(self, task_id: str, num: int, opened_at: float, selection_deadline: float,
+                  report_deadline: float) -> None:
+        self.execute("INSERT INTO rounds (task_id, round, state, opened_at, selection_deadline, report_deadline) "
+                     "VALUES (?,?,?,?,?,?)", task_id, num, "selecting", opened_at, selection_deadline,
+                     report_deadline)
+
+    def set_round_state(self, task_id: str, num: int, state: str, reason: str, closed_at: float | None) -> None:
+        self.execute("UPDATE rounds SET state=?, reason=?, closed_at=COALESCE(?, closed_at) "
+                     "WHERE task_id=? AND round=?", state, reason, closed_at, task_id, num)
+
+    def commit_round(self, task_id: str, num: int, closed_at: float, checkpoint_sha: str, metrics: dict) -> None:
+        """The round is committed and its checkpoint becomes the task's, in one transaction."""
+        with self.transaction() as tx:
+            tx.execute("UPDATE rounds SET state='committed', closed_at=?, checkpoint_sha=?, metrics=? "
+                       "WHERE task_id=? AND round=?", (closed_at, checkpoint_sha, dumps(metrics), task_id, num))
+            tx.execute("UPDATE tasks SET checkpoint_sha=? WHERE task_id=?", (checkpoint_sha, task_id))
+
+    # -- assignments and updates -------------------------------------------------------
+    def assign(self, a: AssignmentRecord) -> bool:
+        """Record the assignment and count it in the round; False if the device already has one."""
+        with self.transaction() as tx:
+            cur = tx.execute("INSERT OR IGNORE INTO assignments VALUES (?,?,?,?,?)",
+                             (a.task_id, a.round, a.device_id, a.token_hash, a.assigned_at))
+            if cur.rowcount == 0:
+                return False
+            tx.execute("UPDATE rounds SET selected=selected+1 WHERE task_id=? AND round=?", (a.task_id, a.round))
+        return True
+
+    def assignment(self, task_id: str, num: int, device_id: str) -> AssignmentRecord | None:
+        r = self.one("SELECT * FROM assignments WHERE task_id=? AND round=? AND device_id=?", task_id, num, device_id)
+        return AssignmentRecord(**{k: r[k] for k in r.keys()}) if r else None
+
+    @staticmethod
+    def _update(r) -> UpdateRecord:
+        return UpdateRecord(r["task_id"], r["round"], r["device_id"], r["examples"], json.loads(r["meta"]),
+                            r["blob"], r["digest"], r["received_at"])
+
+    def updates(self, task_id: str, num: int) -> list[UpdateRecord]:
+        return [self._update(r) for r in self.all("SELECT * FROM updates WHERE task_id=? AND round=?", task_id, num)]
+
+    def update(self, task_id: str, num: int, device_id: str) -> UpdateRecord | None:
+        r = self.one("SELECT * FROM updates WHERE task_id=? AND round=? AND device_id=?", task_id, num, device_id)
+        return self._update(r) if r else None
+
+    def add_update(self, u: UpdateRecord) -> None:
+        """The update's row and its round's counts, in one transaction (its bytes are already at u.blob)."""
+        with self.transaction() as tx:
+            tx.execute("INSERT INTO updates VALUES (?,?,?,?,?,?,?,?)",
+                       (u.task_id, u.round, u.device_id, u.examples, dumps(u.meta), u.blob, u.digest, u.received_at))
+            tx.execute("UPDATE rounds SET reported=reported+1, examples=examples+? WHERE task_id=? AND round=?",
+                       (u.examples, u.task_id, u.round))
 
     # -- blobs -------------------------------------------------------------------------
     def write_file(self, path: Path, data: bytes) -> None:
