@@ -76,3 +76,18 @@ class UpdateRecord:
     blob: str  # where the update's bytes are
     digest: str  # sha256 of those bytes: a retry with the same bytes is the same update
     received_at: float
+
+
+@dataclass(frozen=True)
+class SecAggRoundRecord:
+    """What a SecAgg round settled so far; empty until the phase that settles it closes."""
+
+    task_id: str
+    round: int
+    advertise_deadline: float
+    share_deadline: float
+    unmask_deadline: float
+    roster: dict[int, str] = field(default_factory=dict)  # roster index -> device id
+    params: dict | None = None  # SecAggParams.to_dict()
+    sharers: list[int] = field(default_factory=list)  # indices whose shares were complete
+    survivors: list[int] = field(default_factory=list)  # indices whose masked input was counted

@@ -27,6 +27,7 @@ import numpy as np
 
 from coordinator import errors as E
 from coordinator.aggregation import ModularSum
+from coordinator.records import SecAggRoundRecord
 from coordinator.store import dumps
 from protocol import dp
 from protocol.errors import ProtocolError
@@ -53,54 +54,46 @@ class SecAggRounds:
         advertise = selection_deadline + cfg.secagg_phase_s
         share = advertise + cfg.secagg_phase_s
         report = share + cfg.report_deadline_s
-        self.store.execute("INSERT INTO secagg_rounds (task_id, round, advertise_deadline, share_deadline, "
-                           "unmask_deadline) VALUES (?,?,?,?,?)", task.task_id, round_num, advertise, share,
-                           report + cfg.secagg_phase_s)
+        self.store.add_secagg_round(SecAggRoundRecord(task.task_id, round_num, advertise, share,
+                                                      report + cfg.secagg_phase_s))
         return report
 
     def _start_phase(self, task: "Task", round_num: int, state: str, column: str | None, now: float,
-                     **fields: str) -> None:
+                     **fields) -> None:
         """Writes the phase's deadline (now + secagg_phase_s) and what the last phase settled, then moves on."""
         sets = dict(fields)
         if column:
             sets[column] = now + task.config.secagg_phase_s
         if sets:
-            self.store.execute(f"UPDATE secagg_rounds SET {', '.join(f'{k}=?' for k in sets)} "
-                               "WHERE task_id=? AND round=?", *sets.values(), task.task_id, round_num)
+            self.store.update_secagg_round(task.task_id, round_num, **sets)
         self.c.transition(task, round_num, state)
 
-    def _row(self, task_id: str, round_num: int):
-        row = self.store.one("SELECT * FROM secagg_rounds WHERE task_id=? AND round=?", task_id, round_num)
+    def _row(self, task_id: str, round_num: int) -> SecAggRoundRecord:
+        row = self.store.secagg_round(task_id, round_num)
         if row is None:
             raise E.NotFound(f"round {round_num} of task '{task_id}' does not use secure aggregation")
         return row
 
-    def _params(self, row) -> SecAggParams | None:
-        return SecAggParams.from_dict(json.loads(row["params"])) if row["params"] else None
+    def _params(self, row: SecAggRoundRecord) -> SecAggParams | None:
+        return SecAggParams.from_dict(row.params) if row.params else None
 
-    def _roster(self, row) -> dict[int, str]:
-        return {int(i): d for i, d in json.loads(row["roster"]).items()} if row["roster"] else {}
+    def _index_by_device(self, row: SecAggRoundRecord) -> dict[str, int]:
+        return {d: i for i, d in row.roster.items()}
 
-    def _index_by_device(self, row) -> dict[str, int]:
-        return {d: i for i, d in self._roster(row).items()}
-
-    def _index_of(self, row, device_id: str) -> int:
+    def _index_of(self, row: SecAggRoundRecord, device_id: str) -> int:
         return self._index_by_device(row).get(device_id, 0)
 
-    def _indices_of(self, row, rows) -> list[int]:
-        """Sorted roster indices of the devices in ``rows`` (each with a device_id)."""
+    def _indices_of(self, row: SecAggRoundRecord, device_ids) -> list[int]:
+        """Sorted roster indices of ``device_ids``."""
         index = self._index_by_device(row)
-        return sorted(index[r["device_id"]] for r in rows)
+        return sorted(index[d] for d in device_ids)
 
     def _keys(self, task_id: str, round_num: int, roster: dict[int, str]) -> dict[int, PublicKeys]:
-        bodies = {r["device_id"]: r["body"] for r in self.store.all(
-            "SELECT device_id, body FROM secagg_messages WHERE task_id=? AND round=? AND phase='keys'",
-            task_id, round_num)}
+        bodies = self.store.secagg_messages(task_id, round_num, "keys")
         return {i: PublicKeys.from_dict(json.loads(bodies[d])) for i, d in roster.items()}
 
     def _count(self, task_id: str, round_num: int, phase: str) -> int:
-        return self.store.one("SELECT COUNT(*) AS n FROM secagg_messages WHERE task_id=? AND round=? AND phase=?",
-                              task_id, round_num, phase)["n"]
+        return self.store.secagg_message_count(task_id, round_num, phase)
 
     def sum_for(self, task: "Task", round_num: int, params: SecAggParams) -> ModularSum:
         key = (task.task_id, round_num)
@@ -114,42 +107,35 @@ class SecAggRounds:
         if params is None:
             return
         acc = self.sum_for(task, round_num, params)
-        for upd in self.store.all("SELECT blob FROM updates WHERE task_id=? AND round=?", task.task_id, round_num):
-            acc.add(ring.unpack(Path(upd["blob"]).read_bytes(), params.modulus_bits, params.vector_length))
+        for upd in self.store.updates(task.task_id, round_num):
+            acc.add(ring.unpack(Path(upd.blob).read_bytes(), params.modulus_bits, params.vector_length))
 
     def discard(self, task: "Task", round_num: int) -> None:
         self.sums.pop((task.task_id, round_num), None)
-        self.store.execute("DELETE FROM secagg_shares WHERE task_id=? AND round=?", task.task_id, round_num)
+        self.store.delete_secagg_shares(task.task_id, round_num)
 
     # -- messages from devices -------------------------------------------------------------
     def _record(self, task: "Task", rnd, device_id: str, phase: str, body: str, states: tuple[str, ...],
                 shares: list[EncryptedShare] | None = None) -> bool:
         """Store a phase message once; True when it is new, False for an identical retry."""
         digest = hashlib.sha256(body.encode()).hexdigest()
-        prev = self.store.one("SELECT digest FROM secagg_messages WHERE task_id=? AND round=? AND phase=? AND "
-                              "device_id=?", task.task_id, rnd.round, phase, device_id)
+        prev = self.store.secagg_message_digest(task.task_id, rnd.round, phase, device_id)
         if prev is not None:
-            if prev["digest"] == digest:
+            if prev == digest:
                 return False
             raise E.Conflict(f"a different {phase} message was already accepted from this device", "duplicate")
         if rnd.state not in states:
             raise E.Gone(f"the {phase} phase of round {rnd.round} is closed ({rnd.state})", "phase_closed")
-        with self.store.transaction() as tx:
-            tx.execute("INSERT INTO secagg_messages VALUES (?,?,?,?,?,?,?)",
-                       (task.task_id, rnd.round, phase, device_id, body, digest, self.c.clock()))
-            if shares:
-                tx.executemany("INSERT INTO secagg_shares VALUES (?,?,?,?,?)",
-                               [(task.task_id, rnd.round, s.receiver, s.sender, s.ciphertext) for s in shares])
+        self.store.add_secagg_message(task.task_id, rnd.round, phase, device_id, body, digest, self.c.clock(),
+                                      [(s.receiver, s.sender, s.ciphertext) for s in shares or ()])
         return True
 
     def post_keys(self, task: "Task", rnd, device_id: str, raw) -> bool:
         keys = PublicKeys.from_dict(raw)
         body = dumps(keys.to_dict())
-        for other in self.store.all("SELECT device_id, body FROM secagg_messages WHERE task_id=? AND round=? AND "
-                                    "phase='keys'", task.task_id, rnd.round):
-            theirs = PublicKeys.from_dict(json.loads(other["body"]))
-            if other["device_id"] != device_id and {keys.c_public, keys.s_public} & {theirs.c_public,
-                                                                                      theirs.s_public}:
+        for other, other_body in self.store.secagg_messages(task.task_id, rnd.round, "keys").items():
+            theirs = PublicKeys.from_dict(json.loads(other_body))
+            if other != device_id and {keys.c_public, keys.s_public} & {theirs.c_public, theirs.s_public}:
                 raise E.Conflict("these public keys were already advertised by another device", "replayed_keys")
         new = self._record(task, rnd, device_id, "keys", body, ("selecting", "advertising"))
         self.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
@@ -173,13 +159,12 @@ class SecAggRounds:
     def post_reveals(self, task: "Task", rnd, device_id: str, raw) -> bool:
         row = self._row(task.task_id, rnd.round)
         index, params = self._index_of(row, device_id), self._params(row)
-        survivors = json.loads(row["survivors"]) if row["survivors"] else []
+        survivors = row.survivors
         if params is None or index not in survivors:
             raise E.Forbidden("only devices whose masked input was counted take part in unmasking", "not_survivor")
         reveals = parse_list(raw, "shares", RevealedShare, params.n)
         try:
-            server.check_reveals(index, reveals, server.round_graph(params)[index], json.loads(row["sharers"]),
-                                 survivors)
+            server.check_reveals(index, reveals, server.round_graph(params)[index], row.sharers, survivors)
         except ProtocolError as exc:
             raise E.BadRequest(str(exc), exc.code) from exc
         body = dumps({"shares": [s.to_dict() for s in reveals]})
@@ -190,7 +175,7 @@ class SecAggRounds:
     def accept_masked_input(self, task: "Task", rnd, device_id: str, body: bytes) -> np.ndarray:
         row = self._row(task.task_id, rnd.round)
         params, index = self._params(row), self._index_of(row, device_id)
-        sharers = json.loads(row["sharers"]) if row["sharers"] else []
+        sharers = row.sharers
         if rnd.state != "reporting" or self.c.clock() > rnd.report_deadline:
             raise E.Gone(f"round {rnd.round} is not taking masked inputs ({rnd.state})", "round_closed")
         if params is None or index not in sharers:
@@ -206,19 +191,17 @@ class SecAggRounds:
 
     def view(self, task: "Task", rnd, device_id: str) -> SecAggView:
         row = self._row(task.task_id, rnd.round)
-        params, roster = self._params(row), self._roster(row)
+        params = self._params(row)
         index = self._index_of(row, device_id)
         if params is None or not index:
             return SecAggView(rnd.state, reason=rnd.reason)
-        keys = self._keys(task.task_id, rnd.round, roster)
-        sharers = tuple(json.loads(row["sharers"])) if row["sharers"] else ()
-        inbox = tuple(EncryptedShare(s["sender"], index, bytes(s["ciphertext"])) for s in self.store.all(
-            "SELECT sender, ciphertext FROM secagg_shares WHERE task_id=? AND round=? AND receiver=? ORDER BY sender",
+        keys = self._keys(task.task_id, rnd.round, row.roster)
+        sharers = tuple(row.sharers)
+        inbox = tuple(EncryptedShare(sender, index, c) for sender, c in self.store.secagg_inbox(
             task.task_id, rnd.round, index)) if sharers else ()
         unmask = None
-        if row["survivors"]:
-            survivors = json.loads(row["survivors"])
-            unmask = UnmaskRequest(tuple(survivors), tuple(sorted(set(sharers) - set(survivors))))
+        if row.survivors:
+            unmask = UnmaskRequest(tuple(row.survivors), tuple(sorted(set(sharers) - set(row.survivors))))
         return SecAggView(rnd.state, index, params, keys, sharers, inbox, unmask, rnd.reason)
 
     # -- phase transitions ---------------------------------------------------------------
@@ -237,20 +220,19 @@ class SecAggRounds:
                     self.c.fail_round(task, num, f"selection window closed with {rnd.selected} devices, need "
                                                  f"at least {max(3, cfg.required_reports)} for secure aggregation")
         elif state == "advertising":
-            if self._count(task.task_id, num, "keys") >= rnd.selected or now > row["advertise_deadline"]:
+            if self._count(task.task_id, num, "keys") >= rnd.selected or now > row.advertise_deadline:
                 self._close_advertising(task, rnd)
         elif state == "sharing":
-            if self._count(task.task_id, num, "shares") >= self._params(row).n or now > row["share_deadline"]:
+            if self._count(task.task_id, num, "shares") >= self._params(row).n or now > row.share_deadline:
                 self._close_sharing(task, rnd, row)
         elif state == "reporting":
             # Like a plain round, reporting ends at the goal count; a sharer whose masked input comes
             # later is treated as dropped (its pairwise masks are removed through its mask-key shares).
-            wanted = min(len(json.loads(row["sharers"])), cfg.goal_count)
+            wanted = min(len(row.sharers), cfg.goal_count)
             if rnd.reported >= wanted or now > rnd.report_deadline:
                 self._close_reporting(task, rnd, row)
         elif state == "unmasking":
-            if self._count(task.task_id, num, "reveals") >= len(json.loads(row["survivors"])) \
-                    or now > row["unmask_deadline"]:
+            if self._count(task.task_id, num, "reveals") >= len(row.survivors) or now > row.unmask_deadline:
                 self.c.transition(task, num, "aggregating")
                 self.c.request_commit(task, num)
         elif state == "aggregating":
@@ -261,8 +243,7 @@ class SecAggRounds:
 
     def _close_advertising(self, task: "Task", rnd) -> None:
         num, cfg = rnd.round, task.config
-        devices = sorted(r["device_id"] for r in self.store.all(
-            "SELECT device_id FROM secagg_messages WHERE task_id=? AND round=? AND phase='keys'", task.task_id, num))
+        devices = sorted(self.store.secagg_messages(task.task_id, num, "keys"))
         need = max(3, cfg.required_reports)
         if len(devices) < need:
             self.c.fail_round(task, num, f"secagg: {len(devices)} devices advertised keys, need at least {need}")
@@ -277,32 +258,29 @@ class SecAggRounds:
             self.c.fail_round(task, num, f"secagg: {exc}")
             return
         roster = {str(i): d for i, d in enumerate(devices, start=1)}
-        self._start_phase(task, num, "sharing", "share_deadline", self.c.clock(), roster=dumps(roster),
-                          params=dumps(params.to_dict()))
+        self._start_phase(task, num, "sharing", "share_deadline", self.c.clock(), roster=roster,
+                          params=params.to_dict())
 
     def _close_sharing(self, task: "Task", rnd, row) -> None:
         num, params = rnd.round, self._params(row)
-        sharers = self._indices_of(row, self.store.all(
-            "SELECT device_id FROM secagg_messages WHERE task_id=? AND round=? AND phase='shares'", task.task_id, num))
+        sharers = self._indices_of(row, self.store.secagg_messages(task.task_id, num, "shares"))
         need = max(params.threshold, task.config.required_reports)
         if len(sharers) < need:
             self.c.fail_round(task, num, f"secagg: {len(sharers)} devices shared keys, need at least {need} "
                                          f"(threshold {params.threshold})")
             return
         # Shares sent by devices that are not in U2 were never to be used; drop them so no inbox lists them.
-        self.store.execute(f"DELETE FROM secagg_shares WHERE task_id=? AND round=? AND sender NOT IN "
-                           f"({','.join('?' * len(sharers))})", task.task_id, num, *sharers)
-        self._start_phase(task, num, "reporting", None, self.c.clock(), sharers=dumps(sharers))
+        self.store.delete_secagg_shares(task.task_id, num, keep_senders=sharers)
+        self._start_phase(task, num, "reporting", None, self.c.clock(), sharers=sharers)
 
     def _close_reporting(self, task: "Task", rnd, row) -> None:
         num, params = rnd.round, self._params(row)
-        survivors = self._indices_of(row, self.store.all(
-            "SELECT device_id FROM updates WHERE task_id=? AND round=?", task.task_id, num))
+        survivors = self._indices_of(row, [u.device_id for u in self.store.updates(task.task_id, num)])
         need = max(params.threshold, task.config.required_reports)
         if len(survivors) < need:
             self.c.fail_round(task, num, f"secagg: {len(survivors)} masked inputs arrived, need at least {need}")
             return
-        self._start_phase(task, num, "unmasking", "unmask_deadline", self.c.clock(), survivors=dumps(survivors))
+        self._start_phase(task, num, "unmasking", "unmask_deadline", self.c.clock(), survivors=survivors)
 
     # -- the sum -----------------------------------------------------------------------------
     def unmasked_sum(self, task: "Task", round_num: int) -> tuple[np.ndarray, int, float | None]:
@@ -310,16 +288,14 @@ class SecAggRounds:
 
         Raises `server.BelowThreshold` when the sum cannot be unmasked."""
         row = self._row(task.task_id, round_num)
-        params, roster = self._params(row), self._roster(row)
+        params = self._params(row)
         index = self._index_by_device(row)
-        reveals = {index[r["device_id"]]: parse_list(json.loads(r["body"]), "shares", RevealedShare)
-                   for r in self.store.all("SELECT device_id, body FROM secagg_messages WHERE task_id=? AND round=? "
-                                           "AND phase='reveals'", task.task_id, round_num)}
-        survivors = json.loads(row["survivors"])
+        reveals = {index[d]: parse_list(json.loads(body), "shares", RevealedShare)
+                   for d, body in self.store.secagg_messages(task.task_id, round_num, "reveals").items()}
+        survivors = row.survivors
         acc = self.sum_for(task, round_num, params)
-        codes = server.unmask_sum(acc.total, params, self._keys(task.task_id, round_num, roster),
-                                  json.loads(row["sharers"]), survivors, reveals,
-                                  round_context(task.task_id, round_num))
+        codes = server.unmask_sum(acc.total, params, self._keys(task.task_id, round_num, row.roster),
+                                  row.sharers, survivors, reveals, round_context(task.task_id, round_num))
         # The server cannot see a single masked input, so a device can put any ring element in
         # it. What it can enforce is the honest range of the sum: each coordinate's codes in
         # [0, n (2^b - 1)] (every value on the grid), the clip bits in [0, n], and the sum's
