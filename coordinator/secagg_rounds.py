@@ -28,6 +28,7 @@ import numpy as np
 from coordinator import errors as E
 from coordinator.aggregation import ModularSum
 from coordinator.records import SecAggRoundRecord
+from coordinator.round_engine import Progress
 from coordinator.store import dumps
 from protocol import dp
 from protocol.errors import ProtocolError
@@ -38,7 +39,6 @@ from protocol.secagg.messages import (EncryptedShare, PublicKeys, RevealedShare,
 if TYPE_CHECKING:
     from coordinator.service import Coordinator, Task
 
-SECAGG_STATES = ("advertising", "sharing", "unmasking")
 
 
 class SecAggRounds:
@@ -92,9 +92,6 @@ class SecAggRounds:
         bodies = self.store.secagg_messages(task_id, round_num, "keys")
         return {i: PublicKeys.from_dict(json.loads(bodies[d])) for i, d in roster.items()}
 
-    def _count(self, task_id: str, round_num: int, phase: str) -> int:
-        return self.store.secagg_message_count(task_id, round_num, phase)
-
     def sum_for(self, task: "Task", round_num: int, params: SecAggParams) -> ModularSum:
         key = (task.task_id, round_num)
         if key not in self.sums:
@@ -138,7 +135,7 @@ class SecAggRounds:
             if other != device_id and {keys.c_public, keys.s_public} & {theirs.c_public, theirs.s_public}:
                 raise E.Conflict("these public keys were already advertised by another device", "replayed_keys")
         new = self._record(task, rnd, device_id, "keys", body, ("selecting", "advertising"))
-        self.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
+        self.c.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
         return new
 
     def post_shares(self, task: "Task", rnd, device_id: str, raw) -> bool:
@@ -153,7 +150,7 @@ class SecAggRounds:
             raise E.BadRequest(str(exc), exc.code) from exc
         body = dumps({"shares": [s.to_dict() for s in shares]})
         new = self._record(task, rnd, device_id, "shares", body, ("sharing",), shares)
-        self.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
+        self.c.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
         return new
 
     def post_reveals(self, task: "Task", rnd, device_id: str, raw) -> bool:
@@ -169,7 +166,7 @@ class SecAggRounds:
             raise E.BadRequest(str(exc), exc.code) from exc
         body = dumps({"shares": [s.to_dict() for s in reveals]})
         new = self._record(task, rnd, device_id, "reveals", body, ("unmasking",))
-        self.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
+        self.c.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
         return new
 
     def accept_masked_input(self, task: "Task", rnd, device_id: str, body: bytes) -> np.ndarray:
@@ -187,7 +184,7 @@ class SecAggRounds:
 
     def masked_input_done(self, task: "Task", round_num: int, values: np.ndarray) -> None:
         self.sum_for(task, round_num, self._params(self._row(task.task_id, round_num))).add(values)
-        self.advance(task, self.c.round_row(task.task_id, round_num), self.c.clock())
+        self.c.advance(task, self.c.round_row(task.task_id, round_num), self.c.clock())
 
     def view(self, task: "Task", rnd, device_id: str) -> SecAggView:
         row = self._row(task.task_id, rnd.round)
@@ -204,44 +201,25 @@ class SecAggRounds:
             unmask = UnmaskRequest(tuple(row.survivors), tuple(sorted(set(sharers) - set(row.survivors))))
         return SecAggView(rnd.state, index, params, keys, sharers, inbox, unmask, rnd.reason)
 
-    # -- phase transitions ---------------------------------------------------------------
-    def advance(self, task: "Task", rnd, now: float) -> None:
-        state, num = rnd.state, rnd.round
-        cfg = task.config
-        if state in ("committed", "failed"):
-            return
-        row = self._row(task.task_id, num)
-        if state == "selecting":
-            if now > rnd.selection_deadline:
-                if rnd.selected >= max(3, cfg.required_reports):
-                    self.start_advertising(task, num, now)
-                    self.advance(task, self.c.round_row(task.task_id, num), now)
-                else:
-                    self.c.fail_round(task, num, f"selection window closed with {rnd.selected} devices, need "
-                                                 f"at least {max(3, cfg.required_reports)} for secure aggregation")
-        elif state == "advertising":
-            if self._count(task.task_id, num, "keys") >= rnd.selected or now > row.advertise_deadline:
-                self._close_advertising(task, rnd)
-        elif state == "sharing":
-            if self._count(task.task_id, num, "shares") >= self._params(row).n or now > row.share_deadline:
-                self._close_sharing(task, rnd, row)
-        elif state == "reporting":
-            # Like a plain round, reporting ends at the goal count; a sharer whose masked input comes
-            # later is treated as dropped (its pairwise masks are removed through its mask-key shares).
-            wanted = min(len(row.sharers), cfg.goal_count)
-            if rnd.reported >= wanted or now > rnd.report_deadline:
-                self._close_reporting(task, rnd, row)
-        elif state == "unmasking":
-            if self._count(task.task_id, num, "reveals") >= len(row.survivors) or now > row.unmask_deadline:
-                self.c.transition(task, num, "aggregating")
-                self.c.request_commit(task, num)
-        elif state == "aggregating":
-            self.c.request_commit(task, num)
+    # -- phase transitions (the round engine decides when; these do what closing a phase means) --
+    def progress(self, task: "Task", rnd) -> Progress:
+        """The round as the round engine sees it: counts of each phase's messages and what the
+        closed phases settled."""
+        row = self._row(task.task_id, rnd.round)
+        params = self._params(row)
+        count = self.store.secagg_message_count
+        return Progress(rnd.state, rnd.selected, rnd.reported, rnd.selection_deadline, rnd.report_deadline,
+                        advertised=count(task.task_id, rnd.round, "keys"),
+                        shared=count(task.task_id, rnd.round, "shares"),
+                        revealed=count(task.task_id, rnd.round, "reveals"),
+                        roster=params.n if params else 0, sharers=len(row.sharers), survivors=len(row.survivors),
+                        advertise_deadline=row.advertise_deadline, share_deadline=row.share_deadline,
+                        unmask_deadline=row.unmask_deadline)
 
     def start_advertising(self, task: "Task", round_num: int, now: float) -> None:
         self._start_phase(task, round_num, "advertising", "advertise_deadline", now)
 
-    def _close_advertising(self, task: "Task", rnd) -> None:
+    def close_advertising(self, task: "Task", rnd) -> None:
         num, cfg = rnd.round, task.config
         devices = sorted(self.store.secagg_messages(task.task_id, num, "keys"))
         need = max(3, cfg.required_reports)
@@ -261,7 +239,8 @@ class SecAggRounds:
         self._start_phase(task, num, "sharing", "share_deadline", self.c.clock(), roster=roster,
                           params=params.to_dict())
 
-    def _close_sharing(self, task: "Task", rnd, row) -> None:
+    def close_sharing(self, task: "Task", rnd) -> None:
+        row = self._row(task.task_id, rnd.round)
         num, params = rnd.round, self._params(row)
         sharers = self._indices_of(row, self.store.secagg_messages(task.task_id, num, "shares"))
         need = max(params.threshold, task.config.required_reports)
@@ -273,7 +252,8 @@ class SecAggRounds:
         self.store.delete_secagg_shares(task.task_id, num, keep_senders=sharers)
         self._start_phase(task, num, "reporting", None, self.c.clock(), sharers=sharers)
 
-    def _close_reporting(self, task: "Task", rnd, row) -> None:
+    def close_reporting(self, task: "Task", rnd) -> None:
+        row = self._row(task.task_id, rnd.round)
         num, params = rnd.round, self._params(row)
         survivors = self._indices_of(row, [u.device_id for u in self.store.updates(task.task_id, num)])
         need = max(params.threshold, task.config.required_reports)

@@ -27,6 +27,7 @@ import numpy as np
 
 from coordinator import errors as E
 from coordinator.attestation import AttestationVerifier
+from coordinator import round_engine as engine
 from coordinator.commit import CommitInputs, CommitResult, compute_commit
 from coordinator.pace import PaceConfig, jittered, retry_window
 from coordinator.privacy import epsilon
@@ -494,7 +495,7 @@ class Coordinator:
         if rnd is None or rnd.state in ("committed", "failed"):
             self._open_next_round(task, rnd.round if rnd else 0, now)
         else:
-            self._advance(task, rnd, now)
+            self.advance(task, rnd, now)
 
     def _guarded(self, task: Task, step, *args) -> None:
         """Run one step of driving ``task``; an exception fails that task's open round with the
@@ -548,28 +549,29 @@ class Coordinator:
                                else selection_deadline + c.report_deadline_s)
             self.store.add_round(task.task_id, round_num, now, selection_deadline, report_deadline)
 
-    def _advance(self, task: Task, rnd: RoundRecord, now: float) -> None:
-        c = task.config
-        if c.secagg_on:
-            self.secagg.advance(task, rnd, now)
-            return
-        state, num = rnd.state, rnd.round
-        if state == "selecting" and now > rnd.selection_deadline:
-            if rnd.selected >= c.required_reports:
-                self.transition(task, num, "reporting")
-            else:
-                self.fail_round(task, num, f"selection window closed with {rnd.selected} devices, "
-                                            f"need at least {c.required_reports}")
-            return
-        if state in ("selecting", "reporting") and (rnd.reported >= c.goal_count or now > rnd.report_deadline):
-            if rnd.reported >= c.required_reports:
-                self.transition(task, num, "aggregating")
-                state = "aggregating"
-            else:
-                self.fail_round(task, num, f"reporting deadline passed with {rnd.reported} reports, "
-                                            f"need at least {c.required_reports}")
-                return
-        if state == "aggregating":
+    def advance(self, task: Task, rnd: RoundRecord, now: float) -> None:
+        """Ask the round engine for the round's next step and apply it."""
+        progress = self.secagg.progress(task, rnd) if task.config.secagg_on else engine.Progress(
+            rnd.state, rnd.selected, rnd.reported, rnd.selection_deadline, rnd.report_deadline)
+        step = engine.next_step(progress, task.config.rules, now)
+        num = rnd.round
+        if step.action == engine.FAIL:
+            self.fail_round(task, num, step.reason)
+        elif step.action == engine.START_REPORTING:
+            self.transition(task, num, "reporting")
+        elif step.action == engine.START_ADVERTISING:
+            self.secagg.start_advertising(task, num, now)
+            self.advance(task, self.round_row(task.task_id, num), now)  # everyone may have advertised already
+        elif step.action == engine.CLOSE_ADVERTISING:
+            self.secagg.close_advertising(task, rnd)
+        elif step.action == engine.CLOSE_SHARING:
+            self.secagg.close_sharing(task, rnd)
+        elif step.action == engine.CLOSE_REPORTING:
+            self.secagg.close_reporting(task, rnd)
+        elif step.action == engine.AGGREGATE:
+            self.transition(task, num, "aggregating")
+            self.request_commit(task, num)
+        elif step.action == engine.COMMIT:
             self.request_commit(task, num)
 
     def fail_round(self, task: Task, num: int, reason: str) -> None:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from coordinator.errors import BadRequest
+from coordinator.round_engine import Rules
 from protocol.codec import CodecSpec
 from protocol.eligibility import EligibilityRule
 from protocol.errors import ProtocolError
@@ -97,6 +98,11 @@ class TaskConfig:
     @property
     def required_reports(self) -> int:
         return self.min_reports or max(1, self.goal_count // 2)
+
+    @property
+    def rules(self) -> Rules:
+        """What the round engine needs to know of the task."""
+        return Rules(self.goal_count, self.required_reports, self.secagg_on)
 
     def plan(self, clip_norm: float | None = None) -> Plan:
         """The devices' plan; ``clip_norm`` is this round's clip when it adapts."""
