@@ -23,7 +23,7 @@ async def test_check_ins_are_answered_while_a_round_commits(aiohttp_client, digi
         time.sleep(SLOW_S)
         return real(inputs)
 
-    monkeypatch.setattr("coordinator.service.compute_commit", slow_commit)
+    monkeypatch.setattr("coordinator.round_driver.compute_commit", slow_commit)
     config = ServeConfig(db=str(tmp_path / "c.db"), admin_token="admin-secret", tick_s=0.02, checkin_rate=1000.0,
                          min_retry_s=0.05, max_retry_s=0.5)
     client = await aiohttp_client(create_app(config))

@@ -1,0 +1,250 @@
+"""The device gateway: registration, authentication, check-in and selection, upload intake
+and validation. It records and signals; it never commits a round (a full round is handed
+to the round driver with `request_commit`).
+
+A part of `coordinator.service.Coordinator`, whose state it shares (the store, the tasks,
+the rounds' running aggregates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from coordinator import errors as E
+from coordinator.pace import jittered, retry_window
+from coordinator.records import AssignmentRecord, DeviceRecord, RoundRecord, UpdateRecord
+from protocol import codec
+from protocol.errors import ProtocolError
+from protocol.secagg import ring
+from protocol.messages import Assignment, CheckinRequest, CheckinResponse, RegisterRequest, UploadMeta
+
+if TYPE_CHECKING:
+    from coordinator.service import Task
+
+log = logging.getLogger("fedge.coordinator")
+POPULATION_COUNT_TTL_S = 1.0
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a unix socket or a name: limited like any remote address
+
+
+class DeviceGateway:
+    def register(self, req: RegisterRequest, address: str = "") -> dict:
+        # Emulated fleets register thousands of devices from this host: loopback is not limited.
+        if address and not is_loopback(address):
+            self.register_limit.take(address, self.clock())
+        pop = self.store.population(req.population)
+        if pop is None:
+            raise E.NotFound(f"no population '{req.population}'")
+        if pop.enrollment_secret_hash and not hmac.compare_digest(
+                pop.enrollment_secret_hash, hash_token(req.enrollment_secret)):
+            self._count("registrations", "bad_enrollment_secret")
+            raise E.Forbidden("this population needs its enrollment secret", "enrollment_required")
+        if pop.require_attestation:
+            verdict = self.attestation.verify(req.population, req.attestation) if self.attestation else None
+            if not verdict:
+                self._count("registrations", "attestation_failed")
+                raise E.Forbidden("device attestation failed", "attestation_failed")
+        self._count("registrations", "ok")
+        device_id = "d-" + secrets.token_hex(8)
+        token = secrets.token_urlsafe(32)
+        self.store.add_device(DeviceRecord(device_id, req.population, hash_token(token), req.label, self.clock()))
+        return {"device_id": device_id, "token": f"{device_id}.{token}"}
+
+    def authenticate(self, authorization: str | None) -> DeviceRecord:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise E.Unauthorized("missing device token (Authorization: Bearer <token>)")
+        device_id, _, token = authorization[7:].strip().partition(".")
+        device = self.store.device(device_id)
+        # Compare even for an unknown id, so timing does not reveal which ids exist.
+        expected = device.token_hash if device else hash_token("x")
+        if not hmac.compare_digest(expected, hash_token(token)) or device is None:
+            raise E.Unauthorized("invalid device token")
+        return device
+
+    def checkin(self, device, req: CheckinRequest, rate_limited: bool = True) -> CheckinResponse:
+        if rate_limited:
+            self.checkin_limit.take(device.device_id, self.clock())
+        now = self.clock()
+        self._seen[device.device_id] = now  # written in batches by flush_seen()
+        state = req.state.to_dict()
+        tasks = [t for t in self.tasks.values() if t.population == device.population and t.state == "active"]
+        if not tasks:
+            return self._retry(now, self.pace.max_retry_s, "no_task")
+        eligible = [t for t in tasks if t.rule.admits(state) and (not t.manifest.requires_flex or req.state.supports_flex)]
+        if not eligible:
+            return self._retry(now, self.pace.ineligible_retry_s, "ineligible")
+        for task in eligible:
+            assignment = self._try_assign(task, device.device_id, now)
+            if assignment is not None:
+                self._count("checkins", "assigned")
+                return CheckinResponse("assigned", assignment=assignment)
+        task = eligible[0]
+        window = retry_window(self._active_population(task.population, now), task.config.selection_window_s,
+                              task.config.target_selected, self.pace)
+        return self._retry(now, window, "no_slot")
+
+    def flush_seen(self) -> None:
+        if not self._seen:
+            return
+        seen, self._seen = self._seen, {}
+        self.store.touch_devices(seen)
+
+    def _active_population(self, population: str, now: float) -> int:
+        """Devices of the population seen within max_retry_s, counted at most once a second:
+        a COUNT(*) on every no-slot check-in was the check-in path's largest cost."""
+        counted_at, n = self._population_counts.get(population, (-1e18, 0))
+        if now - counted_at >= POPULATION_COUNT_TTL_S:
+            n = self.store.count_seen(now - self.pace.max_retry_s, population)
+            self._population_counts[population] = (now, n)
+        return n
+
+    def _retry(self, now: float, window: float, reason: str) -> CheckinResponse:
+        self._count("checkins", f"retry_{reason}")
+        return CheckinResponse("retry", retry_at=jittered(now, window, self.rng), reason=reason)
+
+    def _try_assign(self, task: Task, device_id: str, now: float) -> Assignment | None:
+        rnd = self.store.selecting_round(task.task_id)
+        if rnd is None or now > rnd.selection_deadline or rnd.selected >= task.config.target_selected:
+            return None
+        token = secrets.token_urlsafe(24)
+        if not self.store.assign(AssignmentRecord(task.task_id, rnd.round, device_id, hash_token(token), now)):
+            return None  # already in this round: it has its assignment
+        if rnd.selected + 1 >= task.config.target_selected:
+            if task.config.secagg_on:
+                self.secagg.start_advertising(task, rnd.round, now)
+            else:
+                self.transition(task, rnd.round, "reporting")
+        base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
+        return Assignment(
+            task_id=task.task_id, round=rnd.round, upload_token=token, plan=task.config.plan(task.dp_clip),
+            model_sha256=task.model_sha, model_url=f"/v1/blobs/{task.model_sha}",
+            checkpoint_sha256=task.checkpoint_sha, checkpoint_url=f"/v1/blobs/{task.checkpoint_sha}",
+            upload_url=f"{base}/update", report_deadline=float(rnd.report_deadline),
+        )
+
+    def upload_limit(self, task_id: str) -> int:
+        task = self._task(task_id)
+        if task.config.secagg_on:
+            return ring.packed_size(32, ring.padded_length(task.manifest.num_parameters)
+                                    + task.config.secagg_extra_slots)
+        return task.config.codec_spec().max_payload_bytes(len(task.manifest.weights), task.manifest.num_parameters)
+
+    def _assigned(self, device: DeviceRecord, task_id: str, round_num: int,
+                  upload_token: str | None) -> RoundRecord:
+        """The round, if this device holds an assignment for it with this token; else 403."""
+        assignment = self.store.assignment(task_id, round_num, device.device_id)
+        if assignment is None or not upload_token or not hmac.compare_digest(
+                assignment.token_hash, hash_token(upload_token)):
+            self._reject("not_assigned")
+            raise E.Forbidden("this device holds no assignment for that round (or the upload token is wrong)")
+        return self.round_row(task_id, round_num)
+
+    def round_row(self, task_id: str, round_num: int) -> RoundRecord | None:
+        return self.store.round(task_id, round_num)
+
+    def _secagg_round(self, device, task_id: str, round_num: int, upload_token: str | None):
+        """(task, round row) of a SecAgg round this device is assigned to; 404 for a plain task."""
+        task = self._task(task_id)
+        if not task.config.secagg_on:
+            raise E.NotFound(f"task '{task_id}' does not use secure aggregation")
+        return task, self._assigned(device, task_id, round_num, upload_token)
+
+    def secagg_message(self, device, task_id: str, round_num: int, upload_token: str | None, phase: str,
+                       raw) -> dict:
+        """A device's AdvertiseKeys ('keys'), ShareKeys ('shares') or Unmasking ('reveals') message."""
+        task, rnd = self._secagg_round(device, task_id, round_num, upload_token)
+        post = {"keys": self.secagg.post_keys, "shares": self.secagg.post_shares,
+                "reveals": self.secagg.post_reveals}.get(phase)
+        if post is None:
+            raise E.NotFound(f"no SecAgg phase '{phase}'; use keys, shares or reveals")
+        try:
+            new = post(task, rnd, device.device_id, raw)
+        except ProtocolError as exc:
+            raise E.BadRequest(str(exc), exc.code) from exc
+        return {"accepted": True, "duplicate": not new}
+
+    def secagg_view(self, device, task_id: str, round_num: int, upload_token: str | None):
+        task, rnd = self._secagg_round(device, task_id, round_num, upload_token)
+        return self.secagg.view(task, rnd, device.device_id)
+
+    def upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
+               body: bytes) -> dict:
+        task = self._task(task_id)
+        device_id = device.device_id
+        rnd = self._assigned(device, task_id, round_num, upload_token)
+        digest = hashlib.sha256(body).hexdigest()
+        previous = self.store.update(task_id, round_num, device_id)
+        if previous is not None:
+            if previous.digest == digest:
+                return {"accepted": True, "duplicate": True}  # a retry of an acknowledged upload
+            self._reject("duplicate")
+            raise E.Conflict("an update for this round was already accepted from this device", "duplicate")
+        if task.config.secagg_on:
+            return self._upload_masked(task, rnd, device_id, meta, body, digest)
+        if rnd.state not in ("selecting", "reporting") or self.clock() > rnd.report_deadline:
+            self._reject("late")
+            raise E.Gone(f"round {round_num} is closed ({rnd.state}); the update was not counted", "round_closed")
+        expected_codec = task.config.codec_spec()
+        try:
+            decoded = codec.decode(body, [w.size for w in task.manifest.weights])
+        except ProtocolError as exc:
+            self._reject(exc.code)
+            raise E.BadRequest(str(exc), exc.code) from exc
+        if decoded.codec != expected_codec.name:
+            self._reject("wrong_codec")
+            raise E.BadRequest(f"update uses codec {decoded.codec}; this task expects {expected_codec.name}", "wrong_codec")
+        bound = self._server_bound(task)
+        norm = float(np.linalg.norm(decoded.values.astype(np.float64)))
+        # The adaptive-clip bit is the server's own measurement here, not the device's claim.
+        meta = replace(meta, below_clip=norm <= bound) if task.config.adaptive_clip else meta
+        self._store_update(task, round_num, device_id, meta, body, digest)
+        self._fold(task, self._sum_for(task, round_num), decoded.values, meta.example_count)
+        if norm > bound:
+            self._count("clipped_updates", "server_bound")
+        if rnd.reported + 1 >= task.config.goal_count:
+            # The update is stored and acknowledged whatever happens while committing.
+            self._guarded(task, self._close_full_round, task, round_num)
+        return {"accepted": True, "duplicate": False}
+
+    def _close_full_round(self, task: Task, num: int) -> None:
+        self.transition(task, num, "aggregating")
+        self.request_commit(task, num)
+
+    def _upload_masked(self, task: Task, rnd: RoundRecord, device_id: str, meta: UploadMeta, body: bytes,
+                       digest: str) -> dict:
+        values = self.secagg.accept_masked_input(task, rnd, device_id, body)
+        self._store_update(task, rnd.round, device_id, meta, body, digest)
+        self.secagg.masked_input_done(task, rnd.round, values)
+        return {"accepted": True, "duplicate": False}
+
+    def _store_update(self, task: Task, round_num: int, device_id: str, meta: UploadMeta, body: bytes,
+                      digest: str) -> None:
+        """File first, then the row: an acknowledged update survives a crash."""
+        path = self.store.update_path(task.task_id, round_num, device_id)
+        self.store.write_file(path, body)
+        self.store.add_update(UpdateRecord(
+            task.task_id, round_num, device_id, meta.example_count,
+            {"train_loss": meta.train_loss, "eval_loss": meta.eval_loss, "eval_accuracy": meta.eval_accuracy,
+             "eval_count": meta.eval_count, "below_clip": meta.below_clip}, str(path), digest, self.clock()))
+        if self.metrics is not None:
+            self.metrics.bytes_in(len(body))
+
+    def _reject(self, reason: str) -> None:
+        self._count("rejected_uploads", reason)
