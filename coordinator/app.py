@@ -84,6 +84,7 @@ async def _ticker(app: web.Application) -> None:
 
 
 async def _start_ticker(app: web.Application) -> None:
+    app[COORDINATOR].store.checkpoint_in_background()
     app[TICKER] = asyncio.create_task(_ticker(app))
 
 
