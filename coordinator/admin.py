@@ -46,7 +46,12 @@ class AdminOps:
         if pop is None:
             raise E.NotFound(f"no population '{name}'")
         return {"name": name, "enrollment_secret": bool(pop.enrollment_secret_hash),
-                "require_attestation": pop.require_attestation}
+                "require_attestation": pop.require_attestation, "devices": self.store.count_devices(name),
+                "seen_last_hour": self.store.count_seen(self.clock() - 3600.0, name),
+                "tasks": sorted(t.task_id for t in self.tasks.values() if t.population == name)}
+
+    def list_populations(self) -> list[dict]:
+        return [self.population_summary(p.name) for p in self.store.populations()]
 
     def put_model(self, data: bytes) -> dict:
         try:
@@ -114,6 +119,7 @@ class AdminOps:
             "reason": self.store.task(task_id).reason,
             "model_sha256": task.model_sha, "checkpoint_sha256": task.checkpoint_sha,
             "config": task.config.to_dict(), "model_name": task.manifest.model_name,
+            "rounds_committed": self.store.committed_count(task_id),
             "num_parameters": task.manifest.num_parameters,
         }
 

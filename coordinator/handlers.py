@@ -93,6 +93,11 @@ async def create_population(request):
     return json_response(c.create_population(req.name, req.enrollment_secret, req.require_attestation), status=201)
 
 
+async def list_populations(request):
+    require_admin(request)
+    return json_response({"populations": coordinator(request).list_populations()})
+
+
 async def upload_model(request):
     require_admin(request)
     data = await read_binary(request, MAX_MODEL_BODY)
@@ -259,6 +264,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_post("/v1/admin/populations", create_population)
+    app.router.add_get("/v1/admin/populations", list_populations)
     app.router.add_post("/v1/admin/models", upload_model)
     app.router.add_post("/v1/admin/populations/{population}/tasks", create_task)
     app.router.add_get("/v1/admin/tasks", list_tasks)

@@ -97,9 +97,10 @@ OPENAPI = {
         "schemas": SCHEMAS,
     },
     "paths": {
-        "/v1/admin/populations": {"post": _op(
-            "create a population; enrollment_secret and require_attestation decide who may register", "201",
-            "application/json", "admin", "PopulationRequest")},
+        "/v1/admin/populations": {
+            "post": _op("create a population; enrollment_secret and require_attestation decide who may register",
+                        "201", "application/json", "admin", "PopulationRequest"),
+            "get": _op("list populations: devices registered and seen in the last hour, tasks", auth="admin")},
         "/v1/admin/models": {"post": _op("upload an exported .tflite; returns model_sha256 and manifest", "201",
                                          "application/octet-stream", "admin")},
         "/v1/admin/populations/{population}/tasks": {"post": _op(

@@ -149,6 +149,13 @@ class Store:
         return PopulationRecord(r["name"], r["created_at"], r["enrollment_secret_hash"],
                                 bool(r["require_attestation"])) if r else None
 
+    def populations(self) -> list[PopulationRecord]:
+        return [PopulationRecord(r["name"], r["created_at"], r["enrollment_secret_hash"], bool(r["require_attestation"]))
+                for r in self.all("SELECT * FROM populations ORDER BY name")]
+
+    def count_devices(self, population: str) -> int:
+        return self.one("SELECT COUNT(*) AS n FROM devices WHERE population=?", population)["n"]
+
     def add_population(self, p: PopulationRecord) -> None:
         self.execute("INSERT INTO populations (name, created_at, enrollment_secret_hash, require_attestation) "
                      "VALUES (?, ?, ?, ?)", p.name, p.created_at, p.enrollment_secret_hash, int(p.require_attestation))

@@ -1,0 +1,204 @@
+"""Manage tasks on a coordinator, as a thin client of its admin API (no TensorFlow):
+
+    fedge task create --population P --model m.tflite --config task.toml [--task-id ID]
+    fedge task list | show ID | pause ID | resume ID | cancel ID
+    fedge task model ID -o global.tflite     (the current global model)
+    fedge task watch ID                      (a line per round, a progress bar for the open one)
+
+The task config is a TOML file whose keys are the task settings of README ("Serve"),
+checked here with the coordinator's own rules before anything is sent: a bad key or value
+is one line naming the file, the line and the key. Exit codes: 0 done, 1 an error (one
+line on stderr), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import time
+import tomllib
+from pathlib import Path
+
+from fedge.admin_http import AdminApi, AdminError, add_connection_args, emit, table
+
+FINISHED = ("completed", "cancelled", "failed")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = sub.add_parser("create", help="upload a model and start a task on a population")
+    create.add_argument("--population", required=True)
+    create.add_argument("--model", required=True, help="the .tflite from `fedge export`")
+    create.add_argument("--config", required=True, help="the task settings, as TOML")
+    create.add_argument("--task-id", default=None, help="default: a generated one")
+    add_connection_args(create)
+    add_connection_args(sub.add_parser("list", help="list tasks"))
+    for action, text in (("show", "a task and its rounds"), ("pause", "stop opening rounds"),
+                         ("resume", "open rounds again"), ("cancel", "end the task; its open round fails")):
+        p = sub.add_parser(action, help=text)
+        p.add_argument("task_id")
+        add_connection_args(p)
+    model = sub.add_parser("model", help="download the task's .tflite with the current global weights")
+    model.add_argument("task_id")
+    model.add_argument("-o", "--output", required=True)
+    add_connection_args(model)
+    watch = sub.add_parser("watch", help="follow a task until it finishes")
+    watch.add_argument("task_id")
+    watch.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
+    add_connection_args(watch)
+
+
+def load_task_config(path: str) -> dict:
+    """The TOML task config, checked with the coordinator's rules; errors name file:line and key."""
+    from coordinator.errors import ApiError
+    from coordinator.task_config import TaskConfig
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise AdminError(f"cannot read the task config: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AdminError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        TaskConfig.from_dict(raw)
+    except ApiError as exc:
+        key = _culprit(raw, str(exc))
+        line = _line_of(text, key) if key else None
+        where = f"{path}:{line}" if line else path
+        raise AdminError(f"{where}: {exc}" + (f" (key '{key}')" if key and f"'{key}'" not in str(exc) else "")) \
+            from None
+    return raw
+
+
+def _culprit(raw: dict, message: str) -> str | None:
+    """The key an error is about: named in the message, or the first that fails on its own."""
+    from coordinator.errors import ApiError
+    from coordinator.task_config import TaskConfig
+
+    unknown = re.search(r"unknown task config field\(s\): ([\w, ]+)", message)
+    if unknown:
+        return unknown.group(1).split(",")[0].strip()
+    for key in raw:
+        if f"'{key}'" in message:
+            return key
+    for key in raw:
+        try:
+            TaskConfig.from_dict({key: raw[key]})
+        except ApiError:
+            return key
+    return None
+
+
+def _line_of(text: str, key: str) -> int | None:
+    pattern = re.compile(rf"^\s*(\[\s*{re.escape(key)}\s*\]|{re.escape(key)}\s*=)")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if pattern.match(line):
+            return number
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "create":
+        config = load_task_config(args.config)  # before any request
+        api = AdminApi.from_args(args)
+        model = Path(args.model).read_bytes()
+        sha = api.call("POST", "/v1/admin/models", data=model)["model_sha256"]
+        body = {"model_sha256": sha, "config": config, **({"task_id": args.task_id} if args.task_id else {})}
+        task = api.call("POST", f"/v1/admin/populations/{args.population}/tasks", body)
+        c = task["config"]
+        emit(args, task, f"task {task['task_id']} created on population {task['population']}: model "
+                         f"{task['model_name']} ({task['num_parameters']:,} parameters), {c['rounds']} rounds of "
+                         f"{c['goal_count']} reports, aggregator {c['aggregator']}, secagg {c['secagg']}")
+        return 0
+    api = AdminApi.from_args(args)
+    if args.action == "list":
+        tasks = api.call("GET", "/v1/admin/tasks")["tasks"]
+        rows = [{**t, "progress": f"{t['rounds_committed']}/{t['config']['rounds']}",
+                 "goal": t["config"]["goal_count"]} for t in tasks]
+        emit(args, tasks, table(rows, [("task_id", "TASK"), ("population", "POPULATION"), ("state", "STATE"),
+                                       ("progress", "ROUNDS"), ("goal", "GOAL"), ("model_name", "MODEL"),
+                                       ("reason", "REASON")]) if tasks else "no tasks")
+        return 0
+    if args.action in ("pause", "resume", "cancel"):
+        task = api.call("POST", f"/v1/admin/tasks/{args.task_id}/{args.action}")
+        emit(args, task, f"task {task['task_id']}: {task['state']}")
+        return 0
+    if args.action == "model":
+        data = api.raw("GET", f"/v1/admin/tasks/{args.task_id}/model")
+        Path(args.output).write_bytes(data)
+        emit(args, {"path": args.output, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()},
+             f"wrote {args.output} ({len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}...)")
+        return 0
+    if args.action == "show":
+        task = api.call("GET", f"/v1/admin/tasks/{args.task_id}")
+        emit(args, task, _show(task))
+        return 0
+    return _watch(api, args)
+
+
+def _round_row(r: dict) -> dict:
+    m = r["metrics"]
+    return {"round": r["round"], "state": r["state"], "selected": r["selected"], "reported": r["reported"],
+            "duration": round(r["closed_at"] - r["opened_at"], 1) if r["closed_at"] else None,
+            "accuracy": m.get("eval_accuracy"), "loss": m.get("train_loss"), "epsilon": m.get("epsilon"),
+            "reason": r["reason"] or ""}
+
+
+ROUND_COLUMNS = [("round", "ROUND"), ("state", "STATE"), ("selected", "SELECTED"), ("reported", "REPORTED"),
+                 ("duration", "SECONDS"), ("accuracy", "DEVICE ACC"), ("loss", "TRAIN LOSS"), ("epsilon", "EPSILON"),
+                 ("reason", "REASON")]
+
+
+def _show(task: dict) -> str:
+    c = task["config"]
+    head = [f"task {task['task_id']} on population {task['population']}: {task['state']}"
+            + (f" ({task['reason']})" if task["reason"] else ""),
+            f"model {task['model_name']} ({task['num_parameters']:,} parameters), {task['rounds_committed']}/"
+            f"{c['rounds']} rounds committed, goal {c['goal_count']}, aggregator {c['aggregator']}, "
+            f"secagg {c['secagg']}, DP {'z=' + str(c['dp_noise_multiplier']) if c['dp_noise_multiplier'] else 'off'}"]
+    rounds = [_round_row(r) for r in task["rounds"]]
+    return "\n".join(head) + ("\n\n" + table(rounds, ROUND_COLUMNS) if rounds else "\nno rounds yet")
+
+
+def _watch(api: AdminApi, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    printed: set[int] = set()
+    bar = None
+    try:
+        while True:
+            task = api.call("GET", f"/v1/admin/tasks/{args.task_id}")
+            for r in task["rounds"]:
+                if r["state"] in ("committed", "failed") and r["round"] not in printed:
+                    printed.add(r["round"])
+                    row = _round_row(r)
+                    line = (f"round {row['round']:>4}  {row['state']:<9}  reports {row['reported']:>5}  "
+                            f"{row['duration'] or 0:6.1f}s" + (f"  device acc {row['accuracy']:.3f}"
+                                                                if row["accuracy"] is not None else "")
+                            + (f"  eps {row['epsilon']:.2f}" if row["epsilon"] is not None else "")
+                            + (f"  {row['reason']}" if row["reason"] else ""))
+                    (bar.write if bar else print)(line if not args.json else str(r))
+            open_rounds = [r for r in task["rounds"] if r["state"] not in ("committed", "failed")]
+            if bar is not None and (not open_rounds or bar.desc != f"round {open_rounds[0]['round']}"):
+                bar.close()
+                bar = None
+            if open_rounds and not args.json:
+                r = open_rounds[0]
+                if bar is None:
+                    bar = tqdm(total=task["config"]["goal_count"], desc=f"round {r['round']}", unit="report",
+                               leave=False)
+                bar.n = r["reported"]
+                deadline, what = ((r["selection_deadline"], "selection closes") if r["state"] == "selecting"
+                                  else (r["report_deadline"], "reporting deadline"))
+                bar.set_postfix_str(f"{r['state']}, {what} in {max(0.0, deadline - time.time()):.0f}s")
+            if task["state"] in FINISHED:
+                if bar is not None:
+                    bar.close()
+                print(f"task {task['task_id']}: {task['state']}" + (f" ({task['reason']})" if task["reason"] else ""))
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,102 @@
+"""`fedge population` and `fedge task` against a real `fedge serve`."""
+
+import json
+
+import pytest
+
+from fedge.cli import main
+from tests.serve_process import ADMIN, TOKEN, Server
+
+TASK_TOML = """# a task for real devices
+rounds = 3
+goal_count = 2
+over_selection = 1.0
+eligibility = "charging and unmetered"
+codec = "q8"
+aggregator = "multi_krum"
+
+[server_optimizer]
+name = "fedavg"
+learning_rate = 1.0
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with Server(str(tmp_path_factory.mktemp("ops") / "c.db")) as s:
+        yield s
+
+
+def _run(capsys, server, *argv):
+    code = main([*argv, "--coordinator", server.url, "--admin-token", TOKEN])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_population_and_task_lifecycle(server, digits_tflite, tmp_path, capsys):
+    code, out, _ = _run(capsys, server, "population", "create", "phones", "--enrollment-secret", "s3")
+    assert code == 0 and "population phones created (enrollment secret required)" in out
+    code, out, _ = _run(capsys, server, "population", "list", "--json")
+    assert code == 0 and [p["name"] for p in json.loads(out)] == ["phones"]
+
+    model, config = tmp_path / "m.tflite", tmp_path / "task.toml"
+    model.write_bytes(digits_tflite)
+    config.write_text(TASK_TOML)
+    code, out, err = _run(capsys, server, "task", "create", "--population", "phones", "--model", str(model),
+                          "--config", str(config), "--task-id", "t1")
+    assert code == 0, err
+    assert "task t1 created on population phones: model digits_mlp" in out and "multi_krum" in out
+    status, task = server.call("GET", "/v1/admin/tasks/t1", headers=ADMIN)
+    assert task["config"]["eligibility"] == "charging and unmetered" and task["config"]["rounds"] == 3
+
+    code, out, _ = _run(capsys, server, "task", "list")
+    assert code == 0 and out.splitlines()[0].split()[:3] == ["TASK", "POPULATION", "STATE"]
+    assert "t1" in out and "0/3" in out
+    code, out, _ = _run(capsys, server, "task", "show", "t1")
+    assert code == 0 and out.startswith("task t1 on population phones: active")
+    code, out, _ = _run(capsys, server, "task", "pause", "t1")
+    assert code == 0 and "t1: paused" in out
+    code, out, _ = _run(capsys, server, "task", "resume", "t1", "--json")
+    assert code == 0 and json.loads(out)["state"] == "active"
+
+    path = tmp_path / "global.tflite"
+    code, out, _ = _run(capsys, server, "task", "model", "t1", "-o", str(path))
+    import urllib.request
+
+    req = urllib.request.Request(server.url + "/v1/admin/tasks/t1/model", headers=ADMIN)
+    with urllib.request.urlopen(req) as resp:
+        assert code == 0 and path.read_bytes() == resp.read()
+
+    code, out, _ = _run(capsys, server, "task", "cancel", "t1")
+    assert code == 0 and "t1: cancelled" in out
+    code, out, _ = _run(capsys, server, "task", "watch", "t1")  # a finished task: its state, at once
+    assert code == 0 and out.strip().endswith("task t1: cancelled")
+
+
+@pytest.mark.parametrize("toml, line, fragment", [
+    ("rounds = 3\ngoal_cont = 2\n", 2, "goal_cont"),
+    ("rounds = 3\n\neligibility = \"charging and\"\n", 3, "syntax error"),
+    ("rounds = 0\n", 1, "rounds"),
+    ("rounds = [\n", None, "not valid TOML"),
+])
+def test_a_bad_task_config_fails_locally_naming_the_line(server, tmp_path, capsys, toml, line, fragment):
+    config = tmp_path / "task.toml"
+    config.write_text(toml)
+    code, out, err = _run(capsys, server, "task", "create", "--population", "nope", "--model",
+                          str(tmp_path / "missing.tflite"), "--config", str(config))
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert fragment in err and (f"task.toml:{line}:" in err if line else True), err
+
+
+def test_a_wrong_token_is_one_line(server, capsys):
+    code = main(["task", "list", "--coordinator", server.url, "--admin-token", "wrong"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "401" in err[0] and "admin token required" in err[0]
+
+
+def test_an_unreachable_coordinator_is_one_line(capsys):
+    from fedge.local_coordinator import free_port
+
+    code = main(["population", "list", "--coordinator", f"http://127.0.0.1:{free_port()}", "--admin-token", "t"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "cannot reach the coordinator" in err[0]
