@@ -36,12 +36,28 @@ def _no_constant(name: str):
     raise ProtocolError(f"{name} is not JSON (numbers must be finite)", "malformed_json")
 
 
+def _check_text(text: str) -> None:
+    # JSON may spell a lone surrogate ("\udd76"); Python decodes it into a str that cannot be
+    # encoded to UTF-8, and the first hash or write of it raised a 500.
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError("string with a lone surrogate (not Unicode text)", "malformed_json") from None
+
+
 def _depth(value: Any) -> int:
-    """Nesting depth, without recursion (so a deep value cannot raise RecursionError here)."""
+    """Nesting depth, without recursion (so a deep value cannot raise RecursionError here);
+    every string and key is checked to be text on the way."""
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item)
+            continue
         if isinstance(item, dict):
+            for key in item:
+                _check_text(key)
             items = item.values()
         elif isinstance(item, list):
             items = item
@@ -50,7 +66,7 @@ def _depth(value: Any) -> int:
         deepest = max(deepest, depth)
         if deepest > MAX_DEPTH:
             break
-        stack.extend((child, depth + 1) for child in items if isinstance(child, (dict, list)))
+        stack.extend((child, depth + 1) for child in items if isinstance(child, (dict, list, str)))
     return deepest
 
 

@@ -8,7 +8,8 @@ from protocol.messages import CheckinRequest, UploadMeta
 
 
 @pytest.mark.parametrize("text", ["[" * 5000, "[" * 3000 + "]" * 3000, "[" * 33 + "]" * 33, "1" * 5000,
-                                  "-" + "1" * 21, '{"a": NaN}', "Infinity", "-Infinity", "1e400", "{", b"\xff"])
+                                  "-" + "1" * 21, '{"a": NaN}', "Infinity", "-Infinity", "1e400", "{", b"\xff",
+                                  '{"name": "ab\\udd76"}', '{"\\ud800": 1}', '["\\udfff"]'])
 def test_hostile_json_is_a_protocol_error(text):
     with pytest.raises(ProtocolError) as info:
         strict_json.loads(text)
@@ -19,6 +20,7 @@ def test_ordinary_json_parses_as_usual():
     text = '{"a": [1, -2, 3.5, {"b": null, "c": true}], "d": "x", "e": 12345678901234567890}'
     assert strict_json.loads(text) == json.loads(text)
     assert strict_json.loads("[" * 32 + "]" * 32) is not None
+    assert strict_json.loads('"\\ud83d\\ude00 caf\\u00e9"') == "\U0001F600 café"  # a surrogate pair is text
 
 
 def test_dumps_sends_null_for_non_finite():
