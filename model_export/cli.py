@@ -47,12 +47,15 @@ def run(args: argparse.Namespace) -> int:
         raise _error("give exactly one of MODEL or --zoo NAME")
     output = Path(args.output)
     _check_output(output)
-    from model_export.exporter import export_model
-    from model_export.loading import load_model
+    from model_export.quiet import native_stderr_silenced
 
-    model = load_model(args.model, args.zoo)
-    result = export_model(model, name=args.zoo or None, batch_size=args.batch_size,
-                          allow_flex=args.allow_flex, parity_steps=args.parity_steps, tolerance=args.tolerance)
+    with native_stderr_silenced(enabled=not args.debug):
+        from model_export.exporter import export_model
+        from model_export.loading import load_model
+
+        model = load_model(args.model, args.zoo)
+        result = export_model(model, name=args.zoo or None, batch_size=args.batch_size,
+                              allow_flex=args.allow_flex, parity_steps=args.parity_steps, tolerance=args.tolerance)
     m = result.manifest
     print(f"model {m.model_name}: {m.num_parameters:,} parameters in {len(m.weights)} tensors, "
           f"batch {m.batch_size}, loss {m.loss}, optimizer {m.optimizer['name']}")

@@ -18,6 +18,8 @@ def test_zoo_export_writes_a_model_and_prints_parity(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "PASS" in res.stdout and out.stat().st_size > 10_000
     assert '"model_name": "digits_mlp"' in (tmp_path / "m.json").read_text()
+    # TensorFlow's and LiteRT's native log lines are not the user's business (--debug shows them).
+    assert not any(noise in res.stderr for noise in ("oneDNN", "cuda", "XNNPACK", "absl")), res.stderr
 
 
 @pytest.mark.parametrize(
