@@ -12,6 +12,15 @@ def _peak_rss_bytes() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0  # KiB on Linux
 
 
+FAILURE_CLASSES = (("selection window", "selection"), ("reporting deadline", "reporting"), ("secagg", "secagg"),
+                   ("internal error", "internal"), ("aggregate", "aggregate"), ("no updates", "aggregate"))
+
+
+def failure_class(reason: str) -> str:
+    """A failed round's reason, as a label with few values."""
+    return next((label for prefix, label in FAILURE_CLASSES if reason.startswith(prefix)), "other")
+
+
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
@@ -37,6 +46,10 @@ class Metrics:
         self.peak_rss = Gauge("fedge_process_peak_rss_bytes", "The coordinator process's peak resident memory",
                               registry=r)
         self.peak_rss.set_function(_peak_rss_bytes)
+        self.rounds = Counter("fedge_rounds_total", "Closed rounds by task and outcome (committed, or failed: "
+                              "selection, reporting, secagg, aggregate, internal, other)", ["task", "outcome"],
+                              registry=r)
+        self.epsilon = Gauge("fedge_task_epsilon", "DP epsilon spent by the task so far", ["task"], registry=r)
         self.http_errors = Counter("fedge_http_errors_total", "Error responses by status and code",
                                    ["status", "code"], registry=r)
 
@@ -50,9 +63,15 @@ class Metrics:
     def bytes_out(self, n: int) -> None:
         self.bytes_out_total.inc(n)
 
-    def round_committed(self, round_s: float, commit_s: float) -> None:
+    def round_committed(self, task_id: str, round_s: float, commit_s: float, epsilon: float | None) -> None:
         self.round_seconds.observe(round_s)
         self.aggregate_seconds.observe(commit_s)
+        self.rounds.labels(task_id, "committed").inc()
+        if epsilon is not None:
+            self.epsilon.labels(task_id).set(epsilon)
+
+    def round_failed(self, task_id: str, reason: str) -> None:
+        self.rounds.labels(task_id, failure_class(reason)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -157,6 +157,8 @@ class RoundDriver:
 
     def fail_round(self, task: Task, num: int, reason: str) -> None:
         self.transition(task, num, "failed", reason)
+        if self.metrics is not None:
+            self.metrics.round_failed(task.task_id, reason)
         self._discard_updates(task, num)
         self._open_next_round(task, num, self.clock())
 
@@ -264,7 +266,8 @@ class RoundDriver:
         self._discard_updates(task, num)
         if self.metrics is not None:
             opened_at = self.store.round(task.task_id, num).opened_at
-            self.metrics.round_committed(self.clock() - opened_at, self.clock() - started)
+            self.metrics.round_committed(task.task_id, self.clock() - opened_at, self.clock() - started,
+                                         metrics.get("epsilon"))
         log.info("task %s round %d committed: %s", task.task_id, num, metrics)
         self._open_next_round(task, num, self.clock())
 
