@@ -16,12 +16,11 @@ import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import numpy as np
 
 from coordinator import errors as E
-from coordinator.pace import jittered, retry_window
+from coordinator.pace import jittered, retry_window, round_period
 from coordinator.records import AssignmentRecord, DeviceRecord, RoundRecord, UpdateRecord
-from protocol import codec
+from protocol import codec, dp
 from protocol.errors import ProtocolError
 from protocol.secagg import ring
 from protocol.messages import Assignment, CheckinRequest, CheckinResponse, RegisterRequest, UploadMeta
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fedge.coordinator")
 POPULATION_COUNT_TTL_S = 1.0
+PERIOD_ROUNDS = 6  # the round period is the median gap between the last openings
 
 
 def hash_token(token: str) -> str:
@@ -96,8 +96,8 @@ class DeviceGateway:
                 self._count("checkins", "assigned")
                 return CheckinResponse("assigned", assignment=assignment)
         task = eligible[0]
-        window = retry_window(self._active_population(task.population, now), task.config.selection_window_s,
-                              task.config.target_selected, self.pace)
+        population, period = self._pace_inputs(task, now)
+        window = retry_window(population, period, task.config.target_selected, self.pace)
         return self._retry(now, window, "no_slot")
 
     def flush_seen(self) -> None:
@@ -106,14 +106,17 @@ class DeviceGateway:
         seen, self._seen = self._seen, {}
         self.store.touch_devices(seen)
 
-    def _active_population(self, population: str, now: float) -> int:
-        """Devices of the population seen within max_retry_s, counted at most once a second:
-        a COUNT(*) on every no-slot check-in was the check-in path's largest cost."""
-        counted_at, n = self._population_counts.get(population, (-1e18, 0))
+    def _pace_inputs(self, task: Task, now: float) -> tuple[int, float]:
+        """(devices of the population seen within max_retry_s, the task's round period), worked
+        out at most once a second: a COUNT(*) on every no-slot check-in was the check-in
+        path's largest cost."""
+        counted_at, inputs = self._pace_cache.get(task.task_id, (-1e18, (0, 0.0)))
         if now - counted_at >= POPULATION_COUNT_TTL_S:
-            n = self.store.count_seen(now - self.pace.max_retry_s, population)
-            self._population_counts[population] = (now, n)
-        return n
+            opened = [r.opened_at for r in self.store.recent_rounds(task.task_id, PERIOD_ROUNDS)]
+            inputs = (self.store.count_seen(now - self.pace.max_retry_s, task.population),
+                      round_period(opened, task.config.selection_window_s))
+            self._pace_cache[task.task_id] = (now, inputs)
+        return inputs
 
     def _retry(self, now: float, window: float, reason: str) -> CheckinResponse:
         self._count("checkins", f"retry_{reason}")
@@ -211,7 +214,7 @@ class DeviceGateway:
             self._reject("wrong_codec")
             raise E.BadRequest(f"update uses codec {decoded.codec}; this task expects {expected_codec.name}", "wrong_codec")
         bound = self._server_bound(task)
-        norm = float(np.linalg.norm(decoded.values.astype(np.float64)))
+        norm = dp.l2_norm(decoded.values)
         # The adaptive-clip bit is the server's own measurement here, not the device's claim.
         meta = replace(meta, below_clip=norm <= bound) if task.config.adaptive_clip else meta
         self._store_update(task, round_num, device_id, meta, body, digest)

@@ -1,11 +1,19 @@
 """Pace steering: when a device that was not selected should come back.
 
-A device told "retry in W seconds" makes a population of P devices arrive at about
-P / W per second. A round needs K = goal x over-selection devices within its
-selection window S; asking for ``SAFETY`` times that rate gives::
+A round takes K = goal x over-selection devices, and a new round opens every T seconds
+(the round period: the median time between the task's last round openings; the
+selection window S until there are two). A population of P devices can then give each
+device a turn every P / K rounds; asking for ``SAFETY`` times what the rounds take::
 
-    W = clamp(P * S / (SAFETY * K), min_retry_s, max_retry_s)
+    W = clamp(P * T / (SAFETY * K), min_retry_s, max_retry_s)
     retry_at = now + W * U(0.5, 1.5)          (uniform jitter: no thundering herd)
+
+Devices come back at P / W = SAFETY * K / T per second, and the ones that find no round
+selecting wait in a long poll and are woken when the next one opens. Spreading returns
+over the selection window instead (W = P * S / (SAFETY * K)) sent a device away for
+longer than a round lasts when S was long: with P = K = 100 and S = 30 s, a device that
+finished early was told to come back in 10-30 s, each round waited for it, and rounds of
+8 s of training took 18 s.
 
 P is the number of devices of the population seen within the last ``max_retry_s``.
 An ineligible device retries after ``ineligible_retry_s`` (jittered the same way):
@@ -28,11 +36,18 @@ class PaceConfig:
     ineligible_retry_s: float = 300.0
 
 
-def retry_window(population_size: int, selection_window_s: float, needed: int, cfg: PaceConfig) -> float:
+def retry_window(population_size: int, round_period_s: float, needed: int, cfg: PaceConfig) -> float:
     if needed <= 0:
         return cfg.max_retry_s
-    window = population_size * selection_window_s / (SAFETY * needed)
+    window = population_size * round_period_s / (SAFETY * needed)
     return min(max(window, cfg.min_retry_s), cfg.max_retry_s)
+
+
+def round_period(opened_at: list[float], fallback_s: float) -> float:
+    """The median time between consecutive round openings, or ``fallback_s`` with fewer than two."""
+    times = sorted(opened_at)
+    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    return gaps[len(gaps) // 2] if gaps else fallback_s
 
 
 def jittered(now: float, window: float, rng: random.Random) -> float:

@@ -69,7 +69,7 @@ class Coordinator(AdminOps, DeviceGateway, RoundDriver):
         # Per client address; bursts of 10 s worth, so an app's first start is never refused.
         self.register_limit = TokenBuckets(register_rate, register_rate * 10, "registrations from this address")
         self.attestation = attestation
-        self._population_counts: dict[str, tuple[float, int]] = {}
+        self._pace_cache: dict[str, tuple[float, tuple[int, float]]] = {}
         # last_seen of devices that checked in since the last flush: one transaction per tick
         # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
         self._seen: dict[str, float] = {}

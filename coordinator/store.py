@@ -227,6 +227,10 @@ class Store:
         r = self.one("SELECT * FROM rounds WHERE task_id=? ORDER BY round DESC LIMIT 1", task_id)
         return self._round(r) if r else None
 
+    def recent_rounds(self, task_id: str, n: int) -> list[RoundRecord]:
+        return [self._round(r) for r in self.all("SELECT * FROM rounds WHERE task_id=? ORDER BY round DESC LIMIT ?",
+                                                 task_id, n)]
+
     def selecting_round(self, task_id: str) -> RoundRecord | None:
         r = self.one("SELECT * FROM rounds WHERE task_id=? AND state='selecting'", task_id)
         return self._round(r) if r else None

@@ -24,10 +24,17 @@ import numpy as np
 from protocol.errors import ProtocolError
 
 
+def l2_norm(values: np.ndarray) -> float:
+    """The L2 norm, in float64 (the norm of float32 values of 1e30 overflows float32), and
+    without BLAS: np.linalg.norm calls OpenBLAS, whose threads spin against LiteRT's training
+    threads on the same cores; it took 60% of the coordinator's time (rounds 2.3x longer)."""
+    flat = np.asarray(values, np.float64).ravel()
+    return math.sqrt(float(np.einsum("i,i->", flat, flat)))
+
+
 def clip_l2(delta: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:
     """Scale ``delta`` so its L2 norm is at most ``clip_norm`` (0 disables); returns (delta, original norm)."""
-    # In float64: the norm of a float32 vector of large values overflows float32 (1e30 squared).
-    norm = float(np.linalg.norm(np.asarray(delta, np.float64)))
+    norm = l2_norm(delta)
     if clip_norm > 0 and norm > clip_norm:
         delta = delta * (clip_norm / norm)
     return delta, norm

@@ -73,3 +73,17 @@ def test_secagg_needs_at_least_three_devices_whatever_the_minimum():
     step = next_step(_p("selecting", 2), rules, 100.5)
     assert step.action == e.FAIL and "need at least 3 for secure aggregation" in step.reason
     assert next_step(_p("selecting", 3), rules, 100.5).action == e.START_ADVERTISING
+
+
+# -- pace steering ----------------------------------------------------------------------------
+def test_the_retry_window_follows_the_round_period():
+    from coordinator.pace import PaceConfig, retry_window, round_period
+
+    cfg = PaceConfig(min_retry_s=1.0, max_retry_s=600.0)
+    assert round_period([], 30.0) == 30.0 and round_period([5.0], 30.0) == 30.0
+    assert round_period([0.0, 8.0, 17.0, 25.0], 30.0) == 8.0  # median gap, openings in any order
+    # Every device is needed every round: back well within one round, not the 30 s window.
+    assert retry_window(100, 8.0, 100, cfg) < 8.0
+    # 10,000 devices, 260 a round, a round every 1.5 s: each gets a turn every ~38 rounds.
+    assert abs(retry_window(10_000, 1.5, 260, cfg) - 10_000 * 1.5 / (1.5 * 260)) < 1e-9
+    assert retry_window(10, 0.01, 100, cfg) == 1.0 and retry_window(10**9, 60.0, 1, cfg) == 600.0
