@@ -131,7 +131,7 @@ class DeviceGateway:
             return None  # already in this round: it has its assignment
         if rnd.selected + 1 >= task.config.target_selected:
             if task.config.secagg_on:
-                self.secagg.start_advertising(task, rnd.round, now)
+                self.start_advertising(task, rnd.round)
             else:
                 self.transition(task, rnd.round, "reporting")
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
@@ -181,6 +181,7 @@ class DeviceGateway:
             new = post(task, rnd, device.device_id, raw)
         except ProtocolError as exc:
             raise E.BadRequest(str(exc), exc.code) from exc
+        self.advance(task, self.round_row(task_id, round_num), self.clock())  # everyone may have answered
         return {"accepted": True, "duplicate": not new}
 
     def secagg_view(self, device, task_id: str, round_num: int, upload_token: str | None):
@@ -235,6 +236,7 @@ class DeviceGateway:
         values = self.secagg.accept_masked_input(task, rnd, device_id, body)
         self._store_update(task, rnd.round, device_id, meta, body, digest)
         self.secagg.masked_input_done(task, rnd.round, values)
+        self.advance(task, self.round_row(task.task_id, rnd.round), self.clock())
         return {"accepted": True, "duplicate": False}
 
     def _store_update(self, task: Task, round_num: int, device_id: str, meta: UploadMeta, body: bytes,

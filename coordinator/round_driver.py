@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from coordinator.service import Task
 
 log = logging.getLogger("fedge.coordinator")
+# The SecAgg phase the round engine closes -> (what settles it, the state that follows).
+SECAGG_CLOSES = {engine.CLOSE_ADVERTISING: ("close_advertising", "sharing"),
+                 engine.CLOSE_SHARING: ("close_sharing", "reporting"),
+                 engine.CLOSE_REPORTING: ("close_reporting", "unmasking")}
 
 
 class RoundDriver:
@@ -141,19 +145,24 @@ class RoundDriver:
         elif step.action == engine.START_REPORTING:
             self.transition(task, num, "reporting")
         elif step.action == engine.START_ADVERTISING:
-            self.secagg.start_advertising(task, num, now)
+            self.start_advertising(task, num)
             self.advance(task, self.round_row(task.task_id, num), now)  # everyone may have advertised already
-        elif step.action == engine.CLOSE_ADVERTISING:
-            self.secagg.close_advertising(task, rnd)
-        elif step.action == engine.CLOSE_SHARING:
-            self.secagg.close_sharing(task, rnd)
-        elif step.action == engine.CLOSE_REPORTING:
-            self.secagg.close_reporting(task, rnd)
+        elif step.action in SECAGG_CLOSES:
+            close, next_state = SECAGG_CLOSES[step.action]
+            failure = getattr(self.secagg, close)(task, rnd)
+            if failure:
+                self.fail_round(task, num, failure)
+            else:
+                self.transition(task, num, next_state)
         elif step.action == engine.AGGREGATE:
             self.transition(task, num, "aggregating")
             self.request_commit(task, num)
         elif step.action == engine.COMMIT:
             self.request_commit(task, num)
+
+    def start_advertising(self, task: Task, num: int) -> None:
+        self.secagg.start_advertising(task, num)
+        self.transition(task, num, "advertising")
 
     def fail_round(self, task: Task, num: int, reason: str) -> None:
         self.transition(task, num, "failed", reason)

@@ -29,7 +29,7 @@ from coordinator import errors as E
 from coordinator.aggregation import ModularSum
 from coordinator.records import SecAggRoundRecord
 from coordinator.round_engine import Progress
-from coordinator.store import dumps
+from coordinator.store import Store, dumps
 from protocol import dp
 from protocol.errors import ProtocolError
 from protocol.secagg import ring, server
@@ -37,14 +37,19 @@ from protocol.secagg.messages import (EncryptedShare, PublicKeys, RevealedShare,
                                       UnmaskRequest, parse_list, round_context)
 
 if TYPE_CHECKING:
-    from coordinator.service import Coordinator, Task
+    from coordinator.service import Task
 
 
 
 class SecAggRounds:
-    def __init__(self, coordinator: "Coordinator"):
-        self.c = coordinator
-        self.store = coordinator.store
+    """What the SecAgg phases of a round hold and settle. It holds no reference to the
+    coordinator: the round driver asks the round engine when a phase closes, calls
+    ``close_*`` (which settle the phase and return None, or return why the round fails) and
+    makes the transition itself."""
+
+    def __init__(self, store: Store, clock):
+        self.store = store
+        self.clock = clock
         self.sums: dict[tuple[str, int], ModularSum] = {}
 
     # -- round bookkeeping ---------------------------------------------------------------
@@ -58,15 +63,13 @@ class SecAggRounds:
                                                       report + cfg.secagg_phase_s))
         return report
 
-    def _start_phase(self, task: "Task", round_num: int, state: str, column: str | None, now: float,
-                     **fields) -> None:
-        """Writes the phase's deadline (now + secagg_phase_s) and what the last phase settled, then moves on."""
+    def _settle(self, task: "Task", round_num: int, column: str | None, **fields) -> None:
+        """Writes the next phase's deadline (now + secagg_phase_s) and what the last phase settled."""
         sets = dict(fields)
         if column:
-            sets[column] = now + task.config.secagg_phase_s
+            sets[column] = self.clock() + task.config.secagg_phase_s
         if sets:
             self.store.update_secagg_round(task.task_id, round_num, **sets)
-        self.c.transition(task, round_num, state)
 
     def _row(self, task_id: str, round_num: int) -> SecAggRoundRecord:
         row = self.store.secagg_round(task_id, round_num)
@@ -123,7 +126,7 @@ class SecAggRounds:
             raise E.Conflict(f"a different {phase} message was already accepted from this device", "duplicate")
         if rnd.state not in states:
             raise E.Gone(f"the {phase} phase of round {rnd.round} is closed ({rnd.state})", "phase_closed")
-        self.store.add_secagg_message(task.task_id, rnd.round, phase, device_id, body, digest, self.c.clock(),
+        self.store.add_secagg_message(task.task_id, rnd.round, phase, device_id, body, digest, self.clock(),
                                       [(s.receiver, s.sender, s.ciphertext) for s in shares or ()])
         return True
 
@@ -135,7 +138,6 @@ class SecAggRounds:
             if other != device_id and {keys.c_public, keys.s_public} & {theirs.c_public, theirs.s_public}:
                 raise E.Conflict("these public keys were already advertised by another device", "replayed_keys")
         new = self._record(task, rnd, device_id, "keys", body, ("selecting", "advertising"))
-        self.c.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
         return new
 
     def post_shares(self, task: "Task", rnd, device_id: str, raw) -> bool:
@@ -150,7 +152,6 @@ class SecAggRounds:
             raise E.BadRequest(str(exc), exc.code) from exc
         body = dumps({"shares": [s.to_dict() for s in shares]})
         new = self._record(task, rnd, device_id, "shares", body, ("sharing",), shares)
-        self.c.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
         return new
 
     def post_reveals(self, task: "Task", rnd, device_id: str, raw) -> bool:
@@ -166,14 +167,13 @@ class SecAggRounds:
             raise E.BadRequest(str(exc), exc.code) from exc
         body = dumps({"shares": [s.to_dict() for s in reveals]})
         new = self._record(task, rnd, device_id, "reveals", body, ("unmasking",))
-        self.c.advance(task, self.c.round_row(task.task_id, rnd.round), self.c.clock())
         return new
 
     def accept_masked_input(self, task: "Task", rnd, device_id: str, body: bytes) -> np.ndarray:
         row = self._row(task.task_id, rnd.round)
         params, index = self._params(row), self._index_of(row, device_id)
         sharers = row.sharers
-        if rnd.state != "reporting" or self.c.clock() > rnd.report_deadline:
+        if rnd.state != "reporting" or self.clock() > rnd.report_deadline:
             raise E.Gone(f"round {rnd.round} is not taking masked inputs ({rnd.state})", "round_closed")
         if params is None or index not in sharers:
             raise E.Forbidden("only devices that shared keys this round may send a masked input", "not_sharer")
@@ -184,7 +184,6 @@ class SecAggRounds:
 
     def masked_input_done(self, task: "Task", round_num: int, values: np.ndarray) -> None:
         self.sum_for(task, round_num, self._params(self._row(task.task_id, round_num))).add(values)
-        self.c.advance(task, self.c.round_row(task.task_id, round_num), self.c.clock())
 
     def view(self, task: "Task", rnd, device_id: str) -> SecAggView:
         row = self._row(task.task_id, rnd.round)
@@ -216,16 +215,17 @@ class SecAggRounds:
                         advertise_deadline=row.advertise_deadline, share_deadline=row.share_deadline,
                         unmask_deadline=row.unmask_deadline)
 
-    def start_advertising(self, task: "Task", round_num: int, now: float) -> None:
-        self._start_phase(task, round_num, "advertising", "advertise_deadline", now)
+    def start_advertising(self, task: "Task", round_num: int) -> None:
+        """The key advertisement's deadline; the driver moves the round to 'advertising'."""
+        self._settle(task, round_num, "advertise_deadline")
 
-    def close_advertising(self, task: "Task", rnd) -> None:
+    def close_advertising(self, task: "Task", rnd) -> str | None:
+        """Fix the roster and the parameters (then 'sharing'), or why the round fails."""
         num, cfg = rnd.round, task.config
         devices = sorted(self.store.secagg_messages(task.task_id, num, "keys"))
         need = max(3, cfg.required_reports)
         if len(devices) < need:
-            self.c.fail_round(task, num, f"secagg: {len(devices)} devices advertised keys, need at least {need}")
-            return
+            return f"secagg: {len(devices)} devices advertised keys, need at least {need}"
         try:
             params = server.choose_params(
                 len(devices), plus=cfg.secagg == "secagg+", threshold_fraction=cfg.secagg_threshold,
@@ -233,34 +233,34 @@ class SecAggRounds:
                 num_values=task.manifest.num_parameters, rotation_seed=secrets.randbits(63) + 1,
                 graph_seed=os.urandom(32), extra=cfg.secagg_extra_slots)
         except ProtocolError as exc:
-            self.c.fail_round(task, num, f"secagg: {exc}")
-            return
+            return f"secagg: {exc}"
         roster = {str(i): d for i, d in enumerate(devices, start=1)}
-        self._start_phase(task, num, "sharing", "share_deadline", self.c.clock(), roster=roster,
-                          params=params.to_dict())
+        self._settle(task, num, "share_deadline", roster=roster, params=params.to_dict())
+        return None
 
-    def close_sharing(self, task: "Task", rnd) -> None:
+    def close_sharing(self, task: "Task", rnd) -> str | None:
+        """Fix who shared (then 'reporting'), or why the round fails."""
         row = self._row(task.task_id, rnd.round)
         num, params = rnd.round, self._params(row)
         sharers = self._indices_of(row, self.store.secagg_messages(task.task_id, num, "shares"))
         need = max(params.threshold, task.config.required_reports)
         if len(sharers) < need:
-            self.c.fail_round(task, num, f"secagg: {len(sharers)} devices shared keys, need at least {need} "
-                                         f"(threshold {params.threshold})")
-            return
+            return f"secagg: {len(sharers)} devices shared keys, need at least {need} (threshold {params.threshold})"
         # Shares sent by devices that are not in U2 were never to be used; drop them so no inbox lists them.
         self.store.delete_secagg_shares(task.task_id, num, keep_senders=sharers)
-        self._start_phase(task, num, "reporting", None, self.c.clock(), sharers=sharers)
+        self._settle(task, num, None, sharers=sharers)
+        return None
 
-    def close_reporting(self, task: "Task", rnd) -> None:
+    def close_reporting(self, task: "Task", rnd) -> str | None:
+        """Fix the survivors (then 'unmasking'), or why the round fails."""
         row = self._row(task.task_id, rnd.round)
         num, params = rnd.round, self._params(row)
         survivors = self._indices_of(row, [u.device_id for u in self.store.updates(task.task_id, num)])
         need = max(params.threshold, task.config.required_reports)
         if len(survivors) < need:
-            self.c.fail_round(task, num, f"secagg: {len(survivors)} masked inputs arrived, need at least {need}")
-            return
-        self._start_phase(task, num, "unmasking", "unmask_deadline", self.c.clock(), survivors=survivors)
+            return f"secagg: {len(survivors)} masked inputs arrived, need at least {need}"
+        self._settle(task, num, "unmask_deadline", survivors=survivors)
+        return None
 
     # -- the sum -----------------------------------------------------------------------------
     def unmasked_sum(self, task: "Task", round_num: int) -> tuple[np.ndarray, int, float | None]:

@@ -83,7 +83,7 @@ class Coordinator(AdminOps, DeviceGateway, RoundDriver):
         self.pending_commits: list[tuple[str, int]] = []
         self.committing: set[tuple[str, int]] = set()
         self.commit_listeners: list = []
-        self.secagg = SecAggRounds(self)
+        self.secagg = SecAggRounds(store, self.clock)
         self.recover()
 
 
