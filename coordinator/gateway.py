@@ -16,7 +16,6 @@ import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-
 from coordinator import errors as E
 from coordinator.pace import jittered, retry_window, round_period
 from coordinator.records import AssignmentRecord, DeviceRecord, RoundRecord, UpdateRecord
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
     from coordinator.service import Task
 
 log = logging.getLogger("fedge.coordinator")
-POPULATION_COUNT_TTL_S = 1.0
+PACE_INPUTS_TTL_S = 1.0
 PERIOD_ROUNDS = 6  # the round period is the median gap between the last openings
 
 
@@ -111,7 +110,7 @@ class DeviceGateway:
         out at most once a second: a COUNT(*) on every no-slot check-in was the check-in
         path's largest cost."""
         counted_at, inputs = self._pace_cache.get(task.task_id, (-1e18, (0, 0.0)))
-        if now - counted_at >= POPULATION_COUNT_TTL_S:
+        if now - counted_at >= PACE_INPUTS_TTL_S:
             opened = [r.opened_at for r in self.store.recent_rounds(task.task_id, PERIOD_ROUNDS)]
             inputs = (self.store.count_seen(now - self.pace.max_retry_s, task.population),
                       round_period(opened, task.config.selection_window_s))
@@ -219,7 +218,7 @@ class DeviceGateway:
         # The adaptive-clip bit is the server's own measurement here, not the device's claim.
         meta = replace(meta, below_clip=norm <= bound) if task.config.adaptive_clip else meta
         self._store_update(task, round_num, device_id, meta, body, digest)
-        self._fold(task, self._sum_for(task, round_num), decoded.values, meta.example_count)
+        self._fold(task, self._sum_for(task, round_num), decoded.values, meta.example_count, norm)
         if norm > bound:
             self._count("clipped_updates", "server_bound")
         if rnd.reported + 1 >= task.config.goal_count:

@@ -9,9 +9,11 @@ import hmac
 from aiohttp import web
 
 from coordinator import errors as E
+from coordinator.config import ServeConfig
 from coordinator.keys import ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED
 from coordinator.openapi import OPENAPI
 from coordinator.status_page import render_status_page
+from coordinator.task_config import MAX_ROUNDS
 from protocol import strict_json
 from protocol.errors import ProtocolError
 from protocol.messages import CheckinRequest, PopulationRequest, RegisterRequest, UploadMeta
@@ -20,7 +22,6 @@ MAX_JSON = 64 * 1024
 MAX_MODEL_BODY = 512 * 1024 * 1024
 MAX_SECAGG_JSON = 8 * 1024 * 1024  # a ShareKeys message carries one sealed share per neighbour
 MAX_SECAGG_WAIT_S = 30.0
-BODY_IDLE_TIMEOUT_S = 30.0  # a body that stops arriving for this long is dropped (408)
 
 # Every JSON answer is standard JSON: a non-finite float stored before the door was closed is null.
 json_response = functools.partial(web.json_response, dumps=strict_json.dumps)
@@ -36,7 +37,7 @@ async def _read_body(request: web.Request, content_type: str, limit: int) -> byt
     # up on a client that stops sending (a body shorter than its Content-Length would hold the
     # connection forever).
     config = request.app.get(CONFIG)
-    idle_s = config.body_timeout_s if config is not None else BODY_IDLE_TIMEOUT_S
+    idle_s = (config or ServeConfig()).body_timeout_s
     # One timer per request, pushed back after each chunk (asyncio.wait_for per chunk made a
     # task and a timer per read: 14% of the coordinator's time at 10,000 devices).
     loop = asyncio.get_running_loop()
@@ -75,10 +76,7 @@ def require_admin(request: web.Request) -> None:
         raise E.Unauthorized("admin token required (Authorization: Bearer <admin token>)")
 
 
-MAX_ROUND = 1_000_000  # a task's rounds are at most this many (TaskConfig)
-
-
-def _int(text: str, what: str, hi: int = MAX_ROUND) -> int:
+def _int(text: str, what: str, hi: int = MAX_ROUNDS) -> int:
     """A path segment as an integer in [1, hi]: a larger one would not even fit a SQLite INTEGER."""
     if not (text.isascii() and text.isdigit() and len(text) <= len(str(hi))) or not 1 <= int(text) <= hi:
         raise E.BadRequest(f"{what} must be an integer in [1, {hi}]")

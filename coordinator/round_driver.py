@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -53,7 +53,6 @@ class RoundDriver:
             decoded = codec.decode(Path(upd.blob).read_bytes(), [w.size for w in task.manifest.weights])
             self._fold(task, acc, decoded.values, upd.examples)
         log.info("recovered task %s round %s with %d updates", task.task_id, num, acc.count)
-
 
     def transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None:
         closed = self.clock() if state in ("committed", "failed") else None
@@ -231,7 +230,7 @@ class RoundDriver:
         try:
             rnd = self.round_row(task_id, num)
             if task is None or rnd is None or rnd.state != "aggregating":
-                return
+                return  # finally: no longer in progress
             inputs = self._commit_inputs(task, num)
             if inputs is None:
                 return
@@ -241,7 +240,10 @@ class RoundDriver:
                 return
             self._apply_commit(task, num, result, started)
         except Exception as exc:  # noqa: BLE001 - as in tick(): fail this round, keep driving
-            self._fail_on_error(task, exc)
+            if task is not None:
+                self._fail_on_error(task, exc)
+            else:
+                log.exception("commit of %s round %d", task_id, num)
         finally:
             self.committing.discard((task_id, num))
 

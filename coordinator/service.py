@@ -108,13 +108,13 @@ class Coordinator(AdminOps, DeviceGateway, RoundDriver):
         DP clip (so the sensitivity behind epsilon holds), else the task's max_update_norm."""
         return task.dp_clip if task.config.dp_on else task.config.max_update_norm
 
-    def _fold(self, task: Task, acc: Strategy, values: np.ndarray, examples: int) -> float:
-        """Bound one decoded update and fold it; returns its norm before the server's clip."""
-        bounded, norm = dp.clip_l2(values, self._server_bound(task))
+    def _fold(self, task: Task, acc: Strategy, values: np.ndarray, examples: int,
+              norm: float | None = None) -> None:
+        """Bound one decoded update (of L2 norm ``norm``, when known) and fold it."""
+        bounded, _ = dp.clip_l2(values, self._server_bound(task), norm)
         # Under DP every device weighs the same: one device's influence is bounded by the clip alone.
         weight = 1.0 if task.config.dp_on else float(min(examples, task.config.max_example_count))
         acc.fold(bounded, weight)
-        return norm
 
     def _task(self, task_id: str) -> Task:
         if task_id not in self.tasks:

@@ -24,6 +24,9 @@ def _num(raw: dict, name: str, default, lo=None, hi=None, kind=float):
     return kind(value)
 
 
+MAX_ROUNDS = 1_000_000  # round numbers in URLs are bounded by this too
+
+
 @dataclass(frozen=True)
 class ServerOptimizer:
     name: str = "fedavg"  # "fedavg" or "fedadam"
@@ -147,7 +150,7 @@ class TaskConfig:
         if not isinstance(eligibility, str) or not isinstance(codec, str):
             raise BadRequest("task config 'eligibility' and 'codec' must be strings")
         cfg = cls(
-            rounds=_num(raw, "rounds", 20, 1, 1_000_000, int),
+            rounds=_num(raw, "rounds", 20, 1, MAX_ROUNDS, int),
             goal_count=_num(raw, "goal_count", 10, 1, 1_000_000, int),
             over_selection=_num(raw, "over_selection", 1.3, 1.0, 10.0),
             min_reports=_num(raw, "min_reports", 0, 0, 1_000_000, int),

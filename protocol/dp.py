@@ -32,9 +32,10 @@ def l2_norm(values: np.ndarray) -> float:
     return math.sqrt(float(np.einsum("i,i->", flat, flat)))
 
 
-def clip_l2(delta: np.ndarray, clip_norm: float) -> tuple[np.ndarray, float]:
-    """Scale ``delta`` so its L2 norm is at most ``clip_norm`` (0 disables); returns (delta, original norm)."""
-    norm = l2_norm(delta)
+def clip_l2(delta: np.ndarray, clip_norm: float, norm: float | None = None) -> tuple[np.ndarray, float]:
+    """Scale ``delta`` so its L2 norm is at most ``clip_norm`` (0 disables); returns (delta, original norm).
+    ``norm``: the delta's norm when the caller has it already."""
+    norm = l2_norm(delta) if norm is None else norm
     if clip_norm > 0 and norm > clip_norm:
         delta = delta * (clip_norm / norm)
     return delta, norm
