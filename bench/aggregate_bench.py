@@ -12,7 +12,7 @@ import tracemalloc
 
 import numpy as np
 
-from coordinator.strategies import FedAvg
+from coordinator.reducers import WeightedSum
 from protocol import codec
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     # A handful of distinct payloads, reused: encoding is the devices' cost, not the coordinator's.
     payloads = [codec.encode([rng.normal(size=args.params).astype(np.float32) * 0.01], spec, rng) for _ in range(8)]
     tracemalloc.start()
-    acc = FedAvg(args.params)
+    acc = WeightedSum(args.params)
     start = time.perf_counter()
     for i in range(args.updates):
         decoded = codec.decode(payloads[i % len(payloads)], [args.params])

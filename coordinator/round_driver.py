@@ -21,7 +21,7 @@ from coordinator.commit import CommitInputs, CommitResult, compute_commit
 from coordinator.privacy import epsilon
 from coordinator.records import RoundRecord
 from coordinator.store import OPEN_STATES
-from coordinator.strategies import FedAvg
+from coordinator.strategies import RoundContext, Strategy, make_strategy
 from protocol import codec
 from protocol.secagg.server import BelowThreshold
 
@@ -177,18 +177,18 @@ class RoundDriver:
         for upd in self.store.updates(task.task_id, num):
             Path(upd.blob).unlink(missing_ok=True)
 
-    def _aggregate(self, task: Task, num: int) -> tuple[np.ndarray, float, float | None]:
-        """(sum of updates, total weight, sum of clip bits or None)."""
+    def _round_strategy(self, task: Task, num: int) -> tuple[Strategy, float | None]:
+        """The round's folded strategy and, with adaptive clipping, the sum of clip bits."""
         if task.config.secagg_on:
             total, count, bits = self.secagg.unmasked_sum(task, num)
-            return total, float(count), bits  # uniform weights: example counts stay private
-        acc = self._sum_for(task, num)
+            strategy = make_strategy(task.config, task.manifest.num_parameters)
+            if count:
+                strategy.fold_sum(total, float(count), count)  # uniform weights: example counts stay private
+            return strategy, bits
         bits = None
         if task.config.adaptive_clip:
             bits = float(sum(1 for u in self.store.updates(task.task_id, num) if u.meta.get("below_clip")))
-        if isinstance(acc, FedAvg):
-            return acc.total, acc.weight, bits
-        return acc.mean().astype(np.float64), 1.0, bits  # a robust aggregate is already a mean
+        return self._sum_for(task, num), bits
 
     def dp_sampling_rate(self, task: Task) -> float:
         """goal / population, from the task's explicit dp_population only: a count of registered
@@ -249,17 +249,18 @@ class RoundDriver:
 
     def _commit_inputs(self, task: Task, num: int) -> CommitInputs | None:
         try:
-            total, weight, bits = self._aggregate(task, num)
+            strategy, bits = self._round_strategy(task, num)
         except BelowThreshold as exc:
             self.fail_round(task, num, f"secagg: cannot unmask the sum: {exc}")
             return None
-        if weight <= 0:
+        if strategy.count == 0:
             self.fail_round(task, num, "no updates to aggregate")
             return None
-        done = self.store.committed_count(task.task_id)
-        return CommitInputs(task.config, task.manifest.weight_shapes, total, weight, bits, task.dp_clip,
+        context = RoundContext(self.store.committed_count(task.task_id), self.dp_sampling_rate(task),
+                               task.dp_clip, bits)
+        return CommitInputs(strategy, context, task.manifest.weight_shapes,
                             self.store.blob_path(task.checkpoint_sha).read_bytes(),
-                            self._load_opt_state(task, num - 1), done, self.dp_sampling_rate(task))
+                            self._load_opt_state(task, num - 1))
 
     def _apply_commit(self, task: Task, num: int, result: CommitResult, started: float) -> None:
         if result.failure:
@@ -269,7 +270,7 @@ class RoundDriver:
         self.store.put_blob(sha, result.payload)
         if result.opt_state:
             self._save_opt_state(task, num, result.opt_state)
-        metrics = {**self._round_metrics(task, num), **result.dp_metrics}
+        metrics = {**self._round_metrics(task, num), **result.metrics}
         self.store.commit_round(task.task_id, num, self.clock(), sha, metrics)
         task.checkpoint_sha = sha
         # The next clip takes effect only once the round that chose it is committed (as on a restart).

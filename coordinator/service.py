@@ -98,9 +98,7 @@ class Coordinator(AdminOps, DeviceGateway, RoundDriver):
     def _sum_for(self, task: Task, round_num: int) -> Strategy:
         key = (task.task_id, round_num)
         if key not in self.sums:
-            c = task.config
-            self.sums[key] = make_strategy(c.aggregator, task.manifest.num_parameters, c.trim_fraction,
-                                           c.krum_byzantine, c.krum_select)
+            self.sums[key] = make_strategy(task.config, task.manifest.num_parameters)
         return self.sums[key]
 
     def _server_bound(self, task: Task) -> float:

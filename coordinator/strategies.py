@@ -1,146 +1,136 @@
-"""Aggregation strategies: how a round's accepted updates become one mean delta.
+"""Aggregation strategies: the one interface the round driver sees. A strategy folds each
+accepted update of a round (`fold`, or `fold_sum` for a sum secure aggregation revealed)
+and finalizes the round (`finalize`: the global weights and optimizer state after it).
 
-A strategy folds each accepted update as it arrives (`fold`) and gives the round's mean
-delta at commit (`mean`); the round driver never knows which one runs. Every update was
-already bounded by the gateway (finite, L2 norm <= the task's `max_update_norm`, weight
-<= `max_example_count`) before it reaches a strategy.
+- `Federated`: a reducer (`coordinator.reducers`: FedAvg's weighted mean or a robust one)
+  and a server optimizer (`coordinator.server_optimizers`: FedAvg's step or FedAdam).
+- `DifferentiallyPrivate`: wraps a `Federated` over the weighted sum (DP-FedAvg, McMahan
+  et al. 2018, "Learning differentially private recurrent language models"): Gaussian noise
+  on the sum of clipped updates, a fixed denominator, the adaptive clip (Andrew et al. 2021)
+  and the epsilon spent so far, then the inner server optimizer on the noised mean.
 
-- ``fedavg``: the example-weighted mean, streamed: memory O(model) however many report.
-- ``trimmed_mean``: per coordinate, the mean after dropping the ``trim_fraction`` largest
-  and smallest values (Yin et al. 2018, "Byzantine-robust distributed learning").
-- ``median``: the coordinate-wise median (Yin et al. 2018).
-- ``krum`` / ``multi_krum``: score each update by the summed squared distances to its
-  n - f - 2 nearest others and average the m best (m = 1: Krum; Blanchard et al. 2017,
-  "Machine learning with adversaries"; m = n - f: Multi-Krum, El Mhamdi et al. 2018).
-
-The robust strategies keep the round's updates (memory O(reports x model)) and weigh every
-device the same: an example count is a device's claim, and must not buy influence. They
-need to see single updates, so a task cannot combine them with secure aggregation, and
-they are not a sum with bounded sensitivity, so not with DP either (TaskConfig checks).
+New ways to aggregate (FedProx's server side, buffered asynchronous aggregation) are new
+strategies here, not branches in the commit. `make_strategy` picks one from a task config.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-ROBUST = ("trimmed_mean", "median", "krum", "multi_krum")
-STRATEGIES = ("fedavg", *ROBUST)
+from coordinator.privacy import epsilon
+from coordinator.reducers import NothingToAggregate, Reducer, WeightedSum, make_reducer
+from coordinator.server_optimizers import OptimizerState, ServerOptimizer, make_server_optimizer
+from protocol import dp
+
+if TYPE_CHECKING:
+    from coordinator.task_config import TaskConfig
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    """What finalizing a round may need beyond its updates (read from the store beforehand)."""
+    committed_rounds: int = 0  # before this round
+    sampling_rate: float = 1.0  # goal / population, for epsilon
+    clip: float = 0.0  # this round's DP clip
+    clip_bits: float | None = None  # with adaptive clipping: how many updates were below the clip
+
+
+@dataclass(frozen=True)
+class Finalized:
+    weights: np.ndarray  # the new global weights, flat float32
+    optimizer_state: OptimizerState
+    metrics: dict = field(default_factory=dict)  # what the round's record shows (DP's noise, epsilon)
 
 
 class Strategy(ABC):
-    count: int = 0
+    @property
+    @abstractmethod
+    def count(self) -> int:
+        """Updates folded so far."""
 
     @abstractmethod
     def fold(self, delta: np.ndarray, weight: float) -> None:
-        """Take one accepted update (flat float32) and its weight."""
+        """One accepted, already bounded update (flat float32) and its weight."""
 
     @abstractmethod
-    def mean(self) -> np.ndarray:
-        """The round's aggregate delta (flat float32); raises ValueError with no updates."""
+    def fold_sum(self, total: np.ndarray, weight: float, count: int) -> None:
+        """A sum of ``count`` updates whose parts stay hidden (secure aggregation)."""
+
+    @abstractmethod
+    def finalize(self, weights: np.ndarray, state: OptimizerState, ctx: RoundContext) -> Finalized:
+        """The round's result; raises NothingToAggregate when nothing was folded."""
 
 
-class FedAvg(Strategy):
-    """The streaming example-weighted sum; ``total`` and ``weight`` are what DP noises."""
-
-    def __init__(self, size: int):
-        self.total = np.zeros(size, np.float64)
-        self._scaled = np.empty(size, np.float64)  # reused: no allocation of the model's size per update
-        self.weight = 0.0
-        self.count = 0
-
-    def fold(self, delta: np.ndarray, weight: float) -> None:
-        np.multiply(delta, weight, out=self._scaled)
-        self.total += self._scaled
-        self.weight += weight
-        self.count += 1
-
-    def mean(self) -> np.ndarray:
-        if self.weight <= 0:
-            raise ValueError("no updates to average")
-        return (self.total / self.weight).astype(np.float32)
-
-
-class Buffered(Strategy):
-    """Keeps every update of the round; `combine` sees them as one (n, size) matrix."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self.rows: list[np.ndarray] = []
+class Federated(Strategy):
+    def __init__(self, reducer: Reducer, optimizer: ServerOptimizer):
+        self.reducer, self.optimizer = reducer, optimizer
 
     @property
-    def count(self) -> int:  # type: ignore[override]
-        return len(self.rows)
+    def count(self) -> int:
+        return self.reducer.count
 
-    def fold(self, delta: np.ndarray, weight: float) -> None:
-        self.rows.append(np.asarray(delta, np.float32).copy())
+    def fold(self, delta, weight):
+        self.reducer.fold(delta, weight)
 
-    def mean(self) -> np.ndarray:
-        if not self.rows:
-            raise ValueError("no updates to average")
-        return self.combine(np.stack(self.rows)).astype(np.float32)
+    def fold_sum(self, total, weight, count):
+        if not isinstance(self.reducer, WeightedSum):
+            raise TypeError("only the weighted sum can take a sum of hidden updates")
+        self.reducer.fold_sum(total, weight, count)
 
-    @abstractmethod
-    def combine(self, updates: np.ndarray) -> np.ndarray: ...
-
-
-class TrimmedMean(Buffered):
-    def __init__(self, size: int, trim_fraction: float):
-        super().__init__(size)
-        self.trim_fraction = trim_fraction
-
-    def combine(self, updates: np.ndarray) -> np.ndarray:
-        n = len(updates)
-        k = min(int(self.trim_fraction * n), (n - 1) // 2)  # always keep at least one value
-        if k == 0:
-            return updates.mean(axis=0)
-        return np.sort(updates, axis=0)[k:n - k].mean(axis=0)
+    def finalize(self, weights, state, ctx):
+        new, new_state = self.optimizer.apply(weights, self.reducer.mean(), state)
+        return Finalized(new, new_state)
 
 
-class Median(Buffered):
-    def combine(self, updates: np.ndarray) -> np.ndarray:
-        return np.median(updates, axis=0)
+class DifferentiallyPrivate(Strategy):
+    """DP-FedAvg around ``inner``; every folded update must already be clipped to the round's
+    clip with weight 1 (the gateway does both), so one device moves the sum by <= clip."""
+
+    def __init__(self, inner: Federated, config: TaskConfig):
+        if not isinstance(inner.reducer, WeightedSum):
+            raise TypeError("differential privacy needs the weighted sum (a bounded-sensitivity query)")
+        self.inner, self.config = inner, config
+
+    @property
+    def count(self) -> int:
+        return self.inner.count
+
+    def fold(self, delta, weight):
+        self.inner.fold(delta, weight)
+
+    def fold_sum(self, total, weight, count):
+        self.inner.fold_sum(total, weight, count)
+
+    def finalize(self, weights, state, ctx):
+        cfg, total_sum = self.config, self.inner.reducer
+        if total_sum.count == 0:
+            raise NothingToAggregate("no updates to aggregate")
+        rng = np.random.default_rng()  # fresh OS entropy: the noise must not be reproducible
+        z_update = (dp.update_noise_multiplier(cfg.dp_noise_multiplier, cfg.clipped_count_stddev)
+                    if cfg.adaptive_clip else cfg.dp_noise_multiplier)
+        noisy = total_sum.total + dp.gaussian(total_sum.total.size, z_update * ctx.clip, rng)
+        metrics = {"dp_clip": ctx.clip, "dp_noise_stddev": z_update * ctx.clip}
+        if cfg.adaptive_clip:
+            noisy_bits = (ctx.clip_bits or 0.0) + float(dp.gaussian(1, cfg.clipped_count_stddev, rng)[0])
+            below = noisy_bits / cfg.goal_count
+            metrics.update(dp_below_clip=below, dp_next_clip=dp.next_clip(
+                ctx.clip, below, cfg.dp_target_quantile, cfg.dp_clip_learning_rate))
+        metrics.update(epsilon=epsilon(cfg.dp_noise_multiplier, ctx.sampling_rate, ctx.committed_rounds + 1,
+                                       cfg.dp_delta),
+                       dp_sampling_rate=ctx.sampling_rate)
+        # The fixed denominator (the expected count, not the noisy or actual one) keeps the
+        # sensitivity of the mean at clip / goal_count.
+        mean = (noisy / cfg.goal_count).astype(np.float32)
+        new, new_state = self.inner.optimizer.apply(weights, mean, state)
+        return Finalized(new, new_state, metrics)
 
 
-class Krum(Buffered):
-    """``byzantine`` = f (0: the most Krum tolerates, (n - 3) // 2); ``select`` = m (0: n - f)."""
-
-    def __init__(self, size: int, byzantine: int, select: int):
-        super().__init__(size)
-        self.byzantine, self.select = byzantine, select
-
-    def combine(self, updates: np.ndarray) -> np.ndarray:
-        n = len(updates)
-        f = min(self.byzantine or max(0, (n - 3) // 2), max(0, (n - 3) // 2))
-        m = min(self.select or n - f, n)
-        scores = krum_scores(updates, f)
-        best = np.argsort(scores, kind="stable")[:m]
-        return updates[best].astype(np.float64).mean(axis=0)
-
-
-def krum_scores(updates: np.ndarray, byzantine: int) -> np.ndarray:
-    """Each update's summed squared distance to its n - f - 2 nearest other updates."""
-    n = len(updates)
-    x = updates.astype(np.float64)
-    sq = np.einsum("ij,ij->i", x, x)
-    dist = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0)
-    np.fill_diagonal(dist, np.inf)
-    neighbours = max(1, n - byzantine - 2)
-    nearest = np.sort(dist, axis=1)[:, :min(neighbours, n - 1)]
-    return nearest.sum(axis=1) if n > 1 else np.zeros(1)
-
-
-def make_strategy(name: str, size: int, trim_fraction: float = 0.1, krum_byzantine: int = 0,
-                  krum_select: int = 0) -> Strategy:
-    if name == "fedavg":
-        return FedAvg(size)
-    if name == "trimmed_mean":
-        return TrimmedMean(size, trim_fraction)
-    if name == "median":
-        return Median(size)
-    if name == "krum":
-        return Krum(size, krum_byzantine, 1)
-    if name == "multi_krum":
-        return Krum(size, krum_byzantine, krum_select)
-    raise ValueError(f"unknown aggregator {name!r}; use one of {', '.join(STRATEGIES)}")
+def make_strategy(config: TaskConfig, size: int) -> Strategy:
+    """The task's strategy for one round of a model with ``size`` parameters."""
+    reducer = make_reducer(config.aggregator, size, config.trim_fraction, config.krum_byzantine, config.krum_select)
+    strategy = Federated(reducer, make_server_optimizer(config.server_optimizer))
+    return DifferentiallyPrivate(strategy, config) if config.dp_on else strategy

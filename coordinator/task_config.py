@@ -12,7 +12,7 @@ from protocol.codec import CodecSpec
 from protocol.eligibility import EligibilityRule
 from protocol.errors import ProtocolError
 from protocol.messages import MAX_COUNT, Plan
-from coordinator.strategies import ROBUST, STRATEGIES
+from coordinator.reducers import AGGREGATORS, ROBUST
 
 
 def _num(raw: dict, name: str, default, lo=None, hi=None, kind=float):
@@ -67,7 +67,7 @@ class TaskConfig:
     # (to the round's clip under DP) and weighted by at most this many examples.
     max_update_norm: float = 100.0
     max_example_count: int = 10_000
-    aggregator: str = "fedavg"  # fedavg | trimmed_mean | median | krum | multi_krum (coordinator.strategies)
+    aggregator: str = "fedavg"  # fedavg | trimmed_mean | median | krum | multi_krum (coordinator.reducers)
     trim_fraction: float = 0.1  # trimmed_mean: dropped from each end, per coordinate
     krum_byzantine: int = 0  # krum / multi_krum: f, the attackers to tolerate; 0 = the most Krum can, (n - 3) // 2
     krum_select: int = 0  # multi_krum: updates averaged; 0 = n - f
@@ -143,8 +143,8 @@ class TaskConfig:
         if secagg not in ("off", "secagg", "secagg+"):
             raise BadRequest("task config 'secagg' must be 'off', 'secagg' or 'secagg+'")
         aggregator = raw.get("aggregator", "fedavg")
-        if aggregator not in STRATEGIES:
-            raise BadRequest(f"task config 'aggregator' must be one of {', '.join(STRATEGIES)}")
+        if aggregator not in AGGREGATORS:
+            raise BadRequest(f"task config 'aggregator' must be one of {', '.join(AGGREGATORS)}")
         eligibility = raw.get("eligibility", "")
         codec = raw.get("codec", "q8")
         if not isinstance(eligibility, str) or not isinstance(codec, str):
