@@ -108,7 +108,7 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
     app[COORDINATOR] = coordinator
     app[METRICS] = metrics
     app[CONFIG] = config
-    app[ROUND_OPENED] = SlotWaiters()
+    app[ROUND_OPENED] = SlotWaiters(config.max_held_checkins)
     app[ROUND_CHANGED] = Wakeup()
     coordinator.round_open_listeners.append(
         lambda task_id: app[ROUND_OPENED].wake(coordinator.tasks[task_id].population,

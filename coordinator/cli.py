@@ -3,7 +3,7 @@
 Settings come from flags and/or a TOML file (--config) whose keys are the long flag
 names with '_' (e.g. db, host, port, admin_token, min_retry_s, max_retry_s,
 ineligible_retry_s, checkin_rate, synchronous, tls_cert, tls_key, body_timeout_s,
-register_rate, attestation_verifier, status_public). Flags win.
+max_held_checkins, register_rate, attestation_verifier, status_public). Flags win.
 The admin token is --admin-token, else $FEDGE_ADMIN_TOKEN, else a random one that is
 printed and written to DB.admin-token (mode 0600).
 """
@@ -30,6 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", help="TLS private key (PEM)")
     parser.add_argument("--body-timeout-s", type=float,
                         help="drop a request whose body stops arriving for this long, with 408 (default 30)")
+    parser.add_argument("--max-held-checkins", type=int,
+                        help="long-polling check-ins held at once; past it a device gets its retry time at once "
+                             "(default 4096: each held check-in is an open connection)")
     parser.add_argument("--register-rate", type=float,
                         help="device registrations per second per client address; loopback is exempt (default 10)")
     parser.add_argument("--attestation-verifier", metavar="MODULE:FUNCTION",
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     overrides = {k: getattr(args, k) for k in ("db", "host", "port", "admin_token", "min_retry_s", "max_retry_s",
                                                 "ineligible_retry_s", "checkin_rate", "synchronous", "tls_cert",
-                                                "tls_key", "body_timeout_s", "register_rate",
+                                                "tls_key", "body_timeout_s", "max_held_checkins", "register_rate",
                                                 "attestation_verifier", "status_public")}
     config = config_from_toml(args.config, **overrides) if args.config else ServeConfig(
         **{k: v for k, v in overrides.items() if v is not None})

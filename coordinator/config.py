@@ -20,6 +20,7 @@ class ServeConfig:
     tls_cert: str = ""
     tls_key: str = ""
     body_timeout_s: float = 30.0  # a request body that stops arriving for this long gets 408
+    max_held_checkins: int = 4096  # long-polling check-ins held at once (each is an open connection)
     register_rate: float = 10.0  # registrations per second per client address (loopback exempt); 0: no limit
     attestation_verifier: str = ""  # MODULE:FUNCTION checking devices' attestation (coordinator.attestation)
     # The status page and /metrics without the admin token: by default only on a loopback address.

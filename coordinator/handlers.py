@@ -154,11 +154,12 @@ async def checkin(request):
     req = CheckinRequest.from_dict(await read_json(request))
     resp = c.checkin(device, req)
     hold = min(req.wait_s, resp.retry_at - c.clock()) if resp.outcome == "retry" else 0.0
-    if resp.reason == "no_slot" and hold > 0:
+    waiters = request.app[ROUND_OPENED]
+    if resp.reason == "no_slot" and hold > 0 and waiters.can_hold():
         # Long poll: hold the device until a round opens and wakes it (or its retry time), then
         # try once more.
         try:
-            await asyncio.wait_for(request.app[ROUND_OPENED].wait(device.population), hold)
+            await asyncio.wait_for(waiters.wait(device.population), hold)
             resp = c.checkin(device, req, rate_limited=False)
         except asyncio.TimeoutError:
             pass

@@ -37,13 +37,26 @@ class SlotWaiters:
 
     MARGIN = 1.1  # woken per slot: a few of them lose the race to devices arriving meanwhile
 
-    def __init__(self):
+    def __init__(self, max_held: int = 4096):
         self._waiting: dict[str, deque[asyncio.Future]] = {}
+        # Each held check-in is an open connection (a file descriptor on both ends): past
+        # ``max_held`` a device gets its retry time at once instead of a hold, so a population
+        # of any size cannot exhaust the coordinator's open files.
+        self.max_held = max_held
+        self.held = 0
+
+    def can_hold(self) -> bool:
+        return self.held < self.max_held
 
     def wait(self, population: str) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(population, deque()).append(fut)
+        self.held += 1
+        fut.add_done_callback(self._released)
         return fut
+
+    def _released(self, _fut: asyncio.Future) -> None:
+        self.held -= 1
 
     def wake(self, population: str, slots: int) -> int:
         queue = self._waiting.get(population)

@@ -194,3 +194,30 @@ async def test_long_poll_checkin_is_assigned_when_the_next_round_opens(harness):
     # Without wait_s the answer is immediate.
     body = await (await harness.checkin(first)).json()
     assert body["outcome"] == "retry"
+
+
+async def test_held_check_ins_are_capped_and_the_rest_answered_at_once(harness):
+    import asyncio
+
+    from coordinator.keys import ROUND_OPENED
+
+    waiters = harness.client.server.app[ROUND_OPENED]
+    waiters.max_held = 2
+    await harness.setup_task(goal_count=1, over_selection=1.0)
+    first = await harness.register()
+    assert (await (await harness.checkin(first)).json())["outcome"] == "assigned"  # round 1 is full now
+    others = [await harness.register() for _ in range(3)]
+    state = {"charging": True, "unmetered": True, "idle": True, "battery": 0.9}
+    held = [asyncio.create_task(harness.client.post("/v1/checkin", json={"state": state, "wait_s": 5.0},
+                                                    headers=d)) for d in others[:2]]
+    await asyncio.sleep(0.1)
+    assert waiters.held == 2 and not any(t.done() for t in held)
+    # The third is not held: it gets its retry time at once.
+    third = await asyncio.wait_for(harness.client.post("/v1/checkin", json={"state": state, "wait_s": 5.0},
+                                                       headers=others[2]), 1.0)
+    assert (await third.json())["outcome"] == "retry"
+    for t in held:
+        t.cancel()
+    await asyncio.gather(*held, return_exceptions=True)
+    await asyncio.sleep(0.1)
+    assert waiters.held == 0  # a hold that ends (here: the client left) releases its place
