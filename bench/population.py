@@ -55,7 +55,7 @@ class Stats:
         self.arrivals: list[float] = []  # when each population check-in was sent
 
 
-async def _probes(url: str, population: str, seconds: float) -> list[float]:
+async def _probes(url: str, population: str, seconds: float, delay_s: float = 0.0) -> list[float]:
     """Check-in latency as a device sees it: PROBES devices checking in without a long poll
     every 0.1 s, ineligible (never selected). In a process of their own, so that the
     population's 10,000 coroutines in this one do not add their scheduling delay."""
@@ -66,6 +66,7 @@ async def _probes(url: str, population: str, seconds: float) -> list[float]:
         for _ in range(PROBES):
             async with s.post(f"{url}/v1/devices/register", json={"population": population}) as r:
                 tokens.append({"Authorization": f"Bearer {(await r.json())['token']}"})
+        await asyncio.sleep(delay_s)
         end = time.time() + seconds
 
         async def one(headers):
@@ -80,8 +81,8 @@ async def _probes(url: str, population: str, seconds: float) -> list[float]:
     return latency
 
 
-def _probe_process(url: str, population: str, seconds: float, out) -> None:
-    out.send(asyncio.run(_probes(url, population, seconds)))
+def _probe_process(url: str, population: str, seconds: float, delay_s: float, out) -> None:
+    out.send(asyncio.run(_probes(url, population, seconds, delay_s)))
 
 
 async def device(session, url, headers, payload, stats: Stats, stop: asyncio.Event, train_s: float, wait_s: float):
@@ -170,7 +171,8 @@ async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
         devices = [asyncio.create_task(online(h, float(t))) for h, t in zip(tokens, offsets)]
         receive, send = multiprocessing.Pipe(duplex=False)
         prober = multiprocessing.get_context("spawn").Process(
-            target=_probe_process, args=(url, pop, args.probe_s, send), daemon=True)
+            target=_probe_process, args=(url, pop, args.probe_s, n / 1000.0 if args.probe_steady else 0.0, send),
+            daemon=True)
         prober.start()
         while True:
             await asyncio.sleep(1.0)
@@ -219,6 +221,9 @@ def main() -> None:
     ap.add_argument("--max-s", type=float, default=300.0, help="give up on a population size after this long")
     ap.add_argument("--probe-s", type=float, default=10.0, help="how long the latency probes run (from the start)")
     ap.add_argument("--model", default="bench_out/digits_mlp.tflite")
+    ap.add_argument("--probe-steady", action="store_true",
+                    help="start the probes once the whole population is online (after P / 1000 s), "
+                         "not from the start; give it enough --rounds to still be running then")
     ap.add_argument("--timeline", action="store_true", help="print when each round opened and how it ended")
     args = ap.parse_args()
     model_path = Path(args.model)

@@ -78,6 +78,8 @@ class DeviceGateway:
         return device
 
     def checkin(self, device, req: CheckinRequest, rate_limited: bool = True) -> CheckinResponse:
+        """A device's check-in; ``rate_limited`` False is the second look of a held long poll
+        (the same arrival: not rate limited, not counted again in the activity)."""
         if rate_limited:
             self.checkin_limit.take(device.device_id, self.clock())
         now = self.clock()
@@ -85,19 +87,27 @@ class DeviceGateway:
         state = req.state.to_dict()
         tasks = [t for t in self.tasks.values() if t.population == device.population and t.state == "active"]
         if not tasks:
-            return self._retry(now, self.pace.max_retry_s, "no_task")
+            return self._arrival(device, rate_limited, self._retry(now, self.pace.max_retry_s, "no_task"))
         eligible = [t for t in tasks if t.rule.admits(state) and (not t.manifest.requires_flex or req.state.supports_flex)]
         if not eligible:
-            return self._retry(now, self.pace.ineligible_retry_s, "ineligible")
+            # Which clauses turned it away (worked out only on arrival: the operator page counts them).
+            failed = (tasks[0].rule.failed_clauses(state) or ["runtime without Flex ops"]) if rate_limited else []
+            return self._arrival(device, rate_limited, self._retry(now, self.pace.ineligible_retry_s, "ineligible"),
+                                 failed)
         for task in eligible:
             assignment = self._try_assign(task, device.device_id, now)
             if assignment is not None:
                 self._count("checkins", "assigned")
-                return CheckinResponse("assigned", assignment=assignment)
+                return self._arrival(device, rate_limited, CheckinResponse("assigned", assignment=assignment))
         task = eligible[0]
-        population, period = self._pace_inputs(task, now)
+        population, period = self.pace_inputs(task, now)
         window = retry_window(population, period, task.config.target_selected, self.pace)
-        return self._retry(now, window, "no_slot")
+        return self._arrival(device, rate_limited, self._retry(now, window, "no_slot"))
+
+    def _arrival(self, device, first_look: bool, resp: CheckinResponse, failed_clauses=()) -> CheckinResponse:
+        if first_look:
+            self.activity.record(device.population, resp.reason or resp.outcome, self.clock(), failed_clauses)
+        return resp
 
     def flush_seen(self) -> None:
         if not self._seen:
@@ -105,7 +115,7 @@ class DeviceGateway:
         seen, self._seen = self._seen, {}
         self.store.touch_devices(seen)
 
-    def _pace_inputs(self, task: Task, now: float) -> tuple[int, float]:
+    def pace_inputs(self, task: Task, now: float) -> tuple[int, float]:
         """(devices of the population seen within max_retry_s, the task's round period), worked
         out at most once a second: a COUNT(*) on every no-slot check-in was the check-in
         path's largest cost."""

@@ -9,10 +9,11 @@ import hmac
 from aiohttp import web
 
 from coordinator import errors as E
+from coordinator import operator_status
 from coordinator.config import ServeConfig
 from coordinator.keys import ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED
 from coordinator.openapi import OPENAPI
-from coordinator.status_page import render_status_page
+from coordinator.status_page import OPERATOR_PAGE, STATIC_DIR
 from coordinator.task_config import MAX_ROUNDS
 from protocol import strict_json
 from protocol.errors import ProtocolError
@@ -253,13 +254,18 @@ async def openapi(request):
 
 async def status_page(request):
     require_status_access(request)
-    c = coordinator(request)
-    tasks = [(c.task_summary(t), c.rounds(t)) for t in c.tasks]
-    return web.Response(text=render_status_page(tasks), content_type="text/html")
+    return web.Response(text=OPERATOR_PAGE, content_type="text/html")
+
+
+async def status_json(request):
+    require_status_access(request)
+    return json_response(operator_status.status(coordinator(request)))
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", status_page)
+    app.router.add_get("/v1/status", status_json)
+    app.router.add_static("/static/", STATIC_DIR)  # the page's script and plotting library; no data
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_post("/v1/admin/populations", create_population)

@@ -138,6 +138,8 @@ OPENAPI = {
             [_TASK, _ROUND, _path("phase", {"enum": ["keys", "shares", "reveals"]}), _UPLOAD_TOKEN])},
         "/v1/openapi.json": {"get": _op("this document")},
         "/metrics": {"get": _op("Prometheus metrics (admin token unless served on loopback)")},
-        "/": {"get": _op("status page (admin token unless served on loopback)")},
+        "/": {"get": _op("the operator page (admin token unless served on loopback)")},
+        "/v1/status": {"get": _op("what the operator page shows: populations (check-ins, eligibility, pace) and "
+                                  "tasks (round in progress, history); admin token unless served on loopback")},
     },
 }

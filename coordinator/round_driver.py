@@ -285,10 +285,12 @@ class RoundDriver:
 
     def _round_metrics(self, task: Task, num: int) -> dict:
         cap = task.config.max_example_count  # a device's claim weighs its metrics no more than its update
-        metas = [(min(u.examples, cap), u.meta) for u in self.store.updates(task.task_id, num)]
+        updates = self.store.updates(task.task_id, num)
+        metas = [(min(u.examples, cap), u.meta) for u in updates]
         total = sum(n for n, _ in metas) or 1
         eval_total = sum(m["eval_count"] for _, m in metas)
         out = {"reports": len(metas), "examples": int(sum(n for n, _ in metas)),
+               "bytes_in": sum(_size(u.blob) for u in updates),
                "train_loss": sum(n * m["train_loss"] for n, m in metas) / total}
         if eval_total:
             out["eval_accuracy"] = sum(m["eval_count"] * m["eval_accuracy"] for _, m in metas) / eval_total
@@ -319,3 +321,10 @@ class RoundDriver:
 
     def active_devices(self, window_s: float = 600.0) -> int:
         return self.store.count_seen(self.clock() - window_s)
+
+
+def _size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:  # already discarded: it counts for nothing
+        return 0

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coordinator import errors as E
+from coordinator.activity import CheckinActivity
 from coordinator.admin import AdminOps
 from coordinator.attestation import AttestationVerifier
 from coordinator.gateway import DeviceGateway
@@ -70,6 +71,7 @@ class Coordinator(AdminOps, DeviceGateway, RoundDriver):
         self.register_limit = TokenBuckets(register_rate, register_rate * 10, "registrations from this address")
         self.attestation = attestation
         self._pace_cache: dict[str, tuple[float, tuple[int, float]]] = {}
+        self.activity = CheckinActivity()  # recent check-ins per population, for the operator page
         # last_seen of devices that checked in since the last flush: one transaction per tick
         # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
         self._seen: dict[str, float] = {}

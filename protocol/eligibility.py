@@ -15,6 +15,7 @@ the column of the offending token.
 from __future__ import annotations
 
 import ast
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,15 @@ class EligibilityRule:
 
     def admits(self, state: dict) -> bool:
         return True if self._tree is None else bool(_eval(self._tree, state))
+
+    def failed_clauses(self, state: dict) -> list[str]:
+        """The clauses of a top-level ``and`` this state fails, as written in the rule (the
+        whole rule when it is not a conjunction): what the operator page counts."""
+        if self._tree is None:
+            return []
+        clauses = self._tree.values if isinstance(self._tree, ast.BoolOp) and isinstance(self._tree.op, ast.And) \
+            else [self._tree]
+        return [_source(clause) for clause in clauses if not _eval(clause, state)]
 
 
 class _BoolLiterals(ast.NodeTransformer):
@@ -119,6 +129,20 @@ def _value(node, state: dict):
     if value is None:
         return None
     return FIELDS[node.id](value) if FIELDS[node.id] is not str else str(value)
+
+
+class _BoolNames(ast.NodeTransformer):
+    """Back to the rule language's true/false for display."""
+
+    def visit_Constant(self, node: ast.Constant):
+        if isinstance(node.value, bool):
+            return ast.copy_location(ast.Name("true" if node.value else "false"), node)
+        return node
+
+
+def _source(node) -> str:
+    """A clause as the rule language writes it."""
+    return ast.unparse(_BoolNames().visit(copy.deepcopy(node)))
 
 
 def _eval(node, state: dict) -> bool:

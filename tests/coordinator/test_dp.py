@@ -58,8 +58,9 @@ async def test_noise_has_the_configured_stddev_and_epsilon_matches_the_accountan
         m = record["metrics"]
         assert m["dp_noise_stddev"] == z * clip and m["dp_sampling_rate"] == goal / 40
         assert np.isclose(m["epsilon"], _accountant_epsilon(z, goal / 40, rnd, 1e-4), rtol=1e-9)
-    page = await (await harness.client.get("/")).text()
-    assert f"{(await harness.rounds())[2]['metrics']['epsilon']:.3f}" in page
+    status = await (await harness.client.get("/v1/status")).json()
+    assert [r["epsilon"] for r in status["tasks"][0]["history"]] == [r["metrics"]["epsilon"]
+                                                                   for r in await harness.rounds()]
 
 
 async def test_task_stops_before_the_budget_would_be_exceeded(harness):

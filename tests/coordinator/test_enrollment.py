@@ -69,7 +69,7 @@ async def test_registration_is_rate_limited_per_remote_address(harness):
 async def test_status_page_and_metrics_are_restricted_off_loopback(aiohttp_client, tmp_path, host, public):
     config = ServeConfig(db=str(tmp_path / "c.db"), admin_token="admin-secret", host=host)
     client = await aiohttp_client(create_app(config, run_ticker=False))
-    for path in ("/", "/metrics"):
+    for path in ("/", "/metrics", "/v1/status"):
         assert (await client.get(path)).status == (200 if public else 401)
         assert (await client.get(path, headers=ADMIN)).status == 200
     forced = ServeConfig(db=str(tmp_path / "d.db"), admin_token="admin-secret", host="0.0.0.0", status_public=True)

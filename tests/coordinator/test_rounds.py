@@ -153,7 +153,14 @@ async def test_metrics_and_status_page(harness):
     text = await (await harness.client.get("/metrics")).text()
     assert 'fedge_checkins_total{outcome="assigned"} 1.0' in text
     page = await (await harness.client.get("/")).text()
-    assert "t1" in page and "digits_mlp" in page
+    assert "/v1/status" in page and "uPlot" in page  # the page draws from /v1/status
+    assert (await harness.client.get("/static/uplot/uPlot.iife.min.js")).status == 200
+    status = await (await harness.client.get("/v1/status")).json()
+    [pop] = status["populations"]
+    assert pop["name"] == "pop" and pop["registered"] == 1 and pop["checkins"]["outcomes"] == {"assigned": 1}
+    [task] = status["tasks"]
+    assert task["task_id"] == "t1" and task["model_name"] == "digits_mlp"
+    assert task["current"]["state"] == "selecting" and task["current"]["selected"] == 1
     spec = await (await harness.client.get("/v1/openapi.json")).json()
     assert "/v1/checkin" in spec["paths"]
 
