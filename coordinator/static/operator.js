@@ -110,7 +110,7 @@ function renderTask(task) {
     ...recent.map((r) => el("tr", {class: r.state === "failed" ? "failed" : ""},
       el("td", {}, String(r.round)), el("td", {}, r.state), el("td", {}, String(r.reports)),
       el("td", {}, String(r.examples)), el("td", {}, fmt(r.eval_accuracy)), el("td", {}, fmt(r.train_loss)),
-      el("td", {}, fmt(r.duration_s, 1)), el("td", {class: "text"}, r.reason || ""))));
+      el("td", {}, fmt(r.duration_s, r.duration_s < 10 ? 2 : 1)), el("td", {class: "text"}, r.reason || ""))));
 }
 
 async function refresh() {

@@ -1,0 +1,102 @@
+"""The operator page in a real headless browser (Debian's chromium, driven by Playwright):
+loaded against a live `fedge serve` while a fleet trains, its round counter advances
+without a page reload, it shows the population and the plots, and it logs no console
+error. A screenshot is saved in the test's temp dir.
+
+Without chromium the test is skipped, unless FEDGE_REQUIRE_BROWSER=1 (set by .ci/run,
+which installs it) makes that a failure.
+"""
+
+import asyncio
+import os
+import shutil
+import time
+
+import pytest
+
+from device_runtime.datasets import load_federated
+from device_runtime.fleet import Fleet, FleetConfig
+from fedge.local_coordinator import LocalCoordinator
+
+pytestmark = pytest.mark.slow
+TOKEN = "operator-admin"
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "chromium not installed (apt-get install chromium)"
+        if os.environ.get("FEDGE_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+async def _wait_for(page, script: str, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = await page.evaluate(script)
+        if value:
+            return value
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+async def test_operator_page_follows_a_fleet_live(digits_tflite, tmp_path):
+    chromium = _chromium()
+    from playwright.async_api import async_playwright
+
+    loop = asyncio.get_running_loop()
+    server = LocalCoordinator(str(tmp_path / "c.db"), TOKEN, ("--min-retry-s", "0.05", "--max-retry-s", "1",
+                                                              "--ineligible-retry-s", "0.5", "--checkin-rate", "1000"))
+    await loop.run_in_executor(None, server.start)
+    errors: list[str] = []
+    run = None
+    try:
+        data = load_federated("digits", 20, "dirichlet:0.5", seed=5)
+        cfg = FleetConfig(coordinator=server.url, admin_token=TOKEN, devices=20, partition="dirichlet:0.5",
+                          dropout=0.0, slow_fraction=0.0, seed=5, workers=2, progress=False, population="pop",
+                          out_dir=str(tmp_path / "out"))
+        fleet = Fleet(cfg, data)
+        # A goal (25) above the fleet's 20 devices: each round waits out its selection window
+        # and its reporting deadline and commits the reports it has (>= 10), every ~2 s: slow
+        # enough to watch (at its goal a round of this model commits in ~50 ms).
+        task = {"rounds": 30, "goal_count": 25, "over_selection": 1.0, "min_reports": 10,
+                "selection_window_s": 1.0, "report_deadline_s": 1.0, "eligibility": "charging", "epochs": 1, "learning_rate": 0.05,
+                "codec": "q8"}
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=chromium, headless=True)
+            page = await browser.new_page(viewport={"width": 1300, "height": 1100})
+            page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}")
+                    if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+            await page.goto(server.url + "/")
+            await page.evaluate("window.__loadedOnce = true")  # gone if the page reloads
+            # The page is open before the fleet starts: everything after this arrives by polling.
+            run = asyncio.create_task(fleet.run(digits_tflite, task, task_id="live"))
+            counter = 'document.querySelector(\'section[data-task="live"] .rounds-committed\')'
+            first = int(await _wait_for(page, f"{counter} && {counter}.textContent", 120, "the task on the page"))
+            try:
+                later = await _wait_for(page, f"{counter} && Number({counter}.textContent) >= {first + 2} && "
+                                              f"{counter}.textContent", 180, "the round counter to advance by 2")
+            except AssertionError as exc:  # say what the page showed
+                await page.screenshot(path=str(tmp_path / "stuck.png"), full_page=True)
+                raise AssertionError(f"{exc}; the page said: {(await page.evaluate('document.body.innerText'))[:2000]}"
+                                     f"; console: {errors}") from None
+            assert int(later) >= first + 2
+            assert await page.evaluate("window.__loadedOnce === true"), "the page reloaded instead of updating"
+            row = await page.evaluate("""() => [...document.querySelectorAll('#populations tr[data-population="pop"] td')]
+                                          .map(td => td.textContent)""")
+            assert row[0] == "pop" and row[1] == "20", row  # registered devices
+            plots = await page.evaluate("document.querySelectorAll('section[data-task=\"live\"] .uplot canvas').length")
+            assert plots >= 4, plots  # accuracy/loss, reports, MB, duration
+            shot = tmp_path / "operator-page.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 20_000
+            await browser.close()
+    finally:
+        if run is not None:
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+        server.stop()
+    assert not errors, errors
