@@ -8,6 +8,9 @@ own instances and reuses them across devices.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 
 import numpy as np
@@ -43,6 +46,45 @@ def runtime_version() -> str:
         return "0"
 
 
+_announced = False  # whether this process has opened its first interpreter
+_first_open = threading.Lock()  # fd 2 is the process's: one thread redirects it at a time
+
+
+def _quietly_the_first_time(open_model) -> None:
+    """Run ``open_model()``. LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate
+    for CPU." from C++ the first time a process invokes a model, which no setting reaches;
+    that once, fd 2 points at /dev/null (FEDGE_NATIVE_LOGS=1 keeps it). On a failure it runs
+    again with stderr open, so that LiteRT's own message shows with the exception."""
+    global _announced
+    if _announced or os.environ.get("FEDGE_NATIVE_LOGS") == "1":
+        open_model()
+        return
+    with _first_open:
+        if _announced:
+            open_model()
+            return
+        _open_silenced(open_model)
+
+
+def _open_silenced(open_model) -> None:
+    global _announced
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        open_model()
+        failed = False
+    except Exception:  # noqa: BLE001 - repeated below where its native message is visible
+        failed = True
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    _announced = True
+    if failed:
+        open_model()
+
+
 class LocalModel:
     def __init__(self, model_bytes: bytes, num_threads: int = 1):
         self.manifest: Manifest = read_manifest(model_bytes)
@@ -50,6 +92,11 @@ class LocalModel:
             raise ProtocolError(
                 f"this model needs TensorFlow Flex ops ({', '.join(self.manifest.flex_ops)}), "
                 "which the stock LiteRT runtime on this device does not have", "needs_flex")
+        self.batch = self.manifest.batch_size
+        self.last_step_s = 0.0
+        _quietly_the_first_time(lambda: self._open(model_bytes, num_threads))
+
+    def _open(self, model_bytes: bytes, num_threads: int) -> None:
         interpreter_cls, _ = load_interpreter_class()
         self.interpreter = interpreter_cls(model_content=model_bytes, num_threads=num_threads)
         self._train = self.interpreter.get_signature_runner("train")
@@ -58,8 +105,6 @@ class LocalModel:
         self._learning_rate_shape = tuple(self._train.get_input_details()["learning_rate"]["shape"])
         self._get = self.interpreter.get_signature_runner("get_weights")
         self._set = self.interpreter.get_signature_runner("set_weights")
-        self.batch = self.manifest.batch_size
-        self.last_step_s = 0.0
         # The file's embedded weights (the export's, or a global model's from the coordinator).
         embedded = codec.decode(read_initial_weights(model_bytes), [w.size for w in self.manifest.weights])
         self.set_weights(codec.unflatten(embedded.values, self.manifest.weight_shapes))

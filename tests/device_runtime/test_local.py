@@ -87,3 +87,20 @@ def test_train_round_reduces_loss_and_encodes_delta(digits_tflite):
     clipped = train_round(model, weights, Plan(3, 32, 0.05, "f32", 256, clip_norm=0.1), x[:300], y[:300],
                           x_te, y_te, rng)
     assert np.linalg.norm(codec.decode(clipped.payload).values) <= 0.1 + 1e-5
+
+
+@pytest.mark.parametrize("native_logs", ["", "1"])
+def test_litert_announces_its_delegate_only_when_asked(digits_tflite, tmp_path, native_logs):
+    import os
+    import subprocess
+    import sys
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(digits_tflite)
+    code = ("import sys; from device_runtime.litert_model import LocalModel; "
+            f"m = [LocalModel(open({str(model)!r}, 'rb').read()) for _ in range(2)]; "
+            "print('after', file=sys.stderr)")
+    env = {**os.environ, "FEDGE_NATIVE_LOGS": native_logs}
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stderr
+    assert err.strip().endswith("after")  # stderr works again after the first model
+    assert ("XNNPACK" in err) == (native_logs == "1"), err
