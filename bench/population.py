@@ -11,7 +11,9 @@ Prints, per population size: rounds committed / failed, rounds per minute, how l
 selection window took to fill (open -> last assignment), check-ins per second, p50 / p99
 check-in latency (measured by 20 probe devices that check in without a long poll every
 0.1 s: the population's own check-ins are held on purpose), the arrival rate pace steering
-aims at next to the observed one during selection windows, uploads refused as late (the
+aims at (SAFETY x K per measured round period: every device's return, whether after a
+retry time or right after its upload) next to the population's observed arrival rate once
+it is all online, uploads refused as late (the
 over-selected devices that report after the round reached its goal), and the
 coordinator's peak memory.
 """
@@ -35,6 +37,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from coordinator.pace import SAFETY
 from fedge.local_coordinator import LocalCoordinator
 from protocol import codec
 from protocol.tflite_file import read_manifest
@@ -53,6 +56,10 @@ class Stats:
         self.late = 0
         self.upload_errors: dict[str, int] = defaultdict(int)
         self.arrivals: list[float] = []  # when each population check-in was sent
+        self.after_upload: list[float] = []  # the check-ins sent right after an upload
+
+    def after_upload_in(self, since: float) -> int:
+        return sum(1 for t in self.after_upload if t >= since)
 
 
 async def _probes(url: str, population: str, seconds: float, delay_s: float = 0.0) -> list[float]:
@@ -86,8 +93,12 @@ def _probe_process(url: str, population: str, seconds: float, delay_s: float, ou
 
 
 async def device(session, url, headers, payload, stats: Stats, stop: asyncio.Event, train_s: float, wait_s: float):
+    just_uploaded = False
     while not stop.is_set():
         stats.arrivals.append(time.time())
+        if just_uploaded:
+            stats.after_upload.append(stats.arrivals[-1])
+        just_uploaded = False
         try:
             async with session.post(f"{url}/v1/checkin", json={"state": STATE, "wait_s": wait_s},
                                     headers=headers) as r:
@@ -114,6 +125,7 @@ async def device(session, url, headers, payload, stats: Stats, stop: asyncio.Eve
                         stats.upload_errors[str(r.status)] += 1
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 stats.upload_errors[type(exc).__name__] += 1
+            just_uploaded = True
             continue
         retry_at = float(body.get("retry_at", time.time() + 1.0))
         try:
@@ -189,11 +201,13 @@ async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
     done = [r for r in rounds if r["state"] == "committed"]
     failed = [r for r in rounds if r["state"] == "failed"]
     fill = [max(stats.assigned[r["round"]]) - r["opened_at"] for r in rounds if stats.assigned.get(r["round"])]
-    # Arrivals while a round was selecting (from its opening to its last assignment).
+    # Arrival rate once the whole population is online, next to pace steering's aim.
     arrivals = np.array(stats.arrivals)
-    windows = [(r["opened_at"], max(stats.assigned[r["round"]])) for r in rounds if stats.assigned.get(r["round"])]
-    in_windows = sum(int(((arrivals >= a) & (arrivals <= b)).sum()) for a, b in windows)
-    window_s = sum(b - a for a, b in windows)
+    online = started + n / 1000.0
+    steady = arrivals[arrivals >= online]
+    steady_s = max(elapsed - n / 1000.0, 1e-9)
+    opened = sorted(r["opened_at"] for r in rounds if r["opened_at"] >= online)
+    period = float(np.median(np.diff(opened))) if len(opened) > 1 else math.nan
     lat = np.array(stats.latency or [float("nan")])
     k = math.ceil(args.goal * 1.3)
     return {
@@ -201,7 +215,9 @@ async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
         "rounds_per_min": 60 * len(done) / elapsed, "fill_s_median": float(np.median(fill)) if fill else math.nan,
         "fill_s_max": max(fill) if fill else math.nan, "checkins_per_s": stats.checkins / elapsed,
         "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3),
-        "aimed_per_s": 1.5 * k / args.selection_window_s, "observed_per_s": in_windows / max(window_s, 1e-9),
+        "aimed_per_s": SAFETY * k / period,
+        "observed_per_s": len(steady) / steady_s if len(steady) else math.nan,
+        "after_upload_per_s": stats.after_upload_in(online) / steady_s,
         "uploads": stats.uploads, "late": stats.late,
         "upload_errors": dict(stats.upload_errors), "coordinator_peak_mib": _peak_rss_mib(pid),
         "reasons": sorted({r["reason"] for r in failed})[:3],
@@ -244,6 +260,7 @@ def main() -> None:
               f"{r['fill_s_median']:>5.2f}/{r['fill_s_max']:<5.2f} {r['checkins_per_s']:>6.0f} {r['p50_ms']:>7.1f} "
               f"{r['p99_ms']:>7.1f} {r['aimed_per_s']:>6.0f} {r['observed_per_s']:>6.0f} {r['late']:>5} "
               f"{r['coordinator_peak_mib']:>9.0f}"
+              + f"  (arrivals right after an upload: {r['after_upload_per_s']:.0f}/s)"
               + (f"  failed: {r['reasons']}" if r["failed"] else "")
               + (f"  upload errors: {r['upload_errors']}" if r["upload_errors"] else ""), flush=True)
         if args.timeline:
