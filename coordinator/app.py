@@ -19,7 +19,7 @@ from coordinator.keys import (ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_C
 from coordinator.metrics import Metrics
 from coordinator.pace import PaceConfig
 from coordinator.service import Coordinator
-from coordinator.store import Store
+from coordinator.store import open_store
 from protocol.errors import ProtocolError
 
 log = logging.getLogger("fedge.coordinator")
@@ -97,7 +97,7 @@ async def _stop(app: web.Application) -> None:
 
 
 def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.Application:
-    store = Store(config.db, synchronous=config.synchronous)
+    store = open_store(config.db, config.data_dir, synchronous=config.synchronous, exclusive=True)
     metrics = Metrics()
     pace = PaceConfig(config.min_retry_s, config.max_retry_s, config.ineligible_retry_s)
     kwargs = {"clock": clock} if clock is not None else {}

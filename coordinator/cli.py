@@ -1,7 +1,7 @@
 """Run the coordinator service (aiohttp, SQLite in WAL mode).
 
 Settings come from flags and/or a TOML file (--config) whose keys are the long flag
-names with '_' (e.g. db, host, port, admin_token, min_retry_s, max_retry_s,
+names with '_' (e.g. db, data_dir, host, port, admin_token, min_retry_s, max_retry_s,
 ineligible_retry_s, checkin_rate, synchronous, tls_cert, tls_key, body_timeout_s,
 max_held_checkins, register_rate, attestation_verifier, status_public). Flags win.
 The admin token is --admin-token, else $FEDGE_ADMIN_TOKEN, else a random one that is
@@ -17,7 +17,10 @@ import os
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML file with settings")
-    parser.add_argument("--db", help="SQLite database path (default fedge.db); data lives in DB.data/")
+    parser.add_argument("--db", help="SQLite database path (default fedge.db), or postgresql://user@host:port/dbname "
+                                     "for replicas sharing one database")
+    parser.add_argument("--data-dir", help="where models, checkpoints and updates live (default DB.data/ next to a "
+                                           "SQLite file; required with PostgreSQL: a directory every replica shares)")
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080)")
     parser.add_argument("--admin-token", help="admin bearer token")
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from coordinator.config import ServeConfig, config_from_toml
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    overrides = {k: getattr(args, k) for k in ("db", "host", "port", "admin_token", "min_retry_s", "max_retry_s",
+    overrides = {k: getattr(args, k) for k in ("db", "data_dir", "host", "port", "admin_token", "min_retry_s", "max_retry_s",
                                                 "ineligible_retry_s", "checkin_rate", "synchronous", "tls_cert",
                                                 "tls_key", "body_timeout_s", "max_held_checkins", "register_rate",
                                                 "attestation_verifier", "status_public")}
@@ -78,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     tune_gc()
     token = app[ADMIN_TOKEN]
     if not (config.admin_token or os.environ.get("FEDGE_ADMIN_TOKEN")):
-        token_file = config.db + ".admin-token"
+        # Next to a SQLite file; in the shared data directory with PostgreSQL.
+        token_file = (os.path.join(config.data_dir, "admin-token") if "://" in config.db
+                      else config.db + ".admin-token")
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(token)
@@ -90,6 +95,17 @@ def run(args: argparse.Namespace) -> int:
     scheme = "https" if ssl_context else "http"
     access_log = logging.getLogger("aiohttp.access") if args.access_log else None
     web.run_app(app, host=config.host, port=config.port, ssl_context=ssl_context, access_log=access_log,
-                print=lambda _: print(f"fedge coordinator on {scheme}://{config.host}:{config.port} (db {config.db})",
+                print=lambda _: print(f"fedge coordinator on {scheme}://{config.host}:{config.port} (db {_shown(config.db)})",
                                       flush=True))
     return 0
+
+
+def _shown(db: str) -> str:
+    """The database as printed: a URL without its password."""
+    if "://" not in db:
+        return db
+    from urllib.parse import urlsplit
+
+    url = urlsplit(db)
+    host = url.hostname or ""
+    return f"{url.scheme}://{url.username + '@' if url.username else ''}{host}{f':{url.port}' if url.port else ''}{url.path}"

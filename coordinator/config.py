@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ServeConfig:
-    db: str = "fedge.db"
+    db: str = "fedge.db"  # a SQLite file, or postgresql://user@host:port/dbname (replicas share it)
+    data_dir: str = ""  # blobs (models, checkpoints, updates); default DB.data; required with PostgreSQL
     host: str = "127.0.0.1"
     port: int = 8080
     admin_token: str = ""

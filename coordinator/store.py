@@ -1,147 +1,51 @@
-"""Durable state in SQLite (WAL): populations, devices, tasks, rounds, assignments, updates,
-and the SecAgg state of rounds (deadlines, roster, who shared, who survived; the messages).
+"""The coordinator's durable state behind one interface: populations, devices, tasks,
+rounds, assignments, updates, and the SecAgg state of rounds (deadlines, roster, who
+shared, who survived; the messages).
 
 The coordinator talks to the store through typed methods that take and return the records
-of `coordinator.records`; all the SQL lives here. `one`/`all`/`execute` stay for tests.
+of `coordinator.records`; all the SQL lives in the store modules, written once here in the
+dialect SQLite and PostgreSQL share (``?`` placeholders; the PostgreSQL store translates).
+Two implementations: `coordinator.store_sqlite` (the default: one file, one machine) and
+`coordinator.store_postgres` (shared by coordinator replicas). `open_store` picks one
+from ``--db``: a path is SQLite, a ``postgresql://`` URL is PostgreSQL.
 
 Every method that changes state commits before it returns, so anything the service
 acknowledges to a device or an admin survives a crash of the process. Blobs (models,
-checkpoints, received updates) are files; the rows that point at them are written
-only after the file is complete (write to a temp name, then rename).
+checkpoints, received updates) are files under the data directory; the rows that point at
+them are written only after the file is complete (write to a temp name, then rename).
+`one`/`all`/`execute` stay for tests.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from coordinator.records import (AssignmentRecord, DeviceRecord, PopulationRecord, RoundRecord, SecAggRoundRecord,
                                  TaskRecord, UpdateRecord)
 
-BACKSTOP_CHECKPOINT_PAGES = 20_000  # ~80 MB of WAL, should the checkpoint thread fall behind
 OPEN_STATES = ("selecting", "advertising", "sharing", "reporting", "unmasking", "aggregating")
 _OPEN_SQL = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS populations (name TEXT PRIMARY KEY, created_at REAL NOT NULL,
-    enrollment_secret_hash TEXT NOT NULL DEFAULT '', require_attestation INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS devices (
-    device_id TEXT PRIMARY KEY, population TEXT NOT NULL, token_hash TEXT NOT NULL,
-    label TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, last_seen REAL NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS devices_by_population ON devices(population, last_seen);
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY, population TEXT NOT NULL, config TEXT NOT NULL, model_sha TEXT NOT NULL,
-    manifest TEXT NOT NULL, state TEXT NOT NULL, checkpoint_sha TEXT NOT NULL,
-    created_at REAL NOT NULL, reason TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS rounds (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, state TEXT NOT NULL, opened_at REAL NOT NULL,
-    selection_deadline REAL NOT NULL, report_deadline REAL NOT NULL, closed_at REAL,
-    selected INTEGER NOT NULL DEFAULT 0, reported INTEGER NOT NULL DEFAULT 0,
-    examples INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '', metrics TEXT NOT NULL DEFAULT '{}',
-    checkpoint_sha TEXT NOT NULL DEFAULT '', PRIMARY KEY (task_id, round));
-CREATE TABLE IF NOT EXISTS assignments (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, device_id TEXT NOT NULL, token_hash TEXT NOT NULL,
-    assigned_at REAL NOT NULL, PRIMARY KEY (task_id, round, device_id));
-CREATE TABLE IF NOT EXISTS updates (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, device_id TEXT NOT NULL, examples INTEGER NOT NULL,
-    meta TEXT NOT NULL, blob TEXT NOT NULL, digest TEXT NOT NULL, received_at REAL NOT NULL,
-    PRIMARY KEY (task_id, round, device_id));
-CREATE TABLE IF NOT EXISTS secagg_rounds (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, advertise_deadline REAL NOT NULL,
-    share_deadline REAL NOT NULL, unmask_deadline REAL NOT NULL, roster TEXT NOT NULL DEFAULT '',
-    params TEXT NOT NULL DEFAULT '', sharers TEXT NOT NULL DEFAULT '', survivors TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (task_id, round));
-CREATE TABLE IF NOT EXISTS secagg_messages (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, phase TEXT NOT NULL, device_id TEXT NOT NULL,
-    body TEXT NOT NULL, digest TEXT NOT NULL, received_at REAL NOT NULL,
-    PRIMARY KEY (task_id, round, phase, device_id));
-CREATE TABLE IF NOT EXISTS secagg_shares (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, receiver INTEGER NOT NULL, sender INTEGER NOT NULL,
-    ciphertext BLOB NOT NULL, PRIMARY KEY (task_id, round, receiver, sender));
-"""
-
 
 class Store:
-    def __init__(self, db_path: str | os.PathLike, synchronous: str = "NORMAL"):
-        if "://" in str(db_path):
-            # It would otherwise become a SQLite file under a directory named 'postgresql:'.
-            raise ValueError(f"--db {db_path}: only a SQLite file path is supported (a database URL such as "
-                             "postgresql://... is not)")
-        self.db_path = Path(db_path)
-        self.data_dir = self.db_path.with_name(self.db_path.name + ".data")
+    """The typed interface and its SQL. A backend provides ``transaction()`` (a context
+    whose value has ``execute(sql, params)`` and ``executemany(sql, rows)``), ``one``,
+    ``all``, ``execute``, ``close`` and ``checkpoint_in_background``; rows read by name."""
+
+    data_dir: Path
+
+    def _init_data_dir(self, data_dir: str | os.PathLike) -> None:
+        self.data_dir = Path(data_dir)
         self.blob_dir = self.data_dir / "blobs"
         self.update_dir = self.data_dir / "updates"
         for d in (self.blob_dir, self.update_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL survives a killed process (the WAL is in the OS page cache); FULL also survives power loss.
-        self.conn.execute(f"PRAGMA synchronous={synchronous}")
-        self.conn.executescript(SCHEMA)
-        self._migrate()
-        self._checkpointer: threading.Thread | None = None
-        self._stop_checkpoints = threading.Event()
 
     def checkpoint_in_background(self, interval_s: float = 1.0) -> None:
-        """Copy the WAL into the database from a thread of its own, every ``interval_s``.
-
-        SQLite otherwise checkpoints inside whichever commit crosses 1,000 WAL pages, syncing
-        the database file while the event loop waits (tens of ms at a time at 10,000 devices).
-        The loop's connection keeps a far larger threshold as a backstop."""
-        self.conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
-
-        def run() -> None:
-            conn = sqlite3.connect(str(self.db_path), isolation_level=None)
-            try:
-                while not self._stop_checkpoints.wait(interval_s):
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            finally:
-                conn.close()
-
-        self._checkpointer = threading.Thread(target=run, name="fedge-wal-checkpoint", daemon=True)
-        self._checkpointer.start()
-
-    def _migrate(self) -> None:
-        """Columns added after a database was first created (PRAGMA user_version counts them)."""
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(populations)")}
-        if version < 1:
-            with self.transaction() as tx:
-                if "enrollment_secret_hash" not in columns:
-                    tx.execute("ALTER TABLE populations ADD COLUMN enrollment_secret_hash TEXT NOT NULL DEFAULT ''")
-                    tx.execute("ALTER TABLE populations ADD COLUMN require_attestation INTEGER NOT NULL DEFAULT 0")
-                tx.execute("PRAGMA user_version=1")
-
-    def close(self) -> None:
-        if self._checkpointer is not None:
-            self._stop_checkpoints.set()
-            self._checkpointer.join()
-        self.conn.close()
-
-    @contextmanager
-    def transaction(self):
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
-
-    def one(self, sql: str, *args):
-        return self.conn.execute(sql, args).fetchone()
-
-    def all(self, sql: str, *args):
-        return self.conn.execute(sql, args).fetchall()
-
-    def execute(self, sql: str, *args):
-        return self.conn.execute(sql, args)
+        """Backends with a write-ahead log to fold in do it here; nothing by default."""
 
     # -- populations and devices ---------------------------------------------------------
     def population(self, name: str) -> PopulationRecord | None:
@@ -267,7 +171,7 @@ class Store:
     def assign(self, a: AssignmentRecord) -> bool:
         """Record the assignment and count it in the round; False if the device already has one."""
         with self.transaction() as tx:
-            cur = tx.execute("INSERT OR IGNORE INTO assignments VALUES (?,?,?,?,?)",
+            cur = tx.execute("INSERT INTO assignments VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
                              (a.task_id, a.round, a.device_id, a.token_hash, a.assigned_at))
             if cur.rowcount == 0:
                 return False
@@ -385,6 +289,27 @@ class Store:
 
     def update_path(self, task_id: str, round_num: int, device_id: str) -> Path:
         return self.update_dir / task_id / f"{round_num:06d}" / f"{device_id}.bin"
+
+
+
+
+def open_store(db: str, data_dir: str = "", synchronous: str = "NORMAL", exclusive: bool = False) -> Store:
+    """``db``: a SQLite file path, or ``postgresql://user@host:port/dbname``. ``data_dir``:
+    where blobs live (default DB.data next to a SQLite file; required with PostgreSQL, and
+    the same shared directory for every replica). ``exclusive``: this process drives rounds
+    (`fedge serve`); a second such process on the same PostgreSQL database is refused."""
+    if db.startswith(("postgresql://", "postgres://")):
+        if not data_dir:
+            raise ValueError("--db postgresql://... needs --data-dir: the directory every coordinator replica "
+                             "reads and writes blobs in (models, checkpoints, received updates)")
+        from coordinator.store_postgres import PostgresStore
+
+        return PostgresStore(db, data_dir, exclusive=exclusive)
+    if "://" in db:
+        raise ValueError(f"--db {db}: use a SQLite file path or a postgresql:// URL")
+    from coordinator.store_sqlite import SqliteStore
+
+    return SqliteStore(db, synchronous=synchronous, data_dir=data_dir)
 
 
 def dumps(value) -> str:

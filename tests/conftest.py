@@ -13,3 +13,37 @@ def digits_tflite(tmp_path_factory) -> bytes:
 
     result = export_model(digits_mlp(), name="digits_mlp", parity_steps=0)
     return result.tflite
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL cluster for the session (Debian's package, in a temp dir). Without it
+    the PostgreSQL variants are skipped, unless FEDGE_REQUIRE_POSTGRES=1 (set by .ci/run,
+    which installs it) makes that a failure."""
+    from fedge.local_postgres import LocalPostgres, find_bin_dir
+
+    if find_bin_dir() is None:
+        message = "PostgreSQL not installed (apt-get install postgresql)"
+        if os.environ.get("FEDGE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    server = LocalPostgres().start()
+    yield server
+    server.stop()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database on the session's cluster."""
+    return postgres_server.create_database(f"t{next(_databases)}")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_db(request, tmp_path) -> tuple[str, str]:
+    """(--db, --data-dir) for each backend: the tests that take it run against both."""
+    if request.param == "sqlite":
+        return str(tmp_path / "c.db"), ""
+    return request.getfixturevalue("postgres_url"), str(tmp_path / "data")

@@ -11,8 +11,8 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class Server(LocalCoordinator):
-    def __init__(self, db: str, admin_token: str = TOKEN):
-        super().__init__(db, admin_token)
+    def __init__(self, db: str, admin_token: str = TOKEN, data_dir: str = ""):
+        super().__init__(db, admin_token, ("--data-dir", data_dir) if data_dir else ())
 
     def call(self, method, path, body=None, headers=None, raw: bytes | None = None):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)

@@ -76,9 +76,13 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(aiohttp_client, digits_tflite, tmp_path):
+async def harness(aiohttp_client, digits_tflite, store_db):
+    """A coordinator app on a fake clock, once on SQLite and once on PostgreSQL."""
     clock = FakeClock()
-    config = ServeConfig(db=str(tmp_path / "c.db"), admin_token="admin-secret", checkin_rate=1000.0)
+    db, data_dir = store_db
+    config = ServeConfig(db=db, data_dir=data_dir, admin_token="admin-secret", checkin_rate=1000.0)
     app = create_app(config, run_ticker=False, clock=clock)
     client = await aiohttp_client(app)
-    return Harness(client, clock, digits_tflite)
+    harness = Harness(client, clock, digits_tflite)
+    harness.config = config  # a restart reopens the same database: create_app(harness.config, ...)
+    return harness

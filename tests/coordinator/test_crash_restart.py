@@ -59,12 +59,13 @@ def _wait_round(server, num, state):
     raise AssertionError(_rounds(server))
 
 
-def test_kill9_at_each_point_of_a_round(digits_tflite, tmp_path):
+def test_kill9_at_each_point_of_a_round(digits_tflite, store_db):
     manifest = read_manifest(digits_tflite)
     rng = np.random.default_rng(0)
     payloads = [codec.encode([rng.normal(size=w.shape).astype(np.float32) * 0.01 for w in manifest.weights],
                              codec.CodecSpec("q8"), rng) for _ in range(2)]
-    server = Server(str(tmp_path / "c.db"))
+    db, data_dir = store_db  # SQLite and PostgreSQL
+    server = Server(db, data_dir=data_dir)
     server.start()
     try:
         _setup(server, digits_tflite)

@@ -259,8 +259,8 @@ async def test_what_the_coordinator_stores_for_a_device_looks_uniform(harness):
     assert set(harness.coordinator.secagg.sums) == {("t1", 1)}
 
 
-async def test_a_restarted_coordinator_finishes_the_round(harness, aiohttp_client, tmp_path):
-    from coordinator.app import ServeConfig, create_app
+async def test_a_restarted_coordinator_finishes_the_round(harness, aiohttp_client):
+    from coordinator.app import create_app
 
     parties = await _parties(harness, n=4)
     before = await _checkpoint(harness)
@@ -269,8 +269,8 @@ async def test_a_restarted_coordinator_finishes_the_round(harness, aiohttp_clien
     for p in parties[:3]:
         await p.mask_and_upload(rng)
     # Restart on the same database mid-reporting.
-    config = ServeConfig(db=str(tmp_path / "c.db"), admin_token="admin-secret", checkin_rate=1000.0)
-    harness.client = await aiohttp_client(create_app(config, run_ticker=False, clock=harness.clock))
+    await harness.client.close()
+    harness.client = await aiohttp_client(create_app(harness.config, run_ticker=False, clock=harness.clock))
     for p in parties:
         p.h = harness
     await parties[3].mask_and_upload(rng)
