@@ -248,6 +248,21 @@ async def metrics(request):
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 
+async def healthz(request):
+    """Liveness: the process answers (a load balancer's cheap check)."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request):
+    """Readiness: the database answers too; 503 while it does not (take this replica out)."""
+    try:
+        coordinator(request).store.ping()
+    except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+        return json_response({"status": "unavailable", "error": f"{type(exc).__name__}: {str(exc)[:200]}"},
+                             status=503)
+    return json_response({"status": "ready"})
+
+
 async def openapi(request):
     return json_response(OPENAPI)
 
@@ -267,6 +282,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/status", status_json)
     app.router.add_static("/static/", STATIC_DIR)  # the page's script and plotting library; no data
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_post("/v1/admin/populations", create_population)
     app.router.add_get("/v1/admin/populations", list_populations)

@@ -137,6 +137,8 @@ OPENAPI = {
             "a SecAgg message", "201", "application/json", "device", "SecAggMessage",
             [_TASK, _ROUND, _path("phase", {"enum": ["keys", "shares", "reveals"]}), _UPLOAD_TOKEN])},
         "/v1/openapi.json": {"get": _op("this document")},
+        "/healthz": {"get": _op("liveness: 200 while the process answers")},
+        "/readyz": {"get": _op("readiness: 200 when the database answers, else 503")},
         "/metrics": {"get": _op("Prometheus metrics (admin token unless served on loopback)")},
         "/": {"get": _op("the operator page (admin token unless served on loopback)")},
         "/v1/status": {"get": _op("what the operator page shows: populations (check-ins, eligibility, pace) and "

@@ -47,6 +47,10 @@ class Store:
     def checkpoint_in_background(self, interval_s: float = 1.0) -> None:
         """Backends with a write-ahead log to fold in do it here; nothing by default."""
 
+    def ping(self) -> None:
+        """Raises if the database does not answer (readiness checks)."""
+        self.one("SELECT 1 AS ok")
+
     # -- populations and devices ---------------------------------------------------------
     def population(self, name: str) -> PopulationRecord | None:
         r = self.one("SELECT * FROM populations WHERE name=?", name)

@@ -228,3 +228,12 @@ async def test_held_check_ins_are_capped_and_the_rest_answered_at_once(harness):
     await asyncio.gather(*held, return_exceptions=True)
     await asyncio.sleep(0.1)
     assert waiters.held == 0  # a hold that ends (here: the client left) releases its place
+
+
+async def test_health_and_readiness(harness):
+    assert (await (await harness.client.get("/healthz")).json()) == {"status": "ok"}
+    assert (await (await harness.client.get("/readyz")).json()) == {"status": "ready"}
+    harness.coordinator.store.close()  # the database goes away: not ready, still alive
+    resp = await harness.client.get("/readyz")
+    assert resp.status == 503 and (await resp.json())["status"] == "unavailable"
+    assert (await harness.client.get("/healthz")).status == 200
