@@ -59,10 +59,23 @@ class _WaitReporter:
 report_wait = _WaitReporter()
 
 
+def coordinator_urls(spec: str | list[str]) -> list[str]:
+    """``URL`` or ``URL1,URL2,...`` (coordinator replicas) as a list of base URLs."""
+    urls = [u.strip().rstrip("/") for u in (spec.split(",") if isinstance(spec, str) else spec) if u.strip()]
+    if not urls:
+        raise ValueError("no coordinator URL given")
+    return urls
+
+
 class CoordinatorClient:
-    def __init__(self, base_url: str, session: aiohttp.ClientSession, token: str | None = None,
+    """A device's HTTP client. With several coordinator URLs (replicas) it uses the first and
+    moves to the next whenever one does not answer or answers 5xx, as a load balancer does
+    for real devices; a token, an assignment or an upload URL is valid on any replica."""
+
+    def __init__(self, base_url: str | list[str], session: aiohttp.ClientSession, token: str | None = None,
                  attempts: int | None = None, max_backoff_s: float = 10.0, retry_for_s: float = RETRY_FOR_S):
-        self.base = base_url.rstrip("/")
+        self.bases = coordinator_urls(base_url)
+        self._current = 0
         self.session = session
         self.token = token
         self.attempts = attempts  # None: as many as fit in retry_for_s
@@ -70,6 +83,13 @@ class CoordinatorClient:
         self.retry_for_s = retry_for_s
         self.bytes_up = 0
         self.bytes_down = 0
+
+    @property
+    def base(self) -> str:
+        return self.bases[self._current]
+
+    def _fail_over(self) -> None:
+        self._current = (self._current + 1) % len(self.bases)
 
     def _headers(self, extra: dict | None = None) -> dict:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -85,18 +105,30 @@ class CoordinatorClient:
             reraise=True, before_sleep=lambda state: report_wait(self.base, self.retry_for_s, state),
         ):
             with attempt:
-                async with self.session.request(method, self.base + path, **kwargs) as resp:
-                    body = await resp.read()
-                    if resp.status == 429 or resp.status >= 500:
-                        raise TransientError(f"{resp.status} from {path}")
-                    if resp.status >= 400:
-                        try:
-                            err = json.loads(body)["error"]
-                        except (ValueError, KeyError, TypeError):
-                            err = {"code": "http_error", "message": body[:200].decode(errors="replace")}
-                        raise ApiError(resp.status, err.get("code", ""), err.get("message", ""))
-                    self.bytes_down += len(body)
-                    return resp.status, resp.headers, body
+                status, headers, body = await self._send(method, path, **kwargs)
+                if status >= 400:
+                    try:
+                        err = json.loads(body)["error"]
+                    except (ValueError, KeyError, TypeError):
+                        err = {"code": "http_error", "message": body[:200].decode(errors="replace")}
+                    raise ApiError(status, err.get("code", ""), err.get("message", ""))
+                self.bytes_down += len(body)
+                return status, headers, body
+
+    async def _send(self, method: str, path: str, **kwargs):
+        """One request to the current coordinator URL; a replica that does not answer or
+        answers 5xx makes the next request go to the next URL (429 means busy: it stays)."""
+        try:
+            async with self.session.request(method, self.base + path, **kwargs) as resp:
+                body = await resp.read()
+                if resp.status >= 500:
+                    self._fail_over()
+                if resp.status == 429 or resp.status >= 500:
+                    raise TransientError(f"{resp.status} from {path}")
+                return resp.status, resp.headers, body
+        except (aiohttp.ClientConnectionError, TimeoutError):
+            self._fail_over()
+            raise
 
     async def register(self, population: str, label: str = "") -> str:
         _, _, body = await self._request("POST", "/v1/devices/register",

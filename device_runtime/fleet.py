@@ -24,7 +24,7 @@ import numpy as np
 from device_runtime.admin import AdminClient
 from device_runtime.attacks import check_attack, poison_labels
 from device_runtime.blob_cache import MemoryBlobCache
-from device_runtime.client import CoordinatorClient
+from device_runtime.client import CoordinatorClient, coordinator_urls
 from device_runtime.device import Behaviour, Device
 from device_runtime.example_store import split_holdout
 from device_runtime.litert_model import LocalModel, runtime_version
@@ -143,9 +143,13 @@ class Fleet:
         byzantine = set(rng.permutation(n)[:round(self.cfg.attackers * n)]) if self.cfg.attackers > 0 else set()
         num_classes = int(self.data.y_test.max()) + 1
 
+        urls = coordinator_urls(self.cfg.coordinator)
+
         async def make(i: int, shard) -> Device:
             evil = attack if i in byzantine else ""
-            client = CoordinatorClient(self.cfg.coordinator, session, retry_for_s=self.cfg.retry_for_s)
+            # Devices spread over the coordinator URLs (replicas), each failing over to the next.
+            mine = urls[i % len(urls):] + urls[:i % len(urls)]
+            client = CoordinatorClient(mine, session, retry_for_s=self.cfg.retry_for_s)
             async with sem:
                 await client.register(self.cfg.population, label=f"emulated-{i}")
             slow = rng.random() < self.cfg.slow_fraction

@@ -11,7 +11,9 @@ import os
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--coordinator", required=True, help="coordinator base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--coordinator", required=True,
+                        help="coordinator base URL, e.g. http://127.0.0.1:8080; several, comma-separated "
+                             "(replicas): devices spread over them and fail over to the next")
     parser.add_argument("--admin-token", default=os.environ.get("FEDGE_ADMIN_TOKEN", ""))
     parser.add_argument("--model", required=True, help="exported .tflite to train")
     parser.add_argument("--devices", type=int, default=100)
