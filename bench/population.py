@@ -5,7 +5,7 @@ training: registers, checks in with a long poll, obeys 'come back at T', and whe
 selected waits a fixed "training" delay and uploads a q8 update of the digits MLP. So the
 numbers are the coordinator's and pace steering's, not LiteRT's.
 
-    python bench/population.py [--devices 1000 10000] [--goal 200] [--rounds 5]
+    python bench/population.py [--devices 1000 10000] [--goal 200] [--rounds 5] [--backend postgres]
 
 Prints, per population size: rounds committed / failed, rounds per minute, how long the
 selection window took to fill (open -> last assignment), check-ins per second, p50 / p99
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import multiprocessing
@@ -240,6 +241,8 @@ def main() -> None:
     ap.add_argument("--probe-steady", action="store_true",
                     help="start the probes once the whole population is online (after P / 1000 s), "
                          "not from the start; give it enough --rounds to still be running then")
+    ap.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite",
+                    help="the coordinator's store (postgres: a throwaway cluster from Debian's package)")
     ap.add_argument("--timeline", action="store_true", help="print when each round opened and how it ended")
     args = ap.parse_args()
     model_path = Path(args.model)
@@ -253,8 +256,16 @@ def main() -> None:
     for n in args.devices:
         with tempfile.TemporaryDirectory() as tmp:
             log = open(os.environ["FEDGE_BENCH_LOG"], "w") if os.environ.get("FEDGE_BENCH_LOG") else subprocess.DEVNULL
-            server = LocalCoordinator(os.path.join(tmp, "p.db"), TOKEN, ("--checkin-rate", "1000000"), log=log)
-            with server:
+            with contextlib.ExitStack() as stack:
+                if args.backend == "postgres":
+                    from fedge.local_postgres import LocalPostgres
+
+                    pg = stack.enter_context(LocalPostgres())
+                    db, extra = pg.create_database(f"p{n}"), ("--data-dir", os.path.join(tmp, "data"))
+                else:
+                    db, extra = os.path.join(tmp, "p.db"), ()
+                server = stack.enter_context(LocalCoordinator(db, TOKEN, ("--checkin-rate", "1000000", *extra),
+                                                              log=log))
                 r = asyncio.run(run(server.url, server.proc.pid, model, n, args))
         print(f"{r['devices']:>8} {r['committed']:>3} {r['failed']:>4} {r['rounds_per_min']:>7.1f} "
               f"{r['fill_s_median']:>5.2f}/{r['fill_s_max']:<5.2f} {r['checkins_per_s']:>6.0f} {r['p50_ms']:>7.1f} "
