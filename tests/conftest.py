@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+from tests.missing_tool import skip_or_fail
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
@@ -23,10 +25,7 @@ def postgres_server():
     from fedge.local_postgres import LocalPostgres, find_bin_dir
 
     if find_bin_dir() is None:
-        message = "PostgreSQL not installed (apt-get install postgresql)"
-        if os.environ.get("FEDGE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("PostgreSQL not installed (apt-get install postgresql)", "FEDGE_REQUIRE_POSTGRES")
     server = LocalPostgres().start()
     yield server
     server.stop()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.missing_tool import skip_or_fail
+
 REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "android_sample" / "fedge-core"
 JARS = [Path("/usr/share/java") / name for name in ("gson.jar", "bcprov.jar", "junit4.jar", "hamcrest-core.jar")]
@@ -22,9 +24,7 @@ def java_classpath(tmp_path_factory) -> str:
     missing = [str(j) for j in JARS if not j.exists()] + [t for t in ("javac", "java") if shutil.which(t) is None]
     if missing:
         message = f"Java toolchain missing: {missing} (apt-get install openjdk-17-jdk-headless junit4 libgoogle-gson-java libbcprov-java)"
-        if os.environ.get("FEDGE_REQUIRE_JAVA") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(message, "FEDGE_REQUIRE_JAVA")
     out = tmp_path_factory.mktemp("java-classes")
     sources = sorted(str(p) for p in CORE.joinpath("src").rglob("*.java"))
     classpath = os.pathsep.join(map(str, JARS))

@@ -20,6 +20,7 @@ import pytest
 from device_runtime.datasets import load_federated
 from device_runtime.fleet import Fleet, FleetConfig
 from fedge.local_coordinator import LocalCoordinator, free_port
+from tests.missing_tool import skip_or_fail
 
 pytestmark = pytest.mark.slow
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "haproxy" / "haproxy.cfg"
@@ -49,10 +50,7 @@ def _wait_status(url: str, want: int, timeout_s: float) -> float:
 def haproxy_bin() -> str:
     path = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
     if path is None:
-        message = "haproxy not installed (apt-get install haproxy)"
-        if os.environ.get("FEDGE_REQUIRE_HAPROXY") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("haproxy not installed (apt-get install haproxy)", "FEDGE_REQUIRE_HAPROXY")
     return path
 
 

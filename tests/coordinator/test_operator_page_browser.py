@@ -8,7 +8,6 @@ which installs it) makes that a failure.
 """
 
 import asyncio
-import os
 import shutil
 import time
 
@@ -17,6 +16,7 @@ import pytest
 from device_runtime.datasets import load_federated
 from device_runtime.fleet import Fleet, FleetConfig
 from fedge.local_coordinator import LocalCoordinator
+from tests.missing_tool import skip_or_fail
 
 pytestmark = pytest.mark.slow
 TOKEN = "operator-admin"
@@ -25,10 +25,7 @@ TOKEN = "operator-admin"
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        message = "chromium not installed (apt-get install chromium)"
-        if os.environ.get("FEDGE_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("chromium not installed (apt-get install chromium)", "FEDGE_REQUIRE_BROWSER")
     return path
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.missing_tool import skip_or_fail
+
 from tests.device_runtime.conftest import digits_data_dir
 from tests.serve_process import ADMIN, Server
 
@@ -27,9 +29,7 @@ def pi_root() -> Path:
     # The host tools scripts/pi-emulated.sh setup needs (it fetches QEMU itself).
     missing = [tool for tool in ("debootstrap", "dpkg-deb", "apt-get") if shutil.which(tool) is None]
     if missing:
-        if os.environ.get("FEDGE_REQUIRE_PI") == "1":
-            pytest.fail(f"FEDGE_REQUIRE_PI=1 but {missing} not installed (apt-get install debootstrap)")
-        pytest.skip(f"{missing} not installed (apt-get install debootstrap)")
+        skip_or_fail(f"{missing} not installed (apt-get install debootstrap)", "FEDGE_REQUIRE_PI")
     env = {**os.environ, "FEDGE_PI_PYTHON": sys.executable}
     res = subprocess.run(["bash", str(SCRIPT), "setup"], capture_output=True, text=True, env=env, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
