@@ -71,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     from coordinator.config import ServeConfig, config_from_toml
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    overrides = {k: getattr(args, k) for k in ("db", "data_dir", "host", "port", "admin_token", "min_retry_s", "max_retry_s",
-                                                "ineligible_retry_s", "checkin_rate", "synchronous", "tls_cert",
+    overrides = {k: getattr(args, k) for k in ("db", "data_dir", "host", "port", "admin_token", "min_retry_s",
+                                                "max_retry_s", "ineligible_retry_s", "checkin_rate", "synchronous",
+                                                "tls_cert",
                                                 "tls_key", "body_timeout_s", "max_held_checkins", "register_rate",
                                                 "attestation_verifier", "status_public")}
     config = config_from_toml(args.config, **overrides) if args.config else ServeConfig(
@@ -95,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     scheme = "https" if ssl_context else "http"
     access_log = logging.getLogger("aiohttp.access") if args.access_log else None
     web.run_app(app, host=config.host, port=config.port, ssl_context=ssl_context, access_log=access_log,
-                print=lambda _: print(f"fedge coordinator on {scheme}://{config.host}:{config.port} (db {_shown(config.db)})",
+                print=lambda _: print(f"fedge coordinator on {scheme}://{config.host}:{config.port} "
+                                      f"(db {_shown(config.db)})",
                                       flush=True))
     return 0
 
@@ -108,4 +110,6 @@ def _shown(db: str) -> str:
 
     url = urlsplit(db)
     host = url.hostname or ""
-    return f"{url.scheme}://{url.username + '@' if url.username else ''}{host}{f':{url.port}' if url.port else ''}{url.path}"
+    user = f"{url.username}@" if url.username else ""
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{user}{host}{port}{url.path}"

@@ -58,7 +58,8 @@ class Store:
                                 bool(r["require_attestation"])) if r else None
 
     def populations(self) -> list[PopulationRecord]:
-        return [PopulationRecord(r["name"], r["created_at"], r["enrollment_secret_hash"], bool(r["require_attestation"]))
+        return [PopulationRecord(r["name"], r["created_at"], r["enrollment_secret_hash"],
+                                 bool(r["require_attestation"]))
                 for r in self.all("SELECT * FROM populations ORDER BY name")]
 
     def count_devices(self, population: str) -> int:
