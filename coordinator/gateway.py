@@ -87,26 +87,27 @@ class DeviceGateway:
         state = req.state.to_dict()
         tasks = [t for t in self.tasks.values() if t.population == device.population and t.state == "active"]
         if not tasks:
-            return self._arrival(device, rate_limited, self._retry(now, self.pace.max_retry_s, "no_task"))
+            return self._arrival(device, rate_limited, now, self._retry(now, self.pace.max_retry_s, "no_task"))
         eligible = [t for t in tasks if t.rule.admits(state) and (not t.manifest.requires_flex or req.state.supports_flex)]
         if not eligible:
             # Which clauses turned it away (worked out only on arrival: the operator page counts them).
             failed = (tasks[0].rule.failed_clauses(state) or ["runtime without Flex ops"]) if rate_limited else []
-            return self._arrival(device, rate_limited, self._retry(now, self.pace.ineligible_retry_s, "ineligible"),
-                                 failed)
+            return self._arrival(device, rate_limited, now,
+                                 self._retry(now, self.pace.ineligible_retry_s, "ineligible"), failed)
         for task in eligible:
             assignment = self._try_assign(task, device.device_id, now)
             if assignment is not None:
                 self._count("checkins", "assigned")
-                return self._arrival(device, rate_limited, CheckinResponse("assigned", assignment=assignment))
+                return self._arrival(device, rate_limited, now, CheckinResponse("assigned", assignment=assignment))
         task = eligible[0]
         population, period = self.pace_inputs(task, now)
         window = retry_window(population, period, task.config.target_selected, self.pace)
-        return self._arrival(device, rate_limited, self._retry(now, window, "no_slot"))
+        return self._arrival(device, rate_limited, now, self._retry(now, window, "no_slot"))
 
-    def _arrival(self, device, first_look: bool, resp: CheckinResponse, failed_clauses=()) -> CheckinResponse:
+    def _arrival(self, device, first_look: bool, now: float, resp: CheckinResponse,
+                 failed_clauses=()) -> CheckinResponse:
         if first_look:
-            self.activity.record(device.population, resp.reason or resp.outcome, self.clock(), failed_clauses)
+            self.activity.record(device.population, resp.reason or resp.outcome, now, failed_clauses)
         return resp
 
     def flush_seen(self) -> None:

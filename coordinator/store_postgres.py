@@ -103,10 +103,9 @@ class _Transaction:
     def execute(self, statement: str, params=()):
         return self.conn.execute(_sql(statement), params)
 
-    def executemany(self, statement: str, rows):
+    def executemany(self, statement: str, rows) -> None:
         with self.conn.cursor() as cur:
             cur.executemany(_sql(statement), list(rows))
-            return cur
 
 
 class PostgresStore(Store):

@@ -106,13 +106,13 @@ class DifferentiallyPrivate(Strategy):
         self.inner.fold_sum(total, weight, count)
 
     def finalize(self, weights, state, ctx):
-        cfg, total_sum = self.config, self.inner.reducer
-        if total_sum.count == 0:
+        cfg, weighted_sum = self.config, self.inner.reducer
+        if weighted_sum.count == 0:
             raise NothingToAggregate("no updates to aggregate")
         rng = np.random.default_rng()  # fresh OS entropy: the noise must not be reproducible
         z_update = (dp.update_noise_multiplier(cfg.dp_noise_multiplier, cfg.clipped_count_stddev)
                     if cfg.adaptive_clip else cfg.dp_noise_multiplier)
-        noisy = total_sum.total + dp.gaussian(total_sum.total.size, z_update * ctx.clip, rng)
+        noisy = weighted_sum.total + dp.gaussian(weighted_sum.total.size, z_update * ctx.clip, rng)
         metrics = {"dp_clip": ctx.clip, "dp_noise_stddev": z_update * ctx.clip}
         if cfg.adaptive_clip:
             noisy_bits = (ctx.clip_bits or 0.0) + float(dp.gaussian(1, cfg.clipped_count_stddev, rng)[0])

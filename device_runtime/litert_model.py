@@ -56,33 +56,30 @@ def _quietly_the_first_time(open_model) -> None:
     that once, fd 2 points at /dev/null (FEDGE_NATIVE_LOGS=1 keeps it). On a failure it runs
     again with stderr open, so that LiteRT's own message shows with the exception."""
     global _announced
-    if _announced or os.environ.get("FEDGE_NATIVE_LOGS") == "1":
-        open_model()
-        return
-    with _first_open:
-        if _announced:
-            open_model()
-            return
-        _open_silenced(open_model)
+    if not _announced and os.environ.get("FEDGE_NATIVE_LOGS") != "1":
+        with _first_open:
+            if not _announced:
+                failed = _run_silenced(open_model)
+                _announced = True
+                if not failed:
+                    return
+    open_model()
 
 
-def _open_silenced(open_model) -> None:
-    global _announced
+def _run_silenced(run) -> bool:
+    """Run ``run()`` with fd 2 on /dev/null; whether it raised."""
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        open_model()
-        failed = False
-    except Exception:  # noqa: BLE001 - repeated below where its native message is visible
-        failed = True
+        run()
+        return False
+    except Exception:  # noqa: BLE001 - the caller runs it again where its native message is visible
+        return True
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-    _announced = True
-    if failed:
-        open_model()
 
 
 class LocalModel:
