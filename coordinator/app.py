@@ -93,11 +93,16 @@ async def _stop(app: web.Application) -> None:
         app[TICKER].cancel()
         with suppress(asyncio.CancelledError):
             await app[TICKER]
-    app[COORDINATOR].store.close()
+    coordinator = app[COORDINATOR]
+    try:
+        coordinator.release_leases()  # another replica takes the tasks over at once
+    except Exception:  # noqa: BLE001 - the database may be the thing that went away
+        log.warning("could not release this replica's leases; they expire by themselves")
+    coordinator.store.close()
 
 
 def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.Application:
-    store = open_store(config.db, config.data_dir, synchronous=config.synchronous, exclusive=True)
+    store = open_store(config.db, config.data_dir, synchronous=config.synchronous)
     metrics = Metrics()
     pace = PaceConfig(config.min_retry_s, config.max_retry_s, config.ineligible_retry_s)
     kwargs = {"clock": clock} if clock is not None else {}

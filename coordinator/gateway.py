@@ -139,7 +139,7 @@ class DeviceGateway:
         token = secrets.token_urlsafe(24)
         if not self.store.assign(AssignmentRecord(task.task_id, rnd.round, device_id, hash_token(token), now)):
             return None  # already in this round: it has its assignment
-        if rnd.selected + 1 >= task.config.target_selected:
+        if rnd.selected + 1 >= task.config.target_selected and self.holds_lease(task):
             if task.config.secagg_on:
                 self.start_advertising(task, rnd.round)
             else:

@@ -249,8 +249,9 @@ async def metrics(request):
 
 
 async def healthz(request):
-    """Liveness: the process answers (a load balancer's cheap check)."""
-    return json_response({"status": "ok"})
+    """Liveness: the process answers (a load balancer's cheap check), and which replica it is
+    (the holder named in the task_leases table)."""
+    return json_response({"status": "ok", "replica": coordinator(request).replica_id})
 
 
 async def readyz(request):

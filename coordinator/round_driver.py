@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from coordinator.service import Task
 
 log = logging.getLogger("fedge.coordinator")
+# How long a replica's right to drive a task lasts without renewal (renewed every tick):
+# when the replica dies, another takes the task over after at most this long.
+LEASE_TTL_S = 3.0
 # The SecAgg phase the round engine closes -> (what settles it, the state that follows).
 SECAGG_CLOSES = {engine.CLOSE_ADVERTISING: ("close_advertising", "sharing"),
                  engine.CLOSE_SHARING: ("close_sharing", "reporting"),
@@ -36,8 +40,60 @@ SECAGG_CLOSES = {engine.CLOSE_ADVERTISING: ("close_advertising", "sharing"),
 
 
 class RoundDriver:
+    """With a shared store (PostgreSQL), several replicas run a driver each: a task's rounds
+    are driven (opened, failed, committed) only by the replica holding its lease; every
+    replica accepts check-ins and uploads, and picks up what the others changed each tick
+    (`sync_from_store`)."""
+
+    replica_id: str = ""
+    _lease_until: dict
+
+    def holds_lease(self, task: Task) -> bool:
+        """Whether this replica drives ``task`` now; takes or renews the lease when it is due."""
+        now = self.clock()
+        if self._lease_until.get(task.task_id, 0.0) - now > LEASE_TTL_S / 2:
+            return True
+        if self.store.acquire_lease(task.task_id, self.replica_id, now, LEASE_TTL_S):
+            self._lease_until[task.task_id] = now + LEASE_TTL_S
+            return True
+        self._lease_until.pop(task.task_id, None)
+        return False
+
+    def release_leases(self) -> None:
+        self._lease_until.clear()
+        self.store.release_leases(self.replica_id)
+
+    def sync_from_store(self) -> None:
+        """What other replicas did: tasks created, paused or committed elsewhere; rounds opened
+        elsewhere (this replica's long polls are woken for them); running sums of rounds that
+        closed elsewhere (dropped)."""
+        for rec in self.store.tasks():
+            task = self.tasks.get(rec.task_id)
+            if task is None:
+                self.tasks[rec.task_id] = self._task_from_record(rec)
+                continue
+            task.state = rec.state
+            if task.checkpoint_sha != rec.checkpoint_sha:
+                fresh = self._task_from_record(rec)
+                task.checkpoint_sha, task.dp_clip = fresh.checkpoint_sha, fresh.dp_clip
+        for task in self.tasks.values():
+            latest = self.store.latest_round(task.task_id)
+            if latest is None:
+                continue
+            if latest.round > self._known_round.get(task.task_id, 0) and latest.state == "selecting":
+                for listener in self.round_open_listeners:
+                    listener(task.task_id)
+            self._known_round[task.task_id] = latest.round
+        for task_id, num in list(self.sums):
+            rnd = self.store.round(task_id, num)
+            if rnd is None or rnd.state in ("committed", "failed"):
+                self.sums.pop((task_id, num), None)
+
     def recover(self) -> None:
         """Load tasks; rebuild the running sum of every open round from its stored updates."""
+        self.replica_id = secrets.token_hex(8)
+        self._lease_until = {}
+        self._known_round: dict[str, int] = {}
         self.tasks = {rec.task_id: self._task_from_record(rec) for rec in self.store.tasks()}
         for rnd in self.store.open_rounds():
             task = self.tasks[rnd.task_id]
@@ -70,8 +126,10 @@ class RoundDriver:
         """
         now = self.clock()
         self.flush_seen()
+        if self.store.shared:
+            self.sync_from_store()
         for task in list(self.tasks.values()):
-            if task.state == "active":
+            if task.state == "active" and self.holds_lease(task):
                 self._guarded(task, self._drive, task, now)
 
     def _drive(self, task: Task, now: float) -> None:
@@ -105,7 +163,7 @@ class RoundDriver:
 
     def _open_next_round(self, task: Task, last: int, now: float) -> None:
         """Open round ``last + 1``, or finish the task when its rounds are done."""
-        if task.state != "active":
+        if task.state != "active" or not self.holds_lease(task):
             return
         done = self.store.committed_count(task.task_id)
         if done >= task.config.rounds:
@@ -122,6 +180,7 @@ class RoundDriver:
                                                      f"stopped after {done} rounds at epsilon {spent:.3f}")
                 return
         self._open_round(task, last + 1, now)
+        self._known_round[task.task_id] = last + 1
         for listener in self.round_open_listeners:
             listener(task.task_id)
 
@@ -134,7 +193,10 @@ class RoundDriver:
             self.store.add_round(task.task_id, round_num, now, selection_deadline, report_deadline)
 
     def advance(self, task: Task, rnd: RoundRecord, now: float) -> None:
-        """Ask the round engine for the round's next step and apply it."""
+        """Ask the round engine for the round's next step and apply it (on the replica that
+        drives the task; another leaves it to that one's next tick)."""
+        if not self.holds_lease(task):
+            return
         progress = self.secagg.progress(task, rnd) if task.config.secagg_on else engine.Progress(
             rnd.state, rnd.selected, rnd.reported, rnd.selection_deadline, rnd.report_deadline)
         step = engine.next_step(progress, task.config.rules, now)
@@ -188,6 +250,10 @@ class RoundDriver:
         bits = None
         if task.config.adaptive_clip:
             bits = float(sum(1 for u in self.store.updates(task.task_id, num) if u.meta.get("below_clip")))
+        if self._sum_for(task, num).count != self.round_row(task.task_id, num).reported:
+            # Some updates were accepted by another replica: fold the round again from the store.
+            self.sums.pop((task.task_id, num), None)
+            self._recover_round(task, num)
         return self._sum_for(task, num), bits
 
     def dp_sampling_rate(self, task: Task) -> float:
@@ -201,7 +267,10 @@ class RoundDriver:
     # -- commit: read on the loop, compute anywhere (coordinator.commit), write on the loop -----
     def request_commit(self, task: Task, num: int) -> None:
         """The round is aggregating: commit it now, or hand it to the app's driver, which
-        computes it in an executor (never inside the request of the round's last upload)."""
+        computes it in an executor (never inside the request of the round's last upload).
+        A replica that does not drive the task leaves the aggregating round to the one that does."""
+        if not self.holds_lease(task):
+            return
         key = (task.task_id, num)
         if not self.defer_commits:
             self.commit(task, num)
@@ -271,7 +340,9 @@ class RoundDriver:
         if result.opt_state:
             self._save_opt_state(task, num, result.opt_state)
         metrics = {**self._round_metrics(task, num), **result.metrics}
-        self.store.commit_round(task.task_id, num, self.clock(), sha, metrics)
+        if not self.store.commit_round(task.task_id, num, self.clock(), sha, metrics):
+            log.warning("task %s round %d was no longer aggregating; not committed here", task.task_id, num)
+            return
         task.checkpoint_sha = sha
         # The next clip takes effect only once the round that chose it is committed (as on a restart).
         task.dp_clip = metrics.get("dp_next_clip", task.dp_clip)

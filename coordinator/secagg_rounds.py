@@ -274,6 +274,11 @@ class SecAggRounds:
                    for d, body in self.store.secagg_messages(task.task_id, round_num, "reveals").items()}
         survivors = row.survivors
         acc = self.sum_for(task, round_num, params)
+        if acc.count != len(self.store.updates(task.task_id, round_num)):
+            # Masked inputs accepted by another coordinator replica: sum them again from the store.
+            self.sums.pop((task.task_id, round_num), None)
+            self.recover(task, round_num)
+            acc = self.sum_for(task, round_num, params)
         codes = server.unmask_sum(acc.total, params, self._keys(task.task_id, round_num, row.roster),
                                   row.sharers, survivors, reveals, round_context(task.task_id, round_num))
         # The server cannot see a single masked input, so a device can put any ring element in

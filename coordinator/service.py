@@ -117,6 +117,10 @@ class Coordinator(AdminOps, DeviceGateway, RoundDriver):
         acc.fold(bounded, weight)
 
     def _task(self, task_id: str) -> Task:
+        if task_id not in self.tasks and self.store.shared:
+            rec = self.store.task(task_id)  # created by another replica since this one's last tick
+            if rec is not None:
+                self.tasks[task_id] = self._task_from_record(rec)
         if task_id not in self.tasks:
             raise E.NotFound(f"no task '{task_id}'")
         return self.tasks[task_id]

@@ -35,6 +35,8 @@ class Store:
     whose value has ``execute(sql, params)`` and ``executemany(sql, rows)``), ``one``,
     ``all``, ``execute``, ``close`` and ``checkpoint_in_background``; rows read by name."""
 
+    shared = False  # True where several coordinator processes may use the same database
+
     data_dir: Path
 
     def _init_data_dir(self, data_dir: str | os.PathLike) -> None:
@@ -165,12 +167,34 @@ class Store:
         self.execute("UPDATE rounds SET state=?, reason=?, closed_at=COALESCE(?, closed_at) "
                      "WHERE task_id=? AND round=?", state, reason, closed_at, task_id, num)
 
-    def commit_round(self, task_id: str, num: int, closed_at: float, checkpoint_sha: str, metrics: dict) -> None:
-        """The round is committed and its checkpoint becomes the task's, in one transaction."""
+    def commit_round(self, task_id: str, num: int, closed_at: float, checkpoint_sha: str, metrics: dict) -> bool:
+        """The aggregating round is committed and its checkpoint becomes the task's, in one
+        transaction; False (nothing written) when the round is no longer aggregating: another
+        coordinator replica committed or failed it first."""
         with self.transaction() as tx:
-            tx.execute("UPDATE rounds SET state='committed', closed_at=?, checkpoint_sha=?, metrics=? "
-                       "WHERE task_id=? AND round=?", (closed_at, checkpoint_sha, dumps(metrics), task_id, num))
+            cur = tx.execute("UPDATE rounds SET state='committed', closed_at=?, checkpoint_sha=?, metrics=? "
+                             "WHERE task_id=? AND round=? AND state='aggregating'",
+                             (closed_at, checkpoint_sha, dumps(metrics), task_id, num))
+            if cur.rowcount == 0:
+                return False
             tx.execute("UPDATE tasks SET checkpoint_sha=? WHERE task_id=?", (checkpoint_sha, task_id))
+        return True
+
+    # -- leases: which coordinator replica drives a task's rounds --------------------------
+    def acquire_lease(self, task_id: str, holder: str, now: float, ttl_s: float) -> bool:
+        """Take, or renew, the right to drive ``task_id``'s rounds until ``now + ttl_s``;
+        False while another holder's lease has not expired. The upsert's WHERE makes the
+        take-over atomic: of two replicas racing for an expired lease, one wins."""
+        self.execute("INSERT INTO task_leases (task_id, holder, expires_at) VALUES (?,?,?) "
+                     "ON CONFLICT (task_id) DO UPDATE SET holder=excluded.holder, expires_at=excluded.expires_at "
+                     "WHERE task_leases.holder=excluded.holder OR task_leases.expires_at < ?",
+                     task_id, holder, now + ttl_s, now)
+        r = self.one("SELECT holder FROM task_leases WHERE task_id=?", task_id)
+        return r is not None and r["holder"] == holder
+
+    def release_leases(self, holder: str) -> None:
+        """A replica that stops hands its tasks over at once instead of after the lease expires."""
+        self.execute("DELETE FROM task_leases WHERE holder=?", holder)
 
     # -- assignments and updates -------------------------------------------------------
     def assign(self, a: AssignmentRecord) -> bool:
@@ -298,18 +322,17 @@ class Store:
 
 
 
-def open_store(db: str, data_dir: str = "", synchronous: str = "NORMAL", exclusive: bool = False) -> Store:
+def open_store(db: str, data_dir: str = "", synchronous: str = "NORMAL") -> Store:
     """``db``: a SQLite file path, or ``postgresql://user@host:port/dbname``. ``data_dir``:
     where blobs live (default DB.data next to a SQLite file; required with PostgreSQL, and
-    the same shared directory for every replica). ``exclusive``: this process drives rounds
-    (`fedge serve`); a second such process on the same PostgreSQL database is refused."""
+    the same shared directory for every replica)."""
     if db.startswith(("postgresql://", "postgres://")):
         if not data_dir:
             raise ValueError("--db postgresql://... needs --data-dir: the directory every coordinator replica "
                              "reads and writes blobs in (models, checkpoints, received updates)")
         from coordinator.store_postgres import PostgresStore
 
-        return PostgresStore(db, data_dir, exclusive=exclusive)
+        return PostgresStore(db, data_dir)
     if "://" in db:
         raise ValueError(f"--db {db}: use a SQLite file path or a postgresql:// URL")
     from coordinator.store_sqlite import SqliteStore

@@ -22,9 +22,8 @@ import psycopg
 
 from coordinator.store import Store
 
-# Advisory lock keys (any constants shared by every process on the database).
-MIGRATION_LOCK = 0x66656467  # "fedg": held while migrating
-DRIVER_LOCK = 0x66656468  # held for its lifetime by the one coordinator that drives rounds
+# Advisory lock key held while migrating (any constant shared by every replica).
+MIGRATION_LOCK = 0x66656467  # "fedg"
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, """
@@ -64,6 +63,9 @@ CREATE TABLE secagg_messages (
 CREATE TABLE secagg_shares (
     task_id TEXT NOT NULL, round INTEGER NOT NULL, receiver INTEGER NOT NULL, sender INTEGER NOT NULL,
     ciphertext BYTEA NOT NULL, PRIMARY KEY (task_id, round, receiver, sender));
+"""),
+    (2, """
+CREATE TABLE task_leases (task_id TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL);
 """),
 ]
 
@@ -109,18 +111,13 @@ class _Transaction:
 
 
 class PostgresStore(Store):
-    def __init__(self, url: str, data_dir: str | os.PathLike, exclusive: bool = False):
+    shared = True  # replicas: rounds are driven under per-task leases (Store.acquire_lease)
+
+    def __init__(self, url: str, data_dir: str | os.PathLike):
         self.url = url
         self._init_data_dir(data_dir)
         self.conn = psycopg.connect(url, autocommit=True, row_factory=_rows)
         self.migrate()
-        if exclusive and not self.conn.execute("SELECT pg_try_advisory_lock(%s)", (DRIVER_LOCK,)).fetchone()[0]:
-            # Each coordinator keeps its rounds' running sums in memory and drives every task:
-            # two on one database would both commit the same rounds. Until rounds are driven
-            # under a per-task lease, one coordinator per database.
-            self.conn.close()
-            raise RuntimeError("another fedge coordinator is already serving this database; "
-                               "one coordinator per PostgreSQL database for now")
 
     def migrate(self) -> None:
         with self.conn.transaction():

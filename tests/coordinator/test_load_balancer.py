@@ -1,12 +1,16 @@
-"""A real HAProxy (Debian's package) from deploy/haproxy/haproxy.cfg in front of a
-coordinator on a real PostgreSQL: a fleet trains through the balancer, and when the
-database goes away the replica's /readyz fails and HAProxy takes it out of rotation.
+"""Two coordinator replicas on one PostgreSQL behind a real HAProxy (Debian's package,
+started from deploy/haproxy/haproxy.cfg): a fleet trains through the balancer; the replica
+driving the task is killed with SIGKILL mid-run; the other takes the task over when the
+lease expires, the task still commits all its rounds, and every upload a device saw
+acknowledged is counted exactly once. Then the database goes away: /readyz fails and
+HAProxy takes the replicas out of rotation.
 
 Skipped without haproxy or PostgreSQL, unless FEDGE_REQUIRE_HAPROXY=1 / FEDGE_REQUIRE_POSTGRES=1
 (set by .ci/run, which installs both) make that a failure.
 """
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -25,25 +29,26 @@ from tests.missing_tool import skip_or_fail
 pytestmark = pytest.mark.slow
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "haproxy" / "haproxy.cfg"
 TOKEN = "lb-admin"
+ROUNDS = 8
 
 
-def _status(url: str) -> int:
+def _get(url: str) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status
+            return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
+        return exc.code, {}
+    except (OSError, ValueError):
+        return 0, {}
 
 
 def _wait_status(url: str, want: int, timeout_s: float) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
-        if _status(url) == want:
+        if _get(url)[0] == want:
             return time.monotonic() - start
         time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer {want} within {timeout_s} s (last {_status(url)})")
+    raise AssertionError(f"{url} did not answer {want} within {timeout_s} s (last {_get(url)[0]})")
 
 
 @pytest.fixture
@@ -54,21 +59,25 @@ def haproxy_bin() -> str:
     return path
 
 
-async def test_fleet_through_haproxy_and_readiness(haproxy_bin, postgres_server, digits_tflite, tmp_path):
+async def test_replica_failover_behind_haproxy(haproxy_bin, postgres_server, digits_tflite, tmp_path):
+    import psycopg
+
     from fedge.local_postgres import LocalPostgres
 
     loop = asyncio.get_running_loop()
     pg = await loop.run_in_executor(None, LocalPostgres().start)  # its own: this test stops it
-    server = LocalCoordinator(pg.create_database("lb"), TOKEN, ("--data-dir", str(tmp_path / "data"),
-                                                                  "--min-retry-s", "0.05", "--max-retry-s", "1",
-                                                                  "--ineligible-retry-s", "0.5",
-                                                                  "--checkin-rate", "1000"))
+    db = pg.create_database("lb")
+    args = ("--data-dir", str(tmp_path / "data"), "--min-retry-s", "0.05", "--max-retry-s", "1",
+            "--ineligible-retry-s", "0.5", "--checkin-rate", "1000")
+    replicas = [LocalCoordinator(db, TOKEN, args) for _ in range(2)]
     lb_port = free_port()
     lb_url = f"http://127.0.0.1:{lb_port}"
     balancer = None
     try:
-        await loop.run_in_executor(None, server.start)
-        env = {**os.environ, "FEDGE_LB_PORT": str(lb_port), "FEDGE_REPLICA_1": f"127.0.0.1:{server.port}"}
+        for r in replicas:
+            await loop.run_in_executor(None, r.start)
+        env = {**os.environ, "FEDGE_LB_PORT": str(lb_port), "FEDGE_REPLICA_1": f"127.0.0.1:{replicas[0].port}",
+               "FEDGE_REPLICA_2": f"127.0.0.1:{replicas[1].port}"}
         subprocess.run([haproxy_bin, "-c", "-f", str(CONFIG)], env=env, check=True, capture_output=True)
         balancer = subprocess.Popen([haproxy_bin, "-db", "-f", str(CONFIG)], env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -77,23 +86,61 @@ async def test_fleet_through_haproxy_and_readiness(haproxy_bin, postgres_server,
         data = load_federated("digits", 12, "dirichlet:0.5", seed=2)
         cfg = FleetConfig(coordinator=lb_url, admin_token=TOKEN, devices=12, partition="dirichlet:0.5",
                           dropout=0.0, slow_fraction=0.0, seed=2, workers=2, progress=False, population="pop",
-                          out_dir=str(tmp_path / "out"))
-        task = {"rounds": 3, "goal_count": 4, "over_selection": 1.25, "selection_window_s": 2.0,
+                          retry_for_s=60.0, out_dir=str(tmp_path / "out"))
+        fleet = Fleet(cfg, data)
+        task = {"rounds": ROUNDS, "goal_count": 4, "over_selection": 1.25, "selection_window_s": 2.0,
                 "report_deadline_s": 10.0, "eligibility": "charging", "epochs": 1, "learning_rate": 0.05,
                 "codec": "q8"}
-        history = await asyncio.wait_for(Fleet(cfg, data).run(digits_tflite, task, task_id="lb"), 180)
-        assert [r.state for r in history] == ["committed"] * 3, [(r.round, r.state, r.reason) for r in history]
+        run = asyncio.create_task(fleet.run(digits_tflite, task, task_id="lb"))
 
-        # The database goes away: the replica stays alive but is not ready, and the
+        def committed() -> int:
+            with psycopg.connect(db) as conn:
+                return conn.execute("SELECT COUNT(*) FROM rounds WHERE task_id='lb' AND state='committed'"
+                                    ).fetchone()[0]
+
+        while await loop.run_in_executor(None, committed) < 2 and not run.done():
+            await asyncio.sleep(0.2)
+        # SIGKILL the replica that drives the task (the lease's holder) mid-run.
+        with psycopg.connect(db) as conn:
+            holder = conn.execute("SELECT holder FROM task_leases WHERE task_id='lb'").fetchone()[0]
+        ids = [_get(f"{r.url}/healthz")[1]["replica"] for r in replicas]
+        driver, survivor = (replicas[0], replicas[1]) if ids[0] == holder else (replicas[1], replicas[0])
+        at_kill = await loop.run_in_executor(None, committed)
+        killed_at = time.monotonic()
+        await loop.run_in_executor(None, driver.kill9)
+        while await loop.run_in_executor(None, committed) <= at_kill and time.monotonic() - killed_at < 60:
+            await asyncio.sleep(0.1)
+        takeover_s = time.monotonic() - killed_at
+        history = await asyncio.wait_for(run, 240)
+        print(f"next round committed {takeover_s:.1f} s after SIGKILL of the driving replica")
+
+        with psycopg.connect(db) as conn:
+            assert conn.execute("SELECT holder FROM task_leases WHERE task_id='lb'").fetchone()[0] == ids[
+                replicas.index(survivor)]
+            rounds = {n: (state, reported) for n, state, reported in conn.execute(
+                "SELECT round, state, reported FROM rounds WHERE task_id='lb'")}
+            stored = set(conn.execute("SELECT device_id, round FROM updates WHERE task_id='lb'").fetchall())
+            counts = dict(conn.execute("SELECT round, COUNT(*) FROM updates WHERE task_id='lb' GROUP BY round"
+                                       ).fetchall())
+        assert sum(1 for s, _ in rounds.values() if s == "committed") == ROUNDS, rounds
+        assert len([r for r in history if r.state == "committed"]) == ROUNDS
+        assert takeover_s < 30, takeover_s
+        acked = {(d.client.token.split(".")[0], rnd) for d in fleet.devices for rnd in d.stats.bytes_by_round}
+        assert acked and acked <= stored, sorted(acked - stored)[:5]  # nothing acknowledged was lost
+        for n, (state, reported) in rounds.items():
+            assert reported == counts.get(n, 0), (n, state, reported, counts.get(n, 0))  # counted once
+
+        # The database goes away: the survivor stays alive but is not ready, and the
         # balancer stops sending it traffic (503 from HAProxy itself).
         await loop.run_in_executor(None, pg.stop)
-        assert _status(f"http://127.0.0.1:{server.port}/healthz") == 200
-        assert _status(f"http://127.0.0.1:{server.port}/readyz") == 503
+        assert _get(f"{survivor.url}/healthz")[0] == 200
+        assert _get(f"{survivor.url}/readyz")[0] == 503
         took = await loop.run_in_executor(None, _wait_status, lb_url + "/healthz", 503, 10)
         assert took < 5.0  # inter 500ms, fall 2
     finally:
         if balancer is not None:
             balancer.terminate()
             balancer.wait(10)
-        server.stop()
+        for r in replicas:
+            r.stop()
         pg.stop()

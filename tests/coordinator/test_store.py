@@ -59,7 +59,10 @@ def test_typed_interface_round_trip(store_db):
         store.add_update(UpdateRecord("t", 1, "d1", 7, {"train_loss": 0.5}, "/b", "dd", 13.0))
         rnd = store.round("t", 1)
         assert (rnd.selected, rnd.reported, rnd.examples, rnd.opened_at) == (1, 1, 7, 10.5)
-        store.commit_round("t", 1, 14.0, "sha", {"reports": 1})
+        assert not store.commit_round("t", 1, 14.0, "sha", {"reports": 1})  # only an aggregating round commits
+        store.set_round_state("t", 1, "aggregating", "", None)
+        assert store.commit_round("t", 1, 14.0, "sha", {"reports": 1})
+        assert not store.commit_round("t", 1, 15.0, "sha2", {"reports": 2})  # committed once, by one replica
         assert store.last_committed("t").metrics == {"reports": 1} and store.committed_count("t") == 1
         store.add_secagg_message("t", 1, "share", "d1", "{}", "dg", 15.0, [(2, 1, b"\x00\xffsealed")])
         assert store.secagg_inbox("t", 1, 2) == [(1, b"\x00\xffsealed")]
@@ -69,11 +72,19 @@ def test_typed_interface_round_trip(store_db):
         store.close()
 
 
-def test_one_serving_coordinator_per_postgres_database(postgres_url, tmp_path):
-    first = open_store(postgres_url, str(tmp_path / "data"), exclusive=True)
-    with pytest.raises(RuntimeError, match="already serving this database"):
-        open_store(postgres_url, str(tmp_path / "data"), exclusive=True)
-    reader = open_store(postgres_url, str(tmp_path / "data"))  # tools that only read are fine
-    reader.close()
-    first.close()  # a coordinator that stops (or dies: the session ends) frees the database
-    open_store(postgres_url, str(tmp_path / "data"), exclusive=True).close()
+def test_leases_are_held_by_one_replica_until_they_expire(store_db):
+    db, data_dir = store_db
+    a, b = open_store(db, data_dir), open_store(db, data_dir)  # two replicas on one database
+    try:
+        assert a.acquire_lease("t", "A", now=100.0, ttl_s=3.0)
+        assert not b.acquire_lease("t", "B", now=101.0, ttl_s=3.0)  # A's lease runs until 103
+        assert a.acquire_lease("t", "A", now=102.0, ttl_s=3.0)  # renewed until 105
+        assert not b.acquire_lease("t", "B", now=104.9, ttl_s=3.0)
+        assert b.acquire_lease("t", "B", now=105.1, ttl_s=3.0)  # A stopped renewing: B takes over
+        assert not a.acquire_lease("t", "A", now=105.2, ttl_s=3.0)
+        assert a.acquire_lease("u", "A", now=105.2, ttl_s=3.0)  # per task
+        b.release_leases("B")
+        assert a.acquire_lease("t", "A", now=105.3, ttl_s=3.0)  # released: no wait for the expiry
+    finally:
+        a.close()
+        b.close()

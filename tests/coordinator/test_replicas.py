@@ -1,0 +1,111 @@
+"""Coordinator replicas on one PostgreSQL database: any replica takes check-ins and
+uploads, exactly one drives each task's rounds (a lease in the database), a dead
+replica's tasks are taken over when its lease expires, and no round commits twice."""
+
+import numpy as np
+import pytest
+
+from coordinator.service import Coordinator
+from coordinator.store import open_store
+from protocol import codec
+from protocol.messages import CheckinRequest, RegisterRequest, UploadMeta
+from protocol.tflite_file import read_initial_weights, read_manifest
+from tests.coordinator.conftest import FakeClock
+
+STATE = {"state": {"charging": True, "unmetered": True, "idle": True, "battery": 0.9}}
+
+
+@pytest.fixture
+def replicas(postgres_url, tmp_path):
+    clock = FakeClock()
+    stores = [open_store(postgres_url, str(tmp_path / "data")) for _ in range(2)]
+    yield [Coordinator(s, clock=clock, checkin_rate=1e6) for s in stores], clock
+    for s in stores:
+        s.close()
+
+
+def _setup(a: Coordinator, model: bytes, **config):
+    a.create_population("pop")
+    sha = a.put_model(model)["model_sha256"]
+    a.create_task("pop", {"model_sha256": sha, "task_id": "t", "config": {
+        "rounds": 3, "goal_count": 4, "over_selection": 1.0, "selection_window_s": 30, "report_deadline_s": 60,
+        "codec": "q8", **config}})
+
+
+def _device(c: Coordinator):
+    token = c.register(RegisterRequest("pop"))["token"]
+    return c.authenticate(f"Bearer {token}")
+
+
+def _payload(manifest, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    return codec.encode([rng.normal(size=w.shape).astype(np.float32) * 0.01 for w in manifest.weights],
+                        codec.CodecSpec("q8"), rng)
+
+
+def test_uploads_on_either_replica_commit_once_on_the_driving_one(replicas, digits_tflite):
+    (a, b), clock = replicas
+    _setup(a, digits_tflite)
+    for c in (a, b):
+        c.tick()
+    assert [c.holds_lease(c.tasks["t"]) for c in (a, b)] == [True, False]  # a ticked first
+    assert len(a.store.rounds("t")) == 1  # b did not open a round of its own
+    manifest = read_manifest(digits_tflite)
+    replica_of = [a, b, a, b]  # half the devices talk to each replica; b takes the last upload
+    devices = [_device(c) for c in replica_of]
+    payloads = [_payload(manifest, i) for i in range(4)]
+    for i, (c, d) in enumerate(zip(replica_of, devices)):
+        assignment = c.checkin(d, CheckinRequest.from_dict(STATE)).assignment
+        c.upload(d, "t", 1, assignment.upload_token, UploadMeta(example_count=10), payloads[i])
+    # The goal-reaching upload landed on b: b marks the round aggregating and leaves the
+    # commit to a, the driving replica, which folds the round again from the store (it saw
+    # only its own two updates) and commits all four.
+    assert a.store.round("t", 1).state == "aggregating"
+    for c in (b, a, b):
+        c.tick()
+    [r1] = [r for r in a.store.rounds("t") if r.round == 1]
+    assert r1.state == "committed" and r1.reported == 4
+    base = codec.decode(read_initial_weights(digits_tflite)).values
+    expected = base + np.mean([codec.decode(p).values for p in payloads], axis=0)
+    committed = codec.decode(a.store.blob_path(r1.checkpoint_sha).read_bytes()).values
+    np.testing.assert_allclose(committed, expected, atol=1e-5)
+    assert b.tasks["t"].checkpoint_sha == r1.checkpoint_sha  # b picked up a's commit
+    assert ("t", 1) not in b.sums  # and dropped its half of the closed round
+
+
+def test_a_dead_replicas_tasks_are_taken_over_after_the_lease(replicas, digits_tflite):
+    (a, b), clock = replicas
+    _setup(a, digits_tflite, selection_window_s=5)
+    a.tick()
+    b.tick()
+    assert not b.holds_lease(b.tasks["t"])
+    # a dies (it stops ticking); its round's selection window passes with nobody selected.
+    clock.advance(10.0)
+    b.tick()  # the lease has expired: b drives now, fails round 1 and opens round 2
+    rounds = {r.round: r for r in b.store.rounds("t")}
+    assert rounds[1].state == "failed" and "selection window" in rounds[1].reason
+    assert rounds[2].state == "selecting"
+    assert b.holds_lease(b.tasks["t"]) and not a.holds_lease(a.tasks["t"])
+
+
+def test_two_replicas_racing_to_commit_a_round_commit_it_once(replicas, digits_tflite):
+    (a, b), clock = replicas
+    _setup(a, digits_tflite, goal_count=1)
+    a.tick()
+    d = _device(a)
+    assignment = a.checkin(d, CheckinRequest.from_dict(STATE)).assignment
+    a.defer_commits = True  # a has the round aggregating but has not committed yet
+    a.upload(d, "t", 1, assignment.upload_token, UploadMeta(example_count=10), _payload(read_manifest(digits_tflite), 0))
+    assert a.store.round("t", 1).state == "aggregating"
+    # Both compute the commit (b as if it had taken the lease over meanwhile); one wins.
+    b.sync_from_store()
+    first = a._commit_inputs(a.tasks["t"], 1)
+    second = b._commit_inputs(b.tasks["t"], 1)
+    from coordinator.commit import compute_commit
+
+    a._apply_commit(a.tasks["t"], 1, compute_commit(first), clock())
+    b._apply_commit(b.tasks["t"], 1, compute_commit(second), clock())
+    committed = [r for r in a.store.rounds("t") if r.state == "committed"]
+    assert [r.round for r in committed] == [1]
+    assert a.store.task("t").checkpoint_sha == committed[0].checkpoint_sha
+    assert len([r for r in a.store.rounds("t") if r.round == 2]) == 1  # one round 2, opened once
