@@ -95,7 +95,8 @@ def test_two_replicas_racing_to_commit_a_round_commit_it_once(replicas, digits_t
     d = _device(a)
     assignment = a.checkin(d, CheckinRequest.from_dict(STATE)).assignment
     a.defer_commits = True  # a has the round aggregating but has not committed yet
-    a.upload(d, "t", 1, assignment.upload_token, UploadMeta(example_count=10), _payload(read_manifest(digits_tflite), 0))
+    payload = _payload(read_manifest(digits_tflite), 0)
+    a.upload(d, "t", 1, assignment.upload_token, UploadMeta(example_count=10), payload)
     assert a.store.round("t", 1).state == "aggregating"
     # Both compute the commit (b as if it had taken the lease over meanwhile); one wins.
     b.sync_from_store()
