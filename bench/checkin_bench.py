@@ -2,6 +2,11 @@
 simulated devices in this one (each registers, then checks in repeatedly).
 
     python bench/checkin_bench.py [--devices 100 1000 10000] [--checkins 5000] [--in-flight 256]
+    python bench/checkin_bench.py --replicas 1 2 4 [--devices 10000]
+
+With --replicas, the coordinators are N `fedge serve` replicas on one PostgreSQL behind
+HAProxy (deploy/haproxy/haproxy.cfg), all started here from Debian's packages; each
+replica's CPU seconds during the run are printed too.
 
 Latency includes queueing: with N check-ins in flight at R per second, each waits about
 N / R (Little's law), so p99 depends on --in-flight as much as on the coordinator.
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
@@ -58,12 +64,45 @@ async def _run(url: str, devices: int, checkins: int, in_flight: int) -> tuple[f
         return time.perf_counter() - start, np.array(latencies)
 
 
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _replicated(args) -> None:
+    from fedge.local_haproxy import LocalHaproxy
+    from fedge.local_postgres import LocalPostgres
+
+    print(f"{'replicas':>8} {'devices':>8} {'check-ins':>10} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8}  "
+          "replica CPU s (each)")
+    for n in args.replicas:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+            pg = stack.enter_context(LocalPostgres())
+            db = pg.create_database("bench")
+            replicas = [stack.enter_context(LocalCoordinator(db, TOKEN, (
+                "--checkin-rate", "1000000", "--data-dir", os.path.join(tmp, "data")))) for _ in range(n)]
+            lb = stack.enter_context(LocalHaproxy([f"127.0.0.1:{r.port}" for r in replicas]))
+            for devices in args.devices:
+                before = [_cpu_s(r.proc.pid) for r in replicas]
+                elapsed, lat = asyncio.run(_run(lb.url, devices, args.checkins, args.in_flight))
+                cpu = [_cpu_s(r.proc.pid) - b for r, b in zip(replicas, before)]
+                print(f"{n:>8} {devices:>8} {len(lat):>10} {len(lat) / elapsed:>8.0f} "
+                      f"{np.percentile(lat, 50) * 1e3:>8.2f} {np.percentile(lat, 99) * 1e3:>8.2f}  "
+                      + " ".join(f"{c:.1f}" for c in cpu), flush=True)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--checkins", type=int, default=5000, help="total check-ins per run (at least one each)")
     parser.add_argument("--in-flight", type=int, default=256, help="concurrent check-ins")
+    parser.add_argument("--replicas", type=int, nargs="+",
+                        help="N replicas on PostgreSQL behind HAProxy (one run per N) instead of one on SQLite")
     args = parser.parse_args()
+    if args.replicas:
+        _replicated(args)
+        return
     with tempfile.TemporaryDirectory() as tmp, \
             LocalCoordinator(os.path.join(tmp, "b.db"), TOKEN, ("--checkin-rate", "1000000")) as server:
         print(f"{'devices':>8} {'check-ins':>10} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8}")
