@@ -318,3 +318,36 @@ async def test_secagg_task_config_is_validated(harness):
         resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
                                          json={"model_sha256": sha, "config": cfg})
         assert resp.status == 400 and (await resp.json())["error"]["code"] == code, json.dumps(cfg)
+
+
+async def test_secagg_across_two_replicas(harness, aiohttp_client):
+    """Half the devices talk to a second replica on the same database for every phase; the
+    replica that drives the task unmasks a sum whose masked inputs arrived on both."""
+    from coordinator.app import create_app
+    from tests.coordinator.conftest import Harness
+
+    if not harness.coordinator.store.shared:
+        pytest.skip("replicas share a PostgreSQL database; SQLite is one process's")
+    parties = await _parties(harness, n=6)
+    before = await _checkpoint(harness)
+    other = Harness(await aiohttp_client(create_app(harness.config, run_ticker=False, clock=harness.clock)),
+                    harness.clock, harness.model)
+    for p in parties[3:]:
+        p.h = other
+
+    def tick_both():
+        harness.tick()
+        other.tick()
+
+    rng = np.random.default_rng(7)
+    for act in (Party.advertise, Party.share, lambda p: p.mask_and_upload(rng), Party.unmask):
+        for p in parties:
+            await act(p)
+        tick_both()
+    assert harness.coordinator.holds_lease(harness.coordinator.tasks["t1"])  # the first replica drove
+    assert not other.coordinator.holds_lease(other.coordinator.tasks["t1"])
+    rnd = await _state(harness)
+    assert rnd["state"] == "committed", rnd["reason"]
+    assert rnd["reported"] == 6
+    after = await _checkpoint(harness)
+    assert np.array_equal(after, (before + _expected_mean(parties, range(6))).astype(np.float32))
