@@ -30,7 +30,7 @@ from coordinator.gateway import DeviceGateway
 from coordinator.pace import PaceConfig
 from coordinator.rate_limit import TokenBuckets
 from coordinator.secagg_rounds import SecAggRounds
-from coordinator.records import TaskRecord
+from coordinator.records import DeviceRecord, TaskRecord
 from coordinator.round_driver import RoundDriver
 from coordinator.store import Store
 from coordinator.strategies import Strategy, make_strategy
@@ -72,6 +72,7 @@ class Coordinator(AdminOps, DeviceGateway, RoundDriver):
         self.attestation = attestation
         self._pace_cache: dict[str, tuple[float, tuple[int, float]]] = {}
         self.activity = CheckinActivity()  # recent check-ins per population, for the operator page
+        self._device_cache: dict[str, DeviceRecord] = {}  # see DeviceGateway._device
         # last_seen of devices that checked in since the last flush: one transaction per tick
         # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
         self._seen: dict[str, float] = {}

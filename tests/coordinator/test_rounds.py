@@ -238,3 +238,17 @@ async def test_health_and_readiness(harness):
     resp = await harness.client.get("/readyz")
     assert resp.status == 503 and (await resp.json())["status"] == "unavailable"
     assert (await harness.client.get("/healthz")).status == 200
+
+
+async def test_a_device_is_read_from_the_store_once(harness):
+    await harness.setup_task()
+    device = await harness.register()
+    store = harness.coordinator.store
+    calls = []
+    real = store.device
+    store.device = lambda device_id: calls.append(device_id) or real(device_id)
+    for _ in range(3):
+        assert (await harness.checkin(device)).status == 200
+    assert len(calls) == 1  # later check-ins find it in memory
+    bad = {"Authorization": device["Authorization"][:-4] + "xxxx"}  # right id, wrong token
+    assert (await harness.client.post("/v1/checkin", json={"state": {}}, headers=bad)).status == 401
