@@ -51,7 +51,7 @@ def build_manifest(graph: TrainingGraph, name: str, content_sha256: str, flex_op
         batch_size=graph.batch_size,
         input=TensorSpec("x", graph.input_shape, graph.input_dtype),
         label=TensorSpec("y", graph.label_shape, graph.label_dtype),
-        task_kind="classification" if graph.num_classes else "regression",
+        task_kind=graph.loss_spec.task_kind,
         num_classes=graph.num_classes,
         loss=graph.loss_spec.name,
         optimizer=graph.opt.to_dict(),
@@ -69,7 +69,8 @@ def build_manifest(graph: TrainingGraph, name: str, content_sha256: str, flex_op
 
 
 def _has_stochastic_layers(model) -> bool:
-    return any(l.__class__.__name__ == "Dropout" and float(l.rate) > 0 for l in model.layers)
+    return any(float(getattr(layer, "rate", 0.0) or 0.0) > 0 or float(getattr(layer, "dropout", 0.0) or 0.0) > 0
+               for layer in model._flatten_layers(include_self=False, recursive=True))  # noqa: SLF001
 
 
 def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,

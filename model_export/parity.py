@@ -1,13 +1,15 @@
 """Parity report: K training steps in LiteRT and in Keras from the same weights.
 
-Passing means every step's loss and every final weight agree within ``tolerance``
-(absolute, default 1e-4 scaled by 1 + |value| for losses). Stochastic layers
-(Dropout) are switched off on both sides for the comparison, through a deterministic
-build of the same graph.
+The Keras side is the model itself, trained by Keras's own code (its ``call``, its
+compiled loss, a fresh copy of its optimizer) with TensorFlow's own gradients; every
+variable is put back afterwards. Passing means every step's loss and every travelling
+weight agree within ``tolerance`` (absolute, scaled by 1 + |value| for losses).
+Dropout is switched off on both sides (a deterministic build of the same graph).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,26 +45,30 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def _keras_reference(model):
-    import keras
+@contextmanager
+def _restored(model):
+    """Train the model itself, then put every variable and dropout rate back."""
+    saved = [np.array(v.numpy()) for v in model.variables]
+    layers = model._flatten_layers(include_self=False, recursive=True)  # noqa: SLF001
+    rates = [(layer, layer.rate) for layer in layers if type(layer).__name__ == "Dropout"]
+    for layer, _ in rates:
+        layer.rate = 0.0
+    try:
+        yield
+    finally:
+        for layer, rate in rates:
+            layer.rate = rate
+        for v, value in zip(model.variables, saved):
+            v.assign(value)
 
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    for layer in clone.layers:
-        if layer.__class__.__name__ == "Dropout":
-            layer.rate = 0.0
-    opt = model.optimizer.__class__.from_config(model.optimizer.get_config())
-    clone.compile(optimizer=opt, loss=model.loss)
-    return clone
 
-
-def _keras_train_step(model, x, y) -> float:
+def keras_train_step(model, optimizer, x, y) -> float:
     """One Keras training step with dense gradients.
 
-    Keras's TF backend hands Adam an IndexedSlices gradient for Embedding tables and
-    squares it per occurrence of a token instead of per row; fedge (like standard
-    Adam) uses the dense row gradient. Densifying here keeps the reference standard
-    while still using Keras's own model, loss and optimizer code.
+    Keras's TF backend hands the optimizer an IndexedSlices gradient for Embedding
+    tables and Adam squares it per occurrence of a token instead of per row; fedge
+    (like standard Adam) uses the dense row gradient. Densifying here keeps the
+    reference standard while still using Keras's own model, loss and optimizer code.
     """
     import tensorflow as tf
 
@@ -70,7 +76,7 @@ def _keras_train_step(model, x, y) -> float:
         out = model(x, training=True)
         loss = model.compute_loss(x=x, y=y, y_pred=out)
     grads = tape.gradient(loss, model.trainable_variables)
-    model.optimizer.apply([tf.convert_to_tensor(g) for g in grads], model.trainable_variables)
+    optimizer.apply([tf.convert_to_tensor(g) for g in grads], model.trainable_variables)
     return float(loss)
 
 
@@ -81,15 +87,15 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
     interp = Interpreter(model_content=tflite_bytes)
     train = interp.get_signature_runner("train")
     get_weights = interp.get_signature_runner("get_weights")
-    reference = _keras_reference(model)
     lr = np.full(1, manifest.optimizer["learning_rate"], np.float32)
     ones = np.ones(manifest.batch_size, np.float32)
     lite_losses, keras_losses = [], []
-    for x, y in random_batches(manifest, steps, seed=seed, vocab=vocab_size(model)):
-        lite_losses.append(float(train(x=x, y=y, sample_weight=ones, learning_rate=lr)["loss"]))
-        keras_losses.append(_keras_train_step(reference, x, y))
+    with _restored(model):
+        optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
+        for x, y in random_batches(manifest, steps, seed=seed, vocab=vocab_size(model)):
+            lite_losses.append(float(train(x=x, y=y, sample_weight=ones, learning_rate=lr)["loss"]))
+            keras_losses.append(keras_train_step(model, optimizer, x, y))
+        keras_values = {v.path: np.asarray(v.numpy()) for v in model.variables}
     lite = get_weights()
-    # clone_model keeps the layer and weight order but may rename paths: pair them by position.
-    by_path = {orig.path: np.asarray(ref.numpy()) for orig, ref in zip(model.weights, reference.weights)}
-    diffs = [float(np.max(np.abs(lite[w.key] - by_path[w.path]))) if w.size else 0.0 for w in manifest.weights]
+    diffs = [float(np.max(np.abs(lite[w.key] - keras_values[w.path]))) if w.size else 0.0 for w in manifest.weights]
     return ParityReport(lite_losses, keras_losses, max(diffs, default=0.0), tolerance)

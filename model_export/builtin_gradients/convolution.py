@@ -1,0 +1,110 @@
+"""Convolution gradients as CONV_2D / DEPTHWISE_CONV_2D / TRANSPOSE_CONV builtins.
+
+Conv2DBackpropFilter and both depthwise backprops have no TFLite kernel. The filter
+gradient of a convolution is itself a convolution once the batch axis plays the
+role of the channels: with xp the padded input and dy the output gradient,
+
+    dK[i, j, ci, co] = sum_{n, a, b} xp[n, a*s + i*d, b*s + j*d, ci] * dy[n, a, b, co]
+
+which is CONV_2D of xp^T ([ci, H, W, n]) with dy^T ([ho, wo, n, co]) as the filter,
+dilated by the forward stride: one builtin op instead of kh*kw matmuls.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from tensorflow.python.ops import gen_nn_ops
+
+from model_export.builtin_gradients._attrs import ints, static_shape, text
+from model_export.builtin_gradients.placement import paddings, tap, zero_insert
+
+
+def _check_nhwc(op):
+    if text(op, "data_format") != "NHWC":
+        raise NotImplementedError(f"{op.type} with data_format {text(op, 'data_format')}")
+
+
+def _pad(x, pads):
+    (pt, pb), (pl, pr) = pads
+    if pt == pb == pl == pr == 0:
+        return x
+    return tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]])
+
+
+def conv2d_filter_gradient(x, dy, kernel_hw, strides, dilations, pads):
+    kh, kw = kernel_hw
+    sh, sw = strides
+    dh, dw = dilations
+    xp = _pad(x, pads)
+    n, _, _, cin = xp.shape
+    _, ho, wo, cout = dy.shape
+    if kh == kw == 1:
+        patch = tap(xp, 0, 0, strides, (ho, wo))
+        dk = tf.matmul(tf.reshape(patch, [n * ho * wo, cin]), tf.reshape(dy, [n * ho * wo, cout]), transpose_a=True)
+        return tf.reshape(dk, [1, 1, cin, cout])
+    # Crop rows/columns the forward pass never read, so the output is exactly the taps.
+    xp = xp[:, : (ho - 1) * sh + (kh - 1) * dh + 1, : (wo - 1) * sw + (kw - 1) * dw + 1, :]
+    images = tf.transpose(xp, [3, 1, 2, 0])  # [cin, H, W, n]
+    filters = tf.transpose(dy, [1, 2, 0, 3])  # [ho, wo, n, cout]
+    if (dh, dw) == (1, 1):
+        out = tf.nn.conv2d(images, filters, strides=1, padding="VALID", dilations=[sh, sw])
+        return tf.transpose(out, [1, 2, 0, 3])  # [kh, kw, cin, cout]
+    taps = [
+        tf.matmul(tf.reshape(tap(xp, i * dh, j * dw, strides, (ho, wo)), [n * ho * wo, cin]),
+                  tf.reshape(dy, [n * ho * wo, cout]), transpose_a=True)
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return tf.reshape(tf.stack(taps), [kh, kw, cin, cout])
+
+
+def conv2d(op, dy):
+    _check_nhwc(op)
+    x, kernel = op.inputs
+    x_shape = static_shape(x, "Conv2D input")
+    kh, kw, _, _ = static_shape(kernel, "Conv2D filter")
+    strides = tuple(ints(op, "strides")[1:3])
+    dilations = tuple(ints(op, "dilations")[1:3]) or (1, 1)
+    pads = paddings(op, x_shape, (kh, kw), strides, dilations)
+    # The input gradient is Conv2DBackpropInput, which the converter lowers to TRANSPOSE_CONV.
+    dx = gen_nn_ops.conv2d_backprop_input(
+        input_sizes=tf.constant(x_shape, tf.int32), filter=kernel, out_backprop=dy,
+        strides=op.get_attr("strides"), padding=op.get_attr("padding"),
+        explicit_paddings=op.get_attr("explicit_paddings"), data_format="NHWC",
+        dilations=op.get_attr("dilations"),
+    )
+    dk = conv2d_filter_gradient(x, dy, (kh, kw), strides, dilations, pads)
+    return [dx, dk]
+
+
+def depthwise_conv2d(op, dy):
+    """DepthwiseConv2dNative: x [n,h,w,c], filter [kh,kw,c,m], output [n,ho,wo,c*m]."""
+    _check_nhwc(op)
+    x, kernel = op.inputs
+    n, h, w, c = static_shape(x, "DepthwiseConv2D input")
+    kh, kw, _, m = static_shape(kernel, "DepthwiseConv2D filter")
+    strides = tuple(ints(op, "strides")[1:3])
+    dilations = tuple(ints(op, "dilations")[1:3]) or (1, 1)
+    if dilations != (1, 1):
+        raise NotImplementedError("dilated DepthwiseConv2D")
+    (pt, pb), (pl, pr) = pads = paddings(op, [n, h, w, c], (kh, kw), strides)
+    _, ho, wo, _ = dy.shape
+    hp, wp = h + pt + pb, w + pl + pr
+
+    # Filter: one multiply-and-sum per tap over the matching strided slice of the input.
+    xp = _pad(x, pads)
+    dy5 = tf.reshape(dy, [n, ho, wo, c, m])
+    taps = [tf.reduce_sum(tf.expand_dims(tap(xp, i, j, strides, (ho, wo)), -1) * dy5, axis=[0, 1, 2])
+            for i in range(kh) for j in range(kw)]
+    dk = tf.reshape(tf.stack(taps), [kh, kw, c, m])
+
+    # Input: a full correlation of the zero-inserted dy with the spatially flipped filter.
+    up = zero_insert(dy, strides)
+    uh, uw = up.shape[1], up.shape[2]
+    up = tf.pad(up, [[0, 0], [kh - 1, hp - uh], [kw - 1, wp - uw], [0, 0]])
+    flipped = tf.reshape(tf.reverse(kernel, axis=[0, 1]), [kh, kw, c * m, 1])
+    dxp = tf.nn.depthwise_conv2d(up, flipped, strides=[1, 1, 1, 1], padding="VALID")
+    if m > 1:
+        dxp = tf.reduce_sum(tf.reshape(dxp, [n, hp, wp, c, m]), axis=-1)
+    dx = dxp[:, pt : pt + h, pl : pl + w, :]
+    return [dx, dk]
