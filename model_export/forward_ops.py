@@ -1,7 +1,7 @@
 """Forward ops with no TFLite builtin, re-expressed with builtins for one export.
 
 - ``erf`` / ``erfc`` (Keras's exact GELU is ``0.5 * x * erfc(-x / sqrt 2)``): the
-  Abramowitz-Stegun 7.1.26 rational approximation, |error| < 1.5e-7, i.e. at float32's
+  Abramowitz-Stegun 7.1.26 rational approximation (|error| < 1.5e-7 exactly, < 5e-7 in float32, i.e. at float32's
   own resolution; its gradient follows by autodiff through builtins.
 - Keras's dropout draws its mask with stateless random ops (no TFLite kernel); during
   the export it draws it with ``tf.random.uniform``, the RANDOM_UNIFORM builtin.

@@ -71,6 +71,8 @@ def loss_spec_of(model) -> LossSpec:
     if name not in _ALIASES:
         raise ExportError(f"loss '{name}' is not supported; use one of {', '.join(SUPPORTED)}")
     config = loss.get_config() if hasattr(loss, "get_config") else {}
+    # Loss objects wrapping a function keep its arguments (Huber's delta) out of get_config.
+    config = {**getattr(loss, "_fn_kwargs", {}), **config}
     if config.get("label_smoothing"):
         raise ExportError(f"loss '{name}' with label_smoothing is not supported")
     if config.get("ignore_class") is not None:

@@ -1,5 +1,9 @@
 """Activation gradients as elementwise builtins (ReluGrad, Relu6Grad, EluGrad, ...
-have no TFLite kernel)."""
+have no TFLite kernel).
+
+Each reads the same tensors TensorFlow's own gradient reads: the tape records only
+those (``op.inputs`` or ``op.outputs`` is None otherwise).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ def relu(op, dy):
 
 
 def relu6(op, dy):
-    x = op.inputs[0]
-    return [dy * tf.cast(tf.logical_and(x > 0.0, x < 6.0), dy.dtype)]
+    # TensorFlow records only Relu6's output for its gradient (op.inputs is None here).
+    y = op.outputs[0]
+    return [dy * tf.cast(tf.logical_and(y > 0.0, y < 6.0), dy.dtype)]
 
 
 def leaky_relu(op, dy):

@@ -108,3 +108,22 @@ def depthwise_conv2d(op, dy):
         dxp = tf.reduce_sum(tf.reshape(dxp, [n, hp, wp, c, m]), axis=-1)
     dx = dxp[:, pt : pt + h, pl : pl + w, :]
     return [dx, dk]
+
+
+def conv2d_backprop_input(op, grad):
+    """Conv2DTranspose's forward op: the transpose of Conv2D(out_backprop, filter).
+
+    Its filter gradient is the Conv2D filter gradient with ``grad`` as the input and
+    ``out_backprop`` as the output gradient; its input gradient is a plain Conv2D.
+    """
+    _check_nhwc(op)
+    _, kernel, out_backprop = op.inputs
+    grad_shape = static_shape(grad, "Conv2DTranspose output")
+    kh, kw, _, _ = static_shape(kernel, "Conv2DTranspose filter")
+    strides = tuple(ints(op, "strides")[1:3])
+    dilations = tuple(ints(op, "dilations")[1:3]) or (1, 1)
+    pads = paddings(op, grad_shape, (kh, kw), strides, dilations)
+    dk = conv2d_filter_gradient(grad, out_backprop, (kh, kw), strides, dilations, pads)
+    d_out = tf.nn.conv2d(grad, kernel, strides=op.get_attr("strides"), padding=text(op, "padding"),
+                         dilations=op.get_attr("dilations"))
+    return [None, dk, d_out]

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from tensorflow.python.framework import ops
 
-from model_export.builtin_gradients import activations, convolution, gather, pooling
+from model_export.builtin_gradients import activations, convolution, gather, pooling, slicing
 
 BUILTIN_GRADIENTS = {
     "Relu": activations.relu,
@@ -26,10 +26,12 @@ BUILTIN_GRADIENTS = {
     "Tanh": activations.tanh,
     "Sigmoid": activations.sigmoid,
     "Conv2D": convolution.conv2d,
+    "Conv2DBackpropInput": convolution.conv2d_backprop_input,
     "DepthwiseConv2dNative": convolution.depthwise_conv2d,
     "MaxPool": pooling.max_pool,
     "AvgPool": pooling.avg_pool,
     "GatherV2": gather.gather_v2,
+    "StridedSlice": slicing.strided_slice,
 }
 
 # Re-entrant: an export that traces several signatures enters the scope once per trace.
