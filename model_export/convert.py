@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import tempfile
 
 import tensorflow as tf
 
 from model_export.errors import ExportError
-
-_FLEX_OP = re.compile(r"\btf\.([A-Z][A-Za-z0-9_]*)")
+from model_export.op_origin import describe, ops_in_converter_error
 
 
 def _converter(saved_model_dir: str, allow_flex: bool):
@@ -23,24 +21,25 @@ def _converter(saved_model_dir: str, allow_flex: bool):
     return conv
 
 
-def flex_ops_in_error(message: str) -> list[str]:
-    """The TensorFlow op names a conversion error says have no builtin kernel."""
-    return sorted(set(_FLEX_OP.findall(message)))
+def convert_module(module, signatures: dict, allow_flex: bool = False, layers: dict | None = None
+                   ) -> tuple[bytes, list[str]]:
+    """Convert; return (flatbuffer bytes, the Flex ops it needs — empty when builtins-only).
 
-
-def convert_module(module, signatures: dict, allow_flex: bool = False) -> tuple[bytes, list[str]]:
-    """Convert; return (flatbuffer bytes, the Flex ops it needs — empty when builtins-only)."""
+    `layers` (name -> Keras layer) lets the error name the layer each unsupported op
+    came from.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         tf.saved_model.save(module, tmp, signatures=signatures)
         try:
             return bytes(_converter(tmp, allow_flex=False).convert()), []
         except Exception as exc:  # the converter raises ConverterError or plain errors
-            ops = flex_ops_in_error(str(exc))
-            if not ops:
+            where = ops_in_converter_error(str(exc))
+            if not where:
                 raise ExportError(f"TFLite conversion failed: {str(exc).strip().splitlines()[0]}") from exc
             if not allow_flex:
+                blocking = ", ".join(describe(op, names, layers or {}) for op, names in sorted(where.items()))
                 raise ExportError(
-                    f"the train step needs TensorFlow ops with no TFLite builtin kernel: {', '.join(ops)}; "
-                    "the stock LiteRT runtime cannot run it (pass --allow-flex to export anyway)"
+                    f"no TFLite builtin kernel for {blocking}: the stock LiteRT runtime cannot train this model "
+                    "(pass --allow-flex to export for a runtime with the Flex delegate)"
                 ) from exc
-        return bytes(_converter(tmp, allow_flex=True).convert()), ops
+        return bytes(_converter(tmp, allow_flex=True).convert()), sorted(where)

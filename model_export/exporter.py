@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
-from fedge import __version__
-from model_export.convert import convert_module
 import numpy as np
 
+from fedge import __version__
+from model_export.builtin_gradients.registry import UnsupportedGradient
+from model_export.convert import convert_module
 from model_export.embed import embed_metadata
 from model_export.errors import ExportError
+from model_export.op_origin import layer_of, layers_by_name
 from model_export.parity import DEFAULT_TOLERANCE, ParityReport, run_parity
 from model_export.training_graph import TrainingGraph
 from protocol import codec
@@ -68,6 +71,24 @@ def build_manifest(graph: TrainingGraph, name: str, content_sha256: str, flex_op
     )
 
 
+def traced_signatures(graph: TrainingGraph, layers: dict) -> dict:
+    """Trace the signatures; an op TensorFlow cannot differentiate becomes one ExportError line."""
+    try:
+        return graph.concrete_signatures()
+    except UnsupportedGradient as exc:
+        layer = layer_of(exc.tensor, layers)
+        where = f" (layer '{layer.name}', {type(layer).__name__})" if layer is not None else ""
+        raise ExportError(f"no builtin gradient for {exc.op_type}{where}: {exc.reason} is not supported") from None
+    except LookupError as exc:  # TensorFlow: "No gradient defined for operation 'x' (op type: Y)"
+        text = str(exc).strip().splitlines()[0]
+        found = re.search(r"operation '([^']+)' \(op type: ([A-Za-z0-9_]+)\)", text)
+        if not found:
+            raise ExportError(f"tracing the train step failed: {text}") from None
+        layer = layer_of(found.group(1), layers)
+        where = f" (layer '{layer.name}', {type(layer).__name__})" if layer is not None else ""
+        raise ExportError(f"TensorFlow has no gradient for {found.group(2)}{where}") from None
+
+
 def _has_stochastic_layers(model) -> bool:
     return any(float(getattr(layer, "rate", 0.0) or 0.0) > 0 or float(getattr(layer, "dropout", 0.0) or 0.0) > 0
                for layer in model._flatten_layers(include_self=False, recursive=True))  # noqa: SLF001
@@ -79,7 +100,8 @@ def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH
     if batch_size < 1:
         raise ExportError("--batch-size must be >= 1")
     graph = TrainingGraph(model, batch_size=batch_size, stochastic=True)
-    raw, flex_ops = convert_module(graph, graph.concrete_signatures(), allow_flex=allow_flex)
+    layers = layers_by_name(model)
+    raw, flex_ops = convert_module(graph, traced_signatures(graph, layers), allow_flex=allow_flex, layers=layers)
     options = {"batch_size": batch_size, "allow_flex": allow_flex, "parity_steps": parity_steps,
                "tolerance": tolerance}
     manifest = build_manifest(graph, name or model.name, hashlib.sha256(raw).hexdigest(), flex_ops, options)
@@ -92,6 +114,6 @@ def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH
         if _has_stochastic_layers(model):
             # Same graph without dropout noise, so both sides are deterministic.
             det = TrainingGraph(model, batch_size=batch_size, stochastic=False)
-            parity_bytes, _ = convert_module(det, det.concrete_signatures())
+            parity_bytes, _ = convert_module(det, traced_signatures(det, layers), layers=layers)
         report = run_parity(model, parity_bytes, manifest, steps=parity_steps, tolerance=tolerance)
     return ExportResult(tflite, manifest, report)

@@ -119,11 +119,13 @@ class TrainingGraph(tf.Module):
         # (emulated Pi, SIGSEGV in ResizeInputTensor). A rank-1 input avoids that path.
         lr = tf.TensorSpec([1], tf.float32, name="learning_rate")
         wspecs = [tf.TensorSpec(v.variable.shape, tf.float32, name=weight_key(i)) for i, v in enumerate(self.model_vars)]
+        # No autograph: the signatures have no Python control flow on tensors, and an error
+        # raised while tracing then reaches the exporter as itself, not as a StagingError.
         with builtin_lowering(self._keras.model, stochastic=self.stochastic):
             return {
-                "train": tf.function(self.train).get_concrete_function(x, y, w, lr),
-                "infer": tf.function(self.infer).get_concrete_function(x),
-                "evaluate": tf.function(self.evaluate).get_concrete_function(x, y, w),
-                "get_weights": tf.function(self.get_weights).get_concrete_function(),
-                "set_weights": tf.function(self.set_weights).get_concrete_function(wspecs),
+                "train": tf.function(self.train, autograph=False).get_concrete_function(x, y, w, lr),
+                "infer": tf.function(self.infer, autograph=False).get_concrete_function(x),
+                "evaluate": tf.function(self.evaluate, autograph=False).get_concrete_function(x, y, w),
+                "get_weights": tf.function(self.get_weights, autograph=False).get_concrete_function(),
+                "set_weights": tf.function(self.set_weights, autograph=False).get_concrete_function(wspecs),
             }

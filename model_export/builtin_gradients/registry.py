@@ -34,6 +34,26 @@ BUILTIN_GRADIENTS = {
     "StridedSlice": slicing.strided_slice,
 }
 
+class UnsupportedGradient(Exception):
+    """A builtin gradient does not cover this use of an op (a dilated depthwise convolution, ...)."""
+
+    def __init__(self, op_type: str, tensor: str, reason: str):
+        super().__init__(f"{op_type}: {reason}")
+        self.op_type, self.tensor, self.reason = op_type, tensor, reason
+
+
+def _reporting(op_type: str, fn):
+    def gradient(op, *grads):
+        try:
+            return fn(op, *grads)
+        except NotImplementedError as exc:
+            # The tape calls us under "gradient_tape/<the forward op's scope>": it names the layer.
+            scope = ops.get_default_graph().get_name_scope()
+            raise UnsupportedGradient(op_type, f"{scope}/{op_type}", str(exc)) from exc
+
+    return gradient
+
+
 # Re-entrant: an export that traces several signatures enters the scope once per trace.
 _LOCK = threading.RLock()
 
@@ -45,7 +65,7 @@ def builtin_gradients():
         saved = {op: table.get(op) for op in BUILTIN_GRADIENTS}
         try:
             for op, fn in BUILTIN_GRADIENTS.items():
-                table[op] = {"type": fn, "location": ("fedge", 0, "builtin_gradients", "")}
+                table[op] = {"type": _reporting(op, fn), "location": ("fedge", 0, "builtin_gradients", "")}
             yield
         finally:
             for op, entry in saved.items():
