@@ -1,7 +1,15 @@
-"""For each zoo model: .tflite size, time per `train` step (batch 32) in LiteRT and in
-TensorFlow (tf.function of the same exported graph) on this CPU, and their ratio.
+"""Export every zoo and corpus model; per model: parameters (travelling / total), .tflite
+size, bytes per float32 update, time per `train` step (batch 32) in LiteRT vs
+TensorFlow, and the parity max diff.
 
-    python bench/export_bench.py [--steps 200]
+The TensorFlow side is the same step as Keras would run it: the model's own call,
+its compiled loss, TensorFlow's own gradients and the Keras optimizer, inside one
+`tf.function` (no XLA), on the same CPU.
+
+Both run with the same number of threads (--threads, default 1: what a device's
+runtime uses; TensorFlow's intra-op pool is set to it).
+
+    python bench/export_bench.py [--steps 50] [--threads 1] [--only NAME ...] [--markdown]
 """
 
 from __future__ import annotations
@@ -16,42 +24,89 @@ import numpy as np  # noqa: E402
 
 
 def _time(fn, steps: int) -> float:
-    fn()
-    fn()
+    for _ in range(3):
+        fn()
     start = time.perf_counter()
     for _ in range(steps):
         fn()
     return (time.perf_counter() - start) / steps
 
 
+def _models():
+    from model_export.corpus import CORPUS
+    from model_export.zoo import ZOO
+
+    for name, factory in ZOO.items():
+        yield name, factory, 1e-4
+    for entry in CORPUS:
+        yield entry.name, entry.build, entry.tolerance
+
+
+def _tf_step_seconds(model, x, y, steps: int) -> float:
+    import tensorflow as tf
+
+    optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
+    optimizer.build(model.trainable_variables)
+
+    @tf.function(jit_compile=False)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply([tf.convert_to_tensor(g) for g in grads], model.trainable_variables)
+        return loss
+
+    tx, ty = tf.constant(x), tf.constant(y)
+    return _time(lambda: step(tx, ty), steps)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=200)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--only", nargs="*", help="model names to run (default: all)")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table (README's)")
+    parser.add_argument("--threads", type=int, default=1, help="threads for LiteRT and for TensorFlow (default 1)")
     args = parser.parse_args()
     import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     from ai_edge_litert.interpreter import Interpreter
+    from tqdm import tqdm
 
     from model_export.exporter import export_model
     from model_export.sample_data import random_batches, vocab_size
-    from model_export.training_graph import TrainingGraph
-    from model_export.zoo import ZOO
 
-    print(f"{'model':<16} {'params':>8} {'tflite KiB':>10} {'LiteRT ms/step':>15} {'TF ms/step':>11} {'TF/LiteRT':>9}")
-    for name, factory in ZOO.items():
+    rows = []
+    selected = [m for m in _models() if not args.only or m[0] in args.only]
+    for name, factory, tolerance in tqdm(selected, desc="export + time", unit="model", leave=False):
         model = factory()
-        result = export_model(model, name=name, parity_steps=0)
+        total = sum(int(np.prod(v.shape)) for v in model.weights)
+        result = export_model(model, name=name, parity_steps=3, tolerance=tolerance)
         m = result.manifest
         x, y = next(random_batches(m, 1, vocab=vocab_size(model)))
         w = np.ones(m.batch_size, np.float32)
         lr = np.full(1, m.optimizer["learning_rate"], np.float32)
-        train = Interpreter(model_content=result.tflite).get_signature_runner("train")
+        train = Interpreter(model_content=result.tflite, num_threads=args.threads).get_signature_runner("train")
         lite = _time(lambda: train(x=x, y=y, sample_weight=w, learning_rate=lr), args.steps)
-        graph = TrainingGraph(model, batch_size=m.batch_size)
-        step = tf.function(graph.train)
-        tx, ty, tw = tf.constant(x), tf.constant(y), tf.constant(w)
-        tfs = _time(lambda: step(tx, ty, tw, tf.constant(lr)), args.steps)
-        print(f"{name:<16} {m.num_parameters:>8,} {len(result.tflite) / 1024:>10.1f} {lite * 1e3:>15.3f} "
-              f"{tfs * 1e3:>11.3f} {tfs / lite:>9.2f}")
+        tfs = _tf_step_seconds(model, x, y, args.steps)
+        diff = max(result.parity.max_loss_diff, result.parity.max_weight_diff)
+        rows.append((name, m.num_parameters, total, len(result.tflite), 4 * m.num_parameters, lite, tfs, diff,
+                     result.parity.passed))
+    print(f"{args.threads} thread(s) each, {args.steps} timed steps, batch 32")
+    if args.markdown:
+        print("| model | params travelling / total | .tflite | bytes per update (f32) | LiteRT ms/step | "
+              "TF ms/step | LiteRT / TF | parity max diff |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name, p, t, size, upd, lite, tfs, diff, ok in rows:
+            print(f"| {name} | {p:,} / {t:,} | {size / 1024:,.0f} KiB | {upd:,} ({100 * upd / (4 * t):.1f}%) | "
+                  f"{lite * 1e3:.2f} | {tfs * 1e3:.2f} | {lite / tfs:.2f} | {diff:.1e}{'' if ok else ' FAIL'} |")
+        return
+    print(f"{'model':<26} {'travel/total':>17} {'tflite KiB':>10} {'update B':>9} {'LiteRT ms':>9} "
+          f"{'TF ms':>7} {'ratio':>6} {'parity':>8}")
+    for name, p, t, size, upd, lite, tfs, diff, ok in rows:
+        print(f"{name:<26} {p:>8,}/{t:<8,} {size / 1024:>10,.0f} {upd:>9,} {lite * 1e3:>9.2f} {tfs * 1e3:>7.2f} "
+              f"{lite / tfs:>6.2f} {diff:>8.1e}{'' if ok else ' FAIL'}")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,10 @@ def conv2d_filter_gradient(x, dy, kernel_hw, strides, dilations, pads):
     xp = xp[:, : (ho - 1) * sh + (kh - 1) * dh + 1, : (wo - 1) * sw + (kw - 1) * dw + 1, :]
     images = tf.transpose(xp, [3, 1, 2, 0])  # [cin, H, W, n]
     filters = tf.transpose(dy, [1, 2, 0, 3])  # [ho, wo, n, cout]
-    if (dh, dw) == (1, 1):
+    # Measured in LiteRT (bench/export_bench.py, emnist_cnn): the single CONV_2D wins when
+    # few input channels make its output tiny (1 channel: 0.8 vs 4.0 ms for the taps); with
+    # 8+ channels and unit strides (contiguous slices) kh*kw matmuls win (1.4 vs 2.4 ms).
+    if (dh, dw) == (1, 1) and (cin < 8 or (sh, sw) != (1, 1)):
         out = tf.nn.conv2d(images, filters, strides=1, padding="VALID", dilations=[sh, sw])
         return tf.transpose(out, [1, 2, 0, 3])  # [kh, kw, cin, cout]
     taps = [

@@ -27,13 +27,27 @@ def zero_insert(t, strides: tuple[int, int]):
     return t
 
 
+def window_taps(x, window: tuple[int, int], out: tuple[int, int]) -> list[list]:
+    """Non-overlapping windows (stride == window, no padding): taps[i][j] is element (i, j)
+    of every window, [n, ho, wo, c]. RESHAPE + UNPACK + SPLIT move contiguous blocks,
+    several times faster in TFLite than stride-kh STRIDED_SLICEs."""
+    kh, kw = window
+    ho, wo = out
+    n, _, _, c = x.shape
+    x = x[:, : ho * kh, : wo * kw, :]
+    rows = tf.unstack(tf.reshape(x, [n * ho, kh, wo, kw * c]), axis=1)
+    return [[tf.reshape(t, [n, ho, wo, c]) for t in tf.split(row, kw, axis=-1)] for row in rows]
+
+
 def interleave(taps: list[list], size: tuple[int, int]):
-    """Non-overlapping windows (stride == window): tap (i, j) of output (a, b) is input
-    (a*kh + i, b*kw + j), so the taps interleave into the input with PACK + RESHAPE."""
+    """The inverse of `window_taps`: write taps[i][j] back to element (i, j) of each window,
+    zero where no window reaches (the bottom/right remainder of a VALID pooling)."""
     kh, kw = len(taps), len(taps[0])
     n, ho, wo, c = taps[0][0].shape
-    rows = [tf.reshape(tf.stack(row, axis=3), [n, ho, wo * kw, c]) for row in taps]
-    full = tf.reshape(tf.stack(rows, axis=2), [n, ho * kh, wo * kw, c])
+    rows = [tf.concat([tf.reshape(t, [n * ho, wo, c]) for t in row], axis=-1) for row in taps]
+    full = tf.reshape(tf.stack(rows, axis=1), [n, ho * kh, wo * kw, c])
+    if (ho * kh, wo * kw) == tuple(size):
+        return full
     return tf.pad(full, [[0, 0], [0, size[0] - ho * kh], [0, size[1] - wo * kw], [0, 0]])
 
 

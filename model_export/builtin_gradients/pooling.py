@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from model_export.builtin_gradients._attrs import ints, static_shape, text
-from model_export.builtin_gradients.placement import interleave, paddings, place, tap
+from model_export.builtin_gradients.placement import interleave, paddings, place, tap, window_taps
 
 
 def _geometry(op, x):
@@ -31,12 +31,15 @@ def max_pool(op, dy):
     xp = tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]], constant_values=lowest) if pt + pb + pl + pr else x
     size = (h + pt + pb, w + pl + pr)
     out = (y.shape[1], y.shape[2])
+    disjoint = strides == (kh, kw) and pt + pb + pl + pr == 0
+    taps = window_taps(xp, (kh, kw), out) if disjoint else None
     taken = None
     shares = []
     for i in range(kh):
         shares.append([])
         for j in range(kw):
-            hit = tf.cast(tf.equal(tap(xp, i, j, strides, out), y), dy.dtype)
+            window = taps[i][j] if disjoint else tap(xp, i, j, strides, out)
+            hit = tf.cast(tf.equal(window, y), dy.dtype)
             first = hit if taken is None else hit * (1.0 - taken)
             taken = first if taken is None else taken + first
             shares[-1].append(dy * first)
