@@ -61,3 +61,21 @@ def test_the_cli_offers_every_zoo_model():
     from model_export.zoo import ZOO
 
     assert sorted(ZOO_NAMES) == sorted(ZOO)
+
+
+def test_a_model_outside_the_corpus_using_covered_ops_just_exports(tmp_path):
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "resnet.tflite"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    res = subprocess.run([sys.executable, "-m", "fedge", "export", "tests.model_export.unseen_models:tiny_resnet",
+                          "-o", str(out)], capture_output=True, text=True, cwd=root, env=env)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "PASS" in res.stdout and "WARNING" not in res.stdout
+    from protocol.tflite_file import read_manifest
+
+    manifest = read_manifest(out.read_bytes())
+    assert manifest.model_name == "tiny_resnet" and not manifest.requires_flex
+    assert manifest.optimizer["name"] == "adamw" and manifest.optimizer["weight_decay"] == pytest.approx(0.02)
