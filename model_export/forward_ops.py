@@ -43,6 +43,16 @@ def dropout(inputs, rate, noise_shape=None, seed=None):
 
 
 @contextmanager
+def dropout_disabled():
+    """Every Keras dropout (Dropout layers, recurrent cells' masks) is the identity: the
+    Keras side of the parity check."""
+    from keras.src.backend.tensorflow import random as keras_tf_random
+
+    with _patched(keras_tf_random, "dropout", lambda inputs, rate, noise_shape=None, seed=None: inputs):
+        yield
+
+
+@contextmanager
 def _patched(owner, name: str, value):
     original = getattr(owner, name)
     setattr(owner, name, value)

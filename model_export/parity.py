@@ -47,17 +47,14 @@ class ParityReport:
 
 @contextmanager
 def _restored(model):
-    """Train the model itself, then put every variable and dropout rate back."""
+    """Train the model itself without dropout, then put every variable back."""
+    from model_export.forward_ops import dropout_disabled
+
     saved = [np.array(v.numpy()) for v in model.variables]
-    layers = model._flatten_layers(include_self=False, recursive=True)  # noqa: SLF001
-    rates = [(layer, layer.rate) for layer in layers if type(layer).__name__ == "Dropout"]
-    for layer, _ in rates:
-        layer.rate = 0.0
     try:
-        yield
+        with dropout_disabled():
+            yield
     finally:
-        for layer, rate in rates:
-            layer.rate = rate
         for v, value in zip(model.variables, saved):
             v.assign(value)
 

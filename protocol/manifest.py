@@ -36,8 +36,9 @@ class WeightSpec:
     """One model variable that ``get_weights`` returns.
 
     ``key`` is the signature key (``w000``...), ``path`` the Keras variable path.
-    Trainable variables and BatchNormalization moving statistics both travel in an
-    update (moving statistics are averaged like weights); optimizer slots never travel.
+    Trainable variables and the statistics a trainable BatchNormalization updates both
+    travel in an update (moving statistics are averaged like weights); frozen variables
+    (a ``trainable=False`` base) stay in the model file and optimizer slots never travel.
     """
 
     key: str
@@ -57,7 +58,9 @@ class Manifest:
     batch_size: int
     input: TensorSpec
     label: TensorSpec
-    task_kind: str  # "classification" or "regression"
+    # "classification" (int labels), "one_hot_classification", "binary_classification"
+    # (float 0/1 labels), or "regression"
+    task_kind: str
     num_classes: int
     loss: str
     optimizer: dict

@@ -65,7 +65,9 @@ def conv2d(op, dy):
     _check_nhwc(op)
     x, kernel = op.inputs
     x_shape = static_shape(x, "Conv2D input")
-    kh, kw, _, _ = static_shape(kernel, "Conv2D filter")
+    kh, kw, k_in, _ = static_shape(kernel, "Conv2D filter")
+    if k_in != x_shape[-1]:
+        raise NotImplementedError("grouped Conv2D (groups > 1)")
     strides = tuple(ints(op, "strides")[1:3])
     dilations = tuple(ints(op, "dilations")[1:3]) or (1, 1)
     pads = paddings(op, x_shape, (kh, kw), strides, dilations)
