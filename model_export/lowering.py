@@ -5,6 +5,7 @@
 - forward ops with no builtin re-expressed (`forward_ops`: erf/erfc, dropout's mask);
 - recurrent layers unrolled over their static sequence length (a symbolic while loop
   would need TensorList ops, which have no builtin kernels);
+- trainable convolutions as im2col + matmul (`conv_lowering`: LiteRT runs them faster);
 - with ``stochastic=False``, dropout switched off (the parity build).
 
 Everything is put back on exit.
@@ -15,6 +16,7 @@ from __future__ import annotations
 from contextlib import ExitStack, contextmanager
 
 from model_export import forward_ops
+from model_export.conv_lowering import trainable_convolutions_as_matmul
 from model_export.builtin_gradients.registry import builtin_gradients
 
 
@@ -40,4 +42,5 @@ def builtin_lowering(model, stochastic: bool = True):
         stack.enter_context(builtin_gradients())
         stack.enter_context(forward_ops.lowered_forward_ops(stochastic=stochastic))
         stack.enter_context(_unrolled(model))
+        stack.enter_context(trainable_convolutions_as_matmul())
         yield

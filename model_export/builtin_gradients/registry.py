@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from tensorflow.python.framework import ops
 
-from model_export.builtin_gradients import activations, convolution, gather, pooling, slicing
+from model_export.builtin_gradients import activations, convolution, gather, matmul, pooling, slicing
 
 BUILTIN_GRADIENTS = {
     "Relu": activations.relu,
@@ -31,6 +31,7 @@ BUILTIN_GRADIENTS = {
     "MaxPool": pooling.max_pool,
     "AvgPool": pooling.avg_pool,
     "GatherV2": gather.gather_v2,
+    "MatMul": matmul.mat_mul,
     "StridedSlice": slicing.strided_slice,
 }
 
