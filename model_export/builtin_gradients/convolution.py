@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorflow.python.ops import gen_nn_ops
 
 from model_export.builtin_gradients._attrs import ints, static_shape, text
-from model_export.builtin_gradients.placement import paddings, tap, zero_insert
+from model_export.builtin_gradients.placement import StridedTaps, paddings, tap, zero_insert
 
 
 def _check_nhwc(op):
@@ -97,9 +97,9 @@ def depthwise_conv2d(op, dy):
     hp, wp = h + pt + pb, w + pl + pr
 
     # Filter: one multiply-and-sum per tap over the matching strided slice of the input.
-    xp = _pad(x, pads)
+    walker = StridedTaps(_pad(x, pads), strides, (ho, wo))
     dy5 = tf.reshape(dy, [n, ho, wo, c, m])
-    taps = [tf.reduce_sum(tf.expand_dims(tap(xp, i, j, strides, (ho, wo)), -1) * dy5, axis=[0, 1, 2])
+    taps = [tf.reduce_sum(tf.expand_dims(walker.tap(i, j), -1) * dy5, axis=[0, 1, 2])
             for i in range(kh) for j in range(kw)]
     dk = tf.reshape(tf.stack(taps), [kh, kw, c, m])
 

@@ -1,8 +1,9 @@
-"""Put a strided grid of values back where it came from in a (padded) NHWC tensor.
+"""Window taps of NHWC window ops (pooling, depthwise convolution) and the way back.
 
-Pooling and depthwise-convolution gradients read window tap (i, j) of every output
-as a strided slice of the padded input; their gradient writes it back with zero
-insertion (RESHAPE + PAD) and an offset (PAD), all builtins.
+Their gradients read tap (i, j) of every output (a strided slice of the padded input)
+and write each tap's share back. LiteRT copies a stride-s STRIDED_SLICE element by
+element, so taps go through RESHAPE / UNPACK / SPLIT: `window_taps` and `interleave` for
+non-overlapping windows, `phase_split` / `phase_merge` (one per stride phase) otherwise.
 """
 
 from __future__ import annotations
@@ -51,11 +52,78 @@ def interleave(taps: list[list], size: tuple[int, int]):
     return tf.pad(full, [[0, 0], [0, size[0] - ho * kh], [0, size[1] - wo * kw], [0, 0]])
 
 
-def place(t, top: int, left: int, strides: tuple[int, int], size: tuple[int, int]):
-    """Scatter t[:, a, b] to [:, top + a*sh, left + b*sw] of a zero tensor of spatial `size`."""
-    up = zero_insert(t, strides)
-    _, h, w, _ = up.shape
-    return tf.pad(up, [[0, 0], [top, size[0] - top - h], [left, size[1] - left - w], [0, 0]])
+def phase_split(x, strides: tuple[int, int], fill: float = 0.0) -> list[list]:
+    """x[:, a::sh, b::sw, :] for every phase (a, b), by RESHAPE + UNPACK + SPLIT.
+
+    x is first padded (with `fill`) to multiples of the strides, so every phase has
+    ceil(h / sh) x ceil(w / sw) positions. A strided window tap is then a unit-stride
+    slice of one phase, which LiteRT copies by rows instead of element by element.
+    """
+    sh, sw = strides
+    n, h, w, c = x.shape
+    hh, ww = -(-h // sh), -(-w // sw)
+    if (hh * sh, ww * sw) != (h, w):
+        x = tf.pad(x, [[0, 0], [0, hh * sh - h], [0, ww * sw - w], [0, 0]], constant_values=fill)
+    rows = tf.unstack(tf.reshape(x, [n * hh, sh, ww, sw * c]), axis=1)
+    return [[tf.reshape(t, [n, hh, ww, c]) for t in tf.split(row, sw, axis=-1)] for row in rows]
+
+
+def phase_merge(phases: list[list], size: tuple[int, int]):
+    """The inverse of `phase_split`, cropped to `size`."""
+    sh, sw = len(phases), len(phases[0])
+    n, hh, ww, c = phases[0][0].shape
+    rows = [tf.concat([tf.reshape(t, [n * hh, ww, c]) for t in row], axis=-1) for row in phases]
+    full = tf.reshape(tf.stack(rows, axis=1), [n, hh * sh, ww * sw, c])
+    return full[:, : size[0], : size[1], :]
+
+
+class StridedTaps:
+    """The window taps of a strided window op over padded input xp.
+
+    ``tap(i, j)`` is what tap (i, j) of every output reads ([n, ho, wo, c]). With
+    strides > 1 it is a unit-stride slice of one stride phase.
+    """
+
+    def __init__(self, xp, strides: tuple[int, int], out: tuple[int, int], fill: float = 0.0):
+        self.strides, self.out = strides, out
+        self.size = (xp.shape[1], xp.shape[2])
+        self.xp = xp
+        self.phases = None if strides == (1, 1) else phase_split(xp, strides, fill)
+
+    def tap(self, i: int, j: int):
+        ho, wo = self.out
+        if self.phases is None:
+            return self.xp[:, i : i + ho, j : j + wo, :]
+        sh, sw = self.strides
+        p = self.phases[i % sh][j % sw]
+        return p[:, i // sh : i // sh + ho, j // sw : j // sw + wo, :]
+
+    def scatter(self, shares: dict):
+        return scatter_taps(shares, self.strides, self.out, self.size)
+
+
+def scatter_taps(shares: dict, strides: tuple[int, int], out: tuple[int, int], size: tuple[int, int]):
+    """Sum {(i, j): share of tap (i, j)} back into a zero tensor of spatial `size`:
+    a PAD per tap at the phase resolution, one `phase_merge` at full resolution."""
+    ho, wo = out
+    if strides == (1, 1):
+        total = None
+        for (i, j), share in shares.items():
+            part = tf.pad(share, [[0, 0], [i, size[0] - i - ho], [j, size[1] - j - wo], [0, 0]])
+            total = part if total is None else total + part
+        return total
+    sh, sw = strides
+    first = shares[next(iter(shares))]
+    n, c = first.shape[0], first.shape[-1]
+    hh, ww = -(-size[0] // sh), -(-size[1] // sw)
+    grids = [[None] * sw for _ in range(sh)]
+    for (i, j), share in shares.items():
+        top, left = i // sh, j // sw
+        part = tf.pad(share, [[0, 0], [top, hh - top - ho], [left, ww - left - wo], [0, 0]])
+        g = grids[i % sh][j % sw]
+        grids[i % sh][j % sw] = part if g is None else g + part
+    zeros = tf.zeros([n, hh, ww, c], first.dtype)
+    return phase_merge([[g if g is not None else zeros for g in row] for row in grids], size)
 
 
 def tap(xp, top: int, left: int, strides: tuple[int, int], out: tuple[int, int]):

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from model_export.builtin_gradients._attrs import ints, static_shape, text
-from model_export.builtin_gradients.placement import interleave, paddings, place, tap, window_taps
+from model_export.builtin_gradients.placement import StridedTaps, interleave, paddings, scatter_taps, window_taps
 
 
 def _geometry(op, x):
@@ -32,31 +32,26 @@ def max_pool(op, dy):
     size = (h + pt + pb, w + pl + pr)
     out = (y.shape[1], y.shape[2])
     disjoint = strides == (kh, kw) and pt + pb + pl + pr == 0
-    taps = window_taps(xp, (kh, kw), out) if disjoint else None
+    if disjoint:
+        taps = window_taps(xp, (kh, kw), out)
+        window = lambda i, j: taps[i][j]  # noqa: E731
+    else:
+        walker = StridedTaps(xp, strides, out, fill=lowest)
+        window = walker.tap
     taken = None
-    shares = []
+    shares = {}
     for i in range(kh):
-        shares.append([])
         for j in range(kw):
-            window = taps[i][j] if disjoint else tap(xp, i, j, strides, out)
-            hit = tf.cast(tf.equal(window, y), dy.dtype)
+            hit = tf.cast(tf.equal(window(i, j), y), dy.dtype)
             first = hit if taken is None else hit * (1.0 - taken)
             taken = first if taken is None else taken + first
-            shares[-1].append(dy * first)
-    return [_scatter(shares, strides, size)[:, pt : pt + h, pl : pl + w, :]]
+            shares[i, j] = dy * first
+    dxp = interleave(_grid(shares, kh, kw), size) if disjoint else walker.scatter(shares)
+    return [dxp[:, pt : pt + h, pl : pl + w, :]]
 
 
-def _scatter(shares: list[list], strides: tuple[int, int], size: tuple[int, int]):
-    """Sum every tap's share back into the padded input."""
-    kh, kw = len(shares), len(shares[0])
-    if strides == (kh, kw):
-        return interleave(shares, size)
-    total = None
-    for i in range(kh):
-        for j in range(kw):
-            part = place(shares[i][j], i, j, strides, size)
-            total = part if total is None else total + part
-    return total
+def _grid(shares: dict, kh: int, kw: int) -> list[list]:
+    return [[shares[i, j] for j in range(kw)] for i in range(kh)]
 
 
 def avg_pool(op, dy):
@@ -69,5 +64,9 @@ def avg_pool(op, dy):
     real[pt : pt + h, pl : pl + w] = 1.0
     counts = np.array([[real[a * sh : a * sh + kh, b * sw : b * sw + kw].sum() for b in range(wo)] for a in range(ho)])
     share = dy / tf.constant(counts.reshape(1, ho, wo, 1), dy.dtype)
-    shares = [[share] * kw for _ in range(kh)]
-    return [_scatter(shares, (sh, sw), size)[:, pt : pt + h, pl : pl + w, :]]
+    shares = {(i, j): share for i in range(kh) for j in range(kw)}
+    if (sh, sw) == (kh, kw) and pt + pb + pl + pr == 0:
+        dxp = interleave(_grid(shares, kh, kw), size)
+    else:
+        dxp = scatter_taps(shares, (sh, sw), (ho, wo), size)
+    return [dxp[:, pt : pt + h, pl : pl + w, :]]
