@@ -9,7 +9,8 @@ pass follows by autodiff (the slices scatter back with PAD, `builtin_gradients.s
 
 Frozen convolutions (``trainable=False``: a frozen base) keep their CONV_2D: their filter
 is a constant the converter folds and XNNPACK runs. Strided, grouped, dilated and
-channels_first convolutions, and thin ones (`MIN_FILTER_ROWS`), keep theirs too.
+channels_first convolutions, and thin ones (`MIN_FILTER_ROWS`), keep theirs too, as does
+Conv1D (Keras's Conv1D.call does not go through ``convolution_op``).
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ MIN_FILTER_ROWS = 32
 
 
 def _lowerable(layer, x) -> bool:
-    rows = layer.kernel.shape[0] * (layer.kernel.shape[1] if layer.rank == 2 else 1) * x.shape[-1]
+    rows = layer.kernel.shape[0] * layer.kernel.shape[1] * x.shape[-1] if layer.rank == 2 else 0
     # Strided convolutions keep CONV_2D: their taps would be stride-s slices, which LiteRT
     # copies element by element, and whose gradient is a scatter.
-    return (layer.rank in (1, 2) and layer.trainable and rows >= MIN_FILTER_ROWS
+    return (layer.rank == 2 and layer.trainable and rows >= MIN_FILTER_ROWS
             and all(s == 1 for s in layer.strides)
             and layer.data_format == "channels_last"
             and all(d == 1 for d in layer.dilation_rate) and getattr(layer, "groups", 1) == 1
@@ -65,14 +66,6 @@ def _lowered(original):
             return original(self, inputs, kernel)
         k = tf.convert_to_tensor(kernel)
         strides = tuple(self.strides)
-        if self.rank == 1:
-            # Conv1D: one row of a 2-D image; "causal" pads the left only.
-            x, k, strides = tf.expand_dims(x, 1), tf.expand_dims(k, 0), (1, strides[0])
-            if self.padding == "causal":
-                pads = ((0, 0), (k.shape[1] - 1, 0))
-            else:
-                pads = _pads(self.padding, (1, x.shape[2]), (1, k.shape[1]), strides)
-            return tf.squeeze(conv2d_as_matmul(x, k, strides, pads), 1)
         pads = _pads(self.padding, (x.shape[1], x.shape[2]), (k.shape[0], k.shape[1]), strides)
         return conv2d_as_matmul(x, k, strides, pads)
 
