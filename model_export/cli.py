@@ -57,8 +57,12 @@ def run(args: argparse.Namespace) -> int:
         result = export_model(model, name=args.zoo or None, batch_size=args.batch_size,
                               allow_flex=args.allow_flex, parity_steps=args.parity_steps, tolerance=args.tolerance)
     m = result.manifest
-    print(f"model {m.model_name}: {m.num_parameters:,} parameters in {len(m.weights)} tensors, "
+    print(f"model {m.model_name}: {m.num_parameters:,} parameters in {len(m.weights)} tensors travel in updates, "
           f"batch {m.batch_size}, loss {m.loss}, optimizer {m.optimizer['name']}")
+    frozen = result.model_parameters - m.num_parameters
+    if frozen > 0:
+        print(f"  {frozen:,} frozen parameters stay in the file and never travel "
+              f"(an update is {m.num_parameters / result.model_parameters:.1%} of the model)")
     if m.requires_flex:
         print(f"WARNING: needs Flex ops {', '.join(m.flex_ops)}: the stock LiteRT runtime cannot train it")
     if result.parity is not None:

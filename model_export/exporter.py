@@ -34,6 +34,7 @@ class ExportResult:
     tflite: bytes
     manifest: Manifest
     parity: ParityReport | None
+    model_parameters: int = 0  # every variable of the model, frozen ones included
 
 
 def _signature_table(graph: TrainingGraph) -> dict:
@@ -116,4 +117,5 @@ def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH
             det = TrainingGraph(model, batch_size=batch_size, stochastic=False)
             parity_bytes, _ = convert_module(det, traced_signatures(det, layers), layers=layers)
         report = run_parity(model, parity_bytes, manifest, steps=parity_steps, tolerance=tolerance)
-    return ExportResult(tflite, manifest, report)
+    total = sum(int(np.prod(v.shape)) for v in model.weights)
+    return ExportResult(tflite, manifest, report, total)
