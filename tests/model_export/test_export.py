@@ -117,6 +117,22 @@ def test_an_op_without_a_builtin_kernel_fails_naming_the_op_and_its_layer():
     assert "--allow-flex" in message and "\n" not in message
 
 
+def test_allow_flex_exports_and_the_manifest_names_the_flex_ops():
+    import keras
+
+    from device_runtime.litert_model import LocalModel
+    from protocol.errors import ProtocolError
+
+    model = keras.Sequential([keras.Input((6,)), keras.layers.GaussianNoise(0.1, name="noise"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    result = export_model(model, allow_flex=True, parity_steps=0)
+    assert result.manifest.requires_flex and "StatelessRandomNormalV2" in result.manifest.flex_ops
+    # A device with the stock runtime refuses it up front, naming the ops.
+    with pytest.raises(ProtocolError, match="StatelessRandomNormalV2"):
+        LocalModel(result.tflite)
+
+
 class _ColumnPicker:
     """A custom layer gathering columns of its weight (axis 1: no builtin gradient covers it)."""
 
