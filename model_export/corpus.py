@@ -31,6 +31,14 @@ def _seed() -> None:
     keras.utils.set_random_seed(0)
 
 
+def _sequential(name: str, stack: list, optimizer, loss) -> keras.Model:
+    """A seeded, compiled Sequential model."""
+    _seed()
+    model = keras.Sequential(stack, name=name)
+    model.compile(optimizer=optimizer, loss=loss)
+    return model
+
+
 def two_branch_mlp() -> keras.Model:
     _seed()
     x = keras.Input((20,))
@@ -80,22 +88,18 @@ def residual_depthwise() -> keras.Model:
 
 
 def separable_cnn() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("separable_cnn", [
         keras.Input((16, 16, 3)),
         layers.SeparableConv2D(8, 3, padding="same", activation="relu"),
         layers.MaxPooling2D(3, strides=2, padding="same"),
         layers.SeparableConv2D(16, 3, depth_multiplier=2, activation="relu"),
         layers.GlobalMaxPooling2D(),
         layers.Dense(6, activation="softmax"),
-    ], name="separable_cnn")
-    model.compile(optimizer=keras.optimizers.Adagrad(0.05), loss="sparse_categorical_crossentropy")
-    return model
+    ], keras.optimizers.Adagrad(0.05), "sparse_categorical_crossentropy")
 
 
 def conv1d_text() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("conv1d_text", [
         keras.Input((24,), dtype="int32"),
         layers.Embedding(200, 16),
         layers.Conv1D(24, 5, activation="relu"),
@@ -103,57 +107,43 @@ def conv1d_text() -> keras.Model:
         layers.Conv1D(24, 3, padding="same", activation="relu"),
         layers.GlobalMaxPooling1D(),
         layers.Dense(2, activation="softmax"),
-    ], name="conv1d_text")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    return model
+    ], keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
 
 
 def gru_classifier() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("gru_classifier", [
         keras.Input((10,), dtype="int32"),
         layers.Embedding(50, 12),
         layers.GRU(16),
         layers.Dense(4, activation="softmax"),
-    ], name="gru_classifier")
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
-    return model
+    ], keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
 
 
 def bidirectional_lstm() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("bidirectional_lstm", [
         keras.Input((10,), dtype="int32"),
         layers.Embedding(50, 12),
         layers.Bidirectional(layers.LSTM(12, return_sequences=True)),
         layers.GlobalAveragePooling1D(),
         layers.Dense(3, activation="softmax"),
-    ], name="bidirectional_lstm")
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
-    return model
+    ], keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
 
 
 def bidirectional_gru() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("bidirectional_gru", [
         keras.Input((8, 6)),
         layers.Bidirectional(layers.GRU(10)),
         layers.Dense(1),
-    ], name="bidirectional_gru")
-    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
-    return model
+    ], keras.optimizers.SGD(0.01), "mse")
 
 
 def sequence_tagger() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("sequence_tagger", [
         keras.Input((12,), dtype="int32"),
         layers.Embedding(40, 8),
         layers.LSTM(16, return_sequences=True),
         layers.Dense(5, activation="softmax"),
-    ], name="sequence_tagger")
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
-    return model
+    ], keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
 
 
 def layernorm_gelu() -> keras.Model:
@@ -191,15 +181,12 @@ class GatedResidual(layers.Layer):
 
 
 def custom_keras_ops() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("custom_keras_ops", [
         keras.Input((16,)),
         layers.Dense(24, activation="elu"),
         GatedResidual(),
         layers.Dense(3, activation="softmax"),
-    ], name="custom_keras_ops")
-    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.5), loss="sparse_categorical_crossentropy")
-    return model
+    ], keras.optimizers.SGD(0.05, momentum=0.5), "sparse_categorical_crossentropy")
 
 
 def _frozen_base_head(base: keras.Model, name: str, classes: int = 5) -> keras.Model:
@@ -238,66 +225,50 @@ def mobilenet_v2_finetune() -> keras.Model:
 
 
 def huber_regression() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("huber_regression", [
         keras.Input((10,)),
         layers.Dense(32, activation="relu"),
         layers.Dense(16, activation="softplus"),
         layers.Dense(2),
-    ], name="huber_regression")
-    model.compile(optimizer=keras.optimizers.SGD(0.02), loss=keras.losses.Huber(delta=0.5))
-    return model
+    ], keras.optimizers.SGD(0.02), keras.losses.Huber(delta=0.5))
 
 
 def mae_activations() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("mae_activations", [
         keras.Input((12,)),
         layers.Dense(24),
         layers.LeakyReLU(0.1),
         layers.Dense(24, activation="selu"),
         layers.Dense(16, activation="sigmoid"),
         layers.Dense(3),
-    ], name="mae_activations")
-    model.compile(optimizer=keras.optimizers.RMSprop(1e-3, momentum=0.5, centered=True), loss="mae")
-    return model
+    ], keras.optimizers.RMSprop(1e-3, momentum=0.5, centered=True), "mae")
 
 
 def binary_classifier() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("binary_classifier", [
         keras.Input((20,)),
         layers.Dense(16, activation="relu"),
         layers.Dropout(0.3),
         layers.Dense(1, activation="sigmoid"),
-    ], name="binary_classifier")
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
-    return model
+    ], keras.optimizers.Adam(1e-2), "binary_crossentropy")
 
 
 def multilabel_logits() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("multilabel_logits", [
         keras.Input((20,)),
         layers.Dense(16, activation="tanh"),
         layers.Dense(4),
-    ], name="multilabel_logits")
-    model.compile(optimizer=keras.optimizers.Adagrad(0.1),
-                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
-    return model
+    ], keras.optimizers.Adagrad(0.1), keras.losses.BinaryCrossentropy(from_logits=True))
 
 
 def one_hot_classifier() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("one_hot_classifier", [
         keras.Input((8, 8, 1)),
         layers.Conv2D(8, 3, activation="relu"),
         layers.MaxPooling2D(2),
         layers.Flatten(),
         layers.Dense(10, activation="softmax"),
-    ], name="one_hot_classifier")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3, amsgrad=True), loss="categorical_crossentropy")
-    return model
+    ], keras.optimizers.Adam(1e-3, amsgrad=True), "categorical_crossentropy")
 
 
 def shared_layer_siamese() -> keras.Model:
@@ -313,14 +284,11 @@ def shared_layer_siamese() -> keras.Model:
 
 
 def conv_autoencoder() -> keras.Model:
-    _seed()
-    model = keras.Sequential([
+    return _sequential("conv_autoencoder", [
         keras.Input((8, 8, 2)),
         layers.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
         layers.Conv2DTranspose(2, 3, strides=2, padding="same"),
-    ], name="conv_autoencoder")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-    return model
+    ], keras.optimizers.Adam(1e-3), "mse")
 
 
 CORPUS: list[CorpusModel] = [

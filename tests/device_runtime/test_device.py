@@ -33,20 +33,27 @@ async def _wait_until(pred, timeout=10.0):
     raise AssertionError("condition not reached")
 
 
-async def test_device_completes_rounds(live_coordinator, digits_tflite):
-    url = str(live_coordinator.make_url("")).rstrip("/")
-    await create_task(url, digits_tflite, rounds=2)
-    coordinator = live_coordinator.app[COORDINATOR]
+async def run_one_device_to_completion(server, model: bytes, timeout: float = 10.0, **task_config) -> Device:
+    """Create task "t" with `model`, run one device until the task completes; the device."""
+    url = str(server.make_url("")).rstrip("/")
+    await create_task(url, model, **task_config)
+    coordinator = server.app[COORDINATOR]
     trainer = Trainer(1)
     async with aiohttp.ClientSession() as session:
         dev = _device(session, url, trainer)
         await dev.client.register("pop")
         stop = asyncio.Event()
         runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
-        await _wait_until(lambda: coordinator.tasks["t"].state == "completed")
+        await _wait_until(lambda: coordinator.tasks["t"].state == "completed", timeout=timeout)
         stop.set()
         await runner
     trainer.close()
+    return dev
+
+
+async def test_device_completes_rounds(live_coordinator, digits_tflite):
+    dev = await run_one_device_to_completion(live_coordinator, digits_tflite, rounds=2)
+    coordinator = live_coordinator.app[COORDINATOR]
     rounds = coordinator.rounds("t")
     assert [r["state"] for r in rounds] == ["committed", "committed"]
     assert dev.stats.uploads == 2 and rounds[0]["examples"] == len(dev.data.x_train)

@@ -1,17 +1,13 @@
 """A frozen base under a trainable head: devices and coordinator run it unchanged, and an
 update carries the head only."""
 
-import asyncio
-
-import aiohttp
 import numpy as np
 import pytest
 
 from coordinator.app import COORDINATOR
 from device_runtime.litert_model import LocalModel
-from device_runtime.trainer import Trainer
-from tests.device_runtime.conftest import create_task, digits_shard
-from tests.device_runtime.test_device import _device, _wait_until
+from tests.device_runtime.conftest import digits_shard
+from tests.device_runtime.test_device import run_one_device_to_completion
 
 pytestmark = pytest.mark.slow
 
@@ -50,19 +46,8 @@ def test_the_local_model_trains_the_head_and_nothing_else(frozen_base_tflite):
 
 
 async def test_a_round_with_a_frozen_base_uploads_the_head_only(live_coordinator, frozen_base_tflite):
-    url = str(live_coordinator.make_url("")).rstrip("/")
-    await create_task(url, frozen_base_tflite, rounds=2, codec="f32")
+    dev = await run_one_device_to_completion(live_coordinator, frozen_base_tflite, timeout=30, rounds=2, codec="f32")
     coordinator = live_coordinator.app[COORDINATOR]
-    trainer = Trainer(1)
-    async with aiohttp.ClientSession() as session:
-        dev = _device(session, url, trainer)
-        await dev.client.register("pop")
-        stop = asyncio.Event()
-        runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
-        await _wait_until(lambda: coordinator.tasks["t"].state == "completed", timeout=30)
-        stop.set()
-        await runner
-    trainer.close()
     assert [r["state"] for r in coordinator.rounds("t")] == ["committed", "committed"]
     assert dev.stats.uploads == 2
     assert dev.stats.float32_bytes == 2 * 4 * HEAD_PARAMS
