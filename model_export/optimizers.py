@@ -113,56 +113,60 @@ class OptimizerState(tf.Module):
         self.step.assign(0.0)
 
     def apply(self, grads, lr) -> None:
+        # Each new value is assigned and then used as the tensor just computed, not read
+        # back: in LiteRT every READ_VARIABLE is a copy of the whole variable.
         o = self.spec
-        self.step.assign_add(1.0)
+        step = self.step.read_value() + 1.0
+        self.step.assign(step)
         if o.name in ("adam", "adamw"):
-            alpha = lr * tf.sqrt(1.0 - tf.pow(o.beta_2, self.step)) / (1.0 - tf.pow(o.beta_1, self.step))
+            alpha = lr * tf.sqrt(1.0 - tf.pow(o.beta_2, step)) / (1.0 - tf.pow(o.beta_1, step))
         for var, slots, g, decays in zip(self.targets, self.slots, grads, self.decays):
             if g is None:
                 continue
+            value = var.read_value()
             if decays:
-                var.assign(var - var * o.weight_decay * lr)
+                value = value - value * o.weight_decay * lr
             if o.name == "sgd":
-                self._sgd(var, slots, g, lr)
+                value = self._sgd(value, slots, g, lr)
             elif o.name in ("adam", "adamw"):
-                m, v = slots["m"], slots["v"]
-                m.assign_add((g - m) * (1.0 - o.beta_1))
-                v.assign_add((g * g - v) * (1.0 - o.beta_2))
-                second = v
-                if o.amsgrad:
-                    slots["v_hat"].assign(tf.maximum(slots["v_hat"], v))
-                    second = slots["v_hat"]
-                var.assign_sub(m * alpha / (tf.sqrt(second) + o.epsilon))
+                value = self._adam(value, slots, g, alpha)
             elif o.name == "rmsprop":
-                self._rmsprop(var, slots, g, lr)
+                value = self._rmsprop(value, slots, g, lr)
             else:
-                acc = slots["accumulator"]
-                acc.assign_add(g * g)
-                var.assign_sub(lr * g / tf.sqrt(acc + o.epsilon))
+                acc = _updated(slots["accumulator"], slots["accumulator"] + g * g)
+                value = value - lr * g / tf.sqrt(acc + o.epsilon)
+            var.assign(value)
 
-    def _sgd(self, var, slots, g, lr):
+    def _sgd(self, value, slots, g, lr):
         o = self.spec
         if not o.momentum:
-            var.assign_sub(g * lr)
-            return
-        m = slots["momentum"]
-        m.assign(m * o.momentum - g * lr)
-        var.assign_add(m * o.momentum - g * lr if o.nesterov else m)
+            return value - g * lr
+        m = _updated(slots["momentum"], slots["momentum"] * o.momentum - g * lr)
+        return value + (m * o.momentum - g * lr if o.nesterov else m)
 
-    def _rmsprop(self, var, slots, g, lr):
+    def _adam(self, value, slots, g, alpha):
         o = self.spec
-        velocity = slots["velocity"]
-        velocity.assign(o.rho * velocity + (1.0 - o.rho) * g * g)
+        m = _updated(slots["m"], slots["m"] + (g - slots["m"]) * (1.0 - o.beta_1))
+        v = _updated(slots["v"], slots["v"] + (g * g - slots["v"]) * (1.0 - o.beta_2))
+        if o.amsgrad:
+            v = _updated(slots["v_hat"], tf.maximum(slots["v_hat"], v))
+        return value - m * alpha / (tf.sqrt(v) + o.epsilon)
+
+    def _rmsprop(self, value, slots, g, lr):
+        o = self.spec
+        velocity = _updated(slots["velocity"], o.rho * slots["velocity"] + (1.0 - o.rho) * g * g)
         if o.centered:
-            avg = slots["average_gradient"]
-            avg.assign(o.rho * avg + (1.0 - o.rho) * g)
+            avg = _updated(slots["average_gradient"], o.rho * slots["average_gradient"] + (1.0 - o.rho) * g)
             denominator = velocity - tf.square(avg) + o.epsilon
         else:
             denominator = velocity + o.epsilon
         increment = lr * g / tf.sqrt(denominator)
         if o.momentum:
-            mom = slots["momentum"]
-            mom.assign(o.momentum * mom + increment)
-            var.assign_sub(mom)
-        else:
-            var.assign_sub(increment)
+            return value - _updated(slots["momentum"], o.momentum * slots["momentum"] + increment)
+        return value - increment
+
+
+def _updated(slot: tf.Variable, value):
+    """Assign `value` to `slot` and return it (the tensor, not a re-read of the slot)."""
+    slot.assign(value)
+    return value
