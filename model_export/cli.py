@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 ZOO_NAMES = ("digits_mlp", "synthetic_mlp", "emnist_cnn", "next_token_lstm")  # model_export.zoo.ZOO, without keras
@@ -54,8 +55,14 @@ def run(args: argparse.Namespace) -> int:
         from model_export.loading import load_model
 
         model = load_model(args.model, args.zoo)
+        started = time.monotonic()
+
+        def progress(stage: str) -> None:
+            print(f"[{time.monotonic() - started:5.1f}s] {stage}...", flush=True)
+
         result = export_model(model, name=args.zoo or None, batch_size=args.batch_size,
-                              allow_flex=args.allow_flex, parity_steps=args.parity_steps, tolerance=args.tolerance)
+                              allow_flex=args.allow_flex, parity_steps=args.parity_steps, tolerance=args.tolerance,
+                              progress=progress)
     m = result.manifest
     print(f"model {m.model_name}: {m.num_parameters:,} parameters in {len(m.weights)} tensors travel in updates, "
           f"batch {m.batch_size}, loss {m.loss}, optimizer {m.optimizer['name']}")

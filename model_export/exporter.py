@@ -95,14 +95,22 @@ def _has_stochastic_layers(model) -> bool:
                for layer in model._flatten_layers(include_self=False, recursive=True))  # noqa: SLF001
 
 
+def _silent(stage: str) -> None:
+    pass
+
+
 def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  allow_flex: bool = False, parity_steps: int = 3,
-                 tolerance: float = DEFAULT_TOLERANCE) -> ExportResult:
+                 tolerance: float = DEFAULT_TOLERANCE, progress=_silent) -> ExportResult:
+    """`progress(stage)` is called as each stage starts (a large model takes tens of seconds)."""
     if batch_size < 1:
         raise ExportError("--batch-size must be >= 1")
+    progress("tracing the train step from the model's call")
     graph = TrainingGraph(model, batch_size=batch_size, stochastic=True)
     layers = layers_by_name(model)
-    raw, flex_ops = convert_module(graph, traced_signatures(graph, layers), allow_flex=allow_flex, layers=layers)
+    signatures = traced_signatures(graph, layers)
+    progress("converting to TFLite builtin ops")
+    raw, flex_ops = convert_module(graph, signatures, allow_flex=allow_flex, layers=layers)
     options = {"batch_size": batch_size, "allow_flex": allow_flex, "parity_steps": parity_steps,
                "tolerance": tolerance}
     manifest = build_manifest(graph, name or model.name, hashlib.sha256(raw).hexdigest(), flex_ops, options)
@@ -114,8 +122,10 @@ def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH
         parity_bytes = tflite
         if _has_stochastic_layers(model):
             # Same graph without dropout noise, so both sides are deterministic.
+            progress("building a dropout-free copy for the parity check")
             det = TrainingGraph(model, batch_size=batch_size, stochastic=False)
             parity_bytes, _ = convert_module(det, traced_signatures(det, layers), layers=layers)
+        progress(f"parity: {parity_steps} training steps in LiteRT and in Keras")
         report = run_parity(model, parity_bytes, manifest, steps=parity_steps, tolerance=tolerance)
     total = sum(int(np.prod(v.shape)) for v in model.weights)
     return ExportResult(tflite, manifest, report, total)
