@@ -52,7 +52,8 @@ def _lowerable(layer, x) -> bool:
     rows = layer.kernel.shape[0] * layer.kernel.shape[1] * x.shape[-1] if layer.rank == 2 else 0
     # Strided convolutions keep CONV_2D: their taps would be stride-s slices, which LiteRT
     # copies element by element, and whose gradient is a scatter.
-    return (layer.rank == 2 and layer.trainable and rows >= MIN_FILTER_ROWS
+    pointwise = layer.rank == 2 and tuple(layer.kernel.shape[:2]) == (1, 1)  # no im2col: a reshape
+    return (layer.rank == 2 and layer.trainable and (rows >= MIN_FILTER_ROWS or pointwise)
             and all(s == 1 for s in layer.strides)
             and layer.data_format == "channels_last"
             and all(d == 1 for d in layer.dilation_rate) and getattr(layer, "groups", 1) == 1

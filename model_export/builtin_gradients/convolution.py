@@ -71,6 +71,13 @@ def conv2d(op, dy):
     strides = tuple(ints(op, "strides")[1:3])
     dilations = tuple(ints(op, "dilations")[1:3]) or (1, 1)
     pads = paddings(op, x_shape, (kh, kw), strides, dilations)
+    dk = conv2d_filter_gradient(x, dy, (kh, kw), strides, dilations, pads)
+    if (kh, kw) == (1, 1) and strides == (1, 1):
+        # Pointwise: the input gradient is dy @ K^T, a BATCH_MATMUL (TRANSPOSE_CONV is slower).
+        n, h, w, cin = x_shape
+        cout = dy.shape[-1]
+        flat = tf.linalg.matmul(tf.reshape(dy, [1, n * h * w, cout]), tf.reshape(kernel, [1, cin, cout]), adjoint_b=True)
+        return [tf.reshape(flat, x_shape), dk]
     # The input gradient is Conv2DBackpropInput, which the converter lowers to TRANSPOSE_CONV.
     dx = gen_nn_ops.conv2d_backprop_input(
         input_sizes=tf.constant(x_shape, tf.int32), filter=kernel, out_backprop=dy,
@@ -78,7 +85,6 @@ def conv2d(op, dy):
         explicit_paddings=op.get_attr("explicit_paddings"), data_format="NHWC",
         dilations=op.get_attr("dilations"),
     )
-    dk = conv2d_filter_gradient(x, dy, (kh, kw), strides, dilations, pads)
     return [dx, dk]
 
 

@@ -50,7 +50,7 @@ def test_activations(fn):
 
 @pytest.mark.parametrize("padding, stride, size, kernel", [
     ("SAME", 1, 9, 3), ("VALID", 1, 9, 3), ("SAME", 2, 9, 3), ("VALID", 2, 8, 3), ("SAME", 2, 8, 1),
-    ("VALID", 3, 11, 5), ("SAME", 2, 10, 4),
+    ("VALID", 3, 11, 5), ("SAME", 2, 10, 4), ("VALID", 1, 6, 1),
 ])
 def test_conv2d(padding, stride, size, kernel):
     x, k = _normal(2, size, size, 3), _normal(kernel, kernel, 3, 4)
