@@ -90,9 +90,13 @@ def traced_signatures(graph: TrainingGraph, layers: dict) -> dict:
         raise ExportError(f"TensorFlow has no gradient for {found.group(2)}{where}") from None
 
 
+_DROPOUT_RATES = ("rate", "dropout", "recurrent_dropout")  # Dropout layers, recurrent layers and cells
+
+
 def _has_stochastic_layers(model) -> bool:
-    return any(float(getattr(layer, "rate", 0.0) or 0.0) > 0 or float(getattr(layer, "dropout", 0.0) or 0.0) > 0
-               for layer in model._flatten_layers(include_self=False, recursive=True))  # noqa: SLF001
+    return any(float(getattr(layer, attr, 0.0) or 0.0) > 0
+               for layer in model._flatten_layers(include_self=False, recursive=True)  # noqa: SLF001
+               for attr in _DROPOUT_RATES)
 
 
 def _silent(stage: str) -> None:

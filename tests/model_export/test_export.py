@@ -175,3 +175,14 @@ def test_uncompiled_and_unsupported_optimizer_are_clear():
     model.compile(optimizer="sgd", loss="poisson")
     with pytest.raises(ExportError, match="poisson"):
         export_model(model)
+
+
+def test_recurrent_dropout_alone_gets_the_dropout_free_parity_build():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4, recurrent_dropout=0.3),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    result = export_model(model, batch_size=8)
+    assert result.parity.passed, result.parity.render()
