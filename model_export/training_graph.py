@@ -118,7 +118,8 @@ class TrainingGraph(tf.Module):
         # every call, and resizing a rank-0 input crashed ai-edge-litert 2.3 on aarch64
         # (emulated Pi, SIGSEGV in ResizeInputTensor). A rank-1 input avoids that path.
         lr = tf.TensorSpec([1], tf.float32, name="learning_rate")
-        wspecs = [tf.TensorSpec(v.variable.shape, tf.float32, name=weight_key(i)) for i, v in enumerate(self.model_vars)]
+        wspecs = [tf.TensorSpec(v.variable.shape, tf.float32, name=weight_key(i))
+                  for i, v in enumerate(self.model_vars)]
         # No autograph: the signatures have no Python control flow on tensors, and an error
         # raised while tracing then reaches the exporter as itself, not as a StagingError.
         with builtin_lowering(self._keras.model, stochastic=self.stochastic):

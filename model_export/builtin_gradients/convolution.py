@@ -76,7 +76,8 @@ def conv2d(op, dy):
         # Pointwise: the input gradient is dy @ K^T, a BATCH_MATMUL (TRANSPOSE_CONV is slower).
         n, h, w, cin = x_shape
         cout = dy.shape[-1]
-        flat = tf.linalg.matmul(tf.reshape(dy, [1, n * h * w, cout]), tf.reshape(kernel, [1, cin, cout]), adjoint_b=True)
+        flat = tf.linalg.matmul(tf.reshape(dy, [1, n * h * w, cout]), tf.reshape(kernel, [1, cin, cout]),
+                                adjoint_b=True)
         return [tf.reshape(flat, x_shape), dk]
     # The input gradient is Conv2DBackpropInput, which the converter lowers to TRANSPOSE_CONV.
     dx = gen_nn_ops.conv2d_backprop_input(
