@@ -48,6 +48,11 @@ def _static(shape, what: str) -> tuple[int, ...]:
 class TrainingGraph(tf.Module):
     def __init__(self, model, batch_size: int, stochastic: bool = True):
         super().__init__(name="fedge")
+        if getattr(model, "inputs", None) is None or getattr(model, "outputs", None) is None:
+            raise ExportError(
+                f"{type(model).__name__} has no symbolic inputs (a subclassed keras.Model): wrap it as "
+                "keras.Model(inp := keras.Input(shape), YourModel()(inp)) so the export knows its input shape"
+            )
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise ExportError(
                 f"the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; fedge export needs "

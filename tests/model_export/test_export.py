@@ -186,3 +186,30 @@ def test_recurrent_dropout_alone_gets_the_dropout_free_parity_build():
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     result = export_model(model, batch_size=8)
     assert result.parity.passed, result.parity.render()
+
+
+def test_a_subclassed_model_gets_a_clear_error_and_exports_once_wrapped():
+    import keras
+
+    from model_export.errors import ExportError
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(8, activation="relu")
+            self.out = keras.layers.Dense(3, activation="softmax")
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    net = Net()
+    net(keras.ops.zeros((1, 4)))
+    net.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ExportError, match="subclassed keras.Model"):
+        export_model(net)
+    inp = keras.Input((4,))
+    wrapped = keras.Model(inp, net(inp))
+    wrapped.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    result = export_model(wrapped, batch_size=8)
+    assert result.parity.passed, result.parity.render()
+    assert len(result.manifest.weights) == 4  # the subclassed model's own variables travel
