@@ -81,8 +81,8 @@ def main() -> None:
     selected = [m for m in _models() if not args.only or m[0] in args.only]
     for name, factory, tolerance in tqdm(selected, desc="export + time", unit="model", leave=False):
         model = factory()
-        total = sum(int(np.prod(v.shape)) for v in model.weights)
         result = export_model(model, name=name, parity_steps=3, tolerance=tolerance)
+        total = result.model_parameters
         m = result.manifest
         x, y = next(random_batches(m, 1, vocab=vocab_size(model)))
         w = np.ones(m.batch_size, np.float32)

@@ -13,8 +13,9 @@ from model_export.builtin_gradients.registry import UnsupportedGradient
 from model_export.convert import convert_module
 from model_export.embed import embed_metadata
 from model_export.errors import ExportError
-from model_export.op_origin import layer_of, layers_by_name
+from model_export.op_origin import layers_by_name, origin_suffix
 from model_export.parity import DEFAULT_TOLERANCE, ParityReport, run_parity
+from model_export.sublayers import sublayers
 from model_export.training_graph import TrainingGraph
 from protocol import codec
 from protocol.manifest import (
@@ -77,16 +78,14 @@ def traced_signatures(graph: TrainingGraph, layers: dict) -> dict:
     try:
         return graph.concrete_signatures()
     except UnsupportedGradient as exc:
-        layer = layer_of(exc.tensor, layers)
-        where = f" (layer '{layer.name}', {type(layer).__name__})" if layer is not None else ""
+        where = origin_suffix(exc.tensor, layers)
         raise ExportError(f"no builtin gradient for {exc.op_type}{where}: {exc.reason} is not supported") from None
     except LookupError as exc:  # TensorFlow: "No gradient defined for operation 'x' (op type: Y)"
         text = str(exc).strip().splitlines()[0]
         found = re.search(r"operation '([^']+)' \(op type: ([A-Za-z0-9_]+)\)", text)
         if not found:
             raise ExportError(f"tracing the train step failed: {text}") from None
-        layer = layer_of(found.group(1), layers)
-        where = f" (layer '{layer.name}', {type(layer).__name__})" if layer is not None else ""
+        where = origin_suffix(found.group(1), layers)
         raise ExportError(f"TensorFlow has no gradient for {found.group(2)}{where}") from None
 
 
@@ -95,7 +94,7 @@ _DROPOUT_RATES = ("rate", "dropout", "recurrent_dropout")  # Dropout layers, rec
 
 def _has_stochastic_layers(model) -> bool:
     return any(float(getattr(layer, attr, 0.0) or 0.0) > 0
-               for layer in model._flatten_layers(include_self=False, recursive=True)  # noqa: SLF001
+               for layer in sublayers(model)
                for attr in _DROPOUT_RATES)
 
 

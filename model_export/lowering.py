@@ -18,15 +18,12 @@ from contextlib import ExitStack, contextmanager
 from model_export import forward_ops
 from model_export.conv_lowering import trainable_convolutions_as_matmul
 from model_export.builtin_gradients.registry import builtin_gradients
-
-
-def _sublayers(model):
-    return model._flatten_layers(include_self=False, recursive=True)  # noqa: SLF001 - Keras has no public walk
+from model_export.sublayers import sublayers
 
 
 @contextmanager
 def _unrolled(model):
-    changed = [layer for layer in _sublayers(model) if getattr(layer, "unroll", True) is False]
+    changed = [layer for layer in sublayers(model) if getattr(layer, "unroll", True) is False]
     for layer in changed:
         layer.unroll = True
     try:

@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import re
 
+from model_export.sublayers import sublayers
+
 _SUFFIX = re.compile(r"_\d+$")
 # The converter's error locations: fused["OpType:", "scope/of/the/op@__inference_..."]
 _LOCATION = re.compile(r'fused\["([A-Za-z0-9_]+):", "([^"@]+)@')
 
 
 def layers_by_name(model) -> dict:
-    return {layer.name: layer for layer in model._flatten_layers(include_self=False, recursive=True)}  # noqa: SLF001
+    return {layer.name: layer for layer in sublayers(model)}
+
+
+def layer_text(layer) -> str:
+    return f"layer '{layer.name}', {type(layer).__name__}"
+
+
+def origin_suffix(op_name: str, layers: dict) -> str:
+    """`` (layer 'conv2d', Conv2D)`` for the layer `op_name` came from, or nothing."""
+    layer = layer_of(op_name, layers)
+    return f" ({layer_text(layer)})" if layer is not None else ""
 
 
 def layer_of(op_name: str, layers: dict):
@@ -41,7 +53,7 @@ def describe(op_type: str, op_names: list[str], layers: dict) -> str:
     for name in op_names:
         layer = layer_of(name, layers)
         if layer is not None:
-            text = f"layer '{layer.name}', {type(layer).__name__}"
+            text = layer_text(layer)
             if text not in named:
                 named.append(text)
     return f"{op_type} ({'; '.join(named)})" if named else op_type

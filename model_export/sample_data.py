@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from model_export.sublayers import sublayers
 from protocol.manifest import Manifest
 
 
 def vocab_size(model) -> int | None:
-    for layer in model._flatten_layers(include_self=False, recursive=True):  # noqa: SLF001
+    for layer in sublayers(model):
         if layer.__class__.__name__ == "Embedding":
             return int(layer.input_dim)
     return None

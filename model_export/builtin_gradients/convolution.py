@@ -16,6 +16,7 @@ import tensorflow as tf
 from tensorflow.python.ops import gen_nn_ops
 
 from model_export.builtin_gradients._attrs import ints, static_shape, text
+from model_export.builtin_gradients.matmul import batch_matmul
 from model_export.builtin_gradients.placement import StridedTaps, paddings, tap, zero_insert
 
 
@@ -76,8 +77,7 @@ def conv2d(op, dy):
         # Pointwise: the input gradient is dy @ K^T, a BATCH_MATMUL (TRANSPOSE_CONV is slower).
         n, h, w, cin = x_shape
         cout = dy.shape[-1]
-        flat = tf.linalg.matmul(tf.reshape(dy, [1, n * h * w, cout]), tf.reshape(kernel, [1, cin, cout]),
-                                adjoint_b=True)
+        flat = batch_matmul(tf.reshape(dy, [n * h * w, cout]), tf.reshape(kernel, [cin, cout]), False, True)
         return [tf.reshape(flat, x_shape), dk]
     # The input gradient is Conv2DBackpropInput, which the converter lowers to TRANSPOSE_CONV.
     dx = gen_nn_ops.conv2d_backprop_input(

@@ -12,7 +12,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def _bmm(x, y, adjoint_x: bool, adjoint_y: bool):
+def batch_matmul(x, y, adjoint_x: bool, adjoint_y: bool):
+    """x @ y of two 2-D tensors as a rank-3 BATCH_MATMUL, which the converter leaves alone."""
     out = tf.linalg.matmul(tf.expand_dims(x, 0), tf.expand_dims(y, 0), adjoint_a=adjoint_x, adjoint_b=adjoint_y)
     return tf.squeeze(out, 0)
 
@@ -21,9 +22,9 @@ def mat_mul(op, grad):
     a, b = op.inputs
     ta, tb = bool(op.get_attr("transpose_a")), bool(op.get_attr("transpose_b"))
     if not ta and not tb:
-        return [_bmm(grad, b, False, True), _bmm(a, grad, True, False)]
+        return [batch_matmul(grad, b, False, True), batch_matmul(a, grad, True, False)]
     if not ta and tb:
-        return [_bmm(grad, b, False, False), _bmm(grad, a, True, False)]
+        return [batch_matmul(grad, b, False, False), batch_matmul(grad, a, True, False)]
     if ta and not tb:
-        return [_bmm(b, grad, False, True), _bmm(a, grad, False, False)]
-    return [_bmm(b, grad, True, True), _bmm(grad, a, True, True)]
+        return [batch_matmul(b, grad, False, True), batch_matmul(a, grad, False, False)]
+    return [batch_matmul(b, grad, True, True), batch_matmul(grad, a, True, True)]
