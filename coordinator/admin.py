@@ -14,7 +14,7 @@ import secrets
 import numpy as np
 
 from coordinator import errors as E
-from coordinator.gateway import hash_token
+from coordinator.tokens import hash_token
 from coordinator.records import PopulationRecord, TaskRecord
 from coordinator.task_config import TaskConfig
 from protocol import codec

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from coordinator import errors as E
 from coordinator.pace import jittered, retry_window, round_period
 from coordinator.records import AssignmentRecord, DeviceRecord, RoundRecord, UpdateRecord
+from coordinator.tokens import hash_token
 from protocol import codec, dp
 from protocol.errors import ProtocolError
 from protocol.secagg import ring
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedge.coordinator")
 PACE_INPUTS_TTL_S = 1.0
 PERIOD_ROUNDS = 6  # the round period is the median gap between the last openings
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def is_loopback(address: str) -> bool:
@@ -72,6 +69,8 @@ class DeviceGateway:
     def authenticate(self, authorization: str | None) -> DeviceRecord:
         if not authorization or not authorization.startswith("Bearer "):
             raise E.Unauthorized("missing device token (Authorization: Bearer <token>)")
+        if not authorization.isascii():  # every token we issue is ASCII; never let other bytes reach the store
+            raise E.Unauthorized("invalid device token")
         device_id, _, token = authorization[7:].strip().partition(".")
         device = self._device(device_id)
         # Compare even for an unknown id, so timing does not reveal which ids exist.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 
 from aiohttp import web
 
@@ -15,6 +14,7 @@ from coordinator.keys import ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CH
 from coordinator.openapi import OPENAPI
 from coordinator.status_page import OPERATOR_PAGE, STATIC_DIR
 from coordinator.task_config import MAX_ROUNDS
+from coordinator.tokens import tokens_equal
 from protocol import strict_json
 from protocol.errors import ProtocolError
 from protocol.messages import CheckinRequest, PopulationRequest, RegisterRequest, UploadMeta
@@ -73,7 +73,7 @@ def coordinator(request: web.Request):
 def require_admin(request: web.Request) -> None:
     expected = request.app[ADMIN_TOKEN]
     given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+    if not tokens_equal(given, f"Bearer {expected}"):
         raise E.Unauthorized("admin token required (Authorization: Bearer <admin token>)")
 
 

@@ -291,6 +291,75 @@ def conv_autoencoder() -> keras.Model:
     ], keras.optimizers.Adam(1e-3), "mse")
 
 
+def dilated_cnn() -> keras.Model:
+    return _sequential("dilated_cnn", [
+        keras.Input((12, 12, 2)),
+        layers.Conv2D(6, 3, dilation_rate=2, padding="same", activation="relu"),
+        layers.Conv2D(4, 3, dilation_rate=(2, 1), activation="relu"),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(3, activation="softmax"),
+    ], keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+
+
+def mobile_block_adam() -> keras.Model:
+    """The block that first failed parity on an AMD machine (Adam 1e-3 stepping a
+    rounding-level gradient by a full step; see model_export.parity)."""
+    _seed()
+    x = keras.Input((16, 16, 3))
+    h = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)
+    h = layers.ReLU(6.0)(layers.BatchNormalization()(h))
+    y = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(h)
+    y = layers.ReLU(6.0)(layers.BatchNormalization()(y))
+    y = layers.BatchNormalization()(layers.Conv2D(8, 1, use_bias=False)(y))
+    h = layers.AveragePooling2D(2)(layers.Add()([h, y]))
+    out = layers.Dense(4, activation="softmax")(layers.Flatten()(h))
+    model = keras.Model(x, out, name="mobile_block_adam")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    return model
+
+
+class _PositionEmbedding(layers.Layer):
+    """A private helper class: Keras names it `__position_embedding`, which TensorFlow's
+    SavedModel writer refuses as a scope (model_export.convert.scope_safe_variable_names)."""
+
+    def build(self, input_shape):
+        self.positions = self.add_weight(shape=tuple(input_shape[1:]), initializer="random_normal")
+
+    def call(self, x):
+        return x + self.positions
+
+
+def position_embedding_attention() -> keras.Model:
+    _seed()
+    x = keras.Input((8,), dtype="int32")
+    h = _PositionEmbedding()(layers.Embedding(20, 16)(x))
+    h = layers.MultiHeadAttention(num_heads=2, key_dim=8)(h, h)
+    out = layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(h))
+    model = keras.Model(x, out, name="position_embedding_attention")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    return model
+
+
+class _LayerScale(layers.Layer):
+    def build(self, input_shape):
+        self.gamma = self.add_weight(shape=(input_shape[-1],), initializer=keras.initializers.Constant(0.1))
+
+    def call(self, x):
+        return x * self.gamma
+
+
+def convnext_layer_scale() -> keras.Model:
+    _seed()
+    x = keras.Input((8, 8, 8))
+    y = layers.LayerNormalization()(layers.DepthwiseConv2D(3, padding="same")(x))
+    y = layers.Dense(8)(layers.Dense(16, activation="gelu")(y))
+    h = layers.Add()([x, _LayerScale()(y)])
+    out = layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(x, out, name="convnext_layer_scale")
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
+    return model
+
+
 CORPUS: list[CorpusModel] = [
     CorpusModel("two_branch_mlp", two_branch_mlp, "functional branches, Concatenate, SGD Nesterov"),
     CorpusModel("conv_bn_gap", conv_bn_gap, "Conv2D + BatchNormalization + GlobalAveragePooling2D"),
@@ -317,4 +386,11 @@ CORPUS: list[CorpusModel] = [
     CorpusModel("one_hot_classifier", one_hot_classifier, "categorical cross-entropy (one-hot); Adam amsgrad"),
     CorpusModel("shared_layer_siamese", shared_layer_siamese, "a nested model applied twice (shared weights), Lambda"),
     CorpusModel("conv_autoencoder", conv_autoencoder, "Conv2DTranspose autoencoder, MSE"),
+    CorpusModel("dilated_cnn", dilated_cnn, "dilated Conv2D (rates 2 and (2, 1))"),
+    CorpusModel("mobile_block_adam", mobile_block_adam,
+                "strided Conv2D + BatchNormalization + ReLU6, depthwise residual block, AveragePooling2D; Adam"),
+    CorpusModel("position_embedding_attention", position_embedding_attention,
+                "a private custom layer (class _PositionEmbedding) before MultiHeadAttention"),
+    CorpusModel("convnext_layer_scale", convnext_layer_scale,
+                "ConvNeXt-style block with a private per-channel scale (class _LayerScale); AdamW"),
 ]

@@ -5,6 +5,14 @@ compiled loss, a fresh copy of its optimizer) with TensorFlow's own gradients; e
 variable is put back afterwards. Passing means every step's loss and every travelling
 weight agree within ``tolerance`` (absolute, scaled by 1 + |value| for losses).
 Dropout is switched off on both sides (a deterministic build of the same graph).
+
+One exception, and only for optimizers that divide by a running gradient scale (Adam,
+AdamW, non-centered RMSprop): a coordinate whose gradient was at rounding level in every
+step (at most ``ROUNDING_LEVEL`` of its tensor's largest) may differ by up to the
+optimizer's largest possible step. Such an optimizer moves a coordinate by about its
+learning rate whatever the gradient's size, so two float32 kernels that round a
+near-zero gradient to different signs part by a full step; the loss, and every
+coordinate with a real gradient, must still agree within ``tolerance``.
 """
 
 from __future__ import annotations
@@ -18,14 +26,22 @@ from model_export.sample_data import random_batches, vocab_size
 from protocol.manifest import Manifest
 
 DEFAULT_TOLERANCE = 1e-4
+# A gradient this small against its tensor's largest is float32 rounding noise of a sum
+# that cancels (a BatchNormalization beta, a channel no example activates).
+ROUNDING_LEVEL = 1e-3
 
 
 @dataclass
 class ParityReport:
     litert_losses: list[float]
     keras_losses: list[float]
-    max_weight_diff: float
+    max_weight_diff: float  # over the coordinates the tolerance judges
     tolerance: float
+    # Coordinates with a rounding-level gradient under a scale-normalizing optimizer (see
+    # the module doc): how many exceeded the tolerance, their largest difference, the bound.
+    excused: int = 0
+    max_excused_diff: float = 0.0
+    excused_bound: float = 0.0
 
     @property
     def max_loss_diff(self) -> float:
@@ -33,7 +49,8 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return self.max_loss_diff <= self.tolerance and self.max_weight_diff <= self.tolerance
+        return (self.max_loss_diff <= self.tolerance and self.max_weight_diff <= self.tolerance
+                and self.max_excused_diff <= self.excused_bound)
 
     def render(self) -> str:
         lines = ["parity: LiteRT train signature vs a Keras train step, same initial weights",
@@ -42,7 +59,58 @@ class ParityReport:
             lines.append(f"{i:>4}  {a:>12.6f}  {b:>12.6f}  {abs(a - b):>9.2e}")
         lines.append(f"max |weight diff| after {len(self.litert_losses)} steps: {self.max_weight_diff:.2e} "
                      f"(tolerance {self.tolerance:.0e})  ->  {'PASS' if self.passed else 'FAIL'}")
+        if self.excused:
+            lines.append(f"  {self.excused} coordinate(s) with a rounding-level gradient differ by up to "
+                         f"{self.max_excused_diff:.2e} (the optimizer's largest step: {self.excused_bound:.2e})")
         return "\n".join(lines)
+
+
+def max_normalized_step(spec: dict, steps: int) -> float | None:
+    """The largest distance `steps` updates of a scale-normalizing optimizer can move one
+    coordinate, whatever its gradients; None for optimizers that do not normalize (SGD,
+    Adagrad: a tiny gradient gives a tiny step) or whose step is unbounded (centered RMSprop).
+    """
+    name, lr = spec["name"], float(spec["learning_rate"])
+    total = 0.0
+    if name in ("adam", "adamw"):
+        b1, b2 = float(spec["beta_1"]), float(spec["beta_2"])
+        for t in range(1, steps + 1):
+            # |m_hat| / sqrt(v_hat) <= sqrt(sum a_i^2 / b_i) by Cauchy-Schwarz, with a_i, b_i the
+            # bias-corrected weights of gradient i in the first and second moments.
+            a = [(1 - b1) * b1 ** (t - i) / (1 - b1 ** t) for i in range(1, t + 1)]
+            b = [(1 - b2) * b2 ** (t - i) / (1 - b2 ** t) for i in range(1, t + 1)]
+            total += lr * float(np.sqrt(sum(ai * ai / bi for ai, bi in zip(a, b))))
+        return total
+    if name == "rmsprop" and not spec.get("centered"):
+        rho, momentum = float(spec["rho"]), float(spec.get("momentum", 0.0))
+        # Each step moves at most lr * |g| / sqrt((1 - rho) g^2); momentum carries earlier steps.
+        velocity = 0.0
+        for _ in range(steps):
+            velocity = momentum * velocity + lr / np.sqrt(1 - rho)
+            total += velocity
+        return float(total)
+    return None
+
+
+def judge_weights(lite: np.ndarray, keras: np.ndarray, grad_peaks: np.ndarray | None, tolerance: float,
+                  step_bound: float | None) -> tuple[float, int, float]:
+    """(largest judged difference, excused coordinates, their largest difference) for one weight.
+
+    `grad_peaks` is the largest |gradient| each coordinate had over the steps on the
+    Keras side (None for a weight without a gradient, e.g. BatchNormalization statistics).
+    A coordinate is excused only under a scale-normalizing optimizer (`step_bound` not None)
+    and only when its gradient stayed at rounding level against its tensor's largest.
+    """
+    diff = np.abs(np.asarray(lite, np.float64) - np.asarray(keras, np.float64))
+    if diff.size == 0:
+        return 0.0, 0, 0.0
+    excusable = np.zeros(diff.shape, bool)
+    if step_bound is not None and grad_peaks is not None and grad_peaks.size:
+        excusable = grad_peaks <= ROUNDING_LEVEL * float(np.max(grad_peaks))
+    excused = excusable & (diff > tolerance)
+    judged = diff[~excused]
+    return (float(judged.max()) if judged.size else 0.0, int(excused.sum()),
+            float(diff[excused].max()) if excused.any() else 0.0)
 
 
 @contextmanager
@@ -59,7 +127,7 @@ def _restored(model):
             v.assign(value)
 
 
-def keras_train_step(model, optimizer, x, y) -> float:
+def keras_train_step(model, optimizer, x, y) -> tuple[float, list]:
     """One Keras training step with dense gradients.
 
     Keras's TF backend hands the optimizer an IndexedSlices gradient for Embedding
@@ -72,9 +140,9 @@ def keras_train_step(model, optimizer, x, y) -> float:
     with tf.GradientTape() as tape:
         out = model(x, training=True)
         loss = model.compute_loss(x=x, y=y, y_pred=out)
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply([tf.convert_to_tensor(g) for g in grads], model.trainable_variables)
-    return float(loss)
+    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables)]
+    optimizer.apply(grads, model.trainable_variables)
+    return float(loss), [g.numpy() for g in grads]
 
 
 def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
@@ -87,12 +155,21 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
     lr = np.full(1, manifest.optimizer["learning_rate"], np.float32)
     ones = np.ones(manifest.batch_size, np.float32)
     lite_losses, keras_losses = [], []
+    peaks: dict[str, np.ndarray] = {}  # path -> largest |gradient| per coordinate over the steps
     with _restored(model):
         optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
+        paths = [v.path for v in model.trainable_variables]
         for x, y in random_batches(manifest, steps, seed=seed, vocab=vocab_size(model)):
             lite_losses.append(float(train(x=x, y=y, sample_weight=ones, learning_rate=lr)["loss"]))
-            keras_losses.append(keras_train_step(model, optimizer, x, y))
+            loss, grads = keras_train_step(model, optimizer, x, y)
+            keras_losses.append(loss)
+            for path, g in zip(paths, grads):
+                peaks[path] = np.maximum(peaks.get(path, 0.0), np.abs(g))
         keras_values = {v.path: np.asarray(v.numpy()) for v in model.variables}
     lite = get_weights()
-    diffs = [float(np.max(np.abs(lite[w.key] - keras_values[w.path]))) if w.size else 0.0 for w in manifest.weights]
-    return ParityReport(lite_losses, keras_losses, max(diffs, default=0.0), tolerance)
+    bound = max_normalized_step(manifest.optimizer, len(lite_losses))
+    judged = [judge_weights(lite[w.key], keras_values[w.path], peaks.get(w.path), tolerance, bound)
+              for w in manifest.weights]
+    return ParityReport(lite_losses, keras_losses, max((j[0] for j in judged), default=0.0), tolerance,
+                        excused=sum(j[1] for j in judged), max_excused_diff=max((j[2] for j in judged), default=0.0),
+                        excused_bound=bound or 0.0)

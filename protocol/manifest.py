@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from protocol import strict_json
 from protocol.errors import ProtocolError
 
 MANIFEST_FORMAT = 1
@@ -86,10 +87,12 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Manifest":
+        # A manifest arrives inside an uploaded model file: the same strict parser as every
+        # device message (bounded nesting and integers, finite numbers), never plain json.
         try:
-            raw = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ProtocolError(f"manifest is not valid JSON: {exc}", "bad_manifest") from exc
+            raw = strict_json.loads(text)
+        except ProtocolError as exc:
+            raise ProtocolError(f"manifest is not valid JSON: {exc}", "bad_manifest") from None
         return cls.from_dict(raw)
 
     @classmethod
@@ -111,11 +114,11 @@ class Manifest:
             )
             manifest = cls(
                 model_name=str(raw["model_name"]),
-                batch_size=int(raw["batch_size"]),
+                batch_size=_count(raw["batch_size"], "batch_size"),
                 input=_tensor_spec(raw["input"]),
                 label=_tensor_spec(raw["label"]),
                 task_kind=str(raw["task_kind"]),
-                num_classes=int(raw["num_classes"]),
+                num_classes=_count(raw["num_classes"], "num_classes"),
                 loss=str(raw["loss"]),
                 optimizer=dict(raw["optimizer"]),
                 weights=weights,
@@ -138,11 +141,22 @@ class Manifest:
         return manifest
 
 
+MAX_COUNT = 2**31 - 1  # a dimension, class count or batch size TFLite can represent (int32)
+
+
+def _count(value, what: str) -> int:
+    """A non-negative integer that fits TFLite's int32: JSON's 1e400 or 2**80 is refused here."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_COUNT \
+            or int(value) != value:
+        raise ProtocolError(f"manifest {what} must be an integer in [0, {MAX_COUNT}], got {str(value)[:32]}",
+                            "bad_manifest")
+    return int(value)
+
+
 def _shape(value) -> tuple[int, ...]:
-    shape = tuple(int(d) for d in value)
-    if any(d < 0 for d in shape):
-        raise ProtocolError(f"negative dimension in shape {shape}", "bad_manifest")
-    return shape
+    if not isinstance(value, (list, tuple)):
+        raise ProtocolError("manifest shape must be a list of integers", "bad_manifest")
+    return tuple(_count(d, "dimension") for d in value)
 
 
 def _dtype(value) -> str:

@@ -5,6 +5,12 @@ import pytest
 from tests.missing_tool import skip_or_fail
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow turns its oneDNN kernels on by default only on some CPUs (some Intel ones, and
+# some AMD ones with AVX-512); its plain kernels lack some ops (dilated Conv2DBackpropInput)
+# and round differently. The suite always runs the plain ones, the set every CPU has, so a
+# result here does not depend on the CPU's vendor. Set before anything imports TensorFlow;
+# subprocesses the tests start inherit it.
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -62,6 +62,27 @@ def conv2d_filter_gradient(x, dy, kernel_hw, strides, dilations, pads):
     return tf.reshape(tf.stack(taps), [kh, kw, cin, cout])
 
 
+def dilate_kernel(kernel, dilations: tuple[int, int]):
+    """[kh, kw, ci, co] -> [(kh-1)*dh+1, (kw-1)*dw+1, ci, co] with zeros between the taps.
+
+    A convolution with dilation d equals one with the dilated kernel and dilation 1, the
+    form every TensorFlow CPU kernel and TRANSPOSE_CONV support (TensorFlow's plain
+    Conv2DBackpropInput refuses dilations > 1 where oneDNN is off, e.g. by default on AMD).
+    Rank-3/4 RESHAPE, PAD and slices only.
+    """
+    dh, dw = dilations
+    kh, kw, ci, co = (int(d) for d in kernel.shape)
+    k = kernel
+    if dh > 1:
+        k = tf.pad(tf.reshape(k, [kh, 1, kw * ci * co]), [[0, 0], [0, dh - 1], [0, 0]])
+        k = tf.reshape(k, [kh * dh, kw, ci, co])[: (kh - 1) * dh + 1]
+    eh = int(k.shape[0])
+    if dw > 1:
+        k = tf.pad(tf.reshape(k, [eh, kw, 1, ci * co]), [[0, 0], [0, 0], [0, dw - 1], [0, 0]])
+        k = tf.reshape(k, [eh, kw * dw, ci, co])[:, : (kw - 1) * dw + 1]
+    return k
+
+
 def conv2d(op, dy):
     _check_nhwc(op)
     x, kernel = op.inputs
@@ -79,12 +100,12 @@ def conv2d(op, dy):
         cout = dy.shape[-1]
         flat = batch_matmul(tf.reshape(dy, [n * h * w, cout]), tf.reshape(kernel, [cin, cout]), False, True)
         return [tf.reshape(flat, x_shape), dk]
-    # The input gradient is Conv2DBackpropInput, which the converter lowers to TRANSPOSE_CONV.
+    # The input gradient is Conv2DBackpropInput, which the converter lowers to TRANSPOSE_CONV
+    # (no dilation there: a dilated kernel instead; SAME pads by the same effective size).
     dx = gen_nn_ops.conv2d_backprop_input(
-        input_sizes=tf.constant(x_shape, tf.int32), filter=kernel, out_backprop=dy,
+        input_sizes=tf.constant(x_shape, tf.int32), filter=dilate_kernel(kernel, dilations), out_backprop=dy,
         strides=op.get_attr("strides"), padding=op.get_attr("padding"),
         explicit_paddings=op.get_attr("explicit_paddings"), data_format="NHWC",
-        dilations=op.get_attr("dilations"),
     )
     return [dx, dk]
 

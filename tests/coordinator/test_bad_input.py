@@ -123,3 +123,70 @@ async def test_checkin_rate_limit(harness, tmp_path):
     device = await harness.register()
     statuses = [(await harness.checkin(device)).status for _ in range(4)]
     assert statuses[:2] == [200, 200] and statuses[-1] == 429
+
+
+async def _raw_request(harness, head: bytes, body: bytes = b"") -> tuple[int, dict]:
+    """An HTTP/1.1 request written byte for byte (aiohttp's client will not send non-UTF-8 headers)."""
+    import asyncio
+
+    server = harness.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(head + b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    status_line, _, rest = raw.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+@pytest.mark.parametrize("header", [b"Authorization: Bearer \xff\xfe\xc3(", b"Authorization: \x80\x81"])
+async def test_non_utf8_admin_token_is_401(harness, header):
+    status, body = await _raw_request(harness, b"GET /v1/admin/tasks HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n")
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+
+
+async def test_non_utf8_device_and_upload_tokens_are_4xx_and_change_nothing(harness):
+    await harness.setup_task(goal_count=2, over_selection=1.0)
+    device = await harness.register()
+    a = (await (await harness.checkin(device)).json())["assignment"]
+    before = _snapshot(harness)
+    path = a["upload_url"].encode()
+    auth = device["Authorization"].encode()
+    body = harness.payload()
+    common = b"Content-Type: application/octet-stream\r\nFedge-Upload: {\"example_count\": 5}\r\nHost: x\r\n"
+    status, _ = await _raw_request(harness, b"POST " + path + b" HTTP/1.1\r\n" + common + b"Authorization: " + auth
+                                   + b"\r\nFedge-Upload-Token: \xff\xfe\x80tok\r\n", body)
+    assert status == 403
+    status, _ = await _raw_request(harness, b"POST " + path + b" HTTP/1.1\r\n" + common
+                                   + b"Authorization: Bearer d-1.\xff\xfe\r\nFedge-Upload-Token: x\r\n", body)
+    assert status == 401
+    status, _ = await _raw_request(harness, b"POST /v1/checkin HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                                   b"\r\nAuthorization: Bearer \xc3\x28.\xa0\xa1\r\n", b'{"state": {}}')
+    assert status == 401
+    assert _snapshot(harness) == before
+
+
+def _model_with_manifest(model: bytes, manifest_text: bytes) -> bytes:
+    from model_export.embed import embed_metadata
+    from protocol.manifest import MANIFEST_METADATA_NAME
+
+    return embed_metadata(model, {MANIFEST_METADATA_NAME: manifest_text})
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda m: "[" * 3000 + "]" * 3000,
+    lambda m: m.replace('"num_classes": 10', '"num_classes": 1e400'),
+    lambda m: m.replace('"num_classes": 10', '"num_classes": 100000000000000000000'),
+    lambda m: m.replace('"batch_size": 32', '"batch_size": 1e300'),
+    lambda m: m.replace('"num_classes": 10', '"num_classes": NaN'),
+    lambda m: m.replace('"num_classes": 10', '"num_classes": "10"'),
+])
+async def test_a_malformed_manifest_inside_a_model_is_400_and_stores_nothing(harness, mutate):
+    text = harness.manifest.to_json()
+    bad = mutate(text)
+    assert bad != text
+    blobs = sorted(p.name for p in harness.coordinator.store.blob_dir.iterdir())
+    resp = await harness.client.post("/v1/admin/models", data=_model_with_manifest(harness.model, bad.encode()),
+                                     headers={**ADMIN, "Content-Type": "application/octet-stream"})
+    await _expect_error(resp, 400, "bad_manifest")
+    assert sorted(p.name for p in harness.coordinator.store.blob_dir.iterdir()) == blobs

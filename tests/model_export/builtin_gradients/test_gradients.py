@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from model_export import forward_ops
+from model_export.builtin_gradients.convolution import dilate_kernel
 from model_export.builtin_gradients.registry import BUILTIN_GRADIENTS, builtin_gradients
 
 RNG = np.random.default_rng(0)
@@ -57,9 +58,31 @@ def test_conv2d(padding, stride, size, kernel):
     _compare(lambda a, b: tf.nn.conv2d(a, b, stride, padding), x, k)
 
 
-def test_conv2d_dilated():
+@pytest.mark.parametrize("padding, dilations", [("SAME", 2), ("VALID", (2, 3)), ("SAME", (1, 2))])
+def test_conv2d_dilated(padding, dilations):
+    """The reference is TensorFlow's gradient of the same convolution written with a
+    zero-dilated kernel: TensorFlow's own dilated Conv2DBackpropInput exists only in its
+    oneDNN kernels, which it turns on for some CPUs and not others (tests run with them
+    off, tests/conftest.py), and a test must not depend on the CPU's vendor."""
     x, k = _normal(2, 9, 9, 2), _normal(3, 3, 2, 3)
-    _compare(lambda a, b: tf.nn.conv2d(a, b, 1, "SAME", dilations=2), x, k)
+    mine = _grads(lambda a, b: tf.nn.conv2d(a, b, 1, padding, dilations=dilations), (x, k), ours=True)
+    theirs = _grads(lambda a, b: tf.nn.conv2d(a, dilate_kernel(b, _pair(dilations)), 1, padding), (x, k), ours=False)
+    for a, b in zip(mine, theirs):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def _pair(d):
+    return (d, d) if isinstance(d, int) else d
+
+
+def test_dilate_kernel_places_taps_d_apart():
+    k = tf.reshape(tf.range(1, 2 * 3 * 1 * 2 + 1, dtype=tf.float32), [2, 3, 1, 2])
+    dilated = dilate_kernel(k, (3, 2)).numpy()
+    assert dilated.shape == (4, 5, 1, 2)
+    np.testing.assert_array_equal(dilated[::3, ::2], k.numpy())
+    mask = np.ones(dilated.shape, bool)
+    mask[::3, ::2] = False
+    assert not dilated[mask].any()
 
 
 @pytest.mark.parametrize("padding, stride, size", [("SAME", 1, 8), ("SAME", 2, 9), ("VALID", 2, 9), ("VALID", 1, 7)])
