@@ -14,6 +14,7 @@ import secrets
 import numpy as np
 
 from coordinator import errors as E
+from coordinator.reducers import peak_bytes
 from coordinator.tokens import hash_token
 from coordinator.records import PopulationRecord, TaskRecord
 from coordinator.task_config import TaskConfig
@@ -79,6 +80,14 @@ class AdminOps:
         manifest = read_manifest(model_bytes)
         if manifest.requires_flex:
             log.warning("task model needs Flex ops %s: devices without Flex will refuse it", manifest.flex_ops)
+        need = peak_bytes(config.aggregator, config.target_selected, manifest.num_parameters)
+        if need > self.max_aggregation_bytes:
+            raise E.BadRequest(
+                f"aggregator '{config.aggregator}' keeps every update of a round: {config.target_selected} reports "
+                f"(goal_count x over_selection) of {manifest.num_parameters:,} parameters need about "
+                f"{need / 2**20:,.0f} MiB at the round's end, over this coordinator's limit of "
+                f"{self.max_aggregation_bytes / 2**20:,.0f} MiB (fedge serve --max-aggregation-mib); "
+                "lower goal_count or over_selection, or use fedavg", "aggregation_too_large")
         initial = self._initial_weights(raw, manifest, model_bytes)
         checkpoint = codec.encode(initial, codec.CodecSpec("f32"), np.random.default_rng(0))
         ck_sha = hashlib.sha256(checkpoint).hexdigest()

@@ -108,7 +108,8 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
     kwargs = {"clock": clock} if clock is not None else {}
     verifier = load_verifier(config.attestation_verifier) if config.attestation_verifier else None
     coordinator = Coordinator(store, pace=pace, metrics=metrics, checkin_rate=config.checkin_rate,
-                              register_rate=config.register_rate, attestation=verifier, **kwargs)
+                              register_rate=config.register_rate, attestation=verifier,
+                              max_aggregation_mib=config.max_aggregation_mib, **kwargs)
     app = web.Application(middlewares=[error_middleware], client_max_size=handlers.MAX_MODEL_BODY)
     app[COORDINATOR] = coordinator
     app[METRICS] = metrics

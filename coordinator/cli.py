@@ -3,7 +3,8 @@
 Settings come from flags and/or a TOML file (--config) whose keys are the long flag
 names with '_' (e.g. db, data_dir, host, port, admin_token, min_retry_s, max_retry_s,
 ineligible_retry_s, checkin_rate, synchronous, tls_cert, tls_key, body_timeout_s,
-max_held_checkins, register_rate, attestation_verifier, status_public). Flags win.
+max_held_checkins, register_rate, attestation_verifier, status_public, max_aggregation_mib).
+Flags win.
 The admin token is --admin-token, else $FEDGE_ADMIN_TOKEN, else a random one that is
 printed and written to DB.admin-token (mode 0600).
 """
@@ -38,6 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default 4096: each held check-in is an open connection)")
     parser.add_argument("--register-rate", type=float,
                         help="device registrations per second per client address; loopback is exempt (default 10)")
+    parser.add_argument("--max-aggregation-mib", type=float,
+                        help="refuse a task whose robust aggregator (trimmed_mean, median, krum) would keep more "
+                             "than this many MiB of updates per round (default 2048)")
     parser.add_argument("--attestation-verifier", metavar="MODULE:FUNCTION",
                         help="verify(population, attestation) -> bool for populations that require attestation")
     parser.add_argument("--status-public", action=argparse.BooleanOptionalAction, default=None,
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                                                 "max_retry_s", "ineligible_retry_s", "checkin_rate", "synchronous",
                                                 "tls_cert",
                                                 "tls_key", "body_timeout_s", "max_held_checkins", "register_rate",
-                                                "attestation_verifier", "status_public")}
+                                                "attestation_verifier", "status_public", "max_aggregation_mib")}
     config = config_from_toml(args.config, **overrides) if args.config else ServeConfig(
         **{k: v for k, v in overrides.items() if v is not None})
     app = create_app(config)

@@ -24,6 +24,10 @@ class ServeConfig:
     max_held_checkins: int = 4096  # long-polling check-ins held at once (each is an open connection)
     register_rate: float = 10.0  # registrations per second per client address (loopback exempt); 0: no limit
     attestation_verifier: str = ""  # MODULE:FUNCTION checking devices' attestation (coordinator.attestation)
+    # A robust aggregator (trimmed_mean, median, krum) keeps every update of a round: a task whose
+    # reducer would need more than this at its peak (reports x model size, estimated by
+    # coordinator.reducers.peak_bytes) is refused at creation.
+    max_aggregation_mib: float = 2048.0
     # The status page and /metrics without the admin token: by default only on a loopback address.
     status_public: bool | None = None
 

@@ -40,6 +40,7 @@ def is_loopback(address: str) -> bool:
         return False  # a unix socket or a name: limited like any remote address
 
 
+NOT_ASSIGNED = "this device holds no assignment for that round (or the upload token is wrong)"
 DEVICE_CACHE_SIZE = 200_000  # ~40 MB of device records
 
 
@@ -167,12 +168,33 @@ class DeviceGateway:
             upload_url=f"{base}/update", report_deadline=float(rnd.report_deadline),
         )
 
-    def upload_limit(self, task_id: str) -> int:
-        task = self._task(task_id)
+    def authorize_blob(self, sha: str, authorization: str | None, is_admin: bool) -> bool:
+        """Blobs are capability URLs (a SHA-256 nobody can guess), except those of a population
+        that requires an enrollment secret or attestation: those need a device token of that
+        population (or the admin token), so a model is not handed to devices it refused."""
+        guarded = self.store.guarded_blob_populations(sha)
+        if guarded and not is_admin and self.authenticate(authorization).population not in guarded:
+            raise E.Forbidden("this blob belongs to another population", "other_population")
+        return bool(guarded)
+
+    def upload_limit(self, device: DeviceRecord, task_id: str) -> int:
+        task = self._device_task(device, task_id)
         if task.config.secagg_on:
             return ring.packed_size(32, ring.padded_length(task.manifest.num_parameters)
                                     + task.config.secagg_extra_slots)
         return task.config.codec_spec().max_payload_bytes(len(task.manifest.weights), task.manifest.num_parameters)
+
+    def _device_task(self, device: DeviceRecord, task_id: str) -> "Task":
+        """The task, for a device of its population; otherwise the same 403 as for a round the
+        device holds no assignment in, so a device cannot probe which task ids exist."""
+        try:
+            task = self._task(task_id)
+        except E.NotFound:
+            task = None
+        if task is None or task.population != device.population:
+            self._reject("not_assigned")
+            raise E.Forbidden(NOT_ASSIGNED)
+        return task
 
     def _assigned(self, device: DeviceRecord, task_id: str, round_num: int,
                   upload_token: str | None) -> RoundRecord:
@@ -181,7 +203,7 @@ class DeviceGateway:
         if assignment is None or not upload_token or not hmac.compare_digest(
                 assignment.token_hash, hash_token(upload_token)):
             self._reject("not_assigned")
-            raise E.Forbidden("this device holds no assignment for that round (or the upload token is wrong)")
+            raise E.Forbidden(NOT_ASSIGNED)
         return self.round_row(task_id, round_num)
 
     def round_row(self, task_id: str, round_num: int) -> RoundRecord | None:
@@ -189,10 +211,11 @@ class DeviceGateway:
 
     def _secagg_round(self, device, task_id: str, round_num: int, upload_token: str | None):
         """(task, round row) of a SecAgg round this device is assigned to; 404 for a plain task."""
-        task = self._task(task_id)
+        task = self._device_task(device, task_id)
+        rnd = self._assigned(device, task_id, round_num, upload_token)
         if not task.config.secagg_on:
             raise E.NotFound(f"task '{task_id}' does not use secure aggregation")
-        return task, self._assigned(device, task_id, round_num, upload_token)
+        return task, rnd
 
     def secagg_message(self, device, task_id: str, round_num: int, upload_token: str | None, phase: str,
                        raw) -> dict:
@@ -215,7 +238,7 @@ class DeviceGateway:
 
     def upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
                body: bytes) -> dict:
-        task = self._task(task_id)
+        task = self._device_task(device, task_id)
         device_id = device.device_id
         rnd = self._assigned(device, task_id, round_num, upload_token)
         digest = hashlib.sha256(body).hexdigest()

@@ -70,10 +70,12 @@ def coordinator(request: web.Request):
     return request.app[COORDINATOR]
 
 
+def is_admin(request: web.Request) -> bool:
+    return tokens_equal(request.headers.get("Authorization", ""), f"Bearer {request.app[ADMIN_TOKEN]}")
+
+
 def require_admin(request: web.Request) -> None:
-    expected = request.app[ADMIN_TOKEN]
-    given = request.headers.get("Authorization", "")
-    if not tokens_equal(given, f"Bearer {expected}"):
+    if not is_admin(request):
         raise E.Unauthorized("admin token required (Authorization: Bearer <admin token>)")
 
 
@@ -172,7 +174,7 @@ async def upload_update(request):
     device = c.authenticate(request.headers.get("Authorization"))
     task_id = request.match_info["task_id"]
     round_num = _int(request.match_info["round"], "round")
-    limit = c.upload_limit(task_id)
+    limit = c.upload_limit(device, task_id)
     try:
         meta = UploadMeta.from_dict(strict_json.loads(request.headers.get("Fedge-Upload", "")))
     except ProtocolError as exc:
@@ -225,8 +227,9 @@ async def get_blob(request):
     path = c.store.blob_path(sha)
     if path is None:
         raise E.NotFound(f"no blob {sha}")
+    guarded = c.authorize_blob(sha, request.headers.get("Authorization"), is_admin(request))
     etag = f'"{sha}"'
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
+    headers = {"ETag": etag, "Cache-Control": f"{'private' if guarded else 'public'}, max-age=31536000, immutable"}
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
     data = path.read_bytes()

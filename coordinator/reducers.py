@@ -30,6 +30,17 @@ ROBUST = ("trimmed_mean", "median", "krum", "multi_krum")
 AGGREGATORS = ("fedavg", *ROBUST)
 
 
+def peak_bytes(aggregator: str, reports: int, parameters: int) -> int:
+    """The memory a round's reducer needs at its peak, for `reports` updates of `parameters`
+    float32 values: the kept rows, their stacked copy and (trimmed mean, median) a sorted
+    copy; Krum adds its n x n float64 distances. FedAvg's running sum: one model."""
+    row = 4 * parameters
+    if aggregator not in ROBUST:
+        return 2 * row
+    copies = 3 if aggregator in ("trimmed_mean", "median") else 2
+    return copies * reports * row + (8 * reports * reports if aggregator in ("krum", "multi_krum") else 0)
+
+
 class NothingToAggregate(ValueError):
     """A round with no update (or only zero weights) has no mean."""
 

@@ -58,7 +58,8 @@ class Task:
 class Coordinator(AdminOps, DeviceGateway, RoundDriver):
     def __init__(self, store: Store, pace: PaceConfig | None = None, metrics=None,
                  clock=time.time, seed: int | None = None, checkin_rate: float = 5.0,
-                 register_rate: float = 10.0, attestation: AttestationVerifier | None = None):
+                 register_rate: float = 10.0, attestation: AttestationVerifier | None = None,
+                 max_aggregation_mib: float = 2048.0):
         self.store = store
         self.pace = pace or PaceConfig()
         self.metrics = metrics
@@ -70,6 +71,7 @@ class Coordinator(AdminOps, DeviceGateway, RoundDriver):
         # Per client address; bursts of 10 s worth, so an app's first start is never refused.
         self.register_limit = TokenBuckets(register_rate, register_rate * 10, "registrations from this address")
         self.attestation = attestation
+        self.max_aggregation_bytes = int(max_aggregation_mib * 2**20)
         self._pace_cache: dict[str, tuple[float, tuple[int, float]]] = {}
         self.activity = CheckinActivity()  # recent check-ins per population, for the operator page
         self._device_cache: dict[str, DeviceRecord] = {}  # see DeviceGateway._device

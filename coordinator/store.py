@@ -64,6 +64,18 @@ class Store:
                                  bool(r["require_attestation"]))
                 for r in self.all("SELECT * FROM populations ORDER BY name")]
 
+    def guarded_blob_populations(self, sha: str) -> set[str]:
+        """Populations that need a device token to download blob `sha` (they require an
+        enrollment secret or attestation, and one of their tasks uses it as its model or a
+        checkpoint). Empty, with one small query, when no population is guarded."""
+        guarded = {p.name for p in self.populations() if p.enrollment_secret_hash or p.require_attestation}
+        if not guarded:
+            return set()
+        rows = self.all("SELECT population FROM tasks WHERE model_sha=? OR checkpoint_sha=? UNION "
+                        "SELECT t.population FROM rounds r JOIN tasks t ON t.task_id = r.task_id "
+                        "WHERE r.checkpoint_sha=?", sha, sha, sha)
+        return guarded & {r["population"] for r in rows}
+
     def count_devices(self, population: str) -> int:
         return self.one("SELECT COUNT(*) AS n FROM devices WHERE population=?", population)["n"]
 

@@ -217,7 +217,9 @@ class Fleet:
         from tqdm import tqdm
 
         eval_model = LocalModel(model_bytes)
-        blobs = CoordinatorClient(self.cfg.coordinator, session, retry_for_s=self.cfg.retry_for_s)
+        # The admin token: a population that requires enrollment or attestation guards its blobs.
+        blobs = CoordinatorClient(self.cfg.coordinator, session, token=self.cfg.admin_token,
+                                  retry_for_s=self.cfg.retry_for_s)
         seen: set[int] = set()
         bar = tqdm(total=rounds, desc="rounds", unit="round", disable=None if self.cfg.progress else True, leave=False)
         last_drop = last_abandon = 0

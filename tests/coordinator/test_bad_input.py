@@ -58,7 +58,12 @@ async def test_upload_malformed_cases_change_nothing(harness):
     await _expect_error(await c.post(a["upload_url"], data=good, headers={**base, "Fedge-Upload-Token": "wrong"}), 403)
     await _expect_error(await c.post(a["upload_url"], data=good, headers={**base, **other}), 403)
     await _expect_error(await c.post("/v1/tasks/t1/rounds/abc/update", data=good, headers=base), 400)
-    await _expect_error(await c.post("/v1/tasks/nope/rounds/1/update", data=good, headers=base), 404)
+    # An unknown task and a task the device holds nothing in answer alike: ids cannot be probed.
+    unknown = await c.post("/v1/tasks/nope/rounds/1/update", data=good, headers=base)
+    not_mine = await c.post("/v1/tasks/t1/rounds/2/update", data=good, headers=base)
+    await _expect_error(unknown, 403)
+    await _expect_error(not_mine, 403)
+    assert (await unknown.json()) == (await not_mine.json())
     await _expect_error(await c.post("/v1/tasks/t1/rounds/7/update", data=good, headers=base), 403)
     assert _snapshot(harness) == before
     assert ("t1", 1) not in harness.coordinator.sums or harness.coordinator.sums[("t1", 1)].count == 0
@@ -190,3 +195,32 @@ async def test_a_malformed_manifest_inside_a_model_is_400_and_stores_nothing(har
                                      headers={**ADMIN, "Content-Type": "application/octet-stream"})
     await _expect_error(resp, 400, "bad_manifest")
     assert sorted(p.name for p in harness.coordinator.store.blob_dir.iterdir()) == blobs
+
+
+@pytest.mark.parametrize("config", [
+    {"aggregator": "krum", "goal_count": 1_000_000},
+    {"aggregator": "median", "goal_count": 100_000, "over_selection": 10},
+    {"aggregator": "trimmed_mean", "goal_count": 200_000},
+])
+async def test_a_robust_aggregator_that_would_exhaust_memory_is_refused_at_creation(harness, config):
+    await harness.setup_task()
+    before = _snapshot(harness)
+    sha = harness.coordinator.tasks["t1"].model_sha
+    resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
+                                     json={"model_sha256": sha, "task_id": "t9", "config": config})
+    await _expect_error(resp, 400, "aggregation_too_large")
+    assert "MiB" in (await resp.json())["error"]["message"]
+    assert _snapshot(harness) == before
+
+
+async def test_a_robust_aggregator_within_the_limit_is_accepted(harness):
+    from coordinator.reducers import peak_bytes
+
+    await harness.setup_task()
+    sha = harness.coordinator.tasks["t1"].model_sha
+    n = harness.manifest.num_parameters
+    assert peak_bytes("krum", 130, n) < harness.coordinator.max_aggregation_bytes
+    resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
+                                     json={"model_sha256": sha, "task_id": "t9",
+                                           "config": {"aggregator": "krum", "goal_count": 100}})
+    assert resp.status == 201, await resp.text()

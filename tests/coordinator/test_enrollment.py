@@ -76,3 +76,28 @@ async def test_status_page_and_metrics_are_restricted_off_loopback(aiohttp_clien
     client = await aiohttp_client(create_app(forced, run_ticker=False))
     assert (await client.get("/metrics")).status == 200
 
+
+
+async def test_a_guarded_population_needs_a_device_token_for_its_blobs(harness):
+    """Blobs are capability URLs, except those of a population with an enrollment secret or
+    attestation: then only its devices (or the admin) download them."""
+    c = harness.client
+    await harness.setup_task()  # population "pop": anyone may register, its blobs are public
+    open_sha = harness.coordinator.tasks["t1"].model_sha
+    assert (await c.get(f"/v1/blobs/{open_sha}")).status == 200
+    await c.post("/v1/admin/populations", headers=ADMIN, json={"name": "p", "enrollment_secret": "s3cret"})
+    # The same file, used by a task of the guarded population, is now guarded too.
+    resp = await c.post("/v1/admin/populations/p/tasks", headers=ADMIN,
+                        json={"model_sha256": open_sha, "task_id": "t2", "config": {"rounds": 2, "goal_count": 2}})
+    assert resp.status == 201, await resp.text()
+    anonymous = await c.get(f"/v1/blobs/{open_sha}")
+    assert anonymous.status == 401
+    outsider = await harness.register()  # a device of the open population
+    resp = await c.get(f"/v1/blobs/{open_sha}", headers=outsider)
+    assert resp.status == 403 and (await resp.json())["error"]["code"] == "other_population"
+    member = await _register(c, enrollment_secret="s3cret")
+    headers = {"Authorization": f"Bearer {(await member.json())['token']}"}
+    resp = await c.get(f"/v1/blobs/{open_sha}", headers=headers)
+    assert resp.status == 200 and await resp.read() == harness.model
+    assert resp.headers["Cache-Control"].startswith("private")
+    assert (await c.get(f"/v1/blobs/{open_sha}", headers=ADMIN)).status == 200
