@@ -13,9 +13,10 @@ from aiohttp import web
 from coordinator import errors as E
 from coordinator import handlers
 from coordinator.attestation import load_verifier
+from coordinator.client_address import parse_networks
 from coordinator.config import ServeConfig
 from coordinator.keys import (ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED, TICKER,
-                              SlotWaiters, Wakeup)
+                              TRUSTED_PROXIES, SlotWaiters, Wakeup)
 from coordinator.metrics import Metrics
 from coordinator.pace import PaceConfig
 from coordinator.service import Coordinator
@@ -114,6 +115,7 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
     app[COORDINATOR] = coordinator
     app[METRICS] = metrics
     app[CONFIG] = config
+    app[TRUSTED_PROXIES] = parse_networks(config.trusted_proxies)
     app[ROUND_OPENED] = SlotWaiters(config.max_held_checkins)
     app[ROUND_CHANGED] = Wakeup()
     coordinator.round_open_listeners.append(

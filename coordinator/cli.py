@@ -3,7 +3,8 @@
 Settings come from flags and/or a TOML file (--config) whose keys are the long flag
 names with '_' (e.g. db, data_dir, host, port, admin_token, min_retry_s, max_retry_s,
 ineligible_retry_s, checkin_rate, synchronous, tls_cert, tls_key, body_timeout_s,
-max_held_checkins, register_rate, attestation_verifier, status_public, max_aggregation_mib).
+max_held_checkins, register_rate, attestation_verifier, status_public, max_aggregation_mib,
+trusted_proxies).
 Flags win.
 The admin token is --admin-token, else $FEDGE_ADMIN_TOKEN, else a random one that is
 printed and written to DB.admin-token (mode 0600).
@@ -45,7 +46,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attestation-verifier", metavar="MODULE:FUNCTION",
                         help="verify(population, attestation) -> bool for populations that require attestation")
     parser.add_argument("--status-public", action=argparse.BooleanOptionalAction, default=None,
-                        help="serve / and /metrics without the admin token (default: only on a loopback --host)")
+                        help="serve / and /metrics without the admin token to everyone (--status-public) or no one "
+                             "(--no-status-public); default: to requests from this host only")
+    parser.add_argument("--trusted-proxy", dest="trusted_proxies", action="append", metavar="ADDRESS_OR_CIDR",
+                        help="a load balancer whose X-Forwarded-For names the real client (repeat for several); "
+                             "without it every client behind a balancer is the balancer")
     parser.add_argument("--access-log", action="store_true",
                         help="log one line per HTTP request (off by default: at 10,000 devices it is noise and CPU)")
     parser.add_argument("--log-level", default="INFO")
@@ -79,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
                                                 "max_retry_s", "ineligible_retry_s", "checkin_rate", "synchronous",
                                                 "tls_cert",
                                                 "tls_key", "body_timeout_s", "max_held_checkins", "register_rate",
-                                                "attestation_verifier", "status_public", "max_aggregation_mib")}
+                                                "attestation_verifier", "status_public", "max_aggregation_mib",
+                                                "trusted_proxies")}
     config = config_from_toml(args.config, **overrides) if args.config else ServeConfig(
         **{k: v for k, v in overrides.items() if v is not None})
     app = create_app(config)

@@ -28,14 +28,18 @@ class ServeConfig:
     # reducer would need more than this at its peak (reports x model size, estimated by
     # coordinator.reducers.peak_bytes) is refused at creation.
     max_aggregation_mib: float = 2048.0
-    # The status page and /metrics without the admin token: by default only on a loopback address.
+    # The status page and /metrics without the admin token: True for everyone, False for no one,
+    # None (default) for requests from this host only (coordinator.client_address decides who that is).
     status_public: bool | None = None
+    # Proxies (addresses or CIDRs) whose X-Forwarded-For names the real client; without them,
+    # every client behind a balancer looks like the balancer.
+    trusted_proxies: tuple[str, ...] = ()
 
-    @property
-    def status_is_public(self) -> bool:
-        if self.status_public is not None:
-            return self.status_public
-        return self.host in ("127.0.0.1", "::1", "localhost")
+    def __post_init__(self):
+        from coordinator.client_address import parse_networks
+
+        object.__setattr__(self, "trusted_proxies", tuple(str(p) for p in self.trusted_proxies))
+        parse_networks(self.trusted_proxies)  # a clear error at start, not at the first request
 
 
 def config_from_toml(path: str, **overrides) -> ServeConfig:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from coordinator import errors as E
+from coordinator.client_address import ClientAddress
 from coordinator.pace import jittered, retry_window, round_period
 from coordinator.records import AssignmentRecord, DeviceRecord, RoundRecord, UpdateRecord
 from coordinator.tokens import hash_token
@@ -33,22 +33,16 @@ PACE_INPUTS_TTL_S = 1.0
 PERIOD_ROUNDS = 6  # the round period is the median gap between the last openings
 
 
-def is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False  # a unix socket or a name: limited like any remote address
-
-
 NOT_ASSIGNED = "this device holds no assignment for that round (or the upload token is wrong)"
 DEVICE_CACHE_SIZE = 200_000  # ~40 MB of device records
 
 
 class DeviceGateway:
-    def register(self, req: RegisterRequest, address: str = "") -> dict:
-        # Emulated fleets register thousands of devices from this host: loopback is not limited.
-        if address and not is_loopback(address):
-            self.register_limit.take(address, self.clock())
+    def register(self, req: RegisterRequest, client: ClientAddress | None = None) -> dict:
+        # Emulated fleets register thousands of devices from this host: local requests are not
+        # limited; every other client address (as a trusted proxy names it) has its own bucket.
+        if client is not None and not client.is_local:
+            self.register_limit.take(client.address or "unknown", self.clock())
         pop = self.store.population(req.population)
         if pop is None:
             raise E.NotFound(f"no population '{req.population}'")

@@ -8,9 +8,11 @@ import functools
 from aiohttp import web
 
 from coordinator import errors as E
+from coordinator.client_address import ClientAddress, client_address
 from coordinator import operator_status
 from coordinator.config import ServeConfig
-from coordinator.keys import ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED
+from coordinator.keys import (ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED,
+                              TRUSTED_PROXIES)
 from coordinator.openapi import OPENAPI
 from coordinator.status_page import OPERATOR_PAGE, STATIC_DIR
 from coordinator.task_config import MAX_ROUNDS
@@ -148,7 +150,7 @@ async def get_global_model(request):
 # -- devices ---------------------------------------------------------------------------
 async def register(request):
     req = RegisterRequest.from_dict(await read_json(request))
-    return json_response(coordinator(request).register(req, request.remote or ""), status=201)
+    return json_response(coordinator(request).register(req, client(request)), status=201)
 
 
 async def checkin(request):
@@ -238,10 +240,16 @@ async def get_blob(request):
 
 
 # -- public ----------------------------------------------------------------------------
+def client(request: web.Request) -> ClientAddress:
+    return client_address(request.remote, request.headers, request.app[TRUSTED_PROXIES])
+
+
 def require_status_access(request: web.Request) -> None:
-    """The status page and /metrics tell how many devices there are and how rounds go: open on a
-    loopback address by default, else behind the admin token (Prometheus sends it as a bearer token)."""
-    if not request.app[CONFIG].status_is_public:
+    """The status page and /metrics tell how many devices there are and how rounds go: open to
+    requests from this host by default (status_public unset), to everyone or no one when set;
+    otherwise behind the admin token (Prometheus sends it as a bearer token)."""
+    public = request.app[CONFIG].status_public
+    if not (public or (public is None and client(request).is_local)):
         require_admin(request)
 
 

@@ -15,6 +15,7 @@ COORDINATOR = web.AppKey("coordinator", Coordinator)
 METRICS = web.AppKey("metrics", Metrics)
 CONFIG = web.AppKey("config", ServeConfig)
 ADMIN_TOKEN = web.AppKey("admin_token", str)
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)  # parsed ServeConfig.trusted_proxies
 TICKER = web.AppKey("ticker", asyncio.Task)
 
 

@@ -67,7 +67,7 @@ async def test_replica_failover_behind_haproxy(haproxy_bin, postgres_server, dig
     loop = asyncio.get_running_loop()
     pg = await loop.run_in_executor(None, LocalPostgres().start)  # its own: this test stops it
     db = pg.create_database("lb")
-    args = ("--data-dir", str(tmp_path / "data"), "--min-retry-s", "0.05", "--max-retry-s", "1",
+    args = ("--data-dir", str(tmp_path / "data"), "--min-retry-s", "0.05", "--max-retry-s", "1", "--trusted-proxy", "127.0.0.1",
             "--ineligible-retry-s", "0.5", "--checkin-rate", "1000")
     replicas = [LocalCoordinator(db, TOKEN, args) for _ in range(2)]
     lb_port = free_port()
@@ -144,3 +144,85 @@ async def test_replica_failover_behind_haproxy(haproxy_bin, postgres_server, dig
         for r in replicas:
             r.stop()
         pg.stop()
+
+
+def _via_proxy_protocol(port: int, source: str, request: bytes) -> int:
+    """One HTTP request to HAProxy as if from `source`: a PROXY protocol v1 line first (what an
+    L4 balancer in front of HAProxy sends), so the test needs no second network address."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"PROXY TCP4 {source} 127.0.0.1 40000 {port}\r\n".encode() + request)
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    return int(raw.split(b" ", 2)[1])
+
+
+def _wait_proxy(port: int, request: bytes, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if _via_proxy_protocol(port, "127.0.0.1", request) == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"HAProxy on port {port} did not come up"
+        time.sleep(0.2)
+
+
+def test_client_addresses_through_haproxy(haproxy_bin, tmp_path):
+    """deploy/haproxy/haproxy.cfg adds X-Forwarded-For; a coordinator started with
+    --trusted-proxy 127.0.0.1 limits registrations per real client and shows its status
+    page only to requests from its own host; one that does not trust the balancer treats
+    every proxied request as remote (the review's finding: 300 of 300 registrations and the
+    operator pages were open through a same-host forwarder)."""
+    trusting = LocalCoordinator(str(tmp_path / "a.db"), TOKEN, ("--register-rate", "1", "--trusted-proxy", "127.0.0.1"))
+    unaware = LocalCoordinator(str(tmp_path / "b.db"), TOKEN, ("--register-rate", "1",))
+    balancers = []
+    try:
+        for c in (trusting, unaware):
+            c.start()
+            urllib.request.urlopen(urllib.request.Request(
+                f"{c.url}/v1/admin/populations", data=b'{"name": "p"}', method="POST",
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}), timeout=10)
+        ports = []
+        for c in (trusting, unaware):
+            port = free_port()
+            # The shipped file, with PROXY protocol accepted on the bind line for this test's client.
+            cfg = tmp_path / f"haproxy-{port}.cfg"
+            cfg.write_text(CONFIG.read_text().replace('bind 127.0.0.1:"${FEDGE_LB_PORT}"',
+                                                      'bind 127.0.0.1:"${FEDGE_LB_PORT}" accept-proxy'))
+            env = {**os.environ, "FEDGE_LB_PORT": str(port), "FEDGE_REPLICA_1": f"127.0.0.1:{c.port}",
+                   "FEDGE_REPLICA_2": f"127.0.0.1:{c.port}"}
+            balancers.append(subprocess.Popen([haproxy_bin, "-db", "-f", str(cfg)], env=env,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            ports.append(port)
+        body = b'{"population": "p"}'
+        register = (b"POST /v1/devices/register HTTP/1.1\r\nHost: lb\r\nContent-Type: application/json\r\n"
+                    b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        status_page = b"GET /v1/status HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
+        healthz = b"GET /healthz HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
+        for port in ports:
+            _wait_proxy(port, healthz)
+
+        # Trusting the balancer: each client has its own bucket (a burst of 10 at 1/s).
+        a = [_via_proxy_protocol(ports[0], "203.0.113.7", register) for _ in range(12)]
+        assert a.count(201) <= 11 and a[-1] == 429, a
+        assert _via_proxy_protocol(ports[0], "203.0.113.8", register) == 201
+        assert _via_proxy_protocol(ports[0], "203.0.113.7", status_page) == 401
+        assert [_via_proxy_protocol(ports[0], "127.0.0.1", register) for _ in range(15)] == [201] * 15
+
+        assert _via_proxy_protocol(ports[0], "127.0.0.1", status_page) == 200
+
+        # Not trusting it: everything through the balancer is remote (and shares one bucket).
+        assert _via_proxy_protocol(ports[1], "127.0.0.1", status_page) == 401
+        b = [_via_proxy_protocol(ports[1], f"203.0.113.{i}", register) for i in range(30)]
+        assert b.count(201) <= 11 and b[-1] == 429, b
+        assert _get(f"{unaware.url}/v1/status")[0] == 200  # direct, from this host: local
+    finally:
+        for p in balancers:
+            p.terminate()
+            p.wait(10)
+        trusting.stop()
+        unaware.stop()
