@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from coordinator.pace import SAFETY
+from coordinator.retention import disk_usage
 from coordinator.store import OPEN_STATES
 
 if TYPE_CHECKING:
@@ -17,11 +18,26 @@ if TYPE_CHECKING:
 HISTORY_ROUNDS = 200  # the page plots the latest rounds; the admin API has them all
 
 
+DISK_TTL_S = 30.0  # walking the data directory is O(files): at most twice a minute
+_disk_cache: dict[int, tuple[float, dict]] = {}
+
+
 def status(c: Coordinator) -> dict:
     now = c.clock()
     return {"now": now,
             "populations": [_population(c, p.name, now) for p in c.store.populations()],
-            "tasks": [_task(c, task, now) for task in c.tasks.values()]}
+            "tasks": [_task(c, task, now) for task in c.tasks.values()],
+            "disk": _disk(c, now)}
+
+
+def _disk(c: Coordinator, now: float) -> dict:
+    """Bytes on disk by kind (coordinator.retention.disk_usage), cached for DISK_TTL_S."""
+    cached = _disk_cache.get(id(c.store))
+    if cached is None or now - cached[0] > DISK_TTL_S or now < cached[0]:
+        db_path = getattr(c.store, "db_path", None)
+        cached = (now, disk_usage(c.store.data_dir, str(db_path) if db_path else None))
+        _disk_cache[id(c.store)] = cached
+    return cached[1]
 
 
 def _population(c: Coordinator, name: str, now: float) -> dict:

@@ -21,6 +21,7 @@ from coordinator import round_engine as engine
 from coordinator.commit import CommitInputs, CommitResult, compute_commit
 from coordinator.privacy import epsilon
 from coordinator.records import RoundRecord
+from coordinator.retention import prune_after_round, remove_empty_dir
 from coordinator.store import OPEN_STATES
 from coordinator.strategies import RoundContext, Strategy, make_strategy
 from protocol import codec
@@ -230,6 +231,7 @@ class RoundDriver:
         if self.metrics is not None:
             self.metrics.round_failed(task.task_id, reason)
         self._discard_updates(task, num)
+        self._prune(task, num)
         self._open_next_round(task, num, self.clock())
 
     def _discard_updates(self, task: Task, num: int) -> None:
@@ -238,6 +240,14 @@ class RoundDriver:
             self.secagg.discard(task, num)
         for upd in self.store.updates(task.task_id, num):
             Path(upd.blob).unlink(missing_ok=True)
+        remove_empty_dir(self.store.update_dir / task.task_id / f"{num:06d}")
+
+    def _prune(self, task: Task, num: int) -> None:
+        """The task's disk retention (coordinator.retention), after round `num` ended."""
+        try:
+            prune_after_round(self.store, task.task_id, task.config, num, lambda n: self._opt_path(task, n))
+        except OSError as exc:  # a full or read-only disk must not stop the rounds
+            log.warning("task %s: retention after round %d failed: %s", task.task_id, num, exc)
 
     def _round_strategy(self, task: Task, num: int) -> tuple[Strategy, float | None]:
         """The round's folded strategy and, with adaptive clipping, the sum of clip bits."""
@@ -347,6 +357,7 @@ class RoundDriver:
         # The next clip takes effect only once the round that chose it is committed (as on a restart).
         task.dp_clip = metrics.get("dp_next_clip", task.dp_clip)
         self._discard_updates(task, num)
+        self._prune(task, num)
         if self.metrics is not None:
             opened_at = self.store.round(task.task_id, num).opened_at
             self.metrics.round_committed(task.task_id, self.clock() - opened_at, self.clock() - started,

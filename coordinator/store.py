@@ -192,6 +192,29 @@ class Store:
             tx.execute("UPDATE tasks SET checkpoint_sha=? WHERE task_id=?", (checkpoint_sha, task_id))
         return True
 
+    # -- retention ---------------------------------------------------------------------------
+    def committed_outside_window(self, task_id: str, keep: int) -> RoundRecord | None:
+        """The committed round that is the (keep + 1)-th newest: the one whose checkpoint has
+        just left the window of the last `keep` when a round commits."""
+        r = self.one("SELECT * FROM rounds WHERE task_id=? AND state='committed' ORDER BY round DESC "
+                     "LIMIT 1 OFFSET ?", task_id, keep)
+        return self._round(r) if r else None
+
+    def blob_referenced(self, sha: str, except_round: tuple[str, int]) -> bool:
+        """Whether anything but round `except_round` still names blob `sha` (a task's model or
+        current checkpoint, another round's checkpoint)."""
+        task_id, num = except_round
+        return self.one("SELECT (SELECT COUNT(*) FROM tasks WHERE model_sha=? OR checkpoint_sha=?) + "
+                        "(SELECT COUNT(*) FROM rounds WHERE checkpoint_sha=? AND NOT (task_id=? AND round=?)) AS n",
+                        sha, sha, sha, task_id, num)["n"] > 0
+
+    def delete_round_details(self, task_id: str, up_to_round: int) -> None:
+        """Assignments, update records and SecAgg messages of rounds <= `up_to_round` (each
+        round keeps its row in `rounds`: its state, counts and metrics are the task's history)."""
+        with self.transaction() as tx:
+            for table in ("assignments", "updates", "secagg_messages", "secagg_shares", "secagg_rounds"):
+                tx.execute(f"DELETE FROM {table} WHERE task_id=? AND round<=?", (task_id, up_to_round))
+
     # -- leases: which coordinator replica drives a task's rounds --------------------------
     def acquire_lease(self, task_id: str, holder: str, now: float, ttl_s: float) -> bool:
         """Take, or renew, the right to drive ``task_id``'s rounds until ``now + ttl_s``;

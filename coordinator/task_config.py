@@ -72,6 +72,12 @@ class TaskConfig:
     krum_byzantine: int = 0  # krum / multi_krum: f, the attackers to tolerate; 0 = the most Krum can, (n - 3) // 2
     krum_select: int = 0  # multi_krum: updates averaged; 0 = n - f
     server_optimizer: ServerOptimizer = field(default_factory=ServerOptimizer)
+    # Disk retention (coordinator.retention): checkpoints of the last N committed rounds and of
+    # every K-th round (0: none) stay downloadable; assignments, update records and SecAgg
+    # messages are kept for the last M rounds (each round's summary row is kept for good).
+    keep_checkpoints: int = 10
+    keep_every: int = 0
+    keep_round_details: int = 100
 
     @property
     def target_selected(self) -> int:
@@ -182,6 +188,9 @@ class TaskConfig:
             krum_byzantine=_num(raw, "krum_byzantine", 0, 0, 1_000_000, int),
             krum_select=_num(raw, "krum_select", 0, 0, 1_000_000, int),
             server_optimizer=so,
+            keep_checkpoints=_num(raw, "keep_checkpoints", 10, 1, MAX_ROUNDS, int),
+            keep_every=_num(raw, "keep_every", 0, 0, MAX_ROUNDS, int),
+            keep_round_details=_num(raw, "keep_round_details", 100, 1, MAX_ROUNDS, int),
         )
         if cfg.secagg_on and cfg.clip_norm <= 0:
             raise BadRequest("secure aggregation needs a bounded contribution: set clip_norm > 0", "clip_required")

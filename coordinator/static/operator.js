@@ -29,6 +29,16 @@ function renderPopulations(populations) {
   }));
 }
 
+const bytes = (n) => (n === null || n === undefined ? "–" : n < 1e6 ? `${(n / 1e3).toFixed(1)} kB`
+  : n < 1e9 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e9).toFixed(2)} GB`);
+
+function renderDisk(disk) {
+  if (!disk) return;
+  const row = document.querySelector("#disk tbody tr");
+  row.replaceChildren(...["total", "blobs", "updates", "server_opt", "database"].map(
+    (k) => el("td", {"data-disk": k}, bytes(disk[k]))));
+}
+
 function bar(value, total) {
   const fill = el("div");
   fill.style.width = `${Math.min(100, total ? (100 * value) / total : 0)}%`;
@@ -120,6 +130,7 @@ async function refresh() {
     if (!response.ok) throw new Error(`GET /v1/status: HTTP ${response.status}`);
     const status = await response.json();
     renderPopulations(status.populations);
+    renderDisk(status.disk);
     if (status.tasks.length) {
       const placeholder = document.querySelector("#tasks > p");
       if (placeholder) placeholder.remove();

@@ -67,8 +67,8 @@ async def test_replica_failover_behind_haproxy(haproxy_bin, postgres_server, dig
     loop = asyncio.get_running_loop()
     pg = await loop.run_in_executor(None, LocalPostgres().start)  # its own: this test stops it
     db = pg.create_database("lb")
-    args = ("--data-dir", str(tmp_path / "data"), "--min-retry-s", "0.05", "--max-retry-s", "1", "--trusted-proxy", "127.0.0.1",
-            "--ineligible-retry-s", "0.5", "--checkin-rate", "1000")
+    args = ("--data-dir", str(tmp_path / "data"), "--min-retry-s", "0.05", "--max-retry-s", "1",
+            "--trusted-proxy", "127.0.0.1", "--ineligible-retry-s", "0.5", "--checkin-rate", "1000")
     replicas = [LocalCoordinator(db, TOKEN, args) for _ in range(2)]
     lb_port = free_port()
     lb_url = f"http://127.0.0.1:{lb_port}"

@@ -85,6 +85,9 @@ async def test_operator_page_follows_a_fleet_live(digits_tflite, tmp_path):
             row = await page.evaluate("""() => [...document.querySelectorAll('#populations tr[data-population="pop"] td')]
                                           .map(td => td.textContent)""")
             assert row[0] == "pop" and row[1] == "20", row  # registered devices
+            disk = await page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#disk td')]
+                                           .map(td => [td.dataset.disk, td.textContent]))""")
+            assert disk["blobs"].endswith(("kB", "MB")) and disk["database"].endswith(("kB", "MB")), disk
             plots = await page.evaluate("document.querySelectorAll('section[data-task=\"live\"] .uplot canvas').length")
             assert plots >= 4, plots  # accuracy/loss, reports, MB, duration
             shot = tmp_path / "operator-page.png"
