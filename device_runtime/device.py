@@ -16,7 +16,7 @@ from device_runtime.client import ApiError, CoordinatorClient, retryable
 from device_runtime.example_store import LocalData
 from device_runtime.secagg_session import PHASES as SECAGG_PHASES
 from device_runtime.secagg_session import run_secagg_round
-from device_runtime.trainer import Trainer
+from device_runtime.trainer import TooLate, Trainer
 from protocol.errors import ProtocolError
 from protocol.messages import Assignment, DeviceState, UploadMeta
 
@@ -88,20 +88,28 @@ class Device:
         self.stats.rounds_joined += 1
         model = await self.client.fetch_blob(a.model_url, a.model_sha256, self.cache)
         checkpoint = await self.client.fetch_blob(a.checkpoint_url, a.checkpoint_sha256, self.cache)
-        if self.clock() + self._expected_train_s(a) + self.behaviour.safety_margin_s > a.report_deadline:
+        expected_s = self._expected_train_s(a)
+        if self.clock() + expected_s + self.behaviour.safety_margin_s > a.report_deadline:
             return self._abandon("cannot finish before the reporting deadline")
+        # The wall-clock deadline as the trainer's clock sees it (the device clock may be injected).
+        finish_by = time.time() + (a.report_deadline - self.clock()) - self.behaviour.safety_margin_s
 
         async def train():
-            started = time.perf_counter()
-            result = await self.trainer.train(model, a.model_sha256, checkpoint, a.checkpoint_sha256, a.plan,
-                                              self.data, self.rng, self.behaviour.attack)
+            result, compute_s = await self.trainer.train(
+                model, a.model_sha256, checkpoint, a.checkpoint_sha256, a.plan, self.data, self.rng,
+                self.behaviour.attack, finish_by=finish_by, expected_s=expected_s)
             if self.behaviour.slowdown > 1.0:
-                await asyncio.sleep((time.perf_counter() - started) * (self.behaviour.slowdown - 1.0))
+                # A slow phone computes longer; the time spent waiting for a free emulation
+                # thread is the host's queue, not the phone's speed, and is not multiplied.
+                await asyncio.sleep(compute_s * (self.behaviour.slowdown - 1.0))
             return result
 
-        if a.plan.secagg:
-            return await self._run_secagg(a, train)
-        result = await train()
+        try:
+            if a.plan.secagg:
+                return await self._run_secagg(a, train)
+            result = await train()
+        except TooLate as exc:
+            return self._abandon(str(exc))
         if self.behaviour.dropout and self.rng.random() < self.behaviour.dropout:
             self.stats.dropped += 1
             return RoundOutcome("dropped")

@@ -83,6 +83,15 @@ def run(args: argparse.Namespace) -> int:
     ok = [r for r in history if r.state == "committed"]
     if ok:
         print(f"final global accuracy {ok[-1].global_accuracy:.4f} after {len(ok)} committed rounds")
+        if data.name.startswith("synthetic") and len(data.shards) > 100:
+            # Each Synthetic device draws its own model (FedProx paper): with thousands of devices the
+            # population shares almost no structure, and one global model stays near chance.
+            print(f"  (on {data.name} every device has its own labelling model; with {len(data.shards):,} devices "
+                  "a single global model stays near chance: the paper uses 30. Use digits to watch a global "
+                  "model learn at this scale.)")
+    if fleet.trainer.skipped_late:
+        print(f"training jobs dropped because no emulation thread was free in time: {fleet.trainer.skipped_late} "
+              f"(more selected devices than --workers {fleet.trainer.workers} can train before the deadline)")
     print(f"uploaded {up / 1024:.1f} KiB ({up / max(f32, 1):.1%} of float32)")
     print(fleet.memory_summary())
     print(f"history: {paths['csv']}  {paths['json']}  plot: {paths['png']}")

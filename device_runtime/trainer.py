@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,6 +23,10 @@ from protocol import codec
 from protocol.messages import Assignment, Plan
 
 
+class TooLate(Exception):
+    """A queued training job whose device can no longer report before its round's deadline."""
+
+
 class Trainer:
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
@@ -31,6 +36,8 @@ class Trainer:
         self._lock = threading.Lock()
         self._step_s: dict[str, float] = {}
         self._batch: dict[str, int] = {}
+        self.skipped_late = 0  # jobs dropped when a worker reached them after they could finish in time
+        self.compute_s = 0.0  # training time actually spent, all workers together
 
     def _model(self, model_bytes: bytes, sha: str) -> LocalModel:
         models = getattr(self._local, "models", None)
@@ -53,19 +60,35 @@ class Trainer:
         return weights
 
     def _run(self, model_bytes, model_sha, checkpoint, checkpoint_sha, plan, data: LocalData, rng,
-             attack: str) -> LocalResult:
+             attack: str, finish_by: float | None, expected_s: float) -> tuple[LocalResult, float]:
+        # Checked when a worker takes the job, not when it was queued: with hundreds of devices
+        # selected at once the queue is long, and a job that can no longer finish would only
+        # delay the jobs behind it (the next round's) past their own deadlines.
+        if finish_by is not None and time.time() + expected_s > finish_by:
+            with self._lock:
+                self.skipped_late += 1
+            raise TooLate(f"a worker was free only {max(0.0, finish_by - time.time()):.2f} s before the "
+                          f"deadline; training takes about {expected_s:.2f} s")
+        started = time.perf_counter()
         model = self._model(model_bytes, model_sha)
         weights = self._weights_for(checkpoint, checkpoint_sha, model.manifest.weight_shapes)
         result = train_round(model, weights, plan, data.x_train, data.y_train, data.x_eval, data.y_eval, rng,
                              attack)
         self._step_s[model_sha] = model.last_step_s
-        return result
+        spent = time.perf_counter() - started
+        with self._lock:
+            self.compute_s += spent
+        return result, spent
 
     async def train(self, model_bytes: bytes, model_sha: str, checkpoint: bytes, checkpoint_sha: str,
-                    plan: Plan, data: LocalData, rng: np.random.Generator, attack: str = "") -> LocalResult:
+                    plan: Plan, data: LocalData, rng: np.random.Generator, attack: str = "",
+                    finish_by: float | None = None, expected_s: float = 0.0) -> tuple[LocalResult, float]:
+        """(the round's result, the seconds of computation it took: queueing not included).
+        With `finish_by`, raises TooLate instead of training when a worker reaches the job
+        later than `finish_by - expected_s`."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, self._run, model_bytes, model_sha, checkpoint,
-                                          checkpoint_sha, plan, data, rng, attack)
+                                          checkpoint_sha, plan, data, rng, attack, finish_by, expected_s)
 
     def step_time_estimate(self, model_sha: str) -> float:
         return self._step_s.get(model_sha, 0.001)

@@ -1,5 +1,7 @@
 """A small emulated fleet trains the digits model well above chance."""
 
+import asyncio
+
 import pytest
 
 from device_runtime.datasets import load_federated
@@ -72,3 +74,24 @@ def test_a_model_data_mismatch_fails_before_round_1(digits_tflite, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1, err
     assert "does not fit model 'digits_mlp'" in err[0] and "(60,)" in err[0] and "(64,)" in err[0]
+
+
+async def test_a_saturated_training_pool_does_not_starve_the_next_round(live_coordinator, digits_tflite, tmp_path):
+    """More selected devices than one worker can train before the deadline: the jobs it cannot
+    reach in time are dropped when it reaches them, so the next round's jobs do not queue behind
+    a closed round's (the review's 10,000-device fleet lost a round with 0 of 260 reports)."""
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    data = load_federated("digits", 120, "iid", seed=3)
+    cfg = FleetConfig(coordinator=url, admin_token=TOKEN, devices=120, partition="iid", dropout=0.0,
+                      slow_fraction=0.0, seed=3, workers=1, progress=False, population="saturated", ramp_s=0.5)
+    fleet = Fleet(cfg, data)
+    # ~90 selected per round x 1,000 steps on one worker: more work than fits in the 1.5 s deadline.
+    task = {"rounds": 4, "goal_count": 60, "over_selection": 1.5, "min_reports": 5, "selection_window_s": 1.0,
+            "report_deadline_s": 1.5, "eligibility": "charging", "epochs": 1000, "learning_rate": 0.05,
+            "codec": "q8"}
+    # Before the fix this run did not finish in 10 minutes: every round's jobs queued behind stale ones.
+    history = await asyncio.wait_for(fleet.run(digits_tflite, task, task_id="saturated"), 240)
+    assert fleet.trainer.skipped_late > 0  # the pool was saturated, and stale work was dropped
+    committed = [r for r in history if r.state == "committed"]
+    assert len(committed) == 4, [(r.round, r.state, r.reason) for r in history]
+    assert all(r.reported >= 5 for r in committed), [(r.round, r.reported) for r in committed]
