@@ -3,7 +3,7 @@
 Runs `fedge demo --dp` (digits MLP, 100 emulated devices, Dirichlet 0.5, 40 reports per
 round, 20 rounds, adaptive clipping toward the median norm) for a few noise
 multipliers, and prints final accuracy next to the epsilon the RDP accountant of
-dp-accounting reports at delta = 1e-3. Writes dp_tradeoff.md (a table for the README)
+dp-accounting reports at delta = 1e-3. Writes dp_tradeoff.md (a table for docs/security.md)
 and dp_tradeoff.png to --out.
 
     python bench/dp_tradeoff.py --noise 0 0.3 0.7 1.0

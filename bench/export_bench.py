@@ -64,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--only", nargs="*", help="model names to run (default: all)")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table (README's)")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table (docs/export.md's)")
     parser.add_argument("--threads", type=int, default=1, help="threads for LiteRT and for TensorFlow (default 1)")
     args = parser.parse_args()
     import tensorflow as tf

@@ -10,7 +10,7 @@ Every task has the coordinator's default server-side bound (max_update_norm 100)
 
     python bench/robustness.py [--rounds 15] [--out bench_out/robustness]
 
-Writes robustness.md (the README's table) and robustness.csv to --out.
+Writes robustness.md (the table in docs/security.md) and robustness.csv to --out.
 """
 
 from __future__ import annotations

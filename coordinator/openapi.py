@@ -22,7 +22,7 @@ SCHEMAS = {
     "PopulationRequest": _obj(["name"], name=_NAME, enrollment_secret={"type": "string", "maxLength": 256},
                               require_attestation={"type": "boolean"}),
     "TaskRequest": _obj(["model_sha256"], model_sha256=_SHA, task_id=_NAME, config={
-        "type": "object", "description": "the task settings (README 'Task settings'); unknown keys are refused",
+        "type": "object", "description": "the task settings (docs/coordinator.md); unknown keys are refused",
         "properties": {"rounds": {"type": "integer", "minimum": 1}, "goal_count": {"type": "integer", "minimum": 1},
                        "over_selection": {"type": "number", "minimum": 1}, "codec": {"type": "string"},
                        "aggregator": {"enum": ["fedavg", "trimmed_mean", "median", "krum", "multi_krum"]},

@@ -5,7 +5,7 @@
     fedge task model ID -o global.tflite     (the current global model)
     fedge task watch ID                      (a line per round, a progress bar for the open one)
 
-The task config is a TOML file whose keys are the task settings of README ("Serve"),
+The task config is a TOML file whose keys are the task settings of docs/coordinator.md,
 checked here with the coordinator's own rules before anything is sent: a bad key or value
 is one line naming the file, the line and the key. Exit codes: 0 done, 1 an error (one
 line on stderr), 2 a usage error.

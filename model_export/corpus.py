@@ -1,6 +1,6 @@
 """The export coverage corpus: models a practitioner brings, each exported
 builtins-only, trained in LiteRT and checked against Keras (tests/model_export/
-test_corpus.py, bench/export_bench.py, README's table).
+test_corpus.py, bench/export_bench.py, the table in docs/export.md).
 
 Inputs are small so the whole corpus exports in minutes on two cores; the layers,
 blocks and training setups are the ones real on-device models use.
