@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fedge.coordinator")
 PACE_INPUTS_TTL_S = 1.0
+SELECTING_HINT_TTL_S = 0.1  # as long as a tick: another replica's round opening is seen within it
 PERIOD_ROUNDS = 6  # the round period is the median gap between the last openings
 
 
@@ -142,14 +143,36 @@ class DeviceGateway:
         self._count("checkins", f"retry_{reason}")
         return CheckinResponse("retry", retry_at=jittered(now, window, self.rng), reason=reason)
 
-    def _try_assign(self, task: Task, device_id: str, now: float) -> Assignment | None:
+    def _selecting_round(self, task: Task, now: float) -> RoundRecord | None:
+        """The task's selecting round as last read, at most SELECTING_HINT_TTL_S old, or fresher
+        after this replica moved the round (forget_selecting_round). A hint only: Store.assign
+        checks the round's state and capacity in the database. Without it, every check-in with
+        no slot was one query: a third of the event loop's time on PostgreSQL at 10,000 devices."""
+        cached = self._selecting_hint.get(task.task_id)
+        if cached is not None and 0 <= now - cached[0] < SELECTING_HINT_TTL_S:
+            return cached[1]
         rnd = self.store.selecting_round(task.task_id)
+        self._selecting_hint[task.task_id] = (now, rnd)
+        return rnd
+
+    def forget_selecting_round(self, task_id: str) -> None:
+        self._selecting_hint.pop(task_id, None)
+
+    def _try_assign(self, task: Task, device_id: str, now: float) -> Assignment | None:
+        rnd = self._selecting_round(task, now)
         if rnd is None or now > rnd.selection_deadline or rnd.selected >= task.config.target_selected:
             return None
         token = secrets.token_urlsafe(24)
-        if not self.store.assign(AssignmentRecord(task.task_id, rnd.round, device_id, hash_token(token), now)):
-            return None  # already in this round: it has its assignment
-        if rnd.selected + 1 >= task.config.target_selected and self.holds_lease(task):
+        selected = self.store.assign(AssignmentRecord(task.task_id, rnd.round, device_id, hash_token(token), now),
+                                     task.config.target_selected)
+        if selected is None:
+            # Already in this round (it has its assignment), or the round filled or closed since
+            # the hint was read: read it afresh next time.
+            self.forget_selecting_round(task.task_id)
+            return None
+        self._selecting_hint[task.task_id] = (self._selecting_hint.get(task.task_id, (now,))[0],
+                                              replace(rnd, selected=selected))
+        if selected >= task.config.target_selected and self.holds_lease(task):
             if task.config.secagg_on:
                 self.start_advertising(task, rnd.round)
             else:

@@ -81,6 +81,8 @@ class RoundDriver:
             latest = self.store.latest_round(task.task_id)
             if latest is None:
                 continue
+            if latest.round != self._known_round.get(task.task_id, 0):
+                self.forget_selecting_round(task.task_id)  # another replica moved the task on
             if latest.round > self._known_round.get(task.task_id, 0) and latest.state == "selecting":
                 for listener in self.round_open_listeners:
                     listener(task.task_id)
@@ -114,6 +116,7 @@ class RoundDriver:
     def transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None:
         closed = self.clock() if state in ("committed", "failed") else None
         self.store.set_round_state(task.task_id, round_num, state, reason, closed)
+        self.forget_selecting_round(task.task_id)
         log.info("task %s round %d -> %s %s", task.task_id, round_num, state, reason)
         for listener in self.round_change_listeners:
             listener(task.task_id)
@@ -181,6 +184,7 @@ class RoundDriver:
                                                      f"stopped after {done} rounds at epsilon {spent:.3f}")
                 return
         self._open_round(task, last + 1, now)
+        self.forget_selecting_round(task.task_id)
         self._known_round[task.task_id] = last + 1
         for listener in self.round_open_listeners:
             listener(task.task_id)

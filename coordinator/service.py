@@ -73,6 +73,7 @@ class Coordinator(AdminOps, DeviceGateway, RoundDriver):
         self.attestation = attestation
         self.max_aggregation_bytes = int(max_aggregation_mib * 2**20)
         self._pace_cache: dict[str, tuple[float, tuple[int, float]]] = {}
+        self._selecting_hint: dict[str, tuple[float, object]] = {}  # see DeviceGateway._selecting_round
         self.activity = CheckinActivity()  # recent check-ins per population, for the operator page
         self._device_cache: dict[str, DeviceRecord] = {}  # see DeviceGateway._device
         # last_seen of devices that checked in since the last flush: one transaction per tick

@@ -30,6 +30,10 @@ OPEN_STATES = ("selecting", "advertising", "sharing", "reporting", "unmasking", 
 _OPEN_SQL = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"
 
 
+class _RoundClosed(Exception):
+    """Inside Store.assign: the round stopped selecting (or filled up) under the caller."""
+
+
 class Store:
     """The typed interface and its SQL. A backend provides ``transaction()`` (a context
     whose value has ``execute(sql, params)`` and ``executemany(sql, rows)``), ``one``,
@@ -232,15 +236,28 @@ class Store:
         self.execute("DELETE FROM task_leases WHERE holder=?", holder)
 
     # -- assignments and updates -------------------------------------------------------
-    def assign(self, a: AssignmentRecord) -> bool:
-        """Record the assignment and count it in the round; False if the device already has one."""
-        with self.transaction() as tx:
-            cur = tx.execute("INSERT INTO assignments VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
-                             (a.task_id, a.round, a.device_id, a.token_hash, a.assigned_at))
-            if cur.rowcount == 0:
-                return False
-            tx.execute("UPDATE rounds SET selected=selected+1 WHERE task_id=? AND round=?", (a.task_id, a.round))
-        return True
+    def assign(self, a: AssignmentRecord, capacity: int | None = None) -> int | None:
+        """Record the assignment and count it in the round, in one transaction: the round's
+        selected count after it, or None (nothing written) when the device already has one,
+        the round is no longer selecting, or `capacity` devices were already selected. The
+        database decides, so a caller may look the round up from a cache, and replicas
+        cannot over-fill a round between them."""
+        try:
+            with self.transaction() as tx:
+                cur = tx.execute("INSERT INTO assignments VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                                 (a.task_id, a.round, a.device_id, a.token_hash, a.assigned_at))
+                if cur.rowcount == 0:
+                    return None
+                cur = tx.execute("UPDATE rounds SET selected=selected+1 WHERE task_id=? AND round=? "
+                                 "AND state='selecting' AND selected < ?",
+                                 (a.task_id, a.round, capacity if capacity is not None else 2**62))
+                if cur.rowcount == 0:
+                    raise _RoundClosed  # rolls the assignment back
+                row = tx.execute("SELECT selected FROM rounds WHERE task_id=? AND round=?",
+                                 (a.task_id, a.round)).fetchone()
+        except _RoundClosed:
+            return None
+        return int(row["selected"])
 
     def assignment(self, task_id: str, num: int, device_id: str) -> AssignmentRecord | None:
         r = self.one("SELECT * FROM assignments WHERE task_id=? AND round=? AND device_id=?", task_id, num, device_id)

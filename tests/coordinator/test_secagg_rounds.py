@@ -304,7 +304,8 @@ async def test_adaptive_clip_bit_travels_masked_and_is_summed(harness):
     assert rnd["state"] == "committed", rnd["reason"]
     # 5 bits of 1 over goal 5, plus N(0, 0.05^2) / 5.
     assert abs(rnd["metrics"]["dp_below_clip"] - 1.0) < 0.05
-    assert harness.coordinator.upload_limit("t1") >= 12 + 4 * params.vector_length
+    device = harness.coordinator.authenticate(parties[0].headers["Authorization"])
+    assert harness.coordinator.upload_limit(device, "t1") >= 12 + 4 * params.vector_length
 
 
 async def test_secagg_task_config_is_validated(harness):

@@ -54,8 +54,10 @@ def test_typed_interface_round_trip(store_db):
         assert store.count_seen(100.0, "p") == 1 and store.count_devices("p") == 1
         assert store.population("p") == PopulationRecord("p", 1.5, "h", True)
         store.add_round("t", 1, 10.5, 20.5, 30.5)
-        assert store.assign(AssignmentRecord("t", 1, "d1", "x", 11.0))
-        assert not store.assign(AssignmentRecord("t", 1, "d1", "y", 12.0))  # one assignment per device
+        assert store.assign(AssignmentRecord("t", 1, "d1", "x", 11.0)) == 1
+        assert store.assign(AssignmentRecord("t", 1, "d1", "y", 12.0)) is None  # one assignment per device
+        assert store.assign(AssignmentRecord("t", 1, "d2", "y", 12.0), capacity=1) is None  # the round is full
+        assert store.assignment("t", 1, "d2") is None  # ...and nothing was written
         store.add_update(UpdateRecord("t", 1, "d1", 7, {"train_loss": 0.5}, "/b", "dd", 13.0))
         rnd = store.round("t", 1)
         assert (rnd.selected, rnd.reported, rnd.examples, rnd.opened_at) == (1, 1, 7, 10.5)
