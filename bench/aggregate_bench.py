@@ -12,7 +12,7 @@ import tracemalloc
 
 import numpy as np
 
-from coordinator.reducers import WeightedSum
+from coordinator.aggregation.reducers import WeightedSum
 from protocol import codec
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from coordinator.pace import SAFETY
+from coordinator.gateway.pace import SAFETY
 from fedge.local_coordinator import LocalCoordinator
 from protocol import codec
 from protocol.tflite_file import read_manifest

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    from coordinator.app import ADMIN_TOKEN, create_app
+    from coordinator.http.app import ADMIN_TOKEN, create_app
     from coordinator.config import ServeConfig, config_from_toml
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -23,20 +23,20 @@ class ServeConfig:
     body_timeout_s: float = 30.0  # a request body that stops arriving for this long gets 408
     max_held_checkins: int = 4096  # long-polling check-ins held at once (each is an open connection)
     register_rate: float = 10.0  # registrations per second per client address (loopback exempt); 0: no limit
-    attestation_verifier: str = ""  # MODULE:FUNCTION checking devices' attestation (coordinator.attestation)
+    attestation_verifier: str = ""  # MODULE:FUNCTION checking devices' attestation (coordinator.gateway.attestation)
     # A robust aggregator (trimmed_mean, median, krum) keeps every update of a round: a task whose
     # reducer would need more than this at its peak (reports x model size, estimated by
-    # coordinator.reducers.peak_bytes) is refused at creation.
+    # coordinator.aggregation.reducers.peak_bytes) is refused at creation.
     max_aggregation_mib: float = 2048.0
     # The status page and /metrics without the admin token: True for everyone, False for no one,
-    # None (default) for requests from this host only (coordinator.client_address decides who that is).
+    # None (default) for requests from this host only (coordinator.http.client_address decides who that is).
     status_public: bool | None = None
     # Proxies (addresses or CIDRs) whose X-Forwarded-For names the real client; without them,
     # every client behind a balancer looks like the balancer.
     trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self):
-        from coordinator.client_address import parse_networks
+        from coordinator.http.client_address import parse_networks
 
         object.__setattr__(self, "trusted_proxies", tuple(str(p) for p in self.trusted_proxies))
         parse_networks(self.trusted_proxies)  # a clear error at start, not at the first request

@@ -1,13 +1,13 @@
 """The coordinator: one object the HTTP handlers call, made of three parts that share its
 state (the store, the tasks, the rounds' running aggregates):
 
-- `coordinator.admin.AdminOps`: populations, models, tasks (the admin API);
-- `coordinator.gateway.DeviceGateway`: registration, auth, check-in, upload intake;
-- `coordinator.round_driver.RoundDriver`: the round engine's steps applied, commits, recovery.
+- `coordinator.admin.operations.AdminOps`: populations, models, tasks (the admin API);
+- `coordinator.gateway.gateway.DeviceGateway`: registration, auth, check-in, upload intake;
+- `coordinator.rounds.driver.RoundDriver`: the round engine's steps applied, commits, recovery.
 
 Round lifecycle: ``selecting -> reporting -> aggregating -> committed`` or ``failed
-(reason)``; with secure aggregation the key phases of `coordinator.secagg_rounds` come
-between selecting and reporting, and unmasking after it (`coordinator.round_engine`).
+(reason)``; with secure aggregation the key phases of `coordinator.rounds.secagg` come
+between selecting and reporting, and unmasking after it (`coordinator.rounds.engine`).
 Each transition is written to the store before it is acted on; after a restart
 `recover()` rebuilds the running aggregates of open rounds from the stored updates and
 `tick()` carries on.
@@ -23,18 +23,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from coordinator import errors as E
-from coordinator.activity import CheckinActivity
-from coordinator.admin import AdminOps
-from coordinator.attestation import AttestationVerifier
-from coordinator.gateway import DeviceGateway
-from coordinator.pace import PaceConfig
-from coordinator.rate_limit import TokenBuckets
-from coordinator.secagg_rounds import SecAggRounds
-from coordinator.records import DeviceRecord, TaskRecord
-from coordinator.round_driver import RoundDriver
-from coordinator.store import Store
-from coordinator.strategies import Strategy, make_strategy
-from coordinator.task_config import TaskConfig
+from coordinator.gateway.activity import CheckinActivity
+from coordinator.admin.operations import AdminOps
+from coordinator.gateway.attestation import AttestationVerifier
+from coordinator.gateway.gateway import DeviceGateway
+from coordinator.gateway.pace import PaceConfig
+from coordinator.http.rate_limit import TokenBuckets
+from coordinator.rounds.secagg import SecAggRounds
+from coordinator.store.records import DeviceRecord, TaskRecord
+from coordinator.rounds.driver import RoundDriver
+from coordinator.store.base import Store
+from coordinator.aggregation.strategies import Strategy, make_strategy
+from coordinator.tasks.config import TaskConfig
 from protocol import dp
 from protocol.eligibility import EligibilityRule
 from protocol.manifest import Manifest

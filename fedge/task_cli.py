@@ -52,7 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def load_task_config(path: str) -> dict:
     """The TOML task config, checked with the coordinator's rules; errors name file:line and key."""
     from coordinator.errors import ApiError
-    from coordinator.task_config import TaskConfig
+    from coordinator.tasks.config import TaskConfig
 
     try:
         text = Path(path).read_text()
@@ -76,7 +76,7 @@ def load_task_config(path: str) -> dict:
 def _culprit(raw: dict, message: str) -> str | None:
     """The key an error is about: named in the message, or the first that fails on its own."""
     from coordinator.errors import ApiError
-    from coordinator.task_config import TaskConfig
+    from coordinator.tasks.config import TaskConfig
 
     unknown = re.search(r"unknown task config field\(s\): ([\w, ]+)", message)
     if unknown:

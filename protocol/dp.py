@@ -2,7 +2,7 @@
 
 Pure functions shared by the device (clipping) and the coordinator (noise, clip update).
 Privacy *accounting* is not here: it is the RDP accountant of dp-accounting, called by
-`coordinator.privacy`.
+`coordinator.aggregation.privacy`.
 
 Each device clips its update to L2 norm C and, with adaptive clipping, reports the bit
 b = [|update| <= C]. The coordinator sums the clipped updates, adds N(0, (z_update C)^2)

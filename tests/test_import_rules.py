@@ -8,7 +8,7 @@ import pytest
 
 @pytest.mark.parametrize("modules", [
     "device_runtime.fleet, device_runtime.cli, device_runtime.device, device_runtime.trainer",
-    "coordinator.app, coordinator.cli, coordinator.service",
+    "coordinator.http.app, coordinator.cli, coordinator.service",
     "protocol.codec, protocol.tflite_file, protocol.eligibility, protocol.messages",
 ])
 def test_no_tensorflow_import(modules):

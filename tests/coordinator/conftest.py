@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from coordinator.app import COORDINATOR, ServeConfig, create_app
+from coordinator.http.app import COORDINATOR, ServeConfig, create_app
 from protocol import codec
 from protocol.tflite_file import read_manifest
 

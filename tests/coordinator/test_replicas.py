@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from coordinator.service import Coordinator
-from coordinator.store import open_store
+from coordinator.store.base import open_store
 from protocol import codec
 from protocol.messages import CheckinRequest, RegisterRequest, UploadMeta
 from protocol.tflite_file import read_initial_weights, read_manifest
@@ -102,7 +102,7 @@ def test_two_replicas_racing_to_commit_a_round_commit_it_once(replicas, digits_t
     b.sync_from_store()
     first = a._commit_inputs(a.tasks["t"], 1)
     second = b._commit_inputs(b.tasks["t"], 1)
-    from coordinator.commit import compute_commit
+    from coordinator.rounds.commit import compute_commit
 
     a._apply_commit(a.tasks["t"], 1, compute_commit(first), clock())
     b._apply_commit(b.tasks["t"], 1, compute_commit(second), clock())

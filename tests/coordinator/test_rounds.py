@@ -206,7 +206,7 @@ async def test_long_poll_checkin_is_assigned_when_the_next_round_opens(harness):
 async def test_held_check_ins_are_capped_and_the_rest_answered_at_once(harness):
     import asyncio
 
-    from coordinator.keys import ROUND_OPENED
+    from coordinator.http.keys import ROUND_OPENED
 
     waiters = harness.client.server.app[ROUND_OPENED]
     waiters.max_held = 2

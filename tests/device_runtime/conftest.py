@@ -4,7 +4,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from coordinator.app import ServeConfig, create_app
+from coordinator.http.app import ServeConfig, create_app
 from device_runtime.admin import AdminClient
 from device_runtime.example_store import write_example_file
 

@@ -3,7 +3,7 @@ answer, and stays on the one that does."""
 
 import aiohttp
 
-from coordinator.app import ServeConfig, create_app
+from coordinator.http.app import ServeConfig, create_app
 from device_runtime.client import CoordinatorClient, coordinator_urls
 from fedge.local_coordinator import free_port
 

@@ -6,7 +6,7 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from coordinator.app import COORDINATOR
+from coordinator.http.app import COORDINATOR
 from device_runtime.blob_cache import MemoryBlobCache
 from device_runtime.client import CoordinatorClient
 from device_runtime.device import Behaviour, Device
@@ -91,7 +91,7 @@ async def test_device_abandons_a_round_it_cannot_finish(live_coordinator, digits
 
 async def test_retried_upload_is_counted_once(aiohttp_server, tmp_path, digits_tflite):
     """The first upload is processed but its answer is lost (503): the retry is recognised."""
-    from coordinator.app import ServeConfig, create_app
+    from coordinator.http.app import ServeConfig, create_app
     from tests.device_runtime.conftest import TOKEN
 
     lost = {"n": 0}

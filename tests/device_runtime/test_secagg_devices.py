@@ -6,7 +6,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from coordinator.app import COORDINATOR
+from coordinator.http.app import COORDINATOR
 from device_runtime.device import Behaviour
 from device_runtime.trainer import Trainer
 from tests.device_runtime.conftest import create_task

@@ -4,7 +4,7 @@ update carries the head only."""
 import numpy as np
 import pytest
 
-from coordinator.app import COORDINATOR
+from coordinator.http.app import COORDINATOR
 from device_runtime.litert_model import LocalModel
 from tests.device_runtime.conftest import digits_shard
 from tests.device_runtime.test_device import run_one_device_to_completion

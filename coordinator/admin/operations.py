@@ -1,0 +1,143 @@
+"""The operator's side of the coordinator: populations, models and tasks (the admin API).
+
+A part of `coordinator.service.Coordinator`, whose state it shares (the store, the tasks).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import secrets
+
+import numpy as np
+
+from coordinator import errors as E
+from coordinator.aggregation.reducers import peak_bytes
+from coordinator.gateway.tokens import hash_token
+from coordinator.store.records import PopulationRecord, TaskRecord
+from coordinator.tasks.config import TaskConfig
+from protocol import codec
+from protocol.errors import ProtocolError
+from protocol.manifest import Manifest
+from protocol.names import valid_name
+from protocol.tflite_file import read_initial_weights, read_manifest, with_weights
+
+
+log = logging.getLogger("fedge.coordinator")
+
+
+class AdminOps:
+    def create_population(self, name: str, enrollment_secret: str = "", require_attestation: bool = False) -> dict:
+        """A population; with an enrollment secret (given to the app at provisioning) and/or
+        attestation, registration is refused to devices that cannot show them."""
+        valid_name(name, "population name")
+        if require_attestation and self.attestation is None:
+            raise E.BadRequest("require_attestation needs a verifier: start fedge serve with --attestation-verifier "
+                               "MODULE:FUNCTION", "no_verifier")
+        if self.store.population(name):
+            raise E.Conflict(f"population '{name}' already exists", "exists")
+        secret_hash = hash_token(enrollment_secret) if enrollment_secret else ""
+        self.store.add_population(PopulationRecord(name, self.clock(), secret_hash, require_attestation))
+        return self.population_summary(name)
+
+    def population_summary(self, name: str) -> dict:
+        pop = self.store.population(name)
+        if pop is None:
+            raise E.NotFound(f"no population '{name}'")
+        return {"name": name, "enrollment_secret": bool(pop.enrollment_secret_hash),
+                "require_attestation": pop.require_attestation, "devices": self.store.count_devices(name),
+                "seen_last_hour": self.store.count_seen(self.clock() - 3600.0, name),
+                "tasks": sorted(t.task_id for t in self.tasks.values() if t.population == name)}
+
+    def list_populations(self) -> list[dict]:
+        return [self.population_summary(p.name) for p in self.store.populations()]
+
+    def put_model(self, data: bytes) -> dict:
+        try:
+            manifest = read_manifest(data)
+        except ProtocolError as exc:
+            raise E.BadRequest(str(exc), exc.code) from exc
+        sha = hashlib.sha256(data).hexdigest()
+        self.store.put_blob(sha, data)
+        return {"model_sha256": sha, "manifest": json.loads(manifest.to_json())}
+
+    def create_task(self, population: str, raw: dict) -> dict:
+        if not isinstance(raw, dict):
+            raise E.BadRequest("expected a JSON object with model_sha256 and config")
+        if not self.store.population(population):
+            raise E.NotFound(f"no population '{population}'")
+        model_sha = raw.get("model_sha256")
+        if not isinstance(model_sha, str) or self.store.blob_path(model_sha) is None:
+            raise E.BadRequest("model_sha256 must name a model uploaded to /v1/admin/models", "unknown_model")
+        config = TaskConfig.from_dict(raw.get("config", {}))
+        task_id = raw.get("task_id")
+        task_id = f"task-{secrets.token_hex(4)}" if task_id is None else valid_name(task_id, "task_id")
+        if task_id in self.tasks:
+            raise E.Conflict(f"task '{task_id}' already exists", "exists")
+        model_bytes = self.store.blob_path(model_sha).read_bytes()
+        manifest = read_manifest(model_bytes)
+        if manifest.requires_flex:
+            log.warning("task model needs Flex ops %s: devices without Flex will refuse it", manifest.flex_ops)
+        need = peak_bytes(config.aggregator, config.target_selected, manifest.num_parameters)
+        if need > self.max_aggregation_bytes:
+            raise E.BadRequest(
+                f"aggregator '{config.aggregator}' keeps every update of a round: {config.target_selected} reports "
+                f"(goal_count x over_selection) of {manifest.num_parameters:,} parameters need about "
+                f"{need / 2**20:,.0f} MiB at the round's end, over this coordinator's limit of "
+                f"{self.max_aggregation_bytes / 2**20:,.0f} MiB (fedge serve --max-aggregation-mib); "
+                "lower goal_count or over_selection, or use fedavg", "aggregation_too_large")
+        initial = self._initial_weights(raw, manifest, model_bytes)
+        checkpoint = codec.encode(initial, codec.CodecSpec("f32"), np.random.default_rng(0))
+        ck_sha = hashlib.sha256(checkpoint).hexdigest()
+        # Every check is done: from here on, only writes.
+        self.store.put_blob(ck_sha, checkpoint)
+        record = TaskRecord(task_id, population, config.to_dict(), model_sha, manifest.to_json(), "active", ck_sha,
+                            self.clock())
+        self.store.add_task(record)
+        self.tasks[task_id] = self._task_from_record(record)
+        return self.task_summary(task_id)
+
+    def _initial_weights(self, raw: dict, manifest: Manifest, model_bytes: bytes) -> list[np.ndarray]:
+        """Initial global weights: an optional base64 float32 payload, else those embedded at export."""
+        payload = raw.get("initial_weights_f32")
+        try:
+            data = read_initial_weights(model_bytes) if payload is None else base64.b64decode(payload, validate=True)
+            decoded = codec.decode(data, [w.size for w in manifest.weights])
+        except (ProtocolError, ValueError) as exc:
+            raise E.BadRequest(f"initial_weights_f32: {exc}", "bad_payload") from exc
+        return codec.unflatten(decoded.values, manifest.weight_shapes)
+
+    def set_task_state(self, task_id: str, action: str) -> dict:
+        task = self._task(task_id)
+        target = {"pause": "paused", "resume": "active", "cancel": "cancelled"}.get(action)
+        if target is None:
+            raise E.BadRequest("action must be pause, resume or cancel")
+        if task.state in ("cancelled", "completed"):
+            raise E.Conflict(f"task is {task.state}", "task_finished")
+        self.store.set_task_state(task_id, target, fail_open_rounds="task cancelled" if target == "cancelled" else "",
+                                  now=self.clock())
+        task.state = target
+        return self.task_summary(task_id)
+
+    def task_summary(self, task_id: str) -> dict:
+        task = self._task(task_id)
+        return {
+            "task_id": task_id, "population": task.population, "state": task.state,
+            "reason": self.store.task(task_id).reason,
+            "model_sha256": task.model_sha, "checkpoint_sha256": task.checkpoint_sha,
+            "config": task.config.to_dict(), "model_name": task.manifest.model_name,
+            "rounds_committed": self.store.committed_count(task_id),
+            "num_parameters": task.manifest.num_parameters,
+        }
+
+    def global_model(self, task_id: str) -> bytes:
+        """The task's .tflite carrying the current global weights (see `with_weights`)."""
+        task = self._task(task_id)
+        model = self.store.blob_path(task.model_sha).read_bytes()
+        return with_weights(model, self.store.blob_path(task.checkpoint_sha).read_bytes())
+
+    def rounds(self, task_id: str) -> list[dict]:
+        self._task(task_id)
+        return [r.to_dict() for r in self.store.rounds(task_id)]

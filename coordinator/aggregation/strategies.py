@@ -1,0 +1,136 @@
+"""Aggregation strategies: the one interface the round driver sees. A strategy folds each
+accepted update of a round (`fold`, or `fold_sum` for a sum secure aggregation revealed)
+and finalizes the round (`finalize`: the global weights and optimizer state after it).
+
+- `Federated`: a reducer (`coordinator.aggregation.reducers`: FedAvg's weighted mean or a robust one)
+  and a server optimizer (`coordinator.aggregation.server_optimizers`: FedAvg's step or FedAdam).
+- `DifferentiallyPrivate`: wraps a `Federated` over the weighted sum (DP-FedAvg, McMahan
+  et al. 2018, "Learning differentially private recurrent language models"): Gaussian noise
+  on the sum of clipped updates, a fixed denominator, the adaptive clip (Andrew et al. 2021)
+  and the epsilon spent so far, then the inner server optimizer on the noised mean.
+
+New ways to aggregate (FedProx's server side, buffered asynchronous aggregation) are new
+strategies here, not branches in the commit. `make_strategy` picks one from a task config.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from coordinator.aggregation.privacy import epsilon
+from coordinator.aggregation.reducers import NothingToAggregate, Reducer, WeightedSum, make_reducer
+from coordinator.aggregation.server_optimizers import OptimizerState, ServerOptimizer, make_server_optimizer
+from protocol import dp
+
+if TYPE_CHECKING:
+    from coordinator.tasks.config import TaskConfig
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    """What finalizing a round may need beyond its updates (read from the store beforehand)."""
+    committed_rounds: int = 0  # before this round
+    sampling_rate: float = 1.0  # goal / population, for epsilon
+    clip: float = 0.0  # this round's DP clip
+    clip_bits: float | None = None  # with adaptive clipping: how many updates were below the clip
+
+
+@dataclass(frozen=True)
+class Finalized:
+    weights: np.ndarray  # the new global weights, flat float32
+    optimizer_state: OptimizerState
+    metrics: dict = field(default_factory=dict)  # what the round's record shows (DP's noise, epsilon)
+
+
+class Strategy(ABC):
+    @property
+    @abstractmethod
+    def count(self) -> int:
+        """Updates folded so far."""
+
+    @abstractmethod
+    def fold(self, delta: np.ndarray, weight: float) -> None:
+        """One accepted, already bounded update (flat float32) and its weight."""
+
+    @abstractmethod
+    def fold_sum(self, total: np.ndarray, weight: float, count: int) -> None:
+        """A sum of ``count`` updates whose parts stay hidden (secure aggregation)."""
+
+    @abstractmethod
+    def finalize(self, weights: np.ndarray, state: OptimizerState, ctx: RoundContext) -> Finalized:
+        """The round's result; raises NothingToAggregate when nothing was folded."""
+
+
+class Federated(Strategy):
+    def __init__(self, reducer: Reducer, optimizer: ServerOptimizer):
+        self.reducer, self.optimizer = reducer, optimizer
+
+    @property
+    def count(self) -> int:
+        return self.reducer.count
+
+    def fold(self, delta, weight):
+        self.reducer.fold(delta, weight)
+
+    def fold_sum(self, total, weight, count):
+        if not isinstance(self.reducer, WeightedSum):
+            raise TypeError("only the weighted sum can take a sum of hidden updates")
+        self.reducer.fold_sum(total, weight, count)
+
+    def finalize(self, weights, state, ctx):
+        new, new_state = self.optimizer.apply(weights, self.reducer.mean(), state)
+        return Finalized(new, new_state)
+
+
+class DifferentiallyPrivate(Strategy):
+    """DP-FedAvg around ``inner``; every folded update must already be clipped to the round's
+    clip with weight 1 (the gateway does both), so one device moves the sum by <= clip."""
+
+    def __init__(self, inner: Federated, config: TaskConfig):
+        if not isinstance(inner.reducer, WeightedSum):
+            raise TypeError("differential privacy needs the weighted sum (a bounded-sensitivity query)")
+        self.inner, self.config = inner, config
+
+    @property
+    def count(self) -> int:
+        return self.inner.count
+
+    def fold(self, delta, weight):
+        self.inner.fold(delta, weight)
+
+    def fold_sum(self, total, weight, count):
+        self.inner.fold_sum(total, weight, count)
+
+    def finalize(self, weights, state, ctx):
+        cfg, weighted_sum = self.config, self.inner.reducer
+        if weighted_sum.count == 0:
+            raise NothingToAggregate("no updates to aggregate")
+        rng = np.random.default_rng()  # fresh OS entropy: the noise must not be reproducible
+        z_update = (dp.update_noise_multiplier(cfg.dp_noise_multiplier, cfg.clipped_count_stddev)
+                    if cfg.adaptive_clip else cfg.dp_noise_multiplier)
+        noisy = weighted_sum.total + dp.gaussian(weighted_sum.total.size, z_update * ctx.clip, rng)
+        metrics = {"dp_clip": ctx.clip, "dp_noise_stddev": z_update * ctx.clip}
+        if cfg.adaptive_clip:
+            noisy_bits = (ctx.clip_bits or 0.0) + float(dp.gaussian(1, cfg.clipped_count_stddev, rng)[0])
+            below = noisy_bits / cfg.goal_count
+            metrics.update(dp_below_clip=below, dp_next_clip=dp.next_clip(
+                ctx.clip, below, cfg.dp_target_quantile, cfg.dp_clip_learning_rate))
+        metrics.update(epsilon=epsilon(cfg.dp_noise_multiplier, ctx.sampling_rate, ctx.committed_rounds + 1,
+                                       cfg.dp_delta),
+                       dp_sampling_rate=ctx.sampling_rate)
+        # The fixed denominator (the expected count, not the noisy or actual one) keeps the
+        # sensitivity of the mean at clip / goal_count.
+        mean = (noisy / cfg.goal_count).astype(np.float32)
+        new, new_state = self.inner.optimizer.apply(weights, mean, state)
+        return Finalized(new, new_state, metrics)
+
+
+def make_strategy(config: TaskConfig, size: int) -> Strategy:
+    """The task's strategy for one round of a model with ``size`` parameters."""
+    reducer = make_reducer(config.aggregator, size, config.trim_fraction, config.krum_byzantine, config.krum_select)
+    strategy = Federated(reducer, make_server_optimizer(config.server_optimizer))
+    return DifferentiallyPrivate(strategy, config) if config.dp_on else strategy

@@ -1,0 +1,320 @@
+"""The device gateway: registration, authentication, check-in and selection, upload intake
+and validation. It records and signals; it never commits a round (a full round is handed
+to the round driver with `request_commit`).
+
+A part of `coordinator.service.Coordinator`, whose state it shares (the store, the tasks,
+the rounds' running aggregates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from coordinator import errors as E
+from coordinator.http.client_address import ClientAddress
+from coordinator.gateway.pace import jittered, retry_window, round_period
+from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord, UpdateRecord
+from coordinator.gateway.tokens import hash_token
+from protocol import codec, dp
+from protocol.errors import ProtocolError
+from protocol.secagg import ring
+from protocol.messages import Assignment, CheckinRequest, CheckinResponse, RegisterRequest, UploadMeta
+
+if TYPE_CHECKING:
+    from coordinator.service import Task
+
+log = logging.getLogger("fedge.coordinator")
+PACE_INPUTS_TTL_S = 1.0
+SELECTING_HINT_TTL_S = 0.1  # as long as a tick: another replica's round opening is seen within it
+PERIOD_ROUNDS = 6  # the round period is the median gap between the last openings
+
+
+NOT_ASSIGNED = "this device holds no assignment for that round (or the upload token is wrong)"
+DEVICE_CACHE_SIZE = 200_000  # ~40 MB of device records
+
+
+class DeviceGateway:
+    def register(self, req: RegisterRequest, client: ClientAddress | None = None) -> dict:
+        # Emulated fleets register thousands of devices from this host: local requests are not
+        # limited; every other client address (as a trusted proxy names it) has its own bucket.
+        if client is not None and not client.is_local:
+            self.register_limit.take(client.address or "unknown", self.clock())
+        pop = self.store.population(req.population)
+        if pop is None:
+            raise E.NotFound(f"no population '{req.population}'")
+        if pop.enrollment_secret_hash and not hmac.compare_digest(
+                pop.enrollment_secret_hash, hash_token(req.enrollment_secret)):
+            self._count("registrations", "bad_enrollment_secret")
+            raise E.Forbidden("this population needs its enrollment secret", "enrollment_required")
+        if pop.require_attestation:
+            verdict = self.attestation.verify(req.population, req.attestation) if self.attestation else None
+            if not verdict:
+                self._count("registrations", "attestation_failed")
+                raise E.Forbidden("device attestation failed", "attestation_failed")
+        self._count("registrations", "ok")
+        device_id = "d-" + secrets.token_hex(8)
+        token = secrets.token_urlsafe(32)
+        self.store.add_device(DeviceRecord(device_id, req.population, hash_token(token), req.label, self.clock()))
+        return {"device_id": device_id, "token": f"{device_id}.{token}"}
+
+    def authenticate(self, authorization: str | None) -> DeviceRecord:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise E.Unauthorized("missing device token (Authorization: Bearer <token>)")
+        if not authorization.isascii():  # every token we issue is ASCII; never let other bytes reach the store
+            raise E.Unauthorized("invalid device token")
+        device_id, _, token = authorization[7:].strip().partition(".")
+        device = self._device(device_id)
+        # Compare even for an unknown id, so timing does not reveal which ids exist.
+        expected = device.token_hash if device else hash_token("x")
+        if not hmac.compare_digest(expected, hash_token(token)) or device is None:
+            raise E.Unauthorized("invalid device token")
+        return device
+
+    def _device(self, device_id: str) -> DeviceRecord | None:
+        """A registered device, from memory after its first request: a device's id, population
+        and token hash never change, and reading them from the store was one of the two queries
+        of every check-in (a round trip each with PostgreSQL). Bounded: the oldest entries go."""
+        device = self._device_cache.get(device_id)
+        if device is None:
+            device = self.store.device(device_id)
+            if device is not None:
+                if len(self._device_cache) >= DEVICE_CACHE_SIZE:
+                    self._device_cache.pop(next(iter(self._device_cache)))
+                self._device_cache[device_id] = device
+        return device
+
+    def checkin(self, device, req: CheckinRequest, rate_limited: bool = True) -> CheckinResponse:
+        """A device's check-in; ``rate_limited`` False is the second look of a held long poll
+        (the same arrival: not rate limited, not counted again in the activity)."""
+        if rate_limited:
+            self.checkin_limit.take(device.device_id, self.clock())
+        now = self.clock()
+        self._seen[device.device_id] = now  # written in batches by flush_seen()
+        state = req.state.to_dict()
+        tasks = [t for t in self.tasks.values() if t.population == device.population and t.state == "active"]
+        if not tasks:
+            return self._arrival(device, rate_limited, now, self._retry(now, self.pace.max_retry_s, "no_task"))
+        eligible = [t for t in tasks if t.rule.admits(state) and (not t.manifest.requires_flex or req.state.supports_flex)]
+        if not eligible:
+            # Which clauses turned it away (worked out only on arrival: the operator page counts them).
+            failed = (tasks[0].rule.failed_clauses(state) or ["runtime without Flex ops"]) if rate_limited else []
+            return self._arrival(device, rate_limited, now,
+                                 self._retry(now, self.pace.ineligible_retry_s, "ineligible"), failed)
+        for task in eligible:
+            assignment = self._try_assign(task, device.device_id, now)
+            if assignment is not None:
+                self._count("checkins", "assigned")
+                return self._arrival(device, rate_limited, now, CheckinResponse("assigned", assignment=assignment))
+        task = eligible[0]
+        population, period = self.pace_inputs(task, now)
+        window = retry_window(population, period, task.config.target_selected, self.pace)
+        return self._arrival(device, rate_limited, now, self._retry(now, window, "no_slot"))
+
+    def _arrival(self, device, first_look: bool, now: float, resp: CheckinResponse,
+                 failed_clauses=()) -> CheckinResponse:
+        if first_look:
+            self.activity.record(device.population, resp.reason or resp.outcome, now, failed_clauses)
+        return resp
+
+    def flush_seen(self) -> None:
+        if not self._seen:
+            return
+        seen, self._seen = self._seen, {}
+        self.store.touch_devices(seen)
+
+    def pace_inputs(self, task: Task, now: float) -> tuple[int, float]:
+        """(devices of the population seen within max_retry_s, the task's round period), worked
+        out at most once a second: a COUNT(*) on every no-slot check-in was the check-in
+        path's largest cost."""
+        counted_at, inputs = self._pace_cache.get(task.task_id, (-1e18, (0, 0.0)))
+        if now - counted_at >= PACE_INPUTS_TTL_S:
+            opened = [r.opened_at for r in self.store.recent_rounds(task.task_id, PERIOD_ROUNDS)]
+            inputs = (self.store.count_seen(now - self.pace.max_retry_s, task.population),
+                      round_period(opened, task.config.selection_window_s))
+            self._pace_cache[task.task_id] = (now, inputs)
+        return inputs
+
+    def _retry(self, now: float, window: float, reason: str) -> CheckinResponse:
+        self._count("checkins", f"retry_{reason}")
+        return CheckinResponse("retry", retry_at=jittered(now, window, self.rng), reason=reason)
+
+    def _selecting_round(self, task: Task, now: float) -> RoundRecord | None:
+        """The task's selecting round as last read, at most SELECTING_HINT_TTL_S old, or fresher
+        after this replica moved the round (forget_selecting_round). A hint only: Store.assign
+        checks the round's state and capacity in the database. Without it, every check-in with
+        no slot was one query: a third of the event loop's time on PostgreSQL at 10,000 devices."""
+        cached = self._selecting_hint.get(task.task_id)
+        if cached is not None and 0 <= now - cached[0] < SELECTING_HINT_TTL_S:
+            return cached[1]
+        rnd = self.store.selecting_round(task.task_id)
+        self._selecting_hint[task.task_id] = (now, rnd)
+        return rnd
+
+    def forget_selecting_round(self, task_id: str) -> None:
+        self._selecting_hint.pop(task_id, None)
+
+    def _try_assign(self, task: Task, device_id: str, now: float) -> Assignment | None:
+        rnd = self._selecting_round(task, now)
+        if rnd is None or now > rnd.selection_deadline or rnd.selected >= task.config.target_selected:
+            return None
+        token = secrets.token_urlsafe(24)
+        selected = self.store.assign(AssignmentRecord(task.task_id, rnd.round, device_id, hash_token(token), now),
+                                     task.config.target_selected)
+        if selected is None:
+            # Already in this round (it has its assignment), or the round filled or closed since
+            # the hint was read: read it afresh next time.
+            self.forget_selecting_round(task.task_id)
+            return None
+        self._selecting_hint[task.task_id] = (self._selecting_hint.get(task.task_id, (now,))[0],
+                                              replace(rnd, selected=selected))
+        if selected >= task.config.target_selected and self.holds_lease(task):
+            if task.config.secagg_on:
+                self.start_advertising(task, rnd.round)
+            else:
+                self.transition(task, rnd.round, "reporting")
+        base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
+        return Assignment(
+            task_id=task.task_id, round=rnd.round, upload_token=token, plan=task.config.plan(task.dp_clip),
+            model_sha256=task.model_sha, model_url=f"/v1/blobs/{task.model_sha}",
+            checkpoint_sha256=task.checkpoint_sha, checkpoint_url=f"/v1/blobs/{task.checkpoint_sha}",
+            upload_url=f"{base}/update", report_deadline=float(rnd.report_deadline),
+        )
+
+    def authorize_blob(self, sha: str, authorization: str | None, is_admin: bool) -> bool:
+        """Blobs are capability URLs (a SHA-256 nobody can guess), except those of a population
+        that requires an enrollment secret or attestation: those need a device token of that
+        population (or the admin token), so a model is not handed to devices it refused."""
+        guarded = self.store.guarded_blob_populations(sha)
+        if guarded and not is_admin and self.authenticate(authorization).population not in guarded:
+            raise E.Forbidden("this blob belongs to another population", "other_population")
+        return bool(guarded)
+
+    def upload_limit(self, device: DeviceRecord, task_id: str) -> int:
+        task = self._device_task(device, task_id)
+        if task.config.secagg_on:
+            return ring.packed_size(32, ring.padded_length(task.manifest.num_parameters)
+                                    + task.config.secagg_extra_slots)
+        return task.config.codec_spec().max_payload_bytes(len(task.manifest.weights), task.manifest.num_parameters)
+
+    def _device_task(self, device: DeviceRecord, task_id: str) -> "Task":
+        """The task, for a device of its population; otherwise the same 403 as for a round the
+        device holds no assignment in, so a device cannot probe which task ids exist."""
+        try:
+            task = self._task(task_id)
+        except E.NotFound:
+            task = None
+        if task is None or task.population != device.population:
+            self._reject("not_assigned")
+            raise E.Forbidden(NOT_ASSIGNED)
+        return task
+
+    def _assigned(self, device: DeviceRecord, task_id: str, round_num: int,
+                  upload_token: str | None) -> RoundRecord:
+        """The round, if this device holds an assignment for it with this token; else 403."""
+        assignment = self.store.assignment(task_id, round_num, device.device_id)
+        if assignment is None or not upload_token or not hmac.compare_digest(
+                assignment.token_hash, hash_token(upload_token)):
+            self._reject("not_assigned")
+            raise E.Forbidden(NOT_ASSIGNED)
+        return self.round_row(task_id, round_num)
+
+    def round_row(self, task_id: str, round_num: int) -> RoundRecord | None:
+        return self.store.round(task_id, round_num)
+
+    def _secagg_round(self, device, task_id: str, round_num: int, upload_token: str | None):
+        """(task, round row) of a SecAgg round this device is assigned to; 404 for a plain task."""
+        task = self._device_task(device, task_id)
+        rnd = self._assigned(device, task_id, round_num, upload_token)
+        if not task.config.secagg_on:
+            raise E.NotFound(f"task '{task_id}' does not use secure aggregation")
+        return task, rnd
+
+    def secagg_message(self, device, task_id: str, round_num: int, upload_token: str | None, phase: str,
+                       raw) -> dict:
+        """A device's AdvertiseKeys ('keys'), ShareKeys ('shares') or Unmasking ('reveals') message."""
+        task, rnd = self._secagg_round(device, task_id, round_num, upload_token)
+        post = {"keys": self.secagg.post_keys, "shares": self.secagg.post_shares,
+                "reveals": self.secagg.post_reveals}.get(phase)
+        if post is None:
+            raise E.NotFound(f"no SecAgg phase '{phase}'; use keys, shares or reveals")
+        try:
+            new = post(task, rnd, device.device_id, raw)
+        except ProtocolError as exc:
+            raise E.BadRequest(str(exc), exc.code) from exc
+        self.advance(task, self.round_row(task_id, round_num), self.clock())  # everyone may have answered
+        return {"accepted": True, "duplicate": not new}
+
+    def secagg_view(self, device, task_id: str, round_num: int, upload_token: str | None):
+        task, rnd = self._secagg_round(device, task_id, round_num, upload_token)
+        return self.secagg.view(task, rnd, device.device_id)
+
+    def upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
+               body: bytes) -> dict:
+        task = self._device_task(device, task_id)
+        device_id = device.device_id
+        rnd = self._assigned(device, task_id, round_num, upload_token)
+        digest = hashlib.sha256(body).hexdigest()
+        previous = self.store.update(task_id, round_num, device_id)
+        if previous is not None:
+            if previous.digest == digest:
+                return {"accepted": True, "duplicate": True}  # a retry of an acknowledged upload
+            self._reject("duplicate")
+            raise E.Conflict("an update for this round was already accepted from this device", "duplicate")
+        if task.config.secagg_on:
+            return self._upload_masked(task, rnd, device_id, meta, body, digest)
+        if rnd.state not in ("selecting", "reporting") or self.clock() > rnd.report_deadline:
+            self._reject("late")
+            raise E.Gone(f"round {round_num} is closed ({rnd.state}); the update was not counted", "round_closed")
+        expected_codec = task.config.codec_spec()
+        try:
+            decoded = codec.decode(body, [w.size for w in task.manifest.weights])
+        except ProtocolError as exc:
+            self._reject(exc.code)
+            raise E.BadRequest(str(exc), exc.code) from exc
+        if decoded.codec != expected_codec.name:
+            self._reject("wrong_codec")
+            raise E.BadRequest(f"update uses codec {decoded.codec}; this task expects {expected_codec.name}", "wrong_codec")
+        bound = self._server_bound(task)
+        norm = dp.l2_norm(decoded.values)
+        # The adaptive-clip bit is the server's own measurement here, not the device's claim.
+        meta = replace(meta, below_clip=norm <= bound) if task.config.adaptive_clip else meta
+        self._store_update(task, round_num, device_id, meta, body, digest)
+        self._fold(task, self._sum_for(task, round_num), decoded.values, meta.example_count, norm)
+        if norm > bound:
+            self._count("clipped_updates", "server_bound")
+        if rnd.reported + 1 >= task.config.goal_count:
+            # The update is stored and acknowledged whatever happens while committing.
+            self._guarded(task, self._close_full_round, task, round_num)
+        return {"accepted": True, "duplicate": False}
+
+    def _close_full_round(self, task: Task, num: int) -> None:
+        self.transition(task, num, "aggregating")
+        self.request_commit(task, num)
+
+    def _upload_masked(self, task: Task, rnd: RoundRecord, device_id: str, meta: UploadMeta, body: bytes,
+                       digest: str) -> dict:
+        values = self.secagg.accept_masked_input(task, rnd, device_id, body)
+        self._store_update(task, rnd.round, device_id, meta, body, digest)
+        self.secagg.masked_input_done(task, rnd.round, values)
+        self.advance(task, self.round_row(task.task_id, rnd.round), self.clock())
+        return {"accepted": True, "duplicate": False}
+
+    def _store_update(self, task: Task, round_num: int, device_id: str, meta: UploadMeta, body: bytes,
+                      digest: str) -> None:
+        """File first, then the row: an acknowledged update survives a crash."""
+        path = self.store.update_path(task.task_id, round_num, device_id)
+        self.store.write_file(path, body)
+        self.store.add_update(UpdateRecord(
+            task.task_id, round_num, device_id, meta.example_count,
+            {"train_loss": meta.train_loss, "eval_loss": meta.eval_loss, "eval_accuracy": meta.eval_accuracy,
+             "eval_count": meta.eval_count, "below_clip": meta.below_clip}, str(path), digest, self.clock()))
+        if self.metrics is not None:
+            self.metrics.bytes_in(len(body))
+
+    def _reject(self, reason: str) -> None:
+        self._count("rejected_uploads", reason)

@@ -1,0 +1,315 @@
+"""HTTP handlers: parse, call the coordinator, render. No logic lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+from aiohttp import web
+
+from coordinator import errors as E
+from coordinator.http.client_address import ClientAddress, client_address
+from coordinator.operator import status as operator_status
+from coordinator.config import ServeConfig
+from coordinator.http.keys import (ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED,
+                              TRUSTED_PROXIES)
+from coordinator.http.openapi import OPENAPI
+from coordinator.operator.page import OPERATOR_PAGE, STATIC_DIR
+from coordinator.tasks.config import MAX_ROUNDS
+from coordinator.gateway.tokens import tokens_equal
+from protocol import strict_json
+from protocol.errors import ProtocolError
+from protocol.messages import CheckinRequest, PopulationRequest, RegisterRequest, UploadMeta
+
+MAX_JSON = 64 * 1024
+MAX_MODEL_BODY = 512 * 1024 * 1024
+MAX_SECAGG_JSON = 8 * 1024 * 1024  # a ShareKeys message carries one sealed share per neighbour
+MAX_SECAGG_WAIT_S = 30.0
+
+# Every JSON answer is standard JSON: a non-finite float stored before the door was closed is null.
+json_response = functools.partial(web.json_response, dumps=strict_json.dumps)
+
+
+async def _read_body(request: web.Request, content_type: str, limit: int) -> bytes:
+    """The body, refused unread when it has the wrong type or announces more than ``limit`` bytes."""
+    if request.content_type != content_type:
+        raise E.UnsupportedMediaType(f"expected Content-Type: {content_type}")
+    if request.content_length is not None and request.content_length > limit:
+        raise E.PayloadTooLarge(f"body of {request.content_length} bytes is over the limit of {limit}")
+    # content.read(n) returns what has arrived so far, not n bytes: read to the end, and give
+    # up on a client that stops sending (a body shorter than its Content-Length would hold the
+    # connection forever).
+    config = request.app.get(CONFIG)
+    idle_s = (config or ServeConfig()).body_timeout_s
+    # One timer per request, pushed back after each chunk (asyncio.wait_for per chunk made a
+    # task and a timer per read: 14% of the coordinator's time at 10,000 devices).
+    loop = asyncio.get_running_loop()
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(idle_s) as deadline:
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise E.PayloadTooLarge(f"body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+                deadline.reschedule(loop.time() + idle_s)
+    except TimeoutError:
+        raise E.RequestTimeout(f"no request body data for {idle_s:g} s") from None
+    except ConnectionResetError:
+        raise E.ClientClosedRequest("the client closed the connection before its body was complete") from None
+    return b"".join(chunks)
+
+
+async def read_json(request: web.Request, limit: int = MAX_JSON):
+    return strict_json.loads(await _read_body(request, "application/json", limit))
+
+
+async def read_binary(request: web.Request, limit: int) -> bytes:
+    return await _read_body(request, "application/octet-stream", limit)
+
+
+def coordinator(request: web.Request):
+    return request.app[COORDINATOR]
+
+
+def is_admin(request: web.Request) -> bool:
+    return tokens_equal(request.headers.get("Authorization", ""), f"Bearer {request.app[ADMIN_TOKEN]}")
+
+
+def require_admin(request: web.Request) -> None:
+    if not is_admin(request):
+        raise E.Unauthorized("admin token required (Authorization: Bearer <admin token>)")
+
+
+def _int(text: str, what: str, hi: int = MAX_ROUNDS) -> int:
+    """A path segment as an integer in [1, hi]: a larger one would not even fit a SQLite INTEGER."""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(hi))) or not 1 <= int(text) <= hi:
+        raise E.BadRequest(f"{what} must be an integer in [1, {hi}]")
+    return int(text)
+
+
+# -- admin -----------------------------------------------------------------------------
+async def create_population(request):
+    require_admin(request)
+    req = PopulationRequest.from_dict(await read_json(request))
+    c = coordinator(request)
+    return json_response(c.create_population(req.name, req.enrollment_secret, req.require_attestation), status=201)
+
+
+async def list_populations(request):
+    require_admin(request)
+    return json_response({"populations": coordinator(request).list_populations()})
+
+
+async def upload_model(request):
+    require_admin(request)
+    data = await read_binary(request, MAX_MODEL_BODY)
+    return json_response(coordinator(request).put_model(data), status=201)
+
+
+async def create_task(request):
+    require_admin(request)
+    raw = await read_json(request)
+    return json_response(coordinator(request).create_task(request.match_info["population"], raw), status=201)
+
+
+async def task_action(request):
+    require_admin(request)
+    c = coordinator(request)
+    return json_response(c.set_task_state(request.match_info["task_id"], request.match_info["action"]))
+
+
+async def list_tasks(request):
+    require_admin(request)
+    c = coordinator(request)
+    return json_response({"tasks": [c.task_summary(t) for t in c.tasks]})
+
+
+async def get_task(request):
+    require_admin(request)
+    c = coordinator(request)
+    task_id = request.match_info["task_id"]
+    return json_response({**c.task_summary(task_id), "rounds": c.rounds(task_id)})
+
+
+async def get_checkpoint(request):
+    require_admin(request)
+    c = coordinator(request)
+    summary = c.task_summary(request.match_info["task_id"])
+    raise web.HTTPFound(f"/v1/blobs/{summary['checkpoint_sha256']}")
+
+
+async def get_global_model(request):
+    require_admin(request)
+    task_id = request.match_info["task_id"]
+    data = coordinator(request).global_model(task_id)
+    return web.Response(body=data, content_type="application/octet-stream",
+                        headers={"Content-Disposition": f'attachment; filename="{task_id}.tflite"'})
+
+
+# -- devices ---------------------------------------------------------------------------
+async def register(request):
+    req = RegisterRequest.from_dict(await read_json(request))
+    return json_response(coordinator(request).register(req, client(request)), status=201)
+
+
+async def checkin(request):
+    c = coordinator(request)
+    device = c.authenticate(request.headers.get("Authorization"))
+    req = CheckinRequest.from_dict(await read_json(request))
+    resp = c.checkin(device, req)
+    hold = min(req.wait_s, resp.retry_at - c.clock()) if resp.outcome == "retry" else 0.0
+    waiters = request.app[ROUND_OPENED]
+    if resp.reason == "no_slot" and hold > 0 and waiters.can_hold():
+        # Long poll: hold the device until a round opens and wakes it (or its retry time), then
+        # try once more.
+        try:
+            await asyncio.wait_for(waiters.wait(device.population), hold)
+            resp = c.checkin(device, req, rate_limited=False)
+        except asyncio.TimeoutError:
+            pass
+    return json_response(resp.to_dict())
+
+
+async def upload_update(request):
+    c = coordinator(request)
+    device = c.authenticate(request.headers.get("Authorization"))
+    task_id = request.match_info["task_id"]
+    round_num = _int(request.match_info["round"], "round")
+    limit = c.upload_limit(device, task_id)
+    try:
+        meta = UploadMeta.from_dict(strict_json.loads(request.headers.get("Fedge-Upload", "")))
+    except ProtocolError as exc:
+        raise E.BadRequest(f"header Fedge-Upload: {exc} (expected JSON: {{\"example_count\": N, ...}})",
+                           "bad_meta") from exc
+    body = await read_binary(request, limit)
+    result = c.upload(device, task_id, round_num, request.headers.get("Fedge-Upload-Token"), meta, body)
+    return json_response(result, status=200 if result["duplicate"] else 201)
+
+
+async def secagg_message(request):
+    c = coordinator(request)
+    device = c.authenticate(request.headers.get("Authorization"))
+    raw = await read_json(request, MAX_SECAGG_JSON)
+    result = c.secagg_message(device, request.match_info["task_id"], _int(request.match_info["round"], "round"),
+                              request.headers.get("Fedge-Upload-Token"), request.match_info["phase"], raw)
+    return json_response(result, status=200 if result["duplicate"] else 201)
+
+
+async def secagg_view(request):
+    """The round's SecAgg state for this device; with ?since=STATE&wait_s=N, held until the state moves on."""
+    c = coordinator(request)
+    device = c.authenticate(request.headers.get("Authorization"))
+    task_id, round_num = request.match_info["task_id"], _int(request.match_info["round"], "round")
+    token = request.headers.get("Fedge-Upload-Token")
+    try:
+        wait_s = float(request.query.get("wait_s", "0"))
+    except ValueError:
+        raise E.BadRequest("wait_s must be a number") from None
+    if not 0.0 <= wait_s <= MAX_SECAGG_WAIT_S:
+        raise E.BadRequest(f"wait_s must be in [0, {MAX_SECAGG_WAIT_S:g}]")
+    since = request.query.get("since", "")
+    view = c.secagg_view(device, task_id, round_num, token)
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while view.state == since:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            break
+        try:
+            await asyncio.wait_for(request.app[ROUND_CHANGED].event.wait(), remaining)
+        except asyncio.TimeoutError:
+            break
+        view = c.secagg_view(device, task_id, round_num, token)
+    return json_response(view.to_dict())
+
+
+async def get_blob(request):
+    c = coordinator(request)
+    sha = request.match_info["sha"]
+    path = c.store.blob_path(sha)
+    if path is None:
+        raise E.NotFound(f"no blob {sha}")
+    guarded = c.authorize_blob(sha, request.headers.get("Authorization"), is_admin(request))
+    etag = f'"{sha}"'
+    headers = {"ETag": etag, "Cache-Control": f"{'private' if guarded else 'public'}, max-age=31536000, immutable"}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    data = path.read_bytes()
+    request.app[METRICS].bytes_out(len(data))
+    return web.Response(body=data, content_type="application/octet-stream", headers=headers)
+
+
+# -- public ----------------------------------------------------------------------------
+def client(request: web.Request) -> ClientAddress:
+    return client_address(request.remote, request.headers, request.app[TRUSTED_PROXIES])
+
+
+def require_status_access(request: web.Request) -> None:
+    """The status page and /metrics tell how many devices there are and how rounds go: open to
+    requests from this host by default (status_public unset), to everyone or no one when set;
+    otherwise behind the admin token (Prometheus sends it as a bearer token)."""
+    public = request.app[CONFIG].status_public
+    if not (public or (public is None and client(request).is_local)):
+        require_admin(request)
+
+
+async def metrics(request):
+    require_status_access(request)
+    m = request.app[METRICS]
+    return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
+
+
+async def healthz(request):
+    """Liveness: the process answers (a load balancer's cheap check), and which replica it is
+    (the holder named in the task_leases table)."""
+    return json_response({"status": "ok", "replica": coordinator(request).replica_id})
+
+
+async def readyz(request):
+    """Readiness: the database answers too; 503 while it does not (take this replica out)."""
+    try:
+        coordinator(request).store.ping()
+    except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+        return json_response({"status": "unavailable", "error": f"{type(exc).__name__}: {str(exc)[:200]}"},
+                             status=503)
+    return json_response({"status": "ready"})
+
+
+async def openapi(request):
+    return json_response(OPENAPI)
+
+
+async def status_page(request):
+    require_status_access(request)
+    return web.Response(text=OPERATOR_PAGE, content_type="text/html")
+
+
+async def status_json(request):
+    require_status_access(request)
+    return json_response(operator_status.status(coordinator(request)))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", status_page)
+    app.router.add_get("/v1/status", status_json)
+    app.router.add_static("/static/", STATIC_DIR)  # the page's script and plotting library; no data
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_post("/v1/admin/populations", create_population)
+    app.router.add_get("/v1/admin/populations", list_populations)
+    app.router.add_post("/v1/admin/models", upload_model)
+    app.router.add_post("/v1/admin/populations/{population}/tasks", create_task)
+    app.router.add_get("/v1/admin/tasks", list_tasks)
+    app.router.add_get("/v1/admin/tasks/{task_id}", get_task)
+    app.router.add_get("/v1/admin/tasks/{task_id}/checkpoint", get_checkpoint)
+    app.router.add_get("/v1/admin/tasks/{task_id}/model", get_global_model)
+    app.router.add_post("/v1/admin/tasks/{task_id}/{action}", task_action)
+    app.router.add_post("/v1/devices/register", register)
+    app.router.add_post("/v1/checkin", checkin)
+    app.router.add_get("/v1/blobs/{sha}", get_blob)
+    app.router.add_post("/v1/tasks/{task_id}/rounds/{round}/update", upload_update)
+    app.router.add_get("/v1/tasks/{task_id}/rounds/{round}/secagg", secagg_view)
+    app.router.add_post("/v1/tasks/{task_id}/rounds/{round}/secagg/{phase}", secagg_message)
+

@@ -1,0 +1,80 @@
+"""What the operator page shows, as one JSON document (`GET /v1/status`): each population
+(registered devices, devices seen in the last hour, recent check-ins by outcome, the
+eligible fraction and the rule clauses that fail most, the check-in rate next to what pace
+steering aims at) and each task (the round in progress, the per-round history).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from coordinator.gateway.pace import SAFETY
+from coordinator.rounds.retention import disk_usage
+from coordinator.store.base import OPEN_STATES
+
+if TYPE_CHECKING:
+    from coordinator.service import Coordinator, Task
+
+HISTORY_ROUNDS = 200  # the page plots the latest rounds; the admin API has them all
+
+
+DISK_TTL_S = 30.0  # walking the data directory is O(files): at most twice a minute
+_disk_cache: dict[int, tuple[float, dict]] = {}
+
+
+def status(c: Coordinator) -> dict:
+    now = c.clock()
+    return {"now": now,
+            "populations": [_population(c, p.name, now) for p in c.store.populations()],
+            "tasks": [_task(c, task, now) for task in c.tasks.values()],
+            "disk": _disk(c, now)}
+
+
+def _disk(c: Coordinator, now: float) -> dict:
+    """Bytes on disk by kind (coordinator.rounds.retention.disk_usage), cached for DISK_TTL_S."""
+    cached = _disk_cache.get(id(c.store))
+    if cached is None or now - cached[0] > DISK_TTL_S or now < cached[0]:
+        db_path = getattr(c.store, "db_path", None)
+        cached = (now, disk_usage(c.store.data_dir, str(db_path) if db_path else None))
+        _disk_cache[id(c.store)] = cached
+    return cached[1]
+
+
+def _population(c: Coordinator, name: str, now: float) -> dict:
+    active = [t for t in c.tasks.values() if t.population == name and t.state == "active"]
+    aimed = None
+    if active:
+        # Pace steering spreads returns so that SAFETY x K devices arrive per round period
+        # (coordinator.gateway.pace), as long as the retry window is inside its clamps.
+        _, period = c.pace_inputs(active[0], now)
+        aimed = SAFETY * active[0].config.target_selected / max(period, 1e-9)
+    return {"name": name, "registered": c.store.count_devices(name),
+            "seen_last_hour": c.store.count_seen(now - 3600.0, name),
+            "checkins": c.activity.summary(name, now), "aimed_checkins_per_s": aimed}
+
+
+def _task(c: Coordinator, task: Task, now: float) -> dict:
+    rounds = c.store.recent_rounds(task.task_id, HISTORY_ROUNDS)
+    rounds.sort(key=lambda r: r.round)
+    current = None
+    if rounds and rounds[-1].state in OPEN_STATES:
+        r, cfg = rounds[-1], task.config
+        current = {"round": r.round, "state": r.state, "selected": r.selected, "target_selected": cfg.target_selected,
+                   "reported": r.reported, "goal": cfg.goal_count, "required": cfg.required_reports,
+                   "opened_s_ago": now - r.opened_at,
+                   "selection_deadline_in_s": r.selection_deadline - now,
+                   "report_deadline_in_s": r.report_deadline - now}
+    history = []
+    for r in rounds:
+        if r.state not in ("committed", "failed"):
+            continue
+        m = r.metrics
+        history.append({"round": r.round, "state": r.state, "reason": r.reason, "reports": r.reported,
+                        "examples": r.examples, "duration_s": (r.closed_at or now) - r.opened_at,
+                        "eval_accuracy": m.get("eval_accuracy"), "eval_loss": m.get("eval_loss"),
+                        "train_loss": m.get("train_loss"), "bytes_in": m.get("bytes_in"),
+                        "epsilon": m.get("epsilon")})
+    return {"task_id": task.task_id, "population": task.population, "state": task.state,
+            "reason": c.store.task(task.task_id).reason, "model_name": task.manifest.model_name,
+            "rounds": task.config.rounds, "rounds_committed": c.store.committed_count(task.task_id),
+            "current": current, "history": history}

@@ -1,0 +1,416 @@
+"""The round driver: applies the round engine's steps (`coordinator.rounds.engine`) to each
+task's rounds, on the clock (`tick`) and on device events; opens, fails and commits rounds
+(the commit's computation is `coordinator.rounds.commit`, off the event loop when the app runs
+the driver); rebuilds open rounds after a restart (`recover`). An error while driving one
+task fails that task's round and never stops another.
+
+A part of `coordinator.service.Coordinator`, whose state it shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from coordinator.rounds import engine as engine
+from coordinator.rounds.commit import CommitInputs, CommitResult, compute_commit
+from coordinator.aggregation.privacy import epsilon
+from coordinator.store.records import RoundRecord
+from coordinator.rounds.retention import prune_after_round, remove_empty_dir
+from coordinator.store.base import OPEN_STATES
+from coordinator.aggregation.strategies import RoundContext, Strategy, make_strategy
+from protocol import codec
+from protocol.secagg.server import BelowThreshold
+
+if TYPE_CHECKING:
+    from coordinator.service import Task
+
+log = logging.getLogger("fedge.coordinator")
+# How long a replica's right to drive a task lasts without renewal (renewed every tick):
+# when the replica dies, another takes the task over after at most this long.
+LEASE_TTL_S = 3.0
+# The SecAgg phase the round engine closes -> (what settles it, the state that follows).
+SECAGG_CLOSES = {engine.CLOSE_ADVERTISING: ("close_advertising", "sharing"),
+                 engine.CLOSE_SHARING: ("close_sharing", "reporting"),
+                 engine.CLOSE_REPORTING: ("close_reporting", "unmasking")}
+
+
+class RoundDriver:
+    """With a shared store (PostgreSQL), several replicas run a driver each: a task's rounds
+    are driven (opened, failed, committed) only by the replica holding its lease; every
+    replica accepts check-ins and uploads, and picks up what the others changed each tick
+    (`sync_from_store`)."""
+
+    replica_id: str = ""
+    _lease_until: dict
+
+    def holds_lease(self, task: Task) -> bool:
+        """Whether this replica drives ``task`` now; takes or renews the lease when it is due."""
+        now = self.clock()
+        if self._lease_until.get(task.task_id, 0.0) - now > LEASE_TTL_S / 2:
+            return True
+        if self.store.acquire_lease(task.task_id, self.replica_id, now, LEASE_TTL_S):
+            self._lease_until[task.task_id] = now + LEASE_TTL_S
+            return True
+        self._lease_until.pop(task.task_id, None)
+        return False
+
+    def release_leases(self) -> None:
+        self._lease_until.clear()
+        self.store.release_leases(self.replica_id)
+
+    def sync_from_store(self) -> None:
+        """What other replicas did: tasks created, paused or committed elsewhere; rounds opened
+        elsewhere (this replica's long polls are woken for them); running sums of rounds that
+        closed elsewhere (dropped)."""
+        for rec in self.store.tasks():
+            task = self.tasks.get(rec.task_id)
+            if task is None:
+                self.tasks[rec.task_id] = self._task_from_record(rec)
+                continue
+            task.state = rec.state
+            if task.checkpoint_sha != rec.checkpoint_sha:
+                fresh = self._task_from_record(rec)
+                task.checkpoint_sha, task.dp_clip = fresh.checkpoint_sha, fresh.dp_clip
+        for task in self.tasks.values():
+            latest = self.store.latest_round(task.task_id)
+            if latest is None:
+                continue
+            if latest.round != self._known_round.get(task.task_id, 0):
+                self.forget_selecting_round(task.task_id)  # another replica moved the task on
+            if latest.round > self._known_round.get(task.task_id, 0) and latest.state == "selecting":
+                for listener in self.round_open_listeners:
+                    listener(task.task_id)
+            self._known_round[task.task_id] = latest.round
+        for task_id, num in list(self.sums):
+            rnd = self.store.round(task_id, num)
+            if rnd is None or rnd.state in ("committed", "failed"):
+                self.sums.pop((task_id, num), None)
+
+    def recover(self) -> None:
+        """Load tasks; rebuild the running sum of every open round from its stored updates."""
+        self.replica_id = secrets.token_hex(8)
+        self._lease_until = {}
+        self._known_round: dict[str, int] = {}
+        self.tasks = {rec.task_id: self._task_from_record(rec) for rec in self.store.tasks()}
+        for rnd in self.store.open_rounds():
+            task = self.tasks[rnd.task_id]
+            # A round that cannot be rebuilt (a damaged file) fails alone; the service still starts.
+            self._guarded(task, self._recover_round, task, rnd.round)
+
+    def _recover_round(self, task: Task, num: int) -> None:
+        if task.config.secagg_on:
+            self.secagg.recover(task, num)
+            return
+        acc = self._sum_for(task, num)
+        for upd in self.store.updates(task.task_id, num):
+            decoded = codec.decode(Path(upd.blob).read_bytes(), [w.size for w in task.manifest.weights])
+            self._fold(task, acc, decoded.values, upd.examples)
+        log.info("recovered task %s round %s with %d updates", task.task_id, num, acc.count)
+
+    def transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None:
+        closed = self.clock() if state in ("committed", "failed") else None
+        self.store.set_round_state(task.task_id, round_num, state, reason, closed)
+        self.forget_selecting_round(task.task_id)
+        log.info("task %s round %d -> %s %s", task.task_id, round_num, state, reason)
+        for listener in self.round_change_listeners:
+            listener(task.task_id)
+
+    def tick(self) -> None:
+        """Advance every active task's round by the clock; called periodically.
+
+        Uploads and commits also advance rounds as they happen (a full round commits at
+        its last upload and the next round opens at once); the tick handles windows and
+        deadlines passing, and anything a restart left half-way.
+        """
+        now = self.clock()
+        self.flush_seen()
+        if self.store.shared:
+            self.sync_from_store()
+        for task in list(self.tasks.values()):
+            if task.state == "active" and self.holds_lease(task):
+                self._guarded(task, self._drive, task, now)
+
+    def _drive(self, task: Task, now: float) -> None:
+        rnd = self._latest_round(task)
+        if rnd is None or rnd.state in ("committed", "failed"):
+            self._open_next_round(task, rnd.round if rnd else 0, now)
+        else:
+            self.advance(task, rnd, now)
+
+    def _guarded(self, task: Task, step, *args) -> None:
+        """Run one step of driving ``task``; an exception fails that task's open round with the
+        reason and goes no further: it never stops another task, nor the next tick."""
+        try:
+            step(*args)
+        except Exception as exc:  # noqa: BLE001 - the driver must outlive any one task's failure
+            self._fail_on_error(task, exc)
+
+    def _fail_on_error(self, task: Task, exc: Exception) -> None:
+        log.error("task %s: error while driving the round", task.task_id, exc_info=exc)
+        self._count("driver_errors", type(exc).__name__)
+        try:
+            rnd = self._latest_round(task)
+            if rnd is not None and rnd.state in OPEN_STATES:
+                self.fail_round(task, rnd.round, f"internal error while driving the round: "
+                                                    f"{type(exc).__name__}: {str(exc)[:200]}")
+        except Exception:  # noqa: BLE001
+            log.exception("task %s: could not fail the round after an error", task.task_id)
+
+    def _latest_round(self, task: Task) -> RoundRecord | None:
+        return self.store.latest_round(task.task_id)
+
+    def _open_next_round(self, task: Task, last: int, now: float) -> None:
+        """Open round ``last + 1``, or finish the task when its rounds are done."""
+        if task.state != "active" or not self.holds_lease(task):
+            return
+        done = self.store.committed_count(task.task_id)
+        if done >= task.config.rounds:
+            self._finish_task(task, "completed", f"{done} rounds committed")
+            return
+        cfg = task.config
+        if cfg.dp_on and cfg.dp_epsilon_budget > 0:
+            q = self.dp_sampling_rate(task)
+            spent = epsilon(cfg.dp_noise_multiplier, q, done, cfg.dp_delta)
+            after = epsilon(cfg.dp_noise_multiplier, q, done + 1, cfg.dp_delta)
+            if after > cfg.dp_epsilon_budget:
+                self._finish_task(task, "completed", f"privacy budget: one more round would spend epsilon {after:.3f} > "
+                                                     f"budget {cfg.dp_epsilon_budget:g} (delta {cfg.dp_delta:g}); "
+                                                     f"stopped after {done} rounds at epsilon {spent:.3f}")
+                return
+        self._open_round(task, last + 1, now)
+        self.forget_selecting_round(task.task_id)
+        self._known_round[task.task_id] = last + 1
+        for listener in self.round_open_listeners:
+            listener(task.task_id)
+
+    def _open_round(self, task: Task, round_num: int, now: float) -> None:
+        c = task.config
+        selection_deadline = now + c.selection_window_s
+        with self.store.transaction():
+            report_deadline = (self.secagg.open(task, round_num, selection_deadline) if c.secagg_on
+                               else selection_deadline + c.report_deadline_s)
+            self.store.add_round(task.task_id, round_num, now, selection_deadline, report_deadline)
+
+    def advance(self, task: Task, rnd: RoundRecord, now: float) -> None:
+        """Ask the round engine for the round's next step and apply it (on the replica that
+        drives the task; another leaves it to that one's next tick)."""
+        if not self.holds_lease(task):
+            return
+        progress = self.secagg.progress(task, rnd) if task.config.secagg_on else engine.Progress(
+            rnd.state, rnd.selected, rnd.reported, rnd.selection_deadline, rnd.report_deadline)
+        step = engine.next_step(progress, task.config.rules, now)
+        num = rnd.round
+        if step.action == engine.FAIL:
+            self.fail_round(task, num, step.reason)
+        elif step.action == engine.START_REPORTING:
+            self.transition(task, num, "reporting")
+        elif step.action == engine.START_ADVERTISING:
+            self.start_advertising(task, num)
+            self.advance(task, self.round_row(task.task_id, num), now)  # everyone may have advertised already
+        elif step.action in SECAGG_CLOSES:
+            close, next_state = SECAGG_CLOSES[step.action]
+            failure = getattr(self.secagg, close)(task, rnd)
+            if failure:
+                self.fail_round(task, num, failure)
+            else:
+                self.transition(task, num, next_state)
+        elif step.action == engine.AGGREGATE:
+            self.transition(task, num, "aggregating")
+            self.request_commit(task, num)
+        elif step.action == engine.COMMIT:
+            self.request_commit(task, num)
+
+    def start_advertising(self, task: Task, num: int) -> None:
+        self.secagg.start_advertising(task, num)
+        self.transition(task, num, "advertising")
+
+    def fail_round(self, task: Task, num: int, reason: str) -> None:
+        self.transition(task, num, "failed", reason)
+        if self.metrics is not None:
+            self.metrics.round_failed(task.task_id, reason)
+        self._discard_updates(task, num)
+        self._prune(task, num)
+        self._open_next_round(task, num, self.clock())
+
+    def _discard_updates(self, task: Task, num: int) -> None:
+        self.sums.pop((task.task_id, num), None)
+        if task.config.secagg_on:
+            self.secagg.discard(task, num)
+        for upd in self.store.updates(task.task_id, num):
+            Path(upd.blob).unlink(missing_ok=True)
+        remove_empty_dir(self.store.update_dir / task.task_id / f"{num:06d}")
+
+    def _prune(self, task: Task, num: int) -> None:
+        """The task's disk retention (coordinator.rounds.retention), after round `num` ended."""
+        try:
+            prune_after_round(self.store, task.task_id, task.config, num, lambda n: self._opt_path(task, n))
+        except OSError as exc:  # a full or read-only disk must not stop the rounds
+            log.warning("task %s: retention after round %d failed: %s", task.task_id, num, exc)
+
+    def _round_strategy(self, task: Task, num: int) -> tuple[Strategy, float | None]:
+        """The round's folded strategy and, with adaptive clipping, the sum of clip bits."""
+        if task.config.secagg_on:
+            total, count, bits = self.secagg.unmasked_sum(task, num)
+            strategy = make_strategy(task.config, task.manifest.num_parameters)
+            if count:
+                strategy.fold_sum(total, float(count), count)  # uniform weights: example counts stay private
+            return strategy, bits
+        bits = None
+        if task.config.adaptive_clip:
+            bits = float(sum(1 for u in self.store.updates(task.task_id, num) if u.meta.get("below_clip")))
+        if self._sum_for(task, num).count != self.round_row(task.task_id, num).reported:
+            # Some updates were accepted by another replica: fold the round again from the store.
+            self.sums.pop((task.task_id, num), None)
+            self._recover_round(task, num)
+        return self._sum_for(task, num), bits
+
+    def dp_sampling_rate(self, task: Task) -> float:
+        """goal / population, from the task's explicit dp_population only: a count of registered
+        devices would let anyone lower the reported epsilon by registering more."""
+        population = task.config.dp_population
+        if population < task.config.goal_count:  # a task stored before dp_population was required
+            return 1.0
+        return task.config.goal_count / population
+
+    # -- commit: read on the loop, compute anywhere (coordinator.rounds.commit), write on the loop -----
+    def request_commit(self, task: Task, num: int) -> None:
+        """The round is aggregating: commit it now, or hand it to the app's driver, which
+        computes it in an executor (never inside the request of the round's last upload).
+        A replica that does not drive the task leaves the aggregating round to the one that does."""
+        if not self.holds_lease(task):
+            return
+        key = (task.task_id, num)
+        if not self.defer_commits:
+            self.commit(task, num)
+        elif key not in self.committing and key not in self.pending_commits:
+            self.pending_commits.append(key)
+            for listener in self.commit_listeners:
+                listener()
+
+    def take_pending_commits(self) -> list[tuple[str, int]]:
+        """The commits to run; each counts as in progress from here until commit_async ends,
+        so a tick in between cannot request it a second time."""
+        pending, self.pending_commits = self.pending_commits, []
+        self.committing.update(pending)
+        return pending
+
+    def commit(self, task: Task, num: int) -> None:
+        started = self.clock()
+        inputs = self._commit_inputs(task, num)
+        if inputs is not None:
+            self._apply_commit(task, num, compute_commit(inputs), started)
+
+    async def commit_async(self, task_id: str, num: int) -> None:
+        """The driver's commit: the computation in the default executor, the store on the loop."""
+        task = self.tasks.get(task_id)
+        started = self.clock()
+        try:
+            rnd = self.round_row(task_id, num)
+            if task is None or rnd is None or rnd.state != "aggregating":
+                return  # finally: no longer in progress
+            inputs = self._commit_inputs(task, num)
+            if inputs is None:
+                return
+            result = await asyncio.get_running_loop().run_in_executor(None, compute_commit, inputs)
+            rnd = self.round_row(task_id, num)
+            if rnd is None or rnd.state != "aggregating":  # cancelled meanwhile
+                return
+            self._apply_commit(task, num, result, started)
+        except Exception as exc:  # noqa: BLE001 - as in tick(): fail this round, keep driving
+            if task is not None:
+                self._fail_on_error(task, exc)
+            else:
+                log.exception("commit of %s round %d", task_id, num)
+        finally:
+            self.committing.discard((task_id, num))
+
+    def _commit_inputs(self, task: Task, num: int) -> CommitInputs | None:
+        try:
+            strategy, bits = self._round_strategy(task, num)
+        except BelowThreshold as exc:
+            self.fail_round(task, num, f"secagg: cannot unmask the sum: {exc}")
+            return None
+        if strategy.count == 0:
+            self.fail_round(task, num, "no updates to aggregate")
+            return None
+        context = RoundContext(self.store.committed_count(task.task_id), self.dp_sampling_rate(task),
+                               task.dp_clip, bits)
+        return CommitInputs(strategy, context, task.manifest.weight_shapes,
+                            self.store.blob_path(task.checkpoint_sha).read_bytes(),
+                            self._load_opt_state(task, num - 1))
+
+    def _apply_commit(self, task: Task, num: int, result: CommitResult, started: float) -> None:
+        if result.failure:
+            self.fail_round(task, num, result.failure)
+            return
+        sha = result.sha
+        self.store.put_blob(sha, result.payload)
+        if result.opt_state:
+            self._save_opt_state(task, num, result.opt_state)
+        metrics = {**self._round_metrics(task, num), **result.metrics}
+        if not self.store.commit_round(task.task_id, num, self.clock(), sha, metrics):
+            log.warning("task %s round %d was no longer aggregating; not committed here", task.task_id, num)
+            return
+        task.checkpoint_sha = sha
+        # The next clip takes effect only once the round that chose it is committed (as on a restart).
+        task.dp_clip = metrics.get("dp_next_clip", task.dp_clip)
+        self._discard_updates(task, num)
+        self._prune(task, num)
+        if self.metrics is not None:
+            opened_at = self.store.round(task.task_id, num).opened_at
+            self.metrics.round_committed(task.task_id, self.clock() - opened_at, self.clock() - started,
+                                         metrics.get("epsilon"))
+        log.info("task %s round %d committed: %s", task.task_id, num, metrics)
+        self._open_next_round(task, num, self.clock())
+
+    def _round_metrics(self, task: Task, num: int) -> dict:
+        cap = task.config.max_example_count  # a device's claim weighs its metrics no more than its update
+        updates = self.store.updates(task.task_id, num)
+        metas = [(min(u.examples, cap), u.meta) for u in updates]
+        total = sum(n for n, _ in metas) or 1
+        eval_total = sum(m["eval_count"] for _, m in metas)
+        out = {"reports": len(metas), "examples": int(sum(n for n, _ in metas)),
+               "bytes_in": sum(_size(u.blob) for u in updates),
+               "train_loss": sum(n * m["train_loss"] for n, m in metas) / total}
+        if eval_total:
+            out["eval_accuracy"] = sum(m["eval_count"] * m["eval_accuracy"] for _, m in metas) / eval_total
+            out["eval_loss"] = sum(m["eval_count"] * m["eval_loss"] for _, m in metas) / eval_total
+        return out
+
+    def _opt_path(self, task: Task, num: int):
+        return self.store.data_dir / "server_opt" / task.task_id / f"{num:06d}.npz"
+
+    def _load_opt_state(self, task: Task, num: int) -> dict:
+        path = self._opt_path(task, num)
+        if not path.exists():
+            return {}
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    def _save_opt_state(self, task: Task, num: int, state: dict) -> None:
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **state)
+        self.store.write_file(self._opt_path(task, num), buf.getvalue())
+
+    def _finish_task(self, task: Task, state: str, reason: str) -> None:
+        self.store.set_task_state(task.task_id, state, reason)
+        task.state = state
+        log.info("task %s %s: %s", task.task_id, state, reason)
+
+    def active_devices(self, window_s: float = 600.0) -> int:
+        return self.store.count_seen(self.clock() - window_s)
+
+
+def _size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:  # already discarded: it counts for nothing
+        return 0

@@ -1,0 +1,400 @@
+"""The coordinator's durable state behind one interface: populations, devices, tasks,
+rounds, assignments, updates, and the SecAgg state of rounds (deadlines, roster, who
+shared, who survived; the messages).
+
+The coordinator talks to the store through typed methods that take and return the records
+of `coordinator.store.records`; all the SQL lives in the store modules, written once here in the
+dialect SQLite and PostgreSQL share (``?`` placeholders; the PostgreSQL store translates).
+Two implementations: `coordinator.store.sqlite` (the default: one file, one machine) and
+`coordinator.store.postgres` (shared by coordinator replicas). `open_store` picks one
+from ``--db``: a path is SQLite, a ``postgresql://`` URL is PostgreSQL.
+
+Every method that changes state commits before it returns, so anything the service
+acknowledges to a device or an admin survives a crash of the process. Blobs (models,
+checkpoints, received updates) are files under the data directory; the rows that point at
+them are written only after the file is complete (write to a temp name, then rename).
+`one`/`all`/`execute` stay for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from coordinator.store.records import (AssignmentRecord, DeviceRecord, PopulationRecord, RoundRecord, SecAggRoundRecord,
+                                 TaskRecord, UpdateRecord)
+
+OPEN_STATES = ("selecting", "advertising", "sharing", "reporting", "unmasking", "aggregating")
+_OPEN_SQL = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"
+
+
+class _RoundClosed(Exception):
+    """Inside Store.assign: the round stopped selecting (or filled up) under the caller."""
+
+
+class Store:
+    """The typed interface and its SQL. A backend provides ``transaction()`` (a context
+    whose value has ``execute(sql, params)`` and ``executemany(sql, rows)``), ``one``,
+    ``all``, ``execute``, ``close`` and ``checkpoint_in_background``; rows read by name."""
+
+    shared = False  # True where several coordinator processes may use the same database
+
+    data_dir: Path
+
+    def _init_data_dir(self, data_dir: str | os.PathLike) -> None:
+        self.data_dir = Path(data_dir)
+        self.blob_dir = self.data_dir / "blobs"
+        self.update_dir = self.data_dir / "updates"
+        for d in (self.blob_dir, self.update_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint_in_background(self, interval_s: float = 1.0) -> None:
+        """Backends with a write-ahead log to fold in do it here; nothing by default."""
+
+    def ping(self) -> None:
+        """Raises if the database does not answer (readiness checks)."""
+        self.one("SELECT 1 AS ok")
+
+    # -- populations and devices ---------------------------------------------------------
+    def population(self, name: str) -> PopulationRecord | None:
+        r = self.one("SELECT * FROM populations WHERE name=?", name)
+        return PopulationRecord(r["name"], r["created_at"], r["enrollment_secret_hash"],
+                                bool(r["require_attestation"])) if r else None
+
+    def populations(self) -> list[PopulationRecord]:
+        return [PopulationRecord(r["name"], r["created_at"], r["enrollment_secret_hash"],
+                                 bool(r["require_attestation"]))
+                for r in self.all("SELECT * FROM populations ORDER BY name")]
+
+    def guarded_blob_populations(self, sha: str) -> set[str]:
+        """Populations that need a device token to download blob `sha` (they require an
+        enrollment secret or attestation, and one of their tasks uses it as its model or a
+        checkpoint). Empty, with one small query, when no population is guarded."""
+        guarded = {p.name for p in self.populations() if p.enrollment_secret_hash or p.require_attestation}
+        if not guarded:
+            return set()
+        rows = self.all("SELECT population FROM tasks WHERE model_sha=? OR checkpoint_sha=? UNION "
+                        "SELECT t.population FROM rounds r JOIN tasks t ON t.task_id = r.task_id "
+                        "WHERE r.checkpoint_sha=?", sha, sha, sha)
+        return guarded & {r["population"] for r in rows}
+
+    def count_devices(self, population: str) -> int:
+        return self.one("SELECT COUNT(*) AS n FROM devices WHERE population=?", population)["n"]
+
+    def add_population(self, p: PopulationRecord) -> None:
+        self.execute("INSERT INTO populations (name, created_at, enrollment_secret_hash, require_attestation) "
+                     "VALUES (?, ?, ?, ?)", p.name, p.created_at, p.enrollment_secret_hash, int(p.require_attestation))
+
+    def add_device(self, d: DeviceRecord) -> None:
+        self.execute("INSERT INTO devices VALUES (?,?,?,?,?,?)", d.device_id, d.population, d.token_hash, d.label,
+                     d.created_at, d.last_seen)
+
+    def device(self, device_id: str) -> DeviceRecord | None:
+        r = self.one("SELECT * FROM devices WHERE device_id=?", device_id)
+        return DeviceRecord(**{k: r[k] for k in r.keys()}) if r else None
+
+    def touch_devices(self, seen: dict[str, float]) -> None:
+        """last_seen of many devices, in one transaction."""
+        with self.transaction() as tx:
+            tx.executemany("UPDATE devices SET last_seen=? WHERE device_id=?", [(t, d) for d, t in seen.items()])
+
+    def count_seen(self, since: float, population: str | None = None) -> int:
+        if population is None:
+            return self.one("SELECT COUNT(*) AS n FROM devices WHERE last_seen>=?", since)["n"]
+        return self.one("SELECT COUNT(*) AS n FROM devices WHERE population=? AND last_seen>=?", population,
+                        since)["n"]
+
+    # -- tasks -------------------------------------------------------------------------
+    @staticmethod
+    def _task(r) -> TaskRecord:
+        return TaskRecord(r["task_id"], r["population"], json.loads(r["config"]), r["model_sha"], r["manifest"],
+                          r["state"], r["checkpoint_sha"], r["created_at"], r["reason"])
+
+    def tasks(self) -> list[TaskRecord]:
+        return [self._task(r) for r in self.all("SELECT * FROM tasks ORDER BY created_at")]
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        r = self.one("SELECT * FROM tasks WHERE task_id=?", task_id)
+        return self._task(r) if r else None
+
+    def add_task(self, t: TaskRecord) -> None:
+        self.execute("INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?)", t.task_id, t.population, dumps(t.config),
+                     t.model_sha, t.manifest, t.state, t.checkpoint_sha, t.created_at, t.reason)
+
+    def set_task_state(self, task_id: str, state: str, reason: str | None = None,
+                       fail_open_rounds: str = "", now: float = 0.0) -> None:
+        """The task's state (and reason); with ``fail_open_rounds``, its open rounds fail with
+        that reason in the same transaction."""
+        with self.transaction() as tx:
+            if reason is None:
+                tx.execute("UPDATE tasks SET state=? WHERE task_id=?", (state, task_id))
+            else:
+                tx.execute("UPDATE tasks SET state=?, reason=? WHERE task_id=?", (state, reason, task_id))
+            if fail_open_rounds:
+                tx.execute(f"UPDATE rounds SET state='failed', reason=?, closed_at=? WHERE task_id=? "
+                           f"AND state IN {_OPEN_SQL}", (fail_open_rounds, now, task_id))
+
+    # -- rounds ------------------------------------------------------------------------
+    @staticmethod
+    def _round(r) -> RoundRecord:
+        return RoundRecord(r["task_id"], r["round"], r["state"], r["opened_at"], r["selection_deadline"],
+                           r["report_deadline"], r["closed_at"], r["selected"], r["reported"], r["examples"],
+                           r["reason"], json.loads(r["metrics"]), r["checkpoint_sha"])
+
+    def round(self, task_id: str, num: int) -> RoundRecord | None:
+        r = self.one("SELECT * FROM rounds WHERE task_id=? AND round=?", task_id, num)
+        return self._round(r) if r else None
+
+    def rounds(self, task_id: str) -> list[RoundRecord]:
+        return [self._round(r) for r in self.all("SELECT * FROM rounds WHERE task_id=? ORDER BY round", task_id)]
+
+    def latest_round(self, task_id: str) -> RoundRecord | None:
+        r = self.one("SELECT * FROM rounds WHERE task_id=? ORDER BY round DESC LIMIT 1", task_id)
+        return self._round(r) if r else None
+
+    def recent_rounds(self, task_id: str, n: int) -> list[RoundRecord]:
+        return [self._round(r) for r in self.all("SELECT * FROM rounds WHERE task_id=? ORDER BY round DESC LIMIT ?",
+                                                 task_id, n)]
+
+    def selecting_round(self, task_id: str) -> RoundRecord | None:
+        r = self.one("SELECT * FROM rounds WHERE task_id=? AND state='selecting'", task_id)
+        return self._round(r) if r else None
+
+    def open_rounds(self) -> list[RoundRecord]:
+        return [self._round(r) for r in self.all(f"SELECT * FROM rounds WHERE state IN {_OPEN_SQL}")]
+
+    def committed_count(self, task_id: str) -> int:
+        return self.one("SELECT COUNT(*) AS n FROM rounds WHERE task_id=? AND state='committed'", task_id)["n"]
+
+    def last_committed(self, task_id: str) -> RoundRecord | None:
+        r = self.one("SELECT * FROM rounds WHERE task_id=? AND state='committed' ORDER BY round DESC LIMIT 1",
+                     task_id)
+        return self._round(r) if r else None
+
+    def add_round(self, task_id: str, num: int, opened_at: float, selection_deadline: float,
+                  report_deadline: float) -> None:
+        self.execute("INSERT INTO rounds (task_id, round, state, opened_at, selection_deadline, report_deadline) "
+                     "VALUES (?,?,?,?,?,?)", task_id, num, "selecting", opened_at, selection_deadline,
+                     report_deadline)
+
+    def set_round_state(self, task_id: str, num: int, state: str, reason: str, closed_at: float | None) -> None:
+        self.execute("UPDATE rounds SET state=?, reason=?, closed_at=COALESCE(?, closed_at) "
+                     "WHERE task_id=? AND round=?", state, reason, closed_at, task_id, num)
+
+    def commit_round(self, task_id: str, num: int, closed_at: float, checkpoint_sha: str, metrics: dict) -> bool:
+        """The aggregating round is committed and its checkpoint becomes the task's, in one
+        transaction; False (nothing written) when the round is no longer aggregating: another
+        coordinator replica committed or failed it first."""
+        with self.transaction() as tx:
+            cur = tx.execute("UPDATE rounds SET state='committed', closed_at=?, checkpoint_sha=?, metrics=? "
+                             "WHERE task_id=? AND round=? AND state='aggregating'",
+                             (closed_at, checkpoint_sha, dumps(metrics), task_id, num))
+            if cur.rowcount == 0:
+                return False
+            tx.execute("UPDATE tasks SET checkpoint_sha=? WHERE task_id=?", (checkpoint_sha, task_id))
+        return True
+
+    # -- retention ---------------------------------------------------------------------------
+    def committed_outside_window(self, task_id: str, keep: int) -> RoundRecord | None:
+        """The committed round that is the (keep + 1)-th newest: the one whose checkpoint has
+        just left the window of the last `keep` when a round commits."""
+        r = self.one("SELECT * FROM rounds WHERE task_id=? AND state='committed' ORDER BY round DESC "
+                     "LIMIT 1 OFFSET ?", task_id, keep)
+        return self._round(r) if r else None
+
+    def blob_referenced(self, sha: str, except_round: tuple[str, int]) -> bool:
+        """Whether anything but round `except_round` still names blob `sha` (a task's model or
+        current checkpoint, another round's checkpoint)."""
+        task_id, num = except_round
+        return self.one("SELECT (SELECT COUNT(*) FROM tasks WHERE model_sha=? OR checkpoint_sha=?) + "
+                        "(SELECT COUNT(*) FROM rounds WHERE checkpoint_sha=? AND NOT (task_id=? AND round=?)) AS n",
+                        sha, sha, sha, task_id, num)["n"] > 0
+
+    def delete_round_details(self, task_id: str, up_to_round: int) -> None:
+        """Assignments, update records and SecAgg messages of rounds <= `up_to_round` (each
+        round keeps its row in `rounds`: its state, counts and metrics are the task's history)."""
+        with self.transaction() as tx:
+            for table in ("assignments", "updates", "secagg_messages", "secagg_shares", "secagg_rounds"):
+                tx.execute(f"DELETE FROM {table} WHERE task_id=? AND round<=?", (task_id, up_to_round))
+
+    # -- leases: which coordinator replica drives a task's rounds --------------------------
+    def acquire_lease(self, task_id: str, holder: str, now: float, ttl_s: float) -> bool:
+        """Take, or renew, the right to drive ``task_id``'s rounds until ``now + ttl_s``;
+        False while another holder's lease has not expired. The upsert's WHERE makes the
+        take-over atomic: of two replicas racing for an expired lease, one wins."""
+        self.execute("INSERT INTO task_leases (task_id, holder, expires_at) VALUES (?,?,?) "
+                     "ON CONFLICT (task_id) DO UPDATE SET holder=excluded.holder, expires_at=excluded.expires_at "
+                     "WHERE task_leases.holder=excluded.holder OR task_leases.expires_at < ?",
+                     task_id, holder, now + ttl_s, now)
+        r = self.one("SELECT holder FROM task_leases WHERE task_id=?", task_id)
+        return r is not None and r["holder"] == holder
+
+    def release_leases(self, holder: str) -> None:
+        """A replica that stops hands its tasks over at once instead of after the lease expires."""
+        self.execute("DELETE FROM task_leases WHERE holder=?", holder)
+
+    # -- assignments and updates -------------------------------------------------------
+    def assign(self, a: AssignmentRecord, capacity: int | None = None) -> int | None:
+        """Record the assignment and count it in the round, in one transaction: the round's
+        selected count after it, or None (nothing written) when the device already has one,
+        the round is no longer selecting, or `capacity` devices were already selected. The
+        database decides, so a caller may look the round up from a cache, and replicas
+        cannot over-fill a round between them."""
+        try:
+            with self.transaction() as tx:
+                cur = tx.execute("INSERT INTO assignments VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                                 (a.task_id, a.round, a.device_id, a.token_hash, a.assigned_at))
+                if cur.rowcount == 0:
+                    return None
+                cur = tx.execute("UPDATE rounds SET selected=selected+1 WHERE task_id=? AND round=? "
+                                 "AND state='selecting' AND selected < ?",
+                                 (a.task_id, a.round, capacity if capacity is not None else 2**62))
+                if cur.rowcount == 0:
+                    raise _RoundClosed  # rolls the assignment back
+                row = tx.execute("SELECT selected FROM rounds WHERE task_id=? AND round=?",
+                                 (a.task_id, a.round)).fetchone()
+        except _RoundClosed:
+            return None
+        return int(row["selected"])
+
+    def assignment(self, task_id: str, num: int, device_id: str) -> AssignmentRecord | None:
+        r = self.one("SELECT * FROM assignments WHERE task_id=? AND round=? AND device_id=?", task_id, num, device_id)
+        return AssignmentRecord(**{k: r[k] for k in r.keys()}) if r else None
+
+    @staticmethod
+    def _update(r) -> UpdateRecord:
+        return UpdateRecord(r["task_id"], r["round"], r["device_id"], r["examples"], json.loads(r["meta"]),
+                            r["blob"], r["digest"], r["received_at"])
+
+    def updates(self, task_id: str, num: int) -> list[UpdateRecord]:
+        return [self._update(r) for r in self.all("SELECT * FROM updates WHERE task_id=? AND round=?", task_id, num)]
+
+    def update(self, task_id: str, num: int, device_id: str) -> UpdateRecord | None:
+        r = self.one("SELECT * FROM updates WHERE task_id=? AND round=? AND device_id=?", task_id, num, device_id)
+        return self._update(r) if r else None
+
+    def add_update(self, u: UpdateRecord) -> None:
+        """The update's row and its round's counts, in one transaction (its bytes are already at u.blob)."""
+        with self.transaction() as tx:
+            tx.execute("INSERT INTO updates VALUES (?,?,?,?,?,?,?,?)",
+                       (u.task_id, u.round, u.device_id, u.examples, dumps(u.meta), u.blob, u.digest, u.received_at))
+            tx.execute("UPDATE rounds SET reported=reported+1, examples=examples+? WHERE task_id=? AND round=?",
+                       (u.examples, u.task_id, u.round))
+
+    # -- SecAgg rounds: what each phase settled, the devices' messages, the sealed shares --
+    _SECAGG_COLUMNS = ("advertise_deadline", "share_deadline", "unmask_deadline", "roster", "params", "sharers",
+                       "survivors")
+
+    def add_secagg_round(self, r: SecAggRoundRecord) -> None:
+        self.execute("INSERT INTO secagg_rounds (task_id, round, advertise_deadline, share_deadline, "
+                     "unmask_deadline) VALUES (?,?,?,?,?)", r.task_id, r.round, r.advertise_deadline,
+                     r.share_deadline, r.unmask_deadline)
+
+    def secagg_round(self, task_id: str, num: int) -> SecAggRoundRecord | None:
+        r = self.one("SELECT * FROM secagg_rounds WHERE task_id=? AND round=?", task_id, num)
+        if r is None:
+            return None
+        return SecAggRoundRecord(
+            r["task_id"], r["round"], r["advertise_deadline"], r["share_deadline"], r["unmask_deadline"],
+            {int(i): d for i, d in json.loads(r["roster"]).items()} if r["roster"] else {},
+            json.loads(r["params"]) if r["params"] else None,
+            json.loads(r["sharers"]) if r["sharers"] else [], json.loads(r["survivors"]) if r["survivors"] else [])
+
+    def update_secagg_round(self, task_id: str, num: int, **fields) -> None:
+        """Deadlines as numbers; roster, params, sharers and survivors as their values (stored as JSON)."""
+        unknown = set(fields) - set(self._SECAGG_COLUMNS)
+        if unknown:
+            raise ValueError(f"no SecAgg round field(s) {sorted(unknown)}")
+        values = [v if k.endswith("_deadline") else dumps(v) for k, v in fields.items()]
+        self.execute(f"UPDATE secagg_rounds SET {', '.join(f'{k}=?' for k in fields)} WHERE task_id=? AND round=?",
+                     *values, task_id, num)
+
+    def secagg_message_digest(self, task_id: str, num: int, phase: str, device_id: str) -> str | None:
+        r = self.one("SELECT digest FROM secagg_messages WHERE task_id=? AND round=? AND phase=? AND device_id=?",
+                     task_id, num, phase, device_id)
+        return r["digest"] if r else None
+
+    def add_secagg_message(self, task_id: str, num: int, phase: str, device_id: str, body: str, digest: str,
+                           received_at: float, shares: list[tuple[int, int, bytes]] = ()) -> None:
+        """A phase message and, for ShareKeys, its sealed shares (receiver, sender, ciphertext), together."""
+        with self.transaction() as tx:
+            tx.execute("INSERT INTO secagg_messages VALUES (?,?,?,?,?,?,?)",
+                       (task_id, num, phase, device_id, body, digest, received_at))
+            if shares:
+                tx.executemany("INSERT INTO secagg_shares VALUES (?,?,?,?,?)",
+                               [(task_id, num, receiver, sender, c) for receiver, sender, c in shares])
+
+    def secagg_messages(self, task_id: str, num: int, phase: str) -> dict[str, str]:
+        """device id -> message body (JSON), for one phase."""
+        return {r["device_id"]: r["body"] for r in self.all(
+            "SELECT device_id, body FROM secagg_messages WHERE task_id=? AND round=? AND phase=?", task_id, num, phase)}
+
+    def secagg_message_count(self, task_id: str, num: int, phase: str) -> int:
+        return self.one("SELECT COUNT(*) AS n FROM secagg_messages WHERE task_id=? AND round=? AND phase=?",
+                        task_id, num, phase)["n"]
+
+    def secagg_inbox(self, task_id: str, num: int, receiver: int) -> list[tuple[int, bytes]]:
+        """(sender, ciphertext) of the sealed shares addressed to ``receiver``, by sender."""
+        return [(r["sender"], bytes(r["ciphertext"])) for r in self.all(
+            "SELECT sender, ciphertext FROM secagg_shares WHERE task_id=? AND round=? AND receiver=? ORDER BY sender",
+            task_id, num, receiver)]
+
+    def delete_secagg_shares(self, task_id: str, num: int, keep_senders: list[int] | None = None) -> None:
+        """All the round's sealed shares, or those whose sender is not in ``keep_senders``."""
+        if keep_senders is None:
+            self.execute("DELETE FROM secagg_shares WHERE task_id=? AND round=?", task_id, num)
+        else:
+            self.execute(f"DELETE FROM secagg_shares WHERE task_id=? AND round=? AND sender NOT IN "
+                         f"({','.join('?' * len(keep_senders))})", task_id, num, *keep_senders)
+
+    # -- blobs -------------------------------------------------------------------------
+    def write_file(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def put_blob(self, sha: str, data: bytes) -> Path:
+        path = self.blob_dir / sha
+        if not path.exists():
+            self.write_file(path, data)
+        return path
+
+    def blob_path(self, sha: str) -> Path | None:
+        if len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
+            return None
+        path = self.blob_dir / sha
+        return path if path.exists() else None
+
+    def update_path(self, task_id: str, round_num: int, device_id: str) -> Path:
+        return self.update_dir / task_id / f"{round_num:06d}" / f"{device_id}.bin"
+
+
+
+
+def open_store(db: str, data_dir: str = "", synchronous: str = "NORMAL") -> Store:
+    """``db``: a SQLite file path, or ``postgresql://user@host:port/dbname``. ``data_dir``:
+    where blobs live (default DB.data next to a SQLite file; required with PostgreSQL, and
+    the same shared directory for every replica)."""
+    if db.startswith(("postgresql://", "postgres://")):
+        if not data_dir:
+            raise ValueError("--db postgresql://... needs --data-dir: the directory every coordinator replica "
+                             "reads and writes blobs in (models, checkpoints, received updates)")
+        from coordinator.store.postgres import PostgresStore
+
+        return PostgresStore(db, data_dir)
+    if "://" in db:
+        raise ValueError(f"--db {db}: use a SQLite file path or a postgresql:// URL")
+    from coordinator.store.sqlite import SqliteStore
+
+    return SqliteStore(db, synchronous=synchronous, data_dir=data_dir)
+
+
+def dumps(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,224 @@
+"""A task's configuration, validated when the task is created (bad config -> 400)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from coordinator.errors import BadRequest
+from coordinator.rounds.engine import Rules
+from protocol.codec import CodecSpec
+from protocol.eligibility import EligibilityRule
+from protocol.errors import ProtocolError
+from protocol.messages import MAX_COUNT, Plan
+from coordinator.aggregation.reducers import AGGREGATORS, ROBUST
+
+
+def _num(raw: dict, name: str, default, lo=None, hi=None, kind=float):
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise BadRequest(f"task config '{name}' must be a{'n integer' if kind is int else ' number'}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi) or not math.isfinite(value):
+        raise BadRequest(f"task config '{name}' must be in [{lo}, {hi}]")
+    return kind(value)
+
+
+MAX_ROUNDS = 1_000_000  # round numbers in URLs are bounded by this too
+
+
+@dataclass(frozen=True)
+class ServerOptimizer:
+    name: str = "fedavg"  # "fedavg" or "fedadam"
+    learning_rate: float = 1.0
+    beta_1: float = 0.9
+    beta_2: float = 0.99
+    tau: float = 1e-3
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    rounds: int = 20
+    goal_count: int = 10
+    over_selection: float = 1.3
+    min_reports: int = 0  # 0 -> goal_count // 2, at least 1
+    selection_window_s: float = 30.0
+    report_deadline_s: float = 120.0
+    eligibility: str = ""
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 0.05
+    codec: str = "q8"
+    chunk_size: int = 256
+    clip_norm: float = 0.0
+    secagg: str = "off"  # "off", "secagg" (everyone pairs with everyone) or "secagg+" (O(log n) neighbours)
+    secagg_threshold: float = 0.5  # t = floor(fraction * neighbours) + 1, at least 2
+    secagg_degree: int = 0  # SecAgg+ neighbours; 0 picks ~3 log2(n)
+    secagg_bits: int = 8  # quantization bits of the shared grid
+    secagg_phase_s: float = 30.0  # deadline of each key phase (advertise, share, unmask)
+    dp_noise_multiplier: float = 0.0  # z; 0 turns user-level DP off
+    dp_target_quantile: float = 0.0  # adaptive clipping toward this norm quantile; 0 keeps clip_norm fixed
+    dp_clip_learning_rate: float = 0.2  # eta of the geometric clip update
+    dp_clipped_count_stddev: float = 0.0  # noise on the clip bits' sum; 0 picks goal_count / 20
+    dp_delta: float = 1e-5
+    dp_epsilon_budget: float = 0.0  # stop the task before epsilon would pass this; 0: no budget
+    dp_population: int = 0  # population size for the sampling rate: required with DP (never counted from registrations)
+    # Server-side bounds: whatever a device says, each decoded update is clipped to this L2 norm
+    # (to the round's clip under DP) and weighted by at most this many examples.
+    max_update_norm: float = 100.0
+    max_example_count: int = 10_000
+    aggregator: str = "fedavg"  # fedavg | trimmed_mean | median | krum | multi_krum (coordinator.aggregation.reducers)
+    trim_fraction: float = 0.1  # trimmed_mean: dropped from each end, per coordinate
+    krum_byzantine: int = 0  # krum / multi_krum: f, the attackers to tolerate; 0 = the most Krum can, (n - 3) // 2
+    krum_select: int = 0  # multi_krum: updates averaged; 0 = n - f
+    server_optimizer: ServerOptimizer = field(default_factory=ServerOptimizer)
+    # Disk retention (coordinator.rounds.retention): checkpoints of the last N committed rounds and of
+    # every K-th round (0: none) stay downloadable; assignments, update records and SecAgg
+    # messages are kept for the last M rounds (each round's summary row is kept for good).
+    keep_checkpoints: int = 10
+    keep_every: int = 0
+    keep_round_details: int = 100
+
+    @property
+    def target_selected(self) -> int:
+        return max(self.goal_count, math.ceil(self.goal_count * self.over_selection))
+
+    @property
+    def secagg_on(self) -> bool:
+        return self.secagg != "off"
+
+    @property
+    def dp_on(self) -> bool:
+        return self.dp_noise_multiplier > 0
+
+    @property
+    def adaptive_clip(self) -> bool:
+        return self.dp_on and self.dp_target_quantile > 0
+
+    @property
+    def secagg_extra_slots(self) -> int:
+        """Integers masked after the update: the adaptive-clipping bit."""
+        return 1 if self.adaptive_clip else 0
+
+    @property
+    def clipped_count_stddev(self) -> float:
+        return self.dp_clipped_count_stddev or self.goal_count / 20.0
+
+    @property
+    def required_reports(self) -> int:
+        return self.min_reports or max(1, self.goal_count // 2)
+
+    @property
+    def rules(self) -> Rules:
+        """What the round engine needs to know of the task."""
+        return Rules(self.goal_count, self.required_reports, self.secagg_on)
+
+    def plan(self, clip_norm: float | None = None) -> Plan:
+        """The devices' plan; ``clip_norm`` is this round's clip when it adapts."""
+        return Plan(self.epochs, self.batch_size, self.learning_rate, self.codec, self.chunk_size,
+                    self.clip_norm if clip_norm is None else clip_norm,
+                    secagg="" if self.secagg == "off" else self.secagg, report_clip_bit=self.adaptive_clip)
+
+    def codec_spec(self) -> CodecSpec:
+        return CodecSpec.parse(self.codec, self.chunk_size)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "TaskConfig":
+        if not isinstance(raw, dict):
+            raise BadRequest("task config must be a JSON object")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise BadRequest(f"unknown task config field(s): {', '.join(sorted(unknown))}")
+        so_raw = raw.get("server_optimizer", {}) or {}
+        if not isinstance(so_raw, dict) or set(so_raw) - set(ServerOptimizer.__dataclass_fields__):
+            raise BadRequest("server_optimizer must be an object with name, learning_rate, beta_1, beta_2, tau")
+        so = ServerOptimizer(
+            name=str(so_raw.get("name", "fedavg")),
+            learning_rate=_num(so_raw, "learning_rate", 1.0, 0.0, 100.0),
+            beta_1=_num(so_raw, "beta_1", 0.9, 0.0, 1.0),
+            beta_2=_num(so_raw, "beta_2", 0.99, 0.0, 1.0),
+            tau=_num(so_raw, "tau", 1e-3, 1e-12, 10.0),
+        )
+        if so.name not in ("fedavg", "fedadam"):
+            raise BadRequest("server_optimizer.name must be 'fedavg' or 'fedadam'")
+        secagg = raw.get("secagg", "off")
+        if secagg not in ("off", "secagg", "secagg+"):
+            raise BadRequest("task config 'secagg' must be 'off', 'secagg' or 'secagg+'")
+        aggregator = raw.get("aggregator", "fedavg")
+        if aggregator not in AGGREGATORS:
+            raise BadRequest(f"task config 'aggregator' must be one of {', '.join(AGGREGATORS)}")
+        eligibility = raw.get("eligibility", "")
+        codec = raw.get("codec", "q8")
+        if not isinstance(eligibility, str) or not isinstance(codec, str):
+            raise BadRequest("task config 'eligibility' and 'codec' must be strings")
+        cfg = cls(
+            rounds=_num(raw, "rounds", 20, 1, MAX_ROUNDS, int),
+            goal_count=_num(raw, "goal_count", 10, 1, 1_000_000, int),
+            over_selection=_num(raw, "over_selection", 1.3, 1.0, 10.0),
+            min_reports=_num(raw, "min_reports", 0, 0, 1_000_000, int),
+            selection_window_s=_num(raw, "selection_window_s", 30.0, 0.1, 86400.0),
+            report_deadline_s=_num(raw, "report_deadline_s", 120.0, 0.1, 86400.0),
+            eligibility=eligibility,
+            epochs=_num(raw, "epochs", 1, 1, 1000, int),
+            batch_size=_num(raw, "batch_size", 32, 1, 100_000, int),
+            learning_rate=_num(raw, "learning_rate", 0.05, 0.0, 100.0),
+            codec=codec,
+            chunk_size=_num(raw, "chunk_size", 256, 1, 1 << 20, int),
+            clip_norm=_num(raw, "clip_norm", 0.0, 0.0, 1e9),
+            secagg=secagg,
+            secagg_threshold=_num(raw, "secagg_threshold", 0.5, 0.0, 0.99),
+            secagg_degree=_num(raw, "secagg_degree", 0, 0, 100_000, int),
+            secagg_bits=_num(raw, "secagg_bits", 8, 1, 24, int),
+            secagg_phase_s=_num(raw, "secagg_phase_s", 30.0, 0.1, 86400.0),
+            dp_noise_multiplier=_num(raw, "dp_noise_multiplier", 0.0, 0.0, 1000.0),
+            dp_target_quantile=_num(raw, "dp_target_quantile", 0.0, 0.0, 1.0),
+            dp_clip_learning_rate=_num(raw, "dp_clip_learning_rate", 0.2, 0.0, 10.0),
+            dp_clipped_count_stddev=_num(raw, "dp_clipped_count_stddev", 0.0, 0.0, 1e6),
+            dp_delta=_num(raw, "dp_delta", 1e-5, 1e-12, 0.1),
+            dp_epsilon_budget=_num(raw, "dp_epsilon_budget", 0.0, 0.0, 1e6),
+            dp_population=_num(raw, "dp_population", 0, 0, 10**9, int),
+            max_update_norm=_num(raw, "max_update_norm", 100.0, 1e-9, 1e9),
+            max_example_count=_num(raw, "max_example_count", 10_000, 1, MAX_COUNT, int),
+            aggregator=aggregator,
+            trim_fraction=_num(raw, "trim_fraction", 0.1, 0.0, 0.49),
+            krum_byzantine=_num(raw, "krum_byzantine", 0, 0, 1_000_000, int),
+            krum_select=_num(raw, "krum_select", 0, 0, 1_000_000, int),
+            server_optimizer=so,
+            keep_checkpoints=_num(raw, "keep_checkpoints", 10, 1, MAX_ROUNDS, int),
+            keep_every=_num(raw, "keep_every", 0, 0, MAX_ROUNDS, int),
+            keep_round_details=_num(raw, "keep_round_details", 100, 1, MAX_ROUNDS, int),
+        )
+        if cfg.secagg_on and cfg.clip_norm <= 0:
+            raise BadRequest("secure aggregation needs a bounded contribution: set clip_norm > 0", "clip_required")
+        if cfg.secagg_on and cfg.target_selected < 3:
+            raise BadRequest("secure aggregation needs at least 3 devices per round (goal_count x over_selection)")
+        if cfg.dp_on and cfg.clip_norm <= 0:
+            raise BadRequest("DP needs a clip: set clip_norm > 0 (the initial clip with dp_target_quantile)",
+                             "clip_required")
+        if cfg.dp_on and cfg.dp_population < cfg.goal_count:
+            # The sampling rate behind epsilon must not come from a count that anyone can raise
+            # by registering devices.
+            raise BadRequest("DP needs the population size: set dp_population >= goal_count (the number of devices "
+                             "that could be sampled; it sets the sampling rate behind epsilon)", "population_required")
+        if cfg.aggregator in ROBUST and (cfg.secagg_on or cfg.dp_on):
+            raise BadRequest(f"aggregator '{cfg.aggregator}' needs to see single updates and is not a bounded sum: "
+                             "use it without secagg and without DP", "bad_aggregator")
+        if cfg.adaptive_clip:
+            from protocol.dp import update_noise_multiplier
+
+            try:
+                update_noise_multiplier(cfg.dp_noise_multiplier, cfg.clipped_count_stddev)
+            except ProtocolError as exc:
+                raise BadRequest(str(exc), exc.code) from exc
+        if cfg.min_reports > cfg.goal_count:
+            raise BadRequest("min_reports cannot exceed goal_count")
+        try:
+            EligibilityRule.parse(cfg.eligibility)
+            cfg.codec_spec()
+        except ProtocolError as exc:
+            raise BadRequest(str(exc), exc.code) from exc
+        return cfg
