@@ -1,6 +1,7 @@
 """The operator's side of the coordinator: populations, models and tasks (the admin API).
 
-A part of `coordinator.service.Coordinator`, whose state it shares (the store, the tasks).
+It receives what it uses: the store, the clock, the task registry, the attestation
+verifier (whether one is configured) and the memory a round may hold.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import numpy as np
 
 from coordinator import errors as E
 from coordinator.aggregation.reducers import peak_bytes
+from coordinator.gateway.attestation import AttestationVerifier
 from coordinator.gateway.tokens import hash_token
+from coordinator.store.base import Store
+from coordinator.tasks.registry import TaskRegistry
 from coordinator.store.records import PopulationRecord, TaskRecord
 from coordinator.tasks.config import TaskConfig
 from protocol import codec
@@ -29,6 +33,12 @@ log = logging.getLogger("fedge.coordinator")
 
 
 class AdminOps:
+    def __init__(self, store: Store, clock, tasks: TaskRegistry, attestation: AttestationVerifier | None = None,
+                 max_aggregation_bytes: int = 2048 * 2**20):
+        self.store, self.clock, self.tasks = store, clock, tasks
+        self.attestation = attestation
+        self.max_aggregation_bytes = max_aggregation_bytes
+
     def create_population(self, name: str, enrollment_secret: str = "", require_attestation: bool = False) -> dict:
         """A population; with an enrollment secret (given to the app at provisioning) and/or
         attestation, registration is refused to devices that cannot show them."""
@@ -96,7 +106,7 @@ class AdminOps:
         record = TaskRecord(task_id, population, config.to_dict(), model_sha, manifest.to_json(), "active", ck_sha,
                             self.clock())
         self.store.add_task(record)
-        self.tasks[task_id] = self._task_from_record(record)
+        self.tasks.put(record)
         return self.task_summary(task_id)
 
     def _initial_weights(self, raw: dict, manifest: Manifest, model_bytes: bytes) -> list[np.ndarray]:
@@ -110,7 +120,7 @@ class AdminOps:
         return codec.unflatten(decoded.values, manifest.weight_shapes)
 
     def set_task_state(self, task_id: str, action: str) -> dict:
-        task = self._task(task_id)
+        task = self.tasks.require(task_id)
         target = {"pause": "paused", "resume": "active", "cancel": "cancelled"}.get(action)
         if target is None:
             raise E.BadRequest("action must be pause, resume or cancel")
@@ -122,7 +132,7 @@ class AdminOps:
         return self.task_summary(task_id)
 
     def task_summary(self, task_id: str) -> dict:
-        task = self._task(task_id)
+        task = self.tasks.require(task_id)
         return {
             "task_id": task_id, "population": task.population, "state": task.state,
             "reason": self.store.task(task_id).reason,
@@ -134,10 +144,10 @@ class AdminOps:
 
     def global_model(self, task_id: str) -> bytes:
         """The task's .tflite carrying the current global weights (see `with_weights`)."""
-        task = self._task(task_id)
+        task = self.tasks.require(task_id)
         model = self.store.blob_path(task.model_sha).read_bytes()
         return with_weights(model, self.store.blob_path(task.checkpoint_sha).read_bytes())
 
     def rounds(self, task_id: str) -> list[dict]:
-        self._task(task_id)
+        self.tasks.require(task_id)
         return [r.to_dict() for r in self.store.rounds(task_id)]

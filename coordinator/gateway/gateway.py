@@ -2,8 +2,9 @@
 and validation. It records and signals; it never commits a round (a full round is handed
 to the round driver with `request_commit`).
 
-A part of `coordinator.service.Coordinator`, whose state it shares (the store, the tasks,
-the rounds' running aggregates).
+It receives what it uses: the store, the clock, the task registry, the open rounds'
+running aggregates, the SecAgg rounds, and `rounds` (the round driver, seen through
+`RoundSignals`: how it asks a round to move on or to be committed).
 """
 
 from __future__ import annotations
@@ -13,20 +14,25 @@ import hmac
 import logging
 import secrets
 from dataclasses import replace
-from typing import TYPE_CHECKING
+import random
+from typing import Protocol
 
 from coordinator import errors as E
 from coordinator.http.client_address import ClientAddress
-from coordinator.gateway.pace import jittered, retry_window, round_period
+from coordinator.gateway.activity import CheckinActivity
+from coordinator.gateway.attestation import AttestationVerifier
+from coordinator.gateway.pace import PaceConfig, jittered, retry_window, round_period
+from coordinator.http.rate_limit import TokenBuckets
+from coordinator.rounds.running import RunningRounds
+from coordinator.rounds.secagg import SecAggRounds
+from coordinator.store.base import Store
+from coordinator.tasks.registry import Task, TaskRegistry
 from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord, UpdateRecord
 from coordinator.gateway.tokens import hash_token
 from protocol import codec, dp
 from protocol.errors import ProtocolError
 from protocol.secagg import ring
 from protocol.messages import Assignment, CheckinRequest, CheckinResponse, RegisterRequest, UploadMeta
-
-if TYPE_CHECKING:
-    from coordinator.service import Task
 
 log = logging.getLogger("fedge.coordinator")
 PACE_INPUTS_TTL_S = 1.0
@@ -38,7 +44,45 @@ NOT_ASSIGNED = "this device holds no assignment for that round (or the upload to
 DEVICE_CACHE_SIZE = 200_000  # ~40 MB of device records
 
 
+class RoundSignals(Protocol):
+    """What the gateway asks of the round driver when a device's message moves a round."""
+
+    def holds_lease(self, task: Task) -> bool: ...
+
+    def advance(self, task: Task, rnd: RoundRecord, now: float) -> None: ...
+
+    def transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None: ...
+
+    def start_advertising(self, task: Task, num: int) -> None: ...
+
+    def request_commit(self, task: Task, num: int) -> None: ...
+
+    def guarded(self, task: Task, step, *args) -> None: ...
+
+
 class DeviceGateway:
+    def __init__(self, store: Store, clock, tasks: TaskRegistry, running: RunningRounds, secagg: SecAggRounds,
+                 rounds: RoundSignals, pace: PaceConfig, metrics=None, rng: random.Random | None = None,
+                 checkin_rate: float = 5.0, register_rate: float = 10.0,
+                 attestation: AttestationVerifier | None = None):
+        self.store, self.clock, self.tasks, self.running, self.secagg = store, clock, tasks, running, secagg
+        self.rounds, self.pace, self.metrics, self.attestation = rounds, pace, metrics, attestation
+        self.rng = rng or random.Random()
+        self.checkin_limit = TokenBuckets(checkin_rate, checkin_rate * 2, "check-ins")
+        # Per client address; bursts of 10 s worth, so an app's first start is never refused.
+        self.register_limit = TokenBuckets(register_rate, register_rate * 10, "registrations from this address")
+        self.activity = CheckinActivity()  # recent check-ins per population, for the operator page
+        self._pace_cache: dict[str, tuple[float, tuple[int, float]]] = {}
+        self._selecting_hint: dict[str, tuple[float, RoundRecord | None]] = {}  # see _selecting_round
+        self._device_cache: dict[str, DeviceRecord] = {}  # see _device
+        # last_seen of devices that checked in since the last flush: one transaction per tick
+        # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
+        self._seen: dict[str, float] = {}
+
+    def _count(self, metric: str, label: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count(metric, label)
+
     def register(self, req: RegisterRequest, client: ClientAddress | None = None) -> dict:
         # Emulated fleets register thousands of devices from this host: local requests are not
         # limited; every other client address (as a trusted proxy names it) has its own bucket.
@@ -96,7 +140,7 @@ class DeviceGateway:
         now = self.clock()
         self._seen[device.device_id] = now  # written in batches by flush_seen()
         state = req.state.to_dict()
-        tasks = [t for t in self.tasks.values() if t.population == device.population and t.state == "active"]
+        tasks = self.tasks.active_in(device.population)
         if not tasks:
             return self._arrival(device, rate_limited, now, self._retry(now, self.pace.max_retry_s, "no_task"))
         eligible = [t for t in tasks if t.rule.admits(state) and (not t.manifest.requires_flex or req.state.supports_flex)]
@@ -172,11 +216,11 @@ class DeviceGateway:
             return None
         self._selecting_hint[task.task_id] = (self._selecting_hint.get(task.task_id, (now,))[0],
                                               replace(rnd, selected=selected))
-        if selected >= task.config.target_selected and self.holds_lease(task):
+        if selected >= task.config.target_selected and self.rounds.holds_lease(task):
             if task.config.secagg_on:
-                self.start_advertising(task, rnd.round)
+                self.rounds.start_advertising(task, rnd.round)
             else:
-                self.transition(task, rnd.round, "reporting")
+                self.rounds.transition(task, rnd.round, "reporting")
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
         return Assignment(
             task_id=task.task_id, round=rnd.round, upload_token=token, plan=task.config.plan(task.dp_clip),
@@ -205,7 +249,7 @@ class DeviceGateway:
         """The task, for a device of its population; otherwise the same 403 as for a round the
         device holds no assignment in, so a device cannot probe which task ids exist."""
         try:
-            task = self._task(task_id)
+            task = self.tasks.require(task_id)
         except E.NotFound:
             task = None
         if task is None or task.population != device.population:
@@ -246,7 +290,7 @@ class DeviceGateway:
             new = post(task, rnd, device.device_id, raw)
         except ProtocolError as exc:
             raise E.BadRequest(str(exc), exc.code) from exc
-        self.advance(task, self.round_row(task_id, round_num), self.clock())  # everyone may have answered
+        self.rounds.advance(task, self.round_row(task_id, round_num), self.clock())  # everyone may have answered
         return {"accepted": True, "duplicate": not new}
 
     def secagg_view(self, device, task_id: str, round_num: int, upload_token: str | None):
@@ -279,29 +323,29 @@ class DeviceGateway:
         if decoded.codec != expected_codec.name:
             self._reject("wrong_codec")
             raise E.BadRequest(f"update uses codec {decoded.codec}; this task expects {expected_codec.name}", "wrong_codec")
-        bound = self._server_bound(task)
+        bound = self.running.server_bound(task)
         norm = dp.l2_norm(decoded.values)
         # The adaptive-clip bit is the server's own measurement here, not the device's claim.
         meta = replace(meta, below_clip=norm <= bound) if task.config.adaptive_clip else meta
         self._store_update(task, round_num, device_id, meta, body, digest)
-        self._fold(task, self._sum_for(task, round_num), decoded.values, meta.example_count, norm)
+        self.running.fold(task, self.running.sum_for(task, round_num), decoded.values, meta.example_count, norm)
         if norm > bound:
             self._count("clipped_updates", "server_bound")
         if rnd.reported + 1 >= task.config.goal_count:
             # The update is stored and acknowledged whatever happens while committing.
-            self._guarded(task, self._close_full_round, task, round_num)
+            self.rounds.guarded(task, self._close_full_round, task, round_num)
         return {"accepted": True, "duplicate": False}
 
     def _close_full_round(self, task: Task, num: int) -> None:
-        self.transition(task, num, "aggregating")
-        self.request_commit(task, num)
+        self.rounds.transition(task, num, "aggregating")
+        self.rounds.request_commit(task, num)
 
     def _upload_masked(self, task: Task, rnd: RoundRecord, device_id: str, meta: UploadMeta, body: bytes,
                        digest: str) -> dict:
         values = self.secagg.accept_masked_input(task, rnd, device_id, body)
         self._store_update(task, rnd.round, device_id, meta, body, digest)
         self.secagg.masked_input_done(task, rnd.round, values)
-        self.advance(task, self.round_row(task.task_id, rnd.round), self.clock())
+        self.rounds.advance(task, self.round_row(task.task_id, rnd.round), self.clock())
         return {"accepted": True, "duplicate": False}
 
     def _store_update(self, task: Task, round_num: int, device_id: str, meta: UploadMeta, body: bytes,

@@ -63,20 +63,20 @@ async def _ticker(app: web.Application) -> None:
     executor, so check-ins are answered while a round commits."""
     coordinator, interval = app[COORDINATOR], app[CONFIG].tick_s
     wake = asyncio.Event()
-    coordinator.commit_listeners.append(wake.set)
-    coordinator.defer_commits = True
+    coordinator.driver.commit_listeners.append(wake.set)
+    coordinator.driver.defer_commits = True
     commits: set[asyncio.Task] = set()
     next_gauge = 0.0
     while True:
         wake.clear()
         try:
             coordinator.tick()
-            for task_id, num in coordinator.take_pending_commits():
-                job = asyncio.create_task(coordinator.commit_async(task_id, num))
+            for task_id, num in coordinator.driver.take_pending_commits():
+                job = asyncio.create_task(coordinator.driver.commit_async(task_id, num))
                 commits.add(job)
                 job.add_done_callback(commits.discard)
             if coordinator.clock() >= next_gauge:  # a COUNT over the devices: once a second is plenty
-                app[METRICS].active_devices.set(coordinator.active_devices())
+                app[METRICS].active_devices.set(coordinator.driver.active_devices())
                 next_gauge = coordinator.clock() + 1.0
         except Exception:
             log.exception("round driver tick failed")
@@ -96,7 +96,7 @@ async def _stop(app: web.Application) -> None:
             await app[TICKER]
     coordinator = app[COORDINATOR]
     try:
-        coordinator.release_leases()  # another replica takes the tasks over at once
+        coordinator.driver.release_leases()  # another replica takes the tasks over at once
     except Exception:  # noqa: BLE001 - the database may be the thing that went away
         log.warning("could not release this replica's leases; they expire by themselves")
     coordinator.store.close()
@@ -118,10 +118,10 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
     app[TRUSTED_PROXIES] = parse_networks(config.trusted_proxies)
     app[ROUND_OPENED] = SlotWaiters(config.max_held_checkins)
     app[ROUND_CHANGED] = Wakeup()
-    coordinator.round_open_listeners.append(
+    coordinator.driver.round_open_listeners.append(
         lambda task_id: app[ROUND_OPENED].wake(coordinator.tasks[task_id].population,
                                                coordinator.tasks[task_id].config.target_selected))
-    coordinator.round_change_listeners.append(app[ROUND_CHANGED].fire)
+    coordinator.driver.round_change_listeners.append(app[ROUND_CHANGED].fire)
     app[ADMIN_TOKEN] = config.admin_token or os.environ.get("FEDGE_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     handlers.add_routes(app)
     if run_ticker:

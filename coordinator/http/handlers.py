@@ -93,56 +93,56 @@ async def create_population(request):
     require_admin(request)
     req = PopulationRequest.from_dict(await read_json(request))
     c = coordinator(request)
-    return json_response(c.create_population(req.name, req.enrollment_secret, req.require_attestation), status=201)
+    return json_response(c.admin.create_population(req.name, req.enrollment_secret, req.require_attestation), status=201)
 
 
 async def list_populations(request):
     require_admin(request)
-    return json_response({"populations": coordinator(request).list_populations()})
+    return json_response({"populations": coordinator(request).admin.list_populations()})
 
 
 async def upload_model(request):
     require_admin(request)
     data = await read_binary(request, MAX_MODEL_BODY)
-    return json_response(coordinator(request).put_model(data), status=201)
+    return json_response(coordinator(request).admin.put_model(data), status=201)
 
 
 async def create_task(request):
     require_admin(request)
     raw = await read_json(request)
-    return json_response(coordinator(request).create_task(request.match_info["population"], raw), status=201)
+    return json_response(coordinator(request).admin.create_task(request.match_info["population"], raw), status=201)
 
 
 async def task_action(request):
     require_admin(request)
     c = coordinator(request)
-    return json_response(c.set_task_state(request.match_info["task_id"], request.match_info["action"]))
+    return json_response(c.admin.set_task_state(request.match_info["task_id"], request.match_info["action"]))
 
 
 async def list_tasks(request):
     require_admin(request)
     c = coordinator(request)
-    return json_response({"tasks": [c.task_summary(t) for t in c.tasks]})
+    return json_response({"tasks": [c.admin.task_summary(t) for t in c.tasks]})
 
 
 async def get_task(request):
     require_admin(request)
     c = coordinator(request)
     task_id = request.match_info["task_id"]
-    return json_response({**c.task_summary(task_id), "rounds": c.rounds(task_id)})
+    return json_response({**c.admin.task_summary(task_id), "rounds": c.admin.rounds(task_id)})
 
 
 async def get_checkpoint(request):
     require_admin(request)
     c = coordinator(request)
-    summary = c.task_summary(request.match_info["task_id"])
+    summary = c.admin.task_summary(request.match_info["task_id"])
     raise web.HTTPFound(f"/v1/blobs/{summary['checkpoint_sha256']}")
 
 
 async def get_global_model(request):
     require_admin(request)
     task_id = request.match_info["task_id"]
-    data = coordinator(request).global_model(task_id)
+    data = coordinator(request).admin.global_model(task_id)
     return web.Response(body=data, content_type="application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="{task_id}.tflite"'})
 
@@ -150,14 +150,14 @@ async def get_global_model(request):
 # -- devices ---------------------------------------------------------------------------
 async def register(request):
     req = RegisterRequest.from_dict(await read_json(request))
-    return json_response(coordinator(request).register(req, client(request)), status=201)
+    return json_response(coordinator(request).gateway.register(req, client(request)), status=201)
 
 
 async def checkin(request):
     c = coordinator(request)
-    device = c.authenticate(request.headers.get("Authorization"))
+    device = c.gateway.authenticate(request.headers.get("Authorization"))
     req = CheckinRequest.from_dict(await read_json(request))
-    resp = c.checkin(device, req)
+    resp = c.gateway.checkin(device, req)
     hold = min(req.wait_s, resp.retry_at - c.clock()) if resp.outcome == "retry" else 0.0
     waiters = request.app[ROUND_OPENED]
     if resp.reason == "no_slot" and hold > 0 and waiters.can_hold():
@@ -165,7 +165,7 @@ async def checkin(request):
         # try once more.
         try:
             await asyncio.wait_for(waiters.wait(device.population), hold)
-            resp = c.checkin(device, req, rate_limited=False)
+            resp = c.gateway.checkin(device, req, rate_limited=False)
         except asyncio.TimeoutError:
             pass
     return json_response(resp.to_dict())
@@ -173,25 +173,25 @@ async def checkin(request):
 
 async def upload_update(request):
     c = coordinator(request)
-    device = c.authenticate(request.headers.get("Authorization"))
+    device = c.gateway.authenticate(request.headers.get("Authorization"))
     task_id = request.match_info["task_id"]
     round_num = _int(request.match_info["round"], "round")
-    limit = c.upload_limit(device, task_id)
+    limit = c.gateway.upload_limit(device, task_id)
     try:
         meta = UploadMeta.from_dict(strict_json.loads(request.headers.get("Fedge-Upload", "")))
     except ProtocolError as exc:
         raise E.BadRequest(f"header Fedge-Upload: {exc} (expected JSON: {{\"example_count\": N, ...}})",
                            "bad_meta") from exc
     body = await read_binary(request, limit)
-    result = c.upload(device, task_id, round_num, request.headers.get("Fedge-Upload-Token"), meta, body)
+    result = c.gateway.upload(device, task_id, round_num, request.headers.get("Fedge-Upload-Token"), meta, body)
     return json_response(result, status=200 if result["duplicate"] else 201)
 
 
 async def secagg_message(request):
     c = coordinator(request)
-    device = c.authenticate(request.headers.get("Authorization"))
+    device = c.gateway.authenticate(request.headers.get("Authorization"))
     raw = await read_json(request, MAX_SECAGG_JSON)
-    result = c.secagg_message(device, request.match_info["task_id"], _int(request.match_info["round"], "round"),
+    result = c.gateway.secagg_message(device, request.match_info["task_id"], _int(request.match_info["round"], "round"),
                               request.headers.get("Fedge-Upload-Token"), request.match_info["phase"], raw)
     return json_response(result, status=200 if result["duplicate"] else 201)
 
@@ -199,7 +199,7 @@ async def secagg_message(request):
 async def secagg_view(request):
     """The round's SecAgg state for this device; with ?since=STATE&wait_s=N, held until the state moves on."""
     c = coordinator(request)
-    device = c.authenticate(request.headers.get("Authorization"))
+    device = c.gateway.authenticate(request.headers.get("Authorization"))
     task_id, round_num = request.match_info["task_id"], _int(request.match_info["round"], "round")
     token = request.headers.get("Fedge-Upload-Token")
     try:
@@ -209,7 +209,7 @@ async def secagg_view(request):
     if not 0.0 <= wait_s <= MAX_SECAGG_WAIT_S:
         raise E.BadRequest(f"wait_s must be in [0, {MAX_SECAGG_WAIT_S:g}]")
     since = request.query.get("since", "")
-    view = c.secagg_view(device, task_id, round_num, token)
+    view = c.gateway.secagg_view(device, task_id, round_num, token)
     deadline = asyncio.get_running_loop().time() + wait_s
     while view.state == since:
         remaining = deadline - asyncio.get_running_loop().time()
@@ -219,7 +219,7 @@ async def secagg_view(request):
             await asyncio.wait_for(request.app[ROUND_CHANGED].event.wait(), remaining)
         except asyncio.TimeoutError:
             break
-        view = c.secagg_view(device, task_id, round_num, token)
+        view = c.gateway.secagg_view(device, task_id, round_num, token)
     return json_response(view.to_dict())
 
 
@@ -229,7 +229,7 @@ async def get_blob(request):
     path = c.store.blob_path(sha)
     if path is None:
         raise E.NotFound(f"no blob {sha}")
-    guarded = c.authorize_blob(sha, request.headers.get("Authorization"), is_admin(request))
+    guarded = c.gateway.authorize_blob(sha, request.headers.get("Authorization"), is_admin(request))
     etag = f'"{sha}"'
     headers = {"ETag": etag, "Cache-Control": f"{'private' if guarded else 'public'}, max-age=31536000, immutable"}
     if etag in request.headers.get("If-None-Match", ""):
@@ -262,7 +262,7 @@ async def metrics(request):
 async def healthz(request):
     """Liveness: the process answers (a load balancer's cheap check), and which replica it is
     (the holder named in the task_leases table)."""
-    return json_response({"status": "ok", "replica": coordinator(request).replica_id})
+    return json_response({"status": "ok", "replica": coordinator(request).driver.replica_id})
 
 
 async def readyz(request):

@@ -13,7 +13,8 @@ from coordinator.rounds.retention import disk_usage
 from coordinator.store.base import OPEN_STATES
 
 if TYPE_CHECKING:
-    from coordinator.service import Coordinator, Task
+    from coordinator.service import Coordinator
+    from coordinator.tasks.registry import Task
 
 HISTORY_ROUNDS = 200  # the page plots the latest rounds; the admin API has them all
 
@@ -46,11 +47,11 @@ def _population(c: Coordinator, name: str, now: float) -> dict:
     if active:
         # Pace steering spreads returns so that SAFETY x K devices arrive per round period
         # (coordinator.gateway.pace), as long as the retry window is inside its clamps.
-        _, period = c.pace_inputs(active[0], now)
+        _, period = c.gateway.pace_inputs(active[0], now)
         aimed = SAFETY * active[0].config.target_selected / max(period, 1e-9)
     return {"name": name, "registered": c.store.count_devices(name),
             "seen_last_hour": c.store.count_seen(now - 3600.0, name),
-            "checkins": c.activity.summary(name, now), "aimed_checkins_per_s": aimed}
+            "checkins": c.gateway.activity.summary(name, now), "aimed_checkins_per_s": aimed}
 
 
 def _task(c: Coordinator, task: Task, now: float) -> dict:

@@ -4,7 +4,9 @@ task's rounds, on the clock (`tick`) and on device events; opens, fails and comm
 the driver); rebuilds open rounds after a restart (`recover`). An error while driving one
 task fails that task's round and never stops another.
 
-A part of `coordinator.service.Coordinator`, whose state it shares.
+It receives what it uses: the store, the clock, the task registry, the open rounds'
+running aggregates, the SecAgg rounds and the metrics. Others learn what it did through its
+listeners (round opened, round changed, commit requested).
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import asyncio
 import logging
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from coordinator.rounds import engine as engine
@@ -24,11 +24,12 @@ from coordinator.store.records import RoundRecord
 from coordinator.rounds.retention import prune_after_round, remove_empty_dir
 from coordinator.store.base import OPEN_STATES
 from coordinator.aggregation.strategies import RoundContext, Strategy, make_strategy
+from coordinator.rounds.running import RunningRounds
+from coordinator.rounds.secagg import SecAggRounds
+from coordinator.store.base import Store
+from coordinator.tasks.registry import Task, TaskRegistry
 from protocol import codec
 from protocol.secagg.server import BelowThreshold
-
-if TYPE_CHECKING:
-    from coordinator.service import Task
 
 log = logging.getLogger("fedge.coordinator")
 # How long a replica's right to drive a task lasts without renewal (renewed every tick):
@@ -46,8 +47,28 @@ class RoundDriver:
     replica accepts check-ins and uploads, and picks up what the others changed each tick
     (`sync_from_store`)."""
 
-    replica_id: str = ""
-    _lease_until: dict
+    def __init__(self, store: Store, clock, tasks: TaskRegistry, running: RunningRounds, secagg: SecAggRounds,
+                 metrics=None):
+        self.store, self.clock, self.tasks, self.running, self.secagg = store, clock, tasks, running, secagg
+        self.metrics = metrics
+        self.replica_id = secrets.token_hex(8)
+        self._lease_until: dict[str, float] = {}
+        self._known_round: dict[str, int] = {}
+        # Called with the task id whenever a round opens (the app wakes long-polling check-ins).
+        self.round_open_listeners: list = []
+        # Called with the task id on every round transition (wakes long-polling SecAgg views).
+        self.round_change_listeners: list = []
+        # With a running driver (the app), commits are computed off the event loop: requested
+        # here, taken by the driver (take_pending_commits), run by commit_async.
+        self.defer_commits = False
+        self.pending_commits: list[tuple[str, int]] = []
+        self.committing: set[tuple[str, int]] = set()
+        self.commit_listeners: list = []
+
+    def _count(self, metric: str, label: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count(metric, label)
+
 
     def holds_lease(self, task: Task) -> bool:
         """Whether this replica drives ``task`` now; takes or renews the lease when it is due."""
@@ -71,52 +92,49 @@ class RoundDriver:
         for rec in self.store.tasks():
             task = self.tasks.get(rec.task_id)
             if task is None:
-                self.tasks[rec.task_id] = self._task_from_record(rec)
+                self.tasks.put(rec)
                 continue
             task.state = rec.state
             if task.checkpoint_sha != rec.checkpoint_sha:
-                fresh = self._task_from_record(rec)
+                fresh = self.tasks.from_record(rec)
                 task.checkpoint_sha, task.dp_clip = fresh.checkpoint_sha, fresh.dp_clip
         for task in self.tasks.values():
             latest = self.store.latest_round(task.task_id)
             if latest is None:
                 continue
             if latest.round != self._known_round.get(task.task_id, 0):
-                self.forget_selecting_round(task.task_id)  # another replica moved the task on
+                for listener in self.round_change_listeners:  # another replica moved the task on
+                    listener(task.task_id)
             if latest.round > self._known_round.get(task.task_id, 0) and latest.state == "selecting":
                 for listener in self.round_open_listeners:
                     listener(task.task_id)
             self._known_round[task.task_id] = latest.round
-        for task_id, num in list(self.sums):
+        for task_id, num in list(self.running.sums):
             rnd = self.store.round(task_id, num)
             if rnd is None or rnd.state in ("committed", "failed"):
-                self.sums.pop((task_id, num), None)
+                self.running.discard(task_id, num)
 
     def recover(self) -> None:
         """Load tasks; rebuild the running sum of every open round from its stored updates."""
-        self.replica_id = secrets.token_hex(8)
-        self._lease_until = {}
-        self._known_round: dict[str, int] = {}
-        self.tasks = {rec.task_id: self._task_from_record(rec) for rec in self.store.tasks()}
+        self.tasks.load()
         for rnd in self.store.open_rounds():
             task = self.tasks[rnd.task_id]
             # A round that cannot be rebuilt (a damaged file) fails alone; the service still starts.
-            self._guarded(task, self._recover_round, task, rnd.round)
+            self.guarded(task, self._recover_round, task, rnd.round)
 
     def _recover_round(self, task: Task, num: int) -> None:
         if task.config.secagg_on:
             self.secagg.recover(task, num)
             return
-        acc = self._sum_for(task, num)
+        acc = self.running.sum_for(task, num)
         for upd in self.store.updates(task.task_id, num):
             decoded = codec.decode(Path(upd.blob).read_bytes(), [w.size for w in task.manifest.weights])
-            self._fold(task, acc, decoded.values, upd.examples)
+            self.running.fold(task, acc, decoded.values, upd.examples)
         log.info("recovered task %s round %s with %d updates", task.task_id, num, acc.count)
 
     def transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None:
         closed = self.clock() if state in ("committed", "failed") else None
         self.store.set_round_state(task.task_id, round_num, state, reason, closed)
-        self.forget_selecting_round(task.task_id)
         log.info("task %s round %d -> %s %s", task.task_id, round_num, state, reason)
         for listener in self.round_change_listeners:
             listener(task.task_id)
@@ -129,12 +147,11 @@ class RoundDriver:
         deadlines passing, and anything a restart left half-way.
         """
         now = self.clock()
-        self.flush_seen()
         if self.store.shared:
             self.sync_from_store()
         for task in list(self.tasks.values()):
             if task.state == "active" and self.holds_lease(task):
-                self._guarded(task, self._drive, task, now)
+                self.guarded(task, self._drive, task, now)
 
     def _drive(self, task: Task, now: float) -> None:
         rnd = self._latest_round(task)
@@ -143,7 +160,7 @@ class RoundDriver:
         else:
             self.advance(task, rnd, now)
 
-    def _guarded(self, task: Task, step, *args) -> None:
+    def guarded(self, task: Task, step, *args) -> None:
         """Run one step of driving ``task``; an exception fails that task's open round with the
         reason and goes no further: it never stops another task, nor the next tick."""
         try:
@@ -161,6 +178,9 @@ class RoundDriver:
                                                     f"{type(exc).__name__}: {str(exc)[:200]}")
         except Exception:  # noqa: BLE001
             log.exception("task %s: could not fail the round after an error", task.task_id)
+
+    def round_row(self, task_id: str, round_num: int) -> RoundRecord | None:
+        return self.store.round(task_id, round_num)
 
     def _latest_round(self, task: Task) -> RoundRecord | None:
         return self.store.latest_round(task.task_id)
@@ -184,7 +204,6 @@ class RoundDriver:
                                                      f"stopped after {done} rounds at epsilon {spent:.3f}")
                 return
         self._open_round(task, last + 1, now)
-        self.forget_selecting_round(task.task_id)
         self._known_round[task.task_id] = last + 1
         for listener in self.round_open_listeners:
             listener(task.task_id)
@@ -239,7 +258,7 @@ class RoundDriver:
         self._open_next_round(task, num, self.clock())
 
     def _discard_updates(self, task: Task, num: int) -> None:
-        self.sums.pop((task.task_id, num), None)
+        self.running.discard(task.task_id, num)
         if task.config.secagg_on:
             self.secagg.discard(task, num)
         for upd in self.store.updates(task.task_id, num):
@@ -264,11 +283,11 @@ class RoundDriver:
         bits = None
         if task.config.adaptive_clip:
             bits = float(sum(1 for u in self.store.updates(task.task_id, num) if u.meta.get("below_clip")))
-        if self._sum_for(task, num).count != self.round_row(task.task_id, num).reported:
+        if self.running.sum_for(task, num).count != self.round_row(task.task_id, num).reported:
             # Some updates were accepted by another replica: fold the round again from the store.
-            self.sums.pop((task.task_id, num), None)
+            self.running.discard(task.task_id, num)
             self._recover_round(task, num)
-        return self._sum_for(task, num), bits
+        return self.running.sum_for(task, num), bits
 
     def dp_sampling_rate(self, task: Task) -> float:
         """goal / population, from the task's explicit dp_population only: a count of registered

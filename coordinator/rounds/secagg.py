@@ -37,7 +37,7 @@ from protocol.secagg.messages import (EncryptedShare, PublicKeys, RevealedShare,
                                       UnmaskRequest, parse_list, round_context)
 
 if TYPE_CHECKING:
-    from coordinator.service import Task
+    from coordinator.tasks.registry import Task
 
 
 

@@ -25,16 +25,16 @@ def replicas(postgres_url, tmp_path):
 
 
 def _setup(a: Coordinator, model: bytes, **config):
-    a.create_population("pop")
-    sha = a.put_model(model)["model_sha256"]
-    a.create_task("pop", {"model_sha256": sha, "task_id": "t", "config": {
+    a.admin.create_population("pop")
+    sha = a.admin.put_model(model)["model_sha256"]
+    a.admin.create_task("pop", {"model_sha256": sha, "task_id": "t", "config": {
         "rounds": 3, "goal_count": 4, "over_selection": 1.0, "selection_window_s": 30, "report_deadline_s": 60,
         "codec": "q8", **config}})
 
 
 def _device(c: Coordinator):
-    token = c.register(RegisterRequest("pop"))["token"]
-    return c.authenticate(f"Bearer {token}")
+    token = c.gateway.register(RegisterRequest("pop"))["token"]
+    return c.gateway.authenticate(f"Bearer {token}")
 
 
 def _payload(manifest, seed: int) -> bytes:
@@ -48,15 +48,15 @@ def test_uploads_on_either_replica_commit_once_on_the_driving_one(replicas, digi
     _setup(a, digits_tflite)
     for c in (a, b):
         c.tick()
-    assert [c.holds_lease(c.tasks["t"]) for c in (a, b)] == [True, False]  # a ticked first
+    assert [c.driver.holds_lease(c.tasks["t"]) for c in (a, b)] == [True, False]  # a ticked first
     assert len(a.store.rounds("t")) == 1  # b did not open a round of its own
     manifest = read_manifest(digits_tflite)
     replica_of = [a, b, a, b]  # half the devices talk to each replica; b takes the last upload
     devices = [_device(c) for c in replica_of]
     payloads = [_payload(manifest, i) for i in range(4)]
     for i, (c, d) in enumerate(zip(replica_of, devices)):
-        assignment = c.checkin(d, CheckinRequest.from_dict(STATE)).assignment
-        c.upload(d, "t", 1, assignment.upload_token, UploadMeta(example_count=10), payloads[i])
+        assignment = c.gateway.checkin(d, CheckinRequest.from_dict(STATE)).assignment
+        c.gateway.upload(d, "t", 1, assignment.upload_token, UploadMeta(example_count=10), payloads[i])
     # The goal-reaching upload landed on b: b marks the round aggregating and leaves the
     # commit to a, the driving replica, which folds the round again from the store (it saw
     # only its own two updates) and commits all four.
@@ -78,14 +78,14 @@ def test_a_dead_replicas_tasks_are_taken_over_after_the_lease(replicas, digits_t
     _setup(a, digits_tflite, selection_window_s=5)
     a.tick()
     b.tick()
-    assert not b.holds_lease(b.tasks["t"])
+    assert not b.driver.holds_lease(b.tasks["t"])
     # a dies (it stops ticking); its round's selection window passes with nobody selected.
     clock.advance(10.0)
     b.tick()  # the lease has expired: b drives now, fails round 1 and opens round 2
     rounds = {r.round: r for r in b.store.rounds("t")}
     assert rounds[1].state == "failed" and "selection window" in rounds[1].reason
     assert rounds[2].state == "selecting"
-    assert b.holds_lease(b.tasks["t"]) and not a.holds_lease(a.tasks["t"])
+    assert b.driver.holds_lease(b.tasks["t"]) and not a.driver.holds_lease(a.tasks["t"])
 
 
 def test_two_replicas_racing_to_commit_a_round_commit_it_once(replicas, digits_tflite):
@@ -93,19 +93,19 @@ def test_two_replicas_racing_to_commit_a_round_commit_it_once(replicas, digits_t
     _setup(a, digits_tflite, goal_count=1)
     a.tick()
     d = _device(a)
-    assignment = a.checkin(d, CheckinRequest.from_dict(STATE)).assignment
-    a.defer_commits = True  # a has the round aggregating but has not committed yet
+    assignment = a.gateway.checkin(d, CheckinRequest.from_dict(STATE)).assignment
+    a.driver.defer_commits = True  # a has the round aggregating but has not committed yet
     payload = _payload(read_manifest(digits_tflite), 0)
-    a.upload(d, "t", 1, assignment.upload_token, UploadMeta(example_count=10), payload)
+    a.gateway.upload(d, "t", 1, assignment.upload_token, UploadMeta(example_count=10), payload)
     assert a.store.round("t", 1).state == "aggregating"
     # Both compute the commit (b as if it had taken the lease over meanwhile); one wins.
-    b.sync_from_store()
-    first = a._commit_inputs(a.tasks["t"], 1)
-    second = b._commit_inputs(b.tasks["t"], 1)
+    b.driver.sync_from_store()
+    first = a.driver._commit_inputs(a.tasks["t"], 1)
+    second = b.driver._commit_inputs(b.tasks["t"], 1)
     from coordinator.rounds.commit import compute_commit
 
-    a._apply_commit(a.tasks["t"], 1, compute_commit(first), clock())
-    b._apply_commit(b.tasks["t"], 1, compute_commit(second), clock())
+    a.driver._apply_commit(a.tasks["t"], 1, compute_commit(first), clock())
+    b.driver._apply_commit(b.tasks["t"], 1, compute_commit(second), clock())
     committed = [r for r in a.store.rounds("t") if r.state == "committed"]
     assert [r.round for r in committed] == [1]
     assert a.store.task("t").checkpoint_sha == committed[0].checkpoint_sha

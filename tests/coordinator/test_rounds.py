@@ -232,7 +232,7 @@ async def test_held_check_ins_are_capped_and_the_rest_answered_at_once(harness):
 
 async def test_health_and_readiness(harness):
     assert (await (await harness.client.get("/healthz")).json()) == {"status": "ok",
-                                                                      "replica": harness.coordinator.replica_id}
+                                                                      "replica": harness.coordinator.driver.replica_id}
     assert (await (await harness.client.get("/readyz")).json()) == {"status": "ready"}
     harness.coordinator.store.close()  # the database goes away: not ready, still alive
     resp = await harness.client.get("/readyz")

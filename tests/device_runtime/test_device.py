@@ -54,7 +54,7 @@ async def run_one_device_to_completion(server, model: bytes, timeout: float = 10
 async def test_device_completes_rounds(live_coordinator, digits_tflite):
     dev = await run_one_device_to_completion(live_coordinator, digits_tflite, rounds=2)
     coordinator = live_coordinator.app[COORDINATOR]
-    rounds = coordinator.rounds("t")
+    rounds = coordinator.admin.rounds("t")
     assert [r["state"] for r in rounds] == ["committed", "committed"]
     assert dev.stats.uploads == 2 and rounds[0]["examples"] == len(dev.data.x_train)
     # 8-bit upload: about a quarter of the float32 bytes.
@@ -121,7 +121,7 @@ async def test_retried_upload_is_counted_once(aiohttp_server, tmp_path, digits_t
     assert outcome.outcome == "uploaded" and lost["n"] == 1
     rows = coordinator.store.all("SELECT * FROM updates")
     assert len(rows) == 1
-    assert coordinator.rounds("t")[0]["reported"] == 1
+    assert coordinator.admin.rounds("t")[0]["reported"] == 1
     assert coordinator.sums[("t", 1)].count == 1
 
 

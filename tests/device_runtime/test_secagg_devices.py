@@ -40,7 +40,7 @@ async def test_secagg_rounds_commit_with_devices_dropping_at_every_phase(live_co
     # Devices 0..3 vanish, every round, before advertising, sharing, masking and unmasking respectively.
     devices = await _run_fleet(url, coordinator, 10,
                                lambda i: Behaviour(dropout=1.0, secagg_drop_phase=phases[i]) if i < 4 else Behaviour())
-    rounds = coordinator.rounds("t")
+    rounds = coordinator.admin.rounds("t")
     assert [r["state"] for r in rounds] == ["committed"] * 2
     committed = [r for r in rounds if r["state"] == "committed"]
     # Everyone who dropped before the masked input is not counted; a device that vanished after it is.

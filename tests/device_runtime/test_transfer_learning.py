@@ -48,6 +48,6 @@ def test_the_local_model_trains_the_head_and_nothing_else(frozen_base_tflite):
 async def test_a_round_with_a_frozen_base_uploads_the_head_only(live_coordinator, frozen_base_tflite):
     dev = await run_one_device_to_completion(live_coordinator, frozen_base_tflite, timeout=30, rounds=2, codec="f32")
     coordinator = live_coordinator.app[COORDINATOR]
-    assert [r["state"] for r in coordinator.rounds("t")] == ["committed", "committed"]
+    assert [r["state"] for r in coordinator.admin.rounds("t")] == ["committed", "committed"]
     assert dev.stats.uploads == 2
     assert dev.stats.float32_bytes == 2 * 4 * HEAD_PARAMS

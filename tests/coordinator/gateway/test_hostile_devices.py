@@ -91,14 +91,14 @@ async def test_a_task_whose_driver_raises_does_not_stop_the_tick_for_the_next(ha
     await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN, json={
         "model_sha256": sha, "task_id": "t2", "config": {"goal_count": 1, "rounds": 1}})
     c = harness.coordinator
-    real = c.advance
+    real = c.driver.advance
 
     def exploding(task, rnd, now):
         if task.task_id == "t1":
             raise RuntimeError("boom")
         return real(task, rnd, now)
 
-    monkeypatch.setattr(c, "advance", exploding)
+    monkeypatch.setattr(c.driver, "advance", exploding)
     harness.tick()  # t1's round 1 is open: its driver raises; t2 opens round 1 all the same
     assert c.store.one("SELECT state FROM rounds WHERE task_id='t2' AND round=1")["state"] == "selecting"
     r1 = c.store.one("SELECT state, reason FROM rounds WHERE task_id='t1' AND round=1")
@@ -167,10 +167,10 @@ async def test_dp_needs_an_explicit_population(harness):
 async def test_registrations_do_not_change_the_sampling_rate(harness):
     await harness.setup_task(goal_count=2, clip_norm=1.0, dp_noise_multiplier=0.5, dp_population=10)
     task = harness.coordinator.tasks["t1"]
-    q = harness.coordinator.dp_sampling_rate(task)
+    q = harness.coordinator.driver.dp_sampling_rate(task)
     for _ in range(200):
         await harness.register()
-    assert harness.coordinator.dp_sampling_rate(task) == q == 0.2
+    assert harness.coordinator.driver.dp_sampling_rate(task) == q == 0.2
 
 
 # 5 -- NaN / Infinity were stored and served -------------------------------------------------------

@@ -124,7 +124,7 @@ async def test_admin_errors(harness):
 
 async def test_checkin_rate_limit(harness, tmp_path):
     await harness.setup_task()
-    harness.coordinator.checkin_limit.rate, harness.coordinator.checkin_limit.burst = 1.0, 2.0
+    harness.coordinator.gateway.checkin_limit.rate, harness.coordinator.gateway.checkin_limit.burst = 1.0, 2.0
     device = await harness.register()
     statuses = [(await harness.checkin(device)).status for _ in range(4)]
     assert statuses[:2] == [200, 200] and statuses[-1] == 429
@@ -219,7 +219,7 @@ async def test_a_robust_aggregator_within_the_limit_is_accepted(harness):
     await harness.setup_task()
     sha = harness.coordinator.tasks["t1"].model_sha
     n = harness.manifest.num_parameters
-    assert peak_bytes("krum", 130, n) < harness.coordinator.max_aggregation_bytes
+    assert peak_bytes("krum", 130, n) < harness.coordinator.admin.max_aggregation_bytes
     resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
                                      json={"model_sha256": sha, "task_id": "t9",
                                            "config": {"aggregator": "krum", "goal_count": 100}})

@@ -57,7 +57,7 @@ async def test_check_ins_are_answered_while_a_round_commits(aiohttp_client, digi
         "Fedge-Upload": json.dumps({"example_count": 5})})
     assert resp.status == 201 and time.perf_counter() - started < SLOW_S / 2  # answered before the commit
     await asyncio.sleep(0.1)  # the driver has started the commit
-    assert ("t1", 1) in coordinator.committing
+    assert ("t1", 1) in coordinator.driver.committing
     latencies = []
     for _ in range(5):
         t = time.perf_counter()
@@ -65,10 +65,10 @@ async def test_check_ins_are_answered_while_a_round_commits(aiohttp_client, digi
         assert resp.status == 200
         latencies.append(time.perf_counter() - t)
     assert max(latencies) < SLOW_S / 4, latencies  # not queued behind the commit
-    assert coordinator.round_row("t1", 1).state == "aggregating"
+    assert coordinator.gateway.round_row("t1", 1).state == "aggregating"
     for _ in range(100):
-        if coordinator.round_row("t1", 1).state == "committed":
+        if coordinator.gateway.round_row("t1", 1).state == "committed":
             break
         await asyncio.sleep(0.05)
-    assert coordinator.round_row("t1", 1).state == "committed"
-    assert coordinator.round_row("t1", 2).state == "selecting"
+    assert coordinator.gateway.round_row("t1", 1).state == "committed"
+    assert coordinator.gateway.round_row("t1", 2).state == "selecting"

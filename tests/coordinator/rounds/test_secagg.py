@@ -304,8 +304,8 @@ async def test_adaptive_clip_bit_travels_masked_and_is_summed(harness):
     assert rnd["state"] == "committed", rnd["reason"]
     # 5 bits of 1 over goal 5, plus N(0, 0.05^2) / 5.
     assert abs(rnd["metrics"]["dp_below_clip"] - 1.0) < 0.05
-    device = harness.coordinator.authenticate(parties[0].headers["Authorization"])
-    assert harness.coordinator.upload_limit(device, "t1") >= 12 + 4 * params.vector_length
+    device = harness.coordinator.gateway.authenticate(parties[0].headers["Authorization"])
+    assert harness.coordinator.gateway.upload_limit(device, "t1") >= 12 + 4 * params.vector_length
 
 
 async def test_secagg_task_config_is_validated(harness):
@@ -345,8 +345,8 @@ async def test_secagg_across_two_replicas(harness, aiohttp_client):
         for p in parties:
             await act(p)
         tick_both()
-    assert harness.coordinator.holds_lease(harness.coordinator.tasks["t1"])  # the first replica drove
-    assert not other.coordinator.holds_lease(other.coordinator.tasks["t1"])
+    assert harness.coordinator.driver.holds_lease(harness.coordinator.tasks["t1"])  # the first replica drove
+    assert not other.coordinator.driver.holds_lease(other.coordinator.tasks["t1"])
     rnd = await _state(harness)
     assert rnd["state"] == "committed", rnd["reason"]
     assert rnd["reported"] == 6
