@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from device_runtime.datasets import load_federated
-from device_runtime.fleet import Fleet, FleetConfig
+from device_runtime.fleet.datasets import load_federated
+from device_runtime.fleet.emulator import Fleet, FleetConfig
 from fedge.local_coordinator import LocalCoordinator
 
 STRATEGIES = {  # row label -> task config

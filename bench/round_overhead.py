@@ -61,8 +61,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--model", choices=["emnist_cnn", "digits_mlp"], default="emnist_cnn")
     args = parser.parse_args()
-    from device_runtime.datasets import FederatedData, load_digits_pool
-    from device_runtime.fleet import Fleet, FleetConfig
+    from device_runtime.fleet.datasets import FederatedData, load_digits_pool
+    from device_runtime.fleet.emulator import Fleet, FleetConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         model_path = os.path.join(tmp, "m.tflite")

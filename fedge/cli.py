@@ -16,7 +16,7 @@ SUBCOMMANDS = {
     "export": ("model_export.cli", "export a Keras model to a trainable .tflite"),
     "serve": ("coordinator.cli", "run the coordinator service"),
     "device": ("device_runtime.cli", "run the reference device runtime"),
-    "fleet": ("device_runtime.fleet_cli", "run many emulated devices against a coordinator"),
+    "fleet": ("device_runtime.fleet.cli", "run many emulated devices against a coordinator"),
     "population": ("fedge.population_cli", "create and list populations on a coordinator"),
     "task": ("fedge.task_cli", "create, list, show, pause/resume/cancel, download and watch tasks"),
     "demo": ("fedge.demo", "export, serve and train a 100-device fleet end to end"),

@@ -48,8 +48,8 @@ def central_baseline(model_bytes: bytes, data, epochs: int = 60, seed: int = 0) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from device_runtime.datasets import load_federated
-    from device_runtime.fleet import Fleet, FleetConfig, format_round, write_history
+    from device_runtime.fleet.datasets import load_federated
+    from device_runtime.fleet.emulator import Fleet, FleetConfig, format_round, write_history
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import pytest
 
 
 @pytest.mark.parametrize("modules", [
-    "device_runtime.fleet, device_runtime.cli, device_runtime.device, device_runtime.trainer",
+    "device_runtime.fleet.emulator, device_runtime.cli, device_runtime.device, device_runtime.trainer",
     "coordinator.http.app, coordinator.cli, coordinator.service",
     "protocol.codec, protocol.tflite_file, protocol.eligibility, protocol.messages",
 ])

@@ -42,7 +42,7 @@ def _global_accuracy(server: Server, x_test, y_test) -> float:
 def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tflite, tmp_path, secagg):
     """With secagg, the coordinator can only unmask the sum if the Java device's keys, sealed
     shares, grid, masks and revealed shares all agree with the Python devices' to the bit."""
-    from device_runtime.datasets import load_digits_pool
+    from device_runtime.fleet.datasets import load_digits_pool
 
     x, x_test, y, y_test = load_digits_pool(0)
     shards = np.array_split(np.random.default_rng(0).permutation(len(y)), 3)

@@ -32,7 +32,7 @@ async def create_task(base_url: str, model: bytes, **config) -> str:
 
 
 def digits_shard(n: int = 64, seed: int = 0):
-    from device_runtime.datasets import load_digits_pool
+    from device_runtime.fleet.datasets import load_digits_pool
 
     x, _, y, _ = load_digits_pool(0)
     idx = np.random.default_rng(seed).choice(len(x), n, replace=False)

@@ -8,8 +8,8 @@ import sqlite3
 
 import pytest
 
-from device_runtime.datasets import load_federated
-from device_runtime.fleet import Fleet, FleetConfig
+from device_runtime.fleet.datasets import load_federated
+from device_runtime.fleet.emulator import Fleet, FleetConfig
 from fedge.local_coordinator import LocalCoordinator
 
 pytestmark = pytest.mark.slow

@@ -73,7 +73,7 @@ def test_clip_l2():
 
 
 def test_train_round_reduces_loss_and_encodes_delta(digits_tflite):
-    from device_runtime.datasets import load_digits_pool
+    from device_runtime.fleet.datasets import load_digits_pool
 
     x, x_te, y, y_te = load_digits_pool(0)
     model = LocalModel(digits_tflite)

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from device_runtime.datasets import load_federated
-from device_runtime.fleet import Fleet, FleetConfig
+from device_runtime.fleet.datasets import load_federated
+from device_runtime.fleet.emulator import Fleet, FleetConfig
 from fedge.local_coordinator import LocalCoordinator
 from tests.missing_tool import skip_or_fail
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from device_runtime import datasets
+from device_runtime.fleet import datasets
 
 
 def test_dirichlet_partition_covers_everything_once_and_is_skewed():

@@ -61,8 +61,8 @@ def task_config_from_args(args) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from device_runtime.datasets import load_federated
-    from device_runtime.fleet import Fleet, FleetConfig, format_round, write_history
+    from device_runtime.fleet.datasets import load_federated
+    from device_runtime.fleet.emulator import Fleet, FleetConfig, format_round, write_history
 
     if not args.admin_token:
         raise ValueError("the fleet needs the admin token (--admin-token or FEDGE_ADMIN_TOKEN) to create the task")

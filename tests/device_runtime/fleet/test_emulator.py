@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from device_runtime.datasets import load_federated
-from device_runtime.fleet import Fleet, FleetConfig, write_history
+from device_runtime.fleet.datasets import load_federated
+from device_runtime.fleet.emulator import Fleet, FleetConfig, write_history
 from tests.device_runtime.conftest import TOKEN
 
 pytestmark = pytest.mark.slow

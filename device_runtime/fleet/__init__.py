@@ -1,0 +1,2 @@
+"""Emulated fleets: many devices in one process (emulator.py), their data (datasets.py),
+and `fedge fleet` (cli.py)."""
