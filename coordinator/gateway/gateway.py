@@ -13,9 +13,11 @@ import hashlib
 import hmac
 import logging
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, replace
 import random
 from typing import Protocol
+
+import numpy as np
 
 from coordinator import errors as E
 from coordinator.http.client_address import ClientAddress
@@ -42,6 +44,28 @@ PERIOD_ROUNDS = 6  # the round period is the median gap between the last opening
 
 NOT_ASSIGNED = "this device holds no assignment for that round (or the upload token is wrong)"
 DEVICE_CACHE_SIZE = 200_000  # ~40 MB of device records
+
+
+@dataclass
+class PendingUpload:
+    """An update that passed every check and is on its way to the store."""
+
+    task: Task
+    round_num: int
+    device_id: str
+    meta: UploadMeta
+    body: bytes
+    digest: str
+    values: np.ndarray | None  # decoded (None for a SecAgg masked input)
+    norm: float
+
+
+def _update_record(p: PendingUpload, blob: str, now: float) -> UpdateRecord:
+    m = p.meta
+    return UpdateRecord(p.task.task_id, p.round_num, p.device_id, m.example_count,
+                        {"train_loss": m.train_loss, "eval_loss": m.eval_loss, "eval_accuracy": m.eval_accuracy,
+                         "eval_count": m.eval_count, "below_clip": m.below_clip}, blob, digest=p.digest,
+                        received_at=now)
 
 
 class RoundSignals(Protocol):
@@ -78,6 +102,7 @@ class DeviceGateway:
         # last_seen of devices that checked in since the last flush: one transaction per tick
         # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
         self._seen: dict[str, float] = {}
+        self._storing: set[tuple[str, int, str]] = set()  # uploads between begin_upload and end_upload
 
     def _count(self, metric: str, label: str) -> None:
         if self.metrics is not None:
@@ -299,6 +324,23 @@ class DeviceGateway:
 
     def upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
                body: bytes) -> dict:
+        """An update, checked, stored and folded in one call (the HTTP handler runs the storing
+        step in the intake thread where the store has one: `begin_upload`, `persist_upload`,
+        `finish_upload`)."""
+        step = self.begin_upload(device, task_id, round_num, upload_token, meta, body)
+        if isinstance(step, dict):
+            return step
+        try:
+            reported = self.persist_upload(step, self.store)
+        finally:
+            self.end_upload(step)
+        return self.finish_upload(step, reported)
+
+    def begin_upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
+                     body: bytes) -> "dict | PendingUpload":
+        """Everything but storing: who may upload, duplicates, lateness, decoding and bounds.
+        A dict is the final answer (a retried upload, a SecAgg masked input); a PendingUpload
+        still has to be stored (`persist_upload`) and folded (`finish_upload`)."""
         task = self._device_task(device, task_id)
         device_id = device.device_id
         rnd = self._assigned(device, task_id, round_num, upload_token)
@@ -323,17 +365,43 @@ class DeviceGateway:
         if decoded.codec != expected_codec.name:
             self._reject("wrong_codec")
             raise E.BadRequest(f"update uses codec {decoded.codec}; this task expects {expected_codec.name}", "wrong_codec")
-        bound = self.running.server_bound(task)
         norm = dp.l2_norm(decoded.values)
         # The adaptive-clip bit is the server's own measurement here, not the device's claim.
-        meta = replace(meta, below_clip=norm <= bound) if task.config.adaptive_clip else meta
-        self._store_update(task, round_num, device_id, meta, body, digest)
-        self.running.fold(task, self.running.sum_for(task, round_num), decoded.values, meta.example_count, norm)
-        if norm > bound:
+        if task.config.adaptive_clip:
+            meta = replace(meta, below_clip=norm <= self.running.server_bound(task))
+        key = (task_id, round_num, device_id)
+        if key in self._storing:
+            raise E.Conflict("this device's update for the round is being stored; retry shortly", "in_progress")
+        self._storing.add(key)
+        return PendingUpload(task, round_num, device_id, meta, body, digest, decoded.values, norm)
+
+    def persist_upload(self, p: "PendingUpload", store: Store) -> int:
+        """File first, then the row, in one transaction with the round's counts, and only while
+        the round still takes updates: the round's reported count after it. Touches nothing in
+        memory, so it may run on a thread with a store connection of its own."""
+        path = store.update_path(p.task.task_id, p.round_num, p.device_id)
+        store.write_file(path, p.body)
+        reported = store.add_update(_update_record(p, str(path), self.clock()), only_open=True)
+        if reported is None:  # the round closed while this one was on its way
+            path.unlink(missing_ok=True)
+            self._reject("late")
+            raise E.Gone(f"round {p.round_num} closed; the update was not counted", "round_closed")
+        return reported
+
+    def end_upload(self, p: "PendingUpload") -> None:
+        self._storing.discard((p.task.task_id, p.round_num, p.device_id))
+
+    def finish_upload(self, p: "PendingUpload", reported: int) -> dict:
+        """Fold the stored update; the upload that reaches the goal closes the round."""
+        task = p.task
+        if self.metrics is not None:
+            self.metrics.bytes_in(len(p.body))
+        self.running.fold(task, self.running.sum_for(task, p.round_num), p.values, p.meta.example_count, p.norm)
+        if p.norm > self.running.server_bound(task):
             self._count("clipped_updates", "server_bound")
-        if rnd.reported + 1 >= task.config.goal_count:
+        if reported >= task.config.goal_count:
             # The update is stored and acknowledged whatever happens while committing.
-            self.rounds.guarded(task, self._close_full_round, task, round_num)
+            self.rounds.guarded(task, self._close_full_round, task, p.round_num)
         return {"accepted": True, "duplicate": False}
 
     def _close_full_round(self, task: Task, num: int) -> None:
@@ -350,13 +418,11 @@ class DeviceGateway:
 
     def _store_update(self, task: Task, round_num: int, device_id: str, meta: UploadMeta, body: bytes,
                       digest: str) -> None:
-        """File first, then the row: an acknowledged update survives a crash."""
+        """File first, then the row: an acknowledged update survives a crash (SecAgg's masked inputs)."""
         path = self.store.update_path(task.task_id, round_num, device_id)
         self.store.write_file(path, body)
-        self.store.add_update(UpdateRecord(
-            task.task_id, round_num, device_id, meta.example_count,
-            {"train_loss": meta.train_loss, "eval_loss": meta.eval_loss, "eval_accuracy": meta.eval_accuracy,
-             "eval_count": meta.eval_count, "below_clip": meta.below_clip}, str(path), digest, self.clock()))
+        pending = PendingUpload(task, round_num, device_id, meta, body, digest, None, 0.0)
+        self.store.add_update(_update_record(pending, str(path), self.clock()))
         if self.metrics is not None:
             self.metrics.bytes_in(len(body))
 

@@ -99,6 +99,7 @@ async def _stop(app: web.Application) -> None:
         coordinator.driver.release_leases()  # another replica takes the tasks over at once
     except Exception:  # noqa: BLE001 - the database may be the thing that went away
         log.warning("could not release this replica's leases; they expire by themselves")
+    coordinator.close()
     coordinator.store.close()
 
 

@@ -183,8 +183,18 @@ async def upload_update(request):
         raise E.BadRequest(f"header Fedge-Upload: {exc} (expected JSON: {{\"example_count\": N, ...}})",
                            "bad_meta") from exc
     body = await read_binary(request, limit)
-    result = c.gateway.upload(device, task_id, round_num, request.headers.get("Fedge-Upload-Token"), meta, body)
-    return json_response(result, status=200 if result["duplicate"] else 201)
+    step = c.gateway.begin_upload(device, task_id, round_num, request.headers.get("Fedge-Upload-Token"), meta, body)
+    if isinstance(step, dict):
+        return json_response(step, status=200 if step["duplicate"] else 201)
+    try:
+        if c.intake is not None:  # a network database: its round trips and the file write off the loop
+            reported = await asyncio.get_running_loop().run_in_executor(
+                c.intake.executor, c.gateway.persist_upload, step, c.intake.store)
+        else:
+            reported = c.gateway.persist_upload(step, c.store)
+    finally:
+        c.gateway.end_upload(step)
+    return json_response(c.gateway.finish_upload(step, reported), status=201)
 
 
 async def secagg_message(request):

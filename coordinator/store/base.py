@@ -53,6 +53,11 @@ class Store:
     def checkpoint_in_background(self, interval_s: float = 1.0) -> None:
         """Backends with a write-ahead log to fold in do it here; nothing by default."""
 
+    def second_connection(self) -> "Store | None":
+        """Another connection to the same database, for a thread of its own; None where one
+        connection serves best (SQLite)."""
+        return None
+
     def ping(self) -> None:
         """Raises if the database does not answer (readiness checks)."""
         self.one("SELECT 1 AS ok")
@@ -275,13 +280,25 @@ class Store:
         r = self.one("SELECT * FROM updates WHERE task_id=? AND round=? AND device_id=?", task_id, num, device_id)
         return self._update(r) if r else None
 
-    def add_update(self, u: UpdateRecord) -> None:
-        """The update's row and its round's counts, in one transaction (its bytes are already at u.blob)."""
-        with self.transaction() as tx:
-            tx.execute("INSERT INTO updates VALUES (?,?,?,?,?,?,?,?)",
-                       (u.task_id, u.round, u.device_id, u.examples, dumps(u.meta), u.blob, u.digest, u.received_at))
-            tx.execute("UPDATE rounds SET reported=reported+1, examples=examples+? WHERE task_id=? AND round=?",
-                       (u.examples, u.task_id, u.round))
+    def add_update(self, u: UpdateRecord, only_open: bool = False) -> int | None:
+        """The update's row and its round's counts, in one transaction (its bytes are already at
+        u.blob): the round's reported count after it. With `only_open`, nothing is written and
+        None is returned when the round no longer takes updates (it closed under the caller)."""
+        try:
+            with self.transaction() as tx:
+                tx.execute("INSERT INTO updates VALUES (?,?,?,?,?,?,?,?)",
+                           (u.task_id, u.round, u.device_id, u.examples, dumps(u.meta), u.blob, u.digest,
+                            u.received_at))
+                cur = tx.execute("UPDATE rounds SET reported=reported+1, examples=examples+? WHERE task_id=? "
+                                 "AND round=?" + (" AND state IN ('selecting','reporting')" if only_open else ""),
+                                 (u.examples, u.task_id, u.round))
+                if cur.rowcount == 0 and only_open:
+                    raise _RoundClosed
+                row = tx.execute("SELECT reported FROM rounds WHERE task_id=? AND round=?",
+                                 (u.task_id, u.round)).fetchone()
+        except _RoundClosed:
+            return None
+        return int(row["reported"]) if row else 0
 
     # -- SecAgg rounds: what each phase settled, the devices' messages, the sealed shares --
     _SECAGG_COLUMNS = ("advertise_deadline", "share_deadline", "unmask_deadline", "roster", "params", "sharers",

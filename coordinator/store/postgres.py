@@ -130,6 +130,9 @@ class PostgresStore(Store):
                     self.conn.execute(script)
                     self.conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
+    def second_connection(self) -> "PostgresStore":
+        return PostgresStore(self.url, self.data_dir)
+
     def schema_version(self) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
 

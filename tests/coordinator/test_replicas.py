@@ -19,9 +19,11 @@ STATE = {"state": {"charging": True, "unmetered": True, "idle": True, "battery":
 def replicas(postgres_url, tmp_path):
     clock = FakeClock()
     stores = [open_store(postgres_url, str(tmp_path / "data")) for _ in range(2)]
-    yield [Coordinator(s, clock=clock, checkin_rate=1e6) for s in stores], clock
-    for s in stores:
-        s.close()
+    coordinators = [Coordinator(s, clock=clock, checkin_rate=1e6) for s in stores]
+    yield coordinators, clock
+    for c in coordinators:
+        c.close()
+        c.store.close()
 
 
 def _setup(a: Coordinator, model: bytes, **config):

@@ -279,3 +279,27 @@ async def test_names_follow_one_pattern(harness, name):
     resp = await harness.client.post("/v1/admin/populations", headers=ADMIN, json={"name": name})
     assert (await _error(resp, 400))["code"] == "bad_name"
     assert set(harness.coordinator.tasks) == {"t1"}
+
+
+async def test_an_upload_being_stored_cannot_be_sent_twice_at_once(harness):
+    """The storing step may run on the intake thread (PostgreSQL): a second copy of the same
+    device's upload meanwhile is a 409, never a second row or a 500."""
+    from protocol.messages import UploadMeta
+
+    await harness.setup_task(goal_count=2, over_selection=1.0)
+    device = await harness.register()
+    a = (await (await harness.checkin(device)).json())["assignment"]
+    g = harness.coordinator.gateway
+    record = g.authenticate(device["Authorization"])
+    body = harness.payload()
+    step = g.begin_upload(record, "t1", 1, a["upload_token"], UploadMeta(example_count=5), body)
+    second = await harness.upload(device, a, body)
+    assert second.status == 409 and (await second.json())["error"]["code"] == "in_progress"
+    try:
+        reported = g.persist_upload(step, harness.coordinator.store)
+    finally:
+        g.end_upload(step)
+    assert g.finish_upload(step, reported) == {"accepted": True, "duplicate": False}
+    again = await harness.upload(device, a, body)  # now an ordinary retry: the same bytes, acknowledged
+    assert again.status == 200 and (await again.json())["duplicate"] is True
+    assert harness.coordinator.store.round("t1", 1).reported == 1

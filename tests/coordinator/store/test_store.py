@@ -58,11 +58,15 @@ def test_typed_interface_round_trip(store_db):
         assert store.assign(AssignmentRecord("t", 1, "d1", "y", 12.0)) is None  # one assignment per device
         assert store.assign(AssignmentRecord("t", 1, "d2", "y", 12.0), capacity=1) is None  # the round is full
         assert store.assignment("t", 1, "d2") is None  # ...and nothing was written
-        store.add_update(UpdateRecord("t", 1, "d1", 7, {"train_loss": 0.5}, "/b", "dd", 13.0))
+        assert store.add_update(UpdateRecord("t", 1, "d1", 7, {"train_loss": 0.5}, "/b", "dd", 13.0),
+                                only_open=True) == 1
         rnd = store.round("t", 1)
         assert (rnd.selected, rnd.reported, rnd.examples, rnd.opened_at) == (1, 1, 7, 10.5)
         assert not store.commit_round("t", 1, 14.0, "sha", {"reports": 1})  # only an aggregating round commits
         store.set_round_state("t", 1, "aggregating", "", None)
+        # An update that arrives once the round stopped taking them is not written at all.
+        assert store.add_update(UpdateRecord("t", 1, "d2", 5, {}, "/c", "ee", 13.5), only_open=True) is None
+        assert store.update("t", 1, "d2") is None and store.round("t", 1).reported == 1
         assert store.commit_round("t", 1, 14.0, "sha", {"reports": 1})
         assert not store.commit_round("t", 1, 15.0, "sha2", {"reports": 2})  # committed once, by one replica
         assert store.last_committed("t").metrics == {"reports": 1} and store.committed_count("t") == 1
