@@ -83,7 +83,11 @@ class Coordinator:
 
     def tick(self) -> None:
         """Write the check-ins' last_seen in one batch, then advance every task by the clock."""
-        self.gateway.flush_seen()
+        seen = self.gateway.take_seen()
+        if seen and self.intake is not None:
+            self.intake.executor.submit(self.intake.store.touch_devices, seen)  # only sizes pace steering
+        elif seen:
+            self.store.touch_devices(seen)
         self.driver.tick()
 
     def recover(self) -> None:

@@ -108,12 +108,15 @@ class DeviceGateway:
         if self.metrics is not None:
             self.metrics.count(metric, label)
 
-    def register(self, req: RegisterRequest, client: ClientAddress | None = None) -> dict:
+    def register(self, req: RegisterRequest, client: ClientAddress | None = None, store: Store | None = None) -> dict:
+        """A new device. Touches no round state: with `store` (the intake thread's connection)
+        it runs off the event loop, all registrations on that one thread."""
+        store = store or self.store
         # Emulated fleets register thousands of devices from this host: local requests are not
         # limited; every other client address (as a trusted proxy names it) has its own bucket.
         if client is not None and not client.is_local:
             self.register_limit.take(client.address or "unknown", self.clock())
-        pop = self.store.population(req.population)
+        pop = store.population(req.population)
         if pop is None:
             raise E.NotFound(f"no population '{req.population}'")
         if pop.enrollment_secret_hash and not hmac.compare_digest(
@@ -128,7 +131,10 @@ class DeviceGateway:
         self._count("registrations", "ok")
         device_id = "d-" + secrets.token_hex(8)
         token = secrets.token_urlsafe(32)
-        self.store.add_device(DeviceRecord(device_id, req.population, hash_token(token), req.label, self.clock()))
+        record = DeviceRecord(device_id, req.population, hash_token(token), req.label, self.clock())
+        store.add_device(record)
+        # Its first check-in follows at once: from memory, not one more query on the event loop.
+        self._remember(record)
         return {"device_id": device_id, "token": f"{device_id}.{token}"}
 
     def authenticate(self, authorization: str | None) -> DeviceRecord:
@@ -152,10 +158,13 @@ class DeviceGateway:
         if device is None:
             device = self.store.device(device_id)
             if device is not None:
-                if len(self._device_cache) >= DEVICE_CACHE_SIZE:
-                    self._device_cache.pop(next(iter(self._device_cache)))
-                self._device_cache[device_id] = device
+                self._remember(device)
         return device
+
+    def _remember(self, device: DeviceRecord) -> None:
+        if len(self._device_cache) >= DEVICE_CACHE_SIZE:
+            self._device_cache.pop(next(iter(self._device_cache)), None)
+        self._device_cache[device.device_id] = device
 
     def checkin(self, device, req: CheckinRequest, rate_limited: bool = True) -> CheckinResponse:
         """A device's check-in; ``rate_limited`` False is the second look of a held long poll
@@ -163,7 +172,7 @@ class DeviceGateway:
         if rate_limited:
             self.checkin_limit.take(device.device_id, self.clock())
         now = self.clock()
-        self._seen[device.device_id] = now  # written in batches by flush_seen()
+        self._seen[device.device_id] = now  # written in batches by Coordinator.tick (take_seen)
         state = req.state.to_dict()
         tasks = self.tasks.active_in(device.population)
         if not tasks:
@@ -190,11 +199,10 @@ class DeviceGateway:
             self.activity.record(device.population, resp.reason or resp.outcome, now, failed_clauses)
         return resp
 
-    def flush_seen(self) -> None:
-        if not self._seen:
-            return
+    def take_seen(self) -> dict[str, float]:
+        """last_seen of the devices that checked in since the last call (to be written in one batch)."""
         seen, self._seen = self._seen, {}
-        self.store.touch_devices(seen)
+        return seen
 
     def pace_inputs(self, task: Task, now: float) -> tuple[int, float]:
         """(devices of the population seen within max_retry_s, the task's round period), worked
