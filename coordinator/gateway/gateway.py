@@ -68,6 +68,18 @@ def _update_record(p: PendingUpload, blob: str, now: float) -> UpdateRecord:
                         received_at=now)
 
 
+@dataclass
+class PendingAssignment:
+    """A slot offered to a device, on its way to the store."""
+
+    task: Task
+    round: RoundRecord
+    token: str
+    record: AssignmentRecord
+    capacity: int
+    now: float
+
+
 class RoundSignals(Protocol):
     """What the gateway asks of the round driver when a device's message moves a round."""
 
@@ -103,6 +115,7 @@ class DeviceGateway:
         # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
         self._seen: dict[str, float] = {}
         self._storing: set[tuple[str, int, str]] = set()  # uploads between begin_upload and end_upload
+        self._offers: dict[str, int] = {}  # per task: slots offered and not yet written (see _offer)
 
     def _count(self, metric: str, label: str) -> None:
         if self.metrics is not None:
@@ -168,7 +181,17 @@ class DeviceGateway:
 
     def checkin(self, device, req: CheckinRequest, rate_limited: bool = True) -> CheckinResponse:
         """A device's check-in; ``rate_limited`` False is the second look of a held long poll
-        (the same arrival: not rate limited, not counted again in the activity)."""
+        (the same arrival: not rate limited, not counted again in the activity). The HTTP
+        handler runs the same two steps with the assignment written on the intake thread."""
+        step = self.checkin_begin(device, req, rate_limited)
+        if isinstance(step, CheckinResponse):
+            return step
+        return self.checkin_finish(device, step, self.store.assign(step.record, step.capacity), rate_limited)
+
+    def checkin_begin(self, device, req: CheckinRequest, rate_limited: bool = True
+                      ) -> "CheckinResponse | PendingAssignment":
+        """Everything but writing the assignment: the answer, or the assignment to write
+        (`Store.assign(p.record, p.capacity)`, then `checkin_finish`)."""
         if rate_limited:
             self.checkin_limit.take(device.device_id, self.clock())
         now = self.clock()
@@ -184,14 +207,24 @@ class DeviceGateway:
             return self._arrival(device, rate_limited, now,
                                  self._retry(now, self.pace.ineligible_retry_s, "ineligible"), failed)
         for task in eligible:
-            assignment = self._try_assign(task, device.device_id, now)
-            if assignment is not None:
-                self._count("checkins", "assigned")
-                return self._arrival(device, rate_limited, now, CheckinResponse("assigned", assignment=assignment))
-        task = eligible[0]
+            offer = self._offer(task, device.device_id, now)
+            if offer is not None:
+                return offer
+        return self._arrival(device, rate_limited, now, self._no_slot(eligible[0], now))
+
+    def checkin_finish(self, device, p: "PendingAssignment", selected: int | None,
+                       rate_limited: bool = True) -> CheckinResponse:
+        """The answer once the assignment was written (`selected`: the round's count after it)
+        or refused (None)."""
+        assignment = self._accept(p, selected)
+        if assignment is None:
+            return self._arrival(device, rate_limited, p.now, self._no_slot(p.task, p.now))
+        self._count("checkins", "assigned")
+        return self._arrival(device, rate_limited, p.now, CheckinResponse("assigned", assignment=assignment))
+
+    def _no_slot(self, task: Task, now: float) -> CheckinResponse:
         population, period = self.pace_inputs(task, now)
-        window = retry_window(population, period, task.config.target_selected, self.pace)
-        return self._arrival(device, rate_limited, now, self._retry(now, window, "no_slot"))
+        return self._retry(now, retry_window(population, period, task.config.target_selected, self.pace), "no_slot")
 
     def _arrival(self, device, first_look: bool, now: float, resp: CheckinResponse,
                  failed_clauses=()) -> CheckinResponse:
@@ -235,28 +268,41 @@ class DeviceGateway:
     def forget_selecting_round(self, task_id: str) -> None:
         self._selecting_hint.pop(task_id, None)
 
-    def _try_assign(self, task: Task, device_id: str, now: float) -> Assignment | None:
+    def _offer(self, task: Task, device_id: str, now: float) -> "PendingAssignment | None":
+        """A slot in the task's selecting round, if the hint says one is free counting the
+        offers already on their way to the store (so a burst of woken long polls does not
+        send more assignments to the database than the round can take)."""
         rnd = self._selecting_round(task, now)
-        if rnd is None or now > rnd.selection_deadline or rnd.selected >= task.config.target_selected:
+        in_flight = self._offers.get(task.task_id, 0)
+        if rnd is None or now > rnd.selection_deadline or rnd.selected + in_flight >= task.config.target_selected:
             return None
+        self._offers[task.task_id] = in_flight + 1
         token = secrets.token_urlsafe(24)
-        selected = self.store.assign(AssignmentRecord(task.task_id, rnd.round, device_id, hash_token(token), now),
-                                     task.config.target_selected)
+        return PendingAssignment(task, rnd, token, AssignmentRecord(task.task_id, rnd.round, device_id,
+                                                                    hash_token(token), now),
+                                 task.config.target_selected, now)
+
+    def _accept(self, p: "PendingAssignment", selected: int | None) -> Assignment | None:
+        task, rnd = p.task, p.round
+        self._offers[task.task_id] = max(0, self._offers.get(task.task_id, 1) - 1)
         if selected is None:
             # Already in this round (it has its assignment), or the round filled or closed since
             # the hint was read: read it afresh next time.
             self.forget_selecting_round(task.task_id)
             return None
-        self._selecting_hint[task.task_id] = (self._selecting_hint.get(task.task_id, (now,))[0],
-                                              replace(rnd, selected=selected))
+        hint = self._selecting_hint.get(task.task_id)
+        if hint is not None and hint[1] is not None and hint[1].round == rnd.round:
+            self._selecting_hint[task.task_id] = (hint[0], replace(hint[1], selected=max(selected, hint[1].selected)))
         if selected >= task.config.target_selected and self.rounds.holds_lease(task):
-            if task.config.secagg_on:
-                self.rounds.start_advertising(task, rnd.round)
-            else:
-                self.rounds.transition(task, rnd.round, "reporting")
+            current = self.store.round(task.task_id, rnd.round)
+            if current is not None and current.state == "selecting":
+                if task.config.secagg_on:
+                    self.rounds.start_advertising(task, rnd.round)
+                else:
+                    self.rounds.transition(task, rnd.round, "reporting")
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
         return Assignment(
-            task_id=task.task_id, round=rnd.round, upload_token=token, plan=task.config.plan(task.dp_clip),
+            task_id=task.task_id, round=rnd.round, upload_token=p.token, plan=task.config.plan(task.dp_clip),
             model_sha256=task.model_sha, model_url=f"/v1/blobs/{task.model_sha}",
             checkpoint_sha256=task.checkpoint_sha, checkpoint_url=f"/v1/blobs/{task.checkpoint_sha}",
             upload_url=f"{base}/update", report_deadline=float(rnd.report_deadline),

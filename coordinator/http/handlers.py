@@ -8,6 +8,7 @@ import functools
 from aiohttp import web
 
 from coordinator import errors as E
+from coordinator.gateway.gateway import PendingAssignment
 from coordinator.http.client_address import ClientAddress, client_address
 from coordinator.operator import status as operator_status
 from coordinator.config import ServeConfig
@@ -159,11 +160,24 @@ async def register(request):
     return json_response(result, status=201)
 
 
+async def _checkin(c, device, req, rate_limited: bool = True):
+    """DeviceGateway.checkin, with the assignment's write on the intake thread where there is one."""
+    step = c.gateway.checkin_begin(device, req, rate_limited)
+    if not isinstance(step, PendingAssignment):
+        return step
+    if c.intake is not None:  # a network database: 260 assignments at a round's opening held the loop
+        selected = await asyncio.get_running_loop().run_in_executor(
+            c.intake.executor, c.intake.store.assign, step.record, step.capacity)
+    else:
+        selected = c.store.assign(step.record, step.capacity)
+    return c.gateway.checkin_finish(device, step, selected, rate_limited)
+
+
 async def checkin(request):
     c = coordinator(request)
     device = c.gateway.authenticate(request.headers.get("Authorization"))
     req = CheckinRequest.from_dict(await read_json(request))
-    resp = c.gateway.checkin(device, req)
+    resp = await _checkin(c, device, req)
     hold = min(req.wait_s, resp.retry_at - c.clock()) if resp.outcome == "retry" else 0.0
     waiters = request.app[ROUND_OPENED]
     if resp.reason == "no_slot" and hold > 0 and waiters.can_hold():
@@ -171,7 +185,7 @@ async def checkin(request):
         # try once more.
         try:
             await asyncio.wait_for(waiters.wait(device.population), hold)
-            resp = c.gateway.checkin(device, req, rate_limited=False)
+            resp = await _checkin(c, device, req, rate_limited=False)
         except asyncio.TimeoutError:
             pass
     return json_response(resp.to_dict())
