@@ -368,10 +368,18 @@ class Store:
 
     # -- blobs -------------------------------------------------------------------------
     def write_file(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        for attempt in range(3):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+                return
+            except FileNotFoundError:
+                # Another thread removed the (empty) folder in between: a round's update folder
+                # goes when the round ends, while a late upload may still be on its way.
+                if attempt == 2:
+                    raise
 
     def put_blob(self, sha: str, data: bytes) -> Path:
         path = self.blob_dir / sha
