@@ -69,6 +69,7 @@ class Coordinator:
         # the gateway's hint of the round before.
         self.driver.round_open_listeners.append(self.gateway.forget_selecting_round)
         self.driver.round_change_listeners.append(self.gateway.forget_selecting_round)
+        self.admin.task_created_listeners.append(self.gateway.forget_blob_guards)
         self.driver.recover()
         second = store.second_connection()
         self.intake = Intake(ThreadPoolExecutor(1, thread_name_prefix="fedge-intake"), second) if second else None

@@ -38,6 +38,7 @@ class AdminOps:
         self.store, self.clock, self.tasks = store, clock, tasks
         self.attestation = attestation
         self.max_aggregation_bytes = max_aggregation_bytes
+        self.task_created_listeners: list = []  # called with the task id (the gateway's blob guards)
 
     def create_population(self, name: str, enrollment_secret: str = "", require_attestation: bool = False) -> dict:
         """A population; with an enrollment secret (given to the app at provisioning) and/or
@@ -107,6 +108,8 @@ class AdminOps:
                             self.clock())
         self.store.add_task(record)
         self.tasks.put(record)
+        for listener in self.task_created_listeners:
+            listener(task_id)
         return self.task_summary(task_id)
 
     def _initial_weights(self, raw: dict, manifest: Manifest, model_bytes: bytes) -> list[np.ndarray]:

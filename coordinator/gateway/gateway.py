@@ -38,6 +38,7 @@ from protocol.messages import Assignment, CheckinRequest, CheckinResponse, Regis
 
 log = logging.getLogger("fedge.coordinator")
 PACE_INPUTS_TTL_S = 1.0
+BLOB_GUARD_TTL_S = 1.0  # a task that starts to use a public blob guards it at most this much later
 SELECTING_HINT_TTL_S = 0.1  # as long as a tick: another replica's round opening is seen within it
 PERIOD_ROUNDS = 6  # the round period is the median gap between the last openings
 
@@ -115,6 +116,9 @@ class DeviceGateway:
         # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
         self._seen: dict[str, float] = {}
         self._storing: set[tuple[str, int, str]] = set()  # uploads between begin_upload and end_upload
+        # Blob -> the populations guarding it, for BLOB_GUARD_TTL_S: every selected device downloads
+        # the checkpoint, and a query per download was a burst of round trips at each round's opening.
+        self._blob_guard: dict[str, tuple[float, set[str]]] = {}
         self._offers: dict[str, int] = {}  # per task: slots offered and not yet written (see _offer)
 
     def _count(self, metric: str, label: str) -> None:
@@ -312,10 +316,19 @@ class DeviceGateway:
         """Blobs are capability URLs (a SHA-256 nobody can guess), except those of a population
         that requires an enrollment secret or attestation: those need a device token of that
         population (or the admin token), so a model is not handed to devices it refused."""
-        guarded = self.store.guarded_blob_populations(sha)
+        now = self.clock()
+        cached = self._blob_guard.get(sha)
+        if cached is None or not 0 <= now - cached[0] < BLOB_GUARD_TTL_S:
+            if len(self._blob_guard) >= 4096:
+                self._blob_guard.clear()
+            cached = self._blob_guard[sha] = (now, self.store.guarded_blob_populations(sha))
+        guarded = cached[1]
         if guarded and not is_admin and self.authenticate(authorization).population not in guarded:
             raise E.Forbidden("this blob belongs to another population", "other_population")
         return bool(guarded)
+
+    def forget_blob_guards(self, _task_id: str = "") -> None:
+        self._blob_guard.clear()
 
     def upload_limit(self, device: DeviceRecord, task_id: str) -> int:
         task = self._device_task(device, task_id)
