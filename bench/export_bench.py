@@ -60,6 +60,26 @@ def _tf_step_seconds(model, x, y, steps: int) -> float:
     return _time(lambda: step(tx, ty), steps)
 
 
+def cpu_description() -> str:
+    """The CPU and whether TensorFlow runs its oneDNN kernels: the TF column depends on both
+    (TensorFlow turns oneDNN on by default only on some CPUs)."""
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        onednn = "on" if _pywrap_util_port.IsMklEnabled() else "off"
+    except (ImportError, AttributeError):
+        onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")
+    return f"{model} ({os.cpu_count()} cores), TensorFlow oneDNN {onednn}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=50)
@@ -93,7 +113,7 @@ def main() -> None:
         diff = max(result.parity.max_loss_diff, result.parity.max_weight_diff)
         rows.append((name, m.num_parameters, total, len(result.tflite), 4 * m.num_parameters, lite, tfs, diff,
                      result.parity.passed))
-    print(f"{args.threads} thread(s) each, {args.steps} timed steps, batch 32")
+    print(f"{args.threads} thread(s) each, {args.steps} timed steps, batch 32; {cpu_description()}")
     if args.markdown:
         print("| model | params travelling / total | .tflite | bytes per update (f32) | LiteRT ms/step | "
               "TF ms/step | LiteRT / TF | parity max diff |")
