@@ -20,6 +20,7 @@ Each transition is written to the store before it is acted on; after a restart
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +79,14 @@ class Coordinator:
         if self.intake is not None:
             self.intake.close()
 
+    async def write(self, fn):
+        """`fn(store)`: a write that touches no state in memory (an assignment, an accepted
+        update, a registration), on the intake thread with its connection where there is one,
+        else here with the store."""
+        if self.intake is None:
+            return fn(self.store)
+        return await asyncio.get_running_loop().run_in_executor(self.intake.executor, fn, self.intake.store)
+
     @property
     def sums(self):
         return self.running.sums
@@ -85,8 +94,8 @@ class Coordinator:
     def tick(self) -> None:
         """Write the check-ins' last_seen in one batch, then advance every task by the clock."""
         seen = self.gateway.take_seen()
-        if seen and self.intake is not None:
-            self.intake.executor.submit(self.intake.store.touch_devices, seen)  # only sizes pace steering
+        if seen and self.intake is not None:  # not awaited: it only sizes pace steering
+            self.intake.executor.submit(self.intake.store.touch_devices, seen)
         elif seen:
             self.store.touch_devices(seen)
         self.driver.tick()

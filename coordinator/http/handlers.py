@@ -152,24 +152,17 @@ async def get_global_model(request):
 async def register(request):
     req = RegisterRequest.from_dict(await read_json(request))
     c = coordinator(request)
-    if c.intake is not None:  # a network database: the insert's round trip off the loop
-        result = await asyncio.get_running_loop().run_in_executor(
-            c.intake.executor, functools.partial(c.gateway.register, req, client(request), store=c.intake.store))
-    else:
-        result = c.gateway.register(req, client(request))
+    address = client(request)
+    result = await c.write(lambda store: c.gateway.register(req, address, store=store))
     return json_response(result, status=201)
 
 
 async def _checkin(c, device, req, rate_limited: bool = True):
-    """DeviceGateway.checkin, with the assignment's write on the intake thread where there is one."""
+    """DeviceGateway.checkin, with the assignment written through Coordinator.write."""
     step = c.gateway.checkin_begin(device, req, rate_limited)
     if not isinstance(step, PendingAssignment):
         return step
-    if c.intake is not None:  # a network database: 260 assignments at a round's opening held the loop
-        selected = await asyncio.get_running_loop().run_in_executor(
-            c.intake.executor, c.intake.store.assign, step.record, step.capacity)
-    else:
-        selected = c.store.assign(step.record, step.capacity)
+    selected = await c.write(lambda store: store.assign(step.record, step.capacity))
     return c.gateway.checkin_finish(device, step, selected, rate_limited)
 
 
@@ -207,11 +200,7 @@ async def upload_update(request):
     if isinstance(step, dict):
         return json_response(step, status=200 if step["duplicate"] else 201)
     try:
-        if c.intake is not None:  # a network database: its round trips and the file write off the loop
-            reported = await asyncio.get_running_loop().run_in_executor(
-                c.intake.executor, c.gateway.persist_upload, step, c.intake.store)
-        else:
-            reported = c.gateway.persist_upload(step, c.store)
+        reported = await c.write(lambda store: c.gateway.persist_upload(step, store))
     finally:
         c.gateway.end_upload(step)
     return json_response(c.gateway.finish_upload(step, reported), status=201)
