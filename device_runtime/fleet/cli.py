@@ -46,11 +46,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-for-s", type=float, default=120.0,
                         help="how long each request retries while the coordinator is unreachable or answers 5xx "
                              "(a restart); each device then keeps trying (default 120)")
+    parser.add_argument("--task-config", metavar="FILE.toml",
+                        help="any task key, as in `fedge task create --config` (the coordinator checks them); "
+                             "its keys override the task flags above")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def task_config_from_args(args) -> dict:
-    return {
+    config = {
         "rounds": args.rounds, "goal_count": args.goal_count, "over_selection": 1.3,
         "selection_window_s": args.selection_window_s, "report_deadline_s": args.report_deadline_s,
         "eligibility": args.eligibility, "epochs": args.epochs, "batch_size": 32,
@@ -58,6 +61,24 @@ def task_config_from_args(args) -> dict:
         "secagg": args.secagg, "secagg_phase_s": args.secagg_phase_s, "aggregator": args.aggregator,
         "clip_norm": args.clip_norm if args.clip_norm is not None else (3.0 if args.secagg != "off" else 0.0),
     }
+    if getattr(args, "task_config", None):
+        config.update(read_task_toml(args.task_config))
+    return config
+
+
+def read_task_toml(path: str) -> dict:
+    """A task config file's keys, as they are: the coordinator checks them when the task is
+    created (the device runtime never imports the coordinator) and names the bad key."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise ValueError(f"cannot read the task config: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    return raw
 
 
 def run(args: argparse.Namespace) -> int:

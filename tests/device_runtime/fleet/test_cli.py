@@ -1,0 +1,38 @@
+"""`fedge fleet --task-config FILE.toml`: any task key, over the task flags."""
+
+import argparse
+
+import pytest
+
+from device_runtime.fleet.cli import configure, task_config_from_args
+
+
+def _args(*extra):
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    return parser.parse_args(["--coordinator", "http://x", "--model", "m.tflite", *extra])
+
+
+def test_flags_alone_make_the_task():
+    config = task_config_from_args(_args("--rounds", "7", "--codec", "q4"))
+    assert config["rounds"] == 7 and config["codec"] == "q4" and config["clip_norm"] == 0.0
+
+
+def test_the_file_adds_any_key_and_overrides_the_flags(tmp_path):
+    path = tmp_path / "task.toml"
+    path.write_text('rounds = 3\nmax_update_norm = 5.0\nserver_optimizer = { name = "fedadam", learning_rate = 0.01 }\n'
+                    'keep_checkpoints = 4\n')
+    config = task_config_from_args(_args("--rounds", "7", "--task-config", str(path)))
+    assert config["rounds"] == 3  # the file wins
+    assert config["max_update_norm"] == 5.0 and config["keep_checkpoints"] == 4
+    assert config["server_optimizer"] == {"name": "fedadam", "learning_rate": 0.01}
+    assert config["codec"] == "q8"  # a flag's default where the file says nothing
+
+
+def test_a_bad_file_is_one_clear_line(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("rounds = = 3\n")
+    with pytest.raises(ValueError, match="bad.toml: not valid TOML"):
+        task_config_from_args(_args("--task-config", str(path)))
+    with pytest.raises(ValueError, match="cannot read the task config"):
+        task_config_from_args(_args("--task-config", str(tmp_path / "missing.toml")))
