@@ -21,6 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partition", default="dirichlet:0.3", help="iid | dirichlet:ALPHA")
     parser.add_argument("--availability", default="always", help="always | diurnal[:PERIOD_S] | trace:FILE")
     parser.add_argument("--dropout", type=float, default=0.1, help="probability a device vanishes mid-round")
+    parser.add_argument("--speed", default="fixed",
+                        help="fixed (10%% of devices 3x slower) | lognormal:SIGMA (each device exp(SIGMA*N(0,1))x "
+                             "slower, at least 1x: a heavy tail like real phones)")
     parser.add_argument("--codec", default="q8", help="f32 | q8 | q4 | q8+rot | q4+rot")
     parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
                         help="secure aggregation: off, secagg (all pairs) or secagg+ (O(log n) neighbours)")
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_federated(args.dataset, args.devices, args.partition, args.seed)
     cfg = FleetConfig(coordinator=args.coordinator, admin_token=args.admin_token, devices=args.devices,
                       dataset=args.dataset, partition=args.partition, availability=args.availability,
-                      dropout=args.dropout, workers=args.workers, seed=args.seed, out_dir=args.out,
+                      dropout=args.dropout, speed=args.speed, workers=args.workers, seed=args.seed, out_dir=args.out,
                       progress=not args.no_progress, retry_for_s=args.retry_for_s, attack=args.attack,
                       attackers=args.attackers)
     fleet = Fleet(cfg, data)

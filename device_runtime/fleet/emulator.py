@@ -100,6 +100,9 @@ class FleetConfig:
     dropout: float = 0.1
     slow_fraction: float = 0.1
     slowdown: float = 3.0
+    # "fixed" (slow_fraction of the devices slowdown x slower) or "lognormal:SIGMA" (every device
+    # exp(SIGMA * N(0, 1)) x slower, at least 1x: the heavy tail of real phones); see slowdowns().
+    speed: str = "fixed"
     population: str = "fleet"
     holdout: float = 0.2
     workers: int | None = None
@@ -144,6 +147,9 @@ class Fleet:
         num_classes = int(self.data.y_test.max()) + 1
 
         urls = coordinator_urls(self.cfg.coordinator)
+        # Drawn from a generator of their own: the other per-device draws stay as they were.
+        slow = slowdowns(self.cfg.speed, n, self.cfg.slow_fraction, self.cfg.slowdown,
+                         np.random.default_rng([self.cfg.seed, 1]))
 
         async def make(i: int, shard) -> Device:
             evil = attack if i in byzantine else ""
@@ -152,13 +158,12 @@ class Fleet:
             client = CoordinatorClient(mine, session, retry_for_s=self.cfg.retry_for_s)
             async with sem:
                 await client.register(self.cfg.population, label=f"emulated-{i}")
-            slow = rng.random() < self.cfg.slow_fraction
             return Device(
                 client=client, data=split_holdout(shard[0], poison_labels(evil, shard[1], num_classes),
                                                   self.cfg.holdout, self.cfg.seed + i),
                 trainer=self.trainer, state_fn=self._state_fn(i, float(rng.random()), version), cache=self.cache,
                 rng=np.random.default_rng([self.cfg.seed, i]),
-                behaviour=Behaviour(slowdown=self.cfg.slowdown if slow else 1.0, dropout=self.cfg.dropout,
+                behaviour=Behaviour(slowdown=float(slow[i]), dropout=self.cfg.dropout,
                                     attack=evil),
             )
 
@@ -268,6 +273,28 @@ class Fleet:
 
     def bytes_summary(self) -> tuple[int, int]:
         return sum(d.stats.bytes_up for d in self.devices), sum(d.stats.float32_bytes for d in self.devices)
+
+
+def slowdowns(speed: str, n: int, slow_fraction: float, slowdown: float, rng: np.random.Generator) -> np.ndarray:
+    """Each device's compute-time multiplier (>= 1: the host is the fastest a device gets).
+
+    `fixed`: a `slow_fraction` of the devices are `slowdown` x slower. `lognormal:SIGMA`:
+    exp(SIGMA * Z), Z ~ N(0, 1), clamped below at 1, so half the devices run at host speed
+    and the rest have a heavy tail (SIGMA = 1: 1 in 20 is over 5x slower): the same
+    population can then be trained synchronously and asynchronously.
+    """
+    kind, _, arg = speed.partition(":")
+    if kind == "fixed":
+        return np.where(rng.random(n) < slow_fraction, slowdown, 1.0)
+    if kind == "lognormal":
+        try:
+            sigma = float(arg)
+        except ValueError:
+            sigma = -1.0
+        if not 0.0 <= sigma <= 5.0:
+            raise ValueError(f"--speed lognormal:SIGMA needs SIGMA in [0, 5], got {arg!r}")
+        return np.maximum(1.0, np.exp(sigma * rng.standard_normal(n)))
+    raise ValueError(f"unknown --speed {speed!r}; use fixed or lognormal:SIGMA")
 
 
 def check_data_fits(manifest: Manifest, data) -> None:

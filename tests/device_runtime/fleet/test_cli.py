@@ -36,3 +36,20 @@ def test_a_bad_file_is_one_clear_line(tmp_path):
         task_config_from_args(_args("--task-config", str(path)))
     with pytest.raises(ValueError, match="cannot read the task config"):
         task_config_from_args(_args("--task-config", str(tmp_path / "missing.toml")))
+
+
+def test_speed_models():
+    import numpy as np
+
+    from device_runtime.fleet.emulator import slowdowns
+
+    rng = np.random.default_rng(0)
+    fixed = slowdowns("fixed", 10_000, 0.1, 3.0, rng)
+    assert set(np.unique(fixed)) == {1.0, 3.0} and 0.08 < np.mean(fixed == 3.0) < 0.12
+    heavy = slowdowns("lognormal:1", 10_000, 0.1, 3.0, rng)
+    assert heavy.min() == 1.0 and 0.45 < np.mean(heavy == 1.0) < 0.55  # half at host speed
+    assert 0.03 < np.mean(heavy > 5.0) < 0.07  # P(exp(Z) > 5) = P(Z > 1.61) = 5.4%
+    assert np.all(slowdowns("lognormal:0", 100, 0.1, 3.0, rng) == 1.0)
+    for bad in ("lognormal:x", "lognormal:-1", "pareto:2"):
+        with pytest.raises(ValueError, match="speed"):
+            slowdowns(bad, 10, 0.1, 3.0, rng)
