@@ -111,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
         c = task["config"]
         emit(args, task, f"task {task['task_id']} created on population {task['population']}: model "
                          f"{task['model_name']} ({task['num_parameters']:,} parameters), {c['rounds']} rounds of "
-                         f"{c['goal_count']} reports, aggregator {c['aggregator']}, secagg {c['secagg']}")
+                         f"{c['goal_count']} reports, aggregator {c['aggregator']}, secagg {c['secagg']}"
+                         + (f"; DP calibrated to epsilon {c['dp_target_epsilon']:g} at delta {c['dp_delta']:g} over "
+                            f"{c['rounds']} rounds: noise multiplier {c['dp_noise_multiplier']:.4f}"
+                            if c.get("dp_target_epsilon") else ""))
         return 0
     api = AdminApi.from_args(args)
     if args.action == "list":

@@ -15,6 +15,7 @@ import secrets
 import numpy as np
 
 from coordinator import errors as E
+from coordinator.aggregation.privacy import TargetUnreachable, calibrate_noise, sampling_rate
 from coordinator.aggregation.reducers import peak_bytes
 from coordinator.gateway.attestation import AttestationVerifier
 from coordinator.gateway.tokens import hash_token
@@ -82,7 +83,7 @@ class AdminOps:
         model_sha = raw.get("model_sha256")
         if not isinstance(model_sha, str) or self.store.blob_path(model_sha) is None:
             raise E.BadRequest("model_sha256 must name a model uploaded to /v1/admin/models", "unknown_model")
-        config = TaskConfig.from_dict(raw.get("config", {}))
+        config = self._task_config(raw.get("config", {}))
         task_id = raw.get("task_id")
         task_id = f"task-{secrets.token_hex(4)}" if task_id is None else valid_name(task_id, "task_id")
         if task_id in self.tasks:
@@ -111,6 +112,23 @@ class AdminOps:
         for listener in self.task_created_listeners:
             listener(task_id)
         return self.task_summary(task_id)
+
+    @staticmethod
+    def _task_config(raw_config) -> TaskConfig:
+        """The validated config; with dp_target_epsilon, the noise multiplier calibrated to it
+        (dp-accounting), stored with the config so every replica and restart uses the same."""
+        config = TaskConfig.from_dict(raw_config)
+        if config.dp_target_epsilon <= 0:
+            return config
+        if "dp_noise_multiplier" in raw_config:
+            raise E.BadRequest("give dp_target_epsilon or dp_noise_multiplier, not both", "bad_config")
+        TaskConfig.from_dict({**raw_config, "dp_noise_multiplier": 1.0})  # DP's requirements first (clip, population)
+        try:
+            z = calibrate_noise(config.dp_target_epsilon, sampling_rate(config.goal_count, config.dp_population),
+                                config.rounds, config.dp_delta)
+        except TargetUnreachable as exc:
+            raise E.BadRequest(str(exc), "epsilon_unreachable") from None
+        return TaskConfig.from_dict({**raw_config, "dp_noise_multiplier": z})
 
     def _initial_weights(self, raw: dict, manifest: Manifest, model_bytes: bytes) -> list[np.ndarray]:
         """Initial global weights: an optional base64 float32 payload, else those embedded at export."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from dp_accounting import dp_event, rdp
+from dp_accounting import dp_event, mechanism_calibration, rdp
 
 # Integer and a few fractional orders; the accountant picks the tightest.
 _ORDERS = [1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0,
@@ -33,3 +33,45 @@ def epsilon(noise_multiplier: float, sampling_rate: float, rounds: int, delta: f
     accountant = rdp.RdpAccountant(_ORDERS)
     accountant.compose(round_event(noise_multiplier, sampling_rate), rounds)
     return float(accountant.get_epsilon(delta))
+
+
+MAX_NOISE_MULTIPLIER = 1000.0  # the task config's bound on dp_noise_multiplier
+MIN_NOISE_MULTIPLIER = 1e-3
+
+
+class TargetUnreachable(ValueError):
+    """No noise multiplier within bounds spends at most the target epsilon."""
+
+
+def sampling_rate(goal_count: int, population: int) -> float:
+    """goal / population: the task's explicit dp_population, never a count of registrations
+    (anyone could lower the reported epsilon by registering more devices)."""
+    return 1.0 if population < goal_count else goal_count / population
+
+
+def calibrate_noise(target_epsilon: float, sampling: float, rounds: int, delta: float) -> float:
+    """The smallest noise multiplier whose `rounds` rounds spend at most `target_epsilon` at
+    `delta` (dp-accounting's calibration over the same RDP accountant that reports epsilon).
+    Raises TargetUnreachable, naming the smallest epsilon reachable, when even the largest
+    noise multiplier a task may have spends more."""
+    floor = epsilon(MAX_NOISE_MULTIPLIER, sampling, rounds, delta)
+    if floor > target_epsilon:
+        raise TargetUnreachable(
+            f"dp_target_epsilon {target_epsilon:g} cannot be met in {rounds} rounds at sampling rate {sampling:.4g} "
+            f"and delta {delta:g}: the smallest reachable epsilon is {floor:.4g} (noise multiplier "
+            f"{MAX_NOISE_MULTIPLIER:g}); allow fewer rounds, a larger dp_population or a larger target")
+    if epsilon(MIN_NOISE_MULTIPLIER, sampling, rounds, delta) <= target_epsilon:
+        return MIN_NOISE_MULTIPLIER  # any noise at all meets a target this loose
+    try:
+        z = float(mechanism_calibration.calibrate_dp_mechanism(
+            lambda: rdp.RdpAccountant(_ORDERS),
+            lambda z: dp_event.SelfComposedDpEvent(round_event(z, sampling), rounds),
+            target_epsilon, delta,
+            mechanism_calibration.ExplicitBracketInterval(MIN_NOISE_MULTIPLIER, MAX_NOISE_MULTIPLIER), tol=1e-4))
+    except (ValueError, mechanism_calibration.NoBracketIntervalFoundError) as exc:
+        raise TargetUnreachable(f"cannot calibrate a noise multiplier to dp_target_epsilon {target_epsilon:g}: "
+                                f"{exc}") from None
+    # Brent's method lands within tol of the boundary, on either side: step up until it holds.
+    while epsilon(z, sampling, rounds, delta) > target_epsilon:
+        z *= 1.0001
+    return z

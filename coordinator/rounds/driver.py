@@ -19,7 +19,7 @@ import numpy as np
 
 from coordinator.rounds import engine as engine
 from coordinator.rounds.commit import CommitInputs, CommitResult, compute_commit
-from coordinator.aggregation.privacy import epsilon
+from coordinator.aggregation.privacy import epsilon, sampling_rate
 from coordinator.store.records import RoundRecord
 from coordinator.rounds.retention import prune_after_round, remove_empty_dir
 from coordinator.store.base import OPEN_STATES
@@ -292,10 +292,7 @@ class RoundDriver:
     def dp_sampling_rate(self, task: Task) -> float:
         """goal / population, from the task's explicit dp_population only: a count of registered
         devices would let anyone lower the reported epsilon by registering more."""
-        population = task.config.dp_population
-        if population < task.config.goal_count:  # a task stored before dp_population was required
-            return 1.0
-        return task.config.goal_count / population
+        return sampling_rate(task.config.goal_count, task.config.dp_population)
 
     # -- commit: read on the loop, compute anywhere (coordinator.rounds.commit), write on the loop -----
     def request_commit(self, task: Task, num: int) -> None:

@@ -63,6 +63,9 @@ class TaskConfig:
     dp_delta: float = 1e-5
     dp_epsilon_budget: float = 0.0  # stop the task before epsilon would pass this; 0: no budget
     dp_population: int = 0  # population size for the sampling rate: required with DP (never counted from registrations)
+    # Instead of dp_noise_multiplier: the epsilon the task's `rounds` may spend at dp_delta; the
+    # coordinator calibrates the noise multiplier at creation (coordinator.aggregation.privacy).
+    dp_target_epsilon: float = 0.0
     # Server-side bounds: whatever a device says, each decoded update is clipped to this L2 norm
     # (to the round's clip under DP) and weighted by at most this many examples.
     max_update_norm: float = 100.0
@@ -181,6 +184,7 @@ class TaskConfig:
             dp_delta=_num(raw, "dp_delta", 1e-5, 1e-12, 0.1),
             dp_epsilon_budget=_num(raw, "dp_epsilon_budget", 0.0, 0.0, 1e6),
             dp_population=_num(raw, "dp_population", 0, 0, 10**9, int),
+            dp_target_epsilon=_num(raw, "dp_target_epsilon", 0.0, 0.0, 1e6),
             max_update_norm=_num(raw, "max_update_norm", 100.0, 1e-9, 1e9),
             max_example_count=_num(raw, "max_example_count", 10_000, 1, MAX_COUNT, int),
             aggregator=aggregator,

@@ -1,6 +1,7 @@
 """User-level DP-FedAvg on the coordinator: noise, adaptive clip, accounted epsilon, budget stop."""
 
 import numpy as np
+import pytest
 from dp_accounting import dp_event, rdp
 
 from protocol import codec
@@ -116,3 +117,39 @@ def test_update_noise_split_keeps_the_total_multiplier():
     zu = update_noise_multiplier(z, sb)
     assert np.isclose(zu ** -2 + (2 * sb) ** -2, z ** -2)
     assert update_noise_multiplier(z, 0.0) == z
+
+
+async def test_a_target_epsilon_is_calibrated_at_creation_and_met(harness):
+    """dp_target_epsilon: the coordinator picks the noise multiplier with dp-accounting; the
+    epsilon the task's rounds spend at that multiplier equals the target within accounting
+    precision (and never exceeds it)."""
+    from coordinator.aggregation.privacy import epsilon, sampling_rate
+
+    await harness.setup_task()
+    sha = harness.coordinator.tasks["t1"].model_sha
+    config = {"rounds": 20, "goal_count": 10, "clip_norm": 1.0, "dp_population": 1000, "dp_target_epsilon": 2.0,
+              "dp_delta": 1e-5}
+    resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
+                                     json={"model_sha256": sha, "task_id": "cal", "config": config})
+    assert resp.status == 201, await resp.text()
+    z = (await resp.json())["config"]["dp_noise_multiplier"]
+    spent = epsilon(z, sampling_rate(10, 1000), 20, 1e-5)
+    assert 1.99 <= spent <= 2.0, (z, spent)
+    assert epsilon(z * 0.99, sampling_rate(10, 1000), 20, 1e-5) > 2.0  # the smallest such multiplier
+
+
+@pytest.mark.parametrize("config, code, fragment", [
+    ({"dp_target_epsilon": 1e-4, "rounds": 1000, "goal_count": 500, "dp_population": 1000}, "epsilon_unreachable",
+     "smallest reachable epsilon"),
+    ({"dp_target_epsilon": 2.0, "dp_noise_multiplier": 1.0, "dp_population": 1000}, "bad_config", "not both"),
+    ({"dp_target_epsilon": 2.0, "dp_population": 1}, "population_required", "dp_population"),
+])
+async def test_target_epsilon_refusals(harness, config, code, fragment):
+    await harness.setup_task()
+    sha = harness.coordinator.tasks["t1"].model_sha
+    resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN, json={
+        "model_sha256": sha, "task_id": "cal", "config": {"clip_norm": 1.0, "goal_count": 10, **config}})
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["code"] == code and fragment in error["message"], error
+    assert "cal" not in harness.coordinator.tasks
