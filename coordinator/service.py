@@ -99,6 +99,3 @@ class Coordinator:
         elif seen:
             self.store.touch_devices(seen)
         self.driver.tick()
-
-    def recover(self) -> None:
-        self.driver.recover()

@@ -12,12 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import secrets
-from dataclasses import dataclass, replace
 import random
-from typing import Protocol
-
-import numpy as np
+import secrets
+from dataclasses import replace
 
 from coordinator import errors as E
 from coordinator.http.client_address import ClientAddress
@@ -29,7 +26,8 @@ from coordinator.rounds.running import RunningRounds
 from coordinator.rounds.secagg import SecAggRounds
 from coordinator.store.base import Store
 from coordinator.tasks.registry import Task, TaskRegistry
-from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord, UpdateRecord
+from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord
+from coordinator.gateway.steps import PendingAssignment, PendingUpload, RoundSignals, update_record
 from coordinator.gateway.tokens import hash_token
 from protocol import codec, dp
 from protocol.errors import ProtocolError
@@ -45,56 +43,6 @@ PERIOD_ROUNDS = 6  # the round period is the median gap between the last opening
 
 NOT_ASSIGNED = "this device holds no assignment for that round (or the upload token is wrong)"
 DEVICE_CACHE_SIZE = 200_000  # ~40 MB of device records
-
-
-@dataclass
-class PendingUpload:
-    """An update that passed every check and is on its way to the store."""
-
-    task: Task
-    round_num: int
-    device_id: str
-    meta: UploadMeta
-    body: bytes
-    digest: str
-    values: np.ndarray | None  # decoded (None for a SecAgg masked input)
-    norm: float
-
-
-def _update_record(p: PendingUpload, blob: str, now: float) -> UpdateRecord:
-    m = p.meta
-    return UpdateRecord(p.task.task_id, p.round_num, p.device_id, m.example_count,
-                        {"train_loss": m.train_loss, "eval_loss": m.eval_loss, "eval_accuracy": m.eval_accuracy,
-                         "eval_count": m.eval_count, "below_clip": m.below_clip}, blob, digest=p.digest,
-                        received_at=now)
-
-
-@dataclass
-class PendingAssignment:
-    """A slot offered to a device, on its way to the store."""
-
-    task: Task
-    round: RoundRecord
-    token: str
-    record: AssignmentRecord
-    capacity: int
-    now: float
-
-
-class RoundSignals(Protocol):
-    """What the gateway asks of the round driver when a device's message moves a round."""
-
-    def holds_lease(self, task: Task) -> bool: ...
-
-    def advance(self, task: Task, rnd: RoundRecord, now: float) -> None: ...
-
-    def transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None: ...
-
-    def start_advertising(self, task: Task, num: int) -> None: ...
-
-    def request_commit(self, task: Task, num: int) -> None: ...
-
-    def guarded(self, task: Task, step, *args) -> None: ...
 
 
 class DeviceGateway:
@@ -193,7 +141,7 @@ class DeviceGateway:
         return self.checkin_finish(device, step, self.store.assign(step.record, step.capacity), rate_limited)
 
     def checkin_begin(self, device, req: CheckinRequest, rate_limited: bool = True
-                      ) -> "CheckinResponse | PendingAssignment":
+                      ) -> CheckinResponse | PendingAssignment:
         """Everything but writing the assignment: the answer, or the assignment to write
         (`Store.assign(p.record, p.capacity)`, then `checkin_finish`)."""
         if rate_limited:
@@ -216,7 +164,7 @@ class DeviceGateway:
                 return offer
         return self._arrival(device, rate_limited, now, self._no_slot(eligible[0], now))
 
-    def checkin_finish(self, device, p: "PendingAssignment", selected: int | None,
+    def checkin_finish(self, device, p: PendingAssignment, selected: int | None,
                        rate_limited: bool = True) -> CheckinResponse:
         """The answer once the assignment was written (`selected`: the round's count after it)
         or refused (None)."""
@@ -272,7 +220,7 @@ class DeviceGateway:
     def forget_selecting_round(self, task_id: str) -> None:
         self._selecting_hint.pop(task_id, None)
 
-    def _offer(self, task: Task, device_id: str, now: float) -> "PendingAssignment | None":
+    def _offer(self, task: Task, device_id: str, now: float) -> PendingAssignment | None:
         """A slot in the task's selecting round, if the hint says one is free counting the
         offers already on their way to the store (so a burst of woken long polls does not
         send more assignments to the database than the round can take)."""
@@ -286,7 +234,7 @@ class DeviceGateway:
                                                                     hash_token(token), now),
                                  task.config.target_selected, now)
 
-    def _accept(self, p: "PendingAssignment", selected: int | None) -> Assignment | None:
+    def _accept(self, p: PendingAssignment, selected: int | None) -> Assignment | None:
         task, rnd = p.task, p.round
         self._offers[task.task_id] = max(0, self._offers.get(task.task_id, 1) - 1)
         if selected is None:
@@ -404,7 +352,7 @@ class DeviceGateway:
         return self.finish_upload(step, reported)
 
     def begin_upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
-                     body: bytes) -> "dict | PendingUpload":
+                     body: bytes) -> dict | PendingUpload:
         """Everything but storing: who may upload, duplicates, lateness, decoding and bounds.
         A dict is the final answer (a retried upload, a SecAgg masked input); a PendingUpload
         still has to be stored (`persist_upload`) and folded (`finish_upload`)."""
@@ -442,23 +390,24 @@ class DeviceGateway:
         self._storing.add(key)
         return PendingUpload(task, round_num, device_id, meta, body, digest, decoded.values, norm)
 
-    def persist_upload(self, p: "PendingUpload", store: Store) -> int:
+    def persist_upload(self, p: PendingUpload, store: Store) -> int:
         """File first, then the row, in one transaction with the round's counts, and only while
         the round still takes updates: the round's reported count after it. Touches nothing in
         memory, so it may run on a thread with a store connection of its own."""
         path = store.update_path(p.task.task_id, p.round_num, p.device_id)
         store.write_file(path, p.body)
-        reported = store.add_update(_update_record(p, str(path), self.clock()), only_open=True)
+        reported = store.add_update(update_record(p.task.task_id, p.round_num, p.device_id, p.meta, str(path),
+                                                  p.digest, self.clock()), only_open=True)
         if reported is None:  # the round closed while this one was on its way
             path.unlink(missing_ok=True)
             self._reject("late")
             raise E.Gone(f"round {p.round_num} closed; the update was not counted", "round_closed")
         return reported
 
-    def end_upload(self, p: "PendingUpload") -> None:
+    def end_upload(self, p: PendingUpload) -> None:
         self._storing.discard((p.task.task_id, p.round_num, p.device_id))
 
-    def finish_upload(self, p: "PendingUpload", reported: int) -> dict:
+    def finish_upload(self, p: PendingUpload, reported: int) -> dict:
         """Fold the stored update; the upload that reaches the goal closes the round."""
         task = p.task
         if self.metrics is not None:
@@ -488,8 +437,7 @@ class DeviceGateway:
         """File first, then the row: an acknowledged update survives a crash (SecAgg's masked inputs)."""
         path = self.store.update_path(task.task_id, round_num, device_id)
         self.store.write_file(path, body)
-        pending = PendingUpload(task, round_num, device_id, meta, body, digest, None, 0.0)
-        self.store.add_update(_update_record(pending, str(path), self.clock()))
+        self.store.add_update(update_record(task.task_id, round_num, device_id, meta, str(path), digest, self.clock()))
         if self.metrics is not None:
             self.metrics.bytes_in(len(body))
 

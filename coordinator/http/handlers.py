@@ -8,7 +8,7 @@ import functools
 from aiohttp import web
 
 from coordinator import errors as E
-from coordinator.gateway.gateway import PendingAssignment
+from coordinator.gateway.steps import PendingAssignment
 from coordinator.http.client_address import ClientAddress, client_address
 from coordinator.operator import status as operator_status
 from coordinator.config import ServeConfig
