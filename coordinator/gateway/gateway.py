@@ -16,6 +16,8 @@ import random
 import secrets
 from dataclasses import replace
 
+import numpy as np
+
 from coordinator import errors as E
 from coordinator.http.client_address import ClientAddress
 from coordinator.gateway.activity import CheckinActivity
@@ -24,7 +26,8 @@ from coordinator.gateway.pace import PaceConfig, jittered, retry_window, round_p
 from coordinator.http.rate_limit import TokenBuckets
 from coordinator.rounds.running import RunningRounds
 from coordinator.rounds.secagg import SecAggRounds
-from coordinator.store.base import Store
+from coordinator.rounds import versions
+from coordinator.store.base import AssignmentGone, BufferClosed, Store
 from coordinator.tasks.registry import Task, TaskRegistry
 from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord
 from coordinator.gateway.steps import PendingAssignment, PendingUpload, RoundSignals, update_record
@@ -68,6 +71,7 @@ class DeviceGateway:
         # the checkpoint, and a query per download was a burst of round trips at each round's opening.
         self._blob_guard: dict[str, tuple[float, set[str]]] = {}
         self._offers: dict[str, int] = {}  # per task: slots offered and not yet written (see _offer)
+        self._live_hint: dict[str, tuple[float, int]] = {}  # async: live assignments, see _offer_buffered
 
     def _count(self, metric: str, label: str) -> None:
         if self.metrics is not None:
@@ -138,7 +142,7 @@ class DeviceGateway:
         step = self.checkin_begin(device, req, rate_limited)
         if isinstance(step, CheckinResponse):
             return step
-        return self.checkin_finish(device, step, self.store.assign(step.record, step.capacity), rate_limited)
+        return self.checkin_finish(device, step, step.write(self.store), rate_limited)
 
     def checkin_begin(self, device, req: CheckinRequest, rate_limited: bool = True
                       ) -> CheckinResponse | PendingAssignment:
@@ -159,7 +163,7 @@ class DeviceGateway:
             return self._arrival(device, rate_limited, now,
                                  self._retry(now, self.pace.ineligible_retry_s, "ineligible"), failed)
         for task in eligible:
-            offer = self._offer(task, device.device_id, now)
+            offer = (self._offer_buffered if task.config.asynchronous else self._offer)(task, device.device_id, now)
             if offer is not None:
                 return offer
         return self._arrival(device, rate_limited, now, self._no_slot(eligible[0], now))
@@ -176,7 +180,9 @@ class DeviceGateway:
 
     def _no_slot(self, task: Task, now: float) -> CheckinResponse:
         population, period = self.pace_inputs(task, now)
-        return self._retry(now, retry_window(population, period, task.config.target_selected, self.pace), "no_slot")
+        # Asynchronous: about K slots free up per version published (the period between openings).
+        wanted = task.config.buffer_goal if task.config.asynchronous else task.config.target_selected
+        return self._retry(now, retry_window(population, period, wanted, self.pace), "no_slot")
 
     def _arrival(self, device, first_look: bool, now: float, resp: CheckinResponse,
                  failed_clauses=()) -> CheckinResponse:
@@ -234,9 +240,40 @@ class DeviceGateway:
                                                                     hash_token(token), now),
                                  task.config.target_selected, now)
 
+    def _offer_buffered(self, task: Task, device_id: str, now: float) -> PendingAssignment | None:
+        """Asynchronous: a slot if fewer than `concurrency` assignments are live (a hint, read at
+        most every SELECTING_HINT_TTL_S; Store.assign_buffered decides). The assignment pins
+        the version in memory now: the buffer after task.version, whose checkpoint it hands out."""
+        cfg = task.config
+        live_since = now - cfg.report_deadline_s
+        cached = self._live_hint.get(task.task_id)
+        if cached is None or not 0 <= now - cached[0] < SELECTING_HINT_TTL_S:
+            cached = self._live_hint[task.task_id] = (now, self.store.live_assignments(task.task_id, live_since))
+        in_flight = self._offers.get(task.task_id, 0)
+        if cached[1] + in_flight >= cfg.target_concurrency:
+            return None
+        self._offers[task.task_id] = in_flight + 1
+        token = secrets.token_urlsafe(24)
+        buffer = task.version + 1
+        rnd = RoundRecord(task.task_id, buffer, "reporting", now, now, now + cfg.report_deadline_s)
+        return PendingAssignment(task, rnd, token, AssignmentRecord(task.task_id, buffer, device_id,
+                                                                    hash_token(token), now),
+                                 cfg.target_concurrency, now, live_since=live_since)
+
+    def forget_live_assignments(self, task_id: str) -> None:
+        self._live_hint.pop(task_id, None)
+
     def _accept(self, p: PendingAssignment, selected: int | None) -> Assignment | None:
         task, rnd = p.task, p.round
         self._offers[task.task_id] = max(0, self._offers.get(task.task_id, 1) - 1)
+        if p.live_since is not None:
+            if selected is None:
+                self.forget_live_assignments(task.task_id)
+                return None
+            hint = self._live_hint.get(task.task_id)
+            if hint is not None:
+                self._live_hint[task.task_id] = (hint[0], max(hint[1], selected))
+            return self._assignment(task, rnd, p.token)
         if selected is None:
             # Already in this round (it has its assignment), or the round filled or closed since
             # the hint was read: read it afresh next time.
@@ -252,9 +289,12 @@ class DeviceGateway:
                     self.rounds.start_advertising(task, rnd.round)
                 else:
                     self.rounds.transition(task, rnd.round, "reporting")
+        return self._assignment(task, rnd, p.token)
+
+    def _assignment(self, task: Task, rnd: RoundRecord, token: str) -> Assignment:
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
         return Assignment(
-            task_id=task.task_id, round=rnd.round, upload_token=p.token, plan=task.config.plan(task.dp_clip),
+            task_id=task.task_id, round=rnd.round, upload_token=token, plan=task.config.plan(task.dp_clip),
             model_sha256=task.model_sha, model_url=f"/v1/blobs/{task.model_sha}",
             checkpoint_sha256=task.checkpoint_sha, checkpoint_url=f"/v1/blobs/{task.checkpoint_sha}",
             upload_url=f"{base}/update", report_deadline=float(rnd.report_deadline),
@@ -358,8 +398,10 @@ class DeviceGateway:
         still has to be stored (`persist_upload`) and folded (`finish_upload`)."""
         task = self._device_task(device, task_id)
         device_id = device.device_id
-        rnd = self._assigned(device, task_id, round_num, upload_token)
         digest = hashlib.sha256(body).hexdigest()
+        if task.config.asynchronous:
+            return self._begin_buffered_upload(task, device, round_num, upload_token, meta, body, digest)
+        rnd = self._assigned(device, task_id, round_num, upload_token)
         previous = self.store.update(task_id, round_num, device_id)
         if previous is not None:
             if previous.digest == digest:
@@ -371,6 +413,12 @@ class DeviceGateway:
         if rnd.state not in ("selecting", "reporting") or self.clock() > rnd.report_deadline:
             self._reject("late")
             raise E.Gone(f"round {round_num} is closed ({rnd.state}); the update was not counted", "round_closed")
+        values, norm, meta = self._decode(task, meta, body)
+        self._claim((task_id, round_num, device_id))
+        return PendingUpload(task, round_num, device_id, meta, body, digest, values, norm)
+
+    def _decode(self, task: Task, meta: UploadMeta, body: bytes) -> tuple[np.ndarray, float, UploadMeta]:
+        """An update's values and L2 norm (400 for bytes that are not this task's codec)."""
         expected_codec = task.config.codec_spec()
         try:
             decoded = codec.decode(body, [w.size for w in task.manifest.weights])
@@ -384,16 +432,59 @@ class DeviceGateway:
         # The adaptive-clip bit is the server's own measurement here, not the device's claim.
         if task.config.adaptive_clip:
             meta = replace(meta, below_clip=norm <= self.running.server_bound(task))
-        key = (task_id, round_num, device_id)
+        return decoded.values, norm, meta
+
+    def _claim(self, key: tuple[str, int, str]) -> None:
         if key in self._storing:
             raise E.Conflict("this device's update for the round is being stored; retry shortly", "in_progress")
         self._storing.add(key)
-        return PendingUpload(task, round_num, device_id, meta, body, digest, decoded.values, norm)
+
+    def _begin_buffered_upload(self, task: Task, device: DeviceRecord, round_num: int, upload_token: str | None,
+                               meta: UploadMeta, body: bytes, digest: str) -> dict | PendingUpload:
+        """Asynchronous: the assignment of buffer ``round_num`` (the version it trained from, as
+        the device names it in the URL) is checked against the store; the update goes into the
+        buffer open now, weighted by its staleness, or is refused when too stale."""
+        task_id, device_id, cfg = task.task_id, device.device_id, task.config
+        assignment = self.store.assignment(task_id, round_num, device_id)
+        if assignment is None:
+            if self.store.update_with_digest(task_id, device_id, digest, round_num) is not None:
+                return {"accepted": True, "duplicate": True}  # a retry of an acknowledged upload
+            self._reject("not_assigned")
+            raise E.Forbidden(NOT_ASSIGNED)
+        if not upload_token or not hmac.compare_digest(assignment.token_hash, hash_token(upload_token)):
+            self._reject("not_assigned")
+            raise E.Forbidden(NOT_ASSIGNED)
+        if self.clock() > assignment.assigned_at + cfg.report_deadline_s:
+            self._reject("late")
+            raise E.Gone("the assignment's reporting deadline passed; the update was not counted", "round_closed")
+        buffer = self.store.open_buffer(task_id)
+        if buffer is None:
+            self._reject("late")
+            raise E.Gone("the task takes no more updates", "round_closed")
+        stale = self._staleness_check(task, round_num, buffer.round, device_id)
+        values, norm, meta = self._decode(task, meta, body)
+        self._claim((task_id, round_num, device_id))
+        return PendingUpload(task, buffer.round, device_id, meta, body, digest, values, norm,
+                             assigned_round=round_num, staleness=stale)
+
+    def _staleness_check(self, task: Task, assigned: int, landing: int, device_id: str,
+                         store: Store | None = None) -> int:
+        """The update's staleness, or 409 (counted; its assignment is used up) beyond max_staleness."""
+        stale = versions.staleness(assigned, landing)
+        if stale > task.config.max_staleness:
+            (store or self.store).drop_assignment(task.task_id, assigned, device_id)
+            self._live_hint.pop(task.task_id, None)
+            self._reject("stale")
+            raise E.Conflict(f"the update was trained on a model {stale} versions old; this task accepts at most "
+                             f"{task.config.max_staleness} (max_staleness); it was not counted", "stale")
+        return stale
 
     def persist_upload(self, p: PendingUpload, store: Store) -> int:
         """File first, then the row, in one transaction with the round's counts, and only while
         the round still takes updates: the round's reported count after it. Touches nothing in
         memory, so it may run on a thread with a store connection of its own."""
+        if p.assigned_round is not None:
+            return self._persist_buffered(p, store)
         path = store.update_path(p.task.task_id, p.round_num, p.device_id)
         store.write_file(path, p.body)
         reported = store.add_update(update_record(p.task.task_id, p.round_num, p.device_id, p.meta, str(path),
@@ -404,18 +495,53 @@ class DeviceGateway:
             raise E.Gone(f"round {p.round_num} closed; the update was not counted", "round_closed")
         return reported
 
+    def _persist_buffered(self, p: PendingUpload, store: Store) -> int:
+        """Asynchronous: into the open buffer; when it starts aggregating under the caller, into
+        the one that opened after it (the staleness is worked out again)."""
+        task = p.task
+        for _ in range(5):
+            path = store.update_path(task.task_id, p.round_num, p.device_id)
+            store.write_file(path, p.body)
+            record = update_record(task.task_id, p.round_num, p.device_id, p.meta, str(path), p.digest, self.clock(),
+                                   staleness=p.staleness)
+            try:
+                return store.add_buffered_update(record, p.assigned_round)
+            except AssignmentGone:
+                path.unlink(missing_ok=True)
+                self._reject("not_assigned")
+                raise E.Forbidden(NOT_ASSIGNED) from None
+            except BufferClosed:
+                path.unlink(missing_ok=True)
+            buffer = store.open_buffer(task.task_id)
+            if buffer is None:
+                self._reject("late")
+                raise E.Gone("the task takes no more updates", "round_closed")
+            p.round_num = buffer.round
+            p.staleness = self._staleness_check(task, p.assigned_round, buffer.round, p.device_id, store)
+        raise E.Conflict("the buffers moved on while the update was stored; retry", "in_progress")
+
     def end_upload(self, p: PendingUpload) -> None:
-        self._storing.discard((p.task.task_id, p.round_num, p.device_id))
+        self._storing.discard((p.task.task_id, p.assigned_round if p.assigned_round is not None else p.round_num,
+                               p.device_id))
 
     def finish_upload(self, p: PendingUpload, reported: int) -> dict:
         """Fold the stored update; the upload that reaches the goal closes the round."""
         task = p.task
         if self.metrics is not None:
             self.metrics.bytes_in(len(p.body))
-        self.running.fold(task, self.running.sum_for(task, p.round_num), p.values, p.meta.example_count, p.norm)
+        self.running.fold(task, self.running.sum_for(task, p.round_num), p.values, p.meta.example_count, p.norm,
+                          staleness=p.staleness if p.assigned_round is not None else None)
         if p.norm > self.running.server_bound(task):
             self._count("clipped_updates", "server_bound")
-        if reported >= task.config.goal_count:
+        if p.assigned_round is not None:
+            self.forget_live_assignments(task.task_id)  # its slot is free
+            if self.metrics is not None:
+                self.metrics.staleness(task.task_id, p.staleness)
+            if reported >= task.config.buffer_goal:
+                rnd = self.round_row(task.task_id, p.round_num)
+                if rnd is not None:
+                    self.rounds.guarded(task, self.rounds.advance, task, rnd, self.clock())
+        elif reported >= task.config.goal_count:
             # The update is stored and acknowledged whatever happens while committing.
             self.rounds.guarded(task, self._close_full_round, task, p.round_num)
         return {"accepted": True, "duplicate": False}

@@ -29,14 +29,20 @@ class PendingUpload:
     digest: str
     values: np.ndarray  # decoded
     norm: float
+    # Asynchronous tasks: the buffer the assignment was made in; round_num is the buffer the
+    # update goes into (it may move on while the update is stored) and staleness their distance.
+    assigned_round: int | None = None
+    staleness: int = 0
 
 
 def update_record(task_id: str, round_num: int, device_id: str, meta: UploadMeta, blob: str, digest: str,
-                  now: float) -> UpdateRecord:
-    return UpdateRecord(task_id, round_num, device_id, meta.example_count,
-                        {"train_loss": meta.train_loss, "eval_loss": meta.eval_loss,
-                         "eval_accuracy": meta.eval_accuracy, "eval_count": meta.eval_count,
-                         "below_clip": meta.below_clip}, blob, digest=digest, received_at=now)
+                  now: float, staleness: int | None = None) -> UpdateRecord:
+    stored = {"train_loss": meta.train_loss, "eval_loss": meta.eval_loss, "eval_accuracy": meta.eval_accuracy,
+              "eval_count": meta.eval_count, "below_clip": meta.below_clip}
+    if staleness is not None:  # asynchronous: recovery folds the update again with the same weight
+        stored["staleness"] = staleness
+    return UpdateRecord(task_id, round_num, device_id, meta.example_count, stored, blob, digest=digest,
+                        received_at=now)
 
 
 @dataclass
@@ -49,6 +55,15 @@ class PendingAssignment:
     record: AssignmentRecord
     capacity: int
     now: float
+    # Asynchronous tasks: assignments made at or after this time and not yet used are live
+    # (they count against `capacity`, the task's concurrency).
+    live_since: float | None = None
+
+    def write(self, store) -> int | None:
+        """The store write that makes the assignment (the count after it, or None: refused)."""
+        if self.live_since is None:
+            return store.assign(self.record, self.capacity)
+        return store.assign_buffered(self.record, self.capacity, self.live_since)
 
 
 class RoundSignals(Protocol):

@@ -162,7 +162,7 @@ async def _checkin(c, device, req, rate_limited: bool = True):
     step = c.gateway.checkin_begin(device, req, rate_limited)
     if not isinstance(step, PendingAssignment):
         return step
-    selected = await c.write(lambda store: store.assign(step.record, step.capacity))
+    selected = await c.write(step.write)
     return c.gateway.checkin_finish(device, step, selected, rate_limited)
 
 

@@ -50,6 +50,13 @@ class Metrics:
                               "selection, reporting, secagg, aggregate, internal, other)", ["task", "outcome"],
                               registry=r)
         self.epsilon = Gauge("fedge_task_epsilon", "DP epsilon spent by the task so far", ["task"], registry=r)
+        self.staleness_versions = Histogram("fedge_update_staleness_versions", "Asynchronous tasks: versions "
+                                            "published while an accepted update trained", ["task"],
+                                            buckets=(0, 1, 2, 3, 5, 8, 13, 21, 34, 55), registry=r)
+        self.live_assignments = Gauge("fedge_async_live_assignments", "Asynchronous tasks: devices training now",
+                                      ["task"], registry=r)
+        self.concurrency_target = Gauge("fedge_async_concurrency_target", "Asynchronous tasks: the concurrency "
+                                        "pace steering keeps filled", ["task"], registry=r)
         self.http_errors = Counter("fedge_http_errors_total", "Error responses by status and code",
                                    ["status", "code"], registry=r)
 
@@ -69,6 +76,13 @@ class Metrics:
         self.rounds.labels(task_id, "committed").inc()
         if epsilon is not None:
             self.epsilon.labels(task_id).set(epsilon)
+
+    def staleness(self, task_id: str, versions: int) -> None:
+        self.staleness_versions.labels(task_id).observe(versions)
+
+    def concurrency(self, task_id: str, live: int, target: int) -> None:
+        self.live_assignments.labels(task_id).set(live)
+        self.concurrency_target.labels(task_id).set(target)
 
     def round_failed(self, task_id: str, reason: str) -> None:
         self.rounds.labels(task_id, failure_class(reason)).inc()

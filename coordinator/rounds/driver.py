@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from coordinator.rounds import engine as engine
+from coordinator.rounds import versions
 from coordinator.rounds.commit import CommitInputs, CommitResult, compute_commit
 from coordinator.aggregation.privacy import epsilon, sampling_rate
 from coordinator.store.records import RoundRecord
@@ -35,6 +36,9 @@ log = logging.getLogger("fedge.coordinator")
 # How long a replica's right to drive a task lasts without renewal (renewed every tick):
 # when the replica dies, another takes the task over after at most this long.
 LEASE_TTL_S = 3.0
+# An asynchronous buffer has no deadline of its own (each assignment has one); its row still
+# names one, far ahead, so every round row reads alike.
+BUFFER_OPEN_S = 365 * 86400.0
 # The SecAgg phase the round engine closes -> (what settles it, the state that follows).
 SECAGG_CLOSES = {engine.CLOSE_ADVERTISING: ("close_advertising", "sharing"),
                  engine.CLOSE_SHARING: ("close_sharing", "reporting"),
@@ -97,7 +101,7 @@ class RoundDriver:
             task.state = rec.state
             if task.checkpoint_sha != rec.checkpoint_sha:
                 fresh = self.tasks.from_record(rec)
-                task.checkpoint_sha, task.dp_clip = fresh.checkpoint_sha, fresh.dp_clip
+                task.checkpoint_sha, task.dp_clip, task.version = fresh.checkpoint_sha, fresh.dp_clip, fresh.version
         for task in self.tasks.values():
             latest = self.store.latest_round(task.task_id)
             if latest is None:
@@ -105,7 +109,8 @@ class RoundDriver:
             if latest.round != self._known_round.get(task.task_id, 0):
                 for listener in self.round_change_listeners:  # another replica moved the task on
                     listener(task.task_id)
-            if latest.round > self._known_round.get(task.task_id, 0) and latest.state == "selecting":
+            opened = "reporting" if task.config.asynchronous else "selecting"
+            if latest.round > self._known_round.get(task.task_id, 0) and latest.state == opened:
                 for listener in self.round_open_listeners:
                     listener(task.task_id)
             self._known_round[task.task_id] = latest.round
@@ -129,7 +134,8 @@ class RoundDriver:
         acc = self.running.sum_for(task, num)
         for upd in self.store.updates(task.task_id, num):
             decoded = codec.decode(Path(upd.blob).read_bytes(), [w.size for w in task.manifest.weights])
-            self.running.fold(task, acc, decoded.values, upd.examples)
+            self.running.fold(task, acc, decoded.values, upd.examples,
+                              staleness=int(upd.meta.get("staleness", 0)) if task.config.asynchronous else None)
         log.info("recovered task %s round %s with %d updates", task.task_id, num, acc.count)
 
     def transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None:
@@ -154,6 +160,12 @@ class RoundDriver:
                 self.guarded(task, self._drive, task, now)
 
     def _drive(self, task: Task, now: float) -> None:
+        if task.config.asynchronous:
+            self._drive_buffers(task, now)
+            if self.metrics is not None:
+                live = self.store.live_assignments(task.task_id, now - task.config.report_deadline_s)
+                self.metrics.concurrency(task.task_id, live, task.config.target_concurrency)
+            return
         rnd = self._latest_round(task)
         if rnd is None or rnd.state in ("committed", "failed"):
             self._open_next_round(task, rnd.round if rnd else 0, now)
@@ -208,6 +220,49 @@ class RoundDriver:
         for listener in self.round_open_listeners:
             listener(task.task_id)
 
+    # -- asynchronous tasks: buffers (coordinator.rounds.versions) ----------------------------
+    def _drive_buffers(self, task: Task, now: float) -> None:
+        """Keep one buffer taking updates (until the task's versions are all on their way) and
+        move every open buffer on, oldest first."""
+        self._open_buffer(task, now)
+        if task.state != "active":
+            return
+        for rnd in sorted((r for r in self.store.recent_rounds(task.task_id, 3) if r.state in OPEN_STATES),
+                          key=lambda r: r.round):
+            self.advance(task, rnd, now)
+
+    def _open_buffer(self, task: Task, now: float) -> None:
+        if task.state != "active" or not self.holds_lease(task):
+            return
+        recent = self.store.recent_rounds(task.task_id, 3)
+        if recent and recent[0].state == "reporting":
+            return
+        done = self.store.committed_count(task.task_id)
+        if done >= task.config.rounds:
+            self._finish_task(task, "completed", f"{done} versions published")
+            return
+        if done + sum(1 for r in recent if r.state == "aggregating") >= task.config.rounds:
+            return  # the last versions are being committed
+        num = recent[0].round + 1 if recent else 1
+        # No selection window and no round deadline: each assignment has its own deadline.
+        self.store.add_round(task.task_id, num, now, now, now + BUFFER_OPEN_S, state="reporting")
+        self._known_round[task.task_id] = num
+        log.info("task %s buffer %d open", task.task_id, num)
+        for listener in self.round_open_listeners:
+            listener(task.task_id)
+
+    def _advance_buffer(self, task: Task, rnd: RoundRecord, now: float) -> None:
+        prev = self.store.round(task.task_id, rnd.round - 1) if rnd.round > 1 else None
+        progress = versions.BufferProgress(rnd.state, rnd.reported,
+                                           prev is None or prev.state in ("committed", "failed"))
+        step = versions.next_step(progress, versions.BufferRules(task.config.buffer_goal), now)
+        if step.action == engine.AGGREGATE:
+            self.transition(task, rnd.round, "aggregating")
+            self._open_buffer(task, now)  # uploads go on into the next buffer meanwhile
+            self.request_commit(task, rnd.round)
+        elif step.action == engine.COMMIT:
+            self.request_commit(task, rnd.round)
+
     def _open_round(self, task: Task, round_num: int, now: float) -> None:
         c = task.config
         selection_deadline = now + c.selection_window_s
@@ -220,6 +275,9 @@ class RoundDriver:
         """Ask the round engine for the round's next step and apply it (on the replica that
         drives the task; another leaves it to that one's next tick)."""
         if not self.holds_lease(task):
+            return
+        if task.config.asynchronous:
+            self._advance_buffer(task, rnd, now)
             return
         progress = self.secagg.progress(task, rnd) if task.config.secagg_on else engine.Progress(
             rnd.state, rnd.selected, rnd.reported, rnd.selection_deadline, rnd.report_deadline)
@@ -255,7 +313,14 @@ class RoundDriver:
             self.metrics.round_failed(task.task_id, reason)
         self._discard_updates(task, num)
         self._prune(task, num)
-        self._open_next_round(task, num, self.clock())
+        self._next(task, num)
+
+    def _next(self, task: Task, num: int) -> None:
+        """After round `num` closed: the next round, or (asynchronous) the next buffer's turn."""
+        if task.config.asynchronous:
+            self._drive_buffers(task, self.clock())
+        else:
+            self._open_next_round(task, num, self.clock())
 
     def _discard_updates(self, task: Task, num: int) -> None:
         self.running.discard(task.task_id, num)
@@ -373,7 +438,7 @@ class RoundDriver:
         if not self.store.commit_round(task.task_id, num, self.clock(), sha, metrics):
             log.warning("task %s round %d was no longer aggregating; not committed here", task.task_id, num)
             return
-        task.checkpoint_sha = sha
+        task.checkpoint_sha, task.version = sha, num
         # The next clip takes effect only once the round that chose it is committed (as on a restart).
         task.dp_clip = metrics.get("dp_next_clip", task.dp_clip)
         self._discard_updates(task, num)
@@ -383,7 +448,7 @@ class RoundDriver:
             self.metrics.round_committed(task.task_id, self.clock() - opened_at, self.clock() - started,
                                          metrics.get("epsilon"))
         log.info("task %s round %d committed: %s", task.task_id, num, metrics)
-        self._open_next_round(task, num, self.clock())
+        self._next(task, num)
 
     def _round_metrics(self, task: Task, num: int) -> dict:
         cap = task.config.max_example_count  # a device's claim weighs its metrics no more than its update
@@ -394,6 +459,10 @@ class RoundDriver:
         out = {"reports": len(metas), "examples": int(sum(n for n, _ in metas)),
                "bytes_in": sum(_size(u.blob) for u in updates),
                "train_loss": sum(n * m["train_loss"] for n, m in metas) / total}
+        if task.config.asynchronous and metas:
+            stale = [int(m.get("staleness", 0)) for _, m in metas]
+            out["staleness_mean"] = sum(stale) / len(stale)
+            out["staleness_max"] = max(stale)
         if eval_total:
             out["eval_accuracy"] = sum(m["eval_count"] * m["eval_accuracy"] for _, m in metas) / eval_total
             out["eval_loss"] = sum(m["eval_count"] * m["eval_loss"] for _, m in metas) / eval_total

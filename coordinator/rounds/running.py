@@ -31,9 +31,16 @@ class RunningRounds:
         DP clip (so the sensitivity behind epsilon holds), else the task's max_update_norm."""
         return task.dp_clip if task.config.dp_on else task.config.max_update_norm
 
-    def fold(self, task: Task, acc: Strategy, values: np.ndarray, examples: int, norm: float | None = None) -> None:
-        """Bound one decoded update (of L2 norm ``norm``, when known) and fold it."""
+    def fold(self, task: Task, acc: Strategy, values: np.ndarray, examples: int, norm: float | None = None,
+             staleness: int | None = None) -> None:
+        """Bound one decoded update (of L2 norm ``norm``, when known) and fold it; an
+        asynchronous update is scaled by its staleness weight (<= 1, after the clip, so the
+        bound holds): the buffer's mean is FedBuff's sum_k n_k w(s_k) delta_k / sum_k n_k."""
         bounded, _ = dp.clip_l2(values, self.server_bound(task), norm)
+        if staleness is not None:
+            weight = task.config.staleness_weighting(staleness)
+            if weight != 1.0:
+                bounded = bounded * np.float32(weight) if bounded.dtype == np.float32 else bounded * weight
         # Under DP every device weighs the same: one device's influence is bounded by the clip alone.
         weight = 1.0 if task.config.dp_on else float(min(examples, task.config.max_example_count))
         acc.fold(bounded, weight)

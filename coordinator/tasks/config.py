@@ -8,6 +8,7 @@ from typing import Any
 
 from coordinator.errors import BadRequest
 from coordinator.rounds.engine import Rules
+from coordinator.rounds.versions import StalenessWeight
 from protocol.codec import CodecSpec
 from protocol.eligibility import EligibilityRule
 from protocol.errors import ProtocolError
@@ -81,10 +82,35 @@ class TaskConfig:
     keep_checkpoints: int = 10
     keep_every: int = 0
     keep_round_details: int = 100
+    # Asynchronous buffered aggregation (coordinator.rounds.versions): "sync" (rounds) or "async"
+    # (FedBuff: `concurrency` devices train at once, every `buffer_size` updates publish a version).
+    mode: str = "sync"
+    concurrency: int = 0  # 0: ceil(buffer_size x over_selection)
+    buffer_size: int = 0  # K; 0: goal_count
+    max_staleness: int = 10  # an update trained more versions ago than this is refused
+    staleness_weight: str = "polynomial:0.5"
 
     @property
     def target_selected(self) -> int:
         return max(self.goal_count, math.ceil(self.goal_count * self.over_selection))
+
+    @property
+    def asynchronous(self) -> bool:
+        return self.mode == "async"
+
+    @property
+    def buffer_goal(self) -> int:
+        """K: accepted updates per published version (async)."""
+        return self.buffer_size or self.goal_count
+
+    @property
+    def target_concurrency(self) -> int:
+        """Devices training at once (async)."""
+        return self.concurrency or max(self.buffer_goal, math.ceil(self.buffer_goal * self.over_selection))
+
+    @property
+    def staleness_weighting(self) -> StalenessWeight:
+        return StalenessWeight.parse(self.staleness_weight)
 
     @property
     def secagg_on(self) -> bool:
@@ -154,6 +180,17 @@ class TaskConfig:
         aggregator = raw.get("aggregator", "fedavg")
         if aggregator not in AGGREGATORS:
             raise BadRequest(f"task config 'aggregator' must be one of {', '.join(AGGREGATORS)}")
+        mode = raw.get("mode", "sync")
+        if mode not in ("sync", "async"):
+            raise BadRequest("task config 'mode' must be 'sync' (rounds) or 'async' (buffered asynchronous "
+                             "aggregation)")
+        staleness_weight = raw.get("staleness_weight", "polynomial:0.5")
+        if not isinstance(staleness_weight, str):
+            raise BadRequest("task config 'staleness_weight' must be a string such as 'polynomial:0.5'")
+        try:
+            StalenessWeight.parse(staleness_weight)
+        except ValueError as exc:
+            raise BadRequest(str(exc), "bad_staleness_weight") from exc
         eligibility = raw.get("eligibility", "")
         codec = raw.get("codec", "q8")
         if not isinstance(eligibility, str) or not isinstance(codec, str):
@@ -195,7 +232,14 @@ class TaskConfig:
             keep_checkpoints=_num(raw, "keep_checkpoints", 10, 1, MAX_ROUNDS, int),
             keep_every=_num(raw, "keep_every", 0, 0, MAX_ROUNDS, int),
             keep_round_details=_num(raw, "keep_round_details", 100, 1, MAX_ROUNDS, int),
+            mode=mode,
+            concurrency=_num(raw, "concurrency", 0, 0, 1_000_000, int),
+            buffer_size=_num(raw, "buffer_size", 0, 0, 1_000_000, int),
+            max_staleness=_num(raw, "max_staleness", 10, 0, MAX_ROUNDS, int),
+            staleness_weight=staleness_weight,
         )
+        if cfg.asynchronous:
+            _check_async(cfg)
         if cfg.secagg_on and cfg.clip_norm <= 0:
             raise BadRequest("secure aggregation needs a bounded contribution: set clip_norm > 0", "clip_required")
         if cfg.secagg_on and cfg.target_selected < 3:
@@ -226,3 +270,21 @@ class TaskConfig:
         except ProtocolError as exc:
             raise BadRequest(str(exc), exc.code) from exc
         return cfg
+
+
+def _check_async(cfg: TaskConfig) -> None:
+    """What asynchronous aggregation cannot (yet) combine with, refused at creation."""
+    if cfg.secagg_on:
+        raise BadRequest("mode 'async' cannot use secure aggregation: SecAgg unmasks the sum of a cohort fixed "
+                         "before anyone uploads, and an asynchronous buffer has no such cohort (it needs "
+                         "buffered secure aggregation, which fedge does not implement); use mode 'sync' with "
+                         "secagg", "async_secagg")
+    if cfg.dp_on or cfg.dp_target_epsilon > 0:
+        raise BadRequest("mode 'async' does not support DP yet: noise per published version and its accounting "
+                         "(DP-FedBuff) are not implemented; use mode 'sync' for DP", "async_dp")
+    if cfg.max_staleness > cfg.keep_round_details:
+        raise BadRequest("max_staleness cannot exceed keep_round_details: the assignments of older versions are "
+                         "removed by then, so their updates could not be recognised")
+    if cfg.target_concurrency < cfg.buffer_goal:
+        raise BadRequest(f"concurrency ({cfg.target_concurrency}) must be at least buffer_size "
+                         f"({cfg.buffer_goal}): fewer devices training than one version needs would stall")

@@ -28,6 +28,9 @@ class Task:
     checkpoint_sha: str
     rule: EligibilityRule
     dp_clip: float = 0.0  # this round's clip norm (moves each round with adaptive clipping)
+    # The round whose checkpoint is checkpoint_sha (0: the initial weights). Set together with
+    # checkpoint_sha: an asynchronous assignment pins the version it hands out.
+    version: int = 0
 
 
 class TaskRegistry:
@@ -46,7 +49,8 @@ class TaskRegistry:
         last = self.store.last_committed(rec.task_id)
         clip = last.metrics.get("dp_next_clip", config.clip_norm) if last else config.clip_norm
         return Task(rec.task_id, rec.population, config, Manifest.from_json(rec.manifest), rec.model_sha, rec.state,
-                    rec.checkpoint_sha, EligibilityRule.parse(config.eligibility), clip)
+                    rec.checkpoint_sha, EligibilityRule.parse(config.eligibility), clip,
+                    last.round if last else 0)
 
     def put(self, rec: TaskRecord) -> Task:
         """Load (or reload) a task from its record."""
