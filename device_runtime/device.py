@@ -55,6 +55,10 @@ class Behaviour:
     safety_margin_s: float = 0.5
     long_poll_s: float = 10.0  # ask the coordinator to hold a no-slot check-in until a round opens
     attack: str = ""  # a Byzantine device (device_runtime.attacks): its update is poisoned
+    # Emulated phone time for one local training at slowdown 1 (0: the host's own compute time):
+    # training then lasts train_time_s x slowdown whatever the host's speed, so sync and async
+    # runs of one population see the same device speeds.
+    train_time_s: float = 0.0
 
 
 @dataclass
@@ -77,6 +81,8 @@ class Device:
     clock: Callable[[], float] = time.time
 
     def _expected_train_s(self, assignment: Assignment) -> float:
+        if self.behaviour.train_time_s > 0:
+            return self.behaviour.train_time_s * self.behaviour.slowdown
         steps = assignment.plan.epochs * -(-len(self.data.x_train) // self.trainer.batch_size_hint(assignment))
         return steps * self.trainer.step_time_estimate(assignment.model_sha256) * self.behaviour.slowdown
 
@@ -98,7 +104,9 @@ class Device:
             result, compute_s = await self.trainer.train(
                 model, a.model_sha256, checkpoint, a.checkpoint_sha256, a.plan, self.data, self.rng,
                 self.behaviour.attack, finish_by=finish_by, expected_s=expected_s)
-            if self.behaviour.slowdown > 1.0:
+            if self.behaviour.train_time_s > 0:
+                await asyncio.sleep(max(0.0, expected_s - compute_s))
+            elif self.behaviour.slowdown > 1.0:
                 # A slow phone computes longer; the time spent waiting for a free emulation
                 # thread is the host's queue, not the phone's speed, and is not multiplied.
                 await asyncio.sleep(compute_s * (self.behaviour.slowdown - 1.0))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import re
 import time
 import tomllib
@@ -147,7 +148,7 @@ def _round_row(r: dict) -> dict:
     return {"round": r["round"], "state": r["state"], "selected": r["selected"], "reported": r["reported"],
             "duration": round(r["closed_at"] - r["opened_at"], 1) if r["closed_at"] else None,
             "accuracy": m.get("eval_accuracy"), "loss": m.get("train_loss"), "epsilon": m.get("epsilon"),
-            "reason": r["reason"] or ""}
+            "staleness": m.get("staleness_mean"), "reason": r["reason"] or ""}
 
 
 ROUND_COLUMNS = [("round", "ROUND"), ("state", "STATE"), ("selected", "SELECTED"), ("reported", "REPORTED"),
@@ -155,8 +156,14 @@ ROUND_COLUMNS = [("round", "ROUND"), ("state", "STATE"), ("selected", "SELECTED"
                  ("reason", "REASON")]
 
 
+ASYNC_COLUMNS = [c for c in ROUND_COLUMNS if c[0] not in ("selected", "epsilon")]
+ASYNC_COLUMNS.insert(-1, ("staleness", "STALENESS"))
+
+
 def _show(task: dict) -> str:
     c = task["config"]
+    if c.get("mode") == "async":
+        return _show_async(task)
     head = [f"task {task['task_id']} on population {task['population']}: {task['state']}"
             + (f" ({task['reason']})" if task["reason"] else ""),
             f"model {task['model_name']} ({task['num_parameters']:,} parameters), {task['rounds_committed']}/"
@@ -164,6 +171,20 @@ def _show(task: dict) -> str:
             f"secagg {c['secagg']}, DP {'z=' + str(c['dp_noise_multiplier']) if c['dp_noise_multiplier'] else 'off'}"]
     rounds = [_round_row(r) for r in task["rounds"]]
     return "\n".join(head) + ("\n\n" + table(rounds, ROUND_COLUMNS) if rounds else "\nno rounds yet")
+
+
+def _show_async(task: dict) -> str:
+    c = task["config"]
+    k = c["buffer_size"] or c["goal_count"]
+    concurrency = c["concurrency"] or max(k, math.ceil(k * c["over_selection"]))
+    head = [f"task {task['task_id']} on population {task['population']}: {task['state']}"
+            + (f" ({task['reason']})" if task["reason"] else ""),
+            f"model {task['model_name']} ({task['num_parameters']:,} parameters), asynchronous: "
+            f"{task['rounds_committed']}/{c['rounds']} versions published, K {k} updates per version, concurrency "
+            f"{concurrency}, max staleness {c['max_staleness']}, weight {c['staleness_weight']}, "
+            f"aggregator {c['aggregator']}"]
+    rounds = [_round_row(r) for r in task["rounds"]]
+    return "\n".join(head) + ("\n\n" + table(rounds, ASYNC_COLUMNS) if rounds else "\nno versions yet")
 
 
 def _watch(api: AdminApi, args: argparse.Namespace) -> int:
@@ -182,6 +203,7 @@ def _watch(api: AdminApi, args: argparse.Namespace) -> int:
                             f"{row['duration'] or 0:6.1f}s" + (f"  device acc {row['accuracy']:.3f}"
                                                                 if row["accuracy"] is not None else "")
                             + (f"  eps {row['epsilon']:.2f}" if row["epsilon"] is not None else "")
+                            + (f"  staleness {row['staleness']:.2f}" if row["staleness"] is not None else "")
                             + (f"  {row['reason']}" if row["reason"] else ""))
                     (bar.write if bar else print)(line if not args.json else str(r))
             open_rounds = [r for r in task["rounds"] if r["state"] not in ("committed", "failed")]
@@ -191,12 +213,15 @@ def _watch(api: AdminApi, args: argparse.Namespace) -> int:
             if open_rounds and not args.json:
                 r = open_rounds[0]
                 if bar is None:
-                    bar = tqdm(total=task["config"]["goal_count"], desc=f"round {r['round']}", unit="report",
-                               leave=False)
+                    goal = task["config"].get("buffer_size") or task["config"]["goal_count"]
+                    bar = tqdm(total=goal, desc=f"round {r['round']}", unit="report", leave=False)
                 bar.n = r["reported"]
                 deadline, what = ((r["selection_deadline"], "selection closes") if r["state"] == "selecting"
                                   else (r["report_deadline"], "reporting deadline"))
-                bar.set_postfix_str(f"{r['state']}, {what} in {max(0.0, deadline - time.time()):.0f}s")
+                if task["config"].get("mode") == "async":  # a buffer has no deadline: it fills
+                    bar.set_postfix_str(f"buffer {r['state']}")
+                else:
+                    bar.set_postfix_str(f"{r['state']}, {what} in {max(0.0, deadline - time.time()):.0f}s")
             if task["state"] in FINISHED:
                 if bar is not None:
                     bar.close()

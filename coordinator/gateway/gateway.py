@@ -27,7 +27,7 @@ from coordinator.http.rate_limit import TokenBuckets
 from coordinator.rounds.running import RunningRounds
 from coordinator.rounds.secagg import SecAggRounds
 from coordinator.rounds import versions
-from coordinator.store.base import AssignmentGone, BufferClosed, Store
+from coordinator.store.base import AlreadyInBuffer, AssignmentGone, BufferClosed, Store
 from coordinator.tasks.registry import Task, TaskRegistry
 from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord
 from coordinator.gateway.steps import PendingAssignment, PendingUpload, RoundSignals, update_record
@@ -72,6 +72,10 @@ class DeviceGateway:
         self._blob_guard: dict[str, tuple[float, set[str]]] = {}
         self._offers: dict[str, int] = {}  # per task: slots offered and not yet written (see _offer)
         self._live_hint: dict[str, tuple[float, int]] = {}  # async: live assignments, see _offer_buffered
+        self.stale_refused: dict[str, int] = {}  # async: updates refused as too stale, per task (this replica)
+        # Called with (task id, slots) when an asynchronous task's slots free up (an update in,
+        # a stale one refused): the app wakes that many held check-ins of the population.
+        self.slot_listeners: list = []
 
     def _count(self, metric: str, label: str) -> None:
         if self.metrics is not None:
@@ -262,6 +266,11 @@ class DeviceGateway:
 
     def forget_live_assignments(self, task_id: str) -> None:
         self._live_hint.pop(task_id, None)
+
+    def _slot_freed(self, task_id: str) -> None:
+        self.forget_live_assignments(task_id)
+        for listener in self.slot_listeners:
+            listener(task_id, 1)
 
     def _accept(self, p: PendingAssignment, selected: int | None) -> Assignment | None:
         task, rnd = p.task, p.round
@@ -473,8 +482,10 @@ class DeviceGateway:
         stale = versions.staleness(assigned, landing)
         if stale > task.config.max_staleness:
             (store or self.store).drop_assignment(task.task_id, assigned, device_id)
-            self._live_hint.pop(task.task_id, None)
+            if store is None or store is self.store:  # on the event loop (not the intake thread)
+                self._slot_freed(task.task_id)
             self._reject("stale")
+            self.stale_refused[task.task_id] = self.stale_refused.get(task.task_id, 0) + 1
             raise E.Conflict(f"the update was trained on a model {stale} versions old; this task accepts at most "
                              f"{task.config.max_staleness} (max_staleness); it was not counted", "stale")
         return stale
@@ -500,12 +511,17 @@ class DeviceGateway:
         the one that opened after it (the staleness is worked out again)."""
         task = p.task
         for _ in range(5):
-            path = store.update_path(task.task_id, p.round_num, p.device_id)
+            path = store.update_path(task.task_id, p.round_num, p.device_id, p.assigned_round)
             store.write_file(path, p.body)
             record = update_record(task.task_id, p.round_num, p.device_id, p.meta, str(path), p.digest, self.clock(),
                                    staleness=p.staleness)
             try:
                 return store.add_buffered_update(record, p.assigned_round)
+            except AlreadyInBuffer:
+                path.unlink(missing_ok=True)
+                self._reject("duplicate")
+                raise E.Conflict("this device's update is in this version already; check in again for the next",
+                                 "duplicate") from None
             except AssignmentGone:
                 path.unlink(missing_ok=True)
                 self._reject("not_assigned")
@@ -534,7 +550,7 @@ class DeviceGateway:
         if p.norm > self.running.server_bound(task):
             self._count("clipped_updates", "server_bound")
         if p.assigned_round is not None:
-            self.forget_live_assignments(task.task_id)  # its slot is free
+            self._slot_freed(task.task_id)
             if self.metrics is not None:
                 self.metrics.staleness(task.task_id, p.staleness)
             if reported >= task.config.buffer_goal:

@@ -123,6 +123,12 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
         lambda task_id: app[ROUND_OPENED].wake(coordinator.tasks[task_id].population,
                                                coordinator.tasks[task_id].config.target_selected))
     coordinator.driver.round_change_listeners.append(app[ROUND_CHANGED].fire)
+
+    def slots_free(task_id: str, slots: int) -> None:  # asynchronous tasks: call held devices in
+        app[ROUND_OPENED].wake(coordinator.tasks[task_id].population, slots)
+
+    coordinator.gateway.slot_listeners.append(slots_free)
+    coordinator.driver.slot_listeners.append(slots_free)
     app[ADMIN_TOKEN] = config.admin_token or os.environ.get("FEDGE_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     handlers.add_routes(app)
     if run_ticker:

@@ -65,6 +65,8 @@ def _task(c: Coordinator, task: Task, now: float) -> dict:
                    "opened_s_ago": now - r.opened_at,
                    "selection_deadline_in_s": r.selection_deadline - now,
                    "report_deadline_in_s": r.report_deadline - now}
+    if task.config.asynchronous:
+        current = _buffers(c, task, rounds, now)
     history = []
     for r in rounds:
         if r.state not in ("committed", "failed"):
@@ -74,8 +76,39 @@ def _task(c: Coordinator, task: Task, now: float) -> dict:
                         "examples": r.examples, "duration_s": (r.closed_at or now) - r.opened_at,
                         "eval_accuracy": m.get("eval_accuracy"), "eval_loss": m.get("eval_loss"),
                         "train_loss": m.get("train_loss"), "bytes_in": m.get("bytes_in"),
-                        "epsilon": m.get("epsilon")})
+                        "epsilon": m.get("epsilon"), "staleness_mean": m.get("staleness_mean")})
     return {"task_id": task.task_id, "population": task.population, "state": task.state,
+            "mode": task.config.mode,
             "reason": c.store.task(task.task_id).reason, "model_name": task.manifest.model_name,
             "rounds": task.config.rounds, "rounds_committed": c.store.committed_count(task.task_id),
             "current": current, "history": history}
+
+
+VERSION_RATE_WINDOW = 10  # versions per minute over the last this many commits
+STALENESS_WINDOW = 20  # the staleness histogram covers the last this many versions
+
+
+def _buffers(c: Coordinator, task: Task, rounds: list, now: float) -> dict:
+    """An asynchronous task now: the open buffer, devices training against the concurrency
+    target, versions per minute, the staleness of recent versions' updates, refused stale
+    updates (counted by this replica)."""
+    cfg = task.config
+    open_buffers = [r for r in rounds if r.state in OPEN_STATES]
+    buffer = next((r for r in reversed(open_buffers) if r.state == "reporting"), None)
+    committed = [r for r in rounds if r.state == "committed"]
+    recent = committed[-VERSION_RATE_WINDOW:]
+    rate = None
+    if len(recent) >= 2 and recent[-1].closed_at and recent[0].closed_at and recent[-1].closed_at > recent[0].closed_at:
+        rate = (len(recent) - 1) / (recent[-1].closed_at - recent[0].closed_at) * 60.0
+    counts: dict[str, int] = {}
+    for r in committed[-STALENESS_WINDOW:]:
+        for s, n in r.metrics.get("staleness_counts", {}).items():
+            counts[s] = counts.get(s, 0) + int(n)
+    return {"mode": "async", "round": buffer.round if buffer else None, "state": buffer.state if buffer else "none",
+            "reported": buffer.reported if buffer else 0, "goal": cfg.buffer_goal,
+            "aggregating": [r.round for r in open_buffers if r.state == "aggregating"],
+            "live": c.store.live_assignments(task.task_id, now - cfg.report_deadline_s),
+            "concurrency": cfg.target_concurrency, "versions_per_min": rate,
+            "staleness_counts": dict(sorted(counts.items(), key=lambda kv: int(kv[0]))),
+            "max_staleness": cfg.max_staleness, "stale_refused": c.gateway.stale_refused.get(task.task_id, 0),
+            "opened_s_ago": now - buffer.opened_at if buffer else None}

@@ -68,6 +68,8 @@ class RoundDriver:
         self.pending_commits: list[tuple[str, int]] = []
         self.committing: set[tuple[str, int]] = set()
         self.commit_listeners: list = []
+        # Asynchronous tasks: called with (task id, free slots) each tick while slots are free.
+        self.slot_listeners: list = []
 
     def _count(self, metric: str, label: str) -> None:
         if self.metrics is not None:
@@ -162,9 +164,13 @@ class RoundDriver:
     def _drive(self, task: Task, now: float) -> None:
         if task.config.asynchronous:
             self._drive_buffers(task, now)
+            live = self.store.live_assignments(task.task_id, now - task.config.report_deadline_s)
             if self.metrics is not None:
-                live = self.store.live_assignments(task.task_id, now - task.config.report_deadline_s)
                 self.metrics.concurrency(task.task_id, live, task.config.target_concurrency)
+            free = task.config.target_concurrency - live
+            if free > 0 and task.state == "active":  # e.g. assignments that expired: call devices in
+                for listener in self.slot_listeners:
+                    listener(task.task_id, free)
             return
         rnd = self._latest_round(task)
         if rnd is None or rnd.state in ("committed", "failed"):
@@ -463,6 +469,7 @@ class RoundDriver:
             stale = [int(m.get("staleness", 0)) for _, m in metas]
             out["staleness_mean"] = sum(stale) / len(stale)
             out["staleness_max"] = max(stale)
+            out["staleness_counts"] = {str(v): stale.count(v) for v in sorted(set(stale))}
         if eval_total:
             out["eval_accuracy"] = sum(m["eval_count"] * m["eval_accuracy"] for _, m in metas) / eval_total
             out["eval_loss"] = sum(m["eval_count"] * m["eval_loss"] for _, m in metas) / eval_total

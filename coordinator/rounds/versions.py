@@ -42,7 +42,7 @@ class BufferProgress:
     previous_closed: bool  # the buffer before this one is committed or failed (or there is none)
 
 
-def next_step(p: BufferProgress, rules: BufferRules, now: float) -> Step:  # noqa: ARG001 - same shape as engine's
+def next_step(p: BufferProgress, rules: BufferRules, now: float) -> Step:
     if p.state in ("committed", "failed"):
         return Step(WAIT)
     if p.state == "aggregating":

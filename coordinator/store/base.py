@@ -39,6 +39,11 @@ class BufferClosed(Exception):
     started aggregating); nothing was written, the assignment still stands."""
 
 
+class AlreadyInBuffer(Exception):
+    """Store.add_buffered_update: this device's update is in that buffer already (one update
+    per device per version); nothing was written."""
+
+
 class AssignmentGone(Exception):
     """Store.add_buffered_update: the assignment was consumed (by a concurrent upload) or
     removed; nothing was written."""
@@ -283,9 +288,16 @@ class Store:
     def assign_buffered(self, a: AssignmentRecord, concurrency: int, live_since: float) -> int | None:
         """An asynchronous assignment (``a.round``: the buffer open now), in one transaction:
         the number of live assignments (made at or after ``live_since`` and not yet used) after
-        it, or None (nothing written) when ``concurrency`` are live already or this device
-        holds a live one. The buffer open now counts it as selected."""
+        it, or None (nothing written) when ``concurrency`` are live already, this device holds a
+        live one, or its update is in the buffer open now (a device contributes once per
+        version: a fast phone cannot fill a version alone). The buffer open now counts it as
+        selected."""
         with self.transaction() as tx:
+            buffer = tx.execute("SELECT round FROM rounds WHERE task_id=? AND state='reporting' ORDER BY round DESC "
+                                "LIMIT 1", (a.task_id,)).fetchone()
+            if buffer is not None and tx.execute("SELECT 1 FROM updates WHERE task_id=? AND round=? AND device_id=?",
+                                                 (a.task_id, buffer["round"], a.device_id)).fetchone() is not None:
+                return None
             row = tx.execute("SELECT COUNT(*) AS n, SUM(CASE WHEN device_id=? THEN 1 ELSE 0 END) AS mine "
                              "FROM assignments WHERE task_id=? AND assigned_at>=?",
                              (a.device_id, a.task_id, live_since)).fetchone()
@@ -320,6 +332,9 @@ class Store:
                              "AND state='reporting'", (u.examples, u.task_id, u.round))
             if cur.rowcount == 0:
                 raise BufferClosed  # rolls the assignment's removal back
+            if tx.execute("SELECT 1 FROM updates WHERE task_id=? AND round=? AND device_id=?",
+                          (u.task_id, u.round, u.device_id)).fetchone() is not None:
+                raise AlreadyInBuffer
             tx.execute("INSERT INTO updates VALUES (?,?,?,?,?,?,?,?)",
                        (u.task_id, u.round, u.device_id, u.examples, dumps(u.meta), u.blob, u.digest, u.received_at))
             row = tx.execute("SELECT reported FROM rounds WHERE task_id=? AND round=?",
@@ -462,8 +477,11 @@ class Store:
         path = self.blob_dir / sha
         return path if path.exists() else None
 
-    def update_path(self, task_id: str, round_num: int, device_id: str) -> Path:
-        return self.update_dir / task_id / f"{round_num:06d}" / f"{device_id}.bin"
+    def update_path(self, task_id: str, round_num: int, device_id: str, assigned_round: int | None = None) -> Path:
+        """Where an update's bytes go; an asynchronous one is also named by its assignment, so
+        no upload can overwrite another's acknowledged bytes."""
+        name = device_id if assigned_round is None else f"{device_id}.{assigned_round}"
+        return self.update_dir / task_id / f"{round_num:06d}" / f"{name}.bin"
 
 
 

@@ -24,6 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", default="fixed",
                         help="fixed (10%% of devices 3x slower) | lognormal:SIGMA (each device exp(SIGMA*N(0,1))x "
                              "slower, at least 1x: a heavy tail like real phones)")
+    parser.add_argument("--train-time", type=float, default=0.0, metavar="SECONDS",
+                        help="emulated phone time of one local training at 1x speed (each device takes it times "
+                             "its --speed multiplier, whatever the host); default 0: the host's own compute time")
     parser.add_argument("--codec", default="q8", help="f32 | q8 | q4 | q8+rot | q4+rot")
     parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
                         help="secure aggregation: off, secagg (all pairs) or secagg+ (O(log n) neighbours)")
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                       dataset=args.dataset, partition=args.partition, availability=args.availability,
                       dropout=args.dropout, speed=args.speed, workers=args.workers, seed=args.seed, out_dir=args.out,
                       progress=not args.no_progress, retry_for_s=args.retry_for_s, attack=args.attack,
-                      attackers=args.attackers)
+                      attackers=args.attackers, train_time_s=args.train_time)
     fleet = Fleet(cfg, data)
     history = asyncio.run(fleet.run(model, task_config_from_args(args), on_round=lambda r: print(format_round(r),
                                                                                               flush=True)))

@@ -2,6 +2,9 @@
 
 - ``digits``: scikit-learn's 8x8 handwritten digits (shipped with the package), 64
   features scaled to [0, 1]; 20% held out (stratified, seeded) as the global test set.
+  ``digits:xN``: the training part grown N-fold with shifted (at most one pixel each way),
+  slightly noisy copies, for populations of 1,000 devices and more (1,437 images cannot give
+  each a label-skewed shard); the held-out set stays the original images.
 - ``synthetic:ALPHA,BETA``: the Synthetic(alpha, beta) benchmark of the FedProx paper
   (Li et al. 2020): per-device softmax-regression models and feature distributions,
   60 features, 10 classes; device sizes follow a lognormal.
@@ -36,6 +39,26 @@ def load_digits_pool(seed: int = 0):
     x = (d.data / 16.0).astype(np.float32)
     y = d.target.astype(np.int32)
     return train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+
+
+def augment_digits(x: np.ndarray, y: np.ndarray, copies: int, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``copies`` x the images: the originals, then copies shifted by dx, dy in {-1, 0, 1}
+    (zero-filled) with N(0, 0.05) pixel noise, clipped to [0, 1]."""
+    if not 1 <= copies <= 100:
+        raise ValueError("digits:xN needs N in [1, 100]")
+    images = x.reshape(-1, 8, 8)
+    out_x, out_y = [x], [y]
+    for _ in range(copies - 1):
+        shifted = np.zeros_like(images)
+        dx, dy = rng.integers(-1, 2, len(images)), rng.integers(-1, 2, len(images))
+        for i, (a, b) in enumerate(zip(dx, dy)):
+            src = images[i, max(0, -a):8 - max(0, a), max(0, -b):8 - max(0, b)]
+            shifted[i, max(0, a):8 - max(0, -a), max(0, b):8 - max(0, -b)] = src
+        noisy = np.clip(shifted + rng.normal(0, 0.05, shifted.shape), 0.0, 1.0).astype(np.float32)
+        out_x.append(noisy.reshape(len(images), -1))
+        out_y.append(y)
+    return np.concatenate(out_x), np.concatenate(out_y)
 
 
 def partition_iid(y: np.ndarray, devices: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -118,8 +141,12 @@ def load_federated(dataset: str, devices: int, partition_spec: str, seed: int) -
     kind, _, arg = dataset.partition(":")
     if kind == "digits":
         x_tr, x_te, y_tr, y_te = load_digits_pool(seed)
+        if arg:
+            if not (arg.startswith("x") and arg[1:].isdigit()):
+                raise ValueError(f"unknown dataset {dataset!r}; use digits or digits:xN (N-fold augmented)")
+            x_tr, y_tr = augment_digits(x_tr, y_tr, int(arg[1:]), np.random.default_rng([seed, 7]))
         parts = partition(y_tr, devices, partition_spec, rng)
-        return FederatedData("digits", [(x_tr[p], y_tr[p]) for p in parts], x_te, y_te, 10)
+        return FederatedData(dataset, [(x_tr[p], y_tr[p]) for p in parts], x_te, y_te, 10)
     if kind == "synthetic":
         alpha, _, beta = (arg or "1,1").partition(",")
         return synthetic(float(alpha), float(beta or alpha), devices, rng)
@@ -129,4 +156,4 @@ def load_federated(dataset: str, devices: int, partition_spec: str, seed: int) -
         train = [(x[max(1, len(x) // 10):], y[max(1, len(y) // 10):]) for x, y in shards]
         return FederatedData("emnist", train, np.concatenate([t[0] for t in tests]),
                              np.concatenate([t[1] for t in tests]), 62)
-    raise ValueError(f"unknown dataset {dataset!r}; use digits, synthetic:ALPHA,BETA or emnist:PATH")
+    raise ValueError(f"unknown dataset {dataset!r}; use digits, digits:xN, synthetic:ALPHA,BETA or emnist:PATH")

@@ -100,3 +100,25 @@ def test_an_unreachable_coordinator_is_one_line(capsys):
     code = main(["population", "list", "--coordinator", f"http://127.0.0.1:{free_port()}", "--admin-token", "t"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "cannot reach the coordinator" in err[0]
+
+
+def test_an_async_task_shows_versions_and_staleness(server, digits_tflite, tmp_path, capsys):
+    server.call("POST", "/v1/admin/populations", {"name": "async-pop"}, ADMIN)
+    model, config = tmp_path / "m.tflite", tmp_path / "task.toml"
+    model.write_bytes(digits_tflite)
+    config.write_text('mode = "async"\nrounds = 4\nbuffer_size = 5\nconcurrency = 8\nmax_staleness = 3\n'
+                      'staleness_weight = "hinge:1,2"\n')
+    code, out, err = _run(capsys, server, "task", "create", "--population", "async-pop", "--model", str(model),
+                          "--config", str(config), "--task-id", "ta")
+    assert code == 0, err
+    import time
+
+    for _ in range(100):  # the driver opens buffer 1 within a tick
+        if server.call("GET", "/v1/admin/tasks/ta", headers=ADMIN)[1]["rounds"]:
+            break
+        time.sleep(0.05)
+    code, out, _ = _run(capsys, server, "task", "show", "ta")
+    assert code == 0, out
+    assert "asynchronous: 0/4 versions published, K 5 updates per version, concurrency 8" in out
+    assert "max staleness 3, weight hinge:1,2" in out
+    assert "STALENESS" in out and "SELECTED" not in out

@@ -45,8 +45,22 @@ function bar(value, total) {
   return el("div", {class: "bar"}, fill);
 }
 
+function renderBuffer(cur) {
+  // An asynchronous task: no rounds to wait for; devices training against the concurrency
+  // target, the open buffer filling toward K, versions per minute, how stale the updates were.
+  const stale = Object.entries(cur.staleness_counts).map(([s, n]) => `${s}: ${n}`).join(", ") || "–";
+  return el("div", {class: "current"},
+    el("strong", {class: "current-round"}, cur.round === null ? "no buffer open" : `buffer ${cur.round}: ${cur.state}`),
+    el("span", {"data-async": "live"}, `training ${cur.live} / ${cur.concurrency}`), bar(cur.live, cur.concurrency),
+    el("span", {}, `updates ${cur.reported} / ${cur.goal}`), bar(cur.reported, cur.goal),
+    el("span", {"data-async": "rate"}, `versions/min ${fmt(cur.versions_per_min, 1)}`),
+    el("span", {"data-async": "staleness"}, `staleness (versions: updates) ${stale}`),
+    el("span", {"data-async": "refused"}, `refused as stale (> ${cur.max_staleness}): ${cur.stale_refused}`));
+}
+
 function renderCurrent(cur) {
   if (!cur) return el("p", {class: "muted"}, "no round in progress");
+  if (cur.mode === "async") return renderBuffer(cur);
   const deadline = cur.state === "selecting" ? cur.selection_deadline_in_s : cur.report_deadline_in_s;
   return el("div", {class: "current"},
     el("strong", {class: "current-round"}, `round ${cur.round}: ${cur.state}`),
@@ -109,7 +123,7 @@ function renderTask(task) {
   title.replaceChildren(`${task.task_id} `,
     el("small", {}, `${task.model_name}, population ${task.population}: ${task.state}, `),
     el("small", {class: "rounds-committed"}, String(task.rounds_committed)),
-    el("small", {}, ` / ${task.rounds} rounds committed`));
+    el("small", {}, ` / ${task.rounds} ${task.mode === "async" ? "versions published" : "rounds committed"}`));
   section.querySelector(".reason").textContent = task.reason || "";
   section.querySelector(".now").replaceChildren(renderCurrent(task.current));
   updatePlots(task, section.querySelector(".plots"));

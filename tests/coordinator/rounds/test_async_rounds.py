@@ -171,3 +171,47 @@ async def test_what_async_cannot_combine_with_is_refused_at_creation(harness, co
     assert resp.status == 400
     body = await resp.json()
     assert body["error"]["code"] == code, body
+
+
+async def test_a_device_contributes_once_per_version(harness):
+    h = harness
+    await h.setup_task(**{**ASYNC, "buffer_size": 3, "concurrency": 3})
+    fast, other = await h.register(), await h.register()
+    a1 = await _assigned(h, fast)
+    body = h.payload(seed=1)
+    assert (await h.upload(fast, a1, body)).status == 201
+    # Its update is in the open buffer: no second assignment until a version is published.
+    again = await (await h.checkin(fast)).json()
+    assert again["outcome"] == "retry"
+    assert (await _assigned(h, other))["round"] == 1
+    # Its acknowledged bytes stay as they were (never overwritten by a later upload).
+    upd = h.coordinator.store.update("t1", 1, next(iter(
+        u.device_id for u in h.coordinator.store.updates("t1", 1))))
+    from pathlib import Path
+
+    assert Path(upd.blob).read_bytes() == body
+
+
+async def test_status_and_metrics_show_concurrency_versions_and_staleness(harness):
+    h = harness
+    await h.setup_task(**{**ASYNC, "buffer_size": 1, "concurrency": 3, "rounds": 5, "max_staleness": 1})
+    devices = [await h.register() for _ in range(3)]
+    assignments = [await _assigned(h, d) for d in devices]
+    assert (await h.upload(devices[0], assignments[0], h.payload(seed=1))).status == 201  # version 1, s = 0
+    h.clock.advance(6)
+    assert (await h.upload(devices[1], assignments[1], h.payload(seed=2))).status == 201  # version 2, s = 1
+    h.clock.advance(6)
+    assert (await h.upload(devices[2], assignments[2], h.payload(seed=3))).status == 409  # s = 2 > 1
+    h.tick()
+    status = await (await h.client.get("/v1/status")).json()
+    task = next(t for t in status["tasks"] if t["task_id"] == "t1")
+    cur = task["current"]
+    assert task["mode"] == "async" and cur["mode"] == "async"
+    assert cur["round"] == 3 and cur["state"] == "reporting" and cur["goal"] == 1
+    assert cur["live"] == 0 and cur["concurrency"] == 3
+    assert cur["staleness_counts"] == {"0": 1, "1": 1}
+    assert cur["stale_refused"] == 1
+    assert cur["versions_per_min"] == pytest.approx(60 / 6)
+    metrics = await (await h.client.get("/metrics")).text()
+    assert 'fedge_update_staleness_versions_count{task="t1"} 2.0' in metrics
+    assert 'fedge_async_concurrency_target{task="t1"} 3.0' in metrics

@@ -55,3 +55,27 @@ def test_emnist_h5_loader_on_a_tiny_file(tmp_path):
         f["x"] = np.zeros(3)
     with pytest.raises(ValueError, match="layout"):
         datasets.load_emnist_h5(str(bad))
+
+
+def test_augmented_digits_grow_the_training_part_only():
+    from device_runtime.fleet.datasets import augment_digits, load_digits_pool, load_federated
+
+    plain = load_federated("digits", 50, "iid", 0)
+    grown = load_federated("digits:x4", 50, "iid", 0)
+    assert sum(len(y) for _, y in grown.shards) == 4 * sum(len(y) for _, y in plain.shards)
+    np.testing.assert_array_equal(grown.x_test, plain.x_test)  # the global test set is the original images
+    x_tr, _, y_tr, _ = load_digits_pool(0)
+    x, y = augment_digits(x_tr, y_tr, 3, np.random.default_rng(1))
+    n = len(x_tr)
+    np.testing.assert_array_equal(x[:n], x_tr)
+    np.testing.assert_array_equal(y, np.tile(y_tr, 3))
+    assert x.min() >= 0.0 and x.max() <= 1.0
+    # Each copy is its original moved by at most one pixel (plus small noise): closer to it
+    # than to an image of another digit, on average.
+    copy = x[n:2 * n]
+    own = np.abs(copy - x_tr).mean()
+    other = np.abs(copy - x_tr[np.roll(np.arange(n), 1)]).mean()
+    assert own < other
+    for bad in ("digits:x0", "digits:x101", "digits:big"):
+        with pytest.raises(ValueError):
+            load_federated(bad, 10, "iid", 0)
