@@ -254,7 +254,7 @@ class DeviceGateway:
         if cached is None or not 0 <= now - cached[0] < SELECTING_HINT_TTL_S:
             cached = self._live_hint[task.task_id] = (now, self.store.live_assignments(task.task_id, live_since))
         in_flight = self._offers.get(task.task_id, 0)
-        if cached[1] + in_flight >= cfg.target_concurrency:
+        if cached[1] + in_flight >= cfg.target_concurrency or self._open_buffer(task, now) is None:
             return None
         self._offers[task.task_id] = in_flight + 1
         token = secrets.token_urlsafe(24)
@@ -263,6 +263,16 @@ class DeviceGateway:
         return PendingAssignment(task, rnd, token, AssignmentRecord(task.task_id, buffer, device_id,
                                                                     hash_token(token), now),
                                  cfg.target_concurrency, now, live_since=live_since)
+
+    def _open_buffer(self, task: Task, now: float) -> RoundRecord | None:
+        """The task's open buffer as last read (a hint, like _selecting_round): none is open
+        before the driver's first tick or once the last versions are committing."""
+        cached = self._selecting_hint.get(task.task_id)
+        if cached is not None and 0 <= now - cached[0] < SELECTING_HINT_TTL_S:
+            return cached[1]
+        rnd = self.store.open_buffer(task.task_id)
+        self._selecting_hint[task.task_id] = (now, rnd)
+        return rnd
 
     def forget_live_assignments(self, task_id: str) -> None:
         self._live_hint.pop(task_id, None)

@@ -110,3 +110,53 @@ def read_initial_weights_bytes(model: bytes) -> bytes:
     from protocol.tflite_file import read_initial_weights
 
     return read_initial_weights(model)
+
+
+def test_kill9_in_async_mode_counts_each_acknowledged_update_once(digits_tflite, store_db):
+    """Asynchronous buffers: updates acknowledged before a kill -9 are in exactly one version,
+    a retry after the restart is a duplicate, and the versions go on being published."""
+    manifest = read_manifest(digits_tflite)
+    rng = np.random.default_rng(1)
+    payloads = [codec.encode([rng.normal(size=w.shape).astype(np.float32) * 0.01 for w in manifest.weights],
+                             codec.CodecSpec("q8"), rng) for _ in range(4)]
+    db, data_dir = store_db
+    server = Server(db, data_dir=data_dir)
+    server.start()
+    try:
+        server.call("POST", "/v1/admin/populations", {"name": "pop"}, ADMIN)
+        _, info = server.call("POST", "/v1/admin/models", headers={**ADMIN, "Content-Type": "application/octet-stream"},
+                              raw=digits_tflite)
+        cfg = {"mode": "async", "rounds": 2, "buffer_size": 2, "concurrency": 4, "report_deadline_s": 300,
+               "codec": "q8", "staleness_weight": "polynomial:0.5"}
+        status, _ = server.call("POST", "/v1/admin/populations/pop/tasks",
+                                {"model_sha256": info["model_sha256"], "config": cfg, "task_id": "t"}, ADMIN)
+        assert status == 201
+        devices = [_device(server) for _ in range(4)]
+        assignments = [_checkin(server, d) for d in devices]
+        assert {a["round"] for a in assignments} == {1}
+        assert _upload(server, devices[0], assignments[0], payloads[0], 10)[0] == 201
+        server.kill9()  # one update acknowledged in buffer 1
+        server.start()
+        assert _rounds(server)[0]["reported"] == 1
+        status, body = _upload(server, devices[0], assignments[0], payloads[0], 10)
+        assert status == 200 and body["duplicate"] is True
+        assert _upload(server, devices[1], assignments[1], payloads[1], 10)[0] == 201  # version 1
+        _wait_round(server, 1, "committed")
+        assert _upload(server, devices[2], assignments[2], payloads[2], 10)[0] == 201  # buffer 2, staleness 1
+        server.kill9()
+        server.start()
+        assert _upload(server, devices[3], assignments[3], payloads[3], 10)[0] == 201  # version 2
+        r2 = _wait_round(server, 2, "committed")
+        rounds = _rounds(server)
+        assert [r["reported"] for r in rounds] == [2, 2] and r2["metrics"]["staleness_max"] == 1
+        w1 = codec.decode(read_initial_weights_bytes(digits_tflite)).values + (
+            codec.decode(payloads[0]).values + codec.decode(payloads[1]).values) / 2
+        expected = w1 + (codec.decode(payloads[2]).values + codec.decode(payloads[3]).values) / np.sqrt(2) / 2
+        with urllib.request.urlopen(server.url + f"/v1/blobs/{r2['checkpoint_sha']}") as resp:
+            committed = codec.decode(resp.read()).values
+        np.testing.assert_allclose(committed, expected, atol=1e-5)
+        _, task = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)
+        assert task["state"] == "completed"
+    finally:
+        if server.proc and server.proc.poll() is None:
+            server.kill9()

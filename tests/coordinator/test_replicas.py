@@ -112,3 +112,43 @@ def test_two_replicas_racing_to_commit_a_round_commit_it_once(replicas, digits_t
     assert [r.round for r in committed] == [1]
     assert a.store.task("t").checkpoint_sha == committed[0].checkpoint_sha
     assert len([r for r in a.store.rounds("t") if r.round == 2]) == 1  # one round 2, opened once
+
+
+def test_async_buffers_survive_the_driving_replica_dying_mid_commit(replicas, digits_tflite):
+    (a, b), clock = replicas
+    _setup(a, digits_tflite, mode="async", rounds=2, buffer_size=2, concurrency=4)
+    a.tick()
+    b.tick()
+    assert a.driver.holds_lease(a.tasks["t"]) and not b.driver.holds_lease(b.tasks["t"])
+    manifest = read_manifest(digits_tflite)
+    replica_of = [a, b, b, b]
+    devices = [_device(c) for c in replica_of]
+    payloads = [_payload(manifest, 20 + i) for i in range(4)]
+    assignments = [c.gateway.checkin(d, CheckinRequest.from_dict(STATE)).assignment
+                   for c, d in zip(replica_of, devices)]
+    assert {x.round for x in assignments} == {1}
+
+    def upload(i):
+        c = replica_of[i]
+        return c.gateway.upload(devices[i], "t", assignments[i].round, assignments[i].upload_token,
+                                UploadMeta(example_count=10), payloads[i])
+
+    upload(0)
+    upload(1)  # buffer 1 is full, but b does not drive the task: a moves it on at its tick
+    a.driver.defer_commits = True
+    a.tick()  # a starts aggregating buffer 1 (buffer 2 opens) ... and dies before committing
+    assert a.store.round("t", 1).state == "aggregating"
+    upload(2)  # into buffer 2 through b: staleness 1
+    clock.advance(10.0)
+    b.tick()  # the lease expired: b commits buffer 1 (folding a's update from the store)
+    assert b.store.round("t", 1).state == "committed"
+    upload(3)  # version 2
+    b.tick()
+    rounds = {r.round: r for r in b.store.rounds("t")}
+    assert sorted(rounds) == [1, 2] and [rounds[n].reported for n in (1, 2)] == [2, 2]
+    assert rounds[2].state == "committed" and b.store.task("t").state == "completed"
+    values = [codec.decode(p).values for p in payloads]
+    w1 = codec.decode(read_initial_weights(digits_tflite)).values + (values[0] + values[1]) / 2
+    expected = w1 + (values[2] + values[3]) / np.sqrt(2) / 2
+    committed = codec.decode(b.store.blob_path(rounds[2].checkpoint_sha).read_bytes()).values
+    np.testing.assert_allclose(committed, expected, atol=1e-5)
