@@ -17,6 +17,7 @@ from device_runtime.example_store import LocalData
 from device_runtime.secagg_session import PHASES as SECAGG_PHASES
 from device_runtime.secagg_session import run_secagg_round
 from device_runtime.trainer import TooLate, Trainer
+from device_runtime.training import Unfinished
 from protocol.errors import ProtocolError
 from protocol.messages import Assignment, DeviceState, UploadMeta
 
@@ -33,6 +34,8 @@ class DeviceStats:
     dropped: int = 0
     rejected: int = 0
     refused: int = 0  # rounds this device refused (a malformed or unsafe message from the coordinator)
+    unfinished: int = 0  # trainings cut short (budget or capacity) in a task that takes no partial work
+    partial: int = 0  # uploads of partial work
     bytes_up: int = 0
     float32_bytes: int = 0
     last_outcome: str = ""
@@ -59,6 +62,9 @@ class Behaviour:
     # training then lasts train_time_s x slowdown whatever the host's speed, so sync and async
     # runs of one population see the same device speeds.
     train_time_s: float = 0.0
+    # Emulated stragglers (FedProx's section 5): each round, with this probability, the device
+    # can do only a uniformly random number of epochs in [1, epochs].
+    straggler: float = 0.0
 
 
 @dataclass
@@ -82,7 +88,8 @@ class Device:
 
     def _expected_train_s(self, assignment: Assignment) -> float:
         if self.behaviour.train_time_s > 0:
-            return self.behaviour.train_time_s * self.behaviour.slowdown
+            full = self.behaviour.train_time_s * self.behaviour.slowdown
+            return min(full, assignment.plan.max_local_seconds) if assignment.plan.max_local_seconds else full
         steps = assignment.plan.epochs * -(-len(self.data.x_train) // self.trainer.batch_size_hint(assignment))
         return steps * self.trainer.step_time_estimate(assignment.model_sha256) * self.behaviour.slowdown
 
@@ -100,12 +107,23 @@ class Device:
         # The wall-clock deadline as the trainer's clock sees it (the device clock may be injected).
         finish_by = time.time() + (a.report_deadline - self.clock()) - self.behaviour.safety_margin_s
 
+        capacity = None
+        if self.behaviour.straggler and self.rng.random() < self.behaviour.straggler:
+            capacity = int(self.rng.integers(1, a.plan.epochs + 1))
+        if self.behaviour.train_time_s > 0 and a.plan.max_local_seconds > 0:
+            # Emulated phone time: the budget allows this many whole epochs.
+            per_epoch = self.behaviour.train_time_s * self.behaviour.slowdown / a.plan.epochs
+            allowed = int(a.plan.max_local_seconds // per_epoch)
+            capacity = allowed if capacity is None else min(capacity, allowed)
+        done = 1.0 if capacity is None else min(capacity, a.plan.epochs) / a.plan.epochs
+
         async def train():
             result, compute_s = await self.trainer.train(
                 model, a.model_sha256, checkpoint, a.checkpoint_sha256, a.plan, self.data, self.rng,
-                self.behaviour.attack, finish_by=finish_by, expected_s=expected_s)
+                self.behaviour.attack, finish_by=finish_by, expected_s=expected_s, capacity_epochs=capacity)
             if self.behaviour.train_time_s > 0:
-                await asyncio.sleep(max(0.0, expected_s - compute_s))
+                full = self.behaviour.train_time_s * self.behaviour.slowdown
+                await asyncio.sleep(max(0.0, full * done - compute_s))
             elif self.behaviour.slowdown > 1.0:
                 # A slow phone computes longer; the time spent waiting for a free emulation
                 # thread is the host's queue, not the phone's speed, and is not multiplied.
@@ -118,6 +136,9 @@ class Device:
             result = await train()
         except TooLate as exc:
             return self._abandon(str(exc))
+        except Unfinished as exc:
+            self.stats.unfinished += 1
+            return RoundOutcome("unfinished", detail=str(exc))
         if self.behaviour.dropout and self.rng.random() < self.behaviour.dropout:
             self.stats.dropped += 1
             return RoundOutcome("dropped")
@@ -131,6 +152,7 @@ class Device:
             self.stats.rejected += 1
             return RoundOutcome("rejected", detail=str(exc))
         self.stats.count_upload(a.round, len(result.payload), result.float32_bytes)
+        self.stats.partial += int(result.partial)
         return RoundOutcome("uploaded", detail=f"{len(result.payload)} bytes")
 
     async def _run_secagg(self, a: Assignment, train) -> RoundOutcome:

@@ -14,6 +14,7 @@ import threading
 import time
 
 import numpy as np
+from dataclasses import dataclass
 
 from protocol.errors import ProtocolError
 from protocol.manifest import Manifest
@@ -82,6 +83,14 @@ def _run_silenced(run) -> bool:
         os.close(devnull)
 
 
+@dataclass(frozen=True)
+class TrainProgress:
+    loss: float  # the example-weighted mean training loss
+    examples: int  # examples processed, over all epochs
+    stopped: bool  # the time budget ended training before its epochs
+
+
+
 class LocalModel:
     def __init__(self, model_bytes: bytes, num_threads: int = 1):
         self.manifest: Manifest = read_manifest(model_bytes)
@@ -100,6 +109,7 @@ class LocalModel:
         self._evaluate = self.interpreter.get_signature_runner("evaluate")
         # float32[1] since fedge exports a rank-1 learning rate; () for older exports.
         self._learning_rate_shape = tuple(self._train.get_input_details()["learning_rate"]["shape"])
+        self.supports_proximal = "proximal_mu" in self._train.get_input_details()
         self._get = self.interpreter.get_signature_runner("get_weights")
         self._set = self.interpreter.get_signature_runner("set_weights")
         # The file's embedded weights (the export's, or a global model's from the coordinator).
@@ -126,22 +136,31 @@ class LocalModel:
             yield x[idx], y[idx], weight, len(idx) - pad
 
     def train(self, x: np.ndarray, y: np.ndarray, epochs: int, learning_rate: float,
-              rng: np.random.Generator) -> float:
-        """Local epochs; returns the example-weighted mean training loss."""
+              rng: np.random.Generator, proximal_mu: float = 0.0, stop_after_s: float = 0.0) -> TrainProgress:
+        """Local epochs (FedProx's term with ``proximal_mu`` > 0); with ``stop_after_s`` > 0
+        training stops at the first batch boundary after that many seconds."""
         x = x.astype(self.manifest.input.dtype, copy=False)
         y = y.astype(self.manifest.label.dtype, copy=False)
         lr = np.full(self._learning_rate_shape, learning_rate, np.float32)
+        self.manifest.check_plan(proximal_mu)
+        extra = {"proximal_mu": np.full(1, proximal_mu, np.float32)} if self.supports_proximal else {}
         total, count, steps = 0.0, 0, 0
         started = time.perf_counter()
+        stopped = False
         for _ in range(epochs):
             for xb, yb, wb, real in self._batches(x, y, rng):
-                loss = float(self._train(x=xb, y=yb, sample_weight=wb, learning_rate=lr)["loss"])
+                if stop_after_s and time.perf_counter() - started >= stop_after_s:
+                    stopped = True
+                    break
+                loss = float(self._train(x=xb, y=yb, sample_weight=wb, learning_rate=lr, **extra)["loss"])
                 total += loss * real
                 count += real
                 steps += 1
+            if stopped:
+                break
         if steps:
             self.last_step_s = (time.perf_counter() - started) / steps
-        return total / max(count, 1)
+        return TrainProgress(total / max(count, 1), count, stopped)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """(mean loss, accuracy) over the examples."""

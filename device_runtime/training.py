@@ -1,4 +1,5 @@
-"""One round of local work: train from the global weights, clip, encode the delta."""
+"""One round of local work: train from the global weights (FedProx's term when the plan
+asks, within its time budget), clip, encode the delta."""
 
 from __future__ import annotations
 
@@ -25,27 +26,50 @@ class LocalResult:
     float32_bytes: int
     delta: np.ndarray | None = None  # the clipped delta, kept (unencoded) when SecAgg encodes it later
     below_clip: bool = True  # |delta| <= clip_norm before clipping (the adaptive-clipping bit)
+    partial: bool = False  # fewer than the plan's epochs were done (partial work, uploaded)
+
+
+class Unfinished(Exception):
+    """Training ended before the plan's epochs (time budget or the device's capacity) and the
+    plan does not take partial work (FedAvg's assumption): the device does not upload."""
 
 
 def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
                 x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
-                rng: np.random.Generator, attack: str = "") -> LocalResult:
-    """``attack`` (emulated fleets only) replaces the clipped delta with a malicious one."""
+                rng: np.random.Generator, attack: str = "", capacity_epochs: int | None = None) -> LocalResult:
+    """``attack`` (emulated fleets only) replaces the clipped delta with a malicious one;
+    ``capacity_epochs`` (emulated stragglers) is how many epochs this device can do this round.
+
+    The upload's example count is the examples processed divided by the plan's epochs: the
+    local dataset size after full work (as FedAvg weighs), proportionally less after partial work.
+    """
+    model.manifest.check_plan(plan.proximal_mu)  # before any work: a file without FedProx refuses
     if plan.max_examples and len(x) > plan.max_examples:
         keep = rng.choice(len(x), plan.max_examples, replace=False)
         x, y = x[keep], y[keep]
     model.set_weights(global_weights)
     eval_loss, eval_acc = model.evaluate(x_eval, y_eval)  # the global model on local holdout data
-    train_loss = model.train(x, y, plan.epochs, plan.learning_rate, rng)
+    epochs = plan.epochs if capacity_epochs is None else max(0, min(plan.epochs, capacity_epochs))
+    if epochs == 0:
+        raise Unfinished("the time budget ends before one epoch on this device")
+    progress = model.train(x, y, epochs, plan.learning_rate, rng, plan.proximal_mu, plan.max_local_seconds)
+    train_loss = progress.loss
+    partial = progress.stopped or epochs < plan.epochs
+    if partial and (not plan.partial_work or progress.examples == 0):
+        why = (f"the {plan.max_local_seconds:g} s budget ended training" if progress.stopped
+               else f"this device could do {epochs} of {plan.epochs} epochs")
+        raise Unfinished(f"{why}; the task does not take partial work" if progress.examples
+                         else f"{why} before the first batch")
+    examples = len(x) if not partial else max(1, round(progress.examples / plan.epochs))
     delta = codec.flatten(model.get_weights()) - codec.flatten(global_weights)
     delta, norm = clip_l2(delta, plan.clip_norm)
     delta = poison_delta(attack, delta)
     if plan.secagg:
         # The SecAgg grid is only known once the key phases close; the device encodes then.
-        return LocalResult(b"", len(x), train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
-                           delta.astype(np.float32), norm <= plan.clip_norm)
+        return LocalResult(b"", examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
+                           delta.astype(np.float32), norm <= plan.clip_norm, partial)
     shapes = [np.shape(w) for w in global_weights]
     spec = codec.CodecSpec.parse(plan.codec, plan.chunk_size)
     payload = codec.encode(codec.unflatten(delta, shapes), spec, rng)
-    return LocalResult(payload, len(x), train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
-                       below_clip=norm <= plan.clip_norm)
+    return LocalResult(payload, examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
+                       below_clip=norm <= plan.clip_norm, partial=partial)

@@ -28,6 +28,9 @@ from protocol.manifest import (
 )
 
 DEFAULT_BATCH_SIZE = 32
+# FedProx parity runs with this mu: large enough that the proximal term moves the weights
+# by more than the tolerance within the parity steps of a typical model.
+PARITY_PROXIMAL_MU = 0.5
 
 
 @dataclass
@@ -41,7 +44,7 @@ class ExportResult:
 def _signature_table(graph: TrainingGraph) -> dict:
     keys = [weight_key(i) for i in range(len(graph.model_vars))]
     return {
-        "train": {"inputs": ["x", "y", "sample_weight", "learning_rate"], "outputs": ["loss"]},
+        "train": {"inputs": ["x", "y", "sample_weight", "learning_rate", "proximal_mu"], "outputs": ["loss"]},
         "infer": {"inputs": ["x"], "outputs": ["output"]},
         "evaluate": {"inputs": ["x", "y", "sample_weight"], "outputs": ["loss_sum", "correct"]},
         "get_weights": {"inputs": [], "outputs": keys},
@@ -130,5 +133,8 @@ def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH
             parity_bytes, _ = convert_module(det, traced_signatures(det, layers), layers=layers)
         progress(f"parity: {parity_steps} training steps in LiteRT and in Keras")
         report = run_parity(model, parity_bytes, manifest, steps=parity_steps, tolerance=tolerance)
+        progress(f"FedProx parity: {parity_steps} steps with proximal_mu {PARITY_PROXIMAL_MU:g} on both sides")
+        report.proximal = run_parity(model, parity_bytes, manifest, steps=parity_steps, tolerance=tolerance,
+                                     proximal_mu=PARITY_PROXIMAL_MU)
     total = sum(int(np.prod(v.shape)) for v in model.weights)
     return ExportResult(tflite, manifest, report, total)

@@ -42,6 +42,9 @@ class ParityReport:
     excused: int = 0
     max_excused_diff: float = 0.0
     excused_bound: float = 0.0
+    proximal_mu: float = 0.0
+    # The same check with FedProx's term on (proximal_mu > 0 on both sides), when it was run.
+    proximal: "ParityReport | None" = None
 
     @property
     def max_loss_diff(self) -> float:
@@ -50,10 +53,14 @@ class ParityReport:
     @property
     def passed(self) -> bool:
         return (self.max_loss_diff <= self.tolerance and self.max_weight_diff <= self.tolerance
-                and self.max_excused_diff <= self.excused_bound)
+                and self.max_excused_diff <= self.excused_bound
+                and (self.proximal is None or self.proximal.passed))
 
     def render(self) -> str:
-        lines = ["parity: LiteRT train signature vs a Keras train step, same initial weights",
+        title = "parity: LiteRT train signature vs a Keras train step, same initial weights"
+        if self.proximal_mu:
+            title = f"FedProx parity (proximal_mu {self.proximal_mu:g} on both sides)"
+        lines = [title,
                  f"{'step':>4}  {'LiteRT loss':>12}  {'Keras loss':>12}  {'|diff|':>9}"]
         for i, (a, b) in enumerate(zip(self.litert_losses, self.keras_losses), 1):
             lines.append(f"{i:>4}  {a:>12.6f}  {b:>12.6f}  {abs(a - b):>9.2e}")
@@ -62,6 +69,8 @@ class ParityReport:
         if self.excused:
             lines.append(f"  {self.excused} coordinate(s) with a rounding-level gradient differ by up to "
                          f"{self.max_excused_diff:.2e} (the optimizer's largest step: {self.excused_bound:.2e})")
+        if self.proximal is not None:
+            lines += ["", self.proximal.render()]
         return "\n".join(lines)
 
 
@@ -127,7 +136,8 @@ def _restored(model):
             v.assign(value)
 
 
-def keras_train_step(model, optimizer, x, y) -> tuple[float, list]:
+def keras_train_step(model, optimizer, x, y, proximal_mu: float = 0.0, anchors: list | None = None
+                     ) -> tuple[float, list]:
     """One Keras training step with dense gradients.
 
     Keras's TF backend hands the optimizer an IndexedSlices gradient for Embedding
@@ -140,28 +150,41 @@ def keras_train_step(model, optimizer, x, y) -> tuple[float, list]:
     with tf.GradientTape() as tape:
         out = model(x, training=True)
         loss = model.compute_loss(x=x, y=y, y_pred=out)
-    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables)]
+        objective = loss
+        if proximal_mu:  # FedProx: + mu/2 ||w - w_anchor||^2, taped here (the reference formulation)
+            objective = loss + proximal_mu / 2.0 * tf.add_n(
+                [tf.reduce_sum(tf.square(v - a)) for v, a in zip(model.trainable_variables, anchors)])
+    grads = [tf.convert_to_tensor(g) for g in tape.gradient(objective, model.trainable_variables)]
     optimizer.apply(grads, model.trainable_variables)
     return float(loss), [g.numpy() for g in grads]
 
 
 def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
-               tolerance: float = DEFAULT_TOLERANCE, seed: int = 0) -> ParityReport:
+               tolerance: float = DEFAULT_TOLERANCE, seed: int = 0, proximal_mu: float = 0.0) -> ParityReport:
+    """K steps each side; with ``proximal_mu`` > 0, FedProx's step on both (the LiteRT
+    anchors set by set_weights with the starting weights, the Keras ones taped)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=tflite_bytes)
     train = interp.get_signature_runner("train")
     get_weights = interp.get_signature_runner("get_weights")
     lr = np.full(1, manifest.optimizer["learning_rate"], np.float32)
+    mu = np.full(1, proximal_mu, np.float32)
+    extra = {"proximal_mu": mu} if "proximal_mu" in manifest.signatures["train"]["inputs"] else {}
+    if proximal_mu and not extra:
+        raise ValueError("this file's train signature has no proximal_mu input (exported before FedProx)")
+    if proximal_mu:
+        interp.get_signature_runner("set_weights")(**get_weights())  # the anchors: the starting weights
     ones = np.ones(manifest.batch_size, np.float32)
     lite_losses, keras_losses = [], []
     peaks: dict[str, np.ndarray] = {}  # path -> largest |gradient| per coordinate over the steps
     with _restored(model):
         optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
         paths = [v.path for v in model.trainable_variables]
+        anchors = [np.array(v.numpy()) for v in model.trainable_variables]
         for x, y in random_batches(manifest, steps, seed=seed, vocab=vocab_size(model)):
-            lite_losses.append(float(train(x=x, y=y, sample_weight=ones, learning_rate=lr)["loss"]))
-            loss, grads = keras_train_step(model, optimizer, x, y)
+            lite_losses.append(float(train(x=x, y=y, sample_weight=ones, learning_rate=lr, **extra)["loss"]))
+            loss, grads = keras_train_step(model, optimizer, x, y, proximal_mu, anchors)
             keras_losses.append(loss)
             for path, g in zip(paths, grads):
                 peaks[path] = np.maximum(peaks.get(path, 0.0), np.abs(g))
@@ -172,4 +195,4 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
               for w in manifest.weights]
     return ParityReport(lite_losses, keras_losses, max((j[0] for j in judged), default=0.0), tolerance,
                         excused=sum(j[1] for j in judged), max_excused_diff=max((j[2] for j in judged), default=0.0),
-                        excused_bound=bound or 0.0)
+                        excused_bound=bound or 0.0, proximal_mu=proximal_mu)

@@ -9,14 +9,21 @@ TFLite builtin kernel.
 
 Signatures (all with a static batch dimension, see the manifest's ``batch_size``):
 
-- ``train(x, y, sample_weight, learning_rate) -> loss``: one optimizer step; padded
-  rows carry ``sample_weight`` 0 so a short last batch trains exactly.
+- ``train(x, y, sample_weight, learning_rate, proximal_mu) -> loss``: one optimizer step;
+  padded rows carry ``sample_weight`` 0 so a short last batch trains exactly. With
+  ``proximal_mu`` > 0 the step minimizes loss + mu/2 * sum ||w - w_anchor||^2 over the
+  trainable travelling variables (FedProx, Li et al. 2020): their gradients get
+  mu (w - w_anchor) added; ``loss`` is the data loss alone. mu = 0 is plain FedAvg.
+  Files exported before FedProx have no ``proximal_mu`` input (the manifest's signature
+  table says which a file has).
 - ``infer(x) -> output``: what the model returns.
 - ``evaluate(x, y, sample_weight) -> loss_sum, correct``: weighted sums, so a caller
   adds them over batches and divides by the weight total.
 - ``get_weights() -> w000, w001, ...``: the travelling variables (see `travelling`).
-- ``set_weights(w000, ...) -> ok``: loads them and *resets the optimizer slots*, so each
-  round's local training starts from fresh optimizer state; slots never travel.
+- ``set_weights(w000, ...) -> ok``: loads them, *resets the optimizer slots*, so each
+  round's local training starts from fresh optimizer state (slots never travel), and keeps
+  the trainable ones as FedProx's anchor. The anchors start at zero (their zero buffers
+  are the slots' own in the file): a device calls set_weights before every round's training.
 """
 
 from __future__ import annotations
@@ -81,18 +88,25 @@ class TrainingGraph(tf.Module):
         trainable = [v for v in self.model_vars if v.trainable]
         self.trainable = [v.variable for v in trainable]
         self.optimizer = OptimizerState(self.opt, self.trainable, [v.path for v in trainable])
+        # FedProx's anchors: the round's starting weights, set by set_weights.
+        self.anchors = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="proximal_anchor")
+                        for v in self.trainable]
+        self._trainable_index = [i for i, v in enumerate(self.model_vars) if v.trainable]
 
     def _x_spec(self):
         return tf.TensorSpec([self.batch_size, *self.input_shape], self.input_dtype, name="x")
 
     # -- signatures ----------------------------------------------------------------
-    def train(self, x, y, sample_weight, learning_rate):
+    def train(self, x, y, sample_weight, learning_rate, proximal_mu):
         model = self._keras.model
         with tf.GradientTape() as tape:
             out = model(x, training=True)
             per_example = per_example_loss(self.loss_spec, out, y, self.batch_size)
             loss = tf.reduce_sum(per_example * sample_weight) / tf.maximum(tf.reduce_sum(sample_weight), 1.0)
         grads = tape.gradient(loss, self.trainable)
+        mu = proximal_mu[0]
+        # d/dw mu/2 ||w - a||^2 = mu (w - a): added to the gradient, not taped (no second pass).
+        grads = [g + mu * (v - a) for g, v, a in zip(grads, self.trainable, self.anchors)]
         self.optimizer.apply(grads, learning_rate[0])
         return {"loss": loss}
 
@@ -111,6 +125,8 @@ class TrainingGraph(tf.Module):
     def set_weights(self, weights):
         for v, value in zip(self.model_vars, weights):
             v.variable.assign(value)
+        for anchor, i in zip(self.anchors, self._trainable_index):
+            anchor.assign(weights[i])
         self.optimizer.reset()
         return {"ok": tf.constant(1, tf.int32)}
 
@@ -123,13 +139,14 @@ class TrainingGraph(tf.Module):
         # every call, and resizing a rank-0 input crashed ai-edge-litert 2.3 on aarch64
         # (emulated Pi, SIGSEGV in ResizeInputTensor). A rank-1 input avoids that path.
         lr = tf.TensorSpec([1], tf.float32, name="learning_rate")
+        mu = tf.TensorSpec([1], tf.float32, name="proximal_mu")
         wspecs = [tf.TensorSpec(v.variable.shape, tf.float32, name=weight_key(i))
                   for i, v in enumerate(self.model_vars)]
         # No autograph: the signatures have no Python control flow on tensors, and an error
         # raised while tracing then reaches the exporter as itself, not as a StagingError.
         with builtin_lowering(self._keras.model, stochastic=self.stochastic):
             return {
-                "train": tf.function(self.train, autograph=False).get_concrete_function(x, y, w, lr),
+                "train": tf.function(self.train, autograph=False).get_concrete_function(x, y, w, lr, mu),
                 "infer": tf.function(self.infer, autograph=False).get_concrete_function(x),
                 "evaluate": tf.function(self.evaluate, autograph=False).get_concrete_function(x, y, w),
                 "get_weights": tf.function(self.get_weights, autograph=False).get_concrete_function(),

@@ -94,7 +94,8 @@ def message_examples() -> dict:
     state = DeviceState(charging=True, unmetered=True, idle=False, battery=0.8, free_storage_mb=2048.0,
                         runtime="litert", runtime_version="2.3.0", supports_flex=False)
     checkin = CheckinRequest(state, ("ab" * 32,), 10.0)
-    plan = Plan(epochs=2, batch_size=32, learning_rate=0.05, codec="q8", chunk_size=256, clip_norm=3.0)
+    plan = Plan(epochs=2, batch_size=32, learning_rate=0.05, codec="q8", chunk_size=256, clip_norm=3.0,
+                proximal_mu=0.25, max_local_seconds=30.5, partial_work=True)
     assignment = Assignment(task_id="digits", round=7, upload_token="u-123", plan=plan, model_sha256="aa" * 32,
                             model_url="/v1/blobs/" + "aa" * 32, checkpoint_sha256="bb" * 32,
                             checkpoint_url="/v1/blobs/" + "bb" * 32, upload_url="/v1/tasks/digits/rounds/7/update",

@@ -75,6 +75,18 @@ class Manifest:
     format: int = MANIFEST_FORMAT
 
     @property
+    def supports_proximal(self) -> bool:
+        """Whether the file's train step takes FedProx's proximal_mu (files exported before it lack the input)."""
+        return "proximal_mu" in self.signatures.get("train", {}).get("inputs", [])
+
+    def check_plan(self, proximal_mu: float) -> None:
+        """A device refuses a task its file cannot run, naming why."""
+        if proximal_mu > 0 and not self.supports_proximal:
+            raise ProtocolError(f"the task asks for FedProx (proximal_mu {proximal_mu:g}) but model "
+                                f"'{self.model_name}' was exported before FedProx: its train signature has no "
+                                "proximal_mu input; export it again with this fedge", "unsupported_plan")
+
+    @property
     def num_parameters(self) -> int:
         return sum(w.size for w in self.weights)
 

@@ -13,6 +13,8 @@ from typing import Any
 from protocol.errors import ProtocolError
 
 
+MAX_PROXIMAL_MU = 1000.0  # FedProx's mu: the papers use up to 1
+
 def get_field(raw: Any, name: str, kind, required: bool = True, default=None, *, lo=None, hi=None,
               max_len: int | None = None):
     """One field of a decoded JSON object, strictly typed and, where given, bounded: a number
@@ -142,6 +144,11 @@ class Plan:
     max_examples: int = 0  # 0 means all local examples
     secagg: str = ""  # "", "secagg" or "secagg+": run the SecAgg phases (GET .../secagg) around the upload
     report_clip_bit: bool = False  # adaptive DP clipping: report whether |update| <= clip_norm
+    proximal_mu: float = 0.0  # FedProx: the train signature's proximal_mu (0 = FedAvg)
+    max_local_seconds: float = 0.0  # a budget for local training (0: none); see partial_work
+    # When the budget (or, emulated, the device's capacity) ends training before `epochs`:
+    # True uploads what was done, weighted by the examples processed; False uploads nothing.
+    partial_work: bool = False
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Plan":
@@ -152,6 +159,9 @@ class Plan:
             max_examples=get_field(raw, "max_examples", int, False, 0),
             secagg=get_field(raw, "secagg", str, False, ""),
             report_clip_bit=get_field(raw, "report_clip_bit", bool, False, False),
+            proximal_mu=get_field(raw, "proximal_mu", float, False, 0.0, lo=0.0, hi=MAX_PROXIMAL_MU),
+            max_local_seconds=get_field(raw, "max_local_seconds", float, False, 0.0, lo=0.0, hi=86400.0),
+            partial_work=get_field(raw, "partial_work", bool, False, False),
         )
 
 

@@ -12,7 +12,7 @@ from coordinator.rounds.versions import StalenessWeight
 from protocol.codec import CodecSpec
 from protocol.eligibility import EligibilityRule
 from protocol.errors import ProtocolError
-from protocol.messages import MAX_COUNT, Plan
+from protocol.messages import MAX_COUNT, MAX_PROXIMAL_MU, Plan
 from coordinator.aggregation.reducers import AGGREGATORS, ROBUST
 
 
@@ -49,6 +49,12 @@ class TaskConfig:
     epochs: int = 1
     batch_size: int = 32
     learning_rate: float = 0.05
+    # FedProx (Li et al. 2020): the proximal term's mu in every device's train step (0: FedAvg).
+    proximal_mu: float = 0.0
+    # Partial work: a budget for local training (0: none) and whether an update from a device
+    # that could not finish its epochs counts (weighted by the examples it processed).
+    max_local_seconds: float = 0.0
+    partial_work: bool = False
     codec: str = "q8"
     chunk_size: int = 256
     clip_norm: float = 0.0
@@ -146,7 +152,9 @@ class TaskConfig:
         """The devices' plan; ``clip_norm`` is this round's clip when it adapts."""
         return Plan(self.epochs, self.batch_size, self.learning_rate, self.codec, self.chunk_size,
                     self.clip_norm if clip_norm is None else clip_norm,
-                    secagg="" if self.secagg == "off" else self.secagg, report_clip_bit=self.adaptive_clip)
+                    secagg="" if self.secagg == "off" else self.secagg, report_clip_bit=self.adaptive_clip,
+                    proximal_mu=self.proximal_mu, max_local_seconds=self.max_local_seconds,
+                    partial_work=self.partial_work)
 
     def codec_spec(self) -> CodecSpec:
         return CodecSpec.parse(self.codec, self.chunk_size)
@@ -191,6 +199,9 @@ class TaskConfig:
             StalenessWeight.parse(staleness_weight)
         except ValueError as exc:
             raise BadRequest(str(exc), "bad_staleness_weight") from exc
+        partial_work = raw.get("partial_work", False)
+        if not isinstance(partial_work, bool):
+            raise BadRequest("task config 'partial_work' must be true or false")
         eligibility = raw.get("eligibility", "")
         codec = raw.get("codec", "q8")
         if not isinstance(eligibility, str) or not isinstance(codec, str):
@@ -206,6 +217,9 @@ class TaskConfig:
             epochs=_num(raw, "epochs", 1, 1, 1000, int),
             batch_size=_num(raw, "batch_size", 32, 1, 100_000, int),
             learning_rate=_num(raw, "learning_rate", 0.05, 0.0, 100.0),
+            proximal_mu=_num(raw, "proximal_mu", 0.0, 0.0, MAX_PROXIMAL_MU),
+            max_local_seconds=_num(raw, "max_local_seconds", 0.0, 0.0, 86400.0),
+            partial_work=partial_work,
             codec=codec,
             chunk_size=_num(raw, "chunk_size", 256, 1, 1 << 20, int),
             clip_norm=_num(raw, "clip_norm", 0.0, 0.0, 1e9),

@@ -2,6 +2,7 @@ package dev.fedge.sample;
 
 import dev.fedge.core.Examples;
 import dev.fedge.core.LocalTrainer;
+import dev.fedge.core.LocalWork;
 import dev.fedge.core.Plan;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -42,7 +43,8 @@ final class LiteRtTrainer implements LocalTrainer {
     }
 
     @Override
-    public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan) {
+    public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan)
+            throws LocalWork.Unfinished {
         ByteBuffer modelBuffer = buffer(model.length);
         modelBuffer.put(model).rewind();
         try (Interpreter interpreter = new Interpreter(modelBuffer, new Interpreter.Options().setNumThreads(2))) {
@@ -53,7 +55,10 @@ final class LiteRtTrainer implements LocalTrainer {
             if (weightKeys.length != counts.length) {
                 throw new IllegalStateException("checkpoint has " + counts.length + " tensors, model " + weightKeys.length);
             }
-            setWeights(interpreter, weightKeys, globalWeights, counts);
+            // FedProx needs a file whose train step takes proximal_mu; older exports refuse such a task.
+            boolean takesMu = java.util.Arrays.asList(interpreter.getSignatureInputs("train")).contains("proximal_mu");
+            LocalWork.checkPlan(plan, takesMu, modelSha256);
+            setWeights(interpreter, weightKeys, globalWeights, counts); // also the proximal anchor
 
             int[] rowsThisRound = trainRows.clone();
             Examples.shuffle(rowsThisRound, random);
@@ -64,18 +69,31 @@ final class LiteRtTrainer implements LocalTrainer {
 
             ByteBuffer learningRate = buffer(4);
             learningRate.putFloat((float) plan.learningRate).rewind();
+            ByteBuffer proximalMu = buffer(4);
+            proximalMu.putFloat((float) plan.proximalMu).rewind();
             double lossSum = 0;
             int seen = 0;
             int steps = 0;
             long started = System.nanoTime();
+            LocalWork work = new LocalWork(plan, started);
+            int epochsDone = 0;
             for (int epoch = 0; epoch < plan.epochs; epoch++) {
                 int[] rows = rowsThisRound.clone();
                 Examples.shuffle(rows, random);
+                boolean complete = true;
                 for (int start = 0; start < rows.length; start += batch) {
+                    if (work.budgetSpent(System.nanoTime())) {
+                        complete = false;
+                        break;
+                    }
                     int real = Math.min(batch, rows.length - start);
                     Map<String, Object> inputs = batchInputs(rows, start, real, batch, features);
                     learningRate.rewind();
                     inputs.put("learning_rate", learningRate);
+                    if (takesMu) {
+                        proximalMu.rewind();
+                        inputs.put("proximal_mu", proximalMu);
+                    }
                     ByteBuffer loss = buffer(4);
                     Map<String, Object> outputs = new HashMap<>();
                     outputs.put("loss", loss);
@@ -83,11 +101,17 @@ final class LiteRtTrainer implements LocalTrainer {
                     lossSum += loss.getFloat(0) * real;
                     seen += real;
                     steps++;
+                    work.processed(real);
                 }
+                if (!complete) {
+                    break;
+                }
+                epochsDone++;
             }
             secondsPerStep = steps > 0 ? (System.nanoTime() - started) / 1e9 / steps : secondsPerStep;
             float[] trained = getWeights(interpreter, weightKeys, counts);
-            return new Result(trained, rowsThisRound.length, lossSum / Math.max(seen, 1), eval[0], eval[1],
+            return new Result(trained, work.exampleCount(rowsThisRound.length, epochsDone), lossSum / Math.max(seen, 1),
+                    eval[0], eval[1],
                     evalRows.length);
         }
     }

@@ -16,7 +16,7 @@ import java.util.function.Supplier;
 public final class FedgeDevice {
     /** What one {@link #runOnce} did. */
     public static final class RoundOutcome {
-        /** uploaded | retry | abandoned | rejected | refused, and for SecAgg rounds excluded | failed | late. */
+        /** uploaded | retry | abandoned | unfinished | rejected | refused, and for SecAgg rounds excluded | failed | late. */
         public final String outcome;
         public final double retryAt;
         public final String detail;
@@ -38,6 +38,8 @@ public final class FedgeDevice {
         public int roundsJoined;
         public int uploads;
         public int abandoned;
+        /** Trainings cut short by the budget in a task that takes no partial work. */
+        public int unfinished;
         public int rejected;
         public int refused;
         public long bytesUp;
@@ -87,6 +89,9 @@ public final class FedgeDevice {
         } catch (ProtocolException e) {
             stats.refused++;
             outcome = new RoundOutcome("refused", clock.getAsDouble() + REFUSED_WAIT_S, e.getMessage());
+        } catch (LocalWork.Unfinished e) {
+            stats.unfinished++; // cut short in a task that takes no partial work: nothing to upload
+            outcome = new RoundOutcome("unfinished", 0, e.getMessage());
         }
         stats.lastOutcome = outcome.outcome;
         return outcome;

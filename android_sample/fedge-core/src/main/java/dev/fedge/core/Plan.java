@@ -13,6 +13,12 @@ public final class Plan {
     public final int maxExamples;
     public final String secagg;
     public final boolean reportClipBit;
+    /** FedProx's mu for the train signature's proximal_mu input (0: FedAvg). */
+    public final double proximalMu;
+    /** A budget for local training in seconds (0: none). */
+    public final double maxLocalSeconds;
+    /** Whether work cut short by the budget is uploaded (weighted by the examples processed). */
+    public final boolean partialWork;
 
     private Plan(JsonObject raw) {
         epochs = Json.integer(raw, "epochs", null);
@@ -24,6 +30,15 @@ public final class Plan {
         maxExamples = Json.integer(raw, "max_examples", 0);
         secagg = Json.string(raw, "secagg", "");
         reportClipBit = Json.bool(raw, "report_clip_bit", false);
+        proximalMu = Json.number(raw, "proximal_mu", 0.0);
+        maxLocalSeconds = Json.number(raw, "max_local_seconds", 0.0);
+        partialWork = Json.bool(raw, "partial_work", false);
+        if (!(proximalMu >= 0 && proximalMu <= 1000)) {
+            throw new ProtocolException("field 'proximal_mu' must be in [0, 1000]", "bad_request");
+        }
+        if (!(maxLocalSeconds >= 0 && maxLocalSeconds <= 86400)) {
+            throw new ProtocolException("field 'max_local_seconds' must be in [0, 86400]", "bad_request");
+        }
     }
 
     public static Plan fromJson(JsonObject raw) {

@@ -32,6 +32,21 @@ public class MessagesTest {
         assertEquals(3.0, a.plan.clipNorm, 0);
         assertEquals("", a.plan.secagg);
         assertFalse(a.plan.reportClipBit);
+        assertEquals(0.25, a.plan.proximalMu, 0);
+        assertEquals(30.5, a.plan.maxLocalSeconds, 0);
+        assertTrue(a.plan.partialWork);
+    }
+
+    @Test
+    public void refusesAnOutOfRangeProximalMu() throws Exception {
+        JsonObject bad = example("checkin_assigned").deepCopy();
+        bad.getAsJsonObject("assignment").getAsJsonObject("plan").addProperty("proximal_mu", -1.0);
+        try {
+            CheckinResponse.fromJson(bad);
+            fail("accepted a negative proximal_mu");
+        } catch (ProtocolException expected) {
+            assertTrue(expected.getMessage().contains("proximal_mu"));
+        }
     }
 
     @Test

@@ -2,6 +2,7 @@ package dev.fedge.core.jvm;
 
 import dev.fedge.core.Examples;
 import dev.fedge.core.LocalTrainer;
+import dev.fedge.core.LocalWork;
 import dev.fedge.core.Plan;
 import java.util.Random;
 
@@ -48,7 +49,9 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
     }
 
     @Override
-    public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan) {
+    public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan)
+            throws LocalWork.Unfinished {
+        LocalWork.checkPlan(plan, true, "softmax regression");
         if (counts.length != 2 || counts[0] % counts[1] != 0) {
             throw new IllegalArgumentException("not a softmax-regression model: tensor sizes " + java.util.Arrays.toString(counts));
         }
@@ -72,9 +75,16 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
         int[] order = trainRows.clone();
         double lossSum = 0;
         int seen = 0;
+        LocalWork work = new LocalWork(plan, started);
+        int epochsDone = 0;
         for (int epoch = 0; epoch < plan.epochs; epoch++) {
             Examples.shuffle(order, random);
+            boolean complete = true;
             for (int start = 0; start < order.length; start += plan.batchSize) {
+                if (work.budgetSpent(System.nanoTime())) {
+                    complete = false;
+                    break;
+                }
                 int end = Math.min(order.length, start + plan.batchSize);
                 java.util.Arrays.fill(grad, 0);
                 for (int b = start; b < end; b++) {
@@ -93,12 +103,19 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
                 }
                 double scale = plan.learningRate / (end - start);
                 for (int i = 0; i < w.length; i++) {
-                    w[i] -= (float) (scale * grad[i]);
+                    // FedProx: + mu (w - w_anchor), the anchor being the round's global weights.
+                    w[i] -= (float) (scale * grad[i] + plan.learningRate * plan.proximalMu * (w[i] - globalWeights[i]));
                 }
+                work.processed(end - start);
             }
+            if (!complete) {
+                break;
+            }
+            epochsDone++;
         }
         secondsPerExample = (System.nanoTime() - started) / 1e9 / Math.max(1, plan.epochs * trainRows.length);
-        return new Result(w, trainRows.length, lossSum / Math.max(seen, 1), evalLoss / Math.max(evalRows.length, 1),
+        return new Result(w, work.exampleCount(trainRows.length, epochsDone), lossSum / Math.max(seen, 1),
+                evalLoss / Math.max(evalRows.length, 1),
                 (double) correct / Math.max(evalRows.length, 1), evalRows.length);
     }
 

@@ -1,0 +1,67 @@
+"""One round's local work: partial work (a time budget, or an emulated straggler's epochs) is
+uploaded weighted by the examples processed only when the task takes it; otherwise the
+device does not upload (FedAvg's assumption)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from device_runtime import litert_model
+from device_runtime.litert_model import LocalModel
+from device_runtime.training import Unfinished, train_round
+from protocol.messages import Plan
+
+
+@pytest.fixture(scope="module")
+def model(digits_tflite):
+    return LocalModel(digits_tflite)
+
+
+def _data(n=20):
+    rng = np.random.default_rng(0)
+    return rng.random((n, 64), np.float32), rng.integers(0, 10, n).astype(np.int32)
+
+
+def _plan(**kw):
+    return Plan(**{"epochs": 4, "batch_size": 32, "learning_rate": 0.05, "codec": "q8", "chunk_size": 256, **kw})
+
+
+def test_full_work_reports_the_local_dataset_size(model):
+    x, y = _data()
+    result = train_round(model, model.get_weights(), _plan(), x, y, x[:4], y[:4], np.random.default_rng(1))
+    assert result.example_count == 20 and not result.partial
+
+
+def test_a_straggler_uploads_partial_work_only_when_the_task_takes_it(model):
+    x, y = _data()
+    w = model.get_weights()
+    partial = train_round(model, w, _plan(partial_work=True), x, y, x[:4], y[:4], np.random.default_rng(1),
+                          capacity_epochs=1)
+    assert partial.partial and partial.example_count == 5  # 20 examples x 1 epoch / 4 planned epochs
+    with pytest.raises(Unfinished, match="1 of 4 epochs"):
+        train_round(model, w, _plan(), x, y, x[:4], y[:4], np.random.default_rng(1), capacity_epochs=1)
+    # A budget that allows no epoch at all: nothing to upload either way.
+    with pytest.raises(Unfinished):
+        train_round(model, w, _plan(partial_work=True), x, y, x[:4], y[:4], np.random.default_rng(1),
+                    capacity_epochs=0)
+
+
+def test_the_time_budget_stops_training_at_a_batch_boundary(model, monkeypatch):
+    # A clock that moves one second per reading: the budget of 3.5 s allows three batches
+    # (digits_mlp's batch is 32: one batch per epoch of these 20 examples).
+    ticks = itertools.count(0.0, 1.0)
+    monkeypatch.setattr(litert_model.time, "perf_counter", lambda: next(ticks))
+    x, y = _data()
+    progress = model.train(x, y, epochs=6, learning_rate=0.05, rng=np.random.default_rng(0), stop_after_s=3.5)
+    assert progress.stopped and progress.examples == 60
+    ticks = itertools.count(0.0, 1.0)
+    monkeypatch.setattr(litert_model.time, "perf_counter", lambda: next(ticks))
+    result = train_round(model, model.get_weights(), _plan(epochs=6, max_local_seconds=3.5, partial_work=True),
+                         x, y, x[:4], y[:4], np.random.default_rng(1))
+    assert result.partial and result.example_count == 10  # 60 processed / 6 planned epochs
+    ticks = itertools.count(0.0, 1.0)
+    monkeypatch.setattr(litert_model.time, "perf_counter", lambda: next(ticks))
+    with pytest.raises(Unfinished, match="budget"):
+        train_round(model, model.get_weights(), _plan(epochs=6, max_local_seconds=3.5), x, y, x[:4], y[:4],
+                    np.random.default_rng(1))

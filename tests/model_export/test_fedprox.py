@@ -1,0 +1,155 @@
+"""FedProx in the exported train step: the proximal term is exact, mu = 0 is plain FedAvg,
+set_weights sets the anchor, the parity report covers mu > 0, and a file exported before
+FedProx keeps working for mu = 0 and is refused, with the reason, for mu > 0."""
+
+import numpy as np
+import pytest
+
+from protocol import codec
+from protocol.errors import ProtocolError
+from protocol.tflite_file import read_manifest
+
+
+def _softmax_model(lr: float = 0.1):
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="softmax", name="dense")],
+                             name="prox")
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss="sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.fixture(scope="module")
+def softmax_export():
+    from model_export.exporter import export_model
+
+    return export_model(_softmax_model(), name="prox_softmax", batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def old_export(tmp_path_factory):
+    """The same model exported the way fedge did before FedProx: no proximal_mu input."""
+    import tensorflow as tf
+
+    from model_export import exporter
+    from model_export.training_graph import TrainingGraph
+
+    class PreFedProxGraph(TrainingGraph):
+        def concrete_signatures(self):
+            sigs = super().concrete_signatures()
+            b = self.batch_size
+            x = self._x_spec()
+            y = tf.TensorSpec([b, *self.label_shape], self.label_dtype, name="y")
+            w = tf.TensorSpec([b], tf.float32, name="sample_weight")
+            lr = tf.TensorSpec([1], tf.float32, name="learning_rate")
+            old = tf.function(lambda x, y, sample_weight, learning_rate: self.train(
+                x, y, sample_weight, learning_rate, tf.zeros([1])), autograph=False)
+            from model_export.lowering import builtin_lowering
+
+            with builtin_lowering(self._keras.model, stochastic=self.stochastic):
+                sigs["train"] = old.get_concrete_function(x, y, w, lr)
+            return sigs
+
+    mp = pytest.MonkeyPatch()
+    table = exporter._signature_table
+    mp.setattr(exporter, "TrainingGraph", PreFedProxGraph)
+    mp.setattr(exporter, "_signature_table", lambda g: {**table(g), "train": {
+        "inputs": ["x", "y", "sample_weight", "learning_rate"], "outputs": ["loss"]}})
+    try:
+        return exporter.export_model(_softmax_model(), name="old_softmax", batch_size=8, parity_steps=0)
+    finally:
+        mp.undo()
+
+
+def _runners(tflite: bytes):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=tflite)
+    return {name: interp.get_signature_runner(name) for name in ("train", "get_weights", "set_weights")}
+
+
+def _batch(seed: int):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(8, 6)).astype(np.float32), rng.integers(0, 4, 8).astype(np.int32)
+
+
+def test_the_proximal_term_is_exact_and_mu_zero_is_fedavg(softmax_export):
+    manifest = softmax_export.manifest
+    assert manifest.supports_proximal and "proximal_mu" in manifest.signatures["train"]["inputs"]
+    a, b = _runners(softmax_export.tflite), _runners(softmax_export.tflite)
+    anchor = a["get_weights"]()
+    ones, lr = np.ones(8, np.float32), np.full(1, 0.1, np.float32)
+    for r in (a, b):
+        r["set_weights"](**anchor)  # the anchor: the round's starting weights
+        x, y = _batch(0)  # step 1 on both: w == anchor, so mu cannot matter yet
+        r["train"](x=x, y=y, sample_weight=ones, learning_rate=lr, proximal_mu=np.full(1, 0.0 if r is a else 2.0,
+                                                                                     np.float32))
+    w1a, w1b = a["get_weights"](), b["get_weights"]()
+    for k in anchor:
+        np.testing.assert_array_equal(w1a[k], w1b[k])
+    x, y = _batch(1)
+    a["train"](x=x, y=y, sample_weight=ones, learning_rate=lr, proximal_mu=np.zeros(1, np.float32))
+    b["train"](x=x, y=y, sample_weight=ones, learning_rate=lr, proximal_mu=np.full(1, 2.0, np.float32))
+    w2a, w2b = a["get_weights"](), b["get_weights"]()
+    for k in anchor:  # plain SGD: the difference is exactly -lr * mu * (w1 - anchor)
+        np.testing.assert_allclose(w2b[k] - w2a[k], -0.1 * 2.0 * (w1a[k] - anchor[k]), atol=1e-6)
+        assert np.abs(w1a[k] - anchor[k]).max() > 1e-3  # so the check above is not vacuous
+
+
+def test_set_weights_moves_the_anchor(softmax_export):
+    r = _runners(softmax_export.tflite)
+    start = r["get_weights"]()
+    moved = {k: v + 0.5 for k, v in start.items()}
+    r["set_weights"](**moved)
+    x, y = _batch(2)
+    # With a huge mu and a tiny learning rate the step pulls toward the anchor only: from the
+    # anchor itself, nothing moves beyond the data gradient's lr-sized step.
+    r["train"](x=x, y=y, sample_weight=np.ones(8, np.float32), learning_rate=np.full(1, 1e-4, np.float32),
+               proximal_mu=np.full(1, 100.0, np.float32))
+    after = r["get_weights"]()
+    for k in start:
+        assert np.abs(after[k] - moved[k]).max() < 1e-3  # anchored at `moved`, not at the file's weights
+
+
+def test_the_parity_report_covers_fedprox(softmax_export):
+    report = softmax_export.parity
+    assert report.passed and report.proximal is not None and report.proximal.passed
+    assert report.proximal.proximal_mu > 0 and "FedProx parity" in report.render()
+    # The check can fail: LiteRT with the proximal term against Keras without it parts.
+    from model_export.parity import run_parity
+
+    model = _softmax_model()
+    wrong = run_parity(model, softmax_export.tflite, softmax_export.manifest, steps=3, proximal_mu=5.0)
+    assert wrong.passed  # the same term on both sides
+    from model_export import parity as parity_module
+
+    real_step = parity_module.keras_train_step
+    try:
+        parity_module.keras_train_step = lambda m, o, x, y, mu=0.0, anchors=None: real_step(m, o, x, y)
+        mismatch = run_parity(model, softmax_export.tflite, softmax_export.manifest, steps=3, proximal_mu=5.0)
+    finally:
+        parity_module.keras_train_step = real_step
+    assert not mismatch.passed and mismatch.max_weight_diff > 1e-3
+
+
+def test_a_file_exported_before_fedprox(old_export, softmax_export):
+    from device_runtime.litert_model import LocalModel
+    from device_runtime.training import train_round
+    from protocol.messages import Plan
+
+    manifest = read_manifest(old_export.tflite)
+    assert not manifest.supports_proximal
+    model = LocalModel(old_export.tflite)
+    assert not model.supports_proximal
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 6)).astype(np.float32), rng.integers(0, 4, 20).astype(np.int32)
+    weights = model.get_weights()
+    plain = Plan(epochs=1, batch_size=8, learning_rate=0.1, codec="f32", chunk_size=256)
+    result = train_round(model, weights, plain, x, y, x[:4], y[:4], rng)  # mu = 0: trains as before
+    assert result.example_count == 20 and np.abs(codec.decode(result.payload).values).max() > 0
+    prox = Plan(epochs=1, batch_size=8, learning_rate=0.1, codec="f32", chunk_size=256, proximal_mu=0.1)
+    with pytest.raises(ProtocolError, match="exported before FedProx"):
+        train_round(model, weights, prox, x, y, x[:4], y[:4], rng)
+    # The same plan on a current file runs.
+    assert train_round(LocalModel(softmax_export.tflite), weights, prox, x, y, x[:4], y[:4], rng).example_count == 20
