@@ -27,6 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-time", type=float, default=0.0, metavar="SECONDS",
                         help="emulated phone time of one local training at 1x speed (each device takes it times "
                              "its --speed multiplier, whatever the host); default 0: the host's own compute time")
+    parser.add_argument("--stragglers", type=float, default=0.0, metavar="FRACTION",
+                        help="each round this fraction of the devices can run only a uniformly random number of "
+                             "epochs in [1, epochs] (FedProx's set-up): their work counts with partial_work = true "
+                             "in --task-config, else they do not upload")
     parser.add_argument("--codec", default="q8", help="f32 | q8 | q4 | q8+rot | q4+rot")
     parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
                         help="secure aggregation: off, secagg (all pairs) or secagg+ (O(log n) neighbours)")
@@ -95,12 +99,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("the fleet needs the admin token (--admin-token or FEDGE_ADMIN_TOKEN) to create the task")
     with open(args.model, "rb") as f:
         model = f.read()
+    if not 0.0 <= args.stragglers <= 1.0:
+        raise ValueError("--stragglers is a fraction of the devices, in [0, 1]")
     data = load_federated(args.dataset, args.devices, args.partition, args.seed)
     cfg = FleetConfig(coordinator=args.coordinator, admin_token=args.admin_token, devices=args.devices,
                       dataset=args.dataset, partition=args.partition, availability=args.availability,
                       dropout=args.dropout, speed=args.speed, workers=args.workers, seed=args.seed, out_dir=args.out,
                       progress=not args.no_progress, retry_for_s=args.retry_for_s, attack=args.attack,
-                      attackers=args.attackers, train_time_s=args.train_time)
+                      attackers=args.attackers, train_time_s=args.train_time, stragglers=args.stragglers)
     fleet = Fleet(cfg, data)
     history = asyncio.run(fleet.run(model, task_config_from_args(args), on_round=lambda r: print(format_round(r),
                                                                                               flush=True)))
@@ -120,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"training jobs dropped because no emulation thread was free in time: {fleet.trainer.skipped_late} "
               f"(more selected devices than --workers {fleet.trainer.workers} can train before the deadline)")
     print(f"uploaded {up / 1024:.1f} KiB ({up / max(f32, 1):.1%} of float32)")
+    print(fleet.work_summary())
     print(fleet.memory_summary())
     print(f"history: {paths['csv']}  {paths['json']}  plot: {paths['png']}")
     return 0

@@ -119,6 +119,9 @@ class FleetConfig:
     # took longer than a selection window to answer.
     ramp_s: float | None = None
     train_time_s: float = 0.0  # Behaviour.train_time_s: emulated phone seconds per local training
+    # FedProx's straggler set-up: each round this fraction of the devices can run only a
+    # uniformly random number of epochs in [1, epochs] (Behaviour.straggler).
+    stragglers: float = 0.0
 
 
 class Fleet:
@@ -167,7 +170,8 @@ class Fleet:
                 trainer=self.trainer, state_fn=self._state_fn(i, float(rng.random()), version), cache=self.cache,
                 rng=np.random.default_rng([self.cfg.seed, i]),
                 behaviour=Behaviour(slowdown=float(slow[i]), dropout=self.cfg.dropout,
-                                    attack=evil, train_time_s=self.cfg.train_time_s),
+                                    attack=evil, train_time_s=self.cfg.train_time_s,
+                                    straggler=self.cfg.stragglers),
             )
 
         self.devices = await asyncio.gather(*(make(i, s) for i, s in enumerate(self.data.shards)))
@@ -275,6 +279,14 @@ class Fleet:
                        else "not reported")
         return (f"peak memory: fleet {fleet:.0f} MiB for {len(self.devices)} devices "
                 f"({fleet * 1024 / max(len(self.devices), 1):.0f} KiB each), coordinator {coordinator}")
+
+    def work_summary(self) -> str:
+        """What became of the devices' local work: uploaded, of which partial, and cut short."""
+        s = [d.stats for d in self.devices]
+        return (f"local work: {sum(x.uploads for x in s)} uploads ({sum(x.partial for x in s)} partial), "
+                f"{sum(x.unfinished for x in s)} cut short and not uploaded, "
+                f"{sum(x.abandoned_deadline for x in s)} abandoned at the deadline, "
+                f"{sum(x.rejected for x in s)} refused by the coordinator")
 
     def bytes_summary(self) -> tuple[int, int]:
         return sum(d.stats.bytes_up for d in self.devices), sum(d.stats.float32_bytes for d in self.devices)

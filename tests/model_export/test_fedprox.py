@@ -153,3 +153,23 @@ def test_a_file_exported_before_fedprox(old_export, softmax_export):
         train_round(model, weights, prox, x, y, x[:4], y[:4], rng)
     # The same plan on a current file runs.
     assert train_round(LocalModel(softmax_export.tflite), weights, prox, x, y, x[:4], y[:4], rng).example_count == 20
+
+
+def test_the_coordinator_refuses_fedprox_on_a_file_that_cannot_run_it(old_export, softmax_export, tmp_path):
+    from coordinator import errors as E
+    from coordinator.service import Coordinator
+    from coordinator.store.base import open_store
+
+    c = Coordinator(open_store(str(tmp_path / "c.db")))
+    try:
+        c.admin.create_population("pop")
+        old = c.admin.put_model(old_export.tflite)["model_sha256"]
+        new = c.admin.put_model(softmax_export.tflite)["model_sha256"]
+        with pytest.raises(E.BadRequest, match="exported before FedProx") as refused:
+            c.admin.create_task("pop", {"model_sha256": old, "config": {"proximal_mu": 0.01}})
+        assert refused.value.code == "unsupported_plan"
+        c.admin.create_task("pop", {"model_sha256": old, "config": {"proximal_mu": 0.0}})  # FedAvg: fine
+        c.admin.create_task("pop", {"model_sha256": new, "config": {"proximal_mu": 0.01}})
+    finally:
+        c.close()
+        c.store.close()

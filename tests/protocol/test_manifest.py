@@ -15,7 +15,8 @@ def test_manifest_round_trips_through_json(digits_tflite):
     assert again == manifest
     assert manifest.num_parameters == 64 * 64 + 64 + 64 * 32 + 32 + 32 * 10 + 10
     assert [w.key for w in manifest.weights] == ["w000", "w001", "w002", "w003", "w004", "w005"]
-    assert manifest.signatures["train"]["inputs"] == ["x", "y", "sample_weight", "learning_rate"]
+    assert manifest.signatures["train"]["inputs"] == ["x", "y", "sample_weight", "learning_rate", "proximal_mu"]
+    assert manifest.supports_proximal
     assert len(manifest.content_sha256) == 64 and not manifest.requires_flex
 
 

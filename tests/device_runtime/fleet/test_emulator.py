@@ -95,3 +95,26 @@ async def test_a_saturated_training_pool_does_not_starve_the_next_round(live_coo
     committed = [r for r in history if r.state == "committed"]
     assert len(committed) == 4, [(r.round, r.state, r.reason) for r in history]
     assert all(r.reported >= 5 for r in committed), [(r.round, r.reported) for r in committed]
+
+
+async def test_stragglers_upload_partial_work_only_when_the_task_takes_it(live_coordinator, digits_tflite):
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    outcomes = {}
+    for partial in (True, False):
+        data = load_federated("digits", 10, "iid", seed=2)
+        cfg = FleetConfig(coordinator=url, admin_token=TOKEN, devices=10, dropout=0.0, seed=2, workers=2,
+                          progress=False, population=f"strag{int(partial)}", stragglers=1.0, slow_fraction=0.0)
+        fleet = Fleet(cfg, data)
+        task = {"rounds": 2, "goal_count": 4, "over_selection": 1.0, "min_reports": 1, "selection_window_s": 1.0,
+                "report_deadline_s": 3.0, "eligibility": "", "epochs": 6, "learning_rate": 0.05, "codec": "q8",
+                "partial_work": partial, "proximal_mu": 0.1}
+        history = await fleet.run(digits_tflite, task, task_id=f"strag{int(partial)}")
+        stats = [d.stats for d in fleet.devices]
+        outcomes[partial] = (history, sum(s.partial for s in stats), sum(s.unfinished for s in stats),
+                             sum(s.uploads for s in stats))
+    history, partial_uploads, unfinished, _ = outcomes[True]
+    # Every device straggles every round: U[1, 6] epochs of 6 is partial 5 times in 6.
+    assert [r.state for r in history] == ["committed", "committed"] and partial_uploads >= 4 and unfinished == 0
+    history, partial_uploads, unfinished, uploads = outcomes[False]
+    assert partial_uploads == 0 and unfinished >= 4  # FedAvg drops them: only full-epoch devices upload
+    assert uploads < unfinished
