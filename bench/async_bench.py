@@ -52,7 +52,7 @@ def task_config(mode: str, args) -> dict:
                 "selection_window_s": args.selection_window_s}
     return {**common, "mode": "async", "rounds": args.rounds, "buffer_size": args.buffer,
             "concurrency": args.concurrency, "max_staleness": args.max_staleness,
-            "staleness_weight": "polynomial:0.5"}
+            "staleness_weight": args.staleness_weight}
 
 
 def run_one(model: bytes, dataset: str, mode: str, args, out: Path) -> dict:
@@ -121,6 +121,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=130)
     ap.add_argument("--buffer", type=int, default=100, help="async K")
     ap.add_argument("--max-staleness", type=int, default=20)
+    ap.add_argument("--staleness-weight", default="polynomial:0.5")
+    ap.add_argument("--targets", type=float, nargs="*", default=[0.8, 0.85],
+                    help="also report the time to these accuracies")
     ap.add_argument("--rounds", type=int, default=40, help="rounds (sync) and versions (async)")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--learning-rate", type=float, default=0.05)
@@ -156,6 +159,9 @@ def main() -> None:
                   f"{r['committed']:>4} {r['failed']:>4} {r['per_minute']:>6.1f} {r['updates_used']:>8} "
                   f"{r['thrown_away']:>7} {r['staleness_mean']:>6.2f} {r['total_s']:>8.1f}", flush=True)
         plot(results, dataset, args.target, out / f"{_slug(dataset)}_sync_vs_async.png")
+        for target in args.targets:
+            times = {r["mode"]: next((t for t, a in r["curve"] if a >= target), math.nan) for r in results}
+            print(f"  time to {target:g}: " + ", ".join(f"{m} {t:.1f} s" for m, t in times.items()), flush=True)
         by_mode = {r["mode"]: r for r in results}
         if {"sync", "async"} <= set(by_mode):
             s, a = by_mode["sync"]["time_to_target_s"], by_mode["async"]["time_to_target_s"]

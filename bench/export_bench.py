@@ -60,6 +60,48 @@ def _tf_step_seconds(model, x, y, steps: int) -> float:
     return _time(lambda: step(tx, ty), steps)
 
 
+def export_without_fedprox(model, name: str, tolerance: float):
+    """The model exported as fedge did before FedProx (a train step with no proximal term),
+    to measure what the term costs at mu = 0 (`--fedprox-cost`)."""
+    import tensorflow as tf
+
+    from model_export import exporter
+    from model_export.lowering import builtin_lowering
+    from model_export.training_graph import TrainingGraph
+
+    class PlainGraph(TrainingGraph):
+        def train(self, x, y, sample_weight, learning_rate, proximal_mu=None):
+            from model_export.losses import per_example_loss
+
+            with tf.GradientTape() as tape:
+                out = self._keras.model(x, training=True)
+                per_example = per_example_loss(self.loss_spec, out, y, self.batch_size)
+                loss = tf.reduce_sum(per_example * sample_weight) / tf.maximum(tf.reduce_sum(sample_weight), 1.0)
+            self.optimizer.apply(tape.gradient(loss, self.trainable), learning_rate[0])
+            return {"loss": loss}
+
+        def concrete_signatures(self):
+            sigs = super().concrete_signatures()
+            b = self.batch_size
+            specs = (self._x_spec(), tf.TensorSpec([b, *self.label_shape], self.label_dtype, name="y"),
+                     tf.TensorSpec([b], tf.float32, name="sample_weight"),
+                     tf.TensorSpec([1], tf.float32, name="learning_rate"))
+            with builtin_lowering(self._keras.model, stochastic=self.stochastic):
+                sigs["train"] = tf.function(lambda x, y, sample_weight, learning_rate: self.train(
+                    x, y, sample_weight, learning_rate), autograph=False).get_concrete_function(*specs)
+            return sigs
+
+    table = exporter._signature_table
+    original = exporter.TrainingGraph
+    exporter.TrainingGraph = PlainGraph
+    exporter._signature_table = lambda g: {**table(g), "train": {
+        "inputs": ["x", "y", "sample_weight", "learning_rate"], "outputs": ["loss"]}}
+    try:
+        return exporter.export_model(model, name=name, parity_steps=0, tolerance=tolerance)
+    finally:
+        exporter.TrainingGraph, exporter._signature_table = original, table
+
+
 def cpu_description() -> str:
     """The CPU and whether TensorFlow runs its oneDNN kernels: the TF column depends on both
     (TensorFlow turns oneDNN on by default only on some CPUs)."""
@@ -86,6 +128,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="model names to run (default: all)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table (docs/export.md's)")
     parser.add_argument("--threads", type=int, default=1, help="threads for LiteRT and for TensorFlow (default 1)")
+    parser.add_argument("--fedprox-cost", action="store_true",
+                        help="instead: LiteRT ms/step without the proximal term (as exported before FedProx), "
+                             "with it at mu = 0 and at mu = 1, per model")
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -99,6 +144,9 @@ def main() -> None:
 
     rows = []
     selected = [m for m in _models() if not args.only or m[0] in args.only]
+    if args.fedprox_cost:
+        fedprox_cost(selected, args, Interpreter, export_model, random_batches, vocab_size)
+        return
     for name, factory, tolerance in tqdm(selected, desc="export + time", unit="model", leave=False):
         model = factory()
         result = export_model(model, name=name, parity_steps=3, tolerance=tolerance)
@@ -127,6 +175,34 @@ def main() -> None:
     for name, p, t, size, upd, lite, tfs, diff, ok in rows:
         print(f"{name:<26} {p:>8,}/{t:<8,} {size / 1024:>10,.0f} {upd:>9,} {lite * 1e3:>9.2f} {tfs * 1e3:>7.2f} "
               f"{lite / tfs:>6.2f} {diff:>8.1e}{'' if ok else ' FAIL'}")
+
+
+def fedprox_cost(selected, args, Interpreter, export_model, random_batches, vocab_size) -> None:
+    """What FedProx's term costs in the train step: interleaved timings (plain, mu = 0, mu = 1,
+    repeated) so that drift of the machine's speed hits all three alike."""
+    print(f"LiteRT ms/step, {args.threads} thread(s), {args.steps} steps x 5 rounds, best round; "
+          f"{cpu_description()}")
+    print(f"{'model':<26} {'no term':>9} {'mu = 0':>9} {'mu = 1':>9} {'mu=0 / none':>11} {'file KiB':>17}")
+    for name, factory, tolerance in selected:
+        model = factory()
+        plain = export_without_fedprox(model, name, tolerance)
+        prox = export_model(model, name=name, parity_steps=0, tolerance=tolerance)
+        m = prox.manifest
+        x, y = next(random_batches(m, 1, vocab=vocab_size(model)))
+        w = np.ones(m.batch_size, np.float32)
+        lr = np.full(1, m.optimizer["learning_rate"], np.float32)
+        t_plain = Interpreter(model_content=plain.tflite, num_threads=args.threads).get_signature_runner("train")
+        t_prox = Interpreter(model_content=prox.tflite, num_threads=args.threads).get_signature_runner("train")
+        runs = {"none": lambda: t_plain(x=x, y=y, sample_weight=w, learning_rate=lr),
+                "0": lambda: t_prox(x=x, y=y, sample_weight=w, learning_rate=lr, proximal_mu=np.zeros(1, np.float32)),
+                "1": lambda: t_prox(x=x, y=y, sample_weight=w, learning_rate=lr, proximal_mu=np.ones(1, np.float32))}
+        best = dict.fromkeys(runs, float("inf"))
+        for _ in range(5):
+            for k, fn in runs.items():
+                best[k] = min(best[k], _time(fn, args.steps))
+        print(f"{name:<26} {best['none'] * 1e3:>9.3f} {best['0'] * 1e3:>9.3f} {best['1'] * 1e3:>9.3f} "
+              f"{best['0'] / best['none']:>11.3f} {len(plain.tflite) / 1024:>8,.0f} -> {len(prox.tflite) / 1024:<,.0f}",
+              flush=True)
 
 
 if __name__ == "__main__":

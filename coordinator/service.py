@@ -21,12 +21,14 @@ Each transition is written to the store before it is acted on; after a restart
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from coordinator.admin.operations import AdminOps
+from coordinator.errors import ApiError
 from coordinator.gateway.attestation import AttestationVerifier
 from coordinator.gateway.gateway import DeviceGateway
 from coordinator.gateway.pace import PaceConfig
@@ -35,6 +37,8 @@ from coordinator.rounds.running import RunningRounds
 from coordinator.rounds.secagg import SecAggRounds
 from coordinator.store.base import Store
 from coordinator.tasks.registry import TaskRegistry
+
+log = logging.getLogger("fedge.coordinator")
 
 
 @dataclass
@@ -71,9 +75,18 @@ class Coordinator:
         self.driver.round_open_listeners.append(self.gateway.forget_selecting_round)
         self.driver.round_change_listeners.append(self.gateway.forget_selecting_round)
         self.admin.task_created_listeners.append(self.gateway.forget_blob_guards)
+        self.driver.evaluation_listeners.append(self._schedule_evaluation)
         self.driver.recover()
         second = store.second_connection()
         self.intake = Intake(ThreadPoolExecutor(1, thread_name_prefix="fedge-intake"), second) if second else None
+
+    def _schedule_evaluation(self, task) -> None:
+        """eval_every: an evaluation task for the round just committed (once: a second request,
+        e.g. after a restart, finds it exists)."""
+        try:
+            self.admin.create_evaluation(task.task_id, {"round": task.version})
+        except ApiError as exc:
+            log.info("evaluation of task %s round %d not created: %s", task.task_id, task.version, exc)
 
     def close(self) -> None:
         if self.intake is not None:

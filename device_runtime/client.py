@@ -176,6 +176,14 @@ class CoordinatorClient:
         self.bytes_up += len(payload)
         return json.loads(body)
 
+    async def report_evaluation(self, assignment: Assignment, report: dict) -> dict:
+        """An evaluation task's report (protocol.messages.EvaluationReport) to the assignment's URL."""
+        payload = json.dumps(report).encode()
+        headers = self._headers({"Content-Type": "application/json", "Fedge-Upload-Token": assignment.upload_token})
+        _, _, body = await self._request("POST", assignment.upload_url, data=payload, headers=headers)
+        self.bytes_up += len(payload)
+        return json.loads(body)
+
     async def upload(self, assignment: Assignment, payload: bytes, meta: UploadMeta) -> dict:
         fields = {"example_count": meta.example_count, "train_loss": meta.train_loss, "eval_loss": meta.eval_loss,
                   "eval_accuracy": meta.eval_accuracy, "eval_count": meta.eval_count}

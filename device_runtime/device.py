@@ -36,6 +36,7 @@ class DeviceStats:
     refused: int = 0  # rounds this device refused (a malformed or unsafe message from the coordinator)
     unfinished: int = 0  # trainings cut short (budget or capacity) in a task that takes no partial work
     partial: int = 0  # uploads of partial work
+    evaluations: int = 0  # federated evaluation reports sent
     bytes_up: int = 0
     float32_bytes: int = 0
     last_outcome: str = ""
@@ -101,6 +102,8 @@ class Device:
         self.stats.rounds_joined += 1
         model = await self.client.fetch_blob(a.model_url, a.model_sha256, self.cache)
         checkpoint = await self.client.fetch_blob(a.checkpoint_url, a.checkpoint_sha256, self.cache)
+        if a.plan.evaluate_only:
+            return await self._evaluate(a, model, checkpoint)
         expected_s = self._expected_train_s(a)
         if self.clock() + expected_s + self.behaviour.safety_margin_s > a.report_deadline:
             return self._abandon("cannot finish before the reporting deadline")
@@ -154,6 +157,19 @@ class Device:
         self.stats.count_upload(a.round, len(result.payload), result.float32_bytes)
         self.stats.partial += int(result.partial)
         return RoundOutcome("uploaded", detail=f"{len(result.payload)} bytes")
+
+    async def _evaluate(self, a: Assignment, model: bytes, checkpoint: bytes) -> RoundOutcome:
+        """Federated evaluation: counts on the local holdout, no training, no update."""
+        if len(self.data.x_eval) == 0:
+            return self._abandon("no local holdout examples to evaluate on")
+        report = await self.trainer.evaluate(model, a.model_sha256, checkpoint, a.checkpoint_sha256, self.data)
+        try:
+            await self.client.report_evaluation(a, report)
+        except ApiError as exc:
+            self.stats.rejected += 1
+            return RoundOutcome("rejected", detail=str(exc))
+        self.stats.evaluations += 1
+        return RoundOutcome("evaluated", detail=f"{report['examples']} examples")
 
     async def _run_secagg(self, a: Assignment, train) -> RoundOutcome:
         drop_at = ""

@@ -93,6 +93,21 @@ class Trainer:
                                           checkpoint_sha, plan, data, rng, attack, finish_by, expected_s,
                                           capacity_epochs)
 
+    def _evaluate(self, model_bytes, model_sha, checkpoint, checkpoint_sha, data: LocalData) -> dict:
+        model = self._model(model_bytes, model_sha)
+        model.set_weights(self._weights_for(checkpoint, checkpoint_sha, model.manifest.weight_shapes))
+        n = len(data.x_eval)
+        loss, accuracy = model.evaluate(data.x_eval, data.y_eval)
+        # Counts, as protocol.messages.EvaluationReport bounds them (correct <= examples).
+        return {"examples": n, "correct": min(float(n), accuracy * n), "loss_sum": max(0.0, loss * n)}
+
+    async def evaluate(self, model_bytes: bytes, model_sha: str, checkpoint: bytes, checkpoint_sha: str,
+                       data: LocalData) -> dict:
+        """Federated evaluation: the checkpoint on the local holdout, as counts."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, self._evaluate, model_bytes, model_sha, checkpoint,
+                                          checkpoint_sha, data)
+
     def step_time_estimate(self, model_sha: str) -> float:
         return self._step_s.get(model_sha, 0.001)
 

@@ -149,6 +149,9 @@ class Plan:
     # When the budget (or, emulated, the device's capacity) ends training before `epochs`:
     # True uploads what was done, weighted by the examples processed; False uploads nothing.
     partial_work: bool = False
+    # Federated evaluation: run the `evaluate` signature on the local holdout and POST an
+    # EvaluationReport to the assignment's upload_url instead of training.
+    evaluate_only: bool = False
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Plan":
@@ -162,6 +165,7 @@ class Plan:
             proximal_mu=get_field(raw, "proximal_mu", float, False, 0.0, lo=0.0, hi=MAX_PROXIMAL_MU),
             max_local_seconds=get_field(raw, "max_local_seconds", float, False, 0.0, lo=0.0, hi=86400.0),
             partial_work=get_field(raw, "partial_work", bool, False, False),
+            evaluate_only=get_field(raw, "evaluate_only", bool, False, False),
         )
 
 
@@ -214,6 +218,27 @@ class CheckinResponse:
         if outcome == "retry":
             return cls("retry", retry_at=get_field(raw, "retry_at", float), reason=get_field(raw, "reason", str, False, ""))
         raise ProtocolError(f"unknown check-in outcome {outcome!r}", "bad_response")
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """A device's evaluation of the round's checkpoint on its local holdout: counts only
+    (POST .../evaluation, JSON). Bounded: correct <= examples, a loss sum of at most
+    MAX_LOSS per example; the coordinator also caps the weight (examples) of one device."""
+
+    examples: int
+    correct: float
+    loss_sum: float
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "EvaluationReport":
+        examples = get_field(raw, "examples", int, lo=1, hi=MAX_COUNT)
+        correct = get_field(raw, "correct", float, lo=0.0, hi=float(examples))
+        loss_sum = get_field(raw, "loss_sum", float, lo=0.0, hi=MAX_LOSS * examples)
+        return cls(examples, correct, loss_sum)
+
+    def to_dict(self) -> dict:
+        return {"examples": self.examples, "correct": self.correct, "loss_sum": self.loss_sum}
 
 
 @dataclass(frozen=True)

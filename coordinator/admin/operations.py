@@ -158,7 +158,7 @@ class AdminOps:
 
     def task_summary(self, task_id: str) -> dict:
         task = self.tasks.require(task_id)
-        return {
+        out = {
             "task_id": task_id, "population": task.population, "state": task.state,
             "reason": self.store.task(task_id).reason,
             "model_sha256": task.model_sha, "checkpoint_sha256": task.checkpoint_sha,
@@ -166,6 +166,80 @@ class AdminOps:
             "rounds_committed": self.store.committed_count(task_id),
             "num_parameters": task.manifest.num_parameters,
         }
+        if task.config.evaluation:
+            last = self.store.last_committed(task_id)
+            out["evaluation"] = last.metrics if last else None
+        else:
+            out["evaluations"] = self.evaluations(task_id)
+        return out
+
+    def evaluations(self, task_id: str) -> list[dict]:
+        """The evaluation tasks of a training task, by the round they evaluate: state and result."""
+        found = []
+        for other in list(self.tasks.values()):
+            if other.config.evaluation and other.config.evaluate_of == task_id:
+                last = self.store.last_committed(other.task_id)
+                found.append({"task_id": other.task_id, "round": other.config.evaluate_round, "state": other.state,
+                              "metrics": last.metrics if last else None})
+        return sorted(found, key=lambda e: (e["round"], e["task_id"]))
+
+    def create_evaluation(self, source_id: str, raw: dict | None = None) -> dict:
+        """An evaluation task: one round in which devices of the source task's population run
+        the `evaluate` signature on their holdout for the checkpoint of `round` (default: the
+        latest committed) and report counts (POST /v1/admin/tasks/{id}/evaluate)."""
+        raw = raw or {}
+        if not isinstance(raw, dict) or set(raw) - {"round", "goal_count", "eligibility", "task_id",
+                                                    "report_deadline_s", "selection_window_s"}:
+            raise E.BadRequest("expected {round?, goal_count?, eligibility?, task_id?, report_deadline_s?, "
+                               "selection_window_s?}")
+        source = self.tasks.require(source_id)
+        if source.config.evaluation:
+            raise E.BadRequest(f"task '{source_id}' is an evaluation task; evaluate the task it evaluates")
+        num = raw.get("round")
+        if num is None:
+            last = self.store.last_committed(source_id)
+            num, sha = (last.round, last.checkpoint_sha) if last else (0, source.checkpoint_sha)
+        else:
+            if isinstance(num, bool) or not isinstance(num, int) or num < 0:
+                raise E.BadRequest("round must be a round number (0: the initial weights)")
+            if num == 0:
+                sha = self._initial_checkpoint(source)
+            else:
+                rnd = self.store.round(source_id, num)
+                if rnd is None or rnd.state != "committed":
+                    raise E.NotFound(f"task '{source_id}' has no committed round {num}")
+                sha = rnd.checkpoint_sha
+        if self.store.blob_path(sha) is None:
+            raise E.Gone(f"the checkpoint of round {num} is no longer kept (keep_checkpoints / keep_every)",
+                         "checkpoint_gone")
+        cfg = source.config
+        config = {"kind": "evaluate", "evaluate_of": source_id, "evaluate_round": num, "rounds": 1,
+                  "goal_count": raw.get("goal_count", cfg.eval_goal_count or cfg.goal_count),
+                  "over_selection": cfg.over_selection, "min_reports": 1,
+                  "selection_window_s": raw.get("selection_window_s", cfg.selection_window_s),
+                  "report_deadline_s": raw.get("report_deadline_s", cfg.report_deadline_s),
+                  "eligibility": raw.get("eligibility", cfg.eval_eligibility or cfg.eligibility),
+                  "max_example_count": cfg.max_example_count, "batch_size": cfg.batch_size}
+        config = TaskConfig.from_dict(config)
+        task_id = raw.get("task_id") or f"{source_id}-eval-{num}"
+        task_id = valid_name(task_id, "task_id")
+        if task_id in self.tasks:
+            raise E.Conflict(f"task '{task_id}' already exists", "exists")
+        record = TaskRecord(task_id, source.population, config.to_dict(), source.model_sha, source.manifest.to_json(),
+                            "active", sha, self.clock())
+        self.store.add_task(record)
+        self.tasks.put(record)
+        for listener in self.task_created_listeners:
+            listener(task_id)
+        return self.task_summary(task_id)
+
+    def _initial_checkpoint(self, task) -> str:
+        model_bytes = self.store.blob_path(task.model_sha).read_bytes()
+        checkpoint = codec.encode(self._initial_weights({}, task.manifest, model_bytes), codec.CodecSpec("f32"),
+                                  np.random.default_rng(0))
+        sha = hashlib.sha256(checkpoint).hexdigest()
+        self.store.put_blob(sha, checkpoint)
+        return sha
 
     def global_model(self, task_id: str) -> bytes:
         """The task's .tflite carrying the current global weights (see `with_weights`)."""

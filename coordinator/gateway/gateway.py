@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import random
 import secrets
@@ -29,13 +30,14 @@ from coordinator.rounds.secagg import SecAggRounds
 from coordinator.rounds import versions
 from coordinator.store.base import AlreadyInBuffer, AssignmentGone, BufferClosed, Store
 from coordinator.tasks.registry import Task, TaskRegistry
-from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord
+from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord, UpdateRecord
 from coordinator.gateway.steps import PendingAssignment, PendingUpload, RoundSignals, update_record
 from coordinator.gateway.tokens import hash_token
 from protocol import codec, dp
 from protocol.errors import ProtocolError
 from protocol.secagg import ring
-from protocol.messages import Assignment, CheckinRequest, CheckinResponse, RegisterRequest, UploadMeta
+from protocol.messages import (Assignment, CheckinRequest, CheckinResponse, EvaluationReport, RegisterRequest,
+                               UploadMeta)
 
 log = logging.getLogger("fedge.coordinator")
 PACE_INPUTS_TTL_S = 1.0
@@ -316,7 +318,8 @@ class DeviceGateway:
             task_id=task.task_id, round=rnd.round, upload_token=token, plan=task.config.plan(task.dp_clip),
             model_sha256=task.model_sha, model_url=f"/v1/blobs/{task.model_sha}",
             checkpoint_sha256=task.checkpoint_sha, checkpoint_url=f"/v1/blobs/{task.checkpoint_sha}",
-            upload_url=f"{base}/update", report_deadline=float(rnd.report_deadline),
+            upload_url=f"{base}/evaluation" if task.config.evaluation else f"{base}/update",
+            report_deadline=float(rnd.report_deadline),
         )
 
     def authorize_blob(self, sha: str, authorization: str | None, is_admin: bool) -> bool:
@@ -339,6 +342,9 @@ class DeviceGateway:
 
     def upload_limit(self, device: DeviceRecord, task_id: str) -> int:
         task = self._device_task(device, task_id)
+        if task.config.evaluation:
+            raise E.NotFound(f"task '{task_id}' is an evaluation task: POST the report (JSON) to the assignment's "
+                             "upload_url (.../evaluation), not an update")
         if task.config.secagg_on:
             return ring.packed_size(32, ring.padded_length(task.manifest.num_parameters)
                                     + task.config.secagg_extra_slots)
@@ -395,6 +401,40 @@ class DeviceGateway:
     def secagg_view(self, device, task_id: str, round_num: int, upload_token: str | None):
         task, rnd = self._secagg_round(device, task_id, round_num, upload_token)
         return self.secagg.view(task, rnd, device.device_id)
+
+    def evaluation(self, device, task_id: str, round_num: int, upload_token: str | None, raw) -> dict:
+        """A device's evaluation report (counts on its holdout) in an evaluation task's round:
+        checked like an update (assignment, token, duplicate, deadline), stored as the round's
+        record of that device; the report that reaches the goal closes the round."""
+        task = self._device_task(device, task_id)
+        rnd = self._assigned(device, task_id, round_num, upload_token)
+        if not task.config.evaluation:
+            raise E.NotFound(f"task '{task_id}' is not an evaluation task; upload an update")
+        try:
+            report = EvaluationReport.from_dict(raw)
+        except ProtocolError as exc:
+            self._reject(exc.code)
+            raise E.BadRequest(str(exc), exc.code) from exc
+        body = json.dumps(report.to_dict(), sort_keys=True).encode()
+        digest = hashlib.sha256(body).hexdigest()
+        previous = self.store.update(task_id, round_num, device.device_id)
+        if previous is not None:
+            if previous.digest == digest:
+                return {"accepted": True, "duplicate": True}
+            self._reject("duplicate")
+            raise E.Conflict("this device's report for the round was already accepted", "duplicate")
+        if rnd.state not in ("selecting", "reporting") or self.clock() > rnd.report_deadline:
+            self._reject("late")
+            raise E.Gone(f"round {round_num} is closed ({rnd.state}); the report was not counted", "round_closed")
+        record = UpdateRecord(task_id, round_num, device.device_id, report.examples,
+                              {"correct": report.correct, "loss_sum": report.loss_sum}, "", digest, self.clock())
+        reported = self.store.add_update(record, only_open=True)
+        if reported is None:
+            self._reject("late")
+            raise E.Gone(f"round {round_num} closed; the report was not counted", "round_closed")
+        if reported >= task.config.goal_count:
+            self.rounds.guarded(task, self._close_full_round, task, round_num)
+        return {"accepted": True, "duplicate": False}
 
     def upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
                body: bytes) -> dict:

@@ -120,6 +120,14 @@ async def task_action(request):
     return json_response(c.admin.set_task_state(request.match_info["task_id"], request.match_info["action"]))
 
 
+async def evaluate_task(request):
+    """An evaluation task for a checkpoint of this task (fedge task evaluate)."""
+    require_admin(request)
+    c = coordinator(request)
+    raw = await read_json(request) if request.can_read_body else {}
+    return json_response(c.admin.create_evaluation(request.match_info["task_id"], raw), status=201)
+
+
 async def list_tasks(request):
     require_admin(request)
     c = coordinator(request)
@@ -204,6 +212,15 @@ async def upload_update(request):
     finally:
         c.gateway.end_upload(step)
     return json_response(c.gateway.finish_upload(step, reported), status=201)
+
+
+async def evaluation_report(request):
+    c = coordinator(request)
+    device = c.gateway.authenticate(request.headers.get("Authorization"))
+    raw = await read_json(request)
+    result = c.gateway.evaluation(device, request.match_info["task_id"], _int(request.match_info["round"], "round"),
+                                  request.headers.get("Fedge-Upload-Token"), raw)
+    return json_response(result, status=200 if result["duplicate"] else 201)
 
 
 async def secagg_message(request):
@@ -324,11 +341,13 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/admin/tasks/{task_id}", get_task)
     app.router.add_get("/v1/admin/tasks/{task_id}/checkpoint", get_checkpoint)
     app.router.add_get("/v1/admin/tasks/{task_id}/model", get_global_model)
+    app.router.add_post("/v1/admin/tasks/{task_id}/evaluate", evaluate_task)
     app.router.add_post("/v1/admin/tasks/{task_id}/{action}", task_action)
     app.router.add_post("/v1/devices/register", register)
     app.router.add_post("/v1/checkin", checkin)
     app.router.add_get("/v1/blobs/{sha}", get_blob)
     app.router.add_post("/v1/tasks/{task_id}/rounds/{round}/update", upload_update)
+    app.router.add_post("/v1/tasks/{task_id}/rounds/{round}/evaluation", evaluation_report)
     app.router.add_get("/v1/tasks/{task_id}/rounds/{round}/secagg", secagg_view)
     app.router.add_post("/v1/tasks/{task_id}/rounds/{round}/secagg/{phase}", secagg_message)
 

@@ -48,6 +48,12 @@ SCHEMAS = {
                        eval_accuracy={"type": "number", "minimum": 0, "maximum": 1},
                        eval_count={"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
                        below_clip={"type": "boolean"}),
+    "EvaluationReport": _obj(["examples", "correct", "loss_sum"],
+                             examples={"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
+                             correct={"type": "number", "minimum": 0}, loss_sum={"type": "number", "minimum": 0}),
+    "EvaluationRequest": _obj([], round={"type": "integer", "minimum": 0}, goal_count={"type": "integer", "minimum": 1},
+                              eligibility={"type": "string"}, task_id=_NAME,
+                              report_deadline_s={"type": "number"}, selection_window_s={"type": "number"}),
     "SecAggMessage": {"type": "object", "description": "keys {c_public, s_public}, shares {shares: [{sender, "
                       "receiver, ciphertext}]} or reveals {shares: [{owner, kind, share}]}",
                       "properties": {"c_public": _B64, "s_public": _B64, "shares": {"type": "array", "maxItems": 8,
@@ -114,6 +120,9 @@ OPENAPI = {
         "/v1/admin/tasks/{task_id}/model": {"get": _op(
             "the task's .tflite with the current global weights embedded (fedge_initial_weights)", auth="admin",
             params=[_TASK])},
+        "/v1/admin/tasks/{task_id}/evaluate": {"post": _op(
+            "an evaluation task for a checkpoint of this task (round, default the latest): devices report counts on "
+            "their holdout", "201", "application/json", "admin", "EvaluationRequest", [_TASK])},
         "/v1/admin/tasks/{task_id}/{action}": {"post": _op(
             "pause, resume or cancel", auth="admin",
             params=[_TASK, _path("action", {"enum": ["pause", "resume", "cancel"]})])},
@@ -127,6 +136,9 @@ OPENAPI = {
             "upload an update (protocol.codec layout)", "201", "application/octet-stream", "device",
             params=[_TASK, _ROUND, _UPLOAD_TOKEN, _header(
                 "Fedge-Upload", {"$ref": "#/components/schemas/UploadMeta"}, "the update's metadata", json=True)])},
+        "/v1/tasks/{task_id}/rounds/{round}/evaluation": {"post": _op(
+            "an evaluation task's report: counts on the device's holdout", "201", "application/json", "device",
+            "EvaluationReport", [_TASK, _ROUND, _UPLOAD_TOKEN])},
         "/v1/tasks/{task_id}/rounds/{round}/secagg": {"get": _op(
             "this device's view of the round's SecAgg state: roster and parameters, who shared and the sealed "
             "shares addressed to it, the unmasking request; held until the state moves on past 'since'",

@@ -57,6 +57,11 @@ class Metrics:
                                       ["task"], registry=r)
         self.concurrency_target = Gauge("fedge_async_concurrency_target", "Asynchronous tasks: the concurrency "
                                         "pace steering keeps filled", ["task"], registry=r)
+        self.federated_accuracy = Gauge("fedge_federated_eval_accuracy", "The latest federated evaluation of a "
+                                        "task's checkpoint on its devices: example-weighted mean and per-device "
+                                        "quantiles", ["task", "stat"], registry=r)
+        self.federated_devices = Gauge("fedge_federated_eval_devices", "Devices in the latest federated evaluation",
+                                       ["task"], registry=r)
         self.http_errors = Counter("fedge_http_errors_total", "Error responses by status and code",
                                    ["status", "code"], registry=r)
 
@@ -83,6 +88,13 @@ class Metrics:
     def concurrency(self, task_id: str, live: int, target: int) -> None:
         self.live_assignments.labels(task_id).set(live)
         self.concurrency_target.labels(task_id).set(target)
+
+    def evaluation(self, task_id: str, metrics: dict) -> None:
+        for key in ("eval_accuracy", "eval_accuracy_p10", "eval_accuracy_p50", "eval_accuracy_p90"):
+            if key in metrics:
+                stat = key.removeprefix("eval_accuracy").lstrip("_") or "mean"
+                self.federated_accuracy.labels(task_id, stat).set(metrics[key])
+        self.federated_devices.labels(task_id).set(metrics.get("eval_devices", 0))
 
     def round_failed(self, task_id: str, reason: str) -> None:
         self.rounds.labels(task_id, failure_class(reason)).inc()

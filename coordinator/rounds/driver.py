@@ -20,6 +20,7 @@ import numpy as np
 from coordinator.rounds import engine as engine
 from coordinator.rounds import versions
 from coordinator.rounds.commit import CommitInputs, CommitResult, compute_commit
+from coordinator.aggregation.evaluation import summarize
 from coordinator.aggregation.privacy import epsilon, sampling_rate
 from coordinator.store.records import RoundRecord
 from coordinator.rounds.retention import prune_after_round, remove_empty_dir
@@ -70,6 +71,8 @@ class RoundDriver:
         self.commit_listeners: list = []
         # Asynchronous tasks: called with (task id, free slots) each tick while slots are free.
         self.slot_listeners: list = []
+        # Called with the task when an evaluation of its latest checkpoint is due (eval_every).
+        self.evaluation_listeners: list = []
 
     def _count(self, metric: str, label: str) -> None:
         if self.metrics is not None:
@@ -130,6 +133,8 @@ class RoundDriver:
             self.guarded(task, self._recover_round, task, rnd.round)
 
     def _recover_round(self, task: Task, num: int) -> None:
+        if task.config.evaluation:  # reports are read from the store at the commit: nothing to fold
+            return
         if task.config.secagg_on:
             self.secagg.recover(task, num)
             return
@@ -333,7 +338,8 @@ class RoundDriver:
         if task.config.secagg_on:
             self.secagg.discard(task, num)
         for upd in self.store.updates(task.task_id, num):
-            Path(upd.blob).unlink(missing_ok=True)
+            if upd.blob:  # an evaluation report has no file
+                Path(upd.blob).unlink(missing_ok=True)
         remove_empty_dir(self.store.update_dir / task.task_id / f"{num:06d}")
 
     def _prune(self, task: Task, num: int) -> None:
@@ -388,6 +394,9 @@ class RoundDriver:
         return pending
 
     def commit(self, task: Task, num: int) -> None:
+        if task.config.evaluation:
+            self._commit_evaluation(task, num)
+            return
         started = self.clock()
         inputs = self._commit_inputs(task, num)
         if inputs is not None:
@@ -401,6 +410,9 @@ class RoundDriver:
             rnd = self.round_row(task_id, num)
             if task is None or rnd is None or rnd.state != "aggregating":
                 return  # finally: no longer in progress
+            if task.config.evaluation:  # counts only: nothing to compute off the loop
+                self._commit_evaluation(task, num)
+                return
             inputs = self._commit_inputs(task, num)
             if inputs is None:
                 return
@@ -454,7 +466,36 @@ class RoundDriver:
             self.metrics.round_committed(task.task_id, self.clock() - opened_at, self.clock() - started,
                                          metrics.get("epsilon"))
         log.info("task %s round %d committed: %s", task.task_id, num, metrics)
+        self._evaluation_due(task)
         self._next(task, num)
+
+    def _commit_evaluation(self, task: Task, num: int) -> None:
+        """An evaluation round: the reports summarized (coordinator.aggregation.evaluation), the
+        checkpoint unchanged."""
+        reports = [(u.examples, float(u.meta["correct"]), float(u.meta["loss_sum"]))
+                   for u in self.store.updates(task.task_id, num)]
+        if not reports:
+            self.fail_round(task, num, "no reports to aggregate")
+            return
+        metrics = {"reports": len(reports), **summarize(reports, task.config.max_example_count)}
+        if not self.store.commit_round(task.task_id, num, self.clock(), task.checkpoint_sha, metrics):
+            return
+        if self.metrics is not None:
+            self.metrics.evaluation(task.config.evaluate_of, metrics)
+        log.info("task %s (evaluation of %s round %d) committed: %s", task.task_id, task.config.evaluate_of,
+                 task.config.evaluate_round, metrics)
+        self._discard_updates(task, num)
+        self._next(task, num)
+
+    def _evaluation_due(self, task: Task) -> None:
+        """After a committed training round: an evaluation every eval_every rounds and after the last."""
+        cfg = task.config
+        if not cfg.eval_every or cfg.evaluation:
+            return
+        done = self.store.committed_count(task.task_id)
+        if done % cfg.eval_every == 0 or done >= cfg.rounds:
+            for listener in self.evaluation_listeners:
+                listener(task)
 
     def _round_metrics(self, task: Task, num: int) -> dict:
         cap = task.config.max_example_count  # a device's claim weighs its metrics no more than its update

@@ -95,10 +95,25 @@ class TaskConfig:
     buffer_size: int = 0  # K; 0: goal_count
     max_staleness: int = 10  # an update trained more versions ago than this is refused
     staleness_weight: str = "polynomial:0.5"
+    # Federated evaluation (coordinator.aggregation.evaluation): an evaluation task on the
+    # same population after every `eval_every` committed rounds and after the last (0: none),
+    # with its own eligibility ("" = this task's) and goal count (0 = this task's).
+    eval_every: int = 0
+    eval_eligibility: str = ""
+    eval_goal_count: int = 0
+    # "train", or "evaluate": one round in which devices report counts on their holdout for
+    # the checkpoint of `evaluate_round` of task `evaluate_of` (fedge task evaluate).
+    kind: str = "train"
+    evaluate_of: str = ""
+    evaluate_round: int = 0
 
     @property
     def target_selected(self) -> int:
         return max(self.goal_count, math.ceil(self.goal_count * self.over_selection))
+
+    @property
+    def evaluation(self) -> bool:
+        return self.kind == "evaluate"
 
     @property
     def asynchronous(self) -> bool:
@@ -154,7 +169,7 @@ class TaskConfig:
                     self.clip_norm if clip_norm is None else clip_norm,
                     secagg="" if self.secagg == "off" else self.secagg, report_clip_bit=self.adaptive_clip,
                     proximal_mu=self.proximal_mu, max_local_seconds=self.max_local_seconds,
-                    partial_work=self.partial_work)
+                    partial_work=self.partial_work, evaluate_only=self.kind == "evaluate")
 
     def codec_spec(self) -> CodecSpec:
         return CodecSpec.parse(self.codec, self.chunk_size)
@@ -188,6 +203,9 @@ class TaskConfig:
         aggregator = raw.get("aggregator", "fedavg")
         if aggregator not in AGGREGATORS:
             raise BadRequest(f"task config 'aggregator' must be one of {', '.join(AGGREGATORS)}")
+        kind = raw.get("kind", "train")
+        if kind not in ("train", "evaluate"):
+            raise BadRequest("task config 'kind' must be 'train' or 'evaluate'")
         mode = raw.get("mode", "sync")
         if mode not in ("sync", "async"):
             raise BadRequest("task config 'mode' must be 'sync' (rounds) or 'async' (buffered asynchronous "
@@ -251,7 +269,15 @@ class TaskConfig:
             buffer_size=_num(raw, "buffer_size", 0, 0, 1_000_000, int),
             max_staleness=_num(raw, "max_staleness", 10, 0, MAX_ROUNDS, int),
             staleness_weight=staleness_weight,
+            eval_every=_num(raw, "eval_every", 0, 0, MAX_ROUNDS, int),
+            eval_eligibility=_text(raw, "eval_eligibility"),
+            eval_goal_count=_num(raw, "eval_goal_count", 0, 0, 1_000_000, int),
+            kind=kind,
+            evaluate_of=_text(raw, "evaluate_of"),
+            evaluate_round=_num(raw, "evaluate_round", 0, 0, MAX_ROUNDS, int),
         )
+        if cfg.kind == "evaluate":
+            _check_evaluation(cfg)
         if cfg.asynchronous:
             _check_async(cfg)
         if cfg.secagg_on and cfg.clip_norm <= 0:
@@ -280,10 +306,28 @@ class TaskConfig:
             raise BadRequest("min_reports cannot exceed goal_count")
         try:
             EligibilityRule.parse(cfg.eligibility)
+            EligibilityRule.parse(cfg.eval_eligibility)
             cfg.codec_spec()
         except ProtocolError as exc:
             raise BadRequest(str(exc), exc.code) from exc
         return cfg
+
+
+def _text(raw: dict, name: str, max_len: int = 1000) -> str:
+    value = raw.get(name, "")
+    if not isinstance(value, str) or len(value) > max_len:
+        raise BadRequest(f"task config '{name}' must be a string of at most {max_len} characters")
+    return value
+
+
+def _check_evaluation(cfg: TaskConfig) -> None:
+    """An evaluation task reports counts, not updates: nothing to mask, noise or buffer."""
+    if cfg.secagg_on or cfg.dp_on or cfg.asynchronous or cfg.eval_every:
+        raise BadRequest("an evaluation task (kind 'evaluate') takes no secagg, DP, async mode or eval_every: "
+                         "its devices report counts only", "bad_evaluation")
+    if not cfg.evaluate_of:
+        raise BadRequest("an evaluation task names the task whose checkpoint it evaluates (evaluate_of)",
+                         "bad_evaluation")
 
 
 def _check_async(cfg: TaskConfig) -> None:

@@ -196,3 +196,34 @@ async def test_an_unreachable_coordinator_does_not_end_the_device():
         stop.set()
         await asyncio.wait_for(runner, 10.0)
     trainer.close()
+
+
+async def test_device_takes_part_in_federated_evaluation(live_coordinator, digits_tflite):
+    """Trains round 1, then evaluates its checkpoint in the evaluation task eval_every created:
+    the reported counts are this device's holdout evaluated with the committed weights."""
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, rounds=1, eval_every=1)
+    coordinator = live_coordinator.app[COORDINATOR]
+    trainer = Trainer(1)
+    async with aiohttp.ClientSession() as session:
+        dev = _device(session, url, trainer)
+        await dev.client.register("pop")
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
+        await _wait_until(lambda: "t-eval-1" in coordinator.tasks
+                          and coordinator.tasks["t-eval-1"].state == "completed", timeout=15)
+        stop.set()
+        await runner
+    trainer.close()
+    assert dev.stats.uploads == 1 and dev.stats.evaluations == 1
+    metrics = coordinator.admin.task_summary("t-eval-1")["evaluation"]
+    from device_runtime.litert_model import LocalModel
+    from protocol import codec
+
+    model = LocalModel(digits_tflite)
+    ck = coordinator.store.blob_path(coordinator.tasks["t"].checkpoint_sha).read_bytes()
+    model.set_weights(codec.unflatten(codec.decode(ck).values, model.manifest.weight_shapes))
+    loss, accuracy = model.evaluate(dev.data.x_eval, dev.data.y_eval)
+    assert metrics["eval_devices"] == 1 and metrics["eval_examples"] == len(dev.data.x_eval)
+    assert metrics["eval_accuracy"] == np.float64(accuracy) or abs(metrics["eval_accuracy"] - accuracy) < 1e-9
+    assert abs(metrics["eval_loss"] - loss) < 1e-6

@@ -1,0 +1,94 @@
+"""Federated evaluation through the real app: evaluation tasks (eval_every, or on demand),
+devices report counts on their holdout, the coordinator reports the weighted accuracy and
+its distribution over devices; a lying device moves it by at most its capped weight."""
+
+import pytest
+
+from coordinator.aggregation.evaluation import summarize
+from tests.coordinator.conftest import ADMIN
+
+
+async def _assigned(h, device):
+    body = await (await h.checkin(device)).json()
+    assert body["outcome"] == "assigned", body
+    return body["assignment"]
+
+
+async def _report(h, device, a, token=None, **counts):
+    return await h.client.post(a["upload_url"], json=counts,
+                               headers={**device, "Fedge-Upload-Token": token or a["upload_token"]})
+
+
+def test_summary_is_weighted_with_a_distribution_and_caps_each_device():
+    out = summarize([(10, 9.0, 2.0), (10, 5.0, 6.0), (40, 40.0, 1.0)], cap=100)
+    assert out["eval_accuracy"] == pytest.approx(54 / 60) and out["eval_loss"] == pytest.approx(9 / 60)
+    assert out["eval_devices"] == 3 and out["eval_examples"] == 60
+    assert out["eval_accuracy_p50"] == pytest.approx(0.9)
+    assert out["eval_accuracy_p10"] == pytest.approx(0.58) and out["eval_accuracy_p90"] == pytest.approx(0.98)
+    # A device claiming a million examples, all wrong, weighs no more than the cap.
+    lied = summarize([(10, 9.0, 2.0), (10, 5.0, 6.0), (40, 40.0, 1.0), (1_000_000, 0.0, 0.0)], cap=100)
+    assert lied["eval_accuracy"] == pytest.approx(54 / 160)
+    assert summarize([], cap=10) == {"eval_devices": 0, "eval_examples": 0}
+
+
+async def test_eval_every_evaluates_the_committed_checkpoint_on_the_devices(harness):
+    h = harness
+    await h.setup_task(rounds=1, goal_count=1, over_selection=1.0, eval_every=1, eval_goal_count=3,
+                       max_example_count=100)
+    d0 = await h.register()
+    a0 = await _assigned(h, d0)
+    assert (await h.upload(d0, a0, h.payload())).status == 201  # round 1 commits; the task completes
+    h.tick()
+    task = await (await h.client.get("/v1/admin/tasks/t1", headers=ADMIN)).json()
+    assert task["state"] == "completed" and [e["task_id"] for e in task["evaluations"]] == ["t1-eval-1"]
+    ev = await (await h.client.get("/v1/admin/tasks/t1-eval-1", headers=ADMIN)).json()
+    assert ev["config"]["kind"] == "evaluate" and ev["checkpoint_sha256"] == task["checkpoint_sha256"]
+    h.tick()  # opens the evaluation round
+    devices = [await h.register() for _ in range(4)]
+    assignments = [await _assigned(h, d) for d in devices[:1]]
+    a = assignments[0]
+    assert a["task_id"] == "t1-eval-1" and a["plan"]["evaluate_only"] is True
+    assert a["upload_url"].endswith("/rounds/1/evaluation")
+    # Hostile or malformed reports: 4xx, nothing counted.
+    for bad in ({"examples": 10, "correct": 11.0, "loss_sum": 1.0}, {"examples": 0, "correct": 0.0, "loss_sum": 0.0},
+                {"examples": 10, "correct": 5.0, "loss_sum": -1.0}, {"examples": 10, "correct": 5.0}):
+        assert (await _report(h, devices[0], a, **bad)).status == 400, bad
+    assert (await _report(h, devices[1], a, examples=10, correct=5.0, loss_sum=1.0)).status == 403  # not assigned
+    # An update to an evaluation task is refused, naming the right endpoint.
+    resp = await h.upload(devices[0], {**a, "upload_url": a["upload_url"].replace("evaluation", "update")},
+                          h.payload())
+    assert resp.status == 404 and "evaluation" in (await resp.json())["error"]["message"]
+    assert (await _report(h, devices[0], a, examples=10, correct=9.0, loss_sum=2.0)).status == 201
+    assert (await _report(h, devices[0], a, examples=10, correct=9.0, loss_sum=2.0)).status == 200  # a retry
+    assert (await _report(h, devices[0], a, examples=10, correct=1.0, loss_sum=2.0)).status == 409
+    b = await _assigned(h, devices[1])
+    assert (await _report(h, devices[1], b, examples=10, correct=5.0, loss_sum=6.0)).status == 201
+    c = await _assigned(h, devices[2])  # a liar: a million examples, all wrong; capped at 100
+    assert (await _report(h, devices[2], c, examples=1_000_000, correct=0.0, loss_sum=0.0)).status == 201
+    # The third report reached the goal: the evaluation round committed.
+    h.tick()
+    ev = await (await h.client.get("/v1/admin/tasks/t1-eval-1", headers=ADMIN)).json()
+    assert ev["state"] == "completed", ev
+    m = ev["evaluation"]
+    assert m["eval_devices"] == 3 and m["eval_accuracy"] == pytest.approx(14 / 120)
+    assert m["eval_accuracy_p50"] == pytest.approx(0.5)
+    assert ev["checkpoint_sha256"] == task["checkpoint_sha256"]  # evaluation changes no weights
+    task = await (await h.client.get("/v1/admin/tasks/t1", headers=ADMIN)).json()
+    assert task["evaluations"][0]["metrics"]["eval_accuracy"] == pytest.approx(14 / 120)
+    metrics = await (await h.client.get("/metrics")).text()
+    assert 'fedge_federated_eval_accuracy{stat="p50",task="t1"} 0.5' in metrics
+
+
+async def test_evaluate_on_demand_and_its_errors(harness):
+    h = harness
+    await h.setup_task(rounds=3, goal_count=1, over_selection=1.0)
+    resp = await h.client.post("/v1/admin/tasks/t1/evaluate", json={"round": 2}, headers=ADMIN)
+    assert resp.status == 404  # not committed
+    resp = await h.client.post("/v1/admin/tasks/t1/evaluate", json={"round": 0, "goal_count": 5}, headers=ADMIN)
+    assert resp.status == 201, await resp.text()
+    ev = await resp.json()
+    assert ev["task_id"] == "t1-eval-0" and ev["config"]["goal_count"] == 5 and ev["config"]["evaluate_round"] == 0
+    assert (await h.client.post("/v1/admin/tasks/t1-eval-0/evaluate", json={}, headers=ADMIN)).status == 400
+    assert (await h.client.post("/v1/admin/tasks/t1/evaluate", json={"round": 0}, headers=ADMIN)).status == 409
+    assert (await h.client.post("/v1/admin/tasks/t1/evaluate", json={"bogus": 1}, headers=ADMIN)).status == 400
+    assert (await h.client.post("/v1/admin/tasks/t1/evaluate", json={}, headers={})).status == 401
