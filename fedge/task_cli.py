@@ -44,6 +44,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("task_id")
     model.add_argument("-o", "--output", required=True)
     add_connection_args(model)
+    evaluate = sub.add_parser("evaluate", help="evaluate a checkpoint of the task on the population's devices "
+                                                "(federated evaluation: accuracy and its spread over devices)")
+    evaluate.add_argument("task_id")
+    evaluate.add_argument("--round", type=int, default=None, help="the round whose checkpoint (default: the latest "
+                                                                   "committed; 0: the initial weights)")
+    evaluate.add_argument("--goal-count", type=int, default=None, help="devices to hear from (default: the task's "
+                                                                        "eval_goal_count or goal_count)")
+    evaluate.add_argument("--eligibility", default=None, help="who may evaluate (default: the task's)")
+    evaluate.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    evaluate.add_argument("--interval", type=float, default=1.0)
+    add_connection_args(evaluate)
     watch = sub.add_parser("watch", help="follow a task until it finishes")
     watch.add_argument("task_id")
     watch.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
@@ -136,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         emit(args, {"path": args.output, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()},
              f"wrote {args.output} ({len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}...)")
         return 0
+    if args.action == "evaluate":
+        return _evaluate(api, args)
     if args.action == "show":
         task = api.call("GET", f"/v1/admin/tasks/{args.task_id}")
         emit(args, task, _show(task))
@@ -160,8 +173,37 @@ ASYNC_COLUMNS = [c for c in ROUND_COLUMNS if c[0] not in ("selected", "epsilon")
 ASYNC_COLUMNS.insert(-1, ("staleness", "STALENESS"))
 
 
+def _evaluation_line(metrics: dict | None) -> str:
+    if not metrics:
+        return "no result yet"
+    return (f"accuracy {metrics['eval_accuracy']:.4f} (loss {metrics['eval_loss']:.4f}) over "
+            f"{metrics['eval_devices']} devices, {metrics['eval_examples']:,} examples; per device p10 "
+            f"{metrics['eval_accuracy_p10']:.3f}, p50 {metrics['eval_accuracy_p50']:.3f}, "
+            f"p90 {metrics['eval_accuracy_p90']:.3f}")
+
+
+def _evaluate(api: AdminApi, args: argparse.Namespace) -> int:
+    body = {k: v for k, v in (("round", args.round), ("goal_count", args.goal_count),
+                              ("eligibility", args.eligibility)) if v is not None}
+    ev = api.call("POST", f"/v1/admin/tasks/{args.task_id}/evaluate", body)
+    c = ev["config"]
+    if not args.wait:
+        emit(args, ev, f"evaluation task {ev['task_id']}: round {c['evaluate_round']} of {args.task_id} on "
+                       f"{c['goal_count']} devices of population {ev['population']}")
+        return 0
+    while ev["state"] not in FINISHED:
+        time.sleep(args.interval)
+        ev = api.call("GET", f"/v1/admin/tasks/{ev['task_id']}")
+    emit(args, ev, f"evaluation of {args.task_id} round {c['evaluate_round']}: {ev['state']}; "
+                   + _evaluation_line(ev.get("evaluation")))
+    return 0 if ev["state"] == "completed" else 1
+
+
 def _show(task: dict) -> str:
     c = task["config"]
+    if c.get("kind") == "evaluate":
+        return (f"evaluation task {task['task_id']} of {c['evaluate_of']} round {c['evaluate_round']} on population "
+                f"{task['population']}: {task['state']}\n" + _evaluation_line(task.get("evaluation")))
     if c.get("mode") == "async":
         return _show_async(task)
     head = [f"task {task['task_id']} on population {task['population']}: {task['state']}"
@@ -170,7 +212,12 @@ def _show(task: dict) -> str:
             f"{c['rounds']} rounds committed, goal {c['goal_count']}, aggregator {c['aggregator']}, "
             f"secagg {c['secagg']}, DP {'z=' + str(c['dp_noise_multiplier']) if c['dp_noise_multiplier'] else 'off'}"]
     rounds = [_round_row(r) for r in task["rounds"]]
-    return "\n".join(head) + ("\n\n" + table(rounds, ROUND_COLUMNS) if rounds else "\nno rounds yet")
+    text = "\n".join(head) + ("\n\n" + table(rounds, ROUND_COLUMNS) if rounds else "\nno rounds yet")
+    if task.get("evaluations"):
+        text += "\n\nfederated evaluation:\n" + "\n".join(
+            f"  round {e['round']:>4} ({e['task_id']}, {e['state']}): {_evaluation_line(e['metrics'])}"
+            for e in task["evaluations"])
+    return text
 
 
 def _show_async(task: dict) -> str:

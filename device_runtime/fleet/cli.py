@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
                                                                                               flush=True)))
     up, f32 = fleet.bytes_summary()
     upload = args.codec if args.secagg == "off" else args.secagg
-    paths = write_history(history, args.out, title=f"{data.name}, {args.devices} devices, {upload}")
+    paths = write_history(history, args.out, title=f"{data.name}, {args.devices} devices, {upload}",
+                          evaluations=fleet.evaluations)
     ok = [r for r in history if r.state == "committed"]
     if ok:
         print(f"final global accuracy {ok[-1].global_accuracy:.4f} after {len(ok)} committed rounds")

@@ -133,6 +133,8 @@ class Fleet:
         self.availability = Availability.parse(cfg.availability)
         self.devices: list[Device] = []
         self.history: list[RoundRecord] = []
+        # Federated evaluations of the task's checkpoints (eval_every): round, state, metrics.
+        self.evaluations: list[dict] = []
         self.started = time.time()
         self.coordinator_peak_bytes: float | None = None
 
@@ -236,6 +238,7 @@ class Fleet:
         bar = tqdm(total=rounds, desc="rounds", unit="round", disable=None if self.cfg.progress else True, leave=False)
         last_drop = last_abandon = 0
         loop = asyncio.get_running_loop()
+        finished_at: dict[str, float] = {}
         while True:
             info = await admin.task(task_id)
             for r in info["rounds"]:
@@ -266,7 +269,22 @@ class Fleet:
                     bar.clear()
                     on_round(rec)
                     bar.refresh()
-            if info["state"] in ("completed", "cancelled", "failed"):
+            for ev in info.get("evaluations", []):
+                if ev["state"] in ("completed", "failed", "cancelled") and \
+                        ev["task_id"] not in {e["task_id"] for e in self.evaluations}:
+                    self.evaluations.append(ev)
+                    if on_round:
+                        bar.clear()
+                        on_round(ev)
+                        bar.refresh()
+            evals_open = any(ev["state"] == "active" for ev in info.get("evaluations", []))
+            if info["state"] in ("completed", "cancelled", "failed") and not evals_open:
+                # The evaluation of the last round is created as the task completes: look once more.
+                if (info["config"].get("eval_every") and info["state"] == "completed"
+                        and not any(ev["round"] == info["rounds_committed"] for ev in info.get("evaluations", []))
+                        and loop.time() - finished_at.setdefault("t", loop.time()) < 5.0):
+                    await asyncio.sleep(0.2)
+                    continue
                 break
             await asyncio.sleep(0.2)
         bar.close()
@@ -331,7 +349,14 @@ def check_data_fits(manifest: Manifest, data) -> None:
         raise ValueError(f"dataset {data.name!r} does not fit model {manifest.model_name!r}: " + "; ".join(problems))
 
 
-def format_round(rec: RoundRecord) -> str:
+def format_round(rec) -> str:
+    if isinstance(rec, dict):  # a federated evaluation
+        m = rec.get("metrics") or {}
+        if rec["state"] != "completed" or "eval_accuracy" not in m:
+            return f"evaluation of round {rec['round']:>3}  {rec['state'].upper()}"
+        return (f"evaluation of round {rec['round']:>3}  on {m['eval_devices']} devices: accuracy "
+                f"{m['eval_accuracy']:.3f}  per device p10 {m['eval_accuracy_p10']:.3f}  p50 "
+                f"{m['eval_accuracy_p50']:.3f}  p90 {m['eval_accuracy_p90']:.3f}")
     if rec.state != "committed":
         return f"round {rec.round:>3}  FAILED: {rec.reason}"
     return (f"round {rec.round:>3}  selected {rec.selected:>3}  reports {rec.reported:>3}  "
@@ -342,7 +367,8 @@ def format_round(rec: RoundRecord) -> str:
             + (f"  eps {rec.epsilon:6.2f}" if rec.epsilon == rec.epsilon else ""))
 
 
-def write_history(history: list[RoundRecord], out_dir: str | Path, title: str = "fedge fleet") -> dict[str, Path]:
+def write_history(history: list[RoundRecord], out_dir: str | Path, title: str = "fedge fleet",
+                  evaluations: list[dict] | None = None) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "history.csv", "json": out / "history.json", "png": out / "history.png"}
@@ -366,6 +392,18 @@ def write_history(history: list[RoundRecord], out_dir: str | Path, title: str = 
     ax2 = ax1.twinx()
     ax2.plot([r.round for r in ok], [r.global_loss for r in ok], "s--", color="tab:red", label="global loss")
     ax2.set_ylabel("loss", color="tab:red")
+    done = [e for e in evaluations or [] if (e.get("metrics") or {}).get("eval_accuracy_p50") is not None]
+    if done:
+        # Federated evaluation: accuracy on the devices' own data, its spread over devices.
+        (out / "evaluations.json").write_text(json.dumps(done, indent=1))
+        paths["evaluations"] = out / "evaluations.json"
+        xs = [e["round"] for e in done]
+        ax1.fill_between(xs, [e["metrics"]["eval_accuracy_p10"] for e in done],
+                         [e["metrics"]["eval_accuracy_p90"] for e in done], color="tab:green", alpha=0.2,
+                         label="per-device accuracy p10-p90")
+        ax1.plot(xs, [e["metrics"]["eval_accuracy_p50"] for e in done], "d-", color="tab:green",
+                 label="per-device accuracy p50")
+        ax1.legend(loc="lower right", fontsize=7)
     ax1.set_title(title)
     ax1.grid(alpha=0.3)
     # The same curve against wall-clock time: what asynchronous aggregation is for.

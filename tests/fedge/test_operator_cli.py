@@ -122,3 +122,21 @@ def test_an_async_task_shows_versions_and_staleness(server, digits_tflite, tmp_p
     assert "asynchronous: 0/4 versions published, K 5 updates per version, concurrency 8" in out
     assert "max staleness 3, weight hinge:1,2" in out
     assert "STALENESS" in out and "SELECTED" not in out
+
+
+def test_task_evaluate_creates_an_evaluation_and_show_lists_it(server, digits_tflite, tmp_path, capsys):
+    server.call("POST", "/v1/admin/populations", {"name": "eval-pop"}, ADMIN)
+    model, config = tmp_path / "m.tflite", tmp_path / "task.toml"
+    model.write_bytes(digits_tflite)
+    config.write_text("rounds = 2\ngoal_count = 3\neval_goal_count = 4\n")
+    assert _run(capsys, server, "task", "create", "--population", "eval-pop", "--model", str(model),
+                "--config", str(config), "--task-id", "te")[0] == 0
+    code, out, err = _run(capsys, server, "task", "evaluate", "te", "--round", "0")
+    assert code == 0, err
+    assert "evaluation task te-eval-0: round 0 of te on 4 devices of population eval-pop" in out
+    code, out, _ = _run(capsys, server, "task", "show", "te-eval-0")
+    assert code == 0 and out.startswith("evaluation task te-eval-0 of te round 0") and "no result yet" in out
+    code, out, _ = _run(capsys, server, "task", "show", "te")
+    assert code == 0 and "federated evaluation:" in out and "te-eval-0" in out
+    code, out, err = _run(capsys, server, "task", "evaluate", "te", "--round", "7")
+    assert code == 1 and "no committed round 7" in err

@@ -118,3 +118,25 @@ async def test_stragglers_upload_partial_work_only_when_the_task_takes_it(live_c
     history, partial_uploads, unfinished, uploads = outcomes[False]
     assert partial_uploads == 0 and unfinished >= 4  # FedAvg drops them: only full-epoch devices upload
     assert uploads < unfinished
+
+
+async def test_the_fleet_reports_federated_evaluations(live_coordinator, digits_tflite, tmp_path):
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    data = load_federated("digits", 12, "dirichlet:0.5", seed=4)
+    cfg = FleetConfig(coordinator=url, admin_token=TOKEN, devices=12, dropout=0.0, seed=4, workers=2,
+                      progress=False, population="evalpop", slow_fraction=0.0)
+    fleet = Fleet(cfg, data)
+    task = {"rounds": 2, "goal_count": 4, "over_selection": 1.0, "selection_window_s": 1.0,
+            "report_deadline_s": 5.0, "eligibility": "", "epochs": 2, "learning_rate": 0.05, "codec": "q8",
+            "eval_every": 1, "eval_goal_count": 6}
+    printed = []
+    history = await fleet.run(digits_tflite, task, task_id="evalfleet", on_round=printed.append)
+    assert [r.state for r in history] == ["committed", "committed"]
+    assert [e["round"] for e in fleet.evaluations] == [1, 2], fleet.evaluations
+    for e in fleet.evaluations:
+        m = e["metrics"]
+        assert e["state"] == "completed" and m["eval_devices"] == 6
+        assert 0 <= m["eval_accuracy_p10"] <= m["eval_accuracy_p50"] <= m["eval_accuracy_p90"] <= 1
+    assert any(isinstance(p, dict) for p in printed)  # the fleet printed the evaluations as they came
+    paths = write_history(history, tmp_path, evaluations=fleet.evaluations)
+    assert paths["evaluations"].exists() and paths["png"].stat().st_size > 5000
