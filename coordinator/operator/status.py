@@ -78,7 +78,8 @@ def _task(c: Coordinator, task: Task, now: float) -> dict:
                         "train_loss": m.get("train_loss"), "bytes_in": m.get("bytes_in"),
                         "epsilon": m.get("epsilon"), "staleness_mean": m.get("staleness_mean")})
     return {"task_id": task.task_id, "population": task.population, "state": task.state,
-            "mode": task.config.mode,
+            "mode": task.config.mode, "kind": task.config.kind,
+            "evaluations": [] if task.config.evaluation else c.admin.evaluations(task.task_id)[-5:],
             "reason": c.store.task(task.task_id).reason, "model_name": task.manifest.model_name,
             "rounds": task.config.rounds, "rounds_committed": c.store.committed_count(task.task_id),
             "current": current, "history": history}

@@ -93,3 +93,44 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
             if p.poll() is None:
                 p.kill()
         server.kill9()
+
+
+def test_java_device_trains_with_fedprox_and_takes_part_in_federated_evaluation(java_classpath, softmax_tflite,
+                                                                                  tmp_path):
+    """FedProx's mu and partial work in the plan, then an evaluation task (eval_every): the Java
+    device trains, then reports counts on its holdout for the committed checkpoint."""
+    import re
+
+    from device_runtime.fleet.datasets import load_digits_pool
+
+    x, _, y, _ = load_digits_pool(0)
+    rows = np.random.default_rng(1).permutation(len(y))[:400]
+    csv = tmp_path / "java.csv"
+    csv.write_text("".join(",".join(f"{v:.6g}" for v in x[j]) + f",{y[j]}\n" for j in rows))
+    server = Server(str(tmp_path / "c.db"))
+    server.start()
+    try:
+        config = {"rounds": 1, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
+                  "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 2,
+                  "proximal_mu": 0.1, "partial_work": True, "max_local_seconds": 30,
+                  "eval_every": 1, "eval_goal_count": 1, "eligibility": "charging"}
+        server.setup_task("javaeval", softmax_tflite, config)
+        java = subprocess.run(
+            ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
+             "--population", "javaeval", "--data", str(csv), "--rounds", "1", "--evaluations", "1",
+             "--timeout-s", "120"], capture_output=True, text=True, timeout=180)
+        assert java.returncode == 0, java.stdout + java.stderr
+        assert "java device: evaluations 1, unfinished 0" in java.stdout, java.stdout
+        _, ev = server.call("GET", "/v1/admin/tasks/t-eval-1", headers=ADMIN)
+        assert ev["state"] == "completed", ev
+        m = ev["evaluation"]
+        examples = int(re.search(r"evaluated.*?(\d+) examples", java.stdout).group(1))
+        assert m["eval_devices"] == 1 and m["eval_examples"] == examples and 60 <= examples <= 100
+        # The Java device's counts agree with the committed model evaluated here on its data.
+        flat = codec.decode(urllib.request.urlopen(urllib.request.Request(
+            server.url + "/v1/admin/tasks/t/checkpoint", headers=ADMIN), timeout=10).read()).values
+        kernel, bias = flat[:640].reshape(64, 10), flat[640:]
+        overall = float(np.mean(np.argmax(x[rows] @ kernel + bias, axis=1) == y[rows]))
+        assert abs(m["eval_accuracy"] - overall) < 0.12, (m, overall)
+    finally:
+        server.kill9()

@@ -111,6 +111,7 @@ function taskSection(task) {
   if (!section) {
     section = el("section", {class: "task", "data-task": task.task_id},
       el("h3", {class: "title"}), el("div", {class: "reason muted"}), el("div", {class: "now"}),
+      el("div", {class: "evaluations"}),
       el("div", {class: "plots"}), el("table", {class: "recent"}));
     document.getElementById("tasks").append(section);
   }
@@ -126,6 +127,12 @@ function renderTask(task) {
     el("small", {}, ` / ${task.rounds} ${task.mode === "async" ? "versions published" : "rounds committed"}`));
   section.querySelector(".reason").textContent = task.reason || "";
   section.querySelector(".now").replaceChildren(renderCurrent(task.current));
+  // Federated evaluation: accuracy on the devices' own data, and how unevenly it is spread.
+  section.querySelector(".evaluations").replaceChildren(...(task.evaluations || [])
+    .filter((e) => e.metrics && e.metrics.eval_accuracy_p50 !== undefined).map((e) =>
+      el("div", {"data-evaluation": String(e.round)}, `evaluation of round ${e.round} on ${e.metrics.eval_devices} ` +
+        `devices: accuracy ${fmt(e.metrics.eval_accuracy)}; per device p10 ${fmt(e.metrics.eval_accuracy_p10)}, ` +
+        `p50 ${fmt(e.metrics.eval_accuracy_p50)}, p90 ${fmt(e.metrics.eval_accuracy_p90)}`)));
   updatePlots(task, section.querySelector(".plots"));
   const recent = task.history.slice(-8).reverse();
   section.querySelector(".recent").replaceChildren(

@@ -77,6 +77,9 @@ async def test_eval_every_evaluates_the_committed_checkpoint_on_the_devices(harn
     assert task["evaluations"][0]["metrics"]["eval_accuracy"] == pytest.approx(14 / 120)
     metrics = await (await h.client.get("/metrics")).text()
     assert 'fedge_federated_eval_accuracy{stat="p50",task="t1"} 0.5' in metrics
+    status = await (await h.client.get("/v1/status")).json()
+    t1 = next(t for t in status["tasks"] if t["task_id"] == "t1")
+    assert t1["evaluations"][0]["metrics"]["eval_accuracy_p50"] == pytest.approx(0.5)
 
 
 async def test_evaluate_on_demand_and_its_errors(harness):

@@ -117,6 +117,22 @@ final class LiteRtTrainer implements LocalTrainer {
     }
 
     @Override
+    public Evaluation evaluate(byte[] model, String modelSha256, float[] weights, int[] counts) {
+        ByteBuffer modelBuffer = buffer(model.length);
+        modelBuffer.put(model).rewind();
+        try (Interpreter interpreter = new Interpreter(modelBuffer, new Interpreter.Options().setNumThreads(2))) {
+            int batch = interpreter.getInputTensorFromSignature("x", "evaluate").shape()[0];
+            int features = interpreter.getInputTensorFromSignature("x", "evaluate").numElements() / batch;
+            String[] weightKeys = interpreter.getSignatureInputs("set_weights");
+            java.util.Arrays.sort(weightKeys);
+            setWeights(interpreter, weightKeys, weights, counts);
+            double[] meanLossAndAccuracy = evaluate(interpreter, evalRows, batch, features);
+            int n = evalRows.length;
+            return new Evaluation(n, meanLossAndAccuracy[1] * n, meanLossAndAccuracy[0] * n);
+        }
+    }
+
+    @Override
     public double estimateSeconds(Plan plan) {
         return secondsPerStep * plan.epochs * Math.ceil(trainRows.length / (double) plan.batchSize);
     }

@@ -138,6 +138,16 @@ public final class FedgeClient {
         return Json.object(r.text());
     }
 
+    /** An evaluation task's report (counts on the holdout) to the assignment's upload URL. */
+    public JsonObject reportEvaluation(Assignment assignment, JsonObject report) throws IOException, InterruptedException {
+        Map<String, String> headers = authorized(json());
+        headers.put("Fedge-Upload-Token", assignment.uploadToken);
+        byte[] body = report.toString().getBytes(StandardCharsets.UTF_8);
+        Response r = request("POST", assignment.uploadUrl, headers, body, 0);
+        bytesUp += body.length;
+        return Json.object(r.text());
+    }
+
     /**
      * The round's SecAgg state for this device (GET .../secagg); with {@code since} a state
      * name and {@code waitS} > 0 the coordinator holds the answer until the state moves on.

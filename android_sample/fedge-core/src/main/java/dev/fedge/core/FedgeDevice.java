@@ -40,6 +40,8 @@ public final class FedgeDevice {
         public int abandoned;
         /** Trainings cut short by the budget in a task that takes no partial work. */
         public int unfinished;
+        /** Federated evaluation reports sent. */
+        public int evaluations;
         public int rejected;
         public int refused;
         public long bytesUp;
@@ -107,6 +109,9 @@ public final class FedgeDevice {
         stats.lastRound = a.round;
         byte[] model = client.fetchBlob(a.modelUrl, a.modelSha256, cache);
         UpdateCodec.Decoded global = UpdateCodec.decode(client.fetchBlob(a.checkpointUrl, a.checkpointSha256, cache), null);
+        if (a.plan.evaluateOnly) {
+            return evaluationRound(a, model, global);
+        }
         if (clock.getAsDouble() + trainer.estimateSeconds(a.plan) + SAFETY_MARGIN_S > a.reportDeadline) {
             return abandon("cannot finish before the reporting deadline");
         }
@@ -130,6 +135,22 @@ public final class FedgeDevice {
         }
         recordTraining(trained);
         return uploaded(payload.length, trained, payload.length + " bytes, round " + a.round);
+    }
+
+    /** Federated evaluation: the checkpoint on the local holdout, reported as counts; no training. */
+    private RoundOutcome evaluationRound(Assignment a, byte[] model, UpdateCodec.Decoded global) throws Exception {
+        LocalTrainer.Evaluation e = trainer.evaluate(model, a.modelSha256, global.values, global.counts);
+        if (e.examples < 1) {
+            return abandon("no local holdout examples to evaluate on");
+        }
+        try {
+            client.reportEvaluation(a, e.toJson());
+        } catch (FedgeClient.ApiException ex) {
+            stats.rejected++;
+            return new RoundOutcome("rejected", 0, ex.getMessage());
+        }
+        stats.evaluations++;
+        return new RoundOutcome("evaluated", 0, e.examples + " examples, round " + a.round);
     }
 
     /** A SecAgg round: the update travels masked on the round's shared grid (secagg.SecAggRound). */
@@ -180,9 +201,15 @@ public final class FedgeDevice {
     /** Runs rounds until {@code uploads} succeeded or {@code deadlineS} (unix seconds) passes. */
     public void runUntil(int uploads, double deadlineS, double longPollS, Backoff.Sleeper sleeper,
                          java.util.function.Consumer<RoundOutcome> onRound) throws Exception {
+        runUntil(uploads, 0, deadlineS, longPollS, sleeper, onRound);
+    }
+
+    /** As above, until {@code uploads} updates and {@code evaluations} evaluation reports are sent. */
+    public void runUntil(int uploads, int evaluations, double deadlineS, double longPollS, Backoff.Sleeper sleeper,
+                         java.util.function.Consumer<RoundOutcome> onRound) throws Exception {
         Backoff backoff = Backoff.defaults(random);
         int failures = 0;
-        while (stats.uploads < uploads && clock.getAsDouble() < deadlineS) {
+        while ((stats.uploads < uploads || stats.evaluations < evaluations) && clock.getAsDouble() < deadlineS) {
             RoundOutcome outcome;
             try {
                 outcome = runOnce(longPollS);

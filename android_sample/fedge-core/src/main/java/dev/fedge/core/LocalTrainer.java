@@ -32,6 +32,30 @@ public interface LocalTrainer {
      */
     Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan) throws Exception;
 
+    /** Counts of a federated evaluation (protocol.messages.EvaluationReport): correct <= examples. */
+    final class Evaluation {
+        public final int examples;
+        public final double correct;
+        public final double lossSum;
+
+        public Evaluation(int examples, double correct, double lossSum) {
+            this.examples = examples;
+            this.correct = Math.min(correct, examples);
+            this.lossSum = Math.max(0.0, lossSum);
+        }
+
+        public com.google.gson.JsonObject toJson() {
+            com.google.gson.JsonObject o = new com.google.gson.JsonObject();
+            o.addProperty("examples", examples);
+            o.addProperty("correct", correct);
+            o.addProperty("loss_sum", lossSum);
+            return o;
+        }
+    }
+
+    /** Federated evaluation: {@code weights} (flat, manifest order) on the local holdout, as counts. */
+    Evaluation evaluate(byte[] model, String modelSha256, float[] weights, int[] counts) throws Exception;
+
     /** Expected seconds for this plan, from earlier rounds (0 when unknown), for the deadline check. */
     double estimateSeconds(Plan plan);
 }

@@ -19,6 +19,8 @@ public final class Plan {
     public final double maxLocalSeconds;
     /** Whether work cut short by the budget is uploaded (weighted by the examples processed). */
     public final boolean partialWork;
+    /** Federated evaluation: evaluate the checkpoint on the local holdout and report counts, no training. */
+    public final boolean evaluateOnly;
 
     private Plan(JsonObject raw) {
         epochs = Json.integer(raw, "epochs", null);
@@ -33,6 +35,7 @@ public final class Plan {
         proximalMu = Json.number(raw, "proximal_mu", 0.0);
         maxLocalSeconds = Json.number(raw, "max_local_seconds", 0.0);
         partialWork = Json.bool(raw, "partial_work", false);
+        evaluateOnly = Json.bool(raw, "evaluate_only", false);
         if (!(proximalMu >= 0 && proximalMu <= 1000)) {
             throw new ProtocolException("field 'proximal_mu' must be in [0, 1000]", "bad_request");
         }

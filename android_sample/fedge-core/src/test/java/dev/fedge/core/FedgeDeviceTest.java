@@ -42,6 +42,11 @@ public class FedgeDeviceTest {
             }
 
             @Override
+            public Evaluation evaluate(byte[] model, String sha, float[] weights, int[] counts) {
+                throw new AssertionError("no round should reach evaluation");
+            }
+
+            @Override
             public double estimateSeconds(Plan plan) {
                 return 0;
             }

@@ -41,13 +41,17 @@ public final class JvmDevice {
         FedgeDevice device = new FedgeDevice(client, new SoftmaxRegressionTrainer(data, 0.2, random), cache,
                 () -> state, () -> System.currentTimeMillis() / 1000.0, random);
         double deadline = System.currentTimeMillis() / 1000.0 + Double.parseDouble(args.getOrDefault("timeout-s", "120"));
-        device.runUntil(Integer.parseInt(args.get("rounds")), deadline, 5.0, Backoff.THREAD_SLEEP,
+        int evaluations = Integer.parseInt(args.getOrDefault("evaluations", "0"));
+        device.runUntil(Integer.parseInt(args.get("rounds")), evaluations, deadline, 5.0, Backoff.THREAD_SLEEP,
                 outcome -> System.out.println("round " + device.stats.lastRound + ": " + outcome
                         + (outcome.outcome.equals("uploaded")
                         ? String.format(" local accuracy of the global model %.3f", device.stats.lastEvalAccuracy) : "")));
         System.out.printf("java device: uploads %d, abandoned %d, rejected %d, bytes up %d (%.1f%% of float32)%n",
                 device.stats.uploads, device.stats.abandoned, device.stats.rejected, device.stats.bytesUp,
                 100.0 * device.stats.bytesUp / Math.max(1, device.stats.float32Bytes));
-        System.exit(device.stats.uploads >= Integer.parseInt(args.get("rounds")) ? 0 : 1);
+        System.out.printf("java device: evaluations %d, unfinished %d%n", device.stats.evaluations,
+                device.stats.unfinished);
+        System.exit(device.stats.uploads >= Integer.parseInt(args.get("rounds"))
+                && device.stats.evaluations >= evaluations ? 0 : 1);
     }
 }

@@ -120,6 +120,25 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
     }
 
     @Override
+    public Evaluation evaluate(byte[] model, String modelSha256, float[] weights, int[] counts) {
+        int k = counts[1];
+        int d = counts[0] / k;
+        double[] p = new double[k];
+        double lossSum = 0;
+        int correct = 0;
+        for (int row : evalRows) {
+            softmax(weights, d, k, data.x[row], p);
+            lossSum -= Math.log(Math.max(p[data.y[row]], 1e-12));
+            int best = 0;
+            for (int j = 1; j < k; j++) {
+                best = p[j] > p[best] ? j : best;
+            }
+            correct += best == data.y[row] ? 1 : 0;
+        }
+        return new Evaluation(evalRows.length, correct, lossSum);
+    }
+
+    @Override
     public double estimateSeconds(Plan plan) {
         return secondsPerExample * plan.epochs * trainRows.length;
     }
