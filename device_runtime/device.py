@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -86,6 +88,28 @@ class Device:
     behaviour: Behaviour = field(default_factory=Behaviour)
     stats: DeviceStats = field(default_factory=DeviceStats)
     clock: Callable[[], float] = time.time
+    # Personal layers (FedPer) per model: kept in memory, and in this folder (`fedge device
+    # --state-dir`) so that they survive a restart; never uploaded.
+    personal_dir: Path | None = None
+    personal: dict = field(default_factory=dict)
+
+    def _personal_for(self, model_sha: str) -> list | None:
+        if model_sha not in self.personal and self.personal_dir is not None:
+            path = self.personal_dir / f"personal-{model_sha[:32]}.npz"
+            if path.exists():
+                # Written by this device itself (never from the network): plain arrays, no pickle.
+                with np.load(path, allow_pickle=False) as data:
+                    self.personal[model_sha] = [data[f"p{i:03d}"] for i in range(len(data.files))]
+        return self.personal.get(model_sha)
+
+    def _keep_personal(self, model_sha: str, values: list) -> None:
+        self.personal[model_sha] = values
+        if self.personal_dir is not None:
+            self.personal_dir.mkdir(parents=True, exist_ok=True)
+            final = self.personal_dir / f"personal-{model_sha[:32]}.npz"
+            tmp = final.with_name(final.name + ".tmp.npz")
+            np.savez(tmp, **{f"p{i:03d}": v for i, v in enumerate(values)})
+            os.replace(tmp, final)  # a crash leaves the old state or the new, never half of one
 
     def _expected_train_s(self, assignment: Assignment) -> float:
         if self.behaviour.train_time_s > 0:
@@ -123,7 +147,10 @@ class Device:
         async def train():
             result, compute_s = await self.trainer.train(
                 model, a.model_sha256, checkpoint, a.checkpoint_sha256, a.plan, self.data, self.rng,
-                self.behaviour.attack, finish_by=finish_by, expected_s=expected_s, capacity_epochs=capacity)
+                self.behaviour.attack, finish_by=finish_by, expected_s=expected_s, capacity_epochs=capacity,
+                personal=self._personal_for(a.model_sha256))
+            if result.personal is not None:
+                self._keep_personal(a.model_sha256, result.personal)
             if self.behaviour.train_time_s > 0:
                 full = self.behaviour.train_time_s * self.behaviour.slowdown
                 await asyncio.sleep(max(0.0, full * done - compute_s))
@@ -162,7 +189,8 @@ class Device:
         """Federated evaluation: counts on the local holdout, no training, no update."""
         if len(self.data.x_eval) == 0:
             return self._abandon("no local holdout examples to evaluate on")
-        report = await self.trainer.evaluate(model, a.model_sha256, checkpoint, a.checkpoint_sha256, self.data)
+        report = await self.trainer.evaluate(model, a.model_sha256, checkpoint, a.checkpoint_sha256, self.data,
+                                             self._personal_for(a.model_sha256))
         try:
             await self.client.report_evaluation(a, report)
         except ApiError as exc:

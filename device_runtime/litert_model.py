@@ -112,12 +112,31 @@ class LocalModel:
         self.supports_proximal = "proximal_mu" in self._train.get_input_details()
         self._get = self.interpreter.get_signature_runner("get_weights")
         self._set = self.interpreter.get_signature_runner("set_weights")
+        # Personal layers (FedPer): trained here, never uploaded; the file's values until a
+        # device loads its own (set_personal).
+        self.initial_personal: list[np.ndarray] = []
+        if self.manifest.personal:
+            self._get_personal = self.interpreter.get_signature_runner("get_personal")
+            self._set_personal = self.interpreter.get_signature_runner("set_personal")
+            self.initial_personal = self.get_personal()
         # The file's embedded weights (the export's, or a global model's from the coordinator).
         embedded = codec.decode(read_initial_weights(model_bytes), [w.size for w in self.manifest.weights])
         self.set_weights(codec.unflatten(embedded.values, self.manifest.weight_shapes))
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         self._set(**{w.key: np.asarray(v, np.float32).reshape(w.shape) for w, v in zip(self.manifest.weights, weights)})
+
+    def get_personal(self) -> list[np.ndarray]:
+        out = self._get_personal() if self.manifest.personal else {}
+        return [np.array(out[w.key], np.float32) for w in self.manifest.personal]
+
+    def set_personal(self, weights: list[np.ndarray]) -> None:
+        if not self.manifest.personal:
+            return
+        if len(weights) != len(self.manifest.personal):
+            raise ValueError(f"{len(weights)} personal tensors for {len(self.manifest.personal)} in the model")
+        self._set_personal(**{w.key: np.asarray(v, np.float32).reshape(w.shape)
+                              for w, v in zip(self.manifest.personal, weights)})
 
     def get_weights(self) -> list[np.ndarray]:
         out = self._get()

@@ -61,7 +61,7 @@ class Trainer:
 
     def _run(self, model_bytes, model_sha, checkpoint, checkpoint_sha, plan, data: LocalData, rng,
              attack: str, finish_by: float | None, expected_s: float,
-             capacity_epochs: int | None) -> tuple[LocalResult, float]:
+             capacity_epochs: int | None, personal) -> tuple[LocalResult, float]:
         # Checked when a worker takes the job, not when it was queued: with hundreds of devices
         # selected at once the queue is long, and a job that can no longer finish would only
         # delay the jobs behind it (the next round's) past their own deadlines.
@@ -74,7 +74,7 @@ class Trainer:
         model = self._model(model_bytes, model_sha)
         weights = self._weights_for(checkpoint, checkpoint_sha, model.manifest.weight_shapes)
         result = train_round(model, weights, plan, data.x_train, data.y_train, data.x_eval, data.y_eval, rng,
-                             attack, capacity_epochs)
+                             attack, capacity_epochs, personal)
         self._step_s[model_sha] = model.last_step_s
         spent = time.perf_counter() - started
         with self._lock:
@@ -84,29 +84,31 @@ class Trainer:
     async def train(self, model_bytes: bytes, model_sha: str, checkpoint: bytes, checkpoint_sha: str,
                     plan: Plan, data: LocalData, rng: np.random.Generator, attack: str = "",
                     finish_by: float | None = None, expected_s: float = 0.0,
-                    capacity_epochs: int | None = None) -> tuple[LocalResult, float]:
+                    capacity_epochs: int | None = None, personal=None) -> tuple[LocalResult, float]:
         """(the round's result, the seconds of computation it took: queueing not included).
         With `finish_by`, raises TooLate instead of training when a worker reaches the job
         later than `finish_by - expected_s`."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, self._run, model_bytes, model_sha, checkpoint,
                                           checkpoint_sha, plan, data, rng, attack, finish_by, expected_s,
-                                          capacity_epochs)
+                                          capacity_epochs, personal)
 
-    def _evaluate(self, model_bytes, model_sha, checkpoint, checkpoint_sha, data: LocalData) -> dict:
+    def _evaluate(self, model_bytes, model_sha, checkpoint, checkpoint_sha, data: LocalData, personal) -> dict:
         model = self._model(model_bytes, model_sha)
         model.set_weights(self._weights_for(checkpoint, checkpoint_sha, model.manifest.weight_shapes))
+        model.set_personal(personal if personal is not None else model.initial_personal)
         n = len(data.x_eval)
         loss, accuracy = model.evaluate(data.x_eval, data.y_eval)
         # Counts, as protocol.messages.EvaluationReport bounds them (correct <= examples).
         return {"examples": n, "correct": min(float(n), accuracy * n), "loss_sum": max(0.0, loss * n)}
 
     async def evaluate(self, model_bytes: bytes, model_sha: str, checkpoint: bytes, checkpoint_sha: str,
-                       data: LocalData) -> dict:
-        """Federated evaluation: the checkpoint on the local holdout, as counts."""
+                       data: LocalData, personal=None) -> dict:
+        """Federated evaluation: the checkpoint (with this device's personal layers) on the
+        local holdout, as counts."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, self._evaluate, model_bytes, model_sha, checkpoint,
-                                          checkpoint_sha, data)
+                                          checkpoint_sha, data, personal)
 
     def step_time_estimate(self, model_sha: str) -> float:
         return self._step_s.get(model_sha, 0.001)

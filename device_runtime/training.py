@@ -27,6 +27,7 @@ class LocalResult:
     delta: np.ndarray | None = None  # the clipped delta, kept (unencoded) when SecAgg encodes it later
     below_clip: bool = True  # |delta| <= clip_norm before clipping (the adaptive-clipping bit)
     partial: bool = False  # fewer than the plan's epochs were done (partial work, uploaded)
+    personal: list | None = None  # the personal layers after training (kept on the device, never uploaded)
 
 
 class Unfinished(Exception):
@@ -36,7 +37,8 @@ class Unfinished(Exception):
 
 def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
                 x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
-                rng: np.random.Generator, attack: str = "", capacity_epochs: int | None = None) -> LocalResult:
+                rng: np.random.Generator, attack: str = "", capacity_epochs: int | None = None,
+                personal: list[np.ndarray] | None = None) -> LocalResult:
     """``attack`` (emulated fleets only) replaces the clipped delta with a malicious one;
     ``capacity_epochs`` (emulated stragglers) is how many epochs this device can do this round.
 
@@ -48,6 +50,8 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
         keep = rng.choice(len(x), plan.max_examples, replace=False)
         x, y = x[keep], y[keep]
     model.set_weights(global_weights)
+    # This device's personal layers (the file's own the first time): the interpreter is shared.
+    model.set_personal(personal if personal is not None else model.initial_personal)
     eval_loss, eval_acc = model.evaluate(x_eval, y_eval)  # the global model on local holdout data
     epochs = plan.epochs if capacity_epochs is None else max(0, min(plan.epochs, capacity_epochs))
     if epochs == 0:
@@ -61,15 +65,16 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
         raise Unfinished(f"{why}; the task does not take partial work" if progress.examples
                          else f"{why} before the first batch")
     examples = len(x) if not partial else max(1, round(progress.examples / plan.epochs))
+    trained_personal = model.get_personal() if model.manifest.personal else None
     delta = codec.flatten(model.get_weights()) - codec.flatten(global_weights)
     delta, norm = clip_l2(delta, plan.clip_norm)
     delta = poison_delta(attack, delta)
     if plan.secagg:
         # The SecAgg grid is only known once the key phases close; the device encodes then.
         return LocalResult(b"", examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
-                           delta.astype(np.float32), norm <= plan.clip_norm, partial)
+                           delta.astype(np.float32), norm <= plan.clip_norm, partial, trained_personal)
     shapes = [np.shape(w) for w in global_weights]
     spec = codec.CodecSpec.parse(plan.codec, plan.chunk_size)
     payload = codec.encode(codec.unflatten(delta, shapes), spec, rng)
     return LocalResult(payload, examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
-                       below_clip=norm <= plan.clip_norm, partial=partial)
+                       below_clip=norm <= plan.clip_norm, partial=partial, personal=trained_personal)

@@ -24,6 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="static batch size of the signatures (default 32)")
     parser.add_argument("--parity-steps", type=int, default=3, help="training steps compared with Keras (0 skips)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="parity tolerance (default 1e-4)")
+    parser.add_argument("--personal", nargs="+", default=[], metavar="LAYER",
+                        help="layers that train on the device but never travel (FedPer personal layers): devices keep "
+                             "them between rounds and never upload them")
     parser.add_argument("--allow-flex", action="store_true",
                         help="export even if the train step needs Flex (TF) ops; stock LiteRT cannot run it")
 
@@ -62,11 +65,15 @@ def run(args: argparse.Namespace) -> int:
 
         result = export_model(model, name=args.zoo or None, batch_size=args.batch_size,
                               allow_flex=args.allow_flex, parity_steps=args.parity_steps, tolerance=args.tolerance,
-                              progress=progress)
+                              progress=progress, personal=tuple(args.personal))
     m = result.manifest
     print(f"model {m.model_name}: {m.num_parameters:,} parameters in {len(m.weights)} tensors travel in updates, "
           f"batch {m.batch_size}, loss {m.loss}, optimizer {m.optimizer['name']}")
-    frozen = result.model_parameters - m.num_parameters
+    personal = sum(w.size for w in m.personal)
+    if personal:
+        print(f"  {personal:,} parameters in personal layers ({', '.join(args.personal)}) train on the device and "
+              "never travel")
+    frozen = result.model_parameters - m.num_parameters - personal
     if frozen > 0:
         print(f"  {frozen:,} frozen parameters stay in the file and never travel "
               f"(an update is {m.num_parameters / result.model_parameters:.1%} of the model)")

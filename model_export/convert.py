@@ -12,10 +12,8 @@ from model_export.errors import ExportError
 from model_export.op_origin import describe, ops_in_converter_error
 
 
-def _converter(saved_model_dir: str, allow_flex: bool):
-    conv = tf.lite.TFLiteConverter.from_saved_model(
-        saved_model_dir, signature_keys=["train", "infer", "evaluate", "get_weights", "set_weights"]
-    )
+def _converter(saved_model_dir: str, allow_flex: bool, signature_keys: list[str]):
+    conv = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=signature_keys)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS] + (
         [tf.lite.OpsSet.SELECT_TF_OPS] if allow_flex else []
     )
@@ -71,7 +69,7 @@ def convert_module(module, signatures: dict, allow_flex: bool = False, layers: d
         with scope_safe_variable_names(module):
             tf.saved_model.save(module, tmp, signatures=signatures)
         try:
-            return bytes(_converter(tmp, allow_flex=False).convert()), []
+            return bytes(_converter(tmp, False, list(signatures)).convert()), []
         except Exception as exc:  # the converter raises ConverterError or plain errors
             where = ops_in_converter_error(str(exc))
             if not where:
@@ -82,4 +80,4 @@ def convert_module(module, signatures: dict, allow_flex: bool = False, layers: d
                     f"no TFLite builtin kernel for {blocking}: the stock LiteRT runtime cannot train this model "
                     "(pass --allow-flex to export for a runtime with the Flex delegate)"
                 ) from exc
-        return bytes(_converter(tmp, allow_flex=True).convert()), sorted(where)
+        return bytes(_converter(tmp, True, list(signatures)).convert()), sorted(where)

@@ -24,6 +24,7 @@ from protocol.manifest import (
     Manifest,
     TensorSpec,
     WeightSpec,
+    personal_key,
     weight_key,
 )
 
@@ -43,7 +44,10 @@ class ExportResult:
 
 def _signature_table(graph: TrainingGraph) -> dict:
     keys = [weight_key(i) for i in range(len(graph.model_vars))]
-    return {
+    personal = [personal_key(i) for i in range(len(graph.personal_vars))]
+    extra = {"get_personal": {"inputs": [], "outputs": personal},
+             "set_personal": {"inputs": personal, "outputs": ["ok"]}} if personal else {}
+    return {**extra,
         "train": {"inputs": ["x", "y", "sample_weight", "learning_rate", "proximal_mu"], "outputs": ["loss"]},
         "infer": {"inputs": ["x"], "outputs": ["output"]},
         "evaluate": {"inputs": ["x", "y", "sample_weight"], "outputs": ["loss_sum", "correct"]},
@@ -66,6 +70,10 @@ def build_manifest(graph: TrainingGraph, name: str, content_sha256: str, flex_op
         weights=tuple(
             WeightSpec(weight_key(i), v.path, tuple(int(d) for d in v.variable.shape), "float32", v.trainable)
             for i, v in enumerate(graph.model_vars)
+        ),
+        personal=tuple(
+            WeightSpec(personal_key(i), v.path, tuple(int(d) for d in v.variable.shape), "float32", v.trainable)
+            for i, v in enumerate(graph.personal_vars)
         ),
         signatures=_signature_table(graph),
         fedge_version=__version__,
@@ -107,18 +115,20 @@ def _silent(stage: str) -> None:
 
 def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  allow_flex: bool = False, parity_steps: int = 3,
-                 tolerance: float = DEFAULT_TOLERANCE, progress=_silent) -> ExportResult:
+                 tolerance: float = DEFAULT_TOLERANCE, progress=_silent, personal: tuple[str, ...] = ()
+                 ) -> ExportResult:
+    """`personal`: names of layers that train on the device and never travel (FedPer)."""
     """`progress(stage)` is called as each stage starts (a large model takes tens of seconds)."""
     if batch_size < 1:
         raise ExportError("--batch-size must be >= 1")
     progress("tracing the train step from the model's call")
-    graph = TrainingGraph(model, batch_size=batch_size, stochastic=True)
+    graph = TrainingGraph(model, batch_size=batch_size, stochastic=True, personal=personal)
     layers = layers_by_name(model)
     signatures = traced_signatures(graph, layers)
     progress("converting to TFLite builtin ops")
     raw, flex_ops = convert_module(graph, signatures, allow_flex=allow_flex, layers=layers)
     options = {"batch_size": batch_size, "allow_flex": allow_flex, "parity_steps": parity_steps,
-               "tolerance": tolerance}
+               "tolerance": tolerance, "personal": list(personal)}
     manifest = build_manifest(graph, name or model.name, hashlib.sha256(raw).hexdigest(), flex_ops, options)
     initial = codec.encode([v.variable.numpy() for v in graph.model_vars], codec.CodecSpec("f32"),
                            np.random.default_rng(0))
@@ -129,7 +139,7 @@ def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH
         if _has_stochastic_layers(model):
             # Same graph without dropout noise, so both sides are deterministic.
             progress("building a dropout-free copy for the parity check")
-            det = TrainingGraph(model, batch_size=batch_size, stochastic=False)
+            det = TrainingGraph(model, batch_size=batch_size, stochastic=False, personal=personal)
             parity_bytes, _ = convert_module(det, traced_signatures(det, layers), layers=layers)
         progress(f"parity: {parity_steps} training steps in LiteRT and in Keras")
         report = run_parity(model, parity_bytes, manifest, steps=parity_steps, tolerance=tolerance)

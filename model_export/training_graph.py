@@ -20,6 +20,9 @@ Signatures (all with a static batch dimension, see the manifest's ``batch_size``
 - ``evaluate(x, y, sample_weight) -> loss_sum, correct``: weighted sums, so a caller
   adds them over batches and divides by the weight total.
 - ``get_weights() -> w000, w001, ...``: the travelling variables (see `travelling`).
+- ``get_personal() -> p000, ...`` / ``set_personal(p000, ...) -> ok`` (only with personal
+  layers, ``fedge export --personal LAYER``): the personal layers' variables, which train
+  like the others but never travel; a device keeps them between rounds.
 - ``set_weights(w000, ...) -> ok``: loads them, *resets the optimizer slots*, so each
   round's local training starts from fresh optimizer state (slots never travel), and keeps
   the trainable ones as FedProx's anchor. The anchors start at zero (their zero buffers
@@ -35,7 +38,7 @@ from model_export.losses import loss_spec_of, per_example_correct, per_example_l
 from model_export.lowering import builtin_lowering
 from model_export.optimizers import OptimizerState, optimizer_spec_of
 from model_export.travelling import backing, travelling_variables
-from protocol.manifest import weight_key
+from protocol.manifest import personal_key, weight_key
 
 
 class _Untracked:
@@ -52,8 +55,27 @@ def _static(shape, what: str) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
+def _personal_variable_ids(model, names: tuple[str, ...]) -> set[int]:
+    """ids of the tf.Variables of the named layers (FedPer's personal layers)."""
+    if not names:
+        return set()
+    from model_export.sublayers import sublayers
+
+    layers = {layer.name: layer for layer in sublayers(model)}
+    unknown = [n for n in names if n not in layers]
+    if unknown:
+        raise ExportError(f"--personal: no layer named {', '.join(repr(n) for n in unknown)}; the model's layers "
+                          f"with variables: {', '.join(sorted(n for n, l in layers.items() if l.variables))}")
+    out = set()
+    for n in names:
+        if not layers[n].variables:
+            raise ExportError(f"--personal: layer {n!r} has no variables to keep on the device")
+        out |= {id(backing(v)) for v in layers[n].variables}
+    return out
+
+
 class TrainingGraph(tf.Module):
-    def __init__(self, model, batch_size: int, stochastic: bool = True):
+    def __init__(self, model, batch_size: int, stochastic: bool = True, personal: tuple[str, ...] = ()):
         super().__init__(name="fedge")
         if getattr(model, "inputs", None) is None or getattr(model, "outputs", None) is None:
             raise ExportError(
@@ -82,15 +104,23 @@ class TrainingGraph(tf.Module):
             self.label_shape = out_shape
         self.label_dtype = self.loss_spec.label_dtype
         with builtin_lowering(model, stochastic=False):
-            self.model_vars = travelling_variables(model, self._x_spec())
+            local = travelling_variables(model, self._x_spec())
+        mine = _personal_variable_ids(model, personal)
+        self.model_vars = [v for v in local if id(v.variable) not in mine]
+        self.personal_vars = [v for v in local if id(v.variable) in mine]
+        if personal and not self.model_vars:
+            raise ExportError("every variable would be personal: nothing would travel; leave at least one layer "
+                              "shared")
         # Assigning the variables to attributes makes tf.Module track them for the SavedModel.
         self.all_variables = [backing(v) for v in model.variables]
         trainable = [v for v in self.model_vars if v.trainable]
-        self.trainable = [v.variable for v in trainable]
-        self.optimizer = OptimizerState(self.opt, self.trainable, [v.path for v in trainable])
-        # FedProx's anchors: the round's starting weights, set by set_weights.
-        self.anchors = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="proximal_anchor")
-                        for v in self.trainable]
+        personal_trainable = [v for v in self.personal_vars if v.trainable]
+        # Travelling ones first: FedProx's anchors pair with the first len(anchors) of them.
+        self.trainable = [v.variable for v in trainable + personal_trainable]
+        self.optimizer = OptimizerState(self.opt, self.trainable, [v.path for v in trainable + personal_trainable])
+        # FedProx's anchors: the round's starting weights, set by set_weights (travelling only).
+        self.anchors = [tf.Variable(tf.zeros(v.variable.shape, v.variable.dtype), trainable=False,
+                                    name="proximal_anchor") for v in trainable]
         self._trainable_index = [i for i, v in enumerate(self.model_vars) if v.trainable]
 
     def _x_spec(self):
@@ -105,8 +135,10 @@ class TrainingGraph(tf.Module):
             loss = tf.reduce_sum(per_example * sample_weight) / tf.maximum(tf.reduce_sum(sample_weight), 1.0)
         grads = tape.gradient(loss, self.trainable)
         mu = proximal_mu[0]
-        # d/dw mu/2 ||w - a||^2 = mu (w - a): added to the gradient, not taped (no second pass).
-        grads = [g + mu * (v - a) for g, v, a in zip(grads, self.trainable, self.anchors)]
+        # d/dw mu/2 ||w - a||^2 = mu (w - a): added to the gradient, not taped (no second pass);
+        # personal variables (after the travelling ones) have no anchor.
+        n = len(self.anchors)
+        grads = [g + mu * (v - a) for g, v, a in zip(grads[:n], self.trainable[:n], self.anchors)] + list(grads[n:])
         self.optimizer.apply(grads, learning_rate[0])
         return {"loss": loss}
 
@@ -121,6 +153,14 @@ class TrainingGraph(tf.Module):
 
     def get_weights(self):
         return {weight_key(i): tf.identity(v.variable) for i, v in enumerate(self.model_vars)}
+
+    def get_personal(self):
+        return {personal_key(i): tf.identity(v.variable) for i, v in enumerate(self.personal_vars)}
+
+    def set_personal(self, weights):
+        for v, value in zip(self.personal_vars, weights):
+            v.variable.assign(value)
+        return {"ok": tf.constant(1, tf.int32)}
 
     def set_weights(self, weights):
         for v, value in zip(self.model_vars, weights):
@@ -142,10 +182,16 @@ class TrainingGraph(tf.Module):
         mu = tf.TensorSpec([1], tf.float32, name="proximal_mu")
         wspecs = [tf.TensorSpec(v.variable.shape, tf.float32, name=weight_key(i))
                   for i, v in enumerate(self.model_vars)]
+        pspecs = [tf.TensorSpec(v.variable.shape, tf.float32, name=personal_key(i))
+                  for i, v in enumerate(self.personal_vars)]
         # No autograph: the signatures have no Python control flow on tensors, and an error
         # raised while tracing then reaches the exporter as itself, not as a StagingError.
         with builtin_lowering(self._keras.model, stochastic=self.stochastic):
-            return {
+            personal = {
+                "get_personal": tf.function(self.get_personal, autograph=False).get_concrete_function(),
+                "set_personal": tf.function(self.set_personal, autograph=False).get_concrete_function(pspecs),
+            } if self.personal_vars else {}
+            return {**personal,
                 "train": tf.function(self.train, autograph=False).get_concrete_function(x, y, w, lr, mu),
                 "infer": tf.function(self.infer, autograph=False).get_concrete_function(x),
                 "evaluate": tf.function(self.evaluate, autograph=False).get_concrete_function(x, y, w),

@@ -73,6 +73,10 @@ class Manifest:
     flex_ops: tuple[str, ...] = ()
     export_options: dict = field(default_factory=dict)
     format: int = MANIFEST_FORMAT
+    # Personal layers' variables (FedPer): trained on the device, kept in its local state
+    # between rounds, never uploaded; `get_personal` / `set_personal` (keys p000...) read and
+    # load them, `set_weights` leaves them alone.
+    personal: tuple[WeightSpec, ...] = ()
 
     @property
     def supports_proximal(self) -> bool:
@@ -140,6 +144,11 @@ class Manifest:
                 requires_flex=bool(raw.get("requires_flex", False)),
                 flex_ops=tuple(str(op) for op in raw.get("flex_ops", ())),
                 export_options=dict(raw.get("export_options", {})),
+                personal=tuple(
+                    WeightSpec(key=str(w["key"]), path=str(w["path"]), shape=_shape(w["shape"]),
+                               dtype=_dtype(w["dtype"]), trainable=bool(w["trainable"]))
+                    for w in raw.get("personal", ())
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ProtocolError):
@@ -179,6 +188,10 @@ def _dtype(value) -> str:
 
 def _tensor_spec(raw: dict) -> TensorSpec:
     return TensorSpec(name=str(raw["name"]), shape=_shape(raw["shape"]), dtype=_dtype(raw["dtype"]))
+
+
+def personal_key(index: int) -> str:
+    return f"p{index:03d}"
 
 
 def weight_key(index: int) -> str:
