@@ -190,7 +190,7 @@ class Device:
         if len(self.data.x_eval) == 0:
             return self._abandon("no local holdout examples to evaluate on")
         report = await self.trainer.evaluate(model, a.model_sha256, checkpoint, a.checkpoint_sha256, self.data,
-                                             self._personal_for(a.model_sha256))
+                                             self._personal_for(a.model_sha256), a.plan, self.rng)
         try:
             await self.client.report_evaluation(a, report)
         except ApiError as exc:

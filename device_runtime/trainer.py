@@ -93,22 +93,33 @@ class Trainer:
                                           checkpoint_sha, plan, data, rng, attack, finish_by, expected_s,
                                           capacity_epochs, personal)
 
-    def _evaluate(self, model_bytes, model_sha, checkpoint, checkpoint_sha, data: LocalData, personal) -> dict:
+    def _evaluate(self, model_bytes, model_sha, checkpoint, checkpoint_sha, data: LocalData, personal,
+                  plan: Plan | None, rng) -> dict:
         model = self._model(model_bytes, model_sha)
         model.set_weights(self._weights_for(checkpoint, checkpoint_sha, model.manifest.weight_shapes))
         model.set_personal(personal if personal is not None else model.initial_personal)
         n = len(data.x_eval)
         loss, accuracy = model.evaluate(data.x_eval, data.y_eval)
         # Counts, as protocol.messages.EvaluationReport bounds them (correct <= examples).
-        return {"examples": n, "correct": min(float(n), accuracy * n), "loss_sum": max(0.0, loss * n)}
+        report = {"examples": n, "correct": min(float(n), accuracy * n), "loss_sum": max(0.0, loss * n)}
+        steps = plan.personalize_steps if plan is not None else 0
+        if steps and len(data.x_train):
+            # Personalized evaluation: `steps` fine-tuning steps on the training split (batches
+            # drawn in a random order, cycling over it), then the holdout again. Nothing is kept.
+            take = rng.permutation(np.resize(np.arange(len(data.x_train)), steps * model.batch))
+            model.train(data.x_train[take], data.y_train[take], 1, plan.learning_rate, None)
+            loss, accuracy = model.evaluate(data.x_eval, data.y_eval)
+            report.update(personalized_correct=min(float(n), accuracy * n), personalized_loss_sum=max(0.0, loss * n))
+        return report
 
     async def evaluate(self, model_bytes: bytes, model_sha: str, checkpoint: bytes, checkpoint_sha: str,
-                       data: LocalData, personal=None) -> dict:
+                       data: LocalData, personal=None, plan: Plan | None = None, rng=None) -> dict:
         """Federated evaluation: the checkpoint (with this device's personal layers) on the
         local holdout, as counts."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, self._evaluate, model_bytes, model_sha, checkpoint,
-                                          checkpoint_sha, data, personal)
+                                          checkpoint_sha, data, personal, plan,
+                                          rng if rng is not None else np.random.default_rng())
 
     def step_time_estimate(self, model_sha: str) -> float:
         return self._step_s.get(model_sha, 0.001)

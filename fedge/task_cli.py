@@ -52,6 +52,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--goal-count", type=int, default=None, help="devices to hear from (default: the task's "
                                                                         "eval_goal_count or goal_count)")
     evaluate.add_argument("--eligibility", default=None, help="who may evaluate (default: the task's)")
+    evaluate.add_argument("--personalize-steps", type=int, default=None,
+                          help="also report accuracy after this many local fine-tuning steps per device")
     evaluate.add_argument("--wait", action="store_true", help="wait for the result and print it")
     evaluate.add_argument("--interval", type=float, default=1.0)
     add_connection_args(evaluate)
@@ -179,12 +181,16 @@ def _evaluation_line(metrics: dict | None) -> str:
     return (f"accuracy {metrics['eval_accuracy']:.4f} (loss {metrics['eval_loss']:.4f}) over "
             f"{metrics['eval_devices']} devices, {metrics['eval_examples']:,} examples; per device p10 "
             f"{metrics['eval_accuracy_p10']:.3f}, p50 {metrics['eval_accuracy_p50']:.3f}, "
-            f"p90 {metrics['eval_accuracy_p90']:.3f}")
+            f"p90 {metrics['eval_accuracy_p90']:.3f}"
+            + (f"; after local fine-tuning {metrics['personalized_accuracy']:.4f} (lift per device p10 "
+               f"{metrics['personalization_lift_p10']:+.3f}, p50 {metrics['personalization_lift_p50']:+.3f}, p90 "
+               f"{metrics['personalization_lift_p90']:+.3f})" if "personalized_accuracy" in metrics else ""))
 
 
 def _evaluate(api: AdminApi, args: argparse.Namespace) -> int:
     body = {k: v for k, v in (("round", args.round), ("goal_count", args.goal_count),
-                              ("eligibility", args.eligibility)) if v is not None}
+                              ("eligibility", args.eligibility), ("personalize_steps", args.personalize_steps))
+            if v is not None}
     ev = api.call("POST", f"/v1/admin/tasks/{args.task_id}/evaluate", body)
     c = ev["config"]
     if not args.wait:

@@ -13,6 +13,7 @@ from typing import Any
 from protocol.errors import ProtocolError
 
 
+MAX_PERSONALIZE_STEPS = 10_000  # fine-tuning steps of a personalized evaluation
 MAX_PROXIMAL_MU = 1000.0  # FedProx's mu: the papers use up to 1
 
 def get_field(raw: Any, name: str, kind, required: bool = True, default=None, *, lo=None, hi=None,
@@ -152,6 +153,9 @@ class Plan:
     # Federated evaluation: run the `evaluate` signature on the local holdout and POST an
     # EvaluationReport to the assignment's upload_url instead of training.
     evaluate_only: bool = False
+    # Personalized evaluation: also report the holdout counts after this many local
+    # fine-tuning steps on the training split (TFF's personalization evaluation).
+    personalize_steps: int = 0
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Plan":
@@ -166,6 +170,7 @@ class Plan:
             max_local_seconds=get_field(raw, "max_local_seconds", float, False, 0.0, lo=0.0, hi=86400.0),
             partial_work=get_field(raw, "partial_work", bool, False, False),
             evaluate_only=get_field(raw, "evaluate_only", bool, False, False),
+            personalize_steps=get_field(raw, "personalize_steps", int, False, 0, lo=0, hi=MAX_PERSONALIZE_STEPS),
         )
 
 
@@ -229,16 +234,27 @@ class EvaluationReport:
     examples: int
     correct: float
     loss_sum: float
+    # After the plan's personalize_steps of local fine-tuning (None without personalization).
+    personalized_correct: float | None = None
+    personalized_loss_sum: float | None = None
 
     @classmethod
     def from_dict(cls, raw: Any) -> "EvaluationReport":
         examples = get_field(raw, "examples", int, lo=1, hi=MAX_COUNT)
         correct = get_field(raw, "correct", float, lo=0.0, hi=float(examples))
         loss_sum = get_field(raw, "loss_sum", float, lo=0.0, hi=MAX_LOSS * examples)
-        return cls(examples, correct, loss_sum)
+        p_correct = get_field(raw, "personalized_correct", float, False, None, lo=0.0, hi=float(examples))
+        p_loss = get_field(raw, "personalized_loss_sum", float, False, None, lo=0.0, hi=MAX_LOSS * examples)
+        if (p_correct is None) != (p_loss is None):
+            raise ProtocolError("personalized_correct and personalized_loss_sum come together", "bad_request")
+        return cls(examples, correct, loss_sum, p_correct, p_loss)
 
     def to_dict(self) -> dict:
-        return {"examples": self.examples, "correct": self.correct, "loss_sum": self.loss_sum}
+        out = {"examples": self.examples, "correct": self.correct, "loss_sum": self.loss_sum}
+        if self.personalized_correct is not None:
+            out.update(personalized_correct=self.personalized_correct,
+                       personalized_loss_sum=self.personalized_loss_sum)
+        return out
 
 
 @dataclass(frozen=True)

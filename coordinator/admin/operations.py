@@ -189,9 +189,9 @@ class AdminOps:
         latest committed) and report counts (POST /v1/admin/tasks/{id}/evaluate)."""
         raw = raw or {}
         if not isinstance(raw, dict) or set(raw) - {"round", "goal_count", "eligibility", "task_id",
-                                                    "report_deadline_s", "selection_window_s"}:
+                                                    "report_deadline_s", "selection_window_s", "personalize_steps"}:
             raise E.BadRequest("expected {round?, goal_count?, eligibility?, task_id?, report_deadline_s?, "
-                               "selection_window_s?}")
+                               "selection_window_s?, personalize_steps?}")
         source = self.tasks.require(source_id)
         if source.config.evaluation:
             raise E.BadRequest(f"task '{source_id}' is an evaluation task; evaluate the task it evaluates")
@@ -219,7 +219,9 @@ class AdminOps:
                   "selection_window_s": raw.get("selection_window_s", cfg.selection_window_s),
                   "report_deadline_s": raw.get("report_deadline_s", cfg.report_deadline_s),
                   "eligibility": raw.get("eligibility", cfg.eval_eligibility or cfg.eligibility),
-                  "max_example_count": cfg.max_example_count, "batch_size": cfg.batch_size}
+                  "max_example_count": cfg.max_example_count, "batch_size": cfg.batch_size,
+                  "personalize_steps": raw.get("personalize_steps", cfg.personalize_steps),
+                  "learning_rate": cfg.learning_rate}
         config = TaskConfig.from_dict(config)
         task_id = raw.get("task_id") or f"{source_id}-eval-{num}"
         task_id = valid_name(task_id, "task_id")

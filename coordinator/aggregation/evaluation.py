@@ -31,3 +31,18 @@ def summarize(reports: list[tuple[int, float, float]], cap: int) -> dict:
     for q, value in zip(QUANTILES, np.percentile(accuracy, QUANTILES)):
         out[f"eval_accuracy_p{q}"] = float(value)
     return out
+
+
+def summarize_personalized(reports: list[tuple[int, float, float, float, float]], cap: int) -> dict:
+    """Personalized evaluation: (examples, correct, loss_sum, correct after fine-tuning, loss
+    sum after) per device -> the fine-tuned accuracy (weighted, and p10 / p50 / p90 over
+    devices) and the lift per device (fine-tuned minus global accuracy, p10 / p50 / p90)."""
+    tuned = summarize([(n, c2, l2) for n, _, _, c2, l2 in reports], cap)
+    out = {"personalized_devices": tuned["eval_devices"],
+           "personalized_accuracy": tuned["eval_accuracy"], "personalized_loss": tuned["eval_loss"]}
+    for q in QUANTILES:
+        out[f"personalized_accuracy_p{q}"] = tuned[f"eval_accuracy_p{q}"]
+    lift = np.array([(c2 - c) / n for n, c, _, c2, _ in reports], np.float64)
+    for q, value in zip(QUANTILES, np.percentile(lift, QUANTILES)):
+        out[f"personalization_lift_p{q}"] = float(value)
+    return out

@@ -426,8 +426,11 @@ class DeviceGateway:
         if rnd.state not in ("selecting", "reporting") or self.clock() > rnd.report_deadline:
             self._reject("late")
             raise E.Gone(f"round {round_num} is closed ({rnd.state}); the report was not counted", "round_closed")
-        record = UpdateRecord(task_id, round_num, device.device_id, report.examples,
-                              {"correct": report.correct, "loss_sum": report.loss_sum}, "", digest, self.clock())
+        stored = {"correct": report.correct, "loss_sum": report.loss_sum}
+        if report.personalized_correct is not None:
+            stored.update(personalized_correct=report.personalized_correct,
+                          personalized_loss_sum=report.personalized_loss_sum)
+        record = UpdateRecord(task_id, round_num, device.device_id, report.examples, stored, "", digest, self.clock())
         reported = self.store.add_update(record, only_open=True)
         if reported is None:
             self._reject("late")

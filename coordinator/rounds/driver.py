@@ -20,7 +20,7 @@ import numpy as np
 from coordinator.rounds import engine as engine
 from coordinator.rounds import versions
 from coordinator.rounds.commit import CommitInputs, CommitResult, compute_commit
-from coordinator.aggregation.evaluation import summarize
+from coordinator.aggregation.evaluation import summarize, summarize_personalized
 from coordinator.aggregation.privacy import epsilon, sampling_rate
 from coordinator.store.records import RoundRecord
 from coordinator.rounds.retention import prune_after_round, remove_empty_dir
@@ -472,12 +472,17 @@ class RoundDriver:
     def _commit_evaluation(self, task: Task, num: int) -> None:
         """An evaluation round: the reports summarized (coordinator.aggregation.evaluation), the
         checkpoint unchanged."""
-        reports = [(u.examples, float(u.meta["correct"]), float(u.meta["loss_sum"]))
-                   for u in self.store.updates(task.task_id, num)]
+        updates = self.store.updates(task.task_id, num)
+        reports = [(u.examples, float(u.meta["correct"]), float(u.meta["loss_sum"])) for u in updates]
         if not reports:
             self.fail_round(task, num, "no reports to aggregate")
             return
         metrics = {"reports": len(reports), **summarize(reports, task.config.max_example_count)}
+        tuned = [(u.examples, float(u.meta["correct"]), float(u.meta["loss_sum"]),
+                  float(u.meta["personalized_correct"]), float(u.meta["personalized_loss_sum"]))
+                 for u in updates if u.meta.get("personalized_correct") is not None]
+        if tuned:
+            metrics.update(summarize_personalized(tuned, task.config.max_example_count))
         if not self.store.commit_round(task.task_id, num, self.clock(), task.checkpoint_sha, metrics):
             return
         if self.metrics is not None:

@@ -12,7 +12,7 @@ from coordinator.rounds.versions import StalenessWeight
 from protocol.codec import CodecSpec
 from protocol.eligibility import EligibilityRule
 from protocol.errors import ProtocolError
-from protocol.messages import MAX_COUNT, MAX_PROXIMAL_MU, Plan
+from protocol.messages import MAX_COUNT, MAX_PERSONALIZE_STEPS, MAX_PROXIMAL_MU, Plan
 from coordinator.aggregation.reducers import AGGREGATORS, ROBUST
 
 
@@ -101,6 +101,7 @@ class TaskConfig:
     eval_every: int = 0
     eval_eligibility: str = ""
     eval_goal_count: int = 0
+    personalize_steps: int = 0  # evaluations also report accuracy after this many local fine-tuning steps
     # "train", or "evaluate": one round in which devices report counts on their holdout for
     # the checkpoint of `evaluate_round` of task `evaluate_of` (fedge task evaluate).
     kind: str = "train"
@@ -169,7 +170,8 @@ class TaskConfig:
                     self.clip_norm if clip_norm is None else clip_norm,
                     secagg="" if self.secagg == "off" else self.secagg, report_clip_bit=self.adaptive_clip,
                     proximal_mu=self.proximal_mu, max_local_seconds=self.max_local_seconds,
-                    partial_work=self.partial_work, evaluate_only=self.kind == "evaluate")
+                    partial_work=self.partial_work, evaluate_only=self.kind == "evaluate",
+                    personalize_steps=self.personalize_steps if self.kind == "evaluate" else 0)
 
     def codec_spec(self) -> CodecSpec:
         return CodecSpec.parse(self.codec, self.chunk_size)
@@ -272,6 +274,7 @@ class TaskConfig:
             eval_every=_num(raw, "eval_every", 0, 0, MAX_ROUNDS, int),
             eval_eligibility=_text(raw, "eval_eligibility"),
             eval_goal_count=_num(raw, "eval_goal_count", 0, 0, 1_000_000, int),
+            personalize_steps=_num(raw, "personalize_steps", 0, 0, MAX_PERSONALIZE_STEPS, int),
             kind=kind,
             evaluate_of=_text(raw, "evaluate_of"),
             evaluate_round=_num(raw, "evaluate_round", 0, 0, MAX_ROUNDS, int),

@@ -356,7 +356,9 @@ def format_round(rec) -> str:
             return f"evaluation of round {rec['round']:>3}  {rec['state'].upper()}"
         return (f"evaluation of round {rec['round']:>3}  on {m['eval_devices']} devices: accuracy "
                 f"{m['eval_accuracy']:.3f}  per device p10 {m['eval_accuracy_p10']:.3f}  p50 "
-                f"{m['eval_accuracy_p50']:.3f}  p90 {m['eval_accuracy_p90']:.3f}")
+                f"{m['eval_accuracy_p50']:.3f}  p90 {m['eval_accuracy_p90']:.3f}"
+                + (f"  fine-tuned {m['personalized_accuracy']:.3f} (lift p50 {m['personalization_lift_p50']:+.3f})"
+                   if "personalized_accuracy" in m else ""))
     if rec.state != "committed":
         return f"round {rec.round:>3}  FAILED: {rec.reason}"
     return (f"round {rec.round:>3}  selected {rec.selected:>3}  reports {rec.reported:>3}  "

@@ -113,7 +113,7 @@ def test_java_device_trains_with_fedprox_and_takes_part_in_federated_evaluation(
         config = {"rounds": 1, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
                   "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 2,
                   "proximal_mu": 0.1, "partial_work": True, "max_local_seconds": 30,
-                  "eval_every": 1, "eval_goal_count": 1, "eligibility": "charging"}
+                  "eval_every": 1, "eval_goal_count": 1, "personalize_steps": 10, "eligibility": "charging"}
         server.setup_task("javaeval", softmax_tflite, config)
         java = subprocess.run(
             ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
@@ -132,5 +132,8 @@ def test_java_device_trains_with_fedprox_and_takes_part_in_federated_evaluation(
         kernel, bias = flat[:640].reshape(64, 10), flat[640:]
         overall = float(np.mean(np.argmax(x[rows] @ kernel + bias, axis=1) == y[rows]))
         assert abs(m["eval_accuracy"] - overall) < 0.12, (m, overall)
+        # Personalized evaluation in the Java core: 10 fine-tuning steps, then the holdout again.
+        assert m["personalized_devices"] == 1 and 0 <= m["personalized_accuracy"] <= 1
+        assert m["personalization_lift_p50"] == pytest.approx(m["personalized_accuracy"] - m["eval_accuracy"])
     finally:
         server.kill9()

@@ -227,3 +227,26 @@ async def test_device_takes_part_in_federated_evaluation(live_coordinator, digit
     assert metrics["eval_devices"] == 1 and metrics["eval_examples"] == len(dev.data.x_eval)
     assert metrics["eval_accuracy"] == np.float64(accuracy) or abs(metrics["eval_accuracy"] - accuracy) < 1e-9
     assert abs(metrics["eval_loss"] - loss) < 1e-6
+
+
+async def test_personalized_evaluation_fine_tunes_locally_and_reports_both(live_coordinator, digits_tflite):
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, rounds=1, eval_every=1, personalize_steps=20, learning_rate=0.2)
+    coordinator = live_coordinator.app[COORDINATOR]
+    trainer = Trainer(1)
+    async with aiohttp.ClientSession() as session:
+        dev = _device(session, url, trainer)
+        await dev.client.register("pop")
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
+        await _wait_until(lambda: "t-eval-1" in coordinator.tasks
+                          and coordinator.tasks["t-eval-1"].state == "completed", timeout=15)
+        stop.set()
+        await runner
+    trainer.close()
+    m = coordinator.admin.task_summary("t-eval-1")["evaluation"]
+    assert m["personalized_devices"] == 1 and 0 <= m["personalized_accuracy"] <= 1
+    # 20 steps on its own data: this device's model fits its holdout better than the global one.
+    assert m["personalized_accuracy"] >= m["eval_accuracy"]
+    assert m["personalization_lift_p50"] == m["personalized_accuracy"] - m["eval_accuracy"] or \
+        abs(m["personalization_lift_p50"] - (m["personalized_accuracy"] - m["eval_accuracy"])) < 1e-9

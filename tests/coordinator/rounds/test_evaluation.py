@@ -95,3 +95,39 @@ async def test_evaluate_on_demand_and_its_errors(harness):
     assert (await h.client.post("/v1/admin/tasks/t1/evaluate", json={"round": 0}, headers=ADMIN)).status == 409
     assert (await h.client.post("/v1/admin/tasks/t1/evaluate", json={"bogus": 1}, headers=ADMIN)).status == 400
     assert (await h.client.post("/v1/admin/tasks/t1/evaluate", json={}, headers={})).status == 401
+
+
+def test_personalized_summary_reports_the_lift_per_device():
+    from coordinator.aggregation.evaluation import summarize_personalized
+
+    out = summarize_personalized([(10, 5.0, 9.0, 8.0, 4.0), (10, 9.0, 2.0, 9.0, 2.0), (20, 10.0, 20.0, 18.0, 6.0)],
+                                 cap=100)
+    assert out["personalized_accuracy"] == pytest.approx(35 / 40)
+    assert out["personalization_lift_p50"] == pytest.approx(0.3)  # lifts 0.3, 0.0, 0.4
+    assert out["personalization_lift_p10"] == pytest.approx(0.06)
+    assert out["personalized_devices"] == 3
+
+
+async def test_a_personalized_evaluation_round(harness):
+    h = harness
+    await h.setup_task(rounds=3, goal_count=1, over_selection=1.0)
+    resp = await h.client.post("/v1/admin/tasks/t1/evaluate",
+                               json={"round": 0, "goal_count": 2, "personalize_steps": 5}, headers=ADMIN)
+    assert resp.status == 201
+    h.tick()
+    await h.client.post("/v1/admin/tasks/t1/pause", headers=ADMIN)  # devices go to the evaluation
+    d1, d2 = await h.register(), await h.register()
+    a1 = await _assigned(h, d1)
+    assert a1["plan"]["personalize_steps"] == 5
+    # Half a pair of personalized counts is refused.
+    assert (await _report(h, d1, a1, examples=10, correct=5.0, loss_sum=9.0,
+                          personalized_correct=8.0)).status == 400
+    assert (await _report(h, d1, a1, examples=10, correct=5.0, loss_sum=9.0, personalized_correct=8.0,
+                          personalized_loss_sum=4.0)).status == 201
+    a2 = await _assigned(h, d2)
+    assert (await _report(h, d2, a2, examples=10, correct=9.0, loss_sum=2.0, personalized_correct=9.0,
+                          personalized_loss_sum=2.0)).status == 201
+    ev = await (await h.client.get("/v1/admin/tasks/t1-eval-0", headers=ADMIN)).json()
+    m = ev["evaluation"]
+    assert m["personalized_accuracy"] == pytest.approx(0.85) and m["eval_accuracy"] == pytest.approx(0.7)
+    assert m["personalization_lift_p50"] == pytest.approx(0.15)

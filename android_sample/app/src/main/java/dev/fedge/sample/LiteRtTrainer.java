@@ -117,7 +117,7 @@ final class LiteRtTrainer implements LocalTrainer {
     }
 
     @Override
-    public Evaluation evaluate(byte[] model, String modelSha256, float[] weights, int[] counts) {
+    public Evaluation evaluate(byte[] model, String modelSha256, float[] weights, int[] counts, Plan plan) {
         ByteBuffer modelBuffer = buffer(model.length);
         modelBuffer.put(model).rewind();
         try (Interpreter interpreter = new Interpreter(modelBuffer, new Interpreter.Options().setNumThreads(2))) {
@@ -128,7 +128,34 @@ final class LiteRtTrainer implements LocalTrainer {
             setWeights(interpreter, weightKeys, weights, counts);
             double[] meanLossAndAccuracy = evaluate(interpreter, evalRows, batch, features);
             int n = evalRows.length;
-            return new Evaluation(n, meanLossAndAccuracy[1] * n, meanLossAndAccuracy[0] * n);
+            if (plan.personalizeSteps <= 0 || trainRows.length == 0) {
+                return new Evaluation(n, meanLossAndAccuracy[1] * n, meanLossAndAccuracy[0] * n);
+            }
+            // Personalized evaluation: train-signature steps on the training split, then the holdout again.
+            int[] rows = trainRows.clone();
+            Examples.shuffle(rows, random);
+            int[] cycled = new int[plan.personalizeSteps * batch];
+            for (int i = 0; i < cycled.length; i++) {
+                cycled[i] = rows[i % rows.length];
+            }
+            ByteBuffer learningRate = buffer(4);
+            learningRate.putFloat((float) plan.learningRate).rewind();
+            boolean takesMu = java.util.Arrays.asList(interpreter.getSignatureInputs("train")).contains("proximal_mu");
+            for (int start = 0; start < cycled.length; start += batch) {
+                Map<String, Object> inputs = batchInputs(cycled, start, batch, batch, features);
+                learningRate.rewind();
+                inputs.put("learning_rate", learningRate);
+                if (takesMu) {
+                    ByteBuffer zero = buffer(4);
+                    zero.putFloat(0f).rewind();
+                    inputs.put("proximal_mu", zero);
+                }
+                Map<String, Object> outputs = new HashMap<>();
+                outputs.put("loss", buffer(4));
+                interpreter.runSignature(inputs, outputs, "train");
+            }
+            double[] tuned = evaluate(interpreter, evalRows, batch, features);
+            return new Evaluation(n, meanLossAndAccuracy[1] * n, meanLossAndAccuracy[0] * n, tuned[1] * n, tuned[0] * n);
         }
     }
 

@@ -139,7 +139,7 @@ public final class FedgeDevice {
 
     /** Federated evaluation: the checkpoint on the local holdout, reported as counts; no training. */
     private RoundOutcome evaluationRound(Assignment a, byte[] model, UpdateCodec.Decoded global) throws Exception {
-        LocalTrainer.Evaluation e = trainer.evaluate(model, a.modelSha256, global.values, global.counts);
+        LocalTrainer.Evaluation e = trainer.evaluate(model, a.modelSha256, global.values, global.counts, a.plan);
         if (e.examples < 1) {
             return abandon("no local holdout examples to evaluate on");
         }

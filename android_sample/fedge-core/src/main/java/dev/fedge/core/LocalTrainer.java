@@ -37,11 +37,23 @@ public interface LocalTrainer {
         public final int examples;
         public final double correct;
         public final double lossSum;
+        /** After the plan's personalize_steps of fine-tuning; NaN without personalization. */
+        public final double personalizedCorrect;
+        public final double personalizedLossSum;
 
         public Evaluation(int examples, double correct, double lossSum) {
+            this(examples, correct, lossSum, Double.NaN, Double.NaN);
+        }
+
+        public Evaluation(int examples, double correct, double lossSum, double personalizedCorrect,
+                          double personalizedLossSum) {
             this.examples = examples;
             this.correct = Math.min(correct, examples);
             this.lossSum = Math.max(0.0, lossSum);
+            this.personalizedCorrect = Double.isNaN(personalizedCorrect) ? Double.NaN
+                    : Math.min(personalizedCorrect, examples);
+            this.personalizedLossSum = Double.isNaN(personalizedLossSum) ? Double.NaN
+                    : Math.max(0.0, personalizedLossSum);
         }
 
         public com.google.gson.JsonObject toJson() {
@@ -49,12 +61,20 @@ public interface LocalTrainer {
             o.addProperty("examples", examples);
             o.addProperty("correct", correct);
             o.addProperty("loss_sum", lossSum);
+            if (!Double.isNaN(personalizedCorrect)) {
+                o.addProperty("personalized_correct", personalizedCorrect);
+                o.addProperty("personalized_loss_sum", personalizedLossSum);
+            }
             return o;
         }
     }
 
-    /** Federated evaluation: {@code weights} (flat, manifest order) on the local holdout, as counts. */
-    Evaluation evaluate(byte[] model, String modelSha256, float[] weights, int[] counts) throws Exception;
+    /**
+     * Federated evaluation: {@code weights} (flat, manifest order) on the local holdout, as
+     * counts; with {@code plan.personalizeSteps} > 0, again after that many fine-tuning steps
+     * on the training split (nothing of the fine-tuning is kept).
+     */
+    Evaluation evaluate(byte[] model, String modelSha256, float[] weights, int[] counts, Plan plan) throws Exception;
 
     /** Expected seconds for this plan, from earlier rounds (0 when unknown), for the deadline check. */
     double estimateSeconds(Plan plan);

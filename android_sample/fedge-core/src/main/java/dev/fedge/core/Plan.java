@@ -21,6 +21,8 @@ public final class Plan {
     public final boolean partialWork;
     /** Federated evaluation: evaluate the checkpoint on the local holdout and report counts, no training. */
     public final boolean evaluateOnly;
+    /** Personalized evaluation: fine-tuning steps before a second evaluation (0: none). */
+    public final int personalizeSteps;
 
     private Plan(JsonObject raw) {
         epochs = Json.integer(raw, "epochs", null);
@@ -36,6 +38,7 @@ public final class Plan {
         maxLocalSeconds = Json.number(raw, "max_local_seconds", 0.0);
         partialWork = Json.bool(raw, "partial_work", false);
         evaluateOnly = Json.bool(raw, "evaluate_only", false);
+        personalizeSteps = Json.integer(raw, "personalize_steps", 0);
         if (!(proximalMu >= 0 && proximalMu <= 1000)) {
             throw new ProtocolException("field 'proximal_mu' must be in [0, 1000]", "bad_request");
         }

@@ -42,7 +42,7 @@ public class FedgeDeviceTest {
             }
 
             @Override
-            public Evaluation evaluate(byte[] model, String sha, float[] weights, int[] counts) {
+            public Evaluation evaluate(byte[] model, String sha, float[] weights, int[] counts, Plan plan) {
                 throw new AssertionError("no round should reach evaluation");
             }
 

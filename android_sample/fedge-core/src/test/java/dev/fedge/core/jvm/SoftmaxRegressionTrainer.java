@@ -119,15 +119,13 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
                 (double) correct / Math.max(evalRows.length, 1), evalRows.length);
     }
 
-    @Override
-    public Evaluation evaluate(byte[] model, String modelSha256, float[] weights, int[] counts) {
-        int k = counts[1];
-        int d = counts[0] / k;
+    /** {correct, loss sum} of {@code w} on the holdout. */
+    private double[] holdout(float[] w, int d, int k) {
         double[] p = new double[k];
         double lossSum = 0;
         int correct = 0;
         for (int row : evalRows) {
-            softmax(weights, d, k, data.x[row], p);
+            softmax(w, d, k, data.x[row], p);
             lossSum -= Math.log(Math.max(p[data.y[row]], 1e-12));
             int best = 0;
             for (int j = 1; j < k; j++) {
@@ -135,7 +133,43 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
             }
             correct += best == data.y[row] ? 1 : 0;
         }
-        return new Evaluation(evalRows.length, correct, lossSum);
+        return new double[] {correct, lossSum};
+    }
+
+    @Override
+    public Evaluation evaluate(byte[] model, String modelSha256, float[] weights, int[] counts, Plan plan) {
+        int k = counts[1];
+        int d = counts[0] / k;
+        double[] before = holdout(weights, d, k);
+        if (plan.personalizeSteps <= 0 || trainRows.length == 0) {
+            return new Evaluation(evalRows.length, before[0], before[1]);
+        }
+        // Personalized evaluation: plain SGD steps on batches of the training split, then the holdout again.
+        float[] w = weights.clone();
+        double[] grad = new double[w.length];
+        double[] p = new double[k];
+        int[] order = trainRows.clone();
+        Examples.shuffle(order, random);
+        int at = 0;
+        for (int step = 0; step < plan.personalizeSteps; step++) {
+            java.util.Arrays.fill(grad, 0);
+            for (int b = 0; b < plan.batchSize; b++, at++) {
+                int row = order[at % order.length];
+                softmax(w, d, k, data.x[row], p);
+                for (int j = 0; j < k; j++) {
+                    double err = p[j] - (j == data.y[row] ? 1 : 0);
+                    grad[d * k + j] += err;
+                    for (int i = 0; i < d; i++) {
+                        grad[i * k + j] += err * data.x[row][i];
+                    }
+                }
+            }
+            for (int i = 0; i < w.length; i++) {
+                w[i] -= (float) (plan.learningRate / plan.batchSize * grad[i]);
+            }
+        }
+        double[] after = holdout(w, d, k);
+        return new Evaluation(evalRows.length, before[0], before[1], after[0], after[1]);
     }
 
     @Override
