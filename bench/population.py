@@ -167,6 +167,9 @@ async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
         cfg = {"rounds": args.rounds, "goal_count": args.goal, "over_selection": 1.3,
                "selection_window_s": args.selection_window_s, "report_deadline_s": args.report_deadline_s,
                "codec": "q8", "eligibility": "charging and unmetered and idle"}
+        if args.mode == "async":  # buffered asynchronous aggregation: K = goal, concurrency = 1.3 K
+            cfg.update(mode="async", buffer_size=args.goal, concurrency=math.ceil(args.goal * 1.3),
+                       max_staleness=20)
         task_id = f"t{n}"
         async with s.post(f"{url}/v1/admin/populations/{pop}/tasks", headers=admin,
                           json={"model_sha256": sha, "config": cfg, "task_id": task_id}) as r:
@@ -230,6 +233,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--goal", type=int, default=200)
+    ap.add_argument("--mode", choices=["sync", "async"], default="sync",
+                    help="rounds, or asynchronous buffers (K = --goal, concurrency 1.3 K); rnd/min then counts "
+                         "published versions")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--selection-window-s", type=float, default=2.0)
     ap.add_argument("--report-deadline-s", type=float, default=10.0)

@@ -71,7 +71,7 @@ async def _main(args) -> int:
             token_file.chmod(0o600)
         device = Device(client=client, data=data, trainer=trainer, state_fn=lambda: probe_state(version, overrides),
                         cache=DiskBlobCache(state_dir / "cache"), rng=np.random.default_rng(),
-                        personal_dir=state_dir / "personal")
+                        state_dir=state_dir / "local")
         stop = asyncio.Event()
         logging.getLogger("fedge.device").info("device running: %d training / %d holdout examples",
                                                len(data.x_train), len(data.x_eval))

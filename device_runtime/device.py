@@ -20,6 +20,7 @@ from device_runtime.secagg_session import PHASES as SECAGG_PHASES
 from device_runtime.secagg_session import run_secagg_round
 from device_runtime.trainer import TooLate, Trainer
 from device_runtime.training import Unfinished
+from protocol import codec
 from protocol.errors import ProtocolError
 from protocol.messages import Assignment, DeviceState, UploadMeta
 
@@ -88,28 +89,51 @@ class Device:
     behaviour: Behaviour = field(default_factory=Behaviour)
     stats: DeviceStats = field(default_factory=DeviceStats)
     clock: Callable[[], float] = time.time
-    # Personal layers (FedPer) per model: kept in memory, and in this folder (`fedge device
-    # --state-dir`) so that they survive a restart; never uploaded.
-    personal_dir: Path | None = None
+    # What this device keeps between rounds, in memory and in this folder (`fedge device
+    # --state-dir`) so that it survives a restart, never uploaded: personal layers (FedPer)
+    # per model, SCAFFOLD's control variate c_i per task.
+    state_dir: Path | None = None
     personal: dict = field(default_factory=dict)
+    controls: dict = field(default_factory=dict)
+
+    def _load(self, name: str) -> list | None:
+        path = self.state_dir / f"{name}.npz" if self.state_dir is not None else None
+        if path is None or not path.exists():
+            return None
+        # Written by this device itself (never from the network): plain arrays, no pickle.
+        with np.load(path, allow_pickle=False) as data:
+            return [data[f"a{i:03d}"] for i in range(len(data.files))]
+
+    def _save(self, name: str, values: list) -> None:
+        if self.state_dir is None:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        final = self.state_dir / f"{name}.npz"
+        tmp = final.with_name(final.name + ".tmp.npz")
+        np.savez(tmp, **{f"a{i:03d}": v for i, v in enumerate(values)})
+        os.replace(tmp, final)  # a crash leaves the old state or the new, never half of one
+
+    def _control_for(self, task_id: str) -> np.ndarray | None:
+        if task_id not in self.controls:
+            loaded = self._load(f"control-{task_id}")
+            if loaded is not None:
+                self.controls[task_id] = loaded[0]
+        return self.controls.get(task_id)
+
+    def _keep_control(self, task_id: str, c_i: np.ndarray) -> None:
+        self.controls[task_id] = c_i
+        self._save(f"control-{task_id}", [c_i])
 
     def _personal_for(self, model_sha: str) -> list | None:
-        if model_sha not in self.personal and self.personal_dir is not None:
-            path = self.personal_dir / f"personal-{model_sha[:32]}.npz"
-            if path.exists():
-                # Written by this device itself (never from the network): plain arrays, no pickle.
-                with np.load(path, allow_pickle=False) as data:
-                    self.personal[model_sha] = [data[f"p{i:03d}"] for i in range(len(data.files))]
+        if model_sha not in self.personal:
+            loaded = self._load(f"personal-{model_sha[:32]}")
+            if loaded is not None:
+                self.personal[model_sha] = loaded
         return self.personal.get(model_sha)
 
     def _keep_personal(self, model_sha: str, values: list) -> None:
         self.personal[model_sha] = values
-        if self.personal_dir is not None:
-            self.personal_dir.mkdir(parents=True, exist_ok=True)
-            final = self.personal_dir / f"personal-{model_sha[:32]}.npz"
-            tmp = final.with_name(final.name + ".tmp.npz")
-            np.savez(tmp, **{f"p{i:03d}": v for i, v in enumerate(values)})
-            os.replace(tmp, final)  # a crash leaves the old state or the new, never half of one
+        self._save(f"personal-{model_sha[:32]}", values)
 
     def _expected_train_s(self, assignment: Assignment) -> float:
         if self.behaviour.train_time_s > 0:
@@ -134,6 +158,13 @@ class Device:
         # The wall-clock deadline as the trainer's clock sees it (the device clock may be injected).
         finish_by = time.time() + (a.report_deadline - self.clock()) - self.behaviour.safety_margin_s
 
+        control = None
+        if a.plan.scaffold:
+            if not a.control_url:
+                raise ProtocolError("a SCAFFOLD assignment without the server control variate", "bad_request")
+            c = codec.decode(await self.client.fetch_blob(a.control_url, a.control_sha256, self.cache)).values
+            c_i = self._control_for(a.task_id)
+            control = (c, c_i if c_i is not None and c_i.size == c.size else np.zeros_like(c))
         capacity = None
         if self.behaviour.straggler and self.rng.random() < self.behaviour.straggler:
             capacity = int(self.rng.integers(1, a.plan.epochs + 1))
@@ -148,7 +179,7 @@ class Device:
             result, compute_s = await self.trainer.train(
                 model, a.model_sha256, checkpoint, a.checkpoint_sha256, a.plan, self.data, self.rng,
                 self.behaviour.attack, finish_by=finish_by, expected_s=expected_s, capacity_epochs=capacity,
-                personal=self._personal_for(a.model_sha256))
+                personal=self._personal_for(a.model_sha256), control=control)
             if result.personal is not None:
                 self._keep_personal(a.model_sha256, result.personal)
             if self.behaviour.train_time_s > 0:
@@ -183,6 +214,8 @@ class Device:
             return RoundOutcome("rejected", detail=str(exc))
         self.stats.count_upload(a.round, len(result.payload), result.float32_bytes)
         self.stats.partial += int(result.partial)
+        if result.control is not None:  # c_i moves only once its delta is acknowledged
+            self._keep_control(a.task_id, result.control)
         return RoundOutcome("uploaded", detail=f"{len(result.payload)} bytes")
 
     async def _evaluate(self, a: Assignment, model: bytes, checkpoint: bytes) -> RoundOutcome:

@@ -88,6 +88,7 @@ class TrainProgress:
     loss: float  # the example-weighted mean training loss
     examples: int  # examples processed, over all epochs
     stopped: bool  # the time budget ended training before its epochs
+    steps: int = 0  # optimizer steps taken (SCAFFOLD's K)
 
 
 
@@ -125,6 +126,14 @@ class LocalModel:
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         self._set(**{w.key: np.asarray(v, np.float32).reshape(w.shape) for w, v in zip(self.manifest.weights, weights)})
+
+    def set_control(self, corrections: list[np.ndarray]) -> None:
+        """SCAFFOLD: c - c_i per weight (manifest order); the trainable ones go to set_control.
+        Call after set_weights, which zeroes it."""
+        self.manifest.check_plan(0.0, scaffold=True)
+        runner = self.interpreter.get_signature_runner("set_control")
+        runner(**{f"c{i:03d}": np.asarray(v, np.float32).reshape(w.shape)
+                  for i, (w, v) in enumerate(zip(self.manifest.weights, corrections)) if w.trainable})
 
     def get_personal(self) -> list[np.ndarray]:
         out = self._get_personal() if self.manifest.personal else {}
@@ -179,7 +188,7 @@ class LocalModel:
                 break
         if steps:
             self.last_step_s = (time.perf_counter() - started) / steps
-        return TrainProgress(total / max(count, 1), count, stopped)
+        return TrainProgress(total / max(count, 1), count, stopped, steps)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """(mean loss, accuracy) over the examples."""

@@ -28,6 +28,7 @@ class LocalResult:
     below_clip: bool = True  # |delta| <= clip_norm before clipping (the adaptive-clipping bit)
     partial: bool = False  # fewer than the plan's epochs were done (partial work, uploaded)
     personal: list | None = None  # the personal layers after training (kept on the device, never uploaded)
+    control: np.ndarray | None = None  # SCAFFOLD: this device's next control variate c_i+ (kept on the device)
 
 
 class Unfinished(Exception):
@@ -38,14 +39,15 @@ class Unfinished(Exception):
 def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
                 x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
                 rng: np.random.Generator, attack: str = "", capacity_epochs: int | None = None,
-                personal: list[np.ndarray] | None = None) -> LocalResult:
+                personal: list[np.ndarray] | None = None,
+                control: tuple[np.ndarray, np.ndarray] | None = None) -> LocalResult:
     """``attack`` (emulated fleets only) replaces the clipped delta with a malicious one;
     ``capacity_epochs`` (emulated stragglers) is how many epochs this device can do this round.
 
     The upload's example count is the examples processed divided by the plan's epochs: the
     local dataset size after full work (as FedAvg weighs), proportionally less after partial work.
     """
-    model.manifest.check_plan(plan.proximal_mu)  # before any work: a file without FedProx refuses
+    model.manifest.check_plan(plan.proximal_mu, plan.scaffold)  # before any work: an older file refuses
     if plan.max_examples and len(x) > plan.max_examples:
         keep = rng.choice(len(x), plan.max_examples, replace=False)
         x, y = x[keep], y[keep]
@@ -53,6 +55,13 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
     # This device's personal layers (the file's own the first time): the interpreter is shared.
     model.set_personal(personal if personal is not None else model.initial_personal)
     eval_loss, eval_acc = model.evaluate(x_eval, y_eval)  # the global model on local holdout data
+    c = c_i = None
+    if plan.scaffold:
+        n = sum(int(np.prod(np.shape(w))) for w in global_weights)
+        c, c_i = control if control is not None else (np.zeros(n, np.float32), np.zeros(n, np.float32))
+        if c.size != n or c_i.size != n:
+            raise ValueError(f"control variates of {c.size} / {c_i.size} values for {n} weights")
+        model.set_control(codec.unflatten((c - c_i).astype(np.float32), [np.shape(w) for w in global_weights]))
     epochs = plan.epochs if capacity_epochs is None else max(0, min(plan.epochs, capacity_epochs))
     if epochs == 0:
         raise Unfinished("the time budget ends before one epoch on this device")
@@ -67,14 +76,23 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
     examples = len(x) if not partial else max(1, round(progress.examples / plan.epochs))
     trained_personal = model.get_personal() if model.manifest.personal else None
     delta = codec.flatten(model.get_weights()) - codec.flatten(global_weights)
+    next_control = None
+    if plan.scaffold:
+        # Option II of the paper: c_i+ = c_i - c + (x - y) / (K lr); the update carries c_i+ - c_i after the
+        # model delta. (Exact for SGD; with momentum or Adam an approximation of the mean gradient.)
+        scale = max(progress.steps, 1) * plan.learning_rate
+        next_control = c_i if scale <= 0 else (c_i - c - delta / scale).astype(np.float32)
+        delta = np.concatenate([delta, next_control - c_i])
     delta, norm = clip_l2(delta, plan.clip_norm)
     delta = poison_delta(attack, delta)
     if plan.secagg:
         # The SecAgg grid is only known once the key phases close; the device encodes then.
         return LocalResult(b"", examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
-                           delta.astype(np.float32), norm <= plan.clip_norm, partial, trained_personal)
-    shapes = [np.shape(w) for w in global_weights]
+                           delta.astype(np.float32), norm <= plan.clip_norm, partial, trained_personal,
+                           next_control)
+    shapes = [np.shape(w) for w in global_weights] * (2 if plan.scaffold else 1)
     spec = codec.CodecSpec.parse(plan.codec, plan.chunk_size)
     payload = codec.encode(codec.unflatten(delta, shapes), spec, rng)
     return LocalResult(payload, examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
-                       below_clip=norm <= plan.clip_norm, partial=partial, personal=trained_personal)
+                       below_clip=norm <= plan.clip_norm, partial=partial, personal=trained_personal,
+                       control=next_control)

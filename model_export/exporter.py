@@ -24,6 +24,7 @@ from protocol.manifest import (
     Manifest,
     TensorSpec,
     WeightSpec,
+    control_key,
     personal_key,
     weight_key,
 )
@@ -47,6 +48,8 @@ def _signature_table(graph: TrainingGraph) -> dict:
     personal = [personal_key(i) for i in range(len(graph.personal_vars))]
     extra = {"get_personal": {"inputs": [], "outputs": personal},
              "set_personal": {"inputs": personal, "outputs": ["ok"]}} if personal else {}
+    controls = [control_key(i) for i, v in enumerate(graph.model_vars) if v.trainable]
+    extra["set_control"] = {"inputs": controls, "outputs": ["ok"]}
     return {**extra,
         "train": {"inputs": ["x", "y", "sample_weight", "learning_rate", "proximal_mu"], "outputs": ["loss"]},
         "infer": {"inputs": ["x"], "outputs": ["output"]},
@@ -143,8 +146,9 @@ def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH
             parity_bytes, _ = convert_module(det, traced_signatures(det, layers), layers=layers)
         progress(f"parity: {parity_steps} training steps in LiteRT and in Keras")
         report = run_parity(model, parity_bytes, manifest, steps=parity_steps, tolerance=tolerance)
-        progress(f"FedProx parity: {parity_steps} steps with proximal_mu {PARITY_PROXIMAL_MU:g} on both sides")
+        progress(f"FedProx + SCAFFOLD parity: {parity_steps} steps with proximal_mu {PARITY_PROXIMAL_MU:g} and a "
+                 "control correction on both sides")
         report.proximal = run_parity(model, parity_bytes, manifest, steps=parity_steps, tolerance=tolerance,
-                                     proximal_mu=PARITY_PROXIMAL_MU)
+                                     proximal_mu=PARITY_PROXIMAL_MU, scaffold=True)
     total = sum(int(np.prod(v.shape)) for v in model.weights)
     return ExportResult(tflite, manifest, report, total)

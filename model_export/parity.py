@@ -43,6 +43,7 @@ class ParityReport:
     max_excused_diff: float = 0.0
     excused_bound: float = 0.0
     proximal_mu: float = 0.0
+    scaffold: bool = False  # run with a SCAFFOLD correction on both sides
     # The same check with FedProx's term on (proximal_mu > 0 on both sides), when it was run.
     proximal: "ParityReport | None" = None
 
@@ -62,8 +63,10 @@ class ParityReport:
 
     def render(self) -> str:
         title = "parity: LiteRT train signature vs a Keras train step, same initial weights"
-        if self.proximal_mu:
-            title = f"FedProx parity (proximal_mu {self.proximal_mu:g} on both sides)"
+        if self.proximal_mu or self.scaffold:
+            title = (f"FedProx + SCAFFOLD parity (proximal_mu {self.proximal_mu:g} and a random control correction "
+                     "on both sides)" if self.scaffold else
+                     f"FedProx parity (proximal_mu {self.proximal_mu:g} on both sides)")
         lines = [title,
                  f"{'step':>4}  {'LiteRT loss':>12}  {'Keras loss':>12}  {'|diff|':>9}"]
         for i, (a, b) in enumerate(zip(self.litert_losses, self.keras_losses), 1):
@@ -140,8 +143,8 @@ def _restored(model):
             v.assign(value)
 
 
-def keras_train_step(model, optimizer, x, y, proximal_mu: float = 0.0, anchors: list | None = None
-                     ) -> tuple[float, list]:
+def keras_train_step(model, optimizer, x, y, proximal_mu: float = 0.0, anchors: list | None = None,
+                     corrections: list | None = None) -> tuple[float, list]:
     """One Keras training step with dense gradients.
 
     Keras's TF backend hands the optimizer an IndexedSlices gradient for Embedding
@@ -160,14 +163,18 @@ def keras_train_step(model, optimizer, x, y, proximal_mu: float = 0.0, anchors: 
             objective = loss + proximal_mu / 2.0 * tf.add_n(
                 [tf.reduce_sum(tf.square(v - a)) for v, a in zip(model.trainable_variables, anchors) if a is not None])
     grads = [tf.convert_to_tensor(g) for g in tape.gradient(objective, model.trainable_variables)]
+    if corrections is not None:  # SCAFFOLD: + (c - c_i), None for a personal layer's variable
+        grads = [g if c is None else g + c for g, c in zip(grads, corrections)]
     optimizer.apply(grads, model.trainable_variables)
     return float(loss), [g.numpy() for g in grads]
 
 
 def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
-               tolerance: float = DEFAULT_TOLERANCE, seed: int = 0, proximal_mu: float = 0.0) -> ParityReport:
+               tolerance: float = DEFAULT_TOLERANCE, seed: int = 0, proximal_mu: float = 0.0,
+               scaffold: bool = False) -> ParityReport:
     """K steps each side; with ``proximal_mu`` > 0, FedProx's step on both (the LiteRT
-    anchors set by set_weights with the starting weights, the Keras ones taped)."""
+    anchors set by set_weights with the starting weights, the Keras ones taped); with
+    ``scaffold``, a random SCAFFOLD correction on both (set_control / added to the gradients)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=tflite_bytes)
@@ -178,8 +185,15 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
     extra = {"proximal_mu": mu} if "proximal_mu" in manifest.signatures["train"]["inputs"] else {}
     if proximal_mu and not extra:
         raise ValueError("this file's train signature has no proximal_mu input (exported before FedProx)")
-    if proximal_mu:
+    if proximal_mu or scaffold:
         interp.get_signature_runner("set_weights")(**get_weights())  # the anchors: the starting weights
+    corrections_by_path: dict = {}
+    if scaffold:
+        rng = np.random.default_rng(seed + 1)
+        trainable = [(i, w) for i, w in enumerate(manifest.weights) if w.trainable]
+        values = {f"c{i:03d}": (0.01 * rng.standard_normal(w.shape)).astype(np.float32) for i, w in trainable}
+        interp.get_signature_runner("set_control")(**values)
+        corrections_by_path = {w.path: values[f"c{i:03d}"] for i, w in trainable}
     ones = np.ones(manifest.batch_size, np.float32)
     lite_losses, keras_losses = [], []
     peaks: dict[str, np.ndarray] = {}  # path -> largest |gradient| per coordinate over the steps
@@ -190,7 +204,9 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
         anchors = [None if v.path in personal else np.array(v.numpy()) for v in model.trainable_variables]
         for x, y in random_batches(manifest, steps, seed=seed, vocab=vocab_size(model)):
             lite_losses.append(float(train(x=x, y=y, sample_weight=ones, learning_rate=lr, **extra)["loss"]))
-            loss, grads = keras_train_step(model, optimizer, x, y, proximal_mu, anchors)
+            loss, grads = keras_train_step(model, optimizer, x, y, proximal_mu, anchors,
+                                           [corrections_by_path.get(v.path) for v in model.trainable_variables]
+                                           if scaffold else None)
             keras_losses.append(loss)
             for path, g in zip(paths, grads):
                 peaks[path] = np.maximum(peaks.get(path, 0.0), np.abs(g))
@@ -203,4 +219,4 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
               for w in (*manifest.weights, *manifest.personal)]
     return ParityReport(lite_losses, keras_losses, max((j[0] for j in judged), default=0.0), tolerance,
                         excused=sum(j[1] for j in judged), max_excused_diff=max((j[2] for j in judged), default=0.0),
-                        excused_bound=bound or 0.0, proximal_mu=proximal_mu)
+                        excused_bound=bound or 0.0, proximal_mu=proximal_mu, scaffold=scaffold)

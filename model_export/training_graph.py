@@ -20,6 +20,11 @@ Signatures (all with a static batch dimension, see the manifest's ``batch_size``
 - ``evaluate(x, y, sample_weight) -> loss_sum, correct``: weighted sums, so a caller
   adds them over batches and divides by the weight total.
 - ``get_weights() -> w000, w001, ...``: the travelling variables (see `travelling`).
+- ``set_control(c000, ...) -> ok``: SCAFFOLD's correction c - c_i (Karimireddy et al. 2020)
+  for the trainable travelling variables (key cNNN for weight wNNN), added to their
+  gradients by every following train step; ``set_weights`` resets it to zero, so a round
+  that does not call it trains exactly as FedAvg. Set once per round rather than passed
+  with every step: a step's inputs are copied in, and this one is the model's size.
 - ``get_personal() -> p000, ...`` / ``set_personal(p000, ...) -> ok`` (only with personal
   layers, ``fedge export --personal LAYER``): the personal layers' variables, which train
   like the others but never travel; a device keeps them between rounds.
@@ -38,7 +43,7 @@ from model_export.losses import loss_spec_of, per_example_correct, per_example_l
 from model_export.lowering import builtin_lowering
 from model_export.optimizers import OptimizerState, optimizer_spec_of
 from model_export.travelling import backing, travelling_variables
-from protocol.manifest import personal_key, weight_key
+from protocol.manifest import control_key, personal_key, weight_key
 
 
 class _Untracked:
@@ -122,6 +127,9 @@ class TrainingGraph(tf.Module):
         self.anchors = [tf.Variable(tf.zeros(v.variable.shape, v.variable.dtype), trainable=False,
                                     name="proximal_anchor") for v in trainable]
         self._trainable_index = [i for i, v in enumerate(self.model_vars) if v.trainable]
+        # SCAFFOLD's correction c - c_i, set by set_control, zeroed by set_weights.
+        self.corrections = [tf.Variable(tf.zeros(v.variable.shape, v.variable.dtype), trainable=False,
+                                        name="control_correction") for v in trainable]
 
     def _x_spec(self):
         return tf.TensorSpec([self.batch_size, *self.input_shape], self.input_dtype, name="x")
@@ -138,7 +146,8 @@ class TrainingGraph(tf.Module):
         # d/dw mu/2 ||w - a||^2 = mu (w - a): added to the gradient, not taped (no second pass);
         # personal variables (after the travelling ones) have no anchor.
         n = len(self.anchors)
-        grads = [g + mu * (v - a) for g, v, a in zip(grads[:n], self.trainable[:n], self.anchors)] + list(grads[n:])
+        grads = [g + mu * (v - a) + c for g, v, a, c in zip(grads[:n], self.trainable[:n], self.anchors,
+                                                          self.corrections)] + list(grads[n:])
         self.optimizer.apply(grads, learning_rate[0])
         return {"loss": loss}
 
@@ -154,6 +163,11 @@ class TrainingGraph(tf.Module):
     def get_weights(self):
         return {weight_key(i): tf.identity(v.variable) for i, v in enumerate(self.model_vars)}
 
+    def set_control(self, corrections):
+        for variable, value in zip(self.corrections, corrections):
+            variable.assign(value)
+        return {"ok": tf.constant(1, tf.int32)}
+
     def get_personal(self):
         return {personal_key(i): tf.identity(v.variable) for i, v in enumerate(self.personal_vars)}
 
@@ -165,8 +179,9 @@ class TrainingGraph(tf.Module):
     def set_weights(self, weights):
         for v, value in zip(self.model_vars, weights):
             v.variable.assign(value)
-        for anchor, i in zip(self.anchors, self._trainable_index):
+        for anchor, correction, i in zip(self.anchors, self.corrections, self._trainable_index):
             anchor.assign(weights[i])
+            correction.assign(tf.zeros_like(correction))
         self.optimizer.reset()
         return {"ok": tf.constant(1, tf.int32)}
 
@@ -184,6 +199,8 @@ class TrainingGraph(tf.Module):
                   for i, v in enumerate(self.model_vars)]
         pspecs = [tf.TensorSpec(v.variable.shape, tf.float32, name=personal_key(i))
                   for i, v in enumerate(self.personal_vars)]
+        cspecs = [tf.TensorSpec(self.model_vars[i].variable.shape, tf.float32, name=control_key(i))
+                  for i in self._trainable_index]
         # No autograph: the signatures have no Python control flow on tensors, and an error
         # raised while tracing then reaches the exporter as itself, not as a StagingError.
         with builtin_lowering(self._keras.model, stochastic=self.stochastic):
@@ -197,4 +214,5 @@ class TrainingGraph(tf.Module):
                 "evaluate": tf.function(self.evaluate, autograph=False).get_concrete_function(x, y, w),
                 "get_weights": tf.function(self.get_weights, autograph=False).get_concrete_function(),
                 "set_weights": tf.function(self.set_weights, autograph=False).get_concrete_function(wspecs),
+                "set_control": tf.function(self.set_control, autograph=False).get_concrete_function(cspecs),
             }

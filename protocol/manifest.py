@@ -83,8 +83,16 @@ class Manifest:
         """Whether the file's train step takes FedProx's proximal_mu (files exported before it lack the input)."""
         return "proximal_mu" in self.signatures.get("train", {}).get("inputs", [])
 
-    def check_plan(self, proximal_mu: float) -> None:
+    @property
+    def supports_scaffold(self) -> bool:
+        """Whether the file has SCAFFOLD's set_control signature (files exported before lack it)."""
+        return "set_control" in self.signatures
+
+    def check_plan(self, proximal_mu: float, scaffold: bool = False) -> None:
         """A device refuses a task its file cannot run, naming why."""
+        if scaffold and not self.supports_scaffold:
+            raise ProtocolError(f"the task uses SCAFFOLD but model '{self.model_name}' was exported before it: no "
+                                "set_control signature; export it again with this fedge", "unsupported_plan")
         if proximal_mu > 0 and not self.supports_proximal:
             raise ProtocolError(f"the task asks for FedProx (proximal_mu {proximal_mu:g}) but model "
                                 f"'{self.model_name}' was exported before FedProx: its train signature has no "
@@ -188,6 +196,11 @@ def _dtype(value) -> str:
 
 def _tensor_spec(raw: dict) -> TensorSpec:
     return TensorSpec(name=str(raw["name"]), shape=_shape(raw["shape"]), dtype=_dtype(raw["dtype"]))
+
+
+def control_key(index: int) -> str:
+    """SCAFFOLD's correction for weight ``weight_key(index)``."""
+    return f"c{index:03d}"
 
 
 def personal_key(index: int) -> str:

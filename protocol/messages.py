@@ -156,6 +156,9 @@ class Plan:
     # Personalized evaluation: also report the holdout counts after this many local
     # fine-tuning steps on the training split (TFF's personalization evaluation).
     personalize_steps: int = 0
+    # SCAFFOLD (Karimireddy et al. 2020): correct the gradients with c - c_i (set_control) and
+    # upload the model delta followed by the control delta, one vector twice the update's size.
+    scaffold: bool = False
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Plan":
@@ -171,6 +174,7 @@ class Plan:
             partial_work=get_field(raw, "partial_work", bool, False, False),
             evaluate_only=get_field(raw, "evaluate_only", bool, False, False),
             personalize_steps=get_field(raw, "personalize_steps", int, False, 0, lo=0, hi=MAX_PERSONALIZE_STEPS),
+            scaffold=get_field(raw, "scaffold", bool, False, False),
         )
 
 
@@ -186,6 +190,9 @@ class Assignment:
     checkpoint_url: str
     upload_url: str
     report_deadline: float  # unix seconds
+    # SCAFFOLD: the server control variate c (FEDU f32 over the travelling weights), "" otherwise.
+    control_sha256: str = ""
+    control_url: str = ""
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Assignment":
@@ -195,6 +202,8 @@ class Assignment:
             model_sha256=get_field(raw, "model_sha256", str), model_url=get_field(raw, "model_url", str),
             checkpoint_sha256=get_field(raw, "checkpoint_sha256", str), checkpoint_url=get_field(raw, "checkpoint_url", str),
             upload_url=get_field(raw, "upload_url", str), report_deadline=get_field(raw, "report_deadline", float),
+            control_sha256=get_field(raw, "control_sha256", str, False, "", max_len=64),
+            control_url=get_field(raw, "control_url", str, False, "", max_len=200),
         )
 
 

@@ -129,8 +129,40 @@ class DifferentiallyPrivate(Strategy):
         return Finalized(new, new_state, metrics)
 
 
+class Scaffold(Strategy):
+    """SCAFFOLD's server step around FedAvg: each update is the model delta followed by the
+    control delta; finalize takes weights followed by the control variate c and returns
+    both moved: the weights by the server optimizer on the mean model delta, c by
+    (reports / scaffold_population) x the mean control delta (Karimireddy et al., alg. 1)."""
+
+    def __init__(self, inner: Federated, config: TaskConfig):
+        self.inner, self.config = inner, config
+
+    @property
+    def count(self) -> int:
+        return self.inner.count
+
+    def fold(self, delta, weight):
+        self.inner.fold(delta, weight)
+
+    def fold_sum(self, total, weight, count):
+        raise TypeError("SCAFFOLD folds single updates")
+
+    def finalize(self, weights, state, ctx):
+        n = weights.size // 2
+        mean = self.inner.reducer.mean()
+        new, new_state = self.inner.optimizer.apply(weights[:n], mean[:n], state)
+        share = self.count / self.config.scaffold_population if self.config.scaffold_population else 1.0
+        control = weights[n:] + min(share, 1.0) * mean[n:]
+        return Finalized(np.concatenate([new, control]), new_state,
+                         {"control_norm": float(np.linalg.norm(control))})
+
+
 def make_strategy(config: TaskConfig, size: int) -> Strategy:
-    """The task's strategy for one round of a model with ``size`` parameters."""
+    """The task's strategy for one round of a model with ``size`` parameters (for SCAFFOLD,
+    ``size`` counts the model and the control variate)."""
     reducer = make_reducer(config.aggregator, size, config.trim_fraction, config.krum_byzantine, config.krum_select)
     strategy = Federated(reducer, make_server_optimizer(config.server_optimizer))
+    if config.scaffold:
+        return Scaffold(strategy, config)
     return DifferentiallyPrivate(strategy, config) if config.dp_on else strategy

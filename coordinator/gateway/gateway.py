@@ -320,6 +320,7 @@ class DeviceGateway:
             checkpoint_sha256=task.checkpoint_sha, checkpoint_url=f"/v1/blobs/{task.checkpoint_sha}",
             upload_url=f"{base}/evaluation" if task.config.evaluation else f"{base}/update",
             report_deadline=float(rnd.report_deadline),
+            control_sha256=task.control_sha, control_url=f"/v1/blobs/{task.control_sha}" if task.control_sha else "",
         )
 
     def authorize_blob(self, sha: str, authorization: str | None, is_admin: bool) -> bool:
@@ -348,7 +349,7 @@ class DeviceGateway:
         if task.config.secagg_on:
             return ring.packed_size(32, ring.padded_length(task.manifest.num_parameters)
                                     + task.config.secagg_extra_slots)
-        return task.config.codec_spec().max_payload_bytes(len(task.manifest.weights), task.manifest.num_parameters)
+        return task.config.codec_spec().max_payload_bytes(len(task.update_counts), task.update_size)
 
     def _device_task(self, device: DeviceRecord, task_id: str) -> "Task":
         """The task, for a device of its population; otherwise the same 403 as for a round the
@@ -483,7 +484,7 @@ class DeviceGateway:
         """An update's values and L2 norm (400 for bytes that are not this task's codec)."""
         expected_codec = task.config.codec_spec()
         try:
-            decoded = codec.decode(body, [w.size for w in task.manifest.weights])
+            decoded = codec.decode(body, task.update_counts)
         except ProtocolError as exc:
             self._reject(exc.code)
             raise E.BadRequest(str(exc), exc.code) from exc

@@ -23,6 +23,7 @@ class CommitInputs:
     weight_shapes: list[tuple[int, ...]]
     base_checkpoint: bytes  # the current global weights (FEDU f32)
     opt_state: dict  # the server optimizer's state after the previous round
+    control: bytes | None = None  # SCAFFOLD: the server control variate (FEDU f32), else None
 
 
 @dataclass(frozen=True)
@@ -32,16 +33,29 @@ class CommitResult:
     opt_state: dict
     metrics: dict
     failure: str = ""
+    control_payload: bytes = b""  # SCAFFOLD: the next server control variate (FEDU f32)
+    control_sha: str = ""
 
 
 def compute_commit(inputs: CommitInputs) -> CommitResult:
     base = codec.decode(inputs.base_checkpoint).values
+    n = base.size
+    if inputs.control is not None:  # SCAFFOLD: weights and control variate move together
+        base = np.concatenate([base, codec.decode(inputs.control).values])
     try:
         result = inputs.strategy.finalize(base, inputs.opt_state, inputs.context)
     except NothingToAggregate as exc:
         return CommitResult(b"", "", {}, {}, str(exc))
     if not np.all(np.isfinite(result.weights)):
         return CommitResult(b"", "", {}, result.metrics, "aggregate is not finite")
-    payload = codec.encode(codec.unflatten(result.weights, inputs.weight_shapes), codec.CodecSpec("f32"),
-                           np.random.default_rng(0))
-    return CommitResult(payload, hashlib.sha256(payload).hexdigest(), result.optimizer_state, result.metrics)
+    control_payload, control_sha = b"", ""
+    if inputs.control is not None:
+        control_payload = _f32(result.weights[n:], inputs.weight_shapes)
+        control_sha = hashlib.sha256(control_payload).hexdigest()
+    payload = _f32(result.weights[:n], inputs.weight_shapes)
+    return CommitResult(payload, hashlib.sha256(payload).hexdigest(), result.optimizer_state, result.metrics,
+                        control_payload=control_payload, control_sha=control_sha)
+
+
+def _f32(values: np.ndarray, shapes) -> bytes:
+    return codec.encode(codec.unflatten(values, shapes), codec.CodecSpec("f32"), np.random.default_rng(0))

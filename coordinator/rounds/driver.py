@@ -107,6 +107,7 @@ class RoundDriver:
             if task.checkpoint_sha != rec.checkpoint_sha:
                 fresh = self.tasks.from_record(rec)
                 task.checkpoint_sha, task.dp_clip, task.version = fresh.checkpoint_sha, fresh.dp_clip, fresh.version
+                task.control_sha = fresh.control_sha
         for task in self.tasks.values():
             latest = self.store.latest_round(task.task_id)
             if latest is None:
@@ -140,7 +141,7 @@ class RoundDriver:
             return
         acc = self.running.sum_for(task, num)
         for upd in self.store.updates(task.task_id, num):
-            decoded = codec.decode(Path(upd.blob).read_bytes(), [w.size for w in task.manifest.weights])
+            decoded = codec.decode(Path(upd.blob).read_bytes(), task.update_counts)
             self.running.fold(task, acc, decoded.values, upd.examples,
                               staleness=int(upd.meta.get("staleness", 0)) if task.config.asynchronous else None)
         log.info("recovered task %s round %s with %d updates", task.task_id, num, acc.count)
@@ -440,9 +441,10 @@ class RoundDriver:
             return None
         context = RoundContext(self.store.committed_count(task.task_id), self.dp_sampling_rate(task),
                                task.dp_clip, bits)
+        control = self.store.blob_path(task.control_sha).read_bytes() if task.config.scaffold else None
         return CommitInputs(strategy, context, task.manifest.weight_shapes,
                             self.store.blob_path(task.checkpoint_sha).read_bytes(),
-                            self._load_opt_state(task, num - 1))
+                            self._load_opt_state(task, num - 1), control)
 
     def _apply_commit(self, task: Task, num: int, result: CommitResult, started: float) -> None:
         if result.failure:
@@ -450,13 +452,19 @@ class RoundDriver:
             return
         sha = result.sha
         self.store.put_blob(sha, result.payload)
+        if result.control_payload:
+            self.store.put_blob(result.control_sha, result.control_payload)
         if result.opt_state:
             self._save_opt_state(task, num, result.opt_state)
         metrics = {**self._round_metrics(task, num), **result.metrics}
+        if result.control_sha:
+            metrics["control_sha"] = result.control_sha
         if not self.store.commit_round(task.task_id, num, self.clock(), sha, metrics):
             log.warning("task %s round %d was no longer aggregating; not committed here", task.task_id, num)
             return
         task.checkpoint_sha, task.version = sha, num
+        if result.control_sha:
+            task.control_sha = result.control_sha
         # The next clip takes effect only once the round that chose it is committed (as on a restart).
         task.dp_clip = metrics.get("dp_next_clip", task.dp_clip)
         self._discard_updates(task, num)

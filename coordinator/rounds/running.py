@@ -19,7 +19,7 @@ class RunningRounds:
     def sum_for(self, task: Task, round_num: int) -> Strategy:
         key = (task.task_id, round_num)
         if key not in self.sums:
-            self.sums[key] = make_strategy(task.config, task.manifest.num_parameters)
+            self.sums[key] = make_strategy(task.config, task.update_size)
         return self.sums[key]
 
     def discard(self, task_id: str, round_num: int) -> None:

@@ -55,6 +55,10 @@ class TaskConfig:
     # that could not finish its epochs counts (weighted by the examples it processed).
     max_local_seconds: float = 0.0
     partial_work: bool = False
+    # SCAFFOLD (Karimireddy et al. 2020): control variates against client drift. The server's
+    # moves by (reports / scaffold_population) x the mean control delta (0: by the mean itself).
+    scaffold: bool = False
+    scaffold_population: int = 0
     codec: str = "q8"
     chunk_size: int = 256
     clip_norm: float = 0.0
@@ -171,7 +175,8 @@ class TaskConfig:
                     secagg="" if self.secagg == "off" else self.secagg, report_clip_bit=self.adaptive_clip,
                     proximal_mu=self.proximal_mu, max_local_seconds=self.max_local_seconds,
                     partial_work=self.partial_work, evaluate_only=self.kind == "evaluate",
-                    personalize_steps=self.personalize_steps if self.kind == "evaluate" else 0)
+                    personalize_steps=self.personalize_steps if self.kind == "evaluate" else 0,
+                    scaffold=self.scaffold)
 
     def codec_spec(self) -> CodecSpec:
         return CodecSpec.parse(self.codec, self.chunk_size)
@@ -240,6 +245,8 @@ class TaskConfig:
             proximal_mu=_num(raw, "proximal_mu", 0.0, 0.0, MAX_PROXIMAL_MU),
             max_local_seconds=_num(raw, "max_local_seconds", 0.0, 0.0, 86400.0),
             partial_work=partial_work,
+            scaffold=_flag(raw, "scaffold"),
+            scaffold_population=_num(raw, "scaffold_population", 0, 0, 10**9, int),
             codec=codec,
             chunk_size=_num(raw, "chunk_size", 256, 1, 1 << 20, int),
             clip_norm=_num(raw, "clip_norm", 0.0, 0.0, 1e9),
@@ -283,6 +290,8 @@ class TaskConfig:
             _check_evaluation(cfg)
         if cfg.asynchronous:
             _check_async(cfg)
+        if cfg.scaffold:
+            _check_scaffold(cfg)
         if cfg.secagg_on and cfg.clip_norm <= 0:
             raise BadRequest("secure aggregation needs a bounded contribution: set clip_norm > 0", "clip_required")
         if cfg.secagg_on and cfg.target_selected < 3:
@@ -321,6 +330,21 @@ def _text(raw: dict, name: str, max_len: int = 1000) -> str:
     if not isinstance(value, str) or len(value) > max_len:
         raise BadRequest(f"task config '{name}' must be a string of at most {max_len} characters")
     return value
+
+
+def _flag(raw: dict, name: str) -> bool:
+    value = raw.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"task config '{name}' must be true or false")
+    return value
+
+
+def _check_scaffold(cfg: TaskConfig) -> None:
+    """What SCAFFOLD is not combined with yet, refused at creation (docs/coordinator.md says why)."""
+    if cfg.secagg_on or cfg.dp_on or cfg.asynchronous or cfg.kind == "evaluate" or cfg.aggregator != "fedavg":
+        raise BadRequest("scaffold runs with the fedavg aggregator in sync mode, without secagg or DP for now: the "
+                         "control delta would have to be masked, clipped and noised with the model delta",
+                         "bad_scaffold")
 
 
 def _check_evaluation(cfg: TaskConfig) -> None:

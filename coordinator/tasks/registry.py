@@ -6,6 +6,7 @@ registry; it imports none of them.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -31,6 +32,27 @@ class Task:
     # The round whose checkpoint is checkpoint_sha (0: the initial weights). Set together with
     # checkpoint_sha: an asynchronous assignment pins the version it hands out.
     version: int = 0
+    control_sha: str = ""  # SCAFFOLD: the server control variate's blob ("" otherwise)
+
+    @property
+    def update_counts(self) -> list[int]:
+        """Sizes of an update's tensors: the weights, then (SCAFFOLD) the control variates."""
+        sizes = [w.size for w in self.manifest.weights]
+        return sizes * 2 if self.config.scaffold else sizes
+
+    @property
+    def update_size(self) -> int:
+        return sum(self.update_counts)
+
+
+def zero_control(manifest: Manifest) -> bytes:
+    """SCAFFOLD's initial server control variate: zeros over the travelling weights (FEDU f32)."""
+    import numpy as np
+
+    from protocol import codec
+
+    return codec.encode([np.zeros(w.shape, np.float32) for w in manifest.weights], codec.CodecSpec("f32"),
+                        np.random.default_rng(0))
 
 
 class TaskRegistry:
@@ -48,9 +70,17 @@ class TaskRegistry:
         config = TaskConfig.from_dict(rec.config)
         last = self.store.last_committed(rec.task_id)
         clip = last.metrics.get("dp_next_clip", config.clip_norm) if last else config.clip_norm
-        return Task(rec.task_id, rec.population, config, Manifest.from_json(rec.manifest), rec.model_sha, rec.state,
+        manifest = Manifest.from_json(rec.manifest)
+        control = ""
+        if config.scaffold:
+            control = last.metrics.get("control_sha", "") if last else ""
+            if not control:  # c = 0 before the first commit
+                payload = zero_control(manifest)
+                control = hashlib.sha256(payload).hexdigest()
+                self.store.put_blob(control, payload)
+        return Task(rec.task_id, rec.population, config, manifest, rec.model_sha, rec.state,
                     rec.checkpoint_sha, EligibilityRule.parse(config.eligibility), clip,
-                    last.round if last else 0)
+                    last.round if last else 0, control)
 
     def put(self, rec: TaskRecord) -> Task:
         """Load (or reload) a task from its record."""

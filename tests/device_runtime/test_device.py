@@ -250,3 +250,33 @@ async def test_personalized_evaluation_fine_tunes_locally_and_reports_both(live_
     assert m["personalized_accuracy"] >= m["eval_accuracy"]
     assert m["personalization_lift_p50"] == m["personalized_accuracy"] - m["eval_accuracy"] or \
         abs(m["personalization_lift_p50"] - (m["personalized_accuracy"] - m["eval_accuracy"])) < 1e-9
+
+
+async def test_a_scaffold_device_keeps_its_control_variate(live_coordinator, digits_tflite, tmp_path):
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, rounds=2, scaffold=True, codec="f32")
+    coordinator = live_coordinator.app[COORDINATOR]
+    trainer = Trainer(1)
+    async with aiohttp.ClientSession() as session:
+        dev = _device(session, url, trainer)
+        dev.state_dir = tmp_path / "local"
+        await dev.client.register("pop")
+        stop = asyncio.Event()
+        runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
+        await _wait_until(lambda: coordinator.tasks["t"].state == "completed", timeout=15)
+        stop.set()
+        await runner
+        c_i = dev.controls["t"]
+        assert c_i.size == coordinator.tasks["t"].manifest.num_parameters and np.abs(c_i).max() > 0
+        restarted = _device(session, url, trainer)
+        restarted.state_dir = tmp_path / "local"
+        np.testing.assert_array_equal(restarted._control_for("t"), c_i)  # survives a restart
+    trainer.close()
+    rounds = coordinator.admin.rounds("t")
+    assert [r["state"] for r in rounds] == ["committed", "committed"] and dev.stats.uploads == 2
+    # One device per round (goal 1): the server's variate after round 2 is that device's c_i+ - c_i
+    # added to round 1's, i.e. (FedAvg weight 1, population factor 1) c = c_i after its two rounds.
+    from protocol import codec
+
+    c = codec.decode(coordinator.store.blob_path(coordinator.tasks["t"].control_sha).read_bytes()).values
+    np.testing.assert_allclose(c, c_i, atol=1e-4)

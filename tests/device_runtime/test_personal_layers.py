@@ -61,7 +61,7 @@ async def test_a_device_keeps_its_personal_layers_across_rounds_and_restarts(liv
     initial = LocalModel(personal_tflite).initial_personal
     async with aiohttp.ClientSession() as session:
         dev = _device(session, url, trainer)
-        dev.personal_dir = tmp_path / "personal"
+        dev.state_dir = tmp_path / "personal"
         await dev.client.register("pop")
         stop = asyncio.Event()
         runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
@@ -72,7 +72,7 @@ async def test_a_device_keeps_its_personal_layers_across_rounds_and_restarts(liv
         assert np.abs(kept[0] - initial[0]).max() > 1e-4
         # A restarted device (a new process: nothing in memory) finds them in its state folder.
         again = _device(session, url, trainer)
-        again.personal_dir = tmp_path / "personal"
+        again.state_dir = tmp_path / "personal"
         loaded = again._personal_for(next(iter(dev.personal)))
         for a, b in zip(loaded, kept):
             np.testing.assert_array_equal(a, b)

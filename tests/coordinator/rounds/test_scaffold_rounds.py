@@ -1,0 +1,69 @@
+"""SCAFFOLD through the real app: an update is the model delta followed by the control delta,
+the server moves the weights by the mean model delta and its control variate by the mean
+control delta, assignments hand the variate out, and what SCAFFOLD is not combined with is
+refused."""
+
+import numpy as np
+import pytest
+
+from coordinator.http.app import create_app
+from protocol import codec
+from tests.coordinator.conftest import ADMIN, Harness
+
+
+async def _assigned(h, device):
+    body = await (await h.checkin(device)).json()
+    assert body["outcome"] == "assigned", body
+    return body["assignment"]
+
+
+def _payload(h, seed, scale=0.01):
+    rng = np.random.default_rng(seed)
+    arrays = [rng.normal(size=w.shape).astype(np.float32) * scale for w in h.manifest.weights] * 2
+    arrays = arrays[: len(h.manifest.weights)] + [a * 3 for a in arrays[len(h.manifest.weights):]]
+    return codec.encode(arrays, codec.CodecSpec("f32"), rng)
+
+
+async def test_scaffold_moves_weights_and_control_variate(harness, aiohttp_client):
+    h = harness
+    await h.setup_task(goal_count=2, over_selection=1.0, codec="f32", scaffold=True)
+    d1, d2 = await h.register(), await h.register()
+    a1 = await _assigned(h, d1)
+    assert a1["plan"]["scaffold"] is True and a1["control_url"] == f"/v1/blobs/{a1['control_sha256']}"
+    c0 = codec.decode(await (await h.client.get(a1["control_url"])).read()).values
+    assert not c0.any() and c0.size == h.manifest.num_parameters  # c = 0 before the first round
+    # A plain-sized update (no control delta) is refused.
+    assert (await h.upload(d1, a1, h.payload(kind="f32"))).status == 400
+    a2 = await _assigned(h, d2)
+    p1, p2 = _payload(h, 1), _payload(h, 2)
+    w0 = codec.decode(h.coordinator.store.blob_path(h.coordinator.tasks["t1"].checkpoint_sha).read_bytes()).values
+    assert (await h.upload(d1, a1, p1, examples=10)).status == 201
+    assert (await h.upload(d2, a2, p2, examples=30)).status == 201
+    n = h.manifest.num_parameters
+    v1, v2 = codec.decode(p1).values, codec.decode(p2).values
+    mean = (10 * v1 + 30 * v2) / 40
+    task = h.coordinator.tasks["t1"]
+    w1 = codec.decode(h.coordinator.store.blob_path(task.checkpoint_sha).read_bytes()).values
+    c1 = codec.decode(h.coordinator.store.blob_path(task.control_sha).read_bytes()).values
+    np.testing.assert_allclose(w1, w0 + mean[:n], atol=1e-6)
+    np.testing.assert_allclose(c1, mean[n:], atol=1e-6)
+    rows = await h.rounds()
+    assert rows[0]["metrics"]["control_sha"] == task.control_sha
+    a3 = await _assigned(h, d1)
+    assert a3["control_sha256"] == task.control_sha
+    # After a restart the task hands out the same variate.
+    await h.client.close()
+    h2 = Harness(await aiohttp_client(create_app(h.config, run_ticker=False, clock=h.clock)), h.clock, h.model)
+    assert h2.coordinator.tasks["t1"].control_sha == task.control_sha
+
+
+@pytest.mark.parametrize("extra", [{"secagg": "secagg", "clip_norm": 1.0}, {"aggregator": "median"},
+                                   {"mode": "async"}])
+async def test_what_scaffold_is_not_combined_with_is_refused(harness, extra):
+    h = harness
+    await h.client.post("/v1/admin/populations", json={"name": "pop"}, headers=ADMIN)
+    sha = (await (await h.client.post("/v1/admin/models", data=h.model, headers={
+        **ADMIN, "Content-Type": "application/octet-stream"})).json())["model_sha256"]
+    resp = await h.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
+                               json={"model_sha256": sha, "config": {"scaffold": True, **extra}})
+    assert resp.status == 400 and (await resp.json())["error"]["code"] in ("bad_scaffold", "async_secagg")
