@@ -9,7 +9,7 @@ import numpy as np
 
 from device_runtime.attacks import poison_delta
 from device_runtime.litert_model import LocalModel
-from protocol import codec
+from protocol import codec, scaffold
 from protocol.dp import clip_l2
 from protocol.messages import Plan
 
@@ -78,11 +78,10 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
     delta = codec.flatten(model.get_weights()) - codec.flatten(global_weights)
     next_control = None
     if plan.scaffold:
-        # Option II of the paper: c_i+ = c_i - c + (x - y) / (K lr); the update carries c_i+ - c_i after the
-        # model delta. (Exact for SGD; with momentum or Adam an approximation of the mean gradient.)
-        scale = max(progress.steps, 1) * plan.learning_rate
-        next_control = c_i if scale <= 0 else (c_i - c - delta / scale).astype(np.float32)
-        delta = np.concatenate([delta, next_control - c_i])
+        # Option II (protocol.scaffold; exact for SGD, an approximation of the mean gradient with
+        # momentum or Adam): the update carries c_i+ - c_i after the model delta.
+        next_control = scaffold.next_control(c, c_i, delta, progress.steps, plan.learning_rate)
+        delta = scaffold.update_vector(delta, c_i, next_control)
     delta, norm = clip_l2(delta, plan.clip_norm)
     delta = poison_delta(attack, delta)
     if plan.secagg:

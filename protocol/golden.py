@@ -229,9 +229,24 @@ def _view_example() -> dict:
     return raw
 
 
+def scaffold_vectors() -> list[dict]:
+    """SCAFFOLD's option II on the device (protocol.scaffold), float32 hex like the codec's."""
+    from protocol import scaffold
+
+    out = []
+    for seed, n, steps, lr in ((1, 7, 6, 0.1), (2, 33, 1, 0.5), (3, 5, 0, 0.1)):
+        rng = np.random.default_rng(seed)
+        c, c_i, delta = (rng.normal(size=n).astype(np.float32) * s for s in (0.01, 0.02, 0.05))
+        nxt = scaffold.next_control(c, c_i, delta, steps, lr)
+        out.append({"c": c.tobytes().hex(), "c_i": c_i.tobytes().hex(), "delta": delta.tobytes().hex(),
+                    "steps": steps, "learning_rate": lr, "next_control": nxt.tobytes().hex(),
+                    "update": scaffold.update_vector(delta, c_i, nxt).tobytes().hex()})
+    return out
+
+
 def all_vectors() -> dict[str, object]:
     return {"codec.json": codec_vectors(), "rotation.json": rotation_vectors(), "prg.json": prg_vectors(),
-            "messages.json": message_examples(), "secagg.json": secagg_vectors()}
+            "messages.json": message_examples(), "secagg.json": secagg_vectors(), "scaffold.json": scaffold_vectors()}
 
 
 def render(vectors: object) -> str:

@@ -137,3 +137,39 @@ def test_java_device_trains_with_fedprox_and_takes_part_in_federated_evaluation(
         assert m["personalization_lift_p50"] == pytest.approx(m["personalized_accuracy"] - m["eval_accuracy"])
     finally:
         server.kill9()
+
+
+def test_java_device_runs_scaffold(java_classpath, softmax_tflite, tmp_path):
+    """Two SCAFFOLD rounds of the Java device alone (goal 1, f32): the server's control variate
+    is then exactly the device's c_i (its two control deltas, population factor 1)."""
+    from device_runtime.fleet.datasets import load_digits_pool
+
+    x, _, y, _ = load_digits_pool(0)
+    rows = np.random.default_rng(2).permutation(len(y))[:300]
+    csv = tmp_path / "java.csv"
+    csv.write_text("".join(",".join(f"{v:.6g}" for v in x[j]) + f",{y[j]}\n" for j in rows))
+    server = Server(str(tmp_path / "c.db"))
+    server.start()
+    try:
+        config = {"rounds": 2, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
+                  "report_deadline_s": 60, "codec": "f32", "learning_rate": 0.5, "epochs": 2, "scaffold": True,
+                  "eligibility": "charging"}
+        server.setup_task("javascaffold", softmax_tflite, config)
+        out = tmp_path / "controls.txt"
+        java = subprocess.run(
+            ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
+             "--population", "javascaffold", "--data", str(csv), "--rounds", "2", "--timeout-s", "120",
+             "--control-out", str(out)], capture_output=True, text=True, timeout=180)
+        assert java.returncode == 0, java.stdout + java.stderr
+        task_id, hexed = out.read_text().split()
+        c_i = np.frombuffer(bytes.fromhex(hexed), "<f4")
+        _, task = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)
+        rounds = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
+        assert task_id == "t" and [r["state"] for r in rounds] == ["committed", "committed"]
+        sha = rounds[-1]["metrics"]["control_sha"]
+        with urllib.request.urlopen(server.url + f"/v1/blobs/{sha}", timeout=10) as resp:
+            c = codec.decode(resp.read()).values
+        assert np.abs(c_i).max() > 0
+        np.testing.assert_allclose(c, c_i, atol=1e-5)
+    finally:
+        server.kill9()

@@ -45,6 +45,12 @@ final class LiteRtTrainer implements LocalTrainer {
     @Override
     public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan)
             throws LocalWork.Unfinished {
+        return train(model, modelSha256, globalWeights, counts, plan, null);
+    }
+
+    @Override
+    public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan,
+                        float[] correction) throws LocalWork.Unfinished {
         ByteBuffer modelBuffer = buffer(model.length);
         modelBuffer.put(model).rewind();
         try (Interpreter interpreter = new Interpreter(modelBuffer, new Interpreter.Options().setNumThreads(2))) {
@@ -59,6 +65,9 @@ final class LiteRtTrainer implements LocalTrainer {
             boolean takesMu = java.util.Arrays.asList(interpreter.getSignatureInputs("train")).contains("proximal_mu");
             LocalWork.checkPlan(plan, takesMu, modelSha256);
             setWeights(interpreter, weightKeys, globalWeights, counts); // also the proximal anchor
+            if (correction != null) {
+                setControl(interpreter, correction, counts); // SCAFFOLD: c - c_i, zeroed by set_weights
+            }
 
             int[] rowsThisRound = trainRows.clone();
             Examples.shuffle(rowsThisRound, random);
@@ -111,9 +120,29 @@ final class LiteRtTrainer implements LocalTrainer {
             secondsPerStep = steps > 0 ? (System.nanoTime() - started) / 1e9 / steps : secondsPerStep;
             float[] trained = getWeights(interpreter, weightKeys, counts);
             return new Result(trained, work.exampleCount(rowsThisRound.length, epochsDone), lossSum / Math.max(seen, 1),
-                    eval[0], eval[1],
-                    evalRows.length);
+                    eval[0], eval[1], evalRows.length, steps);
         }
+    }
+
+    /** SCAFFOLD's correction for the trainable weights the set_control signature takes (cNNN for wNNN). */
+    private static void setControl(Interpreter interpreter, float[] correction, int[] counts) {
+        String[] keys = interpreter.getSignatureInputs("set_control");
+        int[] offsets = new int[counts.length];
+        for (int i = 1; i < counts.length; i++) {
+            offsets[i] = offsets[i - 1] + counts[i - 1];
+        }
+        Map<String, Object> inputs = new HashMap<>();
+        for (String key : keys) {
+            int index = Integer.parseInt(key.substring(1));
+            ByteBuffer b = buffer(4 * counts[index]);
+            for (int k = 0; k < counts[index]; k++) {
+                b.putFloat(correction[offsets[index] + k]);
+            }
+            inputs.put(key, b.rewind());
+        }
+        Map<String, Object> outputs = new HashMap<>();
+        outputs.put("ok", buffer(4));
+        interpreter.runSignature(inputs, outputs, "set_control");
     }
 
     @Override

@@ -15,6 +15,9 @@ public final class Assignment {
     public final String uploadUrl;
     /** Unix seconds; an update that arrives later is refused, so the device abandons instead. */
     public final double reportDeadline;
+    /** SCAFFOLD: the server control variate's blob, "" otherwise. */
+    public final String controlSha256;
+    public final String controlUrl;
 
     private Assignment(JsonObject raw) {
         taskId = Json.string(raw, "task_id");
@@ -27,6 +30,8 @@ public final class Assignment {
         checkpointUrl = Json.string(raw, "checkpoint_url");
         uploadUrl = Json.string(raw, "upload_url");
         reportDeadline = Json.number(raw, "report_deadline", null);
+        controlSha256 = Json.string(raw, "control_sha256", "");
+        controlUrl = Json.string(raw, "control_url", "");
     }
 
     public static Assignment fromJson(JsonObject raw) {

@@ -63,6 +63,8 @@ public final class FedgeDevice {
     private final DoubleSupplier clock;
     private final Random random;
     private final SecureRandom secureRandom = new SecureRandom();
+    /** SCAFFOLD: this device's control variate c_i per task (the app persists it with the device state). */
+    public final java.util.Map<String, float[]> controls = new java.util.HashMap<>();
     public final Stats stats = new Stats();
 
     /** {@code clock} returns unix seconds (System.currentTimeMillis() / 1000.0 outside tests). */
@@ -119,11 +121,27 @@ public final class FedgeDevice {
             return secureRound(a, model, global, longPollS);
         }
         CodecSpec spec = a.plan.codecSpec();
-        TrainedDelta trained = TrainedDelta.train(trainer, model, a, global);
+        float[] c = null;
+        float[] ci = null;
+        int[] counts = global.counts;
+        if (a.plan.scaffold) {
+            if (a.controlUrl.isEmpty()) {
+                throw new ProtocolException("a SCAFFOLD assignment without the server control variate", "bad_request");
+            }
+            c = UpdateCodec.decode(client.fetchBlob(a.controlUrl, a.controlSha256, cache), null).values;
+            ci = controls.get(a.taskId);
+            if (ci == null || ci.length != c.length) {
+                ci = new float[c.length];
+            }
+            counts = new int[2 * global.counts.length]; // the model delta's tensors, then the control delta's
+            System.arraycopy(global.counts, 0, counts, 0, global.counts.length);
+            System.arraycopy(global.counts, 0, counts, global.counts.length, global.counts.length);
+        }
+        TrainedDelta trained = TrainedDelta.train(trainer, model, a, global, c, ci);
         if (clock.getAsDouble() + SAFETY_MARGIN_S / 5 > a.reportDeadline) {
             return abandon("training ended after the reporting deadline");
         }
-        byte[] payload = UpdateCodec.encode(trained.delta, global.counts, spec, Uniforms.of(random), rotationSeed());
+        byte[] payload = UpdateCodec.encode(trained.delta, counts, spec, Uniforms.of(random), rotationSeed());
         LocalTrainer.Result result = trained.result;
         UploadMeta meta = new UploadMeta(result.exampleCount, result.trainLoss, result.evalLoss, result.evalAccuracy,
                 result.evalCount, a.plan.reportClipBit ? trained.belowClip : null);
@@ -134,6 +152,9 @@ public final class FedgeDevice {
             return new RoundOutcome("rejected", 0, e.getMessage());
         }
         recordTraining(trained);
+        if (trained.nextControl != null) { // c_i moves only once its delta is acknowledged
+            controls.put(a.taskId, trained.nextControl);
+        }
         return uploaded(payload.length, trained, payload.length + " bytes, round " + a.round);
     }
 

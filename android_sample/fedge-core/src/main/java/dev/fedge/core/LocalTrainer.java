@@ -14,9 +14,17 @@ public interface LocalTrainer {
         public final double evalLoss;
         public final double evalAccuracy;
         public final int evalCount;
+        /** Optimizer steps taken (SCAFFOLD's K). */
+        public final int steps;
 
         public Result(float[] weights, int exampleCount, double trainLoss, double evalLoss, double evalAccuracy,
                       int evalCount) {
+            this(weights, exampleCount, trainLoss, evalLoss, evalAccuracy, evalCount, 0);
+        }
+
+        public Result(float[] weights, int exampleCount, double trainLoss, double evalLoss, double evalAccuracy,
+                      int evalCount, int steps) {
+            this.steps = steps;
             this.weights = weights;
             this.exampleCount = exampleCount;
             this.trainLoss = trainLoss;
@@ -31,6 +39,18 @@ public interface LocalTrainer {
      * evaluates them on the local holdout, trains for the plan's epochs, returns the new weights.
      */
     Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan) throws Exception;
+
+    /**
+     * As above with SCAFFOLD's correction c - c_i (flat, manifest order) added to every step's
+     * gradient; a trainer without SCAFFOLD refuses a non-null correction.
+     */
+    default Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan,
+                         float[] correction) throws Exception {
+        if (correction != null) {
+            throw new ProtocolException("this trainer does not run SCAFFOLD", "unsupported_plan");
+        }
+        return train(model, modelSha256, globalWeights, counts, plan);
+    }
 
     /** Counts of a federated evaluation (protocol.messages.EvaluationReport): correct <= examples. */
     final class Evaluation {

@@ -23,6 +23,8 @@ public final class Plan {
     public final boolean evaluateOnly;
     /** Personalized evaluation: fine-tuning steps before a second evaluation (0: none). */
     public final int personalizeSteps;
+    /** SCAFFOLD: correct the gradients with c - c_i and upload the control delta after the model delta. */
+    public final boolean scaffold;
 
     private Plan(JsonObject raw) {
         epochs = Json.integer(raw, "epochs", null);
@@ -39,6 +41,7 @@ public final class Plan {
         partialWork = Json.bool(raw, "partial_work", false);
         evaluateOnly = Json.bool(raw, "evaluate_only", false);
         personalizeSteps = Json.integer(raw, "personalize_steps", 0);
+        scaffold = Json.bool(raw, "scaffold", false);
         if (!(proximalMu >= 0 && proximalMu <= 1000)) {
             throw new ProtocolException("field 'proximal_mu' must be in [0, 1000]", "bad_request");
         }

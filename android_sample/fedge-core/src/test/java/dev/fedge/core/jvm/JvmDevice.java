@@ -51,6 +51,22 @@ public final class JvmDevice {
                 100.0 * device.stats.bytesUp / Math.max(1, device.stats.float32Bytes));
         System.out.printf("java device: evaluations %d, unfinished %d%n", device.stats.evaluations,
                 device.stats.unfinished);
+        if (args.containsKey("control-out")) { // SCAFFOLD: this device's control variates, for the test to compare
+            StringBuilder out = new StringBuilder();
+            for (Map.Entry<String, float[]> e : device.controls.entrySet()) {
+                java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4 * e.getValue().length)
+                        .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                for (float v : e.getValue()) {
+                    b.putFloat(v);
+                }
+                StringBuilder hex = new StringBuilder();
+                for (byte x : b.array()) {
+                    hex.append(String.format("%02x", x));
+                }
+                out.append(e.getKey()).append(' ').append(hex).append('\n');
+            }
+            Files.write(new File(args.get("control-out")).toPath(), out.toString().getBytes("UTF-8"));
+        }
         System.exit(device.stats.uploads >= Integer.parseInt(args.get("rounds"))
                 && device.stats.evaluations >= evaluations ? 0 : 1);
     }

@@ -51,7 +51,14 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
     @Override
     public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan)
             throws LocalWork.Unfinished {
+        return train(model, modelSha256, globalWeights, counts, plan, null);
+    }
+
+    @Override
+    public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan,
+                        float[] correction) throws LocalWork.Unfinished {
         LocalWork.checkPlan(plan, true, "softmax regression");
+        int steps = 0;
         if (counts.length != 2 || counts[0] % counts[1] != 0) {
             throw new IllegalArgumentException("not a softmax-regression model: tensor sizes " + java.util.Arrays.toString(counts));
         }
@@ -103,10 +110,13 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
                 }
                 double scale = plan.learningRate / (end - start);
                 for (int i = 0; i < w.length; i++) {
-                    // FedProx: + mu (w - w_anchor), the anchor being the round's global weights.
-                    w[i] -= (float) (scale * grad[i] + plan.learningRate * plan.proximalMu * (w[i] - globalWeights[i]));
+                    // FedProx: + mu (w - w_anchor), the anchor being the round's global weights;
+                    // SCAFFOLD: + (c - c_i).
+                    double corrected = plan.proximalMu * (w[i] - globalWeights[i]) + (correction == null ? 0 : correction[i]);
+                    w[i] -= (float) (scale * grad[i] + plan.learningRate * corrected);
                 }
                 work.processed(end - start);
+                steps++;
             }
             if (!complete) {
                 break;
@@ -116,7 +126,7 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
         secondsPerExample = (System.nanoTime() - started) / 1e9 / Math.max(1, plan.epochs * trainRows.length);
         return new Result(w, work.exampleCount(trainRows.length, epochsDone), lossSum / Math.max(seen, 1),
                 evalLoss / Math.max(evalRows.length, 1),
-                (double) correct / Math.max(evalRows.length, 1), evalRows.length);
+                (double) correct / Math.max(evalRows.length, 1), evalRows.length, steps);
     }
 
     /** {correct, loss sum} of {@code w} on the holdout. */

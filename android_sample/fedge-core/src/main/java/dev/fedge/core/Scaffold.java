@@ -1,0 +1,39 @@
+package dev.fedge.core;
+
+/**
+ * SCAFFOLD's device-side rule (protocol/scaffold.py; Karimireddy et al. 2020, option II), in
+ * float32 in the same order as the Python side, checked against protocol/golden/scaffold.json.
+ */
+public final class Scaffold {
+    private Scaffold() {
+    }
+
+    /** c_i+ = c_i - c + (x - y) / (K lr), from the model delta {@code delta} = y - x; c_i when K lr is 0. */
+    public static float[] nextControl(float[] c, float[] ci, float[] delta, int steps, double learningRate) {
+        float scale = (float) Math.max(steps, 0) * (float) learningRate;
+        float[] out = new float[ci.length];
+        for (int k = 0; k < out.length; k++) {
+            out[k] = scale > 0 ? (ci[k] - c[k]) - delta[k] / scale : ci[k];
+        }
+        return out;
+    }
+
+    /** What a SCAFFOLD device uploads: the model delta, then c_i+ - c_i. */
+    public static float[] updateVector(float[] delta, float[] ci, float[] next) {
+        float[] out = new float[delta.length + ci.length];
+        System.arraycopy(delta, 0, out, 0, delta.length);
+        for (int k = 0; k < ci.length; k++) {
+            out[delta.length + k] = next[k] - ci[k];
+        }
+        return out;
+    }
+
+    /** The correction the train step adds to each gradient: c - c_i. */
+    public static float[] correction(float[] c, float[] ci) {
+        float[] out = new float[c.length];
+        for (int k = 0; k < c.length; k++) {
+            out[k] = c[k] - ci[k];
+        }
+        return out;
+    }
+}

@@ -1,0 +1,27 @@
+package dev.fedge.core;
+
+import static org.junit.Assert.assertEquals;
+
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import org.junit.Test;
+
+/** SCAFFOLD's option II bit for bit as protocol/scaffold.py computes it (protocol/golden/scaffold.json). */
+public class ScaffoldGoldenTest {
+    @Test
+    public void nextControlAndUpdateMatchPython() throws Exception {
+        int cases = 0;
+        for (JsonElement e : Golden.load("scaffold.json").getAsJsonArray()) {
+            JsonObject v = e.getAsJsonObject();
+            float[] c = Golden.floats(v.get("c").getAsString());
+            float[] ci = Golden.floats(v.get("c_i").getAsString());
+            float[] delta = Golden.floats(v.get("delta").getAsString());
+            float[] next = Scaffold.nextControl(c, ci, delta, v.get("steps").getAsInt(),
+                    v.get("learning_rate").getAsDouble());
+            assertEquals(v.get("next_control").getAsString(), Golden.hex(next));
+            assertEquals(v.get("update").getAsString(), Golden.hex(Scaffold.updateVector(delta, ci, next)));
+            cases++;
+        }
+        assertEquals(3, cases);
+    }
+}

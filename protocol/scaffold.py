@@ -1,0 +1,27 @@
+"""SCAFFOLD's device-side rule (Karimireddy et al., ICML 2020, algorithm 1, option II), pure,
+so that both device runtimes compute it the same way (golden vectors in protocol/golden/
+scaffold.json, checked by the Java core).
+
+After K local steps of learning rate lr from the global weights x to y, with the server's
+control variate c and the device's c_i: c_i+ = c_i - c + (x - y) / (K lr). The update is the
+model delta y - x followed by the control delta c_i+ - c_i, in float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def next_control(c: np.ndarray, c_i: np.ndarray, delta: np.ndarray, steps: int, learning_rate: float) -> np.ndarray:
+    """c_i+ from the model delta ``delta`` = y - x; c_i itself when no step was taken."""
+    scale = np.float32(max(steps, 0)) * np.float32(learning_rate)
+    c, c_i, delta = (np.asarray(a, np.float32) for a in (c, c_i, delta))
+    if not scale > 0:
+        return c_i.copy()
+    return (c_i - c - delta / scale).astype(np.float32)
+
+
+def update_vector(delta: np.ndarray, c_i: np.ndarray, c_next: np.ndarray) -> np.ndarray:
+    """What a SCAFFOLD device uploads: the model delta, then the control delta."""
+    return np.concatenate([np.asarray(delta, np.float32), (np.asarray(c_next, np.float32)
+                                                           - np.asarray(c_i, np.float32))]).astype(np.float32)
