@@ -156,7 +156,8 @@ def main() -> None:
         w = np.ones(m.batch_size, np.float32)
         lr = np.full(1, m.optimizer["learning_rate"], np.float32)
         train = Interpreter(model_content=result.tflite, num_threads=args.threads).get_signature_runner("train")
-        lite = _time(lambda: train(x=x, y=y, sample_weight=w, learning_rate=lr), args.steps)
+        lite = _time(lambda: train(x=x, y=y, sample_weight=w, learning_rate=lr, proximal_mu=np.zeros(1, np.float32)),
+                     args.steps)
         tfs = _tf_step_seconds(model, x, y, args.steps)
         diff = max(result.parity.max_loss_diff, result.parity.max_weight_diff)
         rows.append((name, m.num_parameters, total, len(result.tflite), 4 * m.num_parameters, lite, tfs, diff,

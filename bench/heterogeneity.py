@@ -16,6 +16,18 @@ paper plots the training loss, which diverges and oscillates the same way) per d
 straggler rate and method, and writes a plot in the paper's layout to --out.
 
     python bench/heterogeneity.py [--rounds 40] [--datasets synthetic:0,0 synthetic:0.5,0.5 synthetic:1,1]
+
+Two more experiments:
+
+    python bench/heterogeneity.py --experiment scaffold         # FedAvg vs FedProx vs SCAFFOLD
+    python bench/heterogeneity.py --experiment personalization  # global vs fine-tuned vs personal head
+
+- scaffold: digits (4x augmented) Dirichlet(0.1) (100 devices, an MLP with plain SGD) and Synthetic(1,1)
+  (30 devices, the paper's logistic regression); rounds to a target global accuracy and the
+  final accuracy, for FedAvg, FedProx mu = 1 and SCAFFOLD.
+- personalization: digits (4x augmented) Dirichlet(0.1), 100 devices; per-device accuracy (p10 / p50 / p90,
+  federated evaluation on each device's own holdout) of the global model, of the global model
+  after 20 local fine-tuning steps, and of a model whose last layer is personal (FedPer).
 """
 
 from __future__ import annotations
@@ -43,6 +55,77 @@ def export_softmax(batch: int, lr: float) -> bytes:
     model = keras.Sequential([keras.Input((60,)), keras.layers.Dense(10, activation="softmax")], name="mclr")
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss="sparse_categorical_crossentropy")
     return export_model(model, name="synthetic_mclr", batch_size=batch, parity_steps=0).tflite
+
+
+def export_digits_mlp(personal: bool = False) -> bytes:
+    import keras
+
+    from model_export.exporter import export_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax", name="head")], name="digits_sgd")
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="sparse_categorical_crossentropy")
+    return export_model(model, name="digits_sgd", batch_size=16, parity_steps=0,
+                        personal=("head",) if personal else ()).tflite
+
+
+def run_fleet(model: bytes, dataset: str, partition: str, devices: int, task: dict, args, stragglers: float = 0.0):
+    """(round history, evaluations) of one fleet against a fresh `fedge serve`."""
+    from device_runtime.fleet.datasets import load_federated
+    from device_runtime.fleet.emulator import Fleet, FleetConfig
+    from fedge.local_coordinator import LocalCoordinator
+
+    data = load_federated(dataset, devices, partition, args.seed)
+    with tempfile.TemporaryDirectory() as tmp, LocalCoordinator(os.path.join(tmp, "c.db"), TOKEN,
+                                                                ("--checkin-rate", "1000000")) as server:
+        cfg = FleetConfig(coordinator=server.url, admin_token=TOKEN, devices=devices, dataset=dataset,
+                          partition=partition, dropout=0.0, slow_fraction=0.0, stragglers=stragglers,
+                          seed=args.seed, progress=False, workers=args.workers, out_dir=tmp)
+        fleet = Fleet(cfg, data)
+        history = asyncio.run(fleet.run(model, task))
+        return history, fleet.evaluations
+
+
+def scaffold_experiment(args) -> None:
+    setups = [("digits:x4", "dirichlet:0.1", 100, export_digits_mlp(), 0.8,
+               {"epochs": 5, "batch_size": 16, "learning_rate": 0.05}),
+              ("synthetic:1,1", "iid", 30, export_softmax(10, 0.01), 0.6,
+               {"epochs": 20, "batch_size": 10, "learning_rate": 0.01})]
+    methods = {"FedAvg": {}, "FedProx mu=1": {"proximal_mu": 1.0}, "SCAFFOLD": {"scaffold": True}}
+    print(f"{'dataset':<16} {'method':<13} {'target':>6} {'rounds to it':>12} {'final acc':>9} {'ok':>4}", flush=True)
+    for dataset, partition, devices, model, target, plan in setups:
+        for method, keys in methods.items():
+            task = {"rounds": args.rounds, "goal_count": 10, "over_selection": 1.0, "selection_window_s": 0.5,
+                    "report_deadline_s": args.report_deadline_s, "eligibility": "", "codec": "f32", **plan, **keys}
+            history, _ = run_fleet(model, dataset, partition, devices, task, args)
+            ok = [r for r in history if r.state == "committed"]
+            reached = next((r.round for r in ok if r.global_accuracy >= target), None)
+            final = sum(r.global_accuracy for r in ok[-5:]) / max(len(ok[-5:]), 1)
+            print(f"{dataset:<16} {method:<13} {target:>6.2f} {reached if reached else 'not in ' + str(args.rounds):>12} "
+                  f"{final:>9.3f} {len(ok):>4}", flush=True)
+
+
+def personalization_experiment(args) -> None:
+    print(f"{'model':<34} {'p10':>6} {'p50':>6} {'p90':>6} {'mean':>6}", flush=True)
+    base = {"rounds": args.rounds, "goal_count": 10, "over_selection": 1.0, "selection_window_s": 0.5,
+            "report_deadline_s": args.report_deadline_s, "eligibility": "", "codec": "f32", "epochs": 5,
+            "batch_size": 16, "learning_rate": 0.05, "eval_every": args.rounds, "eval_goal_count": 100,
+            "personalize_steps": 20}
+    for label, model in (("global (shared head)", export_digits_mlp()),
+                         ("personal head (FedPer)", export_digits_mlp(personal=True))):
+        _, evaluations = run_fleet(model, "digits:x4", "dirichlet:0.1", 100, base, args)
+        m = (evaluations[-1].get("metrics") or {}) if evaluations else {}
+        if "eval_accuracy_p50" not in m:
+            print(f"{label:<34} no evaluation result", flush=True)
+            continue
+        print(f"{label:<34} {m['eval_accuracy_p10']:>6.3f} {m['eval_accuracy_p50']:>6.3f} "
+              f"{m['eval_accuracy_p90']:>6.3f} {m['eval_accuracy']:>6.3f}  ({m['eval_devices']} devices)", flush=True)
+        if "personalized_accuracy" in m:
+            print(f"{label + ' + 20 fine-tuning steps':<34} {m['personalized_accuracy_p10']:>6.3f} "
+                  f"{m['personalized_accuracy_p50']:>6.3f} {m['personalized_accuracy_p90']:>6.3f} "
+                  f"{m['personalized_accuracy']:>6.3f}  (lift p50 {m['personalization_lift_p50']:+.3f})",
+                  flush=True)
 
 
 def run_one(model: bytes, dataset: str, stragglers: float, method: str, args) -> list:
@@ -104,7 +187,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench_out/heterogeneity")
+    ap.add_argument("--experiment", choices=["fedprox", "scaffold", "personalization"], default="fedprox")
     args = ap.parse_args()
+    if args.experiment == "scaffold":
+        scaffold_experiment(args)
+        return
+    if args.experiment == "personalization":
+        personalization_experiment(args)
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = export_softmax(args.batch, args.lr)

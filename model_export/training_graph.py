@@ -130,6 +130,7 @@ class TrainingGraph(tf.Module):
         # SCAFFOLD's correction c - c_i, set by set_control, zeroed by set_weights.
         self.corrections = [tf.Variable(tf.zeros(v.variable.shape, v.variable.dtype), trainable=False,
                                         name="control_correction") for v in trainable]
+        self.control_on = tf.Variable(0.0, trainable=False, name="control_on")  # 1 after set_control
 
     def _x_spec(self):
         return tf.TensorSpec([self.batch_size, *self.input_shape], self.input_dtype, name="x")
@@ -146,8 +147,13 @@ class TrainingGraph(tf.Module):
         # d/dw mu/2 ||w - a||^2 = mu (w - a): added to the gradient, not taped (no second pass);
         # personal variables (after the travelling ones) have no anchor.
         n = len(self.anchors)
-        grads = [g + mu * (v - a) + c for g, v, a, c in zip(grads[:n], self.trainable[:n], self.anchors,
-                                                          self.corrections)] + list(grads[n:])
+        if n:
+            # Only when a term is on (an IF in LiteRT): plain FedAvg never reads the anchors and
+            # corrections (each read is a copy of the model's size).
+            on = tf.logical_or(mu > 0.0, self.control_on.read_value() > 0.0)
+            head = tf.cond(on, lambda: [g + mu * (v - a) + c for g, v, a, c in zip(
+                grads[:n], self.trainable[:n], self.anchors, self.corrections)], lambda: list(grads[:n]))
+            grads = list(head) + list(grads[n:])
         self.optimizer.apply(grads, learning_rate[0])
         return {"loss": loss}
 
@@ -166,6 +172,7 @@ class TrainingGraph(tf.Module):
     def set_control(self, corrections):
         for variable, value in zip(self.corrections, corrections):
             variable.assign(value)
+        self.control_on.assign(1.0)
         return {"ok": tf.constant(1, tf.int32)}
 
     def get_personal(self):
@@ -182,6 +189,7 @@ class TrainingGraph(tf.Module):
         for anchor, correction, i in zip(self.anchors, self.corrections, self._trainable_index):
             anchor.assign(weights[i])
             correction.assign(tf.zeros_like(correction))
+        self.control_on.assign(0.0)
         self.optimizer.reset()
         return {"ok": tf.constant(1, tf.int32)}
 

@@ -11,6 +11,8 @@ from model_export.corpus import CORPUS
 from model_export.exporter import export_model
 from model_export.sample_data import random_batches, vocab_size
 
+MU0 = np.zeros(1, np.float32)  # proximal_mu: plain FedAvg
+
 pytestmark = pytest.mark.slow
 
 
@@ -21,7 +23,7 @@ def _train_one_batch(tflite: bytes, manifest, model, steps: int) -> list[float]:
     x, y = next(random_batches(manifest, 1, seed=5, vocab=vocab_size(model)))
     ones = np.ones(manifest.batch_size, np.float32)
     lr = np.full(1, manifest.optimizer["learning_rate"], np.float32)
-    return [float(train(x=x, y=y, sample_weight=ones, learning_rate=lr)["loss"]) for _ in range(steps)]
+    return [float(train(x=x, y=y, sample_weight=ones, learning_rate=lr, proximal_mu=MU0)["loss"]) for _ in range(steps)]
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=[c.name for c in CORPUS])

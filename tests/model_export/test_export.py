@@ -7,6 +7,8 @@ from model_export.exporter import export_model
 from model_export.sample_data import random_batches, vocab_size
 from model_export.zoo import ZOO
 
+MU0 = np.zeros(1, np.float32)  # proximal_mu: plain FedAvg
+
 pytestmark = pytest.mark.slow
 
 
@@ -17,7 +19,7 @@ def _litert_losses(tflite: bytes, manifest, model, steps: int, lr: float):
     train = interp.get_signature_runner("train")
     x, y = next(random_batches(manifest, 1, seed=3, vocab=vocab_size(model)))
     ones = np.ones(manifest.batch_size, np.float32)
-    return [float(train(x=x, y=y, sample_weight=ones, learning_rate=np.full(1, lr, np.float32))["loss"]) for _ in range(steps)]
+    return [float(train(x=x, y=y, sample_weight=ones, learning_rate=np.full(1, lr, np.float32), proximal_mu=MU0)["loss"]) for _ in range(steps)]
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
@@ -43,7 +45,7 @@ def test_sample_weight_zero_rows_do_not_train():
     before = get()
     x = np.random.default_rng(0).normal(size=(32, 64)).astype(np.float32)
     y = np.zeros(32, np.int32)
-    train(x=x, y=y, sample_weight=np.zeros(32, np.float32), learning_rate=np.full(1, 0.1, np.float32))
+    train(x=x, y=y, sample_weight=np.zeros(32, np.float32), learning_rate=np.full(1, 0.1, np.float32), proximal_mu=MU0)
     after = get()
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
@@ -94,7 +96,7 @@ def test_batchnorm_and_dropout_model_exports_and_trains():
     x = np.random.default_rng(2).normal(size=(16, 12)).astype(np.float32)
     y = np.random.default_rng(3).integers(0, 3, 16).astype(np.int32)
     start = get()
-    args = dict(x=x, y=y, sample_weight=np.ones(16, np.float32), learning_rate=np.zeros(1, np.float32))
+    args = dict(x=x, y=y, sample_weight=np.ones(16, np.float32), learning_rate=np.zeros(1, np.float32), proximal_mu=MU0)
     losses = set()
     for _ in range(4):
         put(**start)
