@@ -86,13 +86,10 @@ class Federated(Strategy):
         return Finalized(new, new_state)
 
 
-class DifferentiallyPrivate(Strategy):
-    """DP-FedAvg around ``inner``; every folded update must already be clipped to the round's
-    clip with weight 1 (the gateway does both), so one device moves the sum by <= clip."""
+class _Around(Strategy):
+    """A strategy that folds into ``inner`` and changes only how the round is finalized."""
 
     def __init__(self, inner: Federated, config: TaskConfig):
-        if not isinstance(inner.reducer, WeightedSum):
-            raise TypeError("differential privacy needs the weighted sum (a bounded-sensitivity query)")
         self.inner, self.config = inner, config
 
     @property
@@ -104,6 +101,16 @@ class DifferentiallyPrivate(Strategy):
 
     def fold_sum(self, total, weight, count):
         self.inner.fold_sum(total, weight, count)
+
+
+class DifferentiallyPrivate(_Around):
+    """DP-FedAvg around ``inner``; every folded update must already be clipped to the round's
+    clip with weight 1 (the gateway does both), so one device moves the sum by <= clip."""
+
+    def __init__(self, inner: Federated, config: TaskConfig):
+        if not isinstance(inner.reducer, WeightedSum):
+            raise TypeError("differential privacy needs the weighted sum (a bounded-sensitivity query)")
+        super().__init__(inner, config)
 
     def finalize(self, weights, state, ctx):
         cfg, weighted_sum = self.config, self.inner.reducer
@@ -129,24 +136,11 @@ class DifferentiallyPrivate(Strategy):
         return Finalized(new, new_state, metrics)
 
 
-class Scaffold(Strategy):
+class Scaffold(_Around):
     """SCAFFOLD's server step around FedAvg: each update is the model delta followed by the
     control delta; finalize takes weights followed by the control variate c and returns
     both moved: the weights by the server optimizer on the mean model delta, c by
     (reports / scaffold_population) x the mean control delta (Karimireddy et al., alg. 1)."""
-
-    def __init__(self, inner: Federated, config: TaskConfig):
-        self.inner, self.config = inner, config
-
-    @property
-    def count(self) -> int:
-        return self.inner.count
-
-    def fold(self, delta, weight):
-        self.inner.fold(delta, weight)
-
-    def fold_sum(self, total, weight, count):
-        raise TypeError("SCAFFOLD folds single updates")
 
     def finalize(self, weights, state, ctx):
         n = weights.size // 2

@@ -33,18 +33,22 @@ async def _wait_until(pred, timeout=10.0):
     raise AssertionError("condition not reached")
 
 
-async def run_one_device_to_completion(server, model: bytes, timeout: float = 10.0, **task_config) -> Device:
-    """Create task "t" with `model`, run one device until the task completes; the device."""
+async def run_one_device_to_completion(server, model: bytes, timeout: float = 10.0, until=None, state_dir=None,
+                                       **task_config) -> Device:
+    """Create task "t" with `model`, run one device until the task completes (or `until(coordinator)`);
+    the device (its local state in `state_dir`, when given)."""
     url = str(server.make_url("")).rstrip("/")
     await create_task(url, model, **task_config)
     coordinator = server.app[COORDINATOR]
     trainer = Trainer(1)
+    done = until or (lambda c: c.tasks["t"].state == "completed")
     async with aiohttp.ClientSession() as session:
         dev = _device(session, url, trainer)
+        dev.state_dir = state_dir
         await dev.client.register("pop")
         stop = asyncio.Event()
         runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
-        await _wait_until(lambda: coordinator.tasks["t"].state == "completed", timeout=timeout)
+        await _wait_until(lambda: done(coordinator), timeout=timeout)
         stop.set()
         await runner
     trainer.close()
@@ -198,23 +202,15 @@ async def test_an_unreachable_coordinator_does_not_end_the_device():
     trainer.close()
 
 
+def _evaluated(coordinator) -> bool:
+    return "t-eval-1" in coordinator.tasks and coordinator.tasks["t-eval-1"].state == "completed"
+
+
 async def test_device_takes_part_in_federated_evaluation(live_coordinator, digits_tflite):
     """Trains round 1, then evaluates its checkpoint in the evaluation task eval_every created:
     the reported counts are this device's holdout evaluated with the committed weights."""
-    url = str(live_coordinator.make_url("")).rstrip("/")
-    await create_task(url, digits_tflite, rounds=1, eval_every=1)
+    dev = await run_one_device_to_completion(live_coordinator, digits_tflite, 15, _evaluated, rounds=1, eval_every=1)
     coordinator = live_coordinator.app[COORDINATOR]
-    trainer = Trainer(1)
-    async with aiohttp.ClientSession() as session:
-        dev = _device(session, url, trainer)
-        await dev.client.register("pop")
-        stop = asyncio.Event()
-        runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
-        await _wait_until(lambda: "t-eval-1" in coordinator.tasks
-                          and coordinator.tasks["t-eval-1"].state == "completed", timeout=15)
-        stop.set()
-        await runner
-    trainer.close()
     assert dev.stats.uploads == 1 and dev.stats.evaluations == 1
     metrics = coordinator.admin.task_summary("t-eval-1")["evaluation"]
     from device_runtime.litert_model import LocalModel
@@ -230,20 +226,9 @@ async def test_device_takes_part_in_federated_evaluation(live_coordinator, digit
 
 
 async def test_personalized_evaluation_fine_tunes_locally_and_reports_both(live_coordinator, digits_tflite):
-    url = str(live_coordinator.make_url("")).rstrip("/")
-    await create_task(url, digits_tflite, rounds=1, eval_every=1, personalize_steps=20, learning_rate=0.2)
+    await run_one_device_to_completion(live_coordinator, digits_tflite, 15, _evaluated, rounds=1, eval_every=1,
+                                       personalize_steps=20, learning_rate=0.2)
     coordinator = live_coordinator.app[COORDINATOR]
-    trainer = Trainer(1)
-    async with aiohttp.ClientSession() as session:
-        dev = _device(session, url, trainer)
-        await dev.client.register("pop")
-        stop = asyncio.Event()
-        runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
-        await _wait_until(lambda: "t-eval-1" in coordinator.tasks
-                          and coordinator.tasks["t-eval-1"].state == "completed", timeout=15)
-        stop.set()
-        await runner
-    trainer.close()
     m = coordinator.admin.task_summary("t-eval-1")["evaluation"]
     assert m["personalized_devices"] == 1 and 0 <= m["personalized_accuracy"] <= 1
     # 20 steps on its own data: this device's model fits its holdout better than the global one.
@@ -253,25 +238,14 @@ async def test_personalized_evaluation_fine_tunes_locally_and_reports_both(live_
 
 
 async def test_a_scaffold_device_keeps_its_control_variate(live_coordinator, digits_tflite, tmp_path):
-    url = str(live_coordinator.make_url("")).rstrip("/")
-    await create_task(url, digits_tflite, rounds=2, scaffold=True, codec="f32")
+    dev = await run_one_device_to_completion(live_coordinator, digits_tflite, 15, state_dir=tmp_path / "local",
+                                             rounds=2, scaffold=True, codec="f32")
     coordinator = live_coordinator.app[COORDINATOR]
-    trainer = Trainer(1)
-    async with aiohttp.ClientSession() as session:
-        dev = _device(session, url, trainer)
-        dev.state_dir = tmp_path / "local"
-        await dev.client.register("pop")
-        stop = asyncio.Event()
-        runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
-        await _wait_until(lambda: coordinator.tasks["t"].state == "completed", timeout=15)
-        stop.set()
-        await runner
-        c_i = dev.controls["t"]
-        assert c_i.size == coordinator.tasks["t"].manifest.num_parameters and np.abs(c_i).max() > 0
-        restarted = _device(session, url, trainer)
-        restarted.state_dir = tmp_path / "local"
-        np.testing.assert_array_equal(restarted._control_for("t"), c_i)  # survives a restart
-    trainer.close()
+    c_i = dev.controls["t"]
+    assert c_i.size == coordinator.tasks["t"].manifest.num_parameters and np.abs(c_i).max() > 0
+    restarted = Device(client=None, data=dev.data, trainer=None, state_fn=None, cache=None, rng=None,
+                       state_dir=tmp_path / "local")
+    np.testing.assert_array_equal(restarted._control_for("t"), c_i)  # survives a restart (nothing in memory)
     rounds = coordinator.admin.rounds("t")
     assert [r["state"] for r in rounds] == ["committed", "committed"] and dev.stats.uploads == 2
     # One device per round (goal 1): the server's variate after round 2 is that device's c_i+ - c_i

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from coordinator.http.app import COORDINATOR
+from device_runtime.device import Device
 from device_runtime.litert_model import LocalModel
-from device_runtime.trainer import Trainer
 from device_runtime.training import train_round
 from protocol import codec
 from protocol.messages import Plan
 from tests.device_runtime.conftest import create_task
-from tests.device_runtime.test_device import _device, _wait_until
+from tests.device_runtime.test_device import run_one_device_to_completion
 
 
 @pytest.fixture(scope="module")
@@ -54,29 +54,18 @@ def test_personal_layers_train_but_never_travel(personal_tflite):
 
 async def test_a_device_keeps_its_personal_layers_across_rounds_and_restarts(live_coordinator, personal_tflite,
                                                                               tmp_path):
-    url = str(live_coordinator.make_url("")).rstrip("/")
-    await create_task(url, personal_tflite, rounds=2)
+    dev = await run_one_device_to_completion(live_coordinator, personal_tflite, 15, state_dir=tmp_path / "local",
+                                             rounds=2)
     coordinator = live_coordinator.app[COORDINATOR]
-    trainer = Trainer(1)
     initial = LocalModel(personal_tflite).initial_personal
-    async with aiohttp.ClientSession() as session:
-        dev = _device(session, url, trainer)
-        dev.state_dir = tmp_path / "personal"
-        await dev.client.register("pop")
-        stop = asyncio.Event()
-        runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
-        await _wait_until(lambda: coordinator.tasks["t"].state == "completed", timeout=15)
-        stop.set()
-        await runner
-        kept = dev.personal[next(iter(dev.personal))]
-        assert np.abs(kept[0] - initial[0]).max() > 1e-4
-        # A restarted device (a new process: nothing in memory) finds them in its state folder.
-        again = _device(session, url, trainer)
-        again.state_dir = tmp_path / "personal"
-        loaded = again._personal_for(next(iter(dev.personal)))
-        for a, b in zip(loaded, kept):
-            np.testing.assert_array_equal(a, b)
-    trainer.close()
+    sha = next(iter(dev.personal))
+    kept = dev.personal[sha]
+    assert np.abs(kept[0] - initial[0]).max() > 1e-4
+    # A restarted device (a new process: nothing in memory) finds them in its state folder.
+    again = Device(client=None, data=dev.data, trainer=None, state_fn=None, cache=None, rng=None,
+                   state_dir=tmp_path / "local")
+    for a, b in zip(again._personal_for(sha), kept):
+        np.testing.assert_array_equal(a, b)
     # The coordinator's checkpoint has the shared layers only.
     ck = coordinator.store.blob_path(coordinator.tasks["t"].checkpoint_sha).read_bytes()
     assert codec.decode(ck).values.size == LocalModel(personal_tflite).manifest.num_parameters

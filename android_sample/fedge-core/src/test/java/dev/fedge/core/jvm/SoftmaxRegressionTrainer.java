@@ -66,17 +66,9 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
         int k = counts[1];
         int d = counts[0] / k;
         double[] p = new double[k];
-        double evalLoss = 0;
-        int correct = 0;
-        for (int row : evalRows) {
-            softmax(globalWeights, d, k, data.x[row], p);
-            evalLoss -= Math.log(Math.max(p[data.y[row]], 1e-12));
-            int best = 0;
-            for (int j = 1; j < k; j++) {
-                best = p[j] > p[best] ? j : best;
-            }
-            correct += best == data.y[row] ? 1 : 0;
-        }
+        double[] evaluated = holdout(globalWeights, d, k);
+        double evalLoss = evaluated[1];
+        double correct = evaluated[0];
         float[] w = globalWeights.clone();
         double[] grad = new double[w.length];
         int[] order = trainRows.clone();
@@ -126,7 +118,7 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
         secondsPerExample = (System.nanoTime() - started) / 1e9 / Math.max(1, plan.epochs * trainRows.length);
         return new Result(w, work.exampleCount(trainRows.length, epochsDone), lossSum / Math.max(seen, 1),
                 evalLoss / Math.max(evalRows.length, 1),
-                (double) correct / Math.max(evalRows.length, 1), evalRows.length, steps);
+                correct / Math.max(evalRows.length, 1), evalRows.length, steps);
     }
 
     /** {correct, loss sum} of {@code w} on the holdout. */
