@@ -208,11 +208,14 @@ class Device:
         meta = UploadMeta(result.example_count, result.train_loss, result.eval_loss, result.eval_accuracy,
                           result.eval_count, result.below_clip if a.plan.report_clip_bit else None)
         try:
-            await self.client.upload(a, result.payload, meta)
+            answer = await self.client.upload(a, result.payload, meta)
         except ApiError as exc:
             self.stats.rejected += 1
             return RoundOutcome("rejected", detail=str(exc))
-        self.stats.count_upload(a.round, len(result.payload), result.float32_bytes)
+        # An asynchronous task says which version took the update (it may be a later one).
+        landed = answer.get("round", a.round) if isinstance(answer, dict) else a.round
+        self.stats.count_upload(landed if isinstance(landed, int) else a.round, len(result.payload),
+                                result.float32_bytes)
         self.stats.partial += int(result.partial)
         if result.control is not None:  # c_i moves only once its delta is acknowledged
             self._keep_control(a.task_id, result.control)

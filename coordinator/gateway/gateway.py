@@ -605,6 +605,7 @@ class DeviceGateway:
             self._count("clipped_updates", "server_bound")
         if p.assigned_round is not None:
             self._slot_freed(task.task_id)
+            landed = {"round": p.round_num, "staleness": p.staleness}  # asynchronous: where it went
             if self.metrics is not None:
                 self.metrics.staleness(task.task_id, p.staleness)
             if reported >= task.config.buffer_goal:
@@ -614,7 +615,7 @@ class DeviceGateway:
         elif reported >= task.config.goal_count:
             # The update is stored and acknowledged whatever happens while committing.
             self.rounds.guarded(task, self._close_full_round, task, p.round_num)
-        return {"accepted": True, "duplicate": False}
+        return {"accepted": True, "duplicate": False, **(landed if p.assigned_round is not None else {})}
 
     def _close_full_round(self, task: Task, num: int) -> None:
         self.rounds.transition(task, num, "aggregating")

@@ -56,7 +56,9 @@ async def test_every_k_updates_publish_a_version_and_stale_updates_weigh_less(ha
     w1 = _weights(h, h.coordinator.tasks["t1"].checkpoint_sha)
     np.testing.assert_allclose(w1, w0 + codec.decode(p1).values, atol=1e-5)
     # d2 trained from version 0 too; its update lands in buffer 2: staleness 1, weight 1/sqrt(2).
-    assert (await h.upload(d2, a2, p2)).status == 201
+    resp = await h.upload(d2, a2, p2)
+    assert resp.status == 201 and await resp.json() == {"accepted": True, "duplicate": False, "round": 2,
+                                                        "staleness": 1}
     w2 = _weights(h, h.coordinator.tasks["t1"].checkpoint_sha)
     np.testing.assert_allclose(w2, w1 + codec.decode(p2).values / np.sqrt(2), atol=1e-5)
     rows = await h.rounds()
