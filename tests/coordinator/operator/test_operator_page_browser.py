@@ -100,3 +100,53 @@ async def test_operator_page_follows_a_fleet_live(digits_tflite, tmp_path):
             await asyncio.gather(run, return_exceptions=True)
         server.stop()
     assert not errors, errors
+
+
+async def test_operator_page_shows_an_async_task_and_its_evaluations(digits_tflite, tmp_path):
+    """An asynchronous task with federated evaluation: the page shows devices training against
+    the concurrency target, versions per minute and the staleness histogram, then the
+    evaluation of the last version, without a console error."""
+    chromium = _chromium()
+    from playwright.async_api import async_playwright
+
+    loop = asyncio.get_running_loop()
+    server = LocalCoordinator(str(tmp_path / "c.db"), TOKEN, ("--min-retry-s", "0.05", "--max-retry-s", "1",
+                                                              "--checkin-rate", "1000"))
+    await loop.run_in_executor(None, server.start)
+    errors: list[str] = []
+    run = None
+    try:
+        data = load_federated("digits", 20, "dirichlet:0.5", seed=6)
+        cfg = FleetConfig(coordinator=server.url, admin_token=TOKEN, devices=20, dropout=0.0, slow_fraction=0.0,
+                          seed=6, workers=2, progress=False, population="apop", speed="lognormal:0.5",
+                          train_time_s=0.3, out_dir=str(tmp_path / "out"))
+        task = {"mode": "async", "rounds": 12, "buffer_size": 4, "concurrency": 8, "report_deadline_s": 10.0,
+                "eligibility": "", "epochs": 1, "learning_rate": 0.05, "codec": "q8", "eval_every": 12,
+                "eval_goal_count": 5}
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=chromium, headless=True)
+            page = await browser.new_page(viewport={"width": 1300, "height": 1100})
+            page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}")
+                    if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+            await page.goto(server.url + "/")
+            run = asyncio.create_task(Fleet(cfg, data).run(digits_tflite, task, task_id="async"))
+            section = 'document.querySelector(\'section[data-task="async"]\')'
+            live = await _wait_for(page, f"{section} && {section}.querySelector('[data-async=\"live\"]') && "
+                                         f"{section}.querySelector('[data-async=\"live\"]').textContent", 120,
+                                   "the async task's concurrency on the page")
+            assert live.startswith("training ") and live.endswith(" / 8"), live
+            stale = await _wait_for(page, f"(() => {{ const s = {section}.querySelector('[data-async=\"staleness\"]');"
+                                          " return s && /\\d: \\d/.test(s.textContent) && s.textContent; })()", 120,
+                                    "a staleness histogram")
+            assert "staleness (versions: updates)" in stale
+            evaluation = await _wait_for(page, f"(() => {{ const e = {section}.querySelector('[data-evaluation]');"
+                                               " return e && e.textContent; })()", 180, "the evaluation")
+            assert evaluation.startswith("evaluation of round 12 on 5 devices")
+            await browser.close()
+    finally:
+        if run is not None:
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+        server.stop()
+    assert not errors, errors
