@@ -92,17 +92,20 @@ def scaffold_experiment(args) -> None:
                {"epochs": 5, "batch_size": 16, "learning_rate": 0.05}),
               ("synthetic:1,1", "iid", 30, export_softmax(10, 0.01), 0.6,
                {"epochs": 20, "batch_size": 10, "learning_rate": 0.01})]
-    methods = {"FedAvg": {}, "FedProx mu=1": {"proximal_mu": 1.0}, "SCAFFOLD": {"scaffold": True}}
-    print(f"{'dataset':<16} {'method':<13} {'target':>6} {'rounds to it':>12} {'final acc':>9} {'ok':>4}", flush=True)
+    methods = {"FedAvg": {}, "FedProx mu=1": {"proximal_mu": 1.0}, "SCAFFOLD": {"scaffold": True},
+               "SCAFFOLD, c moved by |S|/N": {"scaffold": True, "scaffold_population": -1}}
+    print(f"{'dataset':<16} {'method':<27} {'target':>6} {'rounds to it':>12} {'final acc':>9} {'ok':>4}", flush=True)
     for dataset, partition, devices, model, target, plan in setups:
         for method, keys in methods.items():
             task = {"rounds": args.rounds, "goal_count": 10, "over_selection": 1.0, "selection_window_s": 0.5,
                     "report_deadline_s": args.report_deadline_s, "eligibility": "", "codec": "f32", **plan, **keys}
+            if task.get("scaffold_population") == -1:  # the paper's server step: c += |S|/N mean(dc)
+                task["scaffold_population"] = devices
             history, _ = run_fleet(model, dataset, partition, devices, task, args)
             ok = [r for r in history if r.state == "committed"]
             reached = next((r.round for r in ok if r.global_accuracy >= target), None)
             final = sum(r.global_accuracy for r in ok[-5:]) / max(len(ok[-5:]), 1)
-            print(f"{dataset:<16} {method:<13} {target:>6.2f} {reached if reached else 'not in ' + str(args.rounds):>12} "
+            print(f"{dataset:<16} {method:<27} {target:>6.2f} {reached if reached else 'not in ' + str(args.rounds):>12} "
                   f"{final:>9.3f} {len(ok):>4}", flush=True)
 
 
