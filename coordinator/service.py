@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from coordinator.admin.operations import AdminOps
+from coordinator.audit.trail import AuditTrail, load_or_create_key
 from coordinator.errors import ApiError
 from coordinator.gateway.attestation import AttestationVerifier
 from coordinator.gateway.gateway import DeviceGateway
@@ -66,10 +67,11 @@ class Coordinator:
         self.tasks = TaskRegistry(store)
         self.running = RunningRounds()
         self.secagg = SecAggRounds(store, clock)
-        self.driver = RoundDriver(store, clock, self.tasks, self.running, self.secagg, metrics)
+        self.audit = AuditTrail(store, clock, load_or_create_key(store.data_dir))
+        self.driver = RoundDriver(store, clock, self.tasks, self.running, self.secagg, metrics, self.audit)
         self.gateway = DeviceGateway(store, clock, self.tasks, self.running, self.secagg, self.driver, self.pace,
                                      metrics, random.Random(seed), checkin_rate, register_rate, attestation)
-        self.admin = AdminOps(store, clock, self.tasks, attestation, int(max_aggregation_mib * 2**20))
+        self.admin = AdminOps(store, clock, self.tasks, attestation, int(max_aggregation_mib * 2**20), self.audit)
         # First among the listeners: a long poll woken by a round's opening must not assign from
         # the gateway's hint of the round before.
         self.driver.round_open_listeners.append(self.gateway.forget_selecting_round)

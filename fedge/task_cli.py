@@ -57,6 +57,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--wait", action="store_true", help="wait for the result and print it")
     evaluate.add_argument("--interval", type=float, default=1.0)
     add_connection_args(evaluate)
+    audit = sub.add_parser("audit", help="write the task's signed audit trail to a file (fedge audit verify checks it)")
+    audit.add_argument("task_id")
+    audit.add_argument("-o", "--output", required=True)
+    add_connection_args(audit)
     watch = sub.add_parser("watch", help="follow a task until it finishes")
     watch.add_argument("task_id")
     watch.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
@@ -151,6 +155,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "evaluate":
         return _evaluate(api, args)
+    if args.action == "audit":
+        from fedge.audit_cli import export_trail
+
+        trail = export_trail(api, args.task_id, args.output)
+        emit(args, {"path": args.output, "entries": len(trail["entries"])},
+             f"wrote {len(trail['entries'])} audit entries of task {args.task_id} to {args.output}")
+        return 0
     if args.action == "show":
         task = api.call("GET", f"/v1/admin/tasks/{args.task_id}")
         emit(args, task, _show(task))

@@ -35,8 +35,9 @@ log = logging.getLogger("fedge.coordinator")
 
 class AdminOps:
     def __init__(self, store: Store, clock, tasks: TaskRegistry, attestation: AttestationVerifier | None = None,
-                 max_aggregation_bytes: int = 2048 * 2**20):
+                 max_aggregation_bytes: int = 2048 * 2**20, audit=None):
         self.store, self.clock, self.tasks = store, clock, tasks
+        self.audit = audit  # coordinator.audit.trail.AuditTrail (None: not recorded)
         self.attestation = attestation
         self.max_aggregation_bytes = max_aggregation_bytes
         self.task_created_listeners: list = []  # called with the task id (the gateway's blob guards)
@@ -113,6 +114,9 @@ class AdminOps:
                             self.clock())
         self.store.add_task(record)
         self.tasks.put(record)
+        self._record(task_id, "task_created", {"population": population, "config": config.to_dict(),
+                                               "model_sha256": model_sha, "checkpoint_sha256": ck_sha,
+                                               "manifest_sha256": hashlib.sha256(manifest.to_json().encode()).hexdigest()})
         for listener in self.task_created_listeners:
             listener(task_id)
         return self.task_summary(task_id)
@@ -144,7 +148,11 @@ class AdminOps:
             raise E.BadRequest(f"initial_weights_f32: {exc}", "bad_payload") from exc
         return codec.unflatten(decoded.values, manifest.weight_shapes)
 
-    def set_task_state(self, task_id: str, action: str) -> dict:
+    def _record(self, task_id: str, kind: str, data: dict) -> None:
+        if self.audit is not None:
+            self.audit.record(task_id, kind, data)
+
+    def set_task_state(self, task_id: str, action: str, by: str = "admin") -> dict:
         task = self.tasks.require(task_id)
         target = {"pause": "paused", "resume": "active", "cancel": "cancelled"}.get(action)
         if target is None:
@@ -154,6 +162,7 @@ class AdminOps:
         self.store.set_task_state(task_id, target, fail_open_rounds="task cancelled" if target == "cancelled" else "",
                                   now=self.clock())
         task.state = target
+        self._record(task_id, "admin_action", {"action": action, "state": target, "by": by})
         return self.task_summary(task_id)
 
     def task_summary(self, task_id: str) -> dict:
@@ -231,6 +240,10 @@ class AdminOps:
                             "active", sha, self.clock())
         self.store.add_task(record)
         self.tasks.put(record)
+        self._record(source_id, "evaluation_created", {"evaluation_task": task_id, "round": num,
+                                                       "checkpoint_sha256": sha})
+        self._record(task_id, "task_created", {"population": source.population, "config": config.to_dict(),
+                                               "model_sha256": source.model_sha, "checkpoint_sha256": sha})
         for listener in self.task_created_listeners:
             listener(task_id)
         return self.task_summary(task_id)

@@ -117,7 +117,9 @@ async def create_task(request):
 async def task_action(request):
     require_admin(request)
     c = coordinator(request)
-    return json_response(c.admin.set_task_state(request.match_info["task_id"], request.match_info["action"]))
+    who = client(request)
+    by = f"admin token from {who.address or 'unknown'}"
+    return json_response(c.admin.set_task_state(request.match_info["task_id"], request.match_info["action"], by))
 
 
 async def evaluate_task(request):
@@ -126,6 +128,19 @@ async def evaluate_task(request):
     c = coordinator(request)
     raw = await read_json(request) if request.can_read_body else {}
     return json_response(c.admin.create_evaluation(request.match_info["task_id"], raw), status=201)
+
+
+async def audit_key(request):
+    """The public half of the key that signs every audit trail (PEM): for `fedge audit verify`."""
+    return web.Response(body=coordinator(request).audit.public_pem, content_type="application/x-pem-file")
+
+
+async def task_audit(request):
+    require_admin(request)
+    c = coordinator(request)
+    task_id = request.match_info["task_id"]
+    c.tasks.require(task_id)
+    return json_response({"task_id": task_id, "entries": c.audit.entries(task_id)})
 
 
 async def list_tasks(request):
@@ -342,6 +357,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/admin/tasks/{task_id}/checkpoint", get_checkpoint)
     app.router.add_get("/v1/admin/tasks/{task_id}/model", get_global_model)
     app.router.add_post("/v1/admin/tasks/{task_id}/evaluate", evaluate_task)
+    app.router.add_get("/v1/admin/tasks/{task_id}/audit", task_audit)
+    app.router.add_get("/v1/audit/key", audit_key)
     app.router.add_post("/v1/admin/tasks/{task_id}/{action}", task_action)
     app.router.add_post("/v1/devices/register", register)
     app.router.add_post("/v1/checkin", checkin)

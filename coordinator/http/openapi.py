@@ -123,6 +123,10 @@ OPENAPI = {
         "/v1/admin/tasks/{task_id}/evaluate": {"post": _op(
             "an evaluation task for a checkpoint of this task (round, default the latest): devices report counts on "
             "their holdout", "201", "application/json", "admin", "EvaluationRequest", [_TASK])},
+        "/v1/admin/tasks/{task_id}/audit": {"get": _op(
+            "the task's audit trail: hash-chained entries signed with the coordinator's Ed25519 key", auth="admin",
+            params=[_TASK])},
+        "/v1/audit/key": {"get": _op("the public key that signs audit trails (PEM)")},
         "/v1/admin/tasks/{task_id}/{action}": {"post": _op(
             "pause, resume or cancel", auth="admin",
             params=[_TASK, _path("action", {"enum": ["pause", "resume", "cancel"]})])},

@@ -53,9 +53,10 @@ class RoundDriver:
     (`sync_from_store`)."""
 
     def __init__(self, store: Store, clock, tasks: TaskRegistry, running: RunningRounds, secagg: SecAggRounds,
-                 metrics=None):
+                 metrics=None, audit=None):
         self.store, self.clock, self.tasks, self.running, self.secagg = store, clock, tasks, running, secagg
         self.metrics = metrics
+        self.audit = audit  # coordinator.audit.trail.AuditTrail (None: not recorded)
         self.replica_id = secrets.token_hex(8)
         self._lease_until: dict[str, float] = {}
         self._known_round: dict[str, int] = {}
@@ -319,8 +320,13 @@ class RoundDriver:
         self.secagg.start_advertising(task, num)
         self.transition(task, num, "advertising")
 
+    def _record(self, task: Task, kind: str, data: dict) -> None:
+        if self.audit is not None:
+            self.audit.record(task.task_id, kind, data)
+
     def fail_round(self, task: Task, num: int, reason: str) -> None:
         self.transition(task, num, "failed", reason)
+        self._record(task, "round_failed", {"round": num, "reason": reason})
         if self.metrics is not None:
             self.metrics.round_failed(task.task_id, reason)
         self._discard_updates(task, num)
@@ -474,6 +480,12 @@ class RoundDriver:
             self.metrics.round_committed(task.task_id, self.clock() - opened_at, self.clock() - started,
                                          metrics.get("epsilon"))
         log.info("task %s round %d committed: %s", task.task_id, num, metrics)
+        rnd = self.store.round(task.task_id, num)
+        self._record(task, "round_committed", {
+            "round": num, "checkpoint_sha256": sha, "reports": metrics.get("reports"),
+            "examples": rnd.examples if rnd else None,
+            **{k: metrics[k] for k in ("dp_clip", "dp_noise_stddev", "epsilon", "dp_next_clip", "staleness_mean",
+                                       "staleness_max", "control_sha") if k in metrics}})
         self._evaluation_due(task)
         self._next(task, num)
 
@@ -493,6 +505,8 @@ class RoundDriver:
             metrics.update(summarize_personalized(tuned, task.config.max_example_count))
         if not self.store.commit_round(task.task_id, num, self.clock(), task.checkpoint_sha, metrics):
             return
+        self._record(task, "evaluation_committed", {"of": task.config.evaluate_of,
+                                                    "round": task.config.evaluate_round, **metrics})
         if self.metrics is not None:
             self.metrics.evaluation(task.config.evaluate_of, metrics)
         log.info("task %s (evaluation of %s round %d) committed: %s", task.task_id, task.config.evaluate_of,
@@ -549,6 +563,7 @@ class RoundDriver:
     def _finish_task(self, task: Task, state: str, reason: str) -> None:
         self.store.set_task_state(task.task_id, state, reason)
         task.state = state
+        self._record(task, "task_finished", {"state": state, "reason": reason})
         log.info("task %s %s: %s", task.task_id, state, reason)
 
     def active_devices(self, window_s: float = 600.0) -> int:

@@ -450,6 +450,29 @@ class Store:
             self.execute(f"DELETE FROM secagg_shares WHERE task_id=? AND round=? AND sender NOT IN "
                          f"({','.join('?' * len(keep_senders))})", task_id, num, *keep_senders)
 
+    # -- the audit trail: one hash chain per task (protocol.audit) ----------------------------
+    def append_audit(self, task_id: str, make_entry) -> dict:
+        """Append ``make_entry(seq, prev_hash)`` (a sealed entry) to the task's chain, in one
+        transaction; when another replica appended the same seq first, read again and retry,
+        so the chain never forks."""
+        from protocol.audit import GENESIS
+
+        for _ in range(20):
+            with self.transaction() as tx:
+                last = tx.execute("SELECT seq, hash FROM audit_log WHERE task_id=? ORDER BY seq DESC LIMIT 1",
+                                  (task_id,)).fetchone()
+                seq, prev = (int(last["seq"]) + 1, last["hash"]) if last else (1, GENESIS)
+                entry = make_entry(seq, prev)
+                cur = tx.execute("INSERT INTO audit_log (task_id, seq, entry, hash) VALUES (?,?,?,?) "
+                                 "ON CONFLICT DO NOTHING", (task_id, seq, dumps(entry), entry["hash"]))
+                if cur.rowcount == 1:
+                    return entry
+        raise RuntimeError(f"could not append to the audit trail of task {task_id}")
+
+    def audit_entries(self, task_id: str) -> list[dict]:
+        return [json.loads(r["entry"]) for r in self.all("SELECT entry FROM audit_log WHERE task_id=? ORDER BY seq",
+                                                         task_id)]
+
     # -- blobs -------------------------------------------------------------------------
     def write_file(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")

@@ -67,6 +67,10 @@ CREATE TABLE secagg_shares (
     (2, """
 CREATE TABLE task_leases (task_id TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL);
 """),
+    (3, """
+CREATE TABLE audit_log (task_id TEXT NOT NULL, seq INTEGER NOT NULL, entry TEXT NOT NULL, hash TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq));
+"""),
 ]
 
 

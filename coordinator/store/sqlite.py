@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS secagg_messages (
     body TEXT NOT NULL, digest TEXT NOT NULL, received_at REAL NOT NULL,
     PRIMARY KEY (task_id, round, phase, device_id));
 CREATE TABLE IF NOT EXISTS task_leases (task_id TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_log (task_id TEXT NOT NULL, seq INTEGER NOT NULL, entry TEXT NOT NULL,
+    hash TEXT NOT NULL, PRIMARY KEY (task_id, seq));
 CREATE TABLE IF NOT EXISTS secagg_shares (
     task_id TEXT NOT NULL, round INTEGER NOT NULL, receiver INTEGER NOT NULL, sender INTEGER NOT NULL,
     ciphertext BLOB NOT NULL, PRIMARY KEY (task_id, round, receiver, sender));

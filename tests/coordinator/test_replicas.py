@@ -152,3 +152,28 @@ def test_async_buffers_survive_the_driving_replica_dying_mid_commit(replicas, di
     expected = w1 + (values[2] + values[3]) / np.sqrt(2) / 2
     committed = codec.decode(b.store.blob_path(rounds[2].checkpoint_sha).read_bytes()).values
     np.testing.assert_allclose(committed, expected, atol=1e-5)
+
+
+def test_the_audit_trail_stays_one_chain_across_replicas_and_a_take_over(replicas, digits_tflite):
+    from protocol import audit
+
+    (a, b), clock = replicas
+    _setup(a, digits_tflite, goal_count=1, rounds=3, selection_window_s=5)
+    a.tick()
+    b.tick()
+    d = _device(b)
+    assignment = b.gateway.checkin(d, CheckinRequest.from_dict(STATE)).assignment
+    b.gateway.upload(d, "t", 1, assignment.upload_token, UploadMeta(example_count=10),
+                     _payload(read_manifest(digits_tflite), 0))
+    a.tick()  # a drives the task: commits round 1
+    b.admin.set_task_state("t", "pause", by="admin on replica b")  # an admin action through the other replica
+    b.admin.set_task_state("t", "resume", by="admin on replica b")
+    clock.advance(10.0)  # a dies; b takes the task over and fails round 2 (nobody selected)
+    b.tick()
+    b.tick()
+    entries = b.audit.entries("t")
+    kinds = [e["kind"] for e in entries]
+    assert kinds[:4] == ["task_created", "round_committed", "admin_action", "admin_action"], kinds
+    assert "round_failed" in kinds
+    assert a.audit.public_pem == b.audit.public_pem  # one key in the shared data directory
+    assert audit.verify(entries, audit.load_public(b.audit.public_pem)).ok

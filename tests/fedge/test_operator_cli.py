@@ -140,3 +140,26 @@ def test_task_evaluate_creates_an_evaluation_and_show_lists_it(server, digits_tf
     assert code == 0 and "federated evaluation:" in out and "te-eval-0" in out
     code, out, err = _run(capsys, server, "task", "evaluate", "te", "--round", "7")
     assert code == 1 and "no committed round 7" in err
+
+
+def test_audit_key_export_and_offline_verification(server, digits_tflite, tmp_path, capsys):
+    server.call("POST", "/v1/admin/populations", {"name": "audit-pop"}, ADMIN)
+    model, config = tmp_path / "m.tflite", tmp_path / "task.toml"
+    model.write_bytes(digits_tflite)
+    config.write_text("rounds = 2\ngoal_count = 3\n")
+    assert _run(capsys, server, "task", "create", "--population", "audit-pop", "--model", str(model),
+                "--config", str(config), "--task-id", "ta2")[0] == 0
+    assert _run(capsys, server, "task", "pause", "ta2")[0] == 0
+    key, trail = tmp_path / "key.pem", tmp_path / "trail.json"
+    assert _run(capsys, server, "audit", "key", "-o", str(key))[0] == 0
+    code, out, _ = _run(capsys, server, "task", "audit", "ta2", "-o", str(trail))
+    assert code == 0 and "wrote 2 audit entries of task ta2" in out
+    code = main(["audit", "verify", str(trail), "--key", str(key)])  # offline: no coordinator needed
+    out = capsys.readouterr().out
+    assert code == 0 and "2 entries, chain and signatures verified" in out
+    data = json.loads(trail.read_text())
+    data["entries"][1]["data"]["by"] = "someone else"
+    trail.write_text(json.dumps(data))
+    code = main(["audit", "verify", str(trail), "--key", str(key)])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAILED at entry 2" in out and "edited" in out

@@ -1,0 +1,67 @@
+"""Audit trails: fetch the coordinator's public key, export a task's trail, and verify a
+trail offline (no coordinator needed): the hash chain and every Ed25519 signature, naming the
+first entry that fails.
+
+    fedge audit key -o coordinator.pem
+    fedge audit export TASK_ID -o trail.json
+    fedge audit verify trail.json --key coordinator.pem
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fedge.admin_http import AdminApi, AdminError, add_connection_args, emit
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    key = sub.add_parser("key", help="download the public key that signs audit trails (PEM)")
+    key.add_argument("-o", "--output", required=True)
+    add_connection_args(key)
+    export = sub.add_parser("export", help="write a task's audit trail to a file (JSON)")
+    export.add_argument("task_id")
+    export.add_argument("-o", "--output", required=True)
+    add_connection_args(export)
+    verify = sub.add_parser("verify", help="check a trail's chain and signatures offline")
+    verify.add_argument("trail", help="the JSON file from `fedge audit export` (or `fedge task audit`)")
+    verify.add_argument("--key", required=True, help="the coordinator's public key (PEM, `fedge audit key`)")
+    verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
+
+def export_trail(api: AdminApi, task_id: str, output: str) -> dict:
+    trail = api.call("GET", f"/v1/admin/tasks/{task_id}/audit")
+    Path(output).write_text(json.dumps(trail, indent=1, sort_keys=True))
+    return trail
+
+
+def run(args: argparse.Namespace) -> int:
+    from protocol import audit
+    from protocol.errors import ProtocolError
+
+    if args.action == "verify":
+        try:
+            trail = json.loads(Path(args.trail).read_text())
+            key = audit.load_public(Path(args.key).read_bytes())
+        except (OSError, ValueError, ProtocolError) as exc:
+            raise AdminError(f"cannot read the trail or the key: {exc}") from None
+        entries = trail.get("entries") if isinstance(trail, dict) else trail
+        if not isinstance(entries, list):
+            raise AdminError(f"{args.trail}: not an audit trail (expected {{\"entries\": [...]}})")
+        verdict = audit.verify(entries, key)
+        emit(args, {"ok": verdict.ok, "entries": verdict.entries, "failure": verdict.failure},
+             f"{args.trail}: {len(entries)} entries, chain and signatures verified" if verdict.ok
+             else f"{args.trail}: FAILED at {verdict.failure}")
+        return 0 if verdict.ok else 1
+    api = AdminApi.from_args(args)
+    if args.action == "key":
+        pem = api.raw("GET", "/v1/audit/key")
+        Path(args.output).write_bytes(pem)
+        emit(args, {"path": args.output}, f"wrote the audit key to {args.output}")
+        return 0
+    trail = export_trail(api, args.task_id, args.output)
+    emit(args, {"path": args.output, "entries": len(trail["entries"])},
+         f"wrote {len(trail['entries'])} audit entries of task {args.task_id} to {args.output}")
+    return 0
