@@ -44,6 +44,12 @@ class DeviceStats:
     float32_bytes: int = 0
     last_outcome: str = ""
     bytes_by_round: dict = field(default_factory=dict)  # round -> update bytes this device sent
+    bytes_down: int = 0  # models, checkpoints and control variates this device had to download
+    down_by_round: dict = field(default_factory=dict)  # round -> those bytes
+
+    def count_download(self, round_num: int, size: int) -> None:
+        self.bytes_down += size
+        self.down_by_round[round_num] = self.down_by_round.get(round_num, 0) + size
 
     def count_upload(self, round_num: int, payload_bytes: int, float32_bytes: int) -> None:
         self.uploads += 1
@@ -95,6 +101,16 @@ class Device:
     state_dir: Path | None = None
     personal: dict = field(default_factory=dict)
     controls: dict = field(default_factory=dict)
+    # Blobs this device holds (a phone keeps its model and last checkpoint): a blob not among
+    # them counts as downloaded, even when an emulated fleet's shared cache had it already.
+    held: list = field(default_factory=list)
+
+    async def _fetch(self, a: Assignment, url: str, sha: str) -> bytes:
+        data = await self.client.fetch_blob(url, sha, self.cache)
+        if sha not in self.held:
+            self.stats.count_download(a.round, len(data))
+            self.held = (self.held + [sha])[-4:]
+        return data
 
     def _load(self, name: str) -> list | None:
         path = self.state_dir / f"{name}.npz" if self.state_dir is not None else None
@@ -148,8 +164,8 @@ class Device:
             return RoundOutcome("retry", resp.retry_at, resp.reason)
         a = resp.assignment
         self.stats.rounds_joined += 1
-        model = await self.client.fetch_blob(a.model_url, a.model_sha256, self.cache)
-        checkpoint = await self.client.fetch_blob(a.checkpoint_url, a.checkpoint_sha256, self.cache)
+        model = await self._fetch(a, a.model_url, a.model_sha256)
+        checkpoint = await self._fetch(a, a.checkpoint_url, a.checkpoint_sha256)
         if a.plan.evaluate_only:
             return await self._evaluate(a, model, checkpoint)
         expected_s = self._expected_train_s(a)
@@ -162,7 +178,7 @@ class Device:
         if a.plan.scaffold:
             if not a.control_url:
                 raise ProtocolError("a SCAFFOLD assignment without the server control variate", "bad_request")
-            c = codec.decode(await self.client.fetch_blob(a.control_url, a.control_sha256, self.cache)).values
+            c = codec.decode(await self._fetch(a, a.control_url, a.control_sha256)).values
             c_i = self._control_for(a.task_id)
             control = (c, c_i if c_i is not None and c_i.size == c.size else np.zeros_like(c))
         capacity = None

@@ -75,6 +75,7 @@ class DeviceGateway:
         self._offers: dict[str, int] = {}  # per task: slots offered and not yet written (see _offer)
         self._live_hint: dict[str, tuple[float, int]] = {}  # async: live assignments, see _offer_buffered
         self.stale_refused: dict[str, int] = {}  # async: updates refused as too stale, per task (this replica)
+        self._served: dict[str, int] = {}  # per task: model, checkpoint and control bytes served (this replica)
         # Called with (task id, slots) when an asynchronous task's slots free up (an update in,
         # a stale one refused): the app wakes that many held check-ins of the population.
         self.slot_listeners: list = []
@@ -337,6 +338,17 @@ class DeviceGateway:
         if guarded and not is_admin and self.authenticate(authorization).population not in guarded:
             raise E.Forbidden("this blob belongs to another population", "other_population")
         return bool(guarded)
+
+    def served(self, sha: str, size: int) -> None:
+        """A blob download, counted for the task it belongs to (its model, checkpoint or control
+        variate): the bytes devices fetch per round (round metrics' bytes_out)."""
+        for task in self.tasks.values():
+            if sha in (task.checkpoint_sha, task.model_sha, task.control_sha):
+                self._served[task.task_id] = self._served.get(task.task_id, 0) + size
+                return
+
+    def take_served(self, task_id: str) -> int:
+        return self._served.pop(task_id, 0)
 
     def forget_blob_guards(self, _task_id: str = "") -> None:
         self._blob_guard.clear()

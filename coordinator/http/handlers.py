@@ -287,6 +287,7 @@ async def get_blob(request):
         return web.Response(status=304, headers=headers)
     data = path.read_bytes()
     request.app[METRICS].bytes_out(len(data))
+    c.gateway.served(sha, len(data))
     return web.Response(body=data, content_type="application/octet-stream", headers=headers)
 
 

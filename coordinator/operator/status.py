@@ -76,6 +76,7 @@ def _task(c: Coordinator, task: Task, now: float) -> dict:
                         "examples": r.examples, "duration_s": (r.closed_at or now) - r.opened_at,
                         "eval_accuracy": m.get("eval_accuracy"), "eval_loss": m.get("eval_loss"),
                         "train_loss": m.get("train_loss"), "bytes_in": m.get("bytes_in"),
+                        "bytes_out": m.get("bytes_out"),
                         "epsilon": m.get("epsilon"), "staleness_mean": m.get("staleness_mean")})
     return {"task_id": task.task_id, "population": task.population, "state": task.state,
             "mode": task.config.mode, "kind": task.config.kind,

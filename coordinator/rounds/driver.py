@@ -74,6 +74,8 @@ class RoundDriver:
         self.slot_listeners: list = []
         # Called with the task when an evaluation of its latest checkpoint is due (eval_every).
         self.evaluation_listeners: list = []
+        # The blob bytes this replica served for a task since it was last asked (the gateway's).
+        self.take_served = lambda task_id: 0
 
     def _count(self, metric: str, label: str) -> None:
         if self.metrics is not None:
@@ -531,7 +533,7 @@ class RoundDriver:
         total = sum(n for n, _ in metas) or 1
         eval_total = sum(m["eval_count"] for _, m in metas)
         out = {"reports": len(metas), "examples": int(sum(n for n, _ in metas)),
-               "bytes_in": sum(_size(u.blob) for u in updates),
+               "bytes_in": sum(_size(u.blob) for u in updates), "bytes_out": self.take_served(task.task_id),
                "train_loss": sum(n * m["train_loss"] for n, m in metas) / total}
         if task.config.asynchronous and metas:
             stale = [int(m.get("staleness", 0)) for _, m in metas]

@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
               f"(more selected devices than --workers {fleet.trainer.workers} can train before the deadline)")
     print(f"uploaded {up / 1024:.1f} KiB ({up / max(f32, 1):.1%} of float32)")
     print(fleet.work_summary())
+    print(fleet.download_summary())
     print(fleet.memory_summary())
     print(f"history: {paths['csv']}  {paths['json']}  plot: {paths['png']}")
     return 0

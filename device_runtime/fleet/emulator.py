@@ -89,6 +89,7 @@ class RoundRecord:
     clip: float = float("nan")  # the clip norm of the round (DP tasks)
     elapsed_s: float = float("nan")  # from the task's start to this round's (version's) commit
     staleness_mean: float = float("nan")  # asynchronous tasks: of the version's updates
+    bytes_down: int = 0  # what the round's devices downloaded (models, checkpoints, control variates)
 
 
 @dataclass
@@ -212,6 +213,7 @@ class Fleet:
         # the monitor saw the round commit: settle each round's bytes now that all are in.
         for rec in self.history:
             rec.bytes_up = self._round_bytes(rec.round)
+            rec.bytes_down = sum(d.stats.down_by_round.get(rec.round, 0) for d in self.devices)
         self.trainer.close()
         return self.history
 
@@ -261,7 +263,8 @@ class Fleet:
                                   (r["closed_at"] or 0) - r["opened_at"], r["reason"],
                                   m.get("epsilon", float("nan")), m.get("dp_clip", float("nan")),
                                   (r["closed_at"] or time.time()) - self.started,
-                                  m.get("staleness_mean", float("nan")))
+                                  m.get("staleness_mean", float("nan")),
+                                  sum(d.stats.down_by_round.get(r["round"], 0) for d in self.devices))
                 last_drop, last_abandon = drops, abandons
                 self.history.append(rec)
                 bar.update(1 if r["state"] == "committed" else 0)
@@ -305,6 +308,14 @@ class Fleet:
                 f"{sum(x.unfinished for x in s)} cut short and not uploaded, "
                 f"{sum(x.abandoned_deadline for x in s)} abandoned at the deadline, "
                 f"{sum(x.rejected for x in s)} refused by the coordinator")
+
+    def download_summary(self) -> str:
+        """Both directions, as each phone would spend them (the fleet's shared cache aside)."""
+        down = sum(d.stats.bytes_down for d in self.devices)
+        up = sum(d.stats.bytes_up for d in self.devices)
+        joined = max(1, sum(d.stats.rounds_joined for d in self.devices))
+        return (f"per device and round: {up / joined / 1024:.1f} KiB up, {down / joined / 1024:.1f} KiB down "
+                f"(all devices: {up / 1024:.0f} KiB up, {down / 1024:.0f} KiB down)")
 
     def bytes_summary(self) -> tuple[int, int]:
         return sum(d.stats.bytes_up for d in self.devices), sum(d.stats.float32_bytes for d in self.devices)
@@ -363,7 +374,8 @@ def format_round(rec) -> str:
         return f"round {rec.round:>3}  FAILED: {rec.reason}"
     return (f"round {rec.round:>3}  selected {rec.selected:>3}  reports {rec.reported:>3}  "
             f"dropouts {rec.dropouts:>2}  late {rec.abandoned:>2}  train loss {rec.train_loss:6.3f}  "
-            f"global acc {rec.global_accuracy:6.3f}  up {rec.bytes_up / 1024:7.1f} KiB  {rec.duration_s:5.1f}s"
+            f"global acc {rec.global_accuracy:6.3f}  up {rec.bytes_up / 1024:7.1f} KiB  "
+            f"down {rec.bytes_down / 1024:7.1f} KiB  {rec.duration_s:5.1f}s"
             + (f"  at {rec.elapsed_s:6.1f}s" if rec.elapsed_s == rec.elapsed_s else "")
             + (f"  staleness {rec.staleness_mean:4.1f}" if rec.staleness_mean == rec.staleness_mean else "")
             + (f"  eps {rec.epsilon:6.2f}" if rec.epsilon == rec.epsilon else ""))

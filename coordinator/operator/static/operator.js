@@ -74,14 +74,16 @@ const PLOTS = [
   ["quality", "device eval accuracy / train loss",
    [["eval accuracy", "eval_accuracy", "#1f77b4"], ["train loss", "train_loss", "#d62728"]]],
   ["reports", "reports per round", [["reports", "reports", "#2ca02c"]]],
-  ["bytes", "update MB received", [["MB", "mb_in", "#9467bd"]]],
+  ["bytes", "MB per round: updates in, models and checkpoints out",
+   [["in", "mb_in", "#9467bd"], ["out", "mb_out", "#17becf"]]],
   ["duration", "round duration (s)", [["seconds", "duration_s", "#ff7f0e"]]],
   ["epsilon", "DP epsilon spent", [["epsilon", "epsilon", "#8c564b"]]],
 ];
 
 function plotData(history, series) {
   const committed = history.filter((r) => r.state === "committed")
-    .map((r) => ({...r, mb_in: r.bytes_in === null ? null : r.bytes_in / 1e6}));
+    .map((r) => ({...r, mb_in: r.bytes_in === null ? null : r.bytes_in / 1e6,
+      mb_out: r.bytes_out === null || r.bytes_out === undefined ? null : r.bytes_out / 1e6}));
   return [committed.map((r) => r.round), ...series.map(([, field]) => committed.map((r) => r[field]))];
 }
 

@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 
+from coordinator.http.app import COORDINATOR
 from device_runtime.fleet.datasets import load_federated
 from device_runtime.fleet.emulator import Fleet, FleetConfig, write_history
 from tests.device_runtime.conftest import TOKEN
@@ -140,3 +141,25 @@ async def test_the_fleet_reports_federated_evaluations(live_coordinator, digits_
     assert any(isinstance(p, dict) for p in printed)  # the fleet printed the evaluations as they came
     paths = write_history(history, tmp_path, evaluations=fleet.evaluations)
     assert paths["evaluations"].exists() and paths["png"].stat().st_size > 5000
+
+
+async def test_the_fleet_counts_both_directions_per_round(live_coordinator, digits_tflite):
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    data = load_federated("digits", 6, "iid", seed=7)
+    cfg = FleetConfig(coordinator=url, admin_token=TOKEN, devices=6, dropout=0.0, seed=7, workers=2,
+                      progress=False, population="bytespop", slow_fraction=0.0)
+    fleet = Fleet(cfg, data)
+    task = {"rounds": 2, "goal_count": 3, "over_selection": 1.0, "selection_window_s": 1.0,
+            "report_deadline_s": 5.0, "eligibility": "", "epochs": 1, "learning_rate": 0.05, "codec": "q8"}
+    history = await fleet.run(digits_tflite, task, task_id="bytes")
+    from protocol.tflite_file import read_manifest
+
+    checkpoint = 4 * read_manifest(digits_tflite).num_parameters  # f32 weights, plus a small header
+    for rec in history:
+        assert rec.state == "committed" and rec.bytes_down >= rec.reported * checkpoint
+    # Round 1's devices also fetched the model; a device needs each blob once.
+    assert history[0].bytes_down > history[0].reported * (checkpoint + len(digits_tflite) * 0.9)
+    assert "KiB down" in fleet.download_summary()
+    coordinator = live_coordinator.app[COORDINATOR]
+    served = [r["metrics"]["bytes_out"] for r in coordinator.admin.rounds("bytes")]
+    assert served[0] > 0  # what the coordinator itself served (the fleet's shared cache fetches each blob once)
