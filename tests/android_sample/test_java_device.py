@@ -156,11 +156,16 @@ def test_java_device_runs_scaffold(java_classpath, softmax_tflite, tmp_path):
                   "eligibility": "charging"}
         server.setup_task("javascaffold", softmax_tflite, config)
         out = tmp_path / "controls.txt"
-        java = subprocess.run(
-            ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
-             "--population", "javascaffold", "--data", str(csv), "--rounds", "2", "--timeout-s", "120",
-             "--control-out", str(out)], capture_output=True, text=True, timeout=180)
-        assert java.returncode == 0, java.stdout + java.stderr
+        # Two processes, one round each (an Android job's process ends after its run): the second
+        # finds c_i in its state folder. It registers again with the same data: a second device
+        # to the coordinator, the same c_i chain here.
+        for _ in range(2):
+            java = subprocess.run(
+                ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
+                 "--population", "javascaffold", "--data", str(csv), "--rounds", "1", "--timeout-s", "120",
+                 "--state-dir", str(tmp_path / "state"), "--control-out", str(out)],
+                capture_output=True, text=True, timeout=180)
+            assert java.returncode == 0, java.stdout + java.stderr
         task_id, hexed = out.read_text().split()
         c_i = np.frombuffer(bytes.fromhex(hexed), "<f4")
         _, task = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)

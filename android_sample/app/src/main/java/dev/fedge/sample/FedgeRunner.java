@@ -7,6 +7,7 @@ import dev.fedge.core.BlobCache;
 import dev.fedge.core.Examples;
 import dev.fedge.core.FedgeClient;
 import dev.fedge.core.FedgeDevice;
+import dev.fedge.core.LocalState;
 import java.io.File;
 import java.security.SecureRandom;
 import java.util.Locale;
@@ -45,9 +46,12 @@ final class FedgeRunner {
         }
         client.setToken(token);
         Examples data = Examples.loadCsv(examplesFile(context));
-        FedgeDevice device = new FedgeDevice(client, new LiteRtTrainer(data, 0.2, random),
+        // SCAFFOLD's c_i and personal layers must outlive this job's process: the app's own storage.
+        LocalState state = new LocalState(new File(context.getFilesDir(), "fedge-state"));
+        FedgeDevice device = new FedgeDevice(client, new LiteRtTrainer(data, 0.2, random, state),
                 new BlobCache.Directory(new File(context.getCacheDir(), "fedge-blobs")),
-                () -> AndroidDeviceState.read(context), () -> System.currentTimeMillis() / 1000.0, random);
+                () -> AndroidDeviceState.read(context), () -> System.currentTimeMillis() / 1000.0, random)
+                .withLocalState(state);
         FedgeDevice.RoundOutcome outcome = device.runOnce(10.0);
         record(context, device, outcome, client.bytesUp());
         return outcome;

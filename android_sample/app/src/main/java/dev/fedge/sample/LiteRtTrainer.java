@@ -1,6 +1,7 @@
 package dev.fedge.sample;
 
 import dev.fedge.core.Examples;
+import dev.fedge.core.LocalState;
 import dev.fedge.core.LocalTrainer;
 import dev.fedge.core.LocalWork;
 import dev.fedge.core.Plan;
@@ -24,14 +25,81 @@ final class LiteRtTrainer implements LocalTrainer {
     private final int[] trainRows;
     private final int[] evalRows;
     private final Random random;
+    private final LocalState state;
     private double secondsPerStep;
 
-    LiteRtTrainer(Examples data, double holdout, Random random) {
+    LiteRtTrainer(Examples data, double holdout, Random random, LocalState state) {
         this.data = data;
         int[][] split = data.holdoutSplit(holdout, 0);
         trainRows = split[0];
         evalRows = split[1];
         this.random = random;
+        this.state = state;
+    }
+
+    /** Personal layers (fedge export --personal): this device's own values, loaded into the interpreter. */
+    private void loadPersonal(Interpreter interpreter, String modelSha256) {
+        String[] keys = personalKeys(interpreter);
+        if (keys.length == 0) {
+            return;
+        }
+        float[] saved;
+        try {
+            saved = state.load("personal-" + modelSha256.substring(0, 32));
+        } catch (java.io.IOException e) {
+            saved = null; // unreadable: start from the file's own values, as a new device does
+        }
+        if (saved == null) {
+            return;
+        }
+        Map<String, Object> inputs = new HashMap<>();
+        int at = 0;
+        for (String key : keys) {
+            int n = interpreter.getInputTensorFromSignature(key, "set_personal").numElements();
+            ByteBuffer b = buffer(4 * n);
+            for (int i = 0; i < n && at < saved.length; i++) {
+                b.putFloat(saved[at++]);
+            }
+            inputs.put(key, b.rewind());
+        }
+        Map<String, Object> outputs = new HashMap<>();
+        outputs.put("ok", buffer(4));
+        interpreter.runSignature(inputs, outputs, "set_personal");
+    }
+
+    /** After training: the personal layers as trained here, kept for the next round (never uploaded). */
+    private void keepPersonal(Interpreter interpreter, String modelSha256) throws java.io.IOException {
+        String[] keys = personalKeys(interpreter);
+        if (keys.length == 0) {
+            return;
+        }
+        Map<String, Object> outputs = new HashMap<>();
+        int total = 0;
+        for (String key : keys) {
+            int n = interpreter.getOutputTensorFromSignature(key, "get_personal").numElements();
+            outputs.put(key, buffer(4 * n));
+            total += n;
+        }
+        interpreter.runSignature(new HashMap<>(), outputs, "get_personal");
+        float[] flat = new float[total];
+        int at = 0;
+        for (String key : keys) {
+            ByteBuffer b = (ByteBuffer) outputs.get(key);
+            b.rewind();
+            while (b.remaining() >= 4) {
+                flat[at++] = b.getFloat();
+            }
+        }
+        state.save("personal-" + modelSha256.substring(0, 32), flat);
+    }
+
+    private static String[] personalKeys(Interpreter interpreter) {
+        if (!java.util.Arrays.asList(interpreter.getSignatureKeys()).contains("get_personal")) {
+            return new String[0];
+        }
+        String[] keys = interpreter.getSignatureOutputs("get_personal");
+        java.util.Arrays.sort(keys); // p000, p001, ... in manifest order
+        return keys;
     }
 
     static String runtimeVersion() {
@@ -65,6 +133,7 @@ final class LiteRtTrainer implements LocalTrainer {
             boolean takesMu = java.util.Arrays.asList(interpreter.getSignatureInputs("train")).contains("proximal_mu");
             LocalWork.checkPlan(plan, takesMu, modelSha256);
             setWeights(interpreter, weightKeys, globalWeights, counts); // also the proximal anchor
+            loadPersonal(interpreter, modelSha256); // set_weights leaves personal layers alone
             if (correction != null) {
                 setControl(interpreter, correction, counts); // SCAFFOLD: c - c_i, zeroed by set_weights
             }
@@ -118,6 +187,11 @@ final class LiteRtTrainer implements LocalTrainer {
                 epochsDone++;
             }
             secondsPerStep = steps > 0 ? (System.nanoTime() - started) / 1e9 / steps : secondsPerStep;
+            try {
+                keepPersonal(interpreter, modelSha256);
+            } catch (java.io.IOException e) {
+                throw new IllegalStateException("cannot keep the personal layers: " + e, e);
+            }
             float[] trained = getWeights(interpreter, weightKeys, counts);
             return new Result(trained, work.exampleCount(rowsThisRound.length, epochsDone), lossSum / Math.max(seen, 1),
                     eval[0], eval[1], evalRows.length, steps);
@@ -155,6 +229,7 @@ final class LiteRtTrainer implements LocalTrainer {
             String[] weightKeys = interpreter.getSignatureInputs("set_weights");
             java.util.Arrays.sort(weightKeys);
             setWeights(interpreter, weightKeys, weights, counts);
+            loadPersonal(interpreter, modelSha256); // evaluate with this device's personal layers
             double[] meanLossAndAccuracy = evaluate(interpreter, evalRows, batch, features);
             int n = evalRows.length;
             if (plan.personalizeSteps <= 0 || trainRows.length == 0) {

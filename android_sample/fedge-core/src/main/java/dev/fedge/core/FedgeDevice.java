@@ -65,6 +65,24 @@ public final class FedgeDevice {
     private final SecureRandom secureRandom = new SecureRandom();
     /** SCAFFOLD: this device's control variate c_i per task (the app persists it with the device state). */
     public final java.util.Map<String, float[]> controls = new java.util.HashMap<>();
+    /** Where c_i survives the process (an Android job's process ends after each run); null: memory only. */
+    private LocalState state_;
+
+    /** Keep this device's state (SCAFFOLD's c_i) in {@code state} across runs. */
+    public FedgeDevice withLocalState(LocalState state) {
+        this.state_ = state;
+        return this;
+    }
+
+    private float[] controlFor(String taskId) throws java.io.IOException {
+        if (!controls.containsKey(taskId) && state_ != null) {
+            float[] loaded = state_.load("control-" + taskId);
+            if (loaded != null) {
+                controls.put(taskId, loaded);
+            }
+        }
+        return controls.get(taskId);
+    }
     public final Stats stats = new Stats();
 
     /** {@code clock} returns unix seconds (System.currentTimeMillis() / 1000.0 outside tests). */
@@ -129,7 +147,7 @@ public final class FedgeDevice {
                 throw new ProtocolException("a SCAFFOLD assignment without the server control variate", "bad_request");
             }
             c = UpdateCodec.decode(client.fetchBlob(a.controlUrl, a.controlSha256, cache), null).values;
-            ci = controls.get(a.taskId);
+            ci = controlFor(a.taskId);
             if (ci == null || ci.length != c.length) {
                 ci = new float[c.length];
             }
@@ -154,6 +172,9 @@ public final class FedgeDevice {
         recordTraining(trained);
         if (trained.nextControl != null) { // c_i moves only once its delta is acknowledged
             controls.put(a.taskId, trained.nextControl);
+            if (state_ != null) {
+                state_.save("control-" + a.taskId, trained.nextControl);
+            }
         }
         return uploaded(payload.length, trained, payload.length + " bytes, round " + a.round);
     }

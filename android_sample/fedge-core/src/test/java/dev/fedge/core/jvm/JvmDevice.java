@@ -40,6 +40,9 @@ public final class JvmDevice {
         DeviceState state = new DeviceState(true, true, true, 1.0, 1024, "jvm", System.getProperty("java.version"));
         FedgeDevice device = new FedgeDevice(client, new SoftmaxRegressionTrainer(data, 0.2, random), cache,
                 () -> state, () -> System.currentTimeMillis() / 1000.0, random);
+        if (args.containsKey("state-dir")) { // c_i survives this process, as in the app's jobs
+            device.withLocalState(new dev.fedge.core.LocalState(new File(args.get("state-dir"))));
+        }
         double deadline = System.currentTimeMillis() / 1000.0 + Double.parseDouble(args.getOrDefault("timeout-s", "120"));
         int evaluations = Integer.parseInt(args.getOrDefault("evaluations", "0"));
         device.runUntil(Integer.parseInt(args.get("rounds")), evaluations, deadline, 5.0, Backoff.THREAD_SLEEP,
