@@ -19,7 +19,7 @@ def test_zoo_export_writes_a_model_and_prints_parity(tmp_path):
     assert "PASS" in res.stdout and out.stat().st_size > 10_000
     # Long work says what it is doing, stage by stage.
     stages = [line for line in res.stdout.splitlines() if line.startswith("[")]
-    assert [s.split("] ")[1].split(" ")[0] for s in stages] == ["tracing", "converting", "parity:"], stages
+    assert [s.split("] ")[1].split(" ")[0] for s in stages] == ["tracing", "converting", "parity:", "FedProx"], stages
     assert '"model_name": "digits_mlp"' in (tmp_path / "m.json").read_text()
     # TensorFlow's and LiteRT's native log lines are not the user's business (--debug shows them).
     assert not any(noise in res.stderr for noise in ("oneDNN", "cuda", "XNNPACK", "absl")), res.stderr
