@@ -44,6 +44,16 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def zoo_model(name: str, folder: str) -> bytes:
+    """The zoo model for a dataset (digits: 64 features; Synthetic: 60), exported once."""
+    path = Path(folder) / f"{name}.tflite"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "fedge", "export", "--zoo", name, "-o", str(path)],
+                       check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True)
+    return path.read_bytes()
+
+
 def task_config(mode: str, args) -> dict:
     common = {"epochs": args.epochs, "batch_size": 16, "learning_rate": args.learning_rate, "codec": "q8",
               "report_deadline_s": args.report_deadline_s, "eligibility": ""}
@@ -133,15 +143,9 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["sync", "async"], choices=["sync", "async"])
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model", default="bench_out/digits_mlp.tflite")
+    ap.add_argument("--model-dir", default="bench_out", help="where the zoo models are (exported if missing)")
     ap.add_argument("--out", default="bench_out/async")
     args = ap.parse_args()
-    model_path = Path(args.model)
-    if not model_path.exists():
-        model_path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "fedge", "export", "--zoo", "digits_mlp", "-o", str(model_path)],
-                       check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True)
-    model = model_path.read_bytes()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{args.devices} devices, {args.partition}, lognormal(sigma={args.sigma}) x {args.train_time:g} s of "
@@ -151,6 +155,7 @@ def main() -> None:
           f"{'/min':>6} {'updates':>8} {'thrown':>7} {'stale':>6} {'total s':>8}", flush=True)
     summary = []
     for dataset in args.datasets:
+        model = zoo_model("synthetic_mlp" if dataset.startswith("synthetic") else "digits_mlp", args.model_dir)
         results = []
         for mode in args.modes:
             r = run_one(model, dataset, mode, args, out)
