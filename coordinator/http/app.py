@@ -119,9 +119,13 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
     app[TRUSTED_PROXIES] = parse_networks(config.trusted_proxies)
     app[ROUND_OPENED] = SlotWaiters(config.max_held_checkins)
     app[ROUND_CHANGED] = Wakeup()
-    coordinator.driver.round_open_listeners.append(
-        lambda task_id: app[ROUND_OPENED].wake(coordinator.tasks[task_id].population,
-                                               coordinator.tasks[task_id].config.target_selected))
+    def round_opened(task_id: str) -> None:
+        # An asynchronous buffer opening frees no slot (slots free as updates come in: slots_free).
+        task = coordinator.tasks[task_id]
+        if not task.config.asynchronous:
+            app[ROUND_OPENED].wake(task.population, task.config.target_selected)
+
+    coordinator.driver.round_open_listeners.append(round_opened)
     coordinator.driver.round_change_listeners.append(app[ROUND_CHANGED].fire)
 
     def slots_free(task_id: str, slots: int) -> None:  # asynchronous tasks: call held devices in
