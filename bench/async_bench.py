@@ -62,7 +62,7 @@ def task_config(mode: str, args) -> dict:
                 "selection_window_s": args.selection_window_s}
     return {**common, "mode": "async", "rounds": args.rounds, "buffer_size": args.buffer,
             "concurrency": args.concurrency, "max_staleness": args.max_staleness,
-            "staleness_weight": args.staleness_weight}
+            "staleness_weight": args.staleness_weight, "participation_gap": args.participation_gap}
 
 
 def run_one(model: bytes, dataset: str, mode: str, args, out: Path) -> dict:
@@ -132,6 +132,8 @@ def main() -> None:
     ap.add_argument("--buffer", type=int, default=100, help="async K")
     ap.add_argument("--max-staleness", type=int, default=20)
     ap.add_argument("--staleness-weight", default="polynomial:0.5")
+    ap.add_argument("--participation-gap", type=int, default=0,
+                    help="async: versions a device sits out after its update is accepted")
     ap.add_argument("--targets", type=float, nargs="*", default=[0.8, 0.85],
                     help="also report the time to these accuracies")
     ap.add_argument("--rounds", type=int, default=40, help="rounds (sync) and versions (async)")

@@ -76,6 +76,8 @@ class DeviceGateway:
         self._live_hint: dict[str, tuple[float, int]] = {}  # async: live assignments, see _offer_buffered
         self.stale_refused: dict[str, int] = {}  # async: updates refused as too stale, per task (this replica)
         self._served: dict[str, int] = {}  # per task: model, checkpoint and control bytes served (this replica)
+        # Async participation_gap: (task, device) -> the version its last accepted update went into (this replica).
+        self._contributed: dict[tuple[str, str], int] = {}
         # Called with (task id, slots) when an asynchronous task's slots free up (an update in,
         # a stale one refused): the app wakes that many held check-ins of the population.
         self.slot_listeners: list = []
@@ -259,6 +261,9 @@ class DeviceGateway:
         in_flight = self._offers.get(task.task_id, 0)
         if cached[1] + in_flight >= cfg.target_concurrency or self._open_buffer(task, now) is None:
             return None
+        last = self._contributed.get((task.task_id, device_id))
+        if cfg.participation_gap and last is not None and task.version + 1 <= last + cfg.participation_gap:
+            return None  # it took part in a recent version: others first
         self._offers[task.task_id] = in_flight + 1
         token = secrets.token_urlsafe(24)
         buffer = task.version + 1
@@ -616,6 +621,10 @@ class DeviceGateway:
         if p.norm > self.running.server_bound(task):
             self._count("clipped_updates", "server_bound")
         if p.assigned_round is not None:
+            if task.config.participation_gap:
+                if len(self._contributed) >= DEVICE_CACHE_SIZE:
+                    self._contributed.pop(next(iter(self._contributed)), None)
+                self._contributed[(task.task_id, p.device_id)] = p.round_num
             self._slot_freed(task.task_id)
             landed = {"round": p.round_num, "staleness": p.staleness}  # asynchronous: where it went
             if self.metrics is not None:

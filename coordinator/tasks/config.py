@@ -98,6 +98,9 @@ class TaskConfig:
     concurrency: int = 0  # 0: ceil(buffer_size x over_selection)
     buffer_size: int = 0  # K; 0: goal_count
     max_staleness: int = 10  # an update trained more versions ago than this is refused
+    # After its update is accepted, a device gets no new assignment until this many more
+    # versions are published (0: the next one): fast devices cannot dominate the versions.
+    participation_gap: int = 0
     staleness_weight: str = "polynomial:0.5"
     # Federated evaluation (coordinator.aggregation.evaluation): an evaluation task on the
     # same population after every `eval_every` committed rounds and after the last (0: none),
@@ -277,6 +280,7 @@ class TaskConfig:
             concurrency=_num(raw, "concurrency", 0, 0, 1_000_000, int),
             buffer_size=_num(raw, "buffer_size", 0, 0, 1_000_000, int),
             max_staleness=_num(raw, "max_staleness", 10, 0, MAX_ROUNDS, int),
+            participation_gap=_num(raw, "participation_gap", 0, 0, 1_000_000, int),
             staleness_weight=staleness_weight,
             eval_every=_num(raw, "eval_every", 0, 0, MAX_ROUNDS, int),
             eval_eligibility=_text(raw, "eval_eligibility"),

@@ -217,3 +217,18 @@ async def test_status_and_metrics_show_concurrency_versions_and_staleness(harnes
     metrics = await (await h.client.get("/metrics")).text()
     assert 'fedge_update_staleness_versions_count{task="t1"} 2.0' in metrics
     assert 'fedge_async_concurrency_target{task="t1"} 3.0' in metrics
+
+
+async def test_participation_gap_keeps_a_fast_device_out_for_some_versions(harness):
+    h = harness
+    await h.setup_task(**{**ASYNC, "buffer_size": 1, "concurrency": 2, "rounds": 6, "participation_gap": 2})
+    fast, d2, d3 = await h.register(), await h.register(), await h.register()
+    a = await _assigned(h, fast)
+    assert (await h.upload(fast, a, h.payload(seed=1))).status == 201  # version 1 (its update in buffer 1)
+    assert (await (await h.checkin(fast)).json())["outcome"] == "retry"  # buffer 2 open: 2 <= 1 + 2
+    b = await _assigned(h, d2)
+    assert (await h.upload(d2, b, h.payload(seed=2))).status == 201  # version 2
+    assert (await (await h.checkin(fast)).json())["outcome"] == "retry"  # buffer 3: 3 <= 3
+    c = await _assigned(h, d3)
+    assert (await h.upload(d3, c, h.payload(seed=3))).status == 201  # version 3
+    assert (await _assigned(h, fast))["round"] == 4  # buffer 4: its turn again
