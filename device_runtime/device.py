@@ -266,6 +266,8 @@ class Device:
             self.stats.dropped += 1
         if done.payload_bytes:
             self.stats.count_upload(a.round, done.payload_bytes, done.result.float32_bytes)
+            if done.result.control is not None:  # SCAFFOLD under SecAgg: c_i moves once its masked input is in
+                self._keep_control(a.task_id, done.result.control)
         outcome = "uploaded" if done.payload_bytes else done.outcome
         return RoundOutcome(outcome, detail=done.detail)
 

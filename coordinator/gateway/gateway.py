@@ -364,7 +364,7 @@ class DeviceGateway:
             raise E.NotFound(f"task '{task_id}' is an evaluation task: POST the report (JSON) to the assignment's "
                              "upload_url (.../evaluation), not an update")
         if task.config.secagg_on:
-            return ring.packed_size(32, ring.padded_length(task.manifest.num_parameters)
+            return ring.packed_size(32, ring.padded_length(task.update_size)
                                     + task.config.secagg_extra_slots)
         return task.config.codec_spec().max_payload_bytes(len(task.update_counts), task.update_size)
 

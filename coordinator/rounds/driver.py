@@ -362,7 +362,7 @@ class RoundDriver:
         """The round's folded strategy and, with adaptive clipping, the sum of clip bits."""
         if task.config.secagg_on:
             total, count, bits = self.secagg.unmasked_sum(task, num)
-            strategy = make_strategy(task.config, task.manifest.num_parameters)
+            strategy = make_strategy(task.config, task.update_size)
             if count:
                 strategy.fold_sum(total, float(count), count)  # uniform weights: example counts stay private
             return strategy, bits

@@ -230,7 +230,7 @@ class SecAggRounds:
             params = server.choose_params(
                 len(devices), plus=cfg.secagg == "secagg+", threshold_fraction=cfg.secagg_threshold,
                 degree=cfg.secagg_degree, quant_bits=cfg.secagg_bits, clip_norm=cfg.clip_norm,
-                num_values=task.manifest.num_parameters, rotation_seed=secrets.randbits(63) + 1,
+                num_values=task.update_size, rotation_seed=secrets.randbits(63) + 1,
                 graph_seed=os.urandom(32), extra=cfg.secagg_extra_slots)
         except ProtocolError as exc:
             return f"secagg: {exc}"

@@ -345,9 +345,10 @@ def _flag(raw: dict, name: str) -> bool:
 
 def _check_scaffold(cfg: TaskConfig) -> None:
     """What SCAFFOLD is not combined with yet, refused at creation (docs/coordinator.md says why)."""
-    if cfg.secagg_on or cfg.dp_on or cfg.asynchronous or cfg.kind == "evaluate" or cfg.aggregator != "fedavg":
-        raise BadRequest("scaffold runs with the fedavg aggregator in sync mode, without secagg or DP for now: the "
-                         "control delta would have to be masked, clipped and noised with the model delta",
+    if cfg.dp_on or cfg.asynchronous or cfg.kind == "evaluate" or cfg.aggregator != "fedavg":
+        raise BadRequest("scaffold runs with the fedavg aggregator in sync mode (with or without secure "
+                         "aggregation), not with DP or async for now: the control delta would have to be clipped "
+                         "and noised with the model delta, and a buffer's variates would be of mixed ages",
                          "bad_scaffold")
 
 

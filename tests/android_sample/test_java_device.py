@@ -38,7 +38,7 @@ def _global_accuracy(server: Server, x_test, y_test) -> float:
     return float(np.mean(np.argmax(x_test @ kernel + bias, axis=1) == y_test))
 
 
-@pytest.mark.parametrize("secagg", ["off", "secagg"])
+@pytest.mark.parametrize("secagg", ["off", "secagg", "secagg+scaffold"])
 def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tflite, tmp_path, secagg):
     """With secagg, the coordinator can only unmask the sum if the Java device's keys, sealed
     shares, grid, masks and revealed shares all agree with the Python devices' to the bit."""
@@ -61,7 +61,9 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
                   "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 2,
                   "eligibility": "charging and unmetered"}
         if secagg != "off":
-            config.update(secagg=secagg, clip_norm=5.0, secagg_phase_s=30)
+            # With SCAFFOLD the masked vector is model delta + control delta: the Java device's and
+            # the Python devices' must agree on layout and grid, or the sum cannot be unmasked.
+            config.update(secagg="secagg", clip_norm=5.0, secagg_phase_s=30, scaffold=secagg.endswith("scaffold"))
         server.setup_task("mixed", softmax_tflite, config)
         before = _global_accuracy(server, x_test, y_test)
         for i in range(2):

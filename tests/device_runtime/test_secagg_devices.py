@@ -51,3 +51,25 @@ async def test_secagg_rounds_commit_with_devices_dropping_at_every_phase(live_co
     # Masked uploads of 8-bit codes on a 16-bit ring: half the float32 bytes, plus the header.
     d = devices[5]
     assert d.stats.bytes_up <= 0.52 * d.stats.float32_bytes * (8192 / 6570)
+
+
+async def test_scaffold_under_secure_aggregation(live_coordinator, digits_tflite):
+    """SCAFFOLD's update (model delta + control delta) is masked as one vector: the coordinator
+    unmasks the sum of both and moves the weights and its control variate; no dropouts here, so
+    with f32-free SecAgg quantization the server's c is the mean of the devices' c_i (population
+    factor 1, fresh variates) within the grid's rounding."""
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, rounds=1, goal_count=3, over_selection=1.0, min_reports=3,
+                      secagg="secagg", clip_norm=10.0, secagg_bits=16, secagg_phase_s=2.0, selection_window_s=3.0,
+                      report_deadline_s=10.0, scaffold=True)
+    coordinator = live_coordinator.app[COORDINATOR]
+    devices = await _run_fleet(url, coordinator, 3, lambda i: Behaviour())
+    rounds = coordinator.admin.rounds("t")
+    assert [r["state"] for r in rounds] == ["committed"] and rounds[0]["reported"] == 3
+    from protocol import codec
+
+    task = coordinator.tasks["t"]
+    c = codec.decode(coordinator.store.blob_path(task.control_sha).read_bytes()).values
+    mean_ci = np.mean([d.controls["t"] for d in devices], axis=0)  # every c_i started at 0
+    assert np.abs(c).max() > 0
+    np.testing.assert_allclose(c, mean_ci, atol=2e-3 * max(1.0, float(np.abs(mean_ci).max())))

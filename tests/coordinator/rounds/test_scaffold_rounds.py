@@ -57,7 +57,7 @@ async def test_scaffold_moves_weights_and_control_variate(harness, aiohttp_clien
     assert h2.coordinator.tasks["t1"].control_sha == task.control_sha
 
 
-@pytest.mark.parametrize("extra", [{"secagg": "secagg", "clip_norm": 1.0}, {"aggregator": "median"},
+@pytest.mark.parametrize("extra", [{"dp_noise_multiplier": 1.0, "clip_norm": 1.0, "dp_population": 100}, {"aggregator": "median"},
                                    {"mode": "async"}])
 async def test_what_scaffold_is_not_combined_with_is_refused(harness, extra):
     h = harness

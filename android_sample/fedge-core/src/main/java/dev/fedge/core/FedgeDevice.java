@@ -135,10 +135,6 @@ public final class FedgeDevice {
         if (clock.getAsDouble() + trainer.estimateSeconds(a.plan) + SAFETY_MARGIN_S > a.reportDeadline) {
             return abandon("cannot finish before the reporting deadline");
         }
-        if (!a.plan.secagg.isEmpty()) {
-            return secureRound(a, model, global, longPollS);
-        }
-        CodecSpec spec = a.plan.codecSpec();
         float[] c = null;
         float[] ci = null;
         int[] counts = global.counts;
@@ -151,6 +147,12 @@ public final class FedgeDevice {
             if (ci == null || ci.length != c.length) {
                 ci = new float[c.length];
             }
+        }
+        if (!a.plan.secagg.isEmpty()) {
+            return secureRound(a, model, global, longPollS, c, ci);
+        }
+        CodecSpec spec = a.plan.codecSpec();
+        if (a.plan.scaffold) {
             counts = new int[2 * global.counts.length]; // the model delta's tensors, then the control delta's
             System.arraycopy(global.counts, 0, counts, 0, global.counts.length);
             System.arraycopy(global.counts, 0, counts, global.counts.length, global.counts.length);
@@ -196,12 +198,13 @@ public final class FedgeDevice {
     }
 
     /** A SecAgg round: the update travels masked on the round's shared grid (secagg.SecAggRound). */
-    private RoundOutcome secureRound(Assignment a, byte[] model, UpdateCodec.Decoded global, double longPollS)
-            throws Exception {
+    private RoundOutcome secureRound(Assignment a, byte[] model, UpdateCodec.Decoded global, double longPollS,
+                                     float[] c, float[] ci) throws Exception {
         SecAggRound.Outcome done;
         try {
-            done = SecAggRound.run(client, a, () -> TrainedDelta.train(trainer, model, a, global), secureRandom, random,
-                    longPollS, clock);
+            // With SCAFFOLD the masked vector is the model delta followed by the control delta.
+            done = SecAggRound.run(client, a, () -> TrainedDelta.train(trainer, model, a, global, c, ci), secureRandom,
+                    random, longPollS, clock);
         } catch (FedgeClient.ApiException e) {
             stats.rejected++;
             return new RoundOutcome("rejected", 0, e.getMessage());
@@ -211,6 +214,12 @@ public final class FedgeDevice {
         }
         if (done.payloadBytes == 0) {
             return new RoundOutcome(done.outcome, 0, done.detail);
+        }
+        if (done.trained.nextControl != null) { // its masked input is in: c_i moves
+            controls.put(a.taskId, done.trained.nextControl);
+            if (state_ != null) {
+                state_.save("control-" + a.taskId, done.trained.nextControl);
+            }
         }
         return uploaded(done.payloadBytes, done.trained, done.detail + ", round " + a.round);
     }
