@@ -31,7 +31,7 @@ from protocol.codec import hadamard_chunks, rotation_signs
 from protocol.errors import ProtocolError
 
 MAGIC = b"FSAM"
-VERSION = 1
+VERSION = 2  # 2: values bit-packed in exactly k bits (1 had 16- or 32-bit words)
 RANGE_SIGMAS = 4.0
 _HEADER = struct.Struct("<4sBBBBI")
 
@@ -48,8 +48,9 @@ def value_range(clip_norm: float, length: int) -> float:
     return min(clip_norm, RANGE_SIGMAS * clip_norm / math.sqrt(length))
 
 
-def container_bytes(bits: int) -> int:
-    return 2 if bits <= 16 else 4
+def packed_bytes(bits: int, length: int) -> int:
+    """Bytes of `length` values of exactly `bits` bits each, bit-packed (the last byte padded with zeros)."""
+    return (bits * length + 7) // 8
 
 
 def rotate(flat: np.ndarray, length: int, seed: int) -> np.ndarray:
@@ -90,9 +91,17 @@ def dequantize_sum(code_sum: np.ndarray, count: int, num_values: int, quant_bits
 
 
 def pack(values: np.ndarray, bits: int) -> bytes:
-    width = container_bytes(bits)
-    dtype = "<u2" if width == 2 else "<u4"
-    return _HEADER.pack(MAGIC, VERSION, bits, width, 0, values.size) + values.astype(dtype).tobytes()
+    """Each value in exactly `bits` bits (the ring's k = quant bits + ceil(log2 n)), least
+    significant bit first, value after value: a masked coordinate costs k bits, not a 16- or
+    32-bit word."""
+    values = np.asarray(values, np.uint64)
+    if values.size and int(values.max()) >> bits:
+        raise ProtocolError(f"a masked value is not below 2^{bits}", "bad_input")
+    header = _HEADER.pack(MAGIC, VERSION, bits, 0, 0, values.size)
+    if values.size == 0:
+        return header
+    planes = ((values[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    return header + np.packbits(planes.reshape(-1), bitorder="little").tobytes()
 
 
 def unpack(data: bytes, bits: int, length: int) -> np.ndarray:
@@ -100,18 +109,29 @@ def unpack(data: bytes, bits: int, length: int) -> np.ndarray:
     if len(data) < _HEADER.size:
         raise ProtocolError("masked input is shorter than its header", "bad_payload")
     magic, version, k, width, reserved, n = _HEADER.unpack_from(data, 0)
-    if magic != MAGIC or version != VERSION or reserved:
-        raise ProtocolError("masked input has a bad magic number or version (expected FSAM v1)", "bad_payload")
-    if k != bits or width != container_bytes(bits) or n != length:
+    if magic != MAGIC or version != VERSION or width or reserved:
+        raise ProtocolError(f"masked input has a bad magic number or version (expected FSAM v{VERSION}, bit-packed)",
+                            "bad_payload")
+    if k != bits or n != length:
         raise ProtocolError(f"masked input is for modulus 2^{k} and {n} values; this round uses 2^{bits} and "
                             f"{length}", "bad_payload")
-    if len(data) != _HEADER.size + width * n:
-        raise ProtocolError(f"masked input is {len(data)} bytes, expected {_HEADER.size + width * n}", "bad_payload")
-    values = np.frombuffer(data, "<u2" if width == 2 else "<u4", count=n, offset=_HEADER.size).astype(np.uint32)
-    if bits < 32 and values.size and int(values.max()) >> bits:
-        raise ProtocolError(f"masked input has values of {bits} bits or more", "bad_payload")
-    return values
+    if len(data) != _HEADER.size + packed_bytes(bits, n):
+        raise ProtocolError(f"masked input is {len(data)} bytes, expected {_HEADER.size + packed_bytes(bits, n)}",
+                            "bad_payload")
+    if n == 0:
+        return np.zeros(0, np.uint32)
+    body = np.frombuffer(data, np.uint8, offset=_HEADER.size)
+    if (bits * n) % 8 and int(body[-1]) >> ((bits * n) % 8):
+        raise ProtocolError("masked input has bits set after its last value", "bad_payload")
+    # Value i starts at bit i k: gather the 5 bytes that can hold it (k <= 32, offset <= 7), shift, mask.
+    padded = np.concatenate([body, np.zeros(5, np.uint8)])
+    start = np.arange(n, dtype=np.int64) * bits
+    first, shift = start >> 3, (start & 7).astype(np.uint64)
+    word = np.zeros(n, np.uint64)
+    for j in range(5):
+        word |= padded[first + j].astype(np.uint64) << np.uint64(8 * j)
+    return ((word >> shift) & np.uint64((1 << bits) - 1)).astype(np.uint32)
 
 
 def packed_size(bits: int, length: int) -> int:
-    return _HEADER.size + container_bytes(bits) * length
+    return _HEADER.size + packed_bytes(bits, length)

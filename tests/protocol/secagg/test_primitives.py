@@ -66,13 +66,28 @@ def test_ring_quantization_is_unbiased_and_the_sum_decodes():
 def test_masked_body_round_trips_and_rejects_malformed():
     values = np.arange(1024, dtype=np.uint32) % (1 << 15)
     body = ring.pack(values, 15)
-    assert len(body) == ring.packed_size(15, 1024) == 12 + 2048
+    # Exactly k = 15 bits a value, not a 16-bit word: 1,920 bytes for 1,024 values.
+    assert len(body) == ring.packed_size(15, 1024) == 12 + 1920
     assert np.array_equal(ring.unpack(body, 15, 1024), values)
     with pytest.raises(ProtocolError):
         ring.unpack(body, 16, 1024)
     with pytest.raises(ProtocolError):
         ring.unpack(body[:-2], 15, 1024)
-    with pytest.raises(ProtocolError):
-        ring.unpack(ring.pack(np.full(1024, 1 << 15, np.uint32), 15), 15, 1024)
+    with pytest.raises(ProtocolError):  # a value of k bits or more cannot even be packed
+        ring.pack(np.full(1024, 1 << 15, np.uint32), 15)
     with pytest.raises(ProtocolError):
         ring.unpack(b"XXXX" + body[4:], 15, 1024)
+    odd = ring.pack(np.full(3, 7, np.uint32), 3)  # 9 bits: 7 padding bits in the last byte
+    assert np.array_equal(ring.unpack(odd, 3, 3), [7, 7, 7])
+    with pytest.raises(ProtocolError, match="after its last value"):
+        ring.unpack(odd[:-1] + bytes([odd[-1] | 0x80]), 3, 3)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 7, 8, 9, 17, 18, 24, 31, 32])
+def test_bit_packing_is_exact_for_every_width(bits):
+    rng = np.random.default_rng(bits)
+    values = rng.integers(0, 1 << bits, 999, dtype=np.uint64).astype(np.uint32)
+    values[:2] = [0, (1 << bits) - 1]
+    body = ring.pack(values, bits)
+    assert len(body) == 12 + (bits * 999 + 7) // 8
+    assert np.array_equal(ring.unpack(body, bits, 999), values)

@@ -14,7 +14,7 @@ import java.util.function.DoubleSupplier;
  */
 public final class Ring {
     private static final byte[] MAGIC = {'F', 'S', 'A', 'M'};
-    private static final int VERSION = 1;
+    private static final int VERSION = 2; // 2: bit-packed in exactly k bits
     private static final int HEADER_BYTES = 12;
 
     private Ring() {
@@ -54,27 +54,36 @@ public final class Ring {
         return codes;
     }
 
-    /** Bytes per value on the wire: 2 when the modulus has at most 16 bits, else 4. */
-    public static int containerBytes(int bits) {
-        return bits <= 16 ? 2 : 4;
+    /** Bytes of {@code length} values of exactly {@code bits} bits, bit-packed. */
+    public static int packedBytes(int bits, int length) {
+        return (int) (((long) bits * length + 7) / 8);
     }
 
-    /** "FSAM", version 1, k, width, 0, u32 L, then the values little-endian. */
+    /**
+     * "FSAM", version 2, k, 0 (bit-packed), 0, u32 L, then each value in exactly k bits, least
+     * significant bit first, value after value (protocol/secagg/ring.py's pack).
+     */
     public static byte[] pack(long[] values, int bits) {
-        int width = containerBytes(bits);
-        ByteBuffer out = ByteBuffer.allocate(HEADER_BYTES + width * values.length).order(ByteOrder.LITTLE_ENDIAN);
-        out.put(MAGIC).put((byte) VERSION).put((byte) bits).put((byte) width).put((byte) 0).putInt(values.length);
+        ByteBuffer out = ByteBuffer.allocate(HEADER_BYTES + packedBytes(bits, values.length))
+                .order(ByteOrder.LITTLE_ENDIAN);
+        out.put(MAGIC).put((byte) VERSION).put((byte) bits).put((byte) 0).put((byte) 0).putInt(values.length);
+        byte[] body = new byte[packedBytes(bits, values.length)];
         long limit = 1L << bits;
+        long position = 0;
         for (long v : values) {
             if (v < 0 || v >= limit) {
                 throw new ProtocolException("masked value " + v + " is not below 2^" + bits, "bad_input");
             }
-            if (width == 2) {
-                out.putShort((short) v);
-            } else {
-                out.putInt((int) v);
+            for (int done = 0; done < bits; ) {
+                int index = (int) (position >>> 3);
+                int offset = (int) (position & 7);
+                int take = Math.min(8 - offset, bits - done);
+                body[index] |= (byte) (((v >>> done) & ((1L << take) - 1)) << offset);
+                done += take;
+                position += take;
             }
         }
+        out.put(body);
         return out.array();
     }
 }
