@@ -244,9 +244,34 @@ def scaffold_vectors() -> list[dict]:
     return out
 
 
+def discrete_gaussian_vectors() -> list[dict]:
+    """Samples of protocol.discrete_gaussian with every uniform draw recorded (the bound asked
+    for and the value given), so another implementation can replay them exactly."""
+    import random
+    from fractions import Fraction
+
+    from protocol.discrete_gaussian import discrete_gaussian
+
+    out = []
+    for seed, sigma2 in ((1, Fraction(1, 2)), (2, Fraction(4)), (3, Fraction(37, 3)), (4, Fraction(100))):
+        rng = random.Random(seed)
+        draws: list[list[str]] = []
+
+        def uniform(n: int) -> int:
+            value = rng.randrange(n)
+            draws.append([str(n), str(value)])
+            return value
+
+        samples = [discrete_gaussian(sigma2, uniform) for _ in range(5)]
+        out.append({"sigma2": [str(sigma2.numerator), str(sigma2.denominator)], "draws": draws,
+                    "samples": [str(s) for s in samples]})
+    return out
+
+
 def all_vectors() -> dict[str, object]:
     return {"codec.json": codec_vectors(), "rotation.json": rotation_vectors(), "prg.json": prg_vectors(),
-            "messages.json": message_examples(), "secagg.json": secagg_vectors(), "scaffold.json": scaffold_vectors()}
+            "messages.json": message_examples(), "secagg.json": secagg_vectors(), "scaffold.json": scaffold_vectors(),
+            "discrete_gaussian.json": discrete_gaussian_vectors()}
 
 
 def render(vectors: object) -> str:
