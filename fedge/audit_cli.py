@@ -31,10 +31,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
 
-def export_trail(api: AdminApi, task_id: str, output: str) -> dict:
-    trail = api.call("GET", f"/v1/admin/tasks/{task_id}/audit")
-    Path(output).write_text(json.dumps(trail, indent=1, sort_keys=True))
-    return trail
+def export_trail(api: AdminApi, args: argparse.Namespace) -> int:
+    """`fedge audit export` and `fedge task audit`: the trail of args.task_id to args.output."""
+    trail = api.call("GET", f"/v1/admin/tasks/{args.task_id}/audit")
+    Path(args.output).write_text(json.dumps(trail, indent=1, sort_keys=True))
+    emit(args, {"path": args.output, "entries": len(trail["entries"])},
+         f"wrote {len(trail['entries'])} audit entries of task {args.task_id} to {args.output}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +64,4 @@ def run(args: argparse.Namespace) -> int:
         Path(args.output).write_bytes(pem)
         emit(args, {"path": args.output}, f"wrote the audit key to {args.output}")
         return 0
-    trail = export_trail(api, args.task_id, args.output)
-    emit(args, {"path": args.output, "entries": len(trail["entries"])},
-         f"wrote {len(trail['entries'])} audit entries of task {args.task_id} to {args.output}")
-    return 0
+    return export_trail(api, args)

@@ -158,10 +158,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "audit":
         from fedge.audit_cli import export_trail
 
-        trail = export_trail(api, args.task_id, args.output)
-        emit(args, {"path": args.output, "entries": len(trail["entries"])},
-             f"wrote {len(trail['entries'])} audit entries of task {args.task_id} to {args.output}")
-        return 0
+        return export_trail(api, args)
     if args.action == "show":
         task = api.call("GET", f"/v1/admin/tasks/{args.task_id}")
         emit(args, task, _show(task))
