@@ -113,12 +113,15 @@ async def test_stragglers_upload_partial_work_only_when_the_task_takes_it(live_c
         stats = [d.stats for d in fleet.devices]
         outcomes[partial] = (history, sum(s.partial for s in stats), sum(s.unfinished for s in stats),
                              sum(s.uploads for s in stats))
+    # Every device straggles every round: U[1, 6] epochs of 6 is partial 5 times in 6. Which devices are
+    # selected depends on timing, so the counts are random: assert only what holds for every draw (the
+    # chance that 8 device-rounds all draw 6 epochs is 6^-8).
     history, partial_uploads, unfinished, _ = outcomes[True]
-    # Every device straggles every round: U[1, 6] epochs of 6 is partial 5 times in 6.
-    assert [r.state for r in history] == ["committed", "committed"] and partial_uploads >= 4 and unfinished == 0
+    assert [r.state for r in history] == ["committed", "committed"] and partial_uploads >= 1 and unfinished == 0
     history, partial_uploads, unfinished, uploads = outcomes[False]
-    assert partial_uploads == 0 and unfinished >= 4  # FedAvg drops them: only full-epoch devices upload
-    assert uploads < unfinished
+    assert partial_uploads == 0 and unfinished >= 1  # FedAvg drops them: only full-epoch devices upload
+    committed = [r for r in history if r.state == "committed"]
+    assert sum(r.reported for r in committed) <= uploads
 
 
 async def test_the_fleet_reports_federated_evaluations(live_coordinator, digits_tflite, tmp_path):
