@@ -57,6 +57,11 @@ def zoo_model(name: str, folder: str) -> bytes:
 def task_config(mode: str, args) -> dict:
     common = {"epochs": args.epochs, "batch_size": 16, "learning_rate": args.learning_rate, "codec": "q8",
               "report_deadline_s": args.report_deadline_s, "eligibility": ""}
+    if args.server_momentum:
+        common["server_optimizer"] = {"name": "fedavgm", "learning_rate": args.server_lr,
+                                      "momentum": args.server_momentum}
+    elif args.server_lr != 1.0:
+        common["server_optimizer"] = {"name": "fedavg", "learning_rate": args.server_lr}
     if mode == "sync":
         return {**common, "rounds": args.rounds, "goal_count": args.goal, "over_selection": 1.3,
                 "selection_window_s": args.selection_window_s}
@@ -134,6 +139,9 @@ def main() -> None:
     ap.add_argument("--staleness-weight", default="polynomial:0.5")
     ap.add_argument("--participation-gap", type=int, default=0,
                     help="async: versions a device sits out after its update is accepted")
+    ap.add_argument("--server-lr", type=float, default=1.0, help="server learning rate (both modes)")
+    ap.add_argument("--server-momentum", type=float, default=0.0,
+                    help="server momentum (FedAvgM) for both modes; 0: plain FedAvg")
     ap.add_argument("--targets", type=float, nargs="*", default=[0.8, 0.85],
                     help="also report the time to these accuracies")
     ap.add_argument("--rounds", type=int, default=40, help="rounds (sync) and versions (async)")
@@ -151,7 +159,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{args.devices} devices, {args.partition}, lognormal(sigma={args.sigma}) x {args.train_time:g} s of "
-          f"training; sync goal {args.goal} x 1.3, async concurrency {args.concurrency} K {args.buffer}; "
+          f"training; sync goal {args.goal} x 1.3, async concurrency {args.concurrency} K {args.buffer}, "
+          f"{args.staleness_weight}; server lr {args.server_lr:g} momentum {args.server_momentum:g}; "
           f"{os.cpu_count()} cores, {cpu_name()}", flush=True)
     print(f"{'dataset':<20} {'mode':<6} {'to ' + format(args.target, 'g'):>8} {'final':>6} {'ok':>4} {'fail':>4} "
           f"{'/min':>6} {'updates':>8} {'thrown':>7} {'stale':>6} {'total s':>8}", flush=True)

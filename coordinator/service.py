@@ -76,9 +76,9 @@ class Coordinator:
         # the gateway's hint of the round before.
         self.driver.round_open_listeners.append(self.gateway.forget_selecting_round)
         self.driver.round_change_listeners.append(self.gateway.forget_selecting_round)
-        self.admin.task_created_listeners.append(self.gateway.forget_blob_guards)
+        self.admin.task_created_listeners.append(self.gateway.blobs.forget_guards)
         self.driver.evaluation_listeners.append(self._schedule_evaluation)
-        self.driver.take_served = self.gateway.take_served
+        self.driver.take_served = self.gateway.blobs.take_served
         self.driver.recover()
         second = store.second_connection()
         self.intake = Intake(ThreadPoolExecutor(1, thread_name_prefix="fedge-intake"), second) if second else None

@@ -2,6 +2,9 @@
 `server_optimizer`), the second half of an aggregation strategy (`coordinator.aggregation.strategies`).
 
 - ``fedavg``: w + lr * mean delta (lr 1 is McMahan et al.'s FedAvg).
+- ``fedavgm``: server momentum, v = momentum * v + mean delta; w + lr * v (Hsu et al. 2019,
+  "Measuring the Effects of Non-Identical Data Distribution"; FedBuff's server optimizer): it
+  smooths label-skewed rounds and small asynchronous buffers over about 1 / (1 - momentum) of them.
 - ``fedadam``: the mean delta as a pseudo-gradient for Adam on the server (Reddi et al.
   2021, "Adaptive Federated Optimization"); its moments are the state kept between rounds.
 """
@@ -34,6 +37,16 @@ class ServerSGD(ServerOptimizer):
         return (weights + self.learning_rate * mean_delta).astype(np.float32), state
 
 
+class ServerMomentum(ServerOptimizer):
+    def __init__(self, learning_rate: float, momentum: float):
+        self.learning_rate, self.momentum = learning_rate, momentum
+
+    def apply(self, weights, mean_delta, state):
+        velocity = self.momentum * state.get("velocity", np.zeros_like(weights)) + mean_delta
+        new = weights + self.learning_rate * velocity
+        return new.astype(np.float32), {"velocity": velocity.astype(np.float32)}
+
+
 class FedAdam(ServerOptimizer):
     def __init__(self, learning_rate: float, beta_1: float, beta_2: float, tau: float):
         self.learning_rate, self.beta_1, self.beta_2, self.tau = learning_rate, beta_1, beta_2, tau
@@ -50,6 +63,8 @@ class FedAdam(ServerOptimizer):
 def make_server_optimizer(config: ServerOptimizerConfig) -> ServerOptimizer:
     if config.name == "fedavg":
         return ServerSGD(config.learning_rate)
+    if config.name == "fedavgm":
+        return ServerMomentum(config.learning_rate, config.momentum)
     if config.name == "fedadam":
         return FedAdam(config.learning_rate, config.beta_1, config.beta_2, config.tau)
-    raise ValueError(f"unknown server optimizer {config.name!r}; use fedavg or fedadam")
+    raise ValueError(f"unknown server optimizer {config.name!r}; use fedavg, fedavgm or fedadam")

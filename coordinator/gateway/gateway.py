@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import random
 import secrets
 from dataclasses import replace
+from typing import NoReturn
 
 import numpy as np
 
@@ -27,21 +27,22 @@ from coordinator.gateway.pace import PaceConfig, jittered, retry_window, round_p
 from coordinator.http.rate_limit import TokenBuckets
 from coordinator.rounds.running import RunningRounds
 from coordinator.rounds.secagg import SecAggRounds
-from coordinator.rounds import versions
-from coordinator.store.base import AlreadyInBuffer, AssignmentGone, BufferClosed, Store
+from coordinator.gateway.blobs import BlobAccess
+from coordinator.gateway.buffered import BufferedIntake
+from coordinator.gateway.evaluation import EvaluationIntake
+from coordinator.store.base import Store
 from coordinator.tasks.registry import Task, TaskRegistry
-from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord, UpdateRecord
+from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord
 from coordinator.gateway.steps import PendingAssignment, PendingUpload, RoundSignals, update_record
 from coordinator.gateway.tokens import hash_token
 from protocol import codec, dp
 from protocol.errors import ProtocolError
 from protocol.secagg import ring
-from protocol.messages import (Assignment, CheckinRequest, CheckinResponse, EvaluationReport, RegisterRequest,
+from protocol.messages import (Assignment, CheckinRequest, CheckinResponse, RegisterRequest,
                                UploadMeta)
 
 log = logging.getLogger("fedge.coordinator")
 PACE_INPUTS_TTL_S = 1.0
-BLOB_GUARD_TTL_S = 1.0  # a task that starts to use a public blob guards it at most this much later
 SELECTING_HINT_TTL_S = 0.1  # as long as a tick: another replica's round opening is seen within it
 PERIOD_ROUNDS = 6  # the round period is the median gap between the last openings
 
@@ -69,18 +70,14 @@ class DeviceGateway:
         # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
         self._seen: dict[str, float] = {}
         self._storing: set[tuple[str, int, str]] = set()  # uploads between begin_upload and end_upload
-        # Blob -> the populations guarding it, for BLOB_GUARD_TTL_S: every selected device downloads
-        # the checkpoint, and a query per download was a burst of round trips at each round's opening.
-        self._blob_guard: dict[str, tuple[float, set[str]]] = {}
-        self._offers: dict[str, int] = {}  # per task: slots offered and not yet written (see _offer)
-        self._live_hint: dict[str, tuple[float, int]] = {}  # async: live assignments, see _offer_buffered
-        self.stale_refused: dict[str, int] = {}  # async: updates refused as too stale, per task (this replica)
-        self._served: dict[str, int] = {}  # per task: model, checkpoint and control bytes served (this replica)
-        # Async participation_gap: (task, device) -> the version its last accepted update went into (this replica).
-        self._contributed: dict[tuple[str, str], int] = {}
+        self.offers: dict[str, int] = {}  # per task: slots offered and not yet written (see _offer)
         # Called with (task id, slots) when an asynchronous task's slots free up (an update in,
         # a stale one refused): the app wakes that many held check-ins of the population.
         self.slot_listeners: list = []
+        # The gateway's parts: blob downloads, asynchronous tasks' intake, evaluation reports.
+        self.blobs = BlobAccess(store, clock, tasks, self.authenticate)
+        self.buffered = BufferedIntake(self, SELECTING_HINT_TTL_S, DEVICE_CACHE_SIZE)
+        self.evaluations = EvaluationIntake(self)
 
     def _count(self, metric: str, label: str) -> None:
         if self.metrics is not None:
@@ -172,7 +169,7 @@ class DeviceGateway:
             return self._arrival(device, rate_limited, now,
                                  self._retry(now, self.pace.ineligible_retry_s, "ineligible"), failed)
         for task in eligible:
-            offer = (self._offer_buffered if task.config.asynchronous else self._offer)(task, device.device_id, now)
+            offer = (self.buffered.offer if task.config.asynchronous else self._offer)(task, device.device_id, now)
             if offer is not None:
                 return offer
         return self._arrival(device, rate_limited, now, self._no_slot(eligible[0], now))
@@ -225,9 +222,9 @@ class DeviceGateway:
         after this replica moved the round (forget_selecting_round). A hint only: Store.assign
         checks the round's state and capacity in the database. Without it, every check-in with
         no slot was one query: a third of the event loop's time on PostgreSQL at 10,000 devices."""
-        return self._round_hint(task, now, self.store.selecting_round)
+        return self.round_hint(task, now, self.store.selecting_round)
 
-    def _round_hint(self, task: Task, now: float, read) -> RoundRecord | None:
+    def round_hint(self, task: Task, now: float, read) -> RoundRecord | None:
         """`read(task_id)` (the selecting round, or an async task's open buffer), cached for
         SELECTING_HINT_TTL_S and dropped when this replica moves the task's rounds."""
         cached = self._selecting_hint.get(task.task_id)
@@ -245,62 +242,24 @@ class DeviceGateway:
         offers already on their way to the store (so a burst of woken long polls does not
         send more assignments to the database than the round can take)."""
         rnd = self._selecting_round(task, now)
-        in_flight = self._offers.get(task.task_id, 0)
+        in_flight = self.offers.get(task.task_id, 0)
         if rnd is None or now > rnd.selection_deadline or rnd.selected + in_flight >= task.config.target_selected:
             return None
-        self._offers[task.task_id] = in_flight + 1
-        token = secrets.token_urlsafe(24)
+        self.offers[task.task_id] = in_flight + 1
+        token = self.new_upload_token()
         return PendingAssignment(task, rnd, token, AssignmentRecord(task.task_id, rnd.round, device_id,
                                                                     hash_token(token), now),
                                  task.config.target_selected, now)
 
-    def _offer_buffered(self, task: Task, device_id: str, now: float) -> PendingAssignment | None:
-        """Asynchronous: a slot if fewer than `concurrency` assignments are live (a hint, read at
-        most every SELECTING_HINT_TTL_S; Store.assign_buffered decides). The assignment pins
-        the version in memory now: the buffer after task.version, whose checkpoint it hands out."""
-        cfg = task.config
-        live_since = now - cfg.report_deadline_s
-        cached = self._live_hint.get(task.task_id)
-        if cached is None or not 0 <= now - cached[0] < SELECTING_HINT_TTL_S:
-            cached = self._live_hint[task.task_id] = (now, self.store.live_assignments(task.task_id, live_since))
-        in_flight = self._offers.get(task.task_id, 0)
-        if cached[1] + in_flight >= cfg.target_concurrency or self._open_buffer(task, now) is None:
-            return None
-        last = self._contributed.get((task.task_id, device_id))
-        if cfg.participation_gap and last is not None and task.version + 1 <= last + cfg.participation_gap:
-            return None  # it took part in a recent version: others first
-        self._offers[task.task_id] = in_flight + 1
-        token = secrets.token_urlsafe(24)
-        buffer = task.version + 1
-        rnd = RoundRecord(task.task_id, buffer, "reporting", now, now, now + cfg.report_deadline_s)
-        return PendingAssignment(task, rnd, token, AssignmentRecord(task.task_id, buffer, device_id,
-                                                                    hash_token(token), now),
-                                 cfg.target_concurrency, now, live_since=live_since)
-
-    def _open_buffer(self, task: Task, now: float) -> RoundRecord | None:
-        """The task's open buffer as last read (a hint, like _selecting_round): none is open
-        before the driver's first tick or once the last versions are committing."""
-        return self._round_hint(task, now, self.store.open_buffer)
-
-    def forget_live_assignments(self, task_id: str) -> None:
-        self._live_hint.pop(task_id, None)
-
-    def _slot_freed(self, task_id: str) -> None:
-        self.forget_live_assignments(task_id)
-        for listener in self.slot_listeners:
-            listener(task_id, 1)
+    @staticmethod
+    def new_upload_token() -> str:
+        return secrets.token_urlsafe(24)
 
     def _accept(self, p: PendingAssignment, selected: int | None) -> Assignment | None:
         task, rnd = p.task, p.round
-        self._offers[task.task_id] = max(0, self._offers.get(task.task_id, 1) - 1)
+        self.offers[task.task_id] = max(0, self.offers.get(task.task_id, 1) - 1)
         if p.live_since is not None:
-            if selected is None:
-                self.forget_live_assignments(task.task_id)
-                return None
-            hint = self._live_hint.get(task.task_id)
-            if hint is not None:
-                self._live_hint[task.task_id] = (hint[0], max(hint[1], selected))
-            return self._assignment(task, rnd, p.token)
+            return self._assignment(task, rnd, p.token) if self.buffered.written(task, selected) else None
         if selected is None:
             # Already in this round (it has its assignment), or the round filled or closed since
             # the hint was read: read it afresh next time.
@@ -329,37 +288,8 @@ class DeviceGateway:
             control_sha256=task.control_sha, control_url=f"/v1/blobs/{task.control_sha}" if task.control_sha else "",
         )
 
-    def authorize_blob(self, sha: str, authorization: str | None, is_admin: bool) -> bool:
-        """Blobs are capability URLs (a SHA-256 nobody can guess), except those of a population
-        that requires an enrollment secret or attestation: those need a device token of that
-        population (or the admin token), so a model is not handed to devices it refused."""
-        now = self.clock()
-        cached = self._blob_guard.get(sha)
-        if cached is None or not 0 <= now - cached[0] < BLOB_GUARD_TTL_S:
-            if len(self._blob_guard) >= 4096:
-                self._blob_guard.clear()
-            cached = self._blob_guard[sha] = (now, self.store.guarded_blob_populations(sha))
-        guarded = cached[1]
-        if guarded and not is_admin and self.authenticate(authorization).population not in guarded:
-            raise E.Forbidden("this blob belongs to another population", "other_population")
-        return bool(guarded)
-
-    def served(self, sha: str, size: int) -> None:
-        """A blob download, counted for the task it belongs to (its model, checkpoint or control
-        variate): the bytes devices fetch per round (round metrics' bytes_out)."""
-        for task in self.tasks.values():
-            if sha in (task.checkpoint_sha, task.model_sha, task.control_sha):
-                self._served[task.task_id] = self._served.get(task.task_id, 0) + size
-                return
-
-    def take_served(self, task_id: str) -> int:
-        return self._served.pop(task_id, 0)
-
-    def forget_blob_guards(self, _task_id: str = "") -> None:
-        self._blob_guard.clear()
-
     def upload_limit(self, device: DeviceRecord, task_id: str) -> int:
-        task = self._device_task(device, task_id)
+        task = self.device_task(device, task_id)
         if task.config.evaluation:
             raise E.NotFound(f"task '{task_id}' is an evaluation task: POST the report (JSON) to the assignment's "
                              "upload_url (.../evaluation), not an update")
@@ -368,7 +298,7 @@ class DeviceGateway:
                                     + task.config.secagg_extra_slots)
         return task.config.codec_spec().max_payload_bytes(len(task.update_counts), task.update_size)
 
-    def _device_task(self, device: DeviceRecord, task_id: str) -> "Task":
+    def device_task(self, device: DeviceRecord, task_id: str) -> "Task":
         """The task, for a device of its population; otherwise the same 403 as for a round the
         device holds no assignment in, so a device cannot probe which task ids exist."""
         try:
@@ -376,17 +306,17 @@ class DeviceGateway:
         except E.NotFound:
             task = None
         if task is None or task.population != device.population:
-            self._reject("not_assigned")
+            self.reject("not_assigned")
             raise E.Forbidden(NOT_ASSIGNED)
         return task
 
-    def _assigned(self, device: DeviceRecord, task_id: str, round_num: int,
+    def assigned(self, device: DeviceRecord, task_id: str, round_num: int,
                   upload_token: str | None) -> RoundRecord:
         """The round, if this device holds an assignment for it with this token; else 403."""
         assignment = self.store.assignment(task_id, round_num, device.device_id)
         if assignment is None or not upload_token or not hmac.compare_digest(
                 assignment.token_hash, hash_token(upload_token)):
-            self._reject("not_assigned")
+            self.reject("not_assigned")
             raise E.Forbidden(NOT_ASSIGNED)
         return self.round_row(task_id, round_num)
 
@@ -395,8 +325,8 @@ class DeviceGateway:
 
     def _secagg_round(self, device, task_id: str, round_num: int, upload_token: str | None):
         """(task, round row) of a SecAgg round this device is assigned to; 404 for a plain task."""
-        task = self._device_task(device, task_id)
-        rnd = self._assigned(device, task_id, round_num, upload_token)
+        task = self.device_task(device, task_id)
+        rnd = self.assigned(device, task_id, round_num, upload_token)
         if not task.config.secagg_on:
             raise E.NotFound(f"task '{task_id}' does not use secure aggregation")
         return task, rnd
@@ -420,43 +350,6 @@ class DeviceGateway:
         task, rnd = self._secagg_round(device, task_id, round_num, upload_token)
         return self.secagg.view(task, rnd, device.device_id)
 
-    def evaluation(self, device, task_id: str, round_num: int, upload_token: str | None, raw) -> dict:
-        """A device's evaluation report (counts on its holdout) in an evaluation task's round:
-        checked like an update (assignment, token, duplicate, deadline), stored as the round's
-        record of that device; the report that reaches the goal closes the round."""
-        task = self._device_task(device, task_id)
-        rnd = self._assigned(device, task_id, round_num, upload_token)
-        if not task.config.evaluation:
-            raise E.NotFound(f"task '{task_id}' is not an evaluation task; upload an update")
-        try:
-            report = EvaluationReport.from_dict(raw)
-        except ProtocolError as exc:
-            self._reject(exc.code)
-            raise E.BadRequest(str(exc), exc.code) from exc
-        body = json.dumps(report.to_dict(), sort_keys=True).encode()
-        digest = hashlib.sha256(body).hexdigest()
-        previous = self.store.update(task_id, round_num, device.device_id)
-        if previous is not None:
-            if previous.digest == digest:
-                return {"accepted": True, "duplicate": True}
-            self._reject("duplicate")
-            raise E.Conflict("this device's report for the round was already accepted", "duplicate")
-        if rnd.state not in ("selecting", "reporting") or self.clock() > rnd.report_deadline:
-            self._reject("late")
-            raise E.Gone(f"round {round_num} is closed ({rnd.state}); the report was not counted", "round_closed")
-        stored = {"correct": report.correct, "loss_sum": report.loss_sum}
-        if report.personalized_correct is not None:
-            stored.update(personalized_correct=report.personalized_correct,
-                          personalized_loss_sum=report.personalized_loss_sum)
-        record = UpdateRecord(task_id, round_num, device.device_id, report.examples, stored, "", digest, self.clock())
-        reported = self.store.add_update(record, only_open=True)
-        if reported is None:
-            self._reject("late")
-            raise E.Gone(f"round {round_num} closed; the report was not counted", "round_closed")
-        if reported >= task.config.goal_count:
-            self.rounds.guarded(task, self._close_full_round, task, round_num)
-        return {"accepted": True, "duplicate": False}
-
     def upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
                body: bytes) -> dict:
         """An update, checked, stored and folded in one call (the HTTP handler runs the storing
@@ -476,37 +369,37 @@ class DeviceGateway:
         """Everything but storing: who may upload, duplicates, lateness, decoding and bounds.
         A dict is the final answer (a retried upload, a SecAgg masked input); a PendingUpload
         still has to be stored (`persist_upload`) and folded (`finish_upload`)."""
-        task = self._device_task(device, task_id)
+        task = self.device_task(device, task_id)
         device_id = device.device_id
         digest = hashlib.sha256(body).hexdigest()
         if task.config.asynchronous:
-            return self._begin_buffered_upload(task, device, round_num, upload_token, meta, body, digest)
-        rnd = self._assigned(device, task_id, round_num, upload_token)
+            return self.buffered.begin_upload(task, device, round_num, upload_token, meta, body, digest)
+        rnd = self.assigned(device, task_id, round_num, upload_token)
         previous = self.store.update(task_id, round_num, device_id)
         if previous is not None:
             if previous.digest == digest:
                 return {"accepted": True, "duplicate": True}  # a retry of an acknowledged upload
-            self._reject("duplicate")
+            self.reject("duplicate")
             raise E.Conflict("an update for this round was already accepted from this device", "duplicate")
         if task.config.secagg_on:
             return self._upload_masked(task, rnd, device_id, meta, body, digest)
         if rnd.state not in ("selecting", "reporting") or self.clock() > rnd.report_deadline:
-            self._reject("late")
+            self.reject("late")
             raise E.Gone(f"round {round_num} is closed ({rnd.state}); the update was not counted", "round_closed")
-        values, norm, meta = self._decode(task, meta, body)
-        self._claim((task_id, round_num, device_id))
+        values, norm, meta = self.decode(task, meta, body)
+        self.claim((task_id, round_num, device_id))
         return PendingUpload(task, round_num, device_id, meta, body, digest, values, norm)
 
-    def _decode(self, task: Task, meta: UploadMeta, body: bytes) -> tuple[np.ndarray, float, UploadMeta]:
+    def decode(self, task: Task, meta: UploadMeta, body: bytes) -> tuple[np.ndarray, float, UploadMeta]:
         """An update's values and L2 norm (400 for bytes that are not this task's codec)."""
         expected_codec = task.config.codec_spec()
         try:
             decoded = codec.decode(body, task.update_counts)
         except ProtocolError as exc:
-            self._reject(exc.code)
+            self.reject(exc.code)
             raise E.BadRequest(str(exc), exc.code) from exc
         if decoded.codec != expected_codec.name:
-            self._reject("wrong_codec")
+            self.reject("wrong_codec")
             raise E.BadRequest(f"update uses codec {decoded.codec}; this task expects {expected_codec.name}", "wrong_codec")
         norm = dp.l2_norm(decoded.values)
         # The adaptive-clip bit is the server's own measurement here, not the device's claim.
@@ -514,98 +407,26 @@ class DeviceGateway:
             meta = replace(meta, below_clip=norm <= self.running.server_bound(task))
         return decoded.values, norm, meta
 
-    def _claim(self, key: tuple[str, int, str]) -> None:
+    def claim(self, key: tuple[str, int, str]) -> None:
         if key in self._storing:
             raise E.Conflict("this device's update for the round is being stored; retry shortly", "in_progress")
         self._storing.add(key)
-
-    def _begin_buffered_upload(self, task: Task, device: DeviceRecord, round_num: int, upload_token: str | None,
-                               meta: UploadMeta, body: bytes, digest: str) -> dict | PendingUpload:
-        """Asynchronous: the assignment of buffer ``round_num`` (the version it trained from, as
-        the device names it in the URL) is checked against the store; the update goes into the
-        buffer open now, weighted by its staleness, or is refused when too stale."""
-        task_id, device_id, cfg = task.task_id, device.device_id, task.config
-        assignment = self.store.assignment(task_id, round_num, device_id)
-        if assignment is None:
-            if self.store.update_with_digest(task_id, device_id, digest, round_num) is not None:
-                return {"accepted": True, "duplicate": True}  # a retry of an acknowledged upload
-            self._reject("not_assigned")
-            raise E.Forbidden(NOT_ASSIGNED)
-        if not upload_token or not hmac.compare_digest(assignment.token_hash, hash_token(upload_token)):
-            self._reject("not_assigned")
-            raise E.Forbidden(NOT_ASSIGNED)
-        if self.clock() > assignment.assigned_at + cfg.report_deadline_s:
-            self._reject("late")
-            raise E.Gone("the assignment's reporting deadline passed; the update was not counted", "round_closed")
-        buffer = self.store.open_buffer(task_id)
-        if buffer is None:
-            self._reject("late")
-            raise E.Gone("the task takes no more updates", "round_closed")
-        stale = self._staleness_check(task, round_num, buffer.round, device_id)
-        values, norm, meta = self._decode(task, meta, body)
-        self._claim((task_id, round_num, device_id))
-        return PendingUpload(task, buffer.round, device_id, meta, body, digest, values, norm,
-                             assigned_round=round_num, staleness=stale)
-
-    def _staleness_check(self, task: Task, assigned: int, landing: int, device_id: str,
-                         store: Store | None = None) -> int:
-        """The update's staleness, or 409 (counted; its assignment is used up) beyond max_staleness."""
-        stale = versions.staleness(assigned, landing)
-        if stale > task.config.max_staleness:
-            (store or self.store).drop_assignment(task.task_id, assigned, device_id)
-            if store is None or store is self.store:  # on the event loop (not the intake thread)
-                self._slot_freed(task.task_id)
-            self._reject("stale")
-            self.stale_refused[task.task_id] = self.stale_refused.get(task.task_id, 0) + 1
-            raise E.Conflict(f"the update was trained on a model {stale} versions old; this task accepts at most "
-                             f"{task.config.max_staleness} (max_staleness); it was not counted", "stale")
-        return stale
 
     def persist_upload(self, p: PendingUpload, store: Store) -> int:
         """File first, then the row, in one transaction with the round's counts, and only while
         the round still takes updates: the round's reported count after it. Touches nothing in
         memory, so it may run on a thread with a store connection of its own."""
         if p.assigned_round is not None:
-            return self._persist_buffered(p, store)
+            return self.buffered.persist(p, store)
         path = store.update_path(p.task.task_id, p.round_num, p.device_id)
         store.write_file(path, p.body)
         reported = store.add_update(update_record(p.task.task_id, p.round_num, p.device_id, p.meta, str(path),
                                                   p.digest, self.clock()), only_open=True)
         if reported is None:  # the round closed while this one was on its way
             path.unlink(missing_ok=True)
-            self._reject("late")
+            self.reject("late")
             raise E.Gone(f"round {p.round_num} closed; the update was not counted", "round_closed")
         return reported
-
-    def _persist_buffered(self, p: PendingUpload, store: Store) -> int:
-        """Asynchronous: into the open buffer; when it starts aggregating under the caller, into
-        the one that opened after it (the staleness is worked out again)."""
-        task = p.task
-        for _ in range(5):
-            path = store.update_path(task.task_id, p.round_num, p.device_id, p.assigned_round)
-            store.write_file(path, p.body)
-            record = update_record(task.task_id, p.round_num, p.device_id, p.meta, str(path), p.digest, self.clock(),
-                                   staleness=p.staleness)
-            try:
-                return store.add_buffered_update(record, p.assigned_round)
-            except AlreadyInBuffer:
-                path.unlink(missing_ok=True)
-                self._reject("duplicate")
-                raise E.Conflict("this device's update is in this version already; check in again for the next",
-                                 "duplicate") from None
-            except AssignmentGone:
-                path.unlink(missing_ok=True)
-                self._reject("not_assigned")
-                raise E.Forbidden(NOT_ASSIGNED) from None
-            except BufferClosed:
-                path.unlink(missing_ok=True)
-            buffer = store.open_buffer(task.task_id)
-            if buffer is None:
-                self._reject("late")
-                raise E.Gone("the task takes no more updates", "round_closed")
-            p.round_num = buffer.round
-            p.staleness = self._staleness_check(task, p.assigned_round, buffer.round, p.device_id, store)
-        raise E.Conflict("the buffers moved on while the update was stored; retry", "in_progress")
 
     def end_upload(self, p: PendingUpload) -> None:
         self._storing.discard((p.task.task_id, p.assigned_round if p.assigned_round is not None else p.round_num,
@@ -620,25 +441,14 @@ class DeviceGateway:
                           staleness=p.staleness if p.assigned_round is not None else None)
         if p.norm > self.running.server_bound(task):
             self._count("clipped_updates", "server_bound")
-        if p.assigned_round is not None:
-            if task.config.participation_gap:
-                if len(self._contributed) >= DEVICE_CACHE_SIZE:
-                    self._contributed.pop(next(iter(self._contributed)), None)
-                self._contributed[(task.task_id, p.device_id)] = p.round_num
-            self._slot_freed(task.task_id)
-            landed = {"round": p.round_num, "staleness": p.staleness}  # asynchronous: where it went
-            if self.metrics is not None:
-                self.metrics.staleness(task.task_id, p.staleness)
-            if reported >= task.config.buffer_goal:
-                rnd = self.round_row(task.task_id, p.round_num)
-                if rnd is not None:
-                    self.rounds.guarded(task, self.rounds.advance, task, rnd, self.clock())
-        elif reported >= task.config.goal_count:
+        if p.assigned_round is not None:  # asynchronous: the answer names the version that took it
+            return {"accepted": True, "duplicate": False, **self.buffered.landed(p, reported)}
+        if reported >= task.config.goal_count:
             # The update is stored and acknowledged whatever happens while committing.
-            self.rounds.guarded(task, self._close_full_round, task, p.round_num)
-        return {"accepted": True, "duplicate": False, **(landed if p.assigned_round is not None else {})}
+            self.rounds.guarded(task, self.close_full_round, task, p.round_num)
+        return {"accepted": True, "duplicate": False}
 
-    def _close_full_round(self, task: Task, num: int) -> None:
+    def close_full_round(self, task: Task, num: int) -> None:
         self.rounds.transition(task, num, "aggregating")
         self.rounds.request_commit(task, num)
 
@@ -659,5 +469,9 @@ class DeviceGateway:
         if self.metrics is not None:
             self.metrics.bytes_in(len(body))
 
-    def _reject(self, reason: str) -> None:
+    def reject(self, reason: str) -> None:
         self._count("rejected_uploads", reason)
+
+    def refuse_unassigned(self) -> NoReturn:
+        self.reject("not_assigned")
+        raise E.Forbidden(NOT_ASSIGNED)

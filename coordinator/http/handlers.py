@@ -233,7 +233,7 @@ async def evaluation_report(request):
     c = coordinator(request)
     device = c.gateway.authenticate(request.headers.get("Authorization"))
     raw = await read_json(request)
-    result = c.gateway.evaluation(device, request.match_info["task_id"], _int(request.match_info["round"], "round"),
+    result = c.gateway.evaluations.accept(device, request.match_info["task_id"], _int(request.match_info["round"], "round"),
                                   request.headers.get("Fedge-Upload-Token"), raw)
     return json_response(result, status=200 if result["duplicate"] else 201)
 
@@ -280,14 +280,14 @@ async def get_blob(request):
     path = c.store.blob_path(sha)
     if path is None:
         raise E.NotFound(f"no blob {sha}")
-    guarded = c.gateway.authorize_blob(sha, request.headers.get("Authorization"), is_admin(request))
+    guarded = c.gateway.blobs.authorize(sha, request.headers.get("Authorization"), is_admin(request))
     etag = f'"{sha}"'
     headers = {"ETag": etag, "Cache-Control": f"{'private' if guarded else 'public'}, max-age=31536000, immutable"}
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
     data = path.read_bytes()
     request.app[METRICS].bytes_out(len(data))
-    c.gateway.served(sha, len(data))
+    c.gateway.blobs.served(sha, len(data))
     return web.Response(body=data, content_type="application/octet-stream", headers=headers)
 
 

@@ -112,5 +112,5 @@ def _buffers(c: Coordinator, task: Task, rounds: list, now: float) -> dict:
             "live": c.store.live_assignments(task.task_id, now - cfg.report_deadline_s),
             "concurrency": cfg.target_concurrency, "versions_per_min": rate,
             "staleness_counts": dict(sorted(counts.items(), key=lambda kv: int(kv[0]))),
-            "max_staleness": cfg.max_staleness, "stale_refused": c.gateway.stale_refused.get(task.task_id, 0),
+            "max_staleness": cfg.max_staleness, "stale_refused": c.gateway.buffered.stale_refused.get(task.task_id, 0),
             "opened_s_ago": now - buffer.opened_at if buffer else None}

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from pathlib import Path
-import numpy as np
 
 from coordinator.rounds import engine as engine
-from coordinator.rounds import versions
+from coordinator.rounds.buffers import BufferDriver
+from coordinator.rounds.replicas import Replicas
+from coordinator.rounds.optimizer_state import OptimizerStateFiles
+from coordinator.rounds.round_metrics import evaluation_metrics, training_metrics
 from coordinator.rounds.commit import CommitInputs, CommitResult, compute_commit
-from coordinator.aggregation.evaluation import summarize, summarize_personalized
 from coordinator.aggregation.privacy import epsilon, sampling_rate
 from coordinator.store.records import RoundRecord
 from coordinator.rounds.retention import prune_after_round, remove_empty_dir
@@ -34,12 +34,6 @@ from protocol import codec
 from protocol.secagg.server import BelowThreshold
 
 log = logging.getLogger("fedge.coordinator")
-# How long a replica's right to drive a task lasts without renewal (renewed every tick):
-# when the replica dies, another takes the task over after at most this long.
-LEASE_TTL_S = 3.0
-# An asynchronous buffer has no deadline of its own (each assignment has one); its row still
-# names one, far ahead, so every round row reads alike.
-BUFFER_OPEN_S = 365 * 86400.0
 # The SecAgg phase the round engine closes -> (what settles it, the state that follows).
 SECAGG_CLOSES = {engine.CLOSE_ADVERTISING: ("close_advertising", "sharing"),
                  engine.CLOSE_SHARING: ("close_sharing", "reporting"),
@@ -57,9 +51,11 @@ class RoundDriver:
         self.store, self.clock, self.tasks, self.running, self.secagg = store, clock, tasks, running, secagg
         self.metrics = metrics
         self.audit = audit  # coordinator.audit.trail.AuditTrail (None: not recorded)
-        self.replica_id = secrets.token_hex(8)
-        self._lease_until: dict[str, float] = {}
-        self._known_round: dict[str, int] = {}
+        self.replicas = Replicas(self)  # leases and what the other replicas did
+        self.replica_id = self.replicas.replica_id
+        self.holds_lease = self.replicas.holds_lease
+        self.release_leases = self.replicas.release_leases
+        self.sync_from_store = self.replicas.sync_from_store
         # Called with the task id whenever a round opens (the app wakes long-polling check-ins).
         self.round_open_listeners: list = []
         # Called with the task id on every round transition (wakes long-polling SecAgg views).
@@ -76,57 +72,13 @@ class RoundDriver:
         self.evaluation_listeners: list = []
         # The blob bytes this replica served for a task since it was last asked (the gateway's).
         self.take_served = lambda task_id: 0
+        self.buffers = BufferDriver(self)  # asynchronous tasks
+        self.optimizer_state = OptimizerStateFiles(store)
 
     def _count(self, metric: str, label: str) -> None:
         if self.metrics is not None:
             self.metrics.count(metric, label)
 
-
-    def holds_lease(self, task: Task) -> bool:
-        """Whether this replica drives ``task`` now; takes or renews the lease when it is due."""
-        now = self.clock()
-        if self._lease_until.get(task.task_id, 0.0) - now > LEASE_TTL_S / 2:
-            return True
-        if self.store.acquire_lease(task.task_id, self.replica_id, now, LEASE_TTL_S):
-            self._lease_until[task.task_id] = now + LEASE_TTL_S
-            return True
-        self._lease_until.pop(task.task_id, None)
-        return False
-
-    def release_leases(self) -> None:
-        self._lease_until.clear()
-        self.store.release_leases(self.replica_id)
-
-    def sync_from_store(self) -> None:
-        """What other replicas did: tasks created, paused or committed elsewhere; rounds opened
-        elsewhere (this replica's long polls are woken for them); running sums of rounds that
-        closed elsewhere (dropped)."""
-        for rec in self.store.tasks():
-            task = self.tasks.get(rec.task_id)
-            if task is None:
-                self.tasks.put(rec)
-                continue
-            task.state = rec.state
-            if task.checkpoint_sha != rec.checkpoint_sha:
-                fresh = self.tasks.from_record(rec)
-                task.checkpoint_sha, task.dp_clip, task.version = fresh.checkpoint_sha, fresh.dp_clip, fresh.version
-                task.control_sha = fresh.control_sha
-        for task in self.tasks.values():
-            latest = self.store.latest_round(task.task_id)
-            if latest is None:
-                continue
-            if latest.round != self._known_round.get(task.task_id, 0):
-                for listener in self.round_change_listeners:  # another replica moved the task on
-                    listener(task.task_id)
-            opened = "reporting" if task.config.asynchronous else "selecting"
-            if latest.round > self._known_round.get(task.task_id, 0) and latest.state == opened:
-                for listener in self.round_open_listeners:
-                    listener(task.task_id)
-            self._known_round[task.task_id] = latest.round
-        for task_id, num in list(self.running.sums):
-            rnd = self.store.round(task_id, num)
-            if rnd is None or rnd.state in ("committed", "failed"):
-                self.running.discard(task_id, num)
 
     def recover(self) -> None:
         """Load tasks; rebuild the running sum of every open round from its stored updates."""
@@ -172,7 +124,7 @@ class RoundDriver:
 
     def _drive(self, task: Task, now: float) -> None:
         if task.config.asynchronous:
-            self._drive_buffers(task, now)
+            self.buffers.drive(task, now)
             live = self.store.live_assignments(task.task_id, now - task.config.report_deadline_s)
             if self.metrics is not None:
                 self.metrics.concurrency(task.task_id, live, task.config.target_concurrency)
@@ -218,7 +170,7 @@ class RoundDriver:
             return
         done = self.store.committed_count(task.task_id)
         if done >= task.config.rounds:
-            self._finish_task(task, "completed", f"{done} rounds committed")
+            self.finish_task(task, "completed", f"{done} rounds committed")
             return
         cfg = task.config
         if cfg.dp_on and cfg.dp_epsilon_budget > 0:
@@ -226,57 +178,18 @@ class RoundDriver:
             spent = epsilon(cfg.dp_noise_multiplier, q, done, cfg.dp_delta)
             after = epsilon(cfg.dp_noise_multiplier, q, done + 1, cfg.dp_delta)
             if after > cfg.dp_epsilon_budget:
-                self._finish_task(task, "completed", f"privacy budget: one more round would spend epsilon {after:.3f} > "
+                self.finish_task(task, "completed", f"privacy budget: one more round would spend epsilon {after:.3f} > "
                                                      f"budget {cfg.dp_epsilon_budget:g} (delta {cfg.dp_delta:g}); "
                                                      f"stopped after {done} rounds at epsilon {spent:.3f}")
                 return
         self._open_round(task, last + 1, now)
-        self._known_round[task.task_id] = last + 1
+        self.opened(task, last + 1)
+
+    def opened(self, task: Task, num: int) -> None:
+        """Round or buffer `num` opened: this replica knows it, and long-polling check-ins wake."""
+        self.replicas.known_round[task.task_id] = num
         for listener in self.round_open_listeners:
             listener(task.task_id)
-
-    # -- asynchronous tasks: buffers (coordinator.rounds.versions) ----------------------------
-    def _drive_buffers(self, task: Task, now: float) -> None:
-        """Keep one buffer taking updates (until the task's versions are all on their way) and
-        move every open buffer on, oldest first."""
-        self._open_buffer(task, now)
-        if task.state != "active":
-            return
-        for rnd in sorted((r for r in self.store.recent_rounds(task.task_id, 3) if r.state in OPEN_STATES),
-                          key=lambda r: r.round):
-            self.advance(task, rnd, now)
-
-    def _open_buffer(self, task: Task, now: float) -> None:
-        if task.state != "active" or not self.holds_lease(task):
-            return
-        recent = self.store.recent_rounds(task.task_id, 3)
-        if recent and recent[0].state == "reporting":
-            return
-        done = self.store.committed_count(task.task_id)
-        if done >= task.config.rounds:
-            self._finish_task(task, "completed", f"{done} versions published")
-            return
-        if done + sum(1 for r in recent if r.state == "aggregating") >= task.config.rounds:
-            return  # the last versions are being committed
-        num = recent[0].round + 1 if recent else 1
-        # No selection window and no round deadline: each assignment has its own deadline.
-        self.store.add_round(task.task_id, num, now, now, now + BUFFER_OPEN_S, state="reporting")
-        self._known_round[task.task_id] = num
-        log.info("task %s buffer %d open", task.task_id, num)
-        for listener in self.round_open_listeners:
-            listener(task.task_id)
-
-    def _advance_buffer(self, task: Task, rnd: RoundRecord, now: float) -> None:
-        prev = self.store.round(task.task_id, rnd.round - 1) if rnd.round > 1 else None
-        progress = versions.BufferProgress(rnd.state, rnd.reported,
-                                           prev is None or prev.state in ("committed", "failed"))
-        step = versions.next_step(progress, versions.BufferRules(task.config.buffer_goal), now)
-        if step.action == engine.AGGREGATE:
-            self.transition(task, rnd.round, "aggregating")
-            self._open_buffer(task, now)  # uploads go on into the next buffer meanwhile
-            self.request_commit(task, rnd.round)
-        elif step.action == engine.COMMIT:
-            self.request_commit(task, rnd.round)
 
     def _open_round(self, task: Task, round_num: int, now: float) -> None:
         c = task.config
@@ -292,7 +205,7 @@ class RoundDriver:
         if not self.holds_lease(task):
             return
         if task.config.asynchronous:
-            self._advance_buffer(task, rnd, now)
+            self.buffers.advance(task, rnd, now)
             return
         progress = self.secagg.progress(task, rnd) if task.config.secagg_on else engine.Progress(
             rnd.state, rnd.selected, rnd.reported, rnd.selection_deadline, rnd.report_deadline)
@@ -338,7 +251,7 @@ class RoundDriver:
     def _next(self, task: Task, num: int) -> None:
         """After round `num` closed: the next round, or (asynchronous) the next buffer's turn."""
         if task.config.asynchronous:
-            self._drive_buffers(task, self.clock())
+            self.buffers.drive(task, self.clock())
         else:
             self._open_next_round(task, num, self.clock())
 
@@ -354,7 +267,7 @@ class RoundDriver:
     def _prune(self, task: Task, num: int) -> None:
         """The task's disk retention (coordinator.rounds.retention), after round `num` ended."""
         try:
-            prune_after_round(self.store, task.task_id, task.config, num, lambda n: self._opt_path(task, n))
+            prune_after_round(self.store, task.task_id, task.config, num, lambda n: self.optimizer_state.path(task.task_id, n))
         except OSError as exc:  # a full or read-only disk must not stop the rounds
             log.warning("task %s: retention after round %d failed: %s", task.task_id, num, exc)
 
@@ -452,7 +365,7 @@ class RoundDriver:
         control = self.store.blob_path(task.control_sha).read_bytes() if task.config.scaffold else None
         return CommitInputs(strategy, context, task.manifest.weight_shapes,
                             self.store.blob_path(task.checkpoint_sha).read_bytes(),
-                            self._load_opt_state(task, num - 1), control)
+                            self.optimizer_state.load(task.task_id, num - 1), control)
 
     def _apply_commit(self, task: Task, num: int, result: CommitResult, started: float) -> None:
         if result.failure:
@@ -463,8 +376,9 @@ class RoundDriver:
         if result.control_payload:
             self.store.put_blob(result.control_sha, result.control_payload)
         if result.opt_state:
-            self._save_opt_state(task, num, result.opt_state)
-        metrics = {**self._round_metrics(task, num), **result.metrics}
+            self.optimizer_state.save(task.task_id, num, result.opt_state)
+        metrics = {**training_metrics(task.config, self.store.updates(task.task_id, num),
+                                      self.take_served(task.task_id)), **result.metrics}
         if result.control_sha:
             metrics["control_sha"] = result.control_sha
         if not self.store.commit_round(task.task_id, num, self.clock(), sha, metrics):
@@ -494,17 +408,10 @@ class RoundDriver:
     def _commit_evaluation(self, task: Task, num: int) -> None:
         """An evaluation round: the reports summarized (coordinator.aggregation.evaluation), the
         checkpoint unchanged."""
-        updates = self.store.updates(task.task_id, num)
-        reports = [(u.examples, float(u.meta["correct"]), float(u.meta["loss_sum"])) for u in updates]
-        if not reports:
+        metrics = evaluation_metrics(task.config, self.store.updates(task.task_id, num))
+        if metrics is None:
             self.fail_round(task, num, "no reports to aggregate")
             return
-        metrics = {"reports": len(reports), **summarize(reports, task.config.max_example_count)}
-        tuned = [(u.examples, float(u.meta["correct"]), float(u.meta["loss_sum"]),
-                  float(u.meta["personalized_correct"]), float(u.meta["personalized_loss_sum"]))
-                 for u in updates if u.meta.get("personalized_correct") is not None]
-        if tuned:
-            metrics.update(summarize_personalized(tuned, task.config.max_example_count))
         if not self.store.commit_round(task.task_id, num, self.clock(), task.checkpoint_sha, metrics):
             return
         self._record(task, "evaluation_committed", {"of": task.config.evaluate_of,
@@ -526,43 +433,7 @@ class RoundDriver:
             for listener in self.evaluation_listeners:
                 listener(task)
 
-    def _round_metrics(self, task: Task, num: int) -> dict:
-        cap = task.config.max_example_count  # a device's claim weighs its metrics no more than its update
-        updates = self.store.updates(task.task_id, num)
-        metas = [(min(u.examples, cap), u.meta) for u in updates]
-        total = sum(n for n, _ in metas) or 1
-        eval_total = sum(m["eval_count"] for _, m in metas)
-        out = {"reports": len(metas), "examples": int(sum(n for n, _ in metas)),
-               "bytes_in": sum(_size(u.blob) for u in updates), "bytes_out": self.take_served(task.task_id),
-               "train_loss": sum(n * m["train_loss"] for n, m in metas) / total}
-        if task.config.asynchronous and metas:
-            stale = [int(m.get("staleness", 0)) for _, m in metas]
-            out["staleness_mean"] = sum(stale) / len(stale)
-            out["staleness_max"] = max(stale)
-            out["staleness_counts"] = {str(v): stale.count(v) for v in sorted(set(stale))}
-        if eval_total:
-            out["eval_accuracy"] = sum(m["eval_count"] * m["eval_accuracy"] for _, m in metas) / eval_total
-            out["eval_loss"] = sum(m["eval_count"] * m["eval_loss"] for _, m in metas) / eval_total
-        return out
-
-    def _opt_path(self, task: Task, num: int):
-        return self.store.data_dir / "server_opt" / task.task_id / f"{num:06d}.npz"
-
-    def _load_opt_state(self, task: Task, num: int) -> dict:
-        path = self._opt_path(task, num)
-        if not path.exists():
-            return {}
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-
-    def _save_opt_state(self, task: Task, num: int, state: dict) -> None:
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, **state)
-        self.store.write_file(self._opt_path(task, num), buf.getvalue())
-
-    def _finish_task(self, task: Task, state: str, reason: str) -> None:
+    def finish_task(self, task: Task, state: str, reason: str) -> None:
         self.store.set_task_state(task.task_id, state, reason)
         task.state = state
         self._record(task, "task_finished", {"state": state, "reason": reason})
@@ -570,10 +441,3 @@ class RoundDriver:
 
     def active_devices(self, window_s: float = 600.0) -> int:
         return self.store.count_seen(self.clock() - window_s)
-
-
-def _size(path: str) -> int:
-    try:
-        return Path(path).stat().st_size
-    except OSError:  # already discarded: it counts for nothing
-        return 0

@@ -1,6 +1,6 @@
 """The coordinator's durable state behind one interface: populations, devices, tasks,
-rounds, assignments, updates, and the SecAgg state of rounds (deadlines, roster, who
-shared, who survived; the messages).
+rounds, assignments, updates; asynchronous tasks' buffers (`coordinator.store.buffer_rows`),
+the SecAgg state of rounds (`coordinator.store.secagg_rows`) and the audit trail.
 
 The coordinator talks to the store through typed methods that take and return the records
 of `coordinator.store.records`; all the SQL lives in the store modules, written once here in the
@@ -23,8 +23,10 @@ import os
 import time
 from pathlib import Path
 
-from coordinator.store.records import (AssignmentRecord, DeviceRecord, PopulationRecord, RoundRecord, SecAggRoundRecord,
-                                 TaskRecord, UpdateRecord)
+from coordinator.store.buffer_rows import BufferRows
+from coordinator.store.secagg_rows import SecAggRows
+from coordinator.store.sql import dumps
+from coordinator.store.records import (AssignmentRecord, DeviceRecord, PopulationRecord, RoundRecord, TaskRecord, UpdateRecord)
 
 OPEN_STATES = ("selecting", "advertising", "sharing", "reporting", "unmasking", "aggregating")
 _OPEN_SQL = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"
@@ -34,22 +36,7 @@ class _RoundClosed(Exception):
     """Inside Store.assign: the round stopped selecting (or filled up) under the caller."""
 
 
-class BufferClosed(Exception):
-    """Store.add_buffered_update: the buffer stopped taking updates under the caller (it
-    started aggregating); nothing was written, the assignment still stands."""
-
-
-class AlreadyInBuffer(Exception):
-    """Store.add_buffered_update: this device's update is in that buffer already (one update
-    per device per version); nothing was written."""
-
-
-class AssignmentGone(Exception):
-    """Store.add_buffered_update: the assignment was consumed (by a concurrent upload) or
-    removed; nothing was written."""
-
-
-class Store:
+class Store(BufferRows, SecAggRows):
     """The typed interface and its SQL. A backend provides ``transaction()`` (a context
     whose value has ``execute(sql, params)`` and ``executemany(sql, rows)``), ``one``,
     ``all``, ``execute``, ``close`` and ``checkpoint_in_background``; rows read by name."""
@@ -285,69 +272,6 @@ class Store:
             return None
         return int(row["selected"])
 
-    def assign_buffered(self, a: AssignmentRecord, concurrency: int, live_since: float) -> int | None:
-        """An asynchronous assignment (``a.round``: the buffer open now), in one transaction:
-        the number of live assignments (made at or after ``live_since`` and not yet used) after
-        it, or None (nothing written) when ``concurrency`` are live already, this device holds a
-        live one, or its update is in the buffer open now (a device contributes once per
-        version: a fast phone cannot fill a version alone). The buffer open now counts it as
-        selected."""
-        with self.transaction() as tx:
-            buffer = tx.execute("SELECT round FROM rounds WHERE task_id=? AND state='reporting' ORDER BY round DESC "
-                                "LIMIT 1", (a.task_id,)).fetchone()
-            if buffer is not None and tx.execute("SELECT 1 FROM updates WHERE task_id=? AND round=? AND device_id=?",
-                                                 (a.task_id, buffer["round"], a.device_id)).fetchone() is not None:
-                return None
-            row = tx.execute("SELECT COUNT(*) AS n, SUM(CASE WHEN device_id=? THEN 1 ELSE 0 END) AS mine "
-                             "FROM assignments WHERE task_id=? AND assigned_at>=?",
-                             (a.device_id, a.task_id, live_since)).fetchone()
-            if row["n"] >= concurrency or (row["mine"] or 0) > 0:
-                return None
-            # An expired, unused assignment of the same buffer would block the insert: it is dead.
-            tx.execute("DELETE FROM assignments WHERE task_id=? AND round=? AND device_id=?",
-                       (a.task_id, a.round, a.device_id))
-            tx.execute("INSERT INTO assignments VALUES (?,?,?,?,?)",
-                       (a.task_id, a.round, a.device_id, a.token_hash, a.assigned_at))
-            tx.execute("UPDATE rounds SET selected=selected+1 WHERE task_id=? AND round=?", (a.task_id, a.round))
-        return int(row["n"]) + 1
-
-    def live_assignments(self, task_id: str, live_since: float) -> int:
-        return self.one("SELECT COUNT(*) AS n FROM assignments WHERE task_id=? AND assigned_at>=?",
-                        task_id, live_since)["n"]
-
-    def drop_assignment(self, task_id: str, num: int, device_id: str) -> None:
-        self.execute("DELETE FROM assignments WHERE task_id=? AND round=? AND device_id=?", task_id, num, device_id)
-
-    def add_buffered_update(self, u: UpdateRecord, assigned_round: int) -> int:
-        """An asynchronous update into buffer ``u.round``, in one transaction: the assignment
-        (of buffer ``assigned_round``) is used up, the row written and counted while the buffer
-        still takes updates. The buffer's reported count after it; raises AssignmentGone or
-        BufferClosed with nothing written. Exactly once: an assignment is used by one update."""
-        with self.transaction() as tx:
-            cur = tx.execute("DELETE FROM assignments WHERE task_id=? AND round=? AND device_id=?",
-                             (u.task_id, assigned_round, u.device_id))
-            if cur.rowcount == 0:
-                raise AssignmentGone
-            cur = tx.execute("UPDATE rounds SET reported=reported+1, examples=examples+? WHERE task_id=? AND round=? "
-                             "AND state='reporting'", (u.examples, u.task_id, u.round))
-            if cur.rowcount == 0:
-                raise BufferClosed  # rolls the assignment's removal back
-            if tx.execute("SELECT 1 FROM updates WHERE task_id=? AND round=? AND device_id=?",
-                          (u.task_id, u.round, u.device_id)).fetchone() is not None:
-                raise AlreadyInBuffer
-            tx.execute("INSERT INTO updates VALUES (?,?,?,?,?,?,?,?)",
-                       (u.task_id, u.round, u.device_id, u.examples, dumps(u.meta), u.blob, u.digest, u.received_at))
-            row = tx.execute("SELECT reported FROM rounds WHERE task_id=? AND round=?",
-                             (u.task_id, u.round)).fetchone()
-        return int(row["reported"])
-
-    def update_with_digest(self, task_id: str, device_id: str, digest: str, from_round: int) -> UpdateRecord | None:
-        """A device's stored update with these bytes in a round >= ``from_round`` (an async
-        upload retried after it was acknowledged lands in whichever buffer took it)."""
-        r = self.one("SELECT * FROM updates WHERE task_id=? AND device_id=? AND digest=? AND round>=? LIMIT 1",
-                     task_id, device_id, digest, from_round)
-        return self._update(r) if r else None
-
     def assignment(self, task_id: str, num: int, device_id: str) -> AssignmentRecord | None:
         r = self.one("SELECT * FROM assignments WHERE task_id=? AND round=? AND device_id=?", task_id, num, device_id)
         return AssignmentRecord(**{k: r[k] for k in r.keys()}) if r else None
@@ -383,72 +307,6 @@ class Store:
         except _RoundClosed:
             return None
         return int(row["reported"]) if row else 0
-
-    # -- SecAgg rounds: what each phase settled, the devices' messages, the sealed shares --
-    _SECAGG_COLUMNS = ("advertise_deadline", "share_deadline", "unmask_deadline", "roster", "params", "sharers",
-                       "survivors")
-
-    def add_secagg_round(self, r: SecAggRoundRecord) -> None:
-        self.execute("INSERT INTO secagg_rounds (task_id, round, advertise_deadline, share_deadline, "
-                     "unmask_deadline) VALUES (?,?,?,?,?)", r.task_id, r.round, r.advertise_deadline,
-                     r.share_deadline, r.unmask_deadline)
-
-    def secagg_round(self, task_id: str, num: int) -> SecAggRoundRecord | None:
-        r = self.one("SELECT * FROM secagg_rounds WHERE task_id=? AND round=?", task_id, num)
-        if r is None:
-            return None
-        return SecAggRoundRecord(
-            r["task_id"], r["round"], r["advertise_deadline"], r["share_deadline"], r["unmask_deadline"],
-            {int(i): d for i, d in json.loads(r["roster"]).items()} if r["roster"] else {},
-            json.loads(r["params"]) if r["params"] else None,
-            json.loads(r["sharers"]) if r["sharers"] else [], json.loads(r["survivors"]) if r["survivors"] else [])
-
-    def update_secagg_round(self, task_id: str, num: int, **fields) -> None:
-        """Deadlines as numbers; roster, params, sharers and survivors as their values (stored as JSON)."""
-        unknown = set(fields) - set(self._SECAGG_COLUMNS)
-        if unknown:
-            raise ValueError(f"no SecAgg round field(s) {sorted(unknown)}")
-        values = [v if k.endswith("_deadline") else dumps(v) for k, v in fields.items()]
-        self.execute(f"UPDATE secagg_rounds SET {', '.join(f'{k}=?' for k in fields)} WHERE task_id=? AND round=?",
-                     *values, task_id, num)
-
-    def secagg_message_digest(self, task_id: str, num: int, phase: str, device_id: str) -> str | None:
-        r = self.one("SELECT digest FROM secagg_messages WHERE task_id=? AND round=? AND phase=? AND device_id=?",
-                     task_id, num, phase, device_id)
-        return r["digest"] if r else None
-
-    def add_secagg_message(self, task_id: str, num: int, phase: str, device_id: str, body: str, digest: str,
-                           received_at: float, shares: list[tuple[int, int, bytes]] = ()) -> None:
-        """A phase message and, for ShareKeys, its sealed shares (receiver, sender, ciphertext), together."""
-        with self.transaction() as tx:
-            tx.execute("INSERT INTO secagg_messages VALUES (?,?,?,?,?,?,?)",
-                       (task_id, num, phase, device_id, body, digest, received_at))
-            if shares:
-                tx.executemany("INSERT INTO secagg_shares VALUES (?,?,?,?,?)",
-                               [(task_id, num, receiver, sender, c) for receiver, sender, c in shares])
-
-    def secagg_messages(self, task_id: str, num: int, phase: str) -> dict[str, str]:
-        """device id -> message body (JSON), for one phase."""
-        return {r["device_id"]: r["body"] for r in self.all(
-            "SELECT device_id, body FROM secagg_messages WHERE task_id=? AND round=? AND phase=?", task_id, num, phase)}
-
-    def secagg_message_count(self, task_id: str, num: int, phase: str) -> int:
-        return self.one("SELECT COUNT(*) AS n FROM secagg_messages WHERE task_id=? AND round=? AND phase=?",
-                        task_id, num, phase)["n"]
-
-    def secagg_inbox(self, task_id: str, num: int, receiver: int) -> list[tuple[int, bytes]]:
-        """(sender, ciphertext) of the sealed shares addressed to ``receiver``, by sender."""
-        return [(r["sender"], bytes(r["ciphertext"])) for r in self.all(
-            "SELECT sender, ciphertext FROM secagg_shares WHERE task_id=? AND round=? AND receiver=? ORDER BY sender",
-            task_id, num, receiver)]
-
-    def delete_secagg_shares(self, task_id: str, num: int, keep_senders: list[int] | None = None) -> None:
-        """All the round's sealed shares, or those whose sender is not in ``keep_senders``."""
-        if keep_senders is None:
-            self.execute("DELETE FROM secagg_shares WHERE task_id=? AND round=?", task_id, num)
-        else:
-            self.execute(f"DELETE FROM secagg_shares WHERE task_id=? AND round=? AND sender NOT IN "
-                         f"({','.join('?' * len(keep_senders))})", task_id, num, *keep_senders)
 
     # -- the audit trail: one hash chain per task (protocol.audit) ----------------------------
     def append_audit(self, task_id: str, make_entry) -> dict:
@@ -525,10 +383,6 @@ def open_store(db: str, data_dir: str = "", synchronous: str = "NORMAL") -> Stor
     from coordinator.store.sqlite import SqliteStore
 
     return SqliteStore(db, synchronous=synchronous, data_dir=data_dir)
-
-
-def dumps(value) -> str:
-    return json.dumps(value, sort_keys=True)
 
 
 def now() -> float:

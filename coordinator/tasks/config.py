@@ -30,8 +30,9 @@ MAX_ROUNDS = 1_000_000  # round numbers in URLs are bounded by this too
 
 @dataclass(frozen=True)
 class ServerOptimizer:
-    name: str = "fedavg"  # "fedavg" or "fedadam"
+    name: str = "fedavg"  # "fedavg", "fedavgm" (server momentum) or "fedadam"
     learning_rate: float = 1.0
+    momentum: float = 0.9  # fedavgm only
     beta_1: float = 0.9
     beta_2: float = 0.99
     tau: float = 1e-3
@@ -197,16 +198,18 @@ class TaskConfig:
             raise BadRequest(f"unknown task config field(s): {', '.join(sorted(unknown))}")
         so_raw = raw.get("server_optimizer", {}) or {}
         if not isinstance(so_raw, dict) or set(so_raw) - set(ServerOptimizer.__dataclass_fields__):
-            raise BadRequest("server_optimizer must be an object with name, learning_rate, beta_1, beta_2, tau")
+            raise BadRequest("server_optimizer must be an object with name, learning_rate, momentum, beta_1, beta_2, "
+                             "tau")
         so = ServerOptimizer(
             name=str(so_raw.get("name", "fedavg")),
             learning_rate=_num(so_raw, "learning_rate", 1.0, 0.0, 100.0),
+            momentum=_num(so_raw, "momentum", 0.9, 0.0, 0.999),
             beta_1=_num(so_raw, "beta_1", 0.9, 0.0, 1.0),
             beta_2=_num(so_raw, "beta_2", 0.99, 0.0, 1.0),
             tau=_num(so_raw, "tau", 1e-3, 1e-12, 10.0),
         )
-        if so.name not in ("fedavg", "fedadam"):
-            raise BadRequest("server_optimizer.name must be 'fedavg' or 'fedadam'")
+        if so.name not in ("fedavg", "fedavgm", "fedadam"):
+            raise BadRequest("server_optimizer.name must be 'fedavg', 'fedavgm' or 'fedadam'")
         secagg = raw.get("secagg", "off")
         if secagg not in ("off", "secagg", "secagg+"):
             raise BadRequest("task config 'secagg' must be 'off', 'secagg' or 'secagg+'")

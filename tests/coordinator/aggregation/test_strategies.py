@@ -41,6 +41,27 @@ def test_fedadam_carries_its_moments_from_round_to_round():
     assert abs(steps[0][0]) == pytest.approx(0.1 * 0.1 / (np.sqrt(0.01) + 1e-3), rel=1e-4)
 
 
+def test_fedavgm_accumulates_velocity_across_rounds():
+    cfg = _config(server_optimizer={"name": "fedavgm", "learning_rate": 0.5, "momentum": 0.5})
+    weights, state, steps = WEIGHTS, {}, []
+    for delta in ([1.0, 0.0, -2.0], [1.0, 0.0, -2.0], [0.0, 0.0, 0.0]):
+        s = make_strategy(cfg, 3)
+        s.fold(np.array(delta, np.float32), 1.0)
+        out = s.finalize(weights, state, RoundContext())
+        steps.append(out.weights - weights)
+        weights, state = out.weights, out.optimizer_state
+    # velocity 1, 1.5, 0.75 times the delta; the step is lr x velocity, and it coasts on a zero delta
+    assert np.allclose([s_[0] for s_ in steps], [0.5, 0.75, 0.375]) and np.allclose(steps[2][2], -0.75)
+    assert set(state) == {"velocity"} and state["velocity"].dtype == np.float32
+
+
+@pytest.mark.parametrize("bad", [{"name": "fedavgm", "momentum": 1.0}, {"name": "fedavgm", "momentum": -0.1},
+                                 {"name": "sgdm"}])
+def test_server_optimizer_settings_out_of_range_are_refused(bad):
+    with pytest.raises(Exception, match="momentum|server_optimizer"):
+        _config(server_optimizer=bad)
+
+
 def test_dp_wraps_the_sum_with_noise_a_fixed_denominator_and_epsilon():
     cfg = _config(clip_norm=1.0, dp_noise_multiplier=1.0, dp_population=100)
     s = make_strategy(cfg, 20_000)

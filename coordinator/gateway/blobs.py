@@ -1,0 +1,56 @@
+"""Who may download a blob, and how many bytes the devices fetched per task.
+
+Blobs are capability URLs (a SHA-256 nobody can guess), except those of a population that
+requires an enrollment secret or attestation: those need a device token of that population
+(or the admin token), so a model is not handed to devices the population refused.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from coordinator import errors as E
+from coordinator.store.base import Store
+from coordinator.store.records import DeviceRecord
+from coordinator.tasks.registry import TaskRegistry
+
+BLOB_GUARD_TTL_S = 1.0  # a task that starts to use a public blob guards it at most this much later
+GUARD_CACHE_SIZE = 4096
+
+
+class BlobAccess:
+    def __init__(self, store: Store, clock, tasks: TaskRegistry,
+                 authenticate: Callable[[str | None], DeviceRecord]):
+        self.store, self.clock, self.tasks, self.authenticate = store, clock, tasks, authenticate
+        # Blob -> the populations guarding it, for BLOB_GUARD_TTL_S: every selected device downloads
+        # the checkpoint, and a query per download was a burst of round trips at each round's opening.
+        self._guard: dict[str, tuple[float, set[str]]] = {}
+        self._served: dict[str, int] = {}  # per task: model, checkpoint and control bytes served (this replica)
+
+    def authorize(self, sha: str, authorization: str | None, is_admin: bool) -> bool:
+        """403 for a device of another population; True when the blob is guarded at all (the
+        answer must then not be cached by shared caches)."""
+        now = self.clock()
+        cached = self._guard.get(sha)
+        if cached is None or not 0 <= now - cached[0] < BLOB_GUARD_TTL_S:
+            if len(self._guard) >= GUARD_CACHE_SIZE:
+                self._guard.clear()
+            cached = self._guard[sha] = (now, self.store.guarded_blob_populations(sha))
+        guarded = cached[1]
+        if guarded and not is_admin and self.authenticate(authorization).population not in guarded:
+            raise E.Forbidden("this blob belongs to another population", "other_population")
+        return bool(guarded)
+
+    def served(self, sha: str, size: int) -> None:
+        """A blob download, counted for the task it belongs to (its model, checkpoint or control
+        variate): the bytes devices fetch per round (round metrics' bytes_out)."""
+        for task in self.tasks.values():
+            if sha in (task.checkpoint_sha, task.model_sha, task.control_sha):
+                self._served[task.task_id] = self._served.get(task.task_id, 0) + size
+                return
+
+    def take_served(self, task_id: str) -> int:
+        return self._served.pop(task_id, 0)
+
+    def forget_guards(self, _task_id: str = "") -> None:
+        self._guard.clear()

@@ -1,0 +1,57 @@
+"""Evaluation reports at the gateway: a device's counts on its holdout in an evaluation
+task's round, checked like an update (assignment, token, duplicate, deadline) and stored as
+the round's record of that device; the report that reaches the goal closes the round."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING
+
+from coordinator import errors as E
+from coordinator.store.records import UpdateRecord
+from protocol.errors import ProtocolError
+from protocol.messages import EvaluationReport
+
+if TYPE_CHECKING:
+    from coordinator.gateway.gateway import DeviceGateway
+
+
+class EvaluationIntake:
+    def __init__(self, gateway: DeviceGateway):
+        self.gateway = gateway
+
+    def accept(self, device, task_id: str, round_num: int, upload_token: str | None, raw) -> dict:
+        g = self.gateway
+        task = g.device_task(device, task_id)
+        rnd = g.assigned(device, task_id, round_num, upload_token)
+        if not task.config.evaluation:
+            raise E.NotFound(f"task '{task_id}' is not an evaluation task; upload an update")
+        try:
+            report = EvaluationReport.from_dict(raw)
+        except ProtocolError as exc:
+            g.reject(exc.code)
+            raise E.BadRequest(str(exc), exc.code) from exc
+        body = json.dumps(report.to_dict(), sort_keys=True).encode()
+        digest = hashlib.sha256(body).hexdigest()
+        previous = g.store.update(task_id, round_num, device.device_id)
+        if previous is not None:
+            if previous.digest == digest:
+                return {"accepted": True, "duplicate": True}
+            g.reject("duplicate")
+            raise E.Conflict("this device's report for the round was already accepted", "duplicate")
+        if rnd.state not in ("selecting", "reporting") or g.clock() > rnd.report_deadline:
+            g.reject("late")
+            raise E.Gone(f"round {round_num} is closed ({rnd.state}); the report was not counted", "round_closed")
+        stored = {"correct": report.correct, "loss_sum": report.loss_sum}
+        if report.personalized_correct is not None:
+            stored.update(personalized_correct=report.personalized_correct,
+                          personalized_loss_sum=report.personalized_loss_sum)
+        record = UpdateRecord(task_id, round_num, device.device_id, report.examples, stored, "", digest, g.clock())
+        reported = g.store.add_update(record, only_open=True)
+        if reported is None:
+            g.reject("late")
+            raise E.Gone(f"round {round_num} closed; the report was not counted", "round_closed")
+        if reported >= task.config.goal_count:
+            g.rounds.guarded(task, g.close_full_round, task, round_num)
+        return {"accepted": True, "duplicate": False}

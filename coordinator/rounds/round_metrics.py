@@ -1,0 +1,52 @@
+"""What a committed round records about its reports: pure functions of the stored rows.
+
+A device's claims are bounded here as everywhere: its example count weighs its metrics no
+more than its update (max_example_count), and a missing file counts for nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from coordinator.aggregation.evaluation import summarize, summarize_personalized
+from coordinator.store.records import UpdateRecord
+from coordinator.tasks.config import TaskConfig
+
+
+def training_metrics(config: TaskConfig, updates: list[UpdateRecord], bytes_out: int) -> dict:
+    cap = config.max_example_count
+    metas = [(min(u.examples, cap), u.meta) for u in updates]
+    total = sum(n for n, _ in metas) or 1
+    eval_total = sum(m["eval_count"] for _, m in metas)
+    out = {"reports": len(metas), "examples": int(sum(n for n, _ in metas)),
+           "bytes_in": sum(file_size(u.blob) for u in updates), "bytes_out": bytes_out,
+           "train_loss": sum(n * m["train_loss"] for n, m in metas) / total}
+    if config.asynchronous and metas:
+        stale = [int(m.get("staleness", 0)) for _, m in metas]
+        out["staleness_mean"] = sum(stale) / len(stale)
+        out["staleness_max"] = max(stale)
+        out["staleness_counts"] = {str(v): stale.count(v) for v in sorted(set(stale))}
+    if eval_total:
+        out["eval_accuracy"] = sum(m["eval_count"] * m["eval_accuracy"] for _, m in metas) / eval_total
+        out["eval_loss"] = sum(m["eval_count"] * m["eval_loss"] for _, m in metas) / eval_total
+    return out
+
+
+def evaluation_metrics(config: TaskConfig, updates: list[UpdateRecord]) -> dict | None:
+    """An evaluation round's summary (coordinator.aggregation.evaluation); None: no reports."""
+    reports = [(u.examples, float(u.meta["correct"]), float(u.meta["loss_sum"])) for u in updates]
+    if not reports:
+        return None
+    metrics = {"reports": len(reports), **summarize(reports, config.max_example_count)}
+    tuned = [(u.examples, float(u.meta["correct"]), float(u.meta["loss_sum"]),
+              float(u.meta["personalized_correct"]), float(u.meta["personalized_loss_sum"]))
+             for u in updates if u.meta.get("personalized_correct") is not None]
+    if tuned:
+        metrics.update(summarize_personalized(tuned, config.max_example_count))
+    return metrics
+
+
+def file_size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:  # already discarded: it counts for nothing
+        return 0
