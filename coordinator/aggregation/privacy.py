@@ -24,6 +24,35 @@ def round_event(noise_multiplier: float, sampling_rate: float) -> dp_event.DpEve
     return dp_event.PoissonSampledDpEvent(min(1.0, sampling_rate), dp_event.GaussianDpEvent(noise_multiplier))
 
 
+def distributed_round_event(noise_multiplier: float, clip_norm: float, quant_bits: int, num_values: int,
+                            min_survivors: int) -> dp_event.DpEvent:
+    """One round of distributed DP: the sum of at least min_survivors devices' discrete
+    Gaussian noise is (1/2) eps^2-zCDP with KLS theorem 1's eps (protocol.secagg.distributed_dp).
+    No amplification by sampling is claimed: the server sees who took part."""
+    from protocol.secagg import distributed_dp as ddp
+
+    p = ddp.plan(noise_multiplier, clip_norm, quant_bits, num_values, min_survivors)
+    eps = ddp.round_epsilon(p.bound, p.variance, min_survivors, p.length)
+    return dp_event.ZCDpEvent(eps * eps / 2.0)
+
+
+def distributed_epsilon(event: dp_event.DpEvent, rounds: int, delta: float) -> float:
+    if rounds <= 0:
+        return 0.0
+    accountant = rdp.RdpAccountant(_ORDERS)
+    accountant.compose(event, rounds)
+    return float(accountant.get_epsilon(delta))
+
+
+def task_epsilon(config, update_size: int, rounds: int, sampling: float) -> float:
+    """Epsilon spent by ``rounds`` committed rounds of a task (central or distributed DP)."""
+    if config.distributed_dp:
+        event = distributed_round_event(config.dp_noise_multiplier, config.clip_norm, config.secagg_bits,
+                                        update_size, config.required_reports)
+        return distributed_epsilon(event, rounds, config.dp_delta)
+    return epsilon(config.dp_noise_multiplier, sampling, rounds, config.dp_delta)
+
+
 def epsilon(noise_multiplier: float, sampling_rate: float, rounds: int, delta: float) -> float:
     """Epsilon spent by ``rounds`` rounds; inf without noise."""
     if rounds <= 0:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from coordinator.aggregation.privacy import epsilon
+from coordinator.aggregation.privacy import epsilon, task_epsilon
 from coordinator.aggregation.reducers import NothingToAggregate, Reducer, WeightedSum, make_reducer
 from coordinator.aggregation.server_optimizers import OptimizerState, ServerOptimizer, make_server_optimizer
 from protocol import dp
@@ -136,6 +136,26 @@ class DifferentiallyPrivate(_Around):
         return Finalized(new, new_state, metrics)
 
 
+class DistributedlyPrivate(_Around):
+    """Distributed DP around ``inner``: the devices noised their codes before masking them
+    (protocol.secagg.distributed_dp), so the unmasked sum carries the noise and nothing is
+    added here; the round records the noise and the epsilon spent (task_epsilon)."""
+
+    def __init__(self, inner: Federated, config: TaskConfig, size: int):
+        super().__init__(inner, config)
+        self.size = size
+
+    def finalize(self, weights, state, ctx):
+        from protocol.secagg import distributed_dp as ddp
+
+        cfg = self.config
+        out = self.inner.finalize(weights, state, ctx)
+        noise = ddp.plan(cfg.dp_noise_multiplier, cfg.clip_norm, cfg.secagg_bits, self.size, cfg.required_reports)
+        out.metrics.update(dp_clip=cfg.clip_norm, dp_noise_stddev=noise.sum_stddev, dp_device_variance=noise.variance,
+                           epsilon=task_epsilon(cfg, self.size, ctx.committed_rounds + 1, ctx.sampling_rate))
+        return out
+
+
 class Scaffold(_Around):
     """SCAFFOLD's server step around FedAvg: each update is the model delta followed by the
     control delta; finalize takes weights followed by the control variate c and returns
@@ -159,4 +179,6 @@ def make_strategy(config: TaskConfig, size: int) -> Strategy:
     strategy = Federated(reducer, make_server_optimizer(config.server_optimizer))
     if config.scaffold:
         return Scaffold(strategy, config)
+    if config.distributed_dp:
+        return DistributedlyPrivate(strategy, config, size)
     return DifferentiallyPrivate(strategy, config) if config.dp_on else strategy

@@ -21,7 +21,7 @@ from coordinator.rounds.replicas import Replicas
 from coordinator.rounds.optimizer_state import OptimizerStateFiles
 from coordinator.rounds.round_metrics import evaluation_metrics, training_metrics
 from coordinator.rounds.commit import CommitInputs, CommitResult, compute_commit
-from coordinator.aggregation.privacy import epsilon, sampling_rate
+from coordinator.aggregation.privacy import sampling_rate, task_epsilon
 from coordinator.store.records import RoundRecord
 from coordinator.rounds.retention import prune_after_round, remove_empty_dir
 from coordinator.store.base import OPEN_STATES
@@ -175,8 +175,8 @@ class RoundDriver:
         cfg = task.config
         if cfg.dp_on and cfg.dp_epsilon_budget > 0:
             q = self.dp_sampling_rate(task)
-            spent = epsilon(cfg.dp_noise_multiplier, q, done, cfg.dp_delta)
-            after = epsilon(cfg.dp_noise_multiplier, q, done + 1, cfg.dp_delta)
+            spent = task_epsilon(cfg, task.update_size, done, q)
+            after = task_epsilon(cfg, task.update_size, done + 1, q)
             if after > cfg.dp_epsilon_budget:
                 self.finish_task(task, "completed", f"privacy budget: one more round would spend epsilon {after:.3f} > "
                                                      f"budget {cfg.dp_epsilon_budget:g} (delta {cfg.dp_delta:g}); "

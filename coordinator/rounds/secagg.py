@@ -32,7 +32,7 @@ from coordinator.rounds.engine import Progress
 from coordinator.store.base import Store, dumps
 from protocol import dp
 from protocol.errors import ProtocolError
-from protocol.secagg import ring, server
+from protocol.secagg import distributed_dp, ring, server
 from protocol.secagg.messages import (EncryptedShare, PublicKeys, RevealedShare, SecAggParams, SecAggView,
                                       UnmaskRequest, parse_list, round_context)
 
@@ -231,7 +231,9 @@ class SecAggRounds:
                 len(devices), plus=cfg.secagg == "secagg+", threshold_fraction=cfg.secagg_threshold,
                 degree=cfg.secagg_degree, quant_bits=cfg.secagg_bits, clip_norm=cfg.clip_norm,
                 num_values=task.update_size, rotation_seed=secrets.randbits(63) + 1,
-                graph_seed=os.urandom(32), extra=cfg.secagg_extra_slots)
+                graph_seed=os.urandom(32), extra=cfg.secagg_extra_slots,
+                dp_noise_multiplier=cfg.dp_noise_multiplier if cfg.distributed_dp else 0.0,
+                dp_min_survivors=cfg.required_reports)
         except ProtocolError as exc:
             return f"secagg: {exc}"
         roster = {str(i): d for i, d in enumerate(devices, start=1)}
@@ -288,6 +290,8 @@ class SecAggRounds:
         # most one step per coordinate: 2 r sqrt(L) / (2^b - 1) <= 8 C / (2^b - 1)). One hostile
         # device then moves the mean by at most about C.
         n, levels = len(survivors), (1 << params.quant_bits) - 1
+        if params.distributed_dp:
+            return self._noised_sum(task, params, codes, n), n, None
         codes = np.minimum(codes, np.uint64(n * levels))
         total = ring.dequantize_sum(codes[: params.length], n, params.num_values, params.quant_bits,
                                     params.value_range, params.rotation_seed)
@@ -295,3 +299,18 @@ class SecAggRounds:
         total, _ = dp.clip_l2(total.astype(np.float64), bound)
         bits = float(min(int(codes[params.length]), n)) if params.extra else None
         return total, n, bits
+
+    @staticmethod
+    def _noised_sum(task: "Task", params: SecAggParams, codes: np.ndarray, n: int) -> np.ndarray:
+        """Distributed DP: the sum decoded centred (devices' codes are signed and noised),
+        clamped per coordinate to what n honest devices reach, and bounded in L2 by n clips
+        plus the rounding plus 1.5x the noise's expected norm, so a hostile device's ring
+        element moves the mean by about a clip at most, as without noise."""
+        total = distributed_dp.decode_sum(codes[: params.length], n, params.num_values, params.quant_bits,
+                                          params.modulus_bits, params.value_range, params.dp_variance,
+                                          params.rotation_seed)
+        per_level = ((1 << params.quant_bits) - 1) / (2.0 * params.value_range)
+        noise_norm = (params.length * n * params.dp_variance) ** 0.5 / per_level
+        bound = n * params.dp_bound / per_level + 1.5 * noise_norm
+        clipped, _ = dp.clip_l2(total.astype(np.float64), bound)
+        return clipped

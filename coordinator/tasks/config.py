@@ -78,6 +78,10 @@ class TaskConfig:
     # Instead of dp_noise_multiplier: the epsilon the task's `rounds` may spend at dp_delta; the
     # coordinator calibrates the noise multiplier at creation (coordinator.aggregation.privacy).
     dp_target_epsilon: float = 0.0
+    # "central": the coordinator adds the Gaussian noise to the sum (it sees the sum before);
+    # "distributed": each device adds discrete Gaussian noise before it masks its input under
+    # SecAgg, so the coordinator only ever unmasks a noised sum (protocol.secagg.distributed_dp).
+    dp_mode: str = "central"
     # Server-side bounds: whatever a device says, each decoded update is clipped to this L2 norm
     # (to the round's clip under DP) and weighted by at most this many examples.
     max_update_norm: float = 100.0
@@ -149,6 +153,10 @@ class TaskConfig:
     @property
     def dp_on(self) -> bool:
         return self.dp_noise_multiplier > 0
+
+    @property
+    def distributed_dp(self) -> bool:
+        return self.dp_on and self.dp_mode == "distributed"
 
     @property
     def adaptive_clip(self) -> bool:
@@ -269,6 +277,7 @@ class TaskConfig:
             dp_epsilon_budget=_num(raw, "dp_epsilon_budget", 0.0, 0.0, 1e6),
             dp_population=_num(raw, "dp_population", 0, 0, 10**9, int),
             dp_target_epsilon=_num(raw, "dp_target_epsilon", 0.0, 0.0, 1e6),
+            dp_mode=_choice(raw, "dp_mode", ("central", "distributed")),
             max_update_norm=_num(raw, "max_update_norm", 100.0, 1e-9, 1e9),
             max_example_count=_num(raw, "max_example_count", 10_000, 1, MAX_COUNT, int),
             aggregator=aggregator,
@@ -306,7 +315,9 @@ class TaskConfig:
         if cfg.dp_on and cfg.clip_norm <= 0:
             raise BadRequest("DP needs a clip: set clip_norm > 0 (the initial clip with dp_target_quantile)",
                              "clip_required")
-        if cfg.dp_on and cfg.dp_population < cfg.goal_count:
+        if cfg.dp_mode == "distributed":
+            _check_distributed_dp(cfg)
+        if cfg.dp_on and not cfg.distributed_dp and cfg.dp_population < cfg.goal_count:
             # The sampling rate behind epsilon must not come from a count that anyone can raise
             # by registering devices.
             raise BadRequest("DP needs the population size: set dp_population >= goal_count (the number of devices "
@@ -330,6 +341,27 @@ class TaskConfig:
         except ProtocolError as exc:
             raise BadRequest(str(exc), exc.code) from exc
         return cfg
+
+
+def _check_distributed_dp(cfg: TaskConfig) -> None:
+    if not cfg.secagg_on:
+        raise BadRequest("dp_mode 'distributed' adds the noise on the devices under secure aggregation: set secagg "
+                         "to 'secagg' or 'secagg+'", "distributed_dp_needs_secagg")
+    if cfg.dp_target_epsilon > 0 and not cfg.dp_on:
+        raise BadRequest("dp_mode 'distributed' takes dp_noise_multiplier (the summed noise in units of the "
+                         "sensitivity); calibrating it to dp_target_epsilon is not supported yet", "bad_config")
+    if not cfg.dp_on:
+        raise BadRequest("dp_mode 'distributed' needs dp_noise_multiplier > 0", "bad_config")
+    if cfg.dp_target_quantile > 0:
+        raise BadRequest("adaptive clipping (dp_target_quantile) needs the server to noise the clip bits; use a "
+                         "fixed clip_norm with dp_mode 'distributed'", "bad_config")
+
+
+def _choice(raw: dict, name: str, choices: tuple[str, ...]) -> str:
+    value = raw.get(name, choices[0])
+    if value not in choices:
+        raise BadRequest(f"task config '{name}' must be one of {', '.join(repr(c) for c in choices)}")
+    return value
 
 
 def _text(raw: dict, name: str, max_len: int = 1000) -> str:

@@ -121,8 +121,10 @@ class SecAggClient:
         if not self.sharers:
             raise ProtocolError("SecAgg phases out of order: no shares received yet", "out_of_order")
         codes = np.asarray(codes)
-        if codes.shape != (p.vector_length,) or (codes.size and int(codes.max()) >> p.quant_bits):
-            raise ProtocolError(f"masked input needs {p.vector_length} codes below 2^{p.quant_bits}", "bad_input")
+        # Distributed DP's codes are noised and signed, reduced mod 2^k: the whole ring.
+        bits = p.modulus_bits if p.distributed_dp else p.quant_bits
+        if codes.shape != (p.vector_length,) or (codes.size and int(codes.max()) >> bits):
+            raise ProtocolError(f"masked input needs {p.vector_length} codes below 2^{bits}", "bad_input")
         total = codes.astype(np.uint64) + prg.expand(self._b, p.vector_length, p.modulus_bits)
         for v in sorted(self.neighbours & self.sharers):
             seed = crypto.agree(self.s.private, self.keys[v].s_public, self.context, crypto.PURPOSE_MASK)

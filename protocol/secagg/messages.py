@@ -72,6 +72,14 @@ class SecAggParams:
     rotation_seed: int
     graph_seed: bytes
     extra: int = 0  # integer slots after the update (the adaptive-clipping bit), summed unrotated
+    # Distributed DP (protocol.secagg.distributed_dp): each device's N_Z noise variance and its
+    # conditional-rounding bound, in grid units; 0: no device noise (plain SecAgg codes).
+    dp_variance: float = 0.0
+    dp_bound: float = 0.0
+
+    @property
+    def distributed_dp(self) -> bool:
+        return self.dp_variance > 0
 
     @property
     def vector_length(self) -> int:
@@ -81,7 +89,8 @@ class SecAggParams:
         return {"n": self.n, "degree": self.degree, "threshold": self.threshold, "quant_bits": self.quant_bits,
                 "modulus_bits": self.modulus_bits, "value_range": self.value_range, "num_values": self.num_values,
                 "length": self.length, "rotation_seed": self.rotation_seed, "graph_seed": b64(self.graph_seed),
-                "extra": self.extra}
+                "extra": self.extra, **({"dp_variance": self.dp_variance, "dp_bound": self.dp_bound}
+                                        if self.distributed_dp else {})}
 
     @classmethod
     def from_dict(cls, raw: Any) -> "SecAggParams":
@@ -91,10 +100,13 @@ class SecAggParams:
                 num_values=get_field(raw, "num_values", int), length=get_field(raw, "length", int),
                 rotation_seed=get_field(raw, "rotation_seed", int), graph_seed=unb64(raw.get("graph_seed"),
                                                                                      "graph_seed", 32),
-                extra=get_field(raw, "extra", int, False, 0))
+                extra=get_field(raw, "extra", int, False, 0),
+                dp_variance=get_field(raw, "dp_variance", float, False, 0.0, lo=0.0, hi=1e12),
+                dp_bound=get_field(raw, "dp_bound", float, False, 0.0, lo=0.0, hi=1e12))
         if not (2 <= p.n <= MAX_INDEX and 1 <= p.degree < p.n and 1 <= p.threshold <= p.degree + 1
                 and 1 <= p.quant_bits < p.modulus_bits <= 32 and p.value_range > 0
-                and 1 <= p.num_values <= p.length and p.length & (p.length - 1) == 0 and 0 <= p.extra <= 16):
+                and 1 <= p.num_values <= p.length and p.length & (p.length - 1) == 0 and 0 <= p.extra <= 16
+                and (p.dp_variance == 0 or (p.dp_variance >= 1 and p.dp_bound > 0 and p.extra == 0))):
             raise ProtocolError("inconsistent SecAgg parameters", "bad_params")
         return p
 

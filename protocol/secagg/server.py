@@ -90,7 +90,8 @@ def unmask_sum(masked_sum: np.ndarray, params: SecAggParams, keys: Mapping[int, 
 
 
 def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int, quant_bits: int, clip_norm: float,
-                  num_values: int, rotation_seed: int, graph_seed: bytes, extra: int = 0) -> SecAggParams:
+                  num_values: int, rotation_seed: int, graph_seed: bytes, extra: int = 0,
+                  dp_noise_multiplier: float = 0.0, dp_min_survivors: int = 0) -> SecAggParams:
     """Round parameters once the roster of n devices is known.
 
     Degree: n - 1 (SecAgg) or ``degree`` / `graph.auto_degree` (SecAgg+). A secret has
@@ -98,6 +99,10 @@ def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int,
     ``threshold_fraction`` of them, at least 2: with the default 1/2 an honest-but-curious
     coordinator needs a majority of a device's neighbourhood to collude with it to unmask
     that device.
+
+    With ``dp_noise_multiplier`` > 0 (distributed DP), each device adds discrete Gaussian noise
+    calibrated so that ``dp_min_survivors`` devices' noise sums to z times the sensitivity, and
+    the modulus makes room for it (`protocol.secagg.distributed_dp`).
     """
     from protocol.secagg import ring
 
@@ -106,6 +111,13 @@ def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int,
     d = graph.effective_degree(n, (degree or graph.auto_degree(n)) if plus else n - 1)
     t = min(d + 1, max(2, int(threshold_fraction * (d + 1)) + 1))
     length = ring.padded_length(num_values)
+    if dp_noise_multiplier > 0:
+        from protocol.secagg import distributed_dp
+
+        noise = distributed_dp.plan(dp_noise_multiplier, clip_norm, quant_bits, num_values, max(1, dp_min_survivors))
+        return SecAggParams(n, d, t, quant_bits, distributed_dp.modulus_bits(n, quant_bits, noise.variance),
+                            noise.value_range, num_values, length, rotation_seed, graph_seed, extra,
+                            dp_variance=noise.variance, dp_bound=noise.bound)
     bits = ring.modulus_bits(quant_bits, n)
     if bits > 32:
         raise ProtocolError(f"{quant_bits}-bit codes for {n} devices need more than 32 bits", "bad_params")

@@ -1,0 +1,165 @@
+"""Distributed differential privacy under secure aggregation: the distributed discrete
+Gaussian (Kairouz, Liu and Steinke, "The Distributed Discrete Gaussian Mechanism for
+Federated Learning with Secure Aggregation", ICML 2021).
+
+The server never holds noise-free data it could leak: each device adds its own share of the
+noise, on the integer grid, before it masks its input. The sum the server unmasks already
+carries noise of variance n * sigma^2 (n survivors), enough for the task's guarantee as
+long as at least ``min_survivors`` devices report (the round fails otherwise).
+
+Per device, in the paper's order:
+
+1. clip the delta to L2 norm C (the device does it; the server bounds the sum again);
+2. zero-pad to a power of two L and rotate by the randomized Hadamard transform of the
+   round (`protocol.secagg.ring`: the same rotation, range r and grid as plain SecAgg);
+3. scale to grid units (x * (2^b - 1) / 2r, coordinates clipped to [-r, r] first) and round
+   each coordinate stochastically, *conditionally*: draw again until the rounded vector's
+   L2 norm is at most the bound Delta (KLS eq. (5), beta = exp(-1/2)); Delta is the
+   sensitivity the accounting uses;
+4. add N_Z(0, sigma^2) to each coordinate (`protocol.discrete_gaussian`, exact);
+5. reduce mod 2^k (signed values wrap; the modulus has room for n devices' codes plus eight
+   standard deviations of the summed noise, so the centred sum never wraps in practice).
+
+Accounting: the sum of n i.i.d. N_Z(0, sigma^2) with an L2 sensitivity Delta in dimension d
+is (1/2) eps^2-concentrated DP with eps from KLS theorem 1 (`round_epsilon`); rounds compose
+by dp-accounting's zCDP event (`coordinator.aggregation.privacy`).
+
+Trust: the parameters (sigma^2, Delta, k) are the server's, like the rest of the round's
+parameters; an honest-but-curious server that follows the protocol learns only the noised
+sum. Everything here is pure and deterministic given its random draws, so the Java core
+reproduces the codes exactly (protocol/golden/secagg.json, "distributed").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable
+
+import numpy as np
+
+from protocol import discrete_gaussian
+from protocol.errors import ProtocolError
+from protocol.secagg import ring
+
+ROUNDING_BETA = math.exp(-0.5)  # KLS's choice: a draw is kept with probability at least 1 - beta
+MAX_ROUNDING_TRIES = 1000  # P(all fail) <= beta^1000: a device that exceeds it has a wrong bound
+VARIANCE_GRID = 1024  # sigma^2 is rounded up to a multiple of 1/1024: exact in binary, small rationals
+NOISE_SIGMAS = 8.0  # the modulus holds this many standard deviations of the summed noise
+MAX_MODULUS_BITS = 32
+
+
+def rounding_bound(scaled_clip: float, length: int, beta: float = ROUNDING_BETA) -> float:
+    """Delta_2 of conditional randomized rounding (KLS eq. (5)): a vector of L2 norm at most
+    ``scaled_clip`` in dimension ``length``, rounded coordinate by coordinate, stays within
+    it with probability at least 1 - beta."""
+    c, d = float(scaled_clip), float(length)
+    loose = c + math.sqrt(d)
+    tight = math.sqrt(c * c + d / 4.0 + math.sqrt(2.0 * math.log(1.0 / beta)) * (c + math.sqrt(d) / 2.0))
+    return min(loose, tight)
+
+
+@dataclass(frozen=True)
+class NoisePlan:
+    """What a round's devices and server agree on, in grid units (one unit = 2r / (2^b - 1))."""
+
+    length: int  # L, the rotated vector's dimension
+    value_range: float  # r
+    per_level: float  # grid units per update unit: (2^b - 1) / 2r
+    bound: float  # Delta: the rounded vector's L2 norm never exceeds it (the sensitivity)
+    variance: float  # sigma^2 of each device's N_Z noise, a multiple of 1/VARIANCE_GRID
+    min_survivors: int  # the noise is calibrated for at least this many reports
+
+    @property
+    def sum_stddev(self) -> float:
+        """The summed noise's standard deviation with ``min_survivors`` reports, in update units."""
+        return math.sqrt(self.min_survivors * self.variance) / self.per_level
+
+
+def plan(noise_multiplier: float, clip_norm: float, quant_bits: int, num_values: int,
+         min_survivors: int) -> NoisePlan:
+    """sigma for ``min_survivors`` devices: their summed noise has standard deviation
+    noise_multiplier * Delta, the central Gaussian mechanism's z times the sensitivity."""
+    if noise_multiplier <= 0 or clip_norm <= 0 or min_survivors < 1:
+        raise ValueError("distributed DP needs a noise multiplier > 0, a clip > 0 and at least one survivor")
+    length = ring.padded_length(num_values)
+    vrange = ring.value_range(clip_norm, length)
+    per_level = ((1 << quant_bits) - 1) / (2.0 * vrange)
+    bound = rounding_bound(clip_norm * per_level, length)
+    sigma = noise_multiplier * bound / math.sqrt(min_survivors)
+    variance = max(1.0, math.ceil(sigma * sigma * VARIANCE_GRID) / VARIANCE_GRID)  # KLS assume sigma >= 1/2
+    return NoisePlan(length, vrange, per_level, bound, variance, min_survivors)
+
+
+def reach(n: int, quant_bits: int, variance: float) -> int:
+    """The largest magnitude an honest sum of n devices reaches per coordinate (with
+    NOISE_SIGMAS of noise): rounded codes are within +-2^(b-1)."""
+    return n * (1 << (quant_bits - 1)) + math.ceil(NOISE_SIGMAS * math.sqrt(n * variance))
+
+
+def modulus_bits(n: int, quant_bits: int, variance: float) -> int:
+    bits = (2 * reach(n, quant_bits, variance) + 1).bit_length()
+    if bits > MAX_MODULUS_BITS:
+        raise ProtocolError(f"distributed DP for {n} devices with noise variance {variance:g} needs {bits} modulus "
+                            f"bits (at most {MAX_MODULUS_BITS}); lower secagg_bits", "bad_params")
+    return bits
+
+
+def round_epsilon(bound: float, variance: float, n: int, dim: int) -> float:
+    """KLS theorem 1: the sum of n i.i.d. N_Z(0, variance) added to inputs that differ by at
+    most ``bound`` in L2 (dimension ``dim``) is (1/2) eps^2-concentrated DP with this eps."""
+    if n < 1 or variance <= 0:
+        return math.inf
+    k = np.arange(1, n, dtype=np.float64)
+    tau = 10.0 * float(np.sum(np.exp(-2.0 * math.pi ** 2 * variance * k / (k + 1.0)))) if n > 1 else 0.0
+    nv = n * variance
+    return min(math.sqrt(bound * bound / nv + 2.0 * tau * dim), bound / math.sqrt(nv) + tau * math.sqrt(dim))
+
+
+def exact_variance(variance: float) -> Fraction:
+    return Fraction(variance)  # a multiple of 1/1024: exactly this rational in binary
+
+
+def os_noise(variance: float) -> Callable[[int], np.ndarray]:
+    """The device's noise: `length` exact N_Z(0, variance) draws from the OS CSPRNG."""
+    v = exact_variance(variance)
+    return lambda length: np.array([discrete_gaussian.discrete_gaussian(v) for _ in range(length)], np.int64)
+
+
+def encode(flat: np.ndarray, quant_bits: int, modulus: int, vrange: float, seed: int, bound: float,
+           uniforms: Callable[[int], np.ndarray], noise: Callable[[int], np.ndarray]) -> np.ndarray:
+    """Steps 2-5 for one device: its codes mod 2^modulus (uint32, length L).
+
+    ``uniforms(L)`` gives each rounding attempt's draws in [0, 1); ``noise(L)`` the integer
+    noise. The golden vectors record both, so another client reproduces the codes exactly.
+    """
+    length = ring.padded_length(np.asarray(flat).size)
+    x = np.clip(ring.rotate(np.asarray(flat, np.float32), length, seed), -vrange, vrange).astype(np.float64)
+    scaled = x * (((1 << quant_bits) - 1) / (2.0 * vrange))
+    limit = math.floor(bound * bound)
+    for _ in range(MAX_ROUNDING_TRIES):
+        draws = np.asarray(uniforms(length), np.float64)
+        if draws.shape != (length,):
+            raise ValueError(f"need {length} rounding draws, got {draws.shape}")
+        rounded = np.floor(scaled + draws).astype(np.int64)
+        if int(np.dot(rounded, rounded)) <= limit:
+            break
+    else:
+        raise ProtocolError(f"conditional rounding stayed above the bound {bound:g} in {MAX_ROUNDING_TRIES} tries",
+                            "bad_params")
+    noised = rounded + np.asarray(noise(length), np.int64)
+    return np.mod(noised, 1 << modulus).astype(np.uint32)
+
+
+def decode_sum(code_sum: np.ndarray, n: int, num_values: int, quant_bits: int, modulus: int, vrange: float,
+               variance: float, seed: int) -> np.ndarray:
+    """The noised float sum of n devices' updates from the unmasked sum of their codes mod
+    2^modulus: centred (signed), clamped to what n honest devices reach, back to update units
+    and rotated back."""
+    m = 1 << modulus
+    signed = np.mod(np.asarray(code_sum, np.int64) + m // 2, m) - m // 2
+    limit = reach(n, quant_bits, variance)
+    signed = np.clip(signed, -limit, limit)
+    rotated = signed.astype(np.float64) * (2.0 * vrange / ((1 << quant_bits) - 1))
+    return ring.unrotate(rotated.astype(np.float32), num_values, seed)
