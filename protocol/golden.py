@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protocol import codec
+from protocol import codec, discrete_gaussian
 from protocol.messages import Assignment, CheckinRequest, CheckinResponse, DeviceState, Plan, UploadMeta
 from protocol.secagg import crypto, graph, prg, ring, shamir
 from protocol.secagg.client import SecAggClient, share_aad
@@ -187,7 +187,42 @@ def secagg_vectors() -> dict:
                       "codes": [int(c) for c in codes], "packed": ring.pack(codes, bits).hex()})
 
     return {"agreement": agreement, "sealed": sealed, "shamir": shamir_case, "graphs": graphs, "grids": grids,
-            "masked_input": _masked_input_case(), "view": _view_example()}
+            "distributed": _distributed_dp_cases(), "masked_input": _masked_input_case(), "view": _view_example()}
+
+
+def _distributed_dp_cases() -> list[dict]:
+    """Distributed DP codes (protocol.secagg.distributed_dp.encode) with every draw recorded:
+    the rounding uniforms of each attempt (the first case's first attempt rounds every
+    coordinate away from zero, past the bound, so it must be drawn again) and the noise."""
+    from protocol.secagg import distributed_dp as ddp
+
+    cases = []
+    for quant_bits, count, clip, z, survivors, force_redraw in [(8, 37, 1.0, 0.8, 5, True), (6, 300, 0.5, 1.2, 20, False)]:
+        rng = np.random.default_rng(100 + quant_bits)
+        flat = rng.normal(0.0, 1.0, count).astype(np.float32)
+        flat *= np.float32(clip / float(np.linalg.norm(flat)))  # at the clip, as a device sends it
+        plan = ddp.plan(z, clip, quant_bits, count, survivors)
+        bits = ddp.modulus_bits(2 * survivors, quant_bits, plan.variance)
+        seed = 2**61 + quant_bits
+        scaled = np.clip(ring.rotate(flat, plan.length, seed), -plan.value_range, plan.value_range) * plan.per_level
+        uniforms: list[np.ndarray] = []
+
+        def draw(length: int) -> np.ndarray:
+            u = (np.where(scaled >= 0, 0.999999, 0.0) if force_redraw and not uniforms else rng.random(length))
+            uniforms.append(u)
+            return u
+
+        seeded = random.Random(quant_bits)  # any uniform source will do: the noise is recorded and replayed
+        noise = np.array([discrete_gaussian.discrete_gaussian(ddp.exact_variance(plan.variance), seeded.randrange)
+                          for _ in range(plan.length)], np.int64)
+        codes = ddp.encode(flat, quant_bits, bits, plan.value_range, seed, plan.bound, draw, lambda _n: noise)
+        assert not force_redraw or len(uniforms) > 1
+        cases.append({"quant_bits": quant_bits, "modulus_bits": bits, "value_range": plan.value_range,
+                      "rotation_seed": str(seed), "dp_bound": plan.bound, "dp_variance": plan.variance,
+                      "values": _hex_f32(flat), "attempts": len(uniforms),
+                      "uniforms": np.concatenate(uniforms).astype("<f8").tobytes().hex(),
+                      "noise": [int(v) for v in noise], "codes": [int(c) for c in codes]})
+    return cases
 
 
 def _masked_input_case() -> dict:

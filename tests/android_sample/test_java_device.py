@@ -38,7 +38,7 @@ def _global_accuracy(server: Server, x_test, y_test) -> float:
     return float(np.mean(np.argmax(x_test @ kernel + bias, axis=1) == y_test))
 
 
-@pytest.mark.parametrize("secagg", ["off", "secagg", "secagg+scaffold"])
+@pytest.mark.parametrize("secagg", ["off", "secagg", "secagg+scaffold", "secagg+distributed_dp"])
 def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tflite, tmp_path, secagg):
     """With secagg, the coordinator can only unmask the sum if the Java device's keys, sealed
     shares, grid, masks and revealed shares all agree with the Python devices' to the bit."""
@@ -64,6 +64,10 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
             # With SCAFFOLD the masked vector is model delta + control delta: the Java device's and
             # the Python devices' must agree on layout and grid, or the sum cannot be unmasked.
             config.update(secagg="secagg", clip_norm=5.0, secagg_phase_s=30, scaffold=secagg.endswith("scaffold"))
+        if secagg.endswith("distributed_dp"):
+            # Each device adds its own discrete Gaussian noise before masking: the sum unmasks to
+            # the right value only if the Java device's signed, noised codes wrap like Python's.
+            config.update(dp_mode="distributed", dp_noise_multiplier=0.02, min_reports=3)
         server.setup_task("mixed", softmax_tflite, config)
         before = _global_accuracy(server, x_test, y_test)
         for i in range(2):
@@ -87,6 +91,9 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
         assert [r["reported"] for r in rounds[:ROUNDS]] == [3] * ROUNDS, rounds
         if secagg != "off":
             assert "masked" in java.stdout, java.stdout
+        if secagg.endswith("distributed_dp"):
+            eps = [r["metrics"]["epsilon"] for r in rounds[:ROUNDS]]
+            assert all(0 < e < float("inf") for e in eps) and eps == sorted(eps), eps
         after = _global_accuracy(server, x_test, y_test)
         assert after > 0.85 and after > before + 0.5, (before, after)
         print(f"global accuracy {before:.3f} -> {after:.3f}; {java.stdout.splitlines()[-1]}")

@@ -169,9 +169,10 @@ public final class SecAggClient {
         if (codes.length != p.vectorLength()) {
             throw new ProtocolException("masked input needs " + p.vectorLength() + " codes", "bad_input");
         }
+        int bits = p.distributedDp() ? p.modulusBits : p.quantBits; // noised codes use the whole ring
         for (long code : codes) {
-            if (code < 0 || code >> p.quantBits != 0) {
-                throw new ProtocolException("masked input needs codes below 2^" + p.quantBits, "bad_input");
+            if (code < 0 || code >> bits != 0) {
+                throw new ProtocolException("masked input needs codes below 2^" + bits, "bad_input");
             }
         }
         Map<Integer, byte[]> peerKeys = new TreeMap<>();

@@ -47,6 +47,9 @@ public final class SecAggMessages {
         public final long rotationSeed;
         public final byte[] graphSeed;
         public final int extra;
+        /** Distributed DP: each device's N_Z noise variance and rounding bound, in grid units; 0: none. */
+        public final double dpVariance;
+        public final double dpBound;
 
         private Params(JsonObject raw) {
             n = Json.integer(raw, "n", null);
@@ -60,16 +63,24 @@ public final class SecAggMessages {
             rotationSeed = unsignedLong(raw, "rotation_seed");
             graphSeed = unb64(raw, "graph_seed", 32);
             extra = Json.integer(raw, "extra", 0);
+            dpVariance = Json.number(raw, "dp_variance", 0.0);
+            dpBound = Json.number(raw, "dp_bound", 0.0);
             if (!(2 <= n && n <= MAX_INDEX && 1 <= degree && degree < n && 1 <= threshold && threshold <= degree + 1
                     && 1 <= quantBits && quantBits < modulusBits && modulusBits <= 32 && valueRange > 0
                     && 1 <= numValues && numValues <= length && (length & (length - 1)) == 0
-                    && 0 <= extra && extra <= 16)) {
+                    && 0 <= extra && extra <= 16
+                    && (dpVariance == 0 || (dpVariance >= 1 && dpVariance <= 1e12 && dpBound > 0 && dpBound <= 1e12
+                    && extra == 0)))) {
                 throw new ProtocolException("inconsistent SecAgg parameters", "bad_params");
             }
         }
 
         public static Params fromJson(JsonObject raw) {
             return new Params(raw);
+        }
+
+        public boolean distributedDp() {
+            return dpVariance > 0;
         }
 
         public int vectorLength() {

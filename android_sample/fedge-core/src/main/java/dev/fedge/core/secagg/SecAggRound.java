@@ -92,7 +92,10 @@ public final class SecAggRound {
             return new Outcome("late", "past the reporting deadline before the masked input", 0, trained);
         }
         Params p = view.params;
-        long[] codes = Ring.quantize(trained.delta, p.quantBits, p.valueRange, p.rotationSeed, rounding::nextDouble);
+        // Distributed DP: the device's share of the noise goes on before masking; the server never sees less.
+        long[] codes = p.distributedDp()
+                ? DistributedDp.encode(trained.delta, p, rounding::nextDouble, DistributedDp.osNoise(p, secure))
+                : Ring.quantize(trained.delta, p.quantBits, p.valueRange, p.rotationSeed, rounding::nextDouble);
         if (p.extra > 1) {
             throw new ProtocolException("this client knows one extra slot (the clipping bit), not " + p.extra,
                     "bad_params");

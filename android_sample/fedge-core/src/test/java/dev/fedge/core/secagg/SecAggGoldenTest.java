@@ -159,6 +159,56 @@ public class SecAggGoldenTest {
     }
 
     @Test
+    public void distributedDpCodesMatchPython() throws Exception {
+        JsonElement all = Golden.load("secagg.json").getAsJsonObject().get("distributed");
+        int redrawn = 0;
+        for (JsonElement e : all.getAsJsonArray()) {
+            JsonObject g = e.getAsJsonObject();
+            float[] values = Golden.floats(g.get("values").getAsString());
+            JsonObject raw = new JsonObject();
+            raw.addProperty("n", 5);
+            raw.addProperty("degree", 4);
+            raw.addProperty("threshold", 3);
+            raw.addProperty("quant_bits", g.get("quant_bits").getAsInt());
+            raw.addProperty("modulus_bits", g.get("modulus_bits").getAsInt());
+            raw.addProperty("value_range", g.get("value_range").getAsDouble());
+            raw.addProperty("num_values", values.length);
+            raw.addProperty("length", Ring.paddedLength(values.length));
+            raw.add("rotation_seed", new com.google.gson.JsonPrimitive(new BigInteger(g.get("rotation_seed").getAsString())));
+            raw.addProperty("graph_seed", java.util.Base64.getEncoder().encodeToString(new byte[32]));
+            raw.addProperty("dp_variance", g.get("dp_variance").getAsDouble());
+            raw.addProperty("dp_bound", g.get("dp_bound").getAsDouble());
+            SecAggMessages.Params p = SecAggMessages.Params.fromJson(raw);
+            ByteBuffer draws = ByteBuffer.wrap(hex(g, "uniforms")).order(ByteOrder.LITTLE_ENDIAN);
+            java.util.Iterator<JsonElement> noise = g.getAsJsonArray("noise").iterator();
+            long[] codes = DistributedDp.encode(values, p, draws::getDouble, () -> noise.next().getAsLong());
+            assertEquals("every recorded rounding attempt is replayed", 0, draws.remaining());
+            assertEquals(false, noise.hasNext());
+            long[] expected = new long[codes.length];
+            int i = 0;
+            for (JsonElement c : g.getAsJsonArray("codes")) {
+                expected[i++] = c.getAsLong();
+            }
+            assertArrayEquals(expected, codes);
+            redrawn += g.get("attempts").getAsInt() > 1 ? 1 : 0;
+        }
+        assertEquals("one case exercises a refused rounding", 1, redrawn);
+    }
+
+    @Test
+    public void distributedDpParamsAreChecked() {
+        JsonObject raw = JsonParser.parseString("{\"n\": 5, \"degree\": 4, \"threshold\": 3, \"quant_bits\": 8, "
+                + "\"modulus_bits\": 16, \"value_range\": 0.1, \"num_values\": 5, \"length\": 8, "
+                + "\"rotation_seed\": 3, \"graph_seed\": \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\", "
+                + "\"dp_variance\": 0.5, \"dp_bound\": 10.0}").getAsJsonObject();
+        assertCode("bad_params", () -> SecAggMessages.Params.fromJson(raw)); // sigma^2 < 1
+        raw.addProperty("dp_variance", 4.0);
+        assertEquals(true, SecAggMessages.Params.fromJson(raw).distributedDp());
+        raw.addProperty("extra", 1); // no clip bit with distributed DP
+        assertCode("bad_params", () -> SecAggMessages.Params.fromJson(raw));
+    }
+
+    @Test
     public void maskedInputMatchesPython() throws Exception {
         JsonObject g = golden("masked_input");
         int me = g.get("my_index").getAsInt();
