@@ -106,7 +106,8 @@ class SecAggParams:
         if not (2 <= p.n <= MAX_INDEX and 1 <= p.degree < p.n and 1 <= p.threshold <= p.degree + 1
                 and 1 <= p.quant_bits < p.modulus_bits <= 32 and p.value_range > 0
                 and 1 <= p.num_values <= p.length and p.length & (p.length - 1) == 0 and 0 <= p.extra <= 16
-                and (p.dp_variance == 0 or (p.dp_variance >= 1 and p.dp_bound > 0 and p.extra == 0))):
+                and (p.dp_variance == 0 or (p.dp_variance >= 1 and p.dp_variance == int(p.dp_variance)
+                                            and p.dp_bound > 0 and p.extra == 0))):
             raise ProtocolError("inconsistent SecAgg parameters", "bad_params")
         return p
 

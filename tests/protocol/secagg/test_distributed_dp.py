@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 
-from protocol import discrete_gaussian
 from protocol.errors import ProtocolError
 from protocol.secagg import distributed_dp as ddp
 from protocol.secagg import ring, server
@@ -140,9 +139,11 @@ def test_round_parameters_carry_the_noise_and_parse_back():
             SecAggParams.from_dict({**params.to_dict(), **bad})
 
 
-def test_variance_is_an_exact_small_rational():
+def test_variance_is_an_integer_and_anything_else_is_refused():
     p = ddp.plan(0.7, 0.3, 8, 500, 7)
     v = ddp.exact_variance(p.variance)
-    assert v.denominator <= ddp.VARIANCE_GRID and float(v) == p.variance
-    draws = [discrete_gaussian.discrete_gaussian(v) for _ in range(200)]
-    assert all(isinstance(d, int) for d in draws)
+    assert v.denominator == 1 and float(v) == p.variance and p.variance >= 1
+    assert all(isinstance(int(d), int) for d in ddp.os_noise(p.variance)(50))
+    for bad in (0.5, 2.5, 0.0):
+        with pytest.raises(ProtocolError, match="integer"):
+            ddp.exact_variance(bad)

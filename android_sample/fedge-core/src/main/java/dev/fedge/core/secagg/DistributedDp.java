@@ -25,16 +25,9 @@ public final class DistributedDp {
 
     /** The round's noise: N_Z(0, dp_variance) draws from {@code random}, exact. */
     public static LongSupplier osNoise(Params p, SecureRandom random) {
-        BigDecimal variance = new BigDecimal(p.dpVariance); // exact: a multiple of 1/1024
-        BigInteger num = variance.unscaledValue();
-        BigInteger den = BigInteger.TEN.pow(Math.max(0, variance.scale()));
-        if (variance.scale() < 0) {
-            num = num.multiply(BigInteger.TEN.pow(-variance.scale()));
-        }
-        BigInteger n = num;
-        BigInteger d = den;
+        BigInteger variance = new BigDecimal(p.dpVariance).toBigIntegerExact(); // an integer (checked in Params)
         DiscreteGaussian.Uniform uniform = DiscreteGaussian.secure(random);
-        return () -> DiscreteGaussian.sample(n, d, uniform).longValueExact();
+        return () -> DiscreteGaussian.sample(variance, BigInteger.ONE, uniform).longValueExact();
     }
 
     /** Codes mod 2^modulus_bits, length L, one rounding draw per code per attempt. */

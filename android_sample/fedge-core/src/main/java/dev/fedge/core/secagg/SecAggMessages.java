@@ -69,7 +69,8 @@ public final class SecAggMessages {
                     && 1 <= quantBits && quantBits < modulusBits && modulusBits <= 32 && valueRange > 0
                     && 1 <= numValues && numValues <= length && (length & (length - 1)) == 0
                     && 0 <= extra && extra <= 16
-                    && (dpVariance == 0 || (dpVariance >= 1 && dpVariance <= 1e12 && dpBound > 0 && dpBound <= 1e12
+                    && (dpVariance == 0 || (dpVariance >= 1 && dpVariance <= 1e12 && dpVariance == Math.rint(dpVariance)
+                    && dpBound > 0 && dpBound <= 1e12
                     && extra == 0)))) {
                 throw new ProtocolException("inconsistent SecAgg parameters", "bad_params");
             }
