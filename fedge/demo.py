@@ -30,6 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="user-level DP-FedAvg with adaptive clipping; prints epsilon next to accuracy")
     parser.add_argument("--noise-multiplier", type=float, default=0.3, help="DP noise multiplier z (with --dp)")
     parser.add_argument("--dp-delta", type=float, default=1e-3, help="DP delta (with --dp; below 1/devices)")
+    parser.add_argument("--dp-mode", choices=["central", "distributed"], default="central",
+                        help="with --dp: central (the coordinator noises the sum, adaptive clip) or distributed "
+                             "(each device adds discrete Gaussian noise before SecAgg masking; fixed clip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-accuracy", type=float, default=0.90, help="exit non-zero below this (default 0.90)")
 
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"== 2/4 start the coordinator on {url}", flush=True)
     try:
         server.start()
+        if args.dp and args.dp_mode == "distributed" and args.secagg == "off":
+            args.secagg = "secagg"  # the devices' noise only protects anyone inside a masked sum
         upload = args.codec if args.secagg == "off" else f"{args.secagg}, masked 8-bit"
         print(f"== 3/4 train across {args.devices} emulated devices (dirichlet:0.5, 10% dropout, {upload})",
               flush=True)
@@ -82,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
                 "learning_rate": args.learning_rate, "codec": args.codec}
         if args.secagg != "off":
             task.update(secagg=args.secagg, clip_norm=args.clip_norm, secagg_phase_s=1.0)
-        if args.dp:
+        if args.dp and args.dp_mode == "distributed":
+            task.update(clip_norm=args.clip_norm, dp_noise_multiplier=args.noise_multiplier, dp_mode="distributed",
+                        dp_delta=args.dp_delta)
+        elif args.dp:
             task.update(clip_norm=args.clip_norm, dp_noise_multiplier=args.noise_multiplier,
                         dp_target_quantile=0.5, dp_delta=args.dp_delta, dp_population=args.devices)
         fleet = Fleet(cfg, data)
@@ -99,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
     up, f32 = fleet.bytes_summary()
     print(f"federated global model: {final:.4f} test accuracy after {len(committed)} committed rounds")
     if args.dp and committed:
+        how = (f"noise added on the devices under {args.secagg}, clip {args.clip_norm:g}"
+               if args.dp_mode == "distributed" else f"adaptive clip now {committed[-1].clip:.3f}")
         print(f"privacy: user-level (epsilon = {committed[-1].epsilon:.2f}, delta = {args.dp_delta:g}) "
-              f"with noise multiplier {args.noise_multiplier}, adaptive clip now {committed[-1].clip:.3f}")
+              f"with noise multiplier {args.noise_multiplier}, {how}")
     print(f"central training of the same model: {central:.4f} test accuracy")
     print(f"bytes uploaded: {up / 1024:.1f} KiB = {up / max(f32, 1):.1%} of float32 updates")
     print(f"plot: {paths['png']}   history: {paths['csv']}")

@@ -20,8 +20,9 @@ GUARD_CACHE_SIZE = 4096
 
 class BlobAccess:
     def __init__(self, store: Store, clock, tasks: TaskRegistry,
-                 authenticate: Callable[[str | None], DeviceRecord]):
+                 authenticate: Callable[[str | None], DeviceRecord], downloads: dict[str, str] | None = None):
         self.store, self.clock, self.tasks, self.authenticate = store, clock, tasks, authenticate
+        self.downloads = downloads if downloads is not None else {}  # quantized checkpoint sha -> task id
         # Blob -> the populations guarding it, for BLOB_GUARD_TTL_S: every selected device downloads
         # the checkpoint, and a query per download was a burst of round trips at each round's opening.
         self._guard: dict[str, tuple[float, set[str]]] = {}
@@ -35,7 +36,11 @@ class BlobAccess:
         if cached is None or not 0 <= now - cached[0] < BLOB_GUARD_TTL_S:
             if len(self._guard) >= GUARD_CACHE_SIZE:
                 self._guard.clear()
-            cached = self._guard[sha] = (now, self.store.guarded_blob_populations(sha))
+            guarded = self.store.guarded_blob_populations(sha)
+            task = self.tasks.get(self.downloads.get(sha, ""))
+            if task is not None and not guarded:  # a quantized checkpoint guards like its checkpoint
+                guarded = self.store.guarded_blob_populations(task.checkpoint_sha)
+            cached = self._guard[sha] = (now, guarded)
         guarded = cached[1]
         if guarded and not is_admin and self.authenticate(authorization).population not in guarded:
             raise E.Forbidden("this blob belongs to another population", "other_population")
@@ -44,6 +49,10 @@ class BlobAccess:
     def served(self, sha: str, size: int) -> None:
         """A blob download, counted for the task it belongs to (its model, checkpoint or control
         variate): the bytes devices fetch per round (round metrics' bytes_out)."""
+        owner = self.downloads.get(sha)
+        if owner is not None:
+            self._served[owner] = self._served.get(owner, 0) + size
+            return
         for task in self.tasks.values():
             if sha in (task.checkpoint_sha, task.model_sha, task.control_sha):
                 self._served[task.task_id] = self._served.get(task.task_id, 0) + size

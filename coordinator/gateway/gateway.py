@@ -29,6 +29,7 @@ from coordinator.rounds.running import RunningRounds
 from coordinator.rounds.secagg import SecAggRounds
 from coordinator.gateway.blobs import BlobAccess
 from coordinator.gateway.buffered import BufferedIntake
+from coordinator.gateway.downloads import DownloadBlobs
 from coordinator.gateway.evaluation import EvaluationIntake
 from coordinator.store.base import Store
 from coordinator.tasks.registry import Task, TaskRegistry
@@ -75,7 +76,8 @@ class DeviceGateway:
         # a stale one refused): the app wakes that many held check-ins of the population.
         self.slot_listeners: list = []
         # The gateway's parts: blob downloads, asynchronous tasks' intake, evaluation reports.
-        self.blobs = BlobAccess(store, clock, tasks, self.authenticate)
+        self.downloads = DownloadBlobs(store)
+        self.blobs = BlobAccess(store, clock, tasks, self.authenticate, self.downloads.served_for)
         self.buffered = BufferedIntake(self, SELECTING_HINT_TTL_S, DEVICE_CACHE_SIZE)
         self.evaluations = EvaluationIntake(self)
 
@@ -279,10 +281,11 @@ class DeviceGateway:
 
     def _assignment(self, task: Task, rnd: RoundRecord, token: str) -> Assignment:
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
+        checkpoint = self.downloads.sha_for(task)  # the checkpoint itself, or quantized (download_codec)
         return Assignment(
             task_id=task.task_id, round=rnd.round, upload_token=token, plan=task.config.plan(task.dp_clip),
             model_sha256=task.model_sha, model_url=f"/v1/blobs/{task.model_sha}",
-            checkpoint_sha256=task.checkpoint_sha, checkpoint_url=f"/v1/blobs/{task.checkpoint_sha}",
+            checkpoint_sha256=checkpoint, checkpoint_url=f"/v1/blobs/{checkpoint}",
             upload_url=f"{base}/evaluation" if task.config.evaluation else f"{base}/update",
             report_deadline=float(rnd.report_deadline),
             control_sha256=task.control_sha, control_url=f"/v1/blobs/{task.control_sha}" if task.control_sha else "",

@@ -61,6 +61,9 @@ class TaskConfig:
     scaffold: bool = False
     scaffold_population: int = 0
     codec: str = "q8"
+    # What devices download as the checkpoint: "f32" (the checkpoint itself) or a quantized
+    # codec ("q8", "q8+rot", "q4+rot", ...: coordinator.gateway.downloads).
+    download_codec: str = "f32"
     chunk_size: int = 256
     clip_norm: float = 0.0
     secagg: str = "off"  # "off", "secagg" (everyone pairs with everyone) or "secagg+" (O(log n) neighbours)
@@ -262,6 +265,7 @@ class TaskConfig:
             scaffold=_flag(raw, "scaffold"),
             scaffold_population=_num(raw, "scaffold_population", 0, 0, 10**9, int),
             codec=codec,
+            download_codec=_text(raw, "download_codec", 32) or "f32",
             chunk_size=_num(raw, "chunk_size", 256, 1, 1 << 20, int),
             clip_norm=_num(raw, "clip_norm", 0.0, 0.0, 1e9),
             secagg=secagg,
@@ -338,6 +342,7 @@ class TaskConfig:
             EligibilityRule.parse(cfg.eligibility)
             EligibilityRule.parse(cfg.eval_eligibility)
             cfg.codec_spec()
+            CodecSpec.parse(cfg.download_codec, cfg.chunk_size)
         except ProtocolError as exc:
             raise BadRequest(str(exc), exc.code) from exc
         return cfg

@@ -60,6 +60,8 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
         config = {"rounds": ROUNDS, "goal_count": 3, "over_selection": 1.0, "selection_window_s": 60,
                   "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 2,
                   "eligibility": "charging and unmetered"}
+        if secagg == "off":
+            config["download_codec"] = "q8"  # the checkpoint travels quantized: both runtimes decode it
         if secagg != "off":
             # With SCAFFOLD the masked vector is model delta + control delta: the Java device's and
             # the Python devices' must agree on layout and grid, or the sum cannot be unmasked.
