@@ -1,0 +1,40 @@
+package dev.fedge.sample;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertTrue;
+
+import android.app.job.JobScheduler;
+import android.widget.Button;
+import android.widget.EditText;
+import android.widget.TextView;
+import org.junit.Test;
+import org.junit.runner.RunWith;
+import org.robolectric.Robolectric;
+import org.robolectric.RobolectricTestRunner;
+import org.robolectric.android.controller.ActivityController;
+import org.robolectric.annotation.Config;
+
+/** What a user sees: the settings, the device state and the last round; "schedule" schedules. */
+@RunWith(RobolectricTestRunner.class)
+@Config(sdk = 34)
+public class MainActivityTest {
+    @Test
+    public void showsSettingsAndStatusAndSchedulesTheJob() {
+        ActivityController<MainActivity> controller = Robolectric.buildActivity(MainActivity.class).setup();
+        MainActivity activity = controller.get();
+        EditText coordinator = activity.findViewById(R.id.coordinator);
+        EditText population = activity.findViewById(R.id.population);
+        assertEquals(FedgeRunner.DEFAULT_COORDINATOR, coordinator.getText().toString());
+        assertEquals(FedgeRunner.DEFAULT_POPULATION, population.getText().toString());
+        String shown = ((TextView) activity.findViewById(R.id.status)).getText().toString();
+        assertTrue(shown, shown.contains("registered: no") && shown.contains("last outcome: -")
+                && shown.contains("device state: {"));
+
+        coordinator.setText("http://10.0.2.2:9000");
+        ((Button) activity.findViewById(R.id.schedule)).performClick();
+        assertEquals("http://10.0.2.2:9000", FedgeRunner.prefs(activity).getString("coordinator", ""));
+        assertEquals(1, activity.getSystemService(JobScheduler.class).getAllPendingJobs().size());
+        shown = ((TextView) activity.findViewById(R.id.status)).getText().toString();
+        assertTrue(shown, shown.startsWith("scheduled: runs when charging, on Wi-Fi and idle"));
+    }
+}

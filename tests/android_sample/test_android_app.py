@@ -1,0 +1,122 @@
+"""The sample app (android_sample/app) compiled against the Android 14 framework (API 34) and its
+Android parts tested with Robolectric on the JVM (no APK is built here: the Android Gradle
+plugin and d8 live in Google's Maven repository, which these machines cannot reach).
+
+Steps: Maven resolves android_sample/app/pom.xml's dependencies from Maven Central (offline
+once .ci/run has fetched them); Debian's aapt checks the manifest and resources and writes
+R.java and the resource table; javac compiles every source of the app with -Werror against
+the framework jar, the Java core and host stand-ins of the three LiteRT classes the app uses
+(tests/android_sample/litert_stubs: the LiteRT Java API is not on Maven Central); the tests
+under android_sample/app/src/test run under Robolectric (binary resources from aapt).
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.missing_tool import skip_or_fail
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "android_sample" / "app"
+STUBS = Path(__file__).parent / "litert_stubs"
+PACKAGE = "dev.fedge.sample"
+# Robolectric 4.14.1 runs the tests on API 34's instrumented framework and reads resources with
+# its newest (API 35) one: both come from Maven Central.
+INSTRUMENTED = [("org.robolectric", "android-all-instrumented", v)
+                for v in ("14-robolectric-10818077-i7", "15-robolectric-12650502-i7")]
+FETCH = "bash android_sample/app/fetch-dependencies.sh"
+
+
+def _need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        skip_or_fail(f"{tool} is missing (apt-get install maven aapt openjdk-17-jdk-headless)", "FEDGE_REQUIRE_JAVA")
+
+
+def _jar_of(path: Path, out: Path) -> str:
+    """A classpath entry: an Android library (.aar, e.g. androidx.test's monitor, which
+    Robolectric loads) is a zip whose classes.jar is what the JVM needs."""
+    if path.suffix != ".aar":
+        return str(path)
+    import zipfile
+
+    jar = out / "aar" / f"{path.stem}.jar"
+    jar.parent.mkdir(exist_ok=True)
+    with zipfile.ZipFile(path) as aar:
+        jar.write_bytes(aar.read("classes.jar"))
+    return str(jar)
+
+
+@pytest.fixture(scope="module")
+def app_build(java_classpath, tmp_path_factory):
+    for tool in ("mvn", "aapt", "javac", "java"):
+        _need(tool)
+    out = tmp_path_factory.mktemp("android-app")
+    cp_file = out / "classpath.txt"
+    res = subprocess.run(["mvn", "-B", "-q", "-o", "-f", str(APP / "pom.xml"), "dependency:build-classpath",
+                          f"-Dmdep.outputFile={cp_file}"], capture_output=True, text=True, timeout=300)
+    repo = Path.home() / ".m2" / "repository"
+    jars = [next(iter(repo.joinpath(*g.split("."), a, v).glob("*.jar")), None) for g, a, v in INSTRUMENTED]
+    if res.returncode != 0 or None in jars:
+        skip_or_fail(f"the app's Maven dependencies are not in ~/.m2 ({res.stdout[-400:]}); fetch them: {FETCH}",
+                     "FEDGE_REQUIRE_JAVA")
+    # Robolectric's offline mode reads its framework jars from one folder.
+    instrumented = out / "robolectric-jars"
+    instrumented.mkdir()
+    for jar in jars:
+        (instrumented / jar.name).symlink_to(jar)
+    deps = [_jar_of(Path(p), out) for p in cp_file.read_text().strip().split(os.pathsep)]
+    framework = next(p for p in deps if Path(p).name.startswith("android-all-"))
+
+    # aapt: AGP takes the package from build.gradle's namespace; aapt wants it in the manifest.
+    manifest = out / "AndroidManifest.xml"
+    text = (APP / "src/main/AndroidManifest.xml").read_text()
+    manifest.write_text(text.replace("<manifest ", f'<manifest package="{PACKAGE}" ', 1))
+    gen, apk = out / "gen", out / "resources.ap_"
+    gen.mkdir()
+    res = subprocess.run(["aapt", "package", "-f", "-m", "-J", str(gen), "-M", str(manifest),
+                          "-S", str(APP / "src/main/res"), "-I", framework, "-F", str(apk)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+    classes = out / "classes"
+    sources = [*map(str, (APP / "src/main/java").rglob("*.java")), *map(str, STUBS.rglob("*.java")),
+               *map(str, gen.rglob("*.java"))]
+    compile_cp = os.pathsep.join([framework, java_classpath])
+    res = subprocess.run(["javac", "--release", "11", "-Xlint:all,-path,-classfile,-options", "-Werror",
+                          "-d", str(classes), "-cp", compile_cp, *sources], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+    test_classes = out / "test-classes"
+    tests = sorted(map(str, (APP / "src/test/java").rglob("*.java")))
+    run_cp = os.pathsep.join([str(test_classes), str(classes), java_classpath, *deps])
+    res = subprocess.run(["javac", "--release", "11", "-Xlint:all,-path,-classfile,-options,-processing,-deprecation", "-Werror",
+                          "-d", str(test_classes), "-cp", run_cp, *tests], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    # Robolectric's binary-resources mode reads the app's manifest and resource table from here.
+    config = test_classes / "com" / "android" / "tools" / "test_config.properties"
+    config.parent.mkdir(parents=True)
+    config.write_text(f"android_merged_manifest={manifest}\nandroid_resource_apk={apk}\n"
+                      f"android_custom_package={PACKAGE}\n")
+    names = [Path(t).stem for t in tests if Path(t).stem.endswith("Test")]
+    return {"classes": classes, "run_cp": run_cp, "tests": [f"{PACKAGE}.{n}" for n in names],
+            "instrumented": instrumented, "out": out}
+
+
+def test_every_source_of_the_app_compiles_against_the_android_framework(app_build):
+    compiled = {p.stem.split("$")[0] for p in app_build["classes"].rglob("*.class")}
+    sources = {p.stem for p in (APP / "src/main/java").rglob("*.java")}
+    assert sources and sources <= compiled, sources - compiled
+    assert "R" in compiled  # aapt accepted the manifest and resources and named them
+
+
+def test_the_apps_android_parts_pass_their_robolectric_tests(app_build):
+    res = subprocess.run(["java", "-Drobolectric.offline=true", f"-Drobolectric.dependency.dir={app_build['instrumented']}",
+                          "-Drobolectric.logging.enabled=false", "-Drobolectric.enabledSdks=34", f"-Djava.io.tmpdir={app_build['out']}",
+                          "-cp", app_build["run_cp"], "org.junit.runner.JUnitCore", *app_build["tests"]],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+    declared = sum(p.read_text().count("@Test") for p in (APP / "src/test/java").rglob("*Test.java"))
+    assert declared >= 6 and f"OK ({declared} tests)" in res.stdout, res.stdout[-2000:]
