@@ -20,7 +20,6 @@ from typing import NoReturn
 import numpy as np
 
 from coordinator import errors as E
-from coordinator.http.client_address import ClientAddress
 from coordinator.gateway.activity import CheckinActivity
 from coordinator.gateway.attestation import AttestationVerifier
 from coordinator.gateway.pace import PaceConfig, jittered, retry_window, round_period
@@ -31,6 +30,8 @@ from coordinator.gateway.blobs import BlobAccess
 from coordinator.gateway.buffered import BufferedIntake
 from coordinator.gateway.downloads import DownloadBlobs
 from coordinator.gateway.evaluation import EvaluationIntake
+from coordinator.gateway.registration import Registration
+from coordinator.gateway.secagg_messages import SecAggMessages
 from coordinator.store.base import Store
 from coordinator.tasks.registry import Task, TaskRegistry
 from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord
@@ -39,8 +40,7 @@ from coordinator.gateway.tokens import hash_token
 from protocol import codec, dp
 from protocol.errors import ProtocolError
 from protocol.secagg import ring
-from protocol.messages import (Assignment, CheckinRequest, CheckinResponse, RegisterRequest,
-                               UploadMeta)
+from protocol.messages import (Assignment, CheckinRequest, CheckinResponse, UploadMeta)
 
 log = logging.getLogger("fedge.coordinator")
 PACE_INPUTS_TTL_S = 1.0
@@ -61,8 +61,6 @@ class DeviceGateway:
         self.rounds, self.pace, self.metrics, self.attestation = rounds, pace, metrics, attestation
         self.rng = rng or random.Random()
         self.checkin_limit = TokenBuckets(checkin_rate, checkin_rate * 2, "check-ins")
-        # Per client address; bursts of 10 s worth, so an app's first start is never refused.
-        self.register_limit = TokenBuckets(register_rate, register_rate * 10, "registrations from this address")
         self.activity = CheckinActivity()  # recent check-ins per population, for the operator page
         self._pace_cache: dict[str, tuple[float, tuple[int, float]]] = {}
         self._selecting_hint: dict[str, tuple[float, RoundRecord | None]] = {}  # see _selecting_round
@@ -80,39 +78,12 @@ class DeviceGateway:
         self.blobs = BlobAccess(store, clock, tasks, self.authenticate, self.downloads.served_for)
         self.buffered = BufferedIntake(self, SELECTING_HINT_TTL_S, DEVICE_CACHE_SIZE)
         self.evaluations = EvaluationIntake(self)
+        self.registration = Registration(store, clock, attestation, register_rate, self._count, self._remember)
+        self.secagg_messages = SecAggMessages(self)
 
     def _count(self, metric: str, label: str) -> None:
         if self.metrics is not None:
             self.metrics.count(metric, label)
-
-    def register(self, req: RegisterRequest, client: ClientAddress | None = None, store: Store | None = None) -> dict:
-        """A new device. Touches no round state: with `store` (the intake thread's connection)
-        it runs off the event loop, all registrations on that one thread."""
-        store = store or self.store
-        # Emulated fleets register thousands of devices from this host: local requests are not
-        # limited; every other client address (as a trusted proxy names it) has its own bucket.
-        if client is not None and not client.is_local:
-            self.register_limit.take(client.address or "unknown", self.clock())
-        pop = store.population(req.population)
-        if pop is None:
-            raise E.NotFound(f"no population '{req.population}'")
-        if pop.enrollment_secret_hash and not hmac.compare_digest(
-                pop.enrollment_secret_hash, hash_token(req.enrollment_secret)):
-            self._count("registrations", "bad_enrollment_secret")
-            raise E.Forbidden("this population needs its enrollment secret", "enrollment_required")
-        if pop.require_attestation:
-            verdict = self.attestation.verify(req.population, req.attestation) if self.attestation else None
-            if not verdict:
-                self._count("registrations", "attestation_failed")
-                raise E.Forbidden("device attestation failed", "attestation_failed")
-        self._count("registrations", "ok")
-        device_id = "d-" + secrets.token_hex(8)
-        token = secrets.token_urlsafe(32)
-        record = DeviceRecord(device_id, req.population, hash_token(token), req.label, self.clock())
-        store.add_device(record)
-        # Its first check-in follows at once: from memory, not one more query on the event loop.
-        self._remember(record)
-        return {"device_id": device_id, "token": f"{device_id}.{token}"}
 
     def authenticate(self, authorization: str | None) -> DeviceRecord:
         if not authorization or not authorization.startswith("Bearer "):
@@ -325,33 +296,6 @@ class DeviceGateway:
 
     def round_row(self, task_id: str, round_num: int) -> RoundRecord | None:
         return self.store.round(task_id, round_num)
-
-    def _secagg_round(self, device, task_id: str, round_num: int, upload_token: str | None):
-        """(task, round row) of a SecAgg round this device is assigned to; 404 for a plain task."""
-        task = self.device_task(device, task_id)
-        rnd = self.assigned(device, task_id, round_num, upload_token)
-        if not task.config.secagg_on:
-            raise E.NotFound(f"task '{task_id}' does not use secure aggregation")
-        return task, rnd
-
-    def secagg_message(self, device, task_id: str, round_num: int, upload_token: str | None, phase: str,
-                       raw) -> dict:
-        """A device's AdvertiseKeys ('keys'), ShareKeys ('shares') or Unmasking ('reveals') message."""
-        task, rnd = self._secagg_round(device, task_id, round_num, upload_token)
-        post = {"keys": self.secagg.post_keys, "shares": self.secagg.post_shares,
-                "reveals": self.secagg.post_reveals}.get(phase)
-        if post is None:
-            raise E.NotFound(f"no SecAgg phase '{phase}'; use keys, shares or reveals")
-        try:
-            new = post(task, rnd, device.device_id, raw)
-        except ProtocolError as exc:
-            raise E.BadRequest(str(exc), exc.code) from exc
-        self.rounds.advance(task, self.round_row(task_id, round_num), self.clock())  # everyone may have answered
-        return {"accepted": True, "duplicate": not new}
-
-    def secagg_view(self, device, task_id: str, round_num: int, upload_token: str | None):
-        task, rnd = self._secagg_round(device, task_id, round_num, upload_token)
-        return self.secagg.view(task, rnd, device.device_id)
 
     def upload(self, device, task_id: str, round_num: int, upload_token: str | None, meta: UploadMeta,
                body: bytes) -> dict:

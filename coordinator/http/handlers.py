@@ -176,7 +176,7 @@ async def register(request):
     req = RegisterRequest.from_dict(await read_json(request))
     c = coordinator(request)
     address = client(request)
-    result = await c.write(lambda store: c.gateway.register(req, address, store=store))
+    result = await c.write(lambda store: c.gateway.registration.register(req, address, store=store))
     return json_response(result, status=201)
 
 
@@ -242,7 +242,7 @@ async def secagg_message(request):
     c = coordinator(request)
     device = c.gateway.authenticate(request.headers.get("Authorization"))
     raw = await read_json(request, MAX_SECAGG_JSON)
-    result = c.gateway.secagg_message(device, request.match_info["task_id"], _int(request.match_info["round"], "round"),
+    result = c.gateway.secagg_messages.post(device, request.match_info["task_id"], _int(request.match_info["round"], "round"),
                               request.headers.get("Fedge-Upload-Token"), request.match_info["phase"], raw)
     return json_response(result, status=200 if result["duplicate"] else 201)
 
@@ -260,7 +260,7 @@ async def secagg_view(request):
     if not 0.0 <= wait_s <= MAX_SECAGG_WAIT_S:
         raise E.BadRequest(f"wait_s must be in [0, {MAX_SECAGG_WAIT_S:g}]")
     since = request.query.get("since", "")
-    view = c.gateway.secagg_view(device, task_id, round_num, token)
+    view = c.gateway.secagg_messages.view(device, task_id, round_num, token)
     deadline = asyncio.get_running_loop().time() + wait_s
     while view.state == since:
         remaining = deadline - asyncio.get_running_loop().time()
@@ -270,7 +270,7 @@ async def secagg_view(request):
             await asyncio.wait_for(request.app[ROUND_CHANGED].event.wait(), remaining)
         except asyncio.TimeoutError:
             break
-        view = c.gateway.secagg_view(device, task_id, round_num, token)
+        view = c.gateway.secagg_messages.view(device, task_id, round_num, token)
     return json_response(view.to_dict())
 
 

@@ -35,7 +35,7 @@ def _setup(a: Coordinator, model: bytes, **config):
 
 
 def _device(c: Coordinator):
-    token = c.gateway.register(RegisterRequest("pop"))["token"]
+    token = c.gateway.registration.register(RegisterRequest("pop"))["token"]
     return c.gateway.authenticate(f"Bearer {token}")
 
 

@@ -53,17 +53,17 @@ async def test_attestation_cannot_be_required_without_a_verifier(harness):
 async def test_registration_is_rate_limited_per_remote_address(harness):
     await harness.setup_task()
     c = harness.coordinator
-    c.gateway.register_limit.rate, c.gateway.register_limit.burst = 1.0, 3.0
+    c.gateway.registration.limit.rate, c.gateway.registration.limit.burst = 1.0, 3.0
     req = RegisterRequest("pop")
     for _ in range(3):
-        c.gateway.register(req, ClientAddress("203.0.113.7"))
+        c.gateway.registration.register(req, ClientAddress("203.0.113.7"))
     with pytest.raises(TooManyRequests):
-        c.gateway.register(req, ClientAddress("203.0.113.7"))
-    c.gateway.register(req, ClientAddress("203.0.113.8"))  # another address has its own bucket
+        c.gateway.registration.register(req, ClientAddress("203.0.113.7"))
+    c.gateway.registration.register(req, ClientAddress("203.0.113.8"))  # another address has its own bucket
     for _ in range(10):
-        c.gateway.register(req, ClientAddress("127.0.0.1"))  # emulated fleets register from loopback
+        c.gateway.registration.register(req, ClientAddress("127.0.0.1"))  # emulated fleets register from loopback
     harness.clock.advance(1.0)
-    c.gateway.register(req, ClientAddress("203.0.113.7"))
+    c.gateway.registration.register(req, ClientAddress("203.0.113.7"))
 
 
 @pytest.mark.parametrize("trusted, forwarded, public", [
