@@ -15,7 +15,8 @@ import secrets
 import numpy as np
 
 from coordinator import errors as E
-from coordinator.aggregation.privacy import TargetUnreachable, calibrate_noise, sampling_rate
+from coordinator.aggregation.privacy import (TargetUnreachable, calibrate_distributed_noise, calibrate_noise,
+                                             sampling_rate)
 from coordinator.aggregation.reducers import peak_bytes
 from coordinator.gateway.attestation import AttestationVerifier
 from coordinator.gateway.tokens import hash_token
@@ -84,13 +85,13 @@ class AdminOps:
         model_sha = raw.get("model_sha256")
         if not isinstance(model_sha, str) or self.store.blob_path(model_sha) is None:
             raise E.BadRequest("model_sha256 must name a model uploaded to /v1/admin/models", "unknown_model")
-        config = self._task_config(raw.get("config", {}))
         task_id = raw.get("task_id")
         task_id = f"task-{secrets.token_hex(4)}" if task_id is None else valid_name(task_id, "task_id")
         if task_id in self.tasks:
             raise E.Conflict(f"task '{task_id}' already exists", "exists")
         model_bytes = self.store.blob_path(model_sha).read_bytes()
         manifest = read_manifest(model_bytes)
+        config = self._task_config(raw.get("config", {}), manifest.num_parameters)
         if manifest.requires_flex:
             log.warning("task model needs Flex ops %s: devices without Flex will refuse it", manifest.flex_ops)
         try:
@@ -122,7 +123,7 @@ class AdminOps:
         return self.task_summary(task_id)
 
     @staticmethod
-    def _task_config(raw_config) -> TaskConfig:
+    def _task_config(raw_config, num_values: int) -> TaskConfig:
         """The validated config; with dp_target_epsilon, the noise multiplier calibrated to it
         (dp-accounting), stored with the config so every replica and restart uses the same."""
         config = TaskConfig.from_dict(raw_config)
@@ -132,8 +133,12 @@ class AdminOps:
             raise E.BadRequest("give dp_target_epsilon or dp_noise_multiplier, not both", "bad_config")
         TaskConfig.from_dict({**raw_config, "dp_noise_multiplier": 1.0})  # DP's requirements first (clip, population)
         try:
-            z = calibrate_noise(config.dp_target_epsilon, sampling_rate(config.goal_count, config.dp_population),
-                                config.rounds, config.dp_delta)
+            if config.dp_mode == "distributed":  # noise on the devices: no amplification by sampling
+                z = calibrate_distributed_noise(config.dp_target_epsilon, config.clip_norm, config.secagg_bits,
+                                                num_values, config.required_reports, config.rounds, config.dp_delta)
+            else:
+                z = calibrate_noise(config.dp_target_epsilon, sampling_rate(config.goal_count, config.dp_population),
+                                    config.rounds, config.dp_delta)
         except TargetUnreachable as exc:
             raise E.BadRequest(str(exc), "epsilon_unreachable") from None
         return TaskConfig.from_dict({**raw_config, "dp_noise_multiplier": z})

@@ -78,6 +78,39 @@ def sampling_rate(goal_count: int, population: int) -> float:
     return 1.0 if population < goal_count else goal_count / population
 
 
+def calibrate_distributed_noise(target_epsilon: float, clip_norm: float, quant_bits: int, num_values: int,
+                                min_survivors: int, rounds: int, delta: float) -> float:
+    """The smallest noise multiplier whose `rounds` rounds of distributed DP spend at most
+    `target_epsilon` (the same zCDP accounting that reports epsilon, dp-accounting's calibration)."""
+    def event(z: float) -> dp_event.DpEvent:
+        return dp_event.SelfComposedDpEvent(
+            distributed_round_event(z, clip_norm, quant_bits, num_values, min_survivors), rounds)
+
+    def spent(z: float) -> float:
+        accountant = rdp.RdpAccountant(_ORDERS)
+        accountant.compose(event(z))
+        return float(accountant.get_epsilon(delta))
+
+    floor = spent(MAX_NOISE_MULTIPLIER)
+    if floor > target_epsilon:
+        raise TargetUnreachable(
+            f"dp_target_epsilon {target_epsilon:g} cannot be met in {rounds} rounds with distributed DP for "
+            f"{min_survivors} survivors at delta {delta:g}: the smallest reachable epsilon is {floor:.4g} (noise "
+            f"multiplier {MAX_NOISE_MULTIPLIER:g}); allow fewer rounds, more min_reports or a larger target")
+    if spent(MIN_NOISE_MULTIPLIER) <= target_epsilon:
+        return MIN_NOISE_MULTIPLIER
+    try:
+        z = float(mechanism_calibration.calibrate_dp_mechanism(
+            lambda: rdp.RdpAccountant(_ORDERS), event, target_epsilon, delta,
+            mechanism_calibration.ExplicitBracketInterval(MIN_NOISE_MULTIPLIER, MAX_NOISE_MULTIPLIER), tol=1e-4))
+    except (ValueError, mechanism_calibration.NoBracketIntervalFoundError) as exc:
+        raise TargetUnreachable(f"cannot calibrate a noise multiplier to dp_target_epsilon {target_epsilon:g}: "
+                                f"{exc}") from None
+    while spent(z) > target_epsilon:  # Brent lands within tol of the boundary, on either side
+        z *= 1.0001
+    return z
+
+
 def calibrate_noise(target_epsilon: float, sampling: float, rounds: int, delta: float) -> float:
     """The smallest noise multiplier whose `rounds` rounds spend at most `target_epsilon` at
     `delta` (dp-accounting's calibration over the same RDP accountant that reports epsilon).

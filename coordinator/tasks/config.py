@@ -352,11 +352,8 @@ def _check_distributed_dp(cfg: TaskConfig) -> None:
     if not cfg.secagg_on:
         raise BadRequest("dp_mode 'distributed' adds the noise on the devices under secure aggregation: set secagg "
                          "to 'secagg' or 'secagg+'", "distributed_dp_needs_secagg")
-    if cfg.dp_target_epsilon > 0 and not cfg.dp_on:
-        raise BadRequest("dp_mode 'distributed' takes dp_noise_multiplier (the summed noise in units of the "
-                         "sensitivity); calibrating it to dp_target_epsilon is not supported yet", "bad_config")
-    if not cfg.dp_on:
-        raise BadRequest("dp_mode 'distributed' needs dp_noise_multiplier > 0", "bad_config")
+    if not cfg.dp_on and cfg.dp_target_epsilon <= 0:
+        raise BadRequest("dp_mode 'distributed' needs dp_noise_multiplier > 0 or dp_target_epsilon", "bad_config")
     if cfg.dp_target_quantile > 0:
         raise BadRequest("adaptive clipping (dp_target_quantile) needs the server to noise the clip bits; use a "
                          "fixed clip_norm with dp_mode 'distributed'", "bad_config")

@@ -105,3 +105,25 @@ def test_distributed_epsilon_grows_with_rounds_and_falls_with_noise():
 
     assert eps(1.0, 10) > eps(1.0, 1) > 0
     assert eps(2.0, 10) < eps(1.0, 10)
+
+
+async def test_a_target_epsilon_is_calibrated_to_the_smallest_noise_that_meets_it(harness):
+    await harness.client.post("/v1/admin/populations", json={"name": "pop"}, headers=ADMIN)
+    resp = await harness.client.post("/v1/admin/models", data=harness.model,
+                                     headers={**ADMIN, "Content-Type": "application/octet-stream"})
+    sha = (await resp.json())["model_sha256"]
+    base = {"goal_count": 10, "min_reports": 8, "rounds": 20, "secagg": "secagg", "clip_norm": 1.0,
+            "dp_mode": "distributed", "dp_delta": 1e-5}
+    resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
+                                     json={"model_sha256": sha, "task_id": "cal",
+                                           "config": {**base, "dp_target_epsilon": 8.0}})
+    assert resp.status == 201, await resp.text()
+    task = harness.coordinator.tasks["cal"]
+    z, size = task.config.dp_noise_multiplier, task.update_size
+    assert z > 0.1
+    spent = task_epsilon(task.config, size, 20, 1.0)
+    lower = TaskConfig.from_dict({**base, "dp_noise_multiplier": z * 0.99})
+    assert spent <= 8.0 < task_epsilon(lower, size, 20, 1.0)  # the smallest: 1% less noise spends more
+    resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
+                                     json={"model_sha256": sha, "config": {**base, "dp_target_epsilon": 1e-4}})
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "epsilon_unreachable"
