@@ -34,3 +34,16 @@ def java_classpath(tmp_path_factory) -> str:
                           *sources], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     return os.pathsep.join([str(out), classpath])
+
+
+@pytest.fixture(scope="session")
+def softmax_tflite() -> bytes:
+    """Softmax regression on the 64 digit features: the model the Java trainer knows."""
+    import keras
+
+    from model_export.exporter import export_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss="sparse_categorical_crossentropy")
+    return export_model(model, name="digits_softmax", parity_steps=0).tflite

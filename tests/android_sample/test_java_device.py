@@ -17,19 +17,6 @@ pytestmark = pytest.mark.slow
 ROUNDS = 4
 
 
-@pytest.fixture(scope="module")
-def softmax_tflite() -> bytes:
-    """Softmax regression on the 64 digit features: the model the Java trainer knows."""
-    import keras
-
-    from model_export.exporter import export_model
-
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss="sparse_categorical_crossentropy")
-    return export_model(model, name="digits_softmax", parity_steps=0).tflite
-
-
 def _global_accuracy(server: Server, x_test, y_test) -> float:
     req = urllib.request.Request(server.url + "/v1/admin/tasks/t/checkpoint", headers=ADMIN)
     with urllib.request.urlopen(req, timeout=10) as resp:

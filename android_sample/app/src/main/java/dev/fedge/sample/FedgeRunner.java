@@ -8,6 +8,7 @@ import dev.fedge.core.Examples;
 import dev.fedge.core.FedgeClient;
 import dev.fedge.core.FedgeDevice;
 import dev.fedge.core.LocalState;
+import dev.fedge.core.LocalTrainer;
 import java.io.File;
 import java.security.SecureRandom;
 import java.util.Locale;
@@ -21,6 +22,13 @@ final class FedgeRunner {
     static final String PREFS = "fedge";
     static final String DEFAULT_COORDINATOR = "http://10.0.2.2:8080"; // the host, seen from the emulator
     static final String DEFAULT_POPULATION = "phones";
+
+    /** Builds the round's trainer: LiteRT on a phone; the JVM tests put a pure-Java one here. */
+    interface TrainerFactory {
+        LocalTrainer create(Examples data, SecureRandom random, LocalState state);
+    }
+
+    static volatile TrainerFactory trainers = (data, random, state) -> new LiteRtTrainer(data, 0.2, random, state);
 
     private FedgeRunner() {
     }
@@ -48,7 +56,7 @@ final class FedgeRunner {
         Examples data = Examples.loadCsv(examplesFile(context));
         // SCAFFOLD's c_i and personal layers must outlive this job's process: the app's own storage.
         LocalState state = new LocalState(new File(context.getFilesDir(), "fedge-state"));
-        FedgeDevice device = new FedgeDevice(client, new LiteRtTrainer(data, 0.2, random, state),
+        FedgeDevice device = new FedgeDevice(client, trainers.create(data, random, state),
                 new BlobCache.Directory(new File(context.getCacheDir(), "fedge-blobs")),
                 () -> AndroidDeviceState.read(context), () -> System.currentTimeMillis() / 1000.0, random)
                 .withLocalState(state);
