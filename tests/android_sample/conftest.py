@@ -1,8 +1,9 @@
-"""Builds the Android sample's plain-Java core (and its JVM tests) with javac, once per session.
+"""Builds the Android sample's plain-Java core (and its JVM tests) with Maven, once per session.
 
-Needs a JDK (11+), JUnit 4, Gson and Bouncy Castle: on Debian `apt-get install
-openjdk-17-jdk-headless junit4 libgoogle-gson-java libbcprov-java` (.ci/run installs them). Without them the Java tests are
-skipped, unless FEDGE_REQUIRE_JAVA=1 (set by .ci/run) makes that a failure.
+Needs a JDK (11+) and Maven with the core's dependencies (Gson, Bouncy Castle, JUnit 4, from
+Maven Central) in ~/.m2: `bash android_sample/fetch-dependencies.sh` fetches them (.ci/run
+does). Without them the Java tests are skipped, unless FEDGE_REQUIRE_JAVA=1 (set by .ci/run)
+makes that a failure.
 """
 
 import os
@@ -16,24 +17,29 @@ from tests.missing_tool import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "android_sample" / "fedge-core"
-JARS = [Path("/usr/share/java") / name for name in ("gson.jar", "bcprov.jar", "junit4.jar", "hamcrest-core.jar")]
+FETCH = "bash android_sample/fetch-dependencies.sh"
 
 
 @pytest.fixture(scope="session")
 def java_classpath(tmp_path_factory) -> str:
-    missing = [str(j) for j in JARS if not j.exists()] + [t for t in ("javac", "java") if shutil.which(t) is None]
+    """The core's classes, its test classes (the JVM device and trainer) and its dependencies."""
+    missing = [t for t in ("javac", "java", "mvn") if shutil.which(t) is None]
     if missing:
-        message = f"Java toolchain missing: {missing} (apt-get install openjdk-17-jdk-headless junit4 libgoogle-gson-java libbcprov-java)"
-        skip_or_fail(message, "FEDGE_REQUIRE_JAVA")
-    out = tmp_path_factory.mktemp("java-classes")
-    sources = sorted(str(p) for p in CORE.joinpath("src").rglob("*.java"))
-    classpath = os.pathsep.join(map(str, JARS))
-    # --release 11: the core must not use JDK APIs newer than what Android's desugaring offers.
-    # -path: Debian's bcprov.jar names absent optional jars in its manifest's Class-Path.
-    res = subprocess.run(["javac", "--release", "11", "-Xlint:all,-path", "-Werror", "-d", str(out), "-cp", classpath,
-                          *sources], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return os.pathsep.join([str(out), classpath])
+        skip_or_fail(f"Java toolchain missing: {missing} (apt-get install openjdk-17-jdk-headless maven)",
+                     "FEDGE_REQUIRE_JAVA")
+    out = tmp_path_factory.mktemp("java-core")
+    cp_file = out / "classpath.txt"
+    # --release 11 and -Werror (the pom): the core must not use JDK APIs newer than Android's desugaring offers.
+    res = subprocess.run(["mvn", "-B", "-q", "-o", "-f", str(CORE / "pom.xml"), f"-Dfedge.build.dir={out}",
+                          "test-compile", "dependency:build-classpath", f"-Dmdep.outputFile={cp_file}"],
+                         capture_output=True, text=True, timeout=600)
+    if res.returncode != 0 and ("offline" in res.stdout or "resolve" in res.stdout) and "ERROR" in res.stdout \
+            and "COMPILATION ERROR" not in res.stdout:
+        skip_or_fail(f"the core's Maven dependencies are not in ~/.m2; fetch them: {FETCH}\n{res.stdout[-1500:]}",
+                     "FEDGE_REQUIRE_JAVA")
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
+    deps = cp_file.read_text().strip()
+    return os.pathsep.join([str(out / "classes"), str(out / "test-classes"), deps])
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ PACKAGE = "dev.fedge.sample"
 # its newest (API 35) one: both come from Maven Central.
 INSTRUMENTED = [("org.robolectric", "android-all-instrumented", v)
                 for v in ("14-robolectric-10818077-i7", "15-robolectric-12650502-i7")]
-FETCH = "bash android_sample/app/fetch-dependencies.sh"
+FETCH = "bash android_sample/fetch-dependencies.sh"
 
 
 def _need(tool: str) -> None:
