@@ -9,7 +9,6 @@ hands out; the update goes into the buffer open when it is stored, which may be 
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING
 
 from coordinator import errors as E
 from coordinator.gateway.steps import PendingAssignment, PendingUpload, update_record
@@ -21,14 +20,13 @@ from coordinator.store.records import AssignmentRecord, RoundRecord
 from coordinator.tasks.registry import Task
 from protocol.messages import UploadMeta
 
-if TYPE_CHECKING:
-    from coordinator.gateway.gateway import DeviceGateway
 
 PERSIST_TRIES = 5  # buffers that may start aggregating under one update being stored
 
 
 class BufferedIntake:
-    def __init__(self, gateway: DeviceGateway, hint_ttl_s: float, memory_size: int):
+    # `gateway`: the DeviceGateway this is a part of (not imported here: it imports this module).
+    def __init__(self, gateway, hint_ttl_s: float, memory_size: int):
         self.gateway, self.hint_ttl_s, self.memory_size = gateway, hint_ttl_s, memory_size
         self._live_hint: dict[str, tuple[float, int]] = {}  # per task: (read at, live assignments)
         self.stale_refused: dict[str, int] = {}  # updates refused as too stale, per task (this replica)

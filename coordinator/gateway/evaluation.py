@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING
 
 from coordinator import errors as E
 from coordinator.store.records import UpdateRecord
 from protocol.errors import ProtocolError
 from protocol.messages import EvaluationReport
 
-if TYPE_CHECKING:
-    from coordinator.gateway.gateway import DeviceGateway
 
 
 class EvaluationIntake:
-    def __init__(self, gateway: DeviceGateway):
+    # `gateway`: the DeviceGateway this is a part of (not imported here: it imports this module).
+    def __init__(self, gateway):
         self.gateway = gateway
 
     def accept(self, device, task_id: str, round_num: int, upload_token: str | None, raw) -> dict:

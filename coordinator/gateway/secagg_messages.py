@@ -4,17 +4,15 @@ state lives in `coordinator.rounds.secagg`; its masked input arrives as an uploa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from coordinator import errors as E
 from protocol.errors import ProtocolError
 
-if TYPE_CHECKING:
-    from coordinator.gateway.gateway import DeviceGateway
 
 
 class SecAggMessages:
-    def __init__(self, gateway: DeviceGateway):
+    # `gateway`: the DeviceGateway this is a part of (not imported here: it imports this module).
+    def __init__(self, gateway):
         self.gateway = gateway
 
     def _round(self, device, task_id: str, round_num: int, upload_token: str | None):

@@ -6,15 +6,12 @@ the next opens the moment one aggregates, so uploads never wait for a commit."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from coordinator.rounds import engine, versions
 from coordinator.store.base import OPEN_STATES
 from coordinator.store.records import RoundRecord
 from coordinator.tasks.registry import Task
 
-if TYPE_CHECKING:
-    from coordinator.rounds.driver import RoundDriver
 
 log = logging.getLogger("fedge.coordinator")
 # A buffer has no deadline of its own (each assignment has one); its row still names one, far
@@ -24,7 +21,8 @@ RECENT = 3  # the rows that can be open at once: committing, aggregating, report
 
 
 class BufferDriver:
-    def __init__(self, driver: RoundDriver):
+    # `driver`: the RoundDriver this is a part of (not imported here: it imports this module).
+    def __init__(self, driver):
         self.driver = driver
 
     def drive(self, task: Task, now: float) -> None:

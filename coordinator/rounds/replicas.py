@@ -5,12 +5,9 @@ did (tasks created, paused or committed elsewhere; rounds opened or closed elsew
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
 
 from coordinator.tasks.registry import Task
 
-if TYPE_CHECKING:
-    from coordinator.rounds.driver import RoundDriver
 
 # How long a replica's right to drive a task lasts without renewal (renewed every tick):
 # when the replica dies, another takes the task over after at most this long.
@@ -18,7 +15,8 @@ LEASE_TTL_S = 3.0
 
 
 class Replicas:
-    def __init__(self, driver: RoundDriver):
+    # `driver`: the RoundDriver this is a part of (not imported here: it imports this module).
+    def __init__(self, driver):
         self.driver = driver
         self.replica_id = secrets.token_hex(8)
         self._lease_until: dict[str, float] = {}

@@ -5,9 +5,10 @@ plugin and d8 live in Google's Maven repository, which these machines cannot rea
 Steps: Maven resolves android_sample/app/pom.xml's dependencies from Maven Central (offline
 once .ci/run has fetched them); Debian's aapt checks the manifest and resources and writes
 R.java and the resource table; javac compiles every source of the app with -Werror against
-the framework jar, the Java core and host stand-ins of the three LiteRT classes the app uses
-(tests/android_sample/litert_stubs: the LiteRT Java API is not on Maven Central); the tests
-under android_sample/app/src/test run under Robolectric (binary resources from aapt).
+the framework jar, the Java core and the TensorFlow Lite 2.16.1 Java API (the org.tensorflow.lite
+classes LiteRT 1.x continues; Maven Central serves no LiteRT artifact); the tests under
+android_sample/app/src/test run under Robolectric (binary resources from aapt), where LiteRT's
+native library does not load.
 """
 
 import os
@@ -21,7 +22,6 @@ from tests.missing_tool import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "android_sample" / "app"
-STUBS = Path(__file__).parent / "litert_stubs"
 PACKAGE = "dev.fedge.sample"
 # Robolectric 4.14.1 runs the tests on API 34's instrumented framework and reads resources with
 # its newest (API 35) one: both come from Maven Central.
@@ -82,9 +82,10 @@ def app_build(java_classpath, tmp_path_factory):
     assert res.returncode == 0, res.stdout + res.stderr
 
     classes = out / "classes"
-    sources = [*map(str, (APP / "src/main/java").rglob("*.java")), *map(str, STUBS.rglob("*.java")),
-               *map(str, gen.rglob("*.java"))]
-    compile_cp = os.pathsep.join([framework, java_classpath])
+    sources = [*map(str, (APP / "src/main/java").rglob("*.java")), *map(str, gen.rglob("*.java"))]
+    litert = [d for d in deps if Path(d).name.startswith("tensorflow-lite")]
+    assert len(litert) == 2, deps  # the Interpreter API and its runtime's classes
+    compile_cp = os.pathsep.join([framework, java_classpath, *litert])
     res = subprocess.run(["javac", "--release", "11", "-Xlint:all,-path,-classfile,-options", "-Werror",
                           "-d", str(classes), "-cp", compile_cp, *sources], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr

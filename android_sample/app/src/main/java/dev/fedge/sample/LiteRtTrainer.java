@@ -21,6 +21,8 @@ import org.tensorflow.lite.TensorFlowLite;
  * the signatures, so any fedge export with float32 features and int32 labels works.
  */
 final class LiteRtTrainer implements LocalTrainer {
+    static final String UNAVAILABLE = "unavailable";
+
     private final Examples data;
     private final int[] trainRows;
     private final int[] evalRows;
@@ -102,8 +104,17 @@ final class LiteRtTrainer implements LocalTrainer {
         return keys;
     }
 
+    /**
+     * LiteRT's version, or "unavailable" where its native library does not load: the check-in
+     * then says so (a task's runtime_version rule turns the device away) instead of the app
+     * failing at every check-in.
+     */
     static String runtimeVersion() {
-        return TensorFlowLite.runtimeVersion();
+        try {
+            return TensorFlowLite.runtimeVersion();
+        } catch (LinkageError | IllegalStateException e) {
+            return UNAVAILABLE;
+        }
     }
 
     private static ByteBuffer buffer(int bytes) {
