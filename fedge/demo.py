@@ -21,6 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--goal-count", type=int, default=40)
     parser.add_argument("--codec", default="q8")
+    parser.add_argument("--download-codec", default="f32", help="how the checkpoint travels: f32, q8, q4+rot, ...")
     parser.add_argument("--learning-rate", type=float, default=0.08, help="device learning rate")
     parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
                         help="run the rounds with secure aggregation (the coordinator sees only the sum)")
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         task = {"rounds": args.rounds, "goal_count": args.goal_count, "over_selection": 1.3,
                 "selection_window_s": 2.0, "report_deadline_s": 15.0,
                 "eligibility": "charging and unmetered and idle", "epochs": 10, "batch_size": 32,
-                "learning_rate": args.learning_rate, "codec": args.codec}
+                "learning_rate": args.learning_rate, "codec": args.codec, "download_codec": args.download_codec}
         if args.secagg != "off":
             task.update(secagg=args.secagg, clip_norm=args.clip_norm, secagg_phase_s=1.0)
         if args.dp and args.dp_mode == "distributed":
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
               f"with noise multiplier {args.noise_multiplier}, {how}")
     print(f"central training of the same model: {central:.4f} test accuracy")
     print(f"bytes uploaded: {up / 1024:.1f} KiB = {up / max(f32, 1):.1%} of float32 updates")
+    print(fleet.download_summary())
     print(f"plot: {paths['png']}   history: {paths['csv']}")
     if final < args.min_accuracy:
         print(f"FAILED: final accuracy {final:.4f} is below {args.min_accuracy}")

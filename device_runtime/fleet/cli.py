@@ -32,6 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "epochs in [1, epochs] (FedProx's set-up): their work counts with partial_work = true "
                              "in --task-config, else they do not upload")
     parser.add_argument("--codec", default="q8", help="f32 | q8 | q4 | q8+rot | q4+rot")
+    parser.add_argument("--download-codec", default="f32",
+                        help="how the checkpoint travels to the devices: f32, or quantized (q8, q4+rot, ...)")
     parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
                         help="secure aggregation: off, secagg (all pairs) or secagg+ (O(log n) neighbours)")
     parser.add_argument("--clip-norm", type=float, default=None,
@@ -67,7 +69,7 @@ def task_config_from_args(args) -> dict:
         "rounds": args.rounds, "goal_count": args.goal_count, "over_selection": 1.3,
         "selection_window_s": args.selection_window_s, "report_deadline_s": args.report_deadline_s,
         "eligibility": args.eligibility, "epochs": args.epochs, "batch_size": 32,
-        "learning_rate": args.learning_rate, "codec": args.codec,
+        "learning_rate": args.learning_rate, "codec": args.codec, "download_codec": args.download_codec,
         "secagg": args.secagg, "secagg_phase_s": args.secagg_phase_s, "aggregator": args.aggregator,
         "clip_norm": args.clip_norm if args.clip_norm is not None else (3.0 if args.secagg != "off" else 0.0),
     }

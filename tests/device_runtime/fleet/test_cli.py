@@ -16,6 +16,8 @@ def _args(*extra):
 def test_flags_alone_make_the_task():
     config = task_config_from_args(_args("--rounds", "7", "--codec", "q4"))
     assert config["rounds"] == 7 and config["codec"] == "q4" and config["clip_norm"] == 0.0
+    assert config["download_codec"] == "f32"
+    assert task_config_from_args(_args("--download-codec", "q8"))["download_codec"] == "q8"
 
 
 def test_the_file_adds_any_key_and_overrides_the_flags(tmp_path):
