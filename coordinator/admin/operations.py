@@ -137,8 +137,8 @@ class AdminOps:
                 z = calibrate_distributed_noise(config.dp_target_epsilon, config.clip_norm, config.secagg_bits,
                                                 num_values, config.required_reports, config.rounds, config.dp_delta)
             else:
-                z = calibrate_noise(config.dp_target_epsilon, sampling_rate(config.goal_count, config.dp_population),
-                                    config.rounds, config.dp_delta)
+                q = 1.0 if config.asynchronous else sampling_rate(config.goal_count, config.dp_population)
+                z = calibrate_noise(config.dp_target_epsilon, q, config.rounds, config.dp_delta)
         except TargetUnreachable as exc:
             raise E.BadRequest(str(exc), "epsilon_unreachable") from None
         return TaskConfig.from_dict({**raw_config, "dp_noise_multiplier": z})

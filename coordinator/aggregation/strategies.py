@@ -130,8 +130,8 @@ class DifferentiallyPrivate(_Around):
                                        cfg.dp_delta),
                        dp_sampling_rate=ctx.sampling_rate)
         # The fixed denominator (the expected count, not the noisy or actual one) keeps the
-        # sensitivity of the mean at clip / goal_count.
-        mean = (noisy / cfg.goal_count).astype(np.float32)
+        # sensitivity of the mean at clip / goal_count (asynchronous: clip / buffer_size).
+        mean = (noisy / cfg.dp_denominator).astype(np.float32)
         new, new_state = self.inner.optimizer.apply(weights, mean, state)
         return Finalized(new, new_state, metrics)
 

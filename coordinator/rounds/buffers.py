@@ -46,8 +46,11 @@ class BufferDriver:
         if done >= task.config.rounds:
             d.finish_task(task, "completed", f"{done} versions published")
             return
-        if done + sum(1 for r in recent if r.state == "aggregating") >= task.config.rounds:
+        committing = sum(1 for r in recent if r.state == "aggregating")
+        if done + committing >= task.config.rounds:
             return  # the last versions are being committed
+        if d.over_budget(task, done + committing):  # DP-FedBuff: one more version must fit the budget
+            return
         num = recent[0].round + 1 if recent else 1
         # No selection window and no round deadline: each assignment has its own deadline.
         d.store.add_round(task.task_id, num, now, now, now + BUFFER_OPEN_S, state="reporting")

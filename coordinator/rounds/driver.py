@@ -172,18 +172,26 @@ class RoundDriver:
         if done >= task.config.rounds:
             self.finish_task(task, "completed", f"{done} rounds committed")
             return
-        cfg = task.config
-        if cfg.dp_on and cfg.dp_epsilon_budget > 0:
-            q = self.dp_sampling_rate(task)
-            spent = task_epsilon(cfg, task.update_size, done, q)
-            after = task_epsilon(cfg, task.update_size, done + 1, q)
-            if after > cfg.dp_epsilon_budget:
-                self.finish_task(task, "completed", f"privacy budget: one more round would spend epsilon {after:.3f} > "
-                                                     f"budget {cfg.dp_epsilon_budget:g} (delta {cfg.dp_delta:g}); "
-                                                     f"stopped after {done} rounds at epsilon {spent:.3f}")
-                return
+        if self.over_budget(task, done):
+            return
         self._open_round(task, last + 1, now)
         self.opened(task, last + 1)
+
+    def over_budget(self, task: Task, done: int) -> bool:
+        """With dp_epsilon_budget: finish the task (True) when one more round or version would pass it."""
+        cfg = task.config
+        if not (cfg.dp_on and cfg.dp_epsilon_budget > 0):
+            return False
+        q = self.dp_sampling_rate(task)
+        spent = task_epsilon(cfg, task.update_size, done, q)
+        after = task_epsilon(cfg, task.update_size, done + 1, q)
+        if after <= cfg.dp_epsilon_budget:
+            return False
+        what = "version" if cfg.asynchronous else "round"
+        self.finish_task(task, "completed", f"privacy budget: one more {what} would spend epsilon {after:.3f} > "
+                                            f"budget {cfg.dp_epsilon_budget:g} (delta {cfg.dp_delta:g}); stopped "
+                                            f"after {done} {what}s at epsilon {spent:.3f}")
+        return True
 
     def opened(self, task: Task, num: int) -> None:
         """Round or buffer `num` opened: this replica knows it, and long-polling check-ins wake."""
@@ -290,7 +298,10 @@ class RoundDriver:
 
     def dp_sampling_rate(self, task: Task) -> float:
         """goal / population, from the task's explicit dp_population only: a count of registered
-        devices would let anyone lower the reported epsilon by registering more."""
+        devices would let anyone lower the reported epsilon by registering more. Asynchronous
+        versions claim no amplification by sampling (1.0): who reports is not a Poisson sample."""
+        if task.config.asynchronous:
+            return 1.0
         return sampling_rate(task.config.goal_count, task.config.dp_population)
 
     # -- commit: read on the loop, compute anywhere (coordinator.rounds.commit), write on the loop -----

@@ -158,6 +158,12 @@ class TaskConfig:
         return self.dp_noise_multiplier > 0
 
     @property
+    def dp_denominator(self) -> int:
+        """DP-FedAvg's fixed denominator: the expected reports per round, or per version
+        (asynchronous: buffer_size), so one update moves the mean by at most clip / it."""
+        return self.buffer_goal if self.asynchronous else self.goal_count
+
+    @property
     def distributed_dp(self) -> bool:
         return self.dp_on and self.dp_mode == "distributed"
 
@@ -321,7 +327,7 @@ class TaskConfig:
                              "clip_required")
         if cfg.dp_mode == "distributed":
             _check_distributed_dp(cfg)
-        if cfg.dp_on and not cfg.distributed_dp and cfg.dp_population < cfg.goal_count:
+        if cfg.dp_on and not cfg.distributed_dp and not cfg.asynchronous and cfg.dp_population < cfg.goal_count:
             # The sampling rate behind epsilon must not come from a count that anyone can raise
             # by registering devices.
             raise BadRequest("DP needs the population size: set dp_population >= goal_count (the number of devices "
@@ -406,9 +412,12 @@ def _check_async(cfg: TaskConfig) -> None:
                          "before anyone uploads, and an asynchronous buffer has no such cohort (it needs "
                          "buffered secure aggregation, which fedge does not implement); use mode 'sync' with "
                          "secagg", "async_secagg")
-    if cfg.dp_on or cfg.dp_target_epsilon > 0:
-        raise BadRequest("mode 'async' does not support DP yet: noise per published version and its accounting "
-                         "(DP-FedBuff) are not implemented; use mode 'sync' for DP", "async_dp")
+    if cfg.dp_mode == "distributed" and (cfg.dp_on or cfg.dp_target_epsilon > 0):
+        raise BadRequest("mode 'async' cannot use distributed DP: its noise travels under SecAgg, which needs a "
+                         "fixed cohort; use central DP (noise per published version, DP-FedBuff)", "async_dp")
+    if cfg.dp_target_quantile > 0:
+        raise BadRequest("mode 'async' takes a fixed clip_norm under DP: adaptive clipping's noised bit count "
+                         "per version is not implemented", "async_dp")
     if cfg.max_staleness > cfg.keep_round_details:
         raise BadRequest("max_staleness cannot exceed keep_round_details: the assignments of older versions are "
                          "removed by then, so their updates could not be recognised")

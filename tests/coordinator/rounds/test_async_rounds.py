@@ -157,7 +157,8 @@ async def test_a_restart_folds_the_open_buffer_again_with_the_same_weights(harne
 
 @pytest.mark.parametrize("config,code", [
     ({"secagg": "secagg", "clip_norm": 1.0}, "async_secagg"),
-    ({"dp_noise_multiplier": 1.0, "clip_norm": 1.0, "dp_population": 100}, "async_dp"),
+    ({"dp_noise_multiplier": 1.0, "clip_norm": 1.0, "dp_mode": "distributed", "secagg": "off"}, "async_dp"),
+    ({"dp_noise_multiplier": 1.0, "clip_norm": 1.0, "dp_target_quantile": 0.5}, "async_dp"),
     ({"staleness_weight": "linear"}, "bad_staleness_weight"),
     ({"concurrency": 1, "buffer_size": 2}, "bad_request"),
     ({"mode": "later"}, "bad_request"),
@@ -232,3 +233,38 @@ async def test_participation_gap_keeps_a_fast_device_out_for_some_versions(harne
     c = await _assigned(h, d3)
     assert (await h.upload(d3, c, h.payload(seed=3))).status == 201  # version 3
     assert (await _assigned(h, fast))["round"] == 4  # buffer 4: its turn again
+
+
+async def test_dp_fedbuff_noises_each_version_and_accounts_each_release(harness):
+    """DP with async: every version's clipped, staleness-weighted sum gets N(0, (z C)^2) and is
+    divided by buffer_size; each published version is one Gaussian release (no sampling
+    amplification claimed), and the budget stops the task before a version would pass it."""
+    from tests.coordinator.aggregation.test_dp import _accountant_epsilon, _constant_update
+
+    h = harness
+    z, clip, k, delta = 1.3, 0.5, 2, 1e-4
+    budget = (_accountant_epsilon(z, 1.0, 2, delta) + _accountant_epsilon(z, 1.0, 3, delta)) / 2  # room for 2
+    await h.setup_task(**{**ASYNC, "buffer_size": k, "concurrency": 4, "rounds": 5, "codec": "f32",
+                          "clip_norm": clip, "dp_noise_multiplier": z, "dp_delta": delta,
+                          "dp_epsilon_budget": budget})
+    devices = [await h.register() for _ in range(4)]
+    previous = _weights(h, h.coordinator.tasks["t1"].checkpoint_sha)
+    for version in (1, 2):
+        for d in devices[2 * version - 2: 2 * version]:
+            a = await _assigned(h, d)
+            assert (await h.upload(d, a, _constant_update(h, 0.0))).status == 201
+        h.tick()
+        row = (await h.rounds())[version - 1]
+        assert row["state"] == "committed", row
+        now = _weights(h, row["checkpoint_sha"])
+        noise = (now - previous).astype(np.float64)
+        previous = now
+        assert abs(noise.std() / (z * clip / k) - 1) < 0.05, (noise.std(), z * clip / k)
+        m = row["metrics"]
+        assert m["dp_sampling_rate"] == 1.0 and m["dp_noise_stddev"] == pytest.approx(z * clip)
+        assert np.isclose(m["epsilon"], _accountant_epsilon(z, 1.0, version, delta), rtol=1e-9)
+    h.tick()
+    resp = await h.client.get("/v1/admin/tasks/t1", headers=ADMIN)
+    task = await resp.json()
+    assert task["state"] == "completed" and "privacy budget" in task["reason"], task
+    assert [r["state"] for r in task["rounds"]] == ["committed", "committed"]
