@@ -38,11 +38,15 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, nargs="+", default=[0.0, 0.1])
     ap.add_argument("--protocol", nargs="+", default=["secagg", "secagg+"], choices=["secagg", "secagg+"])
     ap.add_argument("--timed-clients", type=int, default=5, help="devices that mask for real in each cell")
+    ap.add_argument("--distributed-dp", type=float, default=0.0, metavar="Z",
+                    help="distributed DP with noise multiplier Z: devices encode a real update with its noise "
+                         "(timed as 'encode'; noise calibrated for n/2 survivors)")
     ap.add_argument("--max-server-work", type=float, default=2e9,
                     help="skip cells whose unmasking expands more mask entries than this")
     args = ap.parse_args()
     print(f"{'protocol':8} {'n':>4} {'d':>9} {'drop':>5} {'deg':>4} {'t':>4} {'client s':>9} {'server s':>9} "
-          f"{'KiB/dev':>9} {'expansion':>9}  check")
+          f"{'KiB/dev':>9} {'expansion':>9} {'k':>3} {'encode s':>8}  check"
+          + (f"   (distributed DP, z = {args.distributed_dp:g})" if args.distributed_dp else ""))
     for proto in args.protocol:
         for n in args.n:
             for d in args.d:
@@ -57,13 +61,14 @@ def main() -> None:
                         continue
                     t0 = time.perf_counter()
                     r = simulate(n, d, drop={"masked_input": drop}, plus=plus, timed_clients=args.timed_clients,
-                                 seed=n + d)
+                                 seed=n + d, dp_noise_multiplier=args.distributed_dp)
                     client = r.client_s["share"] + r.client_s["masked_input"] + r.client_s["unmask"]
                     sent = sum(r.bytes_up.values())
                     check = "exact" if r.verified and r.unmasked is not None and (r.unmasked == r.expected).all() \
                         else ("timing" if not r.failure else f"FAILED {r.failure}")
                     print(f"{proto:8} {n:>4} {d:>9} {drop:>5.0%} {r.params.degree:>4} {r.params.threshold:>4} "
-                          f"{client:>9.3f} {r.server_s:>9.3f} {sent / 1024:>9.1f} {sent / (2 * d):>8.2f}x  {check}"
+                          f"{client:>9.3f} {r.server_s:>9.3f} {sent / 1024:>9.1f} {sent / (2 * d):>8.2f}x "
+                          f"{r.params.modulus_bits:>3} {r.client_s['encode']:>8.3f}  {check}"
                           f"   ({time.perf_counter() - t0:.0f}s)", flush=True)
 
 

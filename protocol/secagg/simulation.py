@@ -32,18 +32,23 @@ class SimulationResult:
 
 def simulate(n: int, num_values: int, *, drop: dict[str, float] | None = None, plus: bool = False,
              threshold_fraction: float = 0.5, degree: int = 0, quant_bits: int = 8, seed: int = 0,
-             context: bytes = b"sim|1", timed_clients: int | None = None) -> SimulationResult:
+             context: bytes = b"sim|1", timed_clients: int | None = None,
+             dp_noise_multiplier: float = 0.0) -> SimulationResult:
     """``drop[phase]`` is the fraction of the still-active devices that vanish *before* sending that phase.
 
     With ``timed_clients`` only that many clients compute real masks (the others send random
     vectors of the right shape), so large n x d runs measure client and server time without
     paying n full clients; the unmasked sum is then not checked.
+
+    With ``dp_noise_multiplier`` the round uses distributed DP (noise calibrated for n / 2
+    survivors): each timed client encodes a random update at the clip with its noise
+    (`protocol.secagg.distributed_dp`, timed as the "encode" phase) instead of drawing codes.
     """
     rng = np.random.default_rng(seed)
     drop = drop or {}
     clients = {i: SecAggClient(context) for i in range(1, n + 1)}
-    clock: dict[str, float] = {p: 0.0 for p in PHASES}
-    sent: dict[str, int] = {p: 0 for p in PHASES}
+    clock: dict[str, float] = {p: 0.0 for p in (*PHASES, "encode")}
+    sent: dict[str, int] = {p: 0 for p in (*PHASES, "encode")}
 
     def vanish(active: list[int], phase: str) -> list[int]:
         k = int(round(drop.get(phase, 0.0) * len(active)))
@@ -58,9 +63,23 @@ def simulate(n: int, num_values: int, *, drop: dict[str, float] | None = None, p
     sent["advertise"] = 64 * n
     params = server.choose_params(len(clients), plus=plus, threshold_fraction=threshold_fraction, degree=degree,
                                   quant_bits=quant_bits, clip_norm=1.0, num_values=num_values,
-                                  rotation_seed=seed + 1, graph_seed=rng.bytes(32))
+                                  rotation_seed=seed + 1, graph_seed=rng.bytes(32),
+                                  dp_noise_multiplier=dp_noise_multiplier, dp_min_survivors=max(1, n // 2))
     g = server.round_graph(params)
-    codes = {i: rng.integers(0, 1 << quant_bits, params.vector_length, dtype=np.uint32) for i in clients}
+    code_bits = params.modulus_bits if params.distributed_dp else quant_bits
+    codes = {i: rng.integers(0, 1 << code_bits, params.vector_length, dtype=np.uint32) for i in clients}
+    if params.distributed_dp:
+        from protocol.secagg import distributed_dp
+
+        noise = distributed_dp.os_noise(params.dp_variance)
+        for i in list(clients)[: timed_clients if timed_clients is not None else len(clients)]:
+            update = rng.normal(0.0, 1.0, num_values).astype(np.float32)
+            update /= np.float32(np.linalg.norm(update))  # at the clip (1.0)
+            t0 = time.perf_counter()
+            codes[i] = distributed_dp.encode(update, quant_bits, params.modulus_bits, params.value_range,
+                                             params.rotation_seed, params.dp_bound, rng.random, noise)
+            clock["encode"] += time.perf_counter() - t0
+            sent["encode"] += 1
 
     active = vanish(list(clients), "share")
     outbox = {}
@@ -120,6 +139,7 @@ def simulate(n: int, num_values: int, *, drop: dict[str, float] | None = None, p
     counts = {"advertise": n, "share": len(sharers), "masked_input": len(timed & set(survivors)),
               "unmask": len(reveals)}
     result.client_s = {p: clock[p] / max(1, counts[p]) for p in PHASES}
+    result.client_s["encode"] = clock["encode"] / max(1, sent["encode"])
     result.bytes_up = {p: sent[p] // max(1, counts[p]) for p in PHASES}
     result.bytes_up["masked_input"] = ring.packed_size(params.modulus_bits, params.vector_length)
     return result

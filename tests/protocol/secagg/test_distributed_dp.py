@@ -147,3 +147,12 @@ def test_variance_is_an_integer_and_anything_else_is_refused():
     for bad in (0.5, 2.5, 0.0):
         with pytest.raises(ProtocolError, match="integer"):
             ddp.exact_variance(bad)
+
+
+def test_a_whole_secagg_round_with_noised_codes_unmasks_their_exact_modular_sum():
+    from protocol.secagg.simulation import simulate
+
+    r = simulate(8, 300, drop={"masked_input": 0.25}, plus=True, dp_noise_multiplier=1.0)
+    assert r.params.distributed_dp and r.params.modulus_bits > ring.modulus_bits(8, 8)
+    assert r.failure == "" and r.unmasked is not None and np.array_equal(r.unmasked, r.expected)
+    assert r.client_s["encode"] > 0
