@@ -17,11 +17,11 @@ from pathlib import Path
 
 from coordinator.rounds import engine as engine
 from coordinator.rounds.buffers import BufferDriver
+from coordinator.rounds.privacy_budget import budget_stop, dp_sampling_rate
 from coordinator.rounds.replicas import Replicas
 from coordinator.rounds.optimizer_state import OptimizerStateFiles
 from coordinator.rounds.round_metrics import evaluation_metrics, training_metrics
 from coordinator.rounds.commit import CommitInputs, CommitResult, compute_commit
-from coordinator.aggregation.privacy import sampling_rate, task_epsilon
 from coordinator.store.records import RoundRecord
 from coordinator.rounds.retention import prune_after_round, remove_empty_dir
 from coordinator.store.base import OPEN_STATES
@@ -179,19 +179,10 @@ class RoundDriver:
 
     def over_budget(self, task: Task, done: int) -> bool:
         """With dp_epsilon_budget: finish the task (True) when one more round or version would pass it."""
-        cfg = task.config
-        if not (cfg.dp_on and cfg.dp_epsilon_budget > 0):
-            return False
-        q = self.dp_sampling_rate(task)
-        spent = task_epsilon(cfg, task.update_size, done, q)
-        after = task_epsilon(cfg, task.update_size, done + 1, q)
-        if after <= cfg.dp_epsilon_budget:
-            return False
-        what = "version" if cfg.asynchronous else "round"
-        self.finish_task(task, "completed", f"privacy budget: one more {what} would spend epsilon {after:.3f} > "
-                                            f"budget {cfg.dp_epsilon_budget:g} (delta {cfg.dp_delta:g}); stopped "
-                                            f"after {done} {what}s at epsilon {spent:.3f}")
-        return True
+        reason = budget_stop(task, done)
+        if reason:
+            self.finish_task(task, "completed", reason)
+        return reason is not None
 
     def opened(self, task: Task, num: int) -> None:
         """Round or buffer `num` opened: this replica knows it, and long-polling check-ins wake."""
@@ -297,12 +288,7 @@ class RoundDriver:
         return self.running.sum_for(task, num), bits
 
     def dp_sampling_rate(self, task: Task) -> float:
-        """goal / population, from the task's explicit dp_population only: a count of registered
-        devices would let anyone lower the reported epsilon by registering more. Asynchronous
-        versions claim no amplification by sampling (1.0): who reports is not a Poisson sample."""
-        if task.config.asynchronous:
-            return 1.0
-        return sampling_rate(task.config.goal_count, task.config.dp_population)
+        return dp_sampling_rate(task)
 
     # -- commit: read on the loop, compute anywhere (coordinator.rounds.commit), write on the loop -----
     def request_commit(self, task: Task, num: int) -> None:
