@@ -176,3 +176,34 @@ def test_java_device_runs_scaffold(java_classpath, softmax_tflite, tmp_path):
         np.testing.assert_allclose(c, c_i, atol=1e-5)
     finally:
         server.kill9()
+
+
+def test_java_device_trains_in_an_asynchronous_task(java_classpath, softmax_tflite, tmp_path):
+    """mode = "async": the Java device's assignments pin a version, and each of its updates
+    publishes one (buffer_size 1): no protocol change on the device."""
+    from device_runtime.fleet.datasets import load_digits_pool
+
+    x, _, y, _ = load_digits_pool(0)
+    csv = tmp_path / "java.csv"
+    csv.write_text("".join(",".join(f"{v:.6g}" for v in x[j]) + f",{y[j]}\n" for j in range(300)))
+    server = Server(str(tmp_path / "c.db"))
+    server.start()
+    try:
+        config = {"mode": "async", "buffer_size": 1, "concurrency": 1, "rounds": 2, "report_deadline_s": 60,
+                  "codec": "q8", "learning_rate": 0.5, "epochs": 1, "eligibility": "charging",
+                  "download_codec": "q8"}
+        server.setup_task("javaasync", softmax_tflite, config)
+        java = subprocess.run(
+            ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
+             "--population", "javaasync", "--data", str(csv), "--rounds", "2", "--timeout-s", "120"],
+            capture_output=True, text=True, timeout=180)
+        assert java.returncode == 0, java.stdout + java.stderr
+        assert "java device: uploads 2" in java.stdout, java.stdout
+        _, task = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)
+        versions = task["rounds"]
+        assert task["state"] == "completed" and [(r["round"], r["state"], r["reported"]) for r in versions[:2]] == \
+            [(1, "committed", 1), (2, "committed", 1)], task
+        # Its second update trained on version 1 (the assignment pinned it): staleness 0 both times.
+        assert [r["metrics"]["staleness_max"] for r in versions[:2]] == [0, 0]
+    finally:
+        server.kill9()
