@@ -82,33 +82,13 @@ def calibrate_distributed_noise(target_epsilon: float, clip_norm: float, quant_b
                                 min_survivors: int, rounds: int, delta: float) -> float:
     """The smallest noise multiplier whose `rounds` rounds of distributed DP spend at most
     `target_epsilon` (the same zCDP accounting that reports epsilon, dp-accounting's calibration)."""
-    def event(z: float) -> dp_event.DpEvent:
-        return dp_event.SelfComposedDpEvent(
-            distributed_round_event(z, clip_norm, quant_bits, num_values, min_survivors), rounds)
+    def round_of(z: float) -> dp_event.DpEvent:
+        return distributed_round_event(z, clip_norm, quant_bits, num_values, min_survivors)
 
-    def spent(z: float) -> float:
-        accountant = rdp.RdpAccountant(_ORDERS)
-        accountant.compose(event(z))
-        return float(accountant.get_epsilon(delta))
-
-    floor = spent(MAX_NOISE_MULTIPLIER)
-    if floor > target_epsilon:
-        raise TargetUnreachable(
-            f"dp_target_epsilon {target_epsilon:g} cannot be met in {rounds} rounds with distributed DP for "
-            f"{min_survivors} survivors at delta {delta:g}: the smallest reachable epsilon is {floor:.4g} (noise "
-            f"multiplier {MAX_NOISE_MULTIPLIER:g}); allow fewer rounds, more min_reports or a larger target")
-    if spent(MIN_NOISE_MULTIPLIER) <= target_epsilon:
-        return MIN_NOISE_MULTIPLIER
-    try:
-        z = float(mechanism_calibration.calibrate_dp_mechanism(
-            lambda: rdp.RdpAccountant(_ORDERS), event, target_epsilon, delta,
-            mechanism_calibration.ExplicitBracketInterval(MIN_NOISE_MULTIPLIER, MAX_NOISE_MULTIPLIER), tol=1e-4))
-    except (ValueError, mechanism_calibration.NoBracketIntervalFoundError) as exc:
-        raise TargetUnreachable(f"cannot calibrate a noise multiplier to dp_target_epsilon {target_epsilon:g}: "
-                                f"{exc}") from None
-    while spent(z) > target_epsilon:  # Brent lands within tol of the boundary, on either side
-        z *= 1.0001
-    return z
+    return _calibrate(target_epsilon, delta, lambda z: dp_event.SelfComposedDpEvent(round_of(z), rounds),
+                      lambda z: distributed_epsilon(round_of(z), rounds, delta),
+                      f"in {rounds} rounds with distributed DP for {min_survivors} survivors at delta {delta:g}",
+                      "more min_reports")
 
 
 def calibrate_noise(target_epsilon: float, sampling: float, rounds: int, delta: float) -> float:
@@ -116,24 +96,31 @@ def calibrate_noise(target_epsilon: float, sampling: float, rounds: int, delta: 
     `delta` (dp-accounting's calibration over the same RDP accountant that reports epsilon).
     Raises TargetUnreachable, naming the smallest epsilon reachable, when even the largest
     noise multiplier a task may have spends more."""
-    floor = epsilon(MAX_NOISE_MULTIPLIER, sampling, rounds, delta)
+    return _calibrate(target_epsilon, delta, lambda z: dp_event.SelfComposedDpEvent(round_event(z, sampling), rounds),
+                      lambda z: epsilon(z, sampling, rounds, delta),
+                      f"in {rounds} rounds at sampling rate {sampling:.4g} and delta {delta:g}",
+                      "a larger dp_population")
+
+
+def _calibrate(target_epsilon: float, delta: float, event_of, spent, setting: str, remedy: str) -> float:
+    """dp-accounting's calibration of z for ``event_of(z)`` (the task's whole run), checked
+    with ``spent(z)``, the epsilon the task would report."""
+    floor = spent(MAX_NOISE_MULTIPLIER)
     if floor > target_epsilon:
         raise TargetUnreachable(
-            f"dp_target_epsilon {target_epsilon:g} cannot be met in {rounds} rounds at sampling rate {sampling:.4g} "
-            f"and delta {delta:g}: the smallest reachable epsilon is {floor:.4g} (noise multiplier "
-            f"{MAX_NOISE_MULTIPLIER:g}); allow fewer rounds, a larger dp_population or a larger target")
-    if epsilon(MIN_NOISE_MULTIPLIER, sampling, rounds, delta) <= target_epsilon:
+            f"dp_target_epsilon {target_epsilon:g} cannot be met {setting}: the smallest reachable epsilon is "
+            f"{floor:.4g} (noise multiplier {MAX_NOISE_MULTIPLIER:g}); allow fewer rounds, {remedy} or a larger "
+            f"target")
+    if spent(MIN_NOISE_MULTIPLIER) <= target_epsilon:
         return MIN_NOISE_MULTIPLIER  # any noise at all meets a target this loose
     try:
         z = float(mechanism_calibration.calibrate_dp_mechanism(
-            lambda: rdp.RdpAccountant(_ORDERS),
-            lambda z: dp_event.SelfComposedDpEvent(round_event(z, sampling), rounds),
-            target_epsilon, delta,
+            lambda: rdp.RdpAccountant(_ORDERS), event_of, target_epsilon, delta,
             mechanism_calibration.ExplicitBracketInterval(MIN_NOISE_MULTIPLIER, MAX_NOISE_MULTIPLIER), tol=1e-4))
     except (ValueError, mechanism_calibration.NoBracketIntervalFoundError) as exc:
         raise TargetUnreachable(f"cannot calibrate a noise multiplier to dp_target_epsilon {target_epsilon:g}: "
                                 f"{exc}") from None
     # Brent's method lands within tol of the boundary, on either side: step up until it holds.
-    while epsilon(z, sampling, rounds, delta) > target_epsilon:
+    while spent(z) > target_epsilon:
         z *= 1.0001
     return z

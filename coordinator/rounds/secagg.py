@@ -309,8 +309,8 @@ class SecAggRounds:
         total = distributed_dp.decode_sum(codes[: params.length], n, params.num_values, params.quant_bits,
                                           params.modulus_bits, params.value_range, params.dp_variance,
                                           params.rotation_seed)
-        per_level = ((1 << params.quant_bits) - 1) / (2.0 * params.value_range)
-        noise_norm = (params.length * n * params.dp_variance) ** 0.5 / per_level
-        bound = n * params.dp_bound / per_level + 1.5 * noise_norm
+        units = distributed_dp.per_level(params.quant_bits, params.value_range)
+        noise_norm = (params.length * n * params.dp_variance) ** 0.5 / units
+        bound = n * params.dp_bound / units + 1.5 * noise_norm
         clipped, _ = dp.clip_l2(total.astype(np.float64), bound)
         return clipped

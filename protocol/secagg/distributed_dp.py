@@ -51,6 +51,11 @@ NOISE_SIGMAS = 8.0  # the modulus holds this many standard deviations of the sum
 MAX_MODULUS_BITS = 32
 
 
+def per_level(quant_bits: int, vrange: float) -> float:
+    """Grid units per update unit: (2^b - 1) / 2r (one grid step is its inverse)."""
+    return ((1 << quant_bits) - 1) / (2.0 * vrange)
+
+
 def rounding_bound(scaled_clip: float, length: int, beta: float = ROUNDING_BETA) -> float:
     """Delta_2 of conditional randomized rounding (KLS eq. (5)): a vector of L2 norm at most
     ``scaled_clip`` in dimension ``length``, rounded coordinate by coordinate, stays within
@@ -86,11 +91,11 @@ def plan(noise_multiplier: float, clip_norm: float, quant_bits: int, num_values:
         raise ValueError("distributed DP needs a noise multiplier > 0, a clip > 0 and at least one survivor")
     length = ring.padded_length(num_values)
     vrange = ring.value_range(clip_norm, length)
-    per_level = ((1 << quant_bits) - 1) / (2.0 * vrange)
-    bound = rounding_bound(clip_norm * per_level, length)
+    units = per_level(quant_bits, vrange)
+    bound = rounding_bound(clip_norm * units, length)
     sigma = noise_multiplier * bound / math.sqrt(min_survivors)
     variance = float(max(1, math.ceil(sigma * sigma)))  # KLS assume sigma >= 1/2
-    return NoisePlan(length, vrange, per_level, bound, variance, min_survivors)
+    return NoisePlan(length, vrange, units, bound, variance, min_survivors)
 
 
 def reach(n: int, quant_bits: int, variance: float) -> int:
@@ -140,7 +145,7 @@ def encode(flat: np.ndarray, quant_bits: int, modulus: int, vrange: float, seed:
     """
     length = ring.padded_length(np.asarray(flat).size)
     x = np.clip(ring.rotate(np.asarray(flat, np.float32), length, seed), -vrange, vrange).astype(np.float64)
-    scaled = x * (((1 << quant_bits) - 1) / (2.0 * vrange))
+    scaled = x * per_level(quant_bits, vrange)
     limit = math.floor(bound * bound)
     for _ in range(MAX_ROUNDING_TRIES):
         draws = np.asarray(uniforms(length), np.float64)

@@ -20,6 +20,12 @@ CORE = REPO / "android_sample" / "fedge-core"
 FETCH = "bash android_sample/fetch-dependencies.sh"
 
 
+def write_examples_csv(path: Path, x, y, rows) -> Path:
+    """The Java core's examples file (dev.fedge.core.Examples): features, then the integer label, a row a line."""
+    path.write_text("".join(",".join(f"{v:.6g}" for v in x[j]) + f",{y[j]}\n" for j in rows))
+    return path
+
+
 @pytest.fixture(scope="session")
 def java_classpath(tmp_path_factory) -> str:
     """The core's classes, its test classes (the JVM device and trainer) and its dependencies."""

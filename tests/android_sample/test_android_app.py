@@ -139,11 +139,11 @@ def test_the_scheduled_job_runs_a_round_against_a_live_coordinator(app_build, so
     trained (a pure-Java trainer stands in for LiteRT), uploaded and committed; with no task,
     the job comes back at the coordinator's retry time."""
     from device_runtime.fleet.datasets import load_digits_pool
+    from tests.android_sample.conftest import write_examples_csv
     from tests.serve_process import ADMIN, Server
 
     x, _, y, _ = load_digits_pool(0)
-    csv = tmp_path / "examples.csv"
-    csv.write_text("".join(",".join(f"{v:.6g}" for v in x[j]) + f",{y[j]}\n" for j in range(300)))
+    csv = write_examples_csv(tmp_path / "examples.csv", x, y, range(300))
     server = Server(str(tmp_path / "c.db"))
     server.start()
     try:

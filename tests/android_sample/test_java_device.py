@@ -10,6 +10,7 @@ import pytest
 
 from device_runtime.example_store import write_example_file
 from protocol import codec
+from tests.android_sample.conftest import write_examples_csv
 from tests.serve_process import ADMIN, Server
 
 pytestmark = pytest.mark.slow
@@ -36,8 +37,7 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
     for i, shard in enumerate(shards[:2]):
         (tmp_path / f"py{i}").mkdir()
         write_example_file(tmp_path / f"py{i}" / "part0.npz", x[shard], y[shard])
-    csv = tmp_path / "java.csv"
-    csv.write_text("".join(",".join(f"{v:.6g}" for v in x[j]) + f",{y[j]}\n" for j in shards[2]))
+    csv = write_examples_csv(tmp_path / "java.csv", x, y, shards[2])
 
     server = Server(str(tmp_path / "c.db"))
     server.start()
@@ -103,8 +103,7 @@ def test_java_device_trains_with_fedprox_and_takes_part_in_federated_evaluation(
 
     x, _, y, _ = load_digits_pool(0)
     rows = np.random.default_rng(1).permutation(len(y))[:400]
-    csv = tmp_path / "java.csv"
-    csv.write_text("".join(",".join(f"{v:.6g}" for v in x[j]) + f",{y[j]}\n" for j in rows))
+    csv = write_examples_csv(tmp_path / "java.csv", x, y, rows)
     server = Server(str(tmp_path / "c.db"))
     server.start()
     try:
@@ -144,8 +143,7 @@ def test_java_device_runs_scaffold(java_classpath, softmax_tflite, tmp_path):
 
     x, _, y, _ = load_digits_pool(0)
     rows = np.random.default_rng(2).permutation(len(y))[:300]
-    csv = tmp_path / "java.csv"
-    csv.write_text("".join(",".join(f"{v:.6g}" for v in x[j]) + f",{y[j]}\n" for j in rows))
+    csv = write_examples_csv(tmp_path / "java.csv", x, y, rows)
     server = Server(str(tmp_path / "c.db"))
     server.start()
     try:
@@ -184,8 +182,7 @@ def test_java_device_trains_in_an_asynchronous_task(java_classpath, softmax_tfli
     from device_runtime.fleet.datasets import load_digits_pool
 
     x, _, y, _ = load_digits_pool(0)
-    csv = tmp_path / "java.csv"
-    csv.write_text("".join(",".join(f"{v:.6g}" for v in x[j]) + f",{y[j]}\n" for j in range(300)))
+    csv = write_examples_csv(tmp_path / "java.csv", x, y, range(300))
     server = Server(str(tmp_path / "c.db"))
     server.start()
     try:

@@ -117,6 +117,22 @@ final class LiteRtTrainer implements LocalTrainer {
         }
     }
 
+    private static Interpreter open(byte[] model) {
+        ByteBuffer modelBuffer = buffer(model.length);
+        modelBuffer.put(model).rewind();
+        return new Interpreter(modelBuffer, new Interpreter.Options().setNumThreads(2));
+    }
+
+    /** set_weights' inputs w000, w001, ... in manifest (update) order; as many as the checkpoint's tensors. */
+    private static String[] weightKeys(Interpreter interpreter, int[] counts) {
+        String[] keys = interpreter.getSignatureInputs("set_weights");
+        java.util.Arrays.sort(keys);
+        if (keys.length != counts.length) {
+            throw new IllegalStateException("checkpoint has " + counts.length + " tensors, model " + keys.length);
+        }
+        return keys;
+    }
+
     private static ByteBuffer buffer(int bytes) {
         return ByteBuffer.allocateDirect(bytes).order(ByteOrder.nativeOrder());
     }
@@ -130,16 +146,10 @@ final class LiteRtTrainer implements LocalTrainer {
     @Override
     public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan,
                         float[] correction) throws LocalWork.Unfinished {
-        ByteBuffer modelBuffer = buffer(model.length);
-        modelBuffer.put(model).rewind();
-        try (Interpreter interpreter = new Interpreter(modelBuffer, new Interpreter.Options().setNumThreads(2))) {
+        try (Interpreter interpreter = open(model)) {
             int batch = interpreter.getInputTensorFromSignature("x", "train").shape()[0];
             int features = interpreter.getInputTensorFromSignature("x", "train").numElements() / batch;
-            String[] weightKeys = interpreter.getSignatureInputs("set_weights");
-            java.util.Arrays.sort(weightKeys); // w000, w001, ... in manifest (update) order
-            if (weightKeys.length != counts.length) {
-                throw new IllegalStateException("checkpoint has " + counts.length + " tensors, model " + weightKeys.length);
-            }
+            String[] weightKeys = weightKeys(interpreter, counts);
             // FedProx needs a file whose train step takes proximal_mu; older exports refuse such a task.
             boolean takesMu = java.util.Arrays.asList(interpreter.getSignatureInputs("train")).contains("proximal_mu");
             LocalWork.checkPlan(plan, takesMu, modelSha256);
@@ -232,13 +242,10 @@ final class LiteRtTrainer implements LocalTrainer {
 
     @Override
     public Evaluation evaluate(byte[] model, String modelSha256, float[] weights, int[] counts, Plan plan) {
-        ByteBuffer modelBuffer = buffer(model.length);
-        modelBuffer.put(model).rewind();
-        try (Interpreter interpreter = new Interpreter(modelBuffer, new Interpreter.Options().setNumThreads(2))) {
+        try (Interpreter interpreter = open(model)) {
             int batch = interpreter.getInputTensorFromSignature("x", "evaluate").shape()[0];
             int features = interpreter.getInputTensorFromSignature("x", "evaluate").numElements() / batch;
-            String[] weightKeys = interpreter.getSignatureInputs("set_weights");
-            java.util.Arrays.sort(weightKeys);
+            String[] weightKeys = weightKeys(interpreter, counts);
             setWeights(interpreter, weightKeys, weights, counts);
             loadPersonal(interpreter, modelSha256); // evaluate with this device's personal layers
             double[] meanLossAndAccuracy = evaluate(interpreter, evalRows, batch, features);
