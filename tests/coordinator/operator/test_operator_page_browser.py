@@ -39,6 +39,16 @@ async def _wait_for(page, script: str, timeout_s: float, what: str):
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+
+async def _open_page(p, chromium: str, url: str, errors: list[str]):
+    """Headless Chromium on the operator page; console errors and page errors land in ``errors``."""
+    browser = await p.chromium.launch(executable_path=chromium, headless=True)
+    page = await browser.new_page(viewport={"width": 1300, "height": 1100})
+    page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    await page.goto(url)
+    return browser, page
+
 async def test_operator_page_follows_a_fleet_live(digits_tflite, tmp_path):
     chromium = _chromium()
     from playwright.async_api import async_playwright
@@ -62,12 +72,7 @@ async def test_operator_page_follows_a_fleet_live(digits_tflite, tmp_path):
                 "selection_window_s": 1.0, "report_deadline_s": 1.0, "eligibility": "charging", "epochs": 1, "learning_rate": 0.05,
                 "codec": "q8"}
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=chromium, headless=True)
-            page = await browser.new_page(viewport={"width": 1300, "height": 1100})
-            page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}")
-                    if msg.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-            await page.goto(server.url + "/")
+            browser, page = await _open_page(p, chromium, server.url + "/", errors)
             await page.evaluate("window.__loadedOnce = true")  # gone if the page reloads
             # The page is open before the fleet starts: everything after this arrives by polling.
             run = asyncio.create_task(fleet.run(digits_tflite, task, task_id="live"))
@@ -124,12 +129,7 @@ async def test_operator_page_shows_an_async_task_and_its_evaluations(digits_tfli
                 "eligibility": "", "epochs": 1, "learning_rate": 0.05, "codec": "q8", "eval_every": 12,
                 "eval_goal_count": 5}
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=chromium, headless=True)
-            page = await browser.new_page(viewport={"width": 1300, "height": 1100})
-            page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}")
-                    if msg.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-            await page.goto(server.url + "/")
+            browser, page = await _open_page(p, chromium, server.url + "/", errors)
             run = asyncio.create_task(Fleet(cfg, data).run(digits_tflite, task, task_id="async"))
             section = 'document.querySelector(\'section[data-task="async"]\')'
             live = await _wait_for(page, f"{section} && {section}.querySelector('[data-async=\"live\"]') && "
