@@ -111,6 +111,9 @@ class LocalModel:
         # float32[1] since fedge exports a rank-1 learning rate; () for older exports.
         self._learning_rate_shape = tuple(self._train.get_input_details()["learning_rate"]["shape"])
         self.supports_proximal = "proximal_mu" in self._train.get_input_details()
+        # The step without FedProx's and SCAFFOLD's terms (train itself in older files).
+        self._train_plain = self.interpreter.get_signature_runner(self.manifest.train_signature(0.0, False))
+        self._control_set = False  # set_control since the last set_weights
         self._get = self.interpreter.get_signature_runner("get_weights")
         self._set = self.interpreter.get_signature_runner("set_weights")
         # Personal layers (FedPer): trained here, never uploaded; the file's values until a
@@ -125,6 +128,7 @@ class LocalModel:
         self.set_weights(codec.unflatten(embedded.values, self.manifest.weight_shapes))
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
+        self._control_set = False  # set_weights zeroes the correction
         self._set(**{w.key: np.asarray(v, np.float32).reshape(w.shape) for w, v in zip(self.manifest.weights, weights)})
 
     def set_control(self, corrections: list[np.ndarray]) -> None:
@@ -134,6 +138,7 @@ class LocalModel:
         runner = self.interpreter.get_signature_runner("set_control")
         runner(**{f"c{i:03d}": np.asarray(v, np.float32).reshape(w.shape)
                   for i, (w, v) in enumerate(zip(self.manifest.weights, corrections)) if w.trainable})
+        self._control_set = True
 
     def get_personal(self) -> list[np.ndarray]:
         out = self._get_personal() if self.manifest.personal else {}
@@ -171,7 +176,10 @@ class LocalModel:
         y = y.astype(self.manifest.label.dtype, copy=False)
         lr = np.full(self._learning_rate_shape, learning_rate, np.float32)
         self.manifest.check_plan(proximal_mu)
-        extra = {"proximal_mu": np.full(1, proximal_mu, np.float32)} if self.supports_proximal else {}
+        plain = self.manifest.train_signature(proximal_mu, self._control_set) == "train_plain"
+        step = self._train_plain if plain else self._train
+        takes_mu = "proximal_mu" in step.get_input_details()
+        extra = {"proximal_mu": np.full(1, proximal_mu, np.float32)} if takes_mu else {}
         total, count, steps = 0.0, 0, 0
         started = time.perf_counter()
         stopped = False
@@ -180,7 +188,7 @@ class LocalModel:
                 if stop_after_s and time.perf_counter() - started >= stop_after_s:
                     stopped = True
                     break
-                loss = float(self._train(x=xb, y=yb, sample_weight=wb, learning_rate=lr, **extra)["loss"])
+                loss = float(step(x=xb, y=yb, sample_weight=wb, learning_rate=lr, **extra)["loss"])
                 total += loss * real
                 count += real
                 steps += 1

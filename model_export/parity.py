@@ -178,11 +178,13 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=tflite_bytes)
-    train = interp.get_signature_runner("train")
+    # Without either term the step devices run is train_plain (where the file has it).
+    signature = manifest.train_signature(proximal_mu, scaffold)
+    train = interp.get_signature_runner(signature)
     get_weights = interp.get_signature_runner("get_weights")
     lr = np.full(1, manifest.optimizer["learning_rate"], np.float32)
     mu = np.full(1, proximal_mu, np.float32)
-    extra = {"proximal_mu": mu} if "proximal_mu" in manifest.signatures["train"]["inputs"] else {}
+    extra = {"proximal_mu": mu} if "proximal_mu" in manifest.signatures[signature]["inputs"] else {}
     if proximal_mu and not extra:
         raise ValueError("this file's train signature has no proximal_mu input (exported before FedProx)")
     if proximal_mu or scaffold:

@@ -16,6 +16,10 @@ Signatures (all with a static batch dimension, see the manifest's ``batch_size``
   mu (w - w_anchor) added; ``loss`` is the data loss alone. mu = 0 is plain FedAvg.
   Files exported before FedProx have no ``proximal_mu`` input (the manifest's signature
   table says which a file has).
+- ``train_plain(x, y, sample_weight, learning_rate) -> loss``: the same step without
+  FedProx's and SCAFFOLD's terms, which devices run when a round uses neither (``train``
+  checks them in an IF whose fixed cost, 3-4 microseconds a step, is a sixth of a tiny
+  MLP's step; this one costs what a step did before FedProx). Files without it: ``train``.
 - ``infer(x) -> output``: what the model returns.
 - ``evaluate(x, y, sample_weight) -> loss_sum, correct``: weighted sums, so a caller
   adds them over batches and divides by the weight total.
@@ -136,13 +140,20 @@ class TrainingGraph(tf.Module):
         return tf.TensorSpec([self.batch_size, *self.input_shape], self.input_dtype, name="x")
 
     # -- signatures ----------------------------------------------------------------
-    def train(self, x, y, sample_weight, learning_rate, proximal_mu):
-        model = self._keras.model
+    def _loss_and_gradients(self, x, y, sample_weight):
         with tf.GradientTape() as tape:
-            out = model(x, training=True)
+            out = self._keras.model(x, training=True)
             per_example = per_example_loss(self.loss_spec, out, y, self.batch_size)
             loss = tf.reduce_sum(per_example * sample_weight) / tf.maximum(tf.reduce_sum(sample_weight), 1.0)
-        grads = tape.gradient(loss, self.trainable)
+        return loss, tape.gradient(loss, self.trainable)
+
+    def train_plain(self, x, y, sample_weight, learning_rate):
+        loss, grads = self._loss_and_gradients(x, y, sample_weight)
+        self.optimizer.apply(grads, learning_rate[0])
+        return {"loss": loss}
+
+    def train(self, x, y, sample_weight, learning_rate, proximal_mu):
+        loss, grads = self._loss_and_gradients(x, y, sample_weight)
         mu = proximal_mu[0]
         # d/dw mu/2 ||w - a||^2 = mu (w - a): added to the gradient, not taped (no second pass);
         # personal variables (after the travelling ones) have no anchor.
@@ -218,6 +229,7 @@ class TrainingGraph(tf.Module):
             } if self.personal_vars else {}
             return {**personal,
                 "train": tf.function(self.train, autograph=False).get_concrete_function(x, y, w, lr, mu),
+                "train_plain": tf.function(self.train_plain, autograph=False).get_concrete_function(x, y, w, lr),
                 "infer": tf.function(self.infer, autograph=False).get_concrete_function(x),
                 "evaluate": tf.function(self.evaluate, autograph=False).get_concrete_function(x, y, w),
                 "get_weights": tf.function(self.get_weights, autograph=False).get_concrete_function(),

@@ -39,6 +39,10 @@ _CODEC_CASES = [
     ("q4_odd_length", "q4", 8, [13], 0),
     ("q8_rot", "q8+rot", 16, [20, 7], 12345),
     ("q4_rot_big_seed", "q4+rot", 32, [50], 2**62 + 7),
+    # Sparse (a round-shared subset; the sparse seed is the last field):
+    ("f32_sparse", "f32+sparse:0.5", 256, [9, 4], 0, 3),
+    ("q8_sparse_edge_padded", "q8+sparse:0.3", 4, [13, 6], 0, 77),
+    ("q4_rot_sparse_big_seed", "q4+rot+sparse:0.1", 16, [50, 30], 999, 2**63 + 5),
 ]
 
 
@@ -48,7 +52,8 @@ def _hex_f32(values) -> str:
 
 def codec_vectors() -> list[dict]:
     cases = []
-    for i, (name, codec_name, chunk, counts, seed) in enumerate(_CODEC_CASES):
+    for i, (name, codec_name, chunk, counts, seed, *sparse_seed) in enumerate(_CODEC_CASES):
+        sparse_seed = sparse_seed[0] if sparse_seed else 0
         rng = np.random.default_rng(1000 + i)
         values = rng.normal(0.0, 0.05, sum(counts)).astype(np.float32)
         if name == "q8_constant_chunk":
@@ -58,12 +63,14 @@ def codec_vectors() -> list[dict]:
         if spec.kind == "f32":
             uniforms = np.zeros(0, np.float32)
         else:
-            length = -(-len(values) // chunk) * chunk if spec.rotate else len(values)
+            length = spec.kept(len(values))  # the coded values: L, or the kept m when sparse
             uniforms = rng.random(-(-length // chunk) * chunk, dtype=np.float32)
-        payload = codec.encode(arrays, spec, None, seed=seed, uniforms=uniforms if uniforms.size else None)
+        payload = codec.encode(arrays, spec, None, seed=seed, uniforms=uniforms if uniforms.size else None,
+                               sparse_seed=sparse_seed)
         decoded = codec.decode(payload, counts)
         cases.append({
             "name": name, "codec": codec_name, "chunk_size": chunk, "counts": counts, "rotation_seed": str(seed),
+            "sparse_seed": str(sparse_seed), "wire_codec": decoded.codec, "kept": decoded.kept,
             "values": _hex_f32(values), "uniforms": _hex_f32(uniforms), "payload": payload.hex(),
             "decoded": _hex_f32(decoded.values),
         })
@@ -94,8 +101,8 @@ def message_examples() -> dict:
     state = DeviceState(charging=True, unmetered=True, idle=False, battery=0.8, free_storage_mb=2048.0,
                         runtime="litert", runtime_version="2.3.0", supports_flex=False)
     checkin = CheckinRequest(state, ("ab" * 32,), 10.0)
-    plan = Plan(epochs=2, batch_size=32, learning_rate=0.05, codec="q8", chunk_size=256, clip_norm=3.0,
-                proximal_mu=0.25, max_local_seconds=30.5, partial_work=True)
+    plan = Plan(epochs=2, batch_size=32, learning_rate=0.05, codec="q8+sparse:0.1", chunk_size=256, clip_norm=3.0,
+                proximal_mu=0.25, max_local_seconds=30.5, partial_work=True, sparse_seed=2**53 - 1)
     assignment = Assignment(task_id="digits", round=7, upload_token="u-123", plan=plan, model_sha256="aa" * 32,
                             model_url="/v1/blobs/" + "aa" * 32, checkpoint_sha256="bb" * 32,
                             checkpoint_url="/v1/blobs/" + "bb" * 32, upload_url="/v1/tasks/digits/rounds/7/update",
@@ -279,6 +286,19 @@ def scaffold_vectors() -> list[dict]:
     return out
 
 
+def train_signature_vectors() -> list[dict]:
+    """Which train signature a device steps with (protocol.manifest.train_signature), for a
+    current file, one exported before train_plain and one exported before FedProx."""
+    from protocol.manifest import train_signature
+
+    files = {"current": ["evaluate", "get_weights", "infer", "set_control", "set_weights", "train", "train_plain"],
+             "before_train_plain": ["evaluate", "get_weights", "infer", "set_control", "set_weights", "train"],
+             "before_fedprox": ["evaluate", "get_weights", "infer", "set_weights", "train"]}
+    return [{"file": name, "signatures": signatures, "proximal_mu": mu, "corrected": corrected,
+             "signature": train_signature(signatures, mu, corrected)}
+            for name, signatures in files.items() for mu in (0.0, 0.5) for corrected in (False, True)]
+
+
 def discrete_gaussian_vectors() -> list[dict]:
     """Samples of protocol.discrete_gaussian with every uniform draw recorded (the bound asked
     for and the value given), so another implementation can replay them exactly."""
@@ -306,7 +326,7 @@ def discrete_gaussian_vectors() -> list[dict]:
 def all_vectors() -> dict[str, object]:
     return {"codec.json": codec_vectors(), "rotation.json": rotation_vectors(), "prg.json": prg_vectors(),
             "messages.json": message_examples(), "secagg.json": secagg_vectors(), "scaffold.json": scaffold_vectors(),
-            "discrete_gaussian.json": discrete_gaussian_vectors()}
+            "discrete_gaussian.json": discrete_gaussian_vectors(), "train_signature.json": train_signature_vectors()}
 
 
 def render(vectors: object) -> str:

@@ -53,6 +53,16 @@ class WeightSpec:
         return math.prod(self.shape)
 
 
+def train_signature(signatures, proximal_mu: float, corrected: bool) -> str:
+    """Which signature a device steps with: ``train_plain`` when the round uses neither
+    FedProx's term (mu 0) nor SCAFFOLD's correction and the file has it (its step skips the
+    IF that ``train`` checks the terms in), else ``train``. Both runtimes follow this rule
+    (protocol/golden/train_signature.json)."""
+    if proximal_mu == 0 and not corrected and "train_plain" in signatures:
+        return "train_plain"
+    return "train"
+
+
 @dataclass(frozen=True)
 class Manifest:
     model_name: str
@@ -82,6 +92,10 @@ class Manifest:
     def supports_proximal(self) -> bool:
         """Whether the file's train step takes FedProx's proximal_mu (files exported before it lack the input)."""
         return "proximal_mu" in self.signatures.get("train", {}).get("inputs", [])
+
+    def train_signature(self, proximal_mu: float, corrected: bool) -> str:
+        """The signature a device steps with (see `train_signature`)."""
+        return train_signature(self.signatures, proximal_mu, corrected)
 
     @property
     def supports_scaffold(self) -> bool:

@@ -49,13 +49,15 @@ def old_export(tmp_path_factory):
 
             with builtin_lowering(self._keras.model, stochastic=self.stochastic):
                 sigs["train"] = old.get_concrete_function(x, y, w, lr)
+            del sigs["train_plain"]
             return sigs
 
     mp = pytest.MonkeyPatch()
     table = exporter._signature_table
     mp.setattr(exporter, "TrainingGraph", PreFedProxGraph)
-    mp.setattr(exporter, "_signature_table", lambda g: {**table(g), "train": {
-        "inputs": ["x", "y", "sample_weight", "learning_rate"], "outputs": ["loss"]}})
+    mp.setattr(exporter, "_signature_table", lambda g: {**{k: v for k, v in table(g).items() if k != "train_plain"},
+                                                         "train": {"inputs": ["x", "y", "sample_weight", "learning_rate"],
+                                                                   "outputs": ["loss"]}})
     try:
         return exporter.export_model(_softmax_model(), name="old_softmax", batch_size=8, parity_steps=0)
     finally:
@@ -66,7 +68,9 @@ def _runners(tflite: bytes):
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=tflite)
-    return {name: interp.get_signature_runner(name) for name in ("train", "get_weights", "set_weights")}
+    return {name: interp.get_signature_runner(name)
+            for name in ("train", "get_weights", "set_weights", *(("train_plain",) if "train_plain" in
+                                                                   interp.get_signature_list() else ()))}
 
 
 def _batch(seed: int):
@@ -95,6 +99,54 @@ def test_the_proximal_term_is_exact_and_mu_zero_is_fedavg(softmax_export):
     for k in anchor:  # plain SGD: the difference is exactly -lr * mu * (w1 - anchor)
         np.testing.assert_allclose(w2b[k] - w2a[k], -0.1 * 2.0 * (w1a[k] - anchor[k]), atol=1e-6)
         assert np.abs(w1a[k] - anchor[k]).max() > 1e-3  # so the check above is not vacuous
+
+
+def test_train_plain_is_the_step_at_mu_zero(softmax_export):
+    """train_plain (no IF, no terms) steps exactly as train with mu = 0 and no correction."""
+    assert softmax_export.manifest.train_signature(0.0, False) == "train_plain"
+    a, b = _runners(softmax_export.tflite), _runners(softmax_export.tflite)
+    start = a["get_weights"]()
+    ones, lr = np.ones(8, np.float32), np.full(1, 0.1, np.float32)
+    for step in range(3):
+        x, y = _batch(10 + step)
+        la = a["train"](x=x, y=y, sample_weight=ones, learning_rate=lr, proximal_mu=np.zeros(1, np.float32))["loss"]
+        lb = b["train_plain"](x=x, y=y, sample_weight=ones, learning_rate=lr)["loss"]
+        assert la == lb
+    wa, wb = a["get_weights"](), b["get_weights"]()
+    for k in start:
+        np.testing.assert_array_equal(wa[k], wb[k])
+        assert np.abs(wa[k] - start[k]).max() > 1e-3
+
+
+def test_the_device_steps_with_train_plain_only_when_no_term_is_on(softmax_export, old_export):
+    from device_runtime.litert_model import LocalModel
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 6)).astype(np.float32), rng.integers(0, 4, 16).astype(np.int32)
+
+    def steps_by_signature(tflite: bytes, mu: float, control: bool) -> dict:
+        model = LocalModel(tflite)
+        calls = {"train": 0, "train_plain": 0}
+
+        def counted(name, runner):
+            def run(**kwargs):
+                calls[name] += 1
+                return runner(**kwargs)
+            run.get_input_details = runner.get_input_details
+            return run
+        plain_is_train = model.manifest.train_signature(0.0, False) == "train"
+        model._train = counted("train", model._train)
+        model._train_plain = model._train if plain_is_train else counted("train_plain", model._train_plain)
+        model.set_weights(model.get_weights())
+        if control:
+            model.set_control([np.zeros(w.shape, np.float32) for w in model.manifest.weights])
+        model.train(x, y, epochs=1, learning_rate=0.1, rng=rng, proximal_mu=mu)
+        return calls
+
+    assert steps_by_signature(softmax_export.tflite, 0.0, False) == {"train": 0, "train_plain": 2}
+    assert steps_by_signature(softmax_export.tflite, 0.5, False) == {"train": 2, "train_plain": 0}
+    assert steps_by_signature(softmax_export.tflite, 0.0, True) == {"train": 2, "train_plain": 0}
+    assert steps_by_signature(old_export.tflite, 0.0, False) == {"train": 2, "train_plain": 0}  # has none
 
 
 def test_set_weights_moves_the_anchor(softmax_export):

@@ -158,6 +158,9 @@ final class LiteRtTrainer implements LocalTrainer {
             if (correction != null) {
                 setControl(interpreter, correction, counts); // SCAFFOLD: c - c_i, zeroed by set_weights
             }
+            // train_plain when neither term is on: no IF to pay for in every step.
+            String step = LocalWork.trainSignature(interpreter.getSignatureKeys(), plan.proximalMu, correction != null);
+            boolean stepTakesMu = java.util.Arrays.asList(interpreter.getSignatureInputs(step)).contains("proximal_mu");
 
             int[] rowsThisRound = trainRows.clone();
             Examples.shuffle(rowsThisRound, random);
@@ -189,14 +192,14 @@ final class LiteRtTrainer implements LocalTrainer {
                     Map<String, Object> inputs = batchInputs(rows, start, real, batch, features);
                     learningRate.rewind();
                     inputs.put("learning_rate", learningRate);
-                    if (takesMu) {
+                    if (stepTakesMu) {
                         proximalMu.rewind();
                         inputs.put("proximal_mu", proximalMu);
                     }
                     ByteBuffer loss = buffer(4);
                     Map<String, Object> outputs = new HashMap<>();
                     outputs.put("loss", loss);
-                    interpreter.runSignature(inputs, outputs, "train");
+                    interpreter.runSignature(inputs, outputs, step);
                     lossSum += loss.getFloat(0) * real;
                     seen += real;
                     steps++;
@@ -262,7 +265,8 @@ final class LiteRtTrainer implements LocalTrainer {
             }
             ByteBuffer learningRate = buffer(4);
             learningRate.putFloat((float) plan.learningRate).rewind();
-            boolean takesMu = java.util.Arrays.asList(interpreter.getSignatureInputs("train")).contains("proximal_mu");
+            String step = LocalWork.trainSignature(interpreter.getSignatureKeys(), 0, false);
+            boolean takesMu = java.util.Arrays.asList(interpreter.getSignatureInputs(step)).contains("proximal_mu");
             for (int start = 0; start < cycled.length; start += batch) {
                 Map<String, Object> inputs = batchInputs(cycled, start, batch, batch, features);
                 learningRate.rewind();
@@ -274,7 +278,7 @@ final class LiteRtTrainer implements LocalTrainer {
                 }
                 Map<String, Object> outputs = new HashMap<>();
                 outputs.put("loss", buffer(4));
-                interpreter.runSignature(inputs, outputs, "train");
+                interpreter.runSignature(inputs, outputs, step);
             }
             double[] tuned = evaluate(interpreter, evalRows, batch, features);
             return new Evaluation(n, meanLossAndAccuracy[1] * n, meanLossAndAccuracy[0] * n, tuned[1] * n, tuned[0] * n);

@@ -36,6 +36,18 @@ public final class LocalWork {
         }
     }
 
+    /**
+     * The signature a trainer steps with (as protocol.manifest.train_signature): {@code train_plain}
+     * when the round uses neither FedProx's term nor SCAFFOLD's correction and the file has it
+     * (its step skips the IF in which {@code train} checks the terms), else {@code train}.
+     */
+    public static String trainSignature(String[] signatureKeys, double proximalMu, boolean corrected) {
+        if (proximalMu == 0 && !corrected && java.util.Arrays.asList(signatureKeys).contains("train_plain")) {
+            return "train_plain";
+        }
+        return "train";
+    }
+
     /** Whether to stop before the next batch: the budget is spent (checked at batch boundaries). */
     public boolean budgetSpent(long nowNanos) {
         if (plan.maxLocalSeconds > 0 && (nowNanos - startedNanos) / 1e9 >= plan.maxLocalSeconds) {

@@ -4,6 +4,8 @@ import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import org.junit.Test;
 
@@ -64,5 +66,22 @@ public class LocalWorkTest {
             assertEquals("unsupported_plan", expected.code());
             assertTrue(expected.getMessage().contains("exported before FedProx"));
         }
+    }
+
+    @Test
+    public void theTrainSignatureMatchesPython() throws Exception {
+        int cases = 0;
+        for (JsonElement e : Golden.load("train_signature.json").getAsJsonArray()) {
+            JsonObject v = e.getAsJsonObject();
+            JsonArray raw = v.getAsJsonArray("signatures");
+            String[] keys = new String[raw.size()];
+            for (int i = 0; i < keys.length; i++) {
+                keys[i] = raw.get(i).getAsString();
+            }
+            assertEquals(v.toString(), v.get("signature").getAsString(), LocalWork.trainSignature(keys,
+                    v.get("proximal_mu").getAsDouble(), v.get("corrected").getAsBoolean()));
+            cases++;
+        }
+        assertEquals(12, cases);
     }
 }
