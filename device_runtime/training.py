@@ -91,7 +91,7 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
                            next_control)
     shapes = [np.shape(w) for w in global_weights] * (2 if plan.scaffold else 1)
     spec = codec.CodecSpec.parse(plan.codec, plan.chunk_size)
-    payload = codec.encode(codec.unflatten(delta, shapes), spec, rng)
+    payload = codec.encode(codec.unflatten(delta, shapes), spec, rng, sparse_seed=plan.sparse_seed)
     return LocalResult(payload, examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
                        below_clip=norm <= plan.clip_norm, partial=partial, personal=trained_personal,
                        control=next_control)

@@ -6,18 +6,26 @@ Binary layout (all little-endian), version 1::
     0       4     magic  b"FEDU"
     4       1     format version (1)
     5       1     codec: 0 = float32, 1 = 8-bit, 2 = 4-bit stochastic quantization
-    6       1     flags: bit 0 = randomized Hadamard rotation before quantizing
+    6       1     flags: bit 0 = randomized Hadamard rotation before quantizing,
+                         bit 1 = sparse (a round-shared random subset of the coordinates)
     7       1     reserved (0)
     8       4     u32 T, number of tensors
     12      4     u32 C, chunk size (elements per quantization chunk; 0 for float32)
     16      8     u64 rotation seed (0 without rotation)
     24      4*T   u32 element count of each tensor, in manifest update order
+    only when sparse: u64 S, the round's sparse seed (non-zero); u32 m, the kept count
     then the body:
       float32: N float32 values, N = sum of the counts (the tensors, flattened, concatenated)
       quantized: let L = N, or with rotation L = N rounded up to a multiple of C;
         K = ceil(L / C) chunk headers, each (f32 min, f32 step);
         then L codes: one byte each (8-bit) or two per byte, low nibble first (4-bit).
       A value decodes as ``min + code * step`` of its chunk.
+      sparse: the body is that of the m kept values (protocol.sparse: the m positions of
+        [0, L) that seed S selects, increasing; L = N for float32), a float32 or quantized
+        body of length m (K = ceil(m / C)); decoding puts each kept value times float32(L / m)
+        at its position and zero elsewhere (unbiased over S), then un-rotates. m = ceil(F L)
+        for the codec's fraction F (``+sparse:F``): the receiver checks it, the payload
+        carries only m.
 
 Quantization is stochastic and unbiased: ``code = floor((x - min) / step + u)`` with
 ``u ~ U[0, 1)``, where ``step = (max - min) / (2**bits - 1)`` over the chunk.
@@ -39,6 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from protocol import sparse
 from protocol.errors import ProtocolError
 
 MAGIC = b"FEDU"
@@ -47,43 +56,73 @@ _HEADER = struct.Struct("<4sBBBBIIQ")
 _CODEC_IDS = {"f32": 0, "q8": 1, "q4": 2}
 _CODEC_BITS = {0: 32, 1: 8, 2: 4}
 FLAG_ROTATE = 1
+FLAG_SPARSE = 2
+_SPARSE = struct.Struct("<QI")
 DEFAULT_CHUNK = 256
 
 
 @dataclass(frozen=True)
 class CodecSpec:
-    """Which codec a task uses: 'f32', 'q8', 'q4', optionally '+rot'; chunk size C."""
+    """Which codec a task uses: 'f32', 'q8', 'q4', optionally '+rot', optionally '+sparse:F'
+    (keep a round-shared fraction F of the coordinates); chunk size C."""
 
     kind: str = "q8"
     rotate: bool = False
     chunk_size: int = DEFAULT_CHUNK
+    sparse: float = 0.0  # the kept fraction F in (0, 1); 0: every coordinate
 
     @classmethod
     def parse(cls, text: str, chunk_size: int = DEFAULT_CHUNK) -> "CodecSpec":
-        kind, _, extra = str(text).partition("+")
-        if kind not in _CODEC_IDS or extra not in ("", "rot"):
-            raise ProtocolError(f"unknown codec {text!r}; use f32, q8, q4, q8+rot or q4+rot", "bad_codec")
-        rotate = extra == "rot"
+        kind, *extras = str(text).split("+")
+        rotate = extras[:1] == ["rot"]
+        rest = extras[1:] if rotate else extras
+        fraction = 0.0
+        if rest and rest[0].startswith("sparse:"):
+            try:
+                fraction = float(rest[0][len("sparse:"):])
+            except ValueError:
+                fraction = -1.0
+            if not 0.0 < fraction < 1.0:
+                raise ProtocolError(f"codec {text!r}: the sparse fraction must be a number in (0, 1), e.g. "
+                                    "q4+sparse:0.1", "bad_codec")
+            rest = rest[1:]
+        if kind not in _CODEC_IDS or rest:
+            raise ProtocolError(f"unknown codec {text!r}; use f32, q8 or q4, then optionally +rot, then optionally "
+                                "+sparse:F (e.g. q8+rot+sparse:0.1)", "bad_codec")
         if kind == "f32" and rotate:
             raise ProtocolError("rotation only applies to quantized codecs", "bad_codec")
         if chunk_size < 1 or chunk_size > 1 << 20 or (rotate and chunk_size & (chunk_size - 1)):
             raise ProtocolError("chunk_size must be in [1, 2^20], and a power of two with rotation", "bad_codec")
-        return cls(kind, rotate, int(chunk_size))
+        return cls(kind, rotate, int(chunk_size), fraction)
 
     @property
     def name(self) -> str:
-        return self.kind + ("+rot" if self.rotate else "")
+        return self.wire_name + (f":{self.sparse:g}" if self.sparse else "")
+
+    @property
+    def wire_name(self) -> str:
+        """What a payload's header says (a sparse payload carries its kept count, not F)."""
+        return self.kind + ("+rot" if self.rotate else "") + ("+sparse" if self.sparse else "")
 
     @property
     def bits(self) -> int:
         return _CODEC_BITS[_CODEC_IDS[self.kind]]
 
+    def coded_length(self, num_values: int) -> int:
+        """L: the coordinates a sparse subset is drawn from (N, padded to whole chunks with rotation)."""
+        return _padded_length(num_values, self.chunk_size, self.rotate) if self.kind != "f32" else num_values
+
+    def kept(self, num_values: int) -> int:
+        """How many coordinates travel: m = ceil(F L) when sparse, else all L."""
+        length = self.coded_length(num_values)
+        return sparse.kept_count(self.sparse, length) if self.sparse else length
+
     def max_payload_bytes(self, num_tensors: int, num_values: int) -> int:
         """Exact size of an encoded update; uploads larger than this are refused unread."""
-        header = _HEADER.size + 4 * num_tensors
+        header = _HEADER.size + 4 * num_tensors + (_SPARSE.size if self.sparse else 0)
         if self.kind == "f32":
-            return header + 4 * num_values
-        length = _padded_length(num_values, self.chunk_size, self.rotate)
+            return header + 4 * self.kept(num_values)
+        length = self.kept(num_values)
         chunks = -(-length // self.chunk_size)
         codes = length if self.bits == 8 else -(-length // 2)
         return header + 8 * chunks + codes
@@ -129,12 +168,13 @@ def unflatten(flat: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarra
 
 
 def encode(arrays: list[np.ndarray], spec: CodecSpec, rng: np.random.Generator | None, seed: int | None = None,
-           uniforms: np.ndarray | None = None) -> bytes:
+           uniforms: np.ndarray | None = None, sparse_seed: int = 0) -> bytes:
     """Encode tensors (in manifest order) with the codec; ``rng`` draws the stochastic rounding.
 
     ``uniforms`` (float32 in [0, 1), one per grid cell: K*C values, the last chunk's
     padding included) replaces the draws, so other implementations can be checked
-    against this one bit for bit (protocol/golden/)."""
+    against this one bit for bit (protocol/golden/). A sparse codec needs the round's
+    ``sparse_seed`` (the plan's)."""
     counts = [int(np.asarray(a).size) for a in arrays]
     flat = flatten(arrays)
     if not np.all(np.isfinite(flat)):
@@ -143,20 +183,33 @@ def encode(arrays: list[np.ndarray], spec: CodecSpec, rng: np.random.Generator |
     rot_seed = 0
     if spec.rotate:
         rot_seed = int(rng.integers(1, 2**63)) if seed is None else int(seed)
-    header = _HEADER.pack(MAGIC, FORMAT_VERSION, codec_id, FLAG_ROTATE if spec.rotate else 0, 0,
+    flags = (FLAG_ROTATE if spec.rotate else 0) | (FLAG_SPARSE if spec.sparse else 0)
+    header = _HEADER.pack(MAGIC, FORMAT_VERSION, codec_id, flags, 0,
                           len(counts), 0 if spec.kind == "f32" else spec.chunk_size, rot_seed)
     header += struct.pack(f"<{len(counts)}I", *counts)
-    if spec.kind == "f32":
-        return header + flat.astype("<f4").tobytes()
     c = spec.chunk_size
     n = flat.size
-    length = _padded_length(n, c, spec.rotate)
+    length = spec.coded_length(n)
     if spec.rotate:
         padded = np.zeros(length, np.float32)
         padded[:n] = flat
         values = hadamard_chunks(padded * rotation_signs(rot_seed, length), c)
     else:
         values = flat
+    if spec.sparse:
+        kept = spec.kept(n)
+        values = values[sparse.kept_positions(sparse_seed, length, kept)]
+        header += _SPARSE.pack(sparse_seed, kept)
+        length = kept
+    if spec.kind == "f32":
+        return header + values.astype("<f4").tobytes()
+    return header + _quantize(values, length, spec, rng, uniforms)
+
+
+def _quantize(values: np.ndarray, length: int, spec: CodecSpec, rng: np.random.Generator | None,
+              uniforms: np.ndarray | None) -> bytes:
+    """Chunk headers and codes of ``length`` values (the last chunk edge-padded for its draws)."""
+    c = spec.chunk_size
     k = -(-length // c)
     grid = np.pad(values, (0, k * c - length), mode="edge") if length and k * c > length else values
     grid = grid.reshape(k, c) if length else np.zeros((0, c), np.float32)
@@ -174,14 +227,20 @@ def encode(arrays: list[np.ndarray], spec: CodecSpec, rng: np.random.Generator |
         if codes.size % 2:
             codes = np.append(codes, np.uint8(0))
         codes = (codes[0::2] | (codes[1::2] << 4)).astype(np.uint8)
-    return header + chunk_headers + codes.tobytes()
+    return chunk_headers + codes.tobytes()
 
 
 @dataclass(frozen=True)
 class DecodedUpdate:
     values: np.ndarray  # flat float32, manifest order
     counts: tuple[int, ...]
-    codec: str
+    codec: str  # the wire name: f32, q8, q4, with +rot, with +sparse (whose F the payload does not carry)
+    kept: int = 0  # sparse: how many coordinates travelled (0 when dense)
+    sparse_seed: int = 0  # sparse: the seed the device says its round gave it
+
+    def matches(self, spec: CodecSpec) -> bool:
+        """Whether this is an update in ``spec``'s codec (with its kept count when sparse)."""
+        return self.codec == spec.wire_name and (not spec.sparse or self.kept == spec.kept(sum(self.counts)))
 
 
 def decode(payload: bytes, expected_counts: list[int] | None = None) -> DecodedUpdate:
@@ -194,10 +253,11 @@ def decode(payload: bytes, expected_counts: list[int] | None = None) -> DecodedU
         raise ProtocolError("update payload has a bad magic number (expected FEDU)", "bad_payload")
     if version != FORMAT_VERSION:
         raise ProtocolError(f"unsupported update format version {version}", "bad_payload")
-    if codec_id not in _CODEC_BITS or reserved or flags & ~FLAG_ROTATE:
+    if codec_id not in _CODEC_BITS or reserved or flags & ~(FLAG_ROTATE | FLAG_SPARSE):
         raise ProtocolError("update payload has an unknown codec or flags", "bad_payload")
-    rotate = bool(flags & FLAG_ROTATE)
-    if t > 1 << 16 or len(data) < _HEADER.size + 4 * t:
+    rotate, is_sparse = bool(flags & FLAG_ROTATE), bool(flags & FLAG_SPARSE)
+    table = _HEADER.size + 4 * t + (_SPARSE.size if is_sparse else 0)
+    if t > 1 << 16 or len(data) < table:
         raise ProtocolError("update payload tensor table is truncated", "bad_payload")
     counts = struct.unpack_from(f"<{t}I", data, _HEADER.size)
     if expected_counts is not None and list(counts) != list(expected_counts):
@@ -206,41 +266,57 @@ def decode(payload: bytes, expected_counts: list[int] | None = None) -> DecodedU
             "shape_mismatch",
         )
     n = sum(counts)
-    pos = _HEADER.size + 4 * t
     kind = {0: "f32", 1: "q8", 2: "q4"}[codec_id]
+    if kind == "f32" and rotate:
+        raise ProtocolError("update payload has an unknown codec or flags", "bad_payload")
+    if kind != "f32" and (chunk < 1 or chunk > 1 << 20 or (rotate and chunk & (chunk - 1))):
+        raise ProtocolError("update payload has a bad chunk size", "bad_payload")
+    spec = CodecSpec(kind, rotate, chunk if kind != "f32" else DEFAULT_CHUNK)
+    length = spec.coded_length(n)
+    sparse_seed, kept = _SPARSE.unpack_from(data, _HEADER.size + 4 * t) if is_sparse else (0, length)
+    if is_sparse:
+        positions = sparse.kept_positions(sparse_seed, length, kept)  # refuses a zero seed or kept out of range
+    body = _HEADER.size + 4 * t + (_SPARSE.size if is_sparse else 0)
     if kind == "f32":
-        if len(data) - pos != 4 * n:
-            raise ProtocolError(f"float32 update body is {len(data) - pos} bytes, expected {4 * n}", "bad_payload")
-        values = np.frombuffer(data, "<f4", count=n, offset=pos).astype(np.float32)
+        expected = body + 4 * kept
     else:
-        if chunk < 1 or (rotate and chunk & (chunk - 1)):
-            raise ProtocolError("update payload has a bad chunk size", "bad_payload")
-        spec = CodecSpec(kind, rotate, chunk)
-        expected = spec.max_payload_bytes(t, n)
-        if len(data) != expected:
-            raise ProtocolError(f"{kind} update is {len(data)} bytes, expected {expected}", "bad_payload")
-        length = _padded_length(n, chunk, rotate)
-        k = -(-length // chunk)
-        heads = np.frombuffer(data, "<f4", count=2 * k, offset=pos).reshape(k, 2)
-        pos += 8 * k
-        raw = np.frombuffer(data, np.uint8, offset=pos)
-        if spec.bits == 4:
-            codes = np.empty(raw.size * 2, np.uint8)
-            codes[0::2], codes[1::2] = raw & 0x0F, raw >> 4
-            codes = codes[:length]
-        else:
-            codes = raw[:length]
-        # Per chunk: min + code * step, as one broadcast over a (chunks, chunk) view (gathering
-        # each value's chunk header by index cost 4x as much).
-        grid = np.zeros(k * chunk, np.float32)
-        grid[:length] = codes
-        grid = grid.reshape(k, chunk)
-        grid *= heads[:, 1:2]
-        grid += heads[:, 0:1]
-        values = grid.reshape(-1)[:length]
-        if rotate:
-            values = hadamard_chunks(values.astype(np.float32), chunk) * rotation_signs(rot_seed, length)
-        values = values[:n].astype(np.float32)
+        codes = kept if spec.bits == 8 else -(-kept // 2)
+        expected = body + 8 * -(-kept // chunk) + codes
+    if len(data) != expected:
+        raise ProtocolError(f"{kind} update is {len(data)} bytes, expected {expected}", "bad_payload")
+    if kind == "f32":
+        values = np.frombuffer(data, "<f4", count=kept, offset=body).astype(np.float32)
+    else:
+        values = _dequantize(data, body, kept, chunk, spec.bits)
+    if is_sparse:
+        full = np.zeros(length, np.float32)
+        full[positions] = values * np.float32(length / kept)
+        values = full
+    if rotate:
+        values = hadamard_chunks(values.astype(np.float32), chunk) * rotation_signs(rot_seed, length)
+    values = values[:n].astype(np.float32)
     if not np.all(np.isfinite(values)):
         raise ProtocolError("update has non-finite values", "non_finite")
-    return DecodedUpdate(values, tuple(counts), kind + ("+rot" if rotate else ""))
+    name = kind + ("+rot" if rotate else "") + ("+sparse" if is_sparse else "")
+    return DecodedUpdate(values, tuple(counts), name, kept if is_sparse else 0, sparse_seed)
+
+
+def _dequantize(data: memoryview, pos: int, length: int, chunk: int, bits: int) -> np.ndarray:
+    k = -(-length // chunk)
+    heads = np.frombuffer(data, "<f4", count=2 * k, offset=pos).reshape(k, 2)
+    pos += 8 * k
+    raw = np.frombuffer(data, np.uint8, offset=pos)
+    if bits == 4:
+        codes = np.empty(raw.size * 2, np.uint8)
+        codes[0::2], codes[1::2] = raw & 0x0F, raw >> 4
+        codes = codes[:length]
+    else:
+        codes = raw[:length]
+    # Per chunk: min + code * step, as one broadcast over a (chunks, chunk) view (gathering
+    # each value's chunk header by index cost 4x as much).
+    grid = np.zeros(k * chunk, np.float32)
+    grid[:length] = codes
+    grid = grid.reshape(k, chunk)
+    grid *= heads[:, 1:2]
+    grid += heads[:, 0:1]
+    return grid.reshape(-1)[:length]

@@ -132,6 +132,9 @@ class CheckinRequest:
         return cls(DeviceState.from_dict(get_field(raw, "state", dict)), tuple(cached), wait_s)
 
 
+MAX_SPARSE_SEED = 2**53 - 1
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a selected device does this round."""
@@ -159,6 +162,9 @@ class Plan:
     # SCAFFOLD (Karimireddy et al. 2020): correct the gradients with c - c_i (set_control) and
     # upload the model delta followed by the control delta, one vector twice the update's size.
     scaffold: bool = False
+    # Sparse codecs (``+sparse:F``): the seed of the round's shared subset (protocol.sparse),
+    # below 2^53 so that every JSON parser reads it exactly; 0 for dense codecs.
+    sparse_seed: int = 0
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Plan":
@@ -175,6 +181,7 @@ class Plan:
             evaluate_only=get_field(raw, "evaluate_only", bool, False, False),
             personalize_steps=get_field(raw, "personalize_steps", int, False, 0, lo=0, hi=MAX_PERSONALIZE_STEPS),
             scaffold=get_field(raw, "scaffold", bool, False, False),
+            sparse_seed=get_field(raw, "sparse_seed", int, False, 0, lo=0, hi=MAX_SPARSE_SEED),
         )
 
 

@@ -37,7 +37,7 @@ from coordinator.tasks.registry import Task, TaskRegistry
 from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord
 from coordinator.gateway.steps import PendingAssignment, PendingUpload, RoundSignals, update_record
 from coordinator.gateway.tokens import hash_token
-from protocol import codec, dp
+from protocol import codec, dp, sparse
 from protocol.errors import ProtocolError
 from protocol.secagg import ring
 from protocol.messages import (Assignment, CheckinRequest, CheckinResponse, UploadMeta)
@@ -254,7 +254,8 @@ class DeviceGateway:
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
         checkpoint = self.downloads.sha_for(task)  # the checkpoint itself, or quantized (download_codec)
         return Assignment(
-            task_id=task.task_id, round=rnd.round, upload_token=token, plan=task.config.plan(task.dp_clip),
+            task_id=task.task_id, round=rnd.round, upload_token=token,
+            plan=task.config.plan(task.dp_clip, sparse.round_seed(task.task_id, rnd.round)),
             model_sha256=task.model_sha, model_url=f"/v1/blobs/{task.model_sha}",
             checkpoint_sha256=checkpoint, checkpoint_url=f"/v1/blobs/{checkpoint}",
             upload_url=f"{base}/evaluation" if task.config.evaluation else f"{base}/update",
@@ -333,21 +334,29 @@ class DeviceGateway:
         if rnd.state not in ("selecting", "reporting") or self.clock() > rnd.report_deadline:
             self.reject("late")
             raise E.Gone(f"round {round_num} is closed ({rnd.state}); the update was not counted", "round_closed")
-        values, norm, meta = self.decode(task, meta, body)
+        values, norm, meta = self.decode(task, round_num, meta, body)
         self.claim((task_id, round_num, device_id))
         return PendingUpload(task, round_num, device_id, meta, body, digest, values, norm)
 
-    def decode(self, task: Task, meta: UploadMeta, body: bytes) -> tuple[np.ndarray, float, UploadMeta]:
-        """An update's values and L2 norm (400 for bytes that are not this task's codec)."""
+    def decode(self, task: Task, round_num: int, meta: UploadMeta, body: bytes) -> tuple[np.ndarray, float, UploadMeta]:
+        """An update's values and L2 norm (400 for bytes that are not this task's codec, or a
+        sparse update on a subset other than its round's)."""
         expected_codec = task.config.codec_spec()
         try:
             decoded = codec.decode(body, task.update_counts)
         except ProtocolError as exc:
             self.reject(exc.code)
             raise E.BadRequest(str(exc), exc.code) from exc
-        if decoded.codec != expected_codec.name:
+        if not decoded.matches(expected_codec):
             self.reject("wrong_codec")
-            raise E.BadRequest(f"update uses codec {decoded.codec}; this task expects {expected_codec.name}", "wrong_codec")
+            kept = f" keeping {decoded.kept} coordinates" if decoded.kept else ""
+            raise E.BadRequest(f"update uses codec {decoded.codec}{kept}; this task expects {expected_codec.name}"
+                               + (f" keeping {expected_codec.kept(task.update_size)}" if expected_codec.sparse else ""),
+                               "wrong_codec")
+        if expected_codec.sparse and decoded.sparse_seed != sparse.round_seed(task.task_id, round_num):
+            self.reject("wrong_seed")
+            raise E.BadRequest(f"the sparse update's seed is not round {round_num}'s: its coordinates would not line "
+                               "up with the other devices'", "wrong_seed")
         norm = dp.l2_norm(decoded.values)
         # The adaptive-clip bit is the server's own measurement here, not the device's claim.
         if task.config.adaptive_clip:

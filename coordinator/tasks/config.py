@@ -189,15 +189,16 @@ class TaskConfig:
         """What the round engine needs to know of the task."""
         return Rules(self.goal_count, self.required_reports, self.secagg_on)
 
-    def plan(self, clip_norm: float | None = None) -> Plan:
-        """The devices' plan; ``clip_norm`` is this round's clip when it adapts."""
+    def plan(self, clip_norm: float | None = None, sparse_seed: int = 0) -> Plan:
+        """The devices' plan; ``clip_norm`` is this round's clip when it adapts; ``sparse_seed``
+        the round's shared subset when the codec is sparse."""
         return Plan(self.epochs, self.batch_size, self.learning_rate, self.codec, self.chunk_size,
                     self.clip_norm if clip_norm is None else clip_norm,
                     secagg="" if self.secagg == "off" else self.secagg, report_clip_bit=self.adaptive_clip,
                     proximal_mu=self.proximal_mu, max_local_seconds=self.max_local_seconds,
                     partial_work=self.partial_work, evaluate_only=self.kind == "evaluate",
                     personalize_steps=self.personalize_steps if self.kind == "evaluate" else 0,
-                    scaffold=self.scaffold)
+                    scaffold=self.scaffold, sparse_seed=sparse_seed if self.codec_spec().sparse else 0)
 
     def codec_spec(self) -> CodecSpec:
         return CodecSpec.parse(self.codec, self.chunk_size)
@@ -347,10 +348,15 @@ class TaskConfig:
         try:
             EligibilityRule.parse(cfg.eligibility)
             EligibilityRule.parse(cfg.eval_eligibility)
-            cfg.codec_spec()
-            CodecSpec.parse(cfg.download_codec, cfg.chunk_size)
+            sparse = cfg.codec_spec().sparse
+            if CodecSpec.parse(cfg.download_codec, cfg.chunk_size).sparse:
+                raise BadRequest("download_codec cannot be sparse: a device needs the whole checkpoint", "bad_codec")
         except ProtocolError as exc:
             raise BadRequest(str(exc), exc.code) from exc
+        if sparse and (cfg.dp_on or cfg.dp_target_epsilon > 0):
+            raise BadRequest("a sparse codec cannot be combined with DP yet: the decoded update is the kept "
+                             "coordinates scaled by L/m, whose norm the clip and the noise were not sized for",
+                             "bad_codec")
         return cfg
 
 

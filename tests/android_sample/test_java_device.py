@@ -178,7 +178,8 @@ def test_java_device_runs_scaffold(java_classpath, softmax_tflite, tmp_path):
 
 def test_java_device_trains_in_an_asynchronous_task(java_classpath, softmax_tflite, tmp_path):
     """mode = "async": the Java device's assignments pin a version, and each of its updates
-    publishes one (buffer_size 1): no protocol change on the device."""
+    publishes one (buffer_size 1): no protocol change on the device. Its uploads are sparse
+    (q8+rot+sparse:0.3): the coordinator takes them only on its version's subset."""
     from device_runtime.fleet.datasets import load_digits_pool
 
     x, _, y, _ = load_digits_pool(0)
@@ -187,7 +188,7 @@ def test_java_device_trains_in_an_asynchronous_task(java_classpath, softmax_tfli
     server.start()
     try:
         config = {"mode": "async", "buffer_size": 1, "concurrency": 1, "rounds": 2, "report_deadline_s": 60,
-                  "codec": "q8", "learning_rate": 0.5, "epochs": 1, "eligibility": "charging",
+                  "codec": "q8+rot+sparse:0.3", "learning_rate": 0.5, "epochs": 1, "eligibility": "charging",
                   "download_codec": "q8"}
         server.setup_task("javaasync", softmax_tflite, config)
         java = subprocess.run(

@@ -131,3 +131,90 @@ def test_codec_spec_parsing():
             codec.CodecSpec.parse(bad)
     with pytest.raises(ProtocolError):
         codec.CodecSpec.parse("q8+rot", chunk_size=100)
+
+
+# -- sparse: a round-shared subset ------------------------------------------------------
+
+SPARSE = ["f32+sparse:0.1", "q8+sparse:0.25", "q4+rot+sparse:0.05"]
+
+
+@pytest.mark.parametrize("name", SPARSE)
+def test_a_sparse_update_keeps_the_rounds_subset_scaled_to_be_unbiased(name):
+    from protocol import sparse
+
+    rng = np.random.default_rng(11)
+    tensors = _tensors(rng)
+    spec = codec.CodecSpec.parse(name, 64)
+    payload = codec.encode(tensors, spec, rng, seed=5, sparse_seed=99)
+    assert len(payload) == spec.max_payload_bytes(2, 1013)
+    decoded = codec.decode(payload, [1000, 13])
+    length = spec.coded_length(1013)
+    assert decoded.codec == spec.wire_name and decoded.kept == spec.kept(1013) == -(-int(spec.sparse * length * 1e6)
+                                                                                  // int(1e6))
+    assert decoded.sparse_seed == 99 and decoded.matches(spec)
+    if not spec.rotate:  # outside the kept positions nothing travels
+        kept = sparse.kept_positions(99, length, decoded.kept)
+        outside = np.ones(length, bool)
+        outside[kept] = False
+        assert not decoded.values[outside].any()
+        if spec.kind == "f32":
+            np.testing.assert_allclose(decoded.values[kept], codec.flatten(tensors)[kept] * (length / decoded.kept),
+                                       rtol=1e-6)
+    # Averaged over seeds, the decoded update is the update (the error of the mean of S draws
+    # shrinks as sqrt((1/F - 1) / S)).
+    flat = codec.flatten(tensors)
+    mean = np.mean([codec.decode(codec.encode(tensors, spec, rng, sparse_seed=s)).values for s in range(1, 301)],
+                   axis=0)
+    expected = np.sqrt((1 / spec.sparse - 1) / 300)
+    assert np.linalg.norm(mean - flat) / np.linalg.norm(flat) < 1.5 * expected + 0.02
+
+
+def test_every_device_of_a_round_keeps_the_same_coordinates_and_rounds_differ():
+    from protocol import sparse
+
+    a = sparse.kept_positions(sparse.round_seed("t1", 4), 1000, 100)
+    np.testing.assert_array_equal(a, sparse.kept_positions(sparse.round_seed("t1", 4), 1000, 100))
+    assert len(np.unique(a)) == 100 and np.all(np.diff(a) > 0) and a.max() < 1000
+    assert len(np.intersect1d(a, sparse.kept_positions(sparse.round_seed("t1", 5), 1000, 100))) < 40
+    assert sparse.round_seed("t1", 4) != sparse.round_seed("t2", 4)
+
+
+def test_sparse_keys_are_the_documented_sha256_words():
+    import hashlib
+
+    from protocol import sparse
+
+    words = np.frombuffer(hashlib.sha256(b"FEDS" + struct.pack("<QI", 7, 0)).digest(), "<u4")
+    assert list(sparse.kept_positions(7, 8, 3)) == sorted(np.argsort(words, kind="stable")[:3].tolist())
+
+
+@pytest.mark.parametrize("field, value", [("seed", 0), ("kept", 0), ("kept", 10_000)])
+def test_a_sparse_payload_with_a_bad_seed_or_kept_count_is_refused(field, value):
+    rng = np.random.default_rng(12)
+    payload = bytearray(codec.encode(_tensors(rng), codec.CodecSpec.parse("q8+sparse:0.1"), rng, sparse_seed=3))
+    at = 24 + 4 * 2 + (0 if field == "seed" else 8)
+    struct.pack_into("<Q" if field == "seed" else "<I", payload, at, value)
+    with pytest.raises(ProtocolError) as exc:
+        codec.decode(bytes(payload), [1000, 13])
+    assert exc.value.code == "bad_payload"
+
+
+def test_a_sparse_payload_in_another_fraction_does_not_match_the_tasks_codec():
+    rng = np.random.default_rng(13)
+    payload = codec.encode(_tensors(rng), codec.CodecSpec.parse("q8+sparse:0.2"), rng, sparse_seed=3)
+    decoded = codec.decode(payload, [1000, 13])
+    assert decoded.matches(codec.CodecSpec.parse("q8+sparse:0.2"))
+    assert not decoded.matches(codec.CodecSpec.parse("q8+sparse:0.1"))
+    assert not decoded.matches(codec.CodecSpec.parse("q8"))
+    dense = codec.decode(codec.encode(_tensors(rng), codec.CodecSpec.parse("q8"), rng), [1000, 13])
+    assert not dense.matches(codec.CodecSpec.parse("q8+sparse:0.2"))
+
+
+def test_sparse_codec_names():
+    assert codec.CodecSpec.parse("q4+rot+sparse:0.03").name == "q4+rot+sparse:0.03"
+    assert codec.CodecSpec.parse("f32+sparse:0.5").wire_name == "f32+sparse"
+    for bad in ("q8+sparse:0", "q8+sparse:1", "q8+sparse:-0.1", "q8+sparse:nan", "q8+sparse:", "q8+sparse:0.1+rot",
+                "q8+rot+rot", "q8+sparse:0.1+sparse:0.2"):
+        with pytest.raises(ProtocolError) as exc:
+            codec.CodecSpec.parse(bad)
+        assert exc.value.code == "bad_codec"

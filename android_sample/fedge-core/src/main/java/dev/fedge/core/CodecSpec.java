@@ -3,37 +3,60 @@ package dev.fedge.core;
 /** Which update codec a plan asks for: f32, q8 or q4, optionally "+rot"; chunk size C. */
 public final class CodecSpec {
     public static final int HEADER_BYTES = 24;
+    /** After the tensor table of a sparse payload: u64 sparse seed, u32 kept count. */
+    public static final int SPARSE_HEADER_BYTES = 12;
 
     public final String kind;
     public final boolean rotate;
     public final int chunkSize;
+    /** The kept fraction F of "+sparse:F" (a round-shared subset of the coordinates); 0: every coordinate. */
+    public final double sparse;
 
-    private CodecSpec(String kind, boolean rotate, int chunkSize) {
+    private CodecSpec(String kind, boolean rotate, int chunkSize, double sparse) {
         this.kind = kind;
         this.rotate = rotate;
         this.chunkSize = chunkSize;
+        this.sparse = sparse;
     }
 
     /** Parses a plan's codec name; the same rules as protocol.codec.CodecSpec.parse. */
     public static CodecSpec parse(String text, int chunkSize) {
-        String kind = text;
-        String extra = "";
-        int plus = text.indexOf('+');
-        if (plus >= 0) {
-            kind = text.substring(0, plus);
-            extra = text.substring(plus + 1);
+        String[] parts = text.split("\\+", -1);
+        String kind = parts[0];
+        int next = 1;
+        boolean rotate = parts.length > next && parts[next].equals("rot");
+        if (rotate) {
+            next++;
         }
-        if (!(kind.equals("f32") || kind.equals("q8") || kind.equals("q4")) || !(extra.isEmpty() || extra.equals("rot"))) {
-            throw new ProtocolException("unknown codec '" + text + "'; use f32, q8, q4, q8+rot or q4+rot", "bad_codec");
+        double fraction = 0;
+        if (parts.length > next && parts[next].startsWith("sparse:")) {
+            try {
+                fraction = Double.parseDouble(parts[next].substring("sparse:".length()));
+            } catch (NumberFormatException e) {
+                fraction = -1;
+            }
+            if (!(fraction > 0 && fraction < 1)) {
+                throw new ProtocolException("codec '" + text + "': the sparse fraction must be a number in (0, 1), "
+                        + "e.g. q4+sparse:0.1", "bad_codec");
+            }
+            next++;
         }
-        boolean rotate = extra.equals("rot");
+        if (!(kind.equals("f32") || kind.equals("q8") || kind.equals("q4")) || parts.length != next) {
+            throw new ProtocolException("unknown codec '" + text + "'; use f32, q8 or q4, then optionally +rot, then "
+                    + "optionally +sparse:F (e.g. q8+rot+sparse:0.1)", "bad_codec");
+        }
         if (kind.equals("f32") && rotate) {
             throw new ProtocolException("rotation only applies to quantized codecs", "bad_codec");
         }
         if (chunkSize < 1 || chunkSize > (1 << 20) || (rotate && (chunkSize & (chunkSize - 1)) != 0)) {
             throw new ProtocolException("chunk_size must be in [1, 2^20], and a power of two with rotation", "bad_codec");
         }
-        return new CodecSpec(kind, rotate, chunkSize);
+        return new CodecSpec(kind, rotate, chunkSize, fraction);
+    }
+
+    /** What a payload's header says: the kind, "+rot", "+sparse" (a sparse payload carries m, not F). */
+    public String wireName() {
+        return kind + (rotate ? "+rot" : "") + (sparse > 0 ? "+sparse" : "");
     }
 
     /** Codec id in the header: 0 float32, 1 8-bit, 2 4-bit. */
@@ -45,18 +68,24 @@ public final class CodecSpec {
         return kind.equals("f32") ? 32 : kind.equals("q8") ? 8 : 4;
     }
 
-    /** L: the number of codes (the value count, padded to whole chunks when rotating). */
+    /** L: the coordinates (the value count, padded to whole chunks when rotating). */
     public long paddedLength(long numValues) {
         return rotate ? ceilDiv(numValues, chunkSize) * chunkSize : numValues;
     }
 
+    /** How many coordinates travel: m = ceil(F L) when sparse, else all L. */
+    public long kept(long numValues) {
+        long length = paddedLength(numValues);
+        return sparse > 0 ? SparseSubset.keptCount(sparse, length) : length;
+    }
+
     /** Exact size of an encoded update with these tensor and value counts. */
     public long payloadBytes(int numTensors, long numValues) {
-        long header = HEADER_BYTES + 4L * numTensors;
+        long header = HEADER_BYTES + 4L * numTensors + (sparse > 0 ? SPARSE_HEADER_BYTES : 0);
+        long length = kept(numValues);
         if (kind.equals("f32")) {
-            return header + 4 * numValues;
+            return header + 4 * length;
         }
-        long length = paddedLength(numValues);
         long chunks = ceilDiv(length, chunkSize);
         long codes = bits() == 8 ? length : ceilDiv(length, 2);
         return header + 8 * chunks + codes;
@@ -68,6 +97,6 @@ public final class CodecSpec {
 
     @Override
     public String toString() {
-        return kind + (rotate ? "+rot" : "") + "/" + chunkSize;
+        return wireName() + (sparse > 0 ? ":" + sparse : "") + "/" + chunkSize;
     }
 }

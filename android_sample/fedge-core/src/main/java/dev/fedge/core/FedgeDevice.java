@@ -161,7 +161,8 @@ public final class FedgeDevice {
         if (clock.getAsDouble() + SAFETY_MARGIN_S / 5 > a.reportDeadline) {
             return abandon("training ended after the reporting deadline");
         }
-        byte[] payload = UpdateCodec.encode(trained.delta, counts, spec, Uniforms.of(random), rotationSeed());
+        byte[] payload = UpdateCodec.encode(trained.delta, counts, spec, Uniforms.of(random), rotationSeed(),
+                a.plan.sparseSeed);
         LocalTrainer.Result result = trained.result;
         UploadMeta meta = new UploadMeta(result.exampleCount, result.trainLoss, result.evalLoss, result.evalAccuracy,
                 result.evalCount, a.plan.reportClipBit ? trained.belowClip : null);

@@ -25,6 +25,8 @@ public final class Plan {
     public final int personalizeSteps;
     /** SCAFFOLD: correct the gradients with c - c_i and upload the control delta after the model delta. */
     public final boolean scaffold;
+    /** Sparse codecs ("+sparse:F"): the seed of the round's shared subset (below 2^53); 0 for dense ones. */
+    public final long sparseSeed;
 
     private Plan(JsonObject raw) {
         epochs = Json.integer(raw, "epochs", null);
@@ -42,6 +44,11 @@ public final class Plan {
         evaluateOnly = Json.bool(raw, "evaluate_only", false);
         personalizeSteps = Json.integer(raw, "personalize_steps", 0);
         scaffold = Json.bool(raw, "scaffold", false);
+        double seed = Json.number(raw, "sparse_seed", 0.0);
+        if (!(seed >= 0 && seed <= 9007199254740991.0 && seed == Math.rint(seed))) {
+            throw new ProtocolException("field 'sparse_seed' must be an integer in [0, 2^53 - 1]", "bad_request");
+        }
+        sparseSeed = (long) seed;
         if (!(proximalMu >= 0 && proximalMu <= 1000)) {
             throw new ProtocolException("field 'proximal_mu' must be in [0, 1000]", "bad_request");
         }

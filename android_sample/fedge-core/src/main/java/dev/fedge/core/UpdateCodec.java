@@ -7,13 +7,15 @@ import java.nio.charset.StandardCharsets;
 /**
  * The FEDU update format of protocol/codec.py (its docstring is the specification):
  * float32, or 8/4-bit unbiased stochastic quantization per chunk of C values with a
- * (min, step) header per chunk, optionally after a randomized Hadamard rotation.
+ * (min, step) header per chunk, optionally after a randomized Hadamard rotation, optionally
+ * of a round-shared subset of the coordinates only ({@link SparseSubset}).
  * Given the same draws, {@link #encode} writes the same bytes as the Python encoder.
  */
 public final class UpdateCodec {
     private static final byte[] MAGIC = "FEDU".getBytes(StandardCharsets.US_ASCII);
     private static final int FORMAT_VERSION = 1;
     private static final int FLAG_ROTATE = 1;
+    private static final int FLAG_SPARSE = 2;
 
     private UpdateCodec() {
     }
@@ -22,20 +24,34 @@ public final class UpdateCodec {
     public static final class Decoded {
         public final float[] values;
         public final int[] counts;
+        /** The wire name: f32, q8 or q4, with "+rot", with "+sparse". */
         public final String codec;
+        /** Sparse: how many coordinates travelled (0 when dense). */
+        public final int kept;
+        /** Sparse: the seed the payload says its round gave. */
+        public final long sparseSeed;
 
-        Decoded(float[] values, int[] counts, String codec) {
+        Decoded(float[] values, int[] counts, String codec, int kept, long sparseSeed) {
             this.values = values;
             this.counts = counts;
             this.codec = codec;
+            this.kept = kept;
+            this.sparseSeed = sparseSeed;
         }
+    }
+
+    /** Encodes a dense update (see the sparse overload). */
+    public static byte[] encode(float[] flat, int[] counts, CodecSpec spec, Uniforms uniforms, long rotationSeed) {
+        return encode(flat, counts, spec, uniforms, rotationSeed, 0L);
     }
 
     /**
      * Encodes {@code flat} (the tensors flattened and concatenated; {@code counts} their sizes).
-     * {@code rotationSeed} is used only by "+rot" codecs (a random non-zero seed in production).
+     * {@code rotationSeed} is used only by "+rot" codecs (a random non-zero seed in production);
+     * {@code sparseSeed} only by "+sparse:F" codecs (the round's, from the plan).
      */
-    public static byte[] encode(float[] flat, int[] counts, CodecSpec spec, Uniforms uniforms, long rotationSeed) {
+    public static byte[] encode(float[] flat, int[] counts, CodecSpec spec, Uniforms uniforms, long rotationSeed,
+                                long sparseSeed) {
         long total = 0;
         for (int c : counts) {
             total += c;
@@ -49,18 +65,14 @@ public final class UpdateCodec {
             }
         }
         int n = flat.length;
+        boolean sparse = spec.sparse > 0;
         ByteBuffer out = ByteBuffer.allocate((int) spec.payloadBytes(counts.length, n)).order(ByteOrder.LITTLE_ENDIAN);
-        out.put(MAGIC).put((byte) FORMAT_VERSION).put((byte) spec.codecId()).put((byte) (spec.rotate ? FLAG_ROTATE : 0))
+        out.put(MAGIC).put((byte) FORMAT_VERSION).put((byte) spec.codecId())
+                .put((byte) ((spec.rotate ? FLAG_ROTATE : 0) | (sparse ? FLAG_SPARSE : 0)))
                 .put((byte) 0).putInt(counts.length).putInt(spec.kind.equals("f32") ? 0 : spec.chunkSize)
                 .putLong(spec.rotate ? rotationSeed : 0L);
         for (int c : counts) {
             out.putInt(c);
-        }
-        if (spec.kind.equals("f32")) {
-            for (float v : flat) {
-                out.putFloat(v);
-            }
-            return out.array();
         }
         int c = spec.chunkSize;
         int length = (int) spec.paddedLength(n);
@@ -72,6 +84,23 @@ public final class UpdateCodec {
                 padded[i] = flat[i] * signs[i];
             }
             values = Rotation.hadamardChunks(padded, c);
+        }
+        if (sparse) {
+            int kept = (int) spec.kept(n);
+            int[] positions = SparseSubset.positions(sparseSeed, length, kept);
+            float[] subset = new float[kept];
+            for (int i = 0; i < kept; i++) {
+                subset[i] = values[positions[i]];
+            }
+            out.putLong(sparseSeed).putInt(kept);
+            values = subset;
+            length = kept;
+        }
+        if (spec.kind.equals("f32")) {
+            for (int i = 0; i < length; i++) {
+                out.putFloat(values[i]);
+            }
+            return out.array();
         }
         int chunks = (int) CodecSpec.ceilDiv(length, c);
         int levels = (1 << spec.bits()) - 1;
@@ -133,11 +162,14 @@ public final class UpdateCodec {
         if (version != FORMAT_VERSION) {
             throw new ProtocolException("unsupported update format version " + version, "bad_payload");
         }
-        if (codecId > 2 || reserved != 0 || (flags & ~FLAG_ROTATE) != 0) {
+        if (codecId > 2 || reserved != 0 || (flags & ~(FLAG_ROTATE | FLAG_SPARSE)) != 0
+                || (codecId == 0 && (flags & FLAG_ROTATE) != 0)) {
             throw new ProtocolException("update payload has an unknown codec or flags", "bad_payload");
         }
         boolean rotate = (flags & FLAG_ROTATE) != 0;
-        if (tensors > (1 << 16) || payload.length < CodecSpec.HEADER_BYTES + 4 * tensors) {
+        boolean sparse = (flags & FLAG_SPARSE) != 0;
+        int extra = sparse ? CodecSpec.SPARSE_HEADER_BYTES : 0;
+        if (tensors > (1 << 16) || payload.length < CodecSpec.HEADER_BYTES + 4 * tensors + extra) {
             throw new ProtocolException("update payload tensor table is truncated", "bad_payload");
         }
         int[] counts = new int[(int) tensors];
@@ -150,49 +182,70 @@ public final class UpdateCodec {
             counts[t] = (int) count;
             n += count;
         }
+        if (n > Integer.MAX_VALUE) {
+            throw new ProtocolException("update too large", "bad_payload");
+        }
         if (expectedCounts != null && !java.util.Arrays.equals(counts, expectedCounts)) {
             throw new ProtocolException("update tensor sizes do not match the model's", "shape_mismatch");
         }
         String kind = codecId == 0 ? "f32" : codecId == 1 ? "q8" : "q4";
-        if (kind.equals("f32")) {
-            if (payload.length - in.position() != 4 * n) {
-                throw new ProtocolException("float32 update body is " + (payload.length - in.position())
-                        + " bytes, expected " + 4 * n, "bad_payload");
-            }
-            float[] values = new float[(int) n];
-            for (int i = 0; i < n; i++) {
-                values[i] = in.getFloat();
-            }
-            return new Decoded(checkFinite(values), counts, kind);
-        }
-        if (chunk < 1 || chunk > (1 << 20) || (rotate && (chunk & (chunk - 1)) != 0)) {
+        if (!kind.equals("f32") && (chunk < 1 || chunk > (1 << 20) || (rotate && (chunk & (chunk - 1)) != 0))) {
             throw new ProtocolException("update payload has a bad chunk size", "bad_payload");
         }
-        CodecSpec spec = CodecSpec.parse(kind + (rotate ? "+rot" : ""), (int) chunk);
-        long expected = spec.payloadBytes((int) tensors, n);
+        CodecSpec spec = CodecSpec.parse(kind + (rotate ? "+rot" : ""), kind.equals("f32") ? 256 : (int) chunk);
+        int length = (int) spec.paddedLength(n);
+        long sparseSeed = 0;
+        int kept = length;
+        int[] positions = null;
+        if (sparse) {
+            sparseSeed = in.getLong();
+            long keptRaw = in.getInt() & 0xFFFFFFFFL;
+            if (keptRaw > length) {
+                throw new ProtocolException("a sparse update keeps " + keptRaw + " of " + length + " coordinates",
+                        "bad_payload");
+            }
+            kept = (int) keptRaw;
+            positions = SparseSubset.positions(sparseSeed, length, kept);
+        }
+        int body = in.position();
+        long expected = kind.equals("f32") ? body + 4L * kept
+                : body + 8 * CodecSpec.ceilDiv(kept, chunk) + (spec.bits() == 8 ? kept : CodecSpec.ceilDiv(kept, 2));
         if (payload.length != expected) {
             throw new ProtocolException(kind + " update is " + payload.length + " bytes, expected " + expected,
                     "bad_payload");
         }
-        int length = (int) spec.paddedLength(n);
-        int chunks = (int) CodecSpec.ceilDiv(length, chunk);
-        float[] lo = new float[chunks];
-        float[] step = new float[chunks];
-        for (int k = 0; k < chunks; k++) {
-            lo[k] = in.getFloat();
-            step[k] = in.getFloat();
-        }
-        float[] values = new float[length];
-        for (int i = 0; i < length; i++) {
-            int code;
-            if (spec.bits() == 8) {
-                code = payload[in.position() + i] & 0xFF;
-            } else {
-                int packed = payload[in.position() + i / 2] & 0xFF;
-                code = (i % 2 == 0) ? packed & 0x0F : packed >> 4;
+        float[] values = new float[kept];
+        if (kind.equals("f32")) {
+            for (int i = 0; i < kept; i++) {
+                values[i] = in.getFloat();
             }
-            int k = (int) (i / chunk);
-            values[i] = lo[k] + (float) code * step[k];
+        } else {
+            int chunks = (int) CodecSpec.ceilDiv(kept, chunk);
+            float[] lo = new float[chunks];
+            float[] step = new float[chunks];
+            for (int k = 0; k < chunks; k++) {
+                lo[k] = in.getFloat();
+                step[k] = in.getFloat();
+            }
+            for (int i = 0; i < kept; i++) {
+                int code;
+                if (spec.bits() == 8) {
+                    code = payload[in.position() + i] & 0xFF;
+                } else {
+                    int packed = payload[in.position() + i / 2] & 0xFF;
+                    code = (i % 2 == 0) ? packed & 0x0F : packed >> 4;
+                }
+                int k = (int) (i / chunk);
+                values[i] = lo[k] + (float) code * step[k];
+            }
+        }
+        if (sparse) {
+            float scale = (float) ((double) length / kept); // float32(L / m), as the Python decoder
+            float[] full = new float[length];
+            for (int i = 0; i < kept; i++) {
+                full[positions[i]] = values[i] * scale;
+            }
+            values = full;
         }
         if (rotate) {
             float[] rotated = Rotation.hadamardChunks(values, (int) chunk);
@@ -201,7 +254,9 @@ public final class UpdateCodec {
                 values[i] = rotated[i] * signs[i];
             }
         }
-        return new Decoded(checkFinite(java.util.Arrays.copyOf(values, (int) n)), counts, spec.kind + (rotate ? "+rot" : ""));
+        String name = kind + (rotate ? "+rot" : "") + (sparse ? "+sparse" : "");
+        return new Decoded(checkFinite(java.util.Arrays.copyOf(values, (int) n)), counts, name, sparse ? kept : 0,
+                sparseSeed);
     }
 
     private static float[] checkFinite(float[] values) {

@@ -28,6 +28,8 @@ public class MessagesTest {
         assertEquals(32, a.plan.batchSize);
         assertEquals(0.05, a.plan.learningRate, 0);
         assertEquals("q8", a.plan.codecSpec().kind);
+        assertEquals(0.1, a.plan.codecSpec().sparse, 0);
+        assertEquals(9007199254740991L, a.plan.sparseSeed);
         assertEquals(256, a.plan.chunkSize);
         assertEquals(3.0, a.plan.clipNorm, 0);
         assertEquals("", a.plan.secagg);

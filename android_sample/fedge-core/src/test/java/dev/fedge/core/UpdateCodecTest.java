@@ -25,11 +25,12 @@ public class UpdateCodecTest {
             CodecSpec spec = CodecSpec.parse(c.get("codec").getAsString(), c.get("chunk_size").getAsInt());
             byte[] payload = UpdateCodec.encode(Golden.floats(c.get("values").getAsString()), counts(c), spec,
                     Uniforms.replay(Golden.floats(c.get("uniforms").getAsString())),
-                    Long.parseUnsignedLong(c.get("rotation_seed").getAsString()));
+                    Long.parseUnsignedLong(c.get("rotation_seed").getAsString()),
+                    Long.parseUnsignedLong(c.get("sparse_seed").getAsString()));
             assertEquals(c.get("name").getAsString(), c.get("payload").getAsString(), Golden.hex(payload));
             checked++;
         }
-        assertEquals(7, checked);
+        assertEquals(10, checked);
     }
 
     @Test
@@ -38,7 +39,9 @@ public class UpdateCodecTest {
             JsonObject c = e.getAsJsonObject();
             UpdateCodec.Decoded d = UpdateCodec.decode(Golden.bytes(c.get("payload").getAsString()), counts(c));
             assertEquals(c.get("name").getAsString(), c.get("decoded").getAsString(), Golden.hex(d.values));
-            assertEquals(c.get("codec").getAsString(), d.codec);
+            assertEquals(c.get("wire_codec").getAsString(), d.codec);
+            assertEquals(c.get("kept").getAsInt(), d.kept);
+            assertEquals(c.get("sparse_seed").getAsString(), Long.toUnsignedString(d.sparseSeed));
         }
     }
 
@@ -112,7 +115,9 @@ public class UpdateCodecTest {
         } catch (ProtocolException expected) {
             assertEquals("non_finite", expected.code());
         }
-        for (String[] bad : new String[][] {{"q16", "256"}, {"f32+rot", "256"}, {"q8+rot", "100"}, {"q8", "0"}}) {
+        for (String[] bad : new String[][] {{"q16", "256"}, {"f32+rot", "256"}, {"q8+rot", "100"}, {"q8", "0"},
+                {"q8+sparse:0", "256"}, {"q8+sparse:1", "256"}, {"q8+sparse:x", "256"}, {"q8+sparse:0.1+rot", "256"},
+                {"q8+rot+rot", "256"}}) {
             try {
                 CodecSpec.parse(bad[0], Integer.parseInt(bad[1]));
                 fail("accepted codec " + bad[0] + "/" + bad[1]);
@@ -139,5 +144,32 @@ public class UpdateCodecTest {
         byte[] out = data.clone();
         out[index] = (byte) value;
         return out;
+    }
+
+    @Test
+    public void aSparsePayloadWithoutItsSeedOrWithAnotherKeptCountIsRefused() throws Exception {
+        JsonObject c = null;
+        for (JsonElement e : Golden.load("codec.json").getAsJsonArray()) {
+            if (e.getAsJsonObject().get("name").getAsString().equals("q8_sparse_edge_padded")) {
+                c = e.getAsJsonObject();
+            }
+        }
+        byte[] good = Golden.bytes(c.get("payload").getAsString());
+        int table = CodecSpec.HEADER_BYTES + 4 * counts(c).length;
+        byte[] zeroSeed = good.clone();
+        java.nio.ByteBuffer.wrap(zeroSeed).order(java.nio.ByteOrder.LITTLE_ENDIAN).putLong(table, 0L);
+        byte[] moreKept = good.clone();
+        java.nio.ByteBuffer.wrap(moreKept).order(java.nio.ByteOrder.LITTLE_ENDIAN).putInt(table + 8, 1000);
+        byte[] oneMoreKept = good.clone();
+        java.nio.ByteBuffer.wrap(oneMoreKept).order(java.nio.ByteOrder.LITTLE_ENDIAN).putInt(table + 8,
+                c.get("kept").getAsInt() + 1);
+        for (byte[] bad : new byte[][] {zeroSeed, moreKept, oneMoreKept}) {
+            try {
+                UpdateCodec.decode(bad, counts(c));
+                fail("accepted a malformed sparse payload");
+            } catch (ProtocolException expected) {
+                assertEquals("bad_payload", expected.code());
+            }
+        }
     }
 }
