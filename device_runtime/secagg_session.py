@@ -74,6 +74,7 @@ async def run_secagg_round(client: CoordinatorClient, a: Assignment, train: Call
                                         distributed_dp.os_noise(p.dp_variance))
     else:
         codes = ring.quantize(result.delta, p.quant_bits, p.value_range, p.rotation_seed, rng)
+        codes = ring.keep(codes, p.length, p.kept, p.rotation_seed)  # sparse: the round's subset only
     if p.extra:  # the adaptive-clipping bit travels masked, summed with everyone else's
         codes = np.concatenate([codes, np.array([int(result.below_clip)], np.uint32)])
     payload = ring.pack(proto.masked_input(codes, view.sharers, view.inbox), p.modulus_bits)

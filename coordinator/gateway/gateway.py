@@ -268,8 +268,10 @@ class DeviceGateway:
         if task.config.evaluation:
             raise E.NotFound(f"task '{task_id}' is an evaluation task: POST the report (JSON) to the assignment's "
                              "upload_url (.../evaluation), not an update")
-        if task.config.secagg_on:
-            return ring.packed_size(32, ring.padded_length(task.update_size)
+        if task.config.secagg_on:  # at most 32 bits a masked code; sparse: only the kept ones
+            length = ring.padded_length(task.update_size)
+            fraction = task.config.codec_spec().sparse
+            return ring.packed_size(32, (sparse.kept_count(fraction, length) if fraction else length)
                                     + task.config.secagg_extra_slots)
         return task.config.codec_spec().max_payload_bytes(len(task.update_counts), task.update_size)
 

@@ -233,7 +233,7 @@ class SecAggRounds:
                 num_values=task.update_size, rotation_seed=secrets.randbits(63) + 1,
                 graph_seed=os.urandom(32), extra=cfg.secagg_extra_slots,
                 dp_noise_multiplier=cfg.dp_noise_multiplier if cfg.distributed_dp else 0.0,
-                dp_min_survivors=cfg.required_reports)
+                dp_min_survivors=cfg.required_reports, sparse_fraction=cfg.codec_spec().sparse)
         except ProtocolError as exc:
             return f"secagg: {exc}"
         roster = {str(i): d for i, d in enumerate(devices, start=1)}
@@ -293,11 +293,13 @@ class SecAggRounds:
         if params.distributed_dp:
             return self._noised_sum(task, params, codes, n), n, None
         codes = np.minimum(codes, np.uint64(n * levels))
-        total = ring.dequantize_sum(codes[: params.length], n, params.num_values, params.quant_bits,
-                                    params.value_range, params.rotation_seed)
+        total = ring.dequantize_sum(codes[: params.coded_length], n, params.num_values, params.quant_bits,
+                                    params.value_range, params.rotation_seed, params.length, params.kept)
         bound = n * task.dp_clip * (1.0 + 8.0 / levels)  # dp_clip: the clip the round's devices were given
+        if params.kept:  # sparse: an honest sum's mass may all sit in the kept coordinates, scaled by L / m
+            bound *= params.length / params.kept
         total, _ = dp.clip_l2(total.astype(np.float64), bound)
-        bits = float(min(int(codes[params.length]), n)) if params.extra else None
+        bits = float(min(int(codes[params.coded_length]), n)) if params.extra else None
         return total, n, bits
 
     @staticmethod

@@ -76,21 +76,30 @@ class SecAggParams:
     # conditional-rounding bound, in grid units; 0: no device noise (plain SecAgg codes).
     dp_variance: float = 0.0
     dp_bound: float = 0.0
+    # Sparse (the codec's +sparse:F): only these many of the L rotated codes are masked, the
+    # subset protocol.sparse draws from rotation_seed (every device keeps the same ones, so
+    # the masked sums line up); 0: all L.
+    kept: int = 0
 
     @property
     def distributed_dp(self) -> bool:
         return self.dp_variance > 0
 
     @property
+    def coded_length(self) -> int:
+        """The update's codes that travel: the kept ones, or all L."""
+        return self.kept or self.length
+
+    @property
     def vector_length(self) -> int:
-        return self.length + self.extra
+        return self.coded_length + self.extra
 
     def to_dict(self) -> dict:
         return {"n": self.n, "degree": self.degree, "threshold": self.threshold, "quant_bits": self.quant_bits,
                 "modulus_bits": self.modulus_bits, "value_range": self.value_range, "num_values": self.num_values,
                 "length": self.length, "rotation_seed": self.rotation_seed, "graph_seed": b64(self.graph_seed),
                 "extra": self.extra, **({"dp_variance": self.dp_variance, "dp_bound": self.dp_bound}
-                                        if self.distributed_dp else {})}
+                                        if self.distributed_dp else {}), **({"kept": self.kept} if self.kept else {})}
 
     @classmethod
     def from_dict(cls, raw: Any) -> "SecAggParams":
@@ -102,12 +111,14 @@ class SecAggParams:
                                                                                      "graph_seed", 32),
                 extra=get_field(raw, "extra", int, False, 0),
                 dp_variance=get_field(raw, "dp_variance", float, False, 0.0, lo=0.0, hi=1e12),
-                dp_bound=get_field(raw, "dp_bound", float, False, 0.0, lo=0.0, hi=1e12))
+                dp_bound=get_field(raw, "dp_bound", float, False, 0.0, lo=0.0, hi=1e12),
+                kept=get_field(raw, "kept", int, False, 0, lo=0, hi=2**31))
         if not (2 <= p.n <= MAX_INDEX and 1 <= p.degree < p.n and 1 <= p.threshold <= p.degree + 1
                 and 1 <= p.quant_bits < p.modulus_bits <= 32 and p.value_range > 0
                 and 1 <= p.num_values <= p.length and p.length & (p.length - 1) == 0 and 0 <= p.extra <= 16
                 and (p.dp_variance == 0 or (p.dp_variance >= 1 and p.dp_variance == int(p.dp_variance)
-                                            and p.dp_bound > 0 and p.extra == 0))):
+                                            and p.dp_bound > 0 and p.extra == 0))
+                and p.kept <= p.length and not (p.kept and p.distributed_dp)):
             raise ProtocolError("inconsistent SecAgg parameters", "bad_params")
         return p
 

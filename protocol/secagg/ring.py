@@ -27,6 +27,7 @@ import struct
 
 import numpy as np
 
+from protocol import sparse
 from protocol.codec import hadamard_chunks, rotation_signs
 from protocol.errors import ProtocolError
 
@@ -82,11 +83,23 @@ def quantize(flat: np.ndarray, quant_bits: int, vrange: float, seed: int, rng: n
     return np.clip(codes, 0, levels).astype(np.uint32)
 
 
+def keep(codes: np.ndarray, length: int, kept: int, seed: int) -> np.ndarray:
+    """Sparse SecAgg: the round's kept codes (protocol.sparse's subset of seed = the
+    rotation seed, which every device of the round shares); all of them when ``kept`` is 0."""
+    return codes[sparse.kept_positions(seed, length, kept)] if kept else codes
+
+
 def dequantize_sum(code_sum: np.ndarray, count: int, num_values: int, quant_bits: int, vrange: float,
-                   seed: int) -> np.ndarray:
-    """The float sum of ``count`` updates from the integer sum of their codes."""
+                   seed: int, length: int = 0, kept: int = 0) -> np.ndarray:
+    """The float sum of ``count`` updates from the integer sum of their codes; with ``kept``
+    (of ``length``), the kept coordinates scaled by L / m and zero elsewhere (unbiased over
+    rounds' seeds) before the rotation is undone."""
     step = 2 * vrange / ((1 << quant_bits) - 1)
     rotated = code_sum.astype(np.float64) * step - count * vrange
+    if kept:
+        full = np.zeros(length, np.float64)
+        full[sparse.kept_positions(seed, length, kept)] = rotated * (length / kept)
+        rotated = full
     return unrotate(rotated.astype(np.float32), num_values, seed)
 
 

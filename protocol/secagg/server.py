@@ -13,6 +13,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from protocol import sparse
 from protocol.errors import ProtocolError
 from protocol.secagg import crypto, graph, prg, shamir
 from protocol.secagg.client import pairwise_sign
@@ -91,7 +92,8 @@ def unmask_sum(masked_sum: np.ndarray, params: SecAggParams, keys: Mapping[int, 
 
 def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int, quant_bits: int, clip_norm: float,
                   num_values: int, rotation_seed: int, graph_seed: bytes, extra: int = 0,
-                  dp_noise_multiplier: float = 0.0, dp_min_survivors: int = 0) -> SecAggParams:
+                  dp_noise_multiplier: float = 0.0, dp_min_survivors: int = 0,
+                  sparse_fraction: float = 0.0) -> SecAggParams:
     """Round parameters once the roster of n devices is known.
 
     Degree: n - 1 (SecAgg) or ``degree`` / `graph.auto_degree` (SecAgg+). A secret has
@@ -103,6 +105,9 @@ def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int,
     With ``dp_noise_multiplier`` > 0 (distributed DP), each device adds discrete Gaussian noise
     calibrated so that ``dp_min_survivors`` devices' noise sums to z times the sensitivity, and
     the modulus makes room for it (`protocol.secagg.distributed_dp`).
+
+    With ``sparse_fraction`` F, only m = ceil(F L) of the L rotated codes are masked and
+    summed (the codec's ``+sparse:F``; not with distributed DP).
     """
     from protocol.secagg import ring
 
@@ -121,5 +126,6 @@ def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int,
     bits = ring.modulus_bits(quant_bits, n)
     if bits > 32:
         raise ProtocolError(f"{quant_bits}-bit codes for {n} devices need more than 32 bits", "bad_params")
+    kept = sparse.kept_count(sparse_fraction, length) if sparse_fraction else 0
     return SecAggParams(n, d, t, quant_bits, bits, ring.value_range(clip_norm, length), num_values, length,
-                        rotation_seed, graph_seed, extra)
+                        rotation_seed, graph_seed, extra, kept=kept)

@@ -26,7 +26,7 @@ def _global_accuracy(server: Server, x_test, y_test) -> float:
     return float(np.mean(np.argmax(x_test @ kernel + bias, axis=1) == y_test))
 
 
-@pytest.mark.parametrize("secagg", ["off", "secagg", "secagg+scaffold", "secagg+distributed_dp"])
+@pytest.mark.parametrize("secagg", ["off", "secagg", "secagg+scaffold", "secagg+distributed_dp", "secagg+sparse"])
 def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tflite, tmp_path, secagg):
     """With secagg, the coordinator can only unmask the sum if the Java device's keys, sealed
     shares, grid, masks and revealed shares all agree with the Python devices' to the bit."""
@@ -53,6 +53,10 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
             # With SCAFFOLD the masked vector is model delta + control delta: the Java device's and
             # the Python devices' must agree on layout and grid, or the sum cannot be unmasked.
             config.update(secagg="secagg", clip_norm=5.0, secagg_phase_s=30, scaffold=secagg.endswith("scaffold"))
+        if secagg.endswith("sparse"):
+            # Only the rotation seed's subset of the codes is masked: the Java device must keep the
+            # same coordinates as the Python devices, or the masks do not cancel.
+            config["codec"] = "q8+sparse:0.5"
         if secagg.endswith("distributed_dp"):
             # Each device adds its own discrete Gaussian noise before masking: the sum unmasks to
             # the right value only if the Java device's signed, noised codes wrap like Python's.

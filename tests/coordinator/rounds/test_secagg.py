@@ -61,7 +61,7 @@ class Party:
         # over the whole grid would be an update of norm ~2.3 C, which the coordinator bounds).
         mid = 1 << (v.params.quant_bits - 1)
         self.codes = rng.integers(mid - 8, mid + 8, v.params.vector_length, dtype=np.uint32)
-        self.codes[v.params.length:] = 1  # the adaptive-clipping bit slot, when the round has one
+        self.codes[v.params.coded_length:] = 1  # the adaptive-clipping bit slot, when the round has one
         body = ring.pack(self.proto.masked_input(self.codes, v.sharers, v.inbox), v.params.modulus_bits)
         resp = await self.h.upload(self.headers, self.a, body)
         assert resp.status == 201, await resp.text()
@@ -127,12 +127,12 @@ def _phase_deadline(harness, state):
 
 def _expected_mean(parties, uploaded):
     p = parties[uploaded[0]].view.params
-    total = np.zeros(p.length, np.uint64)
+    total = np.zeros(p.coded_length, np.uint64)
     for i in uploaded:
-        total += parties[i].codes[: p.length]
+        total += parties[i].codes[: p.coded_length]
     total &= np.uint64((1 << p.modulus_bits) - 1)
     return (ring.dequantize_sum(total, len(uploaded), p.num_values, p.quant_bits, p.value_range,
-                                p.rotation_seed) / len(uploaded)).astype(np.float32)
+                                p.rotation_seed, p.length, p.kept) / len(uploaded)).astype(np.float32)
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.1, 0.3])
@@ -148,6 +148,24 @@ async def test_committed_model_is_exactly_the_survivors_sum(harness, rate, phase
     after = await _checkpoint(harness)
     # FedAvg with server learning rate 1: new = old + mean, bit for bit.
     assert np.array_equal(after, (before + _expected_mean(parties, uploaded)).astype(np.float32))
+
+
+async def test_sparse_secagg_masks_only_the_rounds_kept_codes(harness):
+    """codec +sparse:F under SecAgg: m = ceil(F L) codes travel masked (the subset of the
+    round's rotation seed), and the committed model is old + the kept sum scaled by L / m."""
+    from protocol import sparse
+
+    parties = await _parties(harness, codec="q8+sparse:0.25")
+    before = await _checkpoint(harness)
+    uploaded = await _run(harness, parties, {"unmask": {0}}, np.random.default_rng(3))
+    assert (await _state(harness))["state"] == "committed"
+    p = parties[1].view.params
+    assert p.kept == sparse.kept_count(0.25, p.length) < p.length and p.vector_length == p.kept
+    after = await _checkpoint(harness)
+    assert np.array_equal(after, (before + _expected_mean(parties, uploaded)).astype(np.float32))
+    limit = harness.coordinator.gateway.upload_limit(harness.coordinator.store.device(parties[1].headers[
+        "Authorization"].split()[1].split(".")[0]), "t1")
+    assert limit == ring.packed_size(32, p.kept)
 
 
 async def test_secagg_plus_with_dropouts_in_every_phase(harness):

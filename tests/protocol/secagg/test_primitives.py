@@ -91,3 +91,26 @@ def test_bit_packing_is_exact_for_every_width(bits):
     body = ring.pack(values, bits)
     assert len(body) == 12 + (bits * 999 + 7) // 8
     assert np.array_equal(ring.unpack(body, bits, 999), values)
+
+
+def test_sparse_ring_codes_decode_unbiased_over_rounds():
+    """Keeping a round's subset of the rotated codes (ring.keep) and decoding it scaled by
+    L / m (ring.dequantize_sum with kept) estimates the update without bias over rounds."""
+    from protocol import sparse
+    from protocol.secagg import ring
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=200).astype(np.float32)
+    x *= 0.8 / np.linalg.norm(x)
+    length = ring.padded_length(x.size)
+    kept = sparse.kept_count(0.25, length)
+    vrange = ring.value_range(1.0, length)
+    draws = []
+    for seed in range(1, 401):
+        codes = ring.keep(ring.quantize(x, 8, vrange, seed, rng), length, kept, seed)
+        assert codes.shape == (kept,)
+        draws.append(ring.dequantize_sum(codes.astype(np.uint64), 1, x.size, 8, vrange, seed, length, kept))
+    one = draws[0]
+    assert np.linalg.norm(one - x) > 0.5 * np.linalg.norm(x)  # one round's estimate is far off...
+    mean = np.mean(draws, axis=0)
+    assert np.linalg.norm(mean - x) < 0.15 * np.linalg.norm(x)  # ...their mean is not (sqrt(3 / 400) ~ 0.09)

@@ -50,6 +50,8 @@ public final class SecAggMessages {
         /** Distributed DP: each device's N_Z noise variance and rounding bound, in grid units; 0: none. */
         public final double dpVariance;
         public final double dpBound;
+        /** Sparse (the codec's "+sparse:F"): the kept codes of the rotation seed's subset; 0: all length. */
+        public final int kept;
 
         private Params(JsonObject raw) {
             n = Json.integer(raw, "n", null);
@@ -65,6 +67,10 @@ public final class SecAggMessages {
             extra = Json.integer(raw, "extra", 0);
             dpVariance = Json.number(raw, "dp_variance", 0.0);
             dpBound = Json.number(raw, "dp_bound", 0.0);
+            kept = Json.integer(raw, "kept", 0);
+            if (kept < 0 || kept > length || (kept > 0 && dpVariance > 0)) {
+                throw new ProtocolException("inconsistent SecAgg parameters", "bad_params");
+            }
             if (!(2 <= n && n <= MAX_INDEX && 1 <= degree && degree < n && 1 <= threshold && threshold <= degree + 1
                     && 1 <= quantBits && quantBits < modulusBits && modulusBits <= 32 && valueRange > 0
                     && 1 <= numValues && numValues <= length && (length & (length - 1)) == 0
@@ -84,8 +90,13 @@ public final class SecAggMessages {
             return dpVariance > 0;
         }
 
+        /** The update's codes that travel: the kept ones, or all length. */
+        public int codedLength() {
+            return kept > 0 ? kept : length;
+        }
+
         public int vectorLength() {
-            return length + extra;
+            return codedLength() + extra;
         }
     }
 

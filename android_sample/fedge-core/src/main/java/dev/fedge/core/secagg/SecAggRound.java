@@ -5,6 +5,7 @@ import dev.fedge.core.Assignment;
 import dev.fedge.core.FedgeClient;
 import dev.fedge.core.LocalTrainer;
 import dev.fedge.core.ProtocolException;
+import dev.fedge.core.SparseSubset;
 import dev.fedge.core.TrainedDelta;
 import dev.fedge.core.UploadMeta;
 import dev.fedge.core.secagg.SecAggMessages.EncryptedShare;
@@ -96,6 +97,14 @@ public final class SecAggRound {
         long[] codes = p.distributedDp()
                 ? DistributedDp.encode(trained.delta, p, rounding::nextDouble, DistributedDp.osNoise(p, secure))
                 : Ring.quantize(trained.delta, p.quantBits, p.valueRange, p.rotationSeed, rounding::nextDouble);
+        if (p.kept > 0) { // sparse: only the round's subset of the rotated codes (the rotation seed's)
+            int[] positions = SparseSubset.positions(p.rotationSeed, p.length, p.kept);
+            long[] subset = new long[p.kept];
+            for (int i = 0; i < p.kept; i++) {
+                subset[i] = codes[positions[i]];
+            }
+            codes = subset;
+        }
         if (p.extra > 1) {
             throw new ProtocolException("this client knows one extra slot (the clipping bit), not " + p.extra,
                     "bad_params");
