@@ -97,10 +97,11 @@ class Device:
     clock: Callable[[], float] = time.time
     # What this device keeps between rounds, in memory and in this folder (`fedge device
     # --state-dir`) so that it survives a restart, never uploaded: personal layers (FedPer)
-    # per model, SCAFFOLD's control variate c_i per task.
+    # per model, SCAFFOLD's control variate c_i per task, top-k's error-feedback residual per task.
     state_dir: Path | None = None
     personal: dict = field(default_factory=dict)
     controls: dict = field(default_factory=dict)
+    residuals: dict = field(default_factory=dict)
     # Blobs this device holds (a phone keeps its model and last checkpoint): a blob not among
     # them counts as downloaded, even when an emulated fleet's shared cache had it already.
     held: list = field(default_factory=list)
@@ -129,27 +130,35 @@ class Device:
         np.savez(tmp, **{f"a{i:03d}": v for i, v in enumerate(values)})
         os.replace(tmp, final)  # a crash leaves the old state or the new, never half of one
 
-    def _control_for(self, task_id: str) -> np.ndarray | None:
-        if task_id not in self.controls:
-            loaded = self._load(f"control-{task_id}")
+    def _recall(self, memory: dict, key: str, name: str, single: bool = False):
+        """What this device keeps under ``key``: from memory, else from its state folder."""
+        if key not in memory:
+            loaded = self._load(name)
             if loaded is not None:
-                self.controls[task_id] = loaded[0]
-        return self.controls.get(task_id)
+                memory[key] = loaded[0] if single else loaded
+        return memory.get(key)
+
+    def _remember(self, memory: dict, key: str, name: str, value, single: bool = False) -> None:
+        memory[key] = value
+        self._save(name, [value] if single else value)
+
+    def _control_for(self, task_id: str) -> np.ndarray | None:
+        return self._recall(self.controls, task_id, f"control-{task_id}", single=True)
 
     def _keep_control(self, task_id: str, c_i: np.ndarray) -> None:
-        self.controls[task_id] = c_i
-        self._save(f"control-{task_id}", [c_i])
+        self._remember(self.controls, task_id, f"control-{task_id}", c_i, single=True)
+
+    def _residual_for(self, task_id: str) -> np.ndarray | None:
+        return self._recall(self.residuals, task_id, f"residual-{task_id}", single=True)
+
+    def _keep_residual(self, task_id: str, residual: np.ndarray) -> None:
+        self._remember(self.residuals, task_id, f"residual-{task_id}", residual, single=True)
 
     def _personal_for(self, model_sha: str) -> list | None:
-        if model_sha not in self.personal:
-            loaded = self._load(f"personal-{model_sha[:32]}")
-            if loaded is not None:
-                self.personal[model_sha] = loaded
-        return self.personal.get(model_sha)
+        return self._recall(self.personal, model_sha, f"personal-{model_sha[:32]}")
 
     def _keep_personal(self, model_sha: str, values: list) -> None:
-        self.personal[model_sha] = values
-        self._save(f"personal-{model_sha[:32]}", values)
+        self._remember(self.personal, model_sha, f"personal-{model_sha[:32]}", values)
 
     def _expected_train_s(self, assignment: Assignment) -> float:
         if self.behaviour.train_time_s > 0:
@@ -195,7 +204,8 @@ class Device:
             result, compute_s = await self.trainer.train(
                 model, a.model_sha256, checkpoint, a.checkpoint_sha256, a.plan, self.data, self.rng,
                 self.behaviour.attack, finish_by=finish_by, expected_s=expected_s, capacity_epochs=capacity,
-                personal=self._personal_for(a.model_sha256), control=control)
+                personal=self._personal_for(a.model_sha256), control=control,
+                residual=self._residual_for(a.task_id))
             if result.personal is not None:
                 self._keep_personal(a.model_sha256, result.personal)
             if self.behaviour.train_time_s > 0:
@@ -235,6 +245,8 @@ class Device:
         self.stats.partial += int(result.partial)
         if result.control is not None:  # c_i moves only once its delta is acknowledged
             self._keep_control(a.task_id, result.control)
+        if result.residual is not None:  # likewise what a top-k upload left out
+            self._keep_residual(a.task_id, result.residual)
         return RoundOutcome("uploaded", detail=f"{len(result.payload)} bytes")
 
     async def _evaluate(self, a: Assignment, model: bytes, checkpoint: bytes) -> RoundOutcome:

@@ -61,7 +61,7 @@ class Trainer:
 
     def _run(self, model_bytes, model_sha, checkpoint, checkpoint_sha, plan, data: LocalData, rng,
              attack: str, finish_by: float | None, expected_s: float,
-             capacity_epochs: int | None, personal, control) -> tuple[LocalResult, float]:
+             capacity_epochs: int | None, personal, control, residual=None) -> tuple[LocalResult, float]:
         # Checked when a worker takes the job, not when it was queued: with hundreds of devices
         # selected at once the queue is long, and a job that can no longer finish would only
         # delay the jobs behind it (the next round's) past their own deadlines.
@@ -74,7 +74,7 @@ class Trainer:
         model = self._model(model_bytes, model_sha)
         weights = self._weights_for(checkpoint, checkpoint_sha, model.manifest.weight_shapes)
         result = train_round(model, weights, plan, data.x_train, data.y_train, data.x_eval, data.y_eval, rng,
-                             attack, capacity_epochs, personal, control)
+                             attack, capacity_epochs, personal, control, residual)
         self._step_s[model_sha] = model.last_step_s
         spent = time.perf_counter() - started
         with self._lock:
@@ -84,14 +84,15 @@ class Trainer:
     async def train(self, model_bytes: bytes, model_sha: str, checkpoint: bytes, checkpoint_sha: str,
                     plan: Plan, data: LocalData, rng: np.random.Generator, attack: str = "",
                     finish_by: float | None = None, expected_s: float = 0.0,
-                    capacity_epochs: int | None = None, personal=None, control=None) -> tuple[LocalResult, float]:
+                    capacity_epochs: int | None = None, personal=None, control=None,
+                    residual=None) -> tuple[LocalResult, float]:
         """(the round's result, the seconds of computation it took: queueing not included).
         With `finish_by`, raises TooLate instead of training when a worker reaches the job
         later than `finish_by - expected_s`."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, self._run, model_bytes, model_sha, checkpoint,
                                           checkpoint_sha, plan, data, rng, attack, finish_by, expected_s,
-                                          capacity_epochs, personal, control)
+                                          capacity_epochs, personal, control, residual)
 
     def _evaluate(self, model_bytes, model_sha, checkpoint, checkpoint_sha, data: LocalData, personal,
                   plan: Plan | None, rng) -> dict:

@@ -29,6 +29,7 @@ class LocalResult:
     partial: bool = False  # fewer than the plan's epochs were done (partial work, uploaded)
     personal: list | None = None  # the personal layers after training (kept on the device, never uploaded)
     control: np.ndarray | None = None  # SCAFFOLD: this device's next control variate c_i+ (kept on the device)
+    residual: np.ndarray | None = None  # top-k: what this upload left out, added to the next (error feedback)
 
 
 class Unfinished(Exception):
@@ -40,9 +41,11 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
                 x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
                 rng: np.random.Generator, attack: str = "", capacity_epochs: int | None = None,
                 personal: list[np.ndarray] | None = None,
-                control: tuple[np.ndarray, np.ndarray] | None = None) -> LocalResult:
+                control: tuple[np.ndarray, np.ndarray] | None = None,
+                residual: np.ndarray | None = None) -> LocalResult:
     """``attack`` (emulated fleets only) replaces the clipped delta with a malicious one;
-    ``capacity_epochs`` (emulated stragglers) is how many epochs this device can do this round.
+    ``capacity_epochs`` (emulated stragglers) is how many epochs this device can do this round;
+    ``residual`` (top-k codecs) is what the device's previous upload in the task left out.
 
     The upload's example count is the examples processed divided by the plan's epochs: the
     local dataset size after full work (as FedAvg weighs), proportionally less after partial work.
@@ -91,7 +94,15 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
                            next_control)
     shapes = [np.shape(w) for w in global_weights] * (2 if plan.scaffold else 1)
     spec = codec.CodecSpec.parse(plan.codec, plan.chunk_size)
+    next_residual = None
+    if spec.topk:
+        # Error feedback (Stich et al. 2018; Karimireddy et al. 2019): send the top-k of this
+        # update plus what earlier ones left out, and keep what this one leaves out.
+        if residual is not None and residual.size == delta.size:
+            delta = (delta + residual).astype(np.float32)
     payload = codec.encode(codec.unflatten(delta, shapes), spec, rng, sparse_seed=plan.sparse_seed)
+    if spec.topk:
+        next_residual = (delta - codec.decode(payload).values).astype(np.float32)
     return LocalResult(payload, examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
                        below_clip=norm <= plan.clip_norm, partial=partial, personal=trained_personal,
-                       control=next_control)
+                       control=next_control, residual=next_residual)

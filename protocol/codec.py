@@ -7,13 +7,15 @@ Binary layout (all little-endian), version 1::
     4       1     format version (1)
     5       1     codec: 0 = float32, 1 = 8-bit, 2 = 4-bit stochastic quantization
     6       1     flags: bit 0 = randomized Hadamard rotation before quantizing,
-                         bit 1 = sparse (a round-shared random subset of the coordinates)
+                         bit 1 = sparse (a round-shared random subset of the coordinates),
+                         bit 2 = top-k (the device's largest coordinates, their indices listed)
     7       1     reserved (0)
     8       4     u32 T, number of tensors
     12      4     u32 C, chunk size (elements per quantization chunk; 0 for float32)
     16      8     u64 rotation seed (0 without rotation)
     24      4*T   u32 element count of each tensor, in manifest update order
     only when sparse: u64 S, the round's sparse seed (non-zero); u32 m, the kept count
+    only when top-k: u32 m, the kept count; then m u32 indices, strictly increasing, < N
     then the body:
       float32: N float32 values, N = sum of the counts (the tensors, flattened, concatenated)
       quantized: let L = N, or with rotation L = N rounded up to a multiple of C;
@@ -26,6 +28,10 @@ Binary layout (all little-endian), version 1::
         at its position and zero elsewhere (unbiased over S), then un-rotates. m = ceil(F L)
         for the codec's fraction F (``+sparse:F``): the receiver checks it, the payload
         carries only m.
+      top-k (``+topk:F``, not with rotation): the body is that of the values at the m
+        listed indices (the m of largest magnitude, ties by lower index; m = ceil(F N));
+        decoding puts them there unscaled and zero elsewhere. Top-k is biased: devices
+        keep what they did not send and add it to their next update (error feedback).
 
 Quantization is stochastic and unbiased: ``code = floor((x - min) / step + u)`` with
 ``u ~ U[0, 1)``, where ``step = (max - min) / (2**bits - 1)`` over the chunk.
@@ -57,6 +63,7 @@ _CODEC_IDS = {"f32": 0, "q8": 1, "q4": 2}
 _CODEC_BITS = {0: 32, 1: 8, 2: 4}
 FLAG_ROTATE = 1
 FLAG_SPARSE = 2
+FLAG_TOPK = 4
 _SPARSE = struct.Struct("<QI")
 DEFAULT_CHUNK = 256
 
@@ -70,39 +77,46 @@ class CodecSpec:
     rotate: bool = False
     chunk_size: int = DEFAULT_CHUNK
     sparse: float = 0.0  # the kept fraction F in (0, 1); 0: every coordinate
+    topk: float = 0.0  # the fraction F of largest coordinates kept (indices on the wire); 0: none
 
     @classmethod
     def parse(cls, text: str, chunk_size: int = DEFAULT_CHUNK) -> "CodecSpec":
         kind, *extras = str(text).split("+")
         rotate = extras[:1] == ["rot"]
         rest = extras[1:] if rotate else extras
-        fraction = 0.0
-        if rest and rest[0].startswith("sparse:"):
+        fraction, topk = 0.0, False
+        if rest and rest[0].startswith(("sparse:", "topk:")):
+            label, _, number = rest[0].partition(":")
             try:
-                fraction = float(rest[0][len("sparse:"):])
+                fraction = float(number)
             except ValueError:
                 fraction = -1.0
             if not 0.0 < fraction < 1.0:
-                raise ProtocolError(f"codec {text!r}: the sparse fraction must be a number in (0, 1), e.g. "
-                                    "q4+sparse:0.1", "bad_codec")
+                raise ProtocolError(f"codec {text!r}: the {label} fraction must be a number in (0, 1), e.g. "
+                                    f"q4+{label}:0.1", "bad_codec")
+            topk = label == "topk"
             rest = rest[1:]
         if kind not in _CODEC_IDS or rest:
             raise ProtocolError(f"unknown codec {text!r}; use f32, q8 or q4, then optionally +rot, then optionally "
-                                "+sparse:F (e.g. q8+rot+sparse:0.1)", "bad_codec")
+                                "+sparse:F or +topk:F (e.g. q8+rot+sparse:0.1, q8+topk:0.01)", "bad_codec")
         if kind == "f32" and rotate:
             raise ProtocolError("rotation only applies to quantized codecs", "bad_codec")
+        if topk and rotate:
+            raise ProtocolError("top-k keeps the largest coordinates, which a rotation spreads out: use q8+topk:F "
+                                "without +rot", "bad_codec")
         if chunk_size < 1 or chunk_size > 1 << 20 or (rotate and chunk_size & (chunk_size - 1)):
             raise ProtocolError("chunk_size must be in [1, 2^20], and a power of two with rotation", "bad_codec")
-        return cls(kind, rotate, int(chunk_size), fraction)
+        return cls(kind, rotate, int(chunk_size), 0.0 if topk else fraction, fraction if topk else 0.0)
 
     @property
     def name(self) -> str:
-        return self.wire_name + (f":{self.sparse:g}" if self.sparse else "")
+        return self.wire_name + (f":{self.sparse or self.topk:g}" if self.sparse or self.topk else "")
 
     @property
     def wire_name(self) -> str:
-        """What a payload's header says (a sparse payload carries its kept count, not F)."""
-        return self.kind + ("+rot" if self.rotate else "") + ("+sparse" if self.sparse else "")
+        """What a payload's header says (a sparse or top-k payload carries its kept count, not F)."""
+        return (self.kind + ("+rot" if self.rotate else "") + ("+sparse" if self.sparse else "")
+                + ("+topk" if self.topk else ""))
 
     @property
     def bits(self) -> int:
@@ -115,11 +129,14 @@ class CodecSpec:
     def kept(self, num_values: int) -> int:
         """How many coordinates travel: m = ceil(F L) when sparse, else all L."""
         length = self.coded_length(num_values)
-        return sparse.kept_count(self.sparse, length) if self.sparse else length
+        fraction = self.sparse or self.topk
+        return sparse.kept_count(fraction, length) if fraction else length
 
     def max_payload_bytes(self, num_tensors: int, num_values: int) -> int:
         """Exact size of an encoded update; uploads larger than this are refused unread."""
         header = _HEADER.size + 4 * num_tensors + (_SPARSE.size if self.sparse else 0)
+        if self.topk:
+            header += 4 + 4 * self.kept(num_values)  # m, then the indices
         if self.kind == "f32":
             return header + 4 * self.kept(num_values)
         length = self.kept(num_values)
@@ -183,7 +200,7 @@ def encode(arrays: list[np.ndarray], spec: CodecSpec, rng: np.random.Generator |
     rot_seed = 0
     if spec.rotate:
         rot_seed = int(rng.integers(1, 2**63)) if seed is None else int(seed)
-    flags = (FLAG_ROTATE if spec.rotate else 0) | (FLAG_SPARSE if spec.sparse else 0)
+    flags = (FLAG_ROTATE if spec.rotate else 0) | (FLAG_SPARSE if spec.sparse else 0) | (FLAG_TOPK if spec.topk else 0)
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, codec_id, flags, 0,
                           len(counts), 0 if spec.kind == "f32" else spec.chunk_size, rot_seed)
     header += struct.pack(f"<{len(counts)}I", *counts)
@@ -201,9 +218,21 @@ def encode(arrays: list[np.ndarray], spec: CodecSpec, rng: np.random.Generator |
         values = values[sparse.kept_positions(sparse_seed, length, kept)]
         header += _SPARSE.pack(sparse_seed, kept)
         length = kept
+    elif spec.topk:
+        kept = spec.kept(n)
+        indices = top_k_indices(values, kept)
+        header += struct.pack("<I", kept) + indices.astype("<u4").tobytes()
+        values = values[indices]
+        length = kept
     if spec.kind == "f32":
         return header + values.astype("<f4").tobytes()
     return header + _quantize(values, length, spec, rng, uniforms)
+
+
+def top_k_indices(values: np.ndarray, kept: int) -> np.ndarray:
+    """The ``kept`` indices of largest magnitude (ties: the lower index first), increasing."""
+    order = np.lexsort((np.arange(values.size), -np.abs(values.astype(np.float64))))[:kept]
+    return np.sort(order)
 
 
 def _quantize(values: np.ndarray, length: int, spec: CodecSpec, rng: np.random.Generator | None,
@@ -235,12 +264,13 @@ class DecodedUpdate:
     values: np.ndarray  # flat float32, manifest order
     counts: tuple[int, ...]
     codec: str  # the wire name: f32, q8, q4, with +rot, with +sparse (whose F the payload does not carry)
-    kept: int = 0  # sparse: how many coordinates travelled (0 when dense)
+    kept: int = 0  # sparse or top-k: how many coordinates travelled (0 when dense)
     sparse_seed: int = 0  # sparse: the seed the device says its round gave it
 
     def matches(self, spec: CodecSpec) -> bool:
         """Whether this is an update in ``spec``'s codec (with its kept count when sparse)."""
-        return self.codec == spec.wire_name and (not spec.sparse or self.kept == spec.kept(sum(self.counts)))
+        return self.codec == spec.wire_name and (not (spec.sparse or spec.topk)
+                                                 or self.kept == spec.kept(sum(self.counts)))
 
 
 def decode(payload: bytes, expected_counts: list[int] | None = None) -> DecodedUpdate:
@@ -253,10 +283,12 @@ def decode(payload: bytes, expected_counts: list[int] | None = None) -> DecodedU
         raise ProtocolError("update payload has a bad magic number (expected FEDU)", "bad_payload")
     if version != FORMAT_VERSION:
         raise ProtocolError(f"unsupported update format version {version}", "bad_payload")
-    if codec_id not in _CODEC_BITS or reserved or flags & ~(FLAG_ROTATE | FLAG_SPARSE):
+    if codec_id not in _CODEC_BITS or reserved or flags & ~(FLAG_ROTATE | FLAG_SPARSE | FLAG_TOPK):
         raise ProtocolError("update payload has an unknown codec or flags", "bad_payload")
-    rotate, is_sparse = bool(flags & FLAG_ROTATE), bool(flags & FLAG_SPARSE)
-    table = _HEADER.size + 4 * t + (_SPARSE.size if is_sparse else 0)
+    rotate, is_sparse, is_topk = bool(flags & FLAG_ROTATE), bool(flags & FLAG_SPARSE), bool(flags & FLAG_TOPK)
+    if is_topk and (rotate or is_sparse):
+        raise ProtocolError("update payload has an unknown codec or flags", "bad_payload")
+    table = _HEADER.size + 4 * t + (_SPARSE.size if is_sparse else 0) + (4 if is_topk else 0)
     if t > 1 << 16 or len(data) < table:
         raise ProtocolError("update payload tensor table is truncated", "bad_payload")
     counts = struct.unpack_from(f"<{t}I", data, _HEADER.size)
@@ -277,6 +309,15 @@ def decode(payload: bytes, expected_counts: list[int] | None = None) -> DecodedU
     if is_sparse:
         positions = sparse.kept_positions(sparse_seed, length, kept)  # refuses a zero seed or kept out of range
     body = _HEADER.size + 4 * t + (_SPARSE.size if is_sparse else 0)
+    if is_topk:
+        (kept,) = struct.unpack_from("<I", data, body)
+        if not 0 < kept <= length or len(data) < body + 4 + 4 * kept:
+            raise ProtocolError(f"a top-k update keeps {kept} of {length} coordinates", "bad_payload")
+        positions = np.frombuffer(data, "<u4", count=kept, offset=body + 4).astype(np.int64)
+        if positions[-1] >= length or (kept > 1 and np.any(np.diff(positions) <= 0)):
+            raise ProtocolError("a top-k update's indices must increase strictly and stay below the update's "
+                                "length", "bad_payload")
+        body += 4 + 4 * kept
     if kind == "f32":
         expected = body + 4 * kept
     else:
@@ -288,17 +329,17 @@ def decode(payload: bytes, expected_counts: list[int] | None = None) -> DecodedU
         values = np.frombuffer(data, "<f4", count=kept, offset=body).astype(np.float32)
     else:
         values = _dequantize(data, body, kept, chunk, spec.bits)
-    if is_sparse:
+    if is_sparse or is_topk:
         full = np.zeros(length, np.float32)
-        full[positions] = values * np.float32(length / kept)
+        full[positions] = values * np.float32(length / kept) if is_sparse else values
         values = full
     if rotate:
         values = hadamard_chunks(values.astype(np.float32), chunk) * rotation_signs(rot_seed, length)
     values = values[:n].astype(np.float32)
     if not np.all(np.isfinite(values)):
         raise ProtocolError("update has non-finite values", "non_finite")
-    name = kind + ("+rot" if rotate else "") + ("+sparse" if is_sparse else "")
-    return DecodedUpdate(values, tuple(counts), name, kept if is_sparse else 0, sparse_seed)
+    name = kind + ("+rot" if rotate else "") + ("+sparse" if is_sparse else "") + ("+topk" if is_topk else "")
+    return DecodedUpdate(values, tuple(counts), name, kept if is_sparse or is_topk else 0, sparse_seed)
 
 
 def _dequantize(data: memoryview, pos: int, length: int, chunk: int, bits: int) -> np.ndarray:

@@ -43,6 +43,9 @@ _CODEC_CASES = [
     ("f32_sparse", "f32+sparse:0.5", 256, [9, 4], 0, 3),
     ("q8_sparse_edge_padded", "q8+sparse:0.3", 4, [13, 6], 0, 77),
     ("q4_rot_sparse_big_seed", "q4+rot+sparse:0.1", 16, [50, 30], 999, 2**63 + 5),
+    # Top-k (the largest magnitudes, their indices listed; ties are exercised by a repeated value):
+    ("f32_topk", "f32+topk:0.25", 256, [9, 3], 0),
+    ("q8_topk_ties", "q8+topk:0.2", 4, [17, 6], 0),
 ]
 
 
@@ -58,6 +61,9 @@ def codec_vectors() -> list[dict]:
         values = rng.normal(0.0, 0.05, sum(counts)).astype(np.float32)
         if name == "q8_constant_chunk":
             values[:4] = np.float32(0.25)
+        if name == "q8_topk_ties":
+            values[[2, 5, 11, 19]] = np.float32(0.2)  # four equal largest magnitudes, 0.2 and -0.2
+            values[[7, 13]] = np.float32(-0.2)
         spec = codec.CodecSpec.parse(codec_name, chunk)
         arrays = codec.unflatten(values, [(n,) for n in counts])
         if spec.kind == "f32":

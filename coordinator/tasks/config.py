@@ -348,16 +348,25 @@ class TaskConfig:
         try:
             EligibilityRule.parse(cfg.eligibility)
             EligibilityRule.parse(cfg.eval_eligibility)
-            sparse = cfg.codec_spec().sparse
-            if CodecSpec.parse(cfg.download_codec, cfg.chunk_size).sparse:
-                raise BadRequest("download_codec cannot be sparse: a device needs the whole checkpoint", "bad_codec")
+            spec = cfg.codec_spec()
+            download = CodecSpec.parse(cfg.download_codec, cfg.chunk_size)
         except ProtocolError as exc:
             raise BadRequest(str(exc), exc.code) from exc
-        if sparse and (cfg.dp_on or cfg.dp_target_epsilon > 0):
-            raise BadRequest("a sparse codec cannot be combined with DP yet: the decoded update is the kept "
-                             "coordinates scaled by L/m, whose norm the clip and the noise were not sized for",
-                             "bad_codec")
+        _check_subset_codecs(cfg, spec, download)
         return cfg
+
+
+def _check_subset_codecs(cfg: TaskConfig, spec: CodecSpec, download: CodecSpec) -> None:
+    """Where a codec that sends part of the coordinates cannot work, refused at creation."""
+    if download.sparse or download.topk:
+        raise BadRequest("download_codec cannot be sparse or top-k: a device needs the whole checkpoint", "bad_codec")
+    if (spec.sparse or spec.topk) and (cfg.dp_on or cfg.dp_target_epsilon > 0):
+        raise BadRequest("a sparse or top-k codec cannot be combined with DP yet: the decoded update (the kept "
+                         "coordinates, scaled by L/m when sparse) is not what the clip and the noise were sized for",
+                         "bad_codec")
+    if spec.topk and cfg.secagg_on:
+        raise BadRequest("top-k cannot travel under secure aggregation: each device keeps different coordinates, "
+                         "so masked sums would not line up; use +sparse:F (a subset the round shares)", "bad_codec")
 
 
 def _check_distributed_dp(cfg: TaskConfig) -> None:

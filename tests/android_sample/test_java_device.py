@@ -180,6 +180,46 @@ def test_java_device_runs_scaffold(java_classpath, softmax_tflite, tmp_path):
         server.kill9()
 
 
+def test_java_device_uploads_top_k_with_error_feedback(java_classpath, softmax_tflite, tmp_path):
+    """Two top-k rounds of the Java device alone (goal 1, f32+topk:0.2), one process each: each
+    committed step is exactly what it sent (its m largest coordinates), and what it left out is
+    in its state folder, zero where it sent and no larger than anything it sent."""
+    from device_runtime.fleet.datasets import load_digits_pool
+
+    x, _, y, _ = load_digits_pool(0)
+    csv = write_examples_csv(tmp_path / "java.csv", x, y, np.random.default_rng(3).permutation(len(y))[:300])
+    server = Server(str(tmp_path / "c.db"))
+    server.start()
+    try:
+        config = {"rounds": 2, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
+                  "report_deadline_s": 60, "codec": "f32+topk:0.2", "learning_rate": 0.5, "epochs": 2,
+                  "eligibility": "charging"}
+        server.setup_task("javatopk", softmax_tflite, config)
+        checkpoints = [_checkpoint(server)]
+        for _ in range(2):
+            java = subprocess.run(
+                ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
+                 "--population", "javatopk", "--data", str(csv), "--rounds", "1", "--timeout-s", "120",
+                 "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=180)
+            assert java.returncode == 0, java.stdout + java.stderr
+            checkpoints.append(_checkpoint(server))
+            sent = checkpoints[-1] - checkpoints[-2]  # FedAvg of one device, server rate 1: what it sent
+            left = np.fromfile(tmp_path / "state" / "residual-t.f32", "<f4")
+            kept = np.flatnonzero(sent)
+            assert 0 < len(kept) <= codec.CodecSpec.parse("f32+topk:0.2").kept(sent.size) and left.size == sent.size
+            assert not left[kept].any() and np.abs(sent[kept]).min() >= np.abs(left).max() * (1 - 1e-6)
+        rounds = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
+        assert [r["state"] for r in rounds] == ["committed", "committed"]
+    finally:
+        server.kill9()
+
+
+def _checkpoint(server) -> np.ndarray:
+    sha = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["checkpoint_sha256"]
+    with urllib.request.urlopen(server.url + f"/v1/blobs/{sha}", timeout=10) as resp:
+        return codec.decode(resp.read()).values
+
+
 def test_java_device_trains_in_an_asynchronous_task(java_classpath, softmax_tflite, tmp_path):
     """mode = "async": the Java device's assignments pin a version, and each of its updates
     publishes one (buffer_size 1): no protocol change on the device. Its uploads are sparse

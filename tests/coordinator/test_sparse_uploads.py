@@ -1,6 +1,7 @@
 """Sparse uploads (codec ``+sparse:F``): the plan hands every device of a round the same
 seed, the round commits the example-weighted mean of the scaled subsets, and an upload on
-another round's subset or with another kept count is refused and changes nothing."""
+another round's subset or with another kept count is refused and changes nothing. Top-k
+uploads (``+topk:F``) carry their own indices: the mean of what was sent."""
 
 import json
 
@@ -79,7 +80,28 @@ async def test_sparse_codecs_are_refused_where_they_cannot_work(harness):
     for config, fragment in (({"download_codec": "q8+sparse:0.5"}, "whole checkpoint"),
                              ({"codec": "q8+sparse:0.1", "dp_noise_multiplier": 1.0, "clip_norm": 1.0, "dp_population": 100},
                               "cannot be combined with DP"),
-                             ({"codec": "q8+sparse:1.5"}, "fraction")):
+                             ({"codec": "q8+sparse:1.5"}, "fraction"),
+                             ({"codec": "q8+topk:0.01", "secagg": "secagg", "clip_norm": 1.0}, "line up"),
+                             ({"codec": "q8+rot+topk:0.01"}, "rotation spreads"),
+                             ({"download_codec": "q8+topk:0.5"}, "whole checkpoint")):
         resp = await post("/v1/admin/populations/pop/tasks", headers=ADMIN,
                           json={"model_sha256": sha, "config": {"rounds": 1, **config}})
         assert resp.status == 400 and fragment in (await resp.json())["error"]["message"], await resp.text()
+
+
+async def test_a_top_k_round_commits_the_mean_of_what_was_sent(harness):
+    await harness.setup_task(goal_count=2, over_selection=1.0, codec="q8+topk:0.05")
+    devices = [await harness.register() for _ in range(2)]
+    assignments = [(await (await harness.checkin(d)).json())["assignment"] for d in devices]
+    before = harness.coordinator.tasks["t1"].checkpoint_sha
+    bodies = [harness.payload(seed=i, kind="q8+topk:0.05") for i in range(2)]
+    for d, a, body in zip(devices, assignments, bodies):
+        assert (await harness.upload(d, a, body, examples=10)).status == 201
+    harness.tick()
+    assert (await harness.rounds())[0]["state"] == "committed"
+    store = harness.coordinator.store
+    old = codec.decode(store.blob_path(before).read_bytes()).values
+    new = codec.decode(store.blob_path(harness.coordinator.tasks["t1"].checkpoint_sha).read_bytes()).values
+    sent = [codec.decode(b).values for b in bodies]
+    np.testing.assert_allclose(new - old, (sent[0] + sent[1]) / 2, atol=1e-6)
+    assert np.count_nonzero(new - old) <= 2 * codec.CodecSpec.parse("q8+topk:0.05").kept(old.size)

@@ -254,3 +254,15 @@ async def test_a_scaffold_device_keeps_its_control_variate(live_coordinator, dig
 
     c = codec.decode(coordinator.store.blob_path(coordinator.tasks["t"].control_sha).read_bytes()).values
     np.testing.assert_allclose(c, c_i, atol=1e-4)
+
+
+async def test_a_top_k_device_keeps_what_it_did_not_send(live_coordinator, digits_tflite, tmp_path):
+    dev = await run_one_device_to_completion(live_coordinator, digits_tflite, 15, state_dir=tmp_path / "local",
+                                             rounds=2, codec="q8+topk:0.02")
+    coordinator = live_coordinator.app[COORDINATOR]
+    assert [r["state"] for r in coordinator.admin.rounds("t")] == ["committed", "committed"]
+    residual = dev.residuals["t"]
+    assert residual.size == coordinator.tasks["t"].manifest.num_parameters and np.abs(residual).max() > 0
+    restarted = Device(client=None, data=dev.data, trainer=None, state_fn=None, cache=None, rng=None,
+                       state_dir=tmp_path / "local")
+    np.testing.assert_array_equal(restarted._residual_for("t"), residual)  # survives a restart

@@ -65,3 +65,27 @@ def test_the_time_budget_stops_training_at_a_batch_boundary(model, monkeypatch):
     with pytest.raises(Unfinished, match="budget"):
         train_round(model, model.get_weights(), _plan(epochs=6, max_local_seconds=3.5), x, y, x[:4], y[:4],
                     np.random.default_rng(1))
+
+
+def test_top_k_sends_the_largest_coordinates_and_keeps_the_rest_for_the_next_upload(model):
+    """Error feedback: what an upload leaves out (its residual) is added to the next update,
+    so sent + residual is the training delta plus the previous residual, exactly."""
+    from protocol import codec
+
+    x, y = _data()
+    plan = _plan(codec="f32+topk:0.05", epochs=1)
+    start = model.get_weights()
+    alone = train_round(model, start, plan, x, y, x[:4], y[:4], np.random.default_rng(3))
+    sent = codec.decode(alone.payload).values
+    n = sent.size
+    assert np.count_nonzero(sent) <= codec.CodecSpec.parse(plan.codec).kept(n) < n / 10
+    delta = sent + alone.residual  # nothing was carried in: this is the training delta
+    kept = np.flatnonzero(sent)
+    assert np.abs(delta[kept]).min() >= np.abs(alone.residual).max()  # the largest went, the rest stayed
+    carried = np.random.default_rng(4).normal(0, 0.01, n).astype(np.float32)
+    again = train_round(model, start, plan, x, y, x[:4], y[:4], np.random.default_rng(3), residual=carried)
+    np.testing.assert_allclose(codec.decode(again.payload).values + again.residual, delta + carried, atol=1e-6)
+    # A quantized top-k keeps the rounding error too: sent + residual is still the whole.
+    q8 = train_round(model, start, _plan(codec="q8+topk:0.05", epochs=1), x, y, x[:4], y[:4],
+                     np.random.default_rng(3), residual=carried)
+    np.testing.assert_allclose(codec.decode(q8.payload).values + q8.residual, delta + carried, atol=1e-6)

@@ -218,3 +218,48 @@ def test_sparse_codec_names():
         with pytest.raises(ProtocolError) as exc:
             codec.CodecSpec.parse(bad)
         assert exc.value.code == "bad_codec"
+
+
+# -- top-k: the device's largest coordinates, indices on the wire ---------------------------
+
+
+def test_top_k_keeps_the_largest_magnitudes_ties_by_lower_index():
+    values = np.array([0.5, -2.0, 0.5, 1.0, -0.5, 0.0], np.float32)
+    assert codec.top_k_indices(values, 3).tolist() == [0, 1, 3]  # 0.5 at 0, 2 and -0.5 at 4 tie: index 0 first
+    spec = codec.CodecSpec.parse("f32+topk:0.5")
+    decoded = codec.decode(codec.encode([values], spec, None), [6])
+    assert decoded.codec == "f32+topk" and decoded.kept == 3 and decoded.matches(spec)
+    assert decoded.values.tolist() == [0.5, -2.0, 0.0, 1.0, 0.0, 0.0]  # unscaled: top-k is biased on purpose
+
+
+def _topk_payload():
+    rng = np.random.default_rng(14)
+    return bytearray(codec.encode(_tensors(rng), codec.CodecSpec.parse("q8+topk:0.01"), rng))
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda p: struct.pack_into("<I", p, 32 + 8, 0),  # the second index not above the first
+    lambda p: struct.pack_into("<I", p, 32 + 4 * 11, 5000),  # the last index past the end
+    lambda p: struct.pack_into("<I", p, 32, 0),  # keeps nothing
+    lambda p: struct.pack_into("<I", p, 32, 2000),  # keeps more than there is
+    lambda p: struct.pack_into("<I", p, 32, 12),  # one more than the payload holds
+    lambda p: struct.pack_into("<B", p, 6, 4 | 1),  # top-k with rotation
+])
+def test_malformed_top_k_payloads_are_refused(mutate):
+    payload = _topk_payload()
+    assert struct.unpack_from("<I", payload, 32)[0] == 11  # ceil(0.01 * 1013)
+    struct.pack_into("<11I", payload, 32 + 4, *range(0, 1000, 91))
+    codec.decode(bytes(payload), [1000, 13])  # still valid: other indices, increasing, in range
+    mutate(payload)
+    with pytest.raises(ProtocolError) as exc:
+        codec.decode(bytes(payload), [1000, 13])
+    assert exc.value.code == "bad_payload"
+
+
+def test_top_k_codec_names():
+    assert codec.CodecSpec.parse("q8+topk:0.01").name == "q8+topk:0.01"
+    assert codec.CodecSpec.parse("q4+topk:0.1").wire_name == "q4+topk"
+    for bad in ("q8+rot+topk:0.1", "q8+topk:0", "q8+topk:1", "q8+topk:0.1+sparse:0.1", "q8+sparse:0.1+topk:0.1"):
+        with pytest.raises(ProtocolError) as exc:
+            codec.CodecSpec.parse(bad)
+        assert exc.value.code == "bad_codec"

@@ -23,7 +23,11 @@ def test_codec_vectors_decode_within_one_step_of_the_input():
         values = np.frombuffer(bytes.fromhex(case["values"]), "<f4")
         decoded = codec.decode(bytes.fromhex(case["payload"]), case["counts"]).values
         assert decoded.tobytes().hex() == case["decoded"]
-        if "sparse" in case["codec"]:  # a subset scaled by L / m: unbiased over seeds, not close per draw
+        if "topk" in case["codec"]:  # the kept values (within a step when quantized), zero elsewhere
+            kept = np.flatnonzero(decoded)
+            assert len(kept) <= case["kept"] < len(values)
+            assert np.abs(values[kept]).min() >= np.abs(np.delete(values, kept)).max() - 1e-6
+        elif "sparse" in case["codec"]:  # a subset scaled by L / m: unbiased over seeds, not close per draw
             assert 0 < case["kept"] < len(values)
             if "rot" not in case["codec"]:  # only the kept coordinates are non-zero
                 assert np.count_nonzero(decoded) <= case["kept"]

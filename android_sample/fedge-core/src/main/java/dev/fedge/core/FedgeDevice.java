@@ -65,23 +65,34 @@ public final class FedgeDevice {
     private final SecureRandom secureRandom = new SecureRandom();
     /** SCAFFOLD: this device's control variate c_i per task (the app persists it with the device state). */
     public final java.util.Map<String, float[]> controls = new java.util.HashMap<>();
-    /** Where c_i survives the process (an Android job's process ends after each run); null: memory only. */
+    /** Top-k codecs: what this device's last upload in a task left out, added to its next (error feedback). */
+    public final java.util.Map<String, float[]> residuals = new java.util.HashMap<>();
+    /** Where c_i and the residuals survive the process (an Android job's process ends after each run); null: memory only. */
     private LocalState state_;
 
-    /** Keep this device's state (SCAFFOLD's c_i) in {@code state} across runs. */
+    /** Keep this device's state (SCAFFOLD's c_i, top-k's residuals) in {@code state} across runs. */
     public FedgeDevice withLocalState(LocalState state) {
         this.state_ = state;
         return this;
     }
 
-    private float[] controlFor(String taskId) throws java.io.IOException {
-        if (!controls.containsKey(taskId) && state_ != null) {
-            float[] loaded = state_.load("control-" + taskId);
+    private float[] recall(java.util.Map<String, float[]> memory, String kind, String taskId)
+            throws java.io.IOException {
+        if (!memory.containsKey(taskId) && state_ != null) {
+            float[] loaded = state_.load(kind + "-" + taskId);
             if (loaded != null) {
-                controls.put(taskId, loaded);
+                memory.put(taskId, loaded);
             }
         }
-        return controls.get(taskId);
+        return memory.get(taskId);
+    }
+
+    private void remember(java.util.Map<String, float[]> memory, String kind, String taskId, float[] values)
+            throws java.io.IOException {
+        memory.put(taskId, values);
+        if (state_ != null) {
+            state_.save(kind + "-" + taskId, values);
+        }
     }
     public final Stats stats = new Stats();
 
@@ -143,7 +154,7 @@ public final class FedgeDevice {
                 throw new ProtocolException("a SCAFFOLD assignment without the server control variate", "bad_request");
             }
             c = UpdateCodec.decode(client.fetchBlob(a.controlUrl, a.controlSha256, cache), null).values;
-            ci = controlFor(a.taskId);
+            ci = recall(controls, "control", a.taskId);
             if (ci == null || ci.length != c.length) {
                 ci = new float[c.length];
             }
@@ -161,7 +172,17 @@ public final class FedgeDevice {
         if (clock.getAsDouble() + SAFETY_MARGIN_S / 5 > a.reportDeadline) {
             return abandon("training ended after the reporting deadline");
         }
-        byte[] payload = UpdateCodec.encode(trained.delta, counts, spec, Uniforms.of(random), rotationSeed(),
+        float[] toSend = trained.delta;
+        if (spec.topk > 0) { // error feedback: this update plus what the last one in the task left out
+            float[] residual = recall(residuals, "residual", a.taskId);
+            if (residual != null && residual.length == toSend.length) {
+                toSend = toSend.clone();
+                for (int i = 0; i < toSend.length; i++) {
+                    toSend[i] += residual[i];
+                }
+            }
+        }
+        byte[] payload = UpdateCodec.encode(toSend, counts, spec, Uniforms.of(random), rotationSeed(),
                 a.plan.sparseSeed);
         LocalTrainer.Result result = trained.result;
         UploadMeta meta = new UploadMeta(result.exampleCount, result.trainLoss, result.evalLoss, result.evalAccuracy,
@@ -174,10 +195,15 @@ public final class FedgeDevice {
         }
         recordTraining(trained);
         if (trained.nextControl != null) { // c_i moves only once its delta is acknowledged
-            controls.put(a.taskId, trained.nextControl);
-            if (state_ != null) {
-                state_.save("control-" + a.taskId, trained.nextControl);
+            remember(controls, "control", a.taskId, trained.nextControl);
+        }
+        if (spec.topk > 0) { // likewise what a top-k upload left out
+            float[] sent = UpdateCodec.decode(payload, counts).values;
+            float[] left = new float[toSend.length];
+            for (int i = 0; i < left.length; i++) {
+                left[i] = toSend[i] - sent[i];
             }
+            remember(residuals, "residual", a.taskId, left);
         }
         return uploaded(payload.length, trained, payload.length + " bytes, round " + a.round);
     }
@@ -217,10 +243,7 @@ public final class FedgeDevice {
             return new RoundOutcome(done.outcome, 0, done.detail);
         }
         if (done.trained.nextControl != null) { // its masked input is in: c_i moves
-            controls.put(a.taskId, done.trained.nextControl);
-            if (state_ != null) {
-                state_.save("control-" + a.taskId, done.trained.nextControl);
-            }
+            remember(controls, "control", a.taskId, done.trained.nextControl);
         }
         return uploaded(done.payloadBytes, done.trained, done.detail + ", round " + a.round);
     }

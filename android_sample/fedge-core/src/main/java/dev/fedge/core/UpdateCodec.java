@@ -16,6 +16,7 @@ public final class UpdateCodec {
     private static final int FORMAT_VERSION = 1;
     private static final int FLAG_ROTATE = 1;
     private static final int FLAG_SPARSE = 2;
+    private static final int FLAG_TOPK = 4;
 
     private UpdateCodec() {
     }
@@ -66,9 +67,10 @@ public final class UpdateCodec {
         }
         int n = flat.length;
         boolean sparse = spec.sparse > 0;
+        boolean topk = spec.topk > 0;
         ByteBuffer out = ByteBuffer.allocate((int) spec.payloadBytes(counts.length, n)).order(ByteOrder.LITTLE_ENDIAN);
         out.put(MAGIC).put((byte) FORMAT_VERSION).put((byte) spec.codecId())
-                .put((byte) ((spec.rotate ? FLAG_ROTATE : 0) | (sparse ? FLAG_SPARSE : 0)))
+                .put((byte) ((spec.rotate ? FLAG_ROTATE : 0) | (sparse ? FLAG_SPARSE : 0) | (topk ? FLAG_TOPK : 0)))
                 .put((byte) 0).putInt(counts.length).putInt(spec.kind.equals("f32") ? 0 : spec.chunkSize)
                 .putLong(spec.rotate ? rotationSeed : 0L);
         for (int c : counts) {
@@ -93,6 +95,17 @@ public final class UpdateCodec {
                 subset[i] = values[positions[i]];
             }
             out.putLong(sparseSeed).putInt(kept);
+            values = subset;
+            length = kept;
+        } else if (topk) {
+            int kept = (int) spec.kept(n);
+            int[] indices = topKIndices(values, kept);
+            float[] subset = new float[kept];
+            out.putInt(kept);
+            for (int i = 0; i < kept; i++) {
+                out.putInt(indices[i]);
+                subset[i] = values[indices[i]];
+            }
             values = subset;
             length = kept;
         }
@@ -141,6 +154,24 @@ public final class UpdateCodec {
         return out.array();
     }
 
+    /** The {@code kept} indices of largest magnitude (ties: the lower index first), increasing. */
+    public static int[] topKIndices(float[] values, int kept) {
+        Integer[] order = new Integer[values.length];
+        for (int i = 0; i < order.length; i++) {
+            order[i] = i;
+        }
+        java.util.Arrays.sort(order, (a, b) -> {
+            int byMagnitude = Double.compare(Math.abs((double) values[b]), Math.abs((double) values[a]));
+            return byMagnitude != 0 ? byMagnitude : Integer.compare(a, b);
+        });
+        int[] out = new int[kept];
+        for (int i = 0; i < kept; i++) {
+            out[i] = order[i];
+        }
+        java.util.Arrays.sort(out);
+        return out;
+    }
+
     /** Decodes and validates a payload; with {@code expectedCounts} the tensor sizes must match. */
     public static Decoded decode(byte[] payload, int[] expectedCounts) {
         if (payload.length < CodecSpec.HEADER_BYTES) {
@@ -162,13 +193,15 @@ public final class UpdateCodec {
         if (version != FORMAT_VERSION) {
             throw new ProtocolException("unsupported update format version " + version, "bad_payload");
         }
-        if (codecId > 2 || reserved != 0 || (flags & ~(FLAG_ROTATE | FLAG_SPARSE)) != 0
-                || (codecId == 0 && (flags & FLAG_ROTATE) != 0)) {
+        if (codecId > 2 || reserved != 0 || (flags & ~(FLAG_ROTATE | FLAG_SPARSE | FLAG_TOPK)) != 0
+                || (codecId == 0 && (flags & FLAG_ROTATE) != 0)
+                || ((flags & FLAG_TOPK) != 0 && (flags & (FLAG_ROTATE | FLAG_SPARSE)) != 0)) {
             throw new ProtocolException("update payload has an unknown codec or flags", "bad_payload");
         }
         boolean rotate = (flags & FLAG_ROTATE) != 0;
         boolean sparse = (flags & FLAG_SPARSE) != 0;
-        int extra = sparse ? CodecSpec.SPARSE_HEADER_BYTES : 0;
+        boolean topk = (flags & FLAG_TOPK) != 0;
+        int extra = sparse ? CodecSpec.SPARSE_HEADER_BYTES : topk ? 4 : 0;
         if (tensors > (1 << 16) || payload.length < CodecSpec.HEADER_BYTES + 4 * tensors + extra) {
             throw new ProtocolException("update payload tensor table is truncated", "bad_payload");
         }
@@ -206,6 +239,22 @@ public final class UpdateCodec {
             }
             kept = (int) keptRaw;
             positions = SparseSubset.positions(sparseSeed, length, kept);
+        } else if (topk) {
+            long keptRaw = in.getInt() & 0xFFFFFFFFL;
+            if (keptRaw == 0 || keptRaw > length || payload.length < in.position() + 4 * keptRaw) {
+                throw new ProtocolException("a top-k update keeps " + keptRaw + " of " + length + " coordinates",
+                        "bad_payload");
+            }
+            kept = (int) keptRaw;
+            positions = new int[kept];
+            for (int i = 0; i < kept; i++) {
+                long index = in.getInt() & 0xFFFFFFFFL;
+                if (index >= length || (i > 0 && index <= positions[i - 1])) {
+                    throw new ProtocolException("a top-k update's indices must increase strictly and stay below the "
+                            + "update's length", "bad_payload");
+                }
+                positions[i] = (int) index;
+            }
         }
         int body = in.position();
         long expected = kind.equals("f32") ? body + 4L * kept
@@ -239,11 +288,12 @@ public final class UpdateCodec {
                 values[i] = lo[k] + (float) code * step[k];
             }
         }
-        if (sparse) {
-            float scale = (float) ((double) length / kept); // float32(L / m), as the Python decoder
+        if (sparse || topk) {
+            // Sparse: scaled by float32(L / m), as the Python decoder; top-k: unscaled.
+            float scale = sparse ? (float) ((double) length / kept) : 1f;
             float[] full = new float[length];
             for (int i = 0; i < kept; i++) {
-                full[positions[i]] = values[i] * scale;
+                full[positions[i]] = sparse ? values[i] * scale : values[i];
             }
             values = full;
         }
@@ -254,9 +304,9 @@ public final class UpdateCodec {
                 values[i] = rotated[i] * signs[i];
             }
         }
-        String name = kind + (rotate ? "+rot" : "") + (sparse ? "+sparse" : "");
-        return new Decoded(checkFinite(java.util.Arrays.copyOf(values, (int) n)), counts, name, sparse ? kept : 0,
-                sparseSeed);
+        String name = kind + (rotate ? "+rot" : "") + (sparse ? "+sparse" : "") + (topk ? "+topk" : "");
+        return new Decoded(checkFinite(java.util.Arrays.copyOf(values, (int) n)), counts, name,
+                sparse || topk ? kept : 0, sparseSeed);
     }
 
     private static float[] checkFinite(float[] values) {

@@ -30,7 +30,7 @@ public class UpdateCodecTest {
             assertEquals(c.get("name").getAsString(), c.get("payload").getAsString(), Golden.hex(payload));
             checked++;
         }
-        assertEquals(10, checked);
+        assertEquals(12, checked);
     }
 
     @Test
