@@ -37,6 +37,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle", type=_bool, default=None, help="override the idle probe")
     parser.add_argument("--battery", type=float, default=None, help="override the battery level (0..1)")
     parser.add_argument("--threads", type=int, default=1, help="training threads")
+    parser.add_argument("--min-dp-noise-multiplier", type=float, default=0.0, metavar="Z",
+                        help="take part only in distributed-DP rounds whose devices' noise adds up to at least Z "
+                             "times the sensitivity (checked on the device, not trusting the coordinator's "
+                             "min_reports); 0 (default): no floor")
     parser.add_argument("--retry-for-s", type=float, default=120.0,
                         help="how long each request retries while the coordinator is unreachable or answers 5xx; "
                              "the device then waits and tries again (default 120)")
@@ -71,7 +75,7 @@ async def _main(args) -> int:
             token_file.chmod(0o600)
         device = Device(client=client, data=data, trainer=trainer, state_fn=lambda: probe_state(version, overrides),
                         cache=DiskBlobCache(state_dir / "cache"), rng=np.random.default_rng(),
-                        state_dir=state_dir / "local")
+                        state_dir=state_dir / "local", min_dp_noise=args.min_dp_noise_multiplier)
         stop = asyncio.Event()
         logging.getLogger("fedge.device").info("device running: %d training / %d holdout examples",
                                                len(data.x_train), len(data.x_eval))

@@ -102,6 +102,9 @@ class Device:
     personal: dict = field(default_factory=dict)
     controls: dict = field(default_factory=dict)
     residuals: dict = field(default_factory=dict)
+    # This device's own privacy floor (`fedge device --min-dp-noise-multiplier`): it uploads only
+    # in distributed-DP rounds whose devices' noise adds up to at least this many sensitivities.
+    min_dp_noise: float = 0.0
     # Blobs this device holds (a phone keeps its model and last checkpoint): a blob not among
     # them counts as downloaded, even when an emulated fleet's shared cache had it already.
     held: list = field(default_factory=list)
@@ -183,6 +186,9 @@ class Device:
         # The wall-clock deadline as the trainer's clock sees it (the device clock may be injected).
         finish_by = time.time() + (a.report_deadline - self.clock()) - self.behaviour.safety_margin_s
 
+        if self.min_dp_noise > 0 and not a.plan.secagg:
+            raise ProtocolError(f"this device takes part only under distributed DP (a noise multiplier of at least "
+                                f"{self.min_dp_noise:g}); the round has no secure aggregation", "dp_floor")
         control = None
         if a.plan.scaffold:
             if not a.control_url:
@@ -270,7 +276,7 @@ class Device:
             drop_at = SECAGG_PHASES[int(self.rng.integers(len(SECAGG_PHASES)))] if phase == "any" else phase
         try:
             done = await run_secagg_round(self.client, a, train, self.rng, drop_at, self.behaviour.long_poll_s,
-                                          self.clock)
+                                          self.clock, self.min_dp_noise)
         except ApiError as exc:
             self.stats.rejected += 1
             return RoundOutcome("rejected", detail=str(exc))

@@ -35,8 +35,10 @@ class SecAggOutcome:
 
 async def run_secagg_round(client: CoordinatorClient, a: Assignment, train: Callable[[], Awaitable[LocalResult]],
                            rng: np.random.Generator, drop_at: str = "", long_poll_s: float = 10.0,
-                           clock: Callable[[], float] = time.time) -> SecAggOutcome:
-    """One round; ``drop_at`` (a phase name) emulates a device vanishing before sending that phase."""
+                           clock: Callable[[], float] = time.time, min_dp_noise: float = 0.0) -> SecAggOutcome:
+    """One round; ``drop_at`` (a phase name) emulates a device vanishing before sending that phase;
+    ``min_dp_noise`` > 0: refuse (before sharing keys) a round whose devices' noise adds up to
+    less than that many times the sensitivity (`distributed_dp.check_noise_floor`)."""
     proto = SecAggClient(round_context(a.task_id, a.round))
 
     async def wait_past(*states: str) -> SecAggView:
@@ -53,6 +55,7 @@ async def run_secagg_round(client: CoordinatorClient, a: Assignment, train: Call
         view = await wait_past("selecting", "advertising")
         if view.params is None or not view.my_index:
             return SecAggOutcome("excluded", view.reason or f"not in the roster ({view.state})")
+        distributed_dp.check_noise_floor(view.params, len(view.keys), min_dp_noise)
         if drop_at == "share":
             return SecAggOutcome("dropped", "before sharing keys")
         shares = proto.share_keys(view.my_index, view.params, view.keys)

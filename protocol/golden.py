@@ -230,8 +230,12 @@ def _distributed_dp_cases() -> list[dict]:
                           for _ in range(plan.length)], np.int64)
         codes = ddp.encode(flat, quant_bits, bits, plan.value_range, seed, plan.bound, draw, lambda _n: noise)
         assert not force_redraw or len(uniforms) > 1
+        # The device-side floor's measure for a roster of 5 (as the Java test builds its params).
+        as_params = SecAggParams(5, 4, 3, quant_bits, bits, plan.value_range, count, plan.length, seed, bytes(32),
+                                 dp_variance=plan.variance, dp_bound=plan.bound)
         cases.append({"quant_bits": quant_bits, "modulus_bits": bits, "value_range": plan.value_range,
                       "rotation_seed": str(seed), "dp_bound": plan.bound, "dp_variance": plan.variance,
+                      "total_noise_multiplier_of_5": ddp.total_noise_multiplier(as_params, 5),
                       "values": _hex_f32(flat), "attempts": len(uniforms),
                       "uniforms": np.concatenate(uniforms).astype("<f8").tobytes().hex(),
                       "noise": [int(v) for v in noise], "codes": [int(c) for c in codes]})

@@ -98,6 +98,29 @@ def plan(noise_multiplier: float, clip_norm: float, quant_bits: int, num_values:
     return NoisePlan(length, vrange, units, bound, variance, min_survivors)
 
 
+def total_noise_multiplier(params, roster: int) -> float:
+    """What a device can check of a round's distributed-DP noise without trusting the
+    coordinator's ``min_reports``: the noise of all the round's devices together (at most
+    the ``roster`` whose keys it received) in multiples of the sensitivity,
+    sqrt(n sigma^2) / Delta, both in grid units. A device with a floor (`fedge device
+    --min-dp-noise-multiplier`) refuses a round below it."""
+    n = min(params.n, roster)
+    return math.sqrt(n * params.dp_variance) / params.dp_bound if params.distributed_dp else 0.0
+
+
+def check_noise_floor(params, roster: int, floor: float) -> None:
+    """Refuses (ProtocolError ``dp_floor``) a round whose noise is below this device's floor."""
+    if floor <= 0:
+        return
+    if not params.distributed_dp:
+        raise ProtocolError(f"this device takes part only under distributed DP with a total noise multiplier of at "
+                            f"least {floor:g}; the round adds no device noise", "dp_floor")
+    z = total_noise_multiplier(params, roster)
+    if z < floor:
+        raise ProtocolError(f"the round's device noise adds up to {z:.3g} x the sensitivity over its {min(params.n, roster)} "
+                            f"devices, below this device's floor of {floor:g}", "dp_floor")
+
+
 def reach(n: int, quant_bits: int, variance: float) -> int:
     """The largest magnitude an honest sum of n devices reaches per coordinate (with
     NOISE_SIGMAS of noise): rounded codes are within +-2^(b-1)."""

@@ -73,3 +73,40 @@ async def test_scaffold_under_secure_aggregation(live_coordinator, digits_tflite
     mean_ci = np.mean([d.controls["t"] for d in devices], axis=0)  # every c_i started at 0
     assert np.abs(c).max() > 0
     np.testing.assert_allclose(c, mean_ci, atol=2e-3 * max(1.0, float(np.abs(mean_ci).max())))
+
+
+async def test_a_device_refuses_a_round_whose_noise_is_below_its_floor(live_coordinator, digits_tflite):
+    """Distributed DP with z = 1 calibrated for min_reports 3 of a roster of 4: the devices' noise
+    adds up to sqrt(4 / 3) z. A device whose floor is above that refuses before sharing keys
+    (and takes no part); below it, it takes part."""
+    from protocol.secagg import distributed_dp
+
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, rounds=1, goal_count=4, over_selection=1.0, min_reports=3,
+                      secagg="secagg", clip_norm=2.0, secagg_phase_s=2.0, selection_window_s=3.0,
+                      report_deadline_s=10.0, dp_mode="distributed", dp_noise_multiplier=1.0)
+    coordinator = live_coordinator.app[COORDINATOR]
+    floors = {0: 1.5, 1: 1.1}  # sqrt(4/3) = 1.155 (within rounding of the grid's sensitivity)
+    trainer = Trainer(2)
+    async with aiohttp.ClientSession() as session:
+        devices = [_device(session, url, trainer) for _ in range(4)]
+        for i, d in enumerate(devices):
+            d.rng, d.min_dp_noise = np.random.default_rng(i), floors.get(i, 0.0)
+            await d.client.register("pop")
+        stop = asyncio.Event()
+        runners = [asyncio.create_task(d.run(stop, after_round_s=0.05)) for d in devices]
+        await _wait_until(lambda: coordinator.tasks["t"].state == "completed", timeout=120)
+        stop.set()
+        await asyncio.gather(*runners)
+    trainer.close()
+    [r] = coordinator.admin.rounds("t")
+    assert r["state"] == "committed" and r["reported"] == 3
+    assert devices[0].stats.refused >= 1 and devices[0].stats.uploads == 0
+    assert devices[1].stats.uploads == 1 and devices[1].stats.refused == 0
+    import json
+
+    from protocol.secagg.messages import SecAggParams
+
+    row = coordinator.store.one("SELECT params FROM secagg_rounds WHERE task_id = 't' AND round = 1")
+    params = SecAggParams.from_dict(json.loads(row["params"]))
+    assert 1.1 < distributed_dp.total_noise_multiplier(params, 4) < 1.5  # the floors are on either side

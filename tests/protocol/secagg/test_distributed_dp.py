@@ -156,3 +156,27 @@ def test_a_whole_secagg_round_with_noised_codes_unmasks_their_exact_modular_sum(
     assert r.params.distributed_dp and r.params.modulus_bits > ring.modulus_bits(8, 8)
     assert r.failure == "" and r.unmasked is not None and np.array_equal(r.unmasked, r.expected)
     assert r.client_s["encode"] > 0
+
+
+def test_the_device_noise_floor_counts_only_the_devices_it_saw():
+    params = server.choose_params(10, plus=False, threshold_fraction=0.5, degree=0, quant_bits=8, clip_norm=1.0,
+                                  num_values=300, rotation_seed=3, graph_seed=bytes(32),
+                                  dp_noise_multiplier=1.0, dp_min_survivors=6)
+    z = ddp.total_noise_multiplier(params, 10)
+    assert abs(z - (10 / 6) ** 0.5) < 0.05  # z sqrt(n / m), up to the integer variance's rounding
+    assert ddp.total_noise_multiplier(params, 6) < z  # a roster of 6 keys: only their noise counts
+    ddp.check_noise_floor(params, 10, 0.0)
+    ddp.check_noise_floor(params, 10, 0.9 * z)
+    with pytest.raises(ProtocolError) as low:
+        ddp.check_noise_floor(params, 10, 1.1 * z)
+    assert low.value.code == "dp_floor"
+    # A coordinator that claimed 100 survivors would have made each device's share 10x smaller.
+    lying = server.choose_params(10, plus=False, threshold_fraction=0.5, degree=0, quant_bits=8, clip_norm=1.0,
+                                 num_values=300, rotation_seed=3, graph_seed=bytes(32),
+                                 dp_noise_multiplier=1.0, dp_min_survivors=100)
+    with pytest.raises(ProtocolError):
+        ddp.check_noise_floor(lying, 10, 0.9)
+    plain = server.choose_params(10, plus=False, threshold_fraction=0.5, degree=0, quant_bits=8, clip_norm=1.0,
+                                 num_values=300, rotation_seed=3, graph_seed=bytes(32))
+    with pytest.raises(ProtocolError, match="no device noise"):
+        ddp.check_noise_floor(plain, 10, 0.5)

@@ -70,6 +70,18 @@ public final class FedgeDevice {
     /** Where c_i and the residuals survive the process (an Android job's process ends after each run); null: memory only. */
     private LocalState state_;
 
+    /** This device's privacy floor: only distributed-DP rounds whose devices' noise adds up to at least this. */
+    private double minDpNoise;
+
+    /**
+     * Take part only in distributed-DP rounds whose devices' noise adds up to at least {@code z}
+     * times the sensitivity, checked here without trusting the coordinator's min_reports.
+     */
+    public FedgeDevice withMinDpNoise(double z) {
+        this.minDpNoise = z;
+        return this;
+    }
+
     /** Keep this device's state (SCAFFOLD's c_i, top-k's residuals) in {@code state} across runs. */
     public FedgeDevice withLocalState(LocalState state) {
         this.state_ = state;
@@ -162,6 +174,10 @@ public final class FedgeDevice {
         if (!a.plan.secagg.isEmpty()) {
             return secureRound(a, model, global, longPollS, c, ci);
         }
+        if (minDpNoise > 0) {
+            throw new ProtocolException("this device takes part only under distributed DP (a noise multiplier of at "
+                    + "least " + minDpNoise + "); the round has no secure aggregation", "dp_floor");
+        }
         CodecSpec spec = a.plan.codecSpec();
         if (a.plan.scaffold) {
             counts = new int[2 * global.counts.length]; // the model delta's tensors, then the control delta's
@@ -231,7 +247,7 @@ public final class FedgeDevice {
         try {
             // With SCAFFOLD the masked vector is the model delta followed by the control delta.
             done = SecAggRound.run(client, a, () -> TrainedDelta.train(trainer, model, a, global, c, ci), secureRandom,
-                    random, longPollS, clock);
+                    random, longPollS, clock, minDpNoise);
         } catch (FedgeClient.ApiException e) {
             stats.rejected++;
             return new RoundOutcome("rejected", 0, e.getMessage());

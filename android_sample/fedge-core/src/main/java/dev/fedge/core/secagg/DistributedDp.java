@@ -24,6 +24,32 @@ public final class DistributedDp {
     }
 
     /** The round's noise: N_Z(0, dp_variance) draws from {@code random}, exact. */
+    /**
+     * What a device can check of a round's noise without trusting the coordinator's
+     * min_reports (as protocol.secagg.distributed_dp.total_noise_multiplier): the noise of all
+     * the round's devices together, at most the {@code roster} whose keys it received, in
+     * multiples of the sensitivity: sqrt(n sigma^2) / Delta.
+     */
+    public static double totalNoiseMultiplier(Params p, int roster) {
+        return p.distributedDp() ? Math.sqrt(Math.min(p.n, roster) * p.dpVariance) / p.dpBound : 0.0;
+    }
+
+    /** Refuses ("dp_floor") a round whose noise is below this device's floor (0: none). */
+    public static void checkNoiseFloor(Params p, int roster, double floor) {
+        if (floor <= 0) {
+            return;
+        }
+        if (!p.distributedDp()) {
+            throw new dev.fedge.core.ProtocolException("this device takes part only under distributed DP with a "
+                    + "total noise multiplier of at least " + floor + "; the round adds no device noise", "dp_floor");
+        }
+        double z = totalNoiseMultiplier(p, roster);
+        if (z < floor) {
+            throw new dev.fedge.core.ProtocolException("the round's device noise adds up to " + z
+                    + " x the sensitivity, below this device's floor of " + floor, "dp_floor");
+        }
+    }
+
     public static LongSupplier osNoise(Params p, SecureRandom random) {
         BigInteger variance = new BigDecimal(p.dpVariance).toBigIntegerExact(); // an integer (checked in Params)
         DiscreteGaussian.Uniform uniform = DiscreteGaussian.secure(random);

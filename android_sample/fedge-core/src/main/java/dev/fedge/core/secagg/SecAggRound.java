@@ -57,6 +57,13 @@ public final class SecAggRound {
      */
     public static Outcome run(FedgeClient client, Assignment a, Callable<TrainedDelta> train, SecureRandom secure,
                               Random rounding, double longPollS, DoubleSupplier clock) throws Exception {
+        return run(client, a, train, secure, rounding, longPollS, clock, 0.0);
+    }
+
+    /** As above; {@code minDpNoise} > 0: refuse, before sharing keys, a round whose devices' noise adds up to less. */
+    public static Outcome run(FedgeClient client, Assignment a, Callable<TrainedDelta> train, SecureRandom secure,
+                              Random rounding, double longPollS, DoubleSupplier clock, double minDpNoise)
+            throws Exception {
         SecAggClient proto = new SecAggClient(SecAggMessages.roundContext(a.taskId, a.round), secure);
         client.secaggPost(a, "keys", proto.publicKeys().toJson());
         ExecutorService executor = Executors.newSingleThreadExecutor(runnable -> {
@@ -72,6 +79,7 @@ public final class SecAggRound {
                 return new Outcome("excluded", view.reason.isEmpty() ? "not in the roster (" + view.state + ")"
                         : view.reason, 0, null);
             }
+            DistributedDp.checkNoiseFloor(view.params, view.keys.size(), minDpNoise);
             List<JsonObject> shares = new ArrayList<>();
             for (EncryptedShare share : proto.shareKeys(view.myIndex, view.params, view.keys)) {
                 shares.add(share.toJson());

@@ -43,6 +43,9 @@ public final class JvmDevice {
         if (args.containsKey("state-dir")) { // c_i survives this process, as in the app's jobs
             device.withLocalState(new dev.fedge.core.LocalState(new File(args.get("state-dir"))));
         }
+        if (args.containsKey("min-dp-noise-multiplier")) { // this device's own privacy floor
+            device.withMinDpNoise(Double.parseDouble(args.get("min-dp-noise-multiplier")));
+        }
         double deadline = System.currentTimeMillis() / 1000.0 + Double.parseDouble(args.getOrDefault("timeout-s", "120"));
         int evaluations = Integer.parseInt(args.getOrDefault("evaluations", "0"));
         device.runUntil(Integer.parseInt(args.get("rounds")), evaluations, deadline, 5.0, Backoff.THREAD_SLEEP,

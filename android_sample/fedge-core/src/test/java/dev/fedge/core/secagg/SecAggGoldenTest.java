@@ -179,6 +179,11 @@ public class SecAggGoldenTest {
             raw.addProperty("dp_variance", g.get("dp_variance").getAsDouble());
             raw.addProperty("dp_bound", g.get("dp_bound").getAsDouble());
             SecAggMessages.Params p = SecAggMessages.Params.fromJson(raw);
+            double z = g.get("total_noise_multiplier_of_5").getAsDouble();
+            assertEquals(z, DistributedDp.totalNoiseMultiplier(p, 5), 1e-12);
+            assertEquals(z * Math.sqrt(4.0 / 5.0), DistributedDp.totalNoiseMultiplier(p, 4), 1e-12); // 4 keys seen
+            DistributedDp.checkNoiseFloor(p, 5, 0.99 * z);
+            assertCode("dp_floor", () -> DistributedDp.checkNoiseFloor(p, 5, 1.01 * z));
             ByteBuffer draws = ByteBuffer.wrap(hex(g, "uniforms")).order(ByteOrder.LITTLE_ENDIAN);
             java.util.Iterator<JsonElement> noise = g.getAsJsonArray("noise").iterator();
             long[] codes = DistributedDp.encode(values, p, draws::getDouble, () -> noise.next().getAsLong());
