@@ -89,7 +89,9 @@ async def _probes(url: str, population: str, seconds: float, delay_s: float = 0.
     return latency
 
 
-def _probe_process(url: str, population: str, seconds: float, delay_s: float, out) -> None:
+def _probe_process(url: str, population: str, seconds: float, delay_s: float, out, cpus=None) -> None:
+    if cpus:  # --pin: the probes measure from the coordinator's side of the machine
+        os.sched_setaffinity(0, cpus)
     out.send(asyncio.run(_probes(url, population, seconds, delay_s)))
 
 
@@ -187,7 +189,8 @@ async def run(url: str, pid: int, model: bytes, n: int, args) -> dict:
         devices = [asyncio.create_task(online(h, float(t))) for h, t in zip(tokens, offsets)]
         receive, send = multiprocessing.Pipe(duplex=False)
         prober = multiprocessing.get_context("spawn").Process(
-            target=_probe_process, args=(url, pop, args.probe_s, n / 1000.0 if args.probe_steady else 0.0, send),
+            target=_probe_process, args=(url, pop, args.probe_s, n / 1000.0 if args.probe_steady else 0.0, send,
+                                         args.server_cpus),
             daemon=True)
         prober.start()
         while True:
@@ -250,7 +253,17 @@ def main() -> None:
     ap.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite",
                     help="the coordinator's store (postgres: a throwaway cluster from Debian's package)")
     ap.add_argument("--timeline", action="store_true", help="print when each round opened and how it ended")
+    ap.add_argument("--pin", action="store_true",
+                    help="the coordinator, its PostgreSQL and the latency probes on the first CPU, the simulated "
+                         "population on the others (as in production, where devices are not on the coordinator's "
+                         "machine); needs at least 2 CPUs")
     args = ap.parse_args()
+    args.server_cpus = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            ap.error("--pin needs at least 2 CPUs")
+        args.server_cpus, args.client_cpus = {cpus[0]}, set(cpus[1:])
     model_path = Path(args.model)
     if not model_path.exists():
         model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,6 +276,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             log = open(os.environ["FEDGE_BENCH_LOG"], "w") if os.environ.get("FEDGE_BENCH_LOG") else subprocess.DEVNULL
             with contextlib.ExitStack() as stack:
+                if args.pin:  # what starts now (PostgreSQL, the coordinator) inherits the first CPU
+                    os.sched_setaffinity(0, args.server_cpus)
                 if args.backend == "postgres":
                     from fedge.local_postgres import LocalPostgres
 
@@ -272,6 +287,8 @@ def main() -> None:
                     db, extra = os.path.join(tmp, "p.db"), ()
                 server = stack.enter_context(LocalCoordinator(db, TOKEN, ("--checkin-rate", "1000000", *extra),
                                                               log=log))
+                if args.pin:
+                    os.sched_setaffinity(0, args.client_cpus)
                 r = asyncio.run(run(server.url, server.proc.pid, model, n, args))
         print(f"{r['devices']:>8} {r['committed']:>3} {r['failed']:>4} {r['rounds_per_min']:>7.1f} "
               f"{r['fill_s_median']:>5.2f}/{r['fill_s_max']:<5.2f} {r['checkins_per_s']:>6.0f} {r['p50_ms']:>7.1f} "
