@@ -13,12 +13,13 @@ from tests.device_runtime.conftest import create_task
 from tests.device_runtime.test_device import _device, _wait_until
 
 
-async def _run_fleet(url, coordinator, n, behaviours):
+async def _run_fleet(url, coordinator, n, behaviours, floors=None):
+    """n devices until task t completes; ``floors``: device index -> its distributed-DP noise floor."""
     trainer = Trainer(2)
     async with aiohttp.ClientSession() as session:
         devices = [_device(session, url, trainer, behaviour=behaviours(i)) for i in range(n)]
         for i, d in enumerate(devices):
-            d.rng = np.random.default_rng(i)
+            d.rng, d.min_dp_noise = np.random.default_rng(i), (floors or {}).get(i, 0.0)
             await d.client.register("pop")
         stop = asyncio.Event()
         runners = [asyncio.create_task(d.run(stop, after_round_s=0.05)) for d in devices]
@@ -86,19 +87,8 @@ async def test_a_device_refuses_a_round_whose_noise_is_below_its_floor(live_coor
                       secagg="secagg", clip_norm=2.0, secagg_phase_s=2.0, selection_window_s=3.0,
                       report_deadline_s=10.0, dp_mode="distributed", dp_noise_multiplier=1.0)
     coordinator = live_coordinator.app[COORDINATOR]
-    floors = {0: 1.5, 1: 1.1}  # sqrt(4/3) = 1.155 (within rounding of the grid's sensitivity)
-    trainer = Trainer(2)
-    async with aiohttp.ClientSession() as session:
-        devices = [_device(session, url, trainer) for _ in range(4)]
-        for i, d in enumerate(devices):
-            d.rng, d.min_dp_noise = np.random.default_rng(i), floors.get(i, 0.0)
-            await d.client.register("pop")
-        stop = asyncio.Event()
-        runners = [asyncio.create_task(d.run(stop, after_round_s=0.05)) for d in devices]
-        await _wait_until(lambda: coordinator.tasks["t"].state == "completed", timeout=120)
-        stop.set()
-        await asyncio.gather(*runners)
-    trainer.close()
+    # sqrt(4/3) = 1.155 (within rounding of the grid's sensitivity): device 0 is above, device 1 below.
+    devices = await _run_fleet(url, coordinator, 4, lambda i: Behaviour(), floors={0: 1.5, 1: 1.1})
     [r] = coordinator.admin.rounds("t")
     assert r["state"] == "committed" and r["reported"] == 3
     assert devices[0].stats.refused >= 1 and devices[0].stats.uploads == 0
