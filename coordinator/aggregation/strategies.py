@@ -64,6 +64,10 @@ class Strategy(ABC):
     def finalize(self, weights: np.ndarray, state: OptimizerState, ctx: RoundContext) -> Finalized:
         """The round's result; raises NothingToAggregate when nothing was folded."""
 
+    @abstractmethod
+    def step(self, weights: np.ndarray, mean: np.ndarray, state: OptimizerState) -> Finalized:
+        """The server's step from a mean update (which DP may have noised first)."""
+
 
 class Federated(Strategy):
     def __init__(self, reducer: Reducer, optimizer: ServerOptimizer):
@@ -82,15 +86,23 @@ class Federated(Strategy):
         self.reducer.fold_sum(total, weight, count)
 
     def finalize(self, weights, state, ctx):
-        new, new_state = self.optimizer.apply(weights, self.reducer.mean(), state)
+        return self.step(weights, self.reducer.mean(), state)
+
+    def step(self, weights, mean, state):
+        new, new_state = self.optimizer.apply(weights, mean, state)
         return Finalized(new, new_state)
 
 
 class _Around(Strategy):
-    """A strategy that folds into ``inner`` and changes only how the round is finalized."""
+    """A strategy that folds into ``inner`` (a `Federated`, or another `_Around`) and changes
+    only how the round is finalized."""
 
-    def __init__(self, inner: Federated, config: TaskConfig):
+    def __init__(self, inner: Strategy, config: TaskConfig):
         self.inner, self.config = inner, config
+
+    @property
+    def reducer(self) -> Reducer:
+        return self.inner.reducer
 
     @property
     def count(self) -> int:
@@ -102,18 +114,21 @@ class _Around(Strategy):
     def fold_sum(self, total, weight, count):
         self.inner.fold_sum(total, weight, count)
 
+    def step(self, weights, mean, state):
+        return self.inner.step(weights, mean, state)
+
 
 class DifferentiallyPrivate(_Around):
     """DP-FedAvg around ``inner``; every folded update must already be clipped to the round's
     clip with weight 1 (the gateway does both), so one device moves the sum by <= clip."""
 
-    def __init__(self, inner: Federated, config: TaskConfig):
+    def __init__(self, inner: Strategy, config: TaskConfig):
         if not isinstance(inner.reducer, WeightedSum):
             raise TypeError("differential privacy needs the weighted sum (a bounded-sensitivity query)")
         super().__init__(inner, config)
 
     def finalize(self, weights, state, ctx):
-        cfg, weighted_sum = self.config, self.inner.reducer
+        cfg, weighted_sum = self.config, self.reducer
         if weighted_sum.count == 0:
             raise NothingToAggregate("no updates to aggregate")
         rng = np.random.default_rng()  # fresh OS entropy: the noise must not be reproducible
@@ -132,8 +147,8 @@ class DifferentiallyPrivate(_Around):
         # The fixed denominator (the expected count, not the noisy or actual one) keeps the
         # sensitivity of the mean at clip / goal_count (asynchronous: clip / buffer_size).
         mean = (noisy / cfg.dp_denominator).astype(np.float32)
-        new, new_state = self.inner.optimizer.apply(weights, mean, state)
-        return Finalized(new, new_state, metrics)
+        out = self.inner.step(weights, mean, state)  # with SCAFFOLD: the noised mean moves weights and c
+        return Finalized(out.weights, out.optimizer_state, {**out.metrics, **metrics})
 
 
 class DistributedlyPrivate(_Around):
@@ -141,7 +156,7 @@ class DistributedlyPrivate(_Around):
     (protocol.secagg.distributed_dp), so the unmasked sum carries the noise and nothing is
     added here; the round records the noise and the epsilon spent (task_epsilon)."""
 
-    def __init__(self, inner: Federated, config: TaskConfig, size: int):
+    def __init__(self, inner: Strategy, config: TaskConfig, size: int):
         super().__init__(inner, config)
         self.size = size
 
@@ -160,12 +175,17 @@ class Scaffold(_Around):
     """SCAFFOLD's server step around FedAvg: each update is the model delta followed by the
     control delta; finalize takes weights followed by the control variate c and returns
     both moved: the weights by the server optimizer on the mean model delta, c by
-    (reports / scaffold_population) x the mean control delta (Karimireddy et al., alg. 1)."""
+    (reports / scaffold_population) x the mean control delta (Karimireddy et al., alg. 1).
+    Under DP the concatenation is what devices clip and what gets the noise, so the released
+    pair (weights, c) is private as one query."""
 
     def finalize(self, weights, state, ctx):
+        return self.step(weights, self.reducer.mean(), state)
+
+    def step(self, weights, mean, state):
         n = weights.size // 2
-        mean = self.inner.reducer.mean()
-        new, new_state = self.inner.optimizer.apply(weights[:n], mean[:n], state)
+        moved = self.inner.step(weights[:n], mean[:n], state)
+        new, new_state = moved.weights, moved.optimizer_state
         share = self.count / self.config.scaffold_population if self.config.scaffold_population else 1.0
         control = weights[n:] + min(share, 1.0) * mean[n:]
         return Finalized(np.concatenate([new, control]), new_state,
@@ -176,9 +196,9 @@ def make_strategy(config: TaskConfig, size: int) -> Strategy:
     """The task's strategy for one round of a model with ``size`` parameters (for SCAFFOLD,
     ``size`` counts the model and the control variate)."""
     reducer = make_reducer(config.aggregator, size, config.trim_fraction, config.krum_byzantine, config.krum_select)
-    strategy = Federated(reducer, make_server_optimizer(config.server_optimizer))
+    strategy: Strategy = Federated(reducer, make_server_optimizer(config.server_optimizer))
     if config.scaffold:
-        return Scaffold(strategy, config)
+        strategy = Scaffold(strategy, config)
     if config.distributed_dp:
         return DistributedlyPrivate(strategy, config, size)
     return DifferentiallyPrivate(strategy, config) if config.dp_on else strategy

@@ -403,11 +403,10 @@ def _flag(raw: dict, name: str) -> bool:
 
 def _check_scaffold(cfg: TaskConfig) -> None:
     """What SCAFFOLD is not combined with yet, refused at creation (docs/coordinator.md says why)."""
-    if cfg.dp_on or cfg.asynchronous or cfg.kind == "evaluate" or cfg.aggregator != "fedavg":
+    if cfg.asynchronous or cfg.kind == "evaluate" or cfg.aggregator != "fedavg":
         raise BadRequest("scaffold runs with the fedavg aggregator in sync mode (with or without secure "
-                         "aggregation), not with DP or async for now: the control delta would have to be clipped "
-                         "and noised with the model delta, and a buffer's variates would be of mixed ages",
-                         "bad_scaffold")
+                         "aggregation and DP, which clip and noise the model delta and the control delta as one "
+                         "vector), not async: a buffer's variates would be of mixed ages", "bad_scaffold")
 
 
 def _check_evaluation(cfg: TaskConfig) -> None:

@@ -57,8 +57,35 @@ async def test_scaffold_moves_weights_and_control_variate(harness, aiohttp_clien
     assert h2.coordinator.tasks["t1"].control_sha == task.control_sha
 
 
-@pytest.mark.parametrize("extra", [{"dp_noise_multiplier": 1.0, "clip_norm": 1.0, "dp_population": 100}, {"aggregator": "median"},
-                                   {"mode": "async"}])
+async def test_scaffold_under_central_dp_noises_weights_and_control_as_one_vector(harness):
+    """DP clips each update (model delta + control delta) as one vector and adds the noise to
+    the sum of both: the weights and the control variate move by the noised mean's halves."""
+    h = harness
+    clip, z = 0.5, 1.0
+    await h.setup_task(goal_count=2, over_selection=1.0, codec="f32", scaffold=True, clip_norm=clip,
+                       dp_noise_multiplier=z, dp_population=100, min_reports=2)
+    d1, d2 = await h.register(), await h.register()
+    a1, a2 = await _assigned(h, d1), await _assigned(h, d2)
+    w0 = codec.decode(h.coordinator.store.blob_path(h.coordinator.tasks["t1"].checkpoint_sha).read_bytes()).values
+    p1, p2 = _payload(h, 1, scale=1.0), _payload(h, 2, scale=1.0)  # norms far above the clip: clipped whole
+    assert (await h.upload(d1, a1, p1, examples=10)).status == 201
+    assert (await h.upload(d2, a2, p2, examples=30)).status == 201
+    h.tick()
+    task = h.coordinator.tasks["t1"]
+    [r] = [r for r in await h.rounds() if r["round"] == 1]
+    assert r["state"] == "committed" and r["metrics"]["epsilon"] > 0 and r["metrics"]["dp_noise_stddev"] == z * clip
+    n = h.manifest.num_parameters
+    v = [codec.decode(p).values for p in (p1, p2)]
+    clipped = sum(x * min(1.0, clip / np.linalg.norm(x)) for x in v)  # weight 1 each under DP
+    w1 = codec.decode(h.coordinator.store.blob_path(task.checkpoint_sha).read_bytes()).values
+    c1 = codec.decode(h.coordinator.store.blob_path(task.control_sha).read_bytes()).values
+    # new = old + (clipped sum + noise) / goal: the residual is the noise / 2 in both halves.
+    noise = np.concatenate([w1 - w0, c1]) * 2 - clipped
+    assert abs(np.std(noise) / (z * clip) - 1) < 0.1  # N(0, (z C)^2) on every coordinate, weights and c alike
+    assert abs(np.std(noise[:n]) - np.std(noise[n:])) < 0.1 * z * clip
+
+
+@pytest.mark.parametrize("extra", [{"aggregator": "median"}, {"mode": "async"}])
 async def test_what_scaffold_is_not_combined_with_is_refused(harness, extra):
     h = harness
     await h.client.post("/v1/admin/populations", json={"name": "pop"}, headers=ADMIN)
