@@ -1,6 +1,7 @@
 """Export every zoo and corpus model; per model: parameters (travelling / total), .tflite
-size, bytes per float32 update, time per `train` step (batch 32) in LiteRT vs
-TensorFlow, and the parity max diff.
+size (and as a multiple of all its float32 weights), bytes per float32 update, time per
+training step (batch 32; `train_plain`, the step devices take without FedProx or
+SCAFFOLD) in LiteRT vs TensorFlow, and the parity max diff.
 
 The TensorFlow side is the same step as Keras would run it: the model's own call,
 its compiled loss, TensorFlow's own gradients and the Keras optimizer, inside one
@@ -21,6 +22,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+
+from model_export.ready import ready_interpreter  # noqa: E402
 
 
 def _time(fn, steps: int) -> float:
@@ -137,7 +140,6 @@ def main() -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from ai_edge_litert.interpreter import Interpreter
     from tqdm import tqdm
 
     from model_export.exporter import export_model
@@ -146,7 +148,7 @@ def main() -> None:
     rows = []
     selected = [m for m in _models() if not args.only or m[0] in args.only]
     if args.fedprox_cost:
-        fedprox_cost(selected, args, Interpreter, export_model, random_batches, vocab_size)
+        fedprox_cost(selected, args, export_model, random_batches, vocab_size)
         return
     for name, factory, tolerance in tqdm(selected, desc="export + time", unit="model", leave=False):
         model = factory()
@@ -156,30 +158,31 @@ def main() -> None:
         x, y = next(random_batches(m, 1, vocab=vocab_size(model)))
         w = np.ones(m.batch_size, np.float32)
         lr = np.full(1, m.optimizer["learning_rate"], np.float32)
-        train = Interpreter(model_content=result.tflite, num_threads=args.threads).get_signature_runner("train")
-        lite = _time(lambda: train(x=x, y=y, sample_weight=w, learning_rate=lr, proximal_mu=np.zeros(1, np.float32)),
-                     args.steps)
+        train = ready_interpreter(result.tflite, args.threads).get_signature_runner("train_plain")
+        lite = _time(lambda: train(x=x, y=y, sample_weight=w, learning_rate=lr), args.steps)
         tfs = _tf_step_seconds(model, x, y, args.steps)
         diff = max(result.parity.max_loss_diff, result.parity.max_weight_diff)
         rows.append((name, m.num_parameters, total, len(result.tflite), 4 * m.num_parameters, lite, tfs, diff,
                      result.parity.passed))
     print(f"{args.threads} thread(s) each, {args.steps} timed steps, batch 32; {cpu_description()}")
     if args.markdown:
-        print("| model | params travelling / total | .tflite | bytes per update (f32) | LiteRT ms/step | "
-              "TF ms/step | LiteRT / TF | parity max diff |")
+        print("| model | params travelling / total | .tflite (x float32 weights) | bytes per update (f32) | "
+              "LiteRT ms/step | TF ms/step | LiteRT / TF | parity max diff |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name, p, t, size, upd, lite, tfs, diff, ok in rows:
-            print(f"| {name} | {p:,} / {t:,} | {size / 1024:,.0f} KiB | {upd:,} ({100 * upd / (4 * t):.1f}%) | "
+            print(f"| {name} | {p:,} / {t:,} | {size / 1024:,.0f} KiB ({size / (4 * t):.2f}x) | "
+                  f"{upd:,} ({100 * upd / (4 * t):.1f}%) | "
                   f"{lite * 1e3:.2f} | {tfs * 1e3:.2f} | {lite / tfs:.2f} | {diff:.1e}{'' if ok else ' FAIL'} |")
         return
-    print(f"{'model':<26} {'travel/total':>17} {'tflite KiB':>10} {'update B':>9} {'LiteRT ms':>9} "
+    print(f"{'model':<26} {'travel/total':>17} {'tflite KiB':>10} {'x f32':>6} {'update B':>9} {'LiteRT ms':>9} "
           f"{'TF ms':>7} {'ratio':>6} {'parity':>8}")
     for name, p, t, size, upd, lite, tfs, diff, ok in rows:
-        print(f"{name:<26} {p:>8,}/{t:<8,} {size / 1024:>10,.0f} {upd:>9,} {lite * 1e3:>9.2f} {tfs * 1e3:>7.2f} "
+        print(f"{name:<26} {p:>8,}/{t:<8,} {size / 1024:>10,.0f} {size / (4 * t):>6.2f} {upd:>9,} {lite * 1e3:>9.2f} "
+              f"{tfs * 1e3:>7.2f} "
               f"{lite / tfs:>6.2f} {diff:>8.1e}{'' if ok else ' FAIL'}")
 
 
-def fedprox_cost(selected, args, Interpreter, export_model, random_batches, vocab_size) -> None:
+def fedprox_cost(selected, args, export_model, random_batches, vocab_size) -> None:
     """What FedProx's term costs in the train step: interleaved timings (as exported before
     FedProx, train_plain as devices step at mu = 0, train at mu = 0 and mu = 1, repeated) so
     that drift of the machine's speed hits all of them alike."""
@@ -195,8 +198,8 @@ def fedprox_cost(selected, args, Interpreter, export_model, random_batches, voca
         x, y = next(random_batches(m, 1, vocab=vocab_size(model)))
         w = np.ones(m.batch_size, np.float32)
         lr = np.full(1, m.optimizer["learning_rate"], np.float32)
-        t_before = Interpreter(model_content=before.tflite, num_threads=args.threads).get_signature_runner("train")
-        current = Interpreter(model_content=prox.tflite, num_threads=args.threads)
+        t_before = ready_interpreter(before.tflite, args.threads).get_signature_runner("train")
+        current = ready_interpreter(prox.tflite, args.threads)
         t_plain, t_prox = current.get_signature_runner("train_plain"), current.get_signature_runner("train")
         runs = {"none": lambda: t_before(x=x, y=y, sample_weight=w, learning_rate=lr),
                 "plain": lambda: t_plain(x=x, y=y, sample_weight=w, learning_rate=lr),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -12,6 +12,8 @@ from fedge import __version__
 from model_export.builtin_gradients.registry import UnsupportedGradient
 from model_export.convert import convert_module
 from model_export.embed import embed_metadata
+from model_export.initializers import initializer_buffers
+from model_export.travelling import backing
 from model_export.errors import ExportError
 from model_export.op_origin import layers_by_name, origin_suffix
 from model_export.parity import DEFAULT_TOLERANCE, ParityReport, run_parity
@@ -134,9 +136,18 @@ def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH
     options = {"batch_size": batch_size, "allow_flex": allow_flex, "parity_steps": parity_steps,
                "tolerance": tolerance, "personal": list(personal)}
     manifest = build_manifest(graph, name or model.name, hashlib.sha256(raw).hexdigest(), flex_ops, options)
-    initial = codec.encode([v.variable.numpy() for v in graph.model_vars], codec.CodecSpec("f32"),
-                           np.random.default_rng(0))
-    tflite = embed_metadata(raw, {MANIFEST_METADATA_NAME: manifest.to_json().encode(), INITIAL_WEIGHTS_METADATA_NAME: initial})
+    values = [v.variable.numpy() for v in graph.model_vars]
+    # The initial weights are read from the variables' own initializers when each has one of
+    # its own (no second copy in the file); otherwise they travel as metadata too.
+    travelling = {id(v.variable) for v in graph.model_vars}
+    others = [backing(v).numpy() for v in model.variables if id(backing(v)) not in travelling]
+    buffers = initializer_buffers(raw, values, others)
+    if any(b >= 0 for b in buffers):
+        manifest = replace(manifest, initial_buffers=buffers)
+    rest = [v for v, b in zip(values, buffers) if b < 0]  # all of them, with no buffer of their own
+    entries = {INITIAL_WEIGHTS_METADATA_NAME: codec.encode(rest, codec.CodecSpec("f32"), np.random.default_rng(0))
+               } if rest else {}
+    tflite = embed_metadata(raw, {MANIFEST_METADATA_NAME: manifest.to_json().encode(), **entries})
     report = None
     if parity_steps > 0 and not flex_ops:
         parity_bytes = tflite

@@ -100,16 +100,22 @@ class OptimizerState(tf.Module):
         self.targets = variables
         self.decays = [bool(spec.weight_decay) and p not in spec.no_decay for p in paths]
         self.step = tf.Variable(0.0, trainable=False, name="step")
+        # A slot starts as a copy of its variable's value, not as a constant of zeros: the
+        # converter stores identical constants once, so the slots' start costs no bytes in the
+        # file (a zeros constant per shape cost as much as the weights). set_weights resets them
+        # (at runtime, from the slot itself) before any training.
         self.slots = [
-            {name: tf.Variable(tf.fill(v.shape, init), trainable=False, name=name) for name, init in spec.slot_names()}
+            {name: tf.Variable(v.read_value(), trainable=False, name=name) for name, init in spec.slot_names()}
             for v in variables
         ]
         self.initial = dict(spec.slot_names())
 
     def reset(self) -> None:
-        for slots in self.slots:
+        # From a runtime value (the variable times 0), not a constant: the converter folds
+        # zeros_like or fill into a constant of the slot's shape, bytes as many as the weights.
+        for target, slots in zip(self.targets, self.slots):
             for name, s in slots.items():
-                s.assign(tf.fill(s.shape, self.initial[name]))
+                s.assign(target.read_value() * 0.0 + self.initial[name])
         self.step.assign(0.0)
 
     def apply(self, grads, lr) -> None:

@@ -175,9 +175,11 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
     """K steps each side; with ``proximal_mu`` > 0, FedProx's step on both (the LiteRT
     anchors set by set_weights with the starting weights, the Keras ones taped); with
     ``scaffold``, a random SCAFFOLD correction on both (set_control / added to the gradients)."""
-    from ai_edge_litert.interpreter import Interpreter
+    from model_export.ready import ready_interpreter
 
-    interp = Interpreter(model_content=tflite_bytes)
+    # As a device does before every round: the anchors become the starting weights, the
+    # optimizer's slots and SCAFFOLD's correction start from zero.
+    interp = ready_interpreter(tflite_bytes)
     # Without either term the step devices run is train_plain (where the file has it).
     signature = manifest.train_signature(proximal_mu, scaffold)
     train = interp.get_signature_runner(signature)
@@ -187,8 +189,6 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
     extra = {"proximal_mu": mu} if "proximal_mu" in manifest.signatures[signature]["inputs"] else {}
     if proximal_mu and not extra:
         raise ValueError("this file's train signature has no proximal_mu input (exported before FedProx)")
-    if proximal_mu or scaffold:
-        interp.get_signature_runner("set_weights")(**get_weights())  # the anchors: the starting weights
     corrections_by_path: dict = {}
     if scaffold:
         rng = np.random.default_rng(seed + 1)

@@ -34,8 +34,10 @@ Signatures (all with a static batch dimension, see the manifest's ``batch_size``
   like the others but never travel; a device keeps them between rounds.
 - ``set_weights(w000, ...) -> ok``: loads them, *resets the optimizer slots*, so each
   round's local training starts from fresh optimizer state (slots never travel), and keeps
-  the trainable ones as FedProx's anchor. The anchors start at zero (their zero buffers
-  are the slots' own in the file): a device calls set_weights before every round's training.
+  the trainable ones as FedProx's anchor. **Call set_weights before training** (devices do,
+  every round; so does the parity check): until then the slots, anchors and corrections
+  hold copies of the weights, which cost the file no bytes (the converter stores identical
+  constants once), where zero-filled starts cost a constant as large as the weights.
 """
 
 from __future__ import annotations
@@ -128,12 +130,14 @@ class TrainingGraph(tf.Module):
         self.trainable = [v.variable for v in trainable + personal_trainable]
         self.optimizer = OptimizerState(self.opt, self.trainable, [v.path for v in trainable + personal_trainable])
         # FedProx's anchors: the round's starting weights, set by set_weights (travelling only).
-        self.anchors = [tf.Variable(tf.zeros(v.variable.shape, v.variable.dtype), trainable=False,
-                                    name="proximal_anchor") for v in trainable]
+        # Like the optimizer's slots they start as copies of their weights (no bytes in the file):
+        # set_weights sets the anchors and zeroes the corrections before any training.
+        self.anchors = [tf.Variable(v.variable.read_value(), trainable=False, name="proximal_anchor")
+                        for v in trainable]
         self._trainable_index = [i for i, v in enumerate(self.model_vars) if v.trainable]
         # SCAFFOLD's correction c - c_i, set by set_control, zeroed by set_weights.
-        self.corrections = [tf.Variable(tf.zeros(v.variable.shape, v.variable.dtype), trainable=False,
-                                        name="control_correction") for v in trainable]
+        self.corrections = [tf.Variable(v.variable.read_value(), trainable=False, name="control_correction")
+                            for v in trainable]
         self.control_on = tf.Variable(0.0, trainable=False, name="control_on")  # 1 after set_control
 
     def _x_spec(self):
@@ -199,7 +203,7 @@ class TrainingGraph(tf.Module):
             v.variable.assign(value)
         for anchor, correction, i in zip(self.anchors, self.corrections, self._trainable_index):
             anchor.assign(weights[i])
-            correction.assign(tf.zeros_like(correction))
+            correction.assign(weights[i] * 0.0)  # a runtime zero: zeros_like would be a constant in the file
         self.control_on.assign(0.0)
         self.optimizer.reset()
         return {"ok": tf.constant(1, tf.int32)}

@@ -87,6 +87,10 @@ class Manifest:
     # between rounds, never uploaded; `get_personal` / `set_personal` (keys p000...) read and
     # load them, `set_weights` leaves them alone.
     personal: tuple[WeightSpec, ...] = ()
+    # The FlatBuffer buffer holding each weight's initial value (the variable's own
+    # initializer constant), -1 for a weight whose value is in the ``fedge_initial_weights``
+    # metadata instead; empty: the metadata holds them all (files exported before).
+    initial_buffers: tuple[int, ...] = ()
 
     @property
     def supports_proximal(self) -> bool:
@@ -171,6 +175,8 @@ class Manifest:
                                dtype=_dtype(w["dtype"]), trainable=bool(w["trainable"]))
                     for w in raw.get("personal", ())
                 ),
+                initial_buffers=tuple(-1 if b == -1 else _count(b, "initial_buffers")
+                                      for b in raw.get("initial_buffers", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ProtocolError):
@@ -181,6 +187,11 @@ class Manifest:
         keys = [w.key for w in manifest.weights]
         if keys != sorted(keys) or len(set(keys)) != len(keys):
             raise ProtocolError("manifest weight keys must be unique and in update order", "bad_manifest")
+        named = [b for b in manifest.initial_buffers if b >= 0]
+        if manifest.initial_buffers and (len(manifest.initial_buffers) != len(manifest.weights)
+                                         or len(set(named)) != len(named)):
+            raise ProtocolError("manifest initial_buffers must name a distinct buffer (or -1) per weight",
+                                "bad_manifest")
         return manifest
 
 

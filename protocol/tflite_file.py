@@ -1,9 +1,12 @@
-"""Read the fedge manifest out of a `.tflite` file without TensorFlow.
+"""Read the fedge manifest and initial weights out of a `.tflite` file without TensorFlow.
 
 A `.tflite` file is a FlatBuffer (schema ``tflite/schema.fbs``, file identifier
 ``TFL3``). The manifest is a ``Model.metadata`` entry named ``fedge_manifest`` whose
-buffer holds the manifest JSON. Only the few tables on that path are read, with the
-``flatbuffers`` runtime's generic table accessor.
+buffer holds the manifest JSON. The initial weights are either the variables' own
+initializer constants, in the buffers the manifest's ``initial_buffers`` names, or a
+``fedge_initial_weights`` metadata entry (files exported before, or whose weights share a
+constant). Only the few tables on those paths are read, with the ``flatbuffers``
+runtime's generic table accessor.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 import flatbuffers
 from flatbuffers.table import Table
 
+import numpy as np
+
+from protocol import codec
 from protocol.errors import ProtocolError
 from protocol.manifest import INITIAL_WEIGHTS_METADATA_NAME, MANIFEST_METADATA_NAME, Manifest
 
@@ -43,10 +49,8 @@ def metadata_entries(model_bytes: bytes) -> dict[str, bytes]:
 def metadata_spans(model_bytes: bytes) -> dict[str, tuple[int, int]]:
     """Map each metadata name to the (start, end) byte range of its buffer in the file."""
     data = bytes(model_bytes)
-    if len(data) < 8 or data[4:8] != _FILE_IDENTIFIER:
-        raise ProtocolError("not a TFLite model file (missing TFL3 identifier)", "bad_model")
+    root = _root(data)
     try:
-        root = Table(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0))
         buffers = _vector_tables(root, _MODEL_BUFFERS)
         entries: dict[str, tuple[int, int]] = {}
         for meta in _vector_tables(root, _MODEL_METADATA):
@@ -89,27 +93,83 @@ def read_manifest(model_bytes: bytes) -> Manifest:
     return Manifest.from_json(entries[MANIFEST_METADATA_NAME])
 
 
-def read_initial_weights(model_bytes: bytes) -> bytes:
-    """The float32 update payload of the weights the model was exported with."""
-    entries = metadata_entries(model_bytes)
-    if INITIAL_WEIGHTS_METADATA_NAME not in entries:
+def _root(data: bytes) -> Table:
+    if len(data) < 8 or data[4:8] != _FILE_IDENTIFIER:
+        raise ProtocolError("not a TFLite model file (missing TFL3 identifier)", "bad_model")
+    return Table(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0))
+
+
+def weight_spans(model_bytes: bytes, manifest: Manifest) -> list[tuple[int, int] | None]:
+    """Per weight, the (start, end) bytes of its initializer constant (``initial_buffers``),
+    checked to be exactly the weight's float32 size, or None where the metadata holds it."""
+    data = bytes(model_bytes)
+    try:
+        buffers = _vector_tables(_root(data), _MODEL_BUFFERS)
+        spans = [None if i < 0 else _buffer_span(buffers[i]) if 0 < i < len(buffers) else (0, -1)
+                 for i in manifest.initial_buffers]
+    except Exception as exc:  # a corrupt FlatBuffer can fail anywhere
+        if isinstance(exc, ProtocolError):
+            raise
+        raise ProtocolError(f"corrupt TFLite model file: {exc}", "bad_model") from exc
+    for span, w in zip(spans, manifest.weights):
+        if span is not None and (span[1] - span[0] != 4 * w.size or not 0 <= span[0] <= span[1] <= len(data)):
+            raise ProtocolError(f"the manifest's initial buffer for {w.key} is not {w.size} float32 values",
+                                "bad_model")
+    return spans
+
+
+def _split(model_bytes: bytes) -> tuple[Manifest, list[tuple[int, int] | None], tuple[int, int] | None]:
+    """The manifest, each weight's initializer span (None: in the metadata), the metadata's span."""
+    manifest = read_manifest(model_bytes)
+    meta = metadata_spans(model_bytes).get(INITIAL_WEIGHTS_METADATA_NAME)
+    spans = weight_spans(model_bytes, manifest) if manifest.initial_buffers else [None] * len(manifest.weights)
+    if meta is None and None in spans:
         raise ProtocolError("this .tflite has no fedge initial weights: re-export it with `fedge export`", "bad_model")
-    return entries[INITIAL_WEIGHTS_METADATA_NAME]
+    return manifest, spans, meta
+
+
+def read_initial_weights(model_bytes: bytes) -> bytes:
+    """The float32 update payload of the weights the model was exported with (or, after
+    `with_weights`, the global model's): each from its initializer constant or the metadata."""
+    data = bytes(model_bytes)
+    manifest, spans, meta = _split(data)
+    if all(span is None for span in spans):
+        return data[meta[0]:meta[1]]  # the metadata holds every weight (files exported before)
+    rest = [w for w, span in zip(manifest.weights, spans) if span is None]
+    kept = codec.decode(data[meta[0]:meta[1]], [w.size for w in rest]).values if rest else np.zeros(0, np.float32)
+    arrays, position = [], 0
+    for span, w in zip(spans, manifest.weights):
+        if span is None:
+            arrays.append(kept[position:position + w.size].reshape(w.shape))
+            position += w.size
+        else:
+            arrays.append(np.frombuffer(data[span[0]:span[1]], "<f4").reshape(w.shape))
+    return codec.encode(arrays, codec.CodecSpec("f32"), None)
 
 
 def with_weights(model_bytes: bytes, weights_payload: bytes) -> bytes:
-    """The same model file with its ``fedge_initial_weights`` replaced by ``weights_payload``.
-
-    A float32 payload of the same model has exactly the same length, so the bytes are
-    overwritten in place and the FlatBuffer stays valid. `LocalModel` loads these
-    weights when it opens a file, so the result is the trained global model.
-    """
-    spans = metadata_spans(model_bytes)
-    if INITIAL_WEIGHTS_METADATA_NAME not in spans:
-        raise ProtocolError("this .tflite has no fedge initial weights: re-export it with `fedge export`", "bad_model")
-    start, end = spans[INITIAL_WEIGHTS_METADATA_NAME]
-    if end - start != len(weights_payload):
-        raise ProtocolError("weights payload does not match the model's size", "shape_mismatch")
+    """The same model file carrying ``weights_payload`` (float32, this model's weights) as its
+    initial weights, overwritten in place (the same lengths, so the FlatBuffer stays valid):
+    in the initializer constants the manifest names and in the ``fedge_initial_weights``
+    metadata for the rest. `LocalModel` loads them when it opens a file, so the result is the
+    trained global model, and any LiteRT program that runs the file starts from them."""
+    manifest, spans, meta = _split(model_bytes)
+    try:
+        values = codec.decode(weights_payload, [w.size for w in manifest.weights]).values.astype("<f4")
+    except ProtocolError as exc:
+        raise ProtocolError(f"weights payload does not match the model: {exc}", "shape_mismatch") from exc
     out = bytearray(model_bytes)
-    out[start:end] = weights_payload
+    rest, position = [], 0
+    for span, w in zip(spans, manifest.weights):
+        value = values[position:position + w.size]
+        position += w.size
+        if span is None:
+            rest.append(value)
+        else:
+            out[span[0]:span[1]] = value.tobytes()
+    if rest:
+        payload = codec.encode(rest, codec.CodecSpec("f32"), None)
+        if meta[1] - meta[0] != len(payload):
+            raise ProtocolError("weights payload does not match the model's size", "shape_mismatch")
+        out[meta[0]:meta[1]] = payload
     return bytes(out)

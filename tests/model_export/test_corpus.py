@@ -17,9 +17,9 @@ pytestmark = pytest.mark.slow
 
 
 def _train_one_batch(tflite: bytes, manifest, model, steps: int) -> list[float]:
-    from ai_edge_litert.interpreter import Interpreter
+    from model_export.ready import ready_interpreter
 
-    train = Interpreter(model_content=tflite).get_signature_runner("train")
+    train = ready_interpreter(tflite).get_signature_runner("train")
     x, y = next(random_batches(manifest, 1, seed=5, vocab=vocab_size(model)))
     ones = np.ones(manifest.batch_size, np.float32)
     lr = np.full(1, manifest.optimizer["learning_rate"], np.float32)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from model_export.exporter import export_model
+from model_export.ready import ready_interpreter
 from model_export.sample_data import random_batches, vocab_size
 from model_export.zoo import ZOO
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.slow
 def _litert_losses(tflite: bytes, manifest, model, steps: int, lr: float):
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_content=tflite)
+    interp = ready_interpreter(tflite)
     train = interp.get_signature_runner("train")
     x, y = next(random_batches(manifest, 1, seed=3, vocab=vocab_size(model)))
     ones = np.ones(manifest.batch_size, np.float32)
@@ -40,7 +41,7 @@ def test_sample_weight_zero_rows_do_not_train():
 
     model = ZOO["digits_mlp"]()
     result = export_model(model, parity_steps=0)
-    interp = Interpreter(model_content=result.tflite)
+    interp = ready_interpreter(result.tflite)
     train, get = interp.get_signature_runner("train"), interp.get_signature_runner("get_weights")
     before = get()
     x = np.random.default_rng(0).normal(size=(32, 64)).astype(np.float32)
@@ -90,7 +91,7 @@ def test_batchnorm_and_dropout_model_exports_and_trains():
     # Dropout is live in the exported train signature: the same step twice gives different losses.
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_content=result.tflite)
+    interp = ready_interpreter(result.tflite)
     train = interp.get_signature_runner("train")
     get, put = interp.get_signature_runner("get_weights"), interp.get_signature_runner("set_weights")
     x = np.random.default_rng(2).normal(size=(16, 12)).astype(np.float32)
