@@ -41,12 +41,15 @@ def main() -> None:
     ap.add_argument("--distributed-dp", type=float, default=0.0, metavar="Z",
                     help="distributed DP with noise multiplier Z: devices encode a real update with its noise "
                          "(timed as 'encode'; noise calibrated for n/2 survivors)")
+    ap.add_argument("--sparse", type=float, default=0.0, metavar="F",
+                    help="mask only a round-shared fraction F of the rotated codes (the codec's +sparse:F)")
     ap.add_argument("--max-server-work", type=float, default=2e9,
                     help="skip cells whose unmasking expands more mask entries than this")
     args = ap.parse_args()
     print(f"{'protocol':8} {'n':>4} {'d':>9} {'drop':>5} {'deg':>4} {'t':>4} {'client s':>9} {'server s':>9} "
           f"{'KiB/dev':>9} {'expansion':>9} {'k':>3} {'encode s':>8}  check"
-          + (f"   (distributed DP, z = {args.distributed_dp:g})" if args.distributed_dp else ""))
+          + (f"   (distributed DP, z = {args.distributed_dp:g})" if args.distributed_dp else "")
+          + (f"   (sparse: {args.sparse:g} of the codes)" if args.sparse else ""))
     for proto in args.protocol:
         for n in args.n:
             for d in args.d:
@@ -54,14 +57,14 @@ def main() -> None:
                     plus = proto == "secagg+"
                     degree = n - 1 if not plus else min(n - 1, 2 * int(1.5 * n.bit_length()))
                     dropped = int(drop * n)
-                    work = (n - dropped + dropped * degree) * d
+                    work = (n - dropped + dropped * degree) * d * (args.sparse or 1.0)
                     if work > args.max_server_work:
                         print(f"{proto:8} {n:>4} {d:>9} {drop:>5.0%}  skipped: ~{work:.1e} mask entries to expand "
                               f"(raise --max-server-work)")
                         continue
                     t0 = time.perf_counter()
                     r = simulate(n, d, drop={"masked_input": drop}, plus=plus, timed_clients=args.timed_clients,
-                                 seed=n + d, dp_noise_multiplier=args.distributed_dp)
+                                 seed=n + d, dp_noise_multiplier=args.distributed_dp, sparse_fraction=args.sparse)
                     client = r.client_s["share"] + r.client_s["masked_input"] + r.client_s["unmask"]
                     sent = sum(r.bytes_up.values())
                     check = "exact" if r.verified and r.unmasked is not None and (r.unmasked == r.expected).all() \

@@ -33,12 +33,15 @@ class SimulationResult:
 def simulate(n: int, num_values: int, *, drop: dict[str, float] | None = None, plus: bool = False,
              threshold_fraction: float = 0.5, degree: int = 0, quant_bits: int = 8, seed: int = 0,
              context: bytes = b"sim|1", timed_clients: int | None = None,
-             dp_noise_multiplier: float = 0.0) -> SimulationResult:
+             dp_noise_multiplier: float = 0.0, sparse_fraction: float = 0.0) -> SimulationResult:
     """``drop[phase]`` is the fraction of the still-active devices that vanish *before* sending that phase.
 
     With ``timed_clients`` only that many clients compute real masks (the others send random
     vectors of the right shape), so large n x d runs measure client and server time without
     paying n full clients; the unmasked sum is then not checked.
+
+    With ``sparse_fraction`` F only the round's kept m = ceil(F L) codes are masked and
+    summed (the codec's ``+sparse:F``).
 
     With ``dp_noise_multiplier`` the round uses distributed DP (noise calibrated for n / 2
     survivors): each timed client encodes a random update at the clip with its noise
@@ -64,7 +67,8 @@ def simulate(n: int, num_values: int, *, drop: dict[str, float] | None = None, p
     params = server.choose_params(len(clients), plus=plus, threshold_fraction=threshold_fraction, degree=degree,
                                   quant_bits=quant_bits, clip_norm=1.0, num_values=num_values,
                                   rotation_seed=seed + 1, graph_seed=rng.bytes(32),
-                                  dp_noise_multiplier=dp_noise_multiplier, dp_min_survivors=max(1, n // 2))
+                                  dp_noise_multiplier=dp_noise_multiplier, dp_min_survivors=max(1, n // 2),
+                                  sparse_fraction=sparse_fraction)
     g = server.round_graph(params)
     code_bits = params.modulus_bits if params.distributed_dp else quant_bits
     codes = {i: rng.integers(0, 1 << code_bits, params.vector_length, dtype=np.uint32) for i in clients}
