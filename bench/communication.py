@@ -81,7 +81,8 @@ def run_row(row: str, secagg: str, model: bytes, data, args, out: Path) -> dict:
             task = {"rounds": args.rounds, "goal_count": args.goal_count, "over_selection": 1.3,
                     "selection_window_s": 2.0, "report_deadline_s": 30.0,
                     "eligibility": "charging and unmetered and idle", "epochs": args.epochs, "batch_size": 32,
-                    "learning_rate": args.learning_rate, "codec": upload, "download_codec": download}
+                    "learning_rate": args.learning_rate, "codec": upload, "download_codec": download,
+                    "chunk_size": args.chunk_size}
             if secagg != "off":
                 task.update(secagg=secagg, clip_norm=args.clip_norm, secagg_phase_s=2.0)
             fleet = Fleet(cfg, data)
@@ -102,8 +103,9 @@ def run_row(row: str, secagg: str, model: bytes, data, args, out: Path) -> dict:
     measured_up = sum(r.bytes_up for r in committed) / max(1, sum(r.reported for r in committed))
     # Under SecAgg the masked codes take k = 8 + ceil(log2 n) bits each, n the round's roster:
     # what the devices sent, as measured; otherwise the codec's exact size.
-    up = round(measured_up) if secagg != "off" else codec.CodecSpec.parse(upload, 256).max_payload_bytes(len(counts), n)
-    down = codec.CodecSpec.parse(download, 256).max_payload_bytes(len(counts), n)
+    chunk = args.chunk_size
+    up = round(measured_up) if secagg != "off" else codec.CodecSpec.parse(upload, chunk).max_payload_bytes(len(counts), n)
+    down = codec.CodecSpec.parse(download, chunk).max_payload_bytes(len(counts), n)
     final = float(np.mean([r.global_accuracy for r in committed[-5:]])) if committed else float("nan")
     return {"row": row, "secagg": secagg, "upload": upload, "download": download, "up": up, "down": down,
             "measured_up": measured_up, "f32": 4 * n + 24 + 4 * len(counts), "final": final,
@@ -124,6 +126,7 @@ def main() -> None:
                     help="device learning rate (default: 0.08 for digits_mlp's SGD as in fedge demo, the model's "
                          "compiled 0.001 for emnist_cnn's Adam)")
     ap.add_argument("--clip-norm", type=float, default=3.0, help="the L2 clip under SecAgg")
+    ap.add_argument("--chunk-size", type=int, default=256, help="the task's chunk_size (quantization chunks, both ways)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench_out/communication")
     args = ap.parse_args()

@@ -273,8 +273,11 @@ class DecodedUpdate:
                                                  or self.kept == spec.kept(sum(self.counts)))
 
 
-def decode(payload: bytes, expected_counts: list[int] | None = None) -> DecodedUpdate:
-    """Decode and validate a payload; with ``expected_counts`` the tensor sizes must match."""
+def decode(payload: bytes, expected_counts: list[int] | None = None,
+           sparse_seed: int | None = None) -> DecodedUpdate:
+    """Decode and validate a payload; with ``expected_counts`` the tensor sizes must match,
+    with ``sparse_seed`` a sparse payload must be on that seed's subset (checked before the
+    subset is computed: a hostile seed costs nothing)."""
     data = memoryview(payload)
     if len(data) < _HEADER.size:
         raise ProtocolError("update payload is shorter than its header", "bad_payload")
@@ -305,7 +308,11 @@ def decode(payload: bytes, expected_counts: list[int] | None = None) -> DecodedU
         raise ProtocolError("update payload has a bad chunk size", "bad_payload")
     spec = CodecSpec(kind, rotate, chunk if kind != "f32" else DEFAULT_CHUNK)
     length = spec.coded_length(n)
+    expected_seed = sparse_seed
     sparse_seed, kept = _SPARSE.unpack_from(data, _HEADER.size + 4 * t) if is_sparse else (0, length)
+    if is_sparse and expected_seed is not None and sparse_seed != expected_seed:
+        raise ProtocolError("the sparse update's seed is not its round's: its coordinates would not line up with "
+                            "the other devices'", "wrong_seed")
     if is_sparse:
         positions = sparse.kept_positions(sparse_seed, length, kept)  # refuses a zero seed or kept out of range
     body = _HEADER.size + 4 * t + (_SPARSE.size if is_sparse else 0)

@@ -345,7 +345,8 @@ class DeviceGateway:
         sparse update on a subset other than its round's)."""
         expected_codec = task.config.codec_spec()
         try:
-            decoded = codec.decode(body, task.update_counts)
+            decoded = codec.decode(body, task.update_counts,
+                                   sparse.round_seed(task.task_id, round_num) if expected_codec.sparse else None)
         except ProtocolError as exc:
             self.reject(exc.code)
             raise E.BadRequest(str(exc), exc.code) from exc
@@ -355,10 +356,6 @@ class DeviceGateway:
             raise E.BadRequest(f"update uses codec {decoded.codec}{kept}; this task expects {expected_codec.name}"
                                + (f" keeping {expected_codec.kept(task.update_size)}" if expected_codec.sparse else ""),
                                "wrong_codec")
-        if expected_codec.sparse and decoded.sparse_seed != sparse.round_seed(task.task_id, round_num):
-            self.reject("wrong_seed")
-            raise E.BadRequest(f"the sparse update's seed is not round {round_num}'s: its coordinates would not line "
-                               "up with the other devices'", "wrong_seed")
         norm = dp.l2_norm(decoded.values)
         # The adaptive-clip bit is the server's own measurement here, not the device's claim.
         if task.config.adaptive_clip:

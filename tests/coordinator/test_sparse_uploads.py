@@ -67,7 +67,7 @@ async def test_another_rounds_subset_or_kept_count_is_refused_and_changes_nothin
     zero_seed = bytearray(_sparse_payload(harness, 0, sparse.round_seed("t1", 1)))
     table = 24 + 4 * len(harness.manifest.weights)
     zero_seed[table:table + 8] = b"\0" * 8
-    await _expect_error(await post(a["upload_url"], data=bytes(zero_seed), headers=headers), 400, "bad_payload")
+    await _expect_error(await post(a["upload_url"], data=bytes(zero_seed), headers=headers), 400, "wrong_seed")
     assert _snapshot(harness) == before
     good = _sparse_payload(harness, 0, sparse.round_seed("t1", 1))
     assert (await post(a["upload_url"], data=good, headers=headers)).status == 201

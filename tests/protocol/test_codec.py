@@ -199,6 +199,22 @@ def test_a_sparse_payload_with_a_bad_seed_or_kept_count_is_refused(field, value)
     assert exc.value.code == "bad_payload"
 
 
+def test_a_seed_that_is_not_the_rounds_is_refused_before_its_subset_is_drawn(monkeypatch):
+    from protocol import sparse
+
+    rng = np.random.default_rng(15)
+    payload = codec.encode(_tensors(rng), codec.CodecSpec.parse("q8+sparse:0.1"), rng, sparse_seed=7)
+    assert codec.decode(payload, [1000, 13], sparse_seed=7).sparse_seed == 7
+
+    def drawn(*args):
+        raise AssertionError("the subset of a hostile seed was computed")
+
+    monkeypatch.setattr(sparse, "_positions", drawn)
+    with pytest.raises(ProtocolError) as exc:
+        codec.decode(payload, [1000, 13], sparse_seed=8)
+    assert exc.value.code == "wrong_seed"
+
+
 def test_a_sparse_payload_in_another_fraction_does_not_match_the_tasks_codec():
     rng = np.random.default_rng(13)
     payload = codec.encode(_tensors(rng), codec.CodecSpec.parse("q8+sparse:0.2"), rng, sparse_seed=3)
