@@ -84,7 +84,7 @@ def run_row(row: str, secagg: str, model: bytes, data, args, out: Path) -> dict:
                     "learning_rate": args.learning_rate, "codec": upload, "download_codec": download,
                     "chunk_size": args.chunk_size}
             if secagg != "off":
-                task.update(secagg=secagg, clip_norm=args.clip_norm, secagg_phase_s=2.0)
+                task.update(secagg=secagg, clip_norm=args.clip_norm, secagg_phase_s=args.secagg_phase_s)
             fleet = Fleet(cfg, data)
             started = time.time()
             history = asyncio.run(fleet.run(model, task, task_id="comm"))
@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--secagg-rows", nargs="*", default=DEFAULT_SECAGG_ROWS,
                     help="upload codecs under SecAgg (its 8-bit ring; +sparse:F keeps a subset)")
     ap.add_argument("--model", choices=["digits_mlp", "emnist_cnn"], default="digits_mlp")
+    ap.add_argument("--dataset", default="digits", help="digits, or digits:xN (N-fold augmented, for 1,000 devices)")
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--devices", type=int, default=100)
     ap.add_argument("--goal-count", type=int, default=40)
@@ -126,6 +127,8 @@ def main() -> None:
                     help="device learning rate (default: 0.08 for digits_mlp's SGD as in fedge demo, the model's "
                          "compiled 0.001 for emnist_cnn's Adam)")
     ap.add_argument("--clip-norm", type=float, default=3.0, help="the L2 clip under SecAgg")
+    ap.add_argument("--secagg-phase-s", type=float, default=2.0,
+                    help="each SecAgg phase's deadline (raise it for hundreds of selected devices on few cores)")
     ap.add_argument("--chunk-size", type=int, default=256, help="the task's chunk_size (quantization chunks, both ways)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench_out/communication")
@@ -138,7 +141,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = export(args.model, out)
-    data = load_federated("digits", args.devices, "dirichlet:0.5", args.seed)
+    data = load_federated(args.dataset, args.devices, "dirichlet:0.5", args.seed)
     if args.model == "emnist_cnn":
         data = as_images(data)
     rows = [(r, "off") for r in args.rows] + [(r, "secagg") for r in args.secagg_rows]
@@ -149,7 +152,7 @@ def main() -> None:
         print(f"{row:<24} secagg {secagg:<6} up {res['up']:>8,} B  down {res['down']:>8,} B  "
               f"final {res['final']:.3f}  ({res['committed']} rounds, {res['wall_s']:.0f} s)", flush=True)
     base = next((r for r in results if r["row"] == "f32" and r["secagg"] == "off"), results[0])
-    lines = [f"{args.model}, digits Dirichlet(0.5), {args.devices} devices, goal {args.goal_count}, "
+    lines = [f"{args.model}, {args.dataset} Dirichlet(0.5), {args.devices} devices, goal {args.goal_count}, "
              f"{args.rounds} rounds, {args.epochs} epochs, lr {args.learning_rate:g}; final = mean global accuracy "
              "of the last five rounds", "",
              "| upload | SecAgg | download | up B/device/round | x fewer up | down B/round | x fewer down "
