@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
 import secrets
 import shutil
 import sys
@@ -83,6 +84,8 @@ def run_row(row: str, secagg: str, model: bytes, data, args, out: Path) -> dict:
                     "eligibility": "charging and unmetered and idle", "epochs": args.epochs, "batch_size": 32,
                     "learning_rate": args.learning_rate, "codec": upload, "download_codec": download,
                     "chunk_size": args.chunk_size}
+            if args.server_optimizer:
+                task["server_optimizer"] = json.loads(args.server_optimizer)
             if secagg != "off":
                 task.update(secagg=secagg, clip_norm=args.clip_norm, secagg_phase_s=args.secagg_phase_s)
             fleet = Fleet(cfg, data)
@@ -130,6 +133,8 @@ def main() -> None:
     ap.add_argument("--secagg-phase-s", type=float, default=2.0,
                     help="each SecAgg phase's deadline (raise it for hundreds of selected devices on few cores)")
     ap.add_argument("--chunk-size", type=int, default=256, help="the task's chunk_size (quantization chunks, both ways)")
+    ap.add_argument("--server-optimizer", default="", metavar="JSON",
+                    help='the task\'s server_optimizer, e.g. \'{"name": "fedavgm", "learning_rate": 0.5, "momentum": 0.9}\'')
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench_out/communication")
     args = ap.parse_args()
