@@ -33,6 +33,19 @@ final class FedgeRunner {
     private FedgeRunner() {
     }
 
+    /**
+     * The user's privacy floor (the "dp_floor" setting): only distributed-DP rounds whose
+     * devices' noise adds up to at least this many sensitivities, checked on the phone; 0: none.
+     */
+    static double dpFloor(SharedPreferences prefs) {
+        try {
+            double z = Double.parseDouble(prefs.getString("dp_floor", "0"));
+            return Double.isFinite(z) && z > 0 ? z : 0.0;
+        } catch (NumberFormatException e) {
+            return 0.0;
+        }
+    }
+
     static SharedPreferences prefs(Context context) {
         return context.getSharedPreferences(PREFS, Context.MODE_PRIVATE);
     }
@@ -59,7 +72,8 @@ final class FedgeRunner {
         FedgeDevice device = new FedgeDevice(client, trainers.create(data, random, state),
                 new BlobCache.Directory(new File(context.getCacheDir(), "fedge-blobs")),
                 () -> AndroidDeviceState.read(context), () -> System.currentTimeMillis() / 1000.0, random)
-                .withLocalState(state);
+                .withLocalState(state)
+                .withMinDpNoise(dpFloor(prefs));
         FedgeDevice.RoundOutcome outcome = device.runOnce(10.0);
         record(context, device, outcome, client.bytesUp());
         return outcome;

@@ -13,6 +13,7 @@ public final class MainActivity extends Activity {
     private TextView status;
     private EditText coordinator;
     private EditText population;
+    private EditText dpFloor;
     private final Handler main = new Handler(Looper.getMainLooper());
 
     @Override
@@ -24,6 +25,8 @@ public final class MainActivity extends Activity {
         population = findViewById(R.id.population);
         coordinator.setText(FedgeRunner.prefs(this).getString("coordinator", FedgeRunner.DEFAULT_COORDINATOR));
         population.setText(FedgeRunner.prefs(this).getString("population", FedgeRunner.DEFAULT_POPULATION));
+        dpFloor = findViewById(R.id.dp_floor);
+        dpFloor.setText(FedgeRunner.prefs(this).getString("dp_floor", ""));
         Button runNow = findViewById(R.id.run_now);
         runNow.setOnClickListener(v -> {
             saveSettings();
@@ -62,7 +65,8 @@ public final class MainActivity extends Activity {
         String pop = population.getText().toString().trim();
         android.content.SharedPreferences prefs = FedgeRunner.prefs(this);
         boolean changed = !url.equals(prefs.getString("coordinator", "")) || !pop.equals(prefs.getString("population", ""));
-        android.content.SharedPreferences.Editor edit = prefs.edit().putString("coordinator", url).putString("population", pop);
+        android.content.SharedPreferences.Editor edit = prefs.edit().putString("coordinator", url).putString("population", pop)
+                .putString("dp_floor", dpFloor.getText().toString().trim());
         if (changed) {
             edit.remove("token"); // a new coordinator or population means registering again
         }

@@ -31,8 +31,15 @@ public class MainActivityTest {
                 && shown.contains("device state: {"));
 
         coordinator.setText("http://10.0.2.2:9000");
+        EditText floor = activity.findViewById(R.id.dp_floor);
+        assertEquals(0.0, FedgeRunner.dpFloor(FedgeRunner.prefs(activity)), 0); // no floor until the user sets one
+        floor.setText("1.5");
         ((Button) activity.findViewById(R.id.schedule)).performClick();
         assertEquals("http://10.0.2.2:9000", FedgeRunner.prefs(activity).getString("coordinator", ""));
+        assertEquals(1.5, FedgeRunner.dpFloor(FedgeRunner.prefs(activity)), 0); // what the next job's device checks
+        floor.setText("-3");
+        ((Button) activity.findViewById(R.id.schedule)).performClick();
+        assertEquals(0.0, FedgeRunner.dpFloor(FedgeRunner.prefs(activity)), 0);
         assertEquals(1, activity.getSystemService(JobScheduler.class).getAllPendingJobs().size());
         shown = ((TextView) activity.findViewById(R.id.status)).getText().toString();
         assertTrue(shown, shown.startsWith("scheduled: runs when charging, on Wi-Fi and idle"));
