@@ -352,10 +352,9 @@ class DeviceGateway:
             raise E.BadRequest(str(exc), exc.code) from exc
         if not decoded.matches(expected_codec):
             self.reject("wrong_codec")
-            kept = f" keeping {decoded.kept} coordinates" if decoded.kept else ""
-            raise E.BadRequest(f"update uses codec {decoded.codec}{kept}; this task expects {expected_codec.name}"
-                               + (f" keeping {expected_codec.kept(task.update_size)}" if expected_codec.sparse else ""),
-                               "wrong_codec")
+            expected_kept = expected_codec.kept(task.update_size) if expected_codec.sparse or expected_codec.topk else 0
+            raise E.BadRequest(f"update uses codec {decoded.codec}{_keeping(decoded.kept)}; this task expects "
+                               f"{expected_codec.name}{_keeping(expected_kept)}", "wrong_codec")
         norm = dp.l2_norm(decoded.values)
         # The adaptive-clip bit is the server's own measurement here, not the device's claim.
         if task.config.adaptive_clip:
@@ -430,3 +429,8 @@ class DeviceGateway:
     def refuse_unassigned(self) -> NoReturn:
         self.reject("not_assigned")
         raise E.Forbidden(NOT_ASSIGNED)
+
+
+def _keeping(kept: int) -> str:
+    """How a sparse or top-k update's kept count reads in an error (nothing when dense)."""
+    return f" keeping {kept} coordinates" if kept else ""
