@@ -103,7 +103,7 @@ class OptimizerState(tf.Module):
         # A slot starts as a copy of its variable's value, not as a constant of zeros: the
         # converter stores identical constants once, so the slots' start costs no bytes in the
         # file (a zeros constant per shape cost as much as the weights). set_weights resets them
-        # (at runtime, from the slot itself) before any training.
+        # (`reset`, from a runtime value) before any training.
         self.slots = [
             {name: tf.Variable(v.read_value(), trainable=False, name=name) for name, init in spec.slot_names()}
             for v in variables
