@@ -55,14 +55,21 @@ class Party:
         resp = await self.post("shares", {"shares": [s.to_dict() for s in shares]})
         assert resp.status == 201, await resp.text()
 
-    async def mask_and_upload(self, rng):
+    async def mask_and_upload(self, rng, hostile: bool = False):
         v = await self.refresh()
         # An honest device's codes: a clipped update sits near the middle of the grid (random codes
         # over the whole grid would be an update of norm ~2.3 C, which the coordinator bounds).
         mid = 1 << (v.params.quant_bits - 1)
         self.codes = rng.integers(mid - 8, mid + 8, v.params.vector_length, dtype=np.uint32)
         self.codes[v.params.coded_length:] = 1  # the adaptive-clipping bit slot, when the round has one
-        body = ring.pack(self.proto.masked_input(self.codes, v.sharers, v.inbox), v.params.modulus_bits)
+        masked = self.proto.masked_input(self.codes, v.sharers, v.inbox)
+        if hostile:  # any ring element it likes (past what the client library allows): the code that
+            # takes the sum of n devices' codes to the top of its honest range, n (2^b - 1)
+            k, n, levels = v.params.modulus_bits, v.params.n, (1 << v.params.quant_bits) - 1
+            target = np.full(self.codes.shape, n * levels - (n - 1) * mid, np.uint64)
+            masked = ((masked.astype(np.uint64) + target - self.codes) % (1 << k)).astype(np.uint32)
+            self.codes = target.astype(np.uint32)
+        body = ring.pack(masked, v.params.modulus_bits)
         resp = await self.h.upload(self.headers, self.a, body)
         assert resp.status == 201, await resp.text()
 
@@ -166,6 +173,29 @@ async def test_sparse_secagg_masks_only_the_rounds_kept_codes(harness):
     limit = harness.coordinator.gateway.upload_limit(harness.coordinator.store.device(parties[1].headers[
         "Authorization"].split()[1].split(".")[0]), "t1")
     assert limit == ring.packed_size(32, p.kept)
+
+
+async def test_a_hostile_device_in_a_sparse_round_moves_the_mean_by_a_bounded_amount(harness):
+    """A device can mask any ring element; with a sparse subset its kept codes are scaled by
+    L / m, so the coordinator bounds the sum's norm at n C (1 + 8 / levels) L / m: a hostile
+    device moves the mean by at most about C L / m (about 2 C L / m without the bound)."""
+    parties = await _parties(harness, codec="q8+sparse:0.25")
+    before = await _checkpoint(harness)
+    await _advertise_and_share(harness, parties)
+    rng = np.random.default_rng(7)
+    for i, p in enumerate(parties):
+        await p.mask_and_upload(rng, hostile=i == 0)
+    harness.tick()
+    for p in parties:
+        await p.unmask()
+    harness.tick()
+    assert (await _state(harness))["state"] == "committed"
+    p = parties[1].view.params
+    moved = float(np.linalg.norm(await _checkpoint(harness) - before))
+    bound = 1.0 * (1 + 8 / 255) * p.length / p.kept  # clip 1.0 (the round's), per device of the mean
+    assert moved <= bound * 1.001
+    unbounded = float(np.linalg.norm(_expected_mean(parties, list(range(len(parties))))))
+    assert unbounded > 1.5 * bound  # what its codes decode to unbounded: the bound is what stopped it
 
 
 async def test_secagg_plus_with_dropouts_in_every_phase(harness):
