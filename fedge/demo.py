@@ -20,7 +20,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--goal-count", type=int, default=40)
-    parser.add_argument("--codec", default="q8")
+    parser.add_argument("--codec", default="q8",
+                        help="how updates travel: f32, q8, q4, q8+rot, q4+rot, + sparse:F or + topk:F "
+                             "(e.g. q4+rot+sparse:0.1: 63x fewer bytes than f32)")
     parser.add_argument("--download-codec", default="f32", help="how the checkpoint travels: f32, q8, q4+rot, ...")
     parser.add_argument("--learning-rate", type=float, default=0.08, help="device learning rate")
     parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",

@@ -31,7 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="each round this fraction of the devices can run only a uniformly random number of "
                              "epochs in [1, epochs] (FedProx's set-up): their work counts with partial_work = true "
                              "in --task-config, else they do not upload")
-    parser.add_argument("--codec", default="q8", help="f32 | q8 | q4 | q8+rot | q4+rot")
+    parser.add_argument("--codec", default="q8",
+                        help="how updates travel: f32 | q8 | q4 | q8+rot | q4+rot, then optionally +sparse:F (a "
+                             "round-shared fraction F of the coordinates, also under --secagg) or +topk:F (the "
+                             "largest, with error feedback), e.g. q4+rot+sparse:0.1")
     parser.add_argument("--download-codec", default="f32",
                         help="how the checkpoint travels to the devices: f32, or quantized (q8, q4+rot, ...)")
     parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
