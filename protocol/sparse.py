@@ -7,7 +7,7 @@ not be masked). The subset is the m positions p of [0, L) with the smallest key 
 broken by position, listed in increasing order, where w_p is little-endian u32 word p of
 the stream SHA-256(b"FEDS" || seed u64 LE || b u32 LE) for b = 0, 1, ... (8 words a block).
 Keeping the kept coordinates scaled by L / m makes the decoded update unbiased over the
-seed; the coordinator draws a new seed every round (`round_seed`).
+seed; every round has a seed of its own (`round_seed`, derived from the task and round).
 """
 
 from __future__ import annotations
