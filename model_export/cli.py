@@ -27,6 +27,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--personal", nargs="+", default=[], metavar="LAYER",
                         help="layers that train on the device but never travel (FedPer personal layers): devices keep "
                              "them between rounds and never upload them")
+    parser.add_argument("--dp-sgd", action="store_true",
+                        help="also export train_dp, an example-level DP-SGD step (per-example clipping and Gaussian "
+                             "noise, Abadi et al. 2016) that devices run when a task sets dp_sgd_noise_multiplier")
+    parser.add_argument("--dp-microbatches", type=int, default=0, metavar="M",
+                        help="with --dp-sgd: clip per microbatch of batch-size/M examples (default: the batch size, "
+                             "one example each; fewer is faster, and the guarantee then protects a microbatch)")
     parser.add_argument("--allow-flex", action="store_true",
                         help="export even if the train step needs Flex (TF) ops; stock LiteRT cannot run it")
 
@@ -49,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if bool(args.model) == bool(args.zoo):
         raise _error("give exactly one of MODEL or --zoo NAME")
+    if args.dp_microbatches and not args.dp_sgd:
+        raise _error("--dp-microbatches needs --dp-sgd")
+    dp_microbatches = (args.dp_microbatches or args.batch_size) if args.dp_sgd else 0
     output = Path(args.output)
     _check_output(output)
     from model_export.quiet import native_stderr_silenced
@@ -65,10 +74,14 @@ def run(args: argparse.Namespace) -> int:
 
         result = export_model(model, name=args.zoo or None, batch_size=args.batch_size,
                               allow_flex=args.allow_flex, parity_steps=args.parity_steps, tolerance=args.tolerance,
-                              progress=progress, personal=tuple(args.personal))
+                              progress=progress, personal=tuple(args.personal),
+                              dp_microbatches=dp_microbatches)
     m = result.manifest
     print(f"model {m.model_name}: {m.num_parameters:,} parameters in {len(m.weights)} tensors travel in updates, "
           f"batch {m.batch_size}, loss {m.loss}, optimizer {m.optimizer['name']}")
+    if dp_microbatches:
+        print(f"  train_dp: example-level DP-SGD over {dp_microbatches} microbatches of "
+              f"{m.batch_size // dp_microbatches} (tasks turn it on with dp_sgd_noise_multiplier and dp_sgd_clip)")
     personal = sum(w.size for w in m.personal)
     if personal:
         print(f"  {personal:,} parameters in personal layers ({', '.join(args.personal)}) train on the device and "

@@ -16,7 +16,7 @@ from model_export.initializers import initializer_buffers
 from model_export.travelling import backing
 from model_export.errors import ExportError
 from model_export.op_origin import layers_by_name, origin_suffix
-from model_export.parity import DEFAULT_TOLERANCE, ParityReport, run_parity
+from model_export.parity import DEFAULT_TOLERANCE, ParityReport, run_dp_parity, run_parity
 from model_export.sublayers import sublayers
 from model_export.training_graph import TrainingGraph
 from protocol import codec
@@ -52,6 +52,9 @@ def _signature_table(graph: TrainingGraph) -> dict:
              "set_personal": {"inputs": personal, "outputs": ["ok"]}} if personal else {}
     controls = [control_key(i) for i, v in enumerate(graph.model_vars) if v.trainable]
     extra["set_control"] = {"inputs": controls, "outputs": ["ok"]}
+    if graph.dp_microbatches:
+        extra["train_dp"] = {"inputs": ["x", "y", "sample_weight", "learning_rate", "proximal_mu", "l2_norm_clip",
+                                        "noise_multiplier", "noise"], "outputs": ["loss"]}
     return {**extra,
         "train": {"inputs": ["x", "y", "sample_weight", "learning_rate", "proximal_mu"], "outputs": ["loss"]},
         "train_plain": {"inputs": ["x", "y", "sample_weight", "learning_rate"], "outputs": ["loss"]},
@@ -121,20 +124,24 @@ def _silent(stage: str) -> None:
 
 def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  allow_flex: bool = False, parity_steps: int = 3,
-                 tolerance: float = DEFAULT_TOLERANCE, progress=_silent, personal: tuple[str, ...] = ()
-                 ) -> ExportResult:
-    """`personal`: names of layers that train on the device and never travel (FedPer)."""
-    """`progress(stage)` is called as each stage starts (a large model takes tens of seconds)."""
+                 tolerance: float = DEFAULT_TOLERANCE, progress=_silent, personal: tuple[str, ...] = (),
+                 dp_microbatches: int = 0) -> ExportResult:
+    """`personal`: names of layers that train on the device and never travel (FedPer).
+    `dp_microbatches` > 0 adds the example-level DP-SGD step ``train_dp`` (see training_graph).
+    `progress(stage)` is called as each stage starts (a large model takes tens of seconds)."""
     if batch_size < 1:
         raise ExportError("--batch-size must be >= 1")
     progress("tracing the train step from the model's call")
-    graph = TrainingGraph(model, batch_size=batch_size, stochastic=True, personal=personal)
+    graph = TrainingGraph(model, batch_size=batch_size, stochastic=True, personal=personal,
+                          dp_microbatches=dp_microbatches)
     layers = layers_by_name(model)
     signatures = traced_signatures(graph, layers)
     progress("converting to TFLite builtin ops")
     raw, flex_ops = convert_module(graph, signatures, allow_flex=allow_flex, layers=layers)
     options = {"batch_size": batch_size, "allow_flex": allow_flex, "parity_steps": parity_steps,
                "tolerance": tolerance, "personal": list(personal)}
+    if dp_microbatches:
+        options["dp_microbatches"] = dp_microbatches
     manifest = build_manifest(graph, name or model.name, hashlib.sha256(raw).hexdigest(), flex_ops, options)
     values = [v.variable.numpy() for v in graph.model_vars]
     # The initial weights are read from the variables' own initializers when each has one of
@@ -154,7 +161,8 @@ def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH
         if _has_stochastic_layers(model):
             # Same graph without dropout noise, so both sides are deterministic.
             progress("building a dropout-free copy for the parity check")
-            det = TrainingGraph(model, batch_size=batch_size, stochastic=False, personal=personal)
+            det = TrainingGraph(model, batch_size=batch_size, stochastic=False, personal=personal,
+                                dp_microbatches=dp_microbatches)
             parity_bytes, _ = convert_module(det, traced_signatures(det, layers), layers=layers)
         progress(f"parity: {parity_steps} training steps in LiteRT and in Keras")
         report = run_parity(model, parity_bytes, manifest, steps=parity_steps, tolerance=tolerance)
@@ -162,5 +170,9 @@ def export_model(model, name: str | None = None, batch_size: int = DEFAULT_BATCH
                  "control correction on both sides")
         report.proximal = run_parity(model, parity_bytes, manifest, steps=parity_steps, tolerance=tolerance,
                                      proximal_mu=PARITY_PROXIMAL_MU, scaffold=True)
+        if dp_microbatches:
+            progress(f"DP-SGD parity: {parity_steps} train_dp steps ({dp_microbatches} microbatches, clipped and "
+                     "noised) against a reference DP-SGD step fed the same noise")
+            report.dp = run_dp_parity(model, parity_bytes, manifest, steps=parity_steps, tolerance=tolerance)
     total = sum(int(np.prod(v.shape)) for v in model.weights)
     return ExportResult(tflite, manifest, report, total)

@@ -44,8 +44,10 @@ class ParityReport:
     excused_bound: float = 0.0
     proximal_mu: float = 0.0
     scaffold: bool = False  # run with a SCAFFOLD correction on both sides
+    dp_sgd: tuple[float, float] | None = None  # (l2_norm_clip, noise_multiplier) of a train_dp check
     # The same check with FedProx's term on (proximal_mu > 0 on both sides), when it was run.
     proximal: "ParityReport | None" = None
+    dp: "ParityReport | None" = None  # the train_dp check, for files exported with --dp-sgd
 
     @property
     def max_loss_diff(self) -> float:
@@ -59,11 +61,15 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return self.passed_alone and (self.proximal is None or self.proximal.passed)
+        return (self.passed_alone and (self.proximal is None or self.proximal.passed)
+                and (self.dp is None or self.dp.passed))
 
     def render(self) -> str:
         title = "parity: LiteRT train signature vs a Keras train step, same initial weights"
-        if self.proximal_mu or self.scaffold:
+        if self.dp_sgd is not None:
+            title = (f"DP-SGD parity (train_dp: clip {self.dp_sgd[0]:g}, noise multiplier {self.dp_sgd[1]:g}, the "
+                     "same noise fed to both sides)")
+        elif self.proximal_mu or self.scaffold:
             title = (f"FedProx + SCAFFOLD parity (proximal_mu {self.proximal_mu:g} and a random control correction "
                      "on both sides)" if self.scaffold else
                      f"FedProx parity (proximal_mu {self.proximal_mu:g} on both sides)")
@@ -76,8 +82,9 @@ class ParityReport:
         if self.excused:
             lines.append(f"  {self.excused} coordinate(s) with a rounding-level gradient differ by up to "
                          f"{self.max_excused_diff:.2e} (the optimizer's largest step: {self.excused_bound:.2e})")
-        if self.proximal is not None:
-            lines += ["", self.proximal.render()]
+        for other in (self.proximal, self.dp):
+            if other is not None:
+                lines += ["", other.render()]
         return "\n".join(lines)
 
 
@@ -167,6 +174,75 @@ def keras_train_step(model, optimizer, x, y, proximal_mu: float = 0.0, anchors: 
         grads = [g if c is None else g + c for g, c in zip(grads, corrections)]
     optimizer.apply(grads, model.trainable_variables)
     return float(loss), [g.numpy() for g in grads]
+
+
+def keras_dp_step(model, optimizer, x, y, microbatches: int, clip: float, noise_multiplier: float,
+                  noise: np.ndarray) -> tuple[float, list]:
+    """The reference DP-SGD step (Abadi et al. 2016, as tensorflow-privacy's optimizers do it):
+    each microbatch's gradient clipped to ``clip`` in L2 over all trainable variables, the sum
+    noised with ``noise_multiplier * clip * noise`` and divided by the number of microbatches."""
+    import tensorflow as tf
+
+    size = len(x) // microbatches
+    variables = model.trainable_variables
+    summed = [np.zeros(v.shape, np.float64) for v in variables]
+    losses = []
+    for j in range(microbatches):
+        xb, yb = x[j * size:(j + 1) * size], y[j * size:(j + 1) * size]
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(x=xb, y=yb, y_pred=model(xb, training=True))
+        grads = [np.zeros(v.shape) if g is None else tf.convert_to_tensor(g).numpy().astype(np.float64)
+                 for g, v in zip(tape.gradient(loss, variables), variables)]
+        norm = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads)))
+        scale = clip / max(norm, clip)
+        summed = [s + g * scale for s, g in zip(summed, grads)]
+        losses.append(float(loss))
+    noises = np.split(np.asarray(noise, np.float64), np.cumsum([int(np.prod(v.shape)) for v in variables])[:-1])
+    grads = [((s + noise_multiplier * clip * n.reshape(s.shape)) / microbatches).astype(np.float32)
+             for s, n in zip(summed, noises)]
+    optimizer.apply([tf.constant(g) for g in grads], variables)
+    return float(np.mean(losses)), grads
+
+
+def run_dp_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
+                  tolerance: float = DEFAULT_TOLERANCE, seed: int = 0, clip: float = 1.0,
+                  noise_multiplier: float = 0.5) -> ParityReport:
+    """K ``train_dp`` steps against `keras_dp_step`, both fed the same standard normal noise.
+    The clip is small enough that typical gradients are clipped (the clipping is judged)."""
+    from model_export.ready import ready_interpreter
+
+    interp = ready_interpreter(tflite_bytes)
+    train = interp.get_signature_runner("train_dp")
+    get_weights = interp.get_signature_runner("get_weights")
+    microbatches = int(manifest.export_options["dp_microbatches"])
+    size = manifest.dp_noise_size
+    rng = np.random.default_rng(seed + 2)
+    fixed = {"learning_rate": np.full(1, manifest.optimizer["learning_rate"], np.float32),
+             "proximal_mu": np.zeros(1, np.float32), "l2_norm_clip": np.full(1, clip, np.float32),
+             "noise_multiplier": np.full(1, noise_multiplier, np.float32),
+             "sample_weight": np.ones(manifest.batch_size, np.float32)}
+    lite_losses, keras_losses = [], []
+    peaks: dict[str, np.ndarray] = {}
+    with _restored(model):
+        optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
+        paths = [v.path for v in model.trainable_variables]
+        for x, y in random_batches(manifest, steps, seed=seed, vocab=vocab_size(model)):
+            noise = rng.standard_normal(size).astype(np.float32)
+            lite_losses.append(float(train(x=x, y=y, noise=noise, **fixed)["loss"]))
+            loss, grads = keras_dp_step(model, optimizer, x, y, microbatches, clip, noise_multiplier, noise)
+            keras_losses.append(loss)
+            for path, g in zip(paths, grads):
+                peaks[path] = np.maximum(peaks.get(path, 0.0), np.abs(g))
+        keras_values = {v.path: np.asarray(v.numpy()) for v in model.variables}
+    lite = get_weights()
+    if manifest.personal:
+        lite.update(interp.get_signature_runner("get_personal")())
+    bound = max_normalized_step(manifest.optimizer, len(lite_losses))
+    judged = [judge_weights(lite[w.key], keras_values[w.path], peaks.get(w.path), tolerance, bound)
+              for w in (*manifest.weights, *manifest.personal)]
+    return ParityReport(lite_losses, keras_losses, max((j[0] for j in judged), default=0.0), tolerance,
+                        excused=sum(j[1] for j in judged), max_excused_diff=max((j[2] for j in judged), default=0.0),
+                        excused_bound=bound or 0.0, dp_sgd=(clip, noise_multiplier))
 
 
 def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,

@@ -20,6 +20,18 @@ Signatures (all with a static batch dimension, see the manifest's ``batch_size``
   FedProx's and SCAFFOLD's terms, which devices run when a round uses neither (``train``
   checks them in an IF whose fixed cost, 3-4 microseconds a step, is a sixth of a tiny
   MLP's step; this one costs what a step did before FedProx). Files without it: ``train``.
+- ``train_dp(x, y, sample_weight, learning_rate, proximal_mu, l2_norm_clip, noise_multiplier,
+  noise) -> loss`` (only in files exported with ``fedge export --dp-sgd``): example-level
+  DP-SGD (Abadi et al. 2016). The batch splits into the manifest's ``dp_microbatches``
+  equal microbatches (``batch_size`` of them: one example each); each microbatch's gradient
+  (all trainable variables, personal ones included, as one vector) is clipped to L2 norm
+  ``l2_norm_clip``, the clipped gradients are summed, ``noise_multiplier * l2_norm_clip *
+  noise`` is added (``noise``: one standard normal per trainable coordinate, drawn by the
+  device, so the file needs no random kernel and a test can feed the same noise to a
+  reference) and the sum is divided by the number of microbatches, a constant, as DP-SGD's
+  accounting assumes. FedProx's and SCAFFOLD's terms are added after the noise (they do not
+  read this batch). The microbatches run in a WHILE loop, one forward and backward pass each,
+  so the file grows by one step's graph, not by one per example.
 - ``infer(x) -> output``: what the model returns.
 - ``evaluate(x, y, sample_weight) -> loss_sum, correct``: weighted sums, so a caller
   adds them over batches and divides by the weight total.
@@ -85,8 +97,24 @@ def _personal_variable_ids(model, names: tuple[str, ...]) -> set[int]:
     return out
 
 
+def _check_dp_sgd(model, batch_size: int, microbatches: int) -> None:
+    """DP-SGD's per-example guarantee needs every example's gradient to depend on that
+    example alone (within its microbatch)."""
+    from model_export.sublayers import sublayers
+
+    if microbatches < 1 or batch_size % microbatches:
+        raise ExportError(f"--dp-microbatches {microbatches} must divide the batch size {batch_size}")
+    mixing = sorted({type(layer).__name__ for layer in sublayers(model)
+                     if type(layer).__name__ in ("BatchNormalization", "SyncBatchNormalization")})
+    if mixing:
+        raise ExportError(f"--dp-sgd: the model has {', '.join(mixing)}, whose training-mode statistics mix the "
+                          "examples of a batch, so no example's gradient is its own and DP-SGD's per-example "
+                          "clipping bounds nothing; use LayerNormalization or GroupNormalization")
+
+
 class TrainingGraph(tf.Module):
-    def __init__(self, model, batch_size: int, stochastic: bool = True, personal: tuple[str, ...] = ()):
+    def __init__(self, model, batch_size: int, stochastic: bool = True, personal: tuple[str, ...] = (),
+                 dp_microbatches: int = 0):
         super().__init__(name="fedge")
         if getattr(model, "inputs", None) is None or getattr(model, "outputs", None) is None:
             raise ExportError(
@@ -99,6 +127,9 @@ class TrainingGraph(tf.Module):
                 "one of each (concatenate several inputs into one tensor, or split it inside the model)"
             )
         self.batch_size = batch_size
+        self.dp_microbatches = dp_microbatches  # 0: no train_dp signature
+        if dp_microbatches:
+            _check_dp_sgd(model, batch_size, dp_microbatches)
         self.stochastic = stochastic
         self.loss_spec = loss_spec_of(model)
         self.opt = optimizer_spec_of(model)
@@ -172,6 +203,48 @@ class TrainingGraph(tf.Module):
         self.optimizer.apply(grads, learning_rate[0])
         return {"loss": loss}
 
+    def train_dp(self, x, y, sample_weight, learning_rate, proximal_mu, l2_norm_clip, noise_multiplier, noise):
+        m = self.dp_microbatches
+        size = self.batch_size // m
+        xs = tf.reshape(x, [m, size, *x.shape[1:]])
+        ys = tf.reshape(y, [m, size, *y.shape[1:]])
+        ws = tf.reshape(sample_weight, [m, size])
+        clip = l2_norm_clip[0]
+
+        def one_microbatch(j, loss_sum, weight_sum, *summed):
+            xb, yb, wb = tf.gather(xs, j), tf.gather(ys, j), tf.gather(ws, j)
+            with tf.GradientTape() as tape:
+                out = self._keras.model(xb, training=True)
+                per_example = per_example_loss(self.loss_spec, out, yb, size) * wb
+                # The microbatch's mean loss (a padded row has weight 0 and no gradient).
+                loss = tf.reduce_sum(per_example) / tf.maximum(tf.reduce_sum(wb), 1.0)
+            grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                     for g, v in zip(tape.gradient(loss, self.trainable), self.trainable)]
+            norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(g)) for g in grads]))
+            scale = clip / tf.maximum(norm, clip)  # min(1, C / |g|), and 1 for a zero gradient
+            return (j + 1, loss_sum + tf.reduce_sum(per_example), weight_sum + tf.reduce_sum(wb),
+                    *[s + g * scale for s, g in zip(summed, grads)])
+
+        start = (tf.constant(0), tf.constant(0.0), tf.constant(0.0),
+                 # Runtime zeros: tf.zeros would be a constant as large as the weights in the file.
+                 *[v.read_value() * 0.0 for v in self.trainable])
+        _, loss_sum, weight_sum, *summed = tf.while_loop(lambda j, *_: j < m, one_microbatch, start,
+                                                         maximum_iterations=m)
+        sizes = [int(v.shape.num_elements()) for v in self.trainable]
+        std = noise_multiplier[0] * clip
+        grads = [(s + std * tf.reshape(n, s.shape)) / float(m)
+                 for s, n in zip(summed, tf.split(noise, sizes))]
+        mu = proximal_mu[0]
+        n = len(self.anchors)
+        grads = [g + mu * (v - a) + c for g, v, a, c in zip(grads[:n], self.trainable[:n], self.anchors,
+                                                            self.corrections)] + grads[n:]
+        self.optimizer.apply(grads, learning_rate[0])
+        return {"loss": loss_sum / tf.maximum(weight_sum, 1.0)}
+
+    @property
+    def dp_noise_size(self) -> int:
+        return sum(int(v.shape.num_elements()) for v in self.trainable)
+
     def infer(self, x):
         return {"output": self._keras.model(x, training=False)}
 
@@ -227,11 +300,17 @@ class TrainingGraph(tf.Module):
         # No autograph: the signatures have no Python control flow on tensors, and an error
         # raised while tracing then reaches the exporter as itself, not as a StagingError.
         with builtin_lowering(self._keras.model, stochastic=self.stochastic):
-            personal = {
+            extra = {
                 "get_personal": tf.function(self.get_personal, autograph=False).get_concrete_function(),
                 "set_personal": tf.function(self.set_personal, autograph=False).get_concrete_function(pspecs),
             } if self.personal_vars else {}
-            return {**personal,
+            if self.dp_microbatches:
+                clip = tf.TensorSpec([1], tf.float32, name="l2_norm_clip")
+                z = tf.TensorSpec([1], tf.float32, name="noise_multiplier")
+                noise = tf.TensorSpec([self.dp_noise_size], tf.float32, name="noise")
+                extra["train_dp"] = tf.function(self.train_dp, autograph=False).get_concrete_function(
+                    x, y, w, lr, mu, clip, z, noise)
+            return {**extra,
                 "train": tf.function(self.train, autograph=False).get_concrete_function(x, y, w, lr, mu),
                 "train_plain": tf.function(self.train_plain, autograph=False).get_concrete_function(x, y, w, lr),
                 "infer": tf.function(self.infer, autograph=False).get_concrete_function(x),

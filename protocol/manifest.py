@@ -53,11 +53,15 @@ class WeightSpec:
         return math.prod(self.shape)
 
 
-def train_signature(signatures, proximal_mu: float, corrected: bool) -> str:
-    """Which signature a device steps with: ``train_plain`` when the round uses neither
-    FedProx's term (mu 0) nor SCAFFOLD's correction and the file has it (its step skips the
-    IF that ``train`` checks the terms in), else ``train``. Both runtimes follow this rule
+def train_signature(signatures, proximal_mu: float, corrected: bool, dp_sgd: bool = False) -> str:
+    """Which signature a device steps with: ``train_dp`` when the round asks for example-level
+    DP-SGD (the plan's ``dp_sgd_noise_multiplier``; `Manifest.check_plan` refuses a file
+    without it first), else ``train_plain`` when the round uses neither FedProx's term (mu 0)
+    nor SCAFFOLD's correction and the file has it (its step skips the IF that ``train``
+    checks the terms in), else ``train``. Both runtimes follow this rule
     (protocol/golden/train_signature.json)."""
+    if dp_sgd:
+        return "train_dp"
     if proximal_mu == 0 and not corrected and "train_plain" in signatures:
         return "train_plain"
     return "train"
@@ -97,17 +101,31 @@ class Manifest:
         """Whether the file's train step takes FedProx's proximal_mu (files exported before it lack the input)."""
         return "proximal_mu" in self.signatures.get("train", {}).get("inputs", [])
 
-    def train_signature(self, proximal_mu: float, corrected: bool) -> str:
+    def train_signature(self, proximal_mu: float, corrected: bool, dp_sgd: bool = False) -> str:
         """The signature a device steps with (see `train_signature`)."""
-        return train_signature(self.signatures, proximal_mu, corrected)
+        return train_signature(self.signatures, proximal_mu, corrected, dp_sgd)
+
+    @property
+    def supports_dp_sgd(self) -> bool:
+        """Whether the file has the example-level DP-SGD step (``fedge export --dp-sgd``)."""
+        return "train_dp" in self.signatures
+
+    @property
+    def dp_noise_size(self) -> int:
+        """train_dp's ``noise`` input: one value per trainable coordinate, travelling ones
+        first (manifest order), then the personal layers' trainable ones."""
+        return sum(w.size for w in (*self.weights, *self.personal) if w.trainable)
 
     @property
     def supports_scaffold(self) -> bool:
         """Whether the file has SCAFFOLD's set_control signature (files exported before lack it)."""
         return "set_control" in self.signatures
 
-    def check_plan(self, proximal_mu: float, scaffold: bool = False) -> None:
+    def check_plan(self, proximal_mu: float, scaffold: bool = False, dp_sgd: bool = False) -> None:
         """A device refuses a task its file cannot run, naming why."""
+        if dp_sgd and not self.supports_dp_sgd:
+            raise ProtocolError(f"the task asks for example-level DP-SGD but model '{self.model_name}' has no train_dp "
+                                "signature; export it with fedge export --dp-sgd", "unsupported_plan")
         if scaffold and not self.supports_scaffold:
             raise ProtocolError(f"the task uses SCAFFOLD but model '{self.model_name}' was exported before it: no "
                                 "set_control signature; export it again with this fedge", "unsupported_plan")
