@@ -189,6 +189,10 @@ class CoordinatorClient:
                   "eval_accuracy": meta.eval_accuracy, "eval_count": meta.eval_count}
         if meta.below_clip is not None:
             fields["below_clip"] = meta.below_clip
+        if meta.dp_sgd is not None:
+            fields["dp_sgd"] = meta.dp_sgd
+        if meta.dp_sgd_epsilon is not None:
+            fields["dp_sgd_epsilon"] = meta.dp_sgd_epsilon
         headers = self._headers({
             "Content-Type": "application/octet-stream",
             "Fedge-Upload-Token": assignment.upload_token,

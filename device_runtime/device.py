@@ -16,6 +16,7 @@ import numpy as np
 
 from device_runtime.client import ApiError, CoordinatorClient, retryable
 from device_runtime.example_store import LocalData
+from device_runtime.privacy_ledger import PrivacyLedger
 from device_runtime.secagg_session import PHASES as SECAGG_PHASES
 from device_runtime.secagg_session import run_secagg_round
 from device_runtime.trainer import TooLate, Trainer
@@ -40,6 +41,7 @@ class DeviceStats:
     unfinished: int = 0  # trainings cut short (budget or capacity) in a task that takes no partial work
     partial: int = 0  # uploads of partial work
     evaluations: int = 0  # federated evaluation reports sent
+    dp_sgd_epsilon: float = 0.0  # example-level epsilon this device's data has spent (DP-SGD), by its ledger
     bytes_up: int = 0
     float32_bytes: int = 0
     last_outcome: str = ""
@@ -105,6 +107,8 @@ class Device:
     # This device's own privacy floor (`fedge device --min-dp-noise-multiplier`): it uploads only
     # in distributed-DP rounds whose devices' noise adds up to at least this many sensitivities.
     min_dp_noise: float = 0.0
+    # Example-level DP-SGD: what this device's data has spent (kept in state_dir).
+    ledger: PrivacyLedger | None = None
     # Blobs this device holds (a phone keeps its model and last checkpoint): a blob not among
     # them counts as downloaded, even when an emulated fleet's shared cache had it already.
     held: list = field(default_factory=list)
@@ -162,6 +166,20 @@ class Device:
 
     def _keep_personal(self, model_sha: str, values: list) -> None:
         self._remember(self.personal, model_sha, f"personal-{model_sha[:32]}", values)
+
+    def spend(self, result, delta: float) -> dict:
+        """Record a round's DP-SGD steps before its update leaves the device; the upload's
+        dp_sgd fields ({} without DP-SGD), epsilon at the plan's ``delta``."""
+        if result.dp_sgd is None:
+            return {}
+        if self.ledger is None:
+            saved = self._load("dp-sgd-ledger")
+            self.ledger = PrivacyLedger.from_array(saved[0]) if saved else PrivacyLedger()
+        self.ledger.add(result.dp_sgd)
+        self._save("dp-sgd-ledger", [self.ledger.to_array()])
+        epsilon = self.ledger.epsilon(delta)
+        self.stats.dp_sgd_epsilon = epsilon
+        return {"dp_sgd": result.dp_sgd.to_dict(), "dp_sgd_epsilon": epsilon}
 
     def _expected_train_s(self, assignment: Assignment) -> float:
         if self.behaviour.train_time_s > 0:
@@ -238,7 +256,8 @@ class Device:
         if self.clock() + self.behaviour.safety_margin_s / 5 > a.report_deadline:
             return self._abandon("training ended after the reporting deadline")
         meta = UploadMeta(result.example_count, result.train_loss, result.eval_loss, result.eval_accuracy,
-                          result.eval_count, result.below_clip if a.plan.report_clip_bit else None)
+                          result.eval_count, result.below_clip if a.plan.report_clip_bit else None,
+                          **self.spend(result, a.plan.dp_sgd_delta))
         try:
             answer = await self.client.upload(a, result.payload, meta)
         except ApiError as exc:
@@ -276,7 +295,8 @@ class Device:
             drop_at = SECAGG_PHASES[int(self.rng.integers(len(SECAGG_PHASES)))] if phase == "any" else phase
         try:
             done = await run_secagg_round(self.client, a, train, self.rng, drop_at, self.behaviour.long_poll_s,
-                                          self.clock, self.min_dp_noise)
+                                          self.clock, self.min_dp_noise,
+                                          lambda result: self.spend(result, a.plan.dp_sgd_delta))
         except ApiError as exc:
             self.stats.rejected += 1
             return RoundOutcome("rejected", detail=str(exc))

@@ -114,6 +114,9 @@ class LocalModel:
         # The step without FedProx's and SCAFFOLD's terms (train itself in older files).
         self._train_plain = self.interpreter.get_signature_runner(self.manifest.train_signature(0.0, False))
         self._control_set = False  # set_control since the last set_weights
+        # DP-SGD's noise comes from the OS's entropy, never from a fleet's seeded generator:
+        # noise anyone could replay would protect nothing.
+        self.dp_noise = np.random.default_rng()
         self._get = self.interpreter.get_signature_runner("get_weights")
         self._set = self.interpreter.get_signature_runner("set_weights")
         # Personal layers (FedPer): trained here, never uploaded; the file's values until a
@@ -169,17 +172,26 @@ class LocalModel:
             yield x[idx], y[idx], weight, len(idx) - pad
 
     def train(self, x: np.ndarray, y: np.ndarray, epochs: int, learning_rate: float,
-              rng: np.random.Generator, proximal_mu: float = 0.0, stop_after_s: float = 0.0) -> TrainProgress:
+              rng: np.random.Generator, proximal_mu: float = 0.0, stop_after_s: float = 0.0,
+              dp_sgd: tuple[float, float] | None = None) -> TrainProgress:
         """Local epochs (FedProx's term with ``proximal_mu`` > 0); with ``stop_after_s`` > 0
-        training stops at the first batch boundary after that many seconds."""
+        training stops at the first batch boundary after that many seconds. ``dp_sgd`` =
+        (clip, noise multiplier): every step is the file's train_dp (example-level DP-SGD),
+        fed fresh standard normal noise from `dp_noise`."""
         x = x.astype(self.manifest.input.dtype, copy=False)
         y = y.astype(self.manifest.label.dtype, copy=False)
         lr = np.full(self._learning_rate_shape, learning_rate, np.float32)
-        self.manifest.check_plan(proximal_mu)
-        plain = self.manifest.train_signature(proximal_mu, self._control_set) == "train_plain"
-        step = self._train_plain if plain else self._train
+        self.manifest.check_plan(proximal_mu, dp_sgd=dp_sgd is not None)
+        name = self.manifest.train_signature(proximal_mu, self._control_set, dp_sgd is not None)
+        step = {"train_plain": self._train_plain, "train": self._train}.get(name) or \
+            self.interpreter.get_signature_runner(name)
         takes_mu = "proximal_mu" in step.get_input_details()
         extra = {"proximal_mu": np.full(1, proximal_mu, np.float32)} if takes_mu else {}
+        noise_size = 0
+        if dp_sgd is not None:
+            extra.update(l2_norm_clip=np.full(1, dp_sgd[0], np.float32),
+                         noise_multiplier=np.full(1, dp_sgd[1], np.float32))
+            noise_size = self.manifest.dp_noise_size
         total, count, steps = 0.0, 0, 0
         started = time.perf_counter()
         stopped = False
@@ -188,6 +200,8 @@ class LocalModel:
                 if stop_after_s and time.perf_counter() - started >= stop_after_s:
                     stopped = True
                     break
+                if noise_size:
+                    extra["noise"] = self.dp_noise.standard_normal(noise_size, np.float32)
                 loss = float(step(x=xb, y=yb, sample_weight=wb, learning_rate=lr, **extra)["loss"])
                 total += loss * real
                 count += real

@@ -35,8 +35,10 @@ class SecAggOutcome:
 
 async def run_secagg_round(client: CoordinatorClient, a: Assignment, train: Callable[[], Awaitable[LocalResult]],
                            rng: np.random.Generator, drop_at: str = "", long_poll_s: float = 10.0,
-                           clock: Callable[[], float] = time.time, min_dp_noise: float = 0.0) -> SecAggOutcome:
+                           clock: Callable[[], float] = time.time, min_dp_noise: float = 0.0,
+                           spend: Callable[[LocalResult], dict] = lambda result: {}) -> SecAggOutcome:
     """One round; ``drop_at`` (a phase name) emulates a device vanishing before sending that phase;
+    ``spend(result)`` records its DP-SGD steps as its masked input leaves (the upload's fields);
     ``min_dp_noise`` > 0: refuse (before sharing keys) a round whose devices' noise adds up to
     less than that many times the sensitivity (`distributed_dp.check_noise_floor`)."""
     proto = SecAggClient(round_context(a.task_id, a.round))
@@ -82,7 +84,7 @@ async def run_secagg_round(client: CoordinatorClient, a: Assignment, train: Call
         codes = np.concatenate([codes, np.array([int(result.below_clip)], np.uint32)])
     payload = ring.pack(proto.masked_input(codes, view.sharers, view.inbox), p.modulus_bits)
     await client.upload(a, payload, UploadMeta(result.example_count, result.train_loss, result.eval_loss,
-                                               result.eval_accuracy, result.eval_count))
+                                               result.eval_accuracy, result.eval_count, **spend(result)))
     view = await wait_past("reporting")
     if drop_at == "unmask":
         return SecAggOutcome("dropped", "after the masked input, before unmasking", len(payload), result)

@@ -11,6 +11,7 @@ from device_runtime.attacks import poison_delta
 from device_runtime.litert_model import LocalModel
 from protocol import codec, scaffold
 from protocol.dp import clip_l2
+from protocol.dp_sgd import DpSgdEvent
 from protocol.messages import Plan
 
 
@@ -30,6 +31,7 @@ class LocalResult:
     personal: list | None = None  # the personal layers after training (kept on the device, never uploaded)
     control: np.ndarray | None = None  # SCAFFOLD: this device's next control variate c_i+ (kept on the device)
     residual: np.ndarray | None = None  # top-k: what this upload left out, added to the next (error feedback)
+    dp_sgd: DpSgdEvent | None = None  # example-level DP-SGD: the steps this round spent on the device's data
 
 
 class Unfinished(Exception):
@@ -50,7 +52,8 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
     The upload's example count is the examples processed divided by the plan's epochs: the
     local dataset size after full work (as FedAvg weighs), proportionally less after partial work.
     """
-    model.manifest.check_plan(plan.proximal_mu, plan.scaffold)  # before any work: an older file refuses
+    # Before any work: a file without what the plan needs refuses.
+    model.manifest.check_plan(plan.proximal_mu, plan.scaffold, plan.dp_sgd)
     if plan.max_examples and len(x) > plan.max_examples:
         keep = rng.choice(len(x), plan.max_examples, replace=False)
         x, y = x[keep], y[keep]
@@ -68,7 +71,11 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
     epochs = plan.epochs if capacity_epochs is None else max(0, min(plan.epochs, capacity_epochs))
     if epochs == 0:
         raise Unfinished("the time budget ends before one epoch on this device")
-    progress = model.train(x, y, epochs, plan.learning_rate, rng, plan.proximal_mu, plan.max_local_seconds)
+    dp_sgd = (plan.dp_sgd_clip, plan.dp_sgd_noise_multiplier) if plan.dp_sgd else None
+    progress = model.train(x, y, epochs, plan.learning_rate, rng, plan.proximal_mu, plan.max_local_seconds, dp_sgd)
+    # What this round spends of the device's data, once its update leaves (Device's ledger).
+    event = DpSgdEvent.of_round(plan.dp_sgd_noise_multiplier, model.batch, len(x), progress.steps) \
+        if dp_sgd and progress.steps else None
     train_loss = progress.loss
     partial = progress.stopped or epochs < plan.epochs
     if partial and (not plan.partial_work or progress.examples == 0):
@@ -91,7 +98,7 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
         # The SecAgg grid is only known once the key phases close; the device encodes then.
         return LocalResult(b"", examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
                            delta.astype(np.float32), norm <= plan.clip_norm, partial, trained_personal,
-                           next_control)
+                           next_control, dp_sgd=event)
     shapes = [np.shape(w) for w in global_weights] * (2 if plan.scaffold else 1)
     spec = codec.CodecSpec.parse(plan.codec, plan.chunk_size)
     next_residual = None
@@ -105,4 +112,4 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
         next_residual = (delta - codec.decode(payload).values).astype(np.float32)
     return LocalResult(payload, examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
                        below_clip=norm <= plan.clip_norm, partial=partial, personal=trained_personal,
-                       control=next_control, residual=next_residual)
+                       control=next_control, residual=next_residual, dp_sgd=event)

@@ -108,7 +108,8 @@ def message_examples() -> dict:
                         runtime="litert", runtime_version="2.3.0", supports_flex=False)
     checkin = CheckinRequest(state, ("ab" * 32,), 10.0)
     plan = Plan(epochs=2, batch_size=32, learning_rate=0.05, codec="q8+sparse:0.1", chunk_size=256, clip_norm=3.0,
-                proximal_mu=0.25, max_local_seconds=30.5, partial_work=True, sparse_seed=2**53 - 1)
+                proximal_mu=0.25, max_local_seconds=30.5, partial_work=True, sparse_seed=2**53 - 1,
+                dp_sgd_noise_multiplier=1.1, dp_sgd_clip=0.5, dp_sgd_delta=1e-6)
     assignment = Assignment(task_id="digits", round=7, upload_token="u-123", plan=plan, model_sha256="aa" * 32,
                             model_url="/v1/blobs/" + "aa" * 32, checkpoint_sha256="bb" * 32,
                             checkpoint_url="/v1/blobs/" + "bb" * 32, upload_url="/v1/tasks/digits/rounds/7/update",
@@ -124,6 +125,8 @@ def message_examples() -> dict:
         "upload_meta": {"example_count": meta.example_count, "train_loss": meta.train_loss,
                         "eval_loss": meta.eval_loss, "eval_accuracy": meta.eval_accuracy,
                         "eval_count": meta.eval_count},
+        "upload_meta_dp_sgd": {"example_count": 80, "train_loss": 0.5, "eval_loss": 0.75, "eval_accuracy": 0.875,
+                               "eval_count": 20, "dp_sgd": {"noise_multiplier": 1.1, "sampling_rate": 0.4, "steps": 6}},
         "error": {"error": {"code": "bad_request", "message": "missing field 'state'"}},
     }
     # Every example must parse with the coordinator's own strict parsers.
@@ -131,6 +134,7 @@ def message_examples() -> dict:
     CheckinResponse.from_dict(out["checkin_assigned"])
     CheckinResponse.from_dict(out["checkin_retry"])
     UploadMeta.from_dict(out["upload_meta"])
+    UploadMeta.from_dict(out["upload_meta_dp_sgd"])
     return out
 
 
@@ -301,12 +305,25 @@ def train_signature_vectors() -> list[dict]:
     current file, one exported before train_plain and one exported before FedProx."""
     from protocol.manifest import train_signature
 
-    files = {"current": ["evaluate", "get_weights", "infer", "set_control", "set_weights", "train", "train_plain"],
+    files = {"dp_sgd": ["evaluate", "get_weights", "infer", "set_control", "set_weights", "train", "train_dp",
+                        "train_plain"],
+             "current": ["evaluate", "get_weights", "infer", "set_control", "set_weights", "train", "train_plain"],
              "before_train_plain": ["evaluate", "get_weights", "infer", "set_control", "set_weights", "train"],
              "before_fedprox": ["evaluate", "get_weights", "infer", "set_weights", "train"]}
-    return [{"file": name, "signatures": signatures, "proximal_mu": mu, "corrected": corrected,
-             "signature": train_signature(signatures, mu, corrected)}
-            for name, signatures in files.items() for mu in (0.0, 0.5) for corrected in (False, True)]
+    return [{"file": name, "signatures": signatures, "proximal_mu": mu, "corrected": corrected, "dp_sgd": dp,
+             "signature": train_signature(signatures, mu, corrected, dp)}
+            for name, signatures in files.items() for mu in (0.0, 0.5) for corrected in (False, True)
+            for dp in ((False, True) if name == "dp_sgd" else (False,))]
+
+
+def dp_sgd_vectors() -> list[dict]:
+    """The DP-SGD event a device reports (protocol.dp_sgd.DpSgdEvent.of_round) for its noise
+    multiplier, the file's batch, its local examples and the steps it took."""
+    from protocol.dp_sgd import DpSgdEvent
+
+    cases = ((1.1, 32, 640, 40), (0.7, 32, 20, 3), (2.0, 16, 1000, 63), (1.0, 8, 3, 1))
+    return [{"noise_multiplier": z, "batch_size": b, "examples": n, "steps": k,
+             "event": DpSgdEvent.of_round(z, b, n, k).to_dict()} for z, b, n, k in cases]
 
 
 def discrete_gaussian_vectors() -> list[dict]:
@@ -336,7 +353,8 @@ def discrete_gaussian_vectors() -> list[dict]:
 def all_vectors() -> dict[str, object]:
     return {"codec.json": codec_vectors(), "rotation.json": rotation_vectors(), "prg.json": prg_vectors(),
             "messages.json": message_examples(), "secagg.json": secagg_vectors(), "scaffold.json": scaffold_vectors(),
-            "discrete_gaussian.json": discrete_gaussian_vectors(), "train_signature.json": train_signature_vectors()}
+            "discrete_gaussian.json": discrete_gaussian_vectors(), "train_signature.json": train_signature_vectors(),
+            "dp_sgd.json": dp_sgd_vectors()}
 
 
 def render(vectors: object) -> str:

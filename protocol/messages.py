@@ -7,7 +7,7 @@ for a missing field or a wrong type; nothing is coerced silently.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from protocol.errors import ProtocolError
@@ -15,6 +15,8 @@ from protocol.errors import ProtocolError
 
 MAX_PERSONALIZE_STEPS = 10_000  # fine-tuning steps of a personalized evaluation
 MAX_PROXIMAL_MU = 1000.0  # FedProx's mu: the papers use up to 1
+MAX_DP_SGD_NOISE = 1000.0  # DP-SGD's noise multiplier (practice: 0.5 to 10)
+MAX_DP_SGD_CLIP = 1e6  # DP-SGD's per-example L2 clip
 
 def get_field(raw: Any, name: str, kind, required: bool = True, default=None, *, lo=None, hi=None,
               max_len: int | None = None):
@@ -165,9 +167,22 @@ class Plan:
     # Sparse codecs (``+sparse:F``): the seed of the round's shared subset (protocol.sparse),
     # below 2^53 so that every JSON parser reads it exactly; 0 for dense codecs.
     sparse_seed: int = 0
+    # Example-level DP-SGD (the file's train_dp): each example's gradient clipped to
+    # dp_sgd_clip, Gaussian noise of dp_sgd_noise_multiplier x dp_sgd_clip per step; 0: off.
+    dp_sgd_noise_multiplier: float = 0.0
+    dp_sgd_clip: float = 0.0
+    dp_sgd_delta: float = 1e-5  # the delta a device reports its example-level epsilon at
+
+    @property
+    def dp_sgd(self) -> bool:
+        return self.dp_sgd_noise_multiplier > 0
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Plan":
+        z = get_field(raw, "dp_sgd_noise_multiplier", float, False, 0.0, lo=0.0, hi=MAX_DP_SGD_NOISE)
+        clip = get_field(raw, "dp_sgd_clip", float, False, 0.0, lo=0.0, hi=MAX_DP_SGD_CLIP)
+        if z > 0 and clip <= 0:
+            raise ProtocolError("dp_sgd_noise_multiplier needs dp_sgd_clip > 0", "bad_request")
         return cls(
             epochs=get_field(raw, "epochs", int), batch_size=get_field(raw, "batch_size", int),
             learning_rate=get_field(raw, "learning_rate", float), codec=get_field(raw, "codec", str),
@@ -182,6 +197,8 @@ class Plan:
             personalize_steps=get_field(raw, "personalize_steps", int, False, 0, lo=0, hi=MAX_PERSONALIZE_STEPS),
             scaffold=get_field(raw, "scaffold", bool, False, False),
             sparse_seed=get_field(raw, "sparse_seed", int, False, 0, lo=0, hi=MAX_SPARSE_SEED),
+            dp_sgd_noise_multiplier=z, dp_sgd_clip=clip,
+            dp_sgd_delta=get_field(raw, "dp_sgd_delta", float, False, 1e-5, lo=1e-12, hi=0.1),
         )
 
 
@@ -283,6 +300,11 @@ class UploadMeta:
     eval_accuracy: float = 0.0
     eval_count: int = 0
     below_clip: bool | None = None  # with adaptive clipping and no SecAgg: |update| <= clip_norm
+    # Example-level DP-SGD: this round's steps (protocol.dp_sgd.DpSgdEvent as a dict, parsed by
+    # it), and the example-level epsilon the device has spent on its data so far, by its own
+    # accounting (devices that cannot account, such as the Java core, leave it out).
+    dp_sgd: dict | None = None
+    dp_sgd_epsilon: float | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -294,5 +316,11 @@ class UploadMeta:
             eval_accuracy=get_field(raw, "eval_accuracy", float, False, 0.0, lo=0.0, hi=1.0),
             eval_count=get_field(raw, "eval_count", int, False, 0, lo=0, hi=MAX_COUNT),
             below_clip=get_field(raw, "below_clip", bool, False, None),
+            dp_sgd_epsilon=get_field(raw, "dp_sgd_epsilon", float, False, None, lo=0.0, hi=1e9),
         )
+        event = get_field(raw, "dp_sgd", dict, False, None)
+        if event is not None:
+            from protocol.dp_sgd import DpSgdEvent
+
+            meta = replace(meta, dp_sgd=DpSgdEvent.from_dict(event).to_dict())  # bounded, and only its fields
         return meta

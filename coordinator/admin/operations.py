@@ -95,7 +95,7 @@ class AdminOps:
         if manifest.requires_flex:
             log.warning("task model needs Flex ops %s: devices without Flex will refuse it", manifest.flex_ops)
         try:
-            manifest.check_plan(config.proximal_mu, config.scaffold)
+            manifest.check_plan(config.proximal_mu, config.scaffold, config.dp_sgd_noise_multiplier > 0)
         except ProtocolError as exc:  # every device would refuse it: say so now
             raise E.BadRequest(str(exc), exc.code) from exc
         need = peak_bytes(config.aggregator, config.target_selected, manifest.num_parameters)

@@ -321,6 +321,7 @@ class DeviceGateway:
         still has to be stored (`persist_upload`) and folded (`finish_upload`)."""
         task = self.device_task(device, task_id)
         device_id = device.device_id
+        self._check_dp_sgd(task, meta)
         digest = hashlib.sha256(body).hexdigest()
         if task.config.asynchronous:
             return self.buffered.begin_upload(task, device, round_num, upload_token, meta, body, digest)
@@ -339,6 +340,15 @@ class DeviceGateway:
         values, norm, meta = self.decode(task, round_num, meta, body)
         self.claim((task_id, round_num, device_id))
         return PendingUpload(task, round_num, device_id, meta, body, digest, values, norm)
+
+    def _check_dp_sgd(self, task: Task, meta: UploadMeta) -> None:
+        """A task with example-level DP-SGD takes updates whose device says it ran the plan's
+        noise (it cannot be verified, but a device that skipped it is refused, not averaged in)."""
+        z = task.config.dp_sgd_noise_multiplier
+        if z > 0 and (meta.dp_sgd is None or meta.dp_sgd["noise_multiplier"] < z * (1 - 1e-6)):
+            self.reject("no_dp_sgd")
+            raise E.BadRequest(f"this task trains with example-level DP-SGD (noise multiplier {z:g}): the upload "
+                               "must report its dp_sgd steps at that noise", "no_dp_sgd")
 
     def decode(self, task: Task, round_num: int, meta: UploadMeta, body: bytes) -> tuple[np.ndarray, float, UploadMeta]:
         """An update's values and L2 norm (400 for bytes that are not this task's codec, or a

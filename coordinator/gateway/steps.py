@@ -39,6 +39,8 @@ def update_record(task_id: str, round_num: int, device_id: str, meta: UploadMeta
                   now: float, staleness: int | None = None) -> UpdateRecord:
     stored = {"train_loss": meta.train_loss, "eval_loss": meta.eval_loss, "eval_accuracy": meta.eval_accuracy,
               "eval_count": meta.eval_count, "below_clip": meta.below_clip}
+    if meta.dp_sgd is not None:  # example-level DP-SGD: what the round spent on this device's data
+        stored.update(dp_sgd=meta.dp_sgd, dp_sgd_epsilon=meta.dp_sgd_epsilon)
     if staleness is not None:  # asynchronous: recovery folds the update again with the same weight
         stored["staleness"] = staleness
     return UpdateRecord(task_id, round_num, device_id, meta.example_count, stored, blob, digest=digest,

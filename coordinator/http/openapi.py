@@ -4,7 +4,8 @@ body and parameter: what client generators read, and what the property-based fuz
 
 from __future__ import annotations
 
-from protocol.messages import MAX_CHECKIN_WAIT_S, MAX_COUNT, MAX_LABEL, MAX_LOSS
+from protocol.dp_sgd import MAX_DP_SGD_STEPS
+from protocol.messages import MAX_CHECKIN_WAIT_S, MAX_COUNT, MAX_DP_SGD_NOISE, MAX_LABEL, MAX_LOSS
 from protocol.names import NAME_PATTERN
 
 _ERR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -48,7 +49,12 @@ SCHEMAS = {
                        eval_loss={"type": "number", "minimum": -MAX_LOSS, "maximum": MAX_LOSS},
                        eval_accuracy={"type": "number", "minimum": 0, "maximum": 1},
                        eval_count={"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
-                       below_clip={"type": "boolean"}),
+                       below_clip={"type": "boolean"},
+                       dp_sgd=_obj(["noise_multiplier", "sampling_rate", "steps"],
+                                   noise_multiplier={"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DP_SGD_NOISE},
+                                   sampling_rate={"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                                   steps={"type": "integer", "minimum": 0, "maximum": MAX_DP_SGD_STEPS}),
+                       dp_sgd_epsilon={"type": "number", "minimum": 0}),
     "EvaluationReport": _obj(["examples", "correct", "loss_sum"],
                              examples={"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
                              correct={"type": "number", "minimum": 0}, loss_sum={"type": "number", "minimum": 0}),

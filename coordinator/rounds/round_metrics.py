@@ -5,6 +5,7 @@ more than its update (max_example_count), and a missing file counts for nothing.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from coordinator.aggregation.evaluation import summarize, summarize_personalized
@@ -25,10 +26,35 @@ def training_metrics(config: TaskConfig, updates: list[UpdateRecord], bytes_out:
         out["staleness_mean"] = sum(stale) / len(stale)
         out["staleness_max"] = max(stale)
         out["staleness_counts"] = {str(v): stale.count(v) for v in sorted(set(stale))}
+    if config.dp_sgd_noise_multiplier > 0:
+        out.update(dp_sgd_metrics([m for _, m in metas], config.dp_sgd_delta))
     if eval_total:
         out["eval_accuracy"] = sum(m["eval_count"] * m["eval_accuracy"] for _, m in metas) / eval_total
         out["eval_loss"] = sum(m["eval_count"] * m["eval_loss"] for _, m in metas) / eval_total
     return out
+
+
+def dp_sgd_metrics(metas: list[dict], delta: float) -> dict:
+    """Example-level DP-SGD in a round: the largest epsilon one device's data spent in it (by
+    the coordinator's accountant, from the steps the device reported) and the largest total a
+    device reported by its own ledger (absent where no device accounts for itself)."""
+    events = [m["dp_sgd"] for m in metas if m.get("dp_sgd")]
+    out = {}
+    if events:
+        out["dp_sgd_round_epsilon"] = max(_example_epsilon(e["noise_multiplier"], e["sampling_rate"], e["steps"],
+                                                           delta) for e in events)
+    own = [m["dp_sgd_epsilon"] for m in metas if m.get("dp_sgd_epsilon") is not None]
+    if own:
+        out["dp_sgd_device_epsilon"] = max(own)
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _example_epsilon(noise_multiplier: float, sampling_rate: float, steps: int, delta: float) -> float:
+    # Devices of one round share z and mostly their batch and data sizes: few distinct events.
+    from coordinator.aggregation.privacy import epsilon
+
+    return epsilon(noise_multiplier, sampling_rate, steps, delta)
 
 
 def evaluation_metrics(config: TaskConfig, updates: list[UpdateRecord]) -> dict | None:

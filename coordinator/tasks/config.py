@@ -12,8 +12,11 @@ from coordinator.rounds.versions import StalenessWeight
 from protocol.codec import CodecSpec
 from protocol.eligibility import EligibilityRule
 from protocol.errors import ProtocolError
-from protocol.messages import MAX_COUNT, MAX_PERSONALIZE_STEPS, MAX_PROXIMAL_MU, Plan
+from protocol.messages import (MAX_COUNT, MAX_DP_SGD_CLIP, MAX_DP_SGD_NOISE, MAX_PERSONALIZE_STEPS, MAX_PROXIMAL_MU,
+                               Plan)
 from coordinator.aggregation.reducers import AGGREGATORS, ROBUST
+from coordinator.tasks.config_checks import (_check_async, _check_distributed_dp, _check_dp_sgd, _check_evaluation,
+                                             _check_scaffold, _check_subset_codecs)
 
 
 def _num(raw: dict, name: str, default, lo=None, hi=None, kind=float):
@@ -85,6 +88,13 @@ class TaskConfig:
     # "distributed": each device adds discrete Gaussian noise before it masks its input under
     # SecAgg, so the coordinator only ever unmasks a noised sum (protocol.secagg.distributed_dp).
     dp_mode: str = "central"
+    # Example-level DP-SGD on the devices (the file's train_dp, `fedge export --dp-sgd`): each
+    # device clips every example's gradient to dp_sgd_clip and adds Gaussian noise of
+    # dp_sgd_noise_multiplier x dp_sgd_clip to each step; it accounts the (epsilon, dp_sgd_delta)
+    # its own data spent. 0: off. Independent of the user-level DP above (both can run).
+    dp_sgd_noise_multiplier: float = 0.0
+    dp_sgd_clip: float = 0.0
+    dp_sgd_delta: float = 1e-5
     # Server-side bounds: whatever a device says, each decoded update is clipped to this L2 norm
     # (to the round's clip under DP) and weighted by at most this many examples.
     max_update_norm: float = 100.0
@@ -198,7 +208,9 @@ class TaskConfig:
                     proximal_mu=self.proximal_mu, max_local_seconds=self.max_local_seconds,
                     partial_work=self.partial_work, evaluate_only=self.kind == "evaluate",
                     personalize_steps=self.personalize_steps if self.kind == "evaluate" else 0,
-                    scaffold=self.scaffold, sparse_seed=sparse_seed if self.codec_spec().sparse else 0)
+                    scaffold=self.scaffold, sparse_seed=sparse_seed if self.codec_spec().sparse else 0,
+                    dp_sgd_noise_multiplier=self.dp_sgd_noise_multiplier, dp_sgd_clip=self.dp_sgd_clip,
+                    dp_sgd_delta=self.dp_sgd_delta)
 
     def codec_spec(self) -> CodecSpec:
         return CodecSpec.parse(self.codec, self.chunk_size)
@@ -289,6 +301,9 @@ class TaskConfig:
             dp_population=_num(raw, "dp_population", 0, 0, 10**9, int),
             dp_target_epsilon=_num(raw, "dp_target_epsilon", 0.0, 0.0, 1e6),
             dp_mode=_choice(raw, "dp_mode", ("central", "distributed")),
+            dp_sgd_noise_multiplier=_num(raw, "dp_sgd_noise_multiplier", 0.0, 0.0, MAX_DP_SGD_NOISE),
+            dp_sgd_clip=_num(raw, "dp_sgd_clip", 0.0, 0.0, MAX_DP_SGD_CLIP),
+            dp_sgd_delta=_num(raw, "dp_sgd_delta", 1e-5, 1e-12, 0.1),
             max_update_norm=_num(raw, "max_update_norm", 100.0, 1e-9, 1e9),
             max_example_count=_num(raw, "max_example_count", 10_000, 1, MAX_COUNT, int),
             aggregator=aggregator,
@@ -319,6 +334,8 @@ class TaskConfig:
             _check_async(cfg)
         if cfg.scaffold:
             _check_scaffold(cfg)
+        if cfg.dp_sgd_noise_multiplier > 0 or cfg.dp_sgd_clip > 0:
+            _check_dp_sgd(cfg)
         if cfg.secagg_on and cfg.clip_norm <= 0:
             raise BadRequest("secure aggregation needs a bounded contribution: set clip_norm > 0", "clip_required")
         if cfg.secagg_on and cfg.target_selected < 3:
@@ -356,30 +373,6 @@ class TaskConfig:
         return cfg
 
 
-def _check_subset_codecs(cfg: TaskConfig, spec: CodecSpec, download: CodecSpec) -> None:
-    """Where a codec that sends part of the coordinates cannot work, refused at creation."""
-    if download.sparse or download.topk:
-        raise BadRequest("download_codec cannot be sparse or top-k: a device needs the whole checkpoint", "bad_codec")
-    if (spec.sparse or spec.topk) and (cfg.dp_on or cfg.dp_target_epsilon > 0):
-        raise BadRequest("a sparse or top-k codec cannot be combined with DP yet: the decoded update (the kept "
-                         "coordinates, scaled by L/m when sparse) is not what the clip and the noise were sized for",
-                         "bad_codec")
-    if spec.topk and cfg.secagg_on:
-        raise BadRequest("top-k cannot travel under secure aggregation: each device keeps different coordinates, "
-                         "so masked sums would not line up; use +sparse:F (a subset the round shares)", "bad_codec")
-
-
-def _check_distributed_dp(cfg: TaskConfig) -> None:
-    if not cfg.secagg_on:
-        raise BadRequest("dp_mode 'distributed' adds the noise on the devices under secure aggregation: set secagg "
-                         "to 'secagg' or 'secagg+'", "distributed_dp_needs_secagg")
-    if not cfg.dp_on and cfg.dp_target_epsilon <= 0:
-        raise BadRequest("dp_mode 'distributed' needs dp_noise_multiplier > 0 or dp_target_epsilon", "bad_config")
-    if cfg.dp_target_quantile > 0:
-        raise BadRequest("adaptive clipping (dp_target_quantile) needs the server to noise the clip bits; use a "
-                         "fixed clip_norm with dp_mode 'distributed'", "bad_config")
-
-
 def _choice(raw: dict, name: str, choices: tuple[str, ...]) -> str:
     value = raw.get(name, choices[0])
     if value not in choices:
@@ -399,42 +392,3 @@ def _flag(raw: dict, name: str) -> bool:
     if not isinstance(value, bool):
         raise BadRequest(f"task config '{name}' must be true or false")
     return value
-
-
-def _check_scaffold(cfg: TaskConfig) -> None:
-    """What SCAFFOLD is not combined with yet, refused at creation (docs/coordinator.md says why)."""
-    if cfg.asynchronous or cfg.kind == "evaluate" or cfg.aggregator != "fedavg":
-        raise BadRequest("scaffold runs with the fedavg aggregator in sync mode (with or without secure "
-                         "aggregation and DP, which clip and noise the model delta and the control delta as one "
-                         "vector), not async: a buffer's variates would be of mixed ages", "bad_scaffold")
-
-
-def _check_evaluation(cfg: TaskConfig) -> None:
-    """An evaluation task reports counts, not updates: nothing to mask, noise or buffer."""
-    if cfg.secagg_on or cfg.dp_on or cfg.asynchronous or cfg.eval_every:
-        raise BadRequest("an evaluation task (kind 'evaluate') takes no secagg, DP, async mode or eval_every: "
-                         "its devices report counts only", "bad_evaluation")
-    if not cfg.evaluate_of:
-        raise BadRequest("an evaluation task names the task whose checkpoint it evaluates (evaluate_of)",
-                         "bad_evaluation")
-
-
-def _check_async(cfg: TaskConfig) -> None:
-    """What asynchronous aggregation cannot (yet) combine with, refused at creation."""
-    if cfg.secagg_on:
-        raise BadRequest("mode 'async' cannot use secure aggregation: SecAgg unmasks the sum of a cohort fixed "
-                         "before anyone uploads, and an asynchronous buffer has no such cohort (it needs "
-                         "buffered secure aggregation, which fedge does not implement); use mode 'sync' with "
-                         "secagg", "async_secagg")
-    if cfg.dp_mode == "distributed" and (cfg.dp_on or cfg.dp_target_epsilon > 0):
-        raise BadRequest("mode 'async' cannot use distributed DP: its noise travels under SecAgg, which needs a "
-                         "fixed cohort; use central DP (noise per published version, DP-FedBuff)", "async_dp")
-    if cfg.dp_target_quantile > 0:
-        raise BadRequest("mode 'async' takes a fixed clip_norm under DP: adaptive clipping's noised bit count "
-                         "per version is not implemented", "async_dp")
-    if cfg.max_staleness > cfg.keep_round_details:
-        raise BadRequest("max_staleness cannot exceed keep_round_details: the assignments of older versions are "
-                         "removed by then, so their updates could not be recognised")
-    if cfg.target_concurrency < cfg.buffer_goal:
-        raise BadRequest(f"concurrency ({cfg.target_concurrency}) must be at least buffer_size "
-                         f"({cfg.buffer_goal}): fewer devices training than one version needs would stall")

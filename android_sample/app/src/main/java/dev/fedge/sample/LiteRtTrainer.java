@@ -5,6 +5,7 @@ import dev.fedge.core.LocalState;
 import dev.fedge.core.LocalTrainer;
 import dev.fedge.core.LocalWork;
 import dev.fedge.core.Plan;
+import dev.fedge.core.dp.DpSgdEvent;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.HashMap;
@@ -27,6 +28,8 @@ final class LiteRtTrainer implements LocalTrainer {
     private final int[] trainRows;
     private final int[] evalRows;
     private final Random random;
+    /** DP-SGD's noise: the OS's CSPRNG, never a seeded generator (replayable noise protects nothing). */
+    private final java.security.SecureRandom noiseSource = new java.security.SecureRandom();
     private final LocalState state;
     private double secondsPerStep;
 
@@ -158,8 +161,18 @@ final class LiteRtTrainer implements LocalTrainer {
             if (correction != null) {
                 setControl(interpreter, correction, counts); // SCAFFOLD: c - c_i, zeroed by set_weights
             }
-            // train_plain when neither term is on: no IF to pay for in every step.
-            String step = LocalWork.trainSignature(interpreter.getSignatureKeys(), plan.proximalMu, correction != null);
+            // train_dp with example-level DP-SGD; else train_plain when neither FedProx's nor
+            // SCAFFOLD's term is on (no IF to pay for in every step).
+            LocalWork.checkDpSgd(plan, interpreter.getSignatureKeys(), modelSha256);
+            String step = LocalWork.trainSignature(interpreter.getSignatureKeys(), plan.proximalMu, correction != null,
+                    plan.dpSgd());
+            float[] noise = plan.dpSgd()
+                    ? new float[interpreter.getInputTensorFromSignature("noise", step).numElements()] : null;
+            ByteBuffer noiseBuffer = noise == null ? null : buffer(4 * noise.length);
+            ByteBuffer clip = buffer(4);
+            clip.putFloat((float) plan.dpSgdClip).rewind();
+            ByteBuffer noiseMultiplier = buffer(4);
+            noiseMultiplier.putFloat((float) plan.dpSgdNoiseMultiplier).rewind();
             boolean stepTakesMu = java.util.Arrays.asList(interpreter.getSignatureInputs(step)).contains("proximal_mu");
 
             int[] rowsThisRound = trainRows.clone();
@@ -196,6 +209,14 @@ final class LiteRtTrainer implements LocalTrainer {
                         proximalMu.rewind();
                         inputs.put("proximal_mu", proximalMu);
                     }
+                    if (noise != null) { // fresh standard normal noise for every DP-SGD step
+                        DpSgdEvent.standardNormal(noise, noiseSource);
+                        noiseBuffer.rewind();
+                        noiseBuffer.asFloatBuffer().put(noise);
+                        inputs.put("noise", noiseBuffer.rewind());
+                        inputs.put("l2_norm_clip", clip.rewind());
+                        inputs.put("noise_multiplier", noiseMultiplier.rewind());
+                    }
                     ByteBuffer loss = buffer(4);
                     Map<String, Object> outputs = new HashMap<>();
                     outputs.put("loss", loss);
@@ -217,8 +238,10 @@ final class LiteRtTrainer implements LocalTrainer {
                 throw new IllegalStateException("cannot keep the personal layers: " + e, e);
             }
             float[] trained = getWeights(interpreter, weightKeys, counts);
+            DpSgdEvent spent = plan.dpSgd() && steps > 0
+                    ? DpSgdEvent.ofRound(plan.dpSgdNoiseMultiplier, batch, rowsThisRound.length, steps) : null;
             return new Result(trained, work.exampleCount(rowsThisRound.length, epochsDone), lossSum / Math.max(seen, 1),
-                    eval[0], eval[1], evalRows.length, steps);
+                    eval[0], eval[1], evalRows.length, steps, spent);
         }
     }
 

@@ -202,7 +202,7 @@ public final class FedgeDevice {
                 a.plan.sparseSeed);
         LocalTrainer.Result result = trained.result;
         UploadMeta meta = new UploadMeta(result.exampleCount, result.trainLoss, result.evalLoss, result.evalAccuracy,
-                result.evalCount, a.plan.reportClipBit ? trained.belowClip : null);
+                result.evalCount, a.plan.reportClipBit ? trained.belowClip : null, result.dpSgd);
         try {
             client.upload(a, payload, meta);
         } catch (FedgeClient.ApiException e) {

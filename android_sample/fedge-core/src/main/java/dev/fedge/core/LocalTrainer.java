@@ -16,6 +16,8 @@ public interface LocalTrainer {
         public final int evalCount;
         /** Optimizer steps taken (SCAFFOLD's K). */
         public final int steps;
+        /** Example-level DP-SGD: the round's steps on the device's data; null without DP-SGD. */
+        public final dev.fedge.core.dp.DpSgdEvent dpSgd;
 
         public Result(float[] weights, int exampleCount, double trainLoss, double evalLoss, double evalAccuracy,
                       int evalCount) {
@@ -24,7 +26,13 @@ public interface LocalTrainer {
 
         public Result(float[] weights, int exampleCount, double trainLoss, double evalLoss, double evalAccuracy,
                       int evalCount, int steps) {
+            this(weights, exampleCount, trainLoss, evalLoss, evalAccuracy, evalCount, steps, null);
+        }
+
+        public Result(float[] weights, int exampleCount, double trainLoss, double evalLoss, double evalAccuracy,
+                      int evalCount, int steps, dev.fedge.core.dp.DpSgdEvent dpSgd) {
             this.steps = steps;
+            this.dpSgd = dpSgd;
             this.weights = weights;
             this.exampleCount = exampleCount;
             this.trainLoss = trainLoss;

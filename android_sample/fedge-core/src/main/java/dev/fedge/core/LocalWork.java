@@ -42,10 +42,30 @@ public final class LocalWork {
      * (its step skips the IF in which {@code train} checks the terms), else {@code train}.
      */
     public static String trainSignature(String[] signatureKeys, double proximalMu, boolean corrected) {
+        return trainSignature(signatureKeys, proximalMu, corrected, false);
+    }
+
+    /**
+     * As above, with {@code train_dp} (example-level DP-SGD) when the round asks for it; check
+     * the file with {@link #checkDpSgd} first.
+     */
+    public static String trainSignature(String[] signatureKeys, double proximalMu, boolean corrected,
+                                        boolean dpSgd) {
+        if (dpSgd) {
+            return "train_dp";
+        }
         if (proximalMu == 0 && !corrected && java.util.Arrays.asList(signatureKeys).contains("train_plain")) {
             return "train_plain";
         }
         return "train";
+    }
+
+    /** Refuses a DP-SGD plan for a file without train_dp (as protocol.manifest.check_plan). */
+    public static void checkDpSgd(Plan plan, String[] signatureKeys, String modelName) {
+        if (plan.dpSgd() && !java.util.Arrays.asList(signatureKeys).contains("train_dp")) {
+            throw new ProtocolException("the task asks for example-level DP-SGD but model '" + modelName
+                    + "' has no train_dp signature; export it with fedge export --dp-sgd", "unsupported_plan");
+        }
     }
 
     /** Whether to stop before the next batch: the budget is spent (checked at batch boundaries). */

@@ -27,6 +27,10 @@ public final class Plan {
     public final boolean scaffold;
     /** Sparse codecs ("+sparse:F"): the seed of the round's shared subset (below 2^53); 0 for dense ones. */
     public final long sparseSeed;
+    /** Example-level DP-SGD (the file's train_dp): the noise multiplier (0: off), the per-example clip, delta. */
+    public final double dpSgdNoiseMultiplier;
+    public final double dpSgdClip;
+    public final double dpSgdDelta;
 
     private Plan(JsonObject raw) {
         epochs = Json.integer(raw, "epochs", null);
@@ -49,6 +53,17 @@ public final class Plan {
             throw new ProtocolException("field 'sparse_seed' must be an integer in [0, 2^53 - 1]", "bad_request");
         }
         sparseSeed = (long) seed;
+        dpSgdNoiseMultiplier = Json.number(raw, "dp_sgd_noise_multiplier", 0.0);
+        dpSgdClip = Json.number(raw, "dp_sgd_clip", 0.0);
+        dpSgdDelta = Json.number(raw, "dp_sgd_delta", 1e-5);
+        if (!(dpSgdNoiseMultiplier >= 0 && dpSgdNoiseMultiplier <= 1000) || !(dpSgdClip >= 0 && dpSgdClip <= 1e6)
+                || !(dpSgdDelta >= 1e-12 && dpSgdDelta <= 0.1)) {
+            throw new ProtocolException("fields 'dp_sgd_noise_multiplier' (in [0, 1000]), 'dp_sgd_clip' (in [0, 1e6]) "
+                    + "and 'dp_sgd_delta' (in [1e-12, 0.1]) are out of range", "bad_request");
+        }
+        if (dpSgdNoiseMultiplier > 0 && dpSgdClip <= 0) {
+            throw new ProtocolException("dp_sgd_noise_multiplier needs dp_sgd_clip > 0", "bad_request");
+        }
         if (!(proximalMu >= 0 && proximalMu <= 1000)) {
             throw new ProtocolException("field 'proximal_mu' must be in [0, 1000]", "bad_request");
         }
@@ -59,6 +74,11 @@ public final class Plan {
 
     public static Plan fromJson(JsonObject raw) {
         return new Plan(raw);
+    }
+
+    /** Whether this round trains with example-level DP-SGD. */
+    public boolean dpSgd() {
+        return dpSgdNoiseMultiplier > 0;
     }
 
     public CodecSpec codecSpec() {

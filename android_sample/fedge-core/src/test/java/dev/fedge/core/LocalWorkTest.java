@@ -79,9 +79,10 @@ public class LocalWorkTest {
                 keys[i] = raw.get(i).getAsString();
             }
             assertEquals(v.toString(), v.get("signature").getAsString(), LocalWork.trainSignature(keys,
-                    v.get("proximal_mu").getAsDouble(), v.get("corrected").getAsBoolean()));
+                    v.get("proximal_mu").getAsDouble(), v.get("corrected").getAsBoolean(),
+                    v.get("dp_sgd").getAsBoolean()));
             cases++;
         }
-        assertEquals(12, cases);
+        assertEquals(20, cases);
     }
 }

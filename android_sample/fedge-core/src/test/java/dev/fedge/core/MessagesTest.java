@@ -30,6 +30,10 @@ public class MessagesTest {
         assertEquals("q8", a.plan.codecSpec().kind);
         assertEquals(0.1, a.plan.codecSpec().sparse, 0);
         assertEquals(9007199254740991L, a.plan.sparseSeed);
+        assertEquals(1.1, a.plan.dpSgdNoiseMultiplier, 0);
+        assertEquals(0.5, a.plan.dpSgdClip, 0);
+        assertEquals(1e-6, a.plan.dpSgdDelta, 0);
+        assertTrue(a.plan.dpSgd());
         assertEquals(256, a.plan.chunkSize);
         assertEquals(3.0, a.plan.clipNorm, 0);
         assertEquals("", a.plan.secagg);
@@ -67,6 +71,8 @@ public class MessagesTest {
         UploadMeta meta = new UploadMeta(80, 0.5, 0.75, 0.875, 20, null);
         assertEquals(example("upload_meta"), meta.toJson());
         assertTrue(new UploadMeta(80, 0.5, 0.75, 0.875, 20, true).toJson().get("below_clip").getAsBoolean());
+        assertEquals(example("upload_meta_dp_sgd"), new UploadMeta(80, 0.5, 0.75, 0.875, 20, null,
+                new dev.fedge.core.dp.DpSgdEvent(1.1, 0.4, 6)).toJson());
     }
 
     @Test

@@ -124,7 +124,7 @@ public final class SecAggRound {
         byte[] payload = Ring.pack(proto.maskedInput(codes, view.sharers, view.inbox), p.modulusBits);
         LocalTrainer.Result r = trained.result;
         client.upload(a, payload, new UploadMeta(r.exampleCount, r.trainLoss, r.evalLoss, r.evalAccuracy, r.evalCount,
-                null));
+                null, r.dpSgd));
         view = waitPast(client, a, longPollS, "reporting");
         if (view.state.equals("unmasking") && view.unmask != null) {
             List<JsonObject> reveals = new ArrayList<>();

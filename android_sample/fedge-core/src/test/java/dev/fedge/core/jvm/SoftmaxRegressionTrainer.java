@@ -4,6 +4,7 @@ import dev.fedge.core.Examples;
 import dev.fedge.core.LocalTrainer;
 import dev.fedge.core.LocalWork;
 import dev.fedge.core.Plan;
+import dev.fedge.core.dp.DpSgdEvent;
 import java.util.Random;
 
 /**
@@ -71,6 +72,7 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
         double correct = evaluated[0];
         float[] w = globalWeights.clone();
         double[] grad = new double[w.length];
+        double[] example = new double[w.length];
         int[] order = trainRows.clone();
         double lossSum = 0;
         int seen = 0;
@@ -92,15 +94,28 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
                     softmax(w, d, k, x, p);
                     lossSum -= Math.log(Math.max(p[label], 1e-12));
                     seen++;
-                    for (int j = 0; j < k; j++) {
-                        double err = p[j] - (j == label ? 1 : 0);
-                        grad[d * k + j] += err;
-                        for (int i = 0; i < d; i++) {
-                            grad[i * k + j] += err * x[i];
+                    if (plan.dpSgd()) { // DP-SGD: this example's gradient, clipped, into the sum
+                        java.util.Arrays.fill(example, 0);
+                        addGradient(example, p, x, label, d, k);
+                        double norm = 0;
+                        for (double g : example) {
+                            norm += g * g;
                         }
+                        double clip = plan.dpSgdClip / Math.max(Math.sqrt(norm), plan.dpSgdClip);
+                        for (int i = 0; i < grad.length; i++) {
+                            grad[i] += example[i] * clip;
+                        }
+                    } else {
+                        addGradient(grad, p, x, label, d, k);
                     }
                 }
-                double scale = plan.learningRate / (end - start);
+                // DP-SGD divides by the batch size (a constant, padded rows included), as train_dp does.
+                double scale = plan.learningRate / (plan.dpSgd() ? plan.batchSize : end - start);
+                if (plan.dpSgd()) {
+                    for (int i = 0; i < grad.length; i++) {
+                        grad[i] += plan.dpSgdNoiseMultiplier * plan.dpSgdClip * random.nextGaussian();
+                    }
+                }
                 for (int i = 0; i < w.length; i++) {
                     // FedProx: + mu (w - w_anchor), the anchor being the round's global weights;
                     // SCAFFOLD: + (c - c_i).
@@ -116,9 +131,22 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
             epochsDone++;
         }
         secondsPerExample = (System.nanoTime() - started) / 1e9 / Math.max(1, plan.epochs * trainRows.length);
+        DpSgdEvent spent = plan.dpSgd() && steps > 0
+                ? DpSgdEvent.ofRound(plan.dpSgdNoiseMultiplier, plan.batchSize, trainRows.length, steps) : null;
         return new Result(w, work.exampleCount(trainRows.length, epochsDone), lossSum / Math.max(seen, 1),
                 evalLoss / Math.max(evalRows.length, 1),
-                correct / Math.max(evalRows.length, 1), evalRows.length, steps);
+                correct / Math.max(evalRows.length, 1), evalRows.length, steps, spent);
+    }
+
+    /** Adds one example's cross-entropy gradient (probabilities {@code p}) to {@code grad}. */
+    private static void addGradient(double[] grad, double[] p, float[] x, int label, int d, int k) {
+        for (int j = 0; j < k; j++) {
+            double err = p[j] - (j == label ? 1 : 0);
+            grad[d * k + j] += err;
+            for (int i = 0; i < d; i++) {
+                grad[i * k + j] += err * x[i];
+            }
+        }
     }
 
     /** {correct, loss sum} of {@code w} on the holdout. */
@@ -149,6 +177,7 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
         // Personalized evaluation: plain SGD steps on batches of the training split, then the holdout again.
         float[] w = weights.clone();
         double[] grad = new double[w.length];
+        double[] example = new double[w.length];
         double[] p = new double[k];
         int[] order = trainRows.clone();
         Examples.shuffle(order, random);

@@ -1,0 +1,84 @@
+"""What a task config cannot combine, refused at creation with the reason (`TaskConfig.from_dict`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from coordinator.errors import BadRequest
+from protocol.codec import CodecSpec
+
+if TYPE_CHECKING:
+    from coordinator.tasks.config import TaskConfig
+
+
+def _check_subset_codecs(cfg: TaskConfig, spec: CodecSpec, download: CodecSpec) -> None:
+    """Where a codec that sends part of the coordinates cannot work, refused at creation."""
+    if download.sparse or download.topk:
+        raise BadRequest("download_codec cannot be sparse or top-k: a device needs the whole checkpoint", "bad_codec")
+    if (spec.sparse or spec.topk) and (cfg.dp_on or cfg.dp_target_epsilon > 0):
+        raise BadRequest("a sparse or top-k codec cannot be combined with DP yet: the decoded update (the kept "
+                         "coordinates, scaled by L/m when sparse) is not what the clip and the noise were sized for",
+                         "bad_codec")
+    if spec.topk and cfg.secagg_on:
+        raise BadRequest("top-k cannot travel under secure aggregation: each device keeps different coordinates, "
+                         "so masked sums would not line up; use +sparse:F (a subset the round shares)", "bad_codec")
+
+
+def _check_distributed_dp(cfg: TaskConfig) -> None:
+    if not cfg.secagg_on:
+        raise BadRequest("dp_mode 'distributed' adds the noise on the devices under secure aggregation: set secagg "
+                         "to 'secagg' or 'secagg+'", "distributed_dp_needs_secagg")
+    if not cfg.dp_on and cfg.dp_target_epsilon <= 0:
+        raise BadRequest("dp_mode 'distributed' needs dp_noise_multiplier > 0 or dp_target_epsilon", "bad_config")
+    if cfg.dp_target_quantile > 0:
+        raise BadRequest("adaptive clipping (dp_target_quantile) needs the server to noise the clip bits; use a "
+                         "fixed clip_norm with dp_mode 'distributed'", "bad_config")
+
+
+def _check_scaffold(cfg: TaskConfig) -> None:
+    """What SCAFFOLD is not combined with yet, refused at creation (docs/coordinator.md says why)."""
+    if cfg.asynchronous or cfg.kind == "evaluate" or cfg.aggregator != "fedavg":
+        raise BadRequest("scaffold runs with the fedavg aggregator in sync mode (with or without secure "
+                         "aggregation and DP, which clip and noise the model delta and the control delta as one "
+                         "vector), not async: a buffer's variates would be of mixed ages", "bad_scaffold")
+
+
+def _check_evaluation(cfg: TaskConfig) -> None:
+    """An evaluation task reports counts, not updates: nothing to mask, noise or buffer."""
+    if cfg.secagg_on or cfg.dp_on or cfg.asynchronous or cfg.eval_every:
+        raise BadRequest("an evaluation task (kind 'evaluate') takes no secagg, DP, async mode or eval_every: "
+                         "its devices report counts only", "bad_evaluation")
+    if not cfg.evaluate_of:
+        raise BadRequest("an evaluation task names the task whose checkpoint it evaluates (evaluate_of)",
+                         "bad_evaluation")
+
+
+def _check_async(cfg: TaskConfig) -> None:
+    """What asynchronous aggregation cannot (yet) combine with, refused at creation."""
+    if cfg.secagg_on:
+        raise BadRequest("mode 'async' cannot use secure aggregation: SecAgg unmasks the sum of a cohort fixed "
+                         "before anyone uploads, and an asynchronous buffer has no such cohort (it needs "
+                         "buffered secure aggregation, which fedge does not implement); use mode 'sync' with "
+                         "secagg", "async_secagg")
+    if cfg.dp_mode == "distributed" and (cfg.dp_on or cfg.dp_target_epsilon > 0):
+        raise BadRequest("mode 'async' cannot use distributed DP: its noise travels under SecAgg, which needs a "
+                         "fixed cohort; use central DP (noise per published version, DP-FedBuff)", "async_dp")
+    if cfg.dp_target_quantile > 0:
+        raise BadRequest("mode 'async' takes a fixed clip_norm under DP: adaptive clipping's noised bit count "
+                         "per version is not implemented", "async_dp")
+    if cfg.max_staleness > cfg.keep_round_details:
+        raise BadRequest("max_staleness cannot exceed keep_round_details: the assignments of older versions are "
+                         "removed by then, so their updates could not be recognised")
+    if cfg.target_concurrency < cfg.buffer_goal:
+        raise BadRequest(f"concurrency ({cfg.target_concurrency}) must be at least buffer_size "
+                         f"({cfg.buffer_goal}): fewer devices training than one version needs would stall")
+
+
+def _check_dp_sgd(cfg: TaskConfig) -> None:
+    """Example-level DP-SGD needs both of its numbers, and a task that trains."""
+    if cfg.dp_sgd_noise_multiplier <= 0 or cfg.dp_sgd_clip <= 0:
+        raise BadRequest("example-level DP-SGD needs both dp_sgd_noise_multiplier > 0 and dp_sgd_clip > 0 (the "
+                         "per-example gradient clip)", "bad_dp_sgd")
+    if cfg.kind == "evaluate":
+        raise BadRequest("an evaluation task does not train: dp_sgd_* keys belong to the training task",
+                         "bad_dp_sgd")
