@@ -24,6 +24,15 @@ def digits_tflite(tmp_path_factory) -> bytes:
 
 
 @pytest.fixture(scope="session")
+def digits_dp_tflite(tmp_path_factory) -> bytes:
+    """The zoo digits MLP with the example-level DP-SGD step (fedge export --dp-sgd)."""
+    from model_export.exporter import export_model
+    from model_export.zoo import digits_mlp
+
+    return export_model(digits_mlp(), name="digits_mlp_dp", parity_steps=0, dp_microbatches=32).tflite
+
+
+@pytest.fixture(scope="session")
 def postgres_server():
     """One PostgreSQL cluster for the session (Debian's package, in a temp dir). Without it
     the PostgreSQL variants are skipped, unless FEDGE_REQUIRE_POSTGRES=1 (set by .ci/run,

@@ -59,3 +59,16 @@ def softmax_tflite() -> bytes:
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss="sparse_categorical_crossentropy")
     return export_model(model, name="digits_softmax", parity_steps=0).tflite
+
+
+@pytest.fixture(scope="session")
+def softmax_dp_tflite() -> bytes:
+    """The same softmax regression with the example-level DP-SGD step (fedge export --dp-sgd)."""
+    import keras
+
+    from model_export.exporter import export_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss="sparse_categorical_crossentropy")
+    return export_model(model, name="digits_softmax_dp", parity_steps=0, dp_microbatches=32).tflite

@@ -252,3 +252,39 @@ def test_java_device_trains_in_an_asynchronous_task(java_classpath, softmax_tfli
         assert [r["metrics"]["staleness_max"] for r in versions[:2]] == [0, 0]
     finally:
         server.kill9()
+
+
+def test_java_device_trains_with_example_level_dp_sgd(java_classpath, softmax_dp_tflite, tmp_path):
+    """A DP-SGD task (noise 1.0, per-example clip 1e-3) with the Java device alone: it clips
+    every example (the committed step is no longer than the clip allows), reports its steps
+    (without them the upload would be refused), and the round records their epsilon."""
+    from coordinator.aggregation.privacy import epsilon
+    from device_runtime.fleet.datasets import load_digits_pool
+
+    x, _, y, _ = load_digits_pool(0)
+    csv = write_examples_csv(tmp_path / "java.csv", x, y, np.random.default_rng(4).permutation(len(y))[:300])
+    server = Server(str(tmp_path / "c.db"))
+    server.start()
+    try:
+        clip, z, lr, epochs = 1e-3, 1.0, 0.5, 2
+        config = {"rounds": 1, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
+                  "report_deadline_s": 60, "codec": "f32", "learning_rate": lr, "epochs": epochs,
+                  "eligibility": "charging", "dp_sgd_noise_multiplier": z, "dp_sgd_clip": clip}
+        server.setup_task("javadpsgd", softmax_dp_tflite, config)
+        before = _checkpoint(server)
+        java = subprocess.run(
+            ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
+             "--population", "javadpsgd", "--data", str(csv), "--rounds", "1", "--timeout-s", "120"],
+            capture_output=True, text=True, timeout=180)
+        assert java.returncode == 0, java.stdout + java.stderr
+        rounds = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
+        assert [r["state"] for r in rounds] == ["committed"]
+        # 300 rows, a fifth held out: 240 train in batches of 32, 8 steps an epoch.
+        assert rounds[0]["metrics"]["dp_sgd_round_epsilon"] == pytest.approx(epsilon(z, 32 / 240, 16, 1e-5))
+        assert "dp_sgd_device_epsilon" not in rounds[0]["metrics"]  # the Java core leaves accounting to the server
+        step = np.linalg.norm(_checkpoint(server) - before)
+        # Each of the 16 steps moves lr x (mean of clipped gradients + noise z clip N(0, I) / 32):
+        # 650 coordinates of noise make the second term about 0.8 clip; unclipped it would be 1000x more.
+        assert 0 < step <= 16 * lr * clip * (1 + 2 * z * np.sqrt(650) / 32)
+    finally:
+        server.kill9()
