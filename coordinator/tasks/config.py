@@ -15,8 +15,8 @@ from protocol.errors import ProtocolError
 from protocol.messages import (MAX_COUNT, MAX_DP_SGD_CLIP, MAX_DP_SGD_NOISE, MAX_PERSONALIZE_STEPS, MAX_PROXIMAL_MU,
                                Plan)
 from coordinator.aggregation.reducers import AGGREGATORS, ROBUST
-from coordinator.tasks.config_checks import (_check_async, _check_distributed_dp, _check_dp_sgd, _check_evaluation,
-                                             _check_scaffold, _check_subset_codecs)
+from coordinator.tasks.config_checks import (check_async, check_distributed_dp, check_dp_sgd, check_evaluation,
+                                             check_scaffold, check_subset_codecs)
 
 
 def _num(raw: dict, name: str, default, lo=None, hi=None, kind=float):
@@ -329,13 +329,13 @@ class TaskConfig:
             evaluate_round=_num(raw, "evaluate_round", 0, 0, MAX_ROUNDS, int),
         )
         if cfg.kind == "evaluate":
-            _check_evaluation(cfg)
+            check_evaluation(cfg)
         if cfg.asynchronous:
-            _check_async(cfg)
+            check_async(cfg)
         if cfg.scaffold:
-            _check_scaffold(cfg)
+            check_scaffold(cfg)
         if cfg.dp_sgd_noise_multiplier > 0 or cfg.dp_sgd_clip > 0:
-            _check_dp_sgd(cfg)
+            check_dp_sgd(cfg)
         if cfg.secagg_on and cfg.clip_norm <= 0:
             raise BadRequest("secure aggregation needs a bounded contribution: set clip_norm > 0", "clip_required")
         if cfg.secagg_on and cfg.target_selected < 3:
@@ -344,7 +344,7 @@ class TaskConfig:
             raise BadRequest("DP needs a clip: set clip_norm > 0 (the initial clip with dp_target_quantile)",
                              "clip_required")
         if cfg.dp_mode == "distributed":
-            _check_distributed_dp(cfg)
+            check_distributed_dp(cfg)
         if cfg.dp_on and not cfg.distributed_dp and not cfg.asynchronous and cfg.dp_population < cfg.goal_count:
             # The sampling rate behind epsilon must not come from a count that anyone can raise
             # by registering devices.
@@ -369,7 +369,7 @@ class TaskConfig:
             download = CodecSpec.parse(cfg.download_codec, cfg.chunk_size)
         except ProtocolError as exc:
             raise BadRequest(str(exc), exc.code) from exc
-        _check_subset_codecs(cfg, spec, download)
+        check_subset_codecs(cfg, spec, download)
         return cfg
 
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from coordinator.errors import BadRequest
 from protocol.codec import CodecSpec
 
-if TYPE_CHECKING:
-    from coordinator.tasks.config import TaskConfig
+# Each check takes the parsed coordinator.tasks.config.TaskConfig (not imported: that module imports this one).
 
 
-def _check_subset_codecs(cfg: TaskConfig, spec: CodecSpec, download: CodecSpec) -> None:
+def check_subset_codecs(cfg, spec: CodecSpec, download: CodecSpec) -> None:
     """Where a codec that sends part of the coordinates cannot work, refused at creation."""
     if download.sparse or download.topk:
         raise BadRequest("download_codec cannot be sparse or top-k: a device needs the whole checkpoint", "bad_codec")
@@ -24,7 +21,7 @@ def _check_subset_codecs(cfg: TaskConfig, spec: CodecSpec, download: CodecSpec) 
                          "so masked sums would not line up; use +sparse:F (a subset the round shares)", "bad_codec")
 
 
-def _check_distributed_dp(cfg: TaskConfig) -> None:
+def check_distributed_dp(cfg) -> None:
     if not cfg.secagg_on:
         raise BadRequest("dp_mode 'distributed' adds the noise on the devices under secure aggregation: set secagg "
                          "to 'secagg' or 'secagg+'", "distributed_dp_needs_secagg")
@@ -35,7 +32,7 @@ def _check_distributed_dp(cfg: TaskConfig) -> None:
                          "fixed clip_norm with dp_mode 'distributed'", "bad_config")
 
 
-def _check_scaffold(cfg: TaskConfig) -> None:
+def check_scaffold(cfg) -> None:
     """What SCAFFOLD is not combined with yet, refused at creation (docs/coordinator.md says why)."""
     if cfg.asynchronous or cfg.kind == "evaluate" or cfg.aggregator != "fedavg":
         raise BadRequest("scaffold runs with the fedavg aggregator in sync mode (with or without secure "
@@ -43,7 +40,7 @@ def _check_scaffold(cfg: TaskConfig) -> None:
                          "vector), not async: a buffer's variates would be of mixed ages", "bad_scaffold")
 
 
-def _check_evaluation(cfg: TaskConfig) -> None:
+def check_evaluation(cfg) -> None:
     """An evaluation task reports counts, not updates: nothing to mask, noise or buffer."""
     if cfg.secagg_on or cfg.dp_on or cfg.asynchronous or cfg.eval_every:
         raise BadRequest("an evaluation task (kind 'evaluate') takes no secagg, DP, async mode or eval_every: "
@@ -53,7 +50,7 @@ def _check_evaluation(cfg: TaskConfig) -> None:
                          "bad_evaluation")
 
 
-def _check_async(cfg: TaskConfig) -> None:
+def check_async(cfg) -> None:
     """What asynchronous aggregation cannot (yet) combine with, refused at creation."""
     if cfg.secagg_on:
         raise BadRequest("mode 'async' cannot use secure aggregation: SecAgg unmasks the sum of a cohort fixed "
@@ -74,7 +71,7 @@ def _check_async(cfg: TaskConfig) -> None:
                          f"({cfg.buffer_goal}): fewer devices training than one version needs would stall")
 
 
-def _check_dp_sgd(cfg: TaskConfig) -> None:
+def check_dp_sgd(cfg) -> None:
     """Example-level DP-SGD needs both of its numbers, and a task that trains."""
     if cfg.dp_sgd_noise_multiplier <= 0 or cfg.dp_sgd_clip <= 0:
         raise BadRequest("example-level DP-SGD needs both dp_sgd_noise_multiplier > 0 and dp_sgd_clip > 0 (the "
