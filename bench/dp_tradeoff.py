@@ -7,6 +7,11 @@ dp-accounting reports at delta = 1e-3. Writes dp_tradeoff.md (a table for docs/s
 and dp_tradeoff.png to --out.
 
     python bench/dp_tradeoff.py --noise 0 0.3 0.7 1.0
+
+With --dp-sgd the noise is example-level DP-SGD on the devices instead (`fedge demo --dp-sgd Z`),
+and epsilon is what one device's data spent, by the devices' own ledgers (median and largest):
+
+    python bench/dp_tradeoff.py --dp-sgd --noise 0 0.7 1.0 --devices 10 --goal-count 8 --epochs 1 --rounds 30
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ def main() -> None:
     ap.add_argument("--dp-mode", choices=["central", "distributed"], default="central",
                     help="distributed: devices add discrete Gaussian noise under SecAgg (fixed clip --clip-norm)")
     ap.add_argument("--clip-norm", type=float, default=None, help="the demo's clip (its default: 3.0)")
+    ap.add_argument("--dp-sgd", action="store_true", help="example-level DP-SGD on the devices instead")
+    ap.add_argument("--dp-sgd-clip", type=float, default=1.0, help="DP-SGD's per-example clip")
+    ap.add_argument("--devices", type=int, default=None, help="the demo's devices (its default: 100)")
+    ap.add_argument("--goal-count", type=int, default=None, help="reports per round (the demo's default: 40)")
+    ap.add_argument("--epochs", type=int, default=None, help="local epochs (the demo's default: 10)")
     ap.add_argument("--out", default="bench_out/dp_tradeoff")
     args = ap.parse_args()
     out = Path(args.out)
@@ -35,21 +45,34 @@ def main() -> None:
         run_dir = out / f"z{z:g}"
         cmd = [sys.executable, "-m", "fedge", "demo", "--out", str(run_dir), "--rounds", str(args.rounds),
                "--min-accuracy", "0"]
-        if z > 0:
+        for flag, value in (("--devices", args.devices), ("--goal-count", args.goal_count), ("--epochs", args.epochs)):
+            if value is not None:
+                cmd += [flag, str(value)]
+        if z > 0 and args.dp_sgd:
+            cmd += ["--dp-sgd", str(z), "--dp-sgd-clip", str(args.dp_sgd_clip)]
+        elif z > 0:
             cmd += ["--dp", "--noise-multiplier", str(z), "--dp-mode", args.dp_mode]
-        if args.dp_mode == "distributed":
+        if args.dp_mode == "distributed" and not args.dp_sgd:
             cmd += ["--secagg", "secagg+"]
         if args.clip_norm is not None:
             cmd += ["--clip-norm", str(args.clip_norm)]
         text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         acc = float(re.search(r"federated global model: ([0-9.]+)", text).group(1))
-        eps = re.search(r"epsilon = ([0-9.inf]+)", text)
+        eps = re.search(r"largest ([0-9.]+)" if args.dp_sgd else r"epsilon = ([0-9.inf]+)", text)
+        median = re.search(r"median ([0-9.]+)", text)
         with open(run_dir / "history.csv") as f:
             curve = [float(r["global_accuracy"]) for r in csv.DictReader(f) if r["state"] == "committed"]
-        rows.append((z, acc, float(eps.group(1)) if eps else float("inf"), curve))
+        rows.append((z, acc, float(eps.group(1)) if eps else float("inf"), curve,
+                     float(median.group(1)) if median else float("inf")))
         print(f"noise multiplier {z:4.2f}: accuracy {acc:.4f}  epsilon {rows[-1][2]:.2f}", flush=True)
-    table = ["| noise multiplier z | final accuracy | epsilon (delta = 1e-3) |", "|---:|---:|---:|"]
-    table += [f"| {z:g} | {acc:.3f} | {'∞ (no DP)' if z == 0 else f'{eps:.1f}'} |" for z, acc, eps, _ in rows]
+    if args.dp_sgd:
+        table = ["| noise multiplier z | final accuracy | example-level epsilon per device, median / largest "
+                 "(delta = 1e-5) |", "|---:|---:|---:|"]
+        table += [f"| {z:g} | {acc:.3f} | {'∞ (no DP)' if z == 0 else f'{med:.1f} / {eps:.1f}'} |"
+                  for z, acc, eps, _, med in rows]
+    else:
+        table = ["| noise multiplier z | final accuracy | epsilon (delta = 1e-3) |", "|---:|---:|---:|"]
+        table += [f"| {z:g} | {acc:.3f} | {'∞ (no DP)' if z == 0 else f'{eps:.1f}'} |" for z, acc, eps, _, _ in rows]
     (out / "dp_tradeoff.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
     import matplotlib
@@ -58,14 +81,15 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for z, _, eps, curve in rows:
+    for z, _, eps, curve, _ in rows:
         ax.plot(range(1, len(curve) + 1), curve, label=f"z={z:g}" + ("" if z == 0 else f", eps={eps:.1f}"))
     ax.set_xlabel("round")
     ax.set_ylabel("global accuracy (held-out digits)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title(f"DP-FedAvg ({args.dp_mode} noise), 100 devices, 40 per round, delta 1e-3")
+    ax.set_title("example-level DP-SGD on the devices (largest epsilon per device, delta 1e-5)" if args.dp_sgd
+                 else f"DP-FedAvg ({args.dp_mode} noise), 100 devices, 40 per round, delta 1e-3")
     fig.tight_layout()
     fig.savefig(out / "dp_tradeoff.png", dpi=110)
     print(f"wrote {out / 'dp_tradeoff.md'} and {out / 'dp_tradeoff.png'}")

@@ -25,6 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(e.g. q4+rot+sparse:0.1: 63x fewer bytes than f32)")
     parser.add_argument("--download-codec", default="f32", help="how the checkpoint travels: f32, q8, q4+rot, ...")
     parser.add_argument("--learning-rate", type=float, default=0.08, help="device learning rate")
+    parser.add_argument("--epochs", type=int, default=10, help="local epochs per round (default 10)")
     parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
                         help="run the rounds with secure aggregation (the coordinator sees only the sum)")
     parser.add_argument("--clip-norm", type=float, default=3.0,
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                           dropout=0.1, seed=args.seed, out_dir=str(out), holdout=0.1)
         task = {"rounds": args.rounds, "goal_count": args.goal_count, "over_selection": 1.3,
                 "selection_window_s": 2.0, "report_deadline_s": 15.0,
-                "eligibility": "charging and unmetered and idle", "epochs": 10, "batch_size": 32,
+                "eligibility": "charging and unmetered and idle", "epochs": args.epochs, "batch_size": 32,
                 "learning_rate": args.learning_rate, "codec": args.codec, "download_codec": args.download_codec}
         if args.secagg != "off":
             task.update(secagg=args.secagg, clip_norm=args.clip_norm, secagg_phase_s=1.0)
