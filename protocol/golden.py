@@ -204,7 +204,8 @@ def secagg_vectors() -> dict:
                       "codes": [int(c) for c in codes], "packed": ring.pack(codes, bits).hex()})
 
     return {"agreement": agreement, "sealed": sealed, "shamir": shamir_case, "graphs": graphs, "grids": grids,
-            "distributed": _distributed_dp_cases(), "masked_input": _masked_input_case(), "view": _view_example()}
+            "distributed": _distributed_dp_cases(), "distributed_clip_bits": _distributed_clip_bit_cases(),
+            "masked_input": _masked_input_case(), "view": _view_example()}
 
 
 def _distributed_dp_cases() -> list[dict]:
@@ -244,6 +245,19 @@ def _distributed_dp_cases() -> list[dict]:
                       "uniforms": np.concatenate(uniforms).astype("<f8").tobytes().hex(),
                       "noise": [int(v) for v in noise], "codes": [int(c) for c in codes]})
     return cases
+
+
+def _distributed_clip_bit_cases() -> dict:
+    """Adaptive clipping under distributed DP: the round's parameters (a clip-bit slot with its
+    own noise variance) and bits plus noise as their extra-slot codes (protocol.secagg.
+    distributed_dp.encode_bit), negative noise wrapping around the ring."""
+    from protocol.secagg import distributed_dp as ddp
+
+    params = SecAggParams(5, 4, 3, 8, 19, 0.5, 37, 64, 2**62 + 5, bytes(range(32)), extra=1, dp_variance=9.0,
+                          dp_bound=400.0, dp_count_variance=ddp.count_variance(3.0, 4))
+    cases = [{"bit": bit, "noise": noise, "code": ddp.encode_bit(bool(bit), params.modulus_bits, noise)}
+             for bit, noise in ((0, 0), (1, 0), (1, 3), (0, -1), (1, -5), (0, 262143))]
+    return {"params": params.to_dict(), "cases": cases}
 
 
 def _masked_input_case() -> dict:

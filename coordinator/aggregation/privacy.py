@@ -25,15 +25,21 @@ def round_event(noise_multiplier: float, sampling_rate: float) -> dp_event.DpEve
 
 
 def distributed_round_event(noise_multiplier: float, clip_norm: float, quant_bits: int, num_values: int,
-                            min_survivors: int) -> dp_event.DpEvent:
+                            min_survivors: int, count_stddev: float = 0.0) -> dp_event.DpEvent:
     """One round of distributed DP: the sum of at least min_survivors devices' discrete
     Gaussian noise is (1/2) eps^2-zCDP with KLS theorem 1's eps (protocol.secagg.distributed_dp).
+    With adaptive clipping (``count_stddev`` > 0) the noised sum of the clip bits (each bit
+    0 or 1: sensitivity 1 in one dimension) is a second such release; zCDP adds them.
     No amplification by sampling is claimed: the server sees who took part."""
     from protocol.secagg import distributed_dp as ddp
 
     p = ddp.plan(noise_multiplier, clip_norm, quant_bits, num_values, min_survivors)
     eps = ddp.round_epsilon(p.bound, p.variance, min_survivors, p.length)
-    return dp_event.ZCDpEvent(eps * eps / 2.0)
+    rho = eps * eps / 2.0
+    if count_stddev > 0:
+        count = ddp.round_epsilon(1.0, ddp.count_variance(count_stddev, min_survivors), min_survivors, 1)
+        rho += count * count / 2.0
+    return dp_event.ZCDpEvent(rho)
 
 
 def distributed_epsilon(event: dp_event.DpEvent, rounds: int, delta: float) -> float:
@@ -48,7 +54,8 @@ def task_epsilon(config, update_size: int, rounds: int, sampling: float) -> floa
     """Epsilon spent by ``rounds`` committed rounds of a task (central or distributed DP)."""
     if config.distributed_dp:
         event = distributed_round_event(config.dp_noise_multiplier, config.clip_norm, config.secagg_bits,
-                                        update_size, config.required_reports)
+                                        update_size, config.required_reports,
+                                        config.clipped_count_stddev if config.adaptive_clip else 0.0)
         return distributed_epsilon(event, rounds, config.dp_delta)
     return epsilon(config.dp_noise_multiplier, sampling, rounds, config.dp_delta)
 
@@ -79,11 +86,12 @@ def sampling_rate(goal_count: int, population: int) -> float:
 
 
 def calibrate_distributed_noise(target_epsilon: float, clip_norm: float, quant_bits: int, num_values: int,
-                                min_survivors: int, rounds: int, delta: float) -> float:
-    """The smallest noise multiplier whose `rounds` rounds of distributed DP spend at most
-    `target_epsilon` (the same zCDP accounting that reports epsilon, dp-accounting's calibration)."""
+                                min_survivors: int, rounds: int, delta: float, count_stddev: float = 0.0) -> float:
+    """The smallest noise multiplier whose `rounds` rounds of distributed DP (with adaptive
+    clipping's noised bits when ``count_stddev`` > 0) spend at most `target_epsilon` (the same
+    zCDP accounting that reports epsilon, dp-accounting's calibration)."""
     def round_of(z: float) -> dp_event.DpEvent:
-        return distributed_round_event(z, clip_norm, quant_bits, num_values, min_survivors)
+        return distributed_round_event(z, clip_norm, quant_bits, num_values, min_survivors, count_stddev)
 
     return _calibrate(target_epsilon, delta, lambda z: dp_event.SelfComposedDpEvent(round_of(z), rounds),
                       lambda z: distributed_epsilon(round_of(z), rounds, delta),

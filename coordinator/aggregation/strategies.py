@@ -165,9 +165,16 @@ class DistributedlyPrivate(_Around):
 
         cfg = self.config
         out = self.inner.finalize(weights, state, ctx)
-        noise = ddp.plan(cfg.dp_noise_multiplier, cfg.clip_norm, cfg.secagg_bits, self.size, cfg.required_reports)
-        out.metrics.update(dp_clip=cfg.clip_norm, dp_noise_stddev=noise.sum_stddev, dp_device_variance=noise.variance,
+        clip = ctx.clip or cfg.clip_norm  # the round's (adaptive clipping moves it)
+        noise = ddp.plan(cfg.dp_noise_multiplier, clip, cfg.secagg_bits, self.size, cfg.required_reports)
+        out.metrics.update(dp_clip=clip, dp_noise_stddev=noise.sum_stddev, dp_device_variance=noise.variance,
                            epsilon=task_epsilon(cfg, self.size, ctx.committed_rounds + 1, ctx.sampling_rate))
+        if cfg.adaptive_clip and ctx.clip_bits is not None:
+            # The bits' sum was noised on the devices (each bit with its own N_Z share) and
+            # clamped to [0, n] when unmasked: the clip follows it as in central DP.
+            below = ctx.clip_bits / cfg.goal_count
+            out.metrics.update(dp_below_clip=below, dp_next_clip=dp.next_clip(
+                clip, below, cfg.dp_target_quantile, cfg.dp_clip_learning_rate))
         return out
 
 

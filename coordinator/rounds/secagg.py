@@ -229,11 +229,13 @@ class SecAggRounds:
         try:
             params = server.choose_params(
                 len(devices), plus=cfg.secagg == "secagg+", threshold_fraction=cfg.secagg_threshold,
-                degree=cfg.secagg_degree, quant_bits=cfg.secagg_bits, clip_norm=cfg.clip_norm,
+                # The round's clip (adaptive clipping moves it): what its devices were told to clip to.
+                degree=cfg.secagg_degree, quant_bits=cfg.secagg_bits, clip_norm=task.dp_clip or cfg.clip_norm,
                 num_values=task.update_size, rotation_seed=secrets.randbits(63) + 1,
                 graph_seed=os.urandom(32), extra=cfg.secagg_extra_slots,
                 dp_noise_multiplier=cfg.dp_noise_multiplier if cfg.distributed_dp else 0.0,
-                dp_min_survivors=cfg.required_reports, sparse_fraction=cfg.codec_spec().sparse)
+                dp_min_survivors=cfg.required_reports, sparse_fraction=cfg.codec_spec().sparse,
+                dp_count_stddev=cfg.clipped_count_stddev if cfg.distributed_dp and cfg.adaptive_clip else 0.0)
         except ProtocolError as exc:
             return f"secagg: {exc}"
         roster = {str(i): d for i, d in enumerate(devices, start=1)}
@@ -290,8 +292,10 @@ class SecAggRounds:
         # most one step per coordinate: 2 r sqrt(L) / (2^b - 1) <= 8 C / (2^b - 1)). One hostile
         # device then moves the mean by at most about C.
         n, levels = len(survivors), (1 << params.quant_bits) - 1
-        if params.distributed_dp:
-            return self._noised_sum(task, params, codes, n), n, None
+        if params.distributed_dp:  # the clip bits' sum came noised by the devices too
+            bits = (distributed_dp.decode_count(int(codes[params.coded_length]), n, params.modulus_bits)
+                    if params.extra else None)
+            return self._noised_sum(task, params, codes, n), n, bits
         codes = np.minimum(codes, np.uint64(n * levels))
         total = ring.dequantize_sum(codes[: params.coded_length], n, params.num_values, params.quant_bits,
                                     params.value_range, params.rotation_seed, params.length, params.kept)

@@ -353,7 +353,7 @@ class TaskConfig:
         if cfg.aggregator in ROBUST and (cfg.secagg_on or cfg.dp_on):
             raise BadRequest(f"aggregator '{cfg.aggregator}' needs to see single updates and is not a bounded sum: "
                              "use it without secagg and without DP", "bad_aggregator")
-        if cfg.adaptive_clip:
+        if cfg.adaptive_clip and not cfg.distributed_dp:  # distributed DP composes the bits' release instead
             from protocol.dp import update_noise_multiplier
 
             try:

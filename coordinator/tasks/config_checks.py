@@ -27,9 +27,6 @@ def check_distributed_dp(cfg) -> None:
                          "to 'secagg' or 'secagg+'", "distributed_dp_needs_secagg")
     if not cfg.dp_on and cfg.dp_target_epsilon <= 0:
         raise BadRequest("dp_mode 'distributed' needs dp_noise_multiplier > 0 or dp_target_epsilon", "bad_config")
-    if cfg.dp_target_quantile > 0:
-        raise BadRequest("adaptive clipping (dp_target_quantile) needs the server to noise the clip bits; use a "
-                         "fixed clip_norm with dp_mode 'distributed'", "bad_config")
 
 
 def check_scaffold(cfg) -> None:

@@ -98,6 +98,27 @@ def plan(noise_multiplier: float, clip_norm: float, quant_bits: int, num_values:
     return NoisePlan(length, vrange, units, bound, variance, min_survivors)
 
 
+def count_variance(count_stddev: float, min_survivors: int) -> float:
+    """Adaptive clipping under distributed DP: each device's N_Z variance on its clip bit, so
+    that ``min_survivors`` bits' noise has at least ``count_stddev`` (an integer, at least 1)."""
+    if count_stddev <= 0 or min_survivors < 1:
+        raise ValueError("the clip bits' noise needs a standard deviation > 0 and at least one survivor")
+    return float(max(1, math.ceil(count_stddev * count_stddev / min_survivors)))
+
+
+def encode_bit(bit: bool, modulus: int, noise: int) -> int:
+    """A device's clip bit plus its noise, mod 2^modulus (the extra slot, masked like the rest)."""
+    return (int(bit) + int(noise)) % (1 << modulus)
+
+
+def decode_count(code_sum: int, n: int, modulus: int) -> float:
+    """The noised count of devices below the clip from the unmasked extra slot: centred, then
+    clamped to [0, n] (post-processing; a hostile ring element moves it by at most n)."""
+    m = 1 << modulus
+    signed = (int(code_sum) + m // 2) % m - m // 2
+    return float(min(max(signed, 0), n))
+
+
 def total_noise_multiplier(params, roster: int) -> float:
     """What a device can check of a round's distributed-DP noise without trusting the
     coordinator's ``min_reports``: the noise of all the round's devices together (at most
@@ -127,8 +148,12 @@ def reach(n: int, quant_bits: int, variance: float) -> int:
     return n * (1 << (quant_bits - 1)) + math.ceil(NOISE_SIGMAS * math.sqrt(n * variance))
 
 
-def modulus_bits(n: int, quant_bits: int, variance: float) -> int:
-    bits = (2 * reach(n, quant_bits, variance) + 1).bit_length()
+def modulus_bits(n: int, quant_bits: int, variance: float, count_variance: float = 0.0) -> int:
+    """Room for n devices' codes and noise, and for their noised clip bits when they travel."""
+    need = reach(n, quant_bits, variance)
+    if count_variance:
+        need = max(need, n + math.ceil(NOISE_SIGMAS * math.sqrt(n * count_variance)))
+    bits = (2 * need + 1).bit_length()
     if bits > MAX_MODULUS_BITS:
         raise ProtocolError(f"distributed DP for {n} devices with noise variance {variance:g} needs {bits} modulus "
                             f"bits (at most {MAX_MODULUS_BITS}); lower secagg_bits", "bad_params")

@@ -80,6 +80,9 @@ class SecAggParams:
     # subset protocol.sparse draws from rotation_seed (every device keeps the same ones, so
     # the masked sums line up); 0: all L.
     kept: int = 0
+    # Distributed DP with adaptive clipping: each device's N_Z noise variance on its clip bit
+    # (the extra slot), so the count the clip follows is noised before anyone unmasks it.
+    dp_count_variance: float = 0.0
 
     @property
     def distributed_dp(self) -> bool:
@@ -99,7 +102,8 @@ class SecAggParams:
                 "modulus_bits": self.modulus_bits, "value_range": self.value_range, "num_values": self.num_values,
                 "length": self.length, "rotation_seed": self.rotation_seed, "graph_seed": b64(self.graph_seed),
                 "extra": self.extra, **({"dp_variance": self.dp_variance, "dp_bound": self.dp_bound}
-                                        if self.distributed_dp else {}), **({"kept": self.kept} if self.kept else {})}
+                                        if self.distributed_dp else {}), **({"kept": self.kept} if self.kept else {}),
+                **({"dp_count_variance": self.dp_count_variance} if self.dp_count_variance else {})}
 
     @classmethod
     def from_dict(cls, raw: Any) -> "SecAggParams":
@@ -112,12 +116,17 @@ class SecAggParams:
                 extra=get_field(raw, "extra", int, False, 0),
                 dp_variance=get_field(raw, "dp_variance", float, False, 0.0, lo=0.0, hi=1e12),
                 dp_bound=get_field(raw, "dp_bound", float, False, 0.0, lo=0.0, hi=1e12),
-                kept=get_field(raw, "kept", int, False, 0, lo=0, hi=2**31))
+                kept=get_field(raw, "kept", int, False, 0, lo=0, hi=2**31),
+                dp_count_variance=get_field(raw, "dp_count_variance", float, False, 0.0, lo=0.0, hi=1e12))
         if not (2 <= p.n <= MAX_INDEX and 1 <= p.degree < p.n and 1 <= p.threshold <= p.degree + 1
                 and 1 <= p.quant_bits < p.modulus_bits <= 32 and p.value_range > 0
                 and 1 <= p.num_values <= p.length and p.length & (p.length - 1) == 0 and 0 <= p.extra <= 16
                 and (p.dp_variance == 0 or (p.dp_variance >= 1 and p.dp_variance == int(p.dp_variance)
-                                            and p.dp_bound > 0 and p.extra == 0))
+                                            and p.dp_bound > 0 and p.extra <= 1))
+                # Under distributed DP the clip bit travels only with its own noise (never a
+                # noise-free count), and that noise only with distributed DP.
+                and (p.dp_count_variance == 0) == (not (p.distributed_dp and p.extra))
+                and (p.dp_count_variance == 0 or p.dp_count_variance == int(p.dp_count_variance))
                 and p.kept <= p.length and not (p.kept and p.distributed_dp)):
             raise ProtocolError("inconsistent SecAgg parameters", "bad_params")
         return p

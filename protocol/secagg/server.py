@@ -93,7 +93,7 @@ def unmask_sum(masked_sum: np.ndarray, params: SecAggParams, keys: Mapping[int, 
 def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int, quant_bits: int, clip_norm: float,
                   num_values: int, rotation_seed: int, graph_seed: bytes, extra: int = 0,
                   dp_noise_multiplier: float = 0.0, dp_min_survivors: int = 0,
-                  sparse_fraction: float = 0.0) -> SecAggParams:
+                  sparse_fraction: float = 0.0, dp_count_stddev: float = 0.0) -> SecAggParams:
     """Round parameters once the roster of n devices is known.
 
     Degree: n - 1 (SecAgg) or ``degree`` / `graph.auto_degree` (SecAgg+). A secret has
@@ -105,6 +105,9 @@ def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int,
     With ``dp_noise_multiplier`` > 0 (distributed DP), each device adds discrete Gaussian noise
     calibrated so that ``dp_min_survivors`` devices' noise sums to z times the sensitivity, and
     the modulus makes room for it (`protocol.secagg.distributed_dp`).
+
+    With adaptive clipping (``extra`` 1, the clip bit) under distributed DP, each device also
+    noises its bit so that ``dp_min_survivors`` bits carry ``dp_count_stddev`` of noise.
 
     With ``sparse_fraction`` F, only m = ceil(F L) of the L rotated codes are masked and
     summed (the codec's ``+sparse:F``; not with distributed DP).
@@ -119,10 +122,12 @@ def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int,
     if dp_noise_multiplier > 0:
         from protocol.secagg import distributed_dp
 
-        noise = distributed_dp.plan(dp_noise_multiplier, clip_norm, quant_bits, num_values, max(1, dp_min_survivors))
-        return SecAggParams(n, d, t, quant_bits, distributed_dp.modulus_bits(n, quant_bits, noise.variance),
+        survivors = max(1, dp_min_survivors)
+        noise = distributed_dp.plan(dp_noise_multiplier, clip_norm, quant_bits, num_values, survivors)
+        count = distributed_dp.count_variance(dp_count_stddev, survivors) if extra else 0.0
+        return SecAggParams(n, d, t, quant_bits, distributed_dp.modulus_bits(n, quant_bits, noise.variance, count),
                             noise.value_range, num_values, length, rotation_seed, graph_seed, extra,
-                            dp_variance=noise.variance, dp_bound=noise.bound)
+                            dp_variance=noise.variance, dp_bound=noise.bound, dp_count_variance=count)
     bits = ring.modulus_bits(quant_bits, n)
     if bits > 32:
         raise ProtocolError(f"{quant_bits}-bit codes for {n} devices need more than 32 bits", "bad_params")

@@ -26,7 +26,8 @@ def _global_accuracy(server: Server, x_test, y_test) -> float:
     return float(np.mean(np.argmax(x_test @ kernel + bias, axis=1) == y_test))
 
 
-@pytest.mark.parametrize("secagg", ["off", "secagg", "secagg+scaffold", "secagg+distributed_dp", "secagg+sparse"])
+@pytest.mark.parametrize("secagg", ["off", "secagg", "secagg+scaffold", "secagg+distributed_dp",
+                                    "secagg+distributed_dp+adaptive", "secagg+sparse"])
 def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tflite, tmp_path, secagg):
     """With secagg, the coordinator can only unmask the sum if the Java device's keys, sealed
     shares, grid, masks and revealed shares all agree with the Python devices' to the bit."""
@@ -57,10 +58,14 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
             # Only the rotation seed's subset of the codes is masked: the Java device must keep the
             # same coordinates as the Python devices, or the masks do not cancel.
             config["codec"] = "q8+sparse:0.5"
-        if secagg.endswith("distributed_dp"):
+        if "distributed_dp" in secagg:
             # Each device adds its own discrete Gaussian noise before masking: the sum unmasks to
             # the right value only if the Java device's signed, noised codes wrap like Python's.
             config.update(dp_mode="distributed", dp_noise_multiplier=0.02, min_reports=3)
+        if secagg.endswith("adaptive"):
+            # Adaptive clipping: every device noises its clip bit before masking it; the count
+            # unmasks right only if the Java device's noised bit wraps like the Python devices'.
+            config.update(dp_target_quantile=0.5, dp_clipped_count_stddev=0.5)
         server.setup_task("mixed", softmax_tflite, config)
         before = _global_accuracy(server, x_test, y_test)
         for i in range(2):
@@ -71,7 +76,7 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         # Under distributed DP the Java device also checks the round's noise against a floor of its
         # own (z 0.02 over 3 of 3 devices adds up to 0.02 sqrt(3) / sqrt(3) = 0.02 x the sensitivity).
-        floor = ["--min-dp-noise-multiplier", "0.019"] if secagg.endswith("distributed_dp") else []
+        floor = ["--min-dp-noise-multiplier", "0.019"] if "distributed_dp" in secagg else []
         java = subprocess.run(
             ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
              "--population", "mixed", "--data", str(csv), "--rounds", str(ROUNDS), "--timeout-s", "240", *floor],
@@ -87,9 +92,13 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
         assert [r["reported"] for r in rounds[:ROUNDS]] == [3] * ROUNDS, rounds
         if secagg != "off":
             assert "masked" in java.stdout, java.stdout
-        if secagg.endswith("distributed_dp"):
+        if "distributed_dp" in secagg:
             eps = [r["metrics"]["epsilon"] for r in rounds[:ROUNDS]]
             assert all(0 < e < float("inf") for e in eps) and eps == sorted(eps), eps
+        if secagg.endswith("adaptive"):
+            m = [r["metrics"] for r in rounds[:ROUNDS]]
+            assert all(0.0 <= x["dp_below_clip"] <= 1.0 for x in m), m
+            assert [x["dp_clip"] for x in m[1:]] == pytest.approx([x["dp_next_clip"] for x in m[:-1]])
         after = _global_accuracy(server, x_test, y_test)
         assert after > 0.85 and after > before + 0.5, (before, after)
         print(f"global accuracy {before:.3f} -> {after:.3f}; {java.stdout.splitlines()[-1]}")

@@ -100,3 +100,31 @@ async def test_a_device_refuses_a_round_whose_noise_is_below_its_floor(live_coor
     row = coordinator.store.one("SELECT params FROM secagg_rounds WHERE task_id = 't' AND round = 1")
     params = SecAggParams.from_dict(json.loads(row["params"]))
     assert 1.1 < distributed_dp.total_noise_multiplier(params, 4) < 1.5  # the floors are on either side
+
+
+async def test_python_devices_run_adaptive_clipping_under_distributed_dp(live_coordinator, digits_tflite):
+    """Two rounds of distributed DP with adaptive clipping: each device noises its clip bit
+    before masking it, the coordinator moves the clip from the noised count, and round 2's
+    devices clip to (and its grid is sized for) the new clip."""
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite, rounds=2, goal_count=4, over_selection=1.0, min_reports=3,
+                      secagg="secagg", clip_norm=0.05, secagg_phase_s=2.0, selection_window_s=3.0,
+                      report_deadline_s=10.0, dp_mode="distributed", dp_noise_multiplier=0.5,
+                      dp_target_quantile=0.5, dp_clipped_count_stddev=1.0, dp_clip_learning_rate=0.5)
+    coordinator = live_coordinator.app[COORDINATOR]
+    await _run_fleet(url, coordinator, 4, lambda i: Behaviour())
+    rounds = coordinator.admin.rounds("t")
+    assert [r["state"] for r in rounds] == ["committed"] * 2, rounds
+    first = rounds[0]["metrics"]
+    from protocol import dp
+
+    assert 0.0 <= first["dp_below_clip"] <= 1.0 and first["dp_clip"] == 0.05
+    assert first["dp_next_clip"] == pytest.approx(dp.next_clip(0.05, first["dp_below_clip"], 0.5, 0.5))
+    assert rounds[1]["metrics"]["dp_clip"] == pytest.approx(first["dp_next_clip"])
+    import json
+
+    from protocol.secagg.messages import SecAggParams
+
+    row = coordinator.store.one("SELECT params FROM secagg_rounds WHERE task_id = 't' AND round = 2")
+    params = SecAggParams.from_dict(json.loads(row["params"]))
+    assert params.extra == 1 and params.dp_count_variance >= 1

@@ -23,17 +23,22 @@ def _update(size: int, rng, norm: float) -> np.ndarray:
     return (v * (norm / np.linalg.norm(v))).astype(np.float32)
 
 
-async def _noised_round(harness, parties, rng, hostile: int | None = None):
+async def _noised_round(harness, parties, rng, hostile: int | None = None, bits: list[int] | None = None):
+    """One round; with ``bits`` (adaptive clipping), each device's clip bit plus its N_Z noise
+    in the extra slot; returns each device's codes (and its bit's noised code last)."""
     await _advertise_and_share(harness, parties)
     codes = {}
     for i, party in enumerate(parties):
         v = await party.refresh()
         p = v.params
         if i == hostile:  # any ring element: the largest centred value everywhere
-            codes[i] = np.full(p.length, (1 << (p.modulus_bits - 1)) - 1, np.uint32)
+            codes[i] = np.full(p.vector_length, (1 << (p.modulus_bits - 1)) - 1, np.uint32)
         else:
             codes[i] = ddp.encode(_update(p.num_values, rng, 0.9), p.quant_bits, p.modulus_bits, p.value_range,
                                   p.rotation_seed, p.dp_bound, rng.random, ddp.os_noise(p.dp_variance))
+            if bits is not None:
+                noise = int(ddp.os_noise(p.dp_count_variance)(1)[0])
+                codes[i] = np.append(codes[i], np.uint32(ddp.encode_bit(bool(bits[i]), p.modulus_bits, noise)))
         party.codes = codes[i]
         body = ring.pack(party.proto.masked_input(codes[i], v.sharers, v.inbox), p.modulus_bits)
         resp = await harness.upload(party.headers, party.a, body)
@@ -81,9 +86,60 @@ async def test_a_hostile_ring_element_moves_the_mean_by_a_bounded_amount(harness
     assert moved <= bound / 5 + 1e-4
 
 
+async def test_adaptive_clipping_follows_the_devices_noised_bits(harness):
+    from protocol import dp
+
+    cfg = {**DDP, "dp_target_quantile": 0.5, "dp_clipped_count_stddev": 2.0}
+    parties = await _parties(harness, n=5, **cfg)
+    assert all(p.a["plan"]["report_clip_bit"] for p in parties)
+    bits = [1, 1, 0, 1, 0]
+    codes = await _noised_round(harness, parties, np.random.default_rng(5), bits=bits)
+    p = parties[0].view.params
+    # Each device's bit carries its own share of the count's noise: ceil(2^2 / 4 survivors) = 1.
+    assert p.extra == 1 and p.dp_count_variance == ddp.count_variance(2.0, 4) == 1.0
+    rnd = await _state(harness)
+    assert rnd["state"] == "committed", rnd["reason"]
+    k = p.modulus_bits
+    slot = int(sum(int(c[-1]) for c in codes.values()) % (1 << k))
+    count = ddp.decode_count(slot, 5, k)
+    m = rnd["metrics"]
+    assert m["dp_below_clip"] == pytest.approx(count / 5)
+    assert m["dp_next_clip"] == pytest.approx(dp.next_clip(1.0, count / 5, 0.5, 0.2))
+    assert harness.coordinator.tasks["t1"].dp_clip == pytest.approx(m["dp_next_clip"])
+    # The bits' release is accounted too: more epsilon than the same noise with a fixed clip.
+    with_bits = TaskConfig.from_dict({"goal_count": 5, "over_selection": 1.0, "secagg": "secagg", **cfg})
+    fixed = TaskConfig.from_dict({"goal_count": 5, "over_selection": 1.0, "secagg": "secagg", **DDP})
+    assert m["epsilon"] == pytest.approx(task_epsilon(with_bits, p.num_values, 1, 1.0))
+    assert m["epsilon"] > task_epsilon(fixed, p.num_values, 1, 1.0)
+    # The next round's devices are told the new clip, and its grid is sized for it.
+    headers = await harness.register()
+    a = (await (await harness.checkin(headers)).json())["assignment"]
+    assert a["round"] == 2 and a["plan"]["clip_norm"] == pytest.approx(m["dp_next_clip"])
+
+
+async def test_a_hostile_clip_bit_moves_the_count_by_at_most_the_roster(harness):
+    parties = await _parties(harness, n=5, **DDP, dp_target_quantile=0.5, dp_clipped_count_stddev=2.0)
+    await _noised_round(harness, parties, np.random.default_rng(6), hostile=1, bits=[0, 0, 0, 0, 0])
+    rnd = await _state(harness)
+    assert rnd["state"] == "committed", rnd["reason"]
+    assert 0.0 <= rnd["metrics"]["dp_below_clip"] <= 1.0
+
+
+def test_distributed_params_never_carry_a_noise_free_clip_bit():
+    from protocol.errors import ProtocolError
+    from protocol.secagg.messages import SecAggParams
+
+    good = SecAggParams(5, 4, 3, 8, 20, 0.1, 10, 16, 3, bytes(32), extra=1, dp_variance=4.0, dp_bound=30.0,
+                        dp_count_variance=1.0).to_dict()
+    assert SecAggParams.from_dict(good).dp_count_variance == 1.0
+    for bad in ({**good, "dp_count_variance": 0.0}, {**good, "dp_count_variance": 1.5},
+                {**{k: v for k, v in good.items() if k not in ("dp_variance", "dp_bound")}}):
+        with pytest.raises(ProtocolError):
+            SecAggParams.from_dict(bad)
+
+
 @pytest.mark.parametrize("config,code", [
     ({"dp_mode": "distributed", "dp_noise_multiplier": 1.0, "clip_norm": 1.0}, "distributed_dp_needs_secagg"),
-    ({**DDP, "secagg": "secagg", "dp_target_quantile": 0.5}, "bad_config"),
     ({"dp_mode": "distributed", "secagg": "secagg", "clip_norm": 1.0}, "bad_config"),
     ({**DDP, "secagg": "secagg", "dp_mode": "local"}, "bad_request"),
 ])

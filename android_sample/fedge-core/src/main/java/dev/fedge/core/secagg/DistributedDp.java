@@ -51,9 +51,22 @@ public final class DistributedDp {
     }
 
     public static LongSupplier osNoise(Params p, SecureRandom random) {
-        BigInteger variance = new BigDecimal(p.dpVariance).toBigIntegerExact(); // an integer (checked in Params)
+        return osNoise(p.dpVariance, random);
+    }
+
+    /** Exact N_Z(0, variance) draws from the OS CSPRNG; variance an integer (checked in Params). */
+    public static LongSupplier osNoise(double variance, SecureRandom random) {
+        BigInteger exact = new BigDecimal(variance).toBigIntegerExact();
         DiscreteGaussian.Uniform uniform = DiscreteGaussian.secure(random);
-        return () -> DiscreteGaussian.sample(variance, BigInteger.ONE, uniform).longValueExact();
+        return () -> DiscreteGaussian.sample(exact, BigInteger.ONE, uniform).longValueExact();
+    }
+
+    /**
+     * Adaptive clipping under distributed DP: the clip bit plus its noise, mod 2^modulus_bits
+     * (protocol.secagg.distributed_dp.encode_bit); nobody unmasks a noise-free count.
+     */
+    public static long encodeBit(boolean bit, int modulusBits, long noise) {
+        return Math.floorMod((bit ? 1L : 0L) + noise, 1L << modulusBits);
     }
 
     /** Codes mod 2^modulus_bits, length L, one rounding draw per code per attempt. */

@@ -52,6 +52,8 @@ public final class SecAggMessages {
         public final double dpBound;
         /** Sparse (the codec's "+sparse:F"): the kept codes of the rotation seed's subset; 0: all length. */
         public final int kept;
+        /** Distributed DP with adaptive clipping: each device's N_Z variance on its clip bit; 0: none. */
+        public final double dpCountVariance;
 
         private Params(JsonObject raw) {
             n = Json.integer(raw, "n", null);
@@ -68,6 +70,13 @@ public final class SecAggMessages {
             dpVariance = Json.number(raw, "dp_variance", 0.0);
             dpBound = Json.number(raw, "dp_bound", 0.0);
             kept = Json.integer(raw, "kept", 0);
+            dpCountVariance = Json.number(raw, "dp_count_variance", 0.0);
+            // Under distributed DP the clip bit travels only with its own noise, and that noise only then.
+            boolean bitNoise = dpVariance > 0 && extra > 0;
+            if ((dpCountVariance == 0) == bitNoise || dpCountVariance < 0 || dpCountVariance > 1e12
+                    || dpCountVariance != Math.rint(dpCountVariance)) {
+                throw new ProtocolException("inconsistent SecAgg parameters", "bad_params");
+            }
             if (kept < 0 || kept > length || (kept > 0 && dpVariance > 0)) {
                 throw new ProtocolException("inconsistent SecAgg parameters", "bad_params");
             }
@@ -77,7 +86,7 @@ public final class SecAggMessages {
                     && 0 <= extra && extra <= 16
                     && (dpVariance == 0 || (dpVariance >= 1 && dpVariance <= 1e12 && dpVariance == Math.rint(dpVariance)
                     && dpBound > 0 && dpBound <= 1e12
-                    && extra == 0)))) {
+                    && extra <= 1)))) {
                 throw new ProtocolException("inconsistent SecAgg parameters", "bad_params");
             }
         }

@@ -119,7 +119,10 @@ public final class SecAggRound {
         }
         if (p.extra == 1) { // the adaptive-clipping bit travels masked, summed with everyone else's
             codes = Arrays.copyOf(codes, codes.length + 1);
-            codes[codes.length - 1] = trained.belowClip ? 1 : 0;
+            codes[codes.length - 1] = p.distributedDp() // with its own noise under distributed DP
+                    ? DistributedDp.encodeBit(trained.belowClip, p.modulusBits,
+                            DistributedDp.osNoise(p.dpCountVariance, secure).getAsLong())
+                    : (trained.belowClip ? 1 : 0);
         }
         byte[] payload = Ring.pack(proto.maskedInput(codes, view.sharers, view.inbox), p.modulusBits);
         LocalTrainer.Result r = trained.result;

@@ -159,6 +159,30 @@ public class SecAggGoldenTest {
     }
 
     @Test
+    public void distributedClipBitsCarryTheirOwnNoise() throws Exception {
+        JsonObject all = Golden.load("secagg.json").getAsJsonObject().getAsJsonObject("distributed_clip_bits");
+        JsonObject raw = all.getAsJsonObject("params");
+        SecAggMessages.Params p = SecAggMessages.Params.fromJson(raw);
+        assertEquals(1, p.extra);
+        assertEquals(3.0, p.dpCountVariance, 0); // ceil(3^2 / 4 survivors)
+        int cases = 0;
+        for (JsonElement e : all.getAsJsonArray("cases")) {
+            JsonObject c = e.getAsJsonObject();
+            assertEquals(c.toString(), c.get("code").getAsLong(), DistributedDp.encodeBit(c.get("bit").getAsInt() == 1,
+                    p.modulusBits, c.get("noise").getAsLong()));
+            cases++;
+        }
+        assertEquals(6, cases);
+        // A clip bit without its noise under distributed DP, or noise without the slot: refused.
+        JsonObject noiseless = raw.deepCopy();
+        noiseless.remove("dp_count_variance");
+        assertCode("bad_params", () -> SecAggMessages.Params.fromJson(noiseless));
+        JsonObject noSlot = raw.deepCopy();
+        noSlot.addProperty("extra", 0);
+        assertCode("bad_params", () -> SecAggMessages.Params.fromJson(noSlot));
+    }
+
+    @Test
     public void distributedDpCodesMatchPython() throws Exception {
         JsonElement all = Golden.load("secagg.json").getAsJsonObject().get("distributed");
         int redrawn = 0;
