@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--dp-mode", choices=["central", "distributed"], default="central",
                     help="distributed: devices add discrete Gaussian noise under SecAgg (fixed clip --clip-norm)")
     ap.add_argument("--clip-norm", type=float, default=None, help="the demo's clip (its default: 3.0)")
+    ap.add_argument("--fixed-clip", action="store_true", help="keep the clip fixed (default: adaptive, median)")
     ap.add_argument("--dp-sgd", action="store_true", help="example-level DP-SGD on the devices instead")
     ap.add_argument("--dp-sgd-clip", type=float, default=1.0, help="DP-SGD's per-example clip")
     ap.add_argument("--devices", type=int, default=None, help="the demo's devices (its default: 100)")
@@ -52,6 +53,7 @@ def main() -> None:
             cmd += ["--dp-sgd", str(z), "--dp-sgd-clip", str(args.dp_sgd_clip)]
         elif z > 0:
             cmd += ["--dp", "--noise-multiplier", str(z), "--dp-mode", args.dp_mode]
+            cmd += ["--dp-fixed-clip"] if args.fixed_clip else []
         if args.dp_mode == "distributed" and not args.dp_sgd:
             cmd += ["--secagg", "secagg+"]
         if args.clip_norm is not None:

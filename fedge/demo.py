@@ -34,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="user-level DP-FedAvg with adaptive clipping; prints epsilon next to accuracy")
     parser.add_argument("--noise-multiplier", type=float, default=0.3, help="DP noise multiplier z (with --dp)")
     parser.add_argument("--dp-delta", type=float, default=1e-3, help="DP delta (with --dp; below 1/devices)")
+    parser.add_argument("--dp-fixed-clip", action="store_true",
+                        help="with --dp: keep --clip-norm fixed instead of adapting it toward the median norm")
     parser.add_argument("--dp-mode", choices=["central", "distributed"], default="central",
                         help="with --dp: central (the coordinator noises the sum, adaptive clip) or distributed "
                              "(each device adds discrete Gaussian noise before SecAgg masking; fixed clip)")
@@ -96,12 +98,13 @@ def run(args: argparse.Namespace) -> int:
                 "learning_rate": args.learning_rate, "codec": args.codec, "download_codec": args.download_codec}
         if args.secagg != "off":
             task.update(secagg=args.secagg, clip_norm=args.clip_norm, secagg_phase_s=1.0)
+        adaptive = {} if args.dp_fixed_clip else {"dp_target_quantile": 0.5}  # toward the median norm
         if args.dp and args.dp_mode == "distributed":
             task.update(clip_norm=args.clip_norm, dp_noise_multiplier=args.noise_multiplier, dp_mode="distributed",
-                        dp_delta=args.dp_delta)
+                        dp_delta=args.dp_delta, **adaptive)
         elif args.dp:
             task.update(clip_norm=args.clip_norm, dp_noise_multiplier=args.noise_multiplier,
-                        dp_target_quantile=0.5, dp_delta=args.dp_delta, dp_population=args.devices)
+                        dp_delta=args.dp_delta, dp_population=args.devices, **adaptive)
         if args.dp_sgd > 0:
             task.update(dp_sgd_noise_multiplier=args.dp_sgd, dp_sgd_clip=args.dp_sgd_clip, dp_sgd_delta=1e-5)
         fleet = Fleet(cfg, data)
@@ -118,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
     up, f32 = fleet.bytes_summary()
     print(f"federated global model: {final:.4f} test accuracy after {len(committed)} committed rounds")
     if args.dp and committed:
-        how = (f"noise added on the devices under {args.secagg}, clip {args.clip_norm:g}"
-               if args.dp_mode == "distributed" else f"adaptive clip now {committed[-1].clip:.3f}")
+        how = ("noise added on the devices under " + args.secagg if args.dp_mode == "distributed"
+               else "noise added by the coordinator")
+        how += f", clip {args.clip_norm:g}" if args.dp_fixed_clip else f", adaptive clip now {committed[-1].clip:.3f}"
         print(f"privacy: user-level (epsilon = {committed[-1].epsilon:.2f}, delta = {args.dp_delta:g}) "
               f"with noise multiplier {args.noise_multiplier}, {how}")
     if args.dp_sgd > 0:
