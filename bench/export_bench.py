@@ -135,6 +135,10 @@ def main() -> None:
     parser.add_argument("--fedprox-cost", action="store_true",
                         help="instead: LiteRT ms/step as exported before FedProx, train_plain (what devices "
                              "step with at mu = 0) and train at mu = 0 and mu = 1, per model")
+    parser.add_argument("--dp-sgd-cost", action="store_true",
+                        help="instead: LiteRT ms/step of train_plain and of train_dp (example-level DP-SGD, one "
+                             "microbatch per example, and with --dp-microbatches M), and the file's size, per model")
+    parser.add_argument("--dp-microbatches", type=int, default=8, help="with --dp-sgd-cost: the coarser M (default 8)")
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -149,6 +153,9 @@ def main() -> None:
     selected = [m for m in _models() if not args.only or m[0] in args.only]
     if args.fedprox_cost:
         fedprox_cost(selected, args, export_model, random_batches, vocab_size)
+        return
+    if args.dp_sgd_cost:
+        dp_sgd_cost(selected, args, export_model, random_batches, vocab_size)
         return
     for name, factory, tolerance in tqdm(selected, desc="export + time", unit="model", leave=False):
         model = factory()
@@ -212,6 +219,40 @@ def fedprox_cost(selected, args, export_model, random_batches, vocab_size) -> No
         print(f"{name:<26} {best['none'] * 1e3:>9.3f} {best['plain'] * 1e3:>9.3f} {best['0'] * 1e3:>9.3f} "
               f"{best['1'] * 1e3:>9.3f} {best['plain'] / best['none']:>10.3f} "
               f"{len(before.tflite) / 1024:>8,.0f} -> {len(prox.tflite) / 1024:<,.0f}", flush=True)
+
+
+def dp_sgd_cost(selected, args, export_model, random_batches, vocab_size) -> None:
+    """What example-level DP-SGD costs a device: train_plain against train_dp with one
+    microbatch per example and with --dp-microbatches M, interleaved, best of 5 rounds."""
+    m_coarse = args.dp_microbatches
+    print(f"LiteRT ms/step, {args.threads} thread(s), {args.steps} steps x 5 rounds, best round, batch 32; "
+          f"{cpu_description()}")
+    print(f"{'model':<18} {'plain':>8} {'dp (32)':>9} {f'dp ({m_coarse})':>9} {'x plain':>8} {'file KiB':>20}")
+    for name, factory, tolerance in selected:
+        model = factory()
+        per_example = export_model(model, name=name, parity_steps=0, tolerance=tolerance, dp_microbatches=32)
+        coarse = export_model(model, name=name, parity_steps=0, tolerance=tolerance, dp_microbatches=m_coarse)
+        plain = export_model(model, name=name, parity_steps=0, tolerance=tolerance)
+        m = per_example.manifest
+        x, y = next(random_batches(m, 1, vocab=vocab_size(model)))
+        fixed = {"x": x, "y": y, "sample_weight": np.ones(m.batch_size, np.float32),
+                 "learning_rate": np.full(1, m.optimizer["learning_rate"], np.float32)}
+        dp = {"proximal_mu": np.zeros(1, np.float32), "l2_norm_clip": np.ones(1, np.float32),
+              "noise_multiplier": np.ones(1, np.float32),
+              "noise": np.random.default_rng(0).standard_normal(m.dp_noise_size).astype(np.float32)}
+        t_plain = ready_interpreter(plain.tflite, args.threads).get_signature_runner("train_plain")
+        t_dp = ready_interpreter(per_example.tflite, args.threads).get_signature_runner("train_dp")
+        t_coarse = ready_interpreter(coarse.tflite, args.threads).get_signature_runner("train_dp")
+        runs = {"plain": lambda: t_plain(**fixed), "dp": lambda: t_dp(**fixed, **dp),
+                "coarse": lambda: t_coarse(**fixed, **dp)}
+        best = dict.fromkeys(runs, float("inf"))
+        for _ in range(5):
+            for k, fn in runs.items():
+                best[k] = min(best[k], _time(fn, args.steps))
+        print(f"{name:<18} {best['plain'] * 1e3:>8.3f} {best['dp'] * 1e3:>9.3f} {best['coarse'] * 1e3:>9.3f} "
+              f"{best['dp'] / best['plain']:>8.1f} {len(plain.tflite) / 1024:>9,.0f} -> {len(per_example.tflite) / 1024:<,.0f}",
+              flush=True)
+
 
 if __name__ == "__main__":
     main()
