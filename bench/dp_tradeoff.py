@@ -12,6 +12,13 @@ With --dp-sgd the noise is example-level DP-SGD on the devices instead (`fedge d
 and epsilon is what one device's data spent, by the devices' own ledgers (median and largest):
 
     python bench/dp_tradeoff.py --dp-sgd --noise 0 0.7 1.0 --devices 10 --goal-count 8 --epochs 1 --rounds 30
+
+--dp-sgd-epsilon E ... picks each run's noise multiplier instead: the smallest z (dp-accounting's
+RDP accountant) with which the device holding the fewest training examples, taking part in
+every round, spends at most E at delta 1e-5; every other device spends less.
+
+    python bench/dp_tradeoff.py --dp-sgd --dp-sgd-epsilon 1 3 8 --devices 10 --goal-count 8 --epochs 1 \
+        --rounds 30 --dp-sgd-clip 4
 """
 
 from __future__ import annotations
@@ -38,7 +45,16 @@ def main() -> None:
     ap.add_argument("--goal-count", type=int, default=None, help="reports per round (the demo's default: 40)")
     ap.add_argument("--epochs", type=int, default=None, help="local epochs (the demo's default: 10)")
     ap.add_argument("--out", default="bench_out/dp_tradeoff")
+    ap.add_argument("--batch-size", type=int, default=32, help="the demo's --batch-size (the exported batch)")
+    ap.add_argument("--learning-rate", type=float, default=None, help="the demo's device learning rate (0.08)")
+    ap.add_argument("--dataset", default="digits", help="the demo's --dataset (digits, digits:x4, digits:x8)")
+    ap.add_argument("--dp-sgd-epsilon", type=float, nargs="+", default=None,
+                    help="with --dp-sgd: target epsilons; each run's z is calibrated so that no device spends more")
     args = ap.parse_args()
+    if args.dp_sgd_epsilon:
+        args.noise = [worst_device_noise(eps, args) for eps in args.dp_sgd_epsilon]
+        print("calibrated noise multipliers: " + ", ".join(f"epsilon {e:g} -> z {z:.3f}"
+                                                         for e, z in zip(args.dp_sgd_epsilon, args.noise)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -46,7 +62,9 @@ def main() -> None:
         run_dir = out / f"z{z:g}"
         cmd = [sys.executable, "-m", "fedge", "demo", "--out", str(run_dir), "--rounds", str(args.rounds),
                "--min-accuracy", "0"]
-        for flag, value in (("--devices", args.devices), ("--goal-count", args.goal_count), ("--epochs", args.epochs)):
+        for flag, value in (("--devices", args.devices), ("--goal-count", args.goal_count), ("--epochs", args.epochs),
+                            ("--dataset", args.dataset), ("--batch-size", args.batch_size),
+                            ("--learning-rate", args.learning_rate)):
             if value is not None:
                 cmd += [flag, str(value)]
         if z > 0 and args.dp_sgd:
@@ -70,7 +88,7 @@ def main() -> None:
     if args.dp_sgd:
         table = ["| noise multiplier z | final accuracy | example-level epsilon per device, median / largest "
                  "(delta = 1e-5) |", "|---:|---:|---:|"]
-        table += [f"| {z:g} | {acc:.3f} | {'∞ (no DP)' if z == 0 else f'{med:.1f} / {eps:.1f}'} |"
+        table += [f"| {z:.3g} | {acc:.3f} | {'∞ (no DP)' if z == 0 else f'{med:.1f} / {eps:.1f}'} |"
                   for z, acc, eps, _, med in rows]
     else:
         table = ["| noise multiplier z | final accuracy | epsilon (delta = 1e-3) |", "|---:|---:|---:|"]
@@ -84,7 +102,7 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for z, _, eps, curve, _ in rows:
-        ax.plot(range(1, len(curve) + 1), curve, label=f"z={z:g}" + ("" if z == 0 else f", eps={eps:.1f}"))
+        ax.plot(range(1, len(curve) + 1), curve, label=f"z={z:.3g}" + ("" if z == 0 else f", eps={eps:.1f}"))
     ax.set_xlabel("round")
     ax.set_ylabel("global accuracy (held-out digits)")
     ax.set_ylim(0, 1)
@@ -95,6 +113,33 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(out / "dp_tradeoff.png", dpi=110)
     print(f"wrote {out / 'dp_tradeoff.md'} and {out / 'dp_tradeoff.png'}")
+
+
+def worst_device_noise(target: float, args, delta: float = 1e-5) -> float:
+    """The smallest z with which the demo's smallest device (fewest training examples after its
+    holdout) spends at most `target` if it trains in every round (bisection over dp-accounting)."""
+    import math
+
+    from dp_accounting import dp_event, rdp
+
+    from device_runtime.example_store import split_holdout
+    from device_runtime.fleet.datasets import load_federated
+
+    data = load_federated(args.dataset, args.devices or 100, "dirichlet:0.5", 0)
+    fewest = min(len(split_holdout(x, y, 0.1, i).x_train) for i, (x, y) in enumerate(data.shards))
+    q = min(1.0, args.batch_size / fewest)
+    steps = (args.rounds or 20) * (args.epochs or 10) * math.ceil(fewest / args.batch_size)
+
+    def spent(z: float) -> float:
+        accountant = rdp.RdpAccountant()
+        accountant.compose(dp_event.PoissonSampledDpEvent(q, dp_event.GaussianDpEvent(z)), steps)
+        return accountant.get_epsilon(delta)
+
+    lo, hi = 0.1, 200.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if spent(mid) > target else (lo, mid)
+    return hi
 
 
 if __name__ == "__main__":

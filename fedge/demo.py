@@ -26,6 +26,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download-codec", default="f32", help="how the checkpoint travels: f32, q8, q4+rot, ...")
     parser.add_argument("--learning-rate", type=float, default=0.08, help="device learning rate")
     parser.add_argument("--epochs", type=int, default=10, help="local epochs per round (default 10)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="the exported model's batch (default 32; DP-SGD's noise per step shrinks with it)")
+    parser.add_argument("--dataset", default="digits", choices=["digits", "digits:x4", "digits:x8"],
+                        help="digits, or digits:xN (N-fold augmented: more examples per device)")
     parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
                         help="run the rounds with secure aggregation (the coordinator sees only the sum)")
     parser.add_argument("--clip-norm", type=float, default=3.0,
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     model_path = out / "digits_mlp.tflite"
     print("== 1/4 export the zoo digits MLP (builtins-only, parity against Keras)", flush=True)
     subprocess.run([sys.executable, "-m", "fedge", "export", "--zoo", "digits_mlp", "-o", str(model_path),
-                    *(["--dp-sgd"] if args.dp_sgd > 0 else [])],
+                    "--batch-size", str(args.batch_size), *(["--dp-sgd"] if args.dp_sgd > 0 else [])],
                    check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     model = model_path.read_bytes()
     token = secrets.token_urlsafe(16)
@@ -89,12 +93,12 @@ def run(args: argparse.Namespace) -> int:
         upload = args.codec if args.secagg == "off" else f"{args.secagg}, masked 8-bit"
         print(f"== 3/4 train across {args.devices} emulated devices (dirichlet:0.5, 10% dropout, {upload})",
               flush=True)
-        data = load_federated("digits", args.devices, "dirichlet:0.5", args.seed)
+        data = load_federated(args.dataset, args.devices, "dirichlet:0.5", args.seed)
         cfg = FleetConfig(coordinator=url, admin_token=token, devices=args.devices, partition="dirichlet:0.5",
                           dropout=0.1, seed=args.seed, out_dir=str(out), holdout=0.1)
         task = {"rounds": args.rounds, "goal_count": args.goal_count, "over_selection": 1.3,
                 "selection_window_s": 2.0, "report_deadline_s": 15.0,
-                "eligibility": "charging and unmetered and idle", "epochs": args.epochs, "batch_size": 32,
+                "eligibility": "charging and unmetered and idle", "epochs": args.epochs, "batch_size": args.batch_size,
                 "learning_rate": args.learning_rate, "codec": args.codec, "download_codec": args.download_codec}
         if args.secagg != "off":
             task.update(secagg=args.secagg, clip_norm=args.clip_norm, secagg_phase_s=1.0)
