@@ -13,6 +13,13 @@ and epsilon is what one device's data spent, by the devices' own ledgers (median
 
     python bench/dp_tradeoff.py --dp-sgd --noise 0 0.7 1.0 --devices 10 --goal-count 8 --epochs 1 --rounds 30
 
+--equal-epsilon E compares central DP (the coordinator's noise, no SecAgg) with distributed DP
+(the devices' noise under SecAgg+) at the same target epsilon, both calibrated by the
+coordinator: final accuracy, the epsilon each finished task reports, bits per parameter on the
+wire, the SecAgg ring's bits and the most bits an unmasked sum needed (never wrapped):
+
+    python bench/dp_tradeoff.py --equal-epsilon 8 --devices 100 [--dataset synthetic:0.5,0.5]
+
 --dp-sgd-epsilon E ... picks each run's noise multiplier instead: the smallest z (dp-accounting's
 RDP accountant) with which the device holding the fewest training examples, taking part in
 every round, spends at most E at delta 1e-5; every other device spends less.
@@ -50,7 +57,12 @@ def main() -> None:
     ap.add_argument("--dataset", default="digits", help="the demo's --dataset (digits, digits:x4, digits:x8)")
     ap.add_argument("--dp-sgd-epsilon", type=float, nargs="+", default=None,
                     help="with --dp-sgd: target epsilons; each run's z is calibrated so that no device spends more")
+    ap.add_argument("--equal-epsilon", type=float, default=0.0,
+                    help="instead: central vs distributed DP calibrated to this epsilon (see above)")
     args = ap.parse_args()
+    if args.equal_epsilon:
+        equal_epsilon(args)
+        return
     if args.dp_sgd_epsilon:
         args.noise = [worst_device_noise(eps, args) for eps in args.dp_sgd_epsilon]
         print("calibrated noise multipliers: " + ", ".join(f"epsilon {e:g} -> z {z:.3f}"
@@ -113,6 +125,37 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(out / "dp_tradeoff.png", dpi=110)
     print(f"wrote {out / 'dp_tradeoff.md'} and {out / 'dp_tradeoff.png'}")
+
+
+def equal_epsilon(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for mode in ("central", "distributed"):
+        cmd = [sys.executable, "-m", "fedge", "demo", "--out", str(out / mode), "--rounds", str(args.rounds),
+               "--min-accuracy", "0", "--dp", "--dp-mode", mode, "--dp-target-epsilon", str(args.equal_epsilon),
+               "--dataset", args.dataset]
+        for flag, value in (("--devices", args.devices), ("--goal-count", args.goal_count), ("--epochs", args.epochs),
+                            ("--learning-rate", args.learning_rate), ("--clip-norm", args.clip_norm)):
+            if value is not None:
+                cmd += [flag, str(value)]
+        cmd += ["--secagg", "secagg+"] if mode == "distributed" else []
+        cmd += ["--dp-fixed-clip"] if args.fixed_clip else []
+        text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        acc = float(re.search(r"federated global model: ([0-9.]+)", text).group(1))
+        eps = float(re.search(r"epsilon = ([0-9.]+)", text).group(1))
+        params = int(re.search(r"model \S+: ([0-9,]+) parameters", text).group(1).replace(",", ""))
+        up_kib = float(re.search(r"per device and round: ([0-9.]+) KiB up", text).group(1))
+        ring = re.search(r"secagg ring: (\d+) bits per coordinate; the unmasked sums needed at most (\d+) bits", text)
+        rows.append((mode, acc, eps, up_kib * 1024 * 8 / params, ring.groups() if ring else ("-", "-")))
+        print(f"{mode}: accuracy {acc:.4f}, epsilon {eps:.3f} (target {args.equal_epsilon:g})", flush=True)
+    table = [f"| DP ({args.dataset}, {args.devices or 100} devices) | final accuracy | epsilon reported (target "
+             f"{args.equal_epsilon:g}) | bits per parameter uploaded | SecAgg ring bits | bits the sums needed |",
+             "|---|---:|---:|---:|---:|---:|"]
+    table += [f"| {mode} | {acc:.3f} | {eps:.3f} | {bits:.2f} | {ring[0]} | {ring[1]} |"
+              for mode, acc, eps, bits, ring in rows]
+    (out / "equal_epsilon.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
 
 
 def worst_device_noise(target: float, args, delta: float = 1e-5) -> float:

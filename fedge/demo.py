@@ -28,8 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=10, help="local epochs per round (default 10)")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="the exported model's batch (default 32; DP-SGD's noise per step shrinks with it)")
-    parser.add_argument("--dataset", default="digits", choices=["digits", "digits:x4", "digits:x8"],
-                        help="digits, or digits:xN (N-fold augmented: more examples per device)")
+    parser.add_argument("--dataset", default="digits",
+                        help="digits, digits:xN (N-fold augmented: more examples per device), or "
+                             "synthetic:ALPHA,BETA (FedProx's Synthetic, with the zoo's synthetic_mlp)")
     parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
                         help="run the rounds with secure aggregation (the coordinator sees only the sum)")
     parser.add_argument("--clip-norm", type=float, default=3.0,
@@ -37,6 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dp", action="store_true",
                         help="user-level DP-FedAvg with adaptive clipping; prints epsilon next to accuracy")
     parser.add_argument("--noise-multiplier", type=float, default=0.3, help="DP noise multiplier z (with --dp)")
+    parser.add_argument("--dp-target-epsilon", type=float, default=0.0,
+                        help="with --dp: the epsilon the task may spend; the coordinator calibrates the noise "
+                             "multiplier (instead of --noise-multiplier)")
     parser.add_argument("--dp-delta", type=float, default=1e-3, help="DP delta (with --dp; below 1/devices)")
     parser.add_argument("--dp-fixed-clip", action="store_true",
                         help="with --dp: keep --clip-norm fixed instead of adapting it toward the median norm")
@@ -70,9 +74,12 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model_path = out / "digits_mlp.tflite"
-    print("== 1/4 export the zoo digits MLP (builtins-only, parity against Keras)", flush=True)
-    subprocess.run([sys.executable, "-m", "fedge", "export", "--zoo", "digits_mlp", "-o", str(model_path),
+    if not (args.dataset == "digits" or args.dataset.startswith(("digits:x", "synthetic:"))):
+        raise SystemExit(f"--dataset {args.dataset}: use digits, digits:xN or synthetic:ALPHA,BETA")
+    zoo = "synthetic_mlp" if args.dataset.startswith("synthetic") else "digits_mlp"
+    model_path = out / f"{zoo}.tflite"
+    print(f"== 1/4 export the zoo {zoo} (builtins-only, parity against Keras)", flush=True)
+    subprocess.run([sys.executable, "-m", "fedge", "export", "--zoo", zoo, "-o", str(model_path),
                     "--batch-size", str(args.batch_size), *(["--dp-sgd"] if args.dp_sgd > 0 else [])],
                    check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     model = model_path.read_bytes()
@@ -103,12 +110,13 @@ def run(args: argparse.Namespace) -> int:
         if args.secagg != "off":
             task.update(secagg=args.secagg, clip_norm=args.clip_norm, secagg_phase_s=1.0)
         adaptive = {} if args.dp_fixed_clip else {"dp_target_quantile": 0.5}  # toward the median norm
+        noise = ({"dp_target_epsilon": args.dp_target_epsilon} if args.dp_target_epsilon > 0
+                 else {"dp_noise_multiplier": args.noise_multiplier})
         if args.dp and args.dp_mode == "distributed":
-            task.update(clip_norm=args.clip_norm, dp_noise_multiplier=args.noise_multiplier, dp_mode="distributed",
-                        dp_delta=args.dp_delta, **adaptive)
+            task.update(clip_norm=args.clip_norm, dp_mode="distributed", dp_delta=args.dp_delta, **noise, **adaptive)
         elif args.dp:
-            task.update(clip_norm=args.clip_norm, dp_noise_multiplier=args.noise_multiplier,
-                        dp_delta=args.dp_delta, dp_population=args.devices, **adaptive)
+            task.update(clip_norm=args.clip_norm, dp_delta=args.dp_delta, dp_population=args.devices, **noise,
+                        **adaptive)
         if args.dp_sgd > 0:
             task.update(dp_sgd_noise_multiplier=args.dp_sgd, dp_sgd_clip=args.dp_sgd_clip, dp_sgd_delta=1e-5)
         fleet = Fleet(cfg, data)
@@ -118,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         server.stop()
         log.close()
     print("== 4/4 results", flush=True)
-    paths = write_history(history, out, title=f"fedge demo: digits MLP, {args.devices} devices, {upload}")
+    paths = write_history(history, out, title=f"fedge demo: {args.dataset}, {args.devices} devices, {upload}")
     committed = [r for r in history if r.state == "committed"]
     final = committed[-1].global_accuracy if committed else 0.0
     central = central_baseline(model, data, seed=args.seed)
@@ -128,8 +136,13 @@ def run(args: argparse.Namespace) -> int:
         how = ("noise added on the devices under " + args.secagg if args.dp_mode == "distributed"
                else "noise added by the coordinator")
         how += f", clip {args.clip_norm:g}" if args.dp_fixed_clip else f", adaptive clip now {committed[-1].clip:.3f}"
+        z = (f"the noise multiplier the coordinator calibrated for a target of {args.dp_target_epsilon:g}"
+             if args.dp_target_epsilon > 0 else f"noise multiplier {args.noise_multiplier}")
         print(f"privacy: user-level (epsilon = {committed[-1].epsilon:.2f}, delta = {args.dp_delta:g}) "
-              f"with noise multiplier {args.noise_multiplier}, {how}")
+              f"with {z}, {how}")
+    if args.secagg != "off" and committed:
+        print(f"secagg ring: {committed[-1].modulus_bits} bits per coordinate; the unmasked sums needed at most "
+              f"{max(r.sum_bits for r in committed)} bits")
     if args.dp_sgd > 0:
         spent = sorted(d.stats.dp_sgd_epsilon for d in fleet.devices if d.stats.dp_sgd_epsilon > 0)
         if spent:

@@ -376,6 +376,8 @@ class RoundDriver:
             self.optimizer_state.save(task.task_id, num, result.opt_state)
         metrics = {**training_metrics(task.config, self.store.updates(task.task_id, num),
                                       self.take_served(task.task_id)), **result.metrics}
+        if task.config.secagg_on:
+            metrics.update(self.secagg.wire_metrics(task.task_id, num))
         if result.control_sha:
             metrics["control_sha"] = result.control_sha
         if not self.store.commit_round(task.task_id, num, self.clock(), sha, metrics):

@@ -51,6 +51,8 @@ class SecAggRounds:
         self.store = store
         self.clock = clock
         self.sums: dict[tuple[str, int], ModularSum] = {}
+        # What each unmasked round put on the wire and used of its ring (wire_metrics).
+        self.wire: dict[tuple[str, int], dict] = {}
 
     # -- round bookkeeping ---------------------------------------------------------------
     def open(self, task: "Task", round_num: int, selection_deadline: float) -> float:
@@ -292,6 +294,7 @@ class SecAggRounds:
         # most one step per coordinate: 2 r sqrt(L) / (2^b - 1) <= 8 C / (2^b - 1)). One hostile
         # device then moves the mean by at most about C.
         n, levels = len(survivors), (1 << params.quant_bits) - 1
+        self.wire[(task.task_id, round_num)] = _wire_metrics(params, codes)
         if params.distributed_dp:  # the clip bits' sum came noised by the devices too
             bits = (distributed_dp.decode_count(int(codes[params.coded_length]), n, params.modulus_bits)
                     if params.extra else None)
@@ -305,6 +308,11 @@ class SecAggRounds:
         total, _ = dp.clip_l2(total.astype(np.float64), bound)
         bits = float(min(int(codes[params.coded_length]), n)) if params.extra else None
         return total, n, bits
+
+    def wire_metrics(self, task_id: str, round_num: int) -> dict:
+        """The round's SecAgg ring as used: its modulus bits, the bits its unmasked sum needed
+        (the smallest modulus that would not have wrapped it) and bits per parameter on the wire."""
+        return self.wire.pop((task_id, round_num), {})
 
     @staticmethod
     def _noised_sum(task: "Task", params: SecAggParams, codes: np.ndarray, n: int) -> np.ndarray:
@@ -320,3 +328,16 @@ class SecAggRounds:
         bound = n * params.dp_bound / units + 1.5 * noise_norm
         clipped, _ = dp.clip_l2(total.astype(np.float64), bound)
         return clipped
+
+
+def _wire_metrics(params: SecAggParams, codes: np.ndarray) -> dict:
+    """Under distributed DP the codes are signed (centred); otherwise non-negative sums."""
+    m = 1 << params.modulus_bits
+    values = np.asarray(codes, np.int64)
+    if params.distributed_dp:
+        peak = int(np.max(np.abs(np.mod(values + m // 2, m) - m // 2))) if values.size else 0
+        needed = (2 * peak + 1).bit_length()
+    else:
+        needed = max(1, int(np.max(values)).bit_length()) if values.size else 1
+    return {"secagg_modulus_bits": params.modulus_bits, "secagg_sum_bits": needed,
+            "secagg_wire_bits_per_value": params.modulus_bits * params.vector_length / params.num_values}

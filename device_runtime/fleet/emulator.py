@@ -90,6 +90,8 @@ class RoundRecord:
     elapsed_s: float = float("nan")  # from the task's start to this round's (version's) commit
     staleness_mean: float = float("nan")  # asynchronous tasks: of the version's updates
     bytes_down: int = 0  # what the round's devices downloaded (models, checkpoints, control variates)
+    modulus_bits: int = 0  # SecAgg: the ring's bits per coordinate
+    sum_bits: int = 0  # SecAgg: the bits the unmasked sum needed (the smallest ring it would not have wrapped in)
 
 
 @dataclass
@@ -264,7 +266,8 @@ class Fleet:
                                   m.get("epsilon", float("nan")), m.get("dp_clip", float("nan")),
                                   (r["closed_at"] or time.time()) - self.started,
                                   m.get("staleness_mean", float("nan")),
-                                  sum(d.stats.down_by_round.get(r["round"], 0) for d in self.devices))
+                                  sum(d.stats.down_by_round.get(r["round"], 0) for d in self.devices),
+                                  int(m.get("secagg_modulus_bits", 0)), int(m.get("secagg_sum_bits", 0)))
                 last_drop, last_abandon = drops, abandons
                 self.history.append(rec)
                 bar.update(1 if r["state"] == "committed" else 0)

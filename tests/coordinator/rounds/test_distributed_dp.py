@@ -69,6 +69,11 @@ async def test_the_committed_mean_is_the_devices_noised_sum_and_epsilon_is_recor
     cfg = TaskConfig.from_dict({"goal_count": 5, "over_selection": 1.0, "secagg": "secagg", **DDP})
     assert m["epsilon"] == pytest.approx(task_epsilon(cfg, p.num_values, 1, 1.0))
     assert 0 < m["epsilon"] < math.inf and m["dp_device_variance"] == p.dp_variance
+    # The ring as used: the bits the centred sum needed (it did not wrap), and bits on the wire.
+    signed = np.mod(total.astype(np.int64) + (1 << (p.modulus_bits - 1)), 1 << p.modulus_bits) - (1 << (p.modulus_bits - 1))
+    assert m["secagg_modulus_bits"] == p.modulus_bits
+    assert m["secagg_sum_bits"] == (2 * int(np.abs(signed).max()) + 1).bit_length() <= p.modulus_bits
+    assert m["secagg_wire_bits_per_value"] == pytest.approx(p.modulus_bits * p.length / p.num_values)
     # z times the clip, for the 4 survivors the noise is calibrated for (min_reports).
     assert m["dp_noise_stddev"] == pytest.approx(0.5 * p.dp_bound * (2 * p.value_range / 255), rel=1e-3)
 
