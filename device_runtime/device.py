@@ -22,6 +22,7 @@ from device_runtime.secagg_session import run_secagg_round
 from device_runtime.trainer import TooLate, Trainer
 from device_runtime.training import Unfinished
 from protocol import codec
+from protocol.delta_download import apply_delta
 from protocol.errors import ProtocolError
 from protocol.messages import Assignment, DeviceState, UploadMeta
 
@@ -41,6 +42,7 @@ class DeviceStats:
     unfinished: int = 0  # trainings cut short (budget or capacity) in a task that takes no partial work
     partial: int = 0  # uploads of partial work
     evaluations: int = 0  # federated evaluation reports sent
+    delta_downloads: int = 0  # checkpoints reached as a held base plus a downloaded delta
     dp_sgd_epsilon: float = 0.0  # example-level epsilon this device's data has spent (DP-SGD), by its ledger
     bytes_up: int = 0
     float32_bytes: int = 0
@@ -107,6 +109,8 @@ class Device:
     # This device's own privacy floor (`fedge device --min-dp-noise-multiplier`): it uploads only
     # in distributed-DP rounds whose devices' noise adds up to at least this many sensitivities.
     min_dp_noise: float = 0.0
+    # Delta downloads: per task, the full checkpoint download this device holds as its base.
+    bases: dict = field(default_factory=dict)
     # Example-level DP-SGD: what this device's data has spent (kept in state_dir).
     ledger: PrivacyLedger | None = None
     # Blobs this device holds (a phone keeps its model and last checkpoint): a blob not among
@@ -181,6 +185,32 @@ class Device:
         self.stats.dp_sgd_epsilon = epsilon
         return {"dp_sgd": result.dp_sgd.to_dict(), "dp_sgd_epsilon": epsilon}
 
+    def _holding(self) -> list[str]:
+        """What the check-in says this device holds: its bases for delta downloads first, then
+        the blobs it fetched last (its own, even when an emulated fleet shares one cache)."""
+        return list(dict.fromkeys([*self.bases.values(), *self.held]))[:8]
+
+    async def _checkpoint(self, a: Assignment) -> tuple[bytes, str]:
+        """The round's checkpoint (a payload) and the digest the trainer knows it by: the base
+        this device holds plus the assignment's delta when it offers one for that base (the
+        task's download_delta_codec), else the full download, which becomes the task's base."""
+        base = self.bases.get(a.task_id)
+        if a.checkpoint_delta_sha256 and base and a.checkpoint_base_sha256 == base:
+            held = self.cache.get(base)
+            if held is not None:
+                try:
+                    delta = await self._fetch(a, a.checkpoint_delta_url, a.checkpoint_delta_sha256)
+                    values = apply_delta(held, delta)
+                    counts = codec.decode(held).counts
+                    payload = codec.encode(codec.unflatten(values, [(n,) for n in counts]), codec.CodecSpec("f32"), None)
+                    self.stats.delta_downloads += 1
+                    return payload, a.checkpoint_delta_sha256
+                except (ApiError, ProtocolError, ValueError) as exc:  # gone, or not this base's: the full one
+                    log.info("delta download failed, downloading the checkpoint: %s", exc)
+        data = await self._fetch(a, a.checkpoint_url, a.checkpoint_sha256)
+        self.bases[a.task_id] = a.checkpoint_sha256
+        return data, a.checkpoint_sha256
+
     def _expected_train_s(self, assignment: Assignment) -> float:
         if self.behaviour.train_time_s > 0:
             full = self.behaviour.train_time_s * self.behaviour.slowdown
@@ -189,15 +219,15 @@ class Device:
         return steps * self.trainer.step_time_estimate(assignment.model_sha256) * self.behaviour.slowdown
 
     async def run_once(self) -> RoundOutcome:
-        resp = await self.client.checkin(self.state_fn(), self.cache.keys(), self.behaviour.long_poll_s)
+        resp = await self.client.checkin(self.state_fn(), self._holding(), self.behaviour.long_poll_s)
         if resp.outcome == "retry":
             return RoundOutcome("retry", resp.retry_at, resp.reason)
         a = resp.assignment
         self.stats.rounds_joined += 1
         model = await self._fetch(a, a.model_url, a.model_sha256)
-        checkpoint = await self._fetch(a, a.checkpoint_url, a.checkpoint_sha256)
+        checkpoint, checkpoint_sha = await self._checkpoint(a)
         if a.plan.evaluate_only:
-            return await self._evaluate(a, model, checkpoint)
+            return await self._evaluate(a, model, checkpoint, checkpoint_sha)
         expected_s = self._expected_train_s(a)
         if self.clock() + expected_s + self.behaviour.safety_margin_s > a.report_deadline:
             return self._abandon("cannot finish before the reporting deadline")
@@ -226,7 +256,7 @@ class Device:
 
         async def train():
             result, compute_s = await self.trainer.train(
-                model, a.model_sha256, checkpoint, a.checkpoint_sha256, a.plan, self.data, self.rng,
+                model, a.model_sha256, checkpoint, checkpoint_sha, a.plan, self.data, self.rng,
                 self.behaviour.attack, finish_by=finish_by, expected_s=expected_s, capacity_epochs=capacity,
                 personal=self._personal_for(a.model_sha256), control=control,
                 residual=self._residual_for(a.task_id))
@@ -274,11 +304,11 @@ class Device:
             self._keep_residual(a.task_id, result.residual)
         return RoundOutcome("uploaded", detail=f"{len(result.payload)} bytes")
 
-    async def _evaluate(self, a: Assignment, model: bytes, checkpoint: bytes) -> RoundOutcome:
+    async def _evaluate(self, a: Assignment, model: bytes, checkpoint: bytes, checkpoint_sha: str) -> RoundOutcome:
         """Federated evaluation: counts on the local holdout, no training, no update."""
         if len(self.data.x_eval) == 0:
             return self._abandon("no local holdout examples to evaluate on")
-        report = await self.trainer.evaluate(model, a.model_sha256, checkpoint, a.checkpoint_sha256, self.data,
+        report = await self.trainer.evaluate(model, a.model_sha256, checkpoint, checkpoint_sha, self.data,
                                              self._personal_for(a.model_sha256), a.plan, self.rng)
         try:
             await self.client.report_evaluation(a, report)

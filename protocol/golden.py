@@ -330,6 +330,27 @@ def train_signature_vectors() -> list[dict]:
             for dp in ((False, True) if name == "dp_sgd" else (False,))]
 
 
+def delta_download_vectors() -> list[dict]:
+    """A base checkpoint download (q8), the delta the coordinator makes to a target (q4+rot and
+    q8), and the float32 values base + delta (protocol.delta_download.apply_delta)."""
+    from protocol.delta_download import apply_delta, delta_seed, make_delta
+
+    rng = np.random.default_rng(11)
+    counts = [40, 7, 33]
+    old = rng.normal(0.0, 0.3, sum(counts)).astype(np.float32)
+    new = (old + rng.normal(0.0, 0.02, old.size)).astype(np.float32)
+    base = codec.encode(codec.unflatten(old, [(n,) for n in counts]), codec.CodecSpec.parse("q8", 16),
+                        np.random.default_rng(1))
+    target = codec.encode(codec.unflatten(new, [(n,) for n in counts]), codec.CodecSpec("f32"), None)
+    out = []
+    for name in ("q4+rot", "q8"):
+        spec = codec.CodecSpec.parse(name, 16)
+        delta = make_delta(base, target, spec, delta_seed("b" * 64, "t" * 64, spec.name))
+        out.append({"codec": name, "base": base.hex(), "delta": delta.hex(),
+                    "values": apply_delta(base, delta).astype("<f4").tobytes().hex()})
+    return out
+
+
 def dp_sgd_vectors() -> list[dict]:
     """The DP-SGD event a device reports (protocol.dp_sgd.DpSgdEvent.of_round) for its noise
     multiplier, the file's batch, its local examples and the steps it took."""
@@ -368,7 +389,7 @@ def all_vectors() -> dict[str, object]:
     return {"codec.json": codec_vectors(), "rotation.json": rotation_vectors(), "prg.json": prg_vectors(),
             "messages.json": message_examples(), "secagg.json": secagg_vectors(), "scaffold.json": scaffold_vectors(),
             "discrete_gaussian.json": discrete_gaussian_vectors(), "train_signature.json": train_signature_vectors(),
-            "dp_sgd.json": dp_sgd_vectors()}
+            "dp_sgd.json": dp_sgd_vectors(), "delta_download.json": delta_download_vectors()}
 
 
 def render(vectors: object) -> str:

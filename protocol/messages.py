@@ -217,6 +217,13 @@ class Assignment:
     # SCAFFOLD: the server control variate c (FEDU f32 over the travelling weights), "" otherwise.
     control_sha256: str = ""
     control_url: str = ""
+    # Delta downloads (the task's download_delta_codec): a device that holds the blob
+    # checkpoint_base_sha256 (a full checkpoint download of this task it named at check-in) may
+    # fetch this delta instead of the checkpoint and add it to the base's values
+    # (protocol.codec.apply_delta); "" when the coordinator has no delta for it.
+    checkpoint_base_sha256: str = ""
+    checkpoint_delta_sha256: str = ""
+    checkpoint_delta_url: str = ""
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Assignment":
@@ -228,6 +235,9 @@ class Assignment:
             upload_url=get_field(raw, "upload_url", str), report_deadline=get_field(raw, "report_deadline", float),
             control_sha256=get_field(raw, "control_sha256", str, False, "", max_len=64),
             control_url=get_field(raw, "control_url", str, False, "", max_len=200),
+            checkpoint_base_sha256=get_field(raw, "checkpoint_base_sha256", str, False, "", max_len=64),
+            checkpoint_delta_sha256=get_field(raw, "checkpoint_delta_sha256", str, False, "", max_len=64),
+            checkpoint_delta_url=get_field(raw, "checkpoint_delta_url", str, False, "", max_len=200),
         )
 
 

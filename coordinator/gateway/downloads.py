@@ -19,9 +19,14 @@ import numpy as np
 from coordinator.store.base import Store
 from coordinator.tasks.registry import Task
 from protocol import codec
+from protocol.delta_download import delta_seed, make_delta
 
 MEMORY = 1024  # (checkpoint, codec) pairs remembered; a task needs one at a time
 KEEP_PER_TASK = 8
+# Delta downloads: a device's base is one of its task's last BASES_PER_TASK full downloads
+# (older ones are a full download again), and each (base, checkpoint) delta is made once.
+BASES_PER_TASK = 8
+DELTAS_PER_TASK = 64
 
 
 class DownloadBlobs:
@@ -30,9 +35,52 @@ class DownloadBlobs:
         self._made: dict[tuple[str, str], str] = {}  # (checkpoint sha, codec) -> blob sha
         self.served_for: dict[str, str] = {}  # download blob sha -> task id (bytes served, blob guards)
         self._recent: dict[str, list[str]] = {}  # task id -> its download blobs, oldest first
+        self._bases: dict[str, list[str]] = {}  # task id -> its last full downloads (bases for deltas), oldest first
+        self._deltas: dict[str, dict[tuple[str, str], str]] = {}  # task id -> (base, checkpoint) -> delta sha
 
     def sha_for(self, task: Task) -> str:
         """The digest of what the task's devices download now as its checkpoint."""
+        sha = self._full_sha(task)
+        bases = self._bases.setdefault(task.task_id, [])
+        if sha not in bases:
+            bases.append(sha)
+            del bases[:-BASES_PER_TASK]
+        return sha
+
+    def delta_for(self, task: Task, held: tuple[str, ...] | list[str], current: str) -> tuple[str, str] | None:
+        """(base, delta sha) for a device that holds ``held`` blobs: the newest of them that is a
+        recent full download of this task, other than ``current``; None without delta downloads
+        or such a base (the device then downloads ``current``)."""
+        name = task.config.download_delta_codec
+        bases = self._bases.get(task.task_id, [])
+        if not name or not held:
+            return None
+        mine = set(held)
+        base = next((b for b in reversed(bases) if b in mine and b != current), None)
+        if base is None:
+            return None
+        deltas = self._deltas.setdefault(task.task_id, {})
+        sha = deltas.get((base, current))
+        if sha is None:
+            base_path, target_path = self.store.blob_path(base), self.store.blob_path(current)
+            if not (base_path and base_path.exists() and target_path and target_path.exists()):
+                return None
+            spec = codec.CodecSpec.parse(name, task.config.chunk_size)
+            payload = make_delta(base_path.read_bytes(), target_path.read_bytes(), spec,
+                                 delta_seed(base, current, spec.name))
+            sha = hashlib.sha256(payload).hexdigest()
+            self.store.put_blob(sha, payload)
+            deltas[(base, current)] = sha
+            while len(deltas) > DELTAS_PER_TASK:
+                old = deltas.pop(next(iter(deltas)))
+                self.served_for.pop(old, None)
+                path = self.store.blob_path(old)
+                if path is not None:
+                    path.unlink(missing_ok=True)
+        self.served_for[sha] = task.task_id
+        return base, sha
+
+    def _full_sha(self, task: Task) -> str:
         name = task.config.download_codec
         if name == "f32":
             return task.checkpoint_sha

@@ -144,6 +144,7 @@ class DeviceGateway:
         for task in eligible:
             offer = (self.buffered.offer if task.config.asynchronous else self._offer)(task, device.device_id, now)
             if offer is not None:
+                offer.held = req.cached_models
                 return offer
         return self._arrival(device, rate_limited, now, self._no_slot(eligible[0], now))
 
@@ -232,7 +233,7 @@ class DeviceGateway:
         task, rnd = p.task, p.round
         self.offers[task.task_id] = max(0, self.offers.get(task.task_id, 1) - 1)
         if p.live_since is not None:
-            return self._assignment(task, rnd, p.token) if self.buffered.written(task, selected) else None
+            return self._assignment(task, rnd, p.token, p.held) if self.buffered.written(task, selected) else None
         if selected is None:
             # Already in this round (it has its assignment), or the round filled or closed since
             # the hint was read: read it afresh next time.
@@ -248,11 +249,12 @@ class DeviceGateway:
                     self.rounds.start_advertising(task, rnd.round)
                 else:
                     self.rounds.transition(task, rnd.round, "reporting")
-        return self._assignment(task, rnd, p.token)
+        return self._assignment(task, rnd, p.token, p.held)
 
-    def _assignment(self, task: Task, rnd: RoundRecord, token: str) -> Assignment:
+    def _assignment(self, task: Task, rnd: RoundRecord, token: str, held: tuple[str, ...] = ()) -> Assignment:
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
         checkpoint = self.downloads.sha_for(task)  # the checkpoint itself, or quantized (download_codec)
+        delta = self.downloads.delta_for(task, held, checkpoint)  # download_delta_codec, for a device with a base
         return Assignment(
             task_id=task.task_id, round=rnd.round, upload_token=token,
             plan=task.config.plan(task.dp_clip, sparse.round_seed(task.task_id, rnd.round)),
@@ -261,6 +263,8 @@ class DeviceGateway:
             upload_url=f"{base}/evaluation" if task.config.evaluation else f"{base}/update",
             report_deadline=float(rnd.report_deadline),
             control_sha256=task.control_sha, control_url=f"/v1/blobs/{task.control_sha}" if task.control_sha else "",
+            **({"checkpoint_base_sha256": delta[0], "checkpoint_delta_sha256": delta[1],
+                "checkpoint_delta_url": f"/v1/blobs/{delta[1]}"} if delta else {}),
         )
 
     def upload_limit(self, device: DeviceRecord, task_id: str) -> int:

@@ -60,6 +60,8 @@ class PendingAssignment:
     # Asynchronous tasks: assignments made at or after this time and not yet used are live
     # (they count against `capacity`, the task's concurrency).
     live_since: float | None = None
+    # The blobs the device says it holds (its check-in's cached_models): a base for a delta download.
+    held: tuple[str, ...] = ()
 
     def write(self, store) -> int | None:
         """The store write that makes the assignment (the count after it, or None: refused)."""

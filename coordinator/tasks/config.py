@@ -67,6 +67,9 @@ class TaskConfig:
     # What devices download as the checkpoint: "f32" (the checkpoint itself) or a quantized
     # codec ("q8", "q8+rot", "q4+rot", ...: coordinator.gateway.downloads).
     download_codec: str = "f32"
+    # Delta downloads (protocol.delta_download): a device holding one of the task's recent full
+    # downloads fetches the current checkpoint minus it in this codec ("q4+rot", "q8", ...; "": off).
+    download_delta_codec: str = ""
     chunk_size: int = 256
     clip_norm: float = 0.0
     secagg: str = "off"  # "off", "secagg" (everyone pairs with everyone) or "secagg+" (O(log n) neighbours)
@@ -285,6 +288,7 @@ class TaskConfig:
             scaffold_population=_num(raw, "scaffold_population", 0, 0, 10**9, int),
             codec=codec,
             download_codec=_text(raw, "download_codec", 32) or "f32",
+            download_delta_codec=_text(raw, "download_delta_codec", 32),
             chunk_size=_num(raw, "chunk_size", 256, 1, 1 << 20, int),
             clip_norm=_num(raw, "clip_norm", 0.0, 0.0, 1e9),
             secagg=secagg,
@@ -367,9 +371,10 @@ class TaskConfig:
             EligibilityRule.parse(cfg.eval_eligibility)
             spec = cfg.codec_spec()
             download = CodecSpec.parse(cfg.download_codec, cfg.chunk_size)
+            delta = CodecSpec.parse(cfg.download_delta_codec, cfg.chunk_size) if cfg.download_delta_codec else None
         except ProtocolError as exc:
             raise BadRequest(str(exc), exc.code) from exc
-        check_subset_codecs(cfg, spec, download)
+        check_subset_codecs(cfg, spec, download, delta)
         return cfg
 
 

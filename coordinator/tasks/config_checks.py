@@ -8,10 +8,14 @@ from protocol.codec import CodecSpec
 # Each check takes the parsed coordinator.tasks.config.TaskConfig (not imported: that module imports this one).
 
 
-def check_subset_codecs(cfg, spec: CodecSpec, download: CodecSpec) -> None:
+def check_subset_codecs(cfg, spec: CodecSpec, download: CodecSpec, delta: CodecSpec | None = None) -> None:
     """Where a codec that sends part of the coordinates cannot work, refused at creation."""
-    if download.sparse or download.topk:
-        raise BadRequest("download_codec cannot be sparse or top-k: a device needs the whole checkpoint", "bad_codec")
+    if download.sparse or download.topk or (delta is not None and (delta.sparse or delta.topk)):
+        raise BadRequest("download_codec and download_delta_codec cannot be sparse or top-k: a device needs the "
+                         "whole checkpoint", "bad_codec")
+    if delta is not None and delta.kind == "f32":
+        raise BadRequest("download_delta_codec is a quantized codec (q8, q4+rot, ...): a float32 delta is no smaller "
+                         "than the checkpoint", "bad_codec")
     if (spec.sparse or spec.topk) and (cfg.dp_on or cfg.dp_target_epsilon > 0):
         raise BadRequest("a sparse or top-k codec cannot be combined with DP yet: the decoded update (the kept "
                          "coordinates, scaled by L/m when sparse) is not what the clip and the noise were sized for",

@@ -297,3 +297,32 @@ def test_java_device_trains_with_example_level_dp_sgd(java_classpath, softmax_dp
         assert 0 < step <= 16 * lr * clip * (1 + 2 * z * np.sqrt(650) / 32)
     finally:
         server.kill9()
+
+
+def test_java_device_downloads_checkpoint_deltas(java_classpath, softmax_tflite, tmp_path):
+    """Three rounds of the Java device alone with download_codec q8 and download_delta_codec
+    q4+rot: round 1 downloads the checkpoint, rounds 2 and 3 its delta against that base
+    (which the device names at check-in as a blob it holds), and the rounds commit."""
+    from device_runtime.fleet.datasets import load_digits_pool
+
+    x, _, y, _ = load_digits_pool(0)
+    csv = write_examples_csv(tmp_path / "java.csv", x, y, np.random.default_rng(5).permutation(len(y))[:300])
+    server = Server(str(tmp_path / "c.db"))
+    server.start()
+    try:
+        config = {"rounds": 3, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
+                  "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 1,
+                  "eligibility": "charging", "download_codec": "q8", "download_delta_codec": "q4+rot"}
+        server.setup_task("javadelta", softmax_tflite, config)
+        java = subprocess.run(
+            ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
+             "--population", "javadelta", "--data", str(csv), "--rounds", "3", "--timeout-s", "120"],
+            capture_output=True, text=True, timeout=180)
+        assert java.returncode == 0, java.stdout + java.stderr
+        assert "delta downloads 2" in java.stdout, java.stdout
+        rounds = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
+        assert [r["state"] for r in rounds] == ["committed"] * 3
+        full, *later = [r["metrics"]["bytes_out"] for r in rounds]
+        assert all(b < 0.6 * 650 + 1024 for b in later), (full, later)  # 650 parameters at 4 bits, plus headers
+    finally:
+        server.kill9()

@@ -18,6 +18,10 @@ public final class Assignment {
     /** SCAFFOLD: the server control variate's blob, "" otherwise. */
     public final String controlSha256;
     public final String controlUrl;
+    /** Delta downloads: the full download this delta applies to, the delta's digest and URL ("" without). */
+    public final String checkpointBaseSha256;
+    public final String checkpointDeltaSha256;
+    public final String checkpointDeltaUrl;
 
     private Assignment(JsonObject raw) {
         taskId = Json.string(raw, "task_id");
@@ -32,6 +36,9 @@ public final class Assignment {
         reportDeadline = Json.number(raw, "report_deadline", null);
         controlSha256 = Json.string(raw, "control_sha256", "");
         controlUrl = Json.string(raw, "control_url", "");
+        checkpointBaseSha256 = Json.string(raw, "checkpoint_base_sha256", "");
+        checkpointDeltaSha256 = Json.string(raw, "checkpoint_delta_sha256", "");
+        checkpointDeltaUrl = Json.string(raw, "checkpoint_delta_url", "");
     }
 
     public static Assignment fromJson(JsonObject raw) {

@@ -50,6 +50,10 @@ public final class FedgeDevice {
         public double lastTrainLoss = Double.NaN;
         public double lastEvalAccuracy = Double.NaN;
         public String lastOutcome = "";
+        /** Checkpoints reached as a held base plus a downloaded delta. */
+        public int deltaDownloads;
+        /** Why the last delta download fell back to the full checkpoint ("" when none did). */
+        public String lastDeltaFailure = "";
     }
 
     private static final double SAFETY_MARGIN_S = 0.5;
@@ -142,6 +146,28 @@ public final class FedgeDevice {
         return outcome;
     }
 
+    /**
+     * The round's checkpoint: the held base plus the assignment's delta when it offers one for a
+     * blob this device holds (the task's download_delta_codec), else the full download, which
+     * the cache keeps and the next check-in names as a base.
+     */
+    private UpdateCodec.Decoded checkpoint(Assignment a) throws java.io.IOException, InterruptedException {
+        if (!a.checkpointDeltaSha256.isEmpty()) {
+            byte[] base = cache.get(a.checkpointBaseSha256);
+            if (base != null) {
+                try {
+                    UpdateCodec.Decoded global = DeltaDownload.apply(base,
+                            client.fetchBlob(a.checkpointDeltaUrl, a.checkpointDeltaSha256, cache));
+                    stats.deltaDownloads++;
+                    return global;
+                } catch (FedgeClient.ApiException | ProtocolException e) { // gone, or not this base's: the full one
+                    stats.lastDeltaFailure = e.getMessage();
+                }
+            }
+        }
+        return UpdateCodec.decode(client.fetchBlob(a.checkpointUrl, a.checkpointSha256, cache), null);
+    }
+
     private RoundOutcome attempt(double longPollS) throws Exception {
         CheckinResponse response = client.checkin(state.get(), cache.keys(), longPollS);
         if (!response.assigned()) {
@@ -151,7 +177,7 @@ public final class FedgeDevice {
         stats.roundsJoined++;
         stats.lastRound = a.round;
         byte[] model = client.fetchBlob(a.modelUrl, a.modelSha256, cache);
-        UpdateCodec.Decoded global = UpdateCodec.decode(client.fetchBlob(a.checkpointUrl, a.checkpointSha256, cache), null);
+        UpdateCodec.Decoded global = checkpoint(a);
         if (a.plan.evaluateOnly) {
             return evaluationRound(a, model, global);
         }

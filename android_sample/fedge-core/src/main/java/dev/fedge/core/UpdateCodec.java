@@ -32,7 +32,7 @@ public final class UpdateCodec {
         /** Sparse: the seed the payload says its round gave. */
         public final long sparseSeed;
 
-        Decoded(float[] values, int[] counts, String codec, int kept, long sparseSeed) {
+        public Decoded(float[] values, int[] counts, String codec, int kept, long sparseSeed) {
             this.values = values;
             this.counts = counts;
             this.codec = codec;

@@ -55,8 +55,9 @@ public final class JvmDevice {
         System.out.printf("java device: uploads %d, abandoned %d, rejected %d, bytes up %d (%.1f%% of float32)%n",
                 device.stats.uploads, device.stats.abandoned, device.stats.rejected, device.stats.bytesUp,
                 100.0 * device.stats.bytesUp / Math.max(1, device.stats.float32Bytes));
-        System.out.printf("java device: evaluations %d, unfinished %d%n", device.stats.evaluations,
-                device.stats.unfinished);
+        System.out.printf("java device: evaluations %d, unfinished %d, delta downloads %d%s%n", device.stats.evaluations,
+                device.stats.unfinished, device.stats.deltaDownloads,
+                device.stats.lastDeltaFailure.isEmpty() ? "" : " (last failure: " + device.stats.lastDeltaFailure + ")");
         if (args.containsKey("control-out")) { // SCAFFOLD: this device's control variates, for the test to compare
             StringBuilder out = new StringBuilder();
             for (Map.Entry<String, float[]> e : device.controls.entrySet()) {
