@@ -144,10 +144,10 @@ def equal_epsilon(args) -> None:
         text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         acc = float(re.search(r"federated global model: ([0-9.]+)", text).group(1))
         eps = float(re.search(r"epsilon = ([0-9.]+)", text).group(1))
-        params = int(re.search(r"model \S+: ([0-9,]+) parameters", text).group(1).replace(",", ""))
-        up_kib = float(re.search(r"per device and round: ([0-9.]+) KiB up", text).group(1))
+        # Of what the devices uploaded, against the float32 updates they stood for: bits a parameter.
+        share = float(re.search(r"bytes uploaded: [0-9.]+ KiB = ([0-9.]+)% of float32", text).group(1)) / 100
         ring = re.search(r"secagg ring: (\d+) bits per coordinate; the unmasked sums needed at most (\d+) bits", text)
-        rows.append((mode, acc, eps, up_kib * 1024 * 8 / params, ring.groups() if ring else ("-", "-")))
+        rows.append((mode, acc, eps, 32 * share, ring.groups() if ring else ("-", "-")))
         print(f"{mode}: accuracy {acc:.4f}, epsilon {eps:.3f} (target {args.equal_epsilon:g})", flush=True)
     table = [f"| DP ({args.dataset}, {args.devices or 100} devices) | final accuracy | epsilon reported (target "
              f"{args.equal_epsilon:g}) | bits per parameter uploaded | SecAgg ring bits | bits the sums needed |",

@@ -43,6 +43,8 @@ class DeviceStats:
     partial: int = 0  # uploads of partial work
     evaluations: int = 0  # federated evaluation reports sent
     delta_downloads: int = 0  # checkpoints reached as a held base plus a downloaded delta
+    checkpoint_bytes_down: int = 0  # what reaching the round's checkpoints cost (full or delta)
+    checkpoints: int = 0  # rounds whose checkpoint this device reached
     dp_sgd_epsilon: float = 0.0  # example-level epsilon this device's data has spent (DP-SGD), by its ledger
     bytes_up: int = 0
     float32_bytes: int = 0
@@ -199,15 +201,21 @@ class Device:
             held = self.cache.get(base)
             if held is not None:
                 try:
+                    before = self.stats.bytes_down
                     delta = await self._fetch(a, a.checkpoint_delta_url, a.checkpoint_delta_sha256)
+                    self.stats.checkpoint_bytes_down += self.stats.bytes_down - before
                     values = apply_delta(held, delta)
                     counts = codec.decode(held).counts
                     payload = codec.encode(codec.unflatten(values, [(n,) for n in counts]), codec.CodecSpec("f32"), None)
                     self.stats.delta_downloads += 1
+                    self.stats.checkpoints += 1
                     return payload, a.checkpoint_delta_sha256
                 except (ApiError, ProtocolError, ValueError) as exc:  # gone, or not this base's: the full one
                     log.info("delta download failed, downloading the checkpoint: %s", exc)
+        before = self.stats.bytes_down
         data = await self._fetch(a, a.checkpoint_url, a.checkpoint_sha256)
+        self.stats.checkpoint_bytes_down += self.stats.bytes_down - before
+        self.stats.checkpoints += 1
         self.bases[a.task_id] = a.checkpoint_sha256
         return data, a.checkpoint_sha256
 

@@ -24,6 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="how updates travel: f32, q8, q4, q8+rot, q4+rot, + sparse:F or + topk:F "
                              "(e.g. q4+rot+sparse:0.1: 63x fewer bytes than f32)")
     parser.add_argument("--download-codec", default="f32", help="how the checkpoint travels: f32, q8, q4+rot, ...")
+    parser.add_argument("--download-delta-codec", default="",
+                        help="devices holding an earlier checkpoint download fetch the difference in this codec "
+                             "(q4+rot, q8; default: off)")
     parser.add_argument("--learning-rate", type=float, default=0.08, help="device learning rate")
     parser.add_argument("--epochs", type=int, default=10, help="local epochs per round (default 10)")
     parser.add_argument("--batch-size", type=int, default=32,
@@ -106,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         task = {"rounds": args.rounds, "goal_count": args.goal_count, "over_selection": 1.3,
                 "selection_window_s": 2.0, "report_deadline_s": 15.0,
                 "eligibility": "charging and unmetered and idle", "epochs": args.epochs, "batch_size": args.batch_size,
-                "learning_rate": args.learning_rate, "codec": args.codec, "download_codec": args.download_codec}
+                "learning_rate": args.learning_rate, "codec": args.codec, "download_codec": args.download_codec,
+                "download_delta_codec": args.download_delta_codec}
         if args.secagg != "off":
             task.update(secagg=args.secagg, clip_norm=args.clip_norm, secagg_phase_s=1.0)
         adaptive = {} if args.dp_fixed_clip else {"dp_target_quantile": 0.5}  # toward the median norm

@@ -35,6 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="how updates travel: f32 | q8 | q4 | q8+rot | q4+rot, then optionally +sparse:F (a "
                              "round-shared fraction F of the coordinates, also under --secagg) or +topk:F (the "
                              "largest, with error feedback), e.g. q4+rot+sparse:0.1")
+    parser.add_argument("--download-delta-codec", default="",
+                        help="devices holding an earlier checkpoint download fetch the difference in this codec "
+                             "(q4+rot, q8; default: off)")
     parser.add_argument("--download-codec", default="f32",
                         help="how the checkpoint travels to the devices: f32, or quantized (q8, q4+rot, ...)")
     parser.add_argument("--secagg", choices=["off", "secagg", "secagg+"], default="off",
@@ -73,6 +76,7 @@ def task_config_from_args(args) -> dict:
         "selection_window_s": args.selection_window_s, "report_deadline_s": args.report_deadline_s,
         "eligibility": args.eligibility, "epochs": args.epochs, "batch_size": 32,
         "learning_rate": args.learning_rate, "codec": args.codec, "download_codec": args.download_codec,
+        "download_delta_codec": args.download_delta_codec,
         "secagg": args.secagg, "secagg_phase_s": args.secagg_phase_s, "aggregator": args.aggregator,
         "clip_norm": args.clip_norm if args.clip_norm is not None else (3.0 if args.secagg != "off" else 0.0),
     }
