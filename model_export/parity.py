@@ -213,7 +213,6 @@ def run_dp_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3
 
     interp = ready_interpreter(tflite_bytes)
     train = interp.get_signature_runner("train_dp")
-    get_weights = interp.get_signature_runner("get_weights")
     microbatches = int(manifest.export_options["dp_microbatches"])
     size = manifest.dp_noise_size
     rng = np.random.default_rng(seed + 2)
@@ -234,15 +233,8 @@ def run_dp_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3
             for path, g in zip(paths, grads):
                 peaks[path] = np.maximum(peaks.get(path, 0.0), np.abs(g))
         keras_values = {v.path: np.asarray(v.numpy()) for v in model.variables}
-    lite = get_weights()
-    if manifest.personal:
-        lite.update(interp.get_signature_runner("get_personal")())
-    bound = max_normalized_step(manifest.optimizer, len(lite_losses))
-    judged = [judge_weights(lite[w.key], keras_values[w.path], peaks.get(w.path), tolerance, bound)
-              for w in (*manifest.weights, *manifest.personal)]
-    return ParityReport(lite_losses, keras_losses, max((j[0] for j in judged), default=0.0), tolerance,
-                        excused=sum(j[1] for j in judged), max_excused_diff=max((j[2] for j in judged), default=0.0),
-                        excused_bound=bound or 0.0, dp_sgd=(clip, noise_multiplier))
+    return _judged(interp, manifest, keras_values, peaks, lite_losses, keras_losses, tolerance,
+                   dp_sgd=(clip, noise_multiplier))
 
 
 def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
@@ -259,7 +251,6 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
     # Without either term the step devices run is train_plain (where the file has it).
     signature = manifest.train_signature(proximal_mu, scaffold)
     train = interp.get_signature_runner(signature)
-    get_weights = interp.get_signature_runner("get_weights")
     lr = np.full(1, manifest.optimizer["learning_rate"], np.float32)
     mu = np.full(1, proximal_mu, np.float32)
     extra = {"proximal_mu": mu} if "proximal_mu" in manifest.signatures[signature]["inputs"] else {}
@@ -289,7 +280,14 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
             for path, g in zip(paths, grads):
                 peaks[path] = np.maximum(peaks.get(path, 0.0), np.abs(g))
         keras_values = {v.path: np.asarray(v.numpy()) for v in model.variables}
-    lite = get_weights()
+    return _judged(interp, manifest, keras_values, peaks, lite_losses, keras_losses, tolerance,
+                   proximal_mu=proximal_mu, scaffold=scaffold)
+
+
+def _judged(interp, manifest: Manifest, keras_values: dict, peaks: dict, lite_losses: list, keras_losses: list,
+            tolerance: float, **kind) -> ParityReport:
+    """Every travelling and personal weight of the LiteRT side judged against Keras's."""
+    lite = interp.get_signature_runner("get_weights")()
     if manifest.personal:  # personal layers train in the same step: judged the same way
         lite.update(interp.get_signature_runner("get_personal")())
     bound = max_normalized_step(manifest.optimizer, len(lite_losses))
@@ -297,4 +295,4 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
               for w in (*manifest.weights, *manifest.personal)]
     return ParityReport(lite_losses, keras_losses, max((j[0] for j in judged), default=0.0), tolerance,
                         excused=sum(j[1] for j in judged), max_excused_diff=max((j[2] for j in judged), default=0.0),
-                        excused_bound=bound or 0.0, proximal_mu=proximal_mu, scaffold=scaffold)
+                        excused_bound=bound or 0.0, **kind)
