@@ -7,7 +7,9 @@ upload codec (and, with SecAgg, its masked ring), one download codec:
     python bench/communication.py [--rounds 40] [--rows f32 q8 q4+rot q4+rot+sparse:0.1 ...]
                                   [--secagg-rows q8 q8+sparse:0.25] [--model digits_mlp|emnist_cnn]
 
-A row is ``UPLOAD[/DOWNLOAD]`` (download f32 unless given, e.g. ``q4+rot+sparse:0.1/q8``).
+A row is ``UPLOAD[/DOWNLOAD[/DELTA]]`` (download f32 unless given, e.g. ``q4+rot+sparse:0.1/q8``;
+with DELTA, devices holding an earlier full download fetch the difference in that codec, and
+the row's download bytes are measured: what the devices spent on checkpoints per round).
 Prints per row: bytes a device uploads per round (and x fewer than float32), the checkpoint
 it downloads per round (and x fewer than float32), the final global accuracy (mean of the
 last five committed rounds) and its difference from the float32 row; writes a Markdown table,
@@ -65,6 +67,7 @@ def run_row(row: str, secagg: str, model: bytes, data, args, out: Path) -> dict:
     from protocol.tflite_file import read_manifest
 
     upload, _, download = row.partition("/")
+    download, _, delta = download.partition("/")
     download = download or "f32"
     token = secrets.token_urlsafe(16)
     work = out / f"{secagg}-{row.replace('/', '_').replace(':', '')}"
@@ -83,7 +86,7 @@ def run_row(row: str, secagg: str, model: bytes, data, args, out: Path) -> dict:
                     "selection_window_s": 2.0, "report_deadline_s": 30.0,
                     "eligibility": "charging and unmetered and idle", "epochs": args.epochs, "batch_size": 32,
                     "learning_rate": args.learning_rate, "codec": upload, "download_codec": download,
-                    "chunk_size": args.chunk_size}
+                    "download_delta_codec": delta, "chunk_size": args.chunk_size}
             if args.server_optimizer:
                 task["server_optimizer"] = json.loads(args.server_optimizer)
             if secagg != "off":
@@ -109,6 +112,10 @@ def run_row(row: str, secagg: str, model: bytes, data, args, out: Path) -> dict:
     chunk = args.chunk_size
     up = round(measured_up) if secagg != "off" else codec.CodecSpec.parse(upload, chunk).max_payload_bytes(len(counts), n)
     down = codec.CodecSpec.parse(download, chunk).max_payload_bytes(len(counts), n)
+    if delta:  # a mix of full downloads and deltas: as measured, per device and checkpoint
+        down = round(sum(d.stats.checkpoint_bytes_down for d in fleet.devices)
+                     / max(1, sum(d.stats.checkpoints for d in fleet.devices)))
+        download = f"{download}, deltas {delta}"
     final = float(np.mean([r.global_accuracy for r in committed[-5:]])) if committed else float("nan")
     return {"row": row, "secagg": secagg, "upload": upload, "download": download, "up": up, "down": down,
             "measured_up": measured_up, "f32": 4 * n + 24 + 4 * len(counts), "final": final,
