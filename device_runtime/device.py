@@ -204,9 +204,9 @@ class Device:
                     before = self.stats.bytes_down
                     delta = await self._fetch(a, a.checkpoint_delta_url, a.checkpoint_delta_sha256)
                     self.stats.checkpoint_bytes_down += self.stats.bytes_down - before
-                    values = apply_delta(held, delta)
-                    counts = codec.decode(held).counts
-                    payload = codec.encode(codec.unflatten(values, [(n,) for n in counts]), codec.CodecSpec("f32"), None)
+                    reached = apply_delta(held, delta)
+                    payload = codec.encode(codec.unflatten(reached.values, [(n,) for n in reached.counts]),
+                                           codec.CodecSpec("f32"), None)
                     self.stats.delta_downloads += 1
                     self.stats.checkpoints += 1
                     return payload, a.checkpoint_delta_sha256

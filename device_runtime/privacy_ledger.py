@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from protocol.dp import RDP_ORDERS
 from protocol.dp_sgd import DpSgdEvent
 
-# Integer and a few fractional orders; the accountant picks the tightest.
-_ORDERS = [1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0,
-           128.0, 256.0]
 logging.getLogger("absl").setLevel(logging.ERROR)  # one warning per order a series does not converge for
 
 
@@ -37,7 +35,7 @@ class PrivacyLedger:
 
         if not any(self.steps.values()):
             return 0.0
-        accountant = rdp.RdpAccountant(_ORDERS)
+        accountant = rdp.RdpAccountant(list(RDP_ORDERS))
         for (z, q), count in sorted(self.steps.items()):
             if count:
                 accountant.compose(dp_event.PoissonSampledDpEvent(q, dp_event.GaussianDpEvent(z)), count)

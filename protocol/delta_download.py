@@ -22,10 +22,21 @@ from protocol import codec
 from protocol.errors import ProtocolError
 
 
+def served_seed(*parts: str) -> int:
+    """The rounding and rotation seed of a blob the coordinator serves (a quantized checkpoint,
+    a delta): a pure function of what it is made from, so every replica makes the same bytes
+    under the same digest."""
+    return int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:8], "little")
+
+
 def delta_seed(base_sha: str, target_sha: str, codec_name: str) -> int:
-    """The delta's rounding and rotation seed: a pure function of what it connects, so every
-    replica makes the same bytes under the same digest."""
-    return int.from_bytes(hashlib.sha256(f"{base_sha}|{target_sha}|{codec_name}".encode()).digest()[:8], "little")
+    return served_seed(base_sha, target_sha, codec_name)
+
+
+def encode_served(values: np.ndarray, counts, spec: codec.CodecSpec, seed: int) -> bytes:
+    """``values`` (flat, tensors of ``counts``) in ``spec``, rounding and rotation from ``seed``."""
+    arrays = codec.unflatten(np.asarray(values, np.float32), [(n,) for n in counts])
+    return codec.encode(arrays, spec, np.random.default_rng(seed), seed=(seed >> 1) | 1 if spec.rotate else None)
 
 
 def make_delta(base: bytes, target: bytes, spec: codec.CodecSpec, seed: int) -> bytes:
@@ -33,16 +44,14 @@ def make_delta(base: bytes, target: bytes, spec: codec.CodecSpec, seed: int) -> 
     b, t = codec.decode(base), codec.decode(target)
     if b.counts != t.counts:
         raise ValueError("base and target checkpoints have different tensor sizes")
-    rng = np.random.default_rng(seed)
-    arrays = codec.unflatten((t.values - b.values).astype(np.float32), [(n,) for n in t.counts])
-    return codec.encode(arrays, spec, rng, seed=(seed >> 1) | 1 if spec.rotate else None)
+    return encode_served(t.values - b.values, t.counts, spec, seed)
 
 
-def apply_delta(base: bytes, delta: bytes) -> np.ndarray:
-    """The checkpoint's values (flat float32): the base's plus the delta's. A delta for other
-    tensor sizes is refused (``shape_mismatch``), never broadcast."""
+def apply_delta(base: bytes, delta: bytes) -> codec.DecodedUpdate:
+    """The checkpoint (flat float32 values and tensor sizes): the base's values plus the
+    delta's. A delta for other tensor sizes is refused (``shape_mismatch``), never broadcast."""
     b = codec.decode(base)
     d = codec.decode(delta, list(b.counts))
     if d.kept:
         raise ProtocolError("a checkpoint delta is dense: sparse or top-k deltas are not applied", "bad_payload")
-    return (b.values + d.values).astype(np.float32)
+    return codec.DecodedUpdate((b.values + d.values).astype(np.float32), b.counts, "f32")

@@ -23,6 +23,11 @@ import numpy as np
 
 from protocol.errors import ProtocolError
 
+# The Renyi orders every fedge accountant evaluates (dp-accounting's RdpAccountant picks the
+# tightest): the coordinator's for user-level DP, a device's for its example-level DP-SGD.
+RDP_ORDERS = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0,
+              128.0, 256.0)
+
 
 def l2_norm(values: np.ndarray) -> float:
     """The L2 norm, in float64 (the norm of float32 values of 1e30 overflows float32), and

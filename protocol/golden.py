@@ -347,7 +347,7 @@ def delta_download_vectors() -> list[dict]:
         spec = codec.CodecSpec.parse(name, 16)
         delta = make_delta(base, target, spec, delta_seed("b" * 64, "t" * 64, spec.name))
         out.append({"codec": name, "base": base.hex(), "delta": delta.hex(),
-                    "values": apply_delta(base, delta).astype("<f4").tobytes().hex()})
+                    "values": apply_delta(base, delta).values.astype("<f4").tobytes().hex()})
     return out
 
 

@@ -220,7 +220,7 @@ class Assignment:
     # Delta downloads (the task's download_delta_codec): a device that holds the blob
     # checkpoint_base_sha256 (a full checkpoint download of this task it named at check-in) may
     # fetch this delta instead of the checkpoint and add it to the base's values
-    # (protocol.codec.apply_delta); "" when the coordinator has no delta for it.
+    # (protocol.delta_download.apply_delta); "" when the coordinator has no delta for it.
     checkpoint_base_sha256: str = ""
     checkpoint_delta_sha256: str = ""
     checkpoint_delta_url: str = ""

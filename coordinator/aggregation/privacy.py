@@ -12,9 +12,7 @@ import logging
 
 from dp_accounting import dp_event, mechanism_calibration, rdp
 
-# Integer and a few fractional orders; the accountant picks the tightest.
-_ORDERS = [1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0,
-           128.0, 256.0]
+from protocol.dp import RDP_ORDERS
 
 # dp-accounting logs a warning per order its series does not converge for; the order is then skipped.
 logging.getLogger("absl").setLevel(logging.ERROR)
@@ -45,7 +43,7 @@ def distributed_round_event(noise_multiplier: float, clip_norm: float, quant_bit
 def distributed_epsilon(event: dp_event.DpEvent, rounds: int, delta: float) -> float:
     if rounds <= 0:
         return 0.0
-    accountant = rdp.RdpAccountant(_ORDERS)
+    accountant = rdp.RdpAccountant(list(RDP_ORDERS))
     accountant.compose(event, rounds)
     return float(accountant.get_epsilon(delta))
 
@@ -66,7 +64,7 @@ def epsilon(noise_multiplier: float, sampling_rate: float, rounds: int, delta: f
         return 0.0
     if noise_multiplier <= 0:
         return float("inf")
-    accountant = rdp.RdpAccountant(_ORDERS)
+    accountant = rdp.RdpAccountant(list(RDP_ORDERS))
     accountant.compose(round_event(noise_multiplier, sampling_rate), rounds)
     return float(accountant.get_epsilon(delta))
 
@@ -123,7 +121,7 @@ def _calibrate(target_epsilon: float, delta: float, event_of, spent, setting: st
         return MIN_NOISE_MULTIPLIER  # any noise at all meets a target this loose
     try:
         z = float(mechanism_calibration.calibrate_dp_mechanism(
-            lambda: rdp.RdpAccountant(_ORDERS), event_of, target_epsilon, delta,
+            lambda: rdp.RdpAccountant(list(RDP_ORDERS)), event_of, target_epsilon, delta,
             mechanism_calibration.ExplicitBracketInterval(MIN_NOISE_MULTIPLIER, MAX_NOISE_MULTIPLIER), tol=1e-4))
     except (ValueError, mechanism_calibration.NoBracketIntervalFoundError) as exc:
         raise TargetUnreachable(f"cannot calibrate a noise multiplier to dp_target_epsilon {target_epsilon:g}: "

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
-
 from coordinator.store.base import Store
 from coordinator.tasks.registry import Task
 from protocol import codec
-from protocol.delta_download import delta_seed, make_delta
+from protocol.delta_download import delta_seed, encode_served, make_delta, served_seed
 
 MEMORY = 1024  # (checkpoint, codec) pairs remembered; a task needs one at a time
 KEEP_PER_TASK = 8
@@ -109,10 +107,7 @@ class DownloadBlobs:
 
     def _make(self, checkpoint_sha: str, spec: codec.CodecSpec) -> str:
         decoded = codec.decode(self.store.blob_path(checkpoint_sha).read_bytes())
-        seed = int.from_bytes(hashlib.sha256(f"{checkpoint_sha}|{spec.name}".encode()).digest()[:8], "little")
-        rng = np.random.default_rng(seed)  # deterministic: every replica makes the same bytes
-        arrays = codec.unflatten(decoded.values, [(n,) for n in decoded.counts])
-        payload = codec.encode(arrays, spec, rng, seed=(seed >> 1) | 1 if spec.rotate else None)
+        payload = encode_served(decoded.values, decoded.counts, spec, served_seed(checkpoint_sha, spec.name))
         sha = hashlib.sha256(payload).hexdigest()
         self.store.put_blob(sha, payload)
         return sha
