@@ -237,6 +237,10 @@ class AdminOps:
                   "max_example_count": cfg.max_example_count, "batch_size": cfg.batch_size,
                   "personalize_steps": raw.get("personalize_steps", cfg.personalize_steps),
                   "learning_rate": cfg.learning_rate}
+        if cfg.dp_sgd_noise_multiplier > 0 and config["personalize_steps"]:
+            raise E.BadRequest("task '" + source_id + "' trains with example-level DP-SGD: a personalized evaluation "
+                               "would fine-tune on the devices' training data outside its guarantee; use "
+                               "personalize_steps 0", "bad_dp_sgd")
         config = TaskConfig.from_dict(config)
         task_id = raw.get("task_id") or f"{source_id}-eval-{num}"
         task_id = valid_name(task_id, "task_id")

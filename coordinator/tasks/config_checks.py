@@ -80,3 +80,7 @@ def check_dp_sgd(cfg) -> None:
     if cfg.kind == "evaluate":
         raise BadRequest("an evaluation task does not train: dp_sgd_* keys belong to the training task",
                          "bad_dp_sgd")
+    if cfg.personalize_steps:
+        raise BadRequest("personalized evaluation fine-tunes on the devices' training data with plain steps, "
+                         "outside DP-SGD's guarantee: use personalize_steps 0 with dp_sgd_noise_multiplier",
+                         "bad_dp_sgd")

@@ -82,6 +82,8 @@ async def test_dp_sgd_configs_that_cannot_work_are_refused(dp_harness, digits_tf
     sha = h.coordinator.tasks["t1"].model_sha
     for config, code in (({"dp_sgd_noise_multiplier": 1.0}, "bad_dp_sgd"),
                          ({"dp_sgd_clip": 1.0}, "bad_dp_sgd"),
+                         # Personalized evaluation would fine-tune outside DP-SGD's guarantee.
+                         ({"dp_sgd_noise_multiplier": 1.0, "dp_sgd_clip": 1.0, "personalize_steps": 5}, "bad_dp_sgd"),
                          ({"dp_sgd_noise_multiplier": -1.0, "dp_sgd_clip": 1.0}, None)):
         resp = await post("/v1/admin/populations/pop/tasks", headers=ADMIN,
                           json={"model_sha256": sha, "config": config, "task_id": "bad"})
@@ -92,3 +94,18 @@ async def test_dp_sgd_configs_that_cannot_work_are_refused(dp_harness, digits_tf
                       json={"model_sha256": plain_sha, "config": DP, "task_id": "bad"})
     await _expect_error(resp, 400, "unsupported_plan")
     assert "fedge export --dp-sgd" in (await resp.json())["error"]["message"]
+
+
+async def test_a_dp_sgd_task_is_evaluated_without_personalization(dp_harness):
+    h = dp_harness
+    await h.setup_task(goal_count=1, over_selection=1.0, **DP)
+    device = await h.register()
+    a = (await (await h.checkin(device)).json())["assignment"]
+    resp = await h.client.post(a["upload_url"], data=h.payload(), headers=_headers(
+        device, a, {"example_count": 10, "dp_sgd": {"noise_multiplier": 1.1, "sampling_rate": 0.4, "steps": 6}}))
+    assert resp.status == 201, await resp.text()
+    h.tick()
+    url = "/v1/admin/tasks/t1/evaluate"
+    await _expect_error(await h.client.post(url, headers=ADMIN, json={"personalize_steps": 5}), 400, "bad_dp_sgd")
+    resp = await h.client.post(url, headers=ADMIN, json={})
+    assert resp.status == 201, await resp.text()
