@@ -17,7 +17,6 @@ import numpy as np
 
 from device_runtime.client import CoordinatorClient
 from device_runtime.training import LocalResult
-from protocol import discrete_gaussian
 from protocol.messages import Assignment, UploadMeta
 from protocol.secagg import distributed_dp, ring
 from protocol.secagg.client import SecAggClient
@@ -84,7 +83,7 @@ async def run_secagg_round(client: CoordinatorClient, a: Assignment, train: Call
     if p.extra:  # the adaptive-clipping bit travels masked, summed with everyone else's
         bit = int(result.below_clip)
         if p.distributed_dp:  # with its own noise: nobody unmasks a noise-free count either
-            noise = int(discrete_gaussian.sample_many(int(distributed_dp.exact_variance(p.dp_count_variance)), 1)[0])
+            noise = int(distributed_dp.os_noise(p.dp_count_variance)(1)[0])
             bit = distributed_dp.encode_bit(result.below_clip, p.modulus_bits, noise)
         codes = np.concatenate([codes, np.array([bit], np.uint32)])
     payload = ring.pack(proto.masked_input(codes, view.sharers, view.inbox), p.modulus_bits)

@@ -70,11 +70,7 @@ class DownloadBlobs:
             self.store.put_blob(sha, payload)
             deltas[(base, current)] = sha
             while len(deltas) > DELTAS_PER_TASK:
-                old = deltas.pop(next(iter(deltas)))
-                self.served_for.pop(old, None)
-                path = self.store.blob_path(old)
-                if path is not None:
-                    path.unlink(missing_ok=True)
+                self._forget(deltas.pop(next(iter(deltas))))
         self.served_for[sha] = task.task_id
         return base, sha
 
@@ -99,11 +95,14 @@ class DownloadBlobs:
         if sha not in recent:
             recent.append(sha)
         while len(recent) > KEEP_PER_TASK:
-            old = recent.pop(0)
-            self.served_for.pop(old, None)
-            path = self.store.blob_path(old)
-            if path is not None:
-                path.unlink(missing_ok=True)
+            self._forget(recent.pop(0))
+
+    def _forget(self, sha: str) -> None:
+        """A served blob no device is sent to any more: no longer counted, guarded or kept."""
+        self.served_for.pop(sha, None)
+        path = self.store.blob_path(sha)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
     def _make(self, checkpoint_sha: str, spec: codec.CodecSpec) -> str:
         decoded = codec.decode(self.store.blob_path(checkpoint_sha).read_bytes())
