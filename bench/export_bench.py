@@ -1,7 +1,11 @@
 """Export every zoo and corpus model; per model: parameters (travelling / total), .tflite
 size (and as a multiple of all its float32 weights), bytes per float32 update, time per
-training step (batch 32; `train_plain`, the step devices take without FedProx or
-SCAFFOLD) in LiteRT vs TensorFlow, and the parity max diff.
+training step (batch 32; `train` with mu 0 and no correction, the step devices take without
+FedProx or SCAFFOLD) in LiteRT vs TensorFlow, and the parity max diff. The file's size is
+also given as it travels gzip-compressed (``gzip``: what a device downloads when it accepts
+gzip, see docs/export.md) and as its graph alone (``graph``: the file less the weights' bytes,
+the operators and tensors of the seven signatures, a cost per operator that does not grow
+with the weights).
 
 The TensorFlow side is the same step as Keras would run it: the model's own call,
 its compiled loss, TensorFlow's own gradients and the Keras optimizer, inside one
@@ -16,6 +20,7 @@ runtime uses; TensorFlow's intra-op pool is set to it).
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import time
 
@@ -92,13 +97,12 @@ def export_without_fedprox(model, name: str, tolerance: float):
             with builtin_lowering(self._keras.model, stochastic=self.stochastic):
                 sigs["train"] = tf.function(lambda x, y, sample_weight, learning_rate: self.train(
                     x, y, sample_weight, learning_rate), autograph=False).get_concrete_function(*specs)
-            del sigs["train_plain"]
             return sigs
 
     table = exporter._signature_table
     original = exporter.TrainingGraph
     exporter.TrainingGraph = PlainGraph
-    exporter._signature_table = lambda g: {**{k: v for k, v in table(g).items() if k != "train_plain"}, "train": {
+    exporter._signature_table = lambda g: {**table(g), "train": {
         "inputs": ["x", "y", "sample_weight", "learning_rate"], "outputs": ["loss"]}}
     try:
         return exporter.export_model(model, name=name, parity_steps=0, tolerance=tolerance)
@@ -165,38 +169,40 @@ def main() -> None:
         x, y = next(random_batches(m, 1, vocab=vocab_size(model)))
         w = np.ones(m.batch_size, np.float32)
         lr = np.full(1, m.optimizer["learning_rate"], np.float32)
-        train = ready_interpreter(result.tflite, args.threads).get_signature_runner("train_plain")
-        lite = _time(lambda: train(x=x, y=y, sample_weight=w, learning_rate=lr), args.steps)
+        mu = np.zeros(1, np.float32)
+        train = ready_interpreter(result.tflite, args.threads).get_signature_runner("train")
+        lite = _time(lambda: train(x=x, y=y, sample_weight=w, learning_rate=lr, proximal_mu=mu), args.steps)
         tfs = _tf_step_seconds(model, x, y, args.steps)
         diff = max(result.parity.max_loss_diff, result.parity.max_weight_diff)
-        rows.append((name, m.num_parameters, total, len(result.tflite), 4 * m.num_parameters, lite, tfs, diff,
-                     result.parity.passed))
+        rows.append((name, m.num_parameters, total, len(result.tflite), len(gzip.compress(result.tflite, 9)),
+                     4 * m.num_parameters, lite, tfs, diff, result.parity.passed))
     print(f"{args.threads} thread(s) each, {args.steps} timed steps, batch 32; {cpu_description()}")
     if args.markdown:
-        print("| model | params travelling / total | .tflite (x float32 weights) | bytes per update (f32) | "
-              "LiteRT ms/step | TF ms/step | LiteRT / TF | parity max diff |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for name, p, t, size, upd, lite, tfs, diff, ok in rows:
+        print("| model | params travelling / total | .tflite (x float32 weights) | gzip | graph | "
+              "bytes per update (f32) | LiteRT ms/step | TF ms/step | LiteRT / TF | parity max diff |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, p, t, size, packed, upd, lite, tfs, diff, ok in rows:
             print(f"| {name} | {p:,} / {t:,} | {size / 1024:,.0f} KiB ({size / (4 * t):.2f}x) | "
+                  f"{packed / 1024:,.0f} KiB ({packed / (4 * t):.2f}x) | {(size - 4 * t) / 1024:,.0f} KiB | "
                   f"{upd:,} ({100 * upd / (4 * t):.1f}%) | "
                   f"{lite * 1e3:.2f} | {tfs * 1e3:.2f} | {lite / tfs:.2f} | {diff:.1e}{'' if ok else ' FAIL'} |")
         return
-    print(f"{'model':<26} {'travel/total':>17} {'tflite KiB':>10} {'x f32':>6} {'update B':>9} {'LiteRT ms':>9} "
-          f"{'TF ms':>7} {'ratio':>6} {'parity':>8}")
-    for name, p, t, size, upd, lite, tfs, diff, ok in rows:
-        print(f"{name:<26} {p:>8,}/{t:<8,} {size / 1024:>10,.0f} {size / (4 * t):>6.2f} {upd:>9,} {lite * 1e3:>9.2f} "
+    print(f"{'model':<26} {'travel/total':>17} {'tflite KiB':>10} {'x f32':>6} {'gzip x':>6} {'graph KiB':>9} "
+          f"{'update B':>9} {'LiteRT ms':>9} {'TF ms':>7} {'ratio':>6} {'parity':>8}")
+    for name, p, t, size, packed, upd, lite, tfs, diff, ok in rows:
+        print(f"{name:<26} {p:>8,}/{t:<8,} {size / 1024:>10,.0f} {size / (4 * t):>6.2f} {packed / (4 * t):>6.2f} "
+              f"{(size - 4 * t) / 1024:>9,.0f} {upd:>9,} {lite * 1e3:>9.2f} "
               f"{tfs * 1e3:>7.2f} "
               f"{lite / tfs:>6.2f} {diff:>8.1e}{'' if ok else ' FAIL'}")
 
 
 def fedprox_cost(selected, args, export_model, random_batches, vocab_size) -> None:
-    """What FedProx's term costs in the train step: interleaved timings (as exported before
-    FedProx, train_plain as devices step at mu = 0, train at mu = 0 and mu = 1, repeated) so
-    that drift of the machine's speed hits all of them alike."""
+    """What FedProx's and SCAFFOLD's terms cost the train step: interleaved timings (as exported
+    before FedProx, train at mu = 0 as devices step without the terms, train at mu = 1,
+    repeated) so that drift of the machine's speed hits all of them alike."""
     print(f"LiteRT ms/step, {args.threads} thread(s), {args.steps} steps x 5 rounds, best round; "
           f"{cpu_description()}")
-    print(f"{'model':<26} {'no term':>9} {'plain':>9} {'train 0':>9} {'train 1':>9} {'plain/none':>10} "
-          f"{'file KiB':>17}")
+    print(f"{'model':<26} {'no term':>9} {'train 0':>9} {'train 1':>9} {'0/none':>7} {'file KiB':>17}")
     for name, factory, tolerance in selected:
         model = factory()
         before = export_without_fedprox(model, name, tolerance)
@@ -206,23 +212,21 @@ def fedprox_cost(selected, args, export_model, random_batches, vocab_size) -> No
         w = np.ones(m.batch_size, np.float32)
         lr = np.full(1, m.optimizer["learning_rate"], np.float32)
         t_before = ready_interpreter(before.tflite, args.threads).get_signature_runner("train")
-        current = ready_interpreter(prox.tflite, args.threads)
-        t_plain, t_prox = current.get_signature_runner("train_plain"), current.get_signature_runner("train")
+        t_prox = ready_interpreter(prox.tflite, args.threads).get_signature_runner("train")
         runs = {"none": lambda: t_before(x=x, y=y, sample_weight=w, learning_rate=lr),
-                "plain": lambda: t_plain(x=x, y=y, sample_weight=w, learning_rate=lr),
                 "0": lambda: t_prox(x=x, y=y, sample_weight=w, learning_rate=lr, proximal_mu=np.zeros(1, np.float32)),
                 "1": lambda: t_prox(x=x, y=y, sample_weight=w, learning_rate=lr, proximal_mu=np.ones(1, np.float32))}
         best = dict.fromkeys(runs, float("inf"))
         for _ in range(5):
             for k, fn in runs.items():
                 best[k] = min(best[k], _time(fn, args.steps))
-        print(f"{name:<26} {best['none'] * 1e3:>9.3f} {best['plain'] * 1e3:>9.3f} {best['0'] * 1e3:>9.3f} "
-              f"{best['1'] * 1e3:>9.3f} {best['plain'] / best['none']:>10.3f} "
+        print(f"{name:<26} {best['none'] * 1e3:>9.3f} {best['0'] * 1e3:>9.3f} "
+              f"{best['1'] * 1e3:>9.3f} {best['0'] / best['none']:>7.3f} "
               f"{len(before.tflite) / 1024:>8,.0f} -> {len(prox.tflite) / 1024:<,.0f}", flush=True)
 
 
 def dp_sgd_cost(selected, args, export_model, random_batches, vocab_size) -> None:
-    """What example-level DP-SGD costs a device: train_plain against train_dp with one
+    """What example-level DP-SGD costs a device: train (mu 0) against train_dp with one
     microbatch per example and with --dp-microbatches M, interleaved, best of 5 rounds."""
     m_coarse = args.dp_microbatches
     print(f"LiteRT ms/step, {args.threads} thread(s), {args.steps} steps x 5 rounds, best round, batch 32; "
@@ -240,10 +244,10 @@ def dp_sgd_cost(selected, args, export_model, random_batches, vocab_size) -> Non
         dp = {"proximal_mu": np.zeros(1, np.float32), "l2_norm_clip": np.ones(1, np.float32),
               "noise_multiplier": np.ones(1, np.float32),
               "noise": np.random.default_rng(0).standard_normal(m.dp_noise_size).astype(np.float32)}
-        t_plain = ready_interpreter(plain.tflite, args.threads).get_signature_runner("train_plain")
+        t_plain = ready_interpreter(plain.tflite, args.threads).get_signature_runner("train")
         t_dp = ready_interpreter(per_example.tflite, args.threads).get_signature_runner("train_dp")
         t_coarse = ready_interpreter(coarse.tflite, args.threads).get_signature_runner("train_dp")
-        runs = {"plain": lambda: t_plain(**fixed), "dp": lambda: t_dp(**fixed, **dp),
+        runs = {"plain": lambda: t_plain(**fixed, proximal_mu=dp["proximal_mu"]), "dp": lambda: t_dp(**fixed, **dp),
                 "coarse": lambda: t_coarse(**fixed, **dp)}
         best = dict.fromkeys(runs, float("inf"))
         for _ in range(5):

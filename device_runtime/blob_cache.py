@@ -20,6 +20,11 @@ class MemoryBlobCache:
         self.items: OrderedDict[str, bytes] = OrderedDict()
         self.max_items = max_items
         self.pending: dict = {}  # sha -> the download in flight (see CoordinatorClient.fetch_blob)
+        self.wire: dict[str, int] = {}  # sha -> bytes its download took on the wire (gzip-compressed models)
+
+    def wire_size(self, sha: str, size: int) -> int:
+        """What downloading the blob cost: its compressed size when it came compressed, else ``size``."""
+        return self.wire.get(sha, size)
 
     def get(self, sha: str) -> bytes | None:
         if sha in self.items:
@@ -31,7 +36,7 @@ class MemoryBlobCache:
         _verify(sha, data)
         self.items[sha] = data
         while len(self.items) > self.max_items:
-            self.items.popitem(last=False)
+            self.wire.pop(self.items.popitem(last=False)[0], None)
 
     def keys(self) -> list[str]:
         return list(self.items)

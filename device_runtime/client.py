@@ -97,6 +97,11 @@ class CoordinatorClient:
         return headers
 
     async def _request(self, method: str, path: str, **kwargs):
+        status, headers, body, _ = await self._exchange(method, path, **kwargs)
+        return status, headers, body
+
+    async def _exchange(self, method: str, path: str, **kwargs):
+        """`_request`, with the bytes the answer took on the wire."""
         stop = stop_after_delay(self.retry_for_s)
         if self.attempts is not None:
             stop = stop | stop_after_attempt(self.attempts)
@@ -105,19 +110,21 @@ class CoordinatorClient:
             reraise=True, before_sleep=lambda state: report_wait(self.base, self.retry_for_s, state),
         ):
             with attempt:
-                status, headers, body = await self._send(method, path, **kwargs)
+                status, headers, body, wire = await self._send(method, path, **kwargs)
                 if status >= 400:
                     try:
                         err = json.loads(body)["error"]
                     except (ValueError, KeyError, TypeError):
                         err = {"code": "http_error", "message": body[:200].decode(errors="replace")}
                     raise ApiError(status, err.get("code", ""), err.get("message", ""))
-                self.bytes_down += len(body)
-                return status, headers, body
+                self.bytes_down += wire
+                return status, headers, body, wire
 
     async def _send(self, method: str, path: str, **kwargs):
         """One request to the current coordinator URL; a replica that does not answer or
-        answers 5xx makes the next request go to the next URL (429 means busy: it stays)."""
+        answers 5xx makes the next request go to the next URL (429 means busy: it stays).
+        Returns the body as sent (aiohttp inflates a gzip-encoded one) and the bytes it took
+        on the wire."""
         try:
             async with self.session.request(method, self.base + path, **kwargs) as resp:
                 body = await resp.read()
@@ -125,7 +132,8 @@ class CoordinatorClient:
                     self._fail_over()
                 if resp.status == 429 or resp.status >= 500:
                     raise TransientError(f"{resp.status} from {path}")
-                return resp.status, resp.headers, body
+                encoded = resp.headers.get("Content-Encoding") and resp.content_length is not None
+                return resp.status, resp.headers, body, resp.content_length if encoded else len(body)
         except (aiohttp.ClientConnectionError, TimeoutError):
             self._fail_over()
             raise
@@ -156,8 +164,11 @@ class CoordinatorClient:
 
     async def _download(self, url: str, sha: str, cache) -> bytes:
         # With our token: a population that requires enrollment or attestation guards its blobs.
-        _, _, body = await self._request("GET", url, headers=self._headers())
+        # aiohttp asks for gzip and inflates it: a task model comes compressed (its graph
+        # compresses 2-4x); the hash is the inflated file's.
+        _, _, body, wire = await self._exchange("GET", url, headers=self._headers())
         cache.put(sha, body)  # verifies the hash
+        cache.wire[sha] = wire
         return body
 
     def _secagg_path(self, a: Assignment) -> str:

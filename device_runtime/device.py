@@ -122,7 +122,7 @@ class Device:
     async def _fetch(self, a: Assignment, url: str, sha: str) -> bytes:
         data = await self.client.fetch_blob(url, sha, self.cache)
         if sha not in self.held:
-            self.stats.count_download(a.round, len(data))
+            self.stats.count_download(a.round, self.cache.wire_size(sha, len(data)))
             self.held = (self.held + [sha])[-4:]
         return data
 

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import tensorflow as tf
 
+from model_export.compact import compact
 from model_export.errors import ExportError
 from model_export.op_origin import describe, ops_in_converter_error
 
@@ -60,7 +61,8 @@ def scope_safe_variable_names(module):
 
 def convert_module(module, signatures: dict, allow_flex: bool = False, layers: dict | None = None
                    ) -> tuple[bytes, list[str]]:
-    """Convert; return (flatbuffer bytes, the Flex ops it needs — empty when builtins-only).
+    """Convert; return (flatbuffer bytes, compacted (see `compact`), the Flex ops it needs — empty
+    when builtins-only).
 
     `layers` (name -> Keras layer) lets the error name the layer each unsupported op
     came from.
@@ -69,7 +71,7 @@ def convert_module(module, signatures: dict, allow_flex: bool = False, layers: d
         with scope_safe_variable_names(module):
             tf.saved_model.save(module, tmp, signatures=signatures)
         try:
-            return bytes(_converter(tmp, False, list(signatures)).convert()), []
+            return compact(bytes(_converter(tmp, False, list(signatures)).convert())), []
         except Exception as exc:  # the converter raises ConverterError or plain errors
             where = ops_in_converter_error(str(exc))
             if not where:
@@ -80,4 +82,4 @@ def convert_module(module, signatures: dict, allow_flex: bool = False, layers: d
                     f"no TFLite builtin kernel for {blocking}: the stock LiteRT runtime cannot train this model "
                     "(pass --allow-flex to export for a runtime with the Flex delegate)"
                 ) from exc
-        return bytes(_converter(tmp, True, list(signatures)).convert()), sorted(where)
+        return compact(bytes(_converter(tmp, True, list(signatures)).convert())), sorted(where)

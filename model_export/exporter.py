@@ -57,7 +57,6 @@ def _signature_table(graph: TrainingGraph) -> dict:
                                         "noise_multiplier", "noise"], "outputs": ["loss"]}
     return {**extra,
         "train": {"inputs": ["x", "y", "sample_weight", "learning_rate", "proximal_mu"], "outputs": ["loss"]},
-        "train_plain": {"inputs": ["x", "y", "sample_weight", "learning_rate"], "outputs": ["loss"]},
         "infer": {"inputs": ["x"], "outputs": ["output"]},
         "evaluate": {"inputs": ["x", "y", "sample_weight"], "outputs": ["loss_sum", "correct"]},
         "get_weights": {"inputs": [], "outputs": keys},

@@ -248,7 +248,7 @@ def run_parity(model, tflite_bytes: bytes, manifest: Manifest, steps: int = 3,
     # As a device does before every round: the anchors become the starting weights, the
     # optimizer's slots and SCAFFOLD's correction start from zero.
     interp = ready_interpreter(tflite_bytes)
-    # Without either term the step devices run is train_plain (where the file has it).
+    # The step devices run (train_plain without either term, in files that have it).
     signature = manifest.train_signature(proximal_mu, scaffold)
     train = interp.get_signature_runner(signature)
     lr = np.full(1, manifest.optimizer["learning_rate"], np.float32)

@@ -10,16 +10,16 @@ TFLite builtin kernel.
 Signatures (all with a static batch dimension, see the manifest's ``batch_size``):
 
 - ``train(x, y, sample_weight, learning_rate, proximal_mu) -> loss``: one optimizer step;
-  padded rows carry ``sample_weight`` 0 so a short last batch trains exactly. With
-  ``proximal_mu`` > 0 the step minimizes loss + mu/2 * sum ||w - w_anchor||^2 over the
-  trainable travelling variables (FedProx, Li et al. 2020): their gradients get
-  mu (w - w_anchor) added; ``loss`` is the data loss alone. mu = 0 is plain FedAvg.
-  Files exported before FedProx have no ``proximal_mu`` input (the manifest's signature
-  table says which a file has).
-- ``train_plain(x, y, sample_weight, learning_rate) -> loss``: the same step without
-  FedProx's and SCAFFOLD's terms, which devices run when a round uses neither (``train``
-  checks them in an IF whose fixed cost, 3-4 microseconds a step, is a sixth of a tiny
-  MLP's step; this one costs what a step did before FedProx). Files without it: ``train``.
+  padded rows carry ``sample_weight`` 0 so a short last batch trains exactly. The trainable
+  travelling variables' gradients get mu (w - w_anchor) + c added: FedProx's term (Li et al.
+  2020; the step minimizes loss + mu/2 * sum ||w - w_anchor||^2) and SCAFFOLD's correction
+  (see ``set_control``); ``loss`` is the data loss alone. With mu = 0 and no correction
+  (``set_weights`` zeroes it) the terms add exact zeros: plain FedAvg. One step for all three,
+  with no IF and no second ``train_plain`` copy of the forward and backward pass: the file
+  holds the training graph once (files exported before carry ``train_plain``, which devices
+  still step with when neither term is on; files exported before FedProx have no
+  ``proximal_mu`` input: the manifest's signature table says which a file has). The terms
+  cost a tiny MLP's step 5 microseconds of 32 and a CNN's nothing measurable.
 - ``train_dp(x, y, sample_weight, learning_rate, proximal_mu, l2_norm_clip, noise_multiplier,
   noise) -> loss`` (only in files exported with ``fedge export --dp-sgd``): example-level
   DP-SGD (Abadi et al. 2016). The batch splits into the manifest's ``dp_microbatches``
@@ -169,7 +169,6 @@ class TrainingGraph(tf.Module):
         # SCAFFOLD's correction c - c_i, set by set_control, zeroed by set_weights.
         self.corrections = [tf.Variable(v.variable.read_value(), trainable=False, name="control_correction")
                             for v in trainable]
-        self.control_on = tf.Variable(0.0, trainable=False, name="control_on")  # 1 after set_control
 
     def _x_spec(self):
         return tf.TensorSpec([self.batch_size, *self.input_shape], self.input_dtype, name="x")
@@ -182,25 +181,17 @@ class TrainingGraph(tf.Module):
             loss = tf.reduce_sum(per_example * sample_weight) / tf.maximum(tf.reduce_sum(sample_weight), 1.0)
         return loss, tape.gradient(loss, self.trainable)
 
-    def train_plain(self, x, y, sample_weight, learning_rate):
-        loss, grads = self._loss_and_gradients(x, y, sample_weight)
-        self.optimizer.apply(grads, learning_rate[0])
-        return {"loss": loss}
+    def _with_terms(self, grads, mu):
+        """FedProx's and SCAFFOLD's terms added to the gradients. d/dw mu/2 ||w - a||^2 =
+        mu (w - a): added, not taped (no second pass); personal variables (after the
+        travelling ones) have no anchor and no correction."""
+        n = len(self.anchors)
+        return [g + mu * (v - a) + c for g, v, a, c in zip(grads[:n], self.trainable[:n], self.anchors,
+                                                           self.corrections)] + list(grads[n:])
 
     def train(self, x, y, sample_weight, learning_rate, proximal_mu):
         loss, grads = self._loss_and_gradients(x, y, sample_weight)
-        mu = proximal_mu[0]
-        # d/dw mu/2 ||w - a||^2 = mu (w - a): added to the gradient, not taped (no second pass);
-        # personal variables (after the travelling ones) have no anchor.
-        n = len(self.anchors)
-        if n:
-            # Only when a term is on (an IF in LiteRT): plain FedAvg never reads the anchors and
-            # corrections (each read is a copy of the model's size).
-            on = tf.logical_or(mu > 0.0, self.control_on.read_value() > 0.0)
-            head = tf.cond(on, lambda: [g + mu * (v - a) + c for g, v, a, c in zip(
-                grads[:n], self.trainable[:n], self.anchors, self.corrections)], lambda: list(grads[:n]))
-            grads = list(head) + list(grads[n:])
-        self.optimizer.apply(grads, learning_rate[0])
+        self.optimizer.apply(self._with_terms(grads, proximal_mu[0]), learning_rate[0])
         return {"loss": loss}
 
     def train_dp(self, x, y, sample_weight, learning_rate, proximal_mu, l2_norm_clip, noise_multiplier, noise):
@@ -234,11 +225,7 @@ class TrainingGraph(tf.Module):
         std = noise_multiplier[0] * clip
         grads = [(s + std * tf.reshape(n, s.shape)) / float(m)
                  for s, n in zip(summed, tf.split(noise, sizes))]
-        mu = proximal_mu[0]
-        n = len(self.anchors)
-        grads = [g + mu * (v - a) + c for g, v, a, c in zip(grads[:n], self.trainable[:n], self.anchors,
-                                                            self.corrections)] + grads[n:]
-        self.optimizer.apply(grads, learning_rate[0])
+        self.optimizer.apply(self._with_terms(grads, proximal_mu[0]), learning_rate[0])
         return {"loss": loss_sum / tf.maximum(weight_sum, 1.0)}
 
     @property
@@ -260,7 +247,6 @@ class TrainingGraph(tf.Module):
     def set_control(self, corrections):
         for variable, value in zip(self.corrections, corrections):
             variable.assign(value)
-        self.control_on.assign(1.0)
         return {"ok": tf.constant(1, tf.int32)}
 
     def get_personal(self):
@@ -277,7 +263,6 @@ class TrainingGraph(tf.Module):
         for anchor, correction, i in zip(self.anchors, self.corrections, self._trainable_index):
             anchor.assign(weights[i])
             correction.assign(weights[i] * 0.0)  # a runtime zero: zeros_like would be a constant in the file
-        self.control_on.assign(0.0)
         self.optimizer.reset()
         return {"ok": tf.constant(1, tf.int32)}
 
@@ -312,7 +297,6 @@ class TrainingGraph(tf.Module):
                     x, y, w, lr, mu, clip, z, noise)
             return {**extra,
                 "train": tf.function(self.train, autograph=False).get_concrete_function(x, y, w, lr, mu),
-                "train_plain": tf.function(self.train_plain, autograph=False).get_concrete_function(x, y, w, lr),
                 "infer": tf.function(self.infer, autograph=False).get_concrete_function(x),
                 "evaluate": tf.function(self.evaluate, autograph=False).get_concrete_function(x, y, w),
                 "get_weights": tf.function(self.get_weights, autograph=False).get_concrete_function(),

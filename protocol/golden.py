@@ -316,13 +316,15 @@ def scaffold_vectors() -> list[dict]:
 
 def train_signature_vectors() -> list[dict]:
     """Which train signature a device steps with (protocol.manifest.train_signature), for a
-    current file, one exported before train_plain and one exported before FedProx."""
+    current file (one train step), one exported with --dp-sgd, one exported with the second
+    train_plain step (releases between FedProx and the one-step file) and one exported before
+    FedProx."""
     from protocol.manifest import train_signature
 
-    files = {"dp_sgd": ["evaluate", "get_weights", "infer", "set_control", "set_weights", "train", "train_dp",
-                        "train_plain"],
-             "current": ["evaluate", "get_weights", "infer", "set_control", "set_weights", "train", "train_plain"],
-             "before_train_plain": ["evaluate", "get_weights", "infer", "set_control", "set_weights", "train"],
+    files = {"dp_sgd": ["evaluate", "get_weights", "infer", "set_control", "set_weights", "train", "train_dp"],
+             "current": ["evaluate", "get_weights", "infer", "set_control", "set_weights", "train"],
+             "with_train_plain": ["evaluate", "get_weights", "infer", "set_control", "set_weights", "train",
+                                  "train_plain"],
              "before_fedprox": ["evaluate", "get_weights", "infer", "set_weights", "train"]}
     return [{"file": name, "signatures": signatures, "proximal_mu": mu, "corrected": corrected, "dp_sgd": dp,
              "signature": train_signature(signatures, mu, corrected, dp)}

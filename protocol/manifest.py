@@ -57,8 +57,8 @@ def train_signature(signatures, proximal_mu: float, corrected: bool, dp_sgd: boo
     """Which signature a device steps with: ``train_dp`` when the round asks for example-level
     DP-SGD (the plan's ``dp_sgd_noise_multiplier``; `Manifest.check_plan` refuses a file
     without it first), else ``train_plain`` when the round uses neither FedProx's term (mu 0)
-    nor SCAFFOLD's correction and the file has it (its step skips the IF that ``train``
-    checks the terms in), else ``train``. Both runtimes follow this rule
+    nor SCAFFOLD's correction and the file has it (files exported with that second step,
+    without the terms; today's files have one ``train``), else ``train``. Both runtimes follow this rule
     (protocol/golden/train_signature.json)."""
     if dp_sgd:
         return "train_dp"

@@ -7,6 +7,7 @@ requires an enrollment secret or attestation: those need a device token of that 
 
 from __future__ import annotations
 
+import gzip
 from typing import Callable
 
 from coordinator import errors as E
@@ -16,6 +17,8 @@ from coordinator.tasks.registry import TaskRegistry
 
 BLOB_GUARD_TTL_S = 1.0  # a task that starts to use a public blob guards it at most this much later
 GUARD_CACHE_SIZE = 4096
+GZIP_CACHE_SIZE = 64  # compressed task models kept (a few per task; each compressed once)
+GZIP_MIN_GAIN = 0.9  # served compressed only when that saves at least a tenth
 
 
 class BlobAccess:
@@ -27,6 +30,7 @@ class BlobAccess:
         # the checkpoint, and a query per download was a burst of round trips at each round's opening.
         self._guard: dict[str, tuple[float, set[str]]] = {}
         self._served: dict[str, int] = {}  # per task: model, checkpoint and control bytes served (this replica)
+        self._gzipped: dict[str, bytes | None] = {}  # model sha -> its gzip body (None: not worth it)
 
     def authorize(self, sha: str, authorization: str | None, is_admin: bool) -> bool:
         """403 for a device of another population; True when the blob is guarded at all (the
@@ -57,6 +61,22 @@ class BlobAccess:
             if sha in (task.checkpoint_sha, task.model_sha, task.control_sha):
                 self._served[task.task_id] = self._served.get(task.task_id, 0) + size
                 return
+
+    def gzipped(self, sha: str, read: Callable[[], bytes]) -> bytes | None:
+        """A task model's body gzip-compressed (a device that accepts gzip downloads that), or
+        None. Only models: their graph (operators, tensor tables) compresses 2-4x, while a
+        checkpoint or control variate is float32 or quantized codes that gzip barely shrinks,
+        and those are fetched every round, where compressing per request would cost the
+        coordinator's CPU. Each model is compressed once."""
+        if sha not in self._gzipped:
+            if not any(sha == task.model_sha for task in self.tasks.values()):
+                return None
+            if len(self._gzipped) >= GZIP_CACHE_SIZE:
+                self._gzipped.clear()
+            data = read()
+            packed = gzip.compress(data, 9, mtime=0)
+            self._gzipped[sha] = packed if len(packed) <= GZIP_MIN_GAIN * len(data) else None
+        return self._gzipped[sha]
 
     def take_served(self, task_id: str) -> int:
         return self._served.pop(task_id, 0)

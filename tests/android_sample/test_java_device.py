@@ -302,7 +302,8 @@ def test_java_device_trains_with_example_level_dp_sgd(java_classpath, softmax_dp
 def test_java_device_downloads_checkpoint_deltas(java_classpath, softmax_tflite, tmp_path):
     """Three rounds of the Java device alone with download_codec q8 and download_delta_codec
     q4+rot: round 1 downloads the checkpoint, rounds 2 and 3 its delta against that base
-    (which the device names at check-in as a blob it holds), and the rounds commit."""
+    (which the device names at check-in as a blob it holds), and the rounds commit; the model
+    came gzip-compressed."""
     from device_runtime.fleet.datasets import load_digits_pool
 
     x, _, y, _ = load_digits_pool(0)
@@ -324,5 +325,7 @@ def test_java_device_downloads_checkpoint_deltas(java_classpath, softmax_tflite,
         assert [r["state"] for r in rounds] == ["committed"] * 3
         full, *later = [r["metrics"]["bytes_out"] for r in rounds]
         assert all(b < 0.6 * 650 + 1024 for b in later), (full, later)  # 650 parameters at 4 bits, plus headers
+        # Round 1 carried the model too, gzip-compressed (the Java client asks for it and inflates it).
+        assert full < 0.6 * len(softmax_tflite), (full, len(softmax_tflite))
     finally:
         server.kill9()

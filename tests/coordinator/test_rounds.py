@@ -139,11 +139,36 @@ async def test_blob_download_is_content_addressed_and_cacheable(harness):
     await harness.setup_task()
     device = await harness.register()
     a = (await (await harness.checkin(device)).json())["assignment"]
-    resp = await harness.client.get(a["model_url"])
+    plain = {"Accept-Encoding": "identity"}
+    resp = await harness.client.get(a["model_url"], headers=plain)
     assert resp.status == 200 and await resp.read() == harness.model
     assert "immutable" in resp.headers["Cache-Control"] and resp.headers["ETag"] == f'"{a["model_sha256"]}"'
-    cached = await harness.client.get(a["model_url"], headers={"If-None-Match": resp.headers["ETag"]})
+    assert "Content-Encoding" not in resp.headers
+    cached = await harness.client.get(a["model_url"], headers={**plain, "If-None-Match": resp.headers["ETag"]})
     assert cached.status == 304
+
+
+async def test_a_task_model_travels_gzip_compressed_to_a_device_that_accepts_it(harness):
+    import gzip
+
+    await harness.setup_task()
+    device = await harness.register()
+    a = (await (await harness.checkin(device)).json())["assignment"]
+    gz = {"Accept-Encoding": "gzip, deflate"}
+    resp = await harness.client.get(a["model_url"], headers=gz, auto_decompress=False)
+    body = await resp.read()
+    assert resp.status == 200 and resp.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == harness.model and len(body) < 0.7 * len(harness.model)
+    assert resp.headers["ETag"] == f'"{a["model_sha256"]}-gzip"' and resp.headers["Vary"] == "Accept-Encoding"
+    again = await harness.client.get(a["model_url"], headers={**gz, "If-None-Match": resp.headers["ETag"]})
+    assert again.status == 304
+    # The identity representation's tag does not validate the compressed one.
+    other = await harness.client.get(a["model_url"], headers={**gz, "If-None-Match": f'"{a["model_sha256"]}"'})
+    assert other.status == 200
+    # Checkpoints (fetched every round, float32 or codes) are never compressed.
+    ckpt = await harness.client.get(a["checkpoint_url"], headers=gz, auto_decompress=False)
+    assert ckpt.status == 200 and "Content-Encoding" not in ckpt.headers
+    assert len(await ckpt.read()) == int(ckpt.headers["Content-Length"])
 
 
 async def test_metrics_and_status_page(harness):

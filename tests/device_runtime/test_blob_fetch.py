@@ -59,3 +59,24 @@ async def test_a_damaged_disk_copy_is_downloaded_again(blob_server, tmp_path):
     (tmp_path / SHA).write_bytes(b"bit rot")
     assert await device.fetch_blob(f"/v1/blobs/{SHA}", SHA, cache) == BLOB
     assert hits == [SHA, SHA]
+
+
+async def test_a_gzip_encoded_blob_is_inflated_verified_and_counted_at_its_wire_size(aiohttp_client):
+    import gzip
+
+    packed = gzip.compress(BLOB)
+
+    async def blob(request):
+        assert "gzip" in request.headers.get("Accept-Encoding", "")
+        return web.Response(body=packed, content_type="application/octet-stream",
+                            headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_get("/v1/blobs/{sha}", blob)
+    client = await aiohttp_client(app)
+    cache = MemoryBlobCache()
+    device = CoordinatorClient(str(client.make_url("")), client.session, attempts=1)
+    assert await device.fetch_blob(f"/v1/blobs/{SHA}", SHA, cache) == BLOB
+    assert len(packed) < len(BLOB) / 10
+    assert device.bytes_down == len(packed) and cache.wire_size(SHA, len(BLOB)) == len(packed)
+    assert MemoryBlobCache().wire_size(SHA, len(BLOB)) == len(BLOB)  # not downloaded compressed: its size

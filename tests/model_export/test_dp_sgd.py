@@ -66,9 +66,9 @@ def test_parity_covers_train_dp_and_passes(dp_export):
 
 
 def test_without_clipping_or_noise_it_is_the_plain_step(dp_export):
-    # The mean of per-example gradients is the batch's gradient: the same update as train_plain.
+    # The mean of per-example gradients is the batch's gradient: the same update as train at mu 0.
     dp = _step(dp_export.tflite, "train_dp", **_dp_inputs(dp_export.manifest, clip=1e6, z=0.0))
-    plain = _step(dp_export.tflite, "train_plain")
+    plain = _step(dp_export.tflite, "train", proximal_mu=np.zeros(1, np.float32))
     assert np.abs(plain).max() > 1e-3
     np.testing.assert_allclose(dp, plain, atol=1e-6)
 

@@ -1,4 +1,5 @@
-"""FedProx in the exported train step: the proximal term is exact, mu = 0 is plain FedAvg,
+"""FedProx in the exported train step: the proximal term is exact, mu = 0 is plain FedAvg (one
+train step in the file; files with the older second train_plain step still step with it),
 set_weights sets the anchor, the parity report covers mu > 0, and a file exported before
 FedProx keeps working for mu = 0 and is refused, with the reason, for mu > 0."""
 
@@ -49,17 +50,52 @@ def old_export(tmp_path_factory):
 
             with builtin_lowering(self._keras.model, stochastic=self.stochastic):
                 sigs["train"] = old.get_concrete_function(x, y, w, lr)
-            del sigs["train_plain"]
             return sigs
 
     mp = pytest.MonkeyPatch()
     table = exporter._signature_table
     mp.setattr(exporter, "TrainingGraph", PreFedProxGraph)
-    mp.setattr(exporter, "_signature_table", lambda g: {**{k: v for k, v in table(g).items() if k != "train_plain"},
-                                                         "train": {"inputs": ["x", "y", "sample_weight", "learning_rate"],
-                                                                   "outputs": ["loss"]}})
+    mp.setattr(exporter, "_signature_table", lambda g: {**table(g), "train": {
+        "inputs": ["x", "y", "sample_weight", "learning_rate"], "outputs": ["loss"]}})
     try:
         return exporter.export_model(_softmax_model(), name="old_softmax", batch_size=8, parity_steps=0)
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def train_plain_export():
+    """The same model exported the way fedge did between FedProx and the one-step file: a
+    second ``train_plain`` step without the terms, which devices took when neither was on."""
+    import tensorflow as tf
+
+    from model_export import exporter
+    from model_export.lowering import builtin_lowering
+    from model_export.training_graph import TrainingGraph
+
+    class TwoStepGraph(TrainingGraph):
+        def train_plain(self, x, y, sample_weight, learning_rate):
+            loss, grads = self._loss_and_gradients(x, y, sample_weight)
+            self.optimizer.apply(grads, learning_rate[0])
+            return {"loss": loss}
+
+        def concrete_signatures(self):
+            sigs = super().concrete_signatures()
+            b = self.batch_size
+            specs = (self._x_spec(), tf.TensorSpec([b, *self.label_shape], self.label_dtype, name="y"),
+                     tf.TensorSpec([b], tf.float32, name="sample_weight"),
+                     tf.TensorSpec([1], tf.float32, name="learning_rate"))
+            with builtin_lowering(self._keras.model, stochastic=self.stochastic):
+                sigs["train_plain"] = tf.function(self.train_plain, autograph=False).get_concrete_function(*specs)
+            return sigs
+
+    mp = pytest.MonkeyPatch()
+    table = exporter._signature_table
+    mp.setattr(exporter, "TrainingGraph", TwoStepGraph)
+    mp.setattr(exporter, "_signature_table", lambda g: {**table(g), "train_plain": {
+        "inputs": ["x", "y", "sample_weight", "learning_rate"], "outputs": ["loss"]}})
+    try:
+        return exporter.export_model(_softmax_model(), name="plain_softmax", batch_size=8, parity_steps=0)
     finally:
         mp.undo()
 
@@ -101,24 +137,31 @@ def test_the_proximal_term_is_exact_and_mu_zero_is_fedavg(softmax_export):
         assert np.abs(w1a[k] - anchor[k]).max() > 1e-3  # so the check above is not vacuous
 
 
-def test_train_plain_is_the_step_at_mu_zero(softmax_export):
-    """train_plain (no IF, no terms) steps exactly as train with mu = 0 and no correction."""
-    assert softmax_export.manifest.train_signature(0.0, False) == "train_plain"
-    a, b = _runners(softmax_export.tflite), _runners(softmax_export.tflite)
-    start = a["get_weights"]()
+def test_one_train_step_and_mu_zero_without_correction_is_plain_sgd(softmax_export):
+    """The file holds the training graph once (no train_plain); at mu = 0 with the correction
+    set_weights zeroed, train is softmax regression's SGD step in closed form."""
+    assert "train_plain" not in softmax_export.manifest.signatures
+    assert softmax_export.manifest.train_signature(0.0, False) == "train"
+    r = _runners(softmax_export.tflite)
+    w = r["get_weights"]()
+    kernel, bias = (w[k].astype(np.float64) for k in sorted(w))  # w000 kernel [6, 4], w001 bias [4]
+    r["set_weights"](**w)
     ones, lr = np.ones(8, np.float32), np.full(1, 0.1, np.float32)
     for step in range(3):
         x, y = _batch(10 + step)
-        la = a["train"](x=x, y=y, sample_weight=ones, learning_rate=lr, proximal_mu=np.zeros(1, np.float32))["loss"]
-        lb = b["train_plain"](x=x, y=y, sample_weight=ones, learning_rate=lr)["loss"]
-        assert la == lb
-    wa, wb = a["get_weights"](), b["get_weights"]()
-    for k in start:
-        np.testing.assert_array_equal(wa[k], wb[k])
-        assert np.abs(wa[k] - start[k]).max() > 1e-3
+        r["train"](x=x, y=y, sample_weight=ones, learning_rate=lr, proximal_mu=np.zeros(1, np.float32))
+        logits = x @ kernel + bias
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        p[np.arange(8), y] -= 1.0  # d loss / d logits, per example; the loss is the batch mean
+        kernel, bias = kernel - 0.1 * x.T @ p / 8, bias - 0.1 * p.sum(0) / 8
+    got = r["get_weights"]()
+    np.testing.assert_allclose(got["w000"], kernel, atol=2e-6)
+    np.testing.assert_allclose(got["w001"], bias, atol=2e-6)
+    assert np.abs(got["w000"] - w["w000"]).max() > 1e-3  # so the check above is not vacuous
 
 
-def test_the_device_steps_with_train_plain_only_when_no_term_is_on(softmax_export, old_export):
+def test_the_device_steps_with_train_plain_only_when_no_term_is_on(softmax_export, old_export, train_plain_export):
     from device_runtime.litert_model import LocalModel
 
     rng = np.random.default_rng(0)
@@ -143,10 +186,13 @@ def test_the_device_steps_with_train_plain_only_when_no_term_is_on(softmax_expor
         model.train(x, y, epochs=1, learning_rate=0.1, rng=rng, proximal_mu=mu)
         return calls
 
-    assert steps_by_signature(softmax_export.tflite, 0.0, False) == {"train": 0, "train_plain": 2}
-    assert steps_by_signature(softmax_export.tflite, 0.5, False) == {"train": 2, "train_plain": 0}
-    assert steps_by_signature(softmax_export.tflite, 0.0, True) == {"train": 2, "train_plain": 0}
-    assert steps_by_signature(old_export.tflite, 0.0, False) == {"train": 2, "train_plain": 0}  # has none
+    # A file exported with the second step: train_plain when no term is on, train otherwise.
+    assert steps_by_signature(train_plain_export.tflite, 0.0, False) == {"train": 0, "train_plain": 2}
+    assert steps_by_signature(train_plain_export.tflite, 0.5, False) == {"train": 2, "train_plain": 0}
+    assert steps_by_signature(train_plain_export.tflite, 0.0, True) == {"train": 2, "train_plain": 0}
+    # Files with one step (today's, and those from before FedProx): always train.
+    assert steps_by_signature(softmax_export.tflite, 0.0, False) == {"train": 2, "train_plain": 0}
+    assert steps_by_signature(old_export.tflite, 0.0, False) == {"train": 2, "train_plain": 0}
 
 
 def test_set_weights_moves_the_anchor(softmax_export):

@@ -161,8 +161,8 @@ final class LiteRtTrainer implements LocalTrainer {
             if (correction != null) {
                 setControl(interpreter, correction, counts); // SCAFFOLD: c - c_i, zeroed by set_weights
             }
-            // train_dp with example-level DP-SGD; else train_plain when neither FedProx's nor
-            // SCAFFOLD's term is on (no IF to pay for in every step).
+            // train_dp with example-level DP-SGD; else train (files exported with the older
+            // second step: train_plain when neither FedProx's nor SCAFFOLD's term is on).
             LocalWork.checkDpSgd(plan, interpreter.getSignatureKeys(), modelSha256);
             String step = LocalWork.trainSignature(interpreter.getSignatureKeys(), plan.proximalMu, correction != null,
                     plan.dpSgd());

@@ -2,6 +2,7 @@ package dev.fedge.core;
 
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
+import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -16,6 +17,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.zip.GZIPInputStream;
 
 /**
  * The device side of the /v1 protocol over HttpURLConnection (available on every Android
@@ -39,10 +41,12 @@ public final class FedgeClient {
     private static final class Response {
         final int status;
         final byte[] body;
+        final long wireBytes; // what the body took on the wire (less than its length when gzip-encoded)
 
-        Response(int status, byte[] body) {
+        Response(int status, byte[] body, long wireBytes) {
             this.status = status;
             this.body = body;
+            this.wireBytes = wireBytes;
         }
 
         String text() {
@@ -118,7 +122,12 @@ public final class FedgeClient {
         if (cached != null && sha256Hex(cached).equals(sha256)) {
             return cached;
         }
-        Response r = request("GET", url, authorized(new LinkedHashMap<>()), null, 0);
+        // A task model comes gzip-compressed when asked (its graph compresses 2-4x); the hash is
+        // the inflated file's. Asked explicitly, so Android's connection, which would ask and
+        // inflate on its own, hands over the encoded body and its length counts as downloaded.
+        Map<String, String> headers = authorized(new LinkedHashMap<>());
+        headers.put("Accept-Encoding", "gzip");
+        Response r = request("GET", url, headers, null, 0);
         if (!sha256Hex(r.body).equals(sha256)) {
             throw new ProtocolException("blob " + url + " does not hash to " + sha256, "bad_blob");
         }
@@ -219,7 +228,7 @@ public final class FedgeClient {
                 }
                 throw new ApiException(r.status, code, message);
             }
-            bytesDown += r.body.length;
+            bytesDown += r.wireBytes;
             return r;
         }
         throw lastError;
@@ -249,7 +258,11 @@ public final class FedgeClient {
             }
             int status = conn.getResponseCode();
             InputStream stream = status >= 400 ? conn.getErrorStream() : conn.getInputStream();
-            return new Response(status, stream == null ? new byte[0] : readAll(stream));
+            byte[] raw = stream == null ? new byte[0] : readAll(stream);
+            if (status < 400 && "gzip".equalsIgnoreCase(conn.getContentEncoding())) {
+                return new Response(status, readAll(new GZIPInputStream(new ByteArrayInputStream(raw))), raw.length);
+            }
+            return new Response(status, raw, raw.length);
         } finally {
             conn.disconnect();
         }

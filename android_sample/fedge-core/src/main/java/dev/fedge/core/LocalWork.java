@@ -39,7 +39,7 @@ public final class LocalWork {
     /**
      * The signature a trainer steps with (as protocol.manifest.train_signature): {@code train_plain}
      * when the round uses neither FedProx's term nor SCAFFOLD's correction and the file has it
-     * (its step skips the IF in which {@code train} checks the terms), else {@code train}.
+     * (files exported with that second step, without the terms), else {@code train}.
      */
     public static String trainSignature(String[] signatureKeys, double proximalMu, boolean corrected) {
         return trainSignature(signatureKeys, proximalMu, corrected, false);
