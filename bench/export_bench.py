@@ -2,10 +2,11 @@
 size (and as a multiple of all its float32 weights), bytes per float32 update, time per
 training step (batch 32; `train` with mu 0 and no correction, the step devices take without
 FedProx or SCAFFOLD) in LiteRT vs TensorFlow, and the parity max diff. The file's size is
-also given as it travels gzip-compressed (``gzip``: what a device downloads when it accepts
-gzip, see docs/export.md) and as its graph alone (``graph``: the file less the weights' bytes,
-the operators and tensors of the seven signatures, a cost per operator that does not grow
-with the weights).
+also given gzip-compressed (``gzip``), as devices download it (``download``: the coordinator
+serves the model with its travelling weights zeroed, since devices load each round's weights
+from the checkpoint they download anyway, gzip-compressed; see docs/coordinator.md), and as
+its graph alone (``graph``: the file less the weights' bytes, the operators and tensors of the
+signatures, a cost per operator that does not grow with the weights).
 
 The TensorFlow side is the same step as Keras would run it: the model's own call,
 its compiled loss, TensorFlow's own gradients and the Keras optimizer, inside one
@@ -29,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from model_export.ready import ready_interpreter  # noqa: E402
+from protocol.tflite_file import without_weights  # noqa: E402
 
 
 def _time(fn, steps: int) -> float:
@@ -175,22 +177,25 @@ def main() -> None:
         tfs = _tf_step_seconds(model, x, y, args.steps)
         diff = max(result.parity.max_loss_diff, result.parity.max_weight_diff)
         rows.append((name, m.num_parameters, total, len(result.tflite), len(gzip.compress(result.tflite, 9)),
-                     4 * m.num_parameters, lite, tfs, diff, result.parity.passed))
+                     len(gzip.compress(without_weights(result.tflite), 9)), 4 * m.num_parameters, lite, tfs, diff,
+                     result.parity.passed))
     print(f"{args.threads} thread(s) each, {args.steps} timed steps, batch 32; {cpu_description()}")
     if args.markdown:
-        print("| model | params travelling / total | .tflite (x float32 weights) | gzip | graph | "
+        print("| model | params travelling / total | .tflite (x float32 weights) | gzip | download | graph | "
               "bytes per update (f32) | LiteRT ms/step | TF ms/step | LiteRT / TF | parity max diff |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for name, p, t, size, packed, upd, lite, tfs, diff, ok in rows:
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, p, t, size, packed, served, upd, lite, tfs, diff, ok in rows:
             print(f"| {name} | {p:,} / {t:,} | {size / 1024:,.0f} KiB ({size / (4 * t):.2f}x) | "
-                  f"{packed / 1024:,.0f} KiB ({packed / (4 * t):.2f}x) | {(size - 4 * t) / 1024:,.0f} KiB | "
+                  f"{packed / 1024:,.0f} KiB ({packed / (4 * t):.2f}x) | {served / 1024:,.1f} KiB ({served / (4 * t):.2f}x) | "
+                  f"{(size - 4 * t) / 1024:,.0f} KiB | "
                   f"{upd:,} ({100 * upd / (4 * t):.1f}%) | "
                   f"{lite * 1e3:.2f} | {tfs * 1e3:.2f} | {lite / tfs:.2f} | {diff:.1e}{'' if ok else ' FAIL'} |")
         return
-    print(f"{'model':<26} {'travel/total':>17} {'tflite KiB':>10} {'x f32':>6} {'gzip x':>6} {'graph KiB':>9} "
-          f"{'update B':>9} {'LiteRT ms':>9} {'TF ms':>7} {'ratio':>6} {'parity':>8}")
-    for name, p, t, size, packed, upd, lite, tfs, diff, ok in rows:
+    print(f"{'model':<26} {'travel/total':>17} {'tflite KiB':>10} {'x f32':>6} {'gzip x':>6} {'down x':>6} "
+          f"{'graph KiB':>9} {'update B':>9} {'LiteRT ms':>9} {'TF ms':>7} {'ratio':>6} {'parity':>8}")
+    for name, p, t, size, packed, served, upd, lite, tfs, diff, ok in rows:
         print(f"{name:<26} {p:>8,}/{t:<8,} {size / 1024:>10,.0f} {size / (4 * t):>6.2f} {packed / (4 * t):>6.2f} "
+              f"{served / (4 * t):>6.2f} "
               f"{(size - 4 * t) / 1024:>9,.0f} {upd:>9,} {lite * 1e3:>9.2f} "
               f"{tfs * 1e3:>7.2f} "
               f"{lite / tfs:>6.2f} {diff:>8.1e}{'' if ok else ' FAIL'}")

@@ -126,7 +126,8 @@ class LocalModel:
             self._get_personal = self.interpreter.get_signature_runner("get_personal")
             self._set_personal = self.interpreter.get_signature_runner("set_personal")
             self.initial_personal = self.get_personal()
-        # The file's embedded weights (the export's, or a global model's from the coordinator).
+        # The file's embedded weights: the export's, a global model's (the admin download), or
+        # zeros (the copy devices are served: each round's weights come with its checkpoint).
         embedded = codec.decode(read_initial_weights(model_bytes), [w.size for w in self.manifest.weights])
         self.set_weights(codec.unflatten(embedded.values, self.manifest.weight_shapes))
 

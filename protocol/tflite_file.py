@@ -173,3 +173,13 @@ def with_weights(model_bytes: bytes, weights_payload: bytes) -> bytes:
             raise ProtocolError("weights payload does not match the model's size", "shape_mismatch")
         out[meta[0]:meta[1]] = payload
     return bytes(out)
+
+
+def without_weights(model_bytes: bytes) -> bytes:
+    """The same model file with its initial weights zeroed (`with_weights` of zeros): what the
+    coordinator serves devices, which load every round's weights from the checkpoint they
+    download anyway. Zeros compress to almost nothing, so the gzip-compressed download costs
+    about the graph alone."""
+    manifest = read_manifest(model_bytes)
+    zeros = [np.zeros(w.shape, np.float32) for w in manifest.weights]
+    return with_weights(model_bytes, codec.encode(zeros, codec.CodecSpec("f32"), None))

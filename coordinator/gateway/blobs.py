@@ -23,9 +23,12 @@ GZIP_MIN_GAIN = 0.9  # served compressed only when that saves at least a tenth
 
 class BlobAccess:
     def __init__(self, store: Store, clock, tasks: TaskRegistry,
-                 authenticate: Callable[[str | None], DeviceRecord], downloads: dict[str, str] | None = None):
+                 authenticate: Callable[[str | None], DeviceRecord], downloads: dict[str, str] | None = None,
+                 models: set[str] | None = None):
         self.store, self.clock, self.tasks, self.authenticate = store, clock, tasks, authenticate
-        self.downloads = downloads if downloads is not None else {}  # quantized checkpoint sha -> task id
+        # Blobs made for devices (quantized checkpoints, deltas, models with zeroed weights) -> task id.
+        self.downloads = downloads if downloads is not None else {}
+        self.models = models if models is not None else set()  # the models among them
         # Blob -> the populations guarding it, for BLOB_GUARD_TTL_S: every selected device downloads
         # the checkpoint, and a query per download was a burst of round trips at each round's opening.
         self._guard: dict[str, tuple[float, set[str]]] = {}
@@ -42,8 +45,9 @@ class BlobAccess:
                 self._guard.clear()
             guarded = self.store.guarded_blob_populations(sha)
             task = self.tasks.get(self.downloads.get(sha, ""))
-            if task is not None and not guarded:  # a quantized checkpoint guards like its checkpoint
-                guarded = self.store.guarded_blob_populations(task.checkpoint_sha)
+            if task is not None and not guarded:  # a blob made for devices guards like what it was made from
+                guarded = self.store.guarded_blob_populations(task.model_sha if sha in self.models
+                                                              else task.checkpoint_sha)
             cached = self._guard[sha] = (now, guarded)
         guarded = cached[1]
         if guarded and not is_admin and self.authenticate(authorization).population not in guarded:
@@ -69,7 +73,7 @@ class BlobAccess:
         and those are fetched every round, where compressing per request would cost the
         coordinator's CPU. Each model is compressed once."""
         if sha not in self._gzipped:
-            if not any(sha == task.model_sha for task in self.tasks.values()):
+            if sha not in self.models and not any(sha == task.model_sha for task in self.tasks.values()):
                 return None
             if len(self._gzipped) >= GZIP_CACHE_SIZE:
                 self._gzipped.clear()

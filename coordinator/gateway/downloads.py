@@ -8,6 +8,13 @@ checkpoint serves the same bytes under the same digest. Each replica remembers t
 made and deletes a task's older ones once KEEP_PER_TASK newer exist (devices download the
 checkpoint when they are assigned; an asynchronous assignment pins at most max_staleness
 versions back, and a late download of a deleted one fails that device's round, nothing else).
+
+The model too travels as a blob made from the task's: the same file with its travelling
+weights' bytes zeroed (`model_for`). A device loads every round's weights from the checkpoint
+it downloads anyway (set_weights before training or evaluating, both runtimes), so the file's
+own, the export's initial values, would cost every new device their float32 size for nothing;
+zeroed, they compress to almost nothing, and the model, which goes gzip-compressed to a device
+that accepts it (`BlobAccess.gzipped`), costs about its graph's compressed size.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from coordinator.store.base import Store
 from coordinator.tasks.registry import Task
 from protocol import codec
 from protocol.delta_download import delta_seed, encode_served, make_delta, served_seed
+from protocol.tflite_file import without_weights
 
 MEMORY = 1024  # (checkpoint, codec) pairs remembered; a task needs one at a time
 KEEP_PER_TASK = 8
@@ -35,6 +43,24 @@ class DownloadBlobs:
         self._recent: dict[str, list[str]] = {}  # task id -> its download blobs, oldest first
         self._bases: dict[str, list[str]] = {}  # task id -> its last full downloads (bases for deltas), oldest first
         self._deltas: dict[str, dict[tuple[str, str], str]] = {}  # task id -> (base, checkpoint) -> delta sha
+        self.models: set[str] = set()  # the models devices download (weights zeroed): served gzip-compressed
+
+    def model_for(self, task: Task) -> str:
+        """The digest of the task's model as devices download it: its travelling weights zeroed.
+        The same bytes on every replica (a pure function of the model)."""
+        key = (task.model_sha, "zeroed")
+        sha = self._made.get(key)
+        if sha is None:
+            served = without_weights(self.store.blob_path(task.model_sha).read_bytes())
+            sha = hashlib.sha256(served).hexdigest()
+            self.store.put_blob(sha, served)
+            if len(self._made) >= MEMORY:
+                self._made.clear()
+                self.served_for.clear()
+            self._made[key] = sha
+            self.models.add(sha)
+        self.served_for[sha] = task.task_id
+        return sha
 
     def sha_for(self, task: Task) -> str:
         """The digest of what the task's devices download now as its checkpoint."""

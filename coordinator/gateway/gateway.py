@@ -75,7 +75,7 @@ class DeviceGateway:
         self.slot_listeners: list = []
         # The gateway's parts: blob downloads, asynchronous tasks' intake, evaluation reports.
         self.downloads = DownloadBlobs(store)
-        self.blobs = BlobAccess(store, clock, tasks, self.authenticate, self.downloads.served_for)
+        self.blobs = BlobAccess(store, clock, tasks, self.authenticate, self.downloads.served_for, self.downloads.models)
         self.buffered = BufferedIntake(self, SELECTING_HINT_TTL_S, DEVICE_CACHE_SIZE)
         self.evaluations = EvaluationIntake(self)
         self.registration = Registration(store, clock, attestation, register_rate, self._count, self._remember)
@@ -253,12 +253,13 @@ class DeviceGateway:
 
     def _assignment(self, task: Task, rnd: RoundRecord, token: str, held: tuple[str, ...] = ()) -> Assignment:
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
+        model = self.downloads.model_for(task)  # the task's model with its weights zeroed (they come as the checkpoint)
         checkpoint = self.downloads.sha_for(task)  # the checkpoint itself, or quantized (download_codec)
         delta = self.downloads.delta_for(task, held, checkpoint)  # download_delta_codec, for a device with a base
         return Assignment(
             task_id=task.task_id, round=rnd.round, upload_token=token,
             plan=task.config.plan(task.dp_clip, sparse.round_seed(task.task_id, rnd.round)),
-            model_sha256=task.model_sha, model_url=f"/v1/blobs/{task.model_sha}",
+            model_sha256=model, model_url=f"/v1/blobs/{model}",
             checkpoint_sha256=checkpoint, checkpoint_url=f"/v1/blobs/{checkpoint}",
             upload_url=f"{base}/evaluation" if task.config.evaluation else f"{base}/update",
             report_deadline=float(rnd.report_deadline),

@@ -150,3 +150,26 @@ async def test_a_guarded_population_needs_a_device_token_for_its_blobs(harness):
     assert resp.status == 200 and await resp.read() == harness.model
     assert resp.headers["Cache-Control"].startswith("private")
     assert (await c.get(f"/v1/blobs/{open_sha}", headers=ADMIN)).status == 200
+
+
+async def test_the_model_devices_download_is_guarded_like_the_model(harness):
+    """The copy with zeroed weights that assignments name is the model's graph: once a guarded
+    population's task uses the model, only its devices (or the admin) download the copy, even
+    when the copy was made for another task."""
+    c = harness.client
+    await harness.setup_task()
+    device = await harness.register()
+    a = (await (await harness.checkin(device)).json())["assignment"]
+    assert a["model_sha256"] != harness.coordinator.tasks["t1"].model_sha  # the copy, made for t1
+    assert (await c.get(a["model_url"])).status == 200  # public while only the open population uses it
+    await c.post("/v1/admin/populations", headers=ADMIN, json={"name": "p", "enrollment_secret": "s3cret"})
+    resp = await c.post("/v1/admin/populations/p/tasks", headers=ADMIN, json={
+        "model_sha256": harness.coordinator.tasks["t1"].model_sha, "task_id": "t2",
+        "config": {"rounds": 2, "goal_count": 2}})
+    assert resp.status == 201, await resp.text()
+    harness.clock.advance(5.0)  # past the guard cache's second
+    assert (await c.get(a["model_url"])).status == 401
+    assert (await c.get(a["model_url"], headers=device)).status == 403
+    member = await _register(c, enrollment_secret="s3cret")
+    resp = await c.get(a["model_url"], headers={"Authorization": f"Bearer {(await member.json())['token']}"})
+    assert resp.status == 200 and resp.headers["Cache-Control"].startswith("private")

@@ -160,9 +160,18 @@ async def test_the_fleet_counts_both_directions_per_round(live_coordinator, digi
     checkpoint = 4 * read_manifest(digits_tflite).num_parameters  # f32 weights, plus a small header
     for rec in history:
         assert rec.state == "committed" and rec.bytes_down >= rec.reported * checkpoint
-    # Round 1's devices also fetched the model; a device needs each blob once.
-    assert history[0].bytes_down > history[0].reported * (checkpoint + len(digits_tflite) * 0.9)
-    assert "KiB down" in fleet.download_summary()
+    # Round 1's devices also fetched the model, once each: served with its weights zeroed (the
+    # checkpoint brings them) and gzip-compressed, it cost each less than half the weights.
+    import gzip
+
+    from protocol.tflite_file import without_weights
+
+    model = len(gzip.compress(without_weights(digits_tflite), 9, mtime=0))
+    assert model < checkpoint / 2
+    fetched = [d.stats.model_bytes_down for d in fleet.devices if d.stats.model_bytes_down]
+    assert len(fetched) >= history[0].reported and set(fetched) == {model}
+    assert history[0].bytes_down >= history[0].reported * (checkpoint + model)
+    assert "KiB down" in fleet.download_summary() and "the model:" in fleet.download_summary()
     coordinator = live_coordinator.app[COORDINATOR]
     served = [r["metrics"]["bytes_out"] for r in coordinator.admin.rounds("bytes")]
     assert served[0] > 0  # what the coordinator itself served (the fleet's shared cache fetches each blob once)
