@@ -11,7 +11,9 @@ A row is ``UPLOAD[/DOWNLOAD[/DELTA]]`` (download f32 unless given, e.g. ``q4+rot
 with DELTA, devices holding an earlier full download fetch the difference in that codec, and
 the row's download bytes are measured: what the devices spent on checkpoints per round).
 Prints per row: bytes a device uploads per round (and x fewer than float32), the checkpoint
-it downloads per round (and x fewer than float32), the final global accuracy (mean of the
+it downloads per round (and x fewer than float32), the model it downloads once (weights
+zeroed, gzip), what a device spent in all over the run (both directions, and the rounds it
+joined), the final global accuracy (mean of the
 last five committed rounds) and its difference from the float32 row; writes a Markdown table,
 the histories and an accuracy-vs-upload-bytes plot to --out. ``--model emnist_cnn`` trains
 the zoo's EMNIST-shaped CNN on the digits drawn at 28x28 (no EMNIST download here).
@@ -117,7 +119,14 @@ def run_row(row: str, secagg: str, model: bytes, data, args, out: Path) -> dict:
                      / max(1, sum(d.stats.checkpoints for d in fleet.devices)))
         download = f"{download}, deltas {delta}"
     final = float(np.mean([r.global_accuracy for r in committed[-5:]])) if committed else float("nan")
+    # What each device spent on the wire over the run (both directions, the model once), and the
+    # model download alone (weights zeroed, gzip), as measured by the devices.
+    joined = [d.stats for d in fleet.devices if d.stats.rounds_joined]
+    spent = sum(x.bytes_down + x.bytes_up for x in joined) / max(1, len(joined))
+    model_down = round(sum(x.model_bytes_down for x in joined) / max(1, sum(x.model_downloads for x in joined)))
     return {"row": row, "secagg": secagg, "upload": upload, "download": download, "up": up, "down": down,
+            "model_down": model_down, "spent": spent, "rounds_per_device": sum(x.rounds_joined for x in joined)
+            / max(1, len(joined)),
             "measured_up": measured_up, "f32": 4 * n + 24 + 4 * len(counts), "final": final,
             "committed": len(committed), "wall_s": wall, "curve": [r.global_accuracy for r in committed]}
 
@@ -162,16 +171,20 @@ def main() -> None:
         res = run_row(row, secagg, model, data, args, out)
         results.append(res)
         print(f"{row:<24} secagg {secagg:<6} up {res['up']:>8,} B  down {res['down']:>8,} B  "
-              f"final {res['final']:.3f}  ({res['committed']} rounds, {res['wall_s']:.0f} s)", flush=True)
+              f"final {res['final']:.3f}  ({res['committed']} rounds, {res['wall_s']:.0f} s); the model "
+              f"{res['model_down']:,} B a download; a device spent {res['spent'] / 1024:,.1f} KiB in all over "
+              f"{res['rounds_per_device']:.1f} rounds", flush=True)
     base = next((r for r in results if r["row"] == "f32" and r["secagg"] == "off"), results[0])
     lines = [f"{args.model}, {args.dataset} Dirichlet(0.5), {args.devices} devices, goal {args.goal_count}, "
              f"{args.rounds} rounds, {args.epochs} epochs, lr {args.learning_rate:g}; final = mean global accuracy "
              "of the last five rounds", "",
              "| upload | SecAgg | download | up B/device/round | x fewer up | down B/round | x fewer down "
-             "| final accuracy | vs f32 |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| model B a download | KiB a device spent (rounds) | final accuracy | vs f32 |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| `{r['upload']}` | {r['secagg']} | `{r['download']}` | {r['up']:,} | {r['f32'] / r['up']:.1f} "
-                     f"| {r['down']:,} | {r['f32'] / r['down']:.1f} | {r['final']:.3f} | "
+                     f"| {r['down']:,} | {r['f32'] / r['down']:.1f} | {r['model_down']:,} | "
+                     f"{r['spent'] / 1024:,.1f} ({r['rounds_per_device']:.1f}) | {r['final']:.3f} | "
                      f"{(r['final'] - base['final']) * 100:+.1f} pt |")
     table = "\n".join(lines)
     print()

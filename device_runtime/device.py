@@ -45,7 +45,8 @@ class DeviceStats:
     delta_downloads: int = 0  # checkpoints reached as a held base plus a downloaded delta
     checkpoint_bytes_down: int = 0  # what reaching the round's checkpoints cost (full or delta)
     checkpoints: int = 0  # rounds whose checkpoint this device reached
-    model_bytes_down: int = 0  # what its model downloads cost (each model once: it is cached)
+    model_bytes_down: int = 0  # what its model downloads cost
+    model_downloads: int = 0  # how many (a phone keeps its last few blobs: a model can go and come back)
     dp_sgd_epsilon: float = 0.0  # example-level epsilon this device's data has spent (DP-SGD), by its ledger
     bytes_up: int = 0
     float32_bytes: int = 0
@@ -235,7 +236,9 @@ class Device:
         self.stats.rounds_joined += 1
         before = self.stats.bytes_down
         model = await self._fetch(a, a.model_url, a.model_sha256)
-        self.stats.model_bytes_down += self.stats.bytes_down - before
+        if self.stats.bytes_down > before:
+            self.stats.model_bytes_down += self.stats.bytes_down - before
+            self.stats.model_downloads += 1
         checkpoint, checkpoint_sha = await self._checkpoint(a)
         if a.plan.evaluate_only:
             return await self._evaluate(a, model, checkpoint, checkpoint_sha)

@@ -321,12 +321,12 @@ class Fleet:
         ckpt = sum(d.stats.checkpoint_bytes_down for d in self.devices)
         deltas = sum(d.stats.delta_downloads for d in self.devices)
         model = sum(d.stats.model_bytes_down for d in self.devices)
-        fetched = max(1, sum(1 for d in self.devices if d.stats.model_bytes_down))
+        fetched = max(1, sum(d.stats.model_downloads for d in self.devices))
         return (f"per device and round: {up / joined / 1024:.1f} KiB up, {down / joined / 1024:.1f} KiB down "
                 f"(all devices: {up / 1024:.0f} KiB up, {down / 1024:.0f} KiB down); the checkpoint alone: "
                 f"{ckpt / checkpoints / 1024:.2f} KiB a round"
                 + (f", {deltas / checkpoints:.0%} of them as deltas" if deltas else "")
-                + f"; the model: {model / fetched / 1024:.1f} KiB per device that fetched it")
+                + f"; the model: {model / fetched / 1024:.1f} KiB a download")
 
     def bytes_summary(self) -> tuple[int, int]:
         return sum(d.stats.bytes_up for d in self.devices), sum(d.stats.float32_bytes for d in self.devices)
