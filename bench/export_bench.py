@@ -92,13 +92,9 @@ def export_without_fedprox(model, name: str, tolerance: float):
 
         def concrete_signatures(self):
             sigs = super().concrete_signatures()
-            b = self.batch_size
-            specs = (self._x_spec(), tf.TensorSpec([b, *self.label_shape], self.label_dtype, name="y"),
-                     tf.TensorSpec([b], tf.float32, name="sample_weight"),
-                     tf.TensorSpec([1], tf.float32, name="learning_rate"))
             with builtin_lowering(self._keras.model, stochastic=self.stochastic):
                 sigs["train"] = tf.function(lambda x, y, sample_weight, learning_rate: self.train(
-                    x, y, sample_weight, learning_rate), autograph=False).get_concrete_function(*specs)
+                    x, y, sample_weight, learning_rate), autograph=False).get_concrete_function(*self.step_specs())
             return sigs
 
     table = exporter._signature_table

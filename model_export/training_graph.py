@@ -266,15 +266,18 @@ class TrainingGraph(tf.Module):
         self.optimizer.reset()
         return {"ok": tf.constant(1, tf.int32)}
 
-    def concrete_signatures(self) -> dict:
+    def step_specs(self) -> tuple:
+        """(x, y, sample_weight, learning_rate): the inputs every train step starts with."""
         b = self.batch_size
-        x = self._x_spec()
-        y = tf.TensorSpec([b, *self.label_shape], self.label_dtype, name="y")
-        w = tf.TensorSpec([b], tf.float32, name="sample_weight")
-        # float32[1], not a scalar: LiteRT's Python signature runner resizes every input on
-        # every call, and resizing a rank-0 input crashed ai-edge-litert 2.3 on aarch64
-        # (emulated Pi, SIGSEGV in ResizeInputTensor). A rank-1 input avoids that path.
-        lr = tf.TensorSpec([1], tf.float32, name="learning_rate")
+        # learning_rate is float32[1], not a scalar: LiteRT's Python signature runner resizes
+        # every input on every call, and resizing a rank-0 input crashed ai-edge-litert 2.3 on
+        # aarch64 (emulated Pi, SIGSEGV in ResizeInputTensor). A rank-1 input avoids that path.
+        return (self._x_spec(), tf.TensorSpec([b, *self.label_shape], self.label_dtype, name="y"),
+                tf.TensorSpec([b], tf.float32, name="sample_weight"),
+                tf.TensorSpec([1], tf.float32, name="learning_rate"))
+
+    def concrete_signatures(self) -> dict:
+        x, y, w, lr = self.step_specs()
         mu = tf.TensorSpec([1], tf.float32, name="proximal_mu")
         wspecs = [tf.TensorSpec(v.variable.shape, tf.float32, name=weight_key(i))
                   for i, v in enumerate(self.model_vars)]

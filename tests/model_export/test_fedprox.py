@@ -33,34 +33,20 @@ def old_export(tmp_path_factory):
     """The same model exported the way fedge did before FedProx: no proximal_mu input."""
     import tensorflow as tf
 
-    from model_export import exporter
     from model_export.training_graph import TrainingGraph
 
     class PreFedProxGraph(TrainingGraph):
         def concrete_signatures(self):
             sigs = super().concrete_signatures()
-            b = self.batch_size
-            x = self._x_spec()
-            y = tf.TensorSpec([b, *self.label_shape], self.label_dtype, name="y")
-            w = tf.TensorSpec([b], tf.float32, name="sample_weight")
-            lr = tf.TensorSpec([1], tf.float32, name="learning_rate")
             old = tf.function(lambda x, y, sample_weight, learning_rate: self.train(
                 x, y, sample_weight, learning_rate, tf.zeros([1])), autograph=False)
             from model_export.lowering import builtin_lowering
 
             with builtin_lowering(self._keras.model, stochastic=self.stochastic):
-                sigs["train"] = old.get_concrete_function(x, y, w, lr)
+                sigs["train"] = old.get_concrete_function(*self.step_specs())
             return sigs
 
-    mp = pytest.MonkeyPatch()
-    table = exporter._signature_table
-    mp.setattr(exporter, "TrainingGraph", PreFedProxGraph)
-    mp.setattr(exporter, "_signature_table", lambda g: {**table(g), "train": {
-        "inputs": ["x", "y", "sample_weight", "learning_rate"], "outputs": ["loss"]}})
-    try:
-        return exporter.export_model(_softmax_model(), name="old_softmax", batch_size=8, parity_steps=0)
-    finally:
-        mp.undo()
+    return _export_with_four_input_step(PreFedProxGraph, "train", "old_softmax")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +55,6 @@ def train_plain_export():
     second ``train_plain`` step without the terms, which devices took when neither was on."""
     import tensorflow as tf
 
-    from model_export import exporter
     from model_export.lowering import builtin_lowering
     from model_export.training_graph import TrainingGraph
 
@@ -81,21 +66,26 @@ def train_plain_export():
 
         def concrete_signatures(self):
             sigs = super().concrete_signatures()
-            b = self.batch_size
-            specs = (self._x_spec(), tf.TensorSpec([b, *self.label_shape], self.label_dtype, name="y"),
-                     tf.TensorSpec([b], tf.float32, name="sample_weight"),
-                     tf.TensorSpec([1], tf.float32, name="learning_rate"))
             with builtin_lowering(self._keras.model, stochastic=self.stochastic):
-                sigs["train_plain"] = tf.function(self.train_plain, autograph=False).get_concrete_function(*specs)
+                sigs["train_plain"] = tf.function(self.train_plain, autograph=False).get_concrete_function(
+                    *self.step_specs())
             return sigs
+
+    return _export_with_four_input_step(TwoStepGraph, "train_plain", "plain_softmax")
+
+
+def _export_with_four_input_step(graph_class, key: str, name: str):
+    """The softmax model exported with ``graph_class`` and its step ``key`` taking (x, y,
+    sample_weight, learning_rate), as earlier releases wrote files."""
+    from model_export import exporter
 
     mp = pytest.MonkeyPatch()
     table = exporter._signature_table
-    mp.setattr(exporter, "TrainingGraph", TwoStepGraph)
-    mp.setattr(exporter, "_signature_table", lambda g: {**table(g), "train_plain": {
+    mp.setattr(exporter, "TrainingGraph", graph_class)
+    mp.setattr(exporter, "_signature_table", lambda g: {**table(g), key: {
         "inputs": ["x", "y", "sample_weight", "learning_rate"], "outputs": ["loss"]}})
     try:
-        return exporter.export_model(_softmax_model(), name="plain_softmax", batch_size=8, parity_steps=0)
+        return exporter.export_model(_softmax_model(), name=name, batch_size=8, parity_steps=0)
     finally:
         mp.undo()
 
