@@ -141,7 +141,8 @@ OPENAPI = {
                                              schema="RegisterRequest")},
         "/v1/checkin": {"post": _op("check in; returns an assignment or retry_at (wait_s > 0: long poll)",
                                     body="application/json", auth="device", schema="CheckinRequest")},
-        "/v1/blobs/{sha}": {"get": _op("content-addressed model or checkpoint (ETag, immutable)",
+        "/v1/blobs/{sha}": {"get": _op("content-addressed model or checkpoint (ETag, immutable); a task model "
+                                       "gzip-encoded when Accept-Encoding allows (the digest is the inflated file's)",
                                        params=[_path("sha", _SHA)])},
         "/v1/tasks/{task_id}/rounds/{round}/update": {"post": _op(
             "upload an update (protocol.codec layout)", "201", "application/octet-stream", "device",
