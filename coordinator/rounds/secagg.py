@@ -114,6 +114,7 @@ class SecAggRounds:
 
     def discard(self, task: "Task", round_num: int) -> None:
         self.sums.pop((task.task_id, round_num), None)
+        self.wire.pop((task.task_id, round_num), None)  # a round that failed after unmasking
         self.store.delete_secagg_shares(task.task_id, round_num)
 
     # -- messages from devices -------------------------------------------------------------

@@ -155,6 +155,8 @@ async def test_committed_model_is_exactly_the_survivors_sum(harness, rate, phase
     after = await _checkpoint(harness)
     # FedAvg with server learning rate 1: new = old + mean, bit for bit.
     assert np.array_equal(after, (before + _expected_mean(parties, uploaded)).astype(np.float32))
+    secagg = harness.coordinator.driver.secagg
+    assert rnd["metrics"]["secagg_modulus_bits"] > 0 and secagg.wire == {} and secagg.sums == {}  # nothing kept
 
 
 async def test_sparse_secagg_masks_only_the_rounds_kept_codes(harness):
