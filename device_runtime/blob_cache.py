@@ -20,7 +20,7 @@ class MemoryBlobCache:
         self.items: OrderedDict[str, bytes] = OrderedDict()
         self.max_items = max_items
         self.pending: dict = {}  # sha -> the download in flight (see CoordinatorClient.fetch_blob)
-        self.wire: dict[str, int] = {}  # sha -> bytes its download took on the wire (gzip-compressed models)
+        self.wire: dict[str, int] = {}  # sha -> bytes its download took on the wire, when compressed (models)
 
     def wire_size(self, sha: str, size: int) -> int:
         """What downloading the blob cost: its compressed size when it came compressed, else ``size``."""

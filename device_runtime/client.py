@@ -168,7 +168,8 @@ class CoordinatorClient:
         # compresses 2-4x); the hash is the inflated file's.
         _, _, body, wire = await self._exchange("GET", url, headers=self._headers())
         cache.put(sha, body)  # verifies the hash
-        cache.wire[sha] = wire
+        if wire != len(body):
+            cache.wire[sha] = wire
         return body
 
     def _secagg_path(self, a: Assignment) -> str:
