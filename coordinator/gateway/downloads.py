@@ -38,27 +38,30 @@ DELTAS_PER_TASK = 64
 class DownloadBlobs:
     def __init__(self, store: Store):
         self.store = store
-        self._made: dict[tuple[str, str], str] = {}  # (checkpoint sha, codec) -> blob sha
+        self._made: dict[tuple[str, str], str] = {}  # (checkpoint sha, codec) or (model sha, "zeroed") -> blob sha
         self.served_for: dict[str, str] = {}  # download blob sha -> task id (bytes served, blob guards)
         self._recent: dict[str, list[str]] = {}  # task id -> its download blobs, oldest first
         self._bases: dict[str, list[str]] = {}  # task id -> its last full downloads (bases for deltas), oldest first
         self._deltas: dict[str, dict[tuple[str, str], str]] = {}  # task id -> (base, checkpoint) -> delta sha
         self.models: set[str] = set()  # the models devices download (weights zeroed): served gzip-compressed
 
+    def assignment_fields(self, task: Task, held: tuple[str, ...] | list[str]) -> dict:
+        """What an assignment names for a device to download: the model (`model_for`), the
+        checkpoint (`sha_for`) and, for a device that holds a recent base, the delta to it
+        (`delta_for`)."""
+        model, checkpoint = self.model_for(task), self.sha_for(task)
+        delta = self.delta_for(task, held, checkpoint)
+        return {"model_sha256": model, "model_url": f"/v1/blobs/{model}",
+                "checkpoint_sha256": checkpoint, "checkpoint_url": f"/v1/blobs/{checkpoint}",
+                **({"checkpoint_base_sha256": delta[0], "checkpoint_delta_sha256": delta[1],
+                    "checkpoint_delta_url": f"/v1/blobs/{delta[1]}"} if delta else {})}
+
     def model_for(self, task: Task) -> str:
         """The digest of the task's model as devices download it: its travelling weights zeroed.
         The same bytes on every replica (a pure function of the model)."""
-        key = (task.model_sha, "zeroed")
-        sha = self._made.get(key)
-        if sha is None:
-            served = without_weights(self.store.blob_path(task.model_sha).read_bytes())
-            sha = hashlib.sha256(served).hexdigest()
-            self.store.put_blob(sha, served)
-            if len(self._made) >= MEMORY:
-                self._made.clear()
-                self.served_for.clear()
-            self._made[key] = sha
-            self.models.add(sha)
+        sha = self._made_once((task.model_sha, "zeroed"),
+                              lambda: without_weights(self.store.blob_path(task.model_sha).read_bytes()))
+        self.models.add(sha)
         self.served_for[sha] = task.task_id
         return sha
 
@@ -90,10 +93,8 @@ class DownloadBlobs:
             if not (base_path and base_path.exists() and target_path and target_path.exists()):
                 return None
             spec = codec.CodecSpec.parse(name, task.config.chunk_size)
-            payload = make_delta(base_path.read_bytes(), target_path.read_bytes(), spec,
-                                 delta_seed(base, current, spec.name))
-            sha = hashlib.sha256(payload).hexdigest()
-            self.store.put_blob(sha, payload)
+            sha = self._put(make_delta(base_path.read_bytes(), target_path.read_bytes(), spec,
+                                       delta_seed(base, current, spec.name)))
             deltas[(base, current)] = sha
             while len(deltas) > DELTAS_PER_TASK:
                 self._forget(deltas.pop(next(iter(deltas))))
@@ -104,16 +105,27 @@ class DownloadBlobs:
         name = task.config.download_codec
         if name == "f32":
             return task.checkpoint_sha
-        key = (task.checkpoint_sha, name)
+        spec = codec.CodecSpec.parse(name, task.config.chunk_size)
+        sha = self._made_once((task.checkpoint_sha, name), lambda: self._encoded(task.checkpoint_sha, spec))
+        self._keep(task.task_id, sha)
+        self.served_for[sha] = task.task_id
+        return sha
+
+    def _made_once(self, key: tuple[str, str], make) -> str:
+        """The digest of the blob made from ``key`` (a task blob's digest and what was made of
+        it) by ``make()``, which runs once per replica while remembered."""
         sha = self._made.get(key)
         if sha is None:
-            sha = self._make(task.checkpoint_sha, codec.CodecSpec.parse(name, task.config.chunk_size))
+            sha = self._put(make())
             if len(self._made) >= MEMORY:
                 self._made.clear()
                 self.served_for.clear()
             self._made[key] = sha
-            self._keep(task.task_id, sha)
-        self.served_for[sha] = task.task_id
+        return sha
+
+    def _put(self, payload: bytes) -> str:
+        sha = hashlib.sha256(payload).hexdigest()
+        self.store.put_blob(sha, payload)
         return sha
 
     def _keep(self, task_id: str, sha: str) -> None:
@@ -130,9 +142,6 @@ class DownloadBlobs:
         if path is not None:
             path.unlink(missing_ok=True)
 
-    def _make(self, checkpoint_sha: str, spec: codec.CodecSpec) -> str:
+    def _encoded(self, checkpoint_sha: str, spec: codec.CodecSpec) -> bytes:
         decoded = codec.decode(self.store.blob_path(checkpoint_sha).read_bytes())
-        payload = encode_served(decoded.values, decoded.counts, spec, served_seed(checkpoint_sha, spec.name))
-        sha = hashlib.sha256(payload).hexdigest()
-        self.store.put_blob(sha, payload)
-        return sha
+        return encode_served(decoded.values, decoded.counts, spec, served_seed(checkpoint_sha, spec.name))

@@ -253,19 +253,13 @@ class DeviceGateway:
 
     def _assignment(self, task: Task, rnd: RoundRecord, token: str, held: tuple[str, ...] = ()) -> Assignment:
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
-        model = self.downloads.model_for(task)  # the task's model with its weights zeroed (they come as the checkpoint)
-        checkpoint = self.downloads.sha_for(task)  # the checkpoint itself, or quantized (download_codec)
-        delta = self.downloads.delta_for(task, held, checkpoint)  # download_delta_codec, for a device with a base
         return Assignment(
             task_id=task.task_id, round=rnd.round, upload_token=token,
             plan=task.config.plan(task.dp_clip, sparse.round_seed(task.task_id, rnd.round)),
-            model_sha256=model, model_url=f"/v1/blobs/{model}",
-            checkpoint_sha256=checkpoint, checkpoint_url=f"/v1/blobs/{checkpoint}",
             upload_url=f"{base}/evaluation" if task.config.evaluation else f"{base}/update",
             report_deadline=float(rnd.report_deadline),
             control_sha256=task.control_sha, control_url=f"/v1/blobs/{task.control_sha}" if task.control_sha else "",
-            **({"checkpoint_base_sha256": delta[0], "checkpoint_delta_sha256": delta[1],
-                "checkpoint_delta_url": f"/v1/blobs/{delta[1]}"} if delta else {}),
+            **self.downloads.assignment_fields(task, held),  # the model, the checkpoint, its delta
         )
 
     def upload_limit(self, device: DeviceRecord, task_id: str) -> int:
