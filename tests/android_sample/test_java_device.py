@@ -4,6 +4,7 @@ devices against a real `fedge serve`, and the global model learns."""
 import subprocess
 import sys
 import urllib.request
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -24,6 +25,35 @@ def _global_accuracy(server: Server, x_test, y_test) -> float:
         flat = codec.decode(resp.read()).values
     kernel, bias = flat[:640].reshape(64, 10), flat[640:]
     return float(np.mean(np.argmax(x_test @ kernel + bias, axis=1) == y_test))
+
+
+def _run_java_device(java_classpath: str, server: Server, population: str, csv, rounds, *extra: str,
+                     timeout_s: int = 120) -> subprocess.CompletedProcess:
+    """One JvmDevice process (the Android sample's core with the pure-Java trainer) against
+    ``server`` for ``rounds`` rounds on the examples in ``csv``; ``extra``: more of its flags."""
+    return subprocess.run(
+        ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
+         "--population", population, "--data", str(csv), "--rounds", str(rounds), "--timeout-s", str(timeout_s),
+         *extra], capture_output=True, text=True, timeout=timeout_s + 60)
+
+
+@contextmanager
+def _serving(tmp_path):
+    """A real `fedge serve` on a fresh database in ``tmp_path``, killed when the test ends."""
+    server = Server(str(tmp_path / "c.db"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill9()
+
+
+def _digits_csv(tmp_path, seed: int, count: int = 300):
+    """A Java device's examples: ``count`` digits drawn at random (``seed``), as a CSV file."""
+    from device_runtime.fleet.datasets import load_digits_pool
+
+    x, _, y, _ = load_digits_pool(0)
+    return write_examples_csv(tmp_path / "java.csv", x, y, np.random.default_rng(seed).permutation(len(y))[:count])
 
 
 @pytest.mark.parametrize("secagg", ["off", "secagg", "secagg+scaffold", "secagg+distributed_dp",
@@ -77,10 +107,7 @@ def test_java_device_trains_alongside_python_devices(java_classpath, softmax_tfl
         # Under distributed DP the Java device also checks the round's noise against a floor of its
         # own (z 0.02 over 3 of 3 devices adds up to 0.02 sqrt(3) / sqrt(3) = 0.02 x the sensitivity).
         floor = ["--min-dp-noise-multiplier", "0.019"] if "distributed_dp" in secagg else []
-        java = subprocess.run(
-            ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
-             "--population", "mixed", "--data", str(csv), "--rounds", str(ROUNDS), "--timeout-s", "240", *floor],
-            capture_output=True, text=True, timeout=300)
+        java = _run_java_device(java_classpath, server, "mixed", csv, ROUNDS, *floor, timeout_s=240)
         py_out = [p.communicate(timeout=120) for p in procs]
         assert java.returncode == 0, java.stdout + java.stderr
         assert f"java device: uploads {ROUNDS}, abandoned 0, rejected 0" in java.stdout, java.stdout
@@ -120,18 +147,13 @@ def test_java_device_trains_with_fedprox_and_takes_part_in_federated_evaluation(
     x, _, y, _ = load_digits_pool(0)
     rows = np.random.default_rng(1).permutation(len(y))[:400]
     csv = write_examples_csv(tmp_path / "java.csv", x, y, rows)
-    server = Server(str(tmp_path / "c.db"))
-    server.start()
-    try:
+    with _serving(tmp_path) as server:
         config = {"rounds": 1, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
                   "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 2,
                   "proximal_mu": 0.1, "partial_work": True, "max_local_seconds": 30,
                   "eval_every": 1, "eval_goal_count": 1, "personalize_steps": 10, "eligibility": "charging"}
         server.setup_task("javaeval", softmax_tflite, config)
-        java = subprocess.run(
-            ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
-             "--population", "javaeval", "--data", str(csv), "--rounds", "1", "--evaluations", "1",
-             "--timeout-s", "120"], capture_output=True, text=True, timeout=180)
+        java = _run_java_device(java_classpath, server, "javaeval", csv, 1, "--evaluations", "1")
         assert java.returncode == 0, java.stdout + java.stderr
         assert "java device: evaluations 1, unfinished 0" in java.stdout, java.stdout
         _, ev = server.call("GET", "/v1/admin/tasks/t-eval-1", headers=ADMIN)
@@ -148,21 +170,13 @@ def test_java_device_trains_with_fedprox_and_takes_part_in_federated_evaluation(
         # Personalized evaluation in the Java core: 10 fine-tuning steps, then the holdout again.
         assert m["personalized_devices"] == 1 and 0 <= m["personalized_accuracy"] <= 1
         assert m["personalization_lift_p50"] == pytest.approx(m["personalized_accuracy"] - m["eval_accuracy"])
-    finally:
-        server.kill9()
 
 
 def test_java_device_runs_scaffold(java_classpath, softmax_tflite, tmp_path):
     """Two SCAFFOLD rounds of the Java device alone (goal 1, f32): the server's control variate
     is then exactly the device's c_i (its two control deltas, population factor 1)."""
-    from device_runtime.fleet.datasets import load_digits_pool
-
-    x, _, y, _ = load_digits_pool(0)
-    rows = np.random.default_rng(2).permutation(len(y))[:300]
-    csv = write_examples_csv(tmp_path / "java.csv", x, y, rows)
-    server = Server(str(tmp_path / "c.db"))
-    server.start()
-    try:
+    csv = _digits_csv(tmp_path, seed=2)
+    with _serving(tmp_path) as server:
         config = {"rounds": 2, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
                   "report_deadline_s": 60, "codec": "f32", "learning_rate": 0.5, "epochs": 2, "scaffold": True,
                   "eligibility": "charging"}
@@ -172,11 +186,8 @@ def test_java_device_runs_scaffold(java_classpath, softmax_tflite, tmp_path):
         # finds c_i in its state folder. It registers again with the same data: a second device
         # to the coordinator, the same c_i chain here.
         for _ in range(2):
-            java = subprocess.run(
-                ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
-                 "--population", "javascaffold", "--data", str(csv), "--rounds", "1", "--timeout-s", "120",
-                 "--state-dir", str(tmp_path / "state"), "--control-out", str(out)],
-                capture_output=True, text=True, timeout=180)
+            java = _run_java_device(java_classpath, server, "javascaffold", csv, 1,
+                                    "--state-dir", str(tmp_path / "state"), "--control-out", str(out))
             assert java.returncode == 0, java.stdout + java.stderr
         task_id, hexed = out.read_text().split()
         c_i = np.frombuffer(bytes.fromhex(hexed), "<f4")
@@ -188,31 +199,22 @@ def test_java_device_runs_scaffold(java_classpath, softmax_tflite, tmp_path):
             c = codec.decode(resp.read()).values
         assert np.abs(c_i).max() > 0
         np.testing.assert_allclose(c, c_i, atol=1e-5)
-    finally:
-        server.kill9()
 
 
 def test_java_device_uploads_top_k_with_error_feedback(java_classpath, softmax_tflite, tmp_path):
     """Two top-k rounds of the Java device alone (goal 1, f32+topk:0.2), one process each: each
     committed step is exactly what it sent (its m largest coordinates), and what it left out is
     in its state folder, zero where it sent and no larger than anything it sent."""
-    from device_runtime.fleet.datasets import load_digits_pool
-
-    x, _, y, _ = load_digits_pool(0)
-    csv = write_examples_csv(tmp_path / "java.csv", x, y, np.random.default_rng(3).permutation(len(y))[:300])
-    server = Server(str(tmp_path / "c.db"))
-    server.start()
-    try:
+    csv = _digits_csv(tmp_path, seed=3)
+    with _serving(tmp_path) as server:
         config = {"rounds": 2, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
                   "report_deadline_s": 60, "codec": "f32+topk:0.2", "learning_rate": 0.5, "epochs": 2,
                   "eligibility": "charging"}
         server.setup_task("javatopk", softmax_tflite, config)
         checkpoints = [_checkpoint(server)]
         for _ in range(2):
-            java = subprocess.run(
-                ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
-                 "--population", "javatopk", "--data", str(csv), "--rounds", "1", "--timeout-s", "120",
-                 "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=180)
+            java = _run_java_device(java_classpath, server, "javatopk", csv, 1, "--state-dir",
+                                    str(tmp_path / "state"))
             assert java.returncode == 0, java.stdout + java.stderr
             checkpoints.append(_checkpoint(server))
             sent = checkpoints[-1] - checkpoints[-2]  # FedAvg of one device, server rate 1: what it sent
@@ -222,8 +224,6 @@ def test_java_device_uploads_top_k_with_error_feedback(java_classpath, softmax_t
             assert not left[kept].any() and np.abs(sent[kept]).min() >= np.abs(left).max() * (1 - 1e-6)
         rounds = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
         assert [r["state"] for r in rounds] == ["committed", "committed"]
-    finally:
-        server.kill9()
 
 
 def _checkpoint(server) -> np.ndarray:
@@ -240,17 +240,12 @@ def test_java_device_trains_in_an_asynchronous_task(java_classpath, softmax_tfli
 
     x, _, y, _ = load_digits_pool(0)
     csv = write_examples_csv(tmp_path / "java.csv", x, y, range(300))
-    server = Server(str(tmp_path / "c.db"))
-    server.start()
-    try:
+    with _serving(tmp_path) as server:
         config = {"mode": "async", "buffer_size": 1, "concurrency": 1, "rounds": 2, "report_deadline_s": 60,
                   "codec": "q8+rot+sparse:0.3", "learning_rate": 0.5, "epochs": 1, "eligibility": "charging",
                   "download_codec": "q8"}
         server.setup_task("javaasync", softmax_tflite, config)
-        java = subprocess.run(
-            ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
-             "--population", "javaasync", "--data", str(csv), "--rounds", "2", "--timeout-s", "120"],
-            capture_output=True, text=True, timeout=180)
+        java = _run_java_device(java_classpath, server, "javaasync", csv, 2)
         assert java.returncode == 0, java.stdout + java.stderr
         assert "java device: uploads 2" in java.stdout, java.stdout
         _, task = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)
@@ -259,8 +254,6 @@ def test_java_device_trains_in_an_asynchronous_task(java_classpath, softmax_tfli
             [(1, "committed", 1), (2, "committed", 1)], task
         # Its second update trained on version 1 (the assignment pinned it): staleness 0 both times.
         assert [r["metrics"]["staleness_max"] for r in versions[:2]] == [0, 0]
-    finally:
-        server.kill9()
 
 
 def test_java_device_trains_with_example_level_dp_sgd(java_classpath, softmax_dp_tflite, tmp_path):
@@ -268,23 +261,15 @@ def test_java_device_trains_with_example_level_dp_sgd(java_classpath, softmax_dp
     every example (the committed step is no longer than the clip allows), reports its steps
     (without them the upload would be refused), and the round records their epsilon."""
     from coordinator.aggregation.privacy import epsilon
-    from device_runtime.fleet.datasets import load_digits_pool
-
-    x, _, y, _ = load_digits_pool(0)
-    csv = write_examples_csv(tmp_path / "java.csv", x, y, np.random.default_rng(4).permutation(len(y))[:300])
-    server = Server(str(tmp_path / "c.db"))
-    server.start()
-    try:
+    csv = _digits_csv(tmp_path, seed=4)
+    with _serving(tmp_path) as server:
         clip, z, lr, epochs = 1e-3, 1.0, 0.5, 2
         config = {"rounds": 1, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
                   "report_deadline_s": 60, "codec": "f32", "learning_rate": lr, "epochs": epochs,
                   "eligibility": "charging", "dp_sgd_noise_multiplier": z, "dp_sgd_clip": clip}
         server.setup_task("javadpsgd", softmax_dp_tflite, config)
         before = _checkpoint(server)
-        java = subprocess.run(
-            ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
-             "--population", "javadpsgd", "--data", str(csv), "--rounds", "1", "--timeout-s", "120"],
-            capture_output=True, text=True, timeout=180)
+        java = _run_java_device(java_classpath, server, "javadpsgd", csv, 1)
         assert java.returncode == 0, java.stdout + java.stderr
         rounds = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
         assert [r["state"] for r in rounds] == ["committed"]
@@ -295,8 +280,6 @@ def test_java_device_trains_with_example_level_dp_sgd(java_classpath, softmax_dp
         # Each of the 16 steps moves lr x (mean of clipped gradients + noise z clip N(0, I) / 32):
         # 650 coordinates of noise make the second term about 0.8 clip; unclipped it would be 1000x more.
         assert 0 < step <= 16 * lr * clip * (1 + 2 * z * np.sqrt(650) / 32)
-    finally:
-        server.kill9()
 
 
 def test_java_device_downloads_checkpoint_deltas(java_classpath, softmax_tflite, tmp_path):
@@ -304,21 +287,13 @@ def test_java_device_downloads_checkpoint_deltas(java_classpath, softmax_tflite,
     q4+rot: round 1 downloads the checkpoint, rounds 2 and 3 its delta against that base
     (which the device names at check-in as a blob it holds), and the rounds commit; the model
     came gzip-compressed."""
-    from device_runtime.fleet.datasets import load_digits_pool
-
-    x, _, y, _ = load_digits_pool(0)
-    csv = write_examples_csv(tmp_path / "java.csv", x, y, np.random.default_rng(5).permutation(len(y))[:300])
-    server = Server(str(tmp_path / "c.db"))
-    server.start()
-    try:
+    csv = _digits_csv(tmp_path, seed=5)
+    with _serving(tmp_path) as server:
         config = {"rounds": 3, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
                   "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 1,
                   "eligibility": "charging", "download_codec": "q8", "download_delta_codec": "q4+rot"}
         server.setup_task("javadelta", softmax_tflite, config)
-        java = subprocess.run(
-            ["java", "-cp", java_classpath, "dev.fedge.core.jvm.JvmDevice", "--coordinator", server.url,
-             "--population", "javadelta", "--data", str(csv), "--rounds", "3", "--timeout-s", "120"],
-            capture_output=True, text=True, timeout=180)
+        java = _run_java_device(java_classpath, server, "javadelta", csv, 3)
         assert java.returncode == 0, java.stdout + java.stderr
         assert "delta downloads 2" in java.stdout, java.stdout
         rounds = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
@@ -327,5 +302,3 @@ def test_java_device_downloads_checkpoint_deltas(java_classpath, softmax_tflite,
         assert all(b < 0.6 * 650 + 1024 for b in later), (full, later)  # 650 parameters at 4 bits, plus headers
         # Round 1 carried the model too, gzip-compressed (the Java client asks for it and inflates it).
         assert full < 0.6 * len(softmax_tflite), (full, len(softmax_tflite))
-    finally:
-        server.kill9()
