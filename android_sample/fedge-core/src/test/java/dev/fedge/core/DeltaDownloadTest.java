@@ -16,13 +16,8 @@ public class DeltaDownloadTest {
             JsonObject g = e.getAsJsonObject();
             UpdateCodec.Decoded got = DeltaDownload.apply(Golden.bytes(g.get("base").getAsString()),
                     Golden.bytes(g.get("delta").getAsString()));
-            byte[] expected = Golden.bytes(g.get("values").getAsString());
-            java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocate(4 * got.values.length)
-                    .order(java.nio.ByteOrder.LITTLE_ENDIAN);
-            for (float v : got.values) {
-                buf.putFloat(v);
-            }
-            assertArrayEquals(g.get("codec").getAsString(), expected, buf.array());
+            // Bit for bit: the float32 values' little-endian bytes, as Python's tobytes() wrote them.
+            assertEquals(g.get("codec").getAsString(), g.get("values").getAsString(), Golden.hex(got.values));
             assertArrayEquals(new int[] {40, 7, 33}, got.counts);
             cases++;
         }
