@@ -37,6 +37,16 @@ def l2_norm(values: np.ndarray) -> float:
     return math.sqrt(float(np.einsum("i,i->", flat, flat)))
 
 
+def exact_l2_norm(values: np.ndarray) -> float:
+    """The L2 norm correctly rounded, the same on every CPU: what a golden vector or anything two
+    runtimes must agree on bit for bit is scaled by. Each square of a float32 is exact in
+    float64 and math.fsum adds them without rounding error, so neither a BLAS kernel (sdot,
+    chosen by the CPU) nor a SIMD-width-dependent reduction decides the last bit.
+    O(n) Python-level work: for vectors of golden/test size, not the hot path (l2_norm)."""
+    flat = np.asarray(values, np.float64).ravel()
+    return math.sqrt(math.fsum((flat * flat).tolist()))
+
+
 def clip_l2(delta: np.ndarray, clip_norm: float, norm: float | None = None) -> tuple[np.ndarray, float]:
     """Scale ``delta`` so its L2 norm is at most ``clip_norm`` (0 disables); returns (delta, original norm).
     ``norm``: the delta's norm when the caller has it already."""

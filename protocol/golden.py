@@ -6,6 +6,12 @@ and compare them with the committed files; the Java core of the Android sample
 same files. So neither client can drift from the contract without a test failing.
 
     python -m protocol.golden            # rewrite protocol/golden/*.json
+    python -m protocol.golden DIR        # write them into DIR instead
+
+Every value is computed without BLAS and without a reduction whose order depends on the
+SIMD width (exact integer arithmetic, `protocol.dp.exact_l2_norm`, element-wise float
+operations), so any x86-64 CPU writes the same bytes; tests/protocol/test_golden.py
+regenerates them under other OpenBLAS and NumPy kernels to keep it so.
 
 Binary values are hex strings of little-endian bytes (float32 arrays as ``<f4``), so a
 float survives the trip exactly. The codec cases carry the stochastic-rounding draws
@@ -22,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protocol import codec, discrete_gaussian
+from protocol import codec, discrete_gaussian, dp
 from protocol.messages import Assignment, CheckinRequest, CheckinResponse, DeviceState, Plan, UploadMeta
 from protocol.secagg import crypto, graph, prg, ring, shamir
 from protocol.secagg.client import SecAggClient, share_aad
@@ -218,7 +224,7 @@ def _distributed_dp_cases() -> list[dict]:
     for quant_bits, count, clip, z, survivors, force_redraw in [(8, 37, 1.0, 0.8, 5, True), (6, 300, 0.5, 1.2, 20, False)]:
         rng = np.random.default_rng(100 + quant_bits)
         flat = rng.normal(0.0, 1.0, count).astype(np.float32)
-        flat *= np.float32(clip / float(np.linalg.norm(flat)))  # at the clip, as a device sends it
+        flat *= np.float32(clip / dp.exact_l2_norm(flat))  # at the clip, as a device sends it
         plan = ddp.plan(z, clip, quant_bits, count, survivors)
         bits = ddp.modulus_bits(2 * survivors, quant_bits, plan.variance)
         seed = 2**61 + quant_bits
@@ -409,5 +415,8 @@ def write(directory: Path = GOLDEN_DIR) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for written in write():
+    import sys
+
+    # An optional folder: tests regenerate into a scratch one under other CPU kernels and compare.
+    for written in write(Path(sys.argv[1]) if len(sys.argv) > 1 else GOLDEN_DIR):
         print(written)

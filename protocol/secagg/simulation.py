@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from protocol import dp
 from protocol.secagg import ring, server
 from protocol.secagg.client import SecAggClient
 from protocol.secagg.messages import SecAggParams, UnmaskRequest
@@ -78,7 +79,7 @@ def simulate(n: int, num_values: int, *, drop: dict[str, float] | None = None, p
         noise = distributed_dp.os_noise(params.dp_variance)
         for i in list(clients)[: timed_clients if timed_clients is not None else len(clients)]:
             update = rng.normal(0.0, 1.0, num_values).astype(np.float32)
-            update /= np.float32(np.linalg.norm(update))  # at the clip (1.0)
+            update /= np.float32(dp.l2_norm(update))  # at the clip (1.0)
             t0 = time.perf_counter()
             codes[i] = distributed_dp.encode(update, quant_bits, params.modulus_bits, params.value_range,
                                              params.rotation_seed, params.dp_bound, rng.random, noise)

@@ -5,6 +5,9 @@ If one of these fails after a deliberate change to the wire format, regenerate w
 """
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -48,3 +51,41 @@ def test_uniforms_fix_the_payload_and_differ_from_other_draws():
     assert codec.encode(arrays, spec, None, uniforms=uniforms).hex() == case["payload"]
     flipped = np.where(uniforms < 0.5, np.float32(0.999), np.float32(0.0))
     assert codec.encode(arrays, spec, None, uniforms=flipped).hex() != case["payload"]
+
+
+# Kernels a CI machine may pick: OpenBLAS's per-CPU kernels (OPENBLAS_CORETYPE) and NumPy's
+# runtime SIMD dispatch (NPY_DISABLE_CPU_FEATURES switches off the AVX-512 and AVX2 paths; a
+# feature the CPU lacks is already off). The committed files came from one machine; these
+# stand in for machines without AVX-512 (Haswell kernels, AVX2 loops) and without AVX at all.
+_OTHER_CPUS = {
+    "avx2_no_avx512": {"OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"},
+    "sse_only": {"OPENBLAS_CORETYPE": "Prescott",
+                 "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"},
+}
+
+
+@pytest.mark.parametrize("cpu", sorted(_OTHER_CPUS))
+def test_vectors_do_not_depend_on_the_cpus_kernels(cpu, tmp_path):
+    env = {**os.environ, **_OTHER_CPUS[cpu], "OPENBLAS_VERBOSE": "2"}
+    run = subprocess.run([sys.executable, "-m", "protocol.golden", str(tmp_path)], env=env, capture_output=True,
+                         text=True, cwd=golden.GOLDEN_DIR.parents[1], timeout=300)
+    assert run.returncode == 0, run.stderr
+    if cpu == "avx2_no_avx512":  # the override took: OpenBLAS says which kernel it runs
+        assert "Haswell" in run.stdout + run.stderr, run.stdout + run.stderr
+    drifted = [p.name for p in sorted(golden.GOLDEN_DIR.glob("*.json"))
+               if (tmp_path / p.name).read_text() != p.read_text()]
+    assert not drifted, f"{drifted} differ when regenerated with {_OTHER_CPUS[cpu]}"
+
+
+def test_exact_norm_is_correctly_rounded_where_blas_is_not_required_to_be():
+    from fractions import Fraction
+
+    from protocol import dp
+
+    values = np.random.default_rng(7).normal(0.0, 1.0, 1001).astype(np.float32)
+    values[0] = np.float32(3e38)  # float32 squares overflow; float64 ones do not
+    exact_square = sum(Fraction(float(v)) ** 2 for v in values)
+    norm = dp.exact_l2_norm(values)
+    # sqrt of the correctly rounded sum: within half an ulp of the sum's rounding, checked exactly.
+    assert Fraction(norm * norm) == pytest.approx(exact_square, rel=3e-16)
+    assert dp.exact_l2_norm(values[::-1]) == norm  # order does not matter
