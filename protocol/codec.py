@@ -274,10 +274,13 @@ class DecodedUpdate:
 
 
 def decode(payload: bytes, expected_counts: list[int] | None = None,
-           sparse_seed: int | None = None) -> DecodedUpdate:
+           sparse_seed: int | None = None, expected: CodecSpec | None = None) -> DecodedUpdate:
     """Decode and validate a payload; with ``expected_counts`` the tensor sizes must match,
-    with ``sparse_seed`` a sparse payload must be on that seed's subset (checked before the
-    subset is computed: a hostile seed costs nothing)."""
+    with ``sparse_seed`` a sparse payload must be on that seed's subset, with ``expected`` its
+    codec, chunk size and kept count must be the plan's ("wrong_codec"). Every header field is
+    checked and the payload's size compared with what the header implies before any work that
+    grows with what the header claims (a subset, a chunk's transform): a hostile header costs
+    microseconds."""
     data = memoryview(payload)
     if len(data) < _HEADER.size:
         raise ProtocolError("update payload is shorter than its header", "bad_payload")
@@ -307,31 +310,36 @@ def decode(payload: bytes, expected_counts: list[int] | None = None,
     if kind != "f32" and (chunk < 1 or chunk > 1 << 20 or (rotate and chunk & (chunk - 1))):
         raise ProtocolError("update payload has a bad chunk size", "bad_payload")
     spec = CodecSpec(kind, rotate, chunk if kind != "f32" else DEFAULT_CHUNK)
+    name = kind + ("+rot" if rotate else "") + ("+sparse" if is_sparse else "") + ("+topk" if is_topk else "")
     length = spec.coded_length(n)
     expected_seed = sparse_seed
     sparse_seed, kept = _SPARSE.unpack_from(data, _HEADER.size + 4 * t) if is_sparse else (0, length)
-    if is_sparse and expected_seed is not None and sparse_seed != expected_seed:
-        raise ProtocolError("the sparse update's seed is not its round's: its coordinates would not line up with "
-                            "the other devices'", "wrong_seed")
-    if is_sparse:
-        positions = sparse.kept_positions(sparse_seed, length, kept)  # refuses a zero seed or kept out of range
     body = _HEADER.size + 4 * t + (_SPARSE.size if is_sparse else 0)
     if is_topk:
         (kept,) = struct.unpack_from("<I", data, body)
-        if not 0 < kept <= length or len(data) < body + 4 + 4 * kept:
-            raise ProtocolError(f"a top-k update keeps {kept} of {length} coordinates", "bad_payload")
-        positions = np.frombuffer(data, "<u4", count=kept, offset=body + 4).astype(np.int64)
+    if expected is not None:
+        _check_plan(expected, name, chunk, kept if is_sparse or is_topk else 0, n)
+    if is_sparse and expected_seed is not None and sparse_seed != expected_seed:
+        raise ProtocolError("the sparse update's seed is not its round's: its coordinates would not line up with "
+                            "the other devices'", "wrong_seed")
+    if (is_sparse or is_topk) and not 0 < kept <= length:
+        raise ProtocolError(f"a {name} update keeps {kept} of {length} coordinates", "bad_payload")
+    if is_topk:
+        body += 4 + 4 * kept
+    if kind == "f32":
+        size = body + 4 * kept
+    else:
+        codes = kept if spec.bits == 8 else -(-kept // 2)
+        size = body + 8 * -(-kept // chunk) + codes
+    if len(data) != size:
+        raise ProtocolError(f"{kind} update is {len(data)} bytes, expected {size}", "bad_payload")
+    if is_sparse:
+        positions = sparse.kept_positions(sparse_seed, length, kept)  # refuses a zero seed
+    if is_topk:
+        positions = np.frombuffer(data, "<u4", count=kept, offset=body - 4 * kept).astype(np.int64)
         if positions[-1] >= length or (kept > 1 and np.any(np.diff(positions) <= 0)):
             raise ProtocolError("a top-k update's indices must increase strictly and stay below the update's "
                                 "length", "bad_payload")
-        body += 4 + 4 * kept
-    if kind == "f32":
-        expected = body + 4 * kept
-    else:
-        codes = kept if spec.bits == 8 else -(-kept // 2)
-        expected = body + 8 * -(-kept // chunk) + codes
-    if len(data) != expected:
-        raise ProtocolError(f"{kind} update is {len(data)} bytes, expected {expected}", "bad_payload")
     if kind == "f32":
         values = np.frombuffer(data, "<f4", count=kept, offset=body).astype(np.float32)
     else:
@@ -345,8 +353,17 @@ def decode(payload: bytes, expected_counts: list[int] | None = None,
     values = values[:n].astype(np.float32)
     if not np.all(np.isfinite(values)):
         raise ProtocolError("update has non-finite values", "non_finite")
-    name = kind + ("+rot" if rotate else "") + ("+sparse" if is_sparse else "") + ("+topk" if is_topk else "")
     return DecodedUpdate(values, tuple(counts), name, kept if is_sparse or is_topk else 0, sparse_seed)
+
+
+def _check_plan(spec: CodecSpec, name: str, chunk: int, kept: int, num_values: int) -> None:
+    """The header against the task's plan: codec and flags, chunk size, kept count."""
+    want_kept = spec.kept(num_values) if spec.sparse or spec.topk else 0
+    if name != spec.wire_name or kept != want_kept or (spec.kind != "f32" and chunk != spec.chunk_size):
+        shown = f"{name}{f' keeping {kept} coordinates' if kept else ''}{f', chunk {chunk}' if spec.kind != 'f32' else ''}"
+        wanted = (f"{spec.name}{f' keeping {want_kept} coordinates' if want_kept else ''}"
+                  f"{f', chunk {spec.chunk_size}' if spec.kind != 'f32' else ''}")
+        raise ProtocolError(f"update uses codec {shown}; this task expects {wanted}", "wrong_codec")
 
 
 def _dequantize(data: memoryview, pos: int, length: int, chunk: int, bits: int) -> np.ndarray:

@@ -94,7 +94,7 @@ class BufferedIntake:
             g.reject("late")
             raise E.Gone("the task takes no more updates", "round_closed")
         stale = self.staleness_check(task, round_num, buffer.round, device_id)
-        values, norm, meta = g.decode(task, round_num, meta, body)
+        values, norm, meta = g.decode(task, round_num, meta, body, device_id)
         g.claim((task_id, round_num, device_id))
         return PendingUpload(task, buffer.round, device_id, meta, body, digest, values, norm,
                              assigned_round=round_num, staleness=stale)

@@ -19,12 +19,18 @@ class EvaluationIntake:
     def __init__(self, gateway):
         self.gateway = gateway
 
-    def accept(self, device, task_id: str, round_num: int, upload_token: str | None, raw) -> dict:
+    def admit(self, device, task_id: str, round_num: int, upload_token: str | None):
+        """(task, round) of an evaluation this device is assigned to: checked before the body is read."""
         g = self.gateway
         task = g.device_task(device, task_id)
         rnd = g.assigned(device, task_id, round_num, upload_token)
         if not task.config.evaluation:
             raise E.NotFound(f"task '{task_id}' is not an evaluation task; upload an update")
+        return task, rnd
+
+    def accept(self, device, task_id: str, round_num: int, upload_token: str | None, raw) -> dict:
+        g = self.gateway
+        task, rnd = self.admit(device, task_id, round_num, upload_token)
         try:
             report = EvaluationReport.from_dict(raw)
         except ProtocolError as exc:

@@ -30,6 +30,7 @@ from coordinator.gateway.blobs import BlobAccess
 from coordinator.gateway.buffered import BufferedIntake
 from coordinator.gateway.downloads import DownloadBlobs
 from coordinator.gateway.evaluation import EvaluationIntake
+from coordinator.gateway.refusals import UploadRefusals
 from coordinator.gateway.registration import Registration
 from coordinator.gateway.secagg_messages import SecAggMessages
 from coordinator.store.base import Store
@@ -69,6 +70,7 @@ class DeviceGateway:
         # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
         self._seen: dict[str, float] = {}
         self._storing: set[tuple[str, int, str]] = set()  # uploads between begin_upload and end_upload
+        self.refusals = UploadRefusals()
         self.offers: dict[str, int] = {}  # per task: slots offered and not yet written (see _offer)
         # Called with (task id, slots) when an asynchronous task's slots free up (an update in,
         # a stale one refused): the app wakes that many held check-ins of the population.
@@ -118,17 +120,21 @@ class DeviceGateway:
         """A device's check-in; ``rate_limited`` False is the second look of a held long poll
         (the same arrival: not rate limited, not counted again in the activity). The HTTP
         handler runs the same two steps with the assignment written on the intake thread."""
+        if rate_limited:
+            self.admit_checkin(device)
         step = self.checkin_begin(device, req, rate_limited)
         if isinstance(step, CheckinResponse):
             return step
         return self.checkin_finish(device, step, step.write(self.store), rate_limited)
 
+    def admit_checkin(self, device) -> None:
+        """The device's rate limit, taken before its body is read (429 costs a bucket lookup)."""
+        self.checkin_limit.take(device.device_id, self.clock())
+
     def checkin_begin(self, device, req: CheckinRequest, rate_limited: bool = True
                       ) -> CheckinResponse | PendingAssignment:
         """Everything but writing the assignment: the answer, or the assignment to write
-        (`Store.assign(p.record, p.capacity)`, then `checkin_finish`)."""
-        if rate_limited:
-            self.checkin_limit.take(device.device_id, self.clock())
+        (`Store.assign(p.record, p.capacity)`, then `checkin_finish`); `admit_checkin` first."""
         now = self.clock()
         self._seen[device.device_id] = now  # written in batches by Coordinator.tick (take_seen)
         state = req.state.to_dict()
@@ -262,6 +268,20 @@ class DeviceGateway:
             **self.downloads.assignment_fields(task, held),  # the model, the checkpoint, its delta
         )
 
+    def admit_upload(self, device: DeviceRecord, task_id: str, round_num: int, upload_token: str | None) -> int:
+        """Before an update's body is read: the task, the assignment and its token (when the
+        assignment is still there: an asynchronous device's retry of an acknowledged upload
+        is recognised by its body), and refusals; the body limit for this task."""
+        limit = self.upload_limit(device, task_id)
+        assignment = self.store.assignment(task_id, round_num, device.device_id)
+        if assignment is None and not self.tasks.require(task_id).config.asynchronous:
+            self.refuse_unassigned()
+        if assignment is not None and (not upload_token or not hmac.compare_digest(
+                assignment.token_hash, hash_token(upload_token))):
+            self.refuse_unassigned()
+        self.refusals.check((task_id, round_num, device.device_id))
+        return limit
+
     def upload_limit(self, device: DeviceRecord, task_id: str) -> int:
         task = self.device_task(device, task_id)
         if task.config.evaluation:
@@ -336,7 +356,7 @@ class DeviceGateway:
         if rnd.state not in ("selecting", "reporting") or self.clock() > rnd.report_deadline:
             self.reject("late")
             raise E.Gone(f"round {round_num} is closed ({rnd.state}); the update was not counted", "round_closed")
-        values, norm, meta = self.decode(task, round_num, meta, body)
+        values, norm, meta = self.decode(task, round_num, meta, body, device_id)
         self.claim((task_id, round_num, device_id))
         return PendingUpload(task, round_num, device_id, meta, body, digest, values, norm)
 
@@ -349,21 +369,21 @@ class DeviceGateway:
             raise E.BadRequest(f"this task trains with example-level DP-SGD (noise multiplier {z:g}): the upload "
                                "must report its dp_sgd steps at that noise", "no_dp_sgd")
 
-    def decode(self, task: Task, round_num: int, meta: UploadMeta, body: bytes) -> tuple[np.ndarray, float, UploadMeta]:
+    def decode(self, task: Task, round_num: int, meta: UploadMeta, body: bytes,
+               device_id: str) -> tuple[np.ndarray, float, UploadMeta]:
         """An update's values and L2 norm (400 for bytes that are not this task's codec, or a
-        sparse update on a subset other than its round's)."""
+        sparse update on a subset other than its round's; the assignment ends after a few)."""
         expected_codec = task.config.codec_spec()
-        try:
+        key = (task.task_id, round_num, device_id)
+        self.refusals.check(key)
+        try:  # the header is compared with the plan before any decoding work
             decoded = codec.decode(body, task.update_counts,
-                                   sparse.round_seed(task.task_id, round_num) if expected_codec.sparse else None)
+                                   sparse.round_seed(task.task_id, round_num) if expected_codec.sparse else None,
+                                   expected=expected_codec)
         except ProtocolError as exc:
             self.reject(exc.code)
+            self.refusals.refused(key)
             raise E.BadRequest(str(exc), exc.code) from exc
-        if not decoded.matches(expected_codec):
-            self.reject("wrong_codec")
-            expected_kept = expected_codec.kept(task.update_size) if expected_codec.sparse or expected_codec.topk else 0
-            raise E.BadRequest(f"update uses codec {decoded.codec}{_keeping(decoded.kept)}; this task expects "
-                               f"{expected_codec.name}{_keeping(expected_kept)}", "wrong_codec")
         norm = dp.l2_norm(decoded.values)
         # The adaptive-clip bit is the server's own measurement here, not the device's claim.
         if task.config.adaptive_clip:
@@ -438,8 +458,3 @@ class DeviceGateway:
     def refuse_unassigned(self) -> NoReturn:
         self.reject("not_assigned")
         raise E.Forbidden(NOT_ASSIGNED)
-
-
-def _keeping(kept: int) -> str:
-    """How a sparse or top-k update's kept count reads in an error (nothing when dense)."""
-    return f" keeping {kept} coordinates" if kept else ""

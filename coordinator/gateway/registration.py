@@ -26,14 +26,21 @@ class Registration:
         # Per client address; bursts of 10 s worth, so an app's first start is never refused.
         self.limit = TokenBuckets(rate, rate * 10, "registrations from this address")
 
-    def register(self, req: RegisterRequest, client: ClientAddress | None = None, store: Store | None = None) -> dict:
-        """A new device. Touches no round state: with `store` (the intake thread's connection)
-        it runs off the event loop, all registrations on that one thread."""
-        store = store or self.store
-        # Emulated fleets register thousands of devices from this host: local requests are not
-        # limited; every other client address (as a trusted proxy names it) has its own bucket.
+    def admit(self, client: ClientAddress | None) -> None:
+        """The per-address rate limit, taken before the request's body is read. Emulated fleets
+        register thousands of devices from this host: local requests are not limited; every
+        other client address (as a trusted proxy names it) has its own bucket."""
         if client is not None and not client.is_local:
             self.limit.take(client.address or "unknown", self.clock())
+
+    def register(self, req: RegisterRequest, client: ClientAddress | None = None, store: Store | None = None,
+                 admitted: bool = False) -> dict:
+        """A new device. Touches no round state: with `store` (the intake thread's connection)
+        it runs off the event loop, all registrations on that one thread. ``admitted``: the
+        caller took the rate limit already (`admit`, before reading the body)."""
+        store = store or self.store
+        if not admitted:
+            self.admit(client)
         pop = store.population(req.population)
         if pop is None:
             raise E.NotFound(f"no population '{req.population}'")

@@ -5,9 +5,27 @@ state lives in `coordinator.rounds.secagg`; its masked input arrives as an uploa
 from __future__ import annotations
 
 
+from dataclasses import dataclass
+
 from coordinator import errors as E
 from protocol.errors import ProtocolError
 
+# Body limits by phase, from the message formats (protocol.secagg.messages): two base64 X25519
+# keys; per neighbour one sealed share (a ciphertext of at most 1,024 bytes, 1,368 in base64)
+# or one revealed Shamir share (66 bytes, 88 in base64), each with its indices and field names.
+_KEYS_BYTES = 4 * 1024
+_ENVELOPE_BYTES = 1024
+_ITEM_BYTES = {"keys": 0, "shares": 1_500, "reveals": 256}
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A SecAgg message whose sender, round and phase passed the checks; its body not read yet."""
+
+    task: object
+    round: object
+    phase: str
+    body_limit: int
 
 
 class SecAggMessages:
@@ -24,18 +42,29 @@ class SecAggMessages:
             raise E.NotFound(f"task '{task_id}' does not use secure aggregation")
         return task, rnd
 
-    def post(self, device, task_id: str, round_num: int, upload_token: str | None, phase: str, raw) -> dict:
+    def admit(self, device, task_id: str, round_num: int, upload_token: str | None, phase: str) -> Admitted:
+        """Before a message's body is read: the phase's name, the task, the device's assignment
+        and token; and the body limit for that phase's message in this task (a key message is
+        small; shares and reveals grow with the roster, at most the task's selected count)."""
+        per_item = _ITEM_BYTES.get(phase)
+        if per_item is None:
+            raise E.NotFound(f"no SecAgg phase '{phase}'; use keys, shares or reveals")
+        task, rnd = self._round(device, task_id, round_num, upload_token)
+        limit = _KEYS_BYTES if phase == "keys" else _ENVELOPE_BYTES + per_item * task.config.target_selected
+        return Admitted(task, rnd, phase, limit)
+
+    def post(self, device, admitted: Admitted, raw) -> dict:
         """A device's AdvertiseKeys ('keys'), ShareKeys ('shares') or Unmasking ('reveals') message."""
         g = self.gateway
-        task, rnd = self._round(device, task_id, round_num, upload_token)
-        post = {"keys": g.secagg.post_keys, "shares": g.secagg.post_shares, "reveals": g.secagg.post_reveals}.get(phase)
-        if post is None:
-            raise E.NotFound(f"no SecAgg phase '{phase}'; use keys, shares or reveals")
+        task = admitted.task
+        rnd = g.round_row(task.task_id, admitted.round.round)  # as it is now, after the body's transfer
+        post = {"keys": g.secagg.post_keys, "shares": g.secagg.post_shares,
+                "reveals": g.secagg.post_reveals}[admitted.phase]
         try:
             new = post(task, rnd, device.device_id, raw)
         except ProtocolError as exc:
             raise E.BadRequest(str(exc), exc.code) from exc
-        g.rounds.advance(task, g.round_row(task_id, round_num), g.clock())  # everyone may have answered
+        g.rounds.advance(task, g.round_row(task.task_id, rnd.round), g.clock())  # everyone may have answered
         return {"accepted": True, "duplicate": not new}
 
     def view(self, device, task_id: str, round_num: int, upload_token: str | None):

@@ -20,12 +20,18 @@ from coordinator.tasks.config import MAX_ROUNDS
 from coordinator.gateway.tokens import tokens_equal
 from protocol import strict_json
 from protocol.errors import ProtocolError
-from protocol.messages import CheckinRequest, PopulationRequest, RegisterRequest, UploadMeta
+from protocol.messages import MAX_ATTESTATION, CheckinRequest, PopulationRequest, RegisterRequest, UploadMeta
 
+# Every handler reads its body last: after the route, the rate limit, the token and the
+# task/assignment/phase checks, and up to a limit sized to its message, so what a refused
+# request costs the server stays near what it cost to send (bench/refusal_cost.py).
 MAX_JSON = 64 * 1024
+MAX_REGISTER_JSON = MAX_ATTESTATION + 2 * 1024  # an attestation token is the largest field
+MAX_CHECKIN_JSON = 32 * 1024  # a device state and up to 256 cached model digests
+MAX_EVALUATION_JSON = 8 * 1024
 MAX_MODEL_BODY = 512 * 1024 * 1024
-MAX_SECAGG_JSON = 8 * 1024 * 1024  # a ShareKeys message carries one sealed share per neighbour
 MAX_SECAGG_WAIT_S = 30.0
+PARSE_OFF_LOOP_BYTES = 64 * 1024  # larger JSON bodies (SecAgg shares of a big roster) parse in a thread
 
 # Every JSON answer is standard JSON: a non-finite float stored before the door was closed is null.
 json_response = functools.partial(web.json_response, dumps=strict_json.dumps)
@@ -62,7 +68,10 @@ async def _read_body(request: web.Request, content_type: str, limit: int) -> byt
 
 
 async def read_json(request: web.Request, limit: int = MAX_JSON):
-    return strict_json.loads(await _read_body(request, "application/json", limit))
+    body = await _read_body(request, "application/json", limit)
+    if len(body) > PARSE_OFF_LOOP_BYTES:
+        return await asyncio.get_running_loop().run_in_executor(None, strict_json.loads, body)
+    return strict_json.loads(body)
 
 
 async def read_binary(request: web.Request, limit: int) -> bytes:
@@ -173,10 +182,11 @@ async def get_global_model(request):
 
 # -- devices ---------------------------------------------------------------------------
 async def register(request):
-    req = RegisterRequest.from_dict(await read_json(request))
     c = coordinator(request)
     address = client(request)
-    result = await c.write(lambda store: c.gateway.registration.register(req, address, store=store))
+    c.gateway.registration.admit(address)
+    req = RegisterRequest.from_dict(await read_json(request, MAX_REGISTER_JSON))
+    result = await c.write(lambda store: c.gateway.registration.register(req, address, store=store, admitted=True))
     return json_response(result, status=201)
 
 
@@ -192,7 +202,8 @@ async def _checkin(c, device, req, rate_limited: bool = True):
 async def checkin(request):
     c = coordinator(request)
     device = c.gateway.authenticate(request.headers.get("Authorization"))
-    req = CheckinRequest.from_dict(await read_json(request))
+    c.gateway.admit_checkin(device)
+    req = CheckinRequest.from_dict(await read_json(request, MAX_CHECKIN_JSON))
     resp = await _checkin(c, device, req)
     hold = min(req.wait_s, resp.retry_at - c.clock()) if resp.outcome == "retry" else 0.0
     waiters = request.app[ROUND_OPENED]
@@ -212,12 +223,12 @@ async def upload_update(request):
     device = c.gateway.authenticate(request.headers.get("Authorization"))
     task_id = request.match_info["task_id"]
     round_num = _int(request.match_info["round"], "round")
-    limit = c.gateway.upload_limit(device, task_id)
     try:
         meta = UploadMeta.from_dict(strict_json.loads(request.headers.get("Fedge-Upload", "")))
     except ProtocolError as exc:
         raise E.BadRequest(f"header Fedge-Upload: {exc} (expected JSON: {{\"example_count\": N, ...}})",
                            "bad_meta") from exc
+    limit = c.gateway.admit_upload(device, task_id, round_num, request.headers.get("Fedge-Upload-Token"))
     body = await read_binary(request, limit)
     step = c.gateway.begin_upload(device, task_id, round_num, request.headers.get("Fedge-Upload-Token"), meta, body)
     if isinstance(step, dict):
@@ -232,18 +243,22 @@ async def upload_update(request):
 async def evaluation_report(request):
     c = coordinator(request)
     device = c.gateway.authenticate(request.headers.get("Authorization"))
-    raw = await read_json(request)
-    result = c.gateway.evaluations.accept(device, request.match_info["task_id"], _int(request.match_info["round"], "round"),
-                                  request.headers.get("Fedge-Upload-Token"), raw)
+    task_id, round_num = request.match_info["task_id"], _int(request.match_info["round"], "round")
+    token = request.headers.get("Fedge-Upload-Token")
+    c.gateway.evaluations.admit(device, task_id, round_num, token)
+    raw = await read_json(request, MAX_EVALUATION_JSON)
+    result = c.gateway.evaluations.accept(device, task_id, round_num, token, raw)
     return json_response(result, status=200 if result["duplicate"] else 201)
 
 
 async def secagg_message(request):
     c = coordinator(request)
     device = c.gateway.authenticate(request.headers.get("Authorization"))
-    raw = await read_json(request, MAX_SECAGG_JSON)
-    result = c.gateway.secagg_messages.post(device, request.match_info["task_id"], _int(request.match_info["round"], "round"),
-                              request.headers.get("Fedge-Upload-Token"), request.match_info["phase"], raw)
+    admitted = c.gateway.secagg_messages.admit(device, request.match_info["task_id"],
+                                               _int(request.match_info["round"], "round"),
+                                               request.headers.get("Fedge-Upload-Token"), request.match_info["phase"])
+    raw = await read_json(request, admitted.body_limit)
+    result = c.gateway.secagg_messages.post(device, admitted, raw)
     return json_response(result, status=200 if result["duplicate"] else 201)
 
 

@@ -51,6 +51,7 @@ async def test_another_rounds_subset_or_kept_count_is_refused_and_changes_nothin
     await harness.setup_task(goal_count=2, over_selection=1.0, codec=CODEC)
     device = await harness.register()
     a = (await (await harness.checkin(device)).json())["assignment"]
+    harness.coordinator.gateway.refusals.limit = 10  # four refused bodies on one assignment here
     before = _snapshot(harness)
     headers = {**device, "Content-Type": "application/octet-stream", "Fedge-Upload-Token": a["upload_token"],
                "Fedge-Upload": json.dumps({"example_count": 5})}
@@ -105,3 +106,37 @@ async def test_a_top_k_round_commits_the_mean_of_what_was_sent(harness):
     sent = [codec.decode(b).values for b in bodies]
     np.testing.assert_allclose(new - old, (sent[0] + sent[1]) / 2, atol=1e-6)
     assert np.count_nonzero(new - old) <= 2 * codec.CodecSpec.parse("q8+topk:0.05").kept(old.size)
+
+
+async def test_a_header_that_differs_from_the_plan_is_refused_before_any_decoding(harness, monkeypatch):
+    await harness.setup_task(goal_count=2, over_selection=1.0, codec=CODEC)
+    device = await harness.register()
+    a = (await (await harness.checkin(device)).json())["assignment"]
+    good = _sparse_payload(harness, 0, sparse.round_seed("t1", 1))
+    work = []
+    for module, name in ((sparse, "kept_positions"), (codec, "hadamard_chunks"), (codec, "rotation_signs")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, _real=real, _name=name: work.append(_name) or _real(*args))
+    # The task's kept count and seed, but a chunk of 2^20: its transform would pad to 2^20 points.
+    huge_chunk = bytearray(good)
+    huge_chunk[12:16] = (1 << 20).to_bytes(4, "little")
+    resp = await harness.upload(device, a, bytes(huge_chunk))
+    body = await resp.json()
+    assert resp.status == 400 and body["error"]["code"] == "wrong_codec", body
+    assert "chunk 1048576" in body["error"]["message"] and "chunk 256" in body["error"]["message"]
+    assert work == []  # refused on the header alone
+    assert (await harness.upload(device, a, good)).status == 201
+    assert "kept_positions" in work  # the accepted one was decoded
+
+
+async def test_repeated_refused_uploads_end_the_assignment(harness):
+    await harness.setup_task(goal_count=2, over_selection=1.0, codec=CODEC)
+    device = await harness.register()
+    a = (await (await harness.checkin(device)).json())["assignment"]
+    wrong = _sparse_payload(harness, 0, sparse.round_seed("t1", 2))
+    for _ in range(3):
+        await _expect_error(await harness.upload(device, a, wrong), 400, "wrong_seed")
+    good = _sparse_payload(harness, 0, sparse.round_seed("t1", 1))
+    await _expect_error(await harness.upload(device, a, good), 403, "assignment_ended")
+    harness.tick()
+    assert (await harness.rounds())[0]["reported"] == 0

@@ -44,6 +44,8 @@ async def test_upload_malformed_cases_change_nothing(harness):
     other = await harness.register()
     a = (await (await harness.checkin(device)).json())["assignment"]
     good = harness.payload()
+    # Every malformed case on one assignment (its refusals would end it after three).
+    harness.coordinator.gateway.refusals.limit = 100
     before = _snapshot(harness)
     c = harness.client
     base = {**device, "Content-Type": "application/octet-stream", "Fedge-Upload-Token": a["upload_token"],
