@@ -5,7 +5,8 @@ fewer bytes. Devices decode any codec, Python and Java alike, so nothing changes
 The quantized blob is a pure function of the checkpoint: the stochastic rounding and the
 rotation are seeded from the checkpoint's digest, so every replica that serves the same
 checkpoint serves the same bytes under the same digest. Each replica remembers the blobs it
-made and deletes a task's older ones once KEEP_PER_TASK newer exist (devices download the
+made and deletes a task's older ones once KEEP_PER_TASK newer exist and no other task still
+sends devices to them (two tasks on one model share their first one; devices download the
 checkpoint when they are assigned; an asynchronous assignment pins at most max_staleness
 versions back, and a late download of a deleted one fails that device's round, nothing else).
 
@@ -44,6 +45,7 @@ class DownloadBlobs:
         self._bases: dict[str, list[str]] = {}  # task id -> its last full downloads (bases for deltas), oldest first
         self._deltas: dict[str, dict[tuple[str, str], str]] = {}  # task id -> (base, checkpoint) -> delta sha
         self.models: set[str] = set()  # the models devices download (weights zeroed): served gzip-compressed
+        self._disposable: set[str] = set()  # quantized checkpoints and deltas: deleted once no task uses them
 
     def assignment_fields(self, task: Task, held: tuple[str, ...] | list[str]) -> dict:
         """What an assignment names for a device to download: the model (`model_for`), the
@@ -96,8 +98,10 @@ class DownloadBlobs:
             sha = self._put(make_delta(base_path.read_bytes(), target_path.read_bytes(), spec,
                                        delta_seed(base, current, spec.name)))
             deltas[(base, current)] = sha
+            self._disposable.add(sha)
             while len(deltas) > DELTAS_PER_TASK:
-                self._forget(deltas.pop(next(iter(deltas))))
+                deltas.pop(next(iter(deltas)))
+                self._forget_unused()
         self.served_for[sha] = task.task_id
         return base, sha
 
@@ -107,6 +111,7 @@ class DownloadBlobs:
             return task.checkpoint_sha
         spec = codec.CodecSpec.parse(name, task.config.chunk_size)
         sha = self._made_once((task.checkpoint_sha, name), lambda: self._encoded(task.checkpoint_sha, spec))
+        self._disposable.add(sha)
         self._keep(task.task_id, sha)
         self.served_for[sha] = task.task_id
         return sha
@@ -115,6 +120,8 @@ class DownloadBlobs:
         """The digest of the blob made from ``key`` (a task blob's digest and what was made of
         it) by ``make()``, which runs once per replica while remembered."""
         sha = self._made.get(key)
+        if sha is not None and not self._exists(sha):
+            sha = None  # deleted since (by another replica's retention): made again, the same bytes
         if sha is None:
             sha = self._put(make())
             if len(self._made) >= MEMORY:
@@ -128,19 +135,37 @@ class DownloadBlobs:
         self.store.put_blob(sha, payload)
         return sha
 
+    def _exists(self, sha: str) -> bool:
+        path = self.store.blob_path(sha)
+        return path is not None and path.exists()
+
     def _keep(self, task_id: str, sha: str) -> None:
         recent = self._recent.setdefault(task_id, [])
         if sha not in recent:
             recent.append(sha)
-        while len(recent) > KEEP_PER_TASK:
-            self._forget(recent.pop(0))
+        if len(recent) > KEEP_PER_TASK:
+            del recent[:-KEEP_PER_TASK]
+            self._forget_unused()
 
-    def _forget(self, sha: str) -> None:
-        """A served blob no device is sent to any more: no longer counted, guarded or kept."""
-        self.served_for.pop(sha, None)
-        path = self.store.blob_path(sha)
-        if path is not None:
-            path.unlink(missing_ok=True)
+    def _in_use(self) -> set[str]:
+        """Every download blob some task still sends devices to: two tasks on one model share
+        their first quantized checkpoint (a pure function of the same weights)."""
+        used = {sha for recent in self._recent.values() for sha in recent}
+        used.update(sha for deltas in self._deltas.values() for sha in deltas.values())
+        return used
+
+    def _forget_unused(self) -> None:
+        """Download blobs no task sends devices to any more: no longer counted, guarded, made
+        or kept (the file goes)."""
+        gone = self._disposable - self._in_use()
+        for sha in gone:
+            self.served_for.pop(sha, None)
+            path = self.store.blob_path(sha)
+            if path is not None:
+                path.unlink(missing_ok=True)
+        self._disposable -= gone
+        if gone:
+            self._made = {key: sha for key, sha in self._made.items() if sha not in gone}
 
     def _encoded(self, checkpoint_sha: str, spec: codec.CodecSpec) -> bytes:
         decoded = codec.decode(self.store.blob_path(checkpoint_sha).read_bytes())

@@ -71,3 +71,39 @@ async def test_a_bad_download_codec_is_refused(harness):
         resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
                                          json={"model_sha256": sha, "config": {"download_codec": bad}})
         assert resp.status == 400, bad
+
+
+async def test_a_blob_two_tasks_share_stays_while_either_serves_it(harness, monkeypatch):
+    """Two tasks on one model with download_codec q8 share their first quantized checkpoint;
+    task A's retention must not delete what task B still sends its devices to."""
+    await harness.setup_task(goal_count=2, over_selection=1.0, download_codec="q8")
+    monkeypatch.setattr(downloads, "KEEP_PER_TASK", 2)
+    task_a = harness.coordinator.tasks["t1"]
+    task_b = replace(task_a, task_id="t2")
+    blobs = harness.coordinator.gateway.downloads
+    shared = blobs.sha_for(task_a)
+    assert blobs.sha_for(task_b) == shared
+    store = harness.coordinator.store
+    for i in range(4):  # task A commits four checkpoints; B is still on its first
+        sha = f"{i:064x}"
+        store.put_blob(sha, store.blob_path(task_a.checkpoint_sha).read_bytes()[:-4] + np.float32(i).tobytes())
+        blobs.sha_for(replace(task_a, checkpoint_sha=sha))
+    assert store.blob_path(shared) is not None and store.blob_path(shared).exists()
+    assert blobs.sha_for(task_b) == shared
+    resp = await harness.client.get(f"/v1/blobs/{shared}")
+    assert resp.status == 200
+    # Once B moves on too, nobody sends devices to it: it goes.
+    for i in range(4, 7):
+        sha = f"{i:064x}"
+        store.put_blob(sha, store.blob_path(task_a.checkpoint_sha).read_bytes()[:-4] + np.float32(i).tobytes())
+        blobs.sha_for(replace(task_b, checkpoint_sha=sha))
+    assert store.blob_path(shared) is None or not store.blob_path(shared).exists()
+
+
+async def test_a_remembered_blob_deleted_elsewhere_is_made_again(harness):
+    await harness.setup_task(goal_count=2, over_selection=1.0, download_codec="q8")
+    task = harness.coordinator.tasks["t1"]
+    blobs = harness.coordinator.gateway.downloads
+    sha = blobs.sha_for(task)
+    harness.coordinator.store.blob_path(sha).unlink()  # another replica's retention
+    assert blobs.sha_for(task) == sha and harness.coordinator.store.blob_path(sha).exists()
