@@ -291,9 +291,9 @@ class SecAggRounds:
         # The server cannot see a single masked input, so a device can put any ring element in
         # it. What it can enforce is the honest range of the sum: each coordinate's codes in
         # [0, n (2^b - 1)] (every value on the grid), the clip bits in [0, n], and the sum's
-        # L2 norm at most n C plus the grid's rounding (each device's rounding error has norm at
-        # most one step per coordinate: 2 r sqrt(L) / (2^b - 1) <= 8 C / (2^b - 1)). One hostile
-        # device then moves the mean by at most about C.
+        # L2 norm at most n C plus the grid's rounding (ring.sum_norm_bound; sparse: what the
+        # kept coordinates of n honest updates weigh, scaled by L / m). One hostile device then
+        # moves the mean by at most about C dense, C kappa / sqrt(F) sparse.
         n, levels = len(survivors), (1 << params.quant_bits) - 1
         self.wire[(task.task_id, round_num)] = _wire_metrics(params, codes)
         if params.distributed_dp:  # the clip bits' sum came noised by the devices too
@@ -303,9 +303,8 @@ class SecAggRounds:
         codes = np.minimum(codes, np.uint64(n * levels))
         total = ring.dequantize_sum(codes[: params.coded_length], n, params.num_values, params.quant_bits,
                                     params.value_range, params.rotation_seed, params.length, params.kept)
-        bound = n * task.dp_clip * (1.0 + 8.0 / levels)  # dp_clip: the clip the round's devices were given
-        if params.kept:  # sparse: an honest sum's mass may all sit in the kept coordinates, scaled by L / m
-            bound *= params.length / params.kept
+        # dp_clip: the clip the round's devices were given; sparse: what their kept parts weigh.
+        bound = ring.sum_norm_bound(n, task.dp_clip, params.quant_bits, params.length, params.kept)
         total, _ = dp.clip_l2(total.astype(np.float64), bound)
         bits = float(min(int(codes[params.coded_length]), n)) if params.extra else None
         return total, n, bits

@@ -89,6 +89,36 @@ def keep(codes: np.ndarray, length: int, kept: int, seed: int) -> np.ndarray:
     return codes[sparse.kept_positions(seed, length, kept)] if kept else codes
 
 
+# Tail of the kept part's norm: P(chi^2_m > m + 2 sqrt(m t) + 2 t) <= e^-t (Laurent and
+# Massart 2000) with t = 20, i.e. an honest device exceeds it about twice in a billion.
+KEPT_TAIL_T = 20.0
+
+
+def kept_norm_factor(length: int, kept: int) -> float:
+    """What the kept part of an honest device's rotated, range-clipped update weighs at most,
+    relative to its clip C: sqrt(m / L) kappa. The random-sign rotation makes each of the L
+    rotated coordinates sub-Gaussian with variance |x|^2 / L, so the m kept ones' squared norm
+    is a chi-square-like sum of mean m C^2 / L (kappa from its tail); and each coordinate is
+    clipped to the range, RANGE_SIGMAS C / sqrt(L), which caps kappa at RANGE_SIGMAS."""
+    if not kept or kept >= length:
+        return 1.0
+    kappa = math.sqrt(1.0 + 2.0 * math.sqrt(KEPT_TAIL_T / kept) + 2.0 * KEPT_TAIL_T / kept)
+    return min(1.0, math.sqrt(kept / length) * min(kappa, RANGE_SIGMAS))
+
+
+def sum_norm_bound(n: int, clip: float, quant_bits: int, length: int, kept: int = 0) -> float:
+    """The L2 norm n honest devices' decoded sum reaches at most (after the L / m scaling when
+    sparse): n times each device's kept weight plus its rounding (at most one grid step per
+    kept coordinate, sqrt(m) 2 r / (2^b - 1) <= 2 RANGE_SIGMAS sqrt(m / L) C / (2^b - 1)). The
+    coordinator clips the unmasked sum to it, so one hostile device moves the mean by about
+    C dense and C kappa / sqrt(F) sparse, which is the scale of an honest device's own sparse
+    estimate (its kept coordinates times L / m)."""
+    levels = (1 << quant_bits) - 1
+    share = math.sqrt(kept / length) if kept else 1.0
+    per_device = kept_norm_factor(length, kept) + 2.0 * RANGE_SIGMAS * share / levels
+    return n * clip * per_device * (length / kept if kept else 1.0)
+
+
 def dequantize_sum(code_sum: np.ndarray, count: int, num_values: int, quant_bits: int, vrange: float,
                    seed: int, length: int = 0, kept: int = 0) -> np.ndarray:
     """The float sum of ``count`` updates from the integer sum of their codes; with ``kept``

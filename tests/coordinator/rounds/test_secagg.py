@@ -179,8 +179,9 @@ async def test_sparse_secagg_masks_only_the_rounds_kept_codes(harness):
 
 async def test_a_hostile_device_in_a_sparse_round_moves_the_mean_by_a_bounded_amount(harness):
     """A device can mask any ring element; with a sparse subset its kept codes are scaled by
-    L / m, so the coordinator bounds the sum's norm at n C (1 + 8 / levels) L / m: a hostile
-    device moves the mean by at most about C L / m (about 2 C L / m without the bound)."""
+    L / m, so the coordinator bounds the sum's norm by what n honest devices' kept parts weigh
+    (ring.sum_norm_bound: n C kappa sqrt(L / m) plus rounding): a hostile device moves the mean
+    by at most about C kappa / sqrt(F), the scale of an honest device's own sparse estimate."""
     parties = await _parties(harness, codec="q8+sparse:0.25")
     before = await _checkpoint(harness)
     await _advertise_and_share(harness, parties)
@@ -194,7 +195,9 @@ async def test_a_hostile_device_in_a_sparse_round_moves_the_mean_by_a_bounded_am
     assert (await _state(harness))["state"] == "committed"
     p = parties[1].view.params
     moved = float(np.linalg.norm(await _checkpoint(harness) - before))
-    bound = 1.0 * (1 + 8 / 255) * p.length / p.kept  # clip 1.0 (the round's), per device of the mean
+    n = len(parties)
+    bound = ring.sum_norm_bound(n, 1.0, 8, p.length, p.kept) / n  # clip 1.0 (the round's), per device of the mean
+    assert bound < 0.75 * (1 + 8 / 255) * p.length / p.kept  # tighter than scaling the dense bound by L / m
     assert moved <= bound * 1.001
     unbounded = float(np.linalg.norm(_expected_mean(parties, list(range(len(parties))))))
     assert unbounded > 1.5 * bound  # what its codes decode to unbounded: the bound is what stopped it
