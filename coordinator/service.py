@@ -38,6 +38,7 @@ from coordinator.rounds.running import RunningRounds
 from coordinator.rounds.secagg import SecAggRounds
 from coordinator.store.base import Store
 from coordinator.tasks.registry import TaskRegistry
+from protocol.errors import ProtocolError
 
 log = logging.getLogger("fedge.coordinator")
 
@@ -88,7 +89,7 @@ class Coordinator:
         e.g. after a restart, finds it exists)."""
         try:
             self.admin.create_evaluation(task.task_id, {"round": task.version})
-        except ApiError as exc:
+        except (ApiError, ProtocolError) as exc:
             log.info("evaluation of task %s round %d not created: %s", task.task_id, task.version, exc)
 
     def close(self) -> None:

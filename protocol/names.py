@@ -7,7 +7,8 @@ import re
 
 from protocol.errors import ProtocolError
 
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+MAX_NAME_LENGTH = 64
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,%d}" % (MAX_NAME_LENGTH - 1)
 _NAME = re.compile(NAME_PATTERN)
 
 

@@ -27,7 +27,7 @@ from coordinator.tasks.config import TaskConfig
 from protocol import codec
 from protocol.errors import ProtocolError
 from protocol.manifest import Manifest
-from protocol.names import valid_name
+from protocol.names import MAX_NAME_LENGTH, valid_name
 from protocol.tflite_file import read_initial_weights, read_manifest, with_weights
 
 
@@ -242,8 +242,10 @@ class AdminOps:
                                "would fine-tune on the devices' training data outside its guarantee; use "
                                "personalize_steps 0", "bad_dp_sgd")
         config = TaskConfig.from_dict(config)
-        task_id = raw.get("task_id") or f"{source_id}-eval-{num}"
-        task_id = valid_name(task_id, "task_id")
+        try:
+            task_id = valid_name(raw.get("task_id") or evaluation_task_id(source_id, num), "task_id")
+        except ProtocolError as exc:
+            raise E.BadRequest(str(exc), exc.code) from exc
         if task_id in self.tasks:
             raise E.Conflict(f"task '{task_id}' already exists", "exists")
         record = TaskRecord(task_id, source.population, config.to_dict(), source.model_sha, source.manifest.to_json(),
@@ -275,3 +277,13 @@ class AdminOps:
     def rounds(self, task_id: str) -> list[dict]:
         self.tasks.require(task_id)
         return [r.to_dict() for r in self.store.rounds(task_id)]
+
+
+def evaluation_task_id(source_id: str, round_num: int) -> str:
+    """`{task}-eval-{round}`, shortened to fit a name (64 characters) when the task's id is
+    long: its start, then a digest of the whole id so two long ids sharing a start differ."""
+    name = f"{source_id}-eval-{round_num}"
+    if len(name) <= MAX_NAME_LENGTH:
+        return name
+    suffix = f"-{hashlib.sha256(source_id.encode()).hexdigest()[:8]}-eval-{round_num}"
+    return source_id[: MAX_NAME_LENGTH - len(suffix)] + suffix

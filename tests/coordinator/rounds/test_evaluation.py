@@ -131,3 +131,33 @@ async def test_a_personalized_evaluation_round(harness):
     m = ev["evaluation"]
     assert m["personalized_accuracy"] == pytest.approx(0.85) and m["eval_accuracy"] == pytest.approx(0.7)
     assert m["personalization_lift_p50"] == pytest.approx(0.15)
+
+
+async def test_eval_every_works_for_a_task_id_of_any_allowed_length(harness):
+    """`{id}-eval-N` of a 60-character id is longer than a name may be: the evaluation's id is
+    shortened (with a digest of the whole id) instead of failing the driver after the commit."""
+    from coordinator.admin.operations import evaluation_task_id
+    from protocol.names import MAX_NAME_LENGTH, valid_name
+
+    h = harness
+    await h.setup_task()
+    long_id = "a" * 60
+    sha = h.coordinator.tasks["t1"].model_sha
+    cfg = {"rounds": 1, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 10, "report_deadline_s": 30,
+           "codec": "q8", "eval_every": 1}
+    await h.client.post("/v1/admin/tasks/t1/cancel", headers=ADMIN)
+    resp = await h.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
+                               json={"model_sha256": sha, "config": cfg, "task_id": long_id})
+    assert resp.status == 201, await resp.text()
+    h.tick()
+    d0 = await h.register()
+    a0 = await _assigned(h, d0)
+    assert a0["task_id"] == long_id
+    assert (await h.upload(d0, a0, h.payload())).status == 201
+    h.tick()
+    task = await (await h.client.get(f"/v1/admin/tasks/{long_id}", headers=ADMIN)).json()
+    expected = evaluation_task_id(long_id, 1)
+    assert [e["task_id"] for e in task["evaluations"]] == [expected]
+    assert len(expected) == MAX_NAME_LENGTH and valid_name(expected, "task_id") == expected
+    assert evaluation_task_id("a" * 59 + "b", 1) != expected  # two long ids with one start differ
+    assert evaluation_task_id("t1", 3) == "t1-eval-3"
