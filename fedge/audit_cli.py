@@ -50,13 +50,14 @@ def run(args: argparse.Namespace) -> int:
             key = audit.load_public(Path(args.key).read_bytes())
         except (OSError, ValueError, ProtocolError) as exc:
             raise AdminError(f"cannot read the trail or the key: {exc}") from None
-        entries = trail.get("entries") if isinstance(trail, dict) else trail
-        if not isinstance(entries, list):
-            raise AdminError(f"{args.trail}: not an audit trail (expected {{\"entries\": [...]}})")
-        verdict = audit.verify(entries, key)
-        emit(args, {"ok": verdict.ok, "entries": verdict.entries, "failure": verdict.failure},
-             f"{args.trail}: {len(entries)} entries, chain and signatures verified" if verdict.ok
-             else f"{args.trail}: FAILED at {verdict.failure}")
+        if not isinstance(trail, dict):
+            raise AdminError(f"{args.trail}: not an audit trail (expected {{\"entries\": [...], \"head\": {{...}}}})")
+        verdict = audit.verify_trail(trail, key)
+        who = f"task {verdict.task_id}" if verdict.task_id else "unknown task"
+        emit(args, {"ok": verdict.ok, "task_id": verdict.task_id, "entries": verdict.entries,
+                    "as_of": verdict.as_of, "failure": verdict.failure},
+             f"{args.trail}: {who}, all {verdict.entries} entries as of {_when(verdict.as_of)}: chain, signatures "
+             "and signed head verified" if verdict.ok else f"{args.trail}: {who}: FAILED: {verdict.failure}")
         return 0 if verdict.ok else 1
     api = AdminApi.from_args(args)
     if args.action == "key":
@@ -65,3 +66,11 @@ def run(args: argparse.Namespace) -> int:
         emit(args, {"path": args.output}, f"wrote the audit key to {args.output}")
         return 0
     return export_trail(api, args)
+
+
+def _when(timestamp: float | None) -> str:
+    import datetime
+
+    if timestamp is None:
+        return "an unknown time"
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -165,10 +165,13 @@ class AdminOps:
             raise E.BadRequest("action must be pause, resume or cancel")
         if task.state in ("cancelled", "completed"):
             raise E.Conflict(f"task is {task.state}", "task_finished")
+        open_rounds = [r.round for r in self.store.open_rounds() if r.task_id == task_id] if target == "cancelled" else []
         self.store.set_task_state(task_id, target, fail_open_rounds="task cancelled" if target == "cancelled" else "",
                                   now=self.clock())
         task.state = target
         self._record(task_id, "admin_action", {"action": action, "state": target, "by": by})
+        for num in open_rounds:  # the trail says how every round it opened ended
+            self._record(task_id, "round_failed", {"round": num, "reason": "task cancelled"})
         return self.task_summary(task_id)
 
     def task_summary(self, task_id: str) -> dict:

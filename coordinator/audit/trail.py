@@ -61,6 +61,12 @@ class AuditTrail:
     def entries(self, task_id: str) -> list[dict]:
         return self.store.audit_entries(task_id)
 
+    def export(self, task_id: str) -> dict:
+        """The trail with its signed head (task, length, last hash, now): what `fedge audit verify` checks."""
+        entries = self.entries(task_id)
+        return {"task_id": task_id, "entries": entries,
+                "head": audit.sign_head(task_id, entries, round(float(self.clock()), 6), self.key)}
+
 
 def _finite(value):
     """JSON an auditor can parse anywhere: a non-finite number is recorded as null."""

@@ -149,7 +149,7 @@ async def task_audit(request):
     c = coordinator(request)
     task_id = request.match_info["task_id"]
     c.tasks.require(task_id)
-    return json_response({"task_id": task_id, "entries": c.audit.entries(task_id)})
+    return json_response(c.audit.export(task_id))
 
 
 async def list_tasks(request):

@@ -156,10 +156,16 @@ def test_audit_key_export_and_offline_verification(server, digits_tflite, tmp_pa
     assert code == 0 and "wrote 2 audit entries of task ta2" in out
     code = main(["audit", "verify", str(trail), "--key", str(key)])  # offline: no coordinator needed
     out = capsys.readouterr().out
-    assert code == 0 and "2 entries, chain and signatures verified" in out
+    assert code == 0 and "task ta2, all 2 entries as of" in out and "signed head verified" in out
     data = json.loads(trail.read_text())
     data["entries"][1]["data"]["by"] = "someone else"
     trail.write_text(json.dumps(data))
     code = main(["audit", "verify", str(trail), "--key", str(key)])
     out = capsys.readouterr().out
-    assert code == 1 and "FAILED at entry 2" in out and "edited" in out
+    assert code == 1 and "task ta2: FAILED: entry 2" in out and "edited" in out
+    data = json.loads(trail.read_text())
+    del data["entries"][1:]  # the end cut off
+    trail.write_text(json.dumps(data))
+    code = main(["audit", "verify", str(trail), "--key", str(key)])
+    out = capsys.readouterr().out
+    assert code == 1 and "1 entry where the signed head lists 2" in out

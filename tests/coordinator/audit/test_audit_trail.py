@@ -48,7 +48,11 @@ async def test_a_tasks_history_is_recorded_and_verifies(harness, aiohttp_client)
     h2 = Harness(await aiohttp_client(create_app(h.config, run_ticker=False, clock=h.clock)), h.clock, h.model)
     await h2.client.post("/v1/admin/tasks/t1/cancel", headers=ADMIN)
     again = await _trail(h2)
-    assert len(again) == len(entries) + 1 and again[-1]["data"]["action"] == "cancel"
+    assert again[len(entries)]["data"]["action"] == "cancel"
+    # The round that was open when the task was cancelled ends in the trail too.
+    open_round = max(r["round"] for r in await h2.rounds())
+    assert again[-1]["kind"] == "round_failed" and again[-1]["data"] == {"round": open_round,
+                                                                        "reason": "task cancelled"}
     assert audit.public_pem(await _key(h2)) == audit.public_pem(key)
     assert audit.verify(again, key).ok
 
@@ -99,3 +103,43 @@ def test_a_renumbered_chain_does_not_verify():
 def test_entries_are_canonical_json():
     entries, _ = _sealed_chain(1)
     assert json.loads(audit.canonical(entries[0])) == {k: entries[0][k] for k in audit.FIELDS}
+
+
+def _export(n=5, task_id="t"):
+    entries, key = _sealed_chain(n)
+    return {"task_id": task_id, "entries": entries, "head": audit.sign_head(task_id, entries, 100.0, key)}, key
+
+
+def test_an_export_verifies_with_its_task_and_count_named():
+    trail, key = _export()
+    verdict = audit.verify_trail(trail, key.public_key())
+    assert verdict.ok and verdict.task_id == "t" and verdict.entries == 5 and verdict.as_of == 100.0
+
+
+@pytest.mark.parametrize("tamper,words", [
+    (lambda t: t["entries"].pop(), "cut off"),  # the last entries removed
+    (lambda t: t["entries"].clear(), "cut off"),
+    (lambda t: t.update(task_id="other"), "the file says task 'other'"),  # relabelled
+    (lambda t: t.pop("head"), "no signed head"),
+    (lambda t: t["head"].update(length=4), "bad signature"),  # the head edited to match a cut trail
+    (lambda t: t["head"].update(task_id="other"), "bad signature"),
+])
+def test_an_export_cut_short_emptied_or_relabelled_fails(tamper, words):
+    trail, key = _export()
+    tamper(trail)
+    verdict = audit.verify_trail(trail, key.public_key())
+    assert not verdict.ok and words in verdict.failure, verdict
+
+
+def test_another_tasks_entries_under_this_tasks_signed_head_fail():
+    mine, key = _export(task_id="a")
+    theirs = [dict(e, task_id="b") for e in mine["entries"]]  # (re-sealed by the same coordinator)
+    prev, resealed = audit.GENESIS, []
+    for e in theirs:
+        e = audit.seal({**e, "prev": prev}, key)
+        resealed.append(e)
+        prev = e["hash"]
+    verdict = audit.verify_trail({**mine, "entries": resealed}, key.public_key())
+    assert not verdict.ok and "belong to task 'b'" in verdict.failure
+    empty = {"task_id": "a", "entries": [], "head": audit.sign_head("a", [], 1.0, key)}
+    assert "lists no entries" in audit.verify_trail(empty, key.public_key()).failure
