@@ -36,6 +36,10 @@ class EvaluationIntake:
         except ProtocolError as exc:
             g.reject(exc.code)
             raise E.BadRequest(str(exc), exc.code) from exc
+        if report.personalized_correct is not None and not task.config.personalize_steps:
+            g.reject("unrequested")
+            raise E.BadRequest("this evaluation asked for no personalization (personalize_steps 0): personalized_* "
+                               "fields are refused, not counted", "unrequested_field")
         body = json.dumps(report.to_dict(), sort_keys=True).encode()
         digest = hashlib.sha256(body).hexdigest()
         previous = g.store.update(task_id, round_num, device.device_id)

@@ -38,6 +38,7 @@ from coordinator.tasks.registry import Task, TaskRegistry
 from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord
 from coordinator.gateway.steps import PendingAssignment, PendingUpload, RoundSignals, update_record
 from coordinator.gateway.tokens import hash_token
+from coordinator.rounds.round_metrics import max_dp_sgd_steps
 from protocol import codec, dp, sparse
 from protocol.errors import ProtocolError
 from protocol.secagg import ring
@@ -368,6 +369,16 @@ class DeviceGateway:
             self.reject("no_dp_sgd")
             raise E.BadRequest(f"this task trains with example-level DP-SGD (noise multiplier {z:g}): the upload "
                                "must report its dp_sgd steps at that noise", "no_dp_sgd")
+        if z <= 0 and (meta.dp_sgd is not None or meta.dp_sgd_epsilon is not None):
+            self.reject("unrequested")
+            raise E.BadRequest("this task does not train with DP-SGD: dp_sgd and dp_sgd_epsilon are not asked for",
+                               "unrequested_field")
+        most = max_dp_sgd_steps(task.config, task.manifest.batch_size)
+        if meta.dp_sgd is not None and meta.dp_sgd["steps"] > most:
+            self.reject("bad_dp_sgd")
+            raise E.BadRequest(f"{meta.dp_sgd['steps']} DP-SGD steps where the plan allows at most {most} "
+                               f"({task.config.epochs} epochs of at most {task.config.max_example_count} examples "
+                               f"in batches of {task.manifest.batch_size})", "bad_dp_sgd")
 
     def decode(self, task: Task, round_num: int, meta: UploadMeta, body: bytes,
                device_id: str) -> tuple[np.ndarray, float, UploadMeta]:

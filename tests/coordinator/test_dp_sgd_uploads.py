@@ -109,3 +109,38 @@ async def test_a_dp_sgd_task_is_evaluated_without_personalization(dp_harness):
     await _expect_error(await h.client.post(url, headers=ADMIN, json={"personalize_steps": 5}), 400, "bad_dp_sgd")
     resp = await h.client.post(url, headers=ADMIN, json={})
     assert resp.status == 201, await resp.text()
+
+
+async def test_a_device_cannot_inflate_or_shrink_the_reported_epsilons(dp_harness):
+    """Steps beyond the plan are refused; a claimed noise above the task's is accounted at the
+    task's; a device's own ledger counts at most what every planned step at q = 1 would spend."""
+    h = dp_harness
+    await h.setup_task(goal_count=2, over_selection=1.0, **DP)
+    devices = [await h.register() for _ in range(2)]
+    assignments = [(await (await h.checkin(d)).json())["assignment"] for d in devices]
+    cfg = h.coordinator.tasks["t1"].config
+    most = cfg.epochs * -(-cfg.max_example_count // h.manifest.batch_size)
+    await _expect_error(await h.client.post(assignments[0]["upload_url"], data=h.payload(), headers=_headers(
+        devices[0], assignments[0], {"example_count": 10, "dp_sgd": {"noise_multiplier": 1.1, "sampling_rate": 0.4,
+                                                                     "steps": most + 1}})), 400, "bad_dp_sgd")
+    honest = {"noise_multiplier": 1.1, "sampling_rate": 0.4, "steps": 6}
+    loud = {"noise_multiplier": 500.0, "sampling_rate": 0.4, "steps": most}  # "so much noise it costs nothing"
+    for d, a, event, own in zip(devices, assignments, (honest, loud), (0.9, 1e9)):
+        resp = await h.client.post(a["upload_url"], data=h.payload(), headers=_headers(
+            d, a, {"example_count": 10, "dp_sgd": event, "dp_sgd_epsilon": own}))
+        assert resp.status == 201, await resp.text()
+    h.tick()
+    m = (await h.rounds())[0]["metrics"]
+    assert m["dp_sgd_round_epsilon"] == pytest.approx(epsilon(1.1, 0.4, most, 1e-6))  # at the task's noise
+    ceiling = epsilon(1.1, 1.0, most * cfg.rounds, 1e-6)
+    assert m["dp_sgd_device_epsilon"] == pytest.approx(ceiling) and ceiling < 1e9
+
+
+async def test_dp_sgd_fields_in_a_task_without_it_are_refused(harness):
+    await harness.setup_task(goal_count=2, over_selection=1.0)
+    device = await harness.register()
+    a = (await (await harness.checkin(device)).json())["assignment"]
+    for meta in ({"example_count": 10, "dp_sgd": {"noise_multiplier": 1.0, "sampling_rate": 0.1, "steps": 10**6}},
+                 {"example_count": 10, "dp_sgd_epsilon": 1e9}):
+        await _expect_error(await harness.client.post(a["upload_url"], data=harness.payload(),
+                                                      headers=_headers(device, a, meta)), 400, "unrequested_field")

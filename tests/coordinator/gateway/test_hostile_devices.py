@@ -63,9 +63,10 @@ async def test_an_error_while_driving_one_task_fails_its_round_and_the_others_go
     assert (await harness.upload(d1, a1, harness.payload())).status == 201
     # A record that got into the store before the door was closed (an older coordinator wrote it).
     store = harness.coordinator.store
-    store.execute("UPDATE updates SET meta=? WHERE task_id='t1'", json.dumps({"eval_count": 10 ** 400,
+    store.execute("UPDATE updates SET meta=? WHERE task_id='t1'", json.dumps({"eval_count": 1,
                                                                                "eval_accuracy": 0.5,
-                                                                               "train_loss": 1.0, "eval_loss": 1.0}))
+                                                                               "train_loss": "not a number",
+                                                                               "eval_loss": 1.0}))
     # A second task, created after the first: it must open and run whatever the first one does.
     sha = harness.coordinator.tasks["t1"].model_sha
     resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN, json={
@@ -82,7 +83,7 @@ async def test_an_error_while_driving_one_task_fails_its_round_and_the_others_go
     t2 = harness.coordinator.store.one("SELECT state FROM rounds WHERE task_id='t2' AND round=1")
     assert t2 is not None and t2["state"] == "selecting"
     metrics = harness.client.server.app[METRICS].render().decode()
-    assert 'fedge_round_driver_errors_total{error="OverflowError"} 1.0' in metrics
+    assert 'fedge_round_driver_errors_total{error="TypeError"} 1.0' in metrics
 
 
 async def test_a_task_whose_driver_raises_does_not_stop_the_tick_for_the_next(harness, monkeypatch):
@@ -303,3 +304,17 @@ async def test_an_upload_being_stored_cannot_be_sent_twice_at_once(harness):
     again = await harness.upload(device, a, body)  # now an ordinary retry: the same bytes, acknowledged
     assert again.status == 200 and (await again.json())["duplicate"] is True
     assert harness.coordinator.store.round("t1", 1).reported == 1
+
+
+async def test_one_devices_eval_count_weighs_no_more_than_the_plans_example_cap(harness):
+    await harness.setup_task(goal_count=3, over_selection=1.0, max_example_count=100)
+    pairs = await _assigned(harness, 3)
+    metas = [{"example_count": 50, "eval_accuracy": 0.95, "eval_loss": 0.1, "eval_count": 100},
+             {"example_count": 50, "eval_accuracy": 0.95, "eval_loss": 0.1, "eval_count": 100},
+             {"example_count": 50, "eval_accuracy": 0.0, "eval_loss": 1e9, "eval_count": 10**7}]
+    for (d, a), meta in zip(pairs, metas):
+        resp = await _upload_meta(harness, d, a, harness.payload(), json.dumps(meta))
+        assert resp.status == 201, await resp.text()
+    harness.tick()
+    m = (await harness.rounds())[0]["metrics"]
+    assert m["eval_accuracy"] == pytest.approx(0.95 * 200 / 300)  # the liar weighs 100, not 10^7

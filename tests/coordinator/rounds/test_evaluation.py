@@ -161,3 +161,19 @@ async def test_eval_every_works_for_a_task_id_of_any_allowed_length(harness):
     assert len(expected) == MAX_NAME_LENGTH and valid_name(expected, "task_id") == expected
     assert evaluation_task_id("a" * 59 + "b", 1) != expected  # two long ids with one start differ
     assert evaluation_task_id("t1", 3) == "t1-eval-3"
+
+
+async def test_personalized_counts_nobody_asked_for_are_refused(harness):
+    h = harness
+    await h.setup_task(rounds=3, goal_count=1, over_selection=1.0)
+    resp = await h.client.post("/v1/admin/tasks/t1/evaluate", json={"round": 0, "goal_count": 2}, headers=ADMIN)
+    assert resp.status == 201
+    h.tick()
+    await h.client.post("/v1/admin/tasks/t1/pause", headers=ADMIN)
+    d1 = await h.register()
+    a1 = await _assigned(h, d1)
+    assert a1["plan"]["personalize_steps"] == 0
+    resp = await _report(h, d1, a1, examples=10, correct=5.0, loss_sum=9.0, personalized_correct=10.0,
+                         personalized_loss_sum=0.0)
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "unrequested_field"
+    assert (await _report(h, d1, a1, examples=10, correct=5.0, loss_sum=9.0)).status == 201
