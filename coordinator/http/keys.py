@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import functools
 
 from aiohttp import web
 
@@ -39,7 +39,9 @@ class SlotWaiters:
     MARGIN = 1.1  # woken per slot: a few of them lose the race to devices arriving meanwhile
 
     def __init__(self, max_held: int = 4096):
-        self._waiting: dict[str, deque[asyncio.Future]] = {}
+        # Per population, the held futures oldest first (a dict: a hold that times out leaves
+        # in O(1), so nothing of it stays behind while no round opens).
+        self._waiting: dict[str, dict[asyncio.Future, None]] = {}
         # Each held check-in is an open connection (a file descriptor on both ends): past
         # ``max_held`` a device gets its retry time at once instead of a hold, so a population
         # of any size cannot exhaust the coordinator's open files.
@@ -51,24 +53,34 @@ class SlotWaiters:
 
     def wait(self, population: str) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(population, deque()).append(fut)
+        self._waiting.setdefault(population, {})[fut] = None
         self.held += 1
-        fut.add_done_callback(self._released)
+        fut.add_done_callback(functools.partial(self._released, population))
         return fut
 
-    def _released(self, _fut: asyncio.Future) -> None:
+    def _released(self, population: str, fut: asyncio.Future) -> None:
         self.held -= 1
+        queue = self._waiting.get(population)
+        if queue is not None:
+            queue.pop(fut, None)  # a hold that timed out (cancelled) or was woken
+            if not queue:
+                del self._waiting[population]
+
+    def waiting(self) -> int:
+        """Futures remembered (held and not yet released): what the table costs in memory."""
+        return sum(len(q) for q in self._waiting.values())
 
     def wake(self, population: str, slots: int) -> int:
         queue = self._waiting.get(population)
         woken = 0
         while queue and woken < slots * self.MARGIN:
-            fut = queue.popleft()
-            if not fut.done():  # a timed-out hold cancelled its future
+            fut = next(iter(queue))
+            del queue[fut]
+            if not fut.done():
                 fut.set_result(None)
                 woken += 1
         if queue is not None and not queue:
-            del self._waiting[population]
+            self._waiting.pop(population, None)
         return woken
 
 

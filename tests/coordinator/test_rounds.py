@@ -297,3 +297,24 @@ async def test_a_device_is_read_from_the_store_once(harness):
     assert len(calls) == 1  # read once, then from memory
     bad = {"Authorization": device["Authorization"][:-4] + "xxxx"}  # right id, wrong token
     assert (await harness.client.post("/v1/checkin", json={"state": {}}, headers=bad)).status == 401
+
+
+async def test_holds_that_time_out_leave_nothing_behind(harness):
+    """Short long polls during a long reporting phase: each hold that times out is forgotten
+    at once, not kept until a slot frees (it was ~170 bytes each, without bound)."""
+    import asyncio
+
+    from coordinator.http.keys import ROUND_OPENED
+
+    waiters = harness.client.server.app[ROUND_OPENED]
+    await harness.setup_task(goal_count=1, over_selection=1.0)
+    first = await harness.register()
+    assert (await (await harness.checkin(first)).json())["outcome"] == "assigned"  # round 1 is full now
+    devices = [await harness.register() for _ in range(20)]
+    state = {"charging": True, "unmetered": True, "idle": True, "battery": 0.9}
+    for _ in range(3):
+        answers = await asyncio.gather(*(harness.client.post("/v1/checkin", json={"state": state, "wait_s": 0.05},
+                                                             headers=d) for d in devices))
+        assert [(await a.json())["outcome"] for a in answers] == ["retry"] * len(devices)
+    await asyncio.sleep(0.05)
+    assert waiters.held == 0 and waiters.waiting() == 0
