@@ -21,6 +21,13 @@ class ServeConfig:
     tls_cert: str = ""
     tls_key: str = ""
     body_timeout_s: float = 30.0  # a request body that stops arriving for this long gets 408
+    # ...and one that arrives slower than this on average gets 408 at body_timeout_s + size / rate,
+    # however often a byte comes (a trickle of one byte every few seconds held descriptors forever).
+    min_body_rate: float = 1024.0  # bytes per second
+    # Request bodies being read at once: per client address (loopback exempt: emulated fleets)
+    # and in all; past either, 503 with Retry-After before anything is read.
+    max_body_reads_per_address: int = 64
+    max_body_reads: int = 2048
     max_held_checkins: int = 4096  # long-polling check-ins held at once (each is an open connection)
     register_rate: float = 10.0  # registrations per second per client address (loopback exempt); 0: no limit
     attestation_verifier: str = ""  # MODULE:FUNCTION checking devices' attestation (coordinator.gateway.attestation)

@@ -54,6 +54,10 @@ class TooManyRequests(ApiError):
     status, code = 429, "rate_limited"
 
 
+class ServiceUnavailable(ApiError):
+    status, code = 503, "busy"
+
+
 class ClientClosedRequest(ApiError):
     """The client went away mid-request: nobody reads the answer; counted, not logged as a fault.
     499 is nginx's status for this."""

@@ -15,8 +15,8 @@ from coordinator.http import handlers as handlers
 from coordinator.gateway.attestation import load_verifier
 from coordinator.http.client_address import parse_networks
 from coordinator.config import ServeConfig
-from coordinator.http.keys import (ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED, TICKER,
-                              TRUSTED_PROXIES, SlotWaiters, Wakeup)
+from coordinator.http.keys import (ADMIN_TOKEN, BODY_READS, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED,
+                                   ROUND_OPENED, TICKER, TRUSTED_PROXIES, BodyReads, SlotWaiters, Wakeup)
 from coordinator.operator.metrics import Metrics
 from coordinator.gateway.pace import PaceConfig
 from coordinator.service import Coordinator
@@ -118,6 +118,7 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
     app[CONFIG] = config
     app[TRUSTED_PROXIES] = parse_networks(config.trusted_proxies)
     app[ROUND_OPENED] = SlotWaiters(config.max_held_checkins)
+    app[BODY_READS] = BodyReads(config.max_body_reads_per_address, config.max_body_reads)
     app[ROUND_CHANGED] = Wakeup()
     def round_opened(task_id: str) -> None:
         # An asynchronous buffer opening frees no slot (slots free as updates come in: slots_free).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 
 from aiohttp import web
@@ -12,7 +13,7 @@ from coordinator.gateway.steps import PendingAssignment
 from coordinator.http.client_address import ClientAddress, client_address
 from coordinator.operator import status as operator_status
 from coordinator.config import ServeConfig
-from coordinator.http.keys import (ADMIN_TOKEN, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED,
+from coordinator.http.keys import (ADMIN_TOKEN, BODY_READS, CONFIG, COORDINATOR, METRICS, ROUND_CHANGED, ROUND_OPENED,
                               TRUSTED_PROXIES)
 from coordinator.http.openapi import OPENAPI
 from coordinator.operator.page import OPERATOR_PAGE, STATIC_DIR
@@ -46,24 +47,34 @@ async def _read_body(request: web.Request, content_type: str, limit: int) -> byt
     # content.read(n) returns what has arrived so far, not n bytes: read to the end, and give
     # up on a client that stops sending (a body shorter than its Content-Length would hold the
     # connection forever).
-    config = request.app.get(CONFIG)
-    idle_s = (config or ServeConfig()).body_timeout_s
+    config = request.app.get(CONFIG) or ServeConfig()
+    idle_s = config.body_timeout_s
     # One timer per request, pushed back after each chunk (asyncio.wait_for per chunk made a
-    # task and a timer per read: 14% of the coordinator's time at 10,000 devices).
+    # task and a timer per read: 14% of the coordinator's time at 10,000 devices), but never
+    # past the whole body's deadline: a minimum average rate, so a trickle cannot hold it open.
     loop = asyncio.get_running_loop()
+    expected = request.content_length if request.content_length is not None else limit
+    total_s = idle_s + expected / config.min_body_rate
+    end = loop.time() + total_s
     chunks, size = [], 0
-    try:
-        async with asyncio.timeout(idle_s) as deadline:
-            while chunk := await request.content.readany():
-                size += len(chunk)
-                if size > limit:
-                    raise E.PayloadTooLarge(f"body is over the limit of {limit} bytes")
-                chunks.append(chunk)
-                deadline.reschedule(loop.time() + idle_s)
-    except TimeoutError:
-        raise E.RequestTimeout(f"no request body data for {idle_s:g} s") from None
-    except ConnectionResetError:
-        raise E.ClientClosedRequest("the client closed the connection before its body was complete") from None
+    readers = request.app.get(BODY_READS)
+    who = client(request) if readers is not None else None
+    with readers.reading(who) if readers is not None else contextlib.nullcontext():
+        try:
+            async with asyncio.timeout(min(idle_s, total_s)) as deadline:
+                while chunk := await request.content.readany():
+                    size += len(chunk)
+                    if size > limit:
+                        raise E.PayloadTooLarge(f"body is over the limit of {limit} bytes")
+                    chunks.append(chunk)
+                    deadline.reschedule(min(loop.time() + idle_s, end))
+        except TimeoutError:
+            if loop.time() >= end - 1e-3:
+                raise E.RequestTimeout(f"the request body did not arrive within {total_s:.0f} s (at least "
+                                       f"{config.min_body_rate:g} bytes/s after {idle_s:g} s)") from None
+            raise E.RequestTimeout(f"no request body data for {idle_s:g} s") from None
+        except ConnectionResetError:
+            raise E.ClientClosedRequest("the client closed the connection before its body was complete") from None
     return b"".join(chunks)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 
 from aiohttp import web
 
+from coordinator import errors as E
 from coordinator.config import ServeConfig
 from coordinator.operator.metrics import Metrics
 from coordinator.service import Coordinator
@@ -84,5 +86,36 @@ class SlotWaiters:
         return woken
 
 
+class BodyReads:
+    """Request bodies being read at once, per client address and in all: a cap on the
+    descriptors and buffers slow senders can hold (loopback exempt: emulated fleets)."""
+
+    def __init__(self, per_address: int, total: int):
+        self.per_address, self.total = per_address, total
+        self.active = 0
+        self._by_address: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def reading(self, client):
+        key = None if client is None or client.is_local else (client.address or "unknown")
+        if self.active >= self.total or (key is not None and self._by_address.get(key, 0) >= self.per_address):
+            raise E.ServiceUnavailable("too many request bodies in flight; retry shortly",
+                                       headers={"Retry-After": "1"})
+        self.active += 1
+        if key is not None:
+            self._by_address[key] = self._by_address.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            if key is not None:
+                left = self._by_address[key] - 1
+                if left:
+                    self._by_address[key] = left
+                else:
+                    del self._by_address[key]
+
+
+BODY_READS = web.AppKey("body_reads", BodyReads)
 ROUND_OPENED = web.AppKey("round_opened", SlotWaiters)  # check-ins waiting for a slot
 ROUND_CHANGED = web.AppKey("round_changed", Wakeup)  # SecAgg views waiting for the next phase
