@@ -135,7 +135,7 @@ class AdminOps:
         try:
             if config.dp_mode == "distributed":  # noise on the devices: no amplification by sampling
                 z = calibrate_distributed_noise(config.dp_target_epsilon, config.clip_norm, config.secagg_bits,
-                                                num_values, config.required_reports, config.rounds, config.dp_delta,
+                                                num_values, config.dp_noise_reporters, config.rounds, config.dp_delta,
                                                 config.clipped_count_stddev if config.dp_target_quantile > 0 else 0.0)
             else:
                 q = 1.0 if config.asynchronous else sampling_rate(config.goal_count, config.dp_population)

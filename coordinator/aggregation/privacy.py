@@ -52,7 +52,7 @@ def task_epsilon(config, update_size: int, rounds: int, sampling: float) -> floa
     """Epsilon spent by ``rounds`` committed rounds of a task (central or distributed DP)."""
     if config.distributed_dp:
         event = distributed_round_event(config.dp_noise_multiplier, config.clip_norm, config.secagg_bits,
-                                        update_size, config.required_reports,
+                                        update_size, config.dp_noise_reporters,
                                         config.clipped_count_stddev if config.adaptive_clip else 0.0)
         return distributed_epsilon(event, rounds, config.dp_delta)
     return epsilon(config.dp_noise_multiplier, sampling, rounds, config.dp_delta)

@@ -166,7 +166,7 @@ class DistributedlyPrivate(_Around):
         cfg = self.config
         out = self.inner.finalize(weights, state, ctx)
         clip = ctx.clip or cfg.clip_norm  # the round's (adaptive clipping moves it)
-        noise = ddp.plan(cfg.dp_noise_multiplier, clip, cfg.secagg_bits, self.size, cfg.required_reports)
+        noise = ddp.plan(cfg.dp_noise_multiplier, clip, cfg.secagg_bits, self.size, cfg.dp_noise_reporters)
         out.metrics.update(dp_clip=clip, dp_noise_stddev=noise.sum_stddev, dp_device_variance=noise.variance,
                            epsilon=task_epsilon(cfg, self.size, ctx.committed_rounds + 1, ctx.sampling_rate))
         if cfg.adaptive_clip and ctx.clip_bits is not None:

@@ -237,7 +237,7 @@ class SecAggRounds:
                 num_values=task.update_size, rotation_seed=secrets.randbits(63) + 1,
                 graph_seed=os.urandom(32), extra=cfg.secagg_extra_slots,
                 dp_noise_multiplier=cfg.dp_noise_multiplier if cfg.distributed_dp else 0.0,
-                dp_min_survivors=cfg.required_reports, sparse_fraction=cfg.codec_spec().sparse,
+                dp_min_survivors=cfg.dp_noise_reporters, sparse_fraction=cfg.codec_spec().sparse,
                 dp_count_stddev=cfg.clipped_count_stddev if cfg.distributed_dp and cfg.adaptive_clip else 0.0)
         except ProtocolError as exc:
             return f"secagg: {exc}"

@@ -91,6 +91,11 @@ class TaskConfig:
     # "distributed": each device adds discrete Gaussian noise before it masks its input under
     # SecAgg, so the coordinator only ever unmasks a noised sum (protocol.secagg.distributed_dp).
     dp_mode: str = "central"
+    # Distributed DP: the fraction of a round's minimum reports assumed to add their share of
+    # the noise. A device that skips it leaves (m-1)/m of the calibrated noise; below 1 each
+    # device adds enough that this fraction alone reaches the calibrated total (and the reported
+    # epsilon holds as long as at least that fraction is honest).
+    dp_honest_fraction: float = 1.0
     # Example-level DP-SGD on the devices (the file's train_dp, `fedge export --dp-sgd`): each
     # device clips every example's gradient to dp_sgd_clip and adds Gaussian noise of
     # dp_sgd_noise_multiplier x dp_sgd_clip to each step; it accounts the (epsilon, dp_sgd_delta)
@@ -196,6 +201,11 @@ class TaskConfig:
     @property
     def required_reports(self) -> int:
         return self.min_reports or max(1, self.goal_count // 2)
+
+    @property
+    def dp_noise_reporters(self) -> int:
+        """Distributed DP: the reports whose noise alone must reach the calibrated total."""
+        return max(1, math.floor(self.required_reports * self.dp_honest_fraction + 1e-9))
 
     @property
     def rules(self) -> Rules:
@@ -305,6 +315,7 @@ class TaskConfig:
             dp_population=_num(raw, "dp_population", 0, 0, 10**9, int),
             dp_target_epsilon=_num(raw, "dp_target_epsilon", 0.0, 0.0, 1e6),
             dp_mode=_choice(raw, "dp_mode", ("central", "distributed")),
+            dp_honest_fraction=_num(raw, "dp_honest_fraction", 1.0, 0.01, 1.0),
             dp_sgd_noise_multiplier=_num(raw, "dp_sgd_noise_multiplier", 0.0, 0.0, MAX_DP_SGD_NOISE),
             dp_sgd_clip=_num(raw, "dp_sgd_clip", 0.0, 0.0, MAX_DP_SGD_CLIP),
             dp_sgd_delta=_num(raw, "dp_sgd_delta", 1e-5, 1e-12, 0.1),

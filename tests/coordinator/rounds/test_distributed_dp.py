@@ -188,3 +188,34 @@ async def test_a_target_epsilon_is_calibrated_to_the_smallest_noise_that_meets_i
     resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
                                      json={"model_sha256": sha, "config": {**base, "dp_target_epsilon": 1e-4}})
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "epsilon_unreachable"
+
+
+async def test_a_margin_for_dishonest_devices_adds_noise_and_keeps_the_target(harness):
+    """dp_honest_fraction h: each device adds enough noise that h of the minimum reports alone
+    reach the calibrated total; a device that skips its share (here: 4 of 8) leaves the
+    epsilon the task reports intact instead of a (m - k) / m share of the noise."""
+    await harness.client.post("/v1/admin/populations", json={"name": "pop"}, headers=ADMIN)
+    resp = await harness.client.post("/v1/admin/models", data=harness.model,
+                                     headers={**ADMIN, "Content-Type": "application/octet-stream"})
+    sha = (await resp.json())["model_sha256"]
+    base = {"goal_count": 10, "min_reports": 8, "rounds": 20, "secagg": "secagg", "clip_norm": 1.0,
+            "dp_mode": "distributed", "dp_delta": 1e-5, "dp_target_epsilon": 8.0}
+    tasks = {}
+    for task_id, fraction in (("all-honest", 1.0), ("half-honest", 0.5)):
+        resp = await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN, json={
+            "model_sha256": sha, "task_id": task_id, "config": {**base, "dp_honest_fraction": fraction}})
+        assert resp.status == 201, await resp.text()
+        tasks[task_id] = harness.coordinator.tasks[task_id]
+    honest, half = tasks["all-honest"].config, tasks["half-honest"].config
+    assert (honest.dp_noise_reporters, half.dp_noise_reporters) == (8, 4)
+    size = tasks["all-honest"].update_size
+    per_device = {k: ddp.plan(t.config.dp_noise_multiplier, 1.0, t.config.secagg_bits, size,
+                              t.config.dp_noise_reporters).variance for k, t in tasks.items()}
+    # Four honest devices of the half-honest task add what eight add in the all-honest one.
+    assert 4 * per_device["half-honest"] >= 8 * per_device["all-honest"] * 0.98
+    # Each reports the target for its assumption; the half-honest one's holds with 4 noise-free devices.
+    assert task_epsilon(half, size, 20, 1.0) <= 8.0 and task_epsilon(honest, size, 20, 1.0) <= 8.0
+    # If 4 of the all-honest task's 8 skip their noise, half the variance is left: z / sqrt(2).
+    cfg = {k: v for k, v in base.items() if k != "dp_target_epsilon"}
+    skipped = TaskConfig.from_dict({**cfg, "dp_noise_multiplier": honest.dp_noise_multiplier / 2 ** 0.5})
+    assert task_epsilon(skipped, size, 20, 1.0) > 1.5 * 8.0
