@@ -30,6 +30,8 @@ from coordinator.store.records import (AssignmentRecord, DeviceRecord, Populatio
 
 OPEN_STATES = ("selecting", "advertising", "sharing", "reporting", "unmasking", "aggregating")
 _OPEN_SQL = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"
+FINISHED_TASK_STATES = ("completed", "cancelled", "failed")
+_FINISHED_SQL = "(" + ",".join(f"'{s}'" for s in FINISHED_TASK_STATES) + ")"
 
 
 class _RoundClosed(Exception):
@@ -76,16 +78,22 @@ class Store(BufferRows, SecAggRows):
                 for r in self.all("SELECT * FROM populations ORDER BY name")]
 
     def guarded_blob_populations(self, sha: str) -> set[str]:
-        """Populations that need a device token to download blob `sha` (they require an
-        enrollment secret or attestation, and one of their tasks uses it as its model or a
-        checkpoint). Empty, with one small query, when no population is guarded."""
+        """The populations whose device tokens may download blob `sha`, or empty when anyone
+        holding its digest may. The guard follows the tasks that use it now (as their model
+        or a checkpoint; finished tasks do not count): when one of them is in a population
+        that requires an enrollment secret or attestation, the devices of every population
+        with such a task may download it (a file two populations use is readable by both);
+        otherwise, and when no unfinished task uses it, it is public again. One small query
+        when no population is guarded."""
         guarded = {p.name for p in self.populations() if p.enrollment_secret_hash or p.require_attestation}
         if not guarded:
             return set()
-        rows = self.all("SELECT population FROM tasks WHERE model_sha=? OR checkpoint_sha=? UNION "
+        rows = self.all("SELECT population FROM tasks WHERE (model_sha=? OR checkpoint_sha=?) "
+                        f"AND state NOT IN {_FINISHED_SQL} UNION "
                         "SELECT t.population FROM rounds r JOIN tasks t ON t.task_id = r.task_id "
-                        "WHERE r.checkpoint_sha=?", sha, sha, sha)
-        return guarded & {r["population"] for r in rows}
+                        f"WHERE r.checkpoint_sha=? AND t.state NOT IN {_FINISHED_SQL}", sha, sha, sha)
+        users = {r["population"] for r in rows}
+        return users if users & guarded else set()
 
     def count_devices(self, population: str) -> int:
         return self.one("SELECT COUNT(*) AS n FROM devices WHERE population=?", population)["n"]

@@ -141,8 +141,13 @@ async def test_a_guarded_population_needs_a_device_token_for_its_blobs(harness):
     assert resp.status == 201, await resp.text()
     anonymous = await c.get(f"/v1/blobs/{open_sha}")
     assert anonymous.status == 401
-    outsider = await harness.register()  # a device of the open population
-    resp = await c.get(f"/v1/blobs/{open_sha}", headers=outsider)
+    # A device of the open population, whose task uses the same file, still downloads it.
+    outsider = await harness.register()
+    assert (await c.get(f"/v1/blobs/{open_sha}", headers=outsider)).status == 200
+    # A third population with no task on it does not.
+    await c.post("/v1/admin/populations", headers=ADMIN, json={"name": "third"})
+    third = await c.post("/v1/devices/register", json={"population": "third"})
+    resp = await c.get(f"/v1/blobs/{open_sha}", headers={"Authorization": f"Bearer {(await third.json())['token']}"})
     assert resp.status == 403 and (await resp.json())["error"]["code"] == "other_population"
     member = await _register(c, enrollment_secret="s3cret")
     headers = {"Authorization": f"Bearer {(await member.json())['token']}"}
@@ -169,7 +174,32 @@ async def test_the_model_devices_download_is_guarded_like_the_model(harness):
     assert resp.status == 201, await resp.text()
     harness.clock.advance(5.0)  # past the guard cache's second
     assert (await c.get(a["model_url"])).status == 401
-    assert (await c.get(a["model_url"], headers=device)).status == 403
+    assert (await c.get(a["model_url"], headers=device)).status == 200  # its own task uses the model too
     member = await _register(c, enrollment_secret="s3cret")
     resp = await c.get(a["model_url"], headers={"Authorization": f"Bearer {(await member.json())['token']}"})
     assert resp.status == 200 and resp.headers["Cache-Control"].startswith("private")
+
+
+async def test_a_shared_model_file_follows_the_tasks_that_use_it_now(harness):
+    """A guarded population's task on a file does not lock an open population's devices out
+    of it, and once the guarded task is cancelled the file is public again."""
+    c = harness.client
+    await c.post("/v1/admin/populations", headers=ADMIN, json={"name": "secure", "enrollment_secret": "S"})
+    await harness.setup_task(goal_count=1, over_selection=1.0)  # the open population "pop", task t1
+    sha = harness.coordinator.tasks["t1"].model_sha
+    resp = await c.post("/v1/admin/populations/secure/tasks", headers=ADMIN,
+                        json={"model_sha256": sha, "task_id": "s1", "config": {"rounds": 2, "goal_count": 2}})
+    assert resp.status == 201, await resp.text()
+    harness.clock.advance(5.0)
+    device = await harness.register()
+    body = await (await harness.checkin(device)).json()
+    assert body["outcome"] == "assigned" and body["assignment"]["task_id"] == "t1", body
+    a = body["assignment"]
+    for url in (a["model_url"], a["checkpoint_url"], f"/v1/blobs/{sha}"):
+        assert (await c.get(url, headers=device)).status == 200, url
+    assert (await harness.upload(device, a, harness.payload())).status == 201
+    assert (await c.get(f"/v1/blobs/{sha}")).status == 401  # guarded while the secure task runs
+    assert (await c.post("/v1/admin/tasks/s1/cancel", headers=ADMIN)).status == 200
+    assert (await c.post("/v1/admin/tasks/t1/cancel", headers=ADMIN)).status == 200
+    harness.clock.advance(5.0)
+    assert (await c.get(f"/v1/blobs/{sha}")).status == 200  # no task guards it: public again
