@@ -138,9 +138,15 @@ class CoordinatorClient:
             self._fail_over()
             raise
 
-    async def register(self, population: str, label: str = "") -> str:
-        _, _, body = await self._request("POST", "/v1/devices/register",
-                                         json={"population": population, "label": label})
+    async def register(self, population: str, label: str = "", enrollment_secret: str = "",
+                       attestation: str = "") -> str:
+        """A new device's token; `enrollment_secret` / `attestation` for populations that ask for them."""
+        payload = {"population": population, "label": label}
+        if enrollment_secret:
+            payload["enrollment_secret"] = enrollment_secret
+        if attestation:
+            payload["attestation"] = attestation
+        _, _, body = await self._request("POST", "/v1/devices/register", json=payload)
         self.token = json.loads(body)["token"]
         return self.token
 

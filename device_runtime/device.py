@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from device_runtime.client import ApiError, CoordinatorClient, retryable
+from device_runtime.data_fit import fit_problems
 from device_runtime.example_store import LocalData
 from device_runtime.privacy_ledger import PrivacyLedger
 from device_runtime.secagg_session import PHASES as SECAGG_PHASES
@@ -25,8 +26,10 @@ from protocol import codec
 from protocol.delta_download import apply_delta
 from protocol.errors import ProtocolError
 from protocol.messages import Assignment, DeviceState, UploadMeta
+from protocol.tflite_file import read_manifest
 
 log = logging.getLogger("fedge.device")
+report = logging.getLogger("fedge.device.rounds")  # one line per outcome; fleets keep it at WARNING
 REFUSED_WAIT_S = 5.0  # after a 4xx at check-in or a refused round, before checking in again
 UNREACHABLE_WAIT_S = 5.0  # after the client gave up retrying an unreachable coordinator
 
@@ -40,6 +43,7 @@ class DeviceStats:
     rejected: int = 0
     refused: int = 0  # rounds this device refused (a malformed or unsafe message from the coordinator)
     unfinished: int = 0  # trainings cut short (budget or capacity) in a task that takes no partial work
+    download_failures: int = 0  # rounds whose model or checkpoint could not be downloaded
     partial: int = 0  # uploads of partial work
     evaluations: int = 0  # federated evaluation reports sent
     delta_downloads: int = 0  # checkpoints reached as a held base plus a downloaded delta
@@ -87,7 +91,7 @@ class Behaviour:
 
 @dataclass
 class RoundOutcome:
-    outcome: str  # uploaded | retry | abandoned | dropped | rejected | refused
+    outcome: str  # uploaded | evaluated | retry | abandoned | dropped | rejected | refused | download_failed | ...
     retry_at: float = 0.0
     detail: str = ""
 
@@ -120,6 +124,8 @@ class Device:
     # Blobs this device holds (a phone keeps its model and last checkpoint): a blob not among
     # them counts as downloaded, even when an emulated fleet's shared cache had it already.
     held: list = field(default_factory=list)
+    # Per model: (its name, why this device's examples cannot train it; empty when they can).
+    _fits: dict = field(default_factory=dict)
 
     async def _fetch(self, a: Assignment, url: str, sha: str) -> bytes:
         data = await self.client.fetch_blob(url, sha, self.cache)
@@ -235,11 +241,16 @@ class Device:
         a = resp.assignment
         self.stats.rounds_joined += 1
         before = self.stats.bytes_down
-        model = await self._fetch(a, a.model_url, a.model_sha256)
-        if self.stats.bytes_down > before:
-            self.stats.model_bytes_down += self.stats.bytes_down - before
-            self.stats.model_downloads += 1
-        checkpoint, checkpoint_sha = await self._checkpoint(a)
+        try:
+            model = await self._fetch(a, a.model_url, a.model_sha256)
+            if self.stats.bytes_down > before:
+                self.stats.model_bytes_down += self.stats.bytes_down - before
+                self.stats.model_downloads += 1
+            self._check_data(a.model_sha256, model)
+            checkpoint, checkpoint_sha = await self._checkpoint(a)
+        except ApiError as exc:  # a download, not the check-in, failed
+            self.stats.download_failures += 1
+            return RoundOutcome("download_failed", self.clock() + REFUSED_WAIT_S, str(exc))
         if a.plan.evaluate_only:
             return await self._evaluate(a, model, checkpoint, checkpoint_sha)
         expected_s = self._expected_train_s(a)
@@ -353,6 +364,28 @@ class Device:
         outcome = "uploaded" if done.payload_bytes else done.outcome
         return RoundOutcome(outcome, detail=done.detail)
 
+    def _check_data(self, model_sha: str, model: bytes) -> None:
+        """Refuses (ProtocolError ``data_mismatch``) a round whose model this device's examples
+        cannot train, naming both shapes; checked once per model."""
+        if model_sha in self._fits:
+            problems = self._fits[model_sha]
+        else:
+            manifest = read_manifest(model)
+            labels = np.concatenate([np.asarray(self.data.y_train).ravel(), np.asarray(self.data.y_eval).ravel()])
+            problems = self._fits[model_sha] = (manifest.model_name, fit_problems(manifest, self.data.x_train, labels))
+        if problems[1]:
+            raise ProtocolError(f"this device's data does not fit model {problems[0]!r}: " + "; ".join(problems[1]),
+                                "data_mismatch")
+
+    def _report(self, outcome: RoundOutcome) -> None:
+        """One line per check-in outcome (`fedge device` shows them; -q hides them)."""
+        if outcome.outcome == "retry":
+            wait = max(0.0, outcome.retry_at - self.clock())
+            report.info("check-in: no round for this device now (%s); next in %.0f s", outcome.detail or "retry",
+                        wait)
+        elif outcome.outcome not in ("rejected", "refused", "unreachable"):  # those were logged as warnings
+            report.info("round: %s%s", outcome.outcome, f" ({outcome.detail})" if outcome.detail else "")
+
     def _abandon(self, why: str) -> RoundOutcome:
         self.stats.abandoned_deadline += 1
         log.info("abandoning round: %s", why)
@@ -389,6 +422,7 @@ class Device:
                 log.warning("coordinator unreachable, trying again in %.0f s: %s", UNREACHABLE_WAIT_S, exc)
                 outcome = RoundOutcome("unreachable", self.clock() + UNREACHABLE_WAIT_S, str(exc))
             self.stats.last_outcome = outcome.outcome
+            self._report(outcome)
             if max_rounds is not None and self.stats.uploads >= max_rounds:
                 return
             # A refusal waits (retrying a 401 at once would spin); otherwise "come back at T", or next round.

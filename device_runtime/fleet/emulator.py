@@ -25,6 +25,7 @@ from device_runtime.admin import AdminClient
 from device_runtime.attacks import check_attack, poison_labels
 from device_runtime.blob_cache import MemoryBlobCache
 from device_runtime.client import CoordinatorClient, coordinator_urls
+from device_runtime.data_fit import fit_problems
 from device_runtime.device import Behaviour, Device
 from device_runtime.example_store import split_holdout
 from device_runtime.litert_model import LocalModel, runtime_version
@@ -357,16 +358,8 @@ def slowdowns(speed: str, n: int, slow_fraction: float, slowdown: float, rng: np
 def check_data_fits(manifest: Manifest, data) -> None:
     """One line naming both sides when a fleet's data cannot train the model (a 60-feature
     dataset on a 64-input model ran 12 failed rounds before)."""
-    x, y = data.shards[0]
-    shape = tuple(np.shape(x)[1:])
-    problems = []
-    if shape != tuple(manifest.input.shape):
-        problems.append(f"examples of shape {shape}, the model takes {tuple(manifest.input.shape)}")
-    if manifest.task_kind == "classification":
-        labels = np.concatenate([np.asarray(s[1]).ravel() for s in data.shards] + [np.asarray(data.y_test).ravel()])
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= manifest.num_classes:
-            problems.append(f"labels {low}..{high}, the model has {manifest.num_classes} classes")
+    labels = np.concatenate([np.asarray(s[1]).ravel() for s in data.shards] + [np.asarray(data.y_test).ravel()])
+    problems = fit_problems(manifest, data.shards[0][0], labels)
     if problems:
         raise ValueError(f"dataset {data.name!r} does not fit model {manifest.model_name!r}: " + "; ".join(problems))
 

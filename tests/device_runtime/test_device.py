@@ -266,3 +266,27 @@ async def test_a_top_k_device_keeps_what_it_did_not_send(live_coordinator, digit
     restarted = Device(client=None, data=dev.data, trainer=None, state_fn=None, cache=None, rng=None,
                        state_dir=tmp_path / "local")
     np.testing.assert_array_equal(restarted._residual_for("t"), residual)  # survives a restart
+
+
+async def test_data_that_does_not_fit_the_model_refuses_the_round_and_the_device_goes_on(live_coordinator,
+                                                                                           digits_tflite, caplog):
+    """(50, 10) examples against the 64-feature digits model: not a LiteRT crash but a refused
+    round naming both shapes; the device keeps running (and its next check-in is made)."""
+    import logging
+
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    await create_task(url, digits_tflite)
+    rng = np.random.default_rng(0)
+    async with aiohttp.ClientSession() as session:
+        dev = _device(session, url, Trainer(1))
+        dev.data = split_holdout(rng.random((50, 10), dtype=np.float32), rng.integers(0, 10, 50), 0.2, 0)
+        await dev.client.register("pop")
+        stop = asyncio.Event()
+        with caplog.at_level(logging.WARNING, logger="fedge.device"):
+            runner = asyncio.create_task(dev.run(stop))
+            await _wait_until(lambda: dev.stats.refused >= 1)
+            stop.set()
+            await runner
+    assert dev.stats.uploads == 0 and dev.stats.last_outcome == "refused"
+    line = next(r.getMessage() for r in caplog.records if "does not fit" in r.getMessage())
+    assert "examples of shape (10,), the model takes (64,)" in line
