@@ -48,6 +48,10 @@ log = logging.getLogger("fedge.coordinator")
 PACE_INPUTS_TTL_S = 1.0
 SELECTING_HINT_TTL_S = 0.1  # as long as a tick: another replica's round opening is seen within it
 PERIOD_ROUNDS = 6  # the round period is the median gap between the last openings
+# A device is present until the time it was told to come back (or its round's deadline) plus
+# this grace, and this share of the wait: past it without a check-in, pace steering stops counting it.
+PRESENCE_GRACE_S = 10.0
+PRESENCE_GRACE = 0.25
 
 
 NOT_ASSIGNED = "this device holds no assignment for that round (or the upload token is wrong)"
@@ -69,7 +73,7 @@ class DeviceGateway:
         self._device_cache: dict[str, DeviceRecord] = {}  # see _device
         # last_seen of devices that checked in since the last flush: one transaction per tick
         # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
-        self._seen: dict[str, float] = {}
+        self._seen: dict[str, tuple[float, float]] = {}  # device -> (last_seen, due)
         self._storing: set[tuple[str, int, str]] = set()  # uploads between begin_upload and end_upload
         self.refusals = UploadRefusals()
         self.offers: dict[str, int] = {}  # per task: slots offered and not yet written (see _offer)
@@ -137,7 +141,8 @@ class DeviceGateway:
         """Everything but writing the assignment: the answer, or the assignment to write
         (`Store.assign(p.record, p.capacity)`, then `checkin_finish`); `admit_checkin` first."""
         now = self.clock()
-        self._seen[device.device_id] = now  # written in batches by Coordinator.tick (take_seen)
+        # Written in batches by Coordinator.tick (take_seen); `_arrival` sets when it is due back.
+        self._seen[device.device_id] = (now, now + PRESENCE_GRACE_S)
         state = req.state.to_dict()
         tasks = self.tasks.active_in(device.population)
         if not tasks:
@@ -175,21 +180,27 @@ class DeviceGateway:
                  failed_clauses=()) -> CheckinResponse:
         if first_look:
             self.activity.record(device.population, resp.reason or resp.outcome, now, failed_clauses)
+        back = resp.assignment.report_deadline if resp.assignment is not None else resp.retry_at
+        if back:  # due back then, with a grace for the network and its own timers
+            self._seen[device.device_id] = (now, back + max(PRESENCE_GRACE_S, PRESENCE_GRACE * (back - now)))
         return resp
 
-    def take_seen(self) -> dict[str, float]:
-        """last_seen of the devices that checked in since the last call (to be written in one batch)."""
+    def take_seen(self) -> dict[str, tuple[float, float]]:
+        """(last_seen, due) of the devices that checked in since the last call (one batch write)."""
         seen, self._seen = self._seen, {}
         return seen
 
     def pace_inputs(self, task: Task, now: float) -> tuple[int, float]:
-        """(devices of the population seen within max_retry_s, the task's round period), worked
-        out at most once a second: a COUNT(*) on every no-slot check-in was the check-in
-        path's largest cost."""
+        """(devices of the population present: checked in and not yet overdue, the task's round
+        period), worked out at most once a second: a COUNT(*) on every no-slot check-in was the
+        check-in path's largest cost. Never the registered count: a population is mostly
+        devices that are asleep, uninstalled or gone, and counting the devices merely seen in
+        the last max_retry_s had a fleet's leftovers of earlier runs stretch every retry time
+        past the selection window (rounds with 0 devices)."""
         counted_at, inputs = self._pace_cache.get(task.task_id, (-1e18, (0, 0.0)))
         if now - counted_at >= PACE_INPUTS_TTL_S:
             opened = [r.opened_at for r in self.store.recent_rounds(task.task_id, PERIOD_ROUNDS)]
-            inputs = (self.store.count_seen(now - self.pace.max_retry_s, task.population),
+            inputs = (self.store.count_present(now, task.population),
                       round_period(opened, task.config.selection_window_s))
             self._pace_cache[task.task_id] = (now, inputs)
         return inputs

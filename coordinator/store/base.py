@@ -103,17 +103,23 @@ class Store(BufferRows, SecAggRows):
                      "VALUES (?, ?, ?, ?)", p.name, p.created_at, p.enrollment_secret_hash, int(p.require_attestation))
 
     def add_device(self, d: DeviceRecord) -> None:
-        self.execute("INSERT INTO devices VALUES (?,?,?,?,?,?)", d.device_id, d.population, d.token_hash, d.label,
-                     d.created_at, d.last_seen)
+        self.execute("INSERT INTO devices (device_id, population, token_hash, label, created_at, last_seen, due) "
+                     "VALUES (?,?,?,?,?,?,?)", d.device_id, d.population, d.token_hash, d.label, d.created_at,
+                     d.last_seen, d.due)
 
     def device(self, device_id: str) -> DeviceRecord | None:
         r = self.one("SELECT * FROM devices WHERE device_id=?", device_id)
         return DeviceRecord(**{k: r[k] for k in r.keys()}) if r else None
 
-    def touch_devices(self, seen: dict[str, float]) -> None:
-        """last_seen of many devices, in one transaction."""
+    def touch_devices(self, seen: dict[str, tuple[float, float]]) -> None:
+        """(last_seen, due) of many devices, in one transaction."""
         with self.transaction() as tx:
-            tx.executemany("UPDATE devices SET last_seen=? WHERE device_id=?", [(t, d) for d, t in seen.items()])
+            tx.executemany("UPDATE devices SET last_seen=?, due=? WHERE device_id=?",
+                           [(t, due, d) for d, (t, due) in seen.items()])
+
+    def count_present(self, now: float, population: str) -> int:
+        """Devices of the population not yet overdue: they checked in and said they would be back."""
+        return self.one("SELECT COUNT(*) AS n FROM devices WHERE population=? AND due>=?", population, now)["n"]
 
     def count_seen(self, since: float, population: str | None = None) -> int:
         if population is None:

@@ -71,6 +71,10 @@ CREATE TABLE task_leases (task_id TEXT PRIMARY KEY, holder TEXT NOT NULL, expire
 CREATE TABLE audit_log (task_id TEXT NOT NULL, seq INTEGER NOT NULL, entry TEXT NOT NULL, hash TEXT NOT NULL,
     PRIMARY KEY (task_id, seq));
 """),
+    (4, """
+ALTER TABLE devices ADD COLUMN due DOUBLE PRECISION NOT NULL DEFAULT 0;
+CREATE INDEX devices_due ON devices(population, due);
+"""),
 ]
 
 

@@ -22,6 +22,10 @@ class DeviceRecord:
     label: str
     created_at: float
     last_seen: float = 0.0
+    # When the device said it would be back by (the retry time it was given, or its round's
+    # deadline, plus a grace): past it without a check-in, it is gone (pace steering counts
+    # the devices not yet overdue, never the registered ones).
+    due: float = 0.0
 
 
 @dataclass(frozen=True)

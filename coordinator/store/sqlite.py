@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS populations (name TEXT PRIMARY KEY, created_at REAL N
     enrollment_secret_hash TEXT NOT NULL DEFAULT '', require_attestation INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY, population TEXT NOT NULL, token_hash TEXT NOT NULL,
-    label TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, last_seen REAL NOT NULL DEFAULT 0);
+    label TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, last_seen REAL NOT NULL DEFAULT 0,
+    due REAL NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS devices_by_population ON devices(population, last_seen);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, population TEXT NOT NULL, config TEXT NOT NULL, model_sha TEXT NOT NULL,
@@ -98,6 +99,12 @@ class SqliteStore(Store):
                     tx.execute("ALTER TABLE populations ADD COLUMN enrollment_secret_hash TEXT NOT NULL DEFAULT ''")
                     tx.execute("ALTER TABLE populations ADD COLUMN require_attestation INTEGER NOT NULL DEFAULT 0")
                 tx.execute("PRAGMA user_version=1")
+        if version < 2:
+            with self.transaction() as tx:
+                if "due" not in {r[1] for r in self.conn.execute("PRAGMA table_info(devices)")}:
+                    tx.execute("ALTER TABLE devices ADD COLUMN due REAL NOT NULL DEFAULT 0")
+                tx.execute("CREATE INDEX IF NOT EXISTS devices_due ON devices(population, due)")
+                tx.execute("PRAGMA user_version=2")
 
     def close(self) -> None:
         if self._checkpointer is not None:

@@ -318,3 +318,35 @@ async def test_holds_that_time_out_leave_nothing_behind(harness):
         assert [(await a.json())["outcome"] for a in answers] == ["retry"] * len(devices)
     await asyncio.sleep(0.05)
     assert waiters.held == 0 and waiters.waiting() == 0
+
+
+async def test_devices_that_stopped_checking_in_stop_counting_for_pace_steering(harness):
+    """A population is mostly devices that are asleep, uninstalled or gone (a fleet's earlier
+    runs): once a device is overdue (its retry time plus a grace, without a check-in), pace
+    steering stops counting it, so the devices that are here are not told to come back late."""
+    await harness.setup_task(goal_count=2, over_selection=1.0, selection_window_s=10)
+    c = harness.coordinator
+    task = c.tasks["t1"]
+
+    def flush():  # the batch of last_seen / due writes, on the intake thread where there is one
+        harness.tick()
+        if c.intake is not None:
+            c.intake.executor.submit(lambda: None).result()
+        harness.clock.advance(1.5)  # past the pace inputs' cache
+
+    gone = [await harness.register() for _ in range(60)]
+    for _ in range(2):  # the second time, pace steering counts them: realistic retry times
+        answers = [await (await harness.checkin(d)).json() for d in gone]
+        flush()
+    assert c.gateway.pace_inputs(task, c.clock())[0] >= 58
+    longest = max(a["retry_at"] for a in answers if a["outcome"] == "retry") - c.clock()
+    assert longest > 5.0
+    # None of them comes back; a while after the last one was due, a new device checks in.
+    harness.clock.advance(longest * 1.5 + 60)
+    here = await harness.register()
+    body = await (await harness.checkin(here)).json()
+    flush()
+    assert c.gateway.pace_inputs(task, c.clock())[0] <= 3  # the new device, at most two in their round
+    assert c.store.count_devices("pop") == 61  # registered, and costing nothing
+    if body["outcome"] == "retry":
+        assert body["retry_at"] - c.clock() < longest / 4

@@ -50,8 +50,9 @@ def test_typed_interface_round_trip(store_db):
     try:
         store.add_population(PopulationRecord("p", 1.5, "h", True))
         store.add_device(DeviceRecord("d1", "p", "th", "label", 2.0))
-        store.touch_devices({"d1": 123.25})
+        store.touch_devices({"d1": (123.25, 150.0)})
         assert store.count_seen(100.0, "p") == 1 and store.count_devices("p") == 1
+        assert store.count_present(149.0, "p") == 1 and store.count_present(151.0, "p") == 0
         assert store.population("p") == PopulationRecord("p", 1.5, "h", True)
         store.add_round("t", 1, 10.5, 20.5, 30.5)
         assert store.assign(AssignmentRecord("t", 1, "d1", "x", 11.0)) == 1
