@@ -40,6 +40,9 @@ class AdminClient:
     async def task(self, task_id: str) -> dict:
         return await self._call("GET", f"/v1/admin/tasks/{task_id}")
 
+    async def cancel_task(self, task_id: str) -> dict:
+        return await self._call("POST", f"/v1/admin/tasks/{task_id}/cancel")
+
     async def peak_rss_bytes(self) -> float | None:
         """The coordinator's peak memory, from its /metrics (None if it does not say)."""
         _, _, body = await self.http._request("GET", "/metrics", headers=self.http._headers())

@@ -11,6 +11,7 @@ the history (CSV, JSON, PNG plot).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import math
@@ -126,6 +127,7 @@ class FleetConfig:
     # FedProx's straggler set-up: each round this fraction of the devices can run only a
     # uniformly random number of epochs in [1, epochs] (Behaviour.straggler).
     stragglers: float = 0.0
+    keep_task: bool = False  # on a stop (Ctrl-C, SIGTERM), leave the task the fleet created running
 
 
 class Fleet:
@@ -141,6 +143,9 @@ class Fleet:
         self.evaluations: list[dict] = []
         self.started = time.time()
         self.coordinator_peak_bytes: float | None = None
+        self.task_id = ""  # the task this fleet created
+        self.interrupted = False  # stopped before the task finished (Ctrl-C, SIGTERM)
+        self.task_cancelled = False  # ...and its task cancelled on the way out
 
     def _state_fn(self, index: int, phase: float, version: str):
         def state() -> DeviceState:
@@ -201,6 +206,7 @@ class Fleet:
             # Devices first: registering 10,000 takes longer than round 1's selection window.
             await self._make_devices(session)
             task = await admin.create_task(self.cfg.population, sha, task_config, task_id)
+            self.task_id = task["task_id"]
             stop = asyncio.Event()
             self.started = time.time()
             ramp = self.cfg.ramp_s if self.cfg.ramp_s is not None else len(self.devices) / 1000.0
@@ -209,6 +215,13 @@ class Fleet:
             try:
                 await self._monitor(admin, session, task["task_id"], model_bytes, task_config["rounds"], on_round)
                 self.coordinator_peak_bytes = await admin.peak_rss_bytes()
+            except asyncio.CancelledError:  # stopped (Ctrl-C, SIGTERM): the task stops with the fleet
+                self.interrupted = True
+                if not self.cfg.keep_task:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(admin.cancel_task(self.task_id), 10.0)
+                        self.task_cancelled = True
+                raise
             finally:
                 stop.set()
                 await asyncio.gather(*runners, return_exceptions=True)

@@ -20,15 +20,19 @@ def test_flags_alone_make_the_task():
     assert task_config_from_args(_args("--download-codec", "q8"))["download_codec"] == "q8"
 
 
-def test_the_file_adds_any_key_and_overrides_the_flags(tmp_path):
+def test_the_file_adds_any_key_and_flags_given_win(tmp_path):
+    """One rule for every command (as `fedge serve --config`): a flag on the command line wins
+    over the file's key; the file's key wins over a flag's default."""
     path = tmp_path / "task.toml"
     path.write_text('rounds = 3\nmax_update_norm = 5.0\nserver_optimizer = { name = "fedadam", learning_rate = 0.01 }\n'
-                    'keep_checkpoints = 4\n')
+                    'keep_checkpoints = 4\nepochs = 2\ncodec = "q4"\n')
     config = task_config_from_args(_args("--rounds", "7", "--task-config", str(path)))
-    assert config["rounds"] == 3  # the file wins
+    assert config["rounds"] == 7  # the flag given wins
+    assert config["epochs"] == 2 and config["codec"] == "q4"  # the file's keys over the flags' defaults
+    assert task_config_from_args(_args("--codec", "f32", "--task-config", str(path)))["codec"] == "f32"
     assert config["max_update_norm"] == 5.0 and config["keep_checkpoints"] == 4
     assert config["server_optimizer"] == {"name": "fedadam", "learning_rate": 0.01}
-    assert config["codec"] == "q8"  # a flag's default where the file says nothing
+    assert config["goal_count"] == 20  # a flag's default where the file says nothing
 
 
 def test_a_bad_file_is_one_clear_line(tmp_path):
