@@ -113,6 +113,16 @@ def test_every_source_of_the_app_compiles_against_the_android_framework(app_buil
     assert "R" in compiled  # aapt accepted the manifest and resources and named them
 
 
+def test_every_app_class_calls_only_what_android_8_has(app_build):
+    """The API-level gate on the app's classes (app/pom.xml's Animal Sniffer configuration,
+    minSdk 26): android.* and java.* calls alike. ByteBuffer.rewind() returning ByteBuffer, 22
+    calls of the LiteRT trainer, is Java 9's and not on Android 8; the core is gated by its build."""
+    res = subprocess.run(["mvn", "-B", "-o", "-f", str(APP / "pom.xml"), f"-Dfedge.app.classes={app_build['classes']}",
+                          "animal-sniffer:check"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, "\n".join(line for line in res.stdout.splitlines() if "ERROR" in line)[-4000:]
+    assert "Checking unresolved references to net.sf.androidscents.signature:android-api-level-26" in res.stdout
+
+
 LIVE = "FedgeJobServiceTest"  # needs the coordinator the last test starts
 
 

@@ -6,6 +6,7 @@ import dev.fedge.core.LocalTrainer;
 import dev.fedge.core.LocalWork;
 import dev.fedge.core.Plan;
 import dev.fedge.core.dp.DpSgdEvent;
+import java.nio.Buffer;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.HashMap;
@@ -65,7 +66,7 @@ final class LiteRtTrainer implements LocalTrainer {
             for (int i = 0; i < n && at < saved.length; i++) {
                 b.putFloat(saved[at++]);
             }
-            inputs.put(key, b.rewind());
+            inputs.put(key, rewound(b));
         }
         Map<String, Object> outputs = new HashMap<>();
         outputs.put("ok", buffer(4));
@@ -90,7 +91,7 @@ final class LiteRtTrainer implements LocalTrainer {
         int at = 0;
         for (String key : keys) {
             ByteBuffer b = (ByteBuffer) outputs.get(key);
-            b.rewind();
+            rewound(b);
             while (b.remaining() >= 4) {
                 flat[at++] = b.getFloat();
             }
@@ -122,7 +123,7 @@ final class LiteRtTrainer implements LocalTrainer {
 
     private static Interpreter open(byte[] model) {
         ByteBuffer modelBuffer = buffer(model.length);
-        modelBuffer.put(model).rewind();
+        rewound(modelBuffer.put(model));
         return new Interpreter(modelBuffer, new Interpreter.Options().setNumThreads(2));
     }
 
@@ -170,9 +171,9 @@ final class LiteRtTrainer implements LocalTrainer {
                     ? new float[interpreter.getInputTensorFromSignature("noise", step).numElements()] : null;
             ByteBuffer noiseBuffer = noise == null ? null : buffer(4 * noise.length);
             ByteBuffer clip = buffer(4);
-            clip.putFloat((float) plan.dpSgdClip).rewind();
+            rewound(clip.putFloat((float) plan.dpSgdClip));
             ByteBuffer noiseMultiplier = buffer(4);
-            noiseMultiplier.putFloat((float) plan.dpSgdNoiseMultiplier).rewind();
+            rewound(noiseMultiplier.putFloat((float) plan.dpSgdNoiseMultiplier));
             boolean stepTakesMu = java.util.Arrays.asList(interpreter.getSignatureInputs(step)).contains("proximal_mu");
 
             int[] rowsThisRound = trainRows.clone();
@@ -183,9 +184,9 @@ final class LiteRtTrainer implements LocalTrainer {
             double[] eval = evaluate(interpreter, evalRows, batch, features);
 
             ByteBuffer learningRate = buffer(4);
-            learningRate.putFloat((float) plan.learningRate).rewind();
+            rewound(learningRate.putFloat((float) plan.learningRate));
             ByteBuffer proximalMu = buffer(4);
-            proximalMu.putFloat((float) plan.proximalMu).rewind();
+            rewound(proximalMu.putFloat((float) plan.proximalMu));
             double lossSum = 0;
             int seen = 0;
             int steps = 0;
@@ -203,19 +204,19 @@ final class LiteRtTrainer implements LocalTrainer {
                     }
                     int real = Math.min(batch, rows.length - start);
                     Map<String, Object> inputs = batchInputs(rows, start, real, batch, features);
-                    learningRate.rewind();
+                    rewound(learningRate);
                     inputs.put("learning_rate", learningRate);
                     if (stepTakesMu) {
-                        proximalMu.rewind();
+                        rewound(proximalMu);
                         inputs.put("proximal_mu", proximalMu);
                     }
                     if (noise != null) { // fresh standard normal noise for every DP-SGD step
                         DpSgdEvent.standardNormal(noise, noiseSource);
-                        noiseBuffer.rewind();
+                        rewound(noiseBuffer);
                         noiseBuffer.asFloatBuffer().put(noise);
-                        inputs.put("noise", noiseBuffer.rewind());
-                        inputs.put("l2_norm_clip", clip.rewind());
-                        inputs.put("noise_multiplier", noiseMultiplier.rewind());
+                        inputs.put("noise", rewound(noiseBuffer));
+                        inputs.put("l2_norm_clip", rewound(clip));
+                        inputs.put("noise_multiplier", rewound(noiseMultiplier));
                     }
                     ByteBuffer loss = buffer(4);
                     Map<String, Object> outputs = new HashMap<>();
@@ -259,7 +260,7 @@ final class LiteRtTrainer implements LocalTrainer {
             for (int k = 0; k < counts[index]; k++) {
                 b.putFloat(correction[offsets[index] + k]);
             }
-            inputs.put(key, b.rewind());
+            inputs.put(key, rewound(b));
         }
         Map<String, Object> outputs = new HashMap<>();
         outputs.put("ok", buffer(4));
@@ -287,16 +288,16 @@ final class LiteRtTrainer implements LocalTrainer {
                 cycled[i] = rows[i % rows.length];
             }
             ByteBuffer learningRate = buffer(4);
-            learningRate.putFloat((float) plan.learningRate).rewind();
+            rewound(learningRate.putFloat((float) plan.learningRate));
             String step = LocalWork.trainSignature(interpreter.getSignatureKeys(), 0, false);
             boolean takesMu = java.util.Arrays.asList(interpreter.getSignatureInputs(step)).contains("proximal_mu");
             for (int start = 0; start < cycled.length; start += batch) {
                 Map<String, Object> inputs = batchInputs(cycled, start, batch, batch, features);
-                learningRate.rewind();
+                rewound(learningRate);
                 inputs.put("learning_rate", learningRate);
                 if (takesMu) {
                     ByteBuffer zero = buffer(4);
-                    zero.putFloat(0f).rewind();
+                    rewound(zero.putFloat(0f));
                     inputs.put("proximal_mu", zero);
                 }
                 Map<String, Object> outputs = new HashMap<>();
@@ -327,9 +328,9 @@ final class LiteRtTrainer implements LocalTrainer {
             weight.putFloat(padding ? 0f : 1f);
         }
         Map<String, Object> inputs = new HashMap<>();
-        inputs.put("x", x.rewind());
-        inputs.put("y", y.rewind());
-        inputs.put("sample_weight", weight.rewind());
+        inputs.put("x", rewound(x));
+        inputs.put("y", rewound(y));
+        inputs.put("sample_weight", rewound(weight));
         return inputs;
     }
 
@@ -360,7 +361,7 @@ final class LiteRtTrainer implements LocalTrainer {
             for (int i = 0; i < counts[t]; i++) {
                 tensor.putFloat(flat[position++]);
             }
-            inputs.put(keys[t], tensor.rewind());
+            inputs.put(keys[t], rewound(tensor));
         }
         Map<String, Object> outputs = new HashMap<>();
         outputs.put("ok", buffer(4));
@@ -381,11 +382,17 @@ final class LiteRtTrainer implements LocalTrainer {
         int position = 0;
         for (int t = 0; t < keys.length; t++) {
             ByteBuffer tensor = (ByteBuffer) outputs.get(keys[t]);
-            tensor.rewind();
+            rewound(tensor);
             for (int i = 0; i < counts[t]; i++) {
                 flat[position++] = tensor.getFloat();
             }
         }
         return flat;
+    }
+
+    /** b, rewound: through Buffer, since ByteBuffer.rewind() returning ByteBuffer is Java 9's, not Android 8's (minSdk 26). */
+    private static ByteBuffer rewound(ByteBuffer b) {
+        ((Buffer) b).rewind();
+        return b;
     }
 }

@@ -1,5 +1,6 @@
 package dev.fedge.core;
 
+import java.nio.Buffer;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.security.MessageDigest;
@@ -25,7 +26,8 @@ public final class Rotation {
         float[] out = new float[length];
         ByteBuffer input = ByteBuffer.allocate(12).order(ByteOrder.LITTLE_ENDIAN);
         for (int block = 0; block * 256 < length; block++) {
-            input.clear();
+            // Through Buffer: ByteBuffer.clear() returning ByteBuffer is Java 9's (Android: API 34).
+            ((Buffer) input).clear();
             input.putLong(seed).putInt(block);
             byte[] digest = sha.digest(input.array());
             for (int j = 0; j < 256 && block * 256 + j < length; j++) {

@@ -1,5 +1,6 @@
 package dev.fedge.core;
 
+import java.nio.Buffer;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -45,7 +46,8 @@ public final class SparseSubset {
         long[] keyed = new long[length];
         ByteBuffer input = ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN);
         for (int block = 0; block * 8 < length; block++) {
-            input.clear();
+            // Through Buffer: ByteBuffer.clear() returning ByteBuffer is Java 9's (Android: API 34).
+            ((Buffer) input).clear();
             input.put("FEDS".getBytes(StandardCharsets.US_ASCII)).putLong(seed).putInt(block);
             ByteBuffer words = ByteBuffer.wrap(sha.digest(input.array())).order(ByteOrder.LITTLE_ENDIAN);
             for (int j = 0; j < 8 && block * 8 + j < length; j++) {

@@ -65,6 +65,8 @@ public final class DiscreteGaussian {
     }
 
     private static final Frac ONE = Frac.of(1, 1);
+    // BigInteger.TWO and BigInteger.sqrt() are Android API 33: neither is used here (minSdk 26).
+    private static final BigInteger TWO = BigInteger.valueOf(2);
 
     private DiscreteGaussian() {
     }
@@ -102,7 +104,7 @@ public final class DiscreteGaussian {
                 v = v.add(BigInteger.ONE);
             }
             BigInteger magnitude = u.add(t.multiply(v));
-            boolean negative = uniform.below(BigInteger.TWO).equals(BigInteger.ONE);
+            boolean negative = uniform.below(TWO).equals(BigInteger.ONE);
             if (negative && magnitude.signum() == 0) {
                 continue;
             }
@@ -130,7 +132,7 @@ public final class DiscreteGaussian {
     }
 
     static BigInteger floorSqrt(Frac q) {
-        BigInteger r = q.num.divide(q.den).sqrt();
+        BigInteger r = isqrt(q.num.divide(q.den));
         while (new Frac(r.add(BigInteger.ONE).pow(2), BigInteger.ONE).compareTo(q) <= 0) {
             r = r.add(BigInteger.ONE);
         }
@@ -138,5 +140,23 @@ public final class DiscreteGaussian {
             r = r.subtract(BigInteger.ONE);
         }
         return r;
+    }
+
+    /** floor(sqrt(n)) for n >= 0, exactly: Newton's iteration from above (BigInteger.sqrt() is API 33). */
+    static BigInteger isqrt(BigInteger n) {
+        if (n.signum() < 0) {
+            throw new ArithmeticException("square root of a negative number");
+        }
+        if (n.bitLength() <= 1) {
+            return n;
+        }
+        BigInteger x = BigInteger.ONE.shiftLeft((n.bitLength() + 1) / 2); // above sqrt(n)
+        while (true) {
+            BigInteger next = x.add(n.divide(x)).shiftRight(1);
+            if (next.compareTo(x) >= 0) {
+                return x;
+            }
+            x = next;
+        }
     }
 }

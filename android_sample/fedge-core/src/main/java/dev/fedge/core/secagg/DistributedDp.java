@@ -58,7 +58,7 @@ public final class DistributedDp {
     public static LongSupplier osNoise(double variance, SecureRandom random) {
         BigInteger exact = new BigDecimal(variance).toBigIntegerExact();
         DiscreteGaussian.Uniform uniform = DiscreteGaussian.secure(random);
-        return () -> DiscreteGaussian.sample(exact, BigInteger.ONE, uniform).longValueExact();
+        return () -> toLongExact(DiscreteGaussian.sample(exact, BigInteger.ONE, uniform));
     }
 
     /**
@@ -105,5 +105,13 @@ public final class DistributedDp {
             codes[i] = Math.floorMod(rounded[i] + noise.getAsLong(), modulus);
         }
         return codes;
+    }
+
+    /** The value as a long, or ArithmeticException (BigInteger.longValueExact() is Android API 31). */
+    static long toLongExact(BigInteger value) {
+        if (value.bitLength() > 63) {
+            throw new ArithmeticException("noise draw out of long range");
+        }
+        return value.longValue();
     }
 }
