@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast test-pi bench install clean
+.PHONY: demo test test-fast test-pi bench install clean apk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test-pi: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/export_bench.py
+
+# The sample app's signed APK (android_sample/build-apk.sh; needs `bash android_sample/fetch-dependencies.sh`
+# and Debian's aapt, zipalign, apksigner): android_sample/build/fedge-sample-debug.apk.
+apk:
+	bash android_sample/build-apk.sh
 
 clean:
 	rm -rf $(VENV) demo_out fleet_out .pytest_cache

@@ -15,6 +15,8 @@ mvn -B -q -f app/pom.xml dependency:resolve
 # build above fetched them for the core): run once on an empty class folder.
 mkdir -p "$scratch/no-classes"
 mvn -B -q -f app/pom.xml -Dfedge.app.classes="$scratch/no-classes" animal-sniffer:check
+# D8 (inside R8) for `make apk` (build-apk.sh).
+mvn -B -q -f app/pom.xml dependency:get -Dartifact=com.android.tools:r8:8.5.35
 for version in 14-robolectric-10818077-i7 15-robolectric-12650502-i7; do
   mvn -B -q -f app/pom.xml dependency:get -Dartifact="org.robolectric:android-all-instrumented:$version"
 done

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Builds the sample app's signed, installable APK without Gradle or Google's Maven repository,
+# from Debian's packages (aapt, zipalign, apksigner, the JDK) and Maven Central (D8 inside
+# com.android.tools:r8, the Android 14 framework jar as Robolectric ships it, TensorFlow Lite's
+# AARs, Gson, Bouncy Castle), all fetched once by fetch-dependencies.sh; run offline here.
+#
+#   bash android_sample/build-apk.sh [OUT_DIR]      # default android_sample/build
+#
+# Writes OUT_DIR/fedge-sample-debug.apk: minSdk 26, targetSdk 34, the app, the Java core and its
+# libraries in one dex, TensorFlow Lite's native libraries for arm64-v8a, armeabi-v7a, x86 and
+# x86_64, zipaligned and signed (v2/v3) with a debug key made here (OUT_DIR/debug.keystore,
+# never committed). Install with `adb install -r OUT_DIR/fedge-sample-debug.apk`.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="$(mkdir -p "${1:-$here/build}" && cd "${1:-$here/build}" && pwd)"
+m2="${MAVEN_REPO:-$HOME/.m2/repository}"
+MIN_SDK=26
+TARGET_SDK=34  # Debian's aapt reads API 34's resource table, not 35's: build.gradle says the same
+PACKAGE=dev.fedge.sample
+VERSION_CODE=1
+VERSION_NAME=0.1
+
+need() {
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "build-apk: $tool is missing (apt-get install aapt zipalign apksigner openjdk-17-jdk-headless)" >&2; exit 1; }
+  done
+}
+jar_of() {  # group artifact version [ext]
+  local path="$m2/${1//.//}/$2/$3/$2-$3.${4:-jar}"
+  [[ -f "$path" ]] || { echo "build-apk: $path is missing; run: bash android_sample/fetch-dependencies.sh" >&2; exit 1; }
+  echo "$path"
+}
+need aapt zipalign apksigner javac java keytool unzip zip
+
+framework=$(jar_of org.robolectric android-all 14-robolectric-10818077)
+r8=$(jar_of com.android.tools r8 8.5.35)
+gson=$(jar_of com.google.code.gson gson 2.10.1)
+bcprov=$(jar_of org.bouncycastle bcprov-jdk18on 1.78.1)
+tflite_aar=$(jar_of org.tensorflow tensorflow-lite 2.16.1 aar)
+tflite_api_aar=$(jar_of org.tensorflow tensorflow-lite-api 2.16.1 aar)
+
+work="$out/work"
+rm -rf "$work" && mkdir -p "$work"/{gen,classes,dex,aar,apk}
+for aar in "$tflite_aar" "$tflite_api_aar"; do
+  name=$(basename "$aar" .aar)
+  mkdir -p "$work/aar/$name" && unzip -q -o "$aar" -d "$work/aar/$name"
+done
+litert_jars=("$work/aar/tensorflow-lite-2.16.1/classes.jar" "$work/aar/tensorflow-lite-api-2.16.1/classes.jar")
+
+# 1. Resources: R.java and the resource table (Gradle takes the package from `namespace`; aapt
+#    wants it in the manifest).
+sed "s|<manifest |<manifest package=\"$PACKAGE\" |" "$here/app/src/main/AndroidManifest.xml" > "$work/AndroidManifest.xml"
+aapt package -f -m -J "$work/gen" -M "$work/AndroidManifest.xml" -S "$here/app/src/main/res" -I "$framework" \
+  --min-sdk-version "$MIN_SDK" --target-sdk-version "$TARGET_SDK" --version-code "$VERSION_CODE" \
+  --version-name "$VERSION_NAME" -0 tflite -F "$work/apk/resources.ap_"
+
+# 2. The app and the Java core, compiled together against the Android framework.
+find "$here/app/src/main/java" "$here/fedge-core/src/main/java" "$work/gen" -name '*.java' > "$work/sources.txt"
+javac --release 11 -nowarn -encoding UTF-8 -d "$work/classes" \
+  -cp "$framework:$gson:$bcprov:$(IFS=:; echo "${litert_jars[*]}")" @"$work/sources.txt"
+(cd "$work/classes" && jar cf "$work/app-classes.jar" .)
+
+# 3. One dex for API 26 (D8 desugars Java 11 and lambdas), the libraries included.
+java -cp "$r8" com.android.tools.r8.D8 --release --min-api "$MIN_SDK" --lib "$framework" \
+  --output "$work/dex" "$work/app-classes.jar" "$gson" "$bcprov" "${litert_jars[@]}"
+
+# 4. The APK: resources, the dex, the native libraries per ABI (uncompressed, page-aligned).
+cp "$work/apk/resources.ap_" "$work/apk/unsigned.apk"
+(cd "$work/dex" && zip -q "$work/apk/unsigned.apk" classes*.dex)
+mkdir -p "$work/native/lib"
+for abi in arm64-v8a armeabi-v7a x86 x86_64; do
+  cp -r "$work/aar/tensorflow-lite-2.16.1/jni/$abi" "$work/native/lib/"
+done
+(cd "$work/native" && zip -q -0 -r "$work/apk/unsigned.apk" lib)
+zipalign -f -p 4 "$work/apk/unsigned.apk" "$work/apk/aligned.apk"
+
+# 5. Signed with a debug key made here (never committed; kept in OUT_DIR for reinstalls).
+keystore="$out/debug.keystore"
+if [[ ! -f "$keystore" ]]; then
+  keytool -genkeypair -keystore "$keystore" -storepass android -keypass android -alias androiddebugkey \
+    -keyalg RSA -keysize 2048 -validity 10000 -dname "CN=fedge debug,O=fedge,C=US" >/dev/null 2>&1
+fi
+apk="$out/fedge-sample-debug.apk"
+apksigner sign --ks "$keystore" --ks-pass pass:android --key-pass pass:android --ks-key-alias androiddebugkey \
+  --out "$apk" "$work/apk/aligned.apk"
+apksigner verify "$apk"
+echo "wrote $apk ($(stat -c %s "$apk") bytes); install: adb install -r $apk"
