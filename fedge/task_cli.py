@@ -128,11 +128,10 @@ def run(args: argparse.Namespace) -> int:
         task = api.call("POST", f"/v1/admin/populations/{args.population}/tasks", body)
         c = task["config"]
         emit(args, task, f"task {task['task_id']} created on population {task['population']}: model "
-                         f"{task['model_name']} ({task['num_parameters']:,} parameters), {c['rounds']} rounds of "
-                         f"{c['goal_count']} reports, aggregator {c['aggregator']}, secagg {c['secagg']}"
-                         + (f"; DP calibrated to epsilon {c['dp_target_epsilon']:g} at delta {c['dp_delta']:g} over "
-                            f"{c['rounds']} rounds: noise multiplier {c['dp_noise_multiplier']:.4f}"
-                            if c.get("dp_target_epsilon") else ""))
+                         f"{task['model_name']} ({task['num_parameters']:,} parameters), "
+                         + (f"asynchronous, {c['rounds']} versions of {c['buffer_size'] or c['goal_count']} updates"
+                            if c.get("mode") == "async" else f"{c['rounds']} rounds of {c['goal_count']} reports")
+                         + f", aggregator {c['aggregator']}; {privacy_summary(c)}")
         return 0
     api = AdminApi.from_args(args)
     if args.action == "list":
@@ -166,11 +165,50 @@ def run(args: argparse.Namespace) -> int:
     return _watch(api, args)
 
 
+def privacy_summary(c: dict, spent: dict | None = None) -> str:
+    """Every privacy mode of a task's config, with the epsilon spent so far where rounds report it."""
+    spent = spent or {}
+    parts = [f"secagg {c['secagg']}" if c.get("secagg", "off") != "off" else "no secure aggregation"]
+    if c.get("dp_noise_multiplier"):
+        mode = c.get("dp_mode", "central")
+        what = (f"user-level DP {mode} (noise multiplier {c['dp_noise_multiplier']:.4g}, clip "
+                f"{c.get('clip_norm', 0):g}{' adaptive' if c.get('dp_target_quantile') else ''}, delta {c['dp_delta']:g}"
+                + (f", calibrated to epsilon {c['dp_target_epsilon']:g} over {c['rounds']} rounds"
+                   if c.get("dp_target_epsilon") else "")
+                + (f", honest fraction {c['dp_honest_fraction']:g}" if mode == "distributed"
+                   and c.get("dp_honest_fraction", 1.0) < 1.0 else "") + ")")
+        if "epsilon" in spent:
+            what += f": epsilon {spent['epsilon']:.3g} spent"
+        parts.append(what)
+    else:
+        parts.append("user-level DP off")
+    if c.get("dp_sgd_noise_multiplier"):
+        what = (f"example-level DP-SGD on the devices (noise multiplier {c['dp_sgd_noise_multiplier']:g}, clip "
+                f"{c['dp_sgd_clip']:g}, delta {c['dp_sgd_delta']:g})")
+        if "dp_sgd_device_epsilon" in spent:
+            what += f": a device's data has spent up to epsilon {spent['dp_sgd_device_epsilon']:.3g}"
+        elif "dp_sgd_round_epsilon" in spent:
+            what += f": up to epsilon {spent['dp_sgd_round_epsilon']:.3g} a round"
+        parts.append(what)
+    return ", ".join(parts)
+
+
+def _spent(rounds: list[dict]) -> dict:
+    """The latest committed round's privacy figures (epsilon is cumulative; DP-SGD's per device)."""
+    for r in reversed(rounds):
+        m = r.get("metrics") or {}
+        found = {k: m[k] for k in ("epsilon", "dp_sgd_device_epsilon", "dp_sgd_round_epsilon") if m.get(k) is not None}
+        if r.get("state") == "committed" and found:
+            return found
+    return {}
+
+
 def _round_row(r: dict) -> dict:
     m = r["metrics"]
     return {"round": r["round"], "state": r["state"], "selected": r["selected"], "reported": r["reported"],
             "duration": round(r["closed_at"] - r["opened_at"], 1) if r["closed_at"] else None,
-            "accuracy": m.get("eval_accuracy"), "loss": m.get("train_loss"), "epsilon": m.get("epsilon"),
+            "accuracy": m.get("eval_accuracy"), "loss": m.get("train_loss"),
+            "epsilon": m.get("epsilon", m.get("dp_sgd_device_epsilon", m.get("dp_sgd_round_epsilon"))),
             "staleness": m.get("staleness_mean"), "reason": r["reason"] or ""}
 
 
@@ -223,8 +261,8 @@ def _show(task: dict) -> str:
     head = [f"task {task['task_id']} on population {task['population']}: {task['state']}"
             + (f" ({task['reason']})" if task["reason"] else ""),
             f"model {task['model_name']} ({task['num_parameters']:,} parameters), {task['rounds_committed']}/"
-            f"{c['rounds']} rounds committed, goal {c['goal_count']}, aggregator {c['aggregator']}, "
-            f"secagg {c['secagg']}, DP {'z=' + str(c['dp_noise_multiplier']) if c['dp_noise_multiplier'] else 'off'}"]
+            f"{c['rounds']} rounds committed, goal {c['goal_count']}, aggregator {c['aggregator']}",
+            "privacy: " + privacy_summary(c, _spent(task["rounds"]))]
     rounds = [_round_row(r) for r in task["rounds"]]
     text = "\n".join(head) + ("\n\n" + table(rounds, ROUND_COLUMNS) if rounds else "\nno rounds yet")
     if task.get("evaluations"):

@@ -417,7 +417,8 @@ def write_history(history: list[RoundRecord], out_dir: str | Path, title: str = 
     ok = [r for r in history if r.state == "committed"]
     fig, (ax1, ax3) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.plot([r.round for r in ok], [r.global_accuracy for r in ok], "o-", color="tab:blue", label="global accuracy")
-    ax1.set_xlabel("round (version, asynchronous)")
+    asynchronous = any(r.staleness_mean == r.staleness_mean for r in ok)  # only versions record staleness
+    ax1.set_xlabel("version (asynchronous)" if asynchronous else "round")
     ax1.set_ylabel("accuracy (held-out)", color="tab:blue")
     ax1.set_ylim(0, 1)
     ax2 = ax1.twinx()

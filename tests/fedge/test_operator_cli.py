@@ -169,3 +169,25 @@ def test_audit_key_export_and_offline_verification(server, digits_tflite, tmp_pa
     code = main(["audit", "verify", str(trail), "--key", str(key)])
     out = capsys.readouterr().out
     assert code == 1 and "1 entry where the signed head lists 2" in out
+
+
+def test_show_names_every_privacy_mode_with_its_epsilon():
+    """A DP-SGD task was shown as "DP off" with epsilon "-": every mode is named, with what it spent."""
+    from fedge.task_cli import _show
+
+    base = {"rounds": 5, "goal_count": 3, "aggregator": "fedavg", "secagg": "off", "dp_noise_multiplier": 0.0,
+            "dp_delta": 1e-5, "dp_sgd_noise_multiplier": 1.1, "dp_sgd_clip": 0.5, "dp_sgd_delta": 1e-6}
+    task = {"task_id": "t", "population": "p", "state": "active", "reason": "", "model_name": "m",
+            "num_parameters": 10, "rounds_committed": 1, "config": base,
+            "rounds": [{"round": 1, "state": "committed", "selected": 3, "reported": 3, "opened_at": 0.0,
+                        "closed_at": 1.0, "reason": "", "metrics": {"train_loss": 1.0, "dp_sgd_round_epsilon": 2.1,
+                                                                    "dp_sgd_device_epsilon": 15.4}}]}
+    text = _show(task)
+    assert "example-level DP-SGD on the devices (noise multiplier 1.1, clip 0.5" in text
+    assert "up to epsilon 15.4" in text and "user-level DP off" in text
+    assert "15.4" in text.split("EPSILON")[1]  # the round's column too
+    central = {**base, "dp_sgd_noise_multiplier": 0.0, "dp_noise_multiplier": 1.2, "dp_mode": "distributed",
+               "secagg": "secagg+", "clip_norm": 1.0, "dp_honest_fraction": 0.5}
+    text = _show({**task, "config": central, "rounds": [{**task["rounds"][0], "metrics": {"epsilon": 3.25}}]})
+    assert "secagg secagg+" in text and "user-level DP distributed (noise multiplier 1.2" in text
+    assert "honest fraction 0.5" in text and "epsilon 3.25 spent" in text and "DP-SGD" not in text
