@@ -41,6 +41,7 @@ class DeviceStats:
     abandoned_deadline: int = 0
     dropped: int = 0
     rejected: int = 0
+    rejected_codes: dict = field(default_factory=dict)  # the coordinator's error code -> how many
     refused: int = 0  # rounds this device refused (a malformed or unsafe message from the coordinator)
     unfinished: int = 0  # trainings cut short (budget or capacity) in a task that takes no partial work
     download_failures: int = 0  # rounds whose model or checkpoint could not be downloaded
@@ -58,6 +59,12 @@ class DeviceStats:
     bytes_by_round: dict = field(default_factory=dict)  # round -> update bytes this device sent
     bytes_down: int = 0  # models, checkpoints and control variates this device had to download
     down_by_round: dict = field(default_factory=dict)  # round -> those bytes
+
+    def refused_by(self, exc) -> None:
+        """An upload, report or SecAgg message the coordinator refused, counted by its error code."""
+        self.rejected += 1
+        code = getattr(exc, "code", "") or "unknown"
+        self.rejected_codes[code] = self.rejected_codes.get(code, 0) + 1
 
     def count_download(self, round_num: int, size: int) -> None:
         self.bytes_down += size
@@ -94,6 +101,7 @@ class RoundOutcome:
     outcome: str  # uploaded | evaluated | retry | abandoned | dropped | rejected | refused | download_failed | ...
     retry_at: float = 0.0
     detail: str = ""
+    logged: bool = False  # already said in a warning (a refused check-in)
 
 
 @dataclass
@@ -316,7 +324,7 @@ class Device:
         try:
             answer = await self.client.upload(a, result.payload, meta)
         except ApiError as exc:
-            self.stats.rejected += 1
+            self.stats.refused_by(exc)
             return RoundOutcome("rejected", detail=str(exc))
         # An asynchronous task says which version took the update (it may be a later one).
         landed = answer.get("round", a.round) if isinstance(answer, dict) else a.round
@@ -338,7 +346,7 @@ class Device:
         try:
             await self.client.report_evaluation(a, report)
         except ApiError as exc:
-            self.stats.rejected += 1
+            self.stats.refused_by(exc)
             return RoundOutcome("rejected", detail=str(exc))
         self.stats.evaluations += 1
         return RoundOutcome("evaluated", detail=f"{report['examples']} examples")
@@ -353,7 +361,7 @@ class Device:
                                           self.clock, self.min_dp_noise,
                                           lambda result: self.spend(result, a.plan.dp_sgd_delta))
         except ApiError as exc:
-            self.stats.rejected += 1
+            self.stats.refused_by(exc)
             return RoundOutcome("rejected", detail=str(exc))
         if done.outcome == "dropped":
             self.stats.dropped += 1
@@ -383,7 +391,9 @@ class Device:
             wait = max(0.0, outcome.retry_at - self.clock())
             report.info("check-in: no round for this device now (%s); next in %.0f s", outcome.detail or "retry",
                         wait)
-        elif outcome.outcome not in ("rejected", "refused", "unreachable"):  # those were logged as warnings
+        elif outcome.outcome == "rejected" and not outcome.logged:  # the coordinator refused what the round sent
+            log.warning("round: refused by the coordinator: %s", outcome.detail)
+        elif not outcome.logged and outcome.outcome not in ("refused", "unreachable", "rejected"):
             report.info("round: %s%s", outcome.outcome, f" ({outcome.detail})" if outcome.detail else "")
 
     def _abandon(self, why: str) -> RoundOutcome:
@@ -407,7 +417,7 @@ class Device:
                 outcome = attempt.result()
             except ApiError as exc:
                 log.warning("check-in refused: %s", exc)
-                outcome = RoundOutcome("rejected", self.clock() + REFUSED_WAIT_S, str(exc))
+                outcome = RoundOutcome("rejected", self.clock() + REFUSED_WAIT_S, str(exc), logged=True)
             except ProtocolError as exc:
                 # The coordinator sent something this device will not act on (malformed, or an
                 # unsafe SecAgg request): skip the round, keep the device alive, try again later.

@@ -35,10 +35,16 @@ def check_distributed_dp(cfg) -> None:
 
 def check_scaffold(cfg) -> None:
     """What SCAFFOLD is not combined with yet, refused at creation (docs/coordinator.md says why)."""
-    if cfg.asynchronous or cfg.kind == "evaluate" or cfg.aggregator != "fedavg":
-        raise BadRequest("scaffold runs with the fedavg aggregator in sync mode (with or without secure "
-                         "aggregation and DP, which clip and noise the model delta and the control delta as one "
-                         "vector), not async: a buffer's variates would be of mixed ages", "bad_scaffold")
+    if cfg.aggregator != "fedavg":
+        raise BadRequest(f"scaffold averages the control deltas as it averages the updates: it runs with the "
+                         f"fedavg aggregator, not {cfg.aggregator!r} (a robust aggregator would keep one device's "
+                         "update and another's control delta)", "bad_scaffold")
+    if cfg.asynchronous:
+        raise BadRequest("scaffold runs in sync mode (with or without secure aggregation and DP, which clip and "
+                         "noise the model delta and the control delta as one vector), not async: a buffer's "
+                         "variates would be of mixed ages", "bad_scaffold")
+    if cfg.kind == "evaluate":
+        raise BadRequest("an evaluation task trains nothing: scaffold does not apply", "bad_scaffold")
 
 
 def check_evaluation(cfg) -> None:

@@ -324,7 +324,7 @@ class Fleet:
         return (f"local work: {sum(x.uploads for x in s)} uploads ({sum(x.partial for x in s)} partial), "
                 f"{sum(x.unfinished for x in s)} cut short and not uploaded, "
                 f"{sum(x.abandoned_deadline for x in s)} abandoned at the deadline, "
-                f"{sum(x.rejected for x in s)} refused by the coordinator")
+                f"{sum(x.rejected for x in s)} refused by the coordinator" + _by_code(s))
 
     def download_summary(self) -> str:
         """Both directions, as each phone would spend them (the fleet's shared cache aside)."""
@@ -366,6 +366,16 @@ def slowdowns(speed: str, n: int, slow_fraction: float, slowdown: float, rng: np
             raise ValueError(f"--speed lognormal:SIGMA needs SIGMA in [0, 5], got {arg!r}")
         return np.maximum(1.0, np.exp(sigma * rng.standard_normal(n)))
     raise ValueError(f"unknown --speed {speed!r}; use fixed or lognormal:SIGMA")
+
+
+def _by_code(stats) -> str:
+    """ " (round_closed 80, duplicate 3)": the coordinator's reasons for what it refused, most first."""
+    codes: dict[str, int] = {}
+    for st in stats:
+        for code, n in st.rejected_codes.items():
+            codes[code] = codes.get(code, 0) + n
+    return (" (" + ", ".join(f"{c} {n}" for c, n in sorted(codes.items(), key=lambda kv: -kv[1])) + ")"
+            if codes else "")
 
 
 def check_data_fits(manifest: Manifest, data) -> None:

@@ -94,3 +94,15 @@ async def test_what_scaffold_is_not_combined_with_is_refused(harness, extra):
     resp = await h.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN,
                                json={"model_sha256": sha, "config": {"scaffold": True, **extra}})
     assert resp.status == 400 and (await resp.json())["error"]["code"] in ("bad_scaffold", "async_secagg")
+
+
+def test_scaffold_with_a_robust_aggregator_is_refused_for_that_reason():
+    """It was refused with a message about async mode."""
+    import pytest
+
+    from coordinator.errors import BadRequest
+    from coordinator.tasks.config import TaskConfig
+
+    with pytest.raises(BadRequest, match="fedavg aggregator, not 'krum'") as info:
+        TaskConfig.from_dict({"scaffold": True, "aggregator": "krum", "goal_count": 10})
+    assert "async" not in str(info.value)

@@ -59,3 +59,16 @@ def test_speed_models():
     for bad in ("lognormal:x", "lognormal:-1", "pareto:2"):
         with pytest.raises(ValueError, match="speed"):
             slowdowns(bad, 10, 0.1, 3.0, rng)
+
+
+def test_what_the_coordinator_refused_is_counted_by_reason():
+    from device_runtime.client import ApiError
+    from device_runtime.device import DeviceStats
+    from device_runtime.fleet.emulator import _by_code
+
+    a, b = DeviceStats(), DeviceStats()
+    for stats, code in ((a, "round_closed"), (b, "round_closed"), (b, "duplicate"), (a, "round_closed")):
+        stats.refused_by(ApiError(410, code, "late"))
+    assert a.rejected + b.rejected == 4
+    assert _by_code([a, b]) == " (round_closed 3, duplicate 1)"
+    assert _by_code([DeviceStats()]) == ""
