@@ -88,8 +88,14 @@ def run(args: argparse.Namespace) -> int:
                                                 "trusted_proxies")}
     config = config_from_toml(args.config, **overrides) if args.config else ServeConfig(
         **{k: v for k, v in overrides.items() if v is not None})
+    _check_port_free(config.host, config.port)  # before the database or its folder is created
     app = create_app(config)
     tune_gc()
+
+    async def _say_stopping(_app) -> None:
+        print("fedge coordinator stopping: closing connections (held check-ins end at once)", flush=True)
+
+    app.on_shutdown.insert(0, _say_stopping)
     token = app[ADMIN_TOKEN]
     if not (config.admin_token or os.environ.get("FEDGE_ADMIN_TOKEN")):
         # Next to a SQLite file; in the shared data directory with PostgreSQL.
@@ -105,11 +111,35 @@ def run(args: argparse.Namespace) -> int:
         ssl_context.load_cert_chain(config.tls_cert, config.tls_key)
     scheme = "https" if ssl_context else "http"
     access_log = logging.getLogger("aiohttp.access") if args.access_log else None
+    # shutdown_timeout: requests still open after this long at a stop (long polls of up to 30 s)
+    # are cancelled; a device retries them elsewhere. aiohttp's default waits a minute.
     web.run_app(app, host=config.host, port=config.port, ssl_context=ssl_context, access_log=access_log,
+                shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                 print=lambda _: print(f"fedge coordinator on {scheme}://{config.host}:{config.port} "
                                       f"(db {_shown(config.db)})",
                                       flush=True))
     return 0
+
+
+SHUTDOWN_TIMEOUT_S = 2.0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A clear error, before anything is created, when the address is taken."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise SystemExit(f"fedge serve: error: cannot resolve --host {host}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            raise SystemExit(f"fedge serve: error: {host}:{port} is not available ({exc.strerror}); another "
+                             "coordinator may be running there, or pick another --port") from None
 
 
 def _shown(db: str) -> str:
