@@ -110,6 +110,8 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
     payload = codec.encode(codec.unflatten(delta, shapes), spec, rng, sparse_seed=plan.sparse_seed)
     if spec.topk:
         next_residual = (delta - codec.decode(payload).values).astype(np.float32)
+    elif plan.scaffold:  # c_i moves by what the coordinator folds (error feedback carries top-k's rest)
+        next_control = scaffold.after_sent(c_i, codec.decode(payload).values)
     return LocalResult(payload, examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
                        below_clip=norm <= plan.clip_norm, partial=partial, personal=trained_personal,
                        control=next_control, residual=next_residual, dp_sgd=event)

@@ -314,9 +314,13 @@ def scaffold_vectors() -> list[dict]:
         rng = np.random.default_rng(seed)
         c, c_i, delta = (rng.normal(size=n).astype(np.float32) * s for s in (0.01, 0.02, 0.05))
         nxt = scaffold.next_control(c, c_i, delta, steps, lr)
+        update = scaffold.update_vector(delta, c_i, nxt)
+        # As a q8 upload decodes (rounding error included): the c_i a device keeps after it.
+        sent = (update + rng.uniform(-1e-3, 1e-3, update.size)).astype(np.float32)
         out.append({"c": c.tobytes().hex(), "c_i": c_i.tobytes().hex(), "delta": delta.tobytes().hex(),
                     "steps": steps, "learning_rate": lr, "next_control": nxt.tobytes().hex(),
-                    "update": scaffold.update_vector(delta, c_i, nxt).tobytes().hex()})
+                    "update": update.tobytes().hex(), "sent": sent.tobytes().hex(),
+                    "after_sent": scaffold.after_sent(c_i, sent).tobytes().hex()})
     return out
 
 

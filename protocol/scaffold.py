@@ -25,3 +25,13 @@ def update_vector(delta: np.ndarray, c_i: np.ndarray, c_next: np.ndarray) -> np.
     """What a SCAFFOLD device uploads: the model delta, then the control delta."""
     return np.concatenate([np.asarray(delta, np.float32), (np.asarray(c_next, np.float32)
                                                            - np.asarray(c_i, np.float32))]).astype(np.float32)
+
+
+def after_sent(c_i: np.ndarray, sent: np.ndarray) -> np.ndarray:
+    """The c_i a device keeps once its upload is acknowledged: c_i plus the control delta as the
+    coordinator decodes it (``sent``: the decoded update, control delta last). With a quantizing
+    codec the server folds c_i+ - c_i with its rounding error; keeping the unrounded c_i+ would
+    let c drift from the mean of the c_i, a random walk of those errors that diverged a q8 run."""
+    c_i = np.asarray(c_i, np.float32)
+    tail = np.asarray(sent, np.float32)[-c_i.size:] if c_i.size else np.zeros(0, np.float32)
+    return (c_i + tail).astype(np.float32)

@@ -89,3 +89,25 @@ def test_top_k_sends_the_largest_coordinates_and_keeps_the_rest_for_the_next_upl
     q8 = train_round(model, start, _plan(codec="q8+topk:0.05", epochs=1), x, y, x[:4], y[:4],
                      np.random.default_rng(3), residual=carried)
     np.testing.assert_allclose(codec.decode(q8.payload).values + q8.residual, delta + carried, atol=1e-6)
+
+
+def test_a_quantized_scaffold_upload_moves_c_i_by_what_the_coordinator_folds(model):
+    """q8 SCAFFOLD diverged when devices kept the unrounded c_i+ while the server folded the
+    rounded control delta: c drifted from the mean of the c_i. c_i now moves by exactly the
+    decoded control delta; with f32 that is c_i+ itself."""
+    from protocol import codec, scaffold
+
+    x, y = _data()
+    n = sum(w.size for w in model.get_weights())
+    rng = np.random.default_rng(5)
+    c, c_i = (rng.normal(0, 0.01, n).astype(np.float32) for _ in range(2))
+    q8 = train_round(model, model.get_weights(), _plan(scaffold=True, epochs=1), x, y, x[:4], y[:4],
+                     np.random.default_rng(6), control=(c, c_i))
+    sent = codec.decode(q8.payload).values
+    np.testing.assert_array_equal(q8.control, (c_i + sent[-n:]).astype(np.float32))
+    f32 = train_round(model, model.get_weights(), _plan(scaffold=True, epochs=1, codec="f32"), x, y, x[:4], y[:4],
+                      np.random.default_rng(6), control=(c, c_i))
+    unrounded = f32.control - c_i  # f32 sends the control delta exactly: c_i+ as option II computes it
+    np.testing.assert_allclose(f32.control, scaffold.after_sent(c_i, codec.decode(f32.payload).values), atol=0)
+    error = np.abs((q8.control - c_i) - unrounded)  # q8's rounding, which the coordinator folds too
+    assert 0 < np.mean(error) < 0.2 * np.mean(np.abs(unrounded))

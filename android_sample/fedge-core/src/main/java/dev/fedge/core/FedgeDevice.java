@@ -236,8 +236,10 @@ public final class FedgeDevice {
             return new RoundOutcome("rejected", 0, e.getMessage());
         }
         recordTraining(trained);
-        if (trained.nextControl != null) { // c_i moves only once its delta is acknowledged
-            remember(controls, "control", a.taskId, trained.nextControl);
+        if (trained.nextControl != null) { // c_i moves only once its delta is acknowledged, by what was folded
+            float[] next = spec.topk > 0 ? trained.nextControl  // error feedback carries the rest
+                    : Scaffold.afterSent(ci, UpdateCodec.decode(payload, counts).values);
+            remember(controls, "control", a.taskId, next);
         }
         if (spec.topk > 0) { // likewise what a top-k upload left out
             float[] sent = UpdateCodec.decode(payload, counts).values;

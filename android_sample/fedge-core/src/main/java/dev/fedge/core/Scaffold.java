@@ -36,4 +36,18 @@ public final class Scaffold {
         }
         return out;
     }
+
+    /**
+     * The c_i kept once the upload is acknowledged: c_i plus the control delta as the coordinator
+     * decodes it ({@code sent}, control delta last), rounding error included, so that c stays the
+     * mean of the c_i under a quantizing codec (protocol/scaffold.py after_sent).
+     */
+    public static float[] afterSent(float[] ci, float[] sent) {
+        float[] out = new float[ci.length];
+        int tail = sent.length - ci.length;
+        for (int k = 0; k < ci.length; k++) {
+            out[k] = ci[k] + sent[tail + k];
+        }
+        return out;
+    }
 }

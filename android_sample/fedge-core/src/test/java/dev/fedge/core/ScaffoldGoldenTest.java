@@ -20,6 +20,8 @@ public class ScaffoldGoldenTest {
                     v.get("learning_rate").getAsDouble());
             assertEquals(v.get("next_control").getAsString(), Golden.hex(next));
             assertEquals(v.get("update").getAsString(), Golden.hex(Scaffold.updateVector(delta, ci, next)));
+            float[] sent = Golden.floats(v.get("sent").getAsString());
+            assertEquals(v.get("after_sent").getAsString(), Golden.hex(Scaffold.afterSent(ci, sent)));
             cases++;
         }
         assertEquals(3, cases);
