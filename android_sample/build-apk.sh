@@ -54,8 +54,9 @@ aapt package -f -m -J "$work/gen" -M "$work/AndroidManifest.xml" -S "$here/app/s
   --min-sdk-version "$MIN_SDK" --target-sdk-version "$TARGET_SDK" --version-code "$VERSION_CODE" \
   --version-name "$VERSION_NAME" -0 tflite -F "$work/apk/resources.ap_"
 
-# 2. The app and the Java core, compiled together against the Android framework.
-find "$here/app/src/main/java" "$here/fedge-core/src/main/java" "$work/gen" -name '*.java' > "$work/sources.txt"
+# 2. The app, the SDK (fedge-android) and the Java core, compiled together against the Android framework.
+find "$here/app/src/main/java" "$here/fedge-android/src/main/java" "$here/fedge-core/src/main/java" "$work/gen" \
+  -name '*.java' > "$work/sources.txt"
 javac --release 11 -nowarn -encoding UTF-8 -d "$work/classes" \
   -cp "$framework:$gson:$bcprov:$(IFS=:; echo "${litert_jars[*]}")" @"$work/sources.txt"
 (cd "$work/classes" && jar cf "$work/app-classes.jar" .)

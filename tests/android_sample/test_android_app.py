@@ -22,6 +22,18 @@ from tests.missing_tool import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "android_sample" / "app"
+SDK = REPO / "android_sample" / "fedge-android"  # the library an app adds: compiled and tested with the app
+MODULES = (APP, SDK)
+
+
+def _java(kind: str):
+    """Every .java of the app and the SDK under src/KIND/java."""
+    return [p for m in MODULES for p in (m / "src" / kind / "java").rglob("*.java")]
+
+
+def _class_name(path: Path) -> str:
+    root = next(m / "src" / "test" / "java" for m in MODULES if (m / "src" / "test" / "java") in path.parents)
+    return ".".join(path.relative_to(root).with_suffix("").parts)
 PACKAGE = "dev.fedge.sample"
 # Robolectric 4.14.1 runs the tests on API 34's instrumented framework and reads resources with
 # its newest (API 35) one: both come from Maven Central.
@@ -82,7 +94,7 @@ def app_build(java_classpath, tmp_path_factory):
     assert res.returncode == 0, res.stdout + res.stderr
 
     classes = out / "classes"
-    sources = [*map(str, (APP / "src/main/java").rglob("*.java")), *map(str, gen.rglob("*.java"))]
+    sources = [*map(str, _java("main")), *map(str, gen.rglob("*.java"))]
     litert = [d for d in deps if Path(d).name.startswith("tensorflow-lite")]
     assert len(litert) == 2, deps  # the Interpreter API and its runtime's classes
     compile_cp = os.pathsep.join([framework, java_classpath, *litert])
@@ -91,7 +103,7 @@ def app_build(java_classpath, tmp_path_factory):
     assert res.returncode == 0, res.stdout + res.stderr
 
     test_classes = out / "test-classes"
-    tests = sorted(map(str, (APP / "src/test/java").rglob("*.java")))
+    tests = sorted(map(str, _java("test")))
     run_cp = os.pathsep.join([str(test_classes), str(classes), java_classpath, *deps])
     res = subprocess.run(["javac", "--release", "11", "-Xlint:all,-path,-classfile,-options,-processing,-deprecation", "-Werror",
                           "-d", str(test_classes), "-cp", run_cp, *tests], capture_output=True, text=True, timeout=300)
@@ -101,14 +113,14 @@ def app_build(java_classpath, tmp_path_factory):
     config.parent.mkdir(parents=True)
     config.write_text(f"android_merged_manifest={manifest}\nandroid_resource_apk={apk}\n"
                       f"android_custom_package={PACKAGE}\n")
-    names = [Path(t).stem for t in tests if Path(t).stem.endswith("Test")]
-    return {"classes": classes, "run_cp": run_cp, "tests": [f"{PACKAGE}.{n}" for n in names],
+    names = [_class_name(Path(t)) for t in tests if Path(t).stem.endswith("Test")]
+    return {"classes": classes, "run_cp": run_cp, "tests": names,
             "instrumented": instrumented, "out": out}
 
 
 def test_every_source_of_the_app_compiles_against_the_android_framework(app_build):
     compiled = {p.stem.split("$")[0] for p in app_build["classes"].rglob("*.class")}
-    sources = {p.stem for p in (APP / "src/main/java").rglob("*.java")}
+    sources = {p.stem for p in _java("main")}
     assert sources and sources <= compiled, sources - compiled
     assert "R" in compiled  # aapt accepted the manifest and resources and named them
 
@@ -133,7 +145,7 @@ def _robolectric(app_build, classes: list[str], *props: str) -> str:
                           "-cp", app_build["run_cp"], "org.junit.runner.JUnitCore", *classes],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
-    declared = sum(p.read_text().count("@Test") for p in (APP / "src/test/java").rglob("*Test.java")
+    declared = sum(p.read_text().count("@Test") for p in _java("test") if p.stem.endswith("Test")
                    if p.stem in {c.rsplit(".", 1)[1] for c in classes})
     assert declared >= 2 and f"OK ({declared} tests)" in res.stdout, res.stdout[-2000:]
     return res.stdout
@@ -161,11 +173,14 @@ def test_the_scheduled_job_runs_a_round_against_a_live_coordinator(app_build, so
                   "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 1,
                   "eligibility": "charging"}
         server.setup_task("phones", softmax_tflite, config)
+        server.setup_task("stores", softmax_tflite, config, task_id="ts")  # trained from the app's example store
         assert server.call("POST", "/v1/admin/populations", {"name": "quiet"}, ADMIN)[0] == 201
         _robolectric(app_build, [t for t in app_build["tests"] if t.endswith(LIVE)],
                      f"-Dfedge.coordinator={server.url}", "-Dfedge.population=phones",
-                     "-Dfedge.idle_population=quiet", f"-Dfedge.examples={csv}")
+                     "-Dfedge.store_population=stores", "-Dfedge.idle_population=quiet", f"-Dfedge.examples={csv}")
         rounds = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
         assert rounds[0]["state"] == "committed" and rounds[0]["reported"] == 1, rounds
+        stored = server.call("GET", "/v1/admin/tasks/ts", headers=ADMIN)[1]["rounds"]
+        assert stored[0]["state"] == "committed" and stored[0]["examples"] == 240, stored  # 300 less the holdout
     finally:
         server.kill9()

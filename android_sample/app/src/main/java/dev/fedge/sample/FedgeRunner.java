@@ -2,6 +2,7 @@ package dev.fedge.sample;
 
 import android.content.Context;
 import android.content.SharedPreferences;
+import dev.fedge.android.ExampleStore;
 import dev.fedge.core.Backoff;
 import dev.fedge.core.BlobCache;
 import dev.fedge.core.Examples;
@@ -50,6 +51,20 @@ final class FedgeRunner {
         return context.getSharedPreferences(PREFS, Context.MODE_PRIVATE);
     }
 
+    /** The app's example store (fedge-android's ExampleStore), where the app puts what its user labels. */
+    static final String EXAMPLE_STORE = "examples";
+
+    /** What this round trains on: the example store's examples, or the pushed CSV while the store is empty. */
+    static Examples localExamples(Context context) throws java.io.IOException {
+        try (ExampleStore store = ExampleStore.open(context, EXAMPLE_STORE)) {
+            Examples stored = store.examples();
+            if (stored != null) {
+                return stored;
+            }
+        }
+        return Examples.loadCsv(examplesFile(context));
+    }
+
     static File examplesFile(Context context) {
         return new File(context.getExternalFilesDir(null), "examples.csv");
     }
@@ -66,7 +81,7 @@ final class FedgeRunner {
             prefs.edit().putString("token", token).apply();
         }
         client.setToken(token);
-        Examples data = Examples.loadCsv(examplesFile(context));
+        Examples data = localExamples(context);
         // SCAFFOLD's c_i and personal layers must outlive this job's process: the app's own storage.
         LocalState state = new LocalState(new File(context.getFilesDir(), "fedge-state"));
         FedgeDevice device = new FedgeDevice(client, trainers.create(data, random, state),
@@ -96,6 +111,13 @@ final class FedgeRunner {
         edit.apply();
     }
 
+    private static String examplesSource(Context context) {
+        try (ExampleStore store = ExampleStore.open(context, EXAMPLE_STORE)) {
+            int n = store.count();
+            return n > 0 ? n + " in the app's example store" : examplesFile(context).toString();
+        }
+    }
+
     static String status(Context context) {
         SharedPreferences p = prefs(context);
         return String.format(Locale.US,
@@ -103,6 +125,6 @@ final class FedgeRunner {
                         + "bytes sent: %d%nlocal: %s%nexamples: %s",
                 AndroidDeviceState.read(context).toJson(), p.contains("token") ? "yes" : "no",
                 p.getString("last_outcome", "-"), p.getInt("last_round", -1), p.getInt("uploads", 0),
-                p.getLong("bytes_up", 0), p.getString("local", "-"), examplesFile(context));
+                p.getLong("bytes_up", 0), p.getString("local", "-"), examplesSource(context));
     }
 }

@@ -12,6 +12,8 @@ import android.app.job.JobScheduler;
 import android.content.SharedPreferences;
 import android.os.BatteryManager;
 import android.content.Intent;
+import dev.fedge.android.ExampleStore;
+import dev.fedge.core.Examples;
 import dev.fedge.core.jvm.SoftmaxRegressionTrainer;
 import java.nio.file.Files;
 import java.nio.file.Paths;
@@ -87,6 +89,26 @@ public class FedgeJobServiceTest {
         assertEquals(60_000, pending().get(0).getMinLatencyMillis()); // after a round: a minute
         String status = FedgeRunner.status(app);
         assertTrue(status, status.contains("uploads: 1") && status.contains("registered: yes"));
+    }
+
+    @Test
+    public void aRoundTrainsOnTheAppsExampleStore() throws Exception {
+        // The examples the app put in its store (fedge-android's ExampleStore), no CSV at all.
+        Examples rows = Examples.loadCsv(FedgeRunner.examplesFile(app));
+        assertTrue(FedgeRunner.examplesFile(app).delete());
+        try (ExampleStore store = ExampleStore.open(app, FedgeRunner.EXAMPLE_STORE)) {
+            store.clear();
+            for (int i = 0; i < rows.y.length; i++) {
+                store.add(rows.x[i], rows.y[i]);
+            }
+        }
+        SharedPreferences prefs = settings(System.getProperty("fedge.store_population"));
+        ShadowJobService job = runJob();
+        assertTrue(job.getIsJobFinished());
+        String outcome = prefs.getString("last_outcome", "");
+        assertTrue(outcome, outcome.startsWith("uploaded"));
+        String status = FedgeRunner.status(app);
+        assertTrue(status, status.contains("examples: " + rows.y.length + " in the app's example store"));
     }
 
     @Test
