@@ -7,8 +7,12 @@ import android.os.Looper;
 import android.widget.Button;
 import android.widget.EditText;
 import android.widget.TextView;
+import dev.fedge.android.Fedge;
 
-/** Status, settings, and a "run now" button that skips the scheduling constraints for demos. */
+/**
+ * Status, settings, and a "run now" button that skips the scheduling constraints for demos.
+ * Everything goes through fedge-android's public API ({@link Fedge}), as an app team's would.
+ */
 public final class MainActivity extends Activity {
     private TextView status;
     private EditText coordinator;
@@ -23,53 +27,63 @@ public final class MainActivity extends Activity {
         status = findViewById(R.id.status);
         coordinator = findViewById(R.id.coordinator);
         population = findViewById(R.id.population);
-        coordinator.setText(FedgeRunner.prefs(this).getString("coordinator", FedgeRunner.DEFAULT_COORDINATOR));
-        population.setText(FedgeRunner.prefs(this).getString("population", FedgeRunner.DEFAULT_POPULATION));
+        coordinator.setText(Fedge.coordinator(this));
+        population.setText(Fedge.population(this));
         dpFloor = findViewById(R.id.dp_floor);
-        dpFloor.setText(FedgeRunner.prefs(this).getString("dp_floor", ""));
+        double floor = Fedge.minDpNoise(this);
+        dpFloor.setText(floor > 0 ? Double.toString(floor) : "");
         Button runNow = findViewById(R.id.run_now);
         runNow.setOnClickListener(v -> {
-            saveSettings();
+            if (!saveSettings()) {
+                return;
+            }
             runNow.setEnabled(false);
             status.setText("checking in...");
             new Thread(() -> {
                 String line;
                 try {
-                    line = "run now: " + FedgeRunner.runOnce(getApplicationContext());
+                    line = "run now: " + Fedge.runNow(getApplicationContext());
                 } catch (Exception e) {
                     line = "run now failed: " + e;
                 }
                 String shown = line;
                 main.post(() -> {
                     runNow.setEnabled(true);
-                    status.setText(shown + "\n\n" + FedgeRunner.status(this));
+                    status.setText(shown + "\n\n" + Fedge.status(this));
                 });
             }, "fedge-run-now").start();
         });
         Button schedule = findViewById(R.id.schedule);
         schedule.setOnClickListener(v -> {
-            saveSettings();
-            Scheduling.schedule(getApplicationContext(), 0);
-            status.setText("scheduled: runs when charging, on Wi-Fi and idle\n\n" + FedgeRunner.status(this));
+            if (!saveSettings()) {
+                return;
+            }
+            Fedge.schedule(getApplicationContext());
+            status.setText("scheduled: runs when charging, on Wi-Fi and idle\n\n" + Fedge.status(this));
         });
     }
 
     @Override
     protected void onResume() {
         super.onResume();
-        status.setText(FedgeRunner.status(this));
+        status.setText(Fedge.status(this));
     }
 
-    private void saveSettings() {
-        String url = coordinator.getText().toString().trim();
-        String pop = population.getText().toString().trim();
-        android.content.SharedPreferences prefs = FedgeRunner.prefs(this);
-        boolean changed = !url.equals(prefs.getString("coordinator", "")) || !pop.equals(prefs.getString("population", ""));
-        android.content.SharedPreferences.Editor edit = prefs.edit().putString("coordinator", url).putString("population", pop)
-                .putString("dp_floor", dpFloor.getText().toString().trim());
-        if (changed) {
-            edit.remove("token"); // a new coordinator or population means registering again
+    /** The settings on screen, through the public API; false (and why, on screen) when refused. */
+    private boolean saveSettings() {
+        try {
+            Fedge.configure(this, coordinator.getText().toString().trim(), population.getText().toString().trim());
+        } catch (IllegalArgumentException e) {
+            status.setText("settings not saved: " + e.getMessage());
+            return false;
         }
-        edit.apply();
+        double floor;
+        try {
+            floor = Double.parseDouble(dpFloor.getText().toString().trim());
+        } catch (NumberFormatException e) {
+            floor = 0.0;
+        }
+        Fedge.setMinDpNoise(this, floor);
+        return true;
     }
 }

@@ -1,8 +1,7 @@
-package dev.fedge.sample;
+package dev.fedge.android;
 
 import android.content.Context;
 import android.content.SharedPreferences;
-import dev.fedge.android.ExampleStore;
 import dev.fedge.core.Backoff;
 import dev.fedge.core.BlobCache;
 import dev.fedge.core.Examples;
@@ -54,9 +53,13 @@ final class FedgeRunner {
     /** The app's example store (fedge-android's ExampleStore), where the app puts what its user labels. */
     static final String EXAMPLE_STORE = "examples";
 
+    static String storeName(Context context) {
+        return prefs(context).getString("example_store", EXAMPLE_STORE);
+    }
+
     /** What this round trains on: the example store's examples, or the pushed CSV while the store is empty. */
     static Examples localExamples(Context context) throws java.io.IOException {
-        try (ExampleStore store = ExampleStore.open(context, EXAMPLE_STORE)) {
+        try (ExampleStore store = ExampleStore.open(context, storeName(context))) {
             Examples stored = store.examples();
             if (stored != null) {
                 return stored;
@@ -91,6 +94,7 @@ final class FedgeRunner {
                 .withMinDpNoise(dpFloor(prefs));
         FedgeDevice.RoundOutcome outcome = device.runOnce(10.0);
         record(context, device, outcome, client.bytesUp());
+        Fedge.notifyRound(outcome.outcome, outcome.toString());
         return outcome;
     }
 
@@ -112,7 +116,7 @@ final class FedgeRunner {
     }
 
     private static String examplesSource(Context context) {
-        try (ExampleStore store = ExampleStore.open(context, EXAMPLE_STORE)) {
+        try (ExampleStore store = ExampleStore.open(context, storeName(context))) {
             int n = store.count();
             return n > 0 ? n + " in the app's example store" : examplesFile(context).toString();
         }

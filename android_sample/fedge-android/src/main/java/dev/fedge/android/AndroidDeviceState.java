@@ -1,4 +1,4 @@
-package dev.fedge.sample;
+package dev.fedge.android;
 
 import android.content.Context;
 import android.content.Intent;

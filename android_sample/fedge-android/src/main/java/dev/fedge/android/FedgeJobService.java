@@ -1,4 +1,4 @@
-package dev.fedge.sample;
+package dev.fedge.android;
 
 import android.app.job.JobParameters;
 import android.app.job.JobService;

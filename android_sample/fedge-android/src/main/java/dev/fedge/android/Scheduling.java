@@ -1,4 +1,4 @@
-package dev.fedge.sample;
+package dev.fedge.android;
 
 import android.app.job.JobInfo;
 import android.app.job.JobScheduler;

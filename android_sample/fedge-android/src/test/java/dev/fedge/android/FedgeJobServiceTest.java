@@ -1,4 +1,4 @@
-package dev.fedge.sample;
+package dev.fedge.android;
 
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertFalse;
@@ -12,7 +12,6 @@ import android.app.job.JobScheduler;
 import android.content.SharedPreferences;
 import android.os.BatteryManager;
 import android.content.Intent;
-import dev.fedge.android.ExampleStore;
 import dev.fedge.core.Examples;
 import dev.fedge.core.jvm.SoftmaxRegressionTrainer;
 import java.nio.file.Files;
@@ -93,20 +92,25 @@ public class FedgeJobServiceTest {
 
     @Test
     public void aRoundTrainsOnTheAppsExampleStore() throws Exception {
-        // The examples the app put in its store (fedge-android's ExampleStore), no CSV at all.
+        // The examples the app put in its store through the public API, no CSV at all.
         Examples rows = Examples.loadCsv(FedgeRunner.examplesFile(app));
         assertTrue(FedgeRunner.examplesFile(app).delete());
-        try (ExampleStore store = ExampleStore.open(app, FedgeRunner.EXAMPLE_STORE)) {
+        try (ExampleStore store = Fedge.examples(app, "digits-drawn")) {
             store.clear();
             for (int i = 0; i < rows.y.length; i++) {
                 store.add(rows.x[i], rows.y[i]);
             }
         }
+        Fedge.setExampleStore(app, "digits-drawn");
+        java.util.List<String> heard = new java.util.concurrent.CopyOnWriteArrayList<>();
+        Fedge.setRoundListener((what, detail) -> heard.add(what));
         SharedPreferences prefs = settings(System.getProperty("fedge.store_population"));
         ShadowJobService job = runJob();
+        Fedge.setRoundListener(null);
         assertTrue(job.getIsJobFinished());
         String outcome = prefs.getString("last_outcome", "");
         assertTrue(outcome, outcome.startsWith("uploaded"));
+        assertEquals(java.util.Collections.singletonList("uploaded"), heard);
         String status = FedgeRunner.status(app);
         assertTrue(status, status.contains("examples: " + rows.y.length + " in the app's example store"));
     }

@@ -1,4 +1,4 @@
-package dev.fedge.sample;
+package dev.fedge.android;
 
 import dev.fedge.core.Examples;
 import dev.fedge.core.LocalState;

@@ -1,4 +1,4 @@
-package dev.fedge.sample;
+package dev.fedge.android;
 
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertFalse;
