@@ -6,7 +6,9 @@ import android.os.Handler;
 import android.os.Looper;
 import android.widget.Button;
 import android.widget.EditText;
+import android.widget.LinearLayout;
 import android.widget.TextView;
+import dev.fedge.android.ExampleStore;
 import dev.fedge.android.Fedge;
 
 /**
@@ -18,7 +20,12 @@ public final class MainActivity extends Activity {
     private EditText coordinator;
     private EditText population;
     private EditText dpFloor;
+    private DrawingPad pad;
+    private TextView collected;
     private final Handler main = new Handler(Looper.getMainLooper());
+
+    /** The example store this app's drawings go to, and its rounds train on. */
+    static final String STORE = "drawn-digits";
 
     @Override
     protected void onCreate(Bundle savedInstanceState) {
@@ -53,6 +60,23 @@ public final class MainActivity extends Activity {
                 });
             }, "fedge-run-now").start();
         });
+        pad = findViewById(R.id.pad);
+        collected = findViewById(R.id.collected);
+        Fedge.setExampleStore(this, STORE);
+        LinearLayout labels = findViewById(R.id.labels);
+        for (int row = 0; row < 2; row++) {
+            LinearLayout line = new LinearLayout(this);
+            line.setOrientation(LinearLayout.HORIZONTAL);
+            for (int digit = 5 * row; digit < 5 * row + 5; digit++) {
+                Button label = new Button(this);
+                label.setText(Integer.toString(digit));
+                label.setTag(digit);
+                label.setOnClickListener(v -> store((Integer) v.getTag()));
+                line.addView(label, new LinearLayout.LayoutParams(0, LinearLayout.LayoutParams.WRAP_CONTENT, 1f));
+            }
+            labels.addView(line);
+        }
+        showCollected();
         Button schedule = findViewById(R.id.schedule);
         schedule.setOnClickListener(v -> {
             if (!saveSettings()) {
@@ -61,6 +85,26 @@ public final class MainActivity extends Activity {
             Fedge.schedule(getApplicationContext());
             status.setText("scheduled: runs when charging, on Wi-Fi and idle\n\n" + Fedge.status(this));
         });
+    }
+
+    /** The drawing, as the model's input, stored with the label the user tapped. */
+    void store(int label) {
+        if (pad.isEmpty()) {
+            collected.setText("draw a digit first");
+            return;
+        }
+        try (ExampleStore store = Fedge.examples(this, STORE)) {
+            store.add(pad.features(), label);
+        }
+        pad.clear();
+        showCollected();
+    }
+
+    private void showCollected() {
+        try (ExampleStore store = Fedge.examples(this, STORE)) {
+            int n = store.count();
+            collected.setText(n + (n == 1 ? " example" : " examples") + " drawn on this phone (rounds train on them)");
+        }
     }
 
     @Override

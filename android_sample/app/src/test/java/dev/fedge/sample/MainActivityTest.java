@@ -7,7 +7,10 @@ import android.app.job.JobScheduler;
 import android.widget.Button;
 import android.widget.EditText;
 import android.widget.TextView;
+import android.widget.LinearLayout;
+import dev.fedge.android.ExampleStore;
 import dev.fedge.android.Fedge;
+import dev.fedge.core.Examples;
 import org.junit.Test;
 import org.junit.runner.RunWith;
 import org.robolectric.Robolectric;
@@ -49,5 +52,34 @@ public class MainActivityTest {
         shown = ((TextView) activity.findViewById(R.id.status)).getText().toString();
         assertTrue(shown, shown.startsWith("settings not saved: the coordinator is an http"));
         assertEquals("http://10.0.2.2:9000", Fedge.coordinator(activity));
+    }
+
+    @Test
+    public void aDrawingTappedWithItsLabelGoesToTheExampleStore() {
+        MainActivity activity = Robolectric.buildActivity(MainActivity.class).setup().get();
+        try (ExampleStore store = Fedge.examples(activity, MainActivity.STORE)) {
+            store.clear();
+        }
+        DrawingPad pad = activity.findViewById(R.id.pad);
+        pad.layout(0, 0, 320, 320);
+        TextView collected = activity.findViewById(R.id.collected);
+        activity.store(7); // nothing drawn yet: nothing stored
+        assertEquals("draw a digit first", collected.getText().toString());
+        pad.addPoint(160f, 0f);
+        pad.addPoint(160f, 320f);
+        pad.endStroke();
+        LinearLayout labels = activity.findViewById(R.id.labels);
+        Button seven = (Button) ((LinearLayout) labels.getChildAt(1)).getChildAt(2);
+        assertEquals("7", seven.getText().toString());
+        seven.performClick();
+        assertTrue(pad.isEmpty()); // cleared for the next one
+        assertTrue(collected.getText().toString(), collected.getText().toString().startsWith("1 example drawn"));
+        try (ExampleStore store = Fedge.examples(activity, MainActivity.STORE)) {
+            Examples stored = store.examples();
+            assertEquals(1, stored.y.length);
+            assertEquals(7, stored.y[0]);
+            assertEquals(0.5f, stored.x[0][3], 1e-6f); // the vertical line down the middle
+            assertEquals(0f, stored.x[0][0], 0f);
+        }
     }
 }
