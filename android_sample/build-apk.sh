@@ -6,7 +6,8 @@
 #
 #   bash android_sample/build-apk.sh [OUT_DIR]      # default android_sample/build
 #
-# Writes OUT_DIR/fedge-sample-debug.apk: minSdk 26, targetSdk 34, the app, the Java core and its
+# Writes OUT_DIR/fedge-sample-debug.apk and the SDK as a local Maven repository (OUT_DIR/maven, step 6):
+# the APK has minSdk 26, targetSdk 34, the app, the Java core and its
 # libraries in one dex, TensorFlow Lite's native libraries for arm64-v8a, armeabi-v7a, x86 and
 # x86_64, zipaligned and signed (v2/v3) with a debug key made here (OUT_DIR/debug.keystore,
 # never committed). Install with `adb install -r OUT_DIR/fedge-sample-debug.apk`.
@@ -86,3 +87,38 @@ apksigner sign --ks "$keystore" --ks-pass pass:android --key-pass pass:android -
   --out "$apk" "$work/apk/aligned.apk"
 apksigner verify "$apk"
 echo "wrote $apk ($(stat -c %s "$apk") bytes); install: adb install -r $apk"
+
+# 6. The SDK an app team adds, as a local Maven repository (OUT_DIR/maven): dev.fedge:fedge-core
+#    (a jar) and dev.fedge:fedge-android (an AAR: classes.jar, AndroidManifest.xml, R.txt, res/),
+#    each with its pom. Gradle: repositories { maven { url "file://OUT_DIR/maven" } } and
+#    implementation "dev.fedge:fedge-android:0.1".
+SDK_VERSION=$VERSION_NAME
+mkdir -p "$work/core-classes" "$work/sdk-classes" "$work/aar-out/res"
+find "$here/fedge-core/src/main/java" -name '*.java' > "$work/core-sources.txt"
+javac --release 11 -nowarn -encoding UTF-8 -d "$work/core-classes" -cp "$gson:$bcprov" @"$work/core-sources.txt"
+find "$here/fedge-android/src/main/java" -name '*.java' > "$work/sdk-sources.txt"
+javac --release 11 -nowarn -encoding UTF-8 -d "$work/sdk-classes" \
+  -cp "$framework:$work/core-classes:$gson:$bcprov:$(IFS=:; echo "${litert_jars[*]}")" @"$work/sdk-sources.txt"
+repo="$out/maven/dev/fedge"
+mkdir -p "$repo/fedge-core/$SDK_VERSION" "$repo/fedge-android/$SDK_VERSION"
+(cd "$work/core-classes" && jar cf "$repo/fedge-core/$SDK_VERSION/fedge-core-$SDK_VERSION.jar" .)
+(cd "$work/sdk-classes" && jar cf "$work/aar-out/classes.jar" .)
+sed "s|<manifest |<manifest package=\"dev.fedge.android\" |" "$here/fedge-android/src/main/AndroidManifest.xml" \
+  | sed "s|<application>|<uses-sdk android:minSdkVersion=\"$MIN_SDK\" android:targetSdkVersion=\"$TARGET_SDK\" />\n    <application>|" \
+  > "$work/aar-out/AndroidManifest.xml"
+: > "$work/aar-out/R.txt"  # the library has no resources of its own
+rm -f "$repo/fedge-android/$SDK_VERSION/fedge-android-$SDK_VERSION.aar"
+(cd "$work/aar-out" && zip -q -r "$repo/fedge-android/$SDK_VERSION/fedge-android-$SDK_VERSION.aar" \
+  AndroidManifest.xml classes.jar R.txt res)
+pom() {  # artifact packaging dependencies-xml
+  printf '<?xml version="1.0" encoding="UTF-8"?>\n<project xmlns="http://maven.apache.org/POM/4.0.0">\n'
+  printf '  <modelVersion>4.0.0</modelVersion>\n  <groupId>dev.fedge</groupId>\n  <artifactId>%s</artifactId>\n' "$1"
+  printf '  <version>%s</version>\n  <packaging>%s</packaging>\n  <dependencies>\n%s\n  </dependencies>\n</project>\n' \
+    "$SDK_VERSION" "$2" "$3"
+}
+dep() { printf '    <dependency><groupId>%s</groupId><artifactId>%s</artifactId><version>%s</version>%s</dependency>\n' "$@"; }
+pom fedge-core jar "$(dep com.google.code.gson gson 2.10.1 ''; dep org.bouncycastle bcprov-jdk18on 1.78.1 '')" \
+  > "$repo/fedge-core/$SDK_VERSION/fedge-core-$SDK_VERSION.pom"
+pom fedge-android aar "$(dep dev.fedge fedge-core "$SDK_VERSION" ''; dep org.tensorflow tensorflow-lite 2.16.1 '<type>aar</type>')" \
+  > "$repo/fedge-android/$SDK_VERSION/fedge-android-$SDK_VERSION.pom"
+echo "wrote the SDK: $out/maven (dev.fedge:fedge-android:$SDK_VERSION, an AAR, and dev.fedge:fedge-core:$SDK_VERSION)"

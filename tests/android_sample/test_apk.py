@@ -75,3 +75,32 @@ def test_gradle_declares_what_the_script_builds():
         assert re.search(rf"\b{gradle_key} {value}\b", gradle), (key, value)
     name = re.search(r"^VERSION_NAME=([\w.]+)", script, re.M).group(1)
     assert f'versionName "{name}"' in gradle
+
+
+def test_the_sdk_is_an_aar_in_a_local_maven_repository(apk):
+    """What an app team adds: dev.fedge:fedge-android (an AAR) and dev.fedge:fedge-core (a jar),
+    laid out as a Maven repository with their poms, the AAR's classes the SDK's alone."""
+    import xml.etree.ElementTree as ET
+    import zipfile
+
+    repo = apk / "maven" / "dev" / "fedge"
+    aar = repo / "fedge-android" / "0.1" / "fedge-android-0.1.aar"
+    with zipfile.ZipFile(aar) as z:
+        assert {"AndroidManifest.xml", "classes.jar", "R.txt"} <= set(z.namelist())
+        manifest = z.read("AndroidManifest.xml").decode()
+        (apk / "sdk-classes.jar").write_bytes(z.read("classes.jar"))
+    assert 'package="dev.fedge.android"' in manifest and 'android:minSdkVersion="26"' in manifest
+    assert "dev.fedge.android.FedgeJobService" in manifest
+    with zipfile.ZipFile(apk / "sdk-classes.jar") as classes:
+        names = set(classes.namelist())
+    assert {"dev/fedge/android/Fedge.class", "dev/fedge/android/ExampleStore.class"} <= names
+    assert not any(n.startswith("dev/fedge/core/") or n.startswith("dev/fedge/sample/") for n in names)
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    pom = ET.parse(repo / "fedge-android" / "0.1" / "fedge-android-0.1.pom").getroot()
+    assert pom.findtext("m:packaging", namespaces=ns) == "aar"
+    deps = {(d.findtext("m:groupId", namespaces=ns), d.findtext("m:artifactId", namespaces=ns))
+            for d in pom.iterfind("m:dependencies/m:dependency", ns)}
+    assert {("dev.fedge", "fedge-core"), ("org.tensorflow", "tensorflow-lite")} <= deps
+    with zipfile.ZipFile(repo / "fedge-core" / "0.1" / "fedge-core-0.1.jar") as core:
+        assert "dev/fedge/core/FedgeDevice.class" in core.namelist()
+    ET.parse(repo / "fedge-core" / "0.1" / "fedge-core-0.1.pom")  # well-formed
