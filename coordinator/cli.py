@@ -113,8 +113,10 @@ def run(args: argparse.Namespace) -> int:
     access_log = logging.getLogger("aiohttp.access") if args.access_log else None
     # shutdown_timeout: requests still open after this long at a stop (long polls of up to 30 s)
     # are cancelled; a device retries them elsewhere. aiohttp's default waits a minute.
+    # keepalive_timeout: aiohttp closes a connection whose next request head has not arrived
+    # this long after it opened or after the last response: the head deadline.
     web.run_app(app, host=config.host, port=config.port, ssl_context=ssl_context, access_log=access_log,
-                shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                shutdown_timeout=SHUTDOWN_TIMEOUT_S, keepalive_timeout=config.header_timeout_s,
                 print=lambda _: print(f"fedge coordinator on {scheme}://{config.host}:{config.port} "
                                       f"(db {_shown(config.db)})",
                                       flush=True))

@@ -24,6 +24,10 @@ class ServeConfig:
     # ...and one that arrives slower than this on average gets 408 at body_timeout_s + size / rate,
     # however often a byte comes (a trickle of one byte every few seconds held descriptors forever).
     min_body_rate: float = 1024.0  # bytes per second
+    # A request's head (request line and headers) must arrive within this many seconds of the
+    # connection opening or of the previous response; so must a kept-alive connection's next
+    # request, or it is closed. A trickle of header bytes cannot hold a descriptor longer.
+    header_timeout_s: float = 15.0
     # Request bodies being read at once: per client address (loopback exempt: emulated fleets)
     # and in all; past either, 503 with Retry-After before anything is read.
     max_body_reads_per_address: int = 64

@@ -52,3 +52,31 @@ def test_serve_stops_promptly_on_sigterm_and_says_so(tmp_path):
         assert time.monotonic() - t0 < 5.0 and "stopping" in out
     finally:
         proc.kill()
+
+
+def test_a_request_head_trickled_a_byte_at_a_time_is_cut_off_at_the_head_deadline(tmp_path):
+    """Header bytes one every 0.5 s: the connection is closed at header_timeout_s, not held."""
+    import socket
+    import time
+
+    from fedge.local_coordinator import LocalCoordinator
+
+    config = tmp_path / "serve.toml"
+    config.write_text("header_timeout_s = 2.0\n")
+    with LocalCoordinator(str(tmp_path / "c.db"), "t", ("--config", str(config))) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            t0 = time.monotonic()
+            closed = False
+            for byte in b"POST /v1/checkin HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
+                try:
+                    s.sendall(bytes([byte]))
+                    s.settimeout(0.5)
+                    if s.recv(1) == b"":
+                        closed = True
+                        break
+                except socket.timeout:
+                    continue
+                except OSError:
+                    closed = True
+                    break
+            assert closed and time.monotonic() - t0 < 6.0
