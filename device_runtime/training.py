@@ -90,7 +90,8 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
     if plan.scaffold:
         # Option II (protocol.scaffold; exact for SGD, an approximation of the mean gradient with
         # momentum or Adam): the update carries c_i+ - c_i after the model delta.
-        next_control = scaffold.next_control(c, c_i, delta, progress.steps, plan.learning_rate)
+        next_control = scaffold.next_control(c, c_i, delta, progress.steps, plan.learning_rate, plan.sgd_momentum,
+                                             plan.sgd_nesterov)
         delta = scaffold.update_vector(delta, c_i, next_control)
     delta, norm = clip_l2(delta, plan.clip_norm)
     delta = poison_delta(attack, delta)

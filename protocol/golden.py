@@ -310,15 +310,19 @@ def scaffold_vectors() -> list[dict]:
     from protocol import scaffold
 
     out = []
-    for seed, n, steps, lr in ((1, 7, 6, 0.1), (2, 33, 1, 0.5), (3, 5, 0, 0.1)):
+    for seed, n, steps, lr, momentum, nesterov in ((1, 7, 6, 0.1, 0.0, False), (2, 33, 1, 0.5, 0.0, False),
+                                                   (3, 5, 0, 0.1, 0.0, False), (4, 9, 15, 0.05, 0.9, False),
+                                                   (5, 6, 40, 0.01, 0.95, True)):
         rng = np.random.default_rng(seed)
         c, c_i, delta = (rng.normal(size=n).astype(np.float32) * s for s in (0.01, 0.02, 0.05))
-        nxt = scaffold.next_control(c, c_i, delta, steps, lr)
+        nxt = scaffold.next_control(c, c_i, delta, steps, lr, momentum, nesterov)
         update = scaffold.update_vector(delta, c_i, nxt)
         # As a q8 upload decodes (rounding error included): the c_i a device keeps after it.
         sent = (update + rng.uniform(-1e-3, 1e-3, update.size)).astype(np.float32)
         out.append({"c": c.tobytes().hex(), "c_i": c_i.tobytes().hex(), "delta": delta.tobytes().hex(),
-                    "steps": steps, "learning_rate": lr, "next_control": nxt.tobytes().hex(),
+                    "steps": steps, "learning_rate": lr, "momentum": momentum, "nesterov": nesterov,
+                    "effective_steps": scaffold.effective_steps(steps, momentum, nesterov),
+                    "next_control": nxt.tobytes().hex(),
                     "update": update.tobytes().hex(), "sent": sent.tobytes().hex(),
                     "after_sent": scaffold.after_sent(c_i, sent).tobytes().hex()})
     return out

@@ -164,6 +164,10 @@ class Plan:
     # SCAFFOLD (Karimireddy et al. 2020): correct the gradients with c - c_i (set_control) and
     # upload the model delta followed by the control delta, one vector twice the update's size.
     scaffold: bool = False
+    # The exported optimizer's momentum, when it is SGD's (SCAFFOLD's option II counts the
+    # round's steps by it: protocol.scaffold.effective_steps); 0 otherwise.
+    sgd_momentum: float = 0.0
+    sgd_nesterov: bool = False
     # Sparse codecs (``+sparse:F``): the seed of the round's shared subset (protocol.sparse),
     # below 2^53 so that every JSON parser reads it exactly; 0 for dense codecs.
     sparse_seed: int = 0
@@ -196,6 +200,8 @@ class Plan:
             evaluate_only=get_field(raw, "evaluate_only", bool, False, False),
             personalize_steps=get_field(raw, "personalize_steps", int, False, 0, lo=0, hi=MAX_PERSONALIZE_STEPS),
             scaffold=get_field(raw, "scaffold", bool, False, False),
+            sgd_momentum=get_field(raw, "sgd_momentum", float, False, 0.0, lo=0.0, hi=0.999),
+            sgd_nesterov=get_field(raw, "sgd_nesterov", bool, False, False),
             sparse_seed=get_field(raw, "sparse_seed", int, False, 0, lo=0, hi=MAX_SPARSE_SEED),
             dp_sgd_noise_multiplier=z, dp_sgd_clip=clip,
             dp_sgd_delta=get_field(raw, "dp_sgd_delta", float, False, 1e-5, lo=1e-12, hi=0.1),

@@ -273,7 +273,7 @@ class DeviceGateway:
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
         return Assignment(
             task_id=task.task_id, round=rnd.round, upload_token=token,
-            plan=task.config.plan(task.dp_clip, sparse.round_seed(task.task_id, rnd.round)),
+            plan=task.config.plan(task.dp_clip, sparse.round_seed(task.task_id, rnd.round), task.manifest.optimizer),
             upload_url=f"{base}/evaluation" if task.config.evaluation else f"{base}/update",
             report_deadline=float(rnd.report_deadline),
             control_sha256=task.control_sha, control_url=f"/v1/blobs/{task.control_sha}" if task.control_sha else "",

@@ -212,9 +212,11 @@ class TaskConfig:
         """What the round engine needs to know of the task."""
         return Rules(self.goal_count, self.required_reports, self.secagg_on)
 
-    def plan(self, clip_norm: float | None = None, sparse_seed: int = 0) -> Plan:
+    def plan(self, clip_norm: float | None = None, sparse_seed: int = 0, optimizer: dict | None = None) -> Plan:
         """The devices' plan; ``clip_norm`` is this round's clip when it adapts; ``sparse_seed``
-        the round's shared subset when the codec is sparse."""
+        the round's shared subset when the codec is sparse; ``optimizer`` the model's exported
+        one (SCAFFOLD counts momentum SGD's steps by its momentum)."""
+        sgd = (optimizer or {}).get("name") == "sgd" and self.scaffold
         return Plan(self.epochs, self.batch_size, self.learning_rate, self.codec, self.chunk_size,
                     self.clip_norm if clip_norm is None else clip_norm,
                     secagg="" if self.secagg == "off" else self.secagg, report_clip_bit=self.adaptive_clip,
@@ -222,6 +224,8 @@ class TaskConfig:
                     partial_work=self.partial_work, evaluate_only=self.kind == "evaluate",
                     personalize_steps=self.personalize_steps if self.kind == "evaluate" else 0,
                     scaffold=self.scaffold, sparse_seed=sparse_seed if self.codec_spec().sparse else 0,
+                    sgd_momentum=float(optimizer.get("momentum") or 0.0) if sgd else 0.0,
+                    sgd_nesterov=bool(optimizer.get("nesterov")) if sgd else False,
                     dp_sgd_noise_multiplier=self.dp_sgd_noise_multiplier, dp_sgd_clip=self.dp_sgd_clip,
                     dp_sgd_delta=self.dp_sgd_delta)
 

@@ -25,6 +25,9 @@ public final class Plan {
     public final int personalizeSteps;
     /** SCAFFOLD: correct the gradients with c - c_i and upload the control delta after the model delta. */
     public final boolean scaffold;
+    /** The exported optimizer's momentum when it is SGD's (SCAFFOLD counts the round's steps by it); 0 otherwise. */
+    public final double sgdMomentum;
+    public final boolean sgdNesterov;
     /** Sparse codecs ("+sparse:F"): the seed of the round's shared subset (below 2^53); 0 for dense ones. */
     public final long sparseSeed;
     /** Example-level DP-SGD (the file's train_dp): the noise multiplier (0: off), the per-example clip, delta. */
@@ -48,6 +51,11 @@ public final class Plan {
         evaluateOnly = Json.bool(raw, "evaluate_only", false);
         personalizeSteps = Json.integer(raw, "personalize_steps", 0);
         scaffold = Json.bool(raw, "scaffold", false);
+        sgdMomentum = Json.number(raw, "sgd_momentum", 0.0);
+        sgdNesterov = Json.bool(raw, "sgd_nesterov", false);
+        if (!(sgdMomentum >= 0 && sgdMomentum <= 0.999)) {
+            throw new ProtocolException("field 'sgd_momentum' must be in [0, 0.999]", "bad_request");
+        }
         double seed = Json.number(raw, "sparse_seed", 0.0);
         if (!(seed >= 0 && seed <= 9007199254740991.0 && seed == Math.rint(seed))) {
             throw new ProtocolException("field 'sparse_seed' must be an integer in [0, 2^53 - 1]", "bad_request");

@@ -10,12 +10,36 @@ public final class Scaffold {
 
     /** c_i+ = c_i - c + (x - y) / (K lr), from the model delta {@code delta} = y - x; c_i when K lr is 0. */
     public static float[] nextControl(float[] c, float[] ci, float[] delta, int steps, double learningRate) {
-        float scale = (float) Math.max(steps, 0) * (float) learningRate;
+        return nextControl(c, ci, delta, steps, learningRate, 0.0, false);
+    }
+
+    /** The same with K counted as the plain-SGD steps momentum SGD's steps make ({@link #effectiveSteps}). */
+    public static float[] nextControl(float[] c, float[] ci, float[] delta, int steps, double learningRate,
+                                      double momentum, boolean nesterov) {
+        float scale = (float) effectiveSteps(steps, momentum, nesterov) * (float) learningRate;
         float[] out = new float[ci.length];
         for (int k = 0; k < out.length; k++) {
             out[k] = scale > 0 ? (ci[k] - c[k]) - delta[k] / scale : ci[k];
         }
         return out;
+    }
+
+    /**
+     * How many plain-SGD steps {@code steps} steps of heavy-ball momentum move a weight under a
+     * constant gradient from zero velocity (protocol/scaffold.py effective_steps: the same loop
+     * of double operations, so the same value to the bit).
+     */
+    public static double effectiveSteps(int steps, double momentum, boolean nesterov) {
+        if (momentum == 0.0) {
+            return Math.max(steps, 0);
+        }
+        double velocity = 0.0;
+        double total = 0.0;
+        for (int k = 0; k < steps; k++) {
+            velocity = momentum * velocity + 1.0;
+            total += nesterov ? momentum * velocity + 1.0 : velocity;
+        }
+        return total;
     }
 
     /** What a SCAFFOLD device uploads: the model delta, then c_i+ - c_i. */

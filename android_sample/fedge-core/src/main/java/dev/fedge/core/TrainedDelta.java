@@ -38,7 +38,8 @@ public final class TrainedDelta {
         float[] delta = DeltaMath.delta(result.weights, global.values);
         float[] next = null;
         if (scaffold) {
-            next = Scaffold.nextControl(c, ci, delta, result.steps, a.plan.learningRate);
+            next = Scaffold.nextControl(c, ci, delta, result.steps, a.plan.learningRate, a.plan.sgdMomentum,
+                    a.plan.sgdNesterov);
             delta = Scaffold.updateVector(delta, ci, next);
         }
         double norm = DeltaMath.clipL2(delta, a.plan.clipNorm);
