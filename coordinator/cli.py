@@ -6,8 +6,9 @@ ineligible_retry_s, checkin_rate, synchronous, tls_cert, tls_key, body_timeout_s
 max_held_checkins, register_rate, attestation_verifier, status_public, max_aggregation_mib,
 trusted_proxies).
 Flags win.
-The admin token is --admin-token, else $FEDGE_ADMIN_TOKEN, else a random one that is
-printed and written to DB.admin-token (mode 0600).
+The admin token is --admin-token, else $FEDGE_ADMIN_TOKEN, else a random one written to
+DB.admin-token (mode 0600; its path is printed), which `fedge task`, `fedge population` and
+`fedge fleet` read when run next to the database.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                            "SQLite file; required with PostgreSQL: a directory every replica shares)")
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080)")
-    parser.add_argument("--admin-token", help="admin bearer token")
+    parser.add_argument("--admin-token", help="admin bearer token (default $FEDGE_ADMIN_TOKEN, else a random one "
+                                              "written to DB.admin-token)")
     parser.add_argument("--min-retry-s", type=float, help="pace steering: shortest come-back delay (default 1)")
     parser.add_argument("--max-retry-s", type=float, help="pace steering: longest come-back delay (default 600)")
     parser.add_argument("--ineligible-retry-s", type=float, help="come-back delay for ineligible devices (default 300)")

@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        # Raw: each module's docstring has example command lines, one a line, kept as written.
+        sub = subparsers.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
         module.configure(sub)
         sub.set_defaults(_module=module)

@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         add_connection_args(p)
     model = sub.add_parser("model", help="download the task's .tflite with the current global weights")
     model.add_argument("task_id")
-    model.add_argument("-o", "--output", required=True)
+    model.add_argument("-o", "--output", required=True, help="where to write the .tflite with the current weights")
     add_connection_args(model)
     evaluate = sub.add_parser("evaluate", help="evaluate a checkpoint of the task on the population's devices "
                                                 "(federated evaluation: accuracy and its spread over devices)")
@@ -59,7 +59,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_connection_args(evaluate)
     audit = sub.add_parser("audit", help="write the task's signed audit trail to a file (fedge audit verify checks it)")
     audit.add_argument("task_id")
-    audit.add_argument("-o", "--output", required=True)
+    audit.add_argument("-o", "--output", required=True, help="where to write the trail (JSON)")
     add_connection_args(audit)
     watch = sub.add_parser("watch", help="follow a task until it finishes")
     watch.add_argument("task_id")

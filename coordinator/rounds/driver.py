@@ -170,7 +170,7 @@ class RoundDriver:
             return
         done = self.store.committed_count(task.task_id)
         if done >= task.config.rounds:
-            self.finish_task(task, "completed", f"{done} rounds committed")
+            self.finish_task(task, "completed", f"{done} round{'' if done == 1 else 's'} committed")
             return
         if self.over_budget(task, done):
             return

@@ -191,3 +191,27 @@ def test_show_names_every_privacy_mode_with_its_epsilon():
     text = _show({**task, "config": central, "rounds": [{**task["rounds"][0], "metrics": {"epsilon": 3.25}}]})
     assert "secagg secagg+" in text and "user-level DP distributed (noise multiplier 1.2" in text
     assert "honest fraction 0.5" in text and "epsilon 3.25 spent" in text and "DP-SGD" not in text
+
+
+def test_help_keeps_examples_on_their_own_lines_and_every_flag_explained(capsys):
+    import pytest
+
+    from fedge.cli import main
+
+    for command in (["task", "--help"], ["audit", "--help"]):
+        with pytest.raises(SystemExit):
+            main(command)
+        out = capsys.readouterr().out
+        examples = [line.strip() for line in out.splitlines() if line.strip().startswith("fedge ")]
+        assert len(examples) >= 3, out  # one example a line, not run together into a paragraph
+    # Every option of the commands a newcomer starts with says what it does.
+    import argparse
+
+    from fedge.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    task_actions = next(a for a in commands["task"]._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in (("fleet", commands["fleet"]), ("device", commands["device"]), ("task model", task_actions["model"])):
+        silent = [a.option_strings for a in sub._actions if a.option_strings and not a.help]
+        assert not silent, f"fedge {name}: options without help: {silent}"
