@@ -51,7 +51,8 @@ litert_jars=("$work/aar/tensorflow-lite-2.16.1/classes.jar" "$work/aar/tensorflo
 # 1. Resources: R.java and the resource table (Gradle takes the package from `namespace`; aapt
 #    wants it in the manifest).
 sed "s|<manifest |<manifest package=\"$PACKAGE\" |" "$here/app/src/main/AndroidManifest.xml" > "$work/AndroidManifest.xml"
-aapt package -f -m -J "$work/gen" -M "$work/AndroidManifest.xml" -S "$here/app/src/main/res" -I "$framework" \
+aapt package -f -m -J "$work/gen" -M "$work/AndroidManifest.xml" -S "$here/app/src/main/res" \
+  -A "$here/app/src/main/assets" -I "$framework" \
   --min-sdk-version "$MIN_SDK" --target-sdk-version "$TARGET_SDK" --version-code "$VERSION_CODE" \
   --version-name "$VERSION_NAME" -0 tflite -F "$work/apk/resources.ap_"
 

@@ -89,7 +89,8 @@ def app_build(java_classpath, tmp_path_factory):
     gen, apk = out / "gen", out / "resources.ap_"
     gen.mkdir()
     res = subprocess.run(["aapt", "package", "-f", "-m", "-J", str(gen), "-M", str(manifest),
-                          "-S", str(APP / "src/main/res"), "-I", framework, "-F", str(apk)],
+                          "-S", str(APP / "src/main/res"), "-A", str(APP / "src/main/assets"), "-I", framework,
+                          "-F", str(apk)],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
 

@@ -10,6 +10,11 @@ import android.widget.LinearLayout;
 import android.widget.TextView;
 import dev.fedge.android.ExampleStore;
 import dev.fedge.android.Fedge;
+import dev.fedge.core.Examples;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
 
 /**
  * Status, settings, and a "run now" button that skips the scheduling constraints for demos.
@@ -26,6 +31,7 @@ public final class MainActivity extends Activity {
 
     /** The example store this app's drawings go to, and its rounds train on. */
     static final String STORE = "drawn-digits";
+    static final String DEMO_ASSET = "demo_digits.csv";
 
     @Override
     protected void onCreate(Bundle savedInstanceState) {
@@ -76,6 +82,7 @@ public final class MainActivity extends Activity {
             }
             labels.addView(line);
         }
+        findViewById(R.id.seed_demo).setOnClickListener(v -> seedDemo());
         showCollected();
         Button schedule = findViewById(R.id.schedule);
         schedule.setOnClickListener(v -> {
@@ -97,6 +104,21 @@ public final class MainActivity extends Activity {
             store.add(pad.features(), label);
         }
         pad.clear();
+        showCollected();
+    }
+
+    /** The bundled demo seed (300 of scikit-learn's digits, assets/demo_digits.csv) into the store. */
+    void seedDemo() {
+        try (BufferedReader in = new BufferedReader(new InputStreamReader(getAssets().open(DEMO_ASSET),
+                StandardCharsets.UTF_8)); ExampleStore store = Fedge.examples(this, STORE)) {
+            Examples demo = Examples.readCsv(in, DEMO_ASSET);
+            for (int i = 0; i < demo.y.length; i++) {
+                store.add(demo.x[i], demo.y[i]);
+            }
+        } catch (IOException e) {
+            collected.setText("demo examples not added: " + e.getMessage());
+            return;
+        }
         showCollected();
     }
 

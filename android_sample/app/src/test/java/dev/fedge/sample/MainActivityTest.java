@@ -82,4 +82,20 @@ public class MainActivityTest {
             assertEquals(0f, stored.x[0][0], 0f);
         }
     }
+
+    @Test
+    public void theBundledDemoSeedFillsTheStoreSoAPhoneCanJoinAtOnce() {
+        MainActivity activity = Robolectric.buildActivity(MainActivity.class).setup().get();
+        try (ExampleStore store = Fedge.examples(activity, MainActivity.STORE)) {
+            store.clear();
+        }
+        ((Button) activity.findViewById(R.id.seed_demo)).performClick();
+        try (ExampleStore store = Fedge.examples(activity, MainActivity.STORE)) {
+            Examples seeded = store.examples();
+            assertEquals(300, seeded.y.length);
+            assertEquals(64, seeded.x[0].length);
+        }
+        String shown = ((TextView) activity.findViewById(R.id.collected)).getText().toString();
+        assertTrue(shown, shown.startsWith("300 examples"));
+    }
 }

@@ -27,34 +27,39 @@ public final class Examples {
     }
 
     public static Examples loadCsv(File file) throws IOException {
+        try (BufferedReader in = new BufferedReader(new FileReader(file))) {
+            return readCsv(in, file.toString());
+        }
+    }
+
+    /** The same format from any reader (an app's bundled asset); {@code source} names it in errors. */
+    public static Examples readCsv(BufferedReader in, String source) throws IOException {
         List<float[]> xs = new ArrayList<>();
         List<Integer> ys = new ArrayList<>();
-        try (BufferedReader in = new BufferedReader(new FileReader(file))) {
-            String line;
-            int number = 0;
-            while ((line = in.readLine()) != null) {
-                number++;
-                if (line.trim().isEmpty()) {
-                    continue;
-                }
-                String[] fields = line.split(",");
-                if (fields.length < 2) {
-                    throw new IOException(file + " line " + number + ": expected features and a label");
-                }
-                float[] row = new float[fields.length - 1];
-                try {
-                    for (int i = 0; i < row.length; i++) {
-                        row[i] = Float.parseFloat(fields[i].trim());
-                    }
-                    ys.add(Integer.parseInt(fields[fields.length - 1].trim()));
-                } catch (NumberFormatException e) {
-                    throw new IOException(file + " line " + number + ": " + e.getMessage(), e);
-                }
-                xs.add(row);
+        String line;
+        int number = 0;
+        while ((line = in.readLine()) != null) {
+            number++;
+            if (line.trim().isEmpty()) {
+                continue;
             }
+            String[] fields = line.split(",");
+            if (fields.length < 2) {
+                throw new IOException(source + " line " + number + ": expected features and a label");
+            }
+            float[] row = new float[fields.length - 1];
+            try {
+                for (int i = 0; i < row.length; i++) {
+                    row[i] = Float.parseFloat(fields[i].trim());
+                }
+                ys.add(Integer.parseInt(fields[fields.length - 1].trim()));
+            } catch (NumberFormatException e) {
+                throw new IOException(source + " line " + number + ": " + e.getMessage(), e);
+            }
+            xs.add(row);
         }
         if (xs.isEmpty()) {
-            throw new IOException(file + " has no examples");
+            throw new IOException(source + " has no examples");
         }
         int[] y = new int[ys.size()];
         for (int i = 0; i < y.length; i++) {
