@@ -392,7 +392,9 @@ class Device:
             report.info("check-in: no round for this device now (%s); next in %.0f s", outcome.detail or "retry",
                         wait)
         elif outcome.outcome == "rejected" and not outcome.logged:  # the coordinator refused what the round sent
-            log.warning("round: refused by the coordinator: %s", outcome.detail)
+            # Often routine (over-selection: the round closed before this upload), so a line of
+            # the device's report, not a warning: a fleet of thousands would print one each.
+            report.info("round: refused by the coordinator: %s", outcome.detail)
         elif not outcome.logged and outcome.outcome not in ("refused", "unreachable", "rejected"):
             report.info("round: %s%s", outcome.outcome, f" ({outcome.detail})" if outcome.detail else "")
 
