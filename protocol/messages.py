@@ -50,6 +50,8 @@ MAX_COUNT = 10_000_000  # examples on one device, or evaluated on it
 MAX_LOSS = 1e9  # a loss beyond this is a broken or hostile device, not information
 MAX_LABEL = 64
 MAX_ATTESTATION = 16 * 1024
+MAX_SECRET = 256  # an enrollment secret
+MAX_CACHED_MODELS = 256  # blob digests a device says it holds
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class RegisterRequest:
     def from_dict(cls, raw: Any) -> "RegisterRequest":
         return cls(get_field(raw, "population", str, max_len=MAX_LABEL),
                    get_field(raw, "label", str, False, "", max_len=MAX_LABEL),
-                   get_field(raw, "enrollment_secret", str, False, "", max_len=256),
+                   get_field(raw, "enrollment_secret", str, False, "", max_len=MAX_SECRET),
                    get_field(raw, "attestation", str, False, "", max_len=MAX_ATTESTATION))
 
 
@@ -109,7 +111,7 @@ class PopulationRequest:
     @classmethod
     def from_dict(cls, raw: Any) -> "PopulationRequest":
         return cls(get_field(raw, "name", str),  # its pattern is checked by protocol.names
-                   get_field(raw, "enrollment_secret", str, False, "", max_len=256),
+                   get_field(raw, "enrollment_secret", str, False, "", max_len=MAX_SECRET),
                    get_field(raw, "require_attestation", bool, False, False))
 
 
@@ -127,7 +129,7 @@ class CheckinRequest:
 
     @classmethod
     def from_dict(cls, raw: Any) -> "CheckinRequest":
-        cached = get_field(raw, "cached_models", list, False, [], max_len=256)
+        cached = get_field(raw, "cached_models", list, False, [], max_len=MAX_CACHED_MODELS)
         if not all(isinstance(c, str) and len(c) <= 128 for c in cached):
             raise ProtocolError("field 'cached_models' must be a list of strings", "bad_request")
         wait_s = get_field(raw, "wait_s", float, False, 0.0, lo=0.0, hi=MAX_CHECKIN_WAIT_S)

@@ -5,7 +5,8 @@ body and parameter: what client generators read, and what the property-based fuz
 from __future__ import annotations
 
 from protocol.dp_sgd import MAX_DP_SGD_STEPS
-from protocol.messages import MAX_CHECKIN_WAIT_S, MAX_COUNT, MAX_DP_SGD_NOISE, MAX_LABEL, MAX_LOSS
+from protocol.messages import (MAX_ATTESTATION, MAX_CACHED_MODELS, MAX_CHECKIN_WAIT_S, MAX_COUNT, MAX_DP_SGD_NOISE,
+                               MAX_LABEL, MAX_LOSS, MAX_SECRET)
 from protocol.names import NAME_PATTERN
 
 _ERR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -20,7 +21,7 @@ def _obj(required: list[str], **properties) -> dict:
 
 SCHEMAS = {
     "Error": _obj(["error"], error=_obj(["code", "message"], code={"type": "string"}, message={"type": "string"})),
-    "PopulationRequest": _obj(["name"], name=_NAME, enrollment_secret={"type": "string", "maxLength": 256},
+    "PopulationRequest": _obj(["name"], name=_NAME, enrollment_secret={"type": "string", "maxLength": MAX_SECRET},
                               require_attestation={"type": "boolean"}),
     "TaskRequest": _obj(["model_sha256"], model_sha256=_SHA, task_id=_NAME, config={
         "type": "object", "description": "the task settings (docs/coordinator.md); unknown keys are refused",
@@ -34,8 +35,8 @@ SCHEMAS = {
                        "dp_mode": {"enum": ["central", "distributed"]},
                        "dp_honest_fraction": {"type": "number", "minimum": 0.01, "maximum": 1}, "download_codec": {"type": "string"}}}),
     "RegisterRequest": _obj(["population"], population=_NAME, label={"type": "string", "maxLength": MAX_LABEL},
-                            enrollment_secret={"type": "string", "maxLength": 256},
-                            attestation={"type": "string", "maxLength": 1024}),
+                            enrollment_secret={"type": "string", "maxLength": MAX_SECRET},
+                            attestation={"type": "string", "maxLength": MAX_ATTESTATION}),
     "DeviceState": _obj([], charging={"type": "boolean"}, unmetered={"type": "boolean"}, idle={"type": "boolean"},
                         battery={"type": "number", "minimum": 0, "maximum": 1},
                         free_storage_mb={"type": "number", "minimum": 0},
@@ -43,7 +44,7 @@ SCHEMAS = {
                         runtime_version={"type": "string", "maxLength": MAX_LABEL},
                         supports_flex={"type": "boolean"}),
     "CheckinRequest": _obj(["state"], state={"$ref": "#/components/schemas/DeviceState"},
-                           cached_models={"type": "array", "items": _SHA, "maxItems": 8},
+                           cached_models={"type": "array", "items": _SHA, "maxItems": MAX_CACHED_MODELS},
                            wait_s={"type": "number", "minimum": 0, "maximum": MAX_CHECKIN_WAIT_S}),
     "UploadMeta": _obj(["example_count"], example_count={"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
                        train_loss={"type": "number", "minimum": -MAX_LOSS, "maximum": MAX_LOSS},

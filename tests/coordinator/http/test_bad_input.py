@@ -226,3 +226,16 @@ async def test_a_robust_aggregator_within_the_limit_is_accepted(harness):
                                      json={"model_sha256": sha, "task_id": "t9",
                                            "config": {"aggregator": "krum", "goal_count": 100}})
     assert resp.status == 201, await resp.text()
+
+
+def test_the_openapi_schema_states_the_parsers_bounds():
+    """The served schema said attestation maxLength 1024 and cached_models maxItems 8; the
+    parser allows 16 KiB and 256: both now come from protocol.messages."""
+    from coordinator.http.openapi import OPENAPI
+    from protocol.messages import MAX_ATTESTATION, MAX_CACHED_MODELS, MAX_SECRET
+
+    schemas = OPENAPI["components"]["schemas"]
+    assert schemas["RegisterRequest"]["properties"]["attestation"]["maxLength"] == MAX_ATTESTATION == 16 * 1024
+    assert schemas["RegisterRequest"]["properties"]["enrollment_secret"]["maxLength"] == MAX_SECRET
+    checkin = schemas["CheckinRequest"]["properties"]["cached_models"]
+    assert checkin["maxItems"] == MAX_CACHED_MODELS == 256
