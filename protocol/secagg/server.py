@@ -8,7 +8,9 @@ the same owner, so no individual input can be unmasked.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -75,19 +77,44 @@ def unmask_sum(masked_sum: np.ndarray, params: SecAggParams, keys: Mapping[int, 
         raise BelowThreshold(f"{len(short)} secret(s) lack shares: device {v}'s {kind} has "
                              f"{len(collected[(v, kind)])}, threshold {params.threshold}")
     rebuild = shamir.Reconstructor(params.threshold)
-    total = np.asarray(masked_sum, np.uint64).copy()
-    for v in sorted(alive):
-        total -= prg.expand(rebuild(collected[(v, SELF_MASK)]), params.vector_length, params.modulus_bits)
+    # Every mask to take out: survivors' self masks, and for each dropped device v the pairwise
+    # masks its surviving neighbours u added with sign(u, v) (subtracted back when +).
+    removals: list[tuple[bytes, bool]] = [(rebuild(collected[(v, SELF_MASK)]), True) for v in sorted(alive)]
     for v in sorted(dropped):
         s_sk = rebuild(collected[(v, MASK_KEY)])
         if crypto.public_of(s_sk) != keys[v].s_public:
             raise ProtocolError(f"the shares of device {v}'s mask key rebuild a different key", "bad_share")
         for u in sorted(g[v] & alive):
             seed = crypto.agree(s_sk, keys[u].s_public, context, crypto.PURPOSE_MASK)
-            mask = prg.expand(seed, params.vector_length, params.modulus_bits).astype(np.uint64)
-            # Survivor u added sign(u, v) * PRG(s_uv) for its dropped neighbour v: take it out.
-            total = total - mask if pairwise_sign(u, v) > 0 else total + mask
+            removals.append((seed, pairwise_sign(u, v) > 0))
+    masks = _sum_masks(removals, params.vector_length)
+    total = np.asarray(masked_sum, np.uint64) - masks.astype(np.uint64)
     return total & np.uint64((1 << params.modulus_bits) - 1)
+
+
+UNMASK_WORKERS = max(1, min(8, os.cpu_count() or 1))
+
+
+def _sum_masks(removals: list[tuple[bytes, bool]], length: int) -> np.ndarray:
+    """sum of +-PRG(seed) mod 2^32 (+ for True), over threads: ChaCha20 through `cryptography`
+    and numpy's in-place arithmetic both release the GIL on buffers this size, so each core
+    expands its share of the seeds into a running sum of its own (prg.MaskSum)."""
+    workers = min(UNMASK_WORKERS, max(1, len(removals) // 4))
+
+    def run(part: list[tuple[bytes, bool]]) -> np.ndarray:
+        acc = prg.MaskSum(length)
+        for seed, positive in part:
+            (acc.add if positive else acc.subtract)(seed)
+        return acc.total
+
+    if workers == 1:
+        return run(removals)
+    with ThreadPoolExecutor(workers, thread_name_prefix="fedge-unmask") as pool:
+        parts = list(pool.map(run, [removals[i::workers] for i in range(workers)]))
+    total = parts[0]
+    for part in parts[1:]:
+        np.add(total, part, out=total)
+    return total
 
 
 def choose_params(n: int, *, plus: bool, threshold_fraction: float, degree: int, quant_bits: int, clip_norm: float,

@@ -114,3 +114,29 @@ def test_sparse_ring_codes_decode_unbiased_over_rounds():
     assert np.linalg.norm(one - x) > 0.5 * np.linalg.norm(x)  # one round's estimate is far off...
     mean = np.mean(draws, axis=0)
     assert np.linalg.norm(mean - x) < 0.15 * np.linalg.norm(x)  # ...their mean is not (sqrt(3 / 400) ~ 0.09)
+
+
+def test_the_in_place_mask_sum_is_the_sum_of_the_expanded_masks_on_any_number_of_threads(monkeypatch):
+    """The server's unmasking adds and subtracts masks in uint32 in place (prg.MaskSum) and
+    splits them over threads; reduced to k bits it is what expanding each mask to k bits and
+    summing in uint64 gives, whatever the number of workers."""
+    import numpy as np
+
+    from protocol.secagg import prg, server
+
+    rng = np.random.default_rng(0)
+    seeds = [(rng.bytes(32), bool(rng.integers(2))) for _ in range(13)]
+    length, bits = 1003, 19
+    expected = np.zeros(length, np.uint64)
+    for seed, positive in seeds:
+        mask = prg.expand(seed, length, bits).astype(np.uint64)
+        expected = expected + mask if positive else expected - mask
+    expected &= np.uint64((1 << bits) - 1)
+    acc = prg.MaskSum(length)
+    for seed, positive in seeds:
+        (acc.add if positive else acc.subtract)(seed)
+    assert np.array_equal(acc.reduced(bits), expected)
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(server, "UNMASK_WORKERS", workers)
+        summed = server._sum_masks(seeds, length).astype(np.uint64) & np.uint64((1 << bits) - 1)
+        assert np.array_equal(summed, expected), workers
