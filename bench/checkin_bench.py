@@ -92,6 +92,35 @@ def _replicated(args) -> None:
                       + " ".join(f"{c:.1f}" for c in cpu), flush=True)
 
 
+def _cpu_name() -> str:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def _cpu_per_checkin(args) -> None:
+    """The coordinator's CPU seconds per check-in, from /proc: two runs on fresh coordinators,
+    one with a check-in per device and one with more; their difference holds only check-ins
+    (registrations and start-up cancel out)."""
+    devices = args.devices[-1]
+
+    def run(checkins: int) -> tuple[float, np.ndarray]:
+        with tempfile.TemporaryDirectory() as tmp, \
+                LocalCoordinator(os.path.join(tmp, "c.db"), TOKEN, ("--checkin-rate", "1000000")) as server:
+            before = _cpu_s(server.proc.pid)
+            _, lat = asyncio.run(_run(server.url, devices, checkins, args.in_flight))
+            return _cpu_s(server.proc.pid) - before, lat
+
+    base, _ = run(devices)
+    extra = max(args.checkins, 2 * devices)
+    loaded, lat = run(devices + extra)
+    print(f"CPU: {_cpu_name()} ({os.cpu_count()} cores, the load client on the same cores)")
+    print(f"{devices} devices, {args.in_flight} in flight: coordinator CPU per check-in "
+          f"{(loaded - base) / extra * 1e3:.3f} ms; p50 {np.percentile(lat, 50) * 1e3:.1f} ms, "
+          f"p99 {np.percentile(lat, 99) * 1e3:.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, nargs="+", default=[100, 1000, 10000])
@@ -99,7 +128,12 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=256, help="concurrent check-ins")
     parser.add_argument("--replicas", type=int, nargs="+",
                         help="N replicas on PostgreSQL behind HAProxy (one run per N) instead of one on SQLite")
+    parser.add_argument("--cpu-per-check-in", action="store_true",
+                        help="the coordinator's CPU per check-in at the last --devices (two runs, differenced)")
     args = parser.parse_args()
+    if args.cpu_per_check_in:
+        _cpu_per_checkin(args)
+        return
     if args.replicas:
         _replicated(args)
         return
