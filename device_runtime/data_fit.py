@@ -21,3 +21,12 @@ def fit_problems(manifest: Manifest, x: np.ndarray, labels: np.ndarray) -> list[
         if low < 0 or high >= manifest.num_classes:
             problems.append(f"labels {low}..{high}, the model has {manifest.num_classes} classes")
     return problems
+
+
+def check_data_fits(manifest: Manifest, data) -> None:
+    """One line naming both sides when a fleet's data cannot train the model (a 60-feature
+    dataset on a 64-input model ran 12 failed rounds before)."""
+    labels = np.concatenate([np.asarray(s[1]).ravel() for s in data.shards] + [np.asarray(data.y_test).ravel()])
+    problems = fit_problems(manifest, data.shards[0][0], labels)
+    if problems:
+        raise ValueError(f"dataset {data.name!r} does not fit model {manifest.model_name!r}: " + "; ".join(problems))

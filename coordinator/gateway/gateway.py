@@ -22,7 +22,7 @@ import numpy as np
 from coordinator import errors as E
 from coordinator.gateway.activity import CheckinActivity
 from coordinator.gateway.attestation import AttestationVerifier
-from coordinator.gateway.pace import PaceConfig, jittered, retry_window, round_period
+from coordinator.gateway.pace import PaceConfig, PaceInputs, due_back, jittered, retry_window
 from coordinator.http.rate_limit import TokenBuckets
 from coordinator.rounds.running import RunningRounds
 from coordinator.rounds.secagg import SecAggRounds
@@ -30,6 +30,7 @@ from coordinator.gateway.blobs import BlobAccess
 from coordinator.gateway.buffered import BufferedIntake
 from coordinator.gateway.downloads import DownloadBlobs
 from coordinator.gateway.evaluation import EvaluationIntake
+from coordinator.gateway import upload_rules
 from coordinator.gateway.refusals import UploadRefusals
 from coordinator.gateway.registration import Registration
 from coordinator.gateway.secagg_messages import SecAggMessages
@@ -38,20 +39,12 @@ from coordinator.tasks.registry import Task, TaskRegistry
 from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord
 from coordinator.gateway.steps import PendingAssignment, PendingUpload, RoundSignals, update_record
 from coordinator.gateway.tokens import hash_token
-from coordinator.rounds.round_metrics import max_dp_sgd_steps
 from protocol import codec, dp, sparse
 from protocol.errors import ProtocolError
-from protocol.secagg import ring
 from protocol.messages import (Assignment, CheckinRequest, CheckinResponse, UploadMeta)
 
 log = logging.getLogger("fedge.coordinator")
-PACE_INPUTS_TTL_S = 1.0
 SELECTING_HINT_TTL_S = 0.1  # as long as a tick: another replica's round opening is seen within it
-PERIOD_ROUNDS = 6  # the round period is the median gap between the last openings
-# A device is present until the time it was told to come back (or its round's deadline) plus
-# this grace, and this share of the wait: past it without a check-in, pace steering stops counting it.
-PRESENCE_GRACE_S = 10.0
-PRESENCE_GRACE = 0.25
 
 
 NOT_ASSIGNED = "this device holds no assignment for that round (or the upload token is wrong)"
@@ -68,7 +61,7 @@ class DeviceGateway:
         self.rng = rng or random.Random()
         self.checkin_limit = TokenBuckets(checkin_rate, checkin_rate * 2, "check-ins")
         self.activity = CheckinActivity()  # recent check-ins per population, for the operator page
-        self._pace_cache: dict[str, tuple[float, tuple[int, float]]] = {}
+        self.pace_inputs = PaceInputs(store)  # (devices present, round period) per task
         self._selecting_hint: dict[str, tuple[float, RoundRecord | None]] = {}  # see _selecting_round
         self._device_cache: dict[str, DeviceRecord] = {}  # see _device
         # last_seen of devices that checked in since the last flush: one transaction per tick
@@ -142,7 +135,7 @@ class DeviceGateway:
         (`Store.assign(p.record, p.capacity)`, then `checkin_finish`); `admit_checkin` first."""
         now = self.clock()
         # Written in batches by Coordinator.tick (take_seen); `_arrival` sets when it is due back.
-        self._seen[device.device_id] = (now, now + PRESENCE_GRACE_S)
+        self._seen[device.device_id] = (now, due_back(now, now))
         state = req.state.to_dict()
         tasks = self.tasks.active_in(device.population)
         if not tasks:
@@ -182,28 +175,13 @@ class DeviceGateway:
             self.activity.record(device.population, resp.reason or resp.outcome, now, failed_clauses)
         back = resp.assignment.report_deadline if resp.assignment is not None else resp.retry_at
         if back:  # due back then, with a grace for the network and its own timers
-            self._seen[device.device_id] = (now, back + max(PRESENCE_GRACE_S, PRESENCE_GRACE * (back - now)))
+            self._seen[device.device_id] = (now, due_back(now, back))
         return resp
 
     def take_seen(self) -> dict[str, tuple[float, float]]:
         """(last_seen, due) of the devices that checked in since the last call (one batch write)."""
         seen, self._seen = self._seen, {}
         return seen
-
-    def pace_inputs(self, task: Task, now: float) -> tuple[int, float]:
-        """(devices of the population present: checked in and not yet overdue, the task's round
-        period), worked out at most once a second: a COUNT(*) on every no-slot check-in was the
-        check-in path's largest cost. Never the registered count: a population is mostly
-        devices that are asleep, uninstalled or gone, and counting the devices merely seen in
-        the last max_retry_s had a fleet's leftovers of earlier runs stretch every retry time
-        past the selection window (rounds with 0 devices)."""
-        counted_at, inputs = self._pace_cache.get(task.task_id, (-1e18, (0, 0.0)))
-        if now - counted_at >= PACE_INPUTS_TTL_S:
-            opened = [r.opened_at for r in self.store.recent_rounds(task.task_id, PERIOD_ROUNDS)]
-            inputs = (self.store.count_present(now, task.population),
-                      round_period(opened, task.config.selection_window_s))
-            self._pace_cache[task.task_id] = (now, inputs)
-        return inputs
 
     def _retry(self, now: float, window: float, reason: str) -> CheckinResponse:
         self._count("checkins", f"retry_{reason}")
@@ -299,12 +277,7 @@ class DeviceGateway:
         if task.config.evaluation:
             raise E.NotFound(f"task '{task_id}' is an evaluation task: POST the report (JSON) to the assignment's "
                              "upload_url (.../evaluation), not an update")
-        if task.config.secagg_on:  # at most 32 bits a masked code; sparse: only the kept ones
-            length = ring.padded_length(task.update_size)
-            fraction = task.config.codec_spec().sparse
-            return ring.packed_size(32, (sparse.kept_count(fraction, length) if fraction else length)
-                                    + task.config.secagg_extra_slots)
-        return task.config.codec_spec().max_payload_bytes(len(task.update_counts), task.update_size)
+        return upload_rules.body_limit(task)
 
     def device_task(self, device: DeviceRecord, task_id: str) -> "Task":
         """The task, for a device of its population; otherwise the same 403 as for a round the
@@ -373,23 +346,10 @@ class DeviceGateway:
         return PendingUpload(task, round_num, device_id, meta, body, digest, values, norm)
 
     def _check_dp_sgd(self, task: Task, meta: UploadMeta) -> None:
-        """A task with example-level DP-SGD takes updates whose device says it ran the plan's
-        noise (it cannot be verified, but a device that skipped it is refused, not averaged in)."""
-        z = task.config.dp_sgd_noise_multiplier
-        if z > 0 and (meta.dp_sgd is None or meta.dp_sgd["noise_multiplier"] < z * (1 - 1e-6)):
-            self.reject("no_dp_sgd")
-            raise E.BadRequest(f"this task trains with example-level DP-SGD (noise multiplier {z:g}): the upload "
-                               "must report its dp_sgd steps at that noise", "no_dp_sgd")
-        if z <= 0 and (meta.dp_sgd is not None or meta.dp_sgd_epsilon is not None):
-            self.reject("unrequested")
-            raise E.BadRequest("this task does not train with DP-SGD: dp_sgd and dp_sgd_epsilon are not asked for",
-                               "unrequested_field")
-        most = max_dp_sgd_steps(task.config, task.manifest.batch_size)
-        if meta.dp_sgd is not None and meta.dp_sgd["steps"] > most:
-            self.reject("bad_dp_sgd")
-            raise E.BadRequest(f"{meta.dp_sgd['steps']} DP-SGD steps where the plan allows at most {most} "
-                               f"({task.config.epochs} epochs of at most {task.config.max_example_count} examples "
-                               f"in batches of {task.manifest.batch_size})", "bad_dp_sgd")
+        refusal = upload_rules.dp_sgd_refusal(task, meta)
+        if refusal is not None:
+            self.reject(refusal[0])
+            raise E.BadRequest(refusal[1], refusal[0])
 
     def decode(self, task: Task, round_num: int, meta: UploadMeta, body: bytes,
                device_id: str) -> tuple[np.ndarray, float, UploadMeta]:

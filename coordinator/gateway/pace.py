@@ -15,7 +15,9 @@ longer than a round lasts when S was long: with P = K = 100 and S = 30 s, a devi
 finished early was told to come back in 10-30 s, each round waited for it, and rounds of
 8 s of training took 18 s.
 
-P is the number of devices of the population seen within the last ``max_retry_s``.
+P is the number of devices of the population present: checked in and not yet overdue (each
+is due back at the retry time it was given, or its round's deadline, plus a grace; see
+``due_back``), never the registered count.
 An ineligible device retries after ``ineligible_retry_s`` (jittered the same way):
 its state (charging, Wi-Fi, idle) changes slowly. With no task to serve, devices come
 back after ``max_retry_s``.
@@ -52,3 +54,36 @@ def round_period(opened_at: list[float], fallback_s: float) -> float:
 
 def jittered(now: float, window: float, rng: random.Random) -> float:
     return now + window * rng.uniform(0.5, 1.5)
+
+
+INPUTS_TTL_S = 1.0
+PERIOD_ROUNDS = 6  # the round period is the median gap between the last openings
+# A device is present until the time it was told to come back (or its round's deadline) plus
+# this grace, and this share of the wait: past it without a check-in, it stops counting.
+PRESENCE_GRACE_S = 10.0
+PRESENCE_GRACE = 0.25
+
+
+def due_back(now: float, back: float) -> float:
+    """When a device answered at ``now`` and told to come back at ``back`` is overdue."""
+    return back + max(PRESENCE_GRACE_S, PRESENCE_GRACE * (back - now))
+
+
+class PaceInputs:
+    """(devices of the population present, the task's round period), worked out at most once
+    a second per task: a COUNT(*) on every no-slot check-in was the check-in path's largest
+    cost. Counting the devices merely seen in the last max_retry_s instead had a fleet's
+    leftovers of earlier runs stretch every retry time past the selection window."""
+
+    def __init__(self, store):
+        self.store = store
+        self._cache: dict[str, tuple[float, tuple[int, float]]] = {}
+
+    def __call__(self, task, now: float) -> tuple[int, float]:
+        counted_at, inputs = self._cache.get(task.task_id, (-1e18, (0, 0.0)))
+        if now - counted_at >= INPUTS_TTL_S:
+            opened = [r.opened_at for r in self.store.recent_rounds(task.task_id, PERIOD_ROUNDS)]
+            inputs = (self.store.count_present(now, task.population),
+                      round_period(opened, task.config.selection_window_s))
+            self._cache[task.task_id] = (now, inputs)
+        return inputs

@@ -26,13 +26,12 @@ from device_runtime.admin import AdminClient
 from device_runtime.attacks import check_attack, poison_labels
 from device_runtime.blob_cache import MemoryBlobCache
 from device_runtime.client import CoordinatorClient, coordinator_urls
-from device_runtime.data_fit import fit_problems
+from device_runtime.data_fit import check_data_fits
 from device_runtime.device import Behaviour, Device
 from device_runtime.example_store import split_holdout
 from device_runtime.litert_model import LocalModel, runtime_version
 from device_runtime.trainer import Trainer
 from protocol import codec
-from protocol.manifest import Manifest
 from protocol.tflite_file import read_manifest
 from protocol.messages import DeviceState
 
@@ -376,15 +375,6 @@ def _by_code(stats) -> str:
             codes[code] = codes.get(code, 0) + n
     return (" (" + ", ".join(f"{c} {n}" for c, n in sorted(codes.items(), key=lambda kv: -kv[1])) + ")"
             if codes else "")
-
-
-def check_data_fits(manifest: Manifest, data) -> None:
-    """One line naming both sides when a fleet's data cannot train the model (a 60-feature
-    dataset on a 64-input model ran 12 failed rounds before)."""
-    labels = np.concatenate([np.asarray(s[1]).ravel() for s in data.shards] + [np.asarray(data.y_test).ravel()])
-    problems = fit_problems(manifest, data.shards[0][0], labels)
-    if problems:
-        raise ValueError(f"dataset {data.name!r} does not fit model {manifest.model_name!r}: " + "; ".join(problems))
 
 
 def format_round(rec) -> str:
