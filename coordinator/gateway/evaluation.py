@@ -28,9 +28,12 @@ class EvaluationIntake:
             raise E.NotFound(f"task '{task_id}' is not an evaluation task; upload an update")
         return task, rnd
 
-    def accept(self, device, task_id: str, round_num: int, upload_token: str | None, raw) -> dict:
+    def accept(self, device, admitted: tuple, raw) -> dict:
+        """The report of the round `admit` checked (its body read since): the round as it is now."""
         g = self.gateway
-        task, rnd = self.admit(device, task_id, round_num, upload_token)
+        task, rnd = admitted
+        task_id, round_num = task.task_id, rnd.round
+        rnd = g.round_row(task_id, round_num)
         try:
             report = EvaluationReport.from_dict(raw)
         except ProtocolError as exc:

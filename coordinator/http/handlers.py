@@ -258,9 +258,9 @@ async def evaluation_report(request):
     device = c.gateway.authenticate(request.headers.get("Authorization"))
     task_id, round_num = request.match_info["task_id"], _int(request.match_info["round"], "round")
     token = request.headers.get("Fedge-Upload-Token")
-    c.gateway.evaluations.admit(device, task_id, round_num, token)
+    admitted = c.gateway.evaluations.admit(device, task_id, round_num, token)
     raw = await read_json(request, MAX_EVALUATION_JSON)
-    result = c.gateway.evaluations.accept(device, task_id, round_num, token, raw)
+    result = c.gateway.evaluations.accept(device, admitted, raw)
     return json_response(result, status=200 if result["duplicate"] else 201)
 
 
