@@ -62,6 +62,9 @@ find "$here/app/src/main/java" "$here/fedge-android/src/main/java" "$here/fedge-
 javac --release 11 -nowarn -encoding UTF-8 -d "$work/classes" \
   -cp "$framework:$gson:$bcprov:$(IFS=:; echo "${litert_jars[*]}")" @"$work/sources.txt"
 (cd "$work/classes" && jar cf "$work/app-classes.jar" .)
+# The core's Java resource: the plan's bounds, declared once in protocol/ (PlanBounds reads it).
+mkdir -p "$work/java-res/dev/fedge/core"
+cp "$here/../protocol/golden/plan_bounds.json" "$work/java-res/dev/fedge/core/"
 
 # 3. One dex for API 26 (D8 desugars Java 11 and lambdas), the libraries included.
 java -cp "$r8" com.android.tools.r8.D8 --release --min-api "$MIN_SDK" --lib "$framework" \
@@ -70,6 +73,7 @@ java -cp "$r8" com.android.tools.r8.D8 --release --min-api "$MIN_SDK" --lib "$fr
 # 4. The APK: resources, the dex, the native libraries per ABI (uncompressed, page-aligned).
 cp "$work/apk/resources.ap_" "$work/apk/unsigned.apk"
 (cd "$work/dex" && zip -q "$work/apk/unsigned.apk" classes*.dex)
+(cd "$work/java-res" && zip -q "$work/apk/unsigned.apk" dev/fedge/core/plan_bounds.json)  # D8 keeps no resources
 mkdir -p "$work/native/lib"
 for abi in arm64-v8a armeabi-v7a x86 x86_64; do
   cp -r "$work/aar/tensorflow-lite-2.16.1/jni/$abi" "$work/native/lib/"
@@ -102,6 +106,7 @@ javac --release 11 -nowarn -encoding UTF-8 -d "$work/sdk-classes" \
   -cp "$framework:$work/core-classes:$gson:$bcprov:$(IFS=:; echo "${litert_jars[*]}")" @"$work/sdk-sources.txt"
 repo="$out/maven/dev/fedge"
 mkdir -p "$repo/fedge-core/$SDK_VERSION" "$repo/fedge-android/$SDK_VERSION"
+cp -r "$work/java-res/dev" "$work/core-classes/"
 (cd "$work/core-classes" && jar cf "$repo/fedge-core/$SDK_VERSION/fedge-core-$SDK_VERSION.jar" .)
 (cd "$work/sdk-classes" && jar cf "$work/aar-out/classes.jar" .)
 sed "s|<manifest |<manifest package=\"dev.fedge.android\" |" "$here/fedge-android/src/main/AndroidManifest.xml" \

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.errors import ProtocolError
-from protocol.messages import MAX_DP_SGD_NOISE, get_field
+from protocol.fields import MAX_DP_SGD_NOISE, get_field
 
 MAX_DP_SGD_STEPS = 10_000_000  # optimizer steps of one round on one device
 

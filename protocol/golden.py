@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from protocol import codec, discrete_gaussian, dp
-from protocol.messages import Assignment, CheckinRequest, CheckinResponse, DeviceState, Plan, UploadMeta
+from protocol.messages import PLAN_BOUNDS, Assignment, CheckinRequest, CheckinResponse, DeviceState, Plan, UploadMeta
 from protocol.secagg import crypto, graph, prg, ring, shamir
 from protocol.secagg.client import SecAggClient, share_aad
 from protocol.secagg.messages import EncryptedShare, PublicKeys, SecAggParams, SecAggView, UnmaskRequest, round_context
@@ -405,7 +405,14 @@ def all_vectors() -> dict[str, object]:
     return {"codec.json": codec_vectors(), "rotation.json": rotation_vectors(), "prg.json": prg_vectors(),
             "messages.json": message_examples(), "secagg.json": secagg_vectors(), "scaffold.json": scaffold_vectors(),
             "discrete_gaussian.json": discrete_gaussian_vectors(), "train_signature.json": train_signature_vectors(),
-            "dp_sgd.json": dp_sgd_vectors(), "delta_download.json": delta_download_vectors()}
+            "dp_sgd.json": dp_sgd_vectors(), "delta_download.json": delta_download_vectors(),
+            "plan_bounds.json": plan_bounds()}
+
+
+def plan_bounds() -> dict:
+    """The bounds a device holds a plan to (protocol.messages.PLAN_BOUNDS): the Java core reads
+    this file (packaged with it) instead of writing its own copy of the numbers."""
+    return {name: [lo, hi] for name, (lo, hi) in PLAN_BOUNDS.items()}
 
 
 def render(vectors: object) -> str:

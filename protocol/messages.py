@@ -10,41 +10,10 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from protocol.dp_sgd import DpSgdEvent
 from protocol.errors import ProtocolError
-
-
-MAX_PERSONALIZE_STEPS = 10_000  # fine-tuning steps of a personalized evaluation
-MAX_PROXIMAL_MU = 1000.0  # FedProx's mu: the papers use up to 1
-MAX_DP_SGD_NOISE = 1000.0  # DP-SGD's noise multiplier (practice: 0.5 to 10)
-MAX_DP_SGD_CLIP = 1e6  # DP-SGD's per-example L2 clip
-
-def get_field(raw: Any, name: str, kind, required: bool = True, default=None, *, lo=None, hi=None,
-              max_len: int | None = None):
-    """One field of a decoded JSON object, strictly typed and, where given, bounded: a number
-    is finite and in [lo, hi], a string or list at most ``max_len`` long. Anything else is a
-    `ProtocolError` naming the field (HTTP 400); nothing is coerced silently."""
-    if not isinstance(raw, dict):
-        raise ProtocolError("expected a JSON object", "bad_request")
-    if name not in raw or raw[name] is None:
-        if required:
-            raise ProtocolError(f"missing field '{name}'", "bad_request")
-        return default
-    value = raw[name]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        try:
-            value = float(value)
-        except OverflowError:
-            raise ProtocolError(f"field '{name}' is out of range", "bad_request") from None
-    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise ProtocolError(f"field '{name}' must be of type {kind.__name__}", "bad_request")
-    if kind is float and not math.isfinite(value):
-        raise ProtocolError(f"field '{name}' must be a finite number", "bad_request")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ProtocolError(f"field '{name}' must be in [{lo:g}, {hi:g}]", "bad_request")
-    if max_len is not None and len(value) > max_len:
-        raise ProtocolError(f"field '{name}' is longer than {max_len}", "bad_request")
-    return value
-
+from protocol.fields import (MAX_DP_SGD_CLIP, MAX_DP_SGD_NOISE, MAX_PERSONALIZE_STEPS,  # noqa: F401 (re-exported)
+                             MAX_PROXIMAL_MU, get_field)
 
 MAX_COUNT = 10_000_000  # examples on one device, or evaluated on it
 MAX_LOSS = 1e9  # a loss beyond this is a broken or hostile device, not information
@@ -140,6 +109,22 @@ class CheckinRequest:
 
 MAX_SPARSE_SEED = 2**53 - 1
 
+# The bounds a device holds a plan's numbers to, declared once: Plan.from_dict applies them,
+# the task keys that feed them (coordinator.tasks.config) take theirs from here, and
+# protocol/golden/plan_bounds.json carries them to the Java core, which reads it.
+PLAN_BOUNDS: dict[str, tuple[float, float]] = {
+    "epochs": (1, 1000), "batch_size": (1, 100_000), "learning_rate": (0.0, 100.0), "chunk_size": (1, 1 << 20),
+    "proximal_mu": (0.0, MAX_PROXIMAL_MU), "max_local_seconds": (0.0, 86400.0),
+    "personalize_steps": (0, MAX_PERSONALIZE_STEPS), "sgd_momentum": (0.0, 0.999), "sparse_seed": (0, MAX_SPARSE_SEED),
+    "dp_sgd_noise_multiplier": (0.0, MAX_DP_SGD_NOISE), "dp_sgd_clip": (0.0, MAX_DP_SGD_CLIP),
+    "dp_sgd_delta": (1e-12, 0.1),
+}
+
+
+def _bounded(raw: Any, name: str, kind, default):
+    lo, hi = PLAN_BOUNDS[name]
+    return get_field(raw, name, kind, default is None, default, lo=lo, hi=hi)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -187,28 +172,28 @@ class Plan:
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Plan":
-        z = get_field(raw, "dp_sgd_noise_multiplier", float, False, 0.0, lo=0.0, hi=MAX_DP_SGD_NOISE)
-        clip = get_field(raw, "dp_sgd_clip", float, False, 0.0, lo=0.0, hi=MAX_DP_SGD_CLIP)
+        z = _bounded(raw, "dp_sgd_noise_multiplier", float, 0.0)
+        clip = _bounded(raw, "dp_sgd_clip", float, 0.0)
         if z > 0 and clip <= 0:
             raise ProtocolError("dp_sgd_noise_multiplier needs dp_sgd_clip > 0", "bad_request")
         return cls(
-            epochs=get_field(raw, "epochs", int), batch_size=get_field(raw, "batch_size", int),
-            learning_rate=get_field(raw, "learning_rate", float), codec=get_field(raw, "codec", str),
-            chunk_size=get_field(raw, "chunk_size", int), clip_norm=get_field(raw, "clip_norm", float, False, 0.0),
+            epochs=_bounded(raw, "epochs", int, None), batch_size=_bounded(raw, "batch_size", int, None),
+            learning_rate=_bounded(raw, "learning_rate", float, None), codec=get_field(raw, "codec", str),
+            chunk_size=_bounded(raw, "chunk_size", int, None), clip_norm=get_field(raw, "clip_norm", float, False, 0.0),
             max_examples=get_field(raw, "max_examples", int, False, 0),
             secagg=get_field(raw, "secagg", str, False, ""),
             report_clip_bit=get_field(raw, "report_clip_bit", bool, False, False),
-            proximal_mu=get_field(raw, "proximal_mu", float, False, 0.0, lo=0.0, hi=MAX_PROXIMAL_MU),
-            max_local_seconds=get_field(raw, "max_local_seconds", float, False, 0.0, lo=0.0, hi=86400.0),
+            proximal_mu=_bounded(raw, "proximal_mu", float, 0.0),
+            max_local_seconds=_bounded(raw, "max_local_seconds", float, 0.0),
             partial_work=get_field(raw, "partial_work", bool, False, False),
             evaluate_only=get_field(raw, "evaluate_only", bool, False, False),
-            personalize_steps=get_field(raw, "personalize_steps", int, False, 0, lo=0, hi=MAX_PERSONALIZE_STEPS),
+            personalize_steps=_bounded(raw, "personalize_steps", int, 0),
             scaffold=get_field(raw, "scaffold", bool, False, False),
-            sgd_momentum=get_field(raw, "sgd_momentum", float, False, 0.0, lo=0.0, hi=0.999),
+            sgd_momentum=_bounded(raw, "sgd_momentum", float, 0.0),
             sgd_nesterov=get_field(raw, "sgd_nesterov", bool, False, False),
-            sparse_seed=get_field(raw, "sparse_seed", int, False, 0, lo=0, hi=MAX_SPARSE_SEED),
+            sparse_seed=_bounded(raw, "sparse_seed", int, 0),
             dp_sgd_noise_multiplier=z, dp_sgd_clip=clip,
-            dp_sgd_delta=get_field(raw, "dp_sgd_delta", float, False, 1e-5, lo=1e-12, hi=0.1),
+            dp_sgd_delta=_bounded(raw, "dp_sgd_delta", float, 1e-5),
         )
 
 
@@ -340,7 +325,5 @@ class UploadMeta:
         )
         event = get_field(raw, "dp_sgd", dict, False, None)
         if event is not None:
-            from protocol.dp_sgd import DpSgdEvent
-
             meta = replace(meta, dp_sgd=DpSgdEvent.from_dict(event).to_dict())  # bounded, and only its fields
         return meta

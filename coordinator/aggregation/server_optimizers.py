@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from coordinator.tasks.config import ServerOptimizer as ServerOptimizerConfig
+    from coordinator.tasks.config import ServerOptimizerConfig
 
 OptimizerState = dict[str, np.ndarray]
 

@@ -4,6 +4,8 @@ body and parameter: what client generators read, and what the property-based fuz
 
 from __future__ import annotations
 
+from coordinator.tasks.config import TaskConfig
+from coordinator.tasks.keys import json_schema
 from protocol.dp_sgd import MAX_DP_SGD_STEPS
 from protocol.messages import (MAX_ATTESTATION, MAX_CACHED_MODELS, MAX_CHECKIN_WAIT_S, MAX_COUNT, MAX_DP_SGD_NOISE,
                                MAX_LABEL, MAX_LOSS, MAX_SECRET)
@@ -24,16 +26,8 @@ SCHEMAS = {
     "PopulationRequest": _obj(["name"], name=_NAME, enrollment_secret={"type": "string", "maxLength": MAX_SECRET},
                               require_attestation={"type": "boolean"}),
     "TaskRequest": _obj(["model_sha256"], model_sha256=_SHA, task_id=_NAME, config={
-        "type": "object", "description": "the task settings (docs/coordinator.md); unknown keys are refused",
-        "properties": {"rounds": {"type": "integer", "minimum": 1}, "goal_count": {"type": "integer", "minimum": 1},
-                       "over_selection": {"type": "number", "minimum": 1}, "codec": {"type": "string"},
-                       "aggregator": {"enum": ["fedavg", "trimmed_mean", "median", "krum", "multi_krum"]},
-                       "max_update_norm": {"type": "number"}, "max_example_count": {"type": "integer"},
-                       "secagg": {"enum": ["off", "secagg", "secagg+"]}, "clip_norm": {"type": "number"},
-                       "dp_noise_multiplier": {"type": "number"}, "dp_population": {"type": "integer"},
-                       "dp_target_epsilon": {"type": "number", "minimum": 0},
-                       "dp_mode": {"enum": ["central", "distributed"]},
-                       "dp_honest_fraction": {"type": "number", "minimum": 0.01, "maximum": 1}, "download_codec": {"type": "string"}}}),
+        **json_schema(TaskConfig), "description": "the task settings (docs/coordinator.md), each declared once in "
+        "coordinator.tasks.config; unknown keys are refused"}),
     "RegisterRequest": _obj(["population"], population=_NAME, label={"type": "string", "maxLength": MAX_LABEL},
                             enrollment_secret={"type": "string", "maxLength": MAX_SECRET},
                             attestation={"type": "string", "maxLength": MAX_ATTESTATION}),

@@ -3,143 +3,177 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from coordinator.errors import BadRequest
+from coordinator.aggregation.reducers import AGGREGATORS
 from coordinator.rounds.engine import Rules
 from coordinator.rounds.versions import StalenessWeight
+from coordinator.tasks.config_checks import check_combinations
+from coordinator.tasks.keys import Section, key, parse_keys
 from protocol.codec import CodecSpec
-from protocol.eligibility import EligibilityRule
-from protocol.errors import ProtocolError
-from protocol.messages import (MAX_COUNT, MAX_DP_SGD_CLIP, MAX_DP_SGD_NOISE, MAX_PERSONALIZE_STEPS, MAX_PROXIMAL_MU,
-                               Plan)
-from coordinator.aggregation.reducers import AGGREGATORS, ROBUST
-from coordinator.tasks.config_checks import (check_async, check_distributed_dp, check_dp_sgd, check_evaluation,
-                                             check_scaffold, check_subset_codecs)
-
-
-def _num(raw: dict, name: str, default, lo=None, hi=None, kind=float):
-    value = raw.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise BadRequest(f"task config '{name}' must be a{'n integer' if kind is int else ' number'}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi) or not math.isfinite(value):
-        raise BadRequest(f"task config '{name}' must be in [{lo}, {hi}]")
-    return kind(value)
-
+from protocol.messages import MAX_COUNT, PLAN_BOUNDS, Plan
 
 MAX_ROUNDS = 1_000_000  # round numbers in URLs are bounded by this too
+MAX_DEVICES = 1_000_000  # devices a round or a version may ask for
+MAX_POPULATION = 10**9
+DAY_S = 86400.0
+R, T, C, S, DP, SGD, B, O, A, E, K = (Section.ROUNDS, Section.TRAINING, Section.CODEC, Section.SECAGG, Section.DP,
+                                      Section.DP_SGD, Section.ROBUSTNESS, Section.SERVER_OPTIMIZER, Section.ASYNC,
+                                      Section.EVALUATION, Section.RETENTION)
+
+
+def _plan(name: str) -> dict:
+    """A key that becomes a plan field has the bounds the devices hold the plan to."""
+    lo, hi = PLAN_BOUNDS[name]
+    return {"lo": lo, "hi": hi}
 
 
 @dataclass(frozen=True)
-class ServerOptimizer:
-    name: str = "fedavg"  # "fedavg", "fedavgm" (server momentum) or "fedadam"
-    learning_rate: float = 1.0
-    momentum: float = 0.9  # fedavgm only
-    beta_1: float = 0.9
-    beta_2: float = 0.99
-    tau: float = 1e-3
+class ServerOptimizerConfig:
+    name: str = key("fedavg", O, "fedavgm: server momentum (Hsu et al. 2019); fedadam: Adam on the server",
+                    choices=("fedavg", "fedavgm", "fedadam"))
+    learning_rate: float = key(1.0, O, "the server's step on the mean update", lo=0.0, hi=100.0)
+    momentum: float = key(0.9, O, "fedavgm's momentum", lo=0.0, hi=0.999)
+    beta_1: float = key(0.9, O, "fedadam's first-moment decay", lo=0.0, hi=1.0)
+    beta_2: float = key(0.99, O, "fedadam's second-moment decay", lo=0.0, hi=1.0)
+    tau: float = key(1e-3, O, "fedadam's adaptivity (epsilon of the denominator)", lo=1e-12, hi=10.0)
 
 
 @dataclass(frozen=True)
 class TaskConfig:
-    rounds: int = 20
-    goal_count: int = 10
-    over_selection: float = 1.3
-    min_reports: int = 0  # 0 -> goal_count // 2, at least 1
-    selection_window_s: float = 30.0
-    report_deadline_s: float = 120.0
-    eligibility: str = ""
-    epochs: int = 1
-    batch_size: int = 32
-    learning_rate: float = 0.05
+    """A task's settings: each key declared once, here (coordinator.tasks.keys derives the
+    parser, the OpenAPI schema and the docs' table from these declarations)."""
+
+    rounds: int = key(20, R, "rounds to commit (asynchronous: versions to publish)", lo=1, hi=MAX_ROUNDS)
+    goal_count: int = key(10, R, "reports a round commits with", lo=1, hi=MAX_DEVICES, unit="devices")
+    over_selection: float = key(1.3, R, "devices selected per report wanted, for dropouts", lo=1.0, hi=10.0)
+    min_reports: int = key(0, R, "reports a round still commits with at its deadline (0: goal_count // 2, at least 1)",
+                           lo=0, hi=MAX_DEVICES, unit="devices")
+    selection_window_s: float = key(30.0, R, "how long a round selects devices", lo=0.1, hi=DAY_S, unit="s")
+    report_deadline_s: float = key(120.0, R, "how long selected devices have to report", lo=0.1, hi=DAY_S, unit="s")
+    eligibility: str = key("", R, "who may train, e.g. `charging and unmetered and idle and battery >= 0.3` "
+                           "(\"\": everyone)", max_len=1000)
+    epochs: int = key(1, T, "local epochs per round", **_plan("epochs"))
+    batch_size: int = key(32, T, "local batch size", **_plan("batch_size"))
+    learning_rate: float = key(0.05, T, "the devices' learning rate", **_plan("learning_rate"))
     # FedProx (Li et al. 2020): the proximal term's mu in every device's train step (0: FedAvg).
-    proximal_mu: float = 0.0
+    proximal_mu: float = key(0.0, T, "FedProx's proximal term mu (0: FedAvg)", **_plan("proximal_mu"))
     # Partial work: a budget for local training (0: none) and whether an update from a device
     # that could not finish its epochs counts (weighted by the examples it processed).
-    max_local_seconds: float = 0.0
-    partial_work: bool = False
+    max_local_seconds: float = key(0.0, T, "a budget for local training (0: none)", unit="s",
+                                   **_plan("max_local_seconds"))
+    partial_work: bool = key(False, T, "whether work cut short by the budget is uploaded, weighted by its examples")
     # SCAFFOLD (Karimireddy et al. 2020): control variates against client drift. The server's
     # moves by (reports / scaffold_population) x the mean control delta (0: by the mean itself).
-    scaffold: bool = False
-    scaffold_population: int = 0
-    codec: str = "q8"
+    scaffold: bool = key(False, T, "SCAFFOLD's control variates against client drift")
+    scaffold_population: int = key(0, T, "SCAFFOLD's N: the server's control variate moves by reports / N of the "
+                                   "mean control delta (0: by the mean itself)", lo=0, hi=MAX_POPULATION, unit="devices")
+    codec: str = key("q8", C, "the update codec: f32, q8, q4, q8+rot, q4+rot, then optionally +sparse:F or +topk:F "
+                     "(docs/wire-format.md)", max_len=64)
     # What devices download as the checkpoint: "f32" (the checkpoint itself) or a quantized
     # codec ("q8", "q8+rot", "q4+rot", ...: coordinator.gateway.downloads).
-    download_codec: str = "f32"
+    download_codec: str = key("f32", C, "what devices download as the checkpoint: f32, or the weights quantized "
+                              "(q8, q4+rot, ...)", max_len=32)
     # Delta downloads (protocol.delta_download): a device holding one of the task's recent full
     # downloads fetches the current checkpoint minus it in this codec ("q4+rot", "q8", ...; "": off).
-    download_delta_codec: str = ""
-    chunk_size: int = 256
-    clip_norm: float = 0.0
-    secagg: str = "off"  # "off", "secagg" (everyone pairs with everyone) or "secagg+" (O(log n) neighbours)
-    secagg_threshold: float = 0.5  # t = floor(fraction * neighbours) + 1, at least 2
-    secagg_degree: int = 0  # SecAgg+ neighbours; 0 picks ~3 log2(n)
-    secagg_bits: int = 8  # quantization bits of the shared grid
-    secagg_phase_s: float = 30.0  # deadline of each key phase (advertise, share, unmask)
-    dp_noise_multiplier: float = 0.0  # z; 0 turns user-level DP off
-    dp_target_quantile: float = 0.0  # adaptive clipping toward this norm quantile; 0 keeps clip_norm fixed
-    dp_clip_learning_rate: float = 0.2  # eta of the geometric clip update
-    dp_clipped_count_stddev: float = 0.0  # noise on the clip bits' sum; 0 picks goal_count / 20
-    dp_delta: float = 1e-5
-    dp_epsilon_budget: float = 0.0  # stop the task before epsilon would pass this; 0: no budget
-    dp_population: int = 0  # population size for the sampling rate: required with DP (never counted from registrations)
+    download_delta_codec: str = key("", C, "a device holding a recent download fetches the difference in this codec "
+                                    "(\"\": off)", max_len=32)
+    chunk_size: int = key(256, C, "values per quantization chunk", **_plan("chunk_size"))
+    clip_norm: float = key(0.0, B, "the devices' L2 clip of their update (0: none; required by SecAgg and DP)",
+                           lo=0.0, hi=1e9)
+    secagg: str = key("off", S, "secure aggregation: secagg (everyone pairs with everyone) or secagg+ "
+                      "(O(log n) neighbours)", choices=("off", "secagg", "secagg+"))
+    secagg_threshold: float = key(0.5, S, "t = floor(fraction x neighbours) + 1, at least 2", lo=0.0, hi=0.99)
+    secagg_degree: int = key(0, S, "SecAgg+ neighbours (0: about 3 log2 n)", lo=0, hi=100_000)
+    secagg_bits: int = key(8, S, "quantization bits of the shared grid", lo=1, hi=24)
+    secagg_phase_s: float = key(30.0, S, "deadline of each key phase (advertise, share, unmask)", lo=0.1, hi=DAY_S,
+                                unit="s")
+    dp_noise_multiplier: float = key(0.0, DP, "z, the Gaussian noise's stddev over the clip (0: DP off)",
+                                     lo=0.0, hi=1000.0)
+    dp_target_quantile: float = key(0.0, DP, "adaptive clipping toward this quantile of update norms (0: fixed clip)",
+                                    lo=0.0, hi=1.0)
+    dp_clip_learning_rate: float = key(0.2, DP, "eta of the geometric clip update", lo=0.0, hi=10.0)
+    dp_clipped_count_stddev: float = key(0.0, DP, "noise on the clip bits' sum (0: goal_count / 20)", lo=0.0, hi=1e6)
+    dp_delta: float = key(1e-5, DP, "the delta epsilon is reported at", lo=1e-12, hi=0.1)
+    dp_epsilon_budget: float = key(0.0, DP, "stop the task before epsilon would pass this (0: no budget)",
+                                   lo=0.0, hi=1e6)
+    dp_population: int = key(0, DP, "the population size behind the sampling rate (required with central DP; never "
+                             "counted from registrations)", lo=0, hi=MAX_POPULATION, unit="devices")
     # Instead of dp_noise_multiplier: the epsilon the task's `rounds` may spend at dp_delta; the
     # coordinator calibrates the noise multiplier at creation (coordinator.aggregation.privacy).
-    dp_target_epsilon: float = 0.0
+    dp_target_epsilon: float = key(0.0, DP, "instead of dp_noise_multiplier: the epsilon `rounds` rounds may spend "
+                                   "(calibrated at creation)", lo=0.0, hi=1e6)
     # "central": the coordinator adds the Gaussian noise to the sum (it sees the sum before);
     # "distributed": each device adds discrete Gaussian noise before it masks its input under
     # SecAgg, so the coordinator only ever unmasks a noised sum (protocol.secagg.distributed_dp).
-    dp_mode: str = "central"
+    dp_mode: str = key("central", DP, "central: the coordinator noises the sum; distributed: each device noises its "
+                       "masked input under SecAgg", choices=("central", "distributed"))
     # Distributed DP: the fraction of a round's minimum reports assumed to add their share of
     # the noise. A device that skips it leaves (m-1)/m of the calibrated noise; below 1 each
     # device adds enough that this fraction alone reaches the calibrated total (and the reported
     # epsilon holds as long as at least that fraction is honest).
-    dp_honest_fraction: float = 1.0
+    dp_honest_fraction: float = key(1.0, DP, "distributed DP: the fraction of min_reports whose noise alone reaches "
+                                    "the calibrated total", lo=0.01, hi=1.0)
     # Example-level DP-SGD on the devices (the file's train_dp, `fedge export --dp-sgd`): each
     # device clips every example's gradient to dp_sgd_clip and adds Gaussian noise of
     # dp_sgd_noise_multiplier x dp_sgd_clip to each step; it accounts the (epsilon, dp_sgd_delta)
     # its own data spent. 0: off. Independent of the user-level DP above (both can run).
-    dp_sgd_noise_multiplier: float = 0.0
-    dp_sgd_clip: float = 0.0
-    dp_sgd_delta: float = 1e-5
+    dp_sgd_noise_multiplier: float = key(0.0, SGD, "noise per step over the per-example clip (0: off)",
+                                         **_plan("dp_sgd_noise_multiplier"))
+    dp_sgd_clip: float = key(0.0, SGD, "each example's gradient clipped to this L2 norm", **_plan("dp_sgd_clip"))
+    dp_sgd_delta: float = key(1e-5, SGD, "the delta a device reports its example-level epsilon at",
+                              **_plan("dp_sgd_delta"))
     # Server-side bounds: whatever a device says, each decoded update is clipped to this L2 norm
     # (to the round's clip under DP) and weighted by at most this many examples.
-    max_update_norm: float = 100.0
-    max_example_count: int = 10_000
-    aggregator: str = "fedavg"  # fedavg | trimmed_mean | median | krum | multi_krum (coordinator.aggregation.reducers)
-    trim_fraction: float = 0.1  # trimmed_mean: dropped from each end, per coordinate
-    krum_byzantine: int = 0  # krum / multi_krum: f, the attackers to tolerate; 0 = the most Krum can, (n - 3) // 2
-    krum_select: int = 0  # multi_krum: updates averaged; 0 = n - f
-    server_optimizer: ServerOptimizer = field(default_factory=ServerOptimizer)
+    max_update_norm: float = key(100.0, B, "each decoded update is clipped to this L2 norm on the server",
+                                 lo=1e-9, hi=1e9)
+    max_example_count: int = key(10_000, B, "an update weighs at most this many examples", lo=1, hi=MAX_COUNT)
+    aggregator: str = key("fedavg", B, "the reducer (robust ones see single updates: no SecAgg, no DP)",
+                          choices=AGGREGATORS)
+    trim_fraction: float = key(0.1, B, "trimmed_mean: dropped from each end, per coordinate", lo=0.0, hi=0.49)
+    krum_byzantine: int = key(0, B, "krum / multi_krum: f, the attackers to tolerate (0: the most Krum can, "
+                              "(n - 3) // 2)", lo=0, hi=MAX_DEVICES)
+    krum_select: int = key(0, B, "multi_krum: updates averaged (0: n - f)", lo=0, hi=MAX_DEVICES)
+    server_optimizer: ServerOptimizerConfig = key(ServerOptimizerConfig(), O, "the server optimizer's settings")
     # Disk retention (coordinator.rounds.retention): checkpoints of the last N committed rounds and of
     # every K-th round (0: none) stay downloadable; assignments, update records and SecAgg
     # messages are kept for the last M rounds (each round's summary row is kept for good).
-    keep_checkpoints: int = 10
-    keep_every: int = 0
-    keep_round_details: int = 100
+    keep_checkpoints: int = key(10, K, "checkpoints of the last N committed rounds stay downloadable",
+                                lo=1, hi=MAX_ROUNDS)
+    keep_every: int = key(0, K, "and those of every K-th round (0: none)", lo=0, hi=MAX_ROUNDS)
+    keep_round_details: int = key(100, K, "assignments, update records and SecAgg messages kept for the last M rounds",
+                                  lo=1, hi=MAX_ROUNDS)
     # Asynchronous buffered aggregation (coordinator.rounds.versions): "sync" (rounds) or "async"
     # (FedBuff: `concurrency` devices train at once, every `buffer_size` updates publish a version).
-    mode: str = "sync"
-    concurrency: int = 0  # 0: ceil(buffer_size x over_selection)
-    buffer_size: int = 0  # K; 0: goal_count
-    max_staleness: int = 10  # an update trained more versions ago than this is refused
+    mode: str = key("sync", A, "sync (rounds) or async (FedBuff: buffered asynchronous aggregation)",
+                    choices=("sync", "async"))
+    concurrency: int = key(0, A, "devices training at once (0: ceil(buffer_size x over_selection))",
+                           lo=0, hi=MAX_DEVICES, unit="devices")
+    buffer_size: int = key(0, A, "K, accepted updates per published version (0: goal_count)", lo=0, hi=MAX_DEVICES)
+    max_staleness: int = key(10, A, "an update trained more versions ago than this is refused", lo=0, hi=MAX_ROUNDS,
+                             unit="versions")
     # After its update is accepted, a device gets no new assignment until this many more
     # versions are published (0: the next one): fast devices cannot dominate the versions.
-    participation_gap: int = 0
-    staleness_weight: str = "polynomial:0.5"
+    participation_gap: int = key(0, A, "versions a device waits after an accepted update", lo=0, hi=MAX_DEVICES,
+                                 unit="versions")
+    staleness_weight: str = key("polynomial:0.5", A, "how an update's weight falls with staleness: constant, "
+                                "polynomial:A or hinge:A,B", max_len=64)
     # Federated evaluation (coordinator.aggregation.evaluation): an evaluation task on the
     # same population after every `eval_every` committed rounds and after the last (0: none),
     # with its own eligibility ("" = this task's) and goal count (0 = this task's).
-    eval_every: int = 0
-    eval_eligibility: str = ""
-    eval_goal_count: int = 0
-    personalize_steps: int = 0  # evaluations also report accuracy after this many local fine-tuning steps
+    eval_every: int = key(0, E, "evaluate on devices after every N committed rounds and after the last (0: never)",
+                          lo=0, hi=MAX_ROUNDS)
+    eval_eligibility: str = key("", E, "who may evaluate (\"\": this task's eligibility)", max_len=1000)
+    eval_goal_count: int = key(0, E, "evaluations to hear from (0: goal_count)", lo=0, hi=MAX_DEVICES, unit="devices")
+    personalize_steps: int = key(0, E, "evaluations also report accuracy after this many local fine-tuning steps",
+                                 **_plan("personalize_steps"))
     # "train", or "evaluate": one round in which devices report counts on their holdout for
     # the checkpoint of `evaluate_round` of task `evaluate_of` (fedge task evaluate).
-    kind: str = "train"
-    evaluate_of: str = ""
-    evaluate_round: int = 0
+    kind: str = key("train", E, "train, or evaluate (one round of counts on the devices' holdout: fedge task "
+                    "evaluate)", choices=("train", "evaluate"))
+    evaluate_of: str = key("", E, "the task whose checkpoint an evaluation task evaluates", max_len=1000)
+    evaluate_round: int = key(0, E, "the round of that checkpoint (0: the initial weights)", lo=0, hi=MAX_ROUNDS)
 
     @property
     def target_selected(self) -> int:
@@ -237,178 +271,10 @@ class TaskConfig:
 
     @classmethod
     def from_dict(cls, raw: Any) -> "TaskConfig":
-        if not isinstance(raw, dict):
-            raise BadRequest("task config must be a JSON object")
-        known = set(cls.__dataclass_fields__)
-        unknown = set(raw) - known
-        if unknown:
-            raise BadRequest(f"unknown task config field(s): {', '.join(sorted(unknown))}")
-        so_raw = raw.get("server_optimizer", {}) or {}
-        if not isinstance(so_raw, dict) or set(so_raw) - set(ServerOptimizer.__dataclass_fields__):
-            raise BadRequest("server_optimizer must be an object with name, learning_rate, momentum, beta_1, beta_2, "
-                             "tau")
-        so = ServerOptimizer(
-            name=str(so_raw.get("name", "fedavg")),
-            learning_rate=_num(so_raw, "learning_rate", 1.0, 0.0, 100.0),
-            momentum=_num(so_raw, "momentum", 0.9, 0.0, 0.999),
-            beta_1=_num(so_raw, "beta_1", 0.9, 0.0, 1.0),
-            beta_2=_num(so_raw, "beta_2", 0.99, 0.0, 1.0),
-            tau=_num(so_raw, "tau", 1e-3, 1e-12, 10.0),
-        )
-        if so.name not in ("fedavg", "fedavgm", "fedadam"):
-            raise BadRequest("server_optimizer.name must be 'fedavg', 'fedavgm' or 'fedadam'")
-        secagg = raw.get("secagg", "off")
-        if secagg not in ("off", "secagg", "secagg+"):
-            raise BadRequest("task config 'secagg' must be 'off', 'secagg' or 'secagg+'")
-        aggregator = raw.get("aggregator", "fedavg")
-        if aggregator not in AGGREGATORS:
-            raise BadRequest(f"task config 'aggregator' must be one of {', '.join(AGGREGATORS)}")
-        kind = raw.get("kind", "train")
-        if kind not in ("train", "evaluate"):
-            raise BadRequest("task config 'kind' must be 'train' or 'evaluate'")
-        mode = raw.get("mode", "sync")
-        if mode not in ("sync", "async"):
-            raise BadRequest("task config 'mode' must be 'sync' (rounds) or 'async' (buffered asynchronous "
-                             "aggregation)")
-        staleness_weight = raw.get("staleness_weight", "polynomial:0.5")
-        if not isinstance(staleness_weight, str):
-            raise BadRequest("task config 'staleness_weight' must be a string such as 'polynomial:0.5'")
-        try:
-            StalenessWeight.parse(staleness_weight)
-        except ValueError as exc:
-            raise BadRequest(str(exc), "bad_staleness_weight") from exc
-        partial_work = raw.get("partial_work", False)
-        if not isinstance(partial_work, bool):
-            raise BadRequest("task config 'partial_work' must be true or false")
-        eligibility = raw.get("eligibility", "")
-        codec = raw.get("codec", "q8")
-        if not isinstance(eligibility, str) or not isinstance(codec, str):
-            raise BadRequest("task config 'eligibility' and 'codec' must be strings")
-        cfg = cls(
-            rounds=_num(raw, "rounds", 20, 1, MAX_ROUNDS, int),
-            goal_count=_num(raw, "goal_count", 10, 1, 1_000_000, int),
-            over_selection=_num(raw, "over_selection", 1.3, 1.0, 10.0),
-            min_reports=_num(raw, "min_reports", 0, 0, 1_000_000, int),
-            selection_window_s=_num(raw, "selection_window_s", 30.0, 0.1, 86400.0),
-            report_deadline_s=_num(raw, "report_deadline_s", 120.0, 0.1, 86400.0),
-            eligibility=eligibility,
-            epochs=_num(raw, "epochs", 1, 1, 1000, int),
-            batch_size=_num(raw, "batch_size", 32, 1, 100_000, int),
-            learning_rate=_num(raw, "learning_rate", 0.05, 0.0, 100.0),
-            proximal_mu=_num(raw, "proximal_mu", 0.0, 0.0, MAX_PROXIMAL_MU),
-            max_local_seconds=_num(raw, "max_local_seconds", 0.0, 0.0, 86400.0),
-            partial_work=partial_work,
-            scaffold=_flag(raw, "scaffold"),
-            scaffold_population=_num(raw, "scaffold_population", 0, 0, 10**9, int),
-            codec=codec,
-            download_codec=_text(raw, "download_codec", 32) or "f32",
-            download_delta_codec=_text(raw, "download_delta_codec", 32),
-            chunk_size=_num(raw, "chunk_size", 256, 1, 1 << 20, int),
-            clip_norm=_num(raw, "clip_norm", 0.0, 0.0, 1e9),
-            secagg=secagg,
-            secagg_threshold=_num(raw, "secagg_threshold", 0.5, 0.0, 0.99),
-            secagg_degree=_num(raw, "secagg_degree", 0, 0, 100_000, int),
-            secagg_bits=_num(raw, "secagg_bits", 8, 1, 24, int),
-            secagg_phase_s=_num(raw, "secagg_phase_s", 30.0, 0.1, 86400.0),
-            dp_noise_multiplier=_num(raw, "dp_noise_multiplier", 0.0, 0.0, 1000.0),
-            dp_target_quantile=_num(raw, "dp_target_quantile", 0.0, 0.0, 1.0),
-            dp_clip_learning_rate=_num(raw, "dp_clip_learning_rate", 0.2, 0.0, 10.0),
-            dp_clipped_count_stddev=_num(raw, "dp_clipped_count_stddev", 0.0, 0.0, 1e6),
-            dp_delta=_num(raw, "dp_delta", 1e-5, 1e-12, 0.1),
-            dp_epsilon_budget=_num(raw, "dp_epsilon_budget", 0.0, 0.0, 1e6),
-            dp_population=_num(raw, "dp_population", 0, 0, 10**9, int),
-            dp_target_epsilon=_num(raw, "dp_target_epsilon", 0.0, 0.0, 1e6),
-            dp_mode=_choice(raw, "dp_mode", ("central", "distributed")),
-            dp_honest_fraction=_num(raw, "dp_honest_fraction", 1.0, 0.01, 1.0),
-            dp_sgd_noise_multiplier=_num(raw, "dp_sgd_noise_multiplier", 0.0, 0.0, MAX_DP_SGD_NOISE),
-            dp_sgd_clip=_num(raw, "dp_sgd_clip", 0.0, 0.0, MAX_DP_SGD_CLIP),
-            dp_sgd_delta=_num(raw, "dp_sgd_delta", 1e-5, 1e-12, 0.1),
-            max_update_norm=_num(raw, "max_update_norm", 100.0, 1e-9, 1e9),
-            max_example_count=_num(raw, "max_example_count", 10_000, 1, MAX_COUNT, int),
-            aggregator=aggregator,
-            trim_fraction=_num(raw, "trim_fraction", 0.1, 0.0, 0.49),
-            krum_byzantine=_num(raw, "krum_byzantine", 0, 0, 1_000_000, int),
-            krum_select=_num(raw, "krum_select", 0, 0, 1_000_000, int),
-            server_optimizer=so,
-            keep_checkpoints=_num(raw, "keep_checkpoints", 10, 1, MAX_ROUNDS, int),
-            keep_every=_num(raw, "keep_every", 0, 0, MAX_ROUNDS, int),
-            keep_round_details=_num(raw, "keep_round_details", 100, 1, MAX_ROUNDS, int),
-            mode=mode,
-            concurrency=_num(raw, "concurrency", 0, 0, 1_000_000, int),
-            buffer_size=_num(raw, "buffer_size", 0, 0, 1_000_000, int),
-            max_staleness=_num(raw, "max_staleness", 10, 0, MAX_ROUNDS, int),
-            participation_gap=_num(raw, "participation_gap", 0, 0, 1_000_000, int),
-            staleness_weight=staleness_weight,
-            eval_every=_num(raw, "eval_every", 0, 0, MAX_ROUNDS, int),
-            eval_eligibility=_text(raw, "eval_eligibility"),
-            eval_goal_count=_num(raw, "eval_goal_count", 0, 0, 1_000_000, int),
-            personalize_steps=_num(raw, "personalize_steps", 0, 0, MAX_PERSONALIZE_STEPS, int),
-            kind=kind,
-            evaluate_of=_text(raw, "evaluate_of"),
-            evaluate_round=_num(raw, "evaluate_round", 0, 0, MAX_ROUNDS, int),
-        )
-        if cfg.kind == "evaluate":
-            check_evaluation(cfg)
-        if cfg.asynchronous:
-            check_async(cfg)
-        if cfg.scaffold:
-            check_scaffold(cfg)
-        if cfg.dp_sgd_noise_multiplier > 0 or cfg.dp_sgd_clip > 0:
-            check_dp_sgd(cfg)
-        if cfg.secagg_on and cfg.clip_norm <= 0:
-            raise BadRequest("secure aggregation needs a bounded contribution: set clip_norm > 0", "clip_required")
-        if cfg.secagg_on and cfg.target_selected < 3:
-            raise BadRequest("secure aggregation needs at least 3 devices per round (goal_count x over_selection)")
-        if cfg.dp_on and cfg.clip_norm <= 0:
-            raise BadRequest("DP needs a clip: set clip_norm > 0 (the initial clip with dp_target_quantile)",
-                             "clip_required")
-        if cfg.dp_mode == "distributed":
-            check_distributed_dp(cfg)
-        if cfg.dp_on and not cfg.distributed_dp and not cfg.asynchronous and cfg.dp_population < cfg.goal_count:
-            # The sampling rate behind epsilon must not come from a count that anyone can raise
-            # by registering devices.
-            raise BadRequest("DP needs the population size: set dp_population >= goal_count (the number of devices "
-                             "that could be sampled; it sets the sampling rate behind epsilon)", "population_required")
-        if cfg.aggregator in ROBUST and (cfg.secagg_on or cfg.dp_on):
-            raise BadRequest(f"aggregator '{cfg.aggregator}' needs to see single updates and is not a bounded sum: "
-                             "use it without secagg and without DP", "bad_aggregator")
-        if cfg.adaptive_clip and not cfg.distributed_dp:  # distributed DP composes the bits' release instead
-            from protocol.dp import update_noise_multiplier
-
-            try:
-                update_noise_multiplier(cfg.dp_noise_multiplier, cfg.clipped_count_stddev)
-            except ProtocolError as exc:
-                raise BadRequest(str(exc), exc.code) from exc
-        if cfg.min_reports > cfg.goal_count:
-            raise BadRequest("min_reports cannot exceed goal_count")
-        try:
-            EligibilityRule.parse(cfg.eligibility)
-            EligibilityRule.parse(cfg.eval_eligibility)
-            spec = cfg.codec_spec()
-            download = CodecSpec.parse(cfg.download_codec, cfg.chunk_size)
-            delta = CodecSpec.parse(cfg.download_delta_codec, cfg.chunk_size) if cfg.download_delta_codec else None
-        except ProtocolError as exc:
-            raise BadRequest(str(exc), exc.code) from exc
-        check_subset_codecs(cfg, spec, download, delta)
+        """A config from its JSON or TOML: each key checked against its declaration, then what
+        the keys cannot combine (config_checks); a bad config is a 400 naming the key."""
+        values = parse_keys(cls, raw)
+        values["download_codec"] = values["download_codec"] or "f32"  # "" has always meant the default
+        cfg = cls(**values)
+        check_combinations(cfg)
         return cfg
-
-
-def _choice(raw: dict, name: str, choices: tuple[str, ...]) -> str:
-    value = raw.get(name, choices[0])
-    if value not in choices:
-        raise BadRequest(f"task config '{name}' must be one of {', '.join(repr(c) for c in choices)}")
-    return value
-
-
-def _text(raw: dict, name: str, max_len: int = 1000) -> str:
-    value = raw.get(name, "")
-    if not isinstance(value, str) or len(value) > max_len:
-        raise BadRequest(f"task config '{name}' must be a string of at most {max_len} characters")
-    return value
-
-
-def _flag(raw: dict, name: str) -> bool:
-    value = raw.get(name, False)
-    if not isinstance(value, bool):
-        raise BadRequest(f"task config '{name}' must be true or false")
-    return value

@@ -1,11 +1,67 @@
-"""What a task config cannot combine, refused at creation with the reason (`TaskConfig.from_dict`)."""
+"""What a task config cannot combine, refused at creation with the reason (`TaskConfig.from_dict`).
+Each key alone was checked against its declaration before (coordinator.tasks.keys)."""
 
 from __future__ import annotations
 
+from coordinator.aggregation.reducers import ROBUST
 from coordinator.errors import BadRequest
+from coordinator.rounds.versions import StalenessWeight
 from protocol.codec import CodecSpec
+from protocol.eligibility import EligibilityRule
+from protocol.errors import ProtocolError
 
 # Each check takes the parsed coordinator.tasks.config.TaskConfig (not imported: that module imports this one).
+
+
+def check_combinations(cfg) -> None:
+    """Every rule about more than one key (or about a key's own syntax: codecs, rules)."""
+    try:
+        StalenessWeight.parse(cfg.staleness_weight)
+    except ValueError as exc:
+        raise BadRequest(str(exc), "bad_staleness_weight") from exc
+    if cfg.kind == "evaluate":
+        check_evaluation(cfg)
+    if cfg.asynchronous:
+        check_async(cfg)
+    if cfg.scaffold:
+        check_scaffold(cfg)
+    if cfg.dp_sgd_noise_multiplier > 0 or cfg.dp_sgd_clip > 0:
+        check_dp_sgd(cfg)
+    if cfg.secagg_on and cfg.clip_norm <= 0:
+        raise BadRequest("secure aggregation needs a bounded contribution: set clip_norm > 0", "clip_required")
+    if cfg.secagg_on and cfg.target_selected < 3:
+        raise BadRequest("secure aggregation needs at least 3 devices per round (goal_count x over_selection)")
+    if cfg.dp_on and cfg.clip_norm <= 0:
+        raise BadRequest("DP needs a clip: set clip_norm > 0 (the initial clip with dp_target_quantile)",
+                         "clip_required")
+    if cfg.dp_mode == "distributed":
+        check_distributed_dp(cfg)
+    if cfg.dp_on and not cfg.distributed_dp and not cfg.asynchronous and cfg.dp_population < cfg.goal_count:
+        # The sampling rate behind epsilon must not come from a count that anyone can raise
+        # by registering devices.
+        raise BadRequest("DP needs the population size: set dp_population >= goal_count (the number of devices "
+                         "that could be sampled; it sets the sampling rate behind epsilon)", "population_required")
+    if cfg.aggregator in ROBUST and (cfg.secagg_on or cfg.dp_on):
+        raise BadRequest(f"aggregator '{cfg.aggregator}' needs to see single updates and is not a bounded sum: "
+                         "use it without secagg and without DP", "bad_aggregator")
+    if cfg.adaptive_clip and not cfg.distributed_dp:  # distributed DP composes the bits' release instead
+        from protocol.dp import update_noise_multiplier
+
+        try:
+            update_noise_multiplier(cfg.dp_noise_multiplier, cfg.clipped_count_stddev)
+        except ProtocolError as exc:
+            raise BadRequest(str(exc), exc.code) from exc
+    if cfg.min_reports > cfg.goal_count:
+        raise BadRequest("min_reports cannot exceed goal_count")
+    try:
+        EligibilityRule.parse(cfg.eligibility)
+        EligibilityRule.parse(cfg.eval_eligibility)
+        spec = cfg.codec_spec()
+        download = CodecSpec.parse(cfg.download_codec, cfg.chunk_size)
+        delta = CodecSpec.parse(cfg.download_delta_codec, cfg.chunk_size) if cfg.download_delta_codec else None
+    except ProtocolError as exc:
+        raise BadRequest(str(exc), exc.code) from exc
+    check_subset_codecs(cfg, spec, download, delta)
 
 
 def check_subset_codecs(cfg, spec: CodecSpec, download: CodecSpec, delta: CodecSpec | None = None) -> None:

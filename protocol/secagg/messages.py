@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.errors import ProtocolError
-from protocol.messages import get_field
+from protocol.fields import get_field
 from protocol.secagg.shamir import SHARE_BYTES
 
 SELF_MASK = "self_mask"  # a share of b_v, revealed for a device that sent its masked input

@@ -36,47 +36,35 @@ public final class Plan {
     public final double dpSgdDelta;
 
     private Plan(JsonObject raw) {
-        epochs = Json.integer(raw, "epochs", null);
-        batchSize = Json.integer(raw, "batch_size", null);
-        learningRate = Json.number(raw, "learning_rate", null);
+        // Every bounded number is checked against PlanBounds (protocol.messages.PLAN_BOUNDS).
+        epochs = PlanBounds.checkInt("epochs", Json.integer(raw, "epochs", null));
+        batchSize = PlanBounds.checkInt("batch_size", Json.integer(raw, "batch_size", null));
+        learningRate = PlanBounds.check("learning_rate", Json.number(raw, "learning_rate", null));
         codec = Json.string(raw, "codec");
-        chunkSize = Json.integer(raw, "chunk_size", null);
+        chunkSize = PlanBounds.checkInt("chunk_size", Json.integer(raw, "chunk_size", null));
         clipNorm = Json.number(raw, "clip_norm", 0.0);
         maxExamples = Json.integer(raw, "max_examples", 0);
         secagg = Json.string(raw, "secagg", "");
         reportClipBit = Json.bool(raw, "report_clip_bit", false);
-        proximalMu = Json.number(raw, "proximal_mu", 0.0);
-        maxLocalSeconds = Json.number(raw, "max_local_seconds", 0.0);
+        proximalMu = PlanBounds.check("proximal_mu", Json.number(raw, "proximal_mu", 0.0));
+        maxLocalSeconds = PlanBounds.check("max_local_seconds", Json.number(raw, "max_local_seconds", 0.0));
         partialWork = Json.bool(raw, "partial_work", false);
         evaluateOnly = Json.bool(raw, "evaluate_only", false);
-        personalizeSteps = Json.integer(raw, "personalize_steps", 0);
+        personalizeSteps = PlanBounds.checkInt("personalize_steps", Json.integer(raw, "personalize_steps", 0));
         scaffold = Json.bool(raw, "scaffold", false);
-        sgdMomentum = Json.number(raw, "sgd_momentum", 0.0);
+        sgdMomentum = PlanBounds.check("sgd_momentum", Json.number(raw, "sgd_momentum", 0.0));
         sgdNesterov = Json.bool(raw, "sgd_nesterov", false);
-        if (!(sgdMomentum >= 0 && sgdMomentum <= 0.999)) {
-            throw new ProtocolException("field 'sgd_momentum' must be in [0, 0.999]", "bad_request");
-        }
-        double seed = Json.number(raw, "sparse_seed", 0.0);
-        if (!(seed >= 0 && seed <= 9007199254740991.0 && seed == Math.rint(seed))) {
-            throw new ProtocolException("field 'sparse_seed' must be an integer in [0, 2^53 - 1]", "bad_request");
+        double seed = PlanBounds.check("sparse_seed", Json.number(raw, "sparse_seed", 0.0));
+        if (seed != Math.rint(seed)) {
+            throw new ProtocolException("field 'sparse_seed' must be an integer", "bad_request");
         }
         sparseSeed = (long) seed;
-        dpSgdNoiseMultiplier = Json.number(raw, "dp_sgd_noise_multiplier", 0.0);
-        dpSgdClip = Json.number(raw, "dp_sgd_clip", 0.0);
-        dpSgdDelta = Json.number(raw, "dp_sgd_delta", 1e-5);
-        if (!(dpSgdNoiseMultiplier >= 0 && dpSgdNoiseMultiplier <= 1000) || !(dpSgdClip >= 0 && dpSgdClip <= 1e6)
-                || !(dpSgdDelta >= 1e-12 && dpSgdDelta <= 0.1)) {
-            throw new ProtocolException("fields 'dp_sgd_noise_multiplier' (in [0, 1000]), 'dp_sgd_clip' (in [0, 1e6]) "
-                    + "and 'dp_sgd_delta' (in [1e-12, 0.1]) are out of range", "bad_request");
-        }
+        dpSgdNoiseMultiplier = PlanBounds.check("dp_sgd_noise_multiplier",
+                Json.number(raw, "dp_sgd_noise_multiplier", 0.0));
+        dpSgdClip = PlanBounds.check("dp_sgd_clip", Json.number(raw, "dp_sgd_clip", 0.0));
+        dpSgdDelta = PlanBounds.check("dp_sgd_delta", Json.number(raw, "dp_sgd_delta", 1e-5));
         if (dpSgdNoiseMultiplier > 0 && dpSgdClip <= 0) {
             throw new ProtocolException("dp_sgd_noise_multiplier needs dp_sgd_clip > 0", "bad_request");
-        }
-        if (!(proximalMu >= 0 && proximalMu <= 1000)) {
-            throw new ProtocolException("field 'proximal_mu' must be in [0, 1000]", "bad_request");
-        }
-        if (!(maxLocalSeconds >= 0 && maxLocalSeconds <= 86400)) {
-            throw new ProtocolException("field 'max_local_seconds' must be in [0, 86400]", "bad_request");
         }
     }
 
