@@ -74,7 +74,7 @@ class AdminOps:
         except ProtocolError as exc:
             raise E.BadRequest(str(exc), exc.code) from exc
         sha = hashlib.sha256(data).hexdigest()
-        self.store.put_blob(sha, data)
+        self.store.blobs.put(sha, data)
         return {"model_sha256": sha, "manifest": json.loads(manifest.to_json())}
 
     def create_task(self, population: str, raw: dict) -> dict:
@@ -83,13 +83,13 @@ class AdminOps:
         if not self.store.population(population):
             raise E.NotFound(f"no population '{population}'")
         model_sha = raw.get("model_sha256")
-        if not isinstance(model_sha, str) or self.store.blob_path(model_sha) is None:
+        if not isinstance(model_sha, str) or not self.store.blobs.exists(model_sha):
             raise E.BadRequest("model_sha256 must name a model uploaded to /v1/admin/models", "unknown_model")
         task_id = raw.get("task_id")
         task_id = f"task-{secrets.token_hex(4)}" if task_id is None else valid_name(task_id, "task_id")
         if task_id in self.tasks:
             raise E.Conflict(f"task '{task_id}' already exists", "exists")
-        model_bytes = self.store.blob_path(model_sha).read_bytes()
+        model_bytes = self.store.blobs.read(model_sha)
         manifest = read_manifest(model_bytes)
         config = self._task_config(raw.get("config", {}), manifest.num_parameters)
         if manifest.requires_flex:
@@ -110,7 +110,7 @@ class AdminOps:
         checkpoint = codec.encode(initial, codec.CodecSpec("f32"), np.random.default_rng(0))
         ck_sha = hashlib.sha256(checkpoint).hexdigest()
         # Every check is done: from here on, only writes.
-        self.store.put_blob(ck_sha, checkpoint)
+        self.store.blobs.put(ck_sha, checkpoint)
         record = TaskRecord(task_id, population, config.to_dict(), model_sha, manifest.to_json(), "active", ck_sha,
                             self.clock())
         self.store.add_task(record)
@@ -227,7 +227,7 @@ class AdminOps:
                 if rnd is None or rnd.state != "committed":
                     raise E.NotFound(f"task '{source_id}' has no committed round {num}")
                 sha = rnd.checkpoint_sha
-        if self.store.blob_path(sha) is None:
+        if not self.store.blobs.exists(sha):
             raise E.Gone(f"the checkpoint of round {num} is no longer kept (keep_checkpoints / keep_every)",
                          "checkpoint_gone")
         cfg = source.config
@@ -264,18 +264,17 @@ class AdminOps:
         return self.task_summary(task_id)
 
     def _initial_checkpoint(self, task) -> str:
-        model_bytes = self.store.blob_path(task.model_sha).read_bytes()
+        model_bytes = self.store.blobs.read(task.model_sha)
         checkpoint = codec.encode(self._initial_weights({}, task.manifest, model_bytes), codec.CodecSpec("f32"),
                                   np.random.default_rng(0))
         sha = hashlib.sha256(checkpoint).hexdigest()
-        self.store.put_blob(sha, checkpoint)
+        self.store.blobs.put(sha, checkpoint)
         return sha
 
     def global_model(self, task_id: str) -> bytes:
         """The task's .tflite carrying the current global weights (see `with_weights`)."""
         task = self.tasks.require(task_id)
-        model = self.store.blob_path(task.model_sha).read_bytes()
-        return with_weights(model, self.store.blob_path(task.checkpoint_sha).read_bytes())
+        return with_weights(self.store.blobs.read(task.model_sha), self.store.blobs.read(task.checkpoint_sha))
 
     def rounds(self, task_id: str) -> list[dict]:
         self.tasks.require(task_id)

@@ -15,6 +15,7 @@ from coordinator.gateway.steps import PendingAssignment, PendingUpload, update_r
 from coordinator.gateway.tokens import hash_token
 from coordinator.rounds import versions
 from coordinator.store.base import Store
+from coordinator.store.blobs import update_key
 from coordinator.store.buffer_rows import AlreadyInBuffer, AssignmentGone, BufferClosed
 from coordinator.store.records import AssignmentRecord, RoundRecord
 from coordinator.tasks.registry import Task
@@ -119,22 +120,22 @@ class BufferedIntake:
         opened after it (the staleness is worked out again). The buffer's count after it."""
         g, task = self.gateway, p.task
         for _ in range(PERSIST_TRIES):
-            path = store.update_path(task.task_id, p.round_num, p.device_id, p.assigned_round)
-            store.write_file(path, p.body)
-            record = update_record(task.task_id, p.round_num, p.device_id, p.meta, str(path), p.digest, g.clock(),
+            key = update_key(task.task_id, p.round_num, p.device_id, p.assigned_round)
+            store.blobs.put_object(key, p.body)
+            record = update_record(task.task_id, p.round_num, p.device_id, p.meta, key, p.digest, g.clock(),
                                    staleness=p.staleness)
             try:
                 return store.add_buffered_update(record, p.assigned_round)
             except AlreadyInBuffer:
-                path.unlink(missing_ok=True)
+                store.blobs.delete_object(key)
                 g.reject("duplicate")
                 raise E.Conflict("this device's update is in this version already; check in again for the next",
                                  "duplicate") from None
             except AssignmentGone:
-                path.unlink(missing_ok=True)
+                store.blobs.delete_object(key)
                 g.refuse_unassigned()
             except BufferClosed:
-                path.unlink(missing_ok=True)
+                store.blobs.delete_object(key)
             buffer = store.open_buffer(task.task_id)
             if buffer is None:
                 g.reject("late")

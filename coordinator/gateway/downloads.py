@@ -62,7 +62,7 @@ class DownloadBlobs:
         """The digest of the task's model as devices download it: its travelling weights zeroed.
         The same bytes on every replica (a pure function of the model)."""
         sha = self._made_once((task.model_sha, "zeroed"),
-                              lambda: without_weights(self.store.blob_path(task.model_sha).read_bytes()))
+                              lambda: without_weights(self.store.blobs.read(task.model_sha)))
         self.models.add(sha)
         self.served_for[sha] = task.task_id
         return sha
@@ -91,11 +91,11 @@ class DownloadBlobs:
         deltas = self._deltas.setdefault(task.task_id, {})
         sha = deltas.get((base, current))
         if sha is None:
-            base_path, target_path = self.store.blob_path(base), self.store.blob_path(current)
-            if not (base_path and base_path.exists() and target_path and target_path.exists()):
+            base_bytes, target_bytes = self.store.blobs.read(base), self.store.blobs.read(current)
+            if base_bytes is None or target_bytes is None:
                 return None
             spec = codec.CodecSpec.parse(name, task.config.chunk_size)
-            sha = self._put(make_delta(base_path.read_bytes(), target_path.read_bytes(), spec,
+            sha = self._put(make_delta(base_bytes, target_bytes, spec,
                                        delta_seed(base, current, spec.name)))
             deltas[(base, current)] = sha
             self._disposable.add(sha)
@@ -132,12 +132,11 @@ class DownloadBlobs:
 
     def _put(self, payload: bytes) -> str:
         sha = hashlib.sha256(payload).hexdigest()
-        self.store.put_blob(sha, payload)
+        self.store.blobs.put(sha, payload)
         return sha
 
     def _exists(self, sha: str) -> bool:
-        path = self.store.blob_path(sha)
-        return path is not None and path.exists()
+        return self.store.blobs.exists(sha)
 
     def _keep(self, task_id: str, sha: str) -> None:
         recent = self._recent.setdefault(task_id, [])
@@ -160,13 +159,11 @@ class DownloadBlobs:
         gone = self._disposable - self._in_use()
         for sha in gone:
             self.served_for.pop(sha, None)
-            path = self.store.blob_path(sha)
-            if path is not None:
-                path.unlink(missing_ok=True)
+            self.store.blobs.delete(sha)
         self._disposable -= gone
         if gone:
             self._made = {key: sha for key, sha in self._made.items() if sha not in gone}
 
     def _encoded(self, checkpoint_sha: str, spec: codec.CodecSpec) -> bytes:
-        decoded = codec.decode(self.store.blob_path(checkpoint_sha).read_bytes())
+        decoded = codec.decode(self.store.blobs.read(checkpoint_sha))
         return encode_served(decoded.values, decoded.counts, spec, served_seed(checkpoint_sha, spec.name))

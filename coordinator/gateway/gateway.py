@@ -35,6 +35,7 @@ from coordinator.gateway.refusals import UploadRefusals
 from coordinator.gateway.registration import Registration
 from coordinator.gateway.secagg_messages import SecAggMessages
 from coordinator.store.base import Store
+from coordinator.store.blobs import update_key
 from coordinator.tasks.registry import Task, TaskRegistry
 from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord
 from coordinator.gateway.steps import PendingAssignment, PendingUpload, RoundSignals, update_record
@@ -383,12 +384,12 @@ class DeviceGateway:
         memory, so it may run on a thread with a store connection of its own."""
         if p.assigned_round is not None:
             return self.buffered.persist(p, store)
-        path = store.update_path(p.task.task_id, p.round_num, p.device_id)
-        store.write_file(path, p.body)
-        reported = store.add_update(update_record(p.task.task_id, p.round_num, p.device_id, p.meta, str(path),
+        key = update_key(p.task.task_id, p.round_num, p.device_id)
+        store.blobs.put_object(key, p.body)
+        reported = store.add_update(update_record(p.task.task_id, p.round_num, p.device_id, p.meta, key,
                                                   p.digest, self.clock()), only_open=True)
         if reported is None:  # the round closed while this one was on its way
-            path.unlink(missing_ok=True)
+            store.blobs.delete_object(key)
             self.reject("late")
             raise E.Gone(f"round {p.round_num} closed; the update was not counted", "round_closed")
         return reported
@@ -428,9 +429,9 @@ class DeviceGateway:
     def _store_update(self, task: Task, round_num: int, device_id: str, meta: UploadMeta, body: bytes,
                       digest: str) -> None:
         """File first, then the row: an acknowledged update survives a crash (SecAgg's masked inputs)."""
-        path = self.store.update_path(task.task_id, round_num, device_id)
-        self.store.write_file(path, body)
-        self.store.add_update(update_record(task.task_id, round_num, device_id, meta, str(path), digest, self.clock()))
+        key = update_key(task.task_id, round_num, device_id)
+        self.store.blobs.put_object(key, body)
+        self.store.add_update(update_record(task.task_id, round_num, device_id, meta, key, digest, self.clock()))
         if self.metrics is not None:
             self.metrics.bytes_in(len(body))
 

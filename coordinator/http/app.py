@@ -20,7 +20,7 @@ from coordinator.http.keys import (ADMIN_TOKEN, BODY_READS, CONFIG, COORDINATOR,
 from coordinator.operator.metrics import Metrics
 from coordinator.gateway.pace import PaceConfig
 from coordinator.service import Coordinator
-from coordinator.store.base import open_store
+from coordinator.store.factory import open_store
 from protocol.errors import ProtocolError
 
 log = logging.getLogger("fedge.coordinator")

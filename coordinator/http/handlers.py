@@ -305,20 +305,21 @@ async def secagg_view(request):
 async def get_blob(request):
     c = coordinator(request)
     sha = request.match_info["sha"]
-    path = c.store.blob_path(sha)
-    if path is None:
+    if not c.store.blobs.exists(sha):
         raise E.NotFound(f"no blob {sha}")
     guarded = c.gateway.blobs.authorize(sha, request.headers.get("Authorization"), is_admin(request))
     # A task model travels gzip-compressed to a device that accepts it (its digest is the
     # uncompressed file's, which the device checks after inflating).
     accepts = "gzip" in request.headers.get("Accept-Encoding", "")
-    packed = c.gateway.blobs.gzipped(sha, path.read_bytes) if accepts else None
+    packed = c.gateway.blobs.gzipped(sha, lambda: c.store.blobs.read(sha)) if accepts else None
     etag = f'"{sha}-gzip"' if packed is not None else f'"{sha}"'
     headers = {"ETag": etag, "Cache-Control": f"{'private' if guarded else 'public'}, max-age=31536000, immutable",
                "Vary": "Accept-Encoding"}
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
-    data = path.read_bytes() if packed is None else packed
+    data = c.store.blobs.read(sha) if packed is None else packed
+    if data is None:  # deleted by retention since it was looked up
+        raise E.NotFound(f"no blob {sha}")
     if packed is not None:
         headers["Content-Encoding"] = "gzip"
     request.app[METRICS].bytes_out(len(data))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
+
 
 from coordinator.rounds import engine as engine
 from coordinator.rounds.buffers import BufferDriver
@@ -23,7 +23,8 @@ from coordinator.rounds.optimizer_state import OptimizerStateFiles
 from coordinator.rounds.round_metrics import evaluation_metrics, training_metrics
 from coordinator.rounds.commit import CommitInputs, CommitResult, compute_commit
 from coordinator.store.records import RoundRecord
-from coordinator.rounds.retention import prune_after_round, remove_empty_dir
+from coordinator.rounds.retention import prune_after_round
+from coordinator.store.blobs import round_updates_prefix
 from coordinator.store.base import OPEN_STATES
 from coordinator.aggregation.strategies import RoundContext, Strategy, make_strategy
 from coordinator.rounds.running import RunningRounds
@@ -73,7 +74,7 @@ class RoundDriver:
         # The blob bytes this replica served for a task since it was last asked (the gateway's).
         self.take_served = lambda task_id: 0
         self.buffers = BufferDriver(self)  # asynchronous tasks
-        self.optimizer_state = OptimizerStateFiles(store)
+        self.optimizer_state = OptimizerStateFiles(store.blobs)
 
     def _count(self, metric: str, label: str) -> None:
         if self.metrics is not None:
@@ -96,7 +97,7 @@ class RoundDriver:
             return
         acc = self.running.sum_for(task, num)
         for upd in self.store.updates(task.task_id, num):
-            decoded = codec.decode(Path(upd.blob).read_bytes(), task.update_counts)
+            decoded = codec.decode(self.store.blobs.read_object(upd.blob) or b"", task.update_counts)
             self.running.fold(task, acc, decoded.values, upd.examples,
                               staleness=int(upd.meta.get("staleness", 0)) if task.config.asynchronous else None)
         log.info("recovered task %s round %s with %d updates", task.task_id, num, acc.count)
@@ -259,14 +260,15 @@ class RoundDriver:
         if task.config.secagg_on:
             self.secagg.discard(task, num)
         for upd in self.store.updates(task.task_id, num):
-            if upd.blob:  # an evaluation report has no file
-                Path(upd.blob).unlink(missing_ok=True)
-        remove_empty_dir(self.store.update_dir / task.task_id / f"{num:06d}")
+            if upd.blob:  # an evaluation report has no bytes
+                self.store.blobs.delete_object(upd.blob)
+        self.store.blobs.remove_empty_folder(round_updates_prefix(task.task_id, num))
 
     def _prune(self, task: Task, num: int) -> None:
         """The task's disk retention (coordinator.rounds.retention), after round `num` ended."""
         try:
-            prune_after_round(self.store, task.task_id, task.config, num, lambda n: self.optimizer_state.path(task.task_id, n))
+            prune_after_round(self.store, task.task_id, task.config, num,
+                              lambda n: self.optimizer_state.delete(task.task_id, n))
         except OSError as exc:  # a full or read-only disk must not stop the rounds
             log.warning("task %s: retention after round %d failed: %s", task.task_id, num, exc)
 
@@ -359,9 +361,9 @@ class RoundDriver:
             return None
         context = RoundContext(self.store.committed_count(task.task_id), self.dp_sampling_rate(task),
                                task.dp_clip, bits)
-        control = self.store.blob_path(task.control_sha).read_bytes() if task.config.scaffold else None
+        control = self.store.blobs.read(task.control_sha) if task.config.scaffold else None
         return CommitInputs(strategy, context, task.manifest.weight_shapes,
-                            self.store.blob_path(task.checkpoint_sha).read_bytes(),
+                            self.store.blobs.read(task.checkpoint_sha),
                             self.optimizer_state.load(task.task_id, num - 1), control)
 
     def _apply_commit(self, task: Task, num: int, result: CommitResult, started: float) -> None:
@@ -369,9 +371,9 @@ class RoundDriver:
             self.fail_round(task, num, result.failure)
             return
         sha = result.sha
-        self.store.put_blob(sha, result.payload)
+        self.store.blobs.put(sha, result.payload)
         if result.control_payload:
-            self.store.put_blob(result.control_sha, result.control_payload)
+            self.store.blobs.put(result.control_sha, result.control_payload)
         if result.opt_state:
             self.optimizer_state.save(task.task_id, num, result.opt_state)
         metrics = {**training_metrics(task.config, self.store.updates(task.task_id, num),

@@ -1,29 +1,30 @@
 """The server optimizer's state between rounds (FedAdam's moments, FedAvgM's velocity): one
-.npz per committed round in the data directory, read back without pickle."""
+.npz object per committed round in the blob store, read back without pickle."""
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 
+from coordinator.store.blobs import BlobStore, optimizer_state_key
+
 
 class OptimizerStateFiles:
-    def __init__(self, store):
-        self.store = store
-
-    def path(self, task_id: str, num: int) -> Path:
-        return self.store.data_dir / "server_opt" / task_id / f"{num:06d}.npz"
+    def __init__(self, blobs: BlobStore):
+        self.blobs = blobs
 
     def load(self, task_id: str, num: int) -> dict[str, np.ndarray]:
-        path = self.path(task_id, num)
-        if not path.exists():
+        data = self.blobs.read_object(optimizer_state_key(task_id, num))
+        if data is None:
             return {}
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
 
     def save(self, task_id: str, num: int, state: dict[str, np.ndarray]) -> None:
         buf = io.BytesIO()
         np.savez(buf, **state)
-        self.store.write_file(self.path(task_id, num), buf.getvalue())
+        self.blobs.put_object(optimizer_state_key(task_id, num), buf.getvalue())
+
+    def delete(self, task_id: str, num: int) -> None:
+        self.blobs.delete_object(optimizer_state_key(task_id, num))

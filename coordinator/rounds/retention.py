@@ -27,29 +27,20 @@ def keeps_checkpoint(round_num: int, keep_every: int) -> bool:
     return keep_every > 0 and round_num % keep_every == 0
 
 
-def prune_after_round(store, task_id: str, config, num: int, opt_path) -> list[str]:
+def prune_after_round(store, task_id: str, config, num: int, drop_optimizer_state) -> list[str]:
     """Apply the task's retention after round `num` ended; returns the blob digests deleted."""
     deleted = []
     old = store.committed_outside_window(task_id, config.keep_checkpoints)
     if old is not None and old.checkpoint_sha and not keeps_checkpoint(old.round, config.keep_every):
         if not store.blob_referenced(old.checkpoint_sha, (task_id, old.round)):
-            path = store.blob_path(old.checkpoint_sha)
-            if path is not None:
-                path.unlink(missing_ok=True)
+            if store.blobs.exists(old.checkpoint_sha):
+                store.blobs.delete(old.checkpoint_sha)
                 deleted.append(old.checkpoint_sha)
     if num > config.keep_round_details:
         store.delete_round_details(task_id, num - config.keep_round_details)
     if num > 2:
-        Path(opt_path(num - 2)).unlink(missing_ok=True)
+        drop_optimizer_state(num - 2)
     return deleted
-
-
-def remove_empty_dir(path: Path) -> None:
-    """A round's update folder once its files are gone (never a folder with something in it)."""
-    try:
-        path.rmdir()
-    except OSError:
-        pass
 
 
 def disk_usage(data_dir: Path, db_path: str | None) -> dict:

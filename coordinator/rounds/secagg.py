@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import secrets
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -110,7 +109,7 @@ class SecAggRounds:
             return
         acc = self.sum_for(task, round_num, params)
         for upd in self.store.updates(task.task_id, round_num):
-            acc.add(ring.unpack(Path(upd.blob).read_bytes(), params.modulus_bits, params.vector_length))
+            acc.add(ring.unpack(self.store.blobs.read_object(upd.blob) or b"", params.modulus_bits, params.vector_length))
 
     def discard(self, task: "Task", round_num: int) -> None:
         self.sums.pop((task.task_id, round_num), None)

@@ -6,14 +6,13 @@ The coordinator talks to the store through typed methods that take and return th
 of `coordinator.store.records`; all the SQL lives in the store modules, written once here in the
 dialect SQLite and PostgreSQL share (``?`` placeholders; the PostgreSQL store translates).
 Two implementations: `coordinator.store.sqlite` (the default: one file, one machine) and
-`coordinator.store.postgres` (shared by coordinator replicas). `open_store` picks one
-from ``--db``: a path is SQLite, a ``postgresql://`` URL is PostgreSQL.
+`coordinator.store.postgres` (shared by coordinator replicas).
 
 Every method that changes state commits before it returns, so anything the service
-acknowledges to a device or an admin survives a crash of the process. Blobs (models,
-checkpoints, received updates) are files under the data directory; the rows that point at
-them are written only after the file is complete (write to a temp name, then rename).
-`one`/`all`/`execute` stay for tests.
+acknowledges to a device or an admin survives a crash of the process. Bytes (models,
+checkpoints, received updates) live in the store's `blobs` (`coordinator.store.blobs`); the
+rows that name them are written only after the bytes are durable.
+`one`/`all`/`execute` stay for tests. `coordinator.store.factory.open_store` picks a backend.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import os
 import time
 from pathlib import Path
 
+from coordinator.store.blobs import BlobStore, LocalBlobStore
 from coordinator.store.buffer_rows import BufferRows
 from coordinator.store.secagg_rows import SecAggRows
 from coordinator.store.sql import dumps
@@ -47,12 +47,11 @@ class Store(BufferRows, SecAggRows):
 
     data_dir: Path
 
+    blobs: BlobStore  # where the bytes the rows name live (coordinator.store.blobs)
+
     def _init_data_dir(self, data_dir: str | os.PathLike) -> None:
-        self.data_dir = Path(data_dir)
-        self.blob_dir = self.data_dir / "blobs"
-        self.update_dir = self.data_dir / "updates"
-        for d in (self.blob_dir, self.update_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        self.data_dir = Path(data_dir)  # the coordinator's own files: the audit key, SQLite's database
+        self.blobs = LocalBlobStore(self.data_dir)
 
     def checkpoint_in_background(self, interval_s: float = 1.0) -> None:
         """Backends with a write-ahead log to fold in do it here; nothing by default."""
@@ -344,59 +343,6 @@ class Store(BufferRows, SecAggRows):
     def audit_entries(self, task_id: str) -> list[dict]:
         return [json.loads(r["entry"]) for r in self.all("SELECT entry FROM audit_log WHERE task_id=? ORDER BY seq",
                                                          task_id)]
-
-    # -- blobs -------------------------------------------------------------------------
-    def write_file(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        for attempt in range(3):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
-                return
-            except FileNotFoundError:
-                # Another thread removed the (empty) folder in between: a round's update folder
-                # goes when the round ends, while a late upload may still be on its way.
-                if attempt == 2:
-                    raise
-
-    def put_blob(self, sha: str, data: bytes) -> Path:
-        path = self.blob_dir / sha
-        if not path.exists():
-            self.write_file(path, data)
-        return path
-
-    def blob_path(self, sha: str) -> Path | None:
-        if len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
-            return None
-        path = self.blob_dir / sha
-        return path if path.exists() else None
-
-    def update_path(self, task_id: str, round_num: int, device_id: str, assigned_round: int | None = None) -> Path:
-        """Where an update's bytes go; an asynchronous one is also named by its assignment, so
-        no upload can overwrite another's acknowledged bytes."""
-        name = device_id if assigned_round is None else f"{device_id}.{assigned_round}"
-        return self.update_dir / task_id / f"{round_num:06d}" / f"{name}.bin"
-
-
-
-
-def open_store(db: str, data_dir: str = "", synchronous: str = "NORMAL") -> Store:
-    """``db``: a SQLite file path, or ``postgresql://user@host:port/dbname``. ``data_dir``:
-    where blobs live (default DB.data next to a SQLite file; required with PostgreSQL, and
-    the same shared directory for every replica)."""
-    if db.startswith(("postgresql://", "postgres://")):
-        if not data_dir:
-            raise ValueError("--db postgresql://... needs --data-dir: the directory every coordinator replica "
-                             "reads and writes blobs in (models, checkpoints, received updates)")
-        from coordinator.store.postgres import PostgresStore
-
-        return PostgresStore(db, data_dir)
-    if "://" in db:
-        raise ValueError(f"--db {db}: use a SQLite file path or a postgresql:// URL")
-    from coordinator.store.sqlite import SqliteStore
-
-    return SqliteStore(db, synchronous=synchronous, data_dir=data_dir)
 
 
 def now() -> float:

@@ -77,7 +77,7 @@ class TaskRegistry:
             if not control:  # c = 0 before the first commit
                 payload = zero_control(manifest)
                 control = hashlib.sha256(payload).hexdigest()
-                self.store.put_blob(control, payload)
+                self.store.blobs.put(control, payload)
         return Task(rec.task_id, rec.population, config, manifest, rec.model_sha, rec.state,
                     rec.checkpoint_sha, EligibilityRule.parse(config.eligibility), clip,
                     last.round if last else 0, control)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from coordinator.service import Coordinator
-from coordinator.store.base import open_store
+from coordinator.store.factory import open_store
 from protocol import codec
 from protocol.messages import CheckinRequest, RegisterRequest, UploadMeta
 from protocol.tflite_file import read_initial_weights, read_manifest
@@ -69,7 +69,7 @@ def test_uploads_on_either_replica_commit_once_on_the_driving_one(replicas, digi
     assert r1.state == "committed" and r1.reported == 4
     base = codec.decode(read_initial_weights(digits_tflite)).values
     expected = base + np.mean([codec.decode(p).values for p in payloads], axis=0)
-    committed = codec.decode(a.store.blob_path(r1.checkpoint_sha).read_bytes()).values
+    committed = codec.decode(a.store.blobs.read(r1.checkpoint_sha)).values
     np.testing.assert_allclose(committed, expected, atol=1e-5)
     assert b.tasks["t"].checkpoint_sha == r1.checkpoint_sha  # b picked up a's commit
     assert ("t", 1) not in b.sums  # and dropped its half of the closed round
@@ -150,7 +150,7 @@ def test_async_buffers_survive_the_driving_replica_dying_mid_commit(replicas, di
     values = [codec.decode(p).values for p in payloads]
     w1 = codec.decode(read_initial_weights(digits_tflite)).values + (values[0] + values[1]) / 2
     expected = w1 + (values[2] + values[3]) / np.sqrt(2) / 2
-    committed = codec.decode(b.store.blob_path(rounds[2].checkpoint_sha).read_bytes()).values
+    committed = codec.decode(b.store.blobs.read(rounds[2].checkpoint_sha)).values
     np.testing.assert_allclose(committed, expected, atol=1e-5)
 
 

@@ -52,8 +52,8 @@ async def test_round_commits_at_goal_and_moves_the_model(harness):
     assert after != before and r1["checkpoint_sha"] == after
     # The new global model is the old one plus the example-weighted mean of the decoded deltas.
     store = harness.coordinator.store
-    old = codec.decode(store.blob_path(before).read_bytes()).values
-    new = codec.decode(store.blob_path(after).read_bytes()).values
+    old = codec.decode(store.blobs.read(before)).values
+    new = codec.decode(store.blobs.read(after)).values
     deltas = [codec.decode(harness.payload(seed=i)).values for i in range(2)]
     # Stochastic rounding differs per encode, so compare with the q8 error bound instead of exactly.
     expected = old + (10 * deltas[0] + 20 * deltas[1]) / 30
@@ -219,7 +219,7 @@ async def test_global_model_download_carries_the_committed_weights(harness):
     data = await resp.read()
     assert len(data) == len(harness.model) and data != harness.model
     store = harness.coordinator.store
-    committed = codec.decode(store.blob_path(harness.coordinator.tasks["t1"].checkpoint_sha).read_bytes()).values
+    committed = codec.decode(store.blobs.read(harness.coordinator.tasks["t1"].checkpoint_sha)).values
     loaded = codec.flatten(LocalModel(data).get_weights())
     np.testing.assert_array_equal(loaded, committed)
     assert (await harness.client.get("/v1/admin/tasks/t1/model")).status == 401

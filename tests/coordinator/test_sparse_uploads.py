@@ -38,8 +38,8 @@ async def test_a_sparse_round_shares_its_seed_and_commits_the_mean(harness):
     r1 = (await harness.rounds())[0]
     assert r1["state"] == "committed" and r1["reported"] == 2
     store = harness.coordinator.store
-    old = codec.decode(store.blob_path(before).read_bytes()).values
-    new = codec.decode(store.blob_path(harness.coordinator.tasks["t1"].checkpoint_sha).read_bytes()).values
+    old = codec.decode(store.blobs.read(before)).values
+    new = codec.decode(store.blobs.read(harness.coordinator.tasks["t1"].checkpoint_sha)).values
     decoded = [codec.decode(b).values for b in bodies]  # decoding is deterministic: the same values
     np.testing.assert_allclose(new - old, (10 * decoded[0] + 20 * decoded[1]) / 30, atol=1e-6)
     harness.tick()
@@ -101,8 +101,8 @@ async def test_a_top_k_round_commits_the_mean_of_what_was_sent(harness):
     harness.tick()
     assert (await harness.rounds())[0]["state"] == "committed"
     store = harness.coordinator.store
-    old = codec.decode(store.blob_path(before).read_bytes()).values
-    new = codec.decode(store.blob_path(harness.coordinator.tasks["t1"].checkpoint_sha).read_bytes()).values
+    old = codec.decode(store.blobs.read(before)).values
+    new = codec.decode(store.blobs.read(harness.coordinator.tasks["t1"].checkpoint_sha)).values
     sent = [codec.decode(b).values for b in bodies]
     np.testing.assert_allclose(new - old, (sent[0] + sent[1]) / 2, atol=1e-6)
     assert np.count_nonzero(new - old) <= 2 * codec.CodecSpec.parse("q8+topk:0.05").kept(old.size)

@@ -217,7 +217,7 @@ async def test_device_takes_part_in_federated_evaluation(live_coordinator, digit
     from protocol import codec
 
     model = LocalModel(digits_tflite)
-    ck = coordinator.store.blob_path(coordinator.tasks["t"].checkpoint_sha).read_bytes()
+    ck = coordinator.store.blobs.read(coordinator.tasks["t"].checkpoint_sha)
     model.set_weights(codec.unflatten(codec.decode(ck).values, model.manifest.weight_shapes))
     loss, accuracy = model.evaluate(dev.data.x_eval, dev.data.y_eval)
     assert metrics["eval_devices"] == 1 and metrics["eval_examples"] == len(dev.data.x_eval)
@@ -252,7 +252,7 @@ async def test_a_scaffold_device_keeps_its_control_variate(live_coordinator, dig
     # added to round 1's, i.e. (FedAvg weight 1, population factor 1) c = c_i after its two rounds.
     from protocol import codec
 
-    c = codec.decode(coordinator.store.blob_path(coordinator.tasks["t"].control_sha).read_bytes()).values
+    c = codec.decode(coordinator.store.blobs.read(coordinator.tasks["t"].control_sha)).values
     np.testing.assert_allclose(c, c_i, atol=1e-4)
 
 

@@ -67,7 +67,7 @@ async def test_a_device_keeps_its_personal_layers_across_rounds_and_restarts(liv
     for a, b in zip(again._personal_for(sha), kept):
         np.testing.assert_array_equal(a, b)
     # The coordinator's checkpoint has the shared layers only.
-    ck = coordinator.store.blob_path(coordinator.tasks["t"].checkpoint_sha).read_bytes()
+    ck = coordinator.store.blobs.read(coordinator.tasks["t"].checkpoint_sha)
     assert codec.decode(ck).values.size == LocalModel(personal_tflite).manifest.num_parameters
 
 

@@ -247,7 +247,7 @@ def test_a_file_exported_before_fedprox(old_export, softmax_export):
 def test_the_coordinator_refuses_fedprox_on_a_file_that_cannot_run_it(old_export, softmax_export, tmp_path):
     from coordinator import errors as E
     from coordinator.service import Coordinator
-    from coordinator.store.base import open_store
+    from coordinator.store.factory import open_store
 
     c = Coordinator(open_store(str(tmp_path / "c.db")))
     try:

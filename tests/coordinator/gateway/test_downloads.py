@@ -28,7 +28,7 @@ async def test_devices_download_the_checkpoint_quantized_within_one_step(harness
     resp = await harness.client.get(a["checkpoint_url"])
     body = await resp.read()
     assert resp.status == 200 and codec.decode(body).codec == name
-    full = harness.coordinator.store.blob_path(task.checkpoint_sha).read_bytes()
+    full = harness.coordinator.store.blobs.read(task.checkpoint_sha)
     truth = codec.decode(full).values
     got = codec.decode(body).values
     spread = float(truth.max() - truth.min()) * (4 if "rot" in name else 1)
@@ -56,10 +56,10 @@ async def test_the_quantized_blob_is_the_same_on_every_replica_and_old_ones_go(h
     made = []
     for i in range(4):  # four committed checkpoints in turn
         sha = f"{i:064x}"
-        store.put_blob(sha, store.blob_path(task.checkpoint_sha).read_bytes()[:-4] + np.float32(i).tobytes())
+        store.blobs.put(sha, store.blobs.read(task.checkpoint_sha)[:-4] + np.float32(i).tobytes())
         made.append(other.sha_for(replace(task, checkpoint_sha=sha)))
-    assert all(store.blob_path(s) is None or not store.blob_path(s).exists() for s in made[:2])
-    assert all(store.blob_path(s).exists() for s in made[2:])
+    assert not any(store.blobs.exists(s) for s in made[:2])
+    assert all(store.blobs.exists(s) for s in made[2:])
 
 
 async def test_a_bad_download_codec_is_refused(harness):
@@ -86,18 +86,18 @@ async def test_a_blob_two_tasks_share_stays_while_either_serves_it(harness, monk
     store = harness.coordinator.store
     for i in range(4):  # task A commits four checkpoints; B is still on its first
         sha = f"{i:064x}"
-        store.put_blob(sha, store.blob_path(task_a.checkpoint_sha).read_bytes()[:-4] + np.float32(i).tobytes())
+        store.blobs.put(sha, store.blobs.read(task_a.checkpoint_sha)[:-4] + np.float32(i).tobytes())
         blobs.sha_for(replace(task_a, checkpoint_sha=sha))
-    assert store.blob_path(shared) is not None and store.blob_path(shared).exists()
+    assert store.blobs.exists(shared)
     assert blobs.sha_for(task_b) == shared
     resp = await harness.client.get(f"/v1/blobs/{shared}")
     assert resp.status == 200
     # Once B moves on too, nobody sends devices to it: it goes.
     for i in range(4, 7):
         sha = f"{i:064x}"
-        store.put_blob(sha, store.blob_path(task_a.checkpoint_sha).read_bytes()[:-4] + np.float32(i).tobytes())
+        store.blobs.put(sha, store.blobs.read(task_a.checkpoint_sha)[:-4] + np.float32(i).tobytes())
         blobs.sha_for(replace(task_b, checkpoint_sha=sha))
-    assert store.blob_path(shared) is None or not store.blob_path(shared).exists()
+    assert not store.blobs.exists(shared)
 
 
 async def test_a_remembered_blob_deleted_elsewhere_is_made_again(harness):
@@ -105,5 +105,5 @@ async def test_a_remembered_blob_deleted_elsewhere_is_made_again(harness):
     task = harness.coordinator.tasks["t1"]
     blobs = harness.coordinator.gateway.downloads
     sha = blobs.sha_for(task)
-    harness.coordinator.store.blob_path(sha).unlink()  # another replica's retention
-    assert blobs.sha_for(task) == sha and harness.coordinator.store.blob_path(sha).exists()
+    harness.coordinator.store.blobs.delete(sha)  # another replica's retention
+    assert blobs.sha_for(task) == sha and harness.coordinator.store.blobs.exists(sha)

@@ -20,7 +20,7 @@ def _f32(harness, value: float) -> bytes:
 
 
 def _weights(harness, sha: str) -> np.ndarray:
-    return codec.decode(harness.coordinator.store.blob_path(sha).read_bytes()).values
+    return codec.decode(harness.coordinator.store.blobs.read(sha)).values
 
 
 async def _assigned(harness, n: int):

@@ -112,12 +112,12 @@ async def test_admin_errors(harness):
     await _expect_error(await c.post("/v1/admin/populations/nope/tasks", json={}, headers=ADMIN), 404)
     await _expect_error(await c.post("/v1/admin/populations/pop/tasks", json={"model_sha256": "0" * 64}, headers=ADMIN), 400)
     sha = harness.coordinator.tasks["t1"].model_sha
-    blobs = sorted(p.name for p in harness.coordinator.store.blob_dir.iterdir())
+    blobs = sorted(p.name for p in harness.coordinator.store.blobs.blob_dir.iterdir())
     for task_id in (7, ["t"], "t1"):
         resp = await c.post("/v1/admin/populations/pop/tasks", json={"model_sha256": sha, "task_id": task_id},
                             headers=ADMIN)
         await _expect_error(resp, 409 if task_id == "t1" else 400)
-    assert sorted(p.name for p in harness.coordinator.store.blob_dir.iterdir()) == blobs
+    assert sorted(p.name for p in harness.coordinator.store.blobs.blob_dir.iterdir()) == blobs
     await _expect_error(await c.post("/v1/devices/register", json={"population": "nope"}), 404)
     await _expect_error(await c.get("/v1/blobs/" + "0" * 64), 404)
     await _expect_error(await c.get("/v1/blobs/..%2F..%2Fetc"), 404)
@@ -192,11 +192,11 @@ async def test_a_malformed_manifest_inside_a_model_is_400_and_stores_nothing(har
     text = harness.manifest.to_json()
     bad = mutate(text)
     assert bad != text
-    blobs = sorted(p.name for p in harness.coordinator.store.blob_dir.iterdir())
+    blobs = sorted(p.name for p in harness.coordinator.store.blobs.blob_dir.iterdir())
     resp = await harness.client.post("/v1/admin/models", data=_model_with_manifest(harness.model, bad.encode()),
                                      headers={**ADMIN, "Content-Type": "application/octet-stream"})
     await _expect_error(resp, 400, "bad_manifest")
-    assert sorted(p.name for p in harness.coordinator.store.blob_dir.iterdir()) == blobs
+    assert sorted(p.name for p in harness.coordinator.store.blobs.blob_dir.iterdir()) == blobs
 
 
 @pytest.mark.parametrize("config", [

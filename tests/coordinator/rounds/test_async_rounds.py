@@ -20,7 +20,7 @@ async def _assigned(h, device):
 
 
 def _weights(h, sha):
-    return codec.decode(h.coordinator.store.blob_path(sha).read_bytes()).values
+    return codec.decode(h.coordinator.store.blobs.read(sha)).values
 
 
 async def test_assignments_are_capped_by_concurrency_and_pin_their_version(harness):
@@ -190,9 +190,7 @@ async def test_a_device_contributes_once_per_version(harness):
     # Its acknowledged bytes stay as they were (never overwritten by a later upload).
     upd = h.coordinator.store.update("t1", 1, next(iter(
         u.device_id for u in h.coordinator.store.updates("t1", 1))))
-    from pathlib import Path
-
-    assert Path(upd.blob).read_bytes() == body
+    assert h.coordinator.store.blobs.read_object(upd.blob) == body
 
 
 async def test_status_and_metrics_show_concurrency_versions_and_staleness(harness):

@@ -35,7 +35,7 @@ async def test_a_long_task_keeps_a_bounded_disk(harness):
         await _run_rounds(harness, 1, devices)
     rounds = [r for r in store.rounds("t1") if r.state == "committed"]
     assert len(rounds) == 12, [(r.round, r.state, r.reason) for r in store.rounds("t1")]
-    kept = {r.round for r in rounds if store.blob_path(r.checkpoint_sha) is not None}
+    kept = {r.round for r in rounds if store.blobs.exists(r.checkpoint_sha)}
     # The last 3 committed rounds and every 5th; every other checkpoint is gone.
     newest = sorted(r.round for r in rounds)[-3:]
     assert kept == set(newest) | {r.round for r in rounds if r.round % 5 == 0}, kept
@@ -46,7 +46,7 @@ async def test_a_long_task_keeps_a_bounded_disk(harness):
     last = max(r.round for r in store.rounds("t1"))
     assert detail_rounds and min(detail_rounds) > last - 2 - 1, (detail_rounds, last)
     # No empty per-round update folders remain, and the server optimizer keeps at most two states.
-    task_updates = store.update_dir / "t1"
+    task_updates = store.blobs.root / "updates" / "t1"
     assert not task_updates.exists() or all(any(d.iterdir()) for d in task_updates.iterdir())
     opt = store.data_dir / "server_opt" / "t1"
     assert not opt.exists() or len(list(opt.iterdir())) <= 2

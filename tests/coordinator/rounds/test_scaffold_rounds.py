@@ -36,15 +36,15 @@ async def test_scaffold_moves_weights_and_control_variate(harness, aiohttp_clien
     assert (await h.upload(d1, a1, h.payload(kind="f32"))).status == 400
     a2 = await _assigned(h, d2)
     p1, p2 = _payload(h, 1), _payload(h, 2)
-    w0 = codec.decode(h.coordinator.store.blob_path(h.coordinator.tasks["t1"].checkpoint_sha).read_bytes()).values
+    w0 = codec.decode(h.coordinator.store.blobs.read(h.coordinator.tasks["t1"].checkpoint_sha)).values
     assert (await h.upload(d1, a1, p1, examples=10)).status == 201
     assert (await h.upload(d2, a2, p2, examples=30)).status == 201
     n = h.manifest.num_parameters
     v1, v2 = codec.decode(p1).values, codec.decode(p2).values
     mean = (10 * v1 + 30 * v2) / 40
     task = h.coordinator.tasks["t1"]
-    w1 = codec.decode(h.coordinator.store.blob_path(task.checkpoint_sha).read_bytes()).values
-    c1 = codec.decode(h.coordinator.store.blob_path(task.control_sha).read_bytes()).values
+    w1 = codec.decode(h.coordinator.store.blobs.read(task.checkpoint_sha)).values
+    c1 = codec.decode(h.coordinator.store.blobs.read(task.control_sha)).values
     np.testing.assert_allclose(w1, w0 + mean[:n], atol=1e-6)
     np.testing.assert_allclose(c1, mean[n:], atol=1e-6)
     rows = await h.rounds()
@@ -66,7 +66,7 @@ async def test_scaffold_under_central_dp_noises_weights_and_control_as_one_vecto
                        dp_noise_multiplier=z, dp_population=100, min_reports=2)
     d1, d2 = await h.register(), await h.register()
     a1, a2 = await _assigned(h, d1), await _assigned(h, d2)
-    w0 = codec.decode(h.coordinator.store.blob_path(h.coordinator.tasks["t1"].checkpoint_sha).read_bytes()).values
+    w0 = codec.decode(h.coordinator.store.blobs.read(h.coordinator.tasks["t1"].checkpoint_sha)).values
     p1, p2 = _payload(h, 1, scale=1.0), _payload(h, 2, scale=1.0)  # norms far above the clip: clipped whole
     assert (await h.upload(d1, a1, p1, examples=10)).status == 201
     assert (await h.upload(d2, a2, p2, examples=30)).status == 201
@@ -77,8 +77,8 @@ async def test_scaffold_under_central_dp_noises_weights_and_control_as_one_vecto
     n = h.manifest.num_parameters
     v = [codec.decode(p).values for p in (p1, p2)]
     clipped = sum(x * min(1.0, clip / np.linalg.norm(x)) for x in v)  # weight 1 each under DP
-    w1 = codec.decode(h.coordinator.store.blob_path(task.checkpoint_sha).read_bytes()).values
-    c1 = codec.decode(h.coordinator.store.blob_path(task.control_sha).read_bytes()).values
+    w1 = codec.decode(h.coordinator.store.blobs.read(task.checkpoint_sha)).values
+    c1 = codec.decode(h.coordinator.store.blobs.read(task.control_sha)).values
     # new = old + (clipped sum + noise) / goal: the residual is the noise / 2 in both halves.
     noise = np.concatenate([w1 - w0, c1]) * 2 - clipped
     assert abs(np.std(noise) / (z * clip) - 1) < 0.1  # N(0, (z C)^2) on every coordinate, weights and c alike

@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from coordinator.store.records import AssignmentRecord, DeviceRecord, PopulationRecord, UpdateRecord
-from coordinator.store.base import open_store
+from coordinator.store.factory import open_store
 from coordinator.store.sqlite import SqliteStore
 
 
@@ -95,27 +95,3 @@ def test_leases_are_held_by_one_replica_until_they_expire(store_db):
     finally:
         a.close()
         b.close()
-
-
-def test_write_file_survives_its_folder_being_removed_meanwhile(tmp_path, monkeypatch):
-    """A late upload is stored on the intake thread while the round's end removes the round's
-    empty update folder: the write makes the folder again instead of failing with a 500."""
-    from pathlib import Path
-
-    from coordinator.store.sqlite import SqliteStore
-
-    store = SqliteStore(tmp_path / "c.db")
-    target = store.update_dir / "t" / "000001" / "d.bin"
-    real = Path.write_bytes
-    removed = []
-
-    def racing_write(self, data):
-        if not removed:  # the folder goes between mkdir and the write, once
-            removed.append(True)
-            self.parent.rmdir()
-        return real(self, data)
-
-    monkeypatch.setattr(Path, "write_bytes", racing_write)
-    store.write_file(target, b"update")
-    assert removed and target.read_bytes() == b"update"
-    store.close()
