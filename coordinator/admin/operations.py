@@ -14,6 +14,7 @@ import secrets
 
 import numpy as np
 
+from coordinator.rounds.states import RoundState
 from coordinator import errors as E
 from coordinator.aggregation.privacy import (TargetUnreachable, calibrate_distributed_noise, calibrate_noise,
                                              sampling_rate)
@@ -224,7 +225,7 @@ class AdminOps:
                 sha = self._initial_checkpoint(source)
             else:
                 rnd = self.store.round(source_id, num)
-                if rnd is None or rnd.state != "committed":
+                if rnd is None or rnd.state != RoundState.COMMITTED:
                     raise E.NotFound(f"task '{source_id}' has no committed round {num}")
                 sha = rnd.checkpoint_sha
         if not self.store.blobs.exists(sha):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from coordinator.rounds.states import RoundState
 from coordinator import errors as E
 from coordinator.store.records import UpdateRecord
 from protocol.errors import ProtocolError
@@ -51,7 +52,7 @@ class EvaluationIntake:
                 return {"accepted": True, "duplicate": True}
             g.reject("duplicate")
             raise E.Conflict("this device's report for the round was already accepted", "duplicate")
-        if rnd.state not in ("selecting", "reporting") or g.clock() > rnd.report_deadline:
+        if rnd.state not in (RoundState.SELECTING, RoundState.REPORTING) or g.clock() > rnd.report_deadline:
             g.reject("late")
             raise E.Gone(f"round {round_num} is closed ({rnd.state}); the report was not counted", "round_closed")
         stored = {"correct": report.correct, "loss_sum": report.loss_sum}

@@ -26,6 +26,7 @@ from coordinator.gateway.pace import PaceConfig, PaceInputs, due_back, jittered,
 from coordinator.http.rate_limit import TokenBuckets
 from coordinator.rounds.running import RunningRounds
 from coordinator.rounds.secagg import SecAggRounds
+from coordinator.rounds.states import Event, RoundState
 from coordinator.gateway.blobs import BlobAccess
 from coordinator.gateway.buffered import BufferedIntake
 from coordinator.gateway.downloads import DownloadBlobs
@@ -241,11 +242,11 @@ class DeviceGateway:
             self._selecting_hint[task.task_id] = (hint[0], replace(hint[1], selected=max(selected, hint[1].selected)))
         if selected >= task.config.target_selected and self.rounds.holds_lease(task):
             current = self.store.round(task.task_id, rnd.round)
-            if current is not None and current.state == "selecting":
+            if current is not None and current.state == RoundState.SELECTING:
                 if task.config.secagg_on:
                     self.rounds.start_advertising(task, rnd.round)
                 else:
-                    self.rounds.transition(task, rnd.round, "reporting")
+                    self.rounds.transition(task, rnd.round, Event.SELECTION_CLOSED)  # the round is full
         return self._assignment(task, rnd, p.token, p.held)
 
     def _assignment(self, task: Task, rnd: RoundRecord, token: str, held: tuple[str, ...] = ()) -> Assignment:
@@ -339,7 +340,7 @@ class DeviceGateway:
             raise E.Conflict("an update for this round was already accepted from this device", "duplicate")
         if task.config.secagg_on:
             return self._upload_masked(task, rnd, device_id, meta, body, digest)
-        if rnd.state not in ("selecting", "reporting") or self.clock() > rnd.report_deadline:
+        if rnd.state not in (RoundState.SELECTING, RoundState.REPORTING) or self.clock() > rnd.report_deadline:
             self.reject("late")
             raise E.Gone(f"round {round_num} is closed ({rnd.state}); the update was not counted", "round_closed")
         values, norm, meta = self.decode(task, round_num, meta, body, device_id)
@@ -415,7 +416,7 @@ class DeviceGateway:
         return {"accepted": True, "duplicate": False}
 
     def close_full_round(self, task: Task, num: int) -> None:
-        self.rounds.transition(task, num, "aggregating")
+        self.rounds.transition(task, num, Event.GOAL_REACHED)
         self.rounds.request_commit(task, num)
 
     def _upload_masked(self, task: Task, rnd: RoundRecord, device_id: str, meta: UploadMeta, body: bytes,

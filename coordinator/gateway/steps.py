@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from coordinator.rounds.states import Event
 from coordinator.store.records import AssignmentRecord, RoundRecord, UpdateRecord
 from coordinator.tasks.registry import Task
 from protocol.messages import UploadMeta
@@ -77,7 +78,7 @@ class RoundSignals(Protocol):
 
     def advance(self, task: Task, rnd: RoundRecord, now: float) -> None: ...
 
-    def transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None: ...
+    def transition(self, task: Task, round_num: int, event: Event, reason: str = "") -> bool: ...
 
     def start_advertising(self, task: Task, num: int) -> None: ...
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from coordinator.gateway.pace import SAFETY
 from coordinator.rounds.retention import disk_usage
-from coordinator.store.base import OPEN_STATES
+from coordinator.rounds.states import OPEN_STATES, RoundState
 
 if TYPE_CHECKING:
     from coordinator.service import Coordinator
@@ -69,7 +69,7 @@ def _task(c: Coordinator, task: Task, now: float) -> dict:
         current = _buffers(c, task, rounds, now)
     history = []
     for r in rounds:
-        if r.state not in ("committed", "failed"):
+        if r.state not in (RoundState.COMMITTED, RoundState.FAILED):
             continue
         m = r.metrics
         history.append({"round": r.round, "state": r.state, "reason": r.reason, "reports": r.reported,
@@ -96,8 +96,8 @@ def _buffers(c: Coordinator, task: Task, rounds: list, now: float) -> dict:
     updates (counted by this replica)."""
     cfg = task.config
     open_buffers = [r for r in rounds if r.state in OPEN_STATES]
-    buffer = next((r for r in reversed(open_buffers) if r.state == "reporting"), None)
-    committed = [r for r in rounds if r.state == "committed"]
+    buffer = next((r for r in reversed(open_buffers) if r.state == RoundState.REPORTING), None)
+    committed = [r for r in rounds if r.state == RoundState.COMMITTED]
     recent = committed[-VERSION_RATE_WINDOW:]
     rate = None
     if len(recent) >= 2 and recent[-1].closed_at and recent[0].closed_at and recent[-1].closed_at > recent[0].closed_at:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from coordinator.rounds import engine, versions
-from coordinator.store.base import OPEN_STATES
+from coordinator.rounds.states import Event, OPEN_STATES, RoundState
 from coordinator.store.records import RoundRecord
 from coordinator.tasks.registry import Task
 
@@ -40,20 +40,20 @@ class BufferDriver:
         if task.state != "active" or not d.holds_lease(task):
             return
         recent = d.store.recent_rounds(task.task_id, RECENT)
-        if recent and recent[0].state == "reporting":
+        if recent and recent[0].state == RoundState.REPORTING:
             return
         done = d.store.committed_count(task.task_id)
         if done >= task.config.rounds:
             d.finish_task(task, "completed", f"{done} versions published")
             return
-        committing = sum(1 for r in recent if r.state == "aggregating")
+        committing = sum(1 for r in recent if r.state == RoundState.AGGREGATING)
         if done + committing >= task.config.rounds:
             return  # the last versions are being committed
         if d.over_budget(task, done + committing):  # DP-FedBuff: one more version must fit the budget
             return
         num = recent[0].round + 1 if recent else 1
         # No selection window and no round deadline: each assignment has its own deadline.
-        d.store.add_round(task.task_id, num, now, now, now + BUFFER_OPEN_S, state="reporting")
+        d.store.add_round(task.task_id, num, now, now, now + BUFFER_OPEN_S, state=RoundState.REPORTING)
         d.opened(task, num)
         log.info("task %s buffer %d open", task.task_id, num)
 
@@ -61,10 +61,10 @@ class BufferDriver:
         d = self.driver
         prev = d.store.round(task.task_id, rnd.round - 1) if rnd.round > 1 else None
         progress = versions.BufferProgress(rnd.state, rnd.reported,
-                                           prev is None or prev.state in ("committed", "failed"))
+                                           prev is None or prev.state in (RoundState.COMMITTED, RoundState.FAILED))
         step = versions.next_step(progress, versions.BufferRules(task.config.buffer_goal), now)
         if step.action == engine.AGGREGATE:
-            d.transition(task, rnd.round, "aggregating")
+            d.transition(task, rnd.round, Event.GOAL_REACHED)
             self.open(task, now)  # uploads go on into the next buffer meanwhile
             d.request_commit(task, rnd.round)
         elif step.action == engine.COMMIT:

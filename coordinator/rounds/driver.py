@@ -25,7 +25,8 @@ from coordinator.rounds.commit import CommitInputs, CommitResult, compute_commit
 from coordinator.store.records import RoundRecord
 from coordinator.rounds.retention import prune_after_round
 from coordinator.store.blobs import round_updates_prefix
-from coordinator.store.base import OPEN_STATES
+from coordinator.rounds import states
+from coordinator.rounds.states import Event, OPEN_STATES, RoundState
 from coordinator.aggregation.strategies import RoundContext, Strategy, make_strategy
 from coordinator.rounds.running import RunningRounds
 from coordinator.rounds.secagg import SecAggRounds
@@ -36,9 +37,6 @@ from protocol.secagg.server import BelowThreshold
 
 log = logging.getLogger("fedge.coordinator")
 # The SecAgg phase the round engine closes -> (what settles it, the state that follows).
-SECAGG_CLOSES = {engine.CLOSE_ADVERTISING: ("close_advertising", "sharing"),
-                 engine.CLOSE_SHARING: ("close_sharing", "reporting"),
-                 engine.CLOSE_REPORTING: ("close_reporting", "unmasking")}
 
 
 class RoundDriver:
@@ -50,6 +48,10 @@ class RoundDriver:
     def __init__(self, store: Store, clock, tasks: TaskRegistry, running: RunningRounds, secagg: SecAggRounds,
                  metrics=None, audit=None):
         self.store, self.clock, self.tasks, self.running, self.secagg = store, clock, tasks, running, secagg
+        # What closes each SecAgg phase, and the event its success reports.
+        self._secagg_closes = {engine.CLOSE_ADVERTISING: (secagg.close_advertising, Event.ADVERTISING_CLOSED),
+                               engine.CLOSE_SHARING: (secagg.close_sharing, Event.SHARING_CLOSED),
+                               engine.CLOSE_REPORTING: (secagg.close_reporting, Event.REPORTING_CLOSED)}
         self.metrics = metrics
         self.audit = audit  # coordinator.audit.trail.AuditTrail (None: not recorded)
         self.replicas = Replicas(self)  # leases and what the other replicas did
@@ -102,12 +104,22 @@ class RoundDriver:
                               staleness=int(upd.meta.get("staleness", 0)) if task.config.asynchronous else None)
         log.info("recovered task %s round %s with %d updates", task.task_id, num, acc.count)
 
-    def transition(self, task: Task, round_num: int, state: str, reason: str = "") -> None:
-        closed = self.clock() if state in ("committed", "failed") else None
-        self.store.set_round_state(task.task_id, round_num, state, reason, closed)
-        log.info("task %s round %d -> %s %s", task.task_id, round_num, state, reason)
+    def transition(self, task: Task, round_num: int, event: Event, reason: str = "") -> bool:
+        """Apply what happened to a round: the one place a round changes state (a commit's own
+        write is the store's compare-and-set from aggregating). An event the round has already
+        taken (two uploads reaching the goal at once) changes nothing; one the table does not
+        allow from the round's state raises IllegalTransition. Whether the round moved."""
+        rnd = self.store.round(task.task_id, round_num)
+        if rnd is None or states.already_taken(rnd.state, event):
+            return False
+        target = states.after(rnd.state, event)
+        closed = self.clock() if states.is_final(target) else None
+        if not self.store.set_round_state(task.task_id, round_num, target, reason, closed, expected=rnd.state):
+            return False  # another replica moved it first
+        log.info("task %s round %d: %s -> %s %s", task.task_id, round_num, rnd.state, target.value, reason)
         for listener in self.round_change_listeners:
             listener(task.task_id)
+        return True
 
     def tick(self) -> None:
         """Advance every active task's round by the clock; called periodically.
@@ -135,7 +147,7 @@ class RoundDriver:
                     listener(task.task_id, free)
             return
         rnd = self._latest_round(task)
-        if rnd is None or rnd.state in ("committed", "failed"):
+        if rnd is None or rnd.state in (RoundState.COMMITTED, RoundState.FAILED):
             self._open_next_round(task, rnd.round if rnd else 0, now)
         else:
             self.advance(task, rnd, now)
@@ -214,33 +226,33 @@ class RoundDriver:
         if step.action == engine.FAIL:
             self.fail_round(task, num, step.reason)
         elif step.action == engine.START_REPORTING:
-            self.transition(task, num, "reporting")
+            self.transition(task, num, Event.SELECTION_CLOSED)
         elif step.action == engine.START_ADVERTISING:
             self.start_advertising(task, num)
             self.advance(task, self.round_row(task.task_id, num), now)  # everyone may have advertised already
-        elif step.action in SECAGG_CLOSES:
-            close, next_state = SECAGG_CLOSES[step.action]
-            failure = getattr(self.secagg, close)(task, rnd)
+        elif step.action in self._secagg_closes:
+            close, event = self._secagg_closes[step.action]
+            failure = close(task, rnd)
             if failure:
                 self.fail_round(task, num, failure)
             else:
-                self.transition(task, num, next_state)
+                self.transition(task, num, event)
         elif step.action == engine.AGGREGATE:
-            self.transition(task, num, "aggregating")
+            self.transition(task, num, Event.GOAL_REACHED)
             self.request_commit(task, num)
         elif step.action == engine.COMMIT:
             self.request_commit(task, num)
 
     def start_advertising(self, task: Task, num: int) -> None:
         self.secagg.start_advertising(task, num)
-        self.transition(task, num, "advertising")
+        self.transition(task, num, Event.KEYS_REQUESTED)
 
     def _record(self, task: Task, kind: str, data: dict) -> None:
         if self.audit is not None:
             self.audit.record(task.task_id, kind, data)
 
     def fail_round(self, task: Task, num: int, reason: str) -> None:
-        self.transition(task, num, "failed", reason)
+        self.transition(task, num, Event.FAILED, reason)
         self._record(task, "round_failed", {"round": num, "reason": reason})
         if self.metrics is not None:
             self.metrics.round_failed(task.task_id, reason)
@@ -329,7 +341,7 @@ class RoundDriver:
         started = self.clock()
         try:
             rnd = self.round_row(task_id, num)
-            if task is None or rnd is None or rnd.state != "aggregating":
+            if task is None or rnd is None or rnd.state != RoundState.AGGREGATING:
                 return  # finally: no longer in progress
             if task.config.evaluation:  # counts only: nothing to compute off the loop
                 self._commit_evaluation(task, num)
@@ -339,7 +351,7 @@ class RoundDriver:
                 return
             result = await asyncio.get_running_loop().run_in_executor(None, compute_commit, inputs)
             rnd = self.round_row(task_id, num)
-            if rnd is None or rnd.state != "aggregating":  # cancelled meanwhile
+            if rnd is None or rnd.state != RoundState.AGGREGATING:  # cancelled meanwhile
                 return
             self._apply_commit(task, num, result, started)
         except Exception as exc:  # noqa: BLE001 - as in tick(): fail this round, keep driving

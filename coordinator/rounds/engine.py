@@ -11,6 +11,8 @@ injected time (tests/coordinator/rounds/test_engine.py).
 
 from __future__ import annotations
 
+from coordinator.rounds.states import RoundState
+
 import math
 from dataclasses import dataclass
 
@@ -60,20 +62,20 @@ class Step:
 
 
 def next_step(p: Progress, rules: Rules, now: float) -> Step:
-    if p.state in ("committed", "failed"):
+    if p.state in (RoundState.COMMITTED, RoundState.FAILED):
         return Step(WAIT)
-    if p.state == "aggregating":
+    if p.state == RoundState.AGGREGATING:
         return Step(COMMIT)
     return _secagg_step(p, rules, now) if rules.secagg else _plain_step(p, rules, now)
 
 
 def _plain_step(p: Progress, rules: Rules, now: float) -> Step:
     need = rules.required_reports
-    if p.state == "selecting" and now > p.selection_deadline:
+    if p.state == RoundState.SELECTING and now > p.selection_deadline:
         if p.selected >= need:
             return Step(START_REPORTING)
         return Step(FAIL, f"selection window closed with {p.selected} devices, need at least {need}")
-    if p.state in ("selecting", "reporting") and (p.reported >= rules.goal_count or now > p.report_deadline):
+    if p.state in (RoundState.SELECTING, RoundState.REPORTING) and (p.reported >= rules.goal_count or now > p.report_deadline):
         if p.reported >= need:
             return Step(AGGREGATE)
         return Step(FAIL, f"reporting deadline passed with {p.reported} reports, need at least {need}")
@@ -81,7 +83,7 @@ def _plain_step(p: Progress, rules: Rules, now: float) -> Step:
 
 
 def _secagg_step(p: Progress, rules: Rules, now: float) -> Step:
-    if p.state == "selecting":
+    if p.state == RoundState.SELECTING:
         need = max(SECAGG_MIN_DEVICES, rules.required_reports)
         if now <= p.selection_deadline:
             return Step(WAIT)
@@ -89,14 +91,14 @@ def _secagg_step(p: Progress, rules: Rules, now: float) -> Step:
             return Step(START_ADVERTISING)
         return Step(FAIL, f"selection window closed with {p.selected} devices, need at least {need} for secure "
                           "aggregation")
-    if p.state == "advertising" and (p.advertised >= p.selected or now > p.advertise_deadline):
+    if p.state == RoundState.ADVERTISING and (p.advertised >= p.selected or now > p.advertise_deadline):
         return Step(CLOSE_ADVERTISING)
-    if p.state == "sharing" and (p.shared >= p.roster or now > p.share_deadline):
+    if p.state == RoundState.SHARING and (p.shared >= p.roster or now > p.share_deadline):
         return Step(CLOSE_SHARING)
     # Like a plain round, reporting ends at the goal count; a sharer whose masked input comes
     # later is treated as dropped (its pairwise masks are removed through its mask-key shares).
-    if p.state == "reporting" and (p.reported >= min(p.sharers, rules.goal_count) or now > p.report_deadline):
+    if p.state == RoundState.REPORTING and (p.reported >= min(p.sharers, rules.goal_count) or now > p.report_deadline):
         return Step(CLOSE_REPORTING)
-    if p.state == "unmasking" and (p.revealed >= p.survivors or now > p.unmask_deadline):
+    if p.state == RoundState.UNMASKING and (p.revealed >= p.survivors or now > p.unmask_deadline):
         return Step(AGGREGATE)
     return Step(WAIT)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 
+from coordinator.rounds.states import RoundState
 from coordinator.tasks.registry import Task
 
 
@@ -60,12 +61,12 @@ class Replicas:
             if latest.round != known:
                 for listener in d.round_change_listeners:  # another replica moved the task on
                     listener(task.task_id)
-            opened = "reporting" if task.config.asynchronous else "selecting"
+            opened = RoundState.REPORTING if task.config.asynchronous else RoundState.SELECTING
             if latest.round > known and latest.state == opened:
                 for listener in d.round_open_listeners:
                     listener(task.task_id)
             self.known_round[task.task_id] = latest.round
         for task_id, num in list(d.running.sums):
             rnd = d.store.round(task_id, num)
-            if rnd is None or rnd.state in ("committed", "failed"):
+            if rnd is None or rnd.state in (RoundState.COMMITTED, RoundState.FAILED):
                 d.running.discard(task_id, num)

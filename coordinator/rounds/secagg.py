@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from coordinator.rounds.states import RoundState
 from coordinator import errors as E
 from coordinator.aggregation.modular_sum import ModularSum
 from coordinator.store.records import SecAggRoundRecord
@@ -139,7 +140,7 @@ class SecAggRounds:
             theirs = PublicKeys.from_dict(json.loads(other_body))
             if other != device_id and {keys.c_public, keys.s_public} & {theirs.c_public, theirs.s_public}:
                 raise E.Conflict("these public keys were already advertised by another device", "replayed_keys")
-        new = self._record(task, rnd, device_id, "keys", body, ("selecting", "advertising"))
+        new = self._record(task, rnd, device_id, "keys", body, (RoundState.SELECTING, RoundState.ADVERTISING))
         return new
 
     def post_shares(self, task: "Task", rnd, device_id: str, raw) -> bool:
@@ -153,7 +154,7 @@ class SecAggRounds:
         except ProtocolError as exc:
             raise E.BadRequest(str(exc), exc.code) from exc
         body = dumps({"shares": [s.to_dict() for s in shares]})
-        new = self._record(task, rnd, device_id, "shares", body, ("sharing",), shares)
+        new = self._record(task, rnd, device_id, "shares", body, (RoundState.SHARING,), shares)
         return new
 
     def post_reveals(self, task: "Task", rnd, device_id: str, raw) -> bool:
@@ -168,14 +169,14 @@ class SecAggRounds:
         except ProtocolError as exc:
             raise E.BadRequest(str(exc), exc.code) from exc
         body = dumps({"shares": [s.to_dict() for s in reveals]})
-        new = self._record(task, rnd, device_id, "reveals", body, ("unmasking",))
+        new = self._record(task, rnd, device_id, "reveals", body, (RoundState.UNMASKING,))
         return new
 
     def accept_masked_input(self, task: "Task", rnd, device_id: str, body: bytes) -> np.ndarray:
         row = self._row(task.task_id, rnd.round)
         params, index = self._params(row), self._index_of(row, device_id)
         sharers = row.sharers
-        if rnd.state != "reporting" or self.clock() > rnd.report_deadline:
+        if rnd.state != RoundState.REPORTING or self.clock() > rnd.report_deadline:
             raise E.Gone(f"round {rnd.round} is not taking masked inputs ({rnd.state})", "round_closed")
         if params is None or index not in sharers:
             raise E.Forbidden("only devices that shared keys this round may send a masked input", "not_sharer")

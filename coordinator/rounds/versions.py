@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from coordinator.rounds.states import RoundState
 from coordinator.rounds.engine import AGGREGATE, COMMIT, WAIT, Step
 
 STALENESS_FUNCTIONS = ("constant", "polynomial", "hinge")
@@ -43,11 +44,11 @@ class BufferProgress:
 
 
 def next_step(p: BufferProgress, rules: BufferRules, now: float) -> Step:
-    if p.state in ("committed", "failed"):
+    if p.state in (RoundState.COMMITTED, RoundState.FAILED):
         return Step(WAIT)
-    if p.state == "aggregating":
+    if p.state == RoundState.AGGREGATING:
         return Step(COMMIT) if p.previous_closed else Step(WAIT)
-    if p.state == "reporting" and p.reported >= rules.buffer_size and p.previous_closed:
+    if p.state == RoundState.REPORTING and p.reported >= rules.buffer_size and p.previous_closed:
         return Step(AGGREGATE)
     return Step(WAIT)
 

@@ -22,14 +22,14 @@ import os
 import time
 from pathlib import Path
 
+from coordinator.rounds.states import OPEN_STATES
 from coordinator.store.blobs import BlobStore, LocalBlobStore
 from coordinator.store.buffer_rows import BufferRows
 from coordinator.store.secagg_rows import SecAggRows
 from coordinator.store.sql import dumps
 from coordinator.store.records import (AssignmentRecord, DeviceRecord, PopulationRecord, RoundRecord, TaskRecord, UpdateRecord)
 
-OPEN_STATES = ("selecting", "advertising", "sharing", "reporting", "unmasking", "aggregating")
-_OPEN_SQL = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"
+_OPEN_SQL = "(" + ",".join(f"'{s.value}'" for s in OPEN_STATES) + ")"
 FINISHED_TASK_STATES = ("completed", "cancelled", "failed")
 _FINISHED_SQL = "(" + ",".join(f"'{s}'" for s in FINISHED_TASK_STATES) + ")"
 
@@ -196,7 +196,7 @@ class Store(BufferRows, SecAggRows):
     def add_round(self, task_id: str, num: int, opened_at: float, selection_deadline: float,
                   report_deadline: float, state: str = "selecting") -> None:
         self.execute("INSERT INTO rounds (task_id, round, state, opened_at, selection_deadline, report_deadline) "
-                     "VALUES (?,?,?,?,?,?)", task_id, num, state, opened_at, selection_deadline,
+                     "VALUES (?,?,?,?,?,?)", task_id, num, str(state), opened_at, selection_deadline,
                      report_deadline)
 
     def open_buffer(self, task_id: str) -> RoundRecord | None:
@@ -205,9 +205,15 @@ class Store(BufferRows, SecAggRows):
                      task_id)
         return self._round(r) if r else None
 
-    def set_round_state(self, task_id: str, num: int, state: str, reason: str, closed_at: float | None) -> None:
-        self.execute("UPDATE rounds SET state=?, reason=?, closed_at=COALESCE(?, closed_at) "
-                     "WHERE task_id=? AND round=?", state, reason, closed_at, task_id, num)
+    def set_round_state(self, task_id: str, num: int, state: str, reason: str, closed_at: float | None,
+                        expected: str) -> bool:
+        """The round moves to ``state`` if it is still in ``expected`` (a replica that moved it
+        first wins); whether it moved. Which moves are legal is coordinator.rounds.states'."""
+        with self.transaction() as tx:
+            cur = tx.execute("UPDATE rounds SET state=?, reason=?, closed_at=COALESCE(?, closed_at) "
+                             "WHERE task_id=? AND round=? AND state=?",
+                             (str(state), reason, closed_at, task_id, num, str(expected)))
+            return cur.rowcount == 1
 
     def commit_round(self, task_id: str, num: int, closed_at: float, checkpoint_sha: str, metrics: dict) -> bool:
         """The aggregating round is committed and its checkpoint becomes the task's, in one

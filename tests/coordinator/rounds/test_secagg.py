@@ -5,7 +5,6 @@ compared bit for bit with the plain sum of the survivors' codes.
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -301,7 +300,7 @@ async def test_what_the_coordinator_stores_for_a_device_looks_uniform(harness):
         await p.mask_and_upload(rng)
     rows = harness.coordinator.store.all("SELECT blob FROM updates WHERE task_id='t1' AND round=1")
     params = parties[0].view.params
-    stored = ring.unpack(Path(rows[0]["blob"]).read_bytes(), params.modulus_bits, params.length)
+    stored = ring.unpack(harness.coordinator.store.blobs.read_object(rows[0]["blob"]), params.modulus_bits, params.length)
     # The device's own codes sit in [0, 255]; what is stored fills [0, 2^k) evenly.
     k = params.modulus_bits
     counts = np.bincount((stored >> (k - 4)).astype(np.int64), minlength=16)

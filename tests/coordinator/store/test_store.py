@@ -64,7 +64,8 @@ def test_typed_interface_round_trip(store_db):
         rnd = store.round("t", 1)
         assert (rnd.selected, rnd.reported, rnd.examples, rnd.opened_at) == (1, 1, 7, 10.5)
         assert not store.commit_round("t", 1, 14.0, "sha", {"reports": 1})  # only an aggregating round commits
-        store.set_round_state("t", 1, "aggregating", "", None)
+        assert not store.set_round_state("t", 1, "aggregating", "", None, expected="reporting")  # it is selecting
+        assert store.set_round_state("t", 1, "aggregating", "", None, expected="selecting")
         # An update that arrives once the round stopped taking them is not written at all.
         assert store.add_update(UpdateRecord("t", 1, "d2", 5, {}, "/c", "ee", 13.5), only_open=True) is None
         assert store.update("t", 1, "d2") is None and store.round("t", 1).reported == 1
