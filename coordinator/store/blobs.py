@@ -150,6 +150,44 @@ class LocalBlobStore(BlobStore):
             pass  # not empty (a late upload on its way) or already gone
 
 
+class MemoryBlobStore(BlobStore):
+    """Everything in a dict: for the in-memory state store (tests, `fedge simulate`), where
+    nothing outlives the process. Writes are whole by construction."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._objects: dict[str, bytes] = {}
+
+    def put(self, sha: str, data: bytes) -> None:
+        if not is_digest(sha):
+            raise ValueError(f"not a SHA-256 digest: {sha!r}")
+        self._blobs.setdefault(sha, bytes(data))
+
+    def read(self, sha: str) -> bytes | None:
+        return self._blobs.get(sha) if is_digest(sha) else None
+
+    def exists(self, sha: str) -> bool:
+        return is_digest(sha) and sha in self._blobs
+
+    def delete(self, sha: str) -> None:
+        self._blobs.pop(sha, None)
+
+    @staticmethod
+    def _key(key: str) -> str:
+        if ".." in Path(key).parts:
+            raise ValueError(f"bad object key {key!r}")
+        return key
+
+    def put_object(self, key: str, data: bytes) -> None:
+        self._objects[self._key(key)] = bytes(data)
+
+    def read_object(self, key: str) -> bytes | None:
+        return self._objects.get(self._key(key))
+
+    def delete_object(self, key: str) -> None:
+        self._objects.pop(self._key(key), None)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     for attempt in range(3):

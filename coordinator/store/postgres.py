@@ -8,8 +8,8 @@ asyncpg is async-only and would have made every store call, and so every caller,
 coroutine. One connection per process, in autocommit mode; `transaction()` groups the
 statements that must land together.
 
-The schema is created and upgraded by numbered migrations (`MIGRATIONS`), applied in order
-under an advisory lock so that replicas starting together do not race, and recorded in
+The schema is `coordinator.store.schema`'s numbered migrations, applied in order under an
+advisory lock so that replicas starting together do not race, and recorded in
 `schema_migrations`.
 """
 
@@ -21,62 +21,10 @@ from contextlib import contextmanager
 import psycopg
 
 from coordinator.store.base import Store
+from coordinator.store.schema import render
 
 # Advisory lock key held while migrating (any constant shared by every replica).
 MIGRATION_LOCK = 0x66656467  # "fedg"
-
-MIGRATIONS: list[tuple[int, str]] = [
-    (1, """
-CREATE TABLE populations (name TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL,
-    enrollment_secret_hash TEXT NOT NULL DEFAULT '', require_attestation INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE devices (
-    device_id TEXT PRIMARY KEY, population TEXT NOT NULL, token_hash TEXT NOT NULL,
-    label TEXT NOT NULL DEFAULT '', created_at DOUBLE PRECISION NOT NULL,
-    last_seen DOUBLE PRECISION NOT NULL DEFAULT 0);
-CREATE INDEX devices_by_population ON devices(population, last_seen);
-CREATE TABLE tasks (
-    task_id TEXT PRIMARY KEY, population TEXT NOT NULL, config TEXT NOT NULL, model_sha TEXT NOT NULL,
-    manifest TEXT NOT NULL, state TEXT NOT NULL, checkpoint_sha TEXT NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL DEFAULT '');
-CREATE TABLE rounds (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, state TEXT NOT NULL, opened_at DOUBLE PRECISION NOT NULL,
-    selection_deadline DOUBLE PRECISION NOT NULL, report_deadline DOUBLE PRECISION NOT NULL,
-    closed_at DOUBLE PRECISION, selected INTEGER NOT NULL DEFAULT 0, reported INTEGER NOT NULL DEFAULT 0,
-    examples BIGINT NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '', metrics TEXT NOT NULL DEFAULT '{}',
-    checkpoint_sha TEXT NOT NULL DEFAULT '', PRIMARY KEY (task_id, round));
-CREATE TABLE assignments (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, device_id TEXT NOT NULL, token_hash TEXT NOT NULL,
-    assigned_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (task_id, round, device_id));
-CREATE TABLE updates (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, device_id TEXT NOT NULL, examples BIGINT NOT NULL,
-    meta TEXT NOT NULL, blob TEXT NOT NULL, digest TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (task_id, round, device_id));
-CREATE TABLE secagg_rounds (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, advertise_deadline DOUBLE PRECISION NOT NULL,
-    share_deadline DOUBLE PRECISION NOT NULL, unmask_deadline DOUBLE PRECISION NOT NULL,
-    roster TEXT NOT NULL DEFAULT '', params TEXT NOT NULL DEFAULT '', sharers TEXT NOT NULL DEFAULT '',
-    survivors TEXT NOT NULL DEFAULT '', PRIMARY KEY (task_id, round));
-CREATE TABLE secagg_messages (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, phase TEXT NOT NULL, device_id TEXT NOT NULL,
-    body TEXT NOT NULL, digest TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (task_id, round, phase, device_id));
-CREATE TABLE secagg_shares (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, receiver INTEGER NOT NULL, sender INTEGER NOT NULL,
-    ciphertext BYTEA NOT NULL, PRIMARY KEY (task_id, round, receiver, sender));
-"""),
-    (2, """
-CREATE TABLE task_leases (task_id TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL);
-"""),
-    (3, """
-CREATE TABLE audit_log (task_id TEXT NOT NULL, seq INTEGER NOT NULL, entry TEXT NOT NULL, hash TEXT NOT NULL,
-    PRIMARY KEY (task_id, seq));
-"""),
-    (4, """
-ALTER TABLE devices ADD COLUMN due DOUBLE PRECISION NOT NULL DEFAULT 0;
-CREATE INDEX devices_due ON devices(population, due);
-"""),
-]
-
 
 class Row(tuple):
     """A row read by position (like a tuple) or by column name (like sqlite3.Row)."""
@@ -133,7 +81,7 @@ class PostgresStore(Store):
             self.conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                               "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
             done = {r[0] for r in self.conn.execute("SELECT version FROM schema_migrations")}
-            for version, script in MIGRATIONS:
+            for version, script in render("postgresql"):
                 if version not in done:
                     self.conn.execute(script)
                     self.conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))

@@ -1,5 +1,5 @@
 """The store in SQLite (WAL): the default, one file on one machine (`coordinator.store.base`
-has the interface and the SQL)."""
+has the interface and the SQL, `coordinator.store.schema` the tables)."""
 
 from __future__ import annotations
 
@@ -10,50 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from coordinator.store.base import Store
+from coordinator.store.schema import render
 
 BACKSTOP_CHECKPOINT_PAGES = 20_000  # ~80 MB of WAL, should the checkpoint thread fall behind
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS populations (name TEXT PRIMARY KEY, created_at REAL NOT NULL,
-    enrollment_secret_hash TEXT NOT NULL DEFAULT '', require_attestation INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS devices (
-    device_id TEXT PRIMARY KEY, population TEXT NOT NULL, token_hash TEXT NOT NULL,
-    label TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, last_seen REAL NOT NULL DEFAULT 0,
-    due REAL NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS devices_by_population ON devices(population, last_seen);
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY, population TEXT NOT NULL, config TEXT NOT NULL, model_sha TEXT NOT NULL,
-    manifest TEXT NOT NULL, state TEXT NOT NULL, checkpoint_sha TEXT NOT NULL,
-    created_at REAL NOT NULL, reason TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS rounds (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, state TEXT NOT NULL, opened_at REAL NOT NULL,
-    selection_deadline REAL NOT NULL, report_deadline REAL NOT NULL, closed_at REAL,
-    selected INTEGER NOT NULL DEFAULT 0, reported INTEGER NOT NULL DEFAULT 0,
-    examples INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '', metrics TEXT NOT NULL DEFAULT '{}',
-    checkpoint_sha TEXT NOT NULL DEFAULT '', PRIMARY KEY (task_id, round));
-CREATE TABLE IF NOT EXISTS assignments (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, device_id TEXT NOT NULL, token_hash TEXT NOT NULL,
-    assigned_at REAL NOT NULL, PRIMARY KEY (task_id, round, device_id));
-CREATE TABLE IF NOT EXISTS updates (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, device_id TEXT NOT NULL, examples INTEGER NOT NULL,
-    meta TEXT NOT NULL, blob TEXT NOT NULL, digest TEXT NOT NULL, received_at REAL NOT NULL,
-    PRIMARY KEY (task_id, round, device_id));
-CREATE TABLE IF NOT EXISTS secagg_rounds (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, advertise_deadline REAL NOT NULL,
-    share_deadline REAL NOT NULL, unmask_deadline REAL NOT NULL, roster TEXT NOT NULL DEFAULT '',
-    params TEXT NOT NULL DEFAULT '', sharers TEXT NOT NULL DEFAULT '', survivors TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (task_id, round));
-CREATE TABLE IF NOT EXISTS secagg_messages (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, phase TEXT NOT NULL, device_id TEXT NOT NULL,
-    body TEXT NOT NULL, digest TEXT NOT NULL, received_at REAL NOT NULL,
-    PRIMARY KEY (task_id, round, phase, device_id));
-CREATE TABLE IF NOT EXISTS task_leases (task_id TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS audit_log (task_id TEXT NOT NULL, seq INTEGER NOT NULL, entry TEXT NOT NULL,
-    hash TEXT NOT NULL, PRIMARY KEY (task_id, seq));
-CREATE TABLE IF NOT EXISTS secagg_shares (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, receiver INTEGER NOT NULL, sender INTEGER NOT NULL,
-    ciphertext BLOB NOT NULL, PRIMARY KEY (task_id, round, receiver, sender));
-"""
+# Marks a database whose user_version counts coordinator.store.schema's migrations ("fedg");
+# one without it, but with tables, comes from before they were numbered (`_upgrade_unnumbered`).
+APPLICATION_ID = 0x66656467
+UNNUMBERED_IS = 4  # what an unnumbered database holds once upgraded in place: migrations 1 to 4
 
 
 class SqliteStore(Store):
@@ -65,7 +29,6 @@ class SqliteStore(Store):
         self.conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL survives a killed process (the WAL is in the OS page cache); FULL also survives power loss.
         self.conn.execute(f"PRAGMA synchronous={synchronous}")
-        self.conn.executescript(SCHEMA)
         self._migrate()
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
@@ -90,21 +53,43 @@ class SqliteStore(Store):
         self._checkpointer.start()
 
     def _migrate(self) -> None:
-        """Columns added after a database was first created (PRAGMA user_version counts them)."""
+        """Apply the schema's migrations this database has not had (user_version counts them)."""
+        if self.conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            tables = self.conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+            with self.transaction() as tx:
+                if tables:
+                    self._upgrade_unnumbered(tx)
+                tx.execute(f"PRAGMA user_version={UNNUMBERED_IS if tables else 0}")
+                tx.execute(f"PRAGMA application_id={APPLICATION_ID}")
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(populations)")}
-        if version < 1:
-            with self.transaction() as tx:
-                if "enrollment_secret_hash" not in columns:
-                    tx.execute("ALTER TABLE populations ADD COLUMN enrollment_secret_hash TEXT NOT NULL DEFAULT ''")
-                    tx.execute("ALTER TABLE populations ADD COLUMN require_attestation INTEGER NOT NULL DEFAULT 0")
-                tx.execute("PRAGMA user_version=1")
-        if version < 2:
-            with self.transaction() as tx:
-                if "due" not in {r[1] for r in self.conn.execute("PRAGMA table_info(devices)")}:
-                    tx.execute("ALTER TABLE devices ADD COLUMN due REAL NOT NULL DEFAULT 0")
-                tx.execute("CREATE INDEX IF NOT EXISTS devices_due ON devices(population, due)")
-                tx.execute("PRAGMA user_version=2")
+        for number, script in render("sqlite"):
+            if number > version:
+                self.conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+
+    @staticmethod
+    def _upgrade_unnumbered(tx) -> None:
+        """A database from before the migrations were numbered: it was created table by table
+        (CREATE ... IF NOT EXISTS on every open) with columns added in place; bring it to what
+        migrations 1 to UNNUMBERED_IS make."""
+        statements = [st.strip() for number, script in render("sqlite") if number <= UNNUMBERED_IS
+                      for st in script.split(";") if st.strip()]
+        for st in statements:
+            if st.startswith("CREATE TABLE "):
+                tx.execute(st.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1))
+        added = {"populations": [("enrollment_secret_hash", "TEXT NOT NULL DEFAULT ''"),
+                                 ("require_attestation", "INTEGER NOT NULL DEFAULT 0")],
+                 "devices": [("due", "REAL NOT NULL DEFAULT 0")]}
+        for table, columns in added.items():
+            have = {r[1] for r in tx.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in have:
+                    tx.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        for st in statements:  # the indexes, once their columns are there
+            if st.startswith("CREATE INDEX "):
+                tx.execute(st.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1))
+
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
         if self._checkpointer is not None:

@@ -76,6 +76,15 @@ class Harness:
 
 
 @pytest.fixture
+async def memory_harness(aiohttp_client, digits_tflite):
+    """The same app on the in-memory store: the gateway and driver with no database on disk."""
+    clock = FakeClock()
+    config = ServeConfig(db=":memory:", admin_token="admin-secret", checkin_rate=1000.0)
+    client = await aiohttp_client(create_app(config, run_ticker=False, clock=clock))
+    return Harness(client, clock, digits_tflite)
+
+
+@pytest.fixture
 async def harness(aiohttp_client, digits_tflite, store_db):
     """A coordinator app on a fake clock, once on SQLite and once on PostgreSQL."""
     clock = FakeClock()

@@ -46,7 +46,8 @@ def test_rows_read_back_compare_equal_to_the_members():
     assert "aggregating" in states.OPEN_STATES and "committed" not in states.OPEN_STATES
 
 
-async def test_the_driver_refuses_an_illegal_change_and_writes_nothing(harness):
+async def test_the_driver_refuses_an_illegal_change_and_writes_nothing(memory_harness):
+    harness = memory_harness
     await harness.setup_task()
     harness.tick()
     c = harness.coordinator
@@ -62,3 +63,20 @@ async def test_the_driver_refuses_an_illegal_change_and_writes_nothing(harness):
     assert c.driver.transition(task, 1, Event.GOAL_REACHED)
     assert not c.driver.transition(task, 1, Event.GOAL_REACHED)  # two uploads at the goal at once: one move
     assert c.store.round("t1", 1).state == "aggregating"
+
+
+async def test_a_round_commits_on_the_in_memory_store_with_nothing_on_disk(memory_harness, tmp_path):
+    """The in-memory store runs the whole lifecycle: selection, two uploads, the commit; the
+    bytes (model, updates, checkpoints) stay in its MemoryBlobStore."""
+    h = memory_harness
+    await h.setup_task()
+    devices = [await h.register() for _ in range(2)]
+    assignments = [(await (await h.checkin(d)).json())["assignment"] for d in devices]
+    for i, (d, a) in enumerate(zip(devices, assignments)):
+        assert (await h.upload(d, a, h.payload(seed=i))).status == 201
+    h.tick()
+    first = (await h.rounds())[0]
+    assert first["state"] == "committed" and first["reported"] == 2
+    store = h.coordinator.store
+    assert store.blobs.exists(first["checkpoint_sha"])
+    assert list(store.data_dir.glob("**/*.bin")) == [] and not (store.data_dir / "blobs").exists()

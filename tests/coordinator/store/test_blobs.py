@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.store.blobs import BlobStore, LocalBlobStore, optimizer_state_key, round_updates_prefix, update_key
+from coordinator.store.blobs import (BlobStore, LocalBlobStore, MemoryBlobStore, optimizer_state_key,
+                                     round_updates_prefix, update_key)
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "memory"])
 def blobs(request, tmp_path) -> BlobStore:
-    return LocalBlobStore(tmp_path / "data")
+    return LocalBlobStore(tmp_path / "data") if request.param == "local" else MemoryBlobStore()
 
 
 def _sha(data: bytes) -> str:

@@ -1,5 +1,5 @@
-"""The stores: SQLite's in-place migrations, PostgreSQL's numbered ones, what --db accepts,
-and the typed interface behaving the same on both backends."""
+"""The stores: the one schema's migrations on SQLite and PostgreSQL, what --db accepts, and the
+typed interface behaving the same on every backend (SQLite, PostgreSQL, in memory)."""
 
 import sqlite3
 
@@ -30,22 +30,36 @@ def test_what_db_accepts(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="SQLite file path or a postgresql:// URL"):
         open_store("mysql://user@localhost/fedge")
     assert list(tmp_path.iterdir()) == []  # neither became a directory
+    memory = open_store(":memory:")
+    assert type(memory).__name__ == "MemoryStore" and list(tmp_path.iterdir()) == []  # nothing on disk here
+    memory.close()
 
 
 def test_postgres_migrations_are_numbered_and_run_once(postgres_url, tmp_path):
-    from coordinator.store.postgres import MIGRATIONS, PostgresStore
+    from coordinator.store.postgres import PostgresStore
+    from coordinator.store.schema import LATEST
 
     first = PostgresStore(postgres_url, tmp_path / "data")
     first.add_population(PopulationRecord("p", 1.0))
     first.close()
     again = PostgresStore(postgres_url, tmp_path / "data")  # a second replica, or a restart
-    assert again.schema_version() == MIGRATIONS[-1][0]
+    assert again.schema_version() == LATEST
     assert [p.name for p in again.populations()] == ["p"]  # nothing recreated
     again.close()
 
 
-def test_typed_interface_round_trip(store_db):
-    db, data_dir = store_db
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def any_store_db(request, tmp_path) -> tuple[str, str]:
+    """(--db, --data-dir) of every backend, the in-memory store included: the contract's tests."""
+    if request.param == "memory":
+        return ":memory:", ""
+    if request.param == "sqlite":
+        return str(tmp_path / "c.db"), ""
+    return request.getfixturevalue("postgres_url"), str(tmp_path / "data")
+
+
+def test_typed_interface_round_trip(any_store_db):
+    db, data_dir = any_store_db
     store = open_store(db, data_dir)
     try:
         store.add_population(PopulationRecord("p", 1.5, "h", True))
@@ -96,3 +110,47 @@ def test_leases_are_held_by_one_replica_until_they_expire(store_db):
     finally:
         a.close()
         b.close()
+
+
+def test_both_backends_make_the_same_tables_from_the_one_schema(postgres_url, tmp_path):
+    """The schema is written once (coordinator/store/schema.py): SQLite and PostgreSQL end with
+    the same tables and columns, at the same migration number."""
+    from coordinator.store.postgres import PostgresStore
+    from coordinator.store.schema import LATEST
+
+    lite = SqliteStore(tmp_path / "c.db")
+    pg = PostgresStore(postgres_url, tmp_path / "data")
+    try:
+        assert lite.schema_version() == pg.schema_version() == LATEST
+        lite_tables = {r[0]: {c[1] for c in lite.all(f"PRAGMA table_info({r[0]})")}
+                       for r in lite.all("SELECT name FROM sqlite_master WHERE type='table'")}
+        pg_tables: dict[str, set[str]] = {}
+        for r in pg.all("SELECT table_name, column_name FROM information_schema.columns "
+                        "WHERE table_schema = current_schema() AND table_name <> 'schema_migrations'"):
+            pg_tables.setdefault(r[0], set()).add(r[1])
+        assert lite_tables == pg_tables
+    finally:
+        lite.close()
+        pg.close()
+
+
+def test_an_unnumbered_database_is_upgraded_once_and_keeps_its_rows(tmp_path):
+    """A database made before the migrations were numbered (every table, due missing) opens at
+    the latest migration with its rows, and opening it again changes nothing."""
+    from coordinator.store.schema import LATEST
+
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE populations (name TEXT PRIMARY KEY, created_at REAL NOT NULL, "
+                "enrollment_secret_hash TEXT NOT NULL DEFAULT '', require_attestation INTEGER NOT NULL DEFAULT 0)")
+    con.execute("CREATE TABLE devices (device_id TEXT PRIMARY KEY, population TEXT NOT NULL, token_hash TEXT "
+                "NOT NULL, label TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, last_seen REAL NOT NULL DEFAULT 0)")
+    con.execute("INSERT INTO devices VALUES ('d', 'p', 'h', '', 1.0, 2.0)")
+    con.execute("PRAGMA user_version=1")
+    con.commit()
+    con.close()
+    for _ in range(2):
+        store = SqliteStore(db)
+        assert store.schema_version() == LATEST
+        assert store.device("d").due == 0 and store.device("d").last_seen == 2.0
+        store.close()
