@@ -2,7 +2,7 @@
 settings object such as `ServerOptimizerConfig`), with its type, default, bounds, unit, section
 and one-line doc. Everything else is derived from the declarations here: the parser's per-key
 checks (`parse_keys`), the OpenAPI schema of a task's config (`json_schema`) and the docs'
-key table (`docs_table`; `python -m coordinator.tasks.keys` rewrites it in docs/coordinator.md).
+key table (`docs_table`; `python -m coordinator.tasks.keys_docs` rewrites it in docs/coordinator.md).
 
 What one key cannot say alone (a combination such as "secagg needs clip_norm") is checked
 after parsing, in `coordinator.tasks.config_checks`.
@@ -199,7 +199,7 @@ def docs_table(cls) -> str:
 
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "coordinator.md"
-_BEGIN, _END = "<!-- task-keys:begin (python -m coordinator.tasks.keys) -->", "<!-- task-keys:end -->"
+_BEGIN, _END = "<!-- task-keys:begin (python -m coordinator.tasks.keys_docs) -->", "<!-- task-keys:end -->"
 
 
 def docs_with_table(text: str, table: str) -> str:
@@ -208,16 +208,3 @@ def docs_with_table(text: str, table: str) -> str:
     if not pattern.search(text):
         raise ValueError(f"docs/coordinator.md has no {_BEGIN} ... {_END} markers")
     return pattern.sub(lambda _: f"{_BEGIN}\n{table}{_END}", text)
-
-
-def main() -> None:
-    # Through the package, not __main__: the declarations' Section is the package module's.
-    from coordinator.tasks import keys
-    from coordinator.tasks.config import TaskConfig
-
-    DOCS.write_text(keys.docs_with_table(DOCS.read_text(), keys.docs_table(TaskConfig)))
-    print(f"wrote the task key table into {DOCS}")
-
-
-if __name__ == "__main__":
-    main()

@@ -116,6 +116,6 @@ def test_the_plan_refuses_just_past_each_bound(name):
 def test_the_docs_table_is_current():
     text = keys.DOCS.read_text()
     assert keys.docs_with_table(text, keys.docs_table(TaskConfig)) == text, \
-        "docs/coordinator.md's task key table is stale: run python -m coordinator.tasks.keys"
+        "docs/coordinator.md's task key table is stale: run python -m coordinator.tasks.keys_docs"
     for path, _ in _leaves(TaskConfig):
         assert f"| `{path}` |" in text
