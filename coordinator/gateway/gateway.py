@@ -243,10 +243,7 @@ class DeviceGateway:
         if selected >= task.config.target_selected and self.rounds.holds_lease(task):
             current = self.store.round(task.task_id, rnd.round)
             if current is not None and current.state == RoundState.SELECTING:
-                if task.config.secagg_on:
-                    self.rounds.start_advertising(task, rnd.round)
-                else:
-                    self.rounds.transition(task, rnd.round, Event.SELECTION_CLOSED)  # the round is full
+                self.rounds.selection_full(task, rnd.round)
         return self._assignment(task, rnd, p.token, p.held)
 
     def _assignment(self, task: Task, rnd: RoundRecord, token: str, held: tuple[str, ...] = ()) -> Assignment:

@@ -14,29 +14,26 @@ from __future__ import annotations
 import asyncio
 import logging
 
-
-from coordinator.rounds import engine as engine
-from coordinator.rounds.buffers import BufferDriver
+from coordinator.aggregation.strategies import RoundContext
+from coordinator.rounds import states
+from coordinator.rounds.all_kinds import RoundKinds
+from coordinator.rounds.commit import CommitInputs, CommitResult, compute_commit
+from coordinator.rounds.kinds import SyncKind
+from coordinator.rounds.optimizer_state import OptimizerStateFiles
 from coordinator.rounds.privacy_budget import budget_stop, dp_sampling_rate
 from coordinator.rounds.replicas import Replicas
-from coordinator.rounds.optimizer_state import OptimizerStateFiles
-from coordinator.rounds.round_metrics import evaluation_metrics, training_metrics
-from coordinator.rounds.commit import CommitInputs, CommitResult, compute_commit
-from coordinator.store.records import RoundRecord
 from coordinator.rounds.retention import prune_after_round
-from coordinator.store.blobs import round_updates_prefix
-from coordinator.rounds import states
-from coordinator.rounds.states import Event, OPEN_STATES, RoundState
-from coordinator.aggregation.strategies import RoundContext, Strategy, make_strategy
+from coordinator.rounds.round_metrics import evaluation_metrics, training_metrics
 from coordinator.rounds.running import RunningRounds
 from coordinator.rounds.secagg import SecAggRounds
+from coordinator.rounds.states import Event, OPEN_STATES, RoundState
 from coordinator.store.base import Store
+from coordinator.store.blobs import round_updates_prefix
+from coordinator.store.records import RoundRecord
 from coordinator.tasks.registry import Task, TaskRegistry
-from protocol import codec
 from protocol.secagg.server import BelowThreshold
 
 log = logging.getLogger("fedge.coordinator")
-# The SecAgg phase the round engine closes -> (what settles it, the state that follows).
 
 
 class RoundDriver:
@@ -48,10 +45,6 @@ class RoundDriver:
     def __init__(self, store: Store, clock, tasks: TaskRegistry, running: RunningRounds, secagg: SecAggRounds,
                  metrics=None, audit=None):
         self.store, self.clock, self.tasks, self.running, self.secagg = store, clock, tasks, running, secagg
-        # What closes each SecAgg phase, and the event its success reports.
-        self._secagg_closes = {engine.CLOSE_ADVERTISING: (secagg.close_advertising, Event.ADVERTISING_CLOSED),
-                               engine.CLOSE_SHARING: (secagg.close_sharing, Event.SHARING_CLOSED),
-                               engine.CLOSE_REPORTING: (secagg.close_reporting, Event.REPORTING_CLOSED)}
         self.metrics = metrics
         self.audit = audit  # coordinator.audit.trail.AuditTrail (None: not recorded)
         self.replicas = Replicas(self)  # leases and what the other replicas did
@@ -75,7 +68,8 @@ class RoundDriver:
         self.evaluation_listeners: list = []
         # The blob bytes this replica served for a task since it was last asked (the gateway's).
         self.take_served = lambda task_id: 0
-        self.buffers = BufferDriver(self)  # asynchronous tasks
+        # What differs between kinds of task (sync, SecAgg, evaluation, buffered) is theirs.
+        self.kinds = RoundKinds(self, store, running, secagg, self.slot_listeners, metrics)
         self.optimizer_state = OptimizerStateFiles(store.blobs)
 
     def _count(self, metric: str, label: str) -> None:
@@ -91,18 +85,11 @@ class RoundDriver:
             # A round that cannot be rebuilt (a damaged file) fails alone; the service still starts.
             self.guarded(task, self._recover_round, task, rnd.round)
 
+    def kind(self, task: Task) -> SyncKind:
+        return self.kinds.of(task.config)
+
     def _recover_round(self, task: Task, num: int) -> None:
-        if task.config.evaluation:  # reports are read from the store at the commit: nothing to fold
-            return
-        if task.config.secagg_on:
-            self.secagg.recover(task, num)
-            return
-        acc = self.running.sum_for(task, num)
-        for upd in self.store.updates(task.task_id, num):
-            decoded = codec.decode(self.store.blobs.read_object(upd.blob) or b"", task.update_counts)
-            self.running.fold(task, acc, decoded.values, upd.examples,
-                              staleness=int(upd.meta.get("staleness", 0)) if task.config.asynchronous else None)
-        log.info("recovered task %s round %s with %d updates", task.task_id, num, acc.count)
+        self.kind(task).recover(task, num)
 
     def transition(self, task: Task, round_num: int, event: Event, reason: str = "") -> bool:
         """Apply what happened to a round: the one place a round changes state (a commit's own
@@ -136,21 +123,7 @@ class RoundDriver:
                 self.guarded(task, self._drive, task, now)
 
     def _drive(self, task: Task, now: float) -> None:
-        if task.config.asynchronous:
-            self.buffers.drive(task, now)
-            live = self.store.live_assignments(task.task_id, now - task.config.report_deadline_s)
-            if self.metrics is not None:
-                self.metrics.concurrency(task.task_id, live, task.config.target_concurrency)
-            free = task.config.target_concurrency - live
-            if free > 0 and task.state == "active":  # e.g. assignments that expired: call devices in
-                for listener in self.slot_listeners:
-                    listener(task.task_id, free)
-            return
-        rnd = self._latest_round(task)
-        if rnd is None or rnd.state in (RoundState.COMMITTED, RoundState.FAILED):
-            self._open_next_round(task, rnd.round if rnd else 0, now)
-        else:
-            self.advance(task, rnd, now)
+        self.kind(task).drive(task, now)
 
     def guarded(self, task: Task, step, *args) -> None:
         """Run one step of driving ``task``; an exception fails that task's open round with the
@@ -177,7 +150,7 @@ class RoundDriver:
     def _latest_round(self, task: Task) -> RoundRecord | None:
         return self.store.latest_round(task.task_id)
 
-    def _open_next_round(self, task: Task, last: int, now: float) -> None:
+    def open_next_round(self, task: Task, last: int, now: float) -> None:
         """Open round ``last + 1``, or finish the task when its rounds are done."""
         if task.state != "active" or not self.holds_lease(task):
             return
@@ -204,48 +177,20 @@ class RoundDriver:
             listener(task.task_id)
 
     def _open_round(self, task: Task, round_num: int, now: float) -> None:
-        c = task.config
-        selection_deadline = now + c.selection_window_s
+        selection_deadline = now + task.config.selection_window_s
         with self.store.transaction():
-            report_deadline = (self.secagg.open(task, round_num, selection_deadline) if c.secagg_on
-                               else selection_deadline + c.report_deadline_s)
+            report_deadline = self.kind(task).report_deadline(task, round_num, selection_deadline)
             self.store.add_round(task.task_id, round_num, now, selection_deadline, report_deadline)
 
     def advance(self, task: Task, rnd: RoundRecord, now: float) -> None:
-        """Ask the round engine for the round's next step and apply it (on the replica that
-        drives the task; another leaves it to that one's next tick)."""
-        if not self.holds_lease(task):
-            return
-        if task.config.asynchronous:
-            self.buffers.advance(task, rnd, now)
-            return
-        progress = self.secagg.progress(task, rnd) if task.config.secagg_on else engine.Progress(
-            rnd.state, rnd.selected, rnd.reported, rnd.selection_deadline, rnd.report_deadline)
-        step = engine.next_step(progress, task.config.rules, now)
-        num = rnd.round
-        if step.action == engine.FAIL:
-            self.fail_round(task, num, step.reason)
-        elif step.action == engine.START_REPORTING:
-            self.transition(task, num, Event.SELECTION_CLOSED)
-        elif step.action == engine.START_ADVERTISING:
-            self.start_advertising(task, num)
-            self.advance(task, self.round_row(task.task_id, num), now)  # everyone may have advertised already
-        elif step.action in self._secagg_closes:
-            close, event = self._secagg_closes[step.action]
-            failure = close(task, rnd)
-            if failure:
-                self.fail_round(task, num, failure)
-            else:
-                self.transition(task, num, event)
-        elif step.action == engine.AGGREGATE:
-            self.transition(task, num, Event.GOAL_REACHED)
-            self.request_commit(task, num)
-        elif step.action == engine.COMMIT:
-            self.request_commit(task, num)
+        """Move the round on by its kind's engine (on the replica that drives the task; another
+        leaves it to that one's next tick)."""
+        if self.holds_lease(task):
+            self.kind(task).advance(task, rnd, now)
 
-    def start_advertising(self, task: Task, num: int) -> None:
-        self.secagg.start_advertising(task, num)
-        self.transition(task, num, Event.KEYS_REQUESTED)
+    def selection_full(self, task: Task, num: int) -> None:
+        """The gateway filled the round's selection before its window closed."""
+        self.kind(task).selection_full(task, num)
 
     def _record(self, task: Task, kind: str, data: dict) -> None:
         if self.audit is not None:
@@ -261,16 +206,11 @@ class RoundDriver:
         self._next(task, num)
 
     def _next(self, task: Task, num: int) -> None:
-        """After round `num` closed: the next round, or (asynchronous) the next buffer's turn."""
-        if task.config.asynchronous:
-            self.buffers.drive(task, self.clock())
-        else:
-            self._open_next_round(task, num, self.clock())
+        """After round `num` closed: the next round, or the next buffer's turn."""
+        self.kind(task).after_close(task, num, self.clock())
 
     def _discard_updates(self, task: Task, num: int) -> None:
-        self.running.discard(task.task_id, num)
-        if task.config.secagg_on:
-            self.secagg.discard(task, num)
+        self.kind(task).discard(task, num)
         for upd in self.store.updates(task.task_id, num):
             if upd.blob:  # an evaluation report has no bytes
                 self.store.blobs.delete_object(upd.blob)
@@ -283,23 +223,6 @@ class RoundDriver:
                               lambda n: self.optimizer_state.delete(task.task_id, n))
         except OSError as exc:  # a full or read-only disk must not stop the rounds
             log.warning("task %s: retention after round %d failed: %s", task.task_id, num, exc)
-
-    def _round_strategy(self, task: Task, num: int) -> tuple[Strategy, float | None]:
-        """The round's folded strategy and, with adaptive clipping, the sum of clip bits."""
-        if task.config.secagg_on:
-            total, count, bits = self.secagg.unmasked_sum(task, num)
-            strategy = make_strategy(task.config, task.update_size)
-            if count:
-                strategy.fold_sum(total, float(count), count)  # uniform weights: example counts stay private
-            return strategy, bits
-        bits = None
-        if task.config.adaptive_clip:
-            bits = float(sum(1 for u in self.store.updates(task.task_id, num) if u.meta.get("below_clip")))
-        if self.running.sum_for(task, num).count != self.round_row(task.task_id, num).reported:
-            # Some updates were accepted by another replica: fold the round again from the store.
-            self.running.discard(task.task_id, num)
-            self._recover_round(task, num)
-        return self.running.sum_for(task, num), bits
 
     def dp_sampling_rate(self, task: Task) -> float:
         return dp_sampling_rate(task)
@@ -327,7 +250,7 @@ class RoundDriver:
         return pending
 
     def commit(self, task: Task, num: int) -> None:
-        if task.config.evaluation:
+        if not self.kind(task).trains:
             self._commit_evaluation(task, num)
             return
         started = self.clock()
@@ -343,7 +266,7 @@ class RoundDriver:
             rnd = self.round_row(task_id, num)
             if task is None or rnd is None or rnd.state != RoundState.AGGREGATING:
                 return  # finally: no longer in progress
-            if task.config.evaluation:  # counts only: nothing to compute off the loop
+            if not self.kind(task).trains:  # counts only: nothing to compute off the loop
                 self._commit_evaluation(task, num)
                 return
             inputs = self._commit_inputs(task, num)
@@ -364,7 +287,7 @@ class RoundDriver:
 
     def _commit_inputs(self, task: Task, num: int) -> CommitInputs | None:
         try:
-            strategy, bits = self._round_strategy(task, num)
+            strategy, bits = self.kind(task).strategy(task, num)
         except BelowThreshold as exc:
             self.fail_round(task, num, f"secagg: cannot unmask the sum: {exc}")
             return None
@@ -390,8 +313,7 @@ class RoundDriver:
             self.optimizer_state.save(task.task_id, num, result.opt_state)
         metrics = {**training_metrics(task.config, self.store.updates(task.task_id, num),
                                       self.take_served(task.task_id)), **result.metrics}
-        if task.config.secagg_on:
-            metrics.update(self.secagg.wire_metrics(task.task_id, num))
+        metrics.update(self.kind(task).commit_metrics(task, num))
         if result.control_sha:
             metrics["control_sha"] = result.control_sha
         if not self.store.commit_round(task.task_id, num, self.clock(), sha, metrics):
@@ -439,7 +361,7 @@ class RoundDriver:
     def _evaluation_due(self, task: Task) -> None:
         """After a committed training round: an evaluation every eval_every rounds and after the last."""
         cfg = task.config
-        if not cfg.eval_every or cfg.evaluation:
+        if not cfg.eval_every or not self.kind(task).trains:
             return
         done = self.store.committed_count(task.task_id)
         if done % cfg.eval_every == 0 or done >= cfg.rounds:

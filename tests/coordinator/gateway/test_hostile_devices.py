@@ -92,14 +92,15 @@ async def test_a_task_whose_driver_raises_does_not_stop_the_tick_for_the_next(ha
     await harness.client.post("/v1/admin/populations/pop/tasks", headers=ADMIN, json={
         "model_sha256": sha, "task_id": "t2", "config": {"goal_count": 1, "rounds": 1}})
     c = harness.coordinator
-    real = c.driver.advance
+    kind = c.driver.kind(c.tasks["t1"])
+    real = kind.advance
 
     def exploding(task, rnd, now):
         if task.task_id == "t1":
             raise RuntimeError("boom")
         return real(task, rnd, now)
 
-    monkeypatch.setattr(c.driver, "advance", exploding)
+    monkeypatch.setattr(kind, "advance", exploding)
     harness.tick()  # t1's round 1 is open: its driver raises; t2 opens round 1 all the same
     assert c.store.one("SELECT state FROM rounds WHERE task_id='t2' AND round=1")["state"] == "selecting"
     r1 = c.store.one("SELECT state, reason FROM rounds WHERE task_id='t1' AND round=1")
