@@ -69,9 +69,12 @@ class Coordinator:
         self.running = RunningRounds()
         self.secagg = SecAggRounds(store, clock)
         self.audit = AuditTrail(store, clock, load_or_create_key(store.data_dir))
-        self.driver = RoundDriver(store, clock, self.tasks, self.running, self.secagg, metrics, self.audit)
+        # The bytes served per task go into each committed round's metrics (the gateway counts them).
+        self.driver = RoundDriver(store, clock, self.tasks, self.running, self.secagg, metrics, self.audit,
+                                  served_bytes=lambda task_id: self.gateway.blobs.take_served(task_id))
         self.gateway = DeviceGateway(store, clock, self.tasks, self.running, self.secagg, self.driver, self.pace,
-                                     metrics, random.Random(seed), checkin_rate, register_rate, attestation)
+                                     metrics=metrics, rng=random.Random(seed), checkin_rate=checkin_rate,
+                                     register_rate=register_rate, attestation=attestation)
         self.admin = AdminOps(store, clock, self.tasks, attestation, int(max_aggregation_mib * 2**20), self.audit)
         # First among the listeners: a long poll woken by a round's opening must not assign from
         # the gateway's hint of the round before.
@@ -79,7 +82,6 @@ class Coordinator:
         self.driver.round_change_listeners.append(self.gateway.forget_selecting_round)
         self.admin.task_created_listeners.append(self.gateway.blobs.forget_guards)
         self.driver.evaluation_listeners.append(self._schedule_evaluation)
-        self.driver.take_served = self.gateway.blobs.take_served
         self.driver.recover()
         second = store.second_connection()
         self.intake = Intake(ThreadPoolExecutor(1, thread_name_prefix="fedge-intake"), second) if second else None

@@ -11,9 +11,11 @@ from __future__ import annotations
 import hmac
 
 from coordinator import errors as E
+from coordinator.gateway.intakes import IntakeParts, SyncIntake
 from coordinator.gateway.steps import PendingAssignment, PendingUpload, update_record
 from coordinator.gateway.tokens import hash_token
 from coordinator.rounds import versions
+from coordinator.rounds.states import RoundState
 from coordinator.store.base import Store
 from coordinator.store.blobs import update_key
 from coordinator.store.buffer_rows import AlreadyInBuffer, AssignmentGone, BufferClosed
@@ -25,39 +27,44 @@ from protocol.messages import UploadMeta
 PERSIST_TRIES = 5  # buffers that may start aggregating under one update being stored
 
 
-class BufferedIntake:
-    # `gateway`: the DeviceGateway this is a part of (not imported here: it imports this module).
-    def __init__(self, gateway, hint_ttl_s: float, memory_size: int):
-        self.gateway, self.hint_ttl_s, self.memory_size = gateway, hint_ttl_s, memory_size
+class BufferedIntake(SyncIntake):
+    takes_unassigned = True  # a retry of an acknowledged upload is recognised by its body
+
+    def __init__(self, parts: IntakeParts, hint_ttl_s: float, memory_size: int):
+        super().__init__(parts)
+        self.hint_ttl_s, self.memory_size = hint_ttl_s, memory_size
         self._live_hint: dict[str, tuple[float, int]] = {}  # per task: (read at, live assignments)
         self.stale_refused: dict[str, int] = {}  # updates refused as too stale, per task (this replica)
         # participation_gap: (task, device) -> the version its last accepted update went into (this replica).
         self._contributed: dict[tuple[str, str], int] = {}
 
+    def wanted(self, task: Task) -> int:
+        return task.config.buffer_goal  # about K slots free up per version published
+
     def offer(self, task: Task, device_id: str, now: float) -> PendingAssignment | None:
         """A slot if fewer than `concurrency` assignments are live (a hint, read at most every
         hint_ttl_s; Store.assign_buffered decides)."""
-        g, cfg = self.gateway, task.config
+        cfg = task.config
         live_since = now - cfg.report_deadline_s
         cached = self._live_hint.get(task.task_id)
         if cached is None or not 0 <= now - cached[0] < self.hint_ttl_s:
-            cached = self._live_hint[task.task_id] = (now, g.store.live_assignments(task.task_id, live_since))
-        in_flight = g.offers.get(task.task_id, 0)
-        if cached[1] + in_flight >= cfg.target_concurrency or g.round_hint(task, now, g.store.open_buffer) is None:
+            cached = self._live_hint[task.task_id] = (now, self.store.live_assignments(task.task_id, live_since))
+        in_flight = self.hints.in_flight(task.task_id)
+        if cached[1] + in_flight >= cfg.target_concurrency or self.hints.read(task, now, self.store.open_buffer) is None:
             return None
         last = self._contributed.get((task.task_id, device_id))
         if cfg.participation_gap and last is not None and task.version + 1 <= last + cfg.participation_gap:
             return None  # it took part in a recent version: others first
-        g.offers[task.task_id] = in_flight + 1
-        token = g.new_upload_token()
+        token = self.hints.offered(task.task_id)
         buffer = task.version + 1
-        rnd = RoundRecord(task.task_id, buffer, "reporting", now, now, now + cfg.report_deadline_s)
+        rnd = RoundRecord(task.task_id, buffer, RoundState.REPORTING, now, now, now + cfg.report_deadline_s)
         return PendingAssignment(task, rnd, token, AssignmentRecord(task.task_id, buffer, device_id,
                                                                     hash_token(token), now),
                                  cfg.target_concurrency, now, live_since=live_since)
 
-    def written(self, task: Task, selected: int | None) -> bool:
+    def accept(self, p: PendingAssignment, selected: int | None) -> bool:
         """After the store wrote (selected: live assignments) or refused (None) an offer."""
+        task = p.task
         if selected is None:
             self.forget_live_assignments(task.task_id)
             return False
@@ -71,7 +78,7 @@ class BufferedIntake:
 
     def slot_freed(self, task_id: str) -> None:
         self.forget_live_assignments(task_id)
-        for listener in self.gateway.slot_listeners:
+        for listener in self.parts.slot_listeners:
             listener(task_id, 1)
 
     def begin_upload(self, task: Task, device, round_num: int, upload_token: str | None,
@@ -79,18 +86,18 @@ class BufferedIntake:
         """The assignment of buffer ``round_num`` (the version it trained from, as the device
         names it in the URL) is checked against the store; the update goes into the buffer open
         now, weighted by its staleness, or is refused when too stale."""
-        g, task_id, device_id, cfg = self.gateway, task.task_id, device.device_id, task.config
-        assignment = g.store.assignment(task_id, round_num, device_id)
+        g, task_id, device_id, cfg = self.desk, task.task_id, device.device_id, task.config
+        assignment = self.store.assignment(task_id, round_num, device_id)
         if assignment is None:
-            if g.store.update_with_digest(task_id, device_id, digest, round_num) is not None:
+            if self.store.update_with_digest(task_id, device_id, digest, round_num) is not None:
                 return {"accepted": True, "duplicate": True}  # a retry of an acknowledged upload
             g.refuse_unassigned()
         if not upload_token or not hmac.compare_digest(assignment.token_hash, hash_token(upload_token)):
             g.refuse_unassigned()
-        if g.clock() > assignment.assigned_at + cfg.report_deadline_s:
+        if self.clock() > assignment.assigned_at + cfg.report_deadline_s:
             g.reject("late")
             raise E.Gone("the assignment's reporting deadline passed; the update was not counted", "round_closed")
-        buffer = g.store.open_buffer(task_id)
+        buffer = self.store.open_buffer(task_id)
         if buffer is None:
             g.reject("late")
             raise E.Gone("the task takes no more updates", "round_closed")
@@ -103,13 +110,12 @@ class BufferedIntake:
     def staleness_check(self, task: Task, assigned: int, landing: int, device_id: str,
                         store: Store | None = None) -> int:
         """The update's staleness, or 409 (counted; its assignment is used up) beyond max_staleness."""
-        g = self.gateway
         stale = versions.staleness(assigned, landing)
         if stale > task.config.max_staleness:
-            (store or g.store).drop_assignment(task.task_id, assigned, device_id)
-            if store is None or store is g.store:  # on the event loop (not the intake thread)
+            (store or self.store).drop_assignment(task.task_id, assigned, device_id)
+            if store is None or store is self.store:  # on the event loop (not the intake thread)
                 self.slot_freed(task.task_id)
-            g.reject("stale")
+            self.desk.reject("stale")
             self.stale_refused[task.task_id] = self.stale_refused.get(task.task_id, 0) + 1
             raise E.Conflict(f"the update was trained on a model {stale} versions old; this task accepts at most "
                              f"{task.config.max_staleness} (max_staleness); it was not counted", "stale")
@@ -118,11 +124,11 @@ class BufferedIntake:
     def persist(self, p: PendingUpload, store: Store) -> int:
         """Into the open buffer; when it starts aggregating under the caller, into the one that
         opened after it (the staleness is worked out again). The buffer's count after it."""
-        g, task = self.gateway, p.task
+        g, task = self.desk, p.task
         for _ in range(PERSIST_TRIES):
             key = update_key(task.task_id, p.round_num, p.device_id, p.assigned_round)
             store.blobs.put_object(key, p.body)
-            record = update_record(task.task_id, p.round_num, p.device_id, p.meta, key, p.digest, g.clock(),
+            record = update_record(task.task_id, p.round_num, p.device_id, p.meta, key, p.digest, self.clock(),
                                    staleness=p.staleness)
             try:
                 return store.add_buffered_update(record, p.assigned_round)
@@ -144,19 +150,25 @@ class BufferedIntake:
             p.staleness = self.staleness_check(task, p.assigned_round, buffer.round, p.device_id, store)
         raise E.Conflict("the buffers moved on while the update was stored; retry", "in_progress")
 
+    def claimed(self, p: PendingUpload) -> tuple[str, int, str]:
+        return p.task.task_id, p.assigned_round, p.device_id
+
+    def staleness(self, p: PendingUpload) -> int | None:
+        return p.staleness
+
     def landed(self, p: PendingUpload, reported: int) -> dict:
         """After the update was folded: its slot is free, and the update that fills the buffer
         asks the driver to publish. The answer names the version that took it."""
-        g, task = self.gateway, p.task
+        task, metrics = p.task, self.parts.metrics
         if task.config.participation_gap:
             if len(self._contributed) >= self.memory_size:
                 self._contributed.pop(next(iter(self._contributed)), None)
             self._contributed[(task.task_id, p.device_id)] = p.round_num
         self.slot_freed(task.task_id)
-        if g.metrics is not None:
-            g.metrics.staleness(task.task_id, p.staleness)
+        if metrics is not None:
+            metrics.staleness(task.task_id, p.staleness)
         if reported >= task.config.buffer_goal:
-            rnd = g.round_row(task.task_id, p.round_num)
+            rnd = self.store.round(task.task_id, p.round_num)
             if rnd is not None:
-                g.rounds.guarded(task, g.rounds.advance, task, rnd, g.clock())
-        return {"round": p.round_num, "staleness": p.staleness}
+                self.rounds.guarded(task, self.rounds.advance, task, rnd, self.clock())
+        return {"accepted": True, "duplicate": False, "round": p.round_num, "staleness": p.staleness}

@@ -2,8 +2,10 @@
 and validation. It records and signals; it never commits a round (a full round is handed
 to the round driver with `request_commit`).
 
-It receives what it uses: the store, the clock, the task registry, the open rounds'
-running aggregates, the SecAgg rounds, and `rounds` (the round driver, seen through
+What differs between kinds of task (plain, SecAgg, evaluation, asynchronous) is each kind's
+intake (`coordinator.gateway.intakes`): the gateway calls the task's intake and never asks
+which kind it is. It receives what it uses: the store, the clock, the task registry, the open
+rounds' running aggregates, the SecAgg rounds, and `rounds` (the round driver, seen through
 `RoundSignals`: how it asks a round to move on or to be committed).
 """
 
@@ -13,49 +15,39 @@ import hashlib
 import hmac
 import logging
 import random
-import secrets
-from dataclasses import replace
 from typing import NoReturn
-
-import numpy as np
 
 from coordinator import errors as E
 from coordinator.gateway.activity import CheckinActivity
 from coordinator.gateway.attestation import AttestationVerifier
+from coordinator.gateway.blobs import BlobAccess
+from coordinator.gateway.downloads import DownloadBlobs
+from coordinator.gateway.evaluation import EvaluationReports
+from coordinator.gateway.intake_kinds import GatewayIntakes
+from coordinator.gateway.intakes import IntakeParts, SyncIntake
+from coordinator.gateway.offers import SELECTING_HINT_TTL_S, RoundHints
 from coordinator.gateway.pace import PaceConfig, PaceInputs, due_back, jittered, retry_window
+from coordinator.gateway.registration import Registration
+from coordinator.gateway.secagg_messages import SecAggMessages
+from coordinator.gateway.steps import PendingAssignment, PendingUpload, RoundSignals
+from coordinator.gateway.tokens import hash_token
+from coordinator.gateway.upload_desk import NOT_ASSIGNED, UploadDesk  # noqa: F401 (NOT_ASSIGNED: tests)
 from coordinator.http.rate_limit import TokenBuckets
 from coordinator.rounds.running import RunningRounds
 from coordinator.rounds.secagg import SecAggRounds
-from coordinator.rounds.states import Event, RoundState
-from coordinator.gateway.blobs import BlobAccess
-from coordinator.gateway.buffered import BufferedIntake
-from coordinator.gateway.downloads import DownloadBlobs
-from coordinator.gateway.evaluation import EvaluationIntake
-from coordinator.gateway import upload_rules
-from coordinator.gateway.refusals import UploadRefusals
-from coordinator.gateway.registration import Registration
-from coordinator.gateway.secagg_messages import SecAggMessages
 from coordinator.store.base import Store
-from coordinator.store.blobs import update_key
+from coordinator.store.records import DeviceRecord, RoundRecord
 from coordinator.tasks.registry import Task, TaskRegistry
-from coordinator.store.records import AssignmentRecord, DeviceRecord, RoundRecord
-from coordinator.gateway.steps import PendingAssignment, PendingUpload, RoundSignals, update_record
-from coordinator.gateway.tokens import hash_token
-from protocol import codec, dp, sparse
-from protocol.errors import ProtocolError
-from protocol.messages import (Assignment, CheckinRequest, CheckinResponse, UploadMeta)
+from protocol import sparse
+from protocol.messages import Assignment, CheckinRequest, CheckinResponse, UploadMeta
 
 log = logging.getLogger("fedge.coordinator")
-SELECTING_HINT_TTL_S = 0.1  # as long as a tick: another replica's round opening is seen within it
-
-
-NOT_ASSIGNED = "this device holds no assignment for that round (or the upload token is wrong)"
 DEVICE_CACHE_SIZE = 200_000  # ~40 MB of device records
 
 
 class DeviceGateway:
     def __init__(self, store: Store, clock, tasks: TaskRegistry, running: RunningRounds, secagg: SecAggRounds,
-                 rounds: RoundSignals, pace: PaceConfig, metrics=None, rng: random.Random | None = None,
+                 rounds: RoundSignals, pace: PaceConfig, *, metrics=None, rng: random.Random | None = None,
                  checkin_rate: float = 5.0, register_rate: float = 10.0,
                  attestation: AttestationVerifier | None = None):
         self.store, self.clock, self.tasks, self.running, self.secagg = store, clock, tasks, running, secagg
@@ -64,24 +56,28 @@ class DeviceGateway:
         self.checkin_limit = TokenBuckets(checkin_rate, checkin_rate * 2, "check-ins")
         self.activity = CheckinActivity()  # recent check-ins per population, for the operator page
         self.pace_inputs = PaceInputs(store)  # (devices present, round period) per task
-        self._selecting_hint: dict[str, tuple[float, RoundRecord | None]] = {}  # see _selecting_round
         self._device_cache: dict[str, DeviceRecord] = {}  # see _device
         # last_seen of devices that checked in since the last flush: one transaction per tick
         # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
         self._seen: dict[str, tuple[float, float]] = {}  # device -> (last_seen, due)
-        self._storing: set[tuple[str, int, str]] = set()  # uploads between begin_upload and end_upload
-        self.refusals = UploadRefusals()
-        self.offers: dict[str, int] = {}  # per task: slots offered and not yet written (see _offer)
+        self.desk = UploadDesk(store, clock, tasks, running, metrics)  # the checks every upload shares
+        self.refusals = self.desk.refusals
+        self.hints = RoundHints(SELECTING_HINT_TTL_S)  # open rounds as last read, offers in flight
         # Called with (task id, slots) when an asynchronous task's slots free up (an update in,
         # a stale one refused): the app wakes that many held check-ins of the population.
         self.slot_listeners: list = []
-        # The gateway's parts: blob downloads, asynchronous tasks' intake, evaluation reports.
+        parts = IntakeParts(store, clock, running, rounds, self.desk, self.hints, secagg, metrics, self.slot_listeners)
+        self.intakes = GatewayIntakes(parts, SELECTING_HINT_TTL_S, DEVICE_CACHE_SIZE)
+        self.buffered = self.intakes.buffered
+        # The gateway's other parts: blob downloads, evaluation reports, SecAgg's key phases, registration.
         self.downloads = DownloadBlobs(store)
         self.blobs = BlobAccess(store, clock, tasks, self.authenticate, self.downloads.served_for, self.downloads.models)
-        self.buffered = BufferedIntake(self, SELECTING_HINT_TTL_S, DEVICE_CACHE_SIZE)
-        self.evaluations = EvaluationIntake(self)
+        self.evaluations = EvaluationReports(store, clock, self.desk, rounds, self.intakes.evaluation.close_full_round)
         self.registration = Registration(store, clock, attestation, register_rate, self._count, self._remember)
-        self.secagg_messages = SecAggMessages(self)
+        self.secagg_messages = SecAggMessages(store, clock, self.desk, secagg, rounds)
+
+    def intake(self, task: Task) -> SyncIntake:
+        return self.intakes.of(task.config)
 
     def _count(self, metric: str, label: str) -> None:
         if self.metrics is not None:
@@ -149,7 +145,7 @@ class DeviceGateway:
             return self._arrival(device, rate_limited, now,
                                  self._retry(now, self.pace.ineligible_retry_s, "ineligible"), failed)
         for task in eligible:
-            offer = (self.buffered.offer if task.config.asynchronous else self._offer)(task, device.device_id, now)
+            offer = self.intake(task).offer(task, device.device_id, now)
             if offer is not None:
                 offer.held = req.cached_models
                 return offer
@@ -167,9 +163,8 @@ class DeviceGateway:
 
     def _no_slot(self, task: Task, now: float) -> CheckinResponse:
         population, period = self.pace_inputs(task, now)
-        # Asynchronous: about K slots free up per version published (the period between openings).
-        wanted = task.config.buffer_goal if task.config.asynchronous else task.config.target_selected
-        return self._retry(now, retry_window(population, period, wanted, self.pace), "no_slot")
+        return self._retry(now, retry_window(population, period, self.intake(task).wanted(task), self.pace),
+                           "no_slot")
 
     def _arrival(self, device, first_look: bool, now: float, resp: CheckinResponse,
                  failed_clauses=()) -> CheckinResponse:
@@ -189,69 +184,22 @@ class DeviceGateway:
         self._count("checkins", f"retry_{reason}")
         return CheckinResponse("retry", retry_at=jittered(now, window, self.rng), reason=reason)
 
-    def _selecting_round(self, task: Task, now: float) -> RoundRecord | None:
-        """The task's selecting round as last read, at most SELECTING_HINT_TTL_S old, or fresher
-        after this replica moved the round (forget_selecting_round). A hint only: Store.assign
-        checks the round's state and capacity in the database. Without it, every check-in with
-        no slot was one query: a third of the event loop's time on PostgreSQL at 10,000 devices."""
-        return self.round_hint(task, now, self.store.selecting_round)
-
-    def round_hint(self, task: Task, now: float, read) -> RoundRecord | None:
-        """`read(task_id)` (the selecting round, or an async task's open buffer), cached for
-        SELECTING_HINT_TTL_S and dropped when this replica moves the task's rounds."""
-        cached = self._selecting_hint.get(task.task_id)
-        if cached is not None and 0 <= now - cached[0] < SELECTING_HINT_TTL_S:
-            return cached[1]
-        rnd = read(task.task_id)
-        self._selecting_hint[task.task_id] = (now, rnd)
-        return rnd
-
     def forget_selecting_round(self, task_id: str) -> None:
-        self._selecting_hint.pop(task_id, None)
-
-    def _offer(self, task: Task, device_id: str, now: float) -> PendingAssignment | None:
-        """A slot in the task's selecting round, if the hint says one is free counting the
-        offers already on their way to the store (so a burst of woken long polls does not
-        send more assignments to the database than the round can take)."""
-        rnd = self._selecting_round(task, now)
-        in_flight = self.offers.get(task.task_id, 0)
-        if rnd is None or now > rnd.selection_deadline or rnd.selected + in_flight >= task.config.target_selected:
-            return None
-        self.offers[task.task_id] = in_flight + 1
-        token = self.new_upload_token()
-        return PendingAssignment(task, rnd, token, AssignmentRecord(task.task_id, rnd.round, device_id,
-                                                                    hash_token(token), now),
-                                 task.config.target_selected, now)
-
-    @staticmethod
-    def new_upload_token() -> str:
-        return secrets.token_urlsafe(24)
+        """This replica moved the task's rounds: the next check-in reads its round afresh."""
+        self.hints.forget(task_id)
 
     def _accept(self, p: PendingAssignment, selected: int | None) -> Assignment | None:
-        task, rnd = p.task, p.round
-        self.offers[task.task_id] = max(0, self.offers.get(task.task_id, 1) - 1)
-        if p.live_since is not None:
-            return self._assignment(task, rnd, p.token, p.held) if self.buffered.written(task, selected) else None
-        if selected is None:
-            # Already in this round (it has its assignment), or the round filled or closed since
-            # the hint was read: read it afresh next time.
-            self.forget_selecting_round(task.task_id)
+        self.hints.settled(p.task.task_id)
+        if not self.intake(p.task).accept(p, selected):
             return None
-        hint = self._selecting_hint.get(task.task_id)
-        if hint is not None and hint[1] is not None and hint[1].round == rnd.round:
-            self._selecting_hint[task.task_id] = (hint[0], replace(hint[1], selected=max(selected, hint[1].selected)))
-        if selected >= task.config.target_selected and self.rounds.holds_lease(task):
-            current = self.store.round(task.task_id, rnd.round)
-            if current is not None and current.state == RoundState.SELECTING:
-                self.rounds.selection_full(task, rnd.round)
-        return self._assignment(task, rnd, p.token, p.held)
+        return self._assignment(p.task, p.round, p.token, p.held)
 
     def _assignment(self, task: Task, rnd: RoundRecord, token: str, held: tuple[str, ...] = ()) -> Assignment:
         base = f"/v1/tasks/{task.task_id}/rounds/{rnd.round}"
         return Assignment(
             task_id=task.task_id, round=rnd.round, upload_token=token,
             plan=task.config.plan(task.dp_clip, sparse.round_seed(task.task_id, rnd.round), task.manifest.optimizer),
-            upload_url=f"{base}/evaluation" if task.config.evaluation else f"{base}/update",
+            upload_url=f"{base}/{self.intake(task).upload_path}",
             report_deadline=float(rnd.report_deadline),
             control_sha256=task.control_sha, control_url=f"/v1/blobs/{task.control_sha}" if task.control_sha else "",
             **self.downloads.assignment_fields(task, held),  # the model, the checkpoint, its delta
@@ -263,42 +211,17 @@ class DeviceGateway:
         is recognised by its body), and refusals; the body limit for this task."""
         limit = self.upload_limit(device, task_id)
         assignment = self.store.assignment(task_id, round_num, device.device_id)
-        if assignment is None and not self.tasks.require(task_id).config.asynchronous:
-            self.refuse_unassigned()
+        if assignment is None and not self.intake(self.tasks.require(task_id)).takes_unassigned:
+            self.desk.refuse_unassigned()
         if assignment is not None and (not upload_token or not hmac.compare_digest(
                 assignment.token_hash, hash_token(upload_token))):
-            self.refuse_unassigned()
+            self.desk.refuse_unassigned()
         self.refusals.check((task_id, round_num, device.device_id))
         return limit
 
     def upload_limit(self, device: DeviceRecord, task_id: str) -> int:
-        task = self.device_task(device, task_id)
-        if task.config.evaluation:
-            raise E.NotFound(f"task '{task_id}' is an evaluation task: POST the report (JSON) to the assignment's "
-                             "upload_url (.../evaluation), not an update")
-        return upload_rules.body_limit(task)
-
-    def device_task(self, device: DeviceRecord, task_id: str) -> "Task":
-        """The task, for a device of its population; otherwise the same 403 as for a round the
-        device holds no assignment in, so a device cannot probe which task ids exist."""
-        try:
-            task = self.tasks.require(task_id)
-        except E.NotFound:
-            task = None
-        if task is None or task.population != device.population:
-            self.reject("not_assigned")
-            raise E.Forbidden(NOT_ASSIGNED)
-        return task
-
-    def assigned(self, device: DeviceRecord, task_id: str, round_num: int,
-                  upload_token: str | None) -> RoundRecord:
-        """The round, if this device holds an assignment for it with this token; else 403."""
-        assignment = self.store.assignment(task_id, round_num, device.device_id)
-        if assignment is None or not upload_token or not hmac.compare_digest(
-                assignment.token_hash, hash_token(upload_token)):
-            self.reject("not_assigned")
-            raise E.Forbidden(NOT_ASSIGNED)
-        return self.round_row(task_id, round_num)
+        task = self.desk.device_task(device, task_id)
+        return self.intake(task).body_limit(task)
 
     def round_row(self, task_id: str, round_num: int) -> RoundRecord | None:
         return self.store.round(task_id, round_num)
@@ -322,120 +245,31 @@ class DeviceGateway:
         """Everything but storing: who may upload, duplicates, lateness, decoding and bounds.
         A dict is the final answer (a retried upload, a SecAgg masked input); a PendingUpload
         still has to be stored (`persist_upload`) and folded (`finish_upload`)."""
-        task = self.device_task(device, task_id)
-        device_id = device.device_id
-        self._check_dp_sgd(task, meta)
+        task = self.desk.device_task(device, task_id)
+        self.desk.check_dp_sgd(task, meta)
         digest = hashlib.sha256(body).hexdigest()
-        if task.config.asynchronous:
-            return self.buffered.begin_upload(task, device, round_num, upload_token, meta, body, digest)
-        rnd = self.assigned(device, task_id, round_num, upload_token)
-        previous = self.store.update(task_id, round_num, device_id)
-        if previous is not None:
-            if previous.digest == digest:
-                return {"accepted": True, "duplicate": True}  # a retry of an acknowledged upload
-            self.reject("duplicate")
-            raise E.Conflict("an update for this round was already accepted from this device", "duplicate")
-        if task.config.secagg_on:
-            return self._upload_masked(task, rnd, device_id, meta, body, digest)
-        if rnd.state not in (RoundState.SELECTING, RoundState.REPORTING) or self.clock() > rnd.report_deadline:
-            self.reject("late")
-            raise E.Gone(f"round {round_num} is closed ({rnd.state}); the update was not counted", "round_closed")
-        values, norm, meta = self.decode(task, round_num, meta, body, device_id)
-        self.claim((task_id, round_num, device_id))
-        return PendingUpload(task, round_num, device_id, meta, body, digest, values, norm)
-
-    def _check_dp_sgd(self, task: Task, meta: UploadMeta) -> None:
-        refusal = upload_rules.dp_sgd_refusal(task, meta)
-        if refusal is not None:
-            self.reject(refusal[0])
-            raise E.BadRequest(refusal[1], refusal[0])
-
-    def decode(self, task: Task, round_num: int, meta: UploadMeta, body: bytes,
-               device_id: str) -> tuple[np.ndarray, float, UploadMeta]:
-        """An update's values and L2 norm (400 for bytes that are not this task's codec, or a
-        sparse update on a subset other than its round's; the assignment ends after a few)."""
-        expected_codec = task.config.codec_spec()
-        key = (task.task_id, round_num, device_id)
-        self.refusals.check(key)
-        try:  # the header is compared with the plan before any decoding work
-            decoded = codec.decode(body, task.update_counts,
-                                   sparse.round_seed(task.task_id, round_num) if expected_codec.sparse else None,
-                                   expected=expected_codec)
-        except ProtocolError as exc:
-            self.reject(exc.code)
-            self.refusals.refused(key)
-            raise E.BadRequest(str(exc), exc.code) from exc
-        norm = dp.l2_norm(decoded.values)
-        # The adaptive-clip bit is the server's own measurement here, not the device's claim.
-        if task.config.adaptive_clip:
-            meta = replace(meta, below_clip=norm <= self.running.server_bound(task))
-        return decoded.values, norm, meta
-
-    def claim(self, key: tuple[str, int, str]) -> None:
-        if key in self._storing:
-            raise E.Conflict("this device's update for the round is being stored; retry shortly", "in_progress")
-        self._storing.add(key)
+        return self.intake(task).begin_upload(task, device, round_num, upload_token, meta, body, digest)
 
     def persist_upload(self, p: PendingUpload, store: Store) -> int:
-        """File first, then the row, in one transaction with the round's counts, and only while
-        the round still takes updates: the round's reported count after it. Touches nothing in
-        memory, so it may run on a thread with a store connection of its own."""
-        if p.assigned_round is not None:
-            return self.buffered.persist(p, store)
-        key = update_key(p.task.task_id, p.round_num, p.device_id)
-        store.blobs.put_object(key, p.body)
-        reported = store.add_update(update_record(p.task.task_id, p.round_num, p.device_id, p.meta, key,
-                                                  p.digest, self.clock()), only_open=True)
-        if reported is None:  # the round closed while this one was on its way
-            store.blobs.delete_object(key)
-            self.reject("late")
-            raise E.Gone(f"round {p.round_num} closed; the update was not counted", "round_closed")
-        return reported
+        """The task's intake stores it (on the intake thread where there is one): the count after it."""
+        return self.intake(p.task).persist(p, store)
 
     def end_upload(self, p: PendingUpload) -> None:
-        self._storing.discard((p.task.task_id, p.assigned_round if p.assigned_round is not None else p.round_num,
-                               p.device_id))
+        self.desk.release(self.intake(p.task).claimed(p))
 
     def finish_upload(self, p: PendingUpload, reported: int) -> dict:
-        """Fold the stored update; the upload that reaches the goal closes the round."""
-        task = p.task
+        """Fold the stored update; what follows is the task's intake's (a full round closes)."""
+        task, intake = p.task, self.intake(p.task)
         if self.metrics is not None:
             self.metrics.bytes_in(len(p.body))
         self.running.fold(task, self.running.sum_for(task, p.round_num), p.values, p.meta.example_count, p.norm,
-                          staleness=p.staleness if p.assigned_round is not None else None)
+                          staleness=intake.staleness(p))
         if p.norm > self.running.server_bound(task):
             self._count("clipped_updates", "server_bound")
-        if p.assigned_round is not None:  # asynchronous: the answer names the version that took it
-            return {"accepted": True, "duplicate": False, **self.buffered.landed(p, reported)}
-        if reported >= task.config.goal_count:
-            # The update is stored and acknowledged whatever happens while committing.
-            self.rounds.guarded(task, self.close_full_round, task, p.round_num)
-        return {"accepted": True, "duplicate": False}
-
-    def close_full_round(self, task: Task, num: int) -> None:
-        self.rounds.transition(task, num, Event.GOAL_REACHED)
-        self.rounds.request_commit(task, num)
-
-    def _upload_masked(self, task: Task, rnd: RoundRecord, device_id: str, meta: UploadMeta, body: bytes,
-                       digest: str) -> dict:
-        values = self.secagg.accept_masked_input(task, rnd, device_id, body)
-        self._store_update(task, rnd.round, device_id, meta, body, digest)
-        self.secagg.masked_input_done(task, rnd.round, values)
-        self.rounds.advance(task, self.round_row(task.task_id, rnd.round), self.clock())
-        return {"accepted": True, "duplicate": False}
-
-    def _store_update(self, task: Task, round_num: int, device_id: str, meta: UploadMeta, body: bytes,
-                      digest: str) -> None:
-        """File first, then the row: an acknowledged update survives a crash (SecAgg's masked inputs)."""
-        key = update_key(task.task_id, round_num, device_id)
-        self.store.blobs.put_object(key, body)
-        self.store.add_update(update_record(task.task_id, round_num, device_id, meta, key, digest, self.clock()))
-        if self.metrics is not None:
-            self.metrics.bytes_in(len(body))
+        return intake.landed(p, reported)
 
     def reject(self, reason: str) -> None:
-        self._count("rejected_uploads", reason)
+        self.desk.reject(reason)
 
     def refuse_unassigned(self) -> NoReturn:
-        self.reject("not_assigned")
-        raise E.Forbidden(NOT_ASSIGNED)
+        self.desk.refuse_unassigned()

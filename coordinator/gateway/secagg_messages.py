@@ -4,10 +4,13 @@ state lives in `coordinator.rounds.secagg`; its masked input arrives as an uploa
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 
 from coordinator import errors as E
+from coordinator.gateway.steps import RoundSignals
+from coordinator.gateway.upload_desk import UploadDesk
+from coordinator.rounds.secagg import SecAggRounds
+from coordinator.store.base import Store
 from protocol.errors import ProtocolError
 
 # Body limits by phase, from the message formats (protocol.secagg.messages): two base64 X25519
@@ -29,15 +32,13 @@ class Admitted:
 
 
 class SecAggMessages:
-    # `gateway`: the DeviceGateway this is a part of (not imported here: it imports this module).
-    def __init__(self, gateway):
-        self.gateway = gateway
+    def __init__(self, store: Store, clock, desk: UploadDesk, secagg: SecAggRounds, rounds: RoundSignals):
+        self.store, self.clock, self.desk, self.secagg, self.rounds = store, clock, desk, secagg, rounds
 
     def _round(self, device, task_id: str, round_num: int, upload_token: str | None):
         """(task, round row) of a SecAgg round this device is assigned to; 404 for a plain task."""
-        g = self.gateway
-        task = g.device_task(device, task_id)
-        rnd = g.assigned(device, task_id, round_num, upload_token)
+        task = self.desk.device_task(device, task_id)
+        rnd = self.desk.assigned(device, task_id, round_num, upload_token)
         if not task.config.secagg_on:
             raise E.NotFound(f"task '{task_id}' does not use secure aggregation")
         return task, rnd
@@ -55,18 +56,17 @@ class SecAggMessages:
 
     def post(self, device, admitted: Admitted, raw) -> dict:
         """A device's AdvertiseKeys ('keys'), ShareKeys ('shares') or Unmasking ('reveals') message."""
-        g = self.gateway
         task = admitted.task
-        rnd = g.round_row(task.task_id, admitted.round.round)  # as it is now, after the body's transfer
-        post = {"keys": g.secagg.post_keys, "shares": g.secagg.post_shares,
-                "reveals": g.secagg.post_reveals}[admitted.phase]
+        rnd = self.store.round(task.task_id, admitted.round.round)  # as it is now, after the body's transfer
+        post = {"keys": self.secagg.post_keys, "shares": self.secagg.post_shares,
+                "reveals": self.secagg.post_reveals}[admitted.phase]
         try:
             new = post(task, rnd, device.device_id, raw)
         except ProtocolError as exc:
             raise E.BadRequest(str(exc), exc.code) from exc
-        g.rounds.advance(task, g.round_row(task.task_id, rnd.round), g.clock())  # everyone may have answered
+        self.rounds.advance(task, self.store.round(task.task_id, rnd.round), self.clock())  # everyone may have answered
         return {"accepted": True, "duplicate": not new}
 
     def view(self, device, task_id: str, round_num: int, upload_token: str | None):
         task, rnd = self._round(device, task_id, round_num, upload_token)
-        return self.gateway.secagg.view(task, rnd, device.device_id)
+        return self.secagg.view(task, rnd, device.device_id)

@@ -43,7 +43,7 @@ class RoundDriver:
     (`sync_from_store`)."""
 
     def __init__(self, store: Store, clock, tasks: TaskRegistry, running: RunningRounds, secagg: SecAggRounds,
-                 metrics=None, audit=None):
+                 metrics=None, audit=None, served_bytes=None):
         self.store, self.clock, self.tasks, self.running, self.secagg = store, clock, tasks, running, secagg
         self.metrics = metrics
         self.audit = audit  # coordinator.audit.trail.AuditTrail (None: not recorded)
@@ -67,7 +67,7 @@ class RoundDriver:
         # Called with the task when an evaluation of its latest checkpoint is due (eval_every).
         self.evaluation_listeners: list = []
         # The blob bytes this replica served for a task since it was last asked (the gateway's).
-        self.take_served = lambda task_id: 0
+        self.take_served = served_bytes or (lambda task_id: 0)
         # What differs between kinds of task (sync, SecAgg, evaluation, buffered) is theirs.
         self.kinds = RoundKinds(self, store, running, secagg, self.slot_listeners, metrics)
         self.optimizer_state = OptimizerStateFiles(store.blobs)
