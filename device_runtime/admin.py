@@ -8,7 +8,7 @@ import json
 
 import aiohttp
 
-from device_runtime.client import RETRY_FOR_S, ApiError, CoordinatorClient
+from device_runtime.client import RETRY_FOR_S, RequestRefused, CoordinatorClient
 
 
 class AdminClient:
@@ -22,7 +22,7 @@ class AdminClient:
     async def ensure_population(self, name: str) -> None:
         try:
             await self._call("POST", "/v1/admin/populations", json={"name": name})
-        except ApiError as exc:
+        except RequestRefused as exc:
             if exc.code != "exists":
                 raise
 

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.quiet:
         logging.getLogger("fedge.device").setLevel(logging.WARNING)
-    from device_runtime.client import ApiError
+    from device_runtime.client import RequestRefused
     from device_runtime.identity import IdentityMismatch
 
     try:
@@ -119,6 +119,6 @@ def run(args: argparse.Namespace) -> int:
     except IdentityMismatch as exc:
         print(f"fedge device: error: {exc}", file=sys.stderr)
         return 2
-    except ApiError as exc:  # registration refused: say why, once
+    except RequestRefused as exc:  # registration refused: say why, once
         print(f"fedge device: error: the coordinator refused this device: {exc}", file=sys.stderr)
         return 1

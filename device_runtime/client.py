@@ -17,7 +17,7 @@ from protocol.messages import Assignment, CheckinResponse, DeviceState, UploadMe
 from protocol.secagg.messages import SecAggView
 
 
-class ApiError(Exception):
+class RequestRefused(Exception):
     """A 4xx answer: the request was wrong or too late; retrying will not help."""
 
     def __init__(self, status: int, code: str, message: str):
@@ -116,7 +116,7 @@ class CoordinatorClient:
                         err = json.loads(body)["error"]
                     except (ValueError, KeyError, TypeError):
                         err = {"code": "http_error", "message": body[:200].decode(errors="replace")}
-                    raise ApiError(status, err.get("code", ""), err.get("message", ""))
+                    raise RequestRefused(status, err.get("code", ""), err.get("message", ""))
                 self.bytes_down += wire
                 return status, headers, body, wire
 

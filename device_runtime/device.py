@@ -6,22 +6,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from device_runtime.client import ApiError, CoordinatorClient, retryable
+from device_runtime.client import RequestRefused, CoordinatorClient, retryable
 from device_runtime.data_fit import fit_problems
 from device_runtime.example_store import LocalData
-from device_runtime.privacy_ledger import PrivacyLedger
-from device_runtime.secagg_session import PHASES as SECAGG_PHASES
+from device_runtime.emulation import Behaviour, Emulation
+from device_runtime.kept_state import KeptState
 from device_runtime.secagg_session import run_secagg_round
-from device_runtime.trainer import TooLate, Trainer
-from device_runtime.training import Unfinished
+from device_runtime.trainer import Deadline, RoundBlobs, TooLate, Trainer
+from device_runtime.training import TrainJob, Unfinished
 from protocol import codec
 from protocol.delta_download import apply_delta
 from protocol.errors import ProtocolError
@@ -78,25 +77,6 @@ class DeviceStats:
 
 
 @dataclass
-class Behaviour:
-    """Emulation knobs: how much slower than the host this device is, and how it fails."""
-
-    slowdown: float = 1.0  # compute time multiplier (a slow phone)
-    dropout: float = 0.0  # probability of vanishing mid-round (without SecAgg: after training, before the upload)
-    secagg_drop_phase: str = "any"  # with SecAgg, the phase before which a dropout vanishes ("any": one at random)
-    safety_margin_s: float = 0.5
-    long_poll_s: float = 10.0  # ask the coordinator to hold a no-slot check-in until a round opens
-    attack: str = ""  # a Byzantine device (device_runtime.attacks): its update is poisoned
-    # Emulated phone time for one local training at slowdown 1 (0: the host's own compute time):
-    # training then lasts train_time_s x slowdown whatever the host's speed, so sync and async
-    # runs of one population see the same device speeds.
-    train_time_s: float = 0.0
-    # Emulated stragglers (FedProx's section 5): each round, with this probability, the device
-    # can do only a uniformly random number of epochs in [1, epochs].
-    straggler: float = 0.0
-
-
-@dataclass
 class RoundOutcome:
     outcome: str  # uploaded | evaluated | retry | abandoned | dropped | rejected | refused | download_failed | ...
     retry_at: float = 0.0
@@ -115,25 +95,23 @@ class Device:
     behaviour: Behaviour = field(default_factory=Behaviour)
     stats: DeviceStats = field(default_factory=DeviceStats)
     clock: Callable[[], float] = time.time
-    # What this device keeps between rounds, in memory and in this folder (`fedge device
-    # --state-dir`) so that it survives a restart, never uploaded: personal layers (FedPer)
-    # per model, SCAFFOLD's control variate c_i per task, top-k's error-feedback residual per task.
-    state_dir: Path | None = None
-    personal: dict = field(default_factory=dict)
-    controls: dict = field(default_factory=dict)
-    residuals: dict = field(default_factory=dict)
+    # What this device keeps between rounds, never uploaded (device_runtime.kept_state): in
+    # memory and in this folder (`fedge device --state-dir`), so that it survives a restart.
+    state_dir: InitVar[Path | None] = None
     # This device's own privacy floor (`fedge device --min-dp-noise-multiplier`): it uploads only
     # in distributed-DP rounds whose devices' noise adds up to at least this many sensitivities.
     min_dp_noise: float = 0.0
-    # Delta downloads: per task, the full checkpoint download this device holds as its base.
-    bases: dict = field(default_factory=dict)
-    # Example-level DP-SGD: what this device's data has spent (kept in state_dir).
-    ledger: PrivacyLedger | None = None
     # Blobs this device holds (a phone keeps its model and last checkpoint): a blob not among
     # them counts as downloaded, even when an emulated fleet's shared cache had it already.
     held: list = field(default_factory=list)
     # Per model: (its name, why this device's examples cannot train it; empty when they can).
     _fits: dict = field(default_factory=dict)
+    kept: KeptState = field(init=False)
+    emulation: Emulation = field(init=False)  # the behaviour's knobs, applied at fixed points of a round
+
+    def __post_init__(self, state_dir: Path | None) -> None:
+        self.kept = KeptState(state_dir)
+        self.emulation = Emulation(self.behaviour, self.rng)
 
     async def _fetch(self, a: Assignment, url: str, sha: str) -> bytes:
         data = await self.client.fetch_blob(url, sha, self.cache)
@@ -142,77 +120,25 @@ class Device:
             self.held = (self.held + [sha])[-4:]
         return data
 
-    def _load(self, name: str) -> list | None:
-        path = self.state_dir / f"{name}.npz" if self.state_dir is not None else None
-        if path is None or not path.exists():
-            return None
-        # Written by this device itself (never from the network): plain arrays, no pickle.
-        with np.load(path, allow_pickle=False) as data:
-            return [data[f"a{i:03d}"] for i in range(len(data.files))]
-
-    def _save(self, name: str, values: list) -> None:
-        if self.state_dir is None:
-            return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        final = self.state_dir / f"{name}.npz"
-        tmp = final.with_name(final.name + ".tmp.npz")
-        np.savez(tmp, **{f"a{i:03d}": v for i, v in enumerate(values)})
-        os.replace(tmp, final)  # a crash leaves the old state or the new, never half of one
-
-    def _recall(self, memory: dict, key: str, name: str, single: bool = False):
-        """What this device keeps under ``key``: from memory, else from its state folder."""
-        if key not in memory:
-            loaded = self._load(name)
-            if loaded is not None:
-                memory[key] = loaded[0] if single else loaded
-        return memory.get(key)
-
-    def _remember(self, memory: dict, key: str, name: str, value, single: bool = False) -> None:
-        memory[key] = value
-        self._save(name, [value] if single else value)
-
-    def _control_for(self, task_id: str) -> np.ndarray | None:
-        return self._recall(self.controls, task_id, f"control-{task_id}", single=True)
-
-    def _keep_control(self, task_id: str, c_i: np.ndarray) -> None:
-        self._remember(self.controls, task_id, f"control-{task_id}", c_i, single=True)
-
-    def _residual_for(self, task_id: str) -> np.ndarray | None:
-        return self._recall(self.residuals, task_id, f"residual-{task_id}", single=True)
-
-    def _keep_residual(self, task_id: str, residual: np.ndarray) -> None:
-        self._remember(self.residuals, task_id, f"residual-{task_id}", residual, single=True)
-
-    def _personal_for(self, model_sha: str) -> list | None:
-        return self._recall(self.personal, model_sha, f"personal-{model_sha[:32]}")
-
-    def _keep_personal(self, model_sha: str, values: list) -> None:
-        self._remember(self.personal, model_sha, f"personal-{model_sha[:32]}", values)
-
     def spend(self, result, delta: float) -> dict:
         """Record a round's DP-SGD steps before its update leaves the device; the upload's
         dp_sgd fields ({} without DP-SGD), epsilon at the plan's ``delta``."""
         if result.dp_sgd is None:
             return {}
-        if self.ledger is None:
-            saved = self._load("dp-sgd-ledger")
-            self.ledger = PrivacyLedger.from_array(saved[0]) if saved else PrivacyLedger()
-        self.ledger.add(result.dp_sgd)
-        self._save("dp-sgd-ledger", [self.ledger.to_array()])
-        epsilon = self.ledger.epsilon(delta)
+        epsilon = self.kept.spend(result.dp_sgd, delta)
         self.stats.dp_sgd_epsilon = epsilon
         return {"dp_sgd": result.dp_sgd.to_dict(), "dp_sgd_epsilon": epsilon}
 
     def _holding(self) -> list[str]:
         """What the check-in says this device holds: its bases for delta downloads first, then
         the blobs it fetched last (its own, even when an emulated fleet shares one cache)."""
-        return list(dict.fromkeys([*self.bases.values(), *self.held]))[:8]
+        return list(dict.fromkeys([*self.kept.bases.values(), *self.held]))[:8]
 
     async def _checkpoint(self, a: Assignment) -> tuple[bytes, str]:
         """The round's checkpoint (a payload) and the digest the trainer knows it by: the base
         this device holds plus the assignment's delta when it offers one for that base (the
         task's download_delta_codec), else the full download, which becomes the task's base."""
-        base = self.bases.get(a.task_id)
+        base = self.kept.bases.get(a.task_id)
         if a.checkpoint_delta_sha256 and base and a.checkpoint_base_sha256 == base:
             held = self.cache.get(base)
             if held is not None:
@@ -226,21 +152,19 @@ class Device:
                     self.stats.delta_downloads += 1
                     self.stats.checkpoints += 1
                     return payload, a.checkpoint_delta_sha256
-                except (ApiError, ProtocolError, ValueError) as exc:  # gone, or not this base's: the full one
+                except (RequestRefused, ProtocolError, ValueError) as exc:  # gone, or not this base's: the full one
                     log.info("delta download failed, downloading the checkpoint: %s", exc)
         before = self.stats.bytes_down
         data = await self._fetch(a, a.checkpoint_url, a.checkpoint_sha256)
         self.stats.checkpoint_bytes_down += self.stats.bytes_down - before
         self.stats.checkpoints += 1
-        self.bases[a.task_id] = a.checkpoint_sha256
+        self.kept.bases[a.task_id] = a.checkpoint_sha256
         return data, a.checkpoint_sha256
 
     def _expected_train_s(self, assignment: Assignment) -> float:
-        if self.behaviour.train_time_s > 0:
-            full = self.behaviour.train_time_s * self.behaviour.slowdown
-            return min(full, assignment.plan.max_local_seconds) if assignment.plan.max_local_seconds else full
         steps = assignment.plan.epochs * -(-len(self.data.x_train) // self.trainer.batch_size_hint(assignment))
-        return steps * self.trainer.step_time_estimate(assignment.model_sha256) * self.behaviour.slowdown
+        return self.emulation.expected_train_s(assignment.plan,
+                                               steps * self.trainer.step_time_estimate(assignment.model_sha256))
 
     async def run_once(self) -> RoundOutcome:
         resp = await self.client.checkin(self.state_fn(), self._holding(), self.behaviour.long_poll_s)
@@ -256,7 +180,7 @@ class Device:
                 self.stats.model_downloads += 1
             self._check_data(a.model_sha256, model)
             checkpoint, checkpoint_sha = await self._checkpoint(a)
-        except ApiError as exc:  # a download, not the check-in, failed
+        except RequestRefused as exc:  # a download, not the check-in, failed
             self.stats.download_failures += 1
             return RoundOutcome("download_failed", self.clock() + REFUSED_WAIT_S, str(exc))
         if a.plan.evaluate_only:
@@ -275,33 +199,20 @@ class Device:
             if not a.control_url:
                 raise ProtocolError("a SCAFFOLD assignment without the server control variate", "bad_request")
             c = codec.decode(await self._fetch(a, a.control_url, a.control_sha256)).values
-            c_i = self._control_for(a.task_id)
+            c_i = self.kept.control_for(a.task_id)
             control = (c, c_i if c_i is not None and c_i.size == c.size else np.zeros_like(c))
-        capacity = None
-        if self.behaviour.straggler and self.rng.random() < self.behaviour.straggler:
-            capacity = int(self.rng.integers(1, a.plan.epochs + 1))
-        if self.behaviour.train_time_s > 0 and a.plan.max_local_seconds > 0:
-            # Emulated phone time: the budget allows this many whole epochs.
-            per_epoch = self.behaviour.train_time_s * self.behaviour.slowdown / a.plan.epochs
-            allowed = int(a.plan.max_local_seconds // per_epoch)
-            capacity = allowed if capacity is None else min(capacity, allowed)
-        done = 1.0 if capacity is None else min(capacity, a.plan.epochs) / a.plan.epochs
+        capacity = self.emulation.capacity_epochs(a.plan)
+        blobs = RoundBlobs(model, a.model_sha256, checkpoint, checkpoint_sha)
+        job = TrainJob(a.plan, self.data.x_train, self.data.y_train, self.data.x_eval, self.data.y_eval, self.rng,
+                       personal=self.kept.personal_for(a.model_sha256), control=control,
+                       residual=self.kept.residual_for(a.task_id), attack=self.emulation.attack,
+                       capacity_epochs=capacity)
 
         async def train():
-            result, compute_s = await self.trainer.train(
-                model, a.model_sha256, checkpoint, checkpoint_sha, a.plan, self.data, self.rng,
-                self.behaviour.attack, finish_by=finish_by, expected_s=expected_s, capacity_epochs=capacity,
-                personal=self._personal_for(a.model_sha256), control=control,
-                residual=self._residual_for(a.task_id))
+            result, compute_s = await self.trainer.train(blobs, job, Deadline(finish_by, expected_s))
             if result.personal is not None:
-                self._keep_personal(a.model_sha256, result.personal)
-            if self.behaviour.train_time_s > 0:
-                full = self.behaviour.train_time_s * self.behaviour.slowdown
-                await asyncio.sleep(max(0.0, full * done - compute_s))
-            elif self.behaviour.slowdown > 1.0:
-                # A slow phone computes longer; the time spent waiting for a free emulation
-                # thread is the host's queue, not the phone's speed, and is not multiplied.
-                await asyncio.sleep(compute_s * (self.behaviour.slowdown - 1.0))
+                self.kept.keep_personal(a.model_sha256, result.personal)
+            await self.emulation.phone_time(a.plan, capacity, compute_s)
             return result
 
         try:
@@ -313,7 +224,7 @@ class Device:
         except Unfinished as exc:
             self.stats.unfinished += 1
             return RoundOutcome("unfinished", detail=str(exc))
-        if self.behaviour.dropout and self.rng.random() < self.behaviour.dropout:
+        if self.emulation.drops():
             self.stats.dropped += 1
             return RoundOutcome("dropped")
         if self.clock() + self.behaviour.safety_margin_s / 5 > a.report_deadline:
@@ -323,7 +234,7 @@ class Device:
                           **self.spend(result, a.plan.dp_sgd_delta))
         try:
             answer = await self.client.upload(a, result.payload, meta)
-        except ApiError as exc:
+        except RequestRefused as exc:
             self.stats.refused_by(exc)
             return RoundOutcome("rejected", detail=str(exc))
         # An asynchronous task says which version took the update (it may be a later one).
@@ -332,9 +243,9 @@ class Device:
                                 result.float32_bytes)
         self.stats.partial += int(result.partial)
         if result.control is not None:  # c_i moves only once its delta is acknowledged
-            self._keep_control(a.task_id, result.control)
+            self.kept.keep_control(a.task_id, result.control)
         if result.residual is not None:  # likewise what a top-k upload left out
-            self._keep_residual(a.task_id, result.residual)
+            self.kept.keep_residual(a.task_id, result.residual)
         return RoundOutcome("uploaded", detail=f"{len(result.payload)} bytes")
 
     async def _evaluate(self, a: Assignment, model: bytes, checkpoint: bytes, checkpoint_sha: str) -> RoundOutcome:
@@ -342,25 +253,22 @@ class Device:
         if len(self.data.x_eval) == 0:
             return self._abandon("no local holdout examples to evaluate on")
         report = await self.trainer.evaluate(model, a.model_sha256, checkpoint, checkpoint_sha, self.data,
-                                             self._personal_for(a.model_sha256), a.plan, self.rng)
+                                             self.kept.personal_for(a.model_sha256), a.plan, self.rng)
         try:
             await self.client.report_evaluation(a, report)
-        except ApiError as exc:
+        except RequestRefused as exc:
             self.stats.refused_by(exc)
             return RoundOutcome("rejected", detail=str(exc))
         self.stats.evaluations += 1
         return RoundOutcome("evaluated", detail=f"{report['examples']} examples")
 
     async def _run_secagg(self, a: Assignment, train) -> RoundOutcome:
-        drop_at = ""
-        if self.behaviour.dropout and self.rng.random() < self.behaviour.dropout:
-            phase = self.behaviour.secagg_drop_phase
-            drop_at = SECAGG_PHASES[int(self.rng.integers(len(SECAGG_PHASES)))] if phase == "any" else phase
+        drop_at = self.emulation.secagg_drop_phase()
         try:
             done = await run_secagg_round(self.client, a, train, self.rng, drop_at, self.behaviour.long_poll_s,
                                           self.clock, self.min_dp_noise,
                                           lambda result: self.spend(result, a.plan.dp_sgd_delta))
-        except ApiError as exc:
+        except RequestRefused as exc:
             self.stats.refused_by(exc)
             return RoundOutcome("rejected", detail=str(exc))
         if done.outcome == "dropped":
@@ -368,7 +276,7 @@ class Device:
         if done.payload_bytes:
             self.stats.count_upload(a.round, done.payload_bytes, done.result.float32_bytes)
             if done.result.control is not None:  # SCAFFOLD under SecAgg: c_i moves once its masked input is in
-                self._keep_control(a.task_id, done.result.control)
+                self.kept.keep_control(a.task_id, done.result.control)
         outcome = "uploaded" if done.payload_bytes else done.outcome
         return RoundOutcome(outcome, detail=done.detail)
 
@@ -417,7 +325,7 @@ class Device:
                 return
             try:
                 outcome = attempt.result()
-            except ApiError as exc:
+            except RequestRefused as exc:
                 log.warning("check-in refused: %s", exc)
                 outcome = RoundOutcome("rejected", self.clock() + REFUSED_WAIT_S, str(exc), logged=True)
             except ProtocolError as exc:

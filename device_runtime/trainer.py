@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 import threading
 import time
 from collections import OrderedDict
@@ -18,13 +19,31 @@ import numpy as np
 
 from device_runtime.example_store import LocalData
 from device_runtime.litert_model import LocalModel
-from device_runtime.training import LocalResult, train_round
+from device_runtime.training import LocalResult, TrainJob, train_round
 from protocol import codec
 from protocol.messages import Assignment, Plan
 
 
 class TooLate(Exception):
     """A queued training job whose device can no longer report before its round's deadline."""
+
+
+@dataclass(frozen=True)
+class RoundBlobs:
+    """The round's model file and checkpoint, with the digests the trainer caches them by."""
+
+    model: bytes
+    model_sha: str
+    checkpoint: bytes
+    checkpoint_sha: str
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A job a worker reaches later than ``finish_by - expected_s`` (wall clock) is dropped."""
+
+    finish_by: float | None = None
+    expected_s: float = 0.0
 
 
 class Trainer:
@@ -59,40 +78,30 @@ class Trainer:
                 self._weights.popitem(last=False)
         return weights
 
-    def _run(self, model_bytes, model_sha, checkpoint, checkpoint_sha, plan, data: LocalData, rng,
-             attack: str, finish_by: float | None, expected_s: float,
-             capacity_epochs: int | None, personal, control, residual=None) -> tuple[LocalResult, float]:
+    def _run(self, blobs: RoundBlobs, job: TrainJob, deadline: Deadline) -> tuple[LocalResult, float]:
         # Checked when a worker takes the job, not when it was queued: with hundreds of devices
         # selected at once the queue is long, and a job that can no longer finish would only
         # delay the jobs behind it (the next round's) past their own deadlines.
-        if finish_by is not None and time.time() + expected_s > finish_by:
+        if deadline.finish_by is not None and time.time() + deadline.expected_s > deadline.finish_by:
             with self._lock:
                 self.skipped_late += 1
-            raise TooLate(f"a worker was free only {max(0.0, finish_by - time.time()):.2f} s before the "
-                          f"deadline; training takes about {expected_s:.2f} s")
+            raise TooLate(f"a worker was free only {max(0.0, deadline.finish_by - time.time()):.2f} s before the "
+                          f"deadline; training takes about {deadline.expected_s:.2f} s")
         started = time.perf_counter()
-        model = self._model(model_bytes, model_sha)
-        weights = self._weights_for(checkpoint, checkpoint_sha, model.manifest.weight_shapes)
-        result = train_round(model, weights, plan, data.x_train, data.y_train, data.x_eval, data.y_eval, rng,
-                             attack, capacity_epochs, personal, control, residual)
-        self._step_s[model_sha] = model.last_step_s
+        model = self._model(blobs.model, blobs.model_sha)
+        weights = self._weights_for(blobs.checkpoint, blobs.checkpoint_sha, model.manifest.weight_shapes)
+        result = train_round(model, weights, job)
+        self._step_s[blobs.model_sha] = model.last_step_s
         spent = time.perf_counter() - started
         with self._lock:
             self.compute_s += spent
         return result, spent
 
-    async def train(self, model_bytes: bytes, model_sha: str, checkpoint: bytes, checkpoint_sha: str,
-                    plan: Plan, data: LocalData, rng: np.random.Generator, attack: str = "",
-                    finish_by: float | None = None, expected_s: float = 0.0,
-                    capacity_epochs: int | None = None, personal=None, control=None,
-                    residual=None) -> tuple[LocalResult, float]:
-        """(the round's result, the seconds of computation it took: queueing not included).
-        With `finish_by`, raises TooLate instead of training when a worker reaches the job
-        later than `finish_by - expected_s`."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, self._run, model_bytes, model_sha, checkpoint,
-                                          checkpoint_sha, plan, data, rng, attack, finish_by, expected_s,
-                                          capacity_epochs, personal, control, residual)
+    async def train(self, blobs: RoundBlobs, job: TrainJob, deadline: Deadline = Deadline()
+                    ) -> tuple[LocalResult, float]:
+        """(the round's result, the seconds of computation it took: queueing not included);
+        TooLate instead of training when a worker reaches the job past its deadline."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._run, blobs, job, deadline)
 
     def _evaluate(self, model_bytes, model_sha, checkpoint, checkpoint_sha, data: LocalData, personal,
                   plan: Plan | None, rng) -> dict:

@@ -34,24 +34,38 @@ class LocalResult:
     dp_sgd: DpSgdEvent | None = None  # example-level DP-SGD: the steps this round spent on the device's data
 
 
+@dataclass(frozen=True)
+class TrainJob:
+    """One round of local training, as data: the plan, the device's examples, what the device
+    kept from earlier rounds, and what an emulated fleet adds (`device_runtime.emulation`)."""
+
+    plan: Plan
+    x: np.ndarray
+    y: np.ndarray
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+    rng: np.random.Generator
+    personal: list[np.ndarray] | None = None  # this device's personal layers (None: the file's own)
+    control: tuple[np.ndarray, np.ndarray] | None = None  # SCAFFOLD: (c, c_i)
+    residual: np.ndarray | None = None  # top-k: what the device's previous upload in the task left out
+    attack: str = ""  # emulated fleets only: the clipped delta is replaced with a malicious one
+    capacity_epochs: int | None = None  # emulated stragglers: the epochs this device can do this round
+
+
 class Unfinished(Exception):
     """Training ended before the plan's epochs (time budget or the device's capacity) and the
     plan does not take partial work (FedAvg's assumption): the device does not upload."""
 
 
-def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
-                x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
-                rng: np.random.Generator, attack: str = "", capacity_epochs: int | None = None,
-                personal: list[np.ndarray] | None = None,
-                control: tuple[np.ndarray, np.ndarray] | None = None,
-                residual: np.ndarray | None = None) -> LocalResult:
-    """``attack`` (emulated fleets only) replaces the clipped delta with a malicious one;
-    ``capacity_epochs`` (emulated stragglers) is how many epochs this device can do this round;
-    ``residual`` (top-k codecs) is what the device's previous upload in the task left out.
+def train_round(model: LocalModel, global_weights: list[np.ndarray], job: TrainJob) -> LocalResult:
+    """The round's local work from the global weights.
 
     The upload's example count is the examples processed divided by the plan's epochs: the
     local dataset size after full work (as FedAvg weighs), proportionally less after partial work.
     """
+    plan, x, y, x_eval, y_eval, rng = job.plan, job.x, job.y, job.x_eval, job.y_eval, job.rng
+    personal, control, residual, attack, capacity_epochs = (job.personal, job.control, job.residual, job.attack,
+                                                            job.capacity_epochs)
     # Before any work: a file without what the plan needs refuses.
     model.manifest.check_plan(plan.proximal_mu, plan.scaffold, plan.dp_sgd)
     if plan.max_examples and len(x) > plan.max_examples:
@@ -97,9 +111,11 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
     delta = poison_delta(attack, delta)
     if plan.secagg:
         # The SecAgg grid is only known once the key phases close; the device encodes then.
-        return LocalResult(b"", examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
-                           delta.astype(np.float32), norm <= plan.clip_norm, partial, trained_personal,
-                           next_control, dp_sgd=event)
+        return LocalResult(payload=b"", example_count=examples, train_loss=train_loss, eval_loss=eval_loss,
+                           eval_accuracy=eval_acc, eval_count=len(x_eval), delta_norm=norm,
+                           float32_bytes=4 * delta.size, delta=delta.astype(np.float32),
+                           below_clip=norm <= plan.clip_norm, partial=partial, personal=trained_personal,
+                           control=next_control, dp_sgd=event)
     shapes = [np.shape(w) for w in global_weights] * (2 if plan.scaffold else 1)
     spec = codec.CodecSpec.parse(plan.codec, plan.chunk_size)
     next_residual = None
@@ -113,6 +129,7 @@ def train_round(model: LocalModel, global_weights: list[np.ndarray], plan: Plan,
         next_residual = (delta - codec.decode(payload).values).astype(np.float32)
     elif plan.scaffold:  # c_i moves by what the coordinator folds (error feedback carries top-k's rest)
         next_control = scaffold.after_sent(c_i, codec.decode(payload).values)
-    return LocalResult(payload, examples, train_loss, eval_loss, eval_acc, len(x_eval), norm, 4 * delta.size,
+    return LocalResult(payload=payload, example_count=examples, train_loss=train_loss, eval_loss=eval_loss,
+                       eval_accuracy=eval_acc, eval_count=len(x_eval), delta_norm=norm, float32_bytes=4 * delta.size,
                        below_clip=norm <= plan.clip_norm, partial=partial, personal=trained_personal,
                        control=next_control, residual=next_residual, dp_sgd=event)

@@ -24,6 +24,7 @@ RECENT = 3  # the rows that can be open at once: committing, aggregating, report
 
 class BufferedKind(SyncKind):
     name = "buffered"
+    opens_in = RoundState.REPORTING  # a buffer takes updates from its first moment
 
     def __init__(self, control: RoundControl, store: Store, running: RunningRounds, slot_listeners: list,
                  metrics=None):

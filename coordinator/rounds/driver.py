@@ -47,15 +47,17 @@ class RoundDriver:
         self.store, self.clock, self.tasks, self.running, self.secagg = store, clock, tasks, running, secagg
         self.metrics = metrics
         self.audit = audit  # coordinator.audit.trail.AuditTrail (None: not recorded)
-        self.replicas = Replicas(self)  # leases and what the other replicas did
-        self.replica_id = self.replicas.replica_id
-        self.holds_lease = self.replicas.holds_lease
-        self.release_leases = self.replicas.release_leases
-        self.sync_from_store = self.replicas.sync_from_store
         # Called with the task id whenever a round opens (the app wakes long-polling check-ins).
         self.round_open_listeners: list = []
         # Called with the task id on every round transition (wakes long-polling SecAgg views).
         self.round_change_listeners: list = []
+        # Leases and what the other replicas did.
+        self.replicas = Replicas(store, clock, tasks, running, self.round_open_listeners,
+                                 self.round_change_listeners, lambda task: self.kind(task).opens_in)
+        self.replica_id = self.replicas.replica_id
+        self.holds_lease = self.replicas.holds_lease
+        self.release_leases = self.replicas.release_leases
+        self.sync_from_store = self.replicas.sync_from_store
         # With a running driver (the app), commits are computed off the event loop: requested
         # here, taken by the driver (take_pending_commits), run by commit_async.
         self.defer_commits = False

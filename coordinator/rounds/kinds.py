@@ -53,6 +53,7 @@ class SyncKind:
 
     name = "sync"
     trains = True  # a committed round makes a new checkpoint (and may call an evaluation)
+    opens_in = RoundState.SELECTING  # the state a new round starts in
 
     def __init__(self, control: RoundControl, store: Store, running: RunningRounds):
         self.control, self.store, self.running = control, store, running

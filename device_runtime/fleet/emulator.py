@@ -71,7 +71,7 @@ class Availability:
 
 
 @dataclass
-class RoundRecord:
+class FleetRound:
     round: int
     state: str
     selected: int
@@ -137,7 +137,7 @@ class Fleet:
         self.cache = MemoryBlobCache()
         self.availability = Availability.parse(cfg.availability)
         self.devices: list[Device] = []
-        self.history: list[RoundRecord] = []
+        self.history: list[FleetRound] = []
         # Federated evaluations of the task's checkpoints (eval_every): round, state, metrics.
         self.evaluations: list[dict] = []
         self.started = time.time()
@@ -192,7 +192,7 @@ class Fleet:
         return acc, loss
 
     async def run(self, model_bytes: bytes, task_config: dict, task_id: str | None = None,
-                  on_round=None) -> list[RoundRecord]:
+                  on_round=None) -> list[FleetRound]:
         check_data_fits(read_manifest(model_bytes), self.data)  # before anything reaches the coordinator
         timeout = aiohttp.ClientTimeout(total=60)
         # No pool limit: every device holds a long poll open, and a limit of 256 made the selected
@@ -272,7 +272,7 @@ class Fleet:
                 drops = sum(d.stats.dropped for d in self.devices)
                 abandons = sum(d.stats.abandoned_deadline for d in self.devices)
                 m = r["metrics"]
-                rec = RoundRecord(r["round"], r["state"], r["selected"], r["reported"], r["examples"],
+                rec = FleetRound(r["round"], r["state"], r["selected"], r["reported"], r["examples"],
                                   m.get("train_loss", float("nan")), m.get("eval_accuracy", float("nan")),
                                   acc, loss, up, drops - last_drop, abandons - last_abandon,
                                   (r["closed_at"] or 0) - r["opened_at"], r["reason"],
@@ -398,14 +398,14 @@ def format_round(rec) -> str:
             + (f"  eps {rec.epsilon:6.2f}" if rec.epsilon == rec.epsilon else ""))
 
 
-def write_history(history: list[RoundRecord], out_dir: str | Path, title: str = "fedge fleet",
+def write_history(history: list[FleetRound], out_dir: str | Path, title: str = "fedge fleet",
                   evaluations: list[dict] | None = None) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "history.csv", "json": out / "history.json", "png": out / "history.png"}
     rows = [asdict(r) for r in history]
     with open(paths["csv"], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(RoundRecord.__dataclass_fields__))
+        writer = csv.DictWriter(f, fieldnames=list(FleetRound.__dataclass_fields__))
         writer.writeheader()
         writer.writerows(rows)
     paths["json"].write_text(json.dumps(rows, indent=1))

@@ -10,6 +10,7 @@ from coordinator.http.app import COORDINATOR
 from device_runtime.blob_cache import MemoryBlobCache
 from device_runtime.client import CoordinatorClient
 from device_runtime.device import Behaviour, Device
+from device_runtime.kept_state import KeptState
 from device_runtime.example_store import split_holdout
 from device_runtime.trainer import Trainer
 from protocol.messages import DeviceState
@@ -44,7 +45,7 @@ async def run_one_device_to_completion(server, model: bytes, timeout: float = 10
     done = until or (lambda c: c.tasks["t"].state == "completed")
     async with aiohttp.ClientSession() as session:
         dev = _device(session, url, trainer)
-        dev.state_dir = state_dir
+        dev.kept.state_dir = state_dir
         await dev.client.register("pop")
         stop = asyncio.Event()
         runner = asyncio.create_task(dev.run(stop, after_round_s=0.05))
@@ -241,11 +242,10 @@ async def test_a_scaffold_device_keeps_its_control_variate(live_coordinator, dig
     dev = await run_one_device_to_completion(live_coordinator, digits_tflite, 15, state_dir=tmp_path / "local",
                                              rounds=2, scaffold=True, codec="f32")
     coordinator = live_coordinator.app[COORDINATOR]
-    c_i = dev.controls["t"]
+    c_i = dev.kept.controls["t"]
     assert c_i.size == coordinator.tasks["t"].manifest.num_parameters and np.abs(c_i).max() > 0
-    restarted = Device(client=None, data=dev.data, trainer=None, state_fn=None, cache=None, rng=None,
-                       state_dir=tmp_path / "local")
-    np.testing.assert_array_equal(restarted._control_for("t"), c_i)  # survives a restart (nothing in memory)
+    restarted = KeptState(tmp_path / "local")
+    np.testing.assert_array_equal(restarted.control_for("t"), c_i)  # survives a restart (nothing in memory)
     rounds = coordinator.admin.rounds("t")
     assert [r["state"] for r in rounds] == ["committed", "committed"] and dev.stats.uploads == 2
     # One device per round (goal 1): the server's variate after round 2 is that device's c_i+ - c_i
@@ -261,11 +261,10 @@ async def test_a_top_k_device_keeps_what_it_did_not_send(live_coordinator, digit
                                              rounds=2, codec="q8+topk:0.02")
     coordinator = live_coordinator.app[COORDINATOR]
     assert [r["state"] for r in coordinator.admin.rounds("t")] == ["committed", "committed"]
-    residual = dev.residuals["t"]
+    residual = dev.kept.residuals["t"]
     assert residual.size == coordinator.tasks["t"].manifest.num_parameters and np.abs(residual).max() > 0
-    restarted = Device(client=None, data=dev.data, trainer=None, state_fn=None, cache=None, rng=None,
-                       state_dir=tmp_path / "local")
-    np.testing.assert_array_equal(restarted._residual_for("t"), residual)  # survives a restart
+    restarted = KeptState(tmp_path / "local")
+    np.testing.assert_array_equal(restarted.residual_for("t"), residual)  # survives a restart
 
 
 async def test_data_that_does_not_fit_the_model_refuses_the_round_and_the_device_goes_on(live_coordinator,

@@ -11,7 +11,7 @@ import pytest
 
 from device_runtime.litert_model import LocalModel
 from device_runtime.privacy_ledger import PrivacyLedger
-from device_runtime.training import train_round
+from device_runtime.training import TrainJob, train_round
 from protocol.dp_sgd import DpSgdEvent
 from protocol.errors import ProtocolError
 from protocol.messages import Plan
@@ -27,7 +27,7 @@ def test_a_round_reports_its_steps_and_draws_its_own_noise(digits_dp_tflite):
     model = LocalModel(digits_dp_tflite)
     x, y = digits_shard(80)
     w = model.get_weights()
-    runs = [train_round(model, w, _plan(), x, y, x[:8], y[:8], np.random.default_rng(7)) for _ in range(2)]
+    runs = [train_round(model, w, TrainJob(_plan(), x, y, x[:8], y[:8], np.random.default_rng(7))) for _ in range(2)]
     # 80 examples in batches of 32: 3 steps an epoch, 2 epochs; q = 32 / 80.
     assert runs[0].dp_sgd == DpSgdEvent(1.1, 0.4, 6) == runs[1].dp_sgd
     # Same data order (the same seeded generator), different noise: nobody can replay it.
@@ -45,7 +45,7 @@ def test_a_file_without_train_dp_refuses_the_plan(digits_tflite):
     model = LocalModel(digits_tflite)
     x, y = digits_shard(40)
     with pytest.raises(ProtocolError, match="fedge export --dp-sgd"):
-        train_round(model, model.get_weights(), _plan(), x, y, x[:4], y[:4], np.random.default_rng(0))
+        train_round(model, model.get_weights(), TrainJob(_plan(), x, y, x[:4], y[:4], np.random.default_rng(0)))
 
 
 def test_the_ledger_composes_rounds_with_dp_accounting():

@@ -6,7 +6,7 @@ import pytest
 from device_runtime import probes
 from device_runtime.example_store import load_example_store, write_example_file
 from device_runtime.litert_model import LocalModel
-from device_runtime.training import train_round
+from device_runtime.training import TrainJob, train_round
 from protocol.dp import clip_l2
 from protocol import codec
 from protocol.messages import Plan
@@ -80,12 +80,12 @@ def test_train_round_reduces_loss_and_encodes_delta(digits_tflite):
     weights = model.get_weights()
     rng = np.random.default_rng(0)
     plan = Plan(epochs=3, batch_size=32, learning_rate=0.05, codec="q8", chunk_size=256, clip_norm=0.0)
-    result = train_round(model, weights, plan, x[:300], y[:300], x_te, y_te, rng)
+    result = train_round(model, weights, TrainJob(plan, x[:300], y[:300], x_te, y_te, rng))
     new = codec.flatten(weights) + codec.decode(result.payload).values
     model.set_weights(codec.unflatten(new, model.manifest.weight_shapes))
     assert model.evaluate(x_te, y_te)[1] > result.eval_accuracy + 0.2
-    clipped = train_round(model, weights, Plan(3, 32, 0.05, "f32", 256, clip_norm=0.1), x[:300], y[:300],
-                          x_te, y_te, rng)
+    clipped = train_round(model, weights, TrainJob(Plan(3, 32, 0.05, "f32", 256, clip_norm=0.1), x[:300], y[:300],
+                          x_te, y_te, rng))
     assert np.linalg.norm(codec.decode(clipped.payload).values) <= 0.1 + 1e-5
 
 

@@ -10,7 +10,8 @@ import pytest
 from coordinator.http.app import COORDINATOR
 from device_runtime.device import Device
 from device_runtime.litert_model import LocalModel
-from device_runtime.training import train_round
+from device_runtime.kept_state import KeptState
+from device_runtime.training import TrainJob, train_round
 from protocol import codec
 from protocol.messages import Plan
 from tests.device_runtime.conftest import create_task
@@ -45,8 +46,8 @@ def test_personal_layers_train_but_never_travel(personal_tflite):
         np.testing.assert_array_equal(a, b)
     x, y = _data()
     plan = Plan(epochs=2, batch_size=32, learning_rate=0.05, codec="f32", chunk_size=256)
-    result = train_round(model, model.get_weights(), plan, x, y, x[:8], y[:8], np.random.default_rng(1),
-                         personal=mine)
+    result = train_round(model, model.get_weights(), TrainJob(plan, x, y, x[:8], y[:8], np.random.default_rng(1),
+                         personal=mine))
     assert result.personal is not None and np.abs(result.personal[0] - mine[0]).max() > 1e-4  # it trained
     decoded = codec.decode(result.payload, [w.size for w in m.weights]).values
     assert decoded.size == m.num_parameters  # the update carries the shared layers only
@@ -58,13 +59,12 @@ async def test_a_device_keeps_its_personal_layers_across_rounds_and_restarts(liv
                                              rounds=2)
     coordinator = live_coordinator.app[COORDINATOR]
     initial = LocalModel(personal_tflite).initial_personal
-    sha = next(iter(dev.personal))
-    kept = dev.personal[sha]
+    sha = next(iter(dev.kept.personal))
+    kept = dev.kept.personal[sha]
     assert np.abs(kept[0] - initial[0]).max() > 1e-4
     # A restarted device (a new process: nothing in memory) finds them in its state folder.
-    again = Device(client=None, data=dev.data, trainer=None, state_fn=None, cache=None, rng=None,
-                   state_dir=tmp_path / "local")
-    for a, b in zip(again._personal_for(sha), kept):
+    again = KeptState(tmp_path / "local")
+    for a, b in zip(again.personal_for(sha), kept):
         np.testing.assert_array_equal(a, b)
     # The coordinator's checkpoint has the shared layers only.
     ck = coordinator.store.blobs.read(coordinator.tasks["t"].checkpoint_sha)

@@ -71,7 +71,7 @@ async def test_scaffold_under_secure_aggregation(live_coordinator, digits_tflite
 
     task = coordinator.tasks["t"]
     c = codec.decode(coordinator.store.blobs.read(task.control_sha)).values
-    mean_ci = np.mean([d.controls["t"] for d in devices], axis=0)  # every c_i started at 0
+    mean_ci = np.mean([d.kept.controls["t"] for d in devices], axis=0)  # every c_i started at 0
     assert np.abs(c).max() > 0
     np.testing.assert_allclose(c, mean_ci, atol=2e-3 * max(1.0, float(np.abs(mean_ci).max())))
 

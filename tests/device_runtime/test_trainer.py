@@ -12,7 +12,8 @@ import time
 import numpy as np
 
 from device_runtime.example_store import split_holdout
-from device_runtime.trainer import TooLate, Trainer
+from device_runtime.trainer import Deadline, RoundBlobs, TooLate, Trainer
+from device_runtime.training import TrainJob
 from protocol import codec
 from protocol.messages import Plan
 from protocol.tflite_file import read_initial_weights
@@ -28,17 +29,21 @@ def _job_inputs(tflite: bytes):
     return data, checkpoint, plan, hashlib.sha256(tflite).hexdigest(), hashlib.sha256(checkpoint).hexdigest()
 
 
+def _job(plan, data, seed: int) -> TrainJob:
+    return TrainJob(plan, data.x_train, data.y_train, data.x_eval, data.y_eval, np.random.default_rng(seed))
+
+
 async def test_jobs_reached_after_their_deadline_are_skipped(digits_tflite):
     trainer = Trainer(workers=1)
     data, checkpoint, plan, msha, csha = _job_inputs(digits_tflite)
-    await trainer.train(digits_tflite, msha, checkpoint, csha, plan, data, np.random.default_rng(1))  # warm
-    _, one = await trainer.train(digits_tflite, msha, checkpoint, csha, plan, data, np.random.default_rng(1))
+    blobs = RoundBlobs(digits_tflite, msha, checkpoint, csha)
+    await trainer.train(blobs, _job(plan, data, 1))  # warm
+    _, one = await trainer.train(blobs, _job(plan, data, 1))
     assert one > 0.005, one
     # Ten devices selected at once on one worker; time for about three jobs before the deadline.
     finish_by = time.time() + 3.2 * one
     submitted = time.time()
-    results = await asyncio.gather(*(trainer.train(digits_tflite, msha, checkpoint, csha, plan, data,
-                                                   np.random.default_rng(i), finish_by=finish_by, expected_s=one)
+    results = await asyncio.gather(*(trainer.train(blobs, _job(plan, data, i), Deadline(finish_by, one))
                                      for i in range(10)), return_exceptions=True)
     done = [r for r in results if not isinstance(r, BaseException)]
     late = [r for r in results if isinstance(r, TooLate)]
@@ -55,8 +60,8 @@ async def test_jobs_reached_after_their_deadline_are_skipped(digits_tflite):
 async def test_without_a_deadline_every_job_runs(digits_tflite):
     trainer = Trainer(workers=2)
     data, checkpoint, plan, msha, csha = _job_inputs(digits_tflite)
-    results = await asyncio.gather(*(trainer.train(digits_tflite, msha, checkpoint, csha, plan, data,
-                                                   np.random.default_rng(i)) for i in range(4)))
+    blobs = RoundBlobs(digits_tflite, msha, checkpoint, csha)
+    results = await asyncio.gather(*(trainer.train(blobs, _job(plan, data, i)) for i in range(4)))
     assert len(results) == 4 and trainer.skipped_late == 0
     assert all(len(codec.decode(r.payload).values) > 0 for r, _ in results)
     trainer.close()

@@ -224,7 +224,7 @@ def test_the_parity_report_covers_fedprox(softmax_export):
 
 def test_a_file_exported_before_fedprox(old_export, softmax_export):
     from device_runtime.litert_model import LocalModel
-    from device_runtime.training import train_round
+    from device_runtime.training import TrainJob, train_round
     from protocol.messages import Plan
 
     manifest = read_manifest(old_export.tflite)
@@ -235,13 +235,13 @@ def test_a_file_exported_before_fedprox(old_export, softmax_export):
     x, y = rng.normal(size=(20, 6)).astype(np.float32), rng.integers(0, 4, 20).astype(np.int32)
     weights = model.get_weights()
     plain = Plan(epochs=1, batch_size=8, learning_rate=0.1, codec="f32", chunk_size=256)
-    result = train_round(model, weights, plain, x, y, x[:4], y[:4], rng)  # mu = 0: trains as before
+    result = train_round(model, weights, TrainJob(plain, x, y, x[:4], y[:4], rng))  # mu = 0: trains as before
     assert result.example_count == 20 and np.abs(codec.decode(result.payload).values).max() > 0
     prox = Plan(epochs=1, batch_size=8, learning_rate=0.1, codec="f32", chunk_size=256, proximal_mu=0.1)
     with pytest.raises(ProtocolError, match="exported before FedProx"):
-        train_round(model, weights, prox, x, y, x[:4], y[:4], rng)
+        train_round(model, weights, TrainJob(prox, x, y, x[:4], y[:4], rng))
     # The same plan on a current file runs.
-    assert train_round(LocalModel(softmax_export.tflite), weights, prox, x, y, x[:4], y[:4], rng).example_count == 20
+    assert train_round(LocalModel(softmax_export.tflite), weights, TrainJob(prox, x, y, x[:4], y[:4], rng)).example_count == 20
 
 
 def test_the_coordinator_refuses_fedprox_on_a_file_that_cannot_run_it(old_export, softmax_export, tmp_path):

@@ -52,7 +52,7 @@ def test_the_correction_is_added_to_the_gradient_and_reset_by_set_weights(softma
 
 def test_the_device_computes_the_next_control_variate(softmax_export):
     from device_runtime.litert_model import LocalModel
-    from device_runtime.training import train_round
+    from device_runtime.training import TrainJob, train_round
     from protocol.messages import Plan
 
     model = LocalModel(softmax_export.tflite)
@@ -62,7 +62,7 @@ def test_the_device_computes_the_next_control_variate(softmax_export):
     x, y = rng.normal(size=(24, 6)).astype(np.float32), rng.integers(0, 4, 24).astype(np.int32)
     c, c_i = rng.normal(size=n).astype(np.float32) * 0.01, rng.normal(size=n).astype(np.float32) * 0.01
     plan = Plan(epochs=2, batch_size=8, learning_rate=0.1, codec="f32", chunk_size=256, scaffold=True)
-    result = train_round(model, w, plan, x, y, x[:4], y[:4], np.random.default_rng(1), control=(c, c_i))
+    result = train_round(model, w, TrainJob(plan, x, y, x[:4], y[:4], np.random.default_rng(1), control=(c, c_i)))
     decoded = codec.decode(result.payload, [v.size for v in w] * 2).values
     delta, dc = decoded[:n], decoded[n:]
     steps = 2 * 3  # 24 examples, batch 8, 2 epochs

@@ -62,13 +62,13 @@ def test_speed_models():
 
 
 def test_what_the_coordinator_refused_is_counted_by_reason():
-    from device_runtime.client import ApiError
+    from device_runtime.client import RequestRefused
     from device_runtime.device import DeviceStats
     from device_runtime.fleet.emulator import _by_code
 
     a, b = DeviceStats(), DeviceStats()
     for stats, code in ((a, "round_closed"), (b, "round_closed"), (b, "duplicate"), (a, "round_closed")):
-        stats.refused_by(ApiError(410, code, "late"))
+        stats.refused_by(RequestRefused(410, code, "late"))
     assert a.rejected + b.rejected == 4
     assert _by_code([a, b]) == " (round_closed 3, duplicate 1)"
     assert _by_code([DeviceStats()]) == ""

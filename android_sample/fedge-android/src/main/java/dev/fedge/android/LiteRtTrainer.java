@@ -5,6 +5,7 @@ import dev.fedge.core.LocalState;
 import dev.fedge.core.LocalTrainer;
 import dev.fedge.core.LocalWork;
 import dev.fedge.core.Plan;
+import dev.fedge.core.TrainJob;
 import dev.fedge.core.dp.DpSgdEvent;
 import java.nio.Buffer;
 import java.nio.ByteBuffer;
@@ -142,14 +143,13 @@ final class LiteRtTrainer implements LocalTrainer {
     }
 
     @Override
-    public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan)
-            throws LocalWork.Unfinished {
-        return train(model, modelSha256, globalWeights, counts, plan, null);
-    }
-
-    @Override
-    public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan,
-                        float[] correction) throws LocalWork.Unfinished {
+    public Result train(TrainJob job) throws LocalWork.Unfinished {
+        byte[] model = job.model;
+        String modelSha256 = job.modelSha256;
+        float[] globalWeights = job.globalWeights;
+        int[] counts = job.counts;
+        Plan plan = job.plan;
+        float[] correction = job.correction;
         try (Interpreter interpreter = open(model)) {
             int batch = interpreter.getInputTensorFromSignature("x", "train").shape()[0];
             int features = interpreter.getInputTensorFromSignature("x", "train").numElements() / batch;

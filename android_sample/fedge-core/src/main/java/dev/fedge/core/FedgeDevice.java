@@ -67,12 +67,8 @@ public final class FedgeDevice {
     private final DoubleSupplier clock;
     private final Random random;
     private final SecureRandom secureRandom = new SecureRandom();
-    /** SCAFFOLD: this device's control variate c_i per task (the app persists it with the device state). */
-    public final java.util.Map<String, float[]> controls = new java.util.HashMap<>();
-    /** Top-k codecs: what this device's last upload in a task left out, added to its next (error feedback). */
-    public final java.util.Map<String, float[]> residuals = new java.util.HashMap<>();
-    /** Where c_i and the residuals survive the process (an Android job's process ends after each run); null: memory only. */
-    private LocalState state_;
+    /** What this device keeps between rounds (SCAFFOLD's c_i, top-k's residuals), never uploaded. */
+    public final KeptState kept = new KeptState();
 
     /** This device's privacy floor: only distributed-DP rounds whose devices' noise adds up to at least this. */
     private double minDpNoise;
@@ -88,28 +84,10 @@ public final class FedgeDevice {
 
     /** Keep this device's state (SCAFFOLD's c_i, top-k's residuals) in {@code state} across runs. */
     public FedgeDevice withLocalState(LocalState state) {
-        this.state_ = state;
+        kept.storeIn(state);
         return this;
     }
 
-    private float[] recall(java.util.Map<String, float[]> memory, String kind, String taskId)
-            throws java.io.IOException {
-        if (!memory.containsKey(taskId) && state_ != null) {
-            float[] loaded = state_.load(kind + "-" + taskId);
-            if (loaded != null) {
-                memory.put(taskId, loaded);
-            }
-        }
-        return memory.get(taskId);
-    }
-
-    private void remember(java.util.Map<String, float[]> memory, String kind, String taskId, float[] values)
-            throws java.io.IOException {
-        memory.put(taskId, values);
-        if (state_ != null) {
-            state_.save(kind + "-" + taskId, values);
-        }
-    }
     public final Stats stats = new Stats();
 
     /** {@code clock} returns unix seconds (System.currentTimeMillis() / 1000.0 outside tests). */
@@ -192,7 +170,7 @@ public final class FedgeDevice {
                 throw new ProtocolException("a SCAFFOLD assignment without the server control variate", "bad_request");
             }
             c = UpdateCodec.decode(client.fetchBlob(a.controlUrl, a.controlSha256, cache), null).values;
-            ci = recall(controls, "control", a.taskId);
+            ci = kept.controlFor(a.taskId);
             if (ci == null || ci.length != c.length) {
                 ci = new float[c.length];
             }
@@ -216,7 +194,7 @@ public final class FedgeDevice {
         }
         float[] toSend = trained.delta;
         if (spec.topk > 0) { // error feedback: this update plus what the last one in the task left out
-            float[] residual = recall(residuals, "residual", a.taskId);
+            float[] residual = kept.residualFor(a.taskId);
             if (residual != null && residual.length == toSend.length) {
                 toSend = toSend.clone();
                 for (int i = 0; i < toSend.length; i++) {
@@ -239,7 +217,7 @@ public final class FedgeDevice {
         if (trained.nextControl != null) { // c_i moves only once its delta is acknowledged, by what was folded
             float[] next = spec.topk > 0 ? trained.nextControl  // error feedback carries the rest
                     : Scaffold.afterSent(ci, UpdateCodec.decode(payload, counts).values);
-            remember(controls, "control", a.taskId, next);
+            kept.keepControl(a.taskId, next);
         }
         if (spec.topk > 0) { // likewise what a top-k upload left out
             float[] sent = UpdateCodec.decode(payload, counts).values;
@@ -247,7 +225,7 @@ public final class FedgeDevice {
             for (int i = 0; i < left.length; i++) {
                 left[i] = toSend[i] - sent[i];
             }
-            remember(residuals, "residual", a.taskId, left);
+            kept.keepResidual(a.taskId, left);
         }
         return uploaded(payload.length, trained, payload.length + " bytes, round " + a.round);
     }
@@ -287,7 +265,7 @@ public final class FedgeDevice {
             return new RoundOutcome(done.outcome, 0, done.detail);
         }
         if (done.trained.nextControl != null) { // its masked input is in: c_i moves
-            remember(controls, "control", a.taskId, done.trained.nextControl);
+            kept.keepControl(a.taskId, done.trained.nextControl);
         }
         return uploaded(done.payloadBytes, done.trained, done.detail + ", round " + a.round);
     }

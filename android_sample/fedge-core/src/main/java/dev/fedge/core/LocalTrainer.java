@@ -43,22 +43,11 @@ public interface LocalTrainer {
     }
 
     /**
-     * Starts from {@code globalWeights} (flat, manifest order; {@code counts} per tensor),
-     * evaluates them on the local holdout, trains for the plan's epochs, returns the new weights.
+     * Starts from the job's global weights, evaluates them on the local holdout, trains for the
+     * plan's epochs (with SCAFFOLD's correction c - c_i added to every step's gradient when the
+     * job carries one; a trainer without SCAFFOLD refuses it), returns the new weights.
      */
-    Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan) throws Exception;
-
-    /**
-     * As above with SCAFFOLD's correction c - c_i (flat, manifest order) added to every step's
-     * gradient; a trainer without SCAFFOLD refuses a non-null correction.
-     */
-    default Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan,
-                         float[] correction) throws Exception {
-        if (correction != null) {
-            throw new ProtocolException("this trainer does not run SCAFFOLD", "unsupported_plan");
-        }
-        return train(model, modelSha256, globalWeights, counts, plan);
-    }
+    Result train(TrainJob job) throws Exception;
 
     /** Counts of a federated evaluation (protocol.messages.EvaluationReport): correct <= examples. */
     final class Evaluation {

@@ -33,8 +33,8 @@ public final class TrainedDelta {
     public static TrainedDelta train(LocalTrainer trainer, byte[] model, Assignment a, UpdateCodec.Decoded global,
                                      float[] c, float[] ci) throws Exception {
         boolean scaffold = c != null;
-        LocalTrainer.Result result = trainer.train(model, a.modelSha256, global.values, global.counts, a.plan,
-                scaffold ? Scaffold.correction(c, ci) : null);
+        LocalTrainer.Result result = trainer.train(new TrainJob(model, a.modelSha256, global.values, global.counts,
+                a.plan, scaffold ? Scaffold.correction(c, ci) : null));
         float[] delta = DeltaMath.delta(result.weights, global.values);
         float[] next = null;
         if (scaffold) {

@@ -37,7 +37,7 @@ public class FedgeDeviceTest {
                 Backoff.defaults(new Random(0)), ms -> { }, 2);
         LocalTrainer never = new LocalTrainer() {
             @Override
-            public Result train(byte[] model, String sha, float[] weights, int[] counts, Plan plan) {
+            public Result train(TrainJob job) {
                 throw new AssertionError("no round should reach training");
             }
 

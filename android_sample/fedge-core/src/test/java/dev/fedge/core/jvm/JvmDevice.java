@@ -60,7 +60,7 @@ public final class JvmDevice {
                 device.stats.lastDeltaFailure.isEmpty() ? "" : " (last failure: " + device.stats.lastDeltaFailure + ")");
         if (args.containsKey("control-out")) { // SCAFFOLD: this device's control variates, for the test to compare
             StringBuilder out = new StringBuilder();
-            for (Map.Entry<String, float[]> e : device.controls.entrySet()) {
+            for (Map.Entry<String, float[]> e : device.kept.controls.entrySet()) {
                 java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4 * e.getValue().length)
                         .order(java.nio.ByteOrder.LITTLE_ENDIAN);
                 for (float v : e.getValue()) {

@@ -4,6 +4,7 @@ import dev.fedge.core.Examples;
 import dev.fedge.core.LocalTrainer;
 import dev.fedge.core.LocalWork;
 import dev.fedge.core.Plan;
+import dev.fedge.core.TrainJob;
 import dev.fedge.core.dp.DpSgdEvent;
 import java.util.Random;
 
@@ -50,14 +51,13 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
     }
 
     @Override
-    public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan)
-            throws LocalWork.Unfinished {
-        return train(model, modelSha256, globalWeights, counts, plan, null);
-    }
-
-    @Override
-    public Result train(byte[] model, String modelSha256, float[] globalWeights, int[] counts, Plan plan,
-                        float[] correction) throws LocalWork.Unfinished {
+    public Result train(TrainJob job) throws LocalWork.Unfinished {
+        byte[] model = job.model;
+        String modelSha256 = job.modelSha256;
+        float[] globalWeights = job.globalWeights;
+        int[] counts = job.counts;
+        Plan plan = job.plan;
+        float[] correction = job.correction;
         LocalWork.checkPlan(plan, true, "softmax regression");
         int steps = 0;
         if (counts.length != 2 || counts[0] % counts[1] != 0) {
