@@ -41,7 +41,26 @@ class _RoundClosed(Exception):
 class Store(BufferRows, SecAggRows):
     """The typed interface and its SQL. A backend provides ``transaction()`` (a context
     whose value has ``execute(sql, params)`` and ``executemany(sql, rows)``), ``one``,
-    ``all``, ``execute``, ``close`` and ``checkpoint_in_background``; rows read by name."""
+    ``all``, ``execute``, ``close`` and ``checkpoint_in_background``; rows read by name.
+
+    The contract every backend keeps (tests/coordinator/store/test_store.py runs it on
+    SQLite, PostgreSQL and the in-memory store):
+
+    - Durability: a method that changes state has committed when it returns.
+    - Atomicity: a row and the counts it moves change together or not at all (`assign`
+      and the round's selected count; `add_update` and its reported and example counts;
+      `commit_round` and the task's checkpoint; `delete_round_details` across its tables).
+    - The database decides races: `assign` never exceeds the capacity nor assigns a device
+      twice in a round, `add_update(only_open=True)` writes nothing into a round that stopped
+      taking updates, `set_round_state` and `commit_round` are compare-and-set from the
+      state the caller read, `acquire_lease` gives an expired lease to exactly one replica;
+      each answers what happened (a count, None or False) instead of raising.
+    - Idempotence: `add_population`, `add_device` and `add_task` refuse a second row with the
+      same key; an assignment or an update is one row per (task, round, device).
+    - Ordering: `append_audit` appends to one chain per task with consecutive sequence
+      numbers, never forking, whichever replica appends; `rounds` and `audit_entries`
+      return rows in round and sequence order.
+    """
 
     shared = False  # True where several coordinator processes may use the same database
 

@@ -154,3 +154,26 @@ def test_an_unnumbered_database_is_upgraded_once_and_keeps_its_rows(tmp_path):
         assert store.schema_version() == LATEST
         assert store.device("d").due == 0 and store.device("d").last_seen == 2.0
         store.close()
+
+
+def test_the_audit_chain_is_ordered_and_the_details_go_together(any_store_db):
+    """Ordering and atomicity on every backend: consecutive sequence numbers in one chain per
+    task, and a round's details deleted across their tables while its row stays."""
+    db, data_dir = any_store_db
+    store = open_store(db, data_dir)
+    try:
+        for seq_expected in (1, 2, 3):
+            entry = store.append_audit("t", lambda seq, prev: {"seq": seq, "prev": prev, "hash": f"h{seq}"})
+            assert entry["seq"] == seq_expected
+        store.append_audit("u", lambda seq, prev: {"seq": seq, "prev": prev, "hash": "u1"})
+        chain = store.audit_entries("t")
+        assert [e["seq"] for e in chain] == [1, 2, 3] and [e["prev"] for e in chain[1:]] == ["h1", "h2"]
+        store.add_population(PopulationRecord("p", 1.0))
+        store.add_round("t", 1, 10.0, 20.0, 30.0)
+        assert store.assign(AssignmentRecord("t", 1, "d1", "x", 11.0)) == 1
+        store.add_update(UpdateRecord("t", 1, "d1", 3, {}, "k", "dd", 12.0))
+        store.delete_round_details("t", 1)
+        assert store.assignment("t", 1, "d1") is None and store.updates("t", 1) == []
+        assert store.round("t", 1).reported == 1  # the round's summary row is kept for good
+    finally:
+        store.close()

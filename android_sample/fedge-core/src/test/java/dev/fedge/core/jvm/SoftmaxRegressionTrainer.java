@@ -52,9 +52,7 @@ public final class SoftmaxRegressionTrainer implements LocalTrainer {
 
     @Override
     public Result train(TrainJob job) throws LocalWork.Unfinished {
-        byte[] model = job.model;
-        String modelSha256 = job.modelSha256;
-        float[] globalWeights = job.globalWeights;
+        float[] globalWeights = job.globalWeights; // the model file is not read: the weights are the model
         int[] counts = job.counts;
         Plan plan = job.plan;
         float[] correction = job.correction;
