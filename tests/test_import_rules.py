@@ -10,6 +10,7 @@ import pytest
     "device_runtime.fleet.emulator, device_runtime.cli, device_runtime.device, device_runtime.trainer",
     "coordinator.http.app, coordinator.cli, coordinator.service",
     "protocol.codec, protocol.tflite_file, protocol.eligibility, protocol.messages",
+    "simulation.run, simulation.cli, simulation.population",
 ])
 def test_no_tensorflow_import(modules):
     code = f"import sys, {modules}; import fedge.cli; fedge.cli.build_parser(); " \
@@ -18,7 +19,7 @@ def test_no_tensorflow_import(modules):
     assert out.stdout.strip() == "[]"
 
 
-PACKAGES = ("protocol", "coordinator", "device_runtime", "model_export", "fedge")
+PACKAGES = ("protocol", "coordinator", "device_runtime", "model_export", "fedge", "simulation")
 
 
 def _module_imports(deferred: bool = False) -> dict[str, set[str]]:

@@ -1,0 +1,297 @@
+"""A simulation: the production coordinator (`coordinator.service.Coordinator`: its gateway,
+round driver, round kinds, strategies and pace steering, unforked) on the in-memory store and
+a virtual clock, and a population of simulated devices driven by a discrete-event queue.
+Nothing sleeps and no socket is opened: a device's check-in is the gateway's `checkin`, its
+upload the gateway's `upload`, and the driver's `tick` runs every `tick_s` of virtual time.
+
+A device checks in with the state its availability model gives it, obeys the coordinator's
+"come back at T" (pace steering decides, as for a real device), and when assigned spends
+virtual time downloading (its downlink), training (its speed x examples x epochs) and
+uploading (its uplink); it abandons a round it cannot finish before the deadline and may
+drop out while training. With real training (the default) the devices that upload run the
+exported model's train step through LiteRT on their own examples, from the checkpoint they
+were assigned; with `system_only` they upload updates of the right size and codec instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from coordinator.errors import ApiError
+from coordinator.gateway.tokens import hash_token
+from coordinator.service import Coordinator
+from coordinator.store.memory import MemoryStore
+from coordinator.store.records import DeviceRecord
+from protocol import codec
+from protocol.messages import Assignment, CheckinRequest, DeviceState, UploadMeta
+from protocol.tflite_file import read_manifest
+from simulation.clock import VirtualClock
+from simulation.events import EventQueue
+from simulation.population import Population
+
+log = logging.getLogger("fedge.simulate")
+TASK_ID = "sim"
+POPULATION = "sim"
+SAFETY_MARGIN_S = 5.0  # a device abandons a round it would finish later than this before the deadline
+ONLINE_SPREAD_S = 60.0  # devices come online at random times in the first minute
+
+
+@dataclass
+class SimConfig:
+    devices: int = 100
+    hours: float = 24.0
+    seed: int = 0
+    system_only: bool = False
+    train_time_s: float = 0.0  # > 0: a median device's local training takes this long (as fleet's --train-time)
+    examples: int = 100  # system-only: examples each device reports
+    tick_s: float = 1.0
+    target: float | None = None
+    progress: bool = True
+
+
+@dataclass
+class SimRound:
+    """A closed round (or version), as the simulation saw it."""
+
+    round: int
+    state: str
+    selected: int
+    reported: int
+    examples: int
+    virtual_s: float  # when it closed, from the start
+    duration_s: float
+    global_accuracy: float
+    global_loss: float
+    bytes_up: int
+    bytes_down: int
+    reason: str = ""
+
+
+@dataclass
+class SimStats:
+    checkins: int = 0
+    assigned: int = 0
+    uploads: int = 0
+    dropped: int = 0
+    abandoned: int = 0
+    refused: dict = field(default_factory=dict)
+    ineligible_checkins: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    trainings: int = 0  # local trainings run through LiteRT (host time)
+    checkins_by_hour: dict = field(default_factory=dict)
+    uploads_by_device: np.ndarray | None = None
+
+
+class Simulation:
+    def __init__(self, cfg: SimConfig, model_bytes: bytes, task_config: dict, population: Population,
+                 data=None):
+        """``data``: the devices' examples (device_runtime.fleet.datasets.FederatedData) for
+        real training; None in system-only mode."""
+        if task_config.get("secagg", "off") != "off":
+            raise ValueError("fedge simulate does not simulate secure aggregation yet: use secagg = \"off\"")
+        if not cfg.system_only and data is None:
+            raise ValueError("real training needs the devices' data (or system_only)")
+        self.cfg, self.model_bytes, self.population, self.data = cfg, model_bytes, population, data
+        self.rng = np.random.default_rng([cfg.seed, 1])
+        self.clock = VirtualClock()
+        self.store = MemoryStore()
+        self.coordinator = Coordinator(self.store, clock=self.clock, seed=cfg.seed, checkin_rate=1e12,
+                                       register_rate=1e12)
+        self.queue = EventQueue()
+        self.history: list[SimRound] = []
+        self.stats = SimStats(uploads_by_device=np.zeros(cfg.devices, np.int64))
+        self.manifest = read_manifest(model_bytes)
+        admin = self.coordinator.admin
+        admin.create_population(POPULATION)
+        sha = admin.put_model(model_bytes)["model_sha256"]
+        self.task = admin.create_task(POPULATION, {"model_sha256": sha, "config": task_config, "task_id": TASK_ID})
+        self.records = [self._register(i) for i in range(cfg.devices)]
+        self._held: list[list[str]] = [[] for _ in range(cfg.devices)]  # in download order: deterministic
+        self._seen_rounds: set[int] = set()
+        self._round_bytes: dict[int, list[int]] = {}
+        self._model = None  # the LiteRT model, made on first use (training and evaluation)
+        self._weights: dict[str, list[np.ndarray]] = {}
+        self._payload: bytes | None = None  # system-only: one update of the task's size and codec
+        self.target_reached_s: float | None = None
+
+    def _register(self, i: int):
+        """Device ``i``, registered with an id and token made from its index: the store orders
+        a round's updates by device id, so random ids would make runs differ."""
+        token = f"sim-token-{self.cfg.seed}-{i}"
+        self.store.add_device(DeviceRecord(f"d-{i:09d}", POPULATION, hash_token(token), "", self.clock.now))
+        return self.coordinator.gateway.authenticate(f"Bearer d-{i:09d}.{token}")
+
+    # -- the event loop -----------------------------------------------------------------------
+    def run(self, on_round=None) -> list[SimRound]:
+        """Until the task finishes or the virtual hours run out."""
+        from tqdm import tqdm
+
+        end = self.clock.start + self.cfg.hours * 3600.0
+        for i in range(self.cfg.devices):
+            self.queue.schedule(self.clock.now + float(self.rng.uniform(0, ONLINE_SPREAD_S)), "arrive", i)
+        self.queue.schedule(self.clock.now, "tick")
+        bar = tqdm(total=round(self.cfg.hours, 2), unit="virtual h", disable=None if self.cfg.progress else True,
+                   leave=False, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} virtual h [{elapsed}]")
+        shown = 0.0
+        while len(self.queue) and self.queue.peek_time() <= end:
+            ev = self.queue.pop()
+            self.clock.advance_to(ev.at)
+            if ev.kind == "tick":
+                self.coordinator.tick()
+                self._closed_rounds(on_round)
+                if self._finished():
+                    break
+                self.queue.schedule(self.clock.now + self.cfg.tick_s, "tick")
+            elif ev.kind == "arrive":
+                self._check_in(ev.device)
+            elif ev.kind == "upload":
+                self._upload(ev.device, *ev.data)
+                self._closed_rounds(on_round)
+            hours = self.clock.elapsed_s / 3600.0
+            if hours - shown >= 0.01:
+                bar.update(hours - shown)
+                shown = hours
+        bar.close()
+        return self.history
+
+    def _finished(self) -> bool:
+        return self.coordinator.tasks[TASK_ID].state != "active"
+
+    # -- a device's actions -------------------------------------------------------------------
+    def _state(self, i: int) -> DeviceState:
+        up = self.population.available(i, self.clock.elapsed_s, self.rng)
+        return DeviceState(charging=up, unmetered=up, idle=up, battery=0.9 if up else 0.4, free_storage_mb=4096.0,
+                           runtime="litert", runtime_version="2.3.0")
+
+    def _check_in(self, i: int) -> None:
+        now, s = self.clock.now, self.stats
+        state = self._state(i)
+        s.checkins += 1
+        hour = int(self.clock.elapsed_s // 3600)
+        s.checkins_by_hour[hour] = s.checkins_by_hour.get(hour, 0) + 1
+        s.ineligible_checkins += int(not state.charging)
+        resp = self.coordinator.gateway.checkin(self.records[i], CheckinRequest(state, tuple(self._held[i])))
+        if resp.outcome != "assigned":
+            self.queue.schedule(max(resp.retry_at, now + 1.0), "arrive", i)
+            return
+        s.assigned += 1
+        a = resp.assignment
+        down = self._download(i, a)
+        examples = self._examples(i)
+        epochs = a.plan.epochs
+        speed = self.population.example_s[i] / float(np.median(self.population.example_s))
+        train_s = (self.cfg.train_time_s * speed if self.cfg.train_time_s > 0
+                   else self.population.example_s[i] * examples * epochs)
+        payload_size = self._payload_size(a)
+        done = now + down / self.population.down_bps[i] + train_s + payload_size / self.population.up_bps[i]
+        if self.rng.random() < self.population.dropout:
+            s.dropped += 1  # vanished while training: back once it would have finished
+            self.queue.schedule(done + float(self.rng.uniform(0, 600)), "arrive", i)
+            return
+        if done > a.report_deadline - SAFETY_MARGIN_S:
+            s.abandoned += 1  # a real device checks this before training and gives the round up
+            self.queue.schedule(done, "arrive", i)
+            return
+        payload, meta = self._local_update(i, a, examples)
+        self.queue.schedule(done, "upload", i, (a, payload, meta))
+
+    def _download(self, i: int, a: Assignment) -> int:
+        """Bytes the device downloads for the round (the blobs it does not hold already)."""
+        size = 0
+        for sha in (a.model_sha256, a.checkpoint_sha256, a.control_sha256):
+            if sha and sha not in self._held[i]:
+                blob = self.store.blobs.read(sha)
+                size += len(blob) if blob is not None else 0
+                self._held[i].append(sha)
+        del self._held[i][:-4]  # a phone keeps its model and latest checkpoints
+        self.stats.bytes_down += size
+        self._round_bytes.setdefault(a.round, [0, 0])[1] += size
+        return size
+
+    def _upload(self, i: int, a: Assignment, payload: bytes, meta: UploadMeta) -> None:
+        try:
+            answer = self.coordinator.gateway.upload(self.records[i], a.task_id, a.round, a.upload_token, meta,
+                                                     payload)
+        except ApiError as exc:
+            self.stats.refused[exc.code] = self.stats.refused.get(exc.code, 0) + 1
+        else:
+            landed = answer.get("round", a.round) if isinstance(answer, dict) else a.round
+            self.stats.uploads += 1
+            self.stats.uploads_by_device[i] += 1
+            self.stats.bytes_up += len(payload)
+            self._round_bytes.setdefault(landed, [0, 0])[0] += len(payload)
+        self.queue.schedule(self.clock.now, "arrive", i)  # straight back, as `fedge device` does
+
+    # -- local work ---------------------------------------------------------------------------
+    def _examples(self, i: int) -> int:
+        if self.data is None:
+            return self.cfg.examples
+        return len(self.data.shards[i][0])
+
+    def _payload_size(self, a: Assignment) -> int:
+        return len(self._system_payload(a))
+
+    def _system_payload(self, a: Assignment) -> bytes:
+        if self._payload is None:
+            spec = codec.CodecSpec.parse(a.plan.codec, a.plan.chunk_size)
+            rng = np.random.default_rng([self.cfg.seed, 2])
+            arrays = [rng.normal(0.0, 0.01, w.shape).astype(np.float32) for w in self.manifest.weights]
+            self._payload = codec.encode(arrays, spec, rng, sparse_seed=a.plan.sparse_seed)
+        return self._payload
+
+    def _local_update(self, i: int, a: Assignment, examples: int) -> tuple[bytes, UploadMeta]:
+        if self.data is None or self.cfg.system_only:
+            return self._system_payload(a), UploadMeta(examples, train_loss=1.0)
+        from device_runtime.example_store import split_holdout
+        from device_runtime.training import TrainJob, train_round
+
+        x, y = self.data.shards[i]
+        local = split_holdout(x, y, 0.2, self.cfg.seed + i)
+        result = train_round(self._litert(), self._weights_of(a.checkpoint_sha256),
+                             TrainJob(a.plan, local.x_train, local.y_train, local.x_eval, local.y_eval,
+                                      np.random.default_rng([self.cfg.seed, 3, i, a.round])))
+        self.stats.trainings += 1
+        meta = UploadMeta(result.example_count, result.train_loss, result.eval_loss, result.eval_accuracy,
+                          result.eval_count)
+        return result.payload, meta
+
+    def _litert(self):
+        if self._model is None:
+            from device_runtime.litert_model import LocalModel
+
+            self._model = LocalModel(self.model_bytes)
+        return self._model
+
+    def _weights_of(self, sha: str) -> list[np.ndarray]:
+        if sha not in self._weights:
+            if len(self._weights) > 4:
+                self._weights.clear()
+            self._weights[sha] = codec.unflatten(codec.decode(self.store.blobs.read(sha)).values,
+                                                 self.manifest.weight_shapes)
+        return self._weights[sha]
+
+    # -- what the simulation records ----------------------------------------------------------
+    def _closed_rounds(self, on_round) -> None:
+        for r in self.store.recent_rounds(TASK_ID, 4)[::-1]:
+            if r.round in self._seen_rounds or r.state not in ("committed", "failed"):
+                continue
+            self._seen_rounds.add(r.round)
+            acc = loss = math.nan
+            if r.state == "committed" and self.data is not None and not self.cfg.system_only:
+                model = self._litert()
+                model.set_weights(self._weights_of(r.checkpoint_sha))
+                loss, acc = model.evaluate(self.data.x_test, self.data.y_test)
+            up, down = self._round_bytes.get(r.round, [0, 0])
+            rec = SimRound(r.round, r.state, r.selected, r.reported, r.examples, (r.closed_at or self.clock.now)
+                           - self.clock.start, (r.closed_at or self.clock.now) - r.opened_at, acc, loss, up, down,
+                           r.reason)
+            self.history.append(rec)
+            if self.cfg.target is not None and self.target_reached_s is None and acc >= self.cfg.target:
+                self.target_reached_s = rec.virtual_s
+            if on_round:
+                on_round(rec)
