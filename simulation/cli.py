@@ -44,8 +44,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partition", default="dirichlet:0.3", help="iid | dirichlet:ALPHA")
     parser.add_argument("--speed", default=None, help="lognormal:SIGMA (overrides the population file's speed sigma)")
     parser.add_argument("--train-time", type=float, default=0.0, metavar="SECONDS",
-                        help="a median device's local training lasts this long (default: its speed x examples x "
-                             "epochs)")
+                        help="a host-speed device's local training lasts this long, a slower one its slowdown "
+                             "max(1, exp(SIGMA x Z)) times longer, as in `fedge fleet` (default: its seconds per "
+                             "example x examples x epochs)")
     parser.add_argument("--task-config", metavar="FILE.toml", help="any task key, as in `fedge task create --config`")
     parser.add_argument("--system-only", action="store_true",
                         help="no training: devices upload updates of the right size (population-scale studies)")

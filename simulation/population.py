@@ -106,6 +106,7 @@ class Population:
     night_start_h: np.ndarray  # local hour the nightly window opens
     night_hours: np.ndarray
     example_s: np.ndarray  # compute seconds per example and epoch
+    slowdown: np.ndarray  # fleet's --train-time multiplier: max(1, exp(sigma x Z)), as `fedge fleet --speed` draws it
     down_bps: np.ndarray  # bytes per second
     up_bps: np.ndarray
     windows: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # trace model
@@ -120,12 +121,15 @@ class Population:
             shares = np.asarray([c["share"] for c in s["class"]], float)
             speeds = np.asarray([c["example_s"] for c in s["class"]], float)
             example_s = speeds[rng.choice(len(speeds), n, p=shares / shares.sum())]
+            slowdown = np.maximum(1.0, example_s / speeds.min())
         else:
-            example_s = s["example_s"] * np.maximum(0.2, np.exp(s["sigma"] * rng.standard_normal(n)))
+            factor = np.exp(s["sigma"] * rng.standard_normal(n))
+            example_s = s["example_s"] * np.maximum(0.2, factor)
+            slowdown = np.maximum(1.0, factor)
         down = net["down_mbps"] * 1e6 / 8 * np.exp(net["sigma"] * rng.standard_normal(n))
         up = net["up_mbps"] * 1e6 / 8 * np.exp(net["sigma"] * rng.standard_normal(n))
         windows = read_trace(a["trace"]) if a["model"] == "trace" else {}
-        return cls(settings, tz, start, hours, example_s, down, up, windows)
+        return cls(settings, tz, start, hours, example_s, slowdown, down, up, windows)
 
     def available(self, device: int, elapsed_s: float, rng: np.random.Generator) -> bool:
         """Whether the device is charging, idle and on unmetered Wi-Fi ``elapsed_s`` after the

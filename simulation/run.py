@@ -37,7 +37,6 @@ log = logging.getLogger("fedge.simulate")
 TASK_ID = "sim"
 POPULATION = "sim"
 SAFETY_MARGIN_S = 5.0  # a device abandons a round it would finish later than this before the deadline
-ONLINE_SPREAD_S = 60.0  # devices come online at random times in the first minute
 
 
 @dataclass
@@ -46,9 +45,10 @@ class SimConfig:
     hours: float = 24.0
     seed: int = 0
     system_only: bool = False
-    train_time_s: float = 0.0  # > 0: a median device's local training takes this long (as fleet's --train-time)
+    train_time_s: float = 0.0  # > 0: a host-speed device's local training takes this long (fleet's --train-time)
     examples: int = 100  # system-only: examples each device reports
     tick_s: float = 1.0
+    online_spread_s: float = 60.0  # devices come online at random times within this many seconds
     target: float | None = None
     progress: bool = True
 
@@ -133,7 +133,7 @@ class Simulation:
 
         end = self.clock.start + self.cfg.hours * 3600.0
         for i in range(self.cfg.devices):
-            self.queue.schedule(self.clock.now + float(self.rng.uniform(0, ONLINE_SPREAD_S)), "arrive", i)
+            self.queue.schedule(self.clock.now + float(self.rng.uniform(0, self.cfg.online_spread_s)), "arrive", i)
         self.queue.schedule(self.clock.now, "tick")
         bar = tqdm(total=round(self.cfg.hours, 2), unit="virtual h", disable=None if self.cfg.progress else True,
                    leave=False, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} virtual h [{elapsed}]")
@@ -184,8 +184,9 @@ class Simulation:
         down = self._download(i, a)
         examples = self._examples(i)
         epochs = a.plan.epochs
-        speed = self.population.example_s[i] / float(np.median(self.population.example_s))
-        train_s = (self.cfg.train_time_s * speed if self.cfg.train_time_s > 0
+        # --train-time: a host-speed device's training lasts that long, a slower one its slowdown
+        # times longer (as in `fedge fleet`); otherwise its seconds per example x examples x epochs.
+        train_s = (self.cfg.train_time_s * self.population.slowdown[i] if self.cfg.train_time_s > 0
                    else self.population.example_s[i] * examples * epochs)
         payload_size = self._payload_size(a)
         done = now + down / self.population.down_bps[i] + train_s + payload_size / self.population.up_bps[i]
