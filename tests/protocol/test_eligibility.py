@@ -55,3 +55,15 @@ def test_true_false_literals_and_strings_containing_them():
     assert not EligibilityRule.parse("charging == false").admits({"charging": True})
     rule = EligibilityRule.parse('runtime == "untrue-runtime"')
     assert rule.admits({"runtime": "untrue-runtime"})
+
+
+def test_the_failed_clauses_are_named_as_written():
+    """What the operator page counts: the top-level clauses a state fails, in the rule's own
+    spelling (true/false, the field's name), the whole rule when it is not a conjunction."""
+    rule = EligibilityRule.parse('charging and unmetered == true and battery >= 0.3 and runtime_version >= "2.0"')
+    state = {"charging": True, "unmetered": False, "battery": 0.2, "runtime_version": "2.1"}
+    assert rule.failed_clauses(state) == ["unmetered == true", "battery >= 0.3"]
+    assert rule.failed_clauses({**state, "unmetered": True, "battery": 0.9}) == []
+    either = EligibilityRule.parse("charging or idle")
+    assert either.failed_clauses({}) == ["charging or idle"]
+    assert EligibilityRule.parse("").failed_clauses({}) == []
