@@ -150,8 +150,7 @@ class Simulation:
             elif ev.kind == "arrive":
                 self._check_in(ev.device)
             elif ev.kind == "upload":
-                self._upload(ev.device, *ev.data)
-                self._closed_rounds(on_round)
+                self._upload(ev.device, *ev.data)  # a round it closes is recorded at the next tick
             hours = self.clock.elapsed_s / 3600.0
             if hours - shown >= 0.01:
                 bar.update(hours - shown)
