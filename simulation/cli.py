@@ -52,6 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="no training: devices upload updates of the right size (population-scale studies)")
     parser.add_argument("--target", type=float, default=None, metavar="ACC",
                         help="report the virtual time at which the global accuracy first reaches ACC")
+    parser.add_argument("--fixed-retry-s", type=float, default=0.0, metavar="SECONDS",
+                        help="pace steering off: a device not selected comes back after this long (jittered), "
+                             "eligible or not (default: steering on)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the population, data and devices (default 0)")
     parser.add_argument("--out", default="sim_out", help="folder for history.csv/.json/.png (default sim_out)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         data = load_federated(args.dataset, args.devices, args.partition, args.seed)
     population = Population.sample(settings, args.devices, np.random.default_rng([args.seed, 0]))
     cfg = SimConfig(devices=args.devices, hours=args.hours, seed=args.seed, system_only=args.system_only,
-                    train_time_s=args.train_time, target=args.target, progress=not args.no_progress)
+                    train_time_s=args.train_time, target=args.target, progress=not args.no_progress,
+                    fixed_retry_s=args.fixed_retry_s)
     started = time.perf_counter()
     sim = Simulation(cfg, model, task_config(args.task_config), population, data)
     history = sim.run()

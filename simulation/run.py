@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coordinator.errors import ApiError
+from coordinator.gateway.pace import PaceConfig
 from coordinator.gateway.tokens import hash_token
 from coordinator.service import Coordinator
 from coordinator.store.memory import MemoryStore
@@ -49,6 +50,9 @@ class SimConfig:
     examples: int = 100  # system-only: examples each device reports
     tick_s: float = 1.0
     online_spread_s: float = 60.0  # devices come online at random times within this many seconds
+    # Pace steering off: every device not selected comes back after this many seconds (jittered
+    # the coordinator's way), whatever the population and the rounds need. 0: steering on.
+    fixed_retry_s: float = 0.0
     target: float | None = None
     progress: bool = True
 
@@ -100,7 +104,9 @@ class Simulation:
         self.rng = np.random.default_rng([cfg.seed, 1])
         self.clock = VirtualClock()
         self.store = MemoryStore()
-        self.coordinator = Coordinator(self.store, clock=self.clock, seed=cfg.seed, checkin_rate=1e12,
+        pace = PaceConfig(min_retry_s=cfg.fixed_retry_s, max_retry_s=cfg.fixed_retry_s,
+                          ineligible_retry_s=cfg.fixed_retry_s) if cfg.fixed_retry_s > 0 else PaceConfig()
+        self.coordinator = Coordinator(self.store, pace=pace, clock=self.clock, seed=cfg.seed, checkin_rate=1e12,
                                        register_rate=1e12)
         self.queue = EventQueue()
         self.history: list[SimRound] = []

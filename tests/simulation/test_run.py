@@ -84,3 +84,18 @@ def test_secure_aggregation_is_refused_clearly(digits_tflite):
     with pytest.raises(ValueError, match="secure aggregation"):
         Simulation(SimConfig(devices=3, system_only=True), digits_tflite, {**TASK, "secagg": "secagg"},
                    _population(3))
+
+
+def test_pace_steering_off_brings_devices_back_on_a_fixed_beat(digits_tflite):
+    """With steering on, idle devices come back when the rounds need them (the coordinator's
+    answer); off, every device polls every fixed_retry_s, far more often for few rounds."""
+    task = {**TASK, "rounds": 10_000, "goal_count": 4}  # still running when the half hour ends
+    on = Simulation(SimConfig(devices=60, hours=0.5, system_only=True, progress=False), digits_tflite, task,
+                    _population(60, model="diurnal"))
+    on.run()
+    off = Simulation(SimConfig(devices=60, hours=0.5, system_only=True, progress=False, fixed_retry_s=20.0),
+                     digits_tflite, task, _population(60, model="diurnal"))
+    off.run()
+    per_device_off = off.stats.checkins / 60 / (off.clock.elapsed_s / 20.0)
+    assert 0.5 < per_device_off < 1.6  # about one check-in per device every 20 s
+    assert off.stats.checkins > 3 * on.stats.checkins
