@@ -50,6 +50,9 @@ class SimConfig:
     examples: int = 100  # system-only: examples each device reports
     tick_s: float = 1.0
     online_spread_s: float = 60.0  # devices come online at random times within this many seconds
+    # A device with no slot asks to be held this long (`fedge device`'s long poll): woken when a
+    # round opens or an asynchronous slot frees, as the served coordinator's handler does.
+    long_poll_s: float = 10.0
     # Pace steering off: every device not selected comes back after this many seconds (jittered
     # the coordinator's way), whatever the population and the rounds need. 0: steering on.
     fixed_retry_s: float = 0.0
@@ -124,6 +127,12 @@ class Simulation:
         self._weights: dict[str, list[np.ndarray]] = {}
         self._payload: bytes | None = None  # system-only: one update of the task's size and codec
         self.target_reached_s: float | None = None
+        # Long polls held now: device -> (its request, its retry time, the poll's number).
+        self._polling: dict[int, tuple[CheckinRequest, float, int]] = {}
+        self._polls = 0
+        self.coordinator.driver.round_open_listeners.append(self._round_opened)
+        self.coordinator.gateway.slot_listeners.append(self._slots_free)
+        self.coordinator.driver.slot_listeners.append(self._slots_free)
 
     def _register(self, i: int):
         """Device ``i``, registered with an id and token made from its index: the store orders
@@ -155,6 +164,11 @@ class Simulation:
                 self.queue.schedule(self.clock.now + self.cfg.tick_s, "tick")
             elif ev.kind == "arrive":
                 self._check_in(ev.device)
+            elif ev.kind == "second_look":
+                self._answered(ev.device, self.coordinator.gateway.checkin(self.records[ev.device], ev.data,
+                                                                          rate_limited=False))
+            elif ev.kind == "poll_timeout":
+                self._poll_timeout(ev.device, ev.data)
             elif ev.kind == "upload":
                 self._upload(ev.device, *ev.data)  # a round it closes is recorded at the next tick
             hours = self.clock.elapsed_s / 3600.0
@@ -180,7 +194,36 @@ class Simulation:
         hour = int(self.clock.elapsed_s // 3600)
         s.checkins_by_hour[hour] = s.checkins_by_hour.get(hour, 0) + 1
         s.ineligible_checkins += int(not state.charging)
-        resp = self.coordinator.gateway.checkin(self.records[i], CheckinRequest(state, tuple(self._held[i])))
+        req = CheckinRequest(state, tuple(self._held[i]), self.cfg.long_poll_s)
+        resp = self.coordinator.gateway.checkin(self.records[i], req)
+        hold = min(self.cfg.long_poll_s, resp.retry_at - now) if resp.outcome == "retry" else 0.0
+        if resp.reason == "no_slot" and hold > 0:
+            self._polls += 1  # held until a round opens (or a slot frees), else its retry answer
+            self._polling[i] = (req, resp.retry_at, self._polls)
+            self.queue.schedule(now + hold, "poll_timeout", i, self._polls)
+            return
+        self._answered(i, resp)
+
+    def _round_opened(self, task_id: str) -> None:
+        self._wake(len(self._polling))
+
+    def _slots_free(self, task_id: str, slots: int) -> None:
+        self._wake(slots)
+
+    def _wake(self, n: int) -> None:
+        """The held check-ins to look again now (the handler's second look), oldest first."""
+        for i in list(self._polling)[:n]:
+            req, _, _ = self._polling.pop(i)
+            self.queue.schedule(self.clock.now, "second_look", i, req)
+
+    def _poll_timeout(self, i: int, poll: int) -> None:
+        held = self._polling.get(i)
+        if held is not None and held[2] == poll:
+            del self._polling[i]
+            self.queue.schedule(max(held[1], self.clock.now + 1.0), "arrive", i)
+
+    def _answered(self, i: int, resp) -> None:
+        now, s = self.clock.now, self.stats
         if resp.outcome != "assigned":
             self.queue.schedule(max(resp.retry_at, now + 1.0), "arrive", i)
             return

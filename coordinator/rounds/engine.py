@@ -79,6 +79,10 @@ def _plain_step(p: Progress, rules: Rules, now: float) -> Step:
         if p.reported >= need:
             return Step(AGGREGATE)
         return Step(FAIL, f"reporting deadline passed with {p.reported} reports, need at least {need}")
+    if p.state == RoundState.REPORTING and p.reported >= max(p.selected, need):
+        # Every device the window selected has reported (fewer than the goal): no report can
+        # come any more, so waiting for the deadline would only delay the round.
+        return Step(AGGREGATE)
     return Step(WAIT)
 
 

@@ -34,6 +34,9 @@ def test_an_aggregating_round_commits_after_a_restart(rules):
     (_p("reporting", 13, 10), 150.0, e.AGGREGATE, ""),             # goal
     (_p("reporting", 13, 5), 200.5, e.AGGREGATE, ""),              # deadline with the minimum
     (_p("reporting", 13, 4), 200.5, e.FAIL, "reporting deadline passed with 4 reports, need at least 5"),
+    (_p("reporting", 7, 7), 150.0, e.AGGREGATE, ""),               # all 7 selected reported: none can come
+    (_p("reporting", 7, 6), 150.0, e.WAIT, ""),                    # one may still report
+    (_p("reporting", 4, 4), 150.0, e.WAIT, ""),                    # below the minimum: the deadline decides
 ])
 def test_plain_round(progress, now, action, reason):
     step = next_step(progress, PLAIN, now)
