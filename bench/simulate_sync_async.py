@@ -85,9 +85,9 @@ def main() -> None:
     ap.add_argument("--max-staleness", type=int, default=50)
     ap.add_argument("--staleness-weight", default="polynomial:0.5")
     ap.add_argument("--participation-gap", type=int, default=0)
-    ap.add_argument("--rounds", type=int, default=0, help="rounds (sync) / versions (async); 0: 40 and 400")
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--learning-rate", type=float, default=0.05)
+    ap.add_argument("--rounds", type=int, default=0, help="rounds (sync) / versions (async); 0: 100 and 1,000")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--learning-rate", type=float, default=0.1)
     ap.add_argument("--server-lr", type=float, default=1.0)
     ap.add_argument("--server-momentum", type=float, default=0.0)
     ap.add_argument("--report-deadline-s", type=float, default=3600.0)
@@ -107,7 +107,7 @@ def main() -> None:
     results = []
     for mode in ("sync", "async"):
         rounds = args.rounds
-        args.rounds = rounds or (40 if mode == "sync" else 400)
+        args.rounds = rounds or (100 if mode == "sync" else 1000)
         r = run_one(mode, args, model, data)
         args.rounds = rounds
         results.append(r)
