@@ -145,6 +145,25 @@ class Population:
             return True
         return rng.random() < self.settings["availability"]["daytime"]
 
+    def next_available(self, device: int, elapsed_s: float, rng: np.random.Generator) -> float:
+        """When (seconds from the start) the device next becomes eligible, after ``elapsed_s``:
+        a phone's job scheduler runs the check-in only once its constraints (charging, idle,
+        unmetered) hold, so an unavailable phone does not check in until then. inf: never."""
+        model = self.settings["availability"]["model"]
+        if model == "always":
+            return elapsed_s
+        if model == "trace":
+            starts = [a for a, b in self.windows.get(device, ()) if b > elapsed_s]
+            return max(elapsed_s, min(starts)) if starts else math.inf
+        local_h = (elapsed_s / 3600.0 + self.tz_h[device]) % 24.0
+        until_night = ((self.night_start_h[device] - local_h) % 24.0) * 3600.0
+        daytime = self.settings["availability"]["daytime"]
+        if daytime > 0:  # a daytime charge: each hour with this chance, at a random moment in it
+            hours = int(rng.geometric(daytime))
+            sooner = (hours - 1 + rng.random()) * 3600.0
+            until_night = min(until_night, sooner)
+        return elapsed_s + max(until_night, 1.0)
+
     @property
     def dropout(self) -> float:
         return float(self.settings["dropout"]["training"])

@@ -53,6 +53,9 @@ class SimConfig:
     # A device with no slot asks to be held this long (`fedge device`'s long poll): woken when a
     # round opens or an asynchronous slot frees, as the served coordinator's handler does.
     long_poll_s: float = 10.0
+    # True: a device checks in only while charging, idle and on unmetered Wi-Fi (an Android
+    # job's constraints: the sample app's); False: whatever its state (`fedge device` on a board).
+    phone_scheduler: bool = True
     # Pace steering off: every device not selected comes back after this many seconds (jittered
     # the coordinator's way), whatever the population and the rounds need. 0: steering on.
     fixed_retry_s: float = 0.0
@@ -190,6 +193,12 @@ class Simulation:
     def _check_in(self, i: int) -> None:
         now, s = self.clock.now, self.stats
         state = self._state(i)
+        if not state.charging and self.cfg.phone_scheduler:
+            # A phone's job scheduler runs the check-in only while its constraints hold.
+            later = self.population.next_available(i, self.clock.elapsed_s, self.rng)
+            if math.isfinite(later):
+                self.queue.schedule(self.clock.start + later, "arrive", i)
+            return
         s.checkins += 1
         hour = int(self.clock.elapsed_s // 3600)
         s.checkins_by_hour[hour] = s.checkins_by_hour.get(hour, 0) + 1

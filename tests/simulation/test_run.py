@@ -70,14 +70,30 @@ def test_real_training_learns_on_virtual_time(digits_tflite):
 
 
 def test_devices_that_are_never_available_never_train(digits_tflite):
-    settings = read_population(None)
-    settings["availability"].update(model="trace", trace="")
     pop = _population(10)
     pop.settings = {**pop.settings, "availability": {**pop.settings["availability"], "model": "trace"}}
-    sim = Simulation(SimConfig(devices=10, hours=1.0, system_only=True, progress=False), digits_tflite, TASK, pop)
+    phones = Simulation(SimConfig(devices=10, hours=1.0, system_only=True, progress=False), digits_tflite, TASK, pop)
+    phones.run()
+    assert phones.stats.checkins == 0  # a phone's job scheduler never ran the check-in
+    boards = Simulation(SimConfig(devices=10, hours=1.0, system_only=True, progress=False, phone_scheduler=False),
+                        digits_tflite, TASK, pop)
+    boards.run()  # `fedge device` on a board checks in whatever its state, and is turned away
+    assert boards.stats.assigned == 0 and boards.stats.checkins > 10
+    assert boards.stats.ineligible_checkins == boards.stats.checkins
+    assert all(r.state == "failed" for r in boards.history)
+
+
+def test_phones_check_in_only_during_their_charging_window(digits_tflite):
+    settings = read_population(None)
+    settings["availability"].update(timezones=[0], night_start_h=1.0, night_start_sd_h=0.0, night_hours=2.0,
+                                    night_hours_sd=0.0, daytime=0.0)
+    pop = Population.sample(settings, 20, np.random.default_rng(0))
+    sim = Simulation(SimConfig(devices=20, hours=6.0, system_only=True, progress=False), digits_tflite,
+                     {**TASK, "rounds": 10_000}, pop)
     sim.run()
-    assert sim.stats.assigned == 0 and sim.stats.checkins > 10 and sim.stats.ineligible_checkins == sim.stats.checkins
-    assert all(r.state == "failed" for r in sim.history)
+    hours = sim.stats.checkins_by_hour
+    assert hours.get(1, 0) > 0 and hours.get(2, 0) > 0  # 01:00 to 03:00 UTC
+    assert sum(n for h, n in hours.items() if h not in (1, 2)) == 0 and sim.stats.ineligible_checkins == 0
 
 
 def test_secure_aggregation_is_refused_clearly(digits_tflite):
@@ -91,11 +107,11 @@ def test_pace_steering_off_brings_devices_back_on_a_fixed_beat(digits_tflite):
     answer decides: an ineligible device (not charging, say) is sent away for
     ineligible_retry_s (300 s), an eligible one as often as the rounds need it."""
     task = {**TASK, "rounds": 10_000, "goal_count": 4}  # still running when the half hour ends
-    on = Simulation(SimConfig(devices=60, hours=0.5, system_only=True, progress=False), digits_tflite, task,
-                    _population(60, model="diurnal"))
+    on = Simulation(SimConfig(devices=60, hours=0.5, system_only=True, progress=False, phone_scheduler=False),
+                    digits_tflite, task, _population(60, model="diurnal"))
     on.run()
-    off = Simulation(SimConfig(devices=60, hours=0.5, system_only=True, progress=False, fixed_retry_s=20.0),
-                     digits_tflite, task, _population(60, model="diurnal"))
+    off = Simulation(SimConfig(devices=60, hours=0.5, system_only=True, progress=False, fixed_retry_s=20.0,
+                               phone_scheduler=False), digits_tflite, task, _population(60, model="diurnal"))
     off.run()
     per_device_off = off.stats.checkins / 60 / (off.clock.elapsed_s / 20.0)
     assert 0.5 < per_device_off < 1.6  # about one check-in per device every 20 s
