@@ -103,7 +103,8 @@ def _slug(dataset: str) -> str:
     return dataset.replace(":", "_").replace(",", "_")
 
 
-def plot(results: list[dict], dataset: str, target: float, path: Path) -> None:
+def plot(results: list[dict], dataset: str, target: float, path: Path,
+         xlabel: str = "seconds since the task started") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,7 +115,7 @@ def plot(results: list[dict], dataset: str, target: float, path: Path) -> None:
         xs, ys = zip(*r["curve"]) if r["curve"] else ((), ())
         ax.plot(xs, ys, "o-", markersize=3, label=f"{r['mode']} ({r['committed']} {'versions' if r['mode'] == 'async' else 'rounds'})")
     ax.axhline(target, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("seconds since the task started")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("global accuracy (held-out)")
     ax.set_ylim(0, 1)
     ax.set_title(f"{dataset}: synchronous vs asynchronous")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from async_bench import cpu_name, task_config, zoo_model
+from async_bench import cpu_name, plot, task_config, zoo_model
 
 
 def run_one(mode: str, args, model: bytes, data) -> dict:
@@ -49,26 +49,6 @@ def run_one(mode: str, args, model: bytes, data) -> dict:
             "hours_to_target": sim.target_reached_s / 3600 if sim.target_reached_s is not None else math.nan,
             "final_accuracy": sum(tail) / len(tail) if tail else math.nan,
             "curve": [(r.virtual_s / 3600, r.global_accuracy) for r in history]}
-
-
-def plot(results: list[dict], target: float, title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for r in results:
-        xs, ys = zip(*r["curve"]) if r["curve"] else ((), ())
-        ax.plot(xs, ys, "o-", markersize=2, label=f"{r['mode']} ({r['committed']} "
-                f"{'versions' if r['mode'] == 'async' else 'rounds'})")
-    ax.axhline(target, color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="virtual hours", ylabel="global accuracy (held-out)", ylim=(0, 1), title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main() -> None:
@@ -115,10 +95,15 @@ def main() -> None:
               f"{args.target}: {r['hours_to_target']:.2f}, final accuracy {r['final_accuracy']:.3f}; "
               f"{r['events']:,} events in {r['wall_s']:.0f} s of wall time")
     sync, asyn = results
-    print(f"async reaches {args.target} {sync['hours_to_target'] / asyn['hours_to_target']:.2f}x sooner than sync "
-          f"(virtual time; final accuracy {asyn['final_accuracy']:.3f} vs {sync['final_accuracy']:.3f})")
-    plot(results, args.target, f"{args.devices} devices, {args.dataset}: sync vs async (virtual time)",
-         out / "sync_vs_async.png")
+    if math.isnan(sync["hours_to_target"]) or math.isnan(asyn["hours_to_target"]):
+        reached = [r["mode"] for r in results if not math.isnan(r["hours_to_target"])]
+        print(f"{args.target} reached by {', '.join(reached) or 'neither mode'} (final accuracy async "
+              f"{asyn['final_accuracy']:.3f}, sync {sync['final_accuracy']:.3f})")
+    else:
+        print(f"async reaches {args.target} {sync['hours_to_target'] / asyn['hours_to_target']:.2f}x sooner than "
+              f"sync (virtual time; final accuracy {asyn['final_accuracy']:.3f} vs {sync['final_accuracy']:.3f})")
+    plot(results, f"{args.devices} devices, {args.dataset} (virtual time)", args.target, out / "sync_vs_async.png",
+         xlabel="virtual hours")
     print(f"plot: {out / 'sync_vs_async.png'}")
 
 

@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from device_runtime.fleet.emulator import read_trace
+
 DAY_S = 86400.0
 
 DEFAULTS = {
@@ -167,16 +169,6 @@ class Population:
     @property
     def dropout(self) -> float:
         return float(self.settings["dropout"]["training"])
-
-
-def read_trace(path: str) -> dict[int, list[tuple[float, float]]]:
-    windows: dict[int, list[tuple[float, float]]] = {}
-    with open(path, newline="") as f:
-        for row in csv.reader(f):
-            if not row or row[0].startswith("#") or not row[0].strip().isdigit():
-                continue
-            windows.setdefault(int(row[0]), []).append((float(row[1]), float(row[2])))
-    return windows
 
 
 def write_example_trace(path: str | Path, devices: int = 20, days: int = 2, seed: int = 0) -> Path:

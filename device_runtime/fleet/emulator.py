@@ -36,6 +36,17 @@ from protocol.tflite_file import read_manifest
 from protocol.messages import DeviceState
 
 
+def read_trace(path: str) -> dict[int, list[tuple[float, float]]]:
+    """An availability trace: CSV rows device_index,start_s,end_s (a header or # lines skipped)."""
+    windows: dict[int, list[tuple[float, float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.reader(f):
+            if not row or row[0].startswith("#") or not row[0].strip().isdigit():
+                continue
+            windows.setdefault(int(row[0]), []).append((float(row[1]), float(row[2])))
+    return windows
+
+
 @dataclass
 class Availability:
     """always | diurnal[:PERIOD_S] | trace:FILE (CSV rows: device_index,start_s,end_s)."""
@@ -52,13 +63,7 @@ class Availability:
         if kind == "diurnal":
             return cls("diurnal", float(arg or 60.0))
         if kind == "trace":
-            windows: dict[int, list[tuple[float, float]]] = {}
-            with open(arg, newline="") as f:
-                for row in csv.reader(f):
-                    if not row or row[0].startswith("#") or not row[0].strip().isdigit():
-                        continue
-                    windows.setdefault(int(row[0]), []).append((float(row[1]), float(row[2])))
-            return cls("trace", windows=windows)
+            return cls("trace", windows=read_trace(arg))
         raise ValueError(f"unknown availability {spec!r}; use always, diurnal[:PERIOD_S] or trace:FILE")
 
     def available(self, index: int, phase: float, elapsed: float) -> bool:
