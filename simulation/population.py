@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device_runtime.fleet.emulator import read_trace
+from device_runtime.fleet.availability import read_trace
 
 DAY_S = 86400.0
 

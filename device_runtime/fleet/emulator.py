@@ -14,9 +14,8 @@ import asyncio
 import contextlib
 import csv
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import aiohttp
@@ -29,50 +28,12 @@ from device_runtime.client import CoordinatorClient, coordinator_urls
 from device_runtime.data_fit import check_data_fits
 from device_runtime.device import Behaviour, Device
 from device_runtime.example_store import split_holdout
+from device_runtime.fleet.availability import Availability
 from device_runtime.litert_model import LocalModel, runtime_version
 from device_runtime.trainer import Trainer
 from protocol import codec
 from protocol.tflite_file import read_manifest
 from protocol.messages import DeviceState
-
-
-def read_trace(path: str) -> dict[int, list[tuple[float, float]]]:
-    """An availability trace: CSV rows device_index,start_s,end_s (a header or # lines skipped)."""
-    windows: dict[int, list[tuple[float, float]]] = {}
-    with open(path, newline="") as f:
-        for row in csv.reader(f):
-            if not row or row[0].startswith("#") or not row[0].strip().isdigit():
-                continue
-            windows.setdefault(int(row[0]), []).append((float(row[1]), float(row[2])))
-    return windows
-
-
-@dataclass
-class Availability:
-    """always | diurnal[:PERIOD_S] | trace:FILE (CSV rows: device_index,start_s,end_s)."""
-
-    kind: str = "always"
-    period_s: float = 60.0
-    windows: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, spec: str) -> "Availability":
-        kind, _, arg = spec.partition(":")
-        if kind == "always":
-            return cls()
-        if kind == "diurnal":
-            return cls("diurnal", float(arg or 60.0))
-        if kind == "trace":
-            return cls("trace", windows=read_trace(arg))
-        raise ValueError(f"unknown availability {spec!r}; use always, diurnal[:PERIOD_S] or trace:FILE")
-
-    def available(self, index: int, phase: float, elapsed: float) -> bool:
-        if self.kind == "always":
-            return True
-        if self.kind == "diurnal":
-            # Each device has its own time zone (phase); available ~half of the "day", peaking at night.
-            return math.sin(2 * math.pi * (elapsed / self.period_s + phase)) > -0.2
-        return any(a <= elapsed < b for a, b in self.windows.get(index, []))
 
 
 @dataclass
