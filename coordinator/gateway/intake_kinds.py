@@ -1,4 +1,4 @@
-"""Every intake, made once per gateway, and the one place that picks a task's."""
+"""Every intake, made once per gateway, picked by the task's `TaskConfig.round_kind`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ class GatewayIntakes:
         self.secagg = SecAggIntake(parts)
         self.evaluation = EvaluationIntake(parts)
         self.buffered = BufferedIntake(parts, hint_ttl_s, memory_size)
+        self._by_kind = {"sync": self.sync, "secagg": self.secagg, "evaluation": self.evaluation,
+                         "buffered": self.buffered}
 
     def of(self, config: TaskConfig) -> SyncIntake:
-        if config.evaluation:
-            return self.evaluation
-        if config.asynchronous:
-            return self.buffered
-        return self.secagg if config.secagg_on else self.sync
+        return self._by_kind[config.round_kind]

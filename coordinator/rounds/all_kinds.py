@@ -1,4 +1,4 @@
-"""Every round kind, made once per driver, and the one place that picks a task's."""
+"""Every round kind, made once per driver, picked by the task's `TaskConfig.round_kind`."""
 
 from __future__ import annotations
 
@@ -17,10 +17,8 @@ class RoundKinds:
         self.secagg = SecAggKind(control, store, running, secagg)
         self.evaluation = EvaluationKind(control, store, running)
         self.buffered = BufferedKind(control, store, running, slot_listeners, metrics)
+        self._by_kind = {"sync": self.sync, "secagg": self.secagg, "evaluation": self.evaluation,
+                         "buffered": self.buffered}
 
     def of(self, config: TaskConfig) -> SyncKind:
-        if config.evaluation:
-            return self.evaluation
-        if config.asynchronous:
-            return self.buffered
-        return self.secagg if config.secagg_on else self.sync
+        return self._by_kind[config.round_kind]

@@ -180,6 +180,17 @@ class TaskConfig:
         return max(self.goal_count, math.ceil(self.goal_count * self.over_selection))
 
     @property
+    def round_kind(self) -> str:
+        """Which kind of round the task runs: "evaluation", "buffered" (async), "secagg" or
+        "sync". Decided here once; the driver's round kinds and the gateway's intakes are
+        looked up by it (coordinator.rounds.all_kinds, coordinator.gateway.intake_kinds)."""
+        if self.evaluation:
+            return "evaluation"
+        if self.asynchronous:
+            return "buffered"
+        return "secagg" if self.secagg_on else "sync"
+
+    @property
     def evaluation(self) -> bool:
         return self.kind == "evaluate"
 

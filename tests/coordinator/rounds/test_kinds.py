@@ -27,7 +27,7 @@ async def test_each_task_kind_gets_its_own_round_kind_and_intake(memory_harness,
     config = TaskConfig.from_dict(raw)
     c = memory_harness.coordinator
     kind, intake = c.driver.kinds.of(config), c.gateway.intakes.of(config)
-    assert type(kind) is kind_class and type(intake) is intake_class
+    assert type(kind) is kind_class and type(intake) is intake_class and kind.name == config.round_kind
     assert kind.trains == (name != "evaluation")
     assert kind.opens_in == (RoundState.REPORTING if name == "async" else RoundState.SELECTING)
     assert intake.upload_path == ("evaluation" if name == "evaluation" else "update")
