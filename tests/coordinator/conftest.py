@@ -75,23 +75,22 @@ class Harness:
         return (await resp.json())["rounds"]
 
 
+async def _harness(aiohttp_client, model: bytes, db: str, data_dir: str = "") -> Harness:
+    clock = FakeClock()
+    config = ServeConfig(db=db, data_dir=data_dir, admin_token="admin-secret", checkin_rate=1000.0)
+    client = await aiohttp_client(create_app(config, run_ticker=False, clock=clock))
+    harness = Harness(client, clock, model)
+    harness.config = config  # a restart reopens the same database: create_app(harness.config, ...)
+    return harness
+
+
 @pytest.fixture
 async def memory_harness(aiohttp_client, digits_tflite):
     """The same app on the in-memory store: the gateway and driver with no database on disk."""
-    clock = FakeClock()
-    config = ServeConfig(db=":memory:", admin_token="admin-secret", checkin_rate=1000.0)
-    client = await aiohttp_client(create_app(config, run_ticker=False, clock=clock))
-    return Harness(client, clock, digits_tflite)
+    return await _harness(aiohttp_client, digits_tflite, ":memory:")
 
 
 @pytest.fixture
 async def harness(aiohttp_client, digits_tflite, store_db):
     """A coordinator app on a fake clock, once on SQLite and once on PostgreSQL."""
-    clock = FakeClock()
-    db, data_dir = store_db
-    config = ServeConfig(db=db, data_dir=data_dir, admin_token="admin-secret", checkin_rate=1000.0)
-    app = create_app(config, run_ticker=False, clock=clock)
-    client = await aiohttp_client(app)
-    harness = Harness(client, clock, digits_tflite)
-    harness.config = config  # a restart reopens the same database: create_app(harness.config, ...)
-    return harness
+    return await _harness(aiohttp_client, digits_tflite, *store_db)
