@@ -1,7 +1,7 @@
 """Run the coordinator service (aiohttp, SQLite in WAL mode).
 
 Settings come from flags and/or a TOML file (--config) whose keys are the long flag
-names with '_' (e.g. db, data_dir, host, port, admin_token, min_retry_s, max_retry_s,
+names with '_' (e.g. db, data_dir, blobs, blobs_public_endpoint, host, port, admin_token, min_retry_s, max_retry_s,
 ineligible_retry_s, checkin_rate, synchronous, tls_cert, tls_key, body_timeout_s,
 max_held_checkins, register_rate, attestation_verifier, status_public, max_aggregation_mib,
 trusted_proxies).
@@ -24,6 +24,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                      "for replicas sharing one database")
     parser.add_argument("--data-dir", help="where models, checkpoints and updates live (default DB.data/ next to a "
                                            "SQLite file; required with PostgreSQL: a directory every replica shares)")
+    parser.add_argument("--blobs", metavar="s3://BUCKET/PREFIX",
+                        help="keep models, checkpoints and updates in S3-compatible object storage (endpoint, "
+                             "region and credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, "
+                             "AWS_SECRET_ACCESS_KEY); devices then download by presigned URL and replicas share "
+                             "no folder (default: the data directory)")
+    parser.add_argument("--blobs-public-endpoint", metavar="URL",
+                        help="the object store's address as devices reach it, when not AWS_ENDPOINT_URL")
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080)")
     parser.add_argument("--admin-token", help="admin bearer token (default $FEDGE_ADMIN_TOKEN, else a random one "
@@ -82,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from coordinator.config import ServeConfig, config_from_toml
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    overrides = {k: getattr(args, k) for k in ("db", "data_dir", "host", "port", "admin_token", "min_retry_s",
+    overrides = {k: getattr(args, k) for k in ("db", "data_dir", "blobs", "blobs_public_endpoint", "host", "port", "admin_token", "min_retry_s",
                                                 "max_retry_s", "ineligible_retry_s", "checkin_rate", "synchronous",
                                                 "tls_cert",
                                                 "tls_key", "body_timeout_s", "max_held_checkins", "register_rate",

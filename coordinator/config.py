@@ -9,6 +9,13 @@ from dataclasses import dataclass
 class ServeConfig:
     db: str = "fedge.db"  # a SQLite file, or postgresql://user@host:port/dbname (replicas share it)
     data_dir: str = ""  # blobs (models, checkpoints, updates); default DB.data; required with PostgreSQL
+    # Blobs in S3-compatible object storage instead (s3://BUCKET/PREFIX; endpoint, region and
+    # credentials from the AWS environment variables): replicas then share no folder, and
+    # devices download models and checkpoints by presigned URLs, not through the coordinator.
+    blobs: str = ""
+    # The object store's address as devices reach it, when it is not the coordinator's
+    # (AWS_ENDPOINT_URL); presigned URLs are signed for it.
+    blobs_public_endpoint: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
     admin_token: str = ""

@@ -68,7 +68,7 @@ class Coordinator:
         self.tasks = TaskRegistry(store)
         self.running = RunningRounds()
         self.secagg = SecAggRounds(store, clock)
-        self.audit = AuditTrail(store, clock, load_or_create_key(store.data_dir))
+        self.audit = AuditTrail(store, clock, load_or_create_key(store.blobs))
         # The bytes served per task go into each committed round's metrics (the gateway counts them).
         self.driver = RoundDriver(store, clock, self.tasks, self.running, self.secagg, metrics, self.audit,
                                   served_bytes=lambda task_id: self.gateway.blobs.take_served(task_id))

@@ -8,9 +8,14 @@ from collections import OrderedDict
 from pathlib import Path
 
 
+class BlobMismatch(ValueError):
+    """Downloaded bytes that do not hash to the digest the assignment named: a tampered, wrong
+    or damaged object. Refused (never cached, never trained on) and counted."""
+
+
 def _verify(sha: str, data: bytes) -> None:
     if hashlib.sha256(data).hexdigest() != sha:
-        raise ValueError(f"downloaded blob does not match its sha256 {sha[:12]}...")
+        raise BlobMismatch(f"downloaded blob does not match its sha256 {sha[:12]}... (refused, not used)")
 
 
 class MemoryBlobCache:

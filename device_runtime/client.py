@@ -30,6 +30,15 @@ class TransientError(Exception):
 
 
 log = logging.getLogger("fedge.device")
+
+
+def _s3_error(body: bytes) -> str:
+    """An S3 error document's code and message (``<Code>AccessDenied</Code>...``), shortly."""
+    import re
+
+    text = body[:2000].decode(errors="replace")
+    found = {tag: m.group(1) for tag in ("Code", "Message") if (m := re.search(f"<{tag}>([^<]*)</{tag}>", text))}
+    return " ".join(found.values()) or text[:200] or "no details"
 RETRY_FOR_S = 120.0  # long enough for a coordinator restart; a device's loop then tries again later
 
 
@@ -172,11 +181,37 @@ class CoordinatorClient:
         # With our token: a population that requires enrollment or attestation guards its blobs.
         # aiohttp asks for gzip and inflates it: a task model comes compressed (its graph
         # compresses 2-4x); the hash is the inflated file's.
-        _, _, body, wire = await self._exchange("GET", url, headers=self._headers())
-        cache.put(sha, body)  # verifies the hash
+        if url.startswith(("https://", "http://")):
+            body, wire = await self._download_presigned(url)
+        else:
+            _, _, body, wire = await self._exchange("GET", url, headers=self._headers())
+        cache.put(sha, body)  # verifies the hash: a wrong or tampered blob raises BlobMismatch
         if wire != len(body):
             cache.wire[sha] = wire
         return body
+
+    async def _download_presigned(self, url: str) -> tuple[bytes, int]:
+        """A blob from the object store by the presigned URL the assignment named: without our
+        token (the URL is the capability; the store must not see the coordinator's token),
+        retried on network errors and 5xx like any request; 403 (expired or forged) and 404
+        (gone) are refusals."""
+        stop = stop_after_delay(self.retry_for_s)
+        if self.attempts is not None:
+            stop = stop | stop_after_attempt(self.attempts)
+        async for attempt in AsyncRetrying(stop=stop, wait=wait_exponential_jitter(0.2, self.max_backoff_s),
+                                           retry=retry_if_exception(retryable), reraise=True):
+            with attempt:
+                async with self.session.get(url) as resp:
+                    body = await resp.read()
+                    if resp.status == 429 or resp.status >= 500:
+                        raise TransientError(f"{resp.status} from the object store")
+                    if resp.status >= 400:
+                        raise RequestRefused(resp.status, "blob_refused",
+                                             f"the object store refused the download: {_s3_error(body)}")
+                    encoded = resp.headers.get("Content-Encoding") and resp.content_length is not None
+                    wire = resp.content_length if encoded else len(body)
+                    self.bytes_down += wire
+                    return body, wire
 
     def _secagg_path(self, a: Assignment) -> str:
         return f"/v1/tasks/{a.task_id}/rounds/{a.round}/secagg"

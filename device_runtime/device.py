@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from device_runtime.blob_cache import BlobMismatch
 from device_runtime.client import RequestRefused, CoordinatorClient, retryable
 from device_runtime.data_fit import fit_problems
 from device_runtime.example_store import LocalData
@@ -44,6 +45,7 @@ class DeviceStats:
     refused: int = 0  # rounds this device refused (a malformed or unsafe message from the coordinator)
     unfinished: int = 0  # trainings cut short (budget or capacity) in a task that takes no partial work
     download_failures: int = 0  # rounds whose model or checkpoint could not be downloaded
+    refused_blobs: int = 0  # ...of them, because the bytes did not hash to the digest named (tampered)
     partial: int = 0  # uploads of partial work
     evaluations: int = 0  # federated evaluation reports sent
     delta_downloads: int = 0  # checkpoints reached as a held base plus a downloaded delta
@@ -180,9 +182,8 @@ class Device:
                 self.stats.model_downloads += 1
             self._check_data(a.model_sha256, model)
             checkpoint, checkpoint_sha = await self._checkpoint(a)
-        except RequestRefused as exc:  # a download, not the check-in, failed
-            self.stats.download_failures += 1
-            return RoundOutcome("download_failed", self.clock() + REFUSED_WAIT_S, str(exc))
+        except (RequestRefused, BlobMismatch) as exc:  # a download, not the check-in, failed
+            return self._download_failed(exc)
         if a.plan.evaluate_only:
             return await self._evaluate(a, model, checkpoint, checkpoint_sha)
         expected_s = self._expected_train_s(a)
@@ -198,7 +199,10 @@ class Device:
         if a.plan.scaffold:
             if not a.control_url:
                 raise ProtocolError("a SCAFFOLD assignment without the server control variate", "bad_request")
-            c = codec.decode(await self._fetch(a, a.control_url, a.control_sha256)).values
+            try:
+                c = codec.decode(await self._fetch(a, a.control_url, a.control_sha256)).values
+            except (RequestRefused, BlobMismatch) as exc:
+                return self._download_failed(exc)
             c_i = self.kept.control_for(a.task_id)
             control = (c, c_i if c_i is not None and c_i.size == c.size else np.zeros_like(c))
         capacity = self.emulation.capacity_epochs(a.plan)
@@ -305,6 +309,14 @@ class Device:
             report.info("round: refused by the coordinator: %s", outcome.detail)
         elif not outcome.logged and outcome.outcome not in ("refused", "unreachable", "rejected"):
             report.info("round: %s%s", outcome.outcome, f" ({outcome.detail})" if outcome.detail else "")
+
+    def _download_failed(self, exc: Exception) -> RoundOutcome:
+        """A blob the assignment named could not be had: refused by whoever serves it (gone,
+        expired, another population's) or not the bytes named (BlobMismatch: never used)."""
+        self.stats.download_failures += 1
+        self.stats.refused_blobs += isinstance(exc, BlobMismatch)
+        (log.warning if isinstance(exc, BlobMismatch) else log.info)("round skipped, a download failed: %s", exc)
+        return RoundOutcome("download_failed", self.clock() + REFUSED_WAIT_S, str(exc))
 
     def _abandon(self, why: str) -> RoundOutcome:
         self.stats.abandoned_deadline += 1

@@ -1,7 +1,8 @@
 """The coordinator's audit trail: what shaped each task's model and its guarantee, appended to
 a per-task hash chain signed with the coordinator's Ed25519 key (format and verification:
-`protocol.audit`). The key lives in the data directory (`audit_key.pem`, 0600), so every
-replica and every restart signs with the same one; its public half is `GET /v1/audit/key`.
+`protocol.audit`). The key is an object of the blob store (`audit_key.pem`: a 0600 file in the
+data directory, or an object in the bucket with `--blobs s3://...`), so every replica and every
+restart signs with the same one; its public half is `GET /v1/audit/key`.
 
 Recorded: task creation (config, model and initial checkpoint digests), admin actions (pause,
 resume, cancel, evaluate; who asked), each committed round (checkpoint digest, reports,
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from pathlib import Path
 
 from protocol import audit
 
@@ -21,19 +20,12 @@ log = logging.getLogger("fedge.coordinator")
 KEY_FILE = "audit_key.pem"
 
 
-def load_or_create_key(data_dir: Path):
-    """The coordinator's signing key: created once (exclusively, so two replicas starting at
-    the same moment end up with one key), then read by every process sharing the directory."""
-    path = Path(data_dir) / KEY_FILE
-    if not path.exists():
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(audit.private_pem(audit.new_key()))
-    return audit.load_private(path.read_bytes())
+def load_or_create_key(blobs):
+    """The coordinator's signing key: created once (create-if-absent, so two replicas starting
+    at the same moment end up with one key), then read by every process sharing the blob store."""
+    if blobs.read_object(KEY_FILE) is None:
+        blobs.create_object(KEY_FILE, audit.private_pem(audit.new_key()))
+    return audit.load_private(blobs.read_object(KEY_FILE))
 
 
 class AuditTrail:

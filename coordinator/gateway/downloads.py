@@ -47,16 +47,25 @@ class DownloadBlobs:
         self.models: set[str] = set()  # the models devices download (weights zeroed): served gzip-compressed
         self._disposable: set[str] = set()  # quantized checkpoints and deltas: deleted once no task uses them
 
-    def assignment_fields(self, task: Task, held: tuple[str, ...] | list[str]) -> dict:
+    def assignment_fields(self, task: Task, held: tuple[str, ...] | list[str], until: float, now: float) -> dict:
         """What an assignment names for a device to download: the model (`model_for`), the
-        checkpoint (`sha_for`) and, for a device that holds a recent base, the delta to it
-        (`delta_for`)."""
+        checkpoint (`sha_for`), for a device that holds a recent base the delta to it
+        (`delta_for`), and SCAFFOLD's control variate; each by `url`, valid until ``until``."""
         model, checkpoint = self.model_for(task), self.sha_for(task)
         delta = self.delta_for(task, held, checkpoint)
-        return {"model_sha256": model, "model_url": f"/v1/blobs/{model}",
-                "checkpoint_sha256": checkpoint, "checkpoint_url": f"/v1/blobs/{checkpoint}",
+        control = task.control_sha
+        return {"model_sha256": model, "model_url": self.url(model, until, now, compressed=True),
+                "checkpoint_sha256": checkpoint, "checkpoint_url": self.url(checkpoint, until, now),
+                "control_sha256": control, "control_url": self.url(control, until, now) if control else "",
                 **({"checkpoint_base_sha256": delta[0], "checkpoint_delta_sha256": delta[1],
-                    "checkpoint_delta_url": f"/v1/blobs/{delta[1]}"} if delta else {})}
+                    "checkpoint_delta_url": self.url(delta[1], until, now)} if delta else {})}
+
+    def url(self, sha: str, until: float, now: float, compressed: bool = False) -> str:
+        """Where a device downloads blob ``sha``: the object store's presigned URL, valid until
+        ``until`` at most, when blobs live in one (the coordinator then serves none of those
+        bytes); else the coordinator's own `/v1/blobs/SHA`. ``compressed``: a task model,
+        which travels gzip-encoded either way."""
+        return self.store.blobs.download_url(sha, until, now, compressed) or f"/v1/blobs/{sha}"
 
     def model_for(self, task: Task) -> str:
         """The digest of the task's model as devices download it: its travelling weights zeroed.

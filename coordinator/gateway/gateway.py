@@ -201,8 +201,8 @@ class DeviceGateway:
             plan=task.config.plan(task.dp_clip, sparse.round_seed(task.task_id, rnd.round), task.manifest.optimizer),
             upload_url=f"{base}/{self.intake(task).upload_path}",
             report_deadline=float(rnd.report_deadline),
-            control_sha256=task.control_sha, control_url=f"/v1/blobs/{task.control_sha}" if task.control_sha else "",
-            **self.downloads.assignment_fields(task, held),  # the model, the checkpoint, its delta
+            # The model, the checkpoint, its delta, the control variate: their URLs last until the deadline.
+            **self.downloads.assignment_fields(task, held, float(rnd.report_deadline), self.clock()),
         )
 
     def admit_upload(self, device: DeviceRecord, task_id: str, round_num: int, upload_token: str | None) -> int:

@@ -20,7 +20,7 @@ from coordinator.http.keys import (ADMIN_TOKEN, BODY_READS, CONFIG, COORDINATOR,
 from coordinator.operator.metrics import Metrics
 from coordinator.gateway.pace import PaceConfig
 from coordinator.service import Coordinator
-from coordinator.store.factory import open_store
+from coordinator.store.factory import open_blobs, open_store
 from protocol.errors import ProtocolError
 
 log = logging.getLogger("fedge.coordinator")
@@ -104,7 +104,8 @@ async def _stop(app: web.Application) -> None:
 
 
 def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.Application:
-    store = open_store(config.db, config.data_dir, synchronous=config.synchronous)
+    store = open_store(config.db, config.data_dir, synchronous=config.synchronous,
+                       blobs=open_blobs(config.blobs, config.blobs_public_endpoint))
     metrics = Metrics()
     pace = PaceConfig(config.min_retry_s, config.max_retry_s, config.ineligible_retry_s)
     kwargs = {"clock": clock} if clock is not None else {}

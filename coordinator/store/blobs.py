@@ -1,6 +1,6 @@
 """Where the coordinator's bytes live, apart from its state: the `BlobStore` interface and its
-local-directory implementation (the default; a second one, such as an S3-compatible object
-store, implements the same methods without touching the state store).
+local-directory implementation (the default), an in-memory one, and S3-compatible object
+storage (`coordinator.store.s3_blobs`), each behind the same methods.
 
 Two kinds of objects:
 
@@ -15,9 +15,14 @@ The contract every implementation keeps:
 - ``put`` and ``put_object`` return only once the bytes are durable and whole: a reader
   never sees a partial object, and a crash after the return loses nothing. A state row that
   names an object is written after its ``put_object`` returned.
-- ``put`` is idempotent (the same digest is the same bytes); ``put_object`` replaces.
+- ``put`` is idempotent (the same digest is the same bytes); ``put_object`` replaces;
+  ``create_object`` writes only when nothing is there yet (two replicas creating the same
+  key at once end up with one object, the first).
 - Reading an absent blob or object returns None; deleting one is not an error.
 - Keys are the implementation's to map: callers never build paths out of them.
+- ``download_url`` names where a device downloads a blob from when it is not the
+  coordinator (a presigned URL of an object store, valid until the given time at most);
+  None means the coordinator serves it (``GET /v1/blobs/SHA``).
 """
 
 from __future__ import annotations
@@ -69,6 +74,22 @@ class BlobStore(ABC):
         """A file holding the blob, for serving it without copying it through Python; None
         where blobs are not local files (the caller reads it instead)."""
         return None
+
+    def download_url(self, sha: str, expires_at: float, now: float, compressed: bool = False) -> str | None:
+        """Where devices download the blob from, valid until ``expires_at`` at most; None:
+        from the coordinator. ``compressed``: a gzip-encoded copy (task models)."""
+        return None
+
+    def check(self) -> None:
+        """At start: raises with a clear message when the store cannot be written and read."""
+
+    @abstractmethod
+    def create_object(self, key: str, data: bytes) -> bool:
+        """Write ``data`` under ``key`` only if nothing is there; whether this call wrote it."""
+
+    @abstractmethod
+    def usage(self) -> dict[str, int]:
+        """{"objects": count, "bytes": total size} of everything stored (the status page)."""
 
     @abstractmethod
     def put_object(self, key: str, data: bytes) -> None: ...
@@ -143,6 +164,32 @@ class LocalBlobStore(BlobStore):
     def delete_object(self, key: str) -> None:
         self._object(key).unlink(missing_ok=True)
 
+    def create_object(self, key: str, data: bytes) -> bool:
+        path = self._object(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".new{os.getpid()}")
+        # Private: what is created once is a key (the audit trail's signing key).
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(data)
+        try:
+            os.link(tmp, path)  # atomic, and refuses an existing name: whole and first
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def usage(self) -> dict[str, int]:
+        count = size = 0
+        for folder in (self.blob_dir, self.root / "updates", self.root / "server_opt"):
+            for path in folder.rglob("*") if folder.exists() else ():
+                try:
+                    if path.is_file():
+                        count, size = count + 1, size + path.stat().st_size
+                except OSError:
+                    pass  # deleted while counted
+        return {"objects": count, "bytes": size}
+
     def remove_empty_folder(self, prefix: str) -> None:
         try:
             self._object(prefix.rstrip("/")).rmdir()
@@ -186,6 +233,16 @@ class MemoryBlobStore(BlobStore):
 
     def delete_object(self, key: str) -> None:
         self._objects.pop(self._key(key), None)
+
+    def create_object(self, key: str, data: bytes) -> bool:
+        if self._key(key) in self._objects:
+            return False
+        self._objects[key] = bytes(data)
+        return True
+
+    def usage(self) -> dict[str, int]:
+        sizes = [len(v) for v in (*self._blobs.values(), *self._objects.values())]
+        return {"objects": len(sizes), "bytes": sum(sizes)}
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

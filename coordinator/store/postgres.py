@@ -87,7 +87,9 @@ class PostgresStore(Store):
                     self.conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
     def second_connection(self) -> "PostgresStore":
-        return PostgresStore(self.url, self.data_dir)
+        other = PostgresStore(self.url, self.data_dir)
+        other.blobs = self.blobs  # the same bytes, wherever they live (a folder or a bucket)
+        return other
 
     def schema_version(self) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
