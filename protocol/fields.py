@@ -8,6 +8,9 @@ from typing import Any
 
 from protocol.errors import ProtocolError
 
+# A download URL: the coordinator's /v1/blobs/SHA, or an object store's presigned URL (its
+# signature, credential scope and, with temporary credentials, a session token of a kilobyte).
+MAX_URL = 4096
 MAX_PERSONALIZE_STEPS = 10_000  # fine-tuning steps of a personalized evaluation
 MAX_PROXIMAL_MU = 1000.0  # FedProx's mu: the papers use up to 1
 MAX_DP_SGD_NOISE = 1000.0  # DP-SGD's noise multiplier (practice: 0.5 to 10)

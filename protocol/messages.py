@@ -12,7 +12,7 @@ from typing import Any
 
 from protocol.dp_sgd import DpSgdEvent
 from protocol.errors import ProtocolError
-from protocol.fields import (MAX_DP_SGD_CLIP, MAX_DP_SGD_NOISE, MAX_PERSONALIZE_STEPS,  # noqa: F401 (re-exported)
+from protocol.fields import (MAX_URL, MAX_DP_SGD_CLIP, MAX_DP_SGD_NOISE, MAX_PERSONALIZE_STEPS,  # noqa: F401 (re-exported)
                              MAX_PROXIMAL_MU, get_field)
 
 MAX_COUNT = 10_000_000  # examples on one device, or evaluated on it
@@ -225,14 +225,14 @@ class Assignment:
         return cls(
             task_id=get_field(raw, "task_id", str), round=get_field(raw, "round", int),
             upload_token=get_field(raw, "upload_token", str), plan=Plan.from_dict(get_field(raw, "plan", dict)),
-            model_sha256=get_field(raw, "model_sha256", str), model_url=get_field(raw, "model_url", str),
-            checkpoint_sha256=get_field(raw, "checkpoint_sha256", str), checkpoint_url=get_field(raw, "checkpoint_url", str),
-            upload_url=get_field(raw, "upload_url", str), report_deadline=get_field(raw, "report_deadline", float),
+            model_sha256=get_field(raw, "model_sha256", str), model_url=get_field(raw, "model_url", str, max_len=MAX_URL),
+            checkpoint_sha256=get_field(raw, "checkpoint_sha256", str), checkpoint_url=get_field(raw, "checkpoint_url", str, max_len=MAX_URL),
+            upload_url=get_field(raw, "upload_url", str, max_len=MAX_URL), report_deadline=get_field(raw, "report_deadline", float),
             control_sha256=get_field(raw, "control_sha256", str, False, "", max_len=64),
-            control_url=get_field(raw, "control_url", str, False, "", max_len=200),
+            control_url=get_field(raw, "control_url", str, False, "", max_len=MAX_URL),
             checkpoint_base_sha256=get_field(raw, "checkpoint_base_sha256", str, False, "", max_len=64),
             checkpoint_delta_sha256=get_field(raw, "checkpoint_delta_sha256", str, False, "", max_len=64),
-            checkpoint_delta_url=get_field(raw, "checkpoint_delta_url", str, False, "", max_len=200),
+            checkpoint_delta_url=get_field(raw, "checkpoint_delta_url", str, False, "", max_len=MAX_URL),
         )
 
 

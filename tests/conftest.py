@@ -46,6 +46,34 @@ def postgres_server():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """One S3-compatible object store for the session (SeaweedFS, built by
+    scripts/seaweedfs.sh, in a temp dir), with its bucket `fedge-tests`. Without the binary the
+    S3 variants are skipped, unless FEDGE_REQUIRE_S3=1 (set by .ci/run, which builds it) makes
+    that a failure."""
+    from fedge.local_s3 import LocalS3, find_weed
+
+    if find_weed() is None:
+        skip_or_fail("SeaweedFS not built (bash scripts/seaweedfs.sh install)", "FEDGE_REQUIRE_S3")
+    server = LocalS3().start()
+    server.create_bucket("fedge-tests")
+    yield server
+    server.stop()
+
+
+_prefixes = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def s3_blobs_url(s3_server, monkeypatch) -> str:
+    """``s3://fedge-tests/tN``: a fresh, empty prefix of the session's bucket, with the AWS
+    variables pointing this process (and the coordinators it starts) at the store."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return f"s3://fedge-tests/t{next(_prefixes)}"
+
+
 _databases = iter(range(1, 1_000_000))
 
 

@@ -302,3 +302,32 @@ def test_java_device_downloads_checkpoint_deltas(java_classpath, softmax_tflite,
         assert all(b < 0.6 * 650 + 1024 for b in later), (full, later)  # 650 parameters at 4 bits, plus headers
         # Round 1 carried the model too, gzip-compressed (the Java client asks for it and inflates it).
         assert full < 0.6 * len(softmax_tflite), (full, len(softmax_tflite))
+
+
+def test_java_device_downloads_by_presigned_url_from_the_object_store(java_classpath, softmax_tflite, tmp_path,
+                                                                      s3_blobs_url):
+    """With --blobs s3://..., the Java device follows the assignment's presigned URLs to the
+    object store (no token sent there, the digest checked) and trains; the coordinator serves
+    none of the model's or the checkpoint's bytes."""
+    csv = _digits_csv(tmp_path, seed=4)
+    server = Server(str(tmp_path / "c.db"))
+    server.extra_args += ("--blobs", s3_blobs_url)  # the AWS variables are in this process's environment
+    server.start()
+    try:
+        config = {"rounds": 1, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
+                  "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 1,
+                  "eligibility": "charging"}
+        server.setup_task("javas3", softmax_tflite, config)
+        java = _run_java_device(java_classpath, server, "javas3", csv, 1)
+        assert java.returncode == 0, java.stdout + java.stderr
+        assert "uploads 1" in java.stdout, java.stdout
+        rounds = server.call("GET", "/v1/admin/tasks/t", headers=ADMIN)[1]["rounds"]
+        assert [r["state"] for r in rounds] == ["committed"]
+        req = urllib.request.Request(server.url + "/metrics", headers=ADMIN)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            metrics = resp.read().decode()
+        served = next(float(line.split()[-1]) for line in metrics.splitlines()
+                      if line.startswith("fedge_bytes_out_total "))
+        assert served == 0.0
+    finally:
+        server.kill9()

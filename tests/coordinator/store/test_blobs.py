@@ -12,8 +12,12 @@ from coordinator.store.blobs import (BlobStore, LocalBlobStore, MemoryBlobStore,
                                      round_updates_prefix, update_key)
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "s3"])
 def blobs(request, tmp_path) -> BlobStore:
+    if request.param == "s3":
+        from coordinator.store.s3_blobs import S3BlobStore
+
+        return S3BlobStore(request.getfixturevalue("s3_blobs_url"))
     return LocalBlobStore(tmp_path / "data") if request.param == "local" else MemoryBlobStore()
 
 
@@ -54,6 +58,20 @@ def test_objects_replace_and_a_round_prefix_tidies_only_when_empty(blobs):
     blobs.delete_object(second)
     blobs.remove_empty_folder(round_updates_prefix("t", 1))
     assert blobs.read_object(first) is None and blobs.read_object(optimizer_state_key("t", 1)) is None
+
+
+def test_create_object_writes_only_the_first(blobs):
+    assert blobs.create_object("keys/k.pem", b"first")
+    assert not blobs.create_object("keys/k.pem", b"second")
+    assert blobs.read_object("keys/k.pem") == b"first"
+
+
+def test_usage_counts_what_is_stored(blobs):
+    before = blobs.usage()
+    blobs.put(_sha(b"a" * 100), b"a" * 100)
+    blobs.put_object(update_key("t", 1, "d"), b"b" * 30)
+    after = blobs.usage()
+    assert after["objects"] == before["objects"] + 2 and after["bytes"] == before["bytes"] + 130
 
 
 def test_an_object_key_cannot_climb_out(blobs):

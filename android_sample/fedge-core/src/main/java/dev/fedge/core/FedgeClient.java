@@ -125,7 +125,9 @@ public final class FedgeClient {
         // A task model comes gzip-compressed when asked (its graph compresses 2-4x); the hash is
         // the inflated file's. Asked explicitly, so Android's connection, which would ask and
         // inflate on its own, hands over the encoded body and its length counts as downloaded.
-        Map<String, String> headers = authorized(new LinkedHashMap<>());
+        // An absolute URL is an object store's presigned one: the URL is the capability, and
+        // the coordinator's token must not travel to another host.
+        Map<String, String> headers = isAbsolute(url) ? new LinkedHashMap<>() : authorized(new LinkedHashMap<>());
         headers.put("Accept-Encoding", "gzip");
         Response r = request("GET", url, headers, null, 0);
         if (!sha256Hex(r.body).equals(sha256)) {
@@ -236,7 +238,7 @@ public final class FedgeClient {
 
     private Response once(String method, String path, Map<String, String> headers, byte[] body, int extraReadMs)
             throws IOException {
-        HttpURLConnection conn = (HttpURLConnection) new URL(base + path).openConnection();
+        HttpURLConnection conn = (HttpURLConnection) new URL(isAbsolute(path) ? path : base + path).openConnection();
         try {
             conn.setRequestMethod(method);
             conn.setConnectTimeout(10_000);
@@ -278,6 +280,11 @@ public final class FedgeClient {
             }
             return out.toByteArray();
         }
+    }
+
+    /** A download URL of an object store (presigned), not a path on the coordinator. */
+    static boolean isAbsolute(String url) {
+        return url.startsWith("https://") || url.startsWith("http://");
     }
 
     static String sha256Hex(byte[] data) {

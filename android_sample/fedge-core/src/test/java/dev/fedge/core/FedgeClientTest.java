@@ -112,6 +112,49 @@ public class FedgeClientTest {
         assertTrue(cache.keys().isEmpty());
     }
 
+    @Test
+    public void aPresignedUrlIsFetchedFromItsOwnHostWithoutTheDevicesToken() throws Exception {
+        byte[] blob = "model bytes from the object store".getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        String sha = FedgeClient.sha256Hex(blob);
+        List<String> seen = Collections.synchronizedList(new ArrayList<>());
+        try (FakeCoordinator store = new FakeCoordinator()) {
+            store.on("/bucket/", ex -> {
+                seen.add(ex.getRequestURI().toString() + " auth=" + ex.getRequestHeaders().getFirst("Authorization"));
+                ex.sendResponseHeaders(200, blob.length);
+                ex.getResponseBody().write(blob);
+                ex.close();
+            });
+            AtomicInteger coordinatorAsked = new AtomicInteger();
+            server.on("/v1/blobs/", ex -> {
+                coordinatorAsked.incrementAndGet();
+                FakeCoordinator.reply(ex, 404, "{}");
+            });
+            FedgeClient client = client();
+            client.setToken("d-1.secret");
+            String url = store.url() + "/bucket/blobs/" + sha + "?X-Amz-Signature=abc";
+            BlobCache cache = new BlobCache.Directory(java.nio.file.Files.createTempDirectory("fedge-cache").toFile());
+            assertTrue(java.util.Arrays.equals(blob, client.fetchBlob(url, sha, cache)));
+            assertEquals(Collections.singletonList("/bucket/blobs/" + sha + "?X-Amz-Signature=abc auth=null"), seen);
+            assertEquals(0, coordinatorAsked.get());
+        }
+    }
+
+    @Test
+    public void aTamperedObjectFromTheStoreIsRefusedAndNotCached() throws Exception {
+        try (FakeCoordinator store = new FakeCoordinator()) {
+            store.on("/bucket/", ex -> FakeCoordinator.reply(ex, 200, "tampered weights"));
+            String sha = "cd".repeat(32);
+            BlobCache cache = new BlobCache.Directory(java.nio.file.Files.createTempDirectory("fedge-cache").toFile());
+            try {
+                client().fetchBlob(store.url() + "/bucket/blobs/" + sha + "?X-Amz-Signature=abc", sha, cache);
+                fail("accepted a tampered object");
+            } catch (ProtocolException e) {
+                assertEquals("bad_blob", e.code());
+            }
+            assertTrue(cache.keys().isEmpty());
+        }
+    }
+
     /** A minimal assignment pointing at this server's upload path. */
     private static final class JsonAssignment {
         final Assignment assignment;
