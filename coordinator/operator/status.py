@@ -20,7 +20,7 @@ HISTORY_ROUNDS = 200  # the page plots the latest rounds; the admin API has them
 
 
 DISK_TTL_S = 30.0  # walking the data directory is O(files): at most twice a minute
-_disk_cache: dict[int, tuple[float, dict]] = {}
+_disk_cache: dict = {}  # id(store) or ("objects", id(blob store)) -> (when, figures)
 
 
 def status(c: Coordinator) -> dict:
@@ -28,7 +28,7 @@ def status(c: Coordinator) -> dict:
     return {"now": now,
             "populations": [_population(c, p.name, now) for p in c.store.populations()],
             "tasks": [_task(c, task, now) for task in c.tasks.values()],
-            "disk": _disk(c, now)}
+            "disk": _disk(c, now), "objects": _objects(c, now)}
 
 
 def _disk(c: Coordinator, now: float) -> dict:
@@ -38,6 +38,21 @@ def _disk(c: Coordinator, now: float) -> dict:
         db_path = getattr(c.store, "db_path", None)
         cached = (now, disk_usage(c.store.data_dir, str(db_path) if db_path else None))
         _disk_cache[id(c.store)] = cached
+    return cached[1]
+
+
+def _objects(c: Coordinator, now: float) -> dict:
+    """What the blob store holds (a folder or a bucket): where, how many objects, how many
+    bytes; listed at most every DISK_TTL_S (a bucket's listing is a request per 1,000 keys)."""
+    key = ("objects", id(c.store.blobs))
+    cached = _disk_cache.get(key)
+    if cached is None or now - cached[0] > DISK_TTL_S or now < cached[0]:
+        try:
+            usage = c.store.blobs.usage()
+        except Exception as exc:  # noqa: BLE001 - the page shows that the store did not answer
+            usage = {"objects": None, "bytes": None, "error": str(exc).splitlines()[0][:200]}
+        cached = (now, {"location": c.store.blobs.location, **usage})
+        _disk_cache[key] = cached
     return cached[1]
 
 

@@ -56,6 +56,8 @@ def optimizer_state_key(task_id: str, round_num: int) -> str:
 class BlobStore(ABC):
     """Content-addressed blobs and keyed objects (see the module's contract)."""
 
+    location = ""  # where the bytes are, as the status page names it
+
     @abstractmethod
     def put(self, sha: str, data: bytes) -> None:
         """Store ``data`` under its digest ``sha`` (idempotent; durable when it returns)."""
@@ -111,6 +113,7 @@ class LocalBlobStore(BlobStore):
 
     def __init__(self, data_dir: str | os.PathLike):
         self.root = Path(data_dir)
+        self.location = str(self.root)
         self.blob_dir = self.root / "blobs"
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         (self.root / "updates").mkdir(parents=True, exist_ok=True)
@@ -200,6 +203,8 @@ class LocalBlobStore(BlobStore):
 class MemoryBlobStore(BlobStore):
     """Everything in a dict: for the in-memory state store (tests, `fedge simulate`), where
     nothing outlives the process. Writes are whole by construction."""
+
+    location = "memory"
 
     def __init__(self) -> None:
         self._blobs: dict[str, bytes] = {}

@@ -65,7 +65,7 @@ class S3BlobStore(BlobStore):
 
     def __init__(self, url: str, *, endpoint: str = "", region: str = "", public_endpoint: str = "",
                  access_key_id: str = "", secret_access_key: str = "", session_token: str = ""):
-        self.url = url
+        self.url = self.location = url
         self.bucket, self.prefix = parse_blobs_url(url)
         env = os.environ
         self.endpoint = endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL", "")

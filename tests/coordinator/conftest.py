@@ -75,9 +75,9 @@ class Harness:
         return (await resp.json())["rounds"]
 
 
-async def _harness(aiohttp_client, model: bytes, db: str, data_dir: str = "") -> Harness:
+async def _harness(aiohttp_client, model: bytes, db: str, data_dir: str = "", blobs: str = "") -> Harness:
     clock = FakeClock()
-    config = ServeConfig(db=db, data_dir=data_dir, admin_token="admin-secret", checkin_rate=1000.0)
+    config = ServeConfig(db=db, data_dir=data_dir, blobs=blobs, admin_token="admin-secret", checkin_rate=1000.0)
     client = await aiohttp_client(create_app(config, run_ticker=False, clock=clock))
     harness = Harness(client, clock, model)
     harness.config = config  # a restart reopens the same database: create_app(harness.config, ...)
@@ -88,6 +88,12 @@ async def _harness(aiohttp_client, model: bytes, db: str, data_dir: str = "") ->
 async def memory_harness(aiohttp_client, digits_tflite):
     """The same app on the in-memory store: the gateway and driver with no database on disk."""
     return await _harness(aiohttp_client, digits_tflite, ":memory:")
+
+
+@pytest.fixture
+async def s3_harness(aiohttp_client, digits_tflite, tmp_path, s3_blobs_url):
+    """The app on SQLite with its bytes in the session's S3-compatible store (a fresh prefix)."""
+    return await _harness(aiohttp_client, digits_tflite, str(tmp_path / "c.db"), blobs=s3_blobs_url)
 
 
 @pytest.fixture

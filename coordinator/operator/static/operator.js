@@ -39,6 +39,15 @@ function renderDisk(disk) {
     (k) => el("td", {"data-disk": k}, bytes(disk[k]))));
 }
 
+function renderObjects(objects) {
+  if (!objects) return;
+  const row = document.querySelector("#objects tbody tr");
+  row.replaceChildren(el("td", {class: "text", "data-objects": "location"}, objects.error
+                        ? `${objects.location} (not answering: ${objects.error})` : objects.location),
+                      el("td", {"data-objects": "objects"}, objects.objects === null ? "–" : String(objects.objects)),
+                      el("td", {"data-objects": "bytes"}, bytes(objects.bytes)));
+}
+
 function bar(value, total) {
   const fill = el("div");
   fill.style.width = `${Math.min(100, total ? (100 * value) / total : 0)}%`;
@@ -154,6 +163,7 @@ async function refresh() {
     const status = await response.json();
     renderPopulations(status.populations);
     renderDisk(status.disk);
+    renderObjects(status.objects);
     if (status.tasks.length) {
       const placeholder = document.querySelector("#tasks > p");
       if (placeholder) placeholder.remove();

@@ -63,6 +63,30 @@ async def test_status_reports_disk_use(harness):
     assert disk["total"] == sum(v for k, v in disk.items() if k != "total")
 
 
+async def test_retention_deletes_objects_from_the_bucket_and_the_status_counts_them(s3_harness, s3_server):
+    harness = s3_harness
+    await harness.setup_task(rounds=6, goal_count=2, over_selection=1.0, keep_checkpoints=2, keep_every=0,
+                             keep_round_details=1)
+    devices = [await harness.register() for _ in range(2)]
+    store = harness.coordinator.store
+    for _ in range(20):
+        if store.committed_count("t1") >= 6:
+            break
+        await _run_rounds(harness, 1, devices)
+    rounds = sorted((r for r in store.rounds("t1") if r.state == "committed"), key=lambda r: r.round)
+    assert len(rounds) == 6
+    prefix = store.blobs.url.split("/", 3)[3] + "/"
+    listed = s3_server.objects("fedge-tests", prefix)
+    in_bucket = {key[len(prefix):] for key in listed}
+    kept = {r.round for r in rounds if f"blobs/{r.checkpoint_sha}" in in_bucket}
+    assert kept == {r.round for r in rounds[-2:]}, kept  # the older checkpoints' objects are gone
+    update_rounds = {int(key.split("/")[2]) for key in in_bucket if key.startswith("updates/")}
+    assert update_rounds <= {rounds[-1].round}, update_rounds  # round details of the last round only
+    status = await (await harness.client.get("/v1/status", headers=ADMIN)).json()
+    assert status["objects"] == {"location": store.blobs.url, "objects": len(listed), "bytes": sum(listed.values())}
+    assert status["disk"]["blobs"] == 0  # nothing on local disk
+
+
 @pytest.mark.parametrize("config", [{"keep_checkpoints": 0}, {"keep_every": -1}, {"keep_round_details": "x"}])
 async def test_retention_keys_are_validated(harness, config):
     await harness.setup_task()
