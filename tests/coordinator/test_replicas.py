@@ -1,12 +1,15 @@
 """Coordinator replicas on one PostgreSQL database: any replica takes check-ins and
 uploads, exactly one drives each task's rounds (a lease in the database), a dead
-replica's tasks are taken over when its lease expires, and no round commits twice."""
+replica's tasks are taken over when its lease expires, and no round commits twice. Each
+test runs twice: replicas sharing one data directory, and replicas that share nothing but
+the database and an S3-compatible bucket (each its own empty folder)."""
 
 import numpy as np
 import pytest
 
 from coordinator.service import Coordinator
 from coordinator.store.factory import open_store
+from coordinator.store.s3_blobs import S3BlobStore
 from protocol import codec
 from protocol.messages import CheckinRequest, RegisterRequest, UploadMeta
 from protocol.tflite_file import read_initial_weights, read_manifest
@@ -15,10 +18,14 @@ from tests.coordinator.conftest import FakeClock
 STATE = {"state": {"charging": True, "unmetered": True, "idle": True, "battery": 0.9}}
 
 
-@pytest.fixture
-def replicas(postgres_url, tmp_path):
+@pytest.fixture(params=["shared_folder", "share_nothing"])
+def replicas(request, postgres_url, tmp_path):
     clock = FakeClock()
-    stores = [open_store(postgres_url, str(tmp_path / "data")) for _ in range(2)]
+    if request.param == "share_nothing":
+        url = request.getfixturevalue("s3_blobs_url")
+        stores = [open_store(postgres_url, str(tmp_path / f"replica{i}"), blobs=S3BlobStore(url)) for i in range(2)]
+    else:
+        stores = [open_store(postgres_url, str(tmp_path / "data")) for _ in range(2)]
     coordinators = [Coordinator(s, clock=clock, checkin_rate=1e6) for s in stores]
     yield coordinators, clock
     for c in coordinators:

@@ -376,14 +376,33 @@ async def test_secagg_task_config_is_validated(harness):
 async def test_secagg_across_two_replicas(harness, aiohttp_client):
     """Half the devices talk to a second replica on the same database for every phase; the
     replica that drives the task unmasks a sum whose masked inputs arrived on both."""
+    if not harness.coordinator.store.shared:
+        pytest.skip("replicas share a PostgreSQL database; SQLite is one process's")
+    await _secagg_on_two_replicas(harness, harness.config, aiohttp_client)
+
+
+async def test_secagg_across_two_replicas_that_share_nothing_but_the_database_and_a_bucket(
+        aiohttp_client, digits_tflite, postgres_url, s3_blobs_url, tmp_path):
+    """The same with each replica's own empty --data-dir and the blobs in an S3-compatible
+    store: the masked inputs stored through the second replica are read from the bucket by
+    the first, and nothing lands in either folder but the admin token."""
+    from dataclasses import replace
+
+    from tests.coordinator.conftest import _harness
+
+    harness = await _harness(aiohttp_client, digits_tflite, postgres_url, str(tmp_path / "r1"), blobs=s3_blobs_url)
+    await _secagg_on_two_replicas(harness, replace(harness.config, data_dir=str(tmp_path / "r2")), aiohttp_client)
+    for folder in ("r1", "r2"):
+        assert not [p for p in (tmp_path / folder).rglob("*") if p.is_file()], folder
+
+
+async def _secagg_on_two_replicas(harness, other_config, aiohttp_client):
     from coordinator.http.app import create_app
     from tests.coordinator.conftest import Harness
 
-    if not harness.coordinator.store.shared:
-        pytest.skip("replicas share a PostgreSQL database; SQLite is one process's")
     parties = await _parties(harness, n=6)
     before = await _checkpoint(harness)
-    other = Harness(await aiohttp_client(create_app(harness.config, run_ticker=False, clock=harness.clock)),
+    other = Harness(await aiohttp_client(create_app(other_config, run_ticker=False, clock=harness.clock)),
                     harness.clock, harness.model)
     for p in parties[3:]:
         p.h = other
