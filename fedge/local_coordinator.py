@@ -19,18 +19,24 @@ def free_port() -> int:
 
 
 class LocalCoordinator:
-    def __init__(self, db: str, admin_token: str, extra_args: tuple[str, ...] = (), log=subprocess.DEVNULL):
+    def __init__(self, db: str, admin_token: str, extra_args: tuple[str, ...] = (), log=subprocess.DEVNULL,
+                 host: str = "127.0.0.1", prefix: tuple[str, ...] = (), env: dict | None = None):
+        """``prefix``: a command the server runs under (``ip netns exec NAME``, which execs it:
+        the process is the server's); ``env``: variables added to this process's."""
         self.db, self.admin_token, self.extra_args, self.log = db, admin_token, tuple(extra_args), log
+        self.host, self.prefix, self.env = host, tuple(prefix), env
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 60.0) -> "LocalCoordinator":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fedge", "serve", "--db", self.db, "--port", str(self.port),
+            [*self.prefix, sys.executable, "-m", "fedge", "serve", "--db", self.db, "--host", self.host,
+             "--port", str(self.port),
              # "=": a random token may start with "-", which argparse would take for an option.
              f"--admin-token={self.admin_token}", "--log-level", "WARNING", *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT if self.log is not subprocess.DEVNULL else subprocess.DEVNULL,
+            env={**os.environ, **self.env} if self.env else None,
         )
         deadline = time.time() + timeout_s
         while time.time() < deadline:

@@ -28,7 +28,10 @@ def find_bin_dir() -> str | None:
 
 
 class LocalPostgres:
-    def __init__(self):
+    def __init__(self, listen: tuple[str, ...] = ("127.0.0.1",), trust_from: tuple[str, ...] = ()):
+        """``listen``: the addresses it listens on; ``trust_from``: networks (CIDR) besides
+        loopback whose clients it lets in (coordinator replicas in network namespaces)."""
+        self.listen, self.trust_from = tuple(listen), tuple(trust_from)
         self.bin_dir = find_bin_dir()
         if self.bin_dir is None:
             raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
@@ -49,15 +52,18 @@ class LocalPostgres:
         if self._as_postgres:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
+        if self.trust_from:
+            with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
+                f.writelines(f"host all all {cidr} trust\n" for cidr in self.trust_from)
         # fsync off: a test cluster need not survive power loss (the coordinator's own
         # crash tests kill the coordinator, not the database).
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+        options = (f"-p {self.port} -k {self.dir} -c listen_addresses={','.join(self.listen)} -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
         self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-o", options, "-w", "start")
         return self
 
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres", host: str = "127.0.0.1") -> str:
+        return f"postgresql://postgres@{host}:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
         import psycopg

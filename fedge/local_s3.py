@@ -43,11 +43,13 @@ def find_weed() -> str | None:
 
 
 class LocalS3:
-    def __init__(self, weed: str | None = None, host: str = "127.0.0.1"):
+    def __init__(self, weed: str | None = None, host: str = "127.0.0.1", bind: str = ""):
+        """``host``: the address it names itself by; ``bind``: the one it listens on (default
+        ``host``; 0.0.0.0 for clients in network namespaces)."""
         self.weed = weed or find_weed()
         if self.weed is None:
             raise RuntimeError("SeaweedFS is not built (bash scripts/seaweedfs.sh install)")
-        self.host = host
+        self.host, self.bind = host, bind or host
         self.dir = tempfile.mkdtemp(prefix="fedge-s3-")
         self.port = free_port()
         self._proc: subprocess.Popen | None = None
@@ -56,9 +58,11 @@ class LocalS3:
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def env(self) -> dict[str, str]:
-        """The standard AWS variables that point a client (a coordinator) at this store."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+    def env(self, host: str = "") -> dict[str, str]:
+        """The standard AWS variables that point a client (a coordinator) at this store, by
+        ``host`` (default the store's own address)."""
+        endpoint = f"http://{host}:{self.port}" if host else self.endpoint
+        return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
                 "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION}
 
     def start(self, timeout_s: float = 90.0) -> "LocalS3":
@@ -70,7 +74,7 @@ class LocalS3:
         data = os.path.join(self.dir, "data")
         os.makedirs(data)
         ports = {name: free_port() for name in ("master", "volume", "filer")}
-        argv = [self.weed, "server", f"-dir={data}", f"-ip={self.host}", f"-ip.bind={self.host}",
+        argv = [self.weed, "server", f"-dir={data}", f"-ip={self.host}", f"-ip.bind={self.bind}",
                 f"-master.port={ports['master']}", f"-master.port.grpc={free_port()}",
                 f"-volume.port={ports['volume']}", f"-volume.port.grpc={free_port()}",
                 f"-filer", f"-filer.port={ports['filer']}", f"-filer.port.grpc={free_port()}",
