@@ -34,7 +34,8 @@ install() {
   command -v go >/dev/null 2>&1 || die "'go' not found; install Go (https://go.dev/dl/) first"
   local work
   work="$(mktemp -d)"
-  trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+  # Expanded now: the trap runs after this function's locals are gone.
+  trap "chmod -R u+w '$work' 2>/dev/null; rm -rf '$work'" EXIT
   echo "seaweedfs: downloading $MODULE@$VERSION" >&2
   local dir
   dir="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "$MODULE@$VERSION" \
