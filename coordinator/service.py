@@ -41,6 +41,7 @@ from coordinator.tasks.registry import TaskRegistry
 from protocol.errors import ProtocolError
 
 log = logging.getLogger("fedge.coordinator")
+BLOB_IO_THREADS = 16  # uploads stored in an object store at once (each waits on the network, not a core)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Coordinator:
         self.driver.recover()
         second = store.second_connection()
         self.intake = Intake(ThreadPoolExecutor(1, thread_name_prefix="fedge-intake"), second) if second else None
+        self._blob_io: ThreadPoolExecutor | None = None
 
     def _schedule_evaluation(self, task) -> None:
         """eval_every: an evaluation task for the round just committed (once: a second request,
@@ -97,6 +99,15 @@ class Coordinator:
     def close(self) -> None:
         if self.intake is not None:
             self.intake.close()
+        if self._blob_io is not None:
+            self._blob_io.shutdown(wait=True)
+
+    async def blob_io(self, fn):
+        """`fn()`: blob store I/O that touches nothing in memory, on a thread of its own pool
+        (an object store's requests wait on the network; obstore releases the GIL meanwhile)."""
+        if self._blob_io is None:
+            self._blob_io = ThreadPoolExecutor(BLOB_IO_THREADS, thread_name_prefix="fedge-blob-io")
+        return await asyncio.get_running_loop().run_in_executor(self._blob_io, fn)
 
     async def write(self, fn):
         """`fn(store)`: a write that touches no state in memory (an assignment, an accepted

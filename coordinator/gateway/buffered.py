@@ -121,13 +121,16 @@ class BufferedIntake(SyncIntake):
                              f"{task.config.max_staleness} (max_staleness); it was not counted", "stale")
         return stale
 
+    def object_key(self, p: PendingUpload) -> str:
+        return update_key(p.task.task_id, p.round_num, p.device_id, p.assigned_round)
+
     def persist(self, p: PendingUpload, store: Store) -> int:
         """Into the open buffer; when it starts aggregating under the caller, into the one that
         opened after it (the staleness is worked out again). The buffer's count after it."""
         g, task = self.desk, p.task
         for _ in range(PERSIST_TRIES):
-            key = update_key(task.task_id, p.round_num, p.device_id, p.assigned_round)
-            store.blobs.put_object(key, p.body)
+            key = self.object_key(p)
+            p.put_once(store, key)
             record = update_record(task.task_id, p.round_num, p.device_id, p.meta, key, p.digest, self.clock(),
                                    staleness=p.staleness)
             try:

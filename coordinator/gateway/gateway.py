@@ -250,6 +250,12 @@ class DeviceGateway:
         digest = hashlib.sha256(body).hexdigest()
         return self.intake(task).begin_upload(task, device, round_num, upload_token, meta, body, digest)
 
+    def store_bytes(self, p: PendingUpload) -> None:
+        """The update's bytes where its intake will look for them (`persist_upload` then writes
+        only the row): for a blob store across the network, on a thread, so that the event
+        loop does not wait for the store's answer."""
+        p.put_once(self.store, self.intake(p.task).object_key(p))
+
     def persist_upload(self, p: PendingUpload, store: Store) -> int:
         """The task's intake stores it (on the intake thread where there is one): the count after it."""
         return self.intake(p.task).persist(p, store)

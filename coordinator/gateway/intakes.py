@@ -117,8 +117,8 @@ class SyncIntake:
         """Bytes first, then the row, in one transaction with the round's counts, and only while
         the round still takes updates: the round's reported count after it. Touches nothing in
         memory, so it may run on a thread with a store connection of its own."""
-        key = update_key(p.task.task_id, p.round_num, p.device_id)
-        store.blobs.put_object(key, p.body)
+        key = self.object_key(p)
+        p.put_once(store, key)
         reported = store.add_update(update_record(p.task.task_id, p.round_num, p.device_id, p.meta, key,
                                                   p.digest, self.clock()), only_open=True)
         if reported is None:  # the round closed while this one was on its way
@@ -126,6 +126,10 @@ class SyncIntake:
             self.desk.reject("late")
             raise E.Gone(f"round {p.round_num} closed; the update was not counted", "round_closed")
         return reported
+
+    def object_key(self, p: PendingUpload) -> str:
+        """Where the update's bytes go."""
+        return update_key(p.task.task_id, p.round_num, p.device_id)
 
     def claimed(self, p: PendingUpload) -> tuple[str, int, str]:
         return p.task.task_id, p.round_num, p.device_id

@@ -34,6 +34,15 @@ class PendingUpload:
     # update goes into (it may move on while the update is stored) and staleness their distance.
     assigned_round: int | None = None
     staleness: int = 0
+    # The object key the bytes were already stored under, off the event loop, before the row is
+    # written (GatewayIntakes' `store_bytes`, for blob stores across the network); "" when not.
+    stored_key: str = ""
+
+    def put_once(self, store, key: str) -> None:
+        """The bytes under ``key``, unless they are there already."""
+        if self.stored_key != key:
+            store.blobs.put_object(key, self.body)
+            self.stored_key = key
 
 
 def update_record(task_id: str, round_num: int, device_id: str, meta: UploadMeta, blob: str, digest: str,

@@ -247,6 +247,8 @@ async def upload_update(request):
     if isinstance(step, dict):
         return json_response(step, status=200 if step["duplicate"] else 201)
     try:
+        if c.store.blobs.remote:  # the bytes first, on a thread: an object store answers in milliseconds
+            await c.blob_io(lambda: c.gateway.store_bytes(step))
         reported = await c.write(lambda store: c.gateway.persist_upload(step, store))
     finally:
         c.gateway.end_upload(step)

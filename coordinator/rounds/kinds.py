@@ -104,8 +104,8 @@ class SyncKind:
         """Rebuild the round's running sum from its stored updates (after a restart, or when
         another replica accepted some)."""
         acc = self.running.sum_for(task, num)
-        for upd in self.store.updates(task.task_id, num):
-            data = self.store.blobs.read_object(upd.blob)
+        updates = self.store.updates(task.task_id, num)
+        for upd, data in zip(updates, self.store.blobs.read_objects([u.blob for u in updates])):
             if data is None:
                 raise FileNotFoundError(f"the bytes of {upd.device_id}'s update ({upd.blob}) are missing")
             decoded = codec.decode(data, task.update_counts)

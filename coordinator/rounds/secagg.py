@@ -109,8 +109,9 @@ class SecAggRounds:
         if params is None:
             return
         acc = self.sum_for(task, round_num, params)
-        for upd in self.store.updates(task.task_id, round_num):
-            acc.add(ring.unpack(self.store.blobs.read_object(upd.blob) or b"", params.modulus_bits, params.vector_length))
+        updates = self.store.updates(task.task_id, round_num)
+        for data in self.store.blobs.read_objects([u.blob for u in updates]):
+            acc.add(ring.unpack(data or b"", params.modulus_bits, params.vector_length))
 
     def discard(self, task: "Task", round_num: int) -> None:
         self.sums.pop((task.task_id, round_num), None)

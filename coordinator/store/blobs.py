@@ -57,6 +57,7 @@ class BlobStore(ABC):
     """Content-addressed blobs and keyed objects (see the module's contract)."""
 
     location = ""  # where the bytes are, as the status page names it
+    remote = False  # True where a request waits on the network (the caller then uses a thread)
 
     @abstractmethod
     def put(self, sha: str, data: bytes) -> None:
@@ -101,6 +102,11 @@ class BlobStore(ABC):
 
     @abstractmethod
     def delete_object(self, key: str) -> None: ...
+
+    def read_objects(self, keys: list[str]) -> list[bytes | None]:
+        """Several objects (a round's updates, when a round is rebuilt from the store): in
+        order; a store across the network asks for them concurrently."""
+        return [self.read_object(key) for key in keys]
 
     def remove_empty_folder(self, prefix: str) -> None:
         """What a prefix whose objects are all deleted leaves behind (a local folder); never

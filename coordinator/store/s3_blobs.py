@@ -39,6 +39,7 @@ _SIGNED_REMEMBERED = 4096
 # Another replica's retention may delete one meanwhile: a device's download of it then fails,
 # as it would have a moment later anyway (coordinator.gateway.downloads).
 PRESENT_TTL_S = 10.0
+READ_CONCURRENCY = 32  # a round rebuilt from the bucket reads its updates this many at once
 
 
 def parse_blobs_url(url: str) -> tuple[str, str]:
@@ -62,6 +63,8 @@ def _store(bucket: str, prefix: str, endpoint: str, region: str, credentials: di
 class S3BlobStore(BlobStore):
     """The BlobStore contract on an S3 bucket. Every put returns after the service answered
     200, i.e. once the object is durable (S3's contract); an object is never seen half-written."""
+
+    remote = True
 
     def __init__(self, url: str, *, endpoint: str = "", region: str = "", public_endpoint: str = "",
                  access_key_id: str = "", secret_access_key: str = "", session_token: str = ""):
@@ -181,6 +184,14 @@ class S3BlobStore(BlobStore):
 
     def delete_object(self, key: str) -> None:
         self._delete(self._key(key))
+
+    def read_objects(self, keys: list[str]) -> list[bytes | None]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if len(keys) < 2:
+            return [self.read_object(key) for key in keys]
+        with ThreadPoolExecutor(min(READ_CONCURRENCY, len(keys))) as pool:
+            return list(pool.map(self.read_object, keys))
 
     def create_object(self, key: str, data: bytes) -> bool:
         import obstore

@@ -60,6 +60,14 @@ def test_objects_replace_and_a_round_prefix_tidies_only_when_empty(blobs):
     assert blobs.read_object(first) is None and blobs.read_object(optimizer_state_key("t", 1)) is None
 
 
+def test_read_objects_answers_in_order_with_none_for_what_is_absent(blobs):
+    keys = [update_key("t", 2, f"d{i}") for i in range(5)]
+    for i, key in enumerate(keys):
+        if i != 3:
+            blobs.put_object(key, f"update {i}".encode())
+    assert blobs.read_objects(keys) == [b"update 0", b"update 1", b"update 2", None, b"update 4"]
+
+
 def test_create_object_writes_only_the_first(blobs):
     assert blobs.create_object("keys/k.pem", b"first")
     assert not blobs.create_object("keys/k.pem", b"second")
