@@ -7,14 +7,15 @@ A model of about --params float32 parameters (an MLP on the digits' 64 features,
 here), one task selecting every device each round (goal = devices), the checkpoint
 downloaded as float32 (4 bytes a parameter) by every selected device each round and the
 model once per device; uploads of q8+sparse:0.01 (about 10 KB, one payload per round: the
-coordinator's work per upload is what is compared, not the client's encoding). Meanwhile 100
-bystander devices of another population check in without pause; their latencies are the
-check-in p50/p99 "during the download burst".
+coordinator's work per upload is what is compared, not the client's encoding). Meanwhile 20
+bystander devices of another population check in every 50 ms each (about 400 a second);
+their latencies are the check-in p50/p99 "during the download burst".
 
-The coordinator runs in its own process (`fedge serve`, SQLite), SeaweedFS in another, the
-load client in this one; all share this machine's cores, so the figures that compare the two
-modes are the coordinator's own: its CPU seconds per round (from /proc) and the bytes it sent
-(response bodies counted by the client per origin: the coordinator's address or the store's).
+The coordinator runs in its own process (`fedge serve`, SQLite) pinned to core 0; SeaweedFS
+and the load client (this process) are pinned to the other cores, so the coordinator's core
+does only the coordinator's work in both modes. Figures: its CPU seconds per round (from
+/proc), the bytes it sent (response bodies counted by the client per origin: the
+coordinator's address or the store's), and the bystanders' latencies.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from protocol.messages import DeviceState, UploadMeta  # noqa: E402
 TOKEN = "bench-admin"
 STATE = DeviceState(charging=True, unmetered=True, idle=True, battery=1.0)
 UPLOAD_CODEC = "q8+sparse:0.01"
+BYSTANDERS, BYSTANDER_PERIOD_S = 20, 0.05
 
 
 def export_model(params: int) -> bytes:
@@ -57,6 +59,16 @@ def export_model(params: int) -> bytes:
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     print(f"model: MLP 64-{hidden}-{hidden}-10, {model.count_params():,} parameters", flush=True)
     return export(model, name="mlp_1m", parity_steps=0).tflite
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Keep a process (0: this one), all its threads, on ``cores`` where the machine has them
+    (util-linux's taskset; the threads a process made already are pinned one by one)."""
+    import subprocess
+
+    if len(os.sched_getaffinity(0)) >= 2 and cores:
+        subprocess.run(["taskset", "-a", "-p", "-c", ",".join(map(str, sorted(cores))), str(pid or os.getpid())],
+                       check=True, capture_output=True)
 
 
 def cpu_s(pid: int) -> float:
@@ -76,6 +88,11 @@ class Load:
         self.download_failures = 0
         self.latencies: list[float] = []
         self.payloads: dict[int, bytes] = {}
+        # Per round: the coordinator's CPU when its first device was assigned and when the
+        # last one had downloaded (devices upload only then: the burst is downloads alone),
+        # and the bystanders' latencies in between.
+        self.pid = 0
+        self.burst: dict[int, dict] = {}
 
     async def setup(self, model: bytes, rounds: int) -> None:
         from device_runtime.admin import AdminClient
@@ -86,7 +103,7 @@ class Load:
         sha = await admin.upload_model(model)
         self.clients = [CoordinatorClient(self.url, self.session, attempts=20, max_backoff_s=1.0)
                         for _ in range(self.n)]
-        self.bystanders = [CoordinatorClient(self.url, self.session) for _ in range(100)]
+        self.bystanders = [CoordinatorClient(self.url, self.session) for _ in range(BYSTANDERS)]
         sem = asyncio.Semaphore(64)
 
         async def register(c, pop):
@@ -129,11 +146,22 @@ class Load:
                 await asyncio.sleep(0.2 if resp.outcome == "assigned" else 0.05)
                 continue
             a = resp.assignment
+            burst = self.burst.get(a.round)
+            if burst is None:
+                burst = self.burst[a.round] = {"cpu0": cpu_s(self.pid), "t0": time.perf_counter(), "done": 0,
+                                               "all": asyncio.Event()}
             async with gate:
                 if not has_model:
                     await self.download(client, a.model_url)
                     has_model = True
                 await self.download(client, a.checkpoint_url)
+            burst["done"] += 1
+            if burst["done"] == self.n:
+                burst.update(cpu1=cpu_s(self.pid), t1=time.perf_counter())
+                burst["all"].set()
+            await burst["all"].wait()
+            self.payload(a)  # encoded once, before any device of the round uploads
+            async with gate:
                 await client.upload(a, self.payload(a), UploadMeta(example_count=10))
             self.uploads += 1
             joined.add(a.round)
@@ -142,8 +170,8 @@ class Load:
         while not stop.is_set():
             t = time.perf_counter()
             await client.checkin(STATE, [], 0.0)
-            self.latencies.append(time.perf_counter() - t)
-            await asyncio.sleep(0.02)
+            self.latencies.append((t, time.perf_counter() - t))
+            await asyncio.sleep(BYSTANDER_PERIOD_S)
 
 
 async def measure(mode: str, model: bytes, shapes, args, s3: LocalS3) -> dict:
@@ -154,11 +182,12 @@ async def measure(mode: str, model: bytes, shapes, args, s3: LocalS3) -> dict:
         extra += ("--blobs", f"s3://bench/{os.path.basename(folder)}")
         env = s3.env()
     server = LocalCoordinator(os.path.join(folder, "c.db"), TOKEN, extra, env=env).start()
+    pin(server.proc.pid, {0})
     try:
         conn = aiohttp.TCPConnector(limit=1024)
         async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=900)) as session:
             load = Load(server.url, session, args.devices)
-            load.shapes = shapes
+            load.shapes, load.pid = shapes, server.proc.pid
             await load.setup(model, args.rounds)
             stop = asyncio.Event()
             watchers = [asyncio.create_task(load.bystander(c, stop)) for c in load.bystanders]
@@ -168,8 +197,11 @@ async def measure(mode: str, model: bytes, shapes, args, s3: LocalS3) -> dict:
             wall, cpu = time.perf_counter() - t0, cpu_s(server.proc.pid) - cpu0
             stop.set()
             await asyncio.gather(*watchers)
-        lat = np.array(load.latencies) * 1e3
+        bursts = [b for b in load.burst.values() if "t1" in b]
+        lat = np.array([d for t, d in load.latencies if any(b["t0"] <= t <= b["t1"] for b in bursts)]) * 1e3
         return {"mode": mode, "rounds": args.rounds, "wall_s": wall, "cpu_per_round": cpu / args.rounds,
+                "burst_cpu": float(np.mean([b["cpu1"] - b["cpu0"] for b in bursts])),
+                "burst_s": float(np.mean([b["t1"] - b["t0"] for b in bursts])),
                 "coordinator_bytes_per_device_round": (load.from_coordinator + sum(c.bytes_down for c in load.clients))
                 / (args.devices * args.rounds),
                 "store_bytes_per_round": load.from_store / args.rounds, "uploads": load.uploads,
@@ -192,18 +224,24 @@ def main() -> None:
 
     shapes = [tuple(w.shape) for w in read_manifest(model).weights]
     rows = []
+    others = set(range(1, os.cpu_count() or 1))
     with LocalS3() as s3:
+        if others:
+            pin(s3._proc.pid, others)
+            pin(0, others)
         s3.create_bucket("bench")
         for mode in ("local", "presigned"):
             row = asyncio.run(measure(mode, model, shapes, args, s3))
             rows.append(row)
-            print(f"{mode:>9}: coordinator CPU {row['cpu_per_round']:.2f} s/round, sends "
+            print(f"{mode:>9}: download burst {row['burst_s']:.1f} s, coordinator CPU in it {row['burst_cpu']:.2f} s; "
+                  f"CPU {row['cpu_per_round']:.2f} s/round in all, sends "
                   f"{row['coordinator_bytes_per_device_round'] / 1e3:,.1f} KB per device per round; store "
-                  f"{row['store_bytes_per_round'] / 1e6:,.0f} MB/round; bystander check-ins p50 {row['p50']:.1f} ms "
+                  f"{row['store_bytes_per_round'] / 1e6:,.0f} MB/round; check-ins during the burst p50 {row['p50']:.1f} ms "
                   f"p99 {row['p99']:.1f} ms; {row['uploads']} uploads, {row['failures']} failed downloads, "
                   f"{row['wall_s']:.0f} s", flush=True)
     local, presigned = rows
-    print(f"presigned vs local: coordinator CPU per round x{presigned['cpu_per_round'] / local['cpu_per_round']:.2f}, "
+    print(f"presigned vs local: coordinator CPU in the download burst x{presigned['burst_cpu'] / local['burst_cpu']:.2f}, "
+          f"per round x{presigned['cpu_per_round'] / local['cpu_per_round']:.2f}, "
           f"bytes it sends per device x{presigned['coordinator_bytes_per_device_round'] / local['coordinator_bytes_per_device_round']:.4f}")
 
 

@@ -213,9 +213,8 @@ class RoundDriver:
 
     def _discard_updates(self, task: Task, num: int) -> None:
         self.kind(task).discard(task, num)
-        for upd in self.store.updates(task.task_id, num):
-            if upd.blob:  # an evaluation report has no bytes
-                self.store.blobs.delete_object(upd.blob)
+        # An evaluation report has no bytes.
+        self.store.blobs.delete_objects([upd.blob for upd in self.store.updates(task.task_id, num) if upd.blob])
         self.store.blobs.remove_empty_folder(round_updates_prefix(task.task_id, num))
 
     def _prune(self, task: Task, num: int) -> None:

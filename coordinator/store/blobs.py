@@ -103,6 +103,12 @@ class BlobStore(ABC):
     @abstractmethod
     def delete_object(self, key: str) -> None: ...
 
+    def delete_objects(self, keys: list[str]) -> None:
+        """Several objects (a round's updates, when it ended); an object store deletes them
+        in bulk requests."""
+        for key in keys:
+            self.delete_object(key)
+
     def read_objects(self, keys: list[str]) -> list[bytes | None]:
         """Several objects (a round's updates, when a round is rebuilt from the store): in
         order; a store across the network asks for them concurrently."""

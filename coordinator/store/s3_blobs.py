@@ -185,6 +185,15 @@ class S3BlobStore(BlobStore):
     def delete_object(self, key: str) -> None:
         self._delete(self._key(key))
 
+    def delete_objects(self, keys: list[str]) -> None:
+        import obstore
+
+        if keys:
+            try:  # S3's DeleteObjects: up to 1,000 keys a request (a round's updates at once)
+                obstore.delete(self.store, [self._key(key) for key in keys])
+            except FileNotFoundError:
+                pass
+
     def read_objects(self, keys: list[str]) -> list[bytes | None]:
         from concurrent.futures import ThreadPoolExecutor
 

@@ -68,6 +68,15 @@ def test_read_objects_answers_in_order_with_none_for_what_is_absent(blobs):
     assert blobs.read_objects(keys) == [b"update 0", b"update 1", b"update 2", None, b"update 4"]
 
 
+def test_delete_objects_deletes_every_one_and_minds_no_absent_one(blobs):
+    keys = [update_key("t", 3, f"d{i}") for i in range(4)]
+    for key in keys[:3]:
+        blobs.put_object(key, b"u")
+    blobs.put_object(update_key("t", 4, "d0"), b"kept")
+    blobs.delete_objects(keys)
+    assert blobs.read_objects(keys) == [None] * 4 and blobs.read_object(update_key("t", 4, "d0")) == b"kept"
+
+
 def test_create_object_writes_only_the_first(blobs):
     assert blobs.create_object("keys/k.pem", b"first")
     assert not blobs.create_object("keys/k.pem", b"second")
