@@ -148,7 +148,10 @@ class S3BlobStore(BlobStore):
         key = self._blob(sha) + (".gz" if compressed else "")
         life = min(max(expires_at - now, MIN_URL_LIFE_S), MAX_URL_LIFE_S)
         until = now + life
-        slot = (key, until - until % URL_BUCKET_S)
+        edge = until - until % URL_BUCKET_S  # devices assigned within one bucket share a URL
+        if edge - now < MIN_URL_LIFE_S:  # not below the minimum (past the deadline only then)
+            edge += URL_BUCKET_S
+        slot = (key, edge)
         with self._lock:
             url = self._signed.get(slot)
         if url is not None:
