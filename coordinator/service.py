@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 from coordinator.admin.operations import AdminOps
 from coordinator.audit.trail import AuditTrail, load_or_create_key
+from coordinator.releases.desk import ReleaseDesk
+from coordinator.releases.offers import ReleaseOffers
 from coordinator.errors import ApiError
 from coordinator.gateway.attestation import AttestationVerifier
 from coordinator.gateway.gateway import DeviceGateway
@@ -77,6 +79,8 @@ class Coordinator:
                                      metrics=metrics, rng=random.Random(seed), checkin_rate=checkin_rate,
                                      register_rate=register_rate, attestation=attestation)
         self.admin = AdminOps(store, clock, self.tasks, attestation, int(max_aggregation_mib * 2**20), self.audit)
+        self.releases = ReleaseDesk(store, clock, self.tasks, self.audit, self.admin.evaluations)
+        self.release_offers = ReleaseOffers(store, clock, self.gateway.downloads.url)
         # First among the listeners: a long poll woken by a round's opening must not assign from
         # the gateway's hint of the round before.
         self.driver.round_open_listeners.append(self.gateway.forget_selecting_round)

@@ -12,6 +12,7 @@ from typing import Any
 
 from protocol.dp_sgd import DpSgdEvent
 from protocol.errors import ProtocolError
+from protocol.releases import DEFAULT_CHANNEL, MAX_NAME, ReleaseOffer
 from protocol.fields import (MAX_URL, MAX_DP_SGD_CLIP, MAX_DP_SGD_NOISE, MAX_PERSONALIZE_STEPS,  # noqa: F401 (re-exported)
                              MAX_PROXIMAL_MU, get_field)
 
@@ -97,6 +98,10 @@ class CheckinRequest:
     state: DeviceState
     cached_models: tuple[str, ...] = ()
     wait_s: float = 0.0
+    # Model releases (protocol.releases): the channel the device follows and the sequence of
+    # the release it has installed (0: none); only a newer release of that channel is offered.
+    release_channel: str = DEFAULT_CHANNEL
+    release_sequence: int = 0
 
     @classmethod
     def from_dict(cls, raw: Any) -> "CheckinRequest":
@@ -104,7 +109,9 @@ class CheckinRequest:
         if not all(isinstance(c, str) and len(c) <= 128 for c in cached):
             raise ProtocolError("field 'cached_models' must be a list of strings", "bad_request")
         wait_s = get_field(raw, "wait_s", float, False, 0.0, lo=0.0, hi=MAX_CHECKIN_WAIT_S)
-        return cls(DeviceState.from_dict(get_field(raw, "state", dict)), tuple(cached), wait_s)
+        return cls(DeviceState.from_dict(get_field(raw, "state", dict)), tuple(cached), wait_s,
+                   get_field(raw, "release_channel", str, False, DEFAULT_CHANNEL, max_len=MAX_NAME),
+                   get_field(raw, "release_sequence", int, False, 0, lo=0, hi=2**53))
 
 
 MAX_SPARSE_SEED = 2**53 - 1
@@ -244,6 +251,7 @@ class CheckinResponse:
     retry_at: float = 0.0
     reason: str = ""
     assignment: Assignment | None = None
+    release: ReleaseOffer | None = None  # a newer model release for the device to infer with
 
     def to_dict(self) -> dict:
         out = {"outcome": self.outcome}
@@ -251,15 +259,20 @@ class CheckinResponse:
             out["assignment"] = asdict(self.assignment)
         else:
             out.update(retry_at=self.retry_at, reason=self.reason)
+        if self.release is not None:
+            out["release"] = self.release.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, raw: Any) -> "CheckinResponse":
         outcome = get_field(raw, "outcome", str)
+        offered = get_field(raw, "release", dict, False, None)
+        release = ReleaseOffer.from_dict(offered) if offered is not None else None
         if outcome == "assigned":
-            return cls("assigned", assignment=Assignment.from_dict(get_field(raw, "assignment", dict)))
+            return cls("assigned", assignment=Assignment.from_dict(get_field(raw, "assignment", dict)), release=release)
         if outcome == "retry":
-            return cls("retry", retry_at=get_field(raw, "retry_at", float), reason=get_field(raw, "reason", str, False, ""))
+            return cls("retry", retry_at=get_field(raw, "retry_at", float), reason=get_field(raw, "reason", str, False, ""),
+                       release=release)
         raise ProtocolError(f"unknown check-in outcome {outcome!r}", "bad_response")
 
 

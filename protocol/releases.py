@@ -30,6 +30,7 @@ from protocol.fields import MAX_URL, get_field
 
 BUCKETS = 10_000
 MAX_NAME = 64  # population, channel and release id lengths
+DEFAULT_CHANNEL = "stable"
 DOMAIN = b"fedge-release-v1"
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from coordinator import errors as E
 from coordinator.http import handlers as handlers
+from coordinator.http import release_handlers
 from coordinator.gateway.attestation import load_verifier
 from coordinator.http.client_address import parse_networks
 from coordinator.config import ServeConfig
@@ -136,6 +137,7 @@ def create_app(config: ServeConfig, run_ticker: bool = True, clock=None) -> web.
     coordinator.gateway.slot_listeners.append(slots_free)
     coordinator.driver.slot_listeners.append(slots_free)
     app[ADMIN_TOKEN] = config.admin_token or os.environ.get("FEDGE_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    release_handlers.add_routes(app)  # first: its task route is more specific than handlers' task actions
     handlers.add_routes(app)
     if run_ticker:
         app.on_startup.append(_start_ticker)

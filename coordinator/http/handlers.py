@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 
 from aiohttp import web
@@ -200,7 +201,8 @@ async def register(request):
     c.gateway.registration.admit(address)
     req = RegisterRequest.from_dict(await read_json(request, MAX_REGISTER_JSON))
     result = await c.write(lambda store: c.gateway.registration.register(req, address, store=store, admitted=True))
-    return json_response(result, status=201)
+    # The key that signs model releases (protocol.releases): the device pins it now.
+    return json_response({**result, "release_key": c.releases.public_key}, status=201)
 
 
 async def _checkin(c, device, req, rate_limited: bool = True):
@@ -228,6 +230,9 @@ async def checkin(request):
             resp = await _checkin(c, device, req, rate_limited=False)
         except asyncio.TimeoutError:
             pass
+    offer = c.release_offers.offer(device.device_id, device.population, req.release_channel, req.release_sequence)
+    if offer is not None:  # a newer model release for this device to infer with
+        resp = dataclasses.replace(resp, release=offer)
     return json_response(resp.to_dict())
 
 

@@ -10,6 +10,9 @@ from protocol.dp_sgd import MAX_DP_SGD_STEPS
 from protocol.messages import (MAX_ATTESTATION, MAX_CACHED_MODELS, MAX_CHECKIN_WAIT_S, MAX_COUNT, MAX_DP_SGD_NOISE,
                                MAX_LABEL, MAX_LOSS, MAX_SECRET)
 from protocol.names import NAME_PATTERN
+from protocol.releases import MAX_NAME
+from coordinator.releases.desk import MAX_NOTE
+from coordinator.tasks.config import MAX_ROUNDS
 
 _ERR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _NAME = {"type": "string", "pattern": f"^{NAME_PATTERN}$"}
@@ -20,6 +23,9 @@ _B64 = {"type": "string", "maxLength": 4096}
 def _obj(required: list[str], **properties) -> dict:
     return {"type": "object", "required": required, "properties": properties}
 
+
+_RELEASE_NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
+_PERCENT = {"type": "number", "exclusiveMinimum": 0, "maximum": 100}
 
 SCHEMAS = {
     "Error": _obj(["error"], error=_obj(["code", "message"], code={"type": "string"}, message={"type": "string"})),
@@ -39,7 +45,14 @@ SCHEMAS = {
                         supports_flex={"type": "boolean"}),
     "CheckinRequest": _obj(["state"], state={"$ref": "#/components/schemas/DeviceState"},
                            cached_models={"type": "array", "items": _SHA, "maxItems": MAX_CACHED_MODELS},
-                           wait_s={"type": "number", "minimum": 0, "maximum": MAX_CHECKIN_WAIT_S}),
+                           wait_s={"type": "number", "minimum": 0, "maximum": MAX_CHECKIN_WAIT_S},
+                           release_channel=_RELEASE_NAME,
+                           release_sequence={"type": "integer", "minimum": 0, "maximum": 2**53}),
+    "ReleaseRequest": _obj(["round"], round={"type": "integer", "minimum": 0, "maximum": MAX_ROUNDS},
+                           channel=_RELEASE_NAME, release_id=_RELEASE_NAME, percent=_PERCENT,
+                           note={"type": "string", "maxLength": MAX_NOTE},
+                           require_eval={"type": "number", "minimum": 0, "maximum": 1}),
+    "PromoteRequest": _obj(["percent"], percent=_PERCENT),
     "UploadMeta": _obj(["example_count"], example_count={"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
                        train_loss={"type": "number", "minimum": -MAX_LOSS, "maximum": MAX_LOSS},
                        eval_loss={"type": "number", "minimum": -MAX_LOSS, "maximum": MAX_LOSS},
@@ -93,6 +106,7 @@ def _op(summary: str, ok: str = "200", body: str | None = None, auth: str | None
 
 
 _TASK = _path("task_id", _NAME)
+_RELEASE = _path("release_id", _RELEASE_NAME)
 _ROUND = _path("round", {"type": "integer", "minimum": 1})
 _UPLOAD_TOKEN = _header("Fedge-Upload-Token", {"type": "string"}, "the upload token of the device's assignment")
 
@@ -133,6 +147,23 @@ OPENAPI = {
         "/v1/admin/tasks/{task_id}/{action}": {"post": _op(
             "pause, resume or cancel", auth="admin",
             params=[_TASK, _path("action", {"enum": ["pause", "resume", "cancel"]})])},
+        "/v1/admin/tasks/{task_id}/releases": {"post": _op(
+            "release a committed round's checkpoint to the task's population (channel, percent of devices by a "
+            "stable hash, require_eval: the round's federated evaluation at least this accurate)", "201",
+            "application/json", "admin", "ReleaseRequest", [_TASK])},
+        "/v1/admin/releases": {"get": _op("releases, newest first per channel", auth="admin", params=[
+            {"name": "population", "in": "query", "required": False, "schema": _RELEASE_NAME},
+            {"name": "channel", "in": "query", "required": False, "schema": _RELEASE_NAME}])},
+        "/v1/admin/releases/{release_id}": {"get": _op("one release", auth="admin", params=[_RELEASE])},
+        "/v1/admin/releases/{release_id}/promote": {"post": _op(
+            "raise a release's percentage (it only grows)", body="application/json", auth="admin",
+            schema="PromoteRequest", params=[_RELEASE])},
+        "/v1/admin/releases/{release_id}/rollback": {"post": _op(
+            "roll the channel's newest release back: a new release of the model before it, to every device", "201",
+            auth="admin", params=[_RELEASE])},
+        "/v1/releases/{release_id}": {"get": _op(
+            "a release of the device's own population: the signed offer a check-in carries", auth="device",
+            params=[_RELEASE])},
         "/v1/devices/register": {"post": _op("register; returns device_id and token", "201", "application/json",
                                              schema="RegisterRequest")},
         "/v1/checkin": {"post": _op("check in; returns an assignment or retry_at (wait_s > 0: long poll)",

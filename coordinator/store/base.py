@@ -25,6 +25,7 @@ from pathlib import Path
 from coordinator.rounds.states import OPEN_STATES
 from coordinator.store.blobs import BlobStore, LocalBlobStore
 from coordinator.store.buffer_rows import BufferRows
+from coordinator.store.release_rows import ReleaseRows
 from coordinator.store.secagg_rows import SecAggRows
 from coordinator.store.sql import dumps
 from coordinator.store.records import (AssignmentRecord, DeviceRecord, PopulationRecord, RoundRecord, TaskRecord, UpdateRecord)
@@ -38,7 +39,7 @@ class _RoundClosed(Exception):
     """Inside Store.assign: the round stopped selecting (or filled up) under the caller."""
 
 
-class Store(BufferRows, SecAggRows):
+class Store(BufferRows, SecAggRows, ReleaseRows):
     """The typed interface and its SQL. A backend provides ``transaction()`` (a context
     whose value has ``execute(sql, params)`` and ``executemany(sql, rows)``), ``one``,
     ``all``, ``execute``, ``close`` and ``checkpoint_in_background``; rows read by name.

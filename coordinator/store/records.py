@@ -95,3 +95,32 @@ class SecAggRoundRecord:
     params: dict | None = None  # SecAggParams.to_dict()
     sharers: list[int] = field(default_factory=list)  # indices whose shares were complete
     survivors: list[int] = field(default_factory=list)  # indices whose masked input was counted
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """A model release (coordinator.releases): a committed checkpoint, as an inference model,
+    offered to ``percent`` of a population's devices on a channel, signed."""
+
+    release_id: str
+    population: str
+    channel: str
+    sequence: int
+    task_id: str
+    round: int
+    model_sha: str
+    size: int
+    percent: float
+    state: str  # coordinator.releases.states.ReleaseState
+    note: str
+    signature: str
+    rollback_of: str
+    created_at: float
+    updated_at: float
+
+    def to_dict(self) -> dict:
+        return {"release_id": self.release_id, "population": self.population, "channel": self.channel,
+                "sequence": self.sequence, "task_id": self.task_id, "round": self.round,
+                "model_sha256": self.model_sha, "size": self.size, "percent": self.percent, "state": self.state,
+                "note": self.note, "rollback_of": self.rollback_of, "created_at": self.created_at,
+                "updated_at": self.updated_at}

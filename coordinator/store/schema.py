@@ -65,6 +65,14 @@ CREATE TABLE audit_log (task_id TEXT NOT NULL, seq INTEGER NOT NULL, entry TEXT 
 ALTER TABLE devices ADD COLUMN due {REAL} NOT NULL DEFAULT 0;
 CREATE INDEX devices_due ON devices(population, due);
 """),
+    (5, """
+CREATE TABLE releases (
+    release_id TEXT PRIMARY KEY, population TEXT NOT NULL, channel TEXT NOT NULL, sequence {BIGINT} NOT NULL,
+    task_id TEXT NOT NULL, round INTEGER NOT NULL, model_sha TEXT NOT NULL, size {BIGINT} NOT NULL,
+    percent {REAL} NOT NULL, state TEXT NOT NULL, note TEXT NOT NULL DEFAULT '', signature TEXT NOT NULL,
+    rollback_of TEXT NOT NULL DEFAULT '', created_at {REAL} NOT NULL, updated_at {REAL} NOT NULL,
+    UNIQUE (population, channel, sequence));
+"""),
 ]
 
 
