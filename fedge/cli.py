@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "fleet": ("device_runtime.fleet.cli", "run many emulated devices against a coordinator"),
     "population": ("fedge.population_cli", "create and list populations on a coordinator"),
     "task": ("fedge.task_cli", "create, list, show, pause/resume/cancel, download and watch tasks"),
+    "release": ("fedge.release_cli", "list, show, promote and roll back model releases"),
     "audit": ("fedge.audit_cli", "fetch the audit key, export a task's audit trail, verify one offline"),
     "simulate": ("simulation.cli", "the production coordinator and a simulated population on a virtual clock"),
     "demo": ("fedge.demo", "export, serve and train a 100-device fleet end to end"),

@@ -21,6 +21,7 @@ import time
 import tomllib
 from pathlib import Path
 
+from fedge.release_cli import configure_task_release, create as create_release
 from fedge.admin_http import AdminApi, AdminError, add_connection_args, emit, table
 
 FINISHED = ("completed", "cancelled", "failed")
@@ -61,6 +62,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     audit.add_argument("task_id")
     audit.add_argument("-o", "--output", required=True, help="where to write the trail (JSON)")
     add_connection_args(audit)
+    configure_task_release(sub.add_parser("release", help="release a committed round's checkpoint to the "
+                                                          "population's devices for inference (fedge release ...)"))
     watch = sub.add_parser("watch", help="follow a task until it finishes")
     watch.add_argument("task_id")
     watch.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
@@ -154,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "evaluate":
         return _evaluate(api, args)
+    if args.action == "release":
+        return create_release(api, args)
     if args.action == "audit":
         from fedge.audit_cli import export_trail
 

@@ -215,3 +215,20 @@ def test_help_keeps_examples_on_their_own_lines_and_every_flag_explained(capsys)
     for name, sub in (("fleet", commands["fleet"]), ("device", commands["device"]), ("task model", task_actions["model"])):
         silent = [a.option_strings for a in sub._actions if a.option_strings and not a.help]
         assert not silent, f"fedge {name}: options without help: {silent}"
+
+
+def test_release_commands_say_what_is_wrong_in_one_line(server, digits_tflite, tmp_path, capsys):
+    server.call("POST", "/v1/admin/populations", {"name": "rel-pop"}, ADMIN)
+    model, config = tmp_path / "m.tflite", tmp_path / "task.toml"
+    model.write_bytes(digits_tflite)
+    config.write_text("rounds = 2\ngoal_count = 3\n")
+    assert _run(capsys, server, "task", "create", "--population", "rel-pop", "--model", str(model),
+                "--config", str(config), "--task-id", "tr")[0] == 0
+    code, out, err = _run(capsys, server, "task", "release", "tr", "--round", "1", "--percent", "10")
+    assert code == 1 and err.count("\n") == 1 and "round 1 of task tr is not a committed round" in err
+    code, out, err = _run(capsys, server, "task", "release", "tr", "--round", "1", "--percent", "150")
+    assert code == 1 and "percent must be a number in (0, 100]" in err
+    code, out, _ = _run(capsys, server, "release", "list", "--population", "rel-pop")
+    assert code == 0 and out.strip() == "no releases"
+    code, _, err = _run(capsys, server, "release", "rollback", "rel-none")
+    assert code == 1 and "no release rel-none" in err
