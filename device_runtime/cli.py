@@ -57,6 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-for-s", type=float, default=120.0,
                         help="how long each request retries while the coordinator is unreachable or answers 5xx; "
                              "the device then waits and tries again (default 120)")
+    parser.add_argument("--release-channel", default="stable",
+                        help="the channel of model releases this device installs for inference (default stable; "
+                             "`fedge predict` uses the installed one)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
 
 
@@ -70,6 +73,7 @@ async def _main(args) -> int:
     from device_runtime.device import Device
     from device_runtime.example_store import load_example_store
     from device_runtime.litert_model import runtime_version
+    from device_runtime.releases import InstalledReleases
     from device_runtime.probes import probe_state
     from device_runtime.trainer import Trainer
 
@@ -89,12 +93,14 @@ async def _main(args) -> int:
             attestation = Path(args.attestation_file).read_text().strip() if args.attestation_file else ""
             token = await client.register(args.population, label=f"fedge-device {platform.machine()}",
                                           enrollment_secret=args.enrollment_secret, attestation=attestation)
-            identity.save(args.coordinator, args.population, token)
+            identity.save(args.coordinator, args.population, token, client.release_key)
             logging.getLogger("fedge.device").info("registered in population %s at %s (identity in %s)",
                                                    args.population, args.coordinator, state_dir)
         device = Device(client=client, data=data, trainer=trainer, state_fn=lambda: probe_state(version, overrides),
                         cache=DiskBlobCache(state_dir / "cache"), rng=np.random.default_rng(),
-                        state_dir=state_dir / "local", min_dp_noise=args.min_dp_noise_multiplier)
+                        state_dir=state_dir / "local", min_dp_noise=args.min_dp_noise_multiplier,
+                        releases=InstalledReleases(state_dir / "releases", identity.release_key, args.population,
+                                                   args.release_channel))
         stop = asyncio.Event()
         logging.getLogger("fedge.device").info("device running: %d training / %d holdout examples",
                                                len(data.x_train), len(data.x_eval))

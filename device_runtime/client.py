@@ -92,6 +92,7 @@ class CoordinatorClient:
         self.retry_for_s = retry_for_s
         self.bytes_up = 0
         self.bytes_down = 0
+        self.release_key = ""
 
     @property
     def base(self) -> str:
@@ -156,11 +157,17 @@ class CoordinatorClient:
         if attestation:
             payload["attestation"] = attestation
         _, _, body = await self._request("POST", "/v1/devices/register", json=payload)
-        self.token = json.loads(body)["token"]
+        answer = json.loads(body)
+        self.token = answer["token"]
+        self.release_key = answer.get("release_key", "")  # pinned: it signs the model releases to install
         return self.token
 
-    async def checkin(self, state: DeviceState, cached: list[str], wait_s: float = 0.0) -> CheckinResponse:
+    async def checkin(self, state: DeviceState, cached: list[str], wait_s: float = 0.0,
+                      release: tuple[str, int] | None = None) -> CheckinResponse:
+        """``release``: (channel, installed sequence) of a device that takes model releases."""
         payload = {"state": state.to_dict(), "cached_models": cached, "wait_s": wait_s}
+        if release is not None:
+            payload.update(release_channel=release[0], release_sequence=release[1])
         _, _, body = await self._request("POST", "/v1/checkin", json=payload, headers=self._headers())
         return CheckinResponse.from_dict(json.loads(body))
 

@@ -19,6 +19,7 @@ from device_runtime.data_fit import fit_problems
 from device_runtime.example_store import LocalData
 from device_runtime.emulation import Behaviour, Emulation
 from device_runtime.kept_state import KeptState
+from device_runtime.releases import InstalledReleases
 from device_runtime.secagg_session import run_secagg_round
 from device_runtime.trainer import Deadline, RoundBlobs, TooLate, Trainer
 from device_runtime.training import TrainJob, Unfinished
@@ -108,6 +109,9 @@ class Device:
     held: list = field(default_factory=list)
     # Per model: (its name, why this device's examples cannot train it; empty when they can).
     _fits: dict = field(default_factory=dict)
+    # The model releases this device installs for inference (device_runtime.releases); None:
+    # it takes none (an emulated fleet's devices unless asked).
+    releases: InstalledReleases | None = None
     kept: KeptState = field(init=False)
     emulation: Emulation = field(init=False)  # the behaviour's knobs, applied at fixed points of a round
 
@@ -169,7 +173,13 @@ class Device:
                                                steps * self.trainer.step_time_estimate(assignment.model_sha256))
 
     async def run_once(self) -> RoundOutcome:
-        resp = await self.client.checkin(self.state_fn(), self._holding(), self.behaviour.long_poll_s)
+        state = self.state_fn()
+        releases = self.releases
+        resp = await self.client.checkin(state, self._holding(), self.behaviour.long_poll_s,
+                                         (releases.channel, releases.sequence) if releases else None)
+        if resp.release is not None and releases is not None and state.unmetered:
+            # A newer model to infer with: downloaded on an unmetered network only, verified, swapped in.
+            await releases.install(resp.release, lambda url, sha: self.client.fetch_blob(url, sha, self.cache))
         if resp.outcome == "retry":
             return RoundOutcome("retry", resp.retry_at, resp.reason)
         a = resp.assignment

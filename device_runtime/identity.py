@@ -47,8 +47,15 @@ class DeviceIdentity:
                 f"{saved.get('coordinator')}, not of population {population!r} at {coordinator}; give another "
                 "--state-dir (or leave it out: the default folder is per coordinator and population)")
 
-    def save(self, coordinator: str, population: str, token: str) -> None:
-        self._saved = {"coordinator": coordinator.rstrip("/"), "population": population, "token": token}
+    @property
+    def release_key(self) -> str:
+        """The coordinator's release-signing key, pinned at registration ("" for an identity
+        saved before releases existed: such a device takes no release until it registers again)."""
+        return self._saved.get("release_key", "") if self._saved else ""
+
+    def save(self, coordinator: str, population: str, token: str, release_key: str = "") -> None:
+        self._saved = {"coordinator": coordinator.rstrip("/"), "population": population, "token": token,
+                       "release_key": release_key}
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

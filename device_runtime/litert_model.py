@@ -213,6 +213,19 @@ class LocalModel:
             self.last_step_s = (time.perf_counter() - started) / steps
         return TrainProgress(total / max(count, 1), count, stopped, steps)
 
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The model's outputs (its `infer` signature) for each example, a batch at a time."""
+        infer = self.interpreter.get_signature_runner("infer")
+        x = x.astype(self.manifest.input.dtype, copy=False)
+        batch = tuple(infer.get_input_details()["x"]["shape"])[0] or len(x)
+        outputs = []
+        for start in range(0, len(x), batch):
+            chunk = x[start:start + batch]
+            padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)]) \
+                if len(chunk) < batch else chunk
+            outputs.append(infer(x=padded)["output"][:len(chunk)])
+        return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """(mean loss, accuracy) over the examples."""
         if len(x) == 0:

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "export": ("model_export.cli", "export a Keras model to a trainable .tflite"),
     "serve": ("coordinator.cli", "run the coordinator service"),
     "device": ("device_runtime.cli", "run the reference device runtime"),
+    "predict": ("device_runtime.predict_cli", "predict with the model release a device installed"),
     "fleet": ("device_runtime.fleet.cli", "run many emulated devices against a coordinator"),
     "population": ("fedge.population_cli", "create and list populations on a coordinator"),
     "task": ("fedge.task_cli", "create, list, show, pause/resume/cancel, download and watch tasks"),

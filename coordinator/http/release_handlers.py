@@ -12,7 +12,9 @@ async def create_release(request):
     """POST /v1/admin/tasks/{task_id}/releases {round, channel?, percent?, note?, require_eval?}."""
     require_admin(request)
     c = coordinator(request)
-    return json_response(c.releases.create(request.match_info["task_id"], await read_json(request)), status=201)
+    answer = c.releases.create(request.match_info["task_id"], await read_json(request))
+    c.release_offers.forget()  # this replica offers it at once; the others within CACHE_TTL_S
+    return json_response(answer, status=201)
 
 
 async def list_releases(request):
