@@ -68,7 +68,9 @@ class InstalledReleases:
                 raise ProtocolError("no release key was pinned at registration; register again to take releases",
                                     "no_pinned_key")
             offer.verify(self.public_key, self.population, self.sequence)
-            data = await fetch(offer.url, offer.model_sha256)
+            data = self._kept(offer.model_sha256)  # a rollback returns to the model kept on disk
+            if data is None:
+                data = await fetch(offer.url, offer.model_sha256)
             if len(data) != offer.size:
                 raise ProtocolError(f"release {offer.release_id} is {len(data)} bytes, not the {offer.size} signed",
                                     "bad_release")
@@ -81,6 +83,16 @@ class InstalledReleases:
         self.installed += 1
         log.info("model release %s installed (sequence %d, %d bytes)", offer.release_id, offer.sequence, len(data))
         return True
+
+    def _kept(self, sha: str) -> bytes | None:
+        import hashlib
+
+        path = self.folder / f"{sha}.tflite"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return data if hashlib.sha256(data).hexdigest() == sha else None  # damaged on disk: download again
 
     def _write(self, offer: ReleaseOffer, data: bytes) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -63,10 +63,14 @@ async def test_a_device_installs_predicts_with_and_rolls_back_a_release(live_coo
         await dev.run_once()
         assert dev.releases.current.release_id == second["release_id"]
         back = await AdminClient(url, TOKEN, session)._call("POST", f"/v1/admin/releases/{second['release_id']}/rollback")
+        fetched = []
+        real_fetch = dev.client.fetch_blob
+        dev.client.fetch_blob = lambda link, sha, cache: fetched.append(sha) or real_fetch(link, sha, cache)
         await dev.run_once()
         current = dev.releases.current
         assert current.release_id == back["release_id"] and current.sequence == 3
-        assert current.model_sha256 == first["model_sha256"]  # the first release's model again
+        assert current.model_sha256 == first["model_sha256"]  # the first release's model again,
+        assert dev.releases.installed == 3 and first["model_sha256"] not in fetched  # from the copy kept on disk
         assert sorted(p.name for p in (tmp_path / "releases").glob("*.tflite")) == sorted(
             {f"{first['model_sha256']}.tflite", f"{second['model_sha256']}.tflite"})  # the one before is kept
 
