@@ -15,6 +15,7 @@ never half of either. The release before stays on disk (``previous`` in current.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -71,6 +72,8 @@ class InstalledReleases:
             data = self._kept(offer.model_sha256)  # a rollback returns to the model kept on disk
             if data is None:
                 data = await fetch(offer.url, offer.model_sha256)
+            if hashlib.sha256(data).hexdigest() != offer.model_sha256:  # whatever the fetch checked
+                raise BlobMismatch(f"release {offer.release_id} does not match its signed sha256 (refused, not used)")
             if len(data) != offer.size:
                 raise ProtocolError(f"release {offer.release_id} is {len(data)} bytes, not the {offer.size} signed",
                                     "bad_release")
@@ -85,8 +88,6 @@ class InstalledReleases:
         return True
 
     def _kept(self, sha: str) -> bytes | None:
-        import hashlib
-
         path = self.folder / f"{sha}.tflite"
         try:
             data = path.read_bytes()

@@ -331,3 +331,28 @@ def test_java_device_downloads_by_presigned_url_from_the_object_store(java_class
         assert served == 0.0
     finally:
         server.kill9()
+
+
+def test_java_device_installs_a_signed_release(java_classpath, softmax_tflite, tmp_path):
+    """A round trained by a Java device is released; a second Java device (pinning the key at
+    registration) is offered it at check-in, verifies it and installs the signed bytes."""
+    import hashlib
+    import json
+
+    csv = _digits_csv(tmp_path, seed=5)
+    with _serving(tmp_path) as server:
+        config = {"rounds": 1, "goal_count": 1, "over_selection": 1.0, "selection_window_s": 60,
+                  "report_deadline_s": 60, "codec": "q8", "learning_rate": 0.5, "epochs": 1,
+                  "eligibility": "charging"}
+        server.setup_task("javarel", softmax_tflite, config)
+        java = _run_java_device(java_classpath, server, "javarel", csv, 1)
+        assert java.returncode == 0, java.stdout + java.stderr
+        status, release = server.call("POST", "/v1/admin/tasks/t/releases", {"round": 1, "note": "java"}, ADMIN)
+        assert status == 201, release
+        folder = tmp_path / "releases"
+        java = _run_java_device(java_classpath, server, "javarel", csv, 0, "--release-dir", str(folder))
+        assert java.returncode == 0, java.stdout + java.stderr
+        assert f"java device: release {release['release_id']} sequence 1 installed 1 refused 0" in java.stdout, java.stdout
+        model = folder / f"{release['model_sha256']}.tflite"
+        assert hashlib.sha256(model.read_bytes()).hexdigest() == release["model_sha256"]
+        assert json.loads((folder / "current.json").read_text())["current"]["release_id"] == release["release_id"]

@@ -61,6 +61,7 @@ public final class FedgeClient {
     private final Backoff.Sleeper sleeper;
     private final int attempts;
     private String token;
+    private String releaseKey = "";
     private long bytesUp;
     private long bytesDown;
 
@@ -93,14 +94,31 @@ public final class FedgeClient {
         body.addProperty("population", population);
         body.addProperty("label", label);
         Response r = request("POST", "/v1/devices/register", json(), body.toString().getBytes(StandardCharsets.UTF_8), 0);
-        token = Json.string(Json.object(r.text()), "token");
+        JsonObject answer = Json.object(r.text());
+        token = Json.string(answer, "token");
+        releaseKey = Json.string(answer, "release_key", ""); // pinned: it signs the model releases to install
         return token;
+    }
+
+    /** The coordinator's release-signing key from registration ("" before registering). */
+    public String releaseKey() {
+        return releaseKey;
     }
 
     /** Checks in; with {@code waitS} > 0 the coordinator may hold the request until a round opens. */
     public CheckinResponse checkin(DeviceState state, List<String> cachedModels, double waitS)
             throws IOException, InterruptedException {
+        return checkin(state, cachedModels, waitS, null, 0);
+    }
+
+    /** A check-in that also says which release channel this device follows and what it installed. */
+    public CheckinResponse checkin(DeviceState state, List<String> cachedModels, double waitS, String releaseChannel,
+                                   long releaseSequence) throws IOException, InterruptedException {
         JsonObject body = new JsonObject();
+        if (releaseChannel != null) {
+            body.addProperty("release_channel", releaseChannel);
+            body.addProperty("release_sequence", releaseSequence);
+        }
         body.add("state", state.toJson());
         JsonArray cached = new JsonArray();
         for (String sha : cachedModels) {

@@ -57,6 +57,7 @@ public final class FedgeDevice {
     }
 
     private static final double SAFETY_MARGIN_S = 0.5;
+    private InstalledReleases releases;
     /** Seconds before checking in again after a refused check-in or a refused round (not at once: no spinning). */
     public static final double REFUSED_WAIT_S = 5.0;
 
@@ -80,6 +81,17 @@ public final class FedgeDevice {
     public FedgeDevice withMinDpNoise(double z) {
         this.minDpNoise = z;
         return this;
+    }
+
+    /** Take model releases into {@code installed} (verified, swapped in atomically). */
+    public FedgeDevice withReleases(InstalledReleases installed) {
+        this.releases = installed;
+        return this;
+    }
+
+    /** The installed releases, or null when this device takes none. */
+    public InstalledReleases releases() {
+        return releases;
     }
 
     /** Keep this device's state (SCAFFOLD's c_i, top-k's residuals) in {@code state} across runs. */
@@ -147,7 +159,14 @@ public final class FedgeDevice {
     }
 
     private RoundOutcome attempt(double longPollS) throws Exception {
-        CheckinResponse response = client.checkin(state.get(), cache.keys(), longPollS);
+        DeviceState now = state.get();
+        InstalledReleases installed = releases;
+        CheckinResponse response = installed == null ? client.checkin(now, cache.keys(), longPollS)
+                : client.checkin(now, cache.keys(), longPollS, installed.channel, installed.sequence());
+        if (response.release != null && installed != null && now.unmetered) {
+            // A newer model to infer with: on an unmetered network only, verified, swapped in.
+            installed.install(response.release, (url, sha) -> client.fetchBlob(url, sha, cache));
+        }
         if (!response.assigned()) {
             return new RoundOutcome("retry", response.retryAt, response.reason);
         }

@@ -44,6 +44,20 @@ public final class Release {
         return new Release(raw);
     }
 
+    /** The offer as the check-in carried it (kept in current.json). */
+    public JsonObject toJson() {
+        JsonObject out = new JsonObject();
+        out.addProperty("release_id", releaseId);
+        out.addProperty("population", population);
+        out.addProperty("channel", channel);
+        out.addProperty("sequence", sequence);
+        out.addProperty("model_sha256", modelSha256);
+        out.addProperty("size", size);
+        out.addProperty("url", url);
+        out.addProperty("signature", signature);
+        return out;
+    }
+
     private static String bounded(JsonObject raw, String name, int maxLen) {
         String value = Json.string(raw, name);
         if (value.length() > maxLen) {

@@ -46,6 +46,10 @@ public final class JvmDevice {
         if (args.containsKey("min-dp-noise-multiplier")) { // this device's own privacy floor
             device.withMinDpNoise(Double.parseDouble(args.get("min-dp-noise-multiplier")));
         }
+        if (args.containsKey("release-dir")) { // take model releases into this folder
+            device.withReleases(new dev.fedge.core.InstalledReleases(new File(args.get("release-dir")),
+                    client.releaseKey(), args.get("population"), "stable"));
+        }
         double deadline = System.currentTimeMillis() / 1000.0 + Double.parseDouble(args.getOrDefault("timeout-s", "120"));
         int evaluations = Integer.parseInt(args.getOrDefault("evaluations", "0"));
         device.runUntil(Integer.parseInt(args.get("rounds")), evaluations, deadline, 5.0, Backoff.THREAD_SLEEP,
@@ -58,6 +62,16 @@ public final class JvmDevice {
         System.out.printf("java device: evaluations %d, unfinished %d, delta downloads %d%s%n", device.stats.evaluations,
                 device.stats.unfinished, device.stats.deltaDownloads,
                 device.stats.lastDeltaFailure.isEmpty() ? "" : " (last failure: " + device.stats.lastDeltaFailure + ")");
+        if (device.releases() != null) { // a few more check-ins, in which releases are offered
+            for (int i = 0; i < Integer.parseInt(args.getOrDefault("release-checkins", "2")); i++) {
+                device.runOnce(0);
+            }
+            dev.fedge.core.Release r = device.releases().current();
+            System.out.printf("java device: release %s sequence %d installed %d refused %d%s%n",
+                    r == null ? "none" : r.releaseId, r == null ? 0 : r.sequence, device.releases().installed,
+                    device.releases().refused, device.releases().lastRefusal.isEmpty() ? ""
+                    : " (" + device.releases().lastRefusal + ")");
+        }
         if (args.containsKey("control-out")) { // SCAFFOLD: this device's control variates, for the test to compare
             StringBuilder out = new StringBuilder();
             for (Map.Entry<String, float[]> e : device.kept.controls.entrySet()) {
