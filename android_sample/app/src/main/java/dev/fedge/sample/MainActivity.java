@@ -10,6 +10,7 @@ import android.widget.LinearLayout;
 import android.widget.TextView;
 import dev.fedge.android.ExampleStore;
 import dev.fedge.android.Fedge;
+import dev.fedge.android.ReleasedModel;
 import dev.fedge.core.Examples;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -27,6 +28,7 @@ public final class MainActivity extends Activity {
     private EditText dpFloor;
     private DrawingPad pad;
     private TextView collected;
+    private TextView prediction;
     private final Handler main = new Handler(Looper.getMainLooper());
 
     /** The example store this app's drawings go to, and its rounds train on. */
@@ -83,6 +85,8 @@ public final class MainActivity extends Activity {
             labels.addView(line);
         }
         findViewById(R.id.seed_demo).setOnClickListener(v -> seedDemo());
+        prediction = findViewById(R.id.prediction);
+        findViewById(R.id.classify).setOnClickListener(v -> classify());
         showCollected();
         Button schedule = findViewById(R.id.schedule);
         schedule.setOnClickListener(v -> {
@@ -92,6 +96,25 @@ public final class MainActivity extends Activity {
             Fedge.schedule(getApplicationContext());
             status.setText("scheduled: runs when charging, on Wi-Fi and idle\n\n" + Fedge.status(this));
         });
+    }
+
+    /** The drawing classified by the model release this phone installed, naming the release. */
+    void classify() {
+        if (pad.isEmpty()) {
+            prediction.setText("draw a digit first");
+            return;
+        }
+        try (ReleasedModel model = ReleasedModel.open(this)) {
+            if (model == null) {
+                prediction.setText("no model release installed yet: the coordinator releases one with "
+                        + "`fedge task release`, and this phone installs it at a check-in on Wi-Fi");
+                return;
+            }
+            prediction.setText("the released model says " + model.classify(pad.features()) + " (release "
+                    + model.release.releaseId + ", sequence " + model.release.sequence + ")");
+        } catch (java.io.IOException | RuntimeException e) {
+            prediction.setText("could not classify: " + e.getMessage());
+        }
     }
 
     /** The drawing, as the model's input, stored with the label the user tapped. */

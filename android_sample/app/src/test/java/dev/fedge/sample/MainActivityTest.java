@@ -55,6 +55,24 @@ public class MainActivityTest {
     }
 
     @Test
+    public void classifyingBeforeAnyReleaseSaysSoAndNamesNoModel() {
+        MainActivity activity = Robolectric.buildActivity(MainActivity.class).setup().get();
+        TextView prediction = activity.findViewById(R.id.prediction);
+        ((Button) activity.findViewById(R.id.classify)).performClick();
+        assertEquals("draw a digit first", prediction.getText().toString());
+        DrawingPad pad = activity.findViewById(R.id.pad);
+        pad.layout(0, 0, 320, 320);
+        pad.addPoint(160f, 0f);
+        pad.addPoint(160f, 320f);
+        pad.endStroke();
+        ((Button) activity.findViewById(R.id.classify)).performClick();
+        assertTrue(prediction.getText().toString(), prediction.getText().toString().startsWith(
+                "no model release installed yet"));
+        assertEquals(null, Fedge.model(activity));
+        assertEquals(null, Fedge.release(activity));
+    }
+
+    @Test
     public void aDrawingTappedWithItsLabelGoesToTheExampleStore() {
         MainActivity activity = Robolectric.buildActivity(MainActivity.class).setup().get();
         try (ExampleStore store = Fedge.examples(activity, MainActivity.STORE)) {

@@ -22,6 +22,7 @@ public final class Fedge {
     }
 
     private static volatile RoundListener listener;
+    private static volatile ReleaseListener releases;
 
     private Fedge() {
     }
@@ -109,6 +110,32 @@ public final class Fedge {
         RoundListener l = listener;
         if (l != null) {
             l.onRound(outcome, detail);
+        }
+    }
+
+    /**
+     * The model file to infer with: the coordinator's newest release this phone installed
+     * (signed, verified, swapped in atomically), or null before the first. Open it with
+     * {@link ReleasedModel#open}.
+     */
+    public static java.io.File model(Context context) {
+        return FedgeRunner.releases(context.getApplicationContext()).currentModel();
+    }
+
+    /** Which release {@link #model} is (id, sequence, channel), or null. */
+    public static dev.fedge.core.Release release(Context context) {
+        return FedgeRunner.releases(context.getApplicationContext()).current();
+    }
+
+    /** Called when a new release is installed (on the library's worker thread); null: none. */
+    public static void setReleaseListener(ReleaseListener releaseListener) {
+        releases = releaseListener;
+    }
+
+    static void notifyRelease(dev.fedge.core.Release release, java.io.File model) {
+        ReleaseListener l = releases;
+        if (l != null) {
+            l.onRelease(release, model);
         }
     }
 

@@ -7,6 +7,7 @@ import dev.fedge.core.BlobCache;
 import dev.fedge.core.Examples;
 import dev.fedge.core.FedgeClient;
 import dev.fedge.core.FedgeDevice;
+import dev.fedge.core.InstalledReleases;
 import dev.fedge.core.LocalState;
 import dev.fedge.core.LocalTrainer;
 import java.io.File;
@@ -72,6 +73,13 @@ final class FedgeRunner {
         return new File(context.getExternalFilesDir(null), "examples.csv");
     }
 
+    /** The model releases this phone installs (in its private storage), following the "stable" channel. */
+    static InstalledReleases releases(Context context) {
+        SharedPreferences prefs = prefs(context);
+        return new InstalledReleases(new File(context.getFilesDir(), "fedge-releases"), prefs.getString("release_key", ""),
+                prefs.getString("population", DEFAULT_POPULATION), prefs.getString("release_channel", "stable"));
+    }
+
     /** Runs one check-in (and round, if selected); returns the outcome. Call off the main thread. */
     static FedgeDevice.RoundOutcome runOnce(Context context) throws Exception {
         SharedPreferences prefs = prefs(context);
@@ -81,7 +89,8 @@ final class FedgeRunner {
         String token = prefs.getString("token", null);
         if (token == null) {
             token = client.register(prefs.getString("population", DEFAULT_POPULATION), "android-sample");
-            prefs.edit().putString("token", token).apply();
+            // The release key is pinned with the token: it signs every model release this phone installs.
+            prefs.edit().putString("token", token).putString("release_key", client.releaseKey()).apply();
         }
         client.setToken(token);
         Examples data = localExamples(context);
@@ -91,8 +100,12 @@ final class FedgeRunner {
                 new BlobCache.Directory(new File(context.getCacheDir(), "fedge-blobs")),
                 () -> AndroidDeviceState.read(context), () -> System.currentTimeMillis() / 1000.0, random)
                 .withLocalState(state)
-                .withMinDpNoise(dpFloor(prefs));
+                .withMinDpNoise(dpFloor(prefs))
+                .withReleases(releases(context));
         FedgeDevice.RoundOutcome outcome = device.runOnce(10.0);
+        if (device.releases().installed > 0) {
+            Fedge.notifyRelease(device.releases().current(), device.releases().currentModel());
+        }
         record(context, device, outcome, client.bytesUp());
         Fedge.notifyRound(outcome.outcome, outcome.toString());
         return outcome;

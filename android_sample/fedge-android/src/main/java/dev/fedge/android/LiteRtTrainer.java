@@ -122,7 +122,8 @@ final class LiteRtTrainer implements LocalTrainer {
         }
     }
 
-    private static Interpreter open(byte[] model) {
+    /** A LiteRT interpreter on a model's bytes (training here, inference in ReleasedModel). */
+    static Interpreter open(byte[] model) {
         ByteBuffer modelBuffer = buffer(model.length);
         rewound(modelBuffer.put(model));
         return new Interpreter(modelBuffer, new Interpreter.Options().setNumThreads(2));
