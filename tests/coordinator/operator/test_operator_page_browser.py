@@ -95,7 +95,10 @@ async def test_operator_page_follows_a_fleet_live(digits_tflite, tmp_path):
             assert disk["blobs"].endswith(("kB", "MB")) and disk["database"].endswith(("kB", "MB")), disk
             objects = await page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#objects td')]
                                               .map(td => [td.dataset.objects, td.textContent]))""")
-            assert objects["location"].endswith(".data") and int(objects["objects"]) >= 2, objects
+            # (counted at most twice a minute: a number, maybe from before the first task; the
+            # figures themselves are checked in tests/coordinator/rounds/test_retention.py)
+            assert objects["location"].endswith(".data") and int(objects["objects"]) >= 0, objects
+            assert objects["bytes"].endswith(("kB", "MB")), objects
             plots = await page.evaluate("document.querySelectorAll('section[data-task=\"live\"] .uplot canvas').length")
             assert plots >= 4, plots  # accuracy/loss, reports, MB, duration
             shot = tmp_path / "operator-page.png"

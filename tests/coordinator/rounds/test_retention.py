@@ -61,6 +61,9 @@ async def test_status_reports_disk_use(harness):
     assert set(disk) == {"blobs", "updates", "server_opt", "database", "total"}
     assert disk["blobs"] >= len(harness.model)  # the model itself
     assert disk["total"] == sum(v for k, v in disk.items() if k != "total")
+    objects = status["objects"]  # the blob store's own count: here the data directory
+    assert objects["location"] == str(harness.coordinator.store.data_dir)
+    assert objects["objects"] >= 2 and objects["bytes"] >= len(harness.model)  # the model, its initial checkpoint
 
 
 async def test_retention_deletes_objects_from_the_bucket_and_the_status_counts_them(s3_harness, s3_server):
