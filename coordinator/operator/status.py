@@ -28,7 +28,16 @@ def status(c: Coordinator) -> dict:
     return {"now": now,
             "populations": [_population(c, p.name, now) for p in c.store.populations()],
             "tasks": [_task(c, task, now) for task in c.tasks.values()],
-            "disk": _disk(c, now), "objects": _objects(c, now)}
+            "disk": _disk(c, now), "objects": _objects(c, now), "releases": _releases(c)}
+
+
+RELEASES_SHOWN = 20
+
+
+def _releases(c: Coordinator) -> list[dict]:
+    """The newest releases of every population and channel (coordinator.releases)."""
+    found = sorted(c.store.releases(), key=lambda r: (r.created_at, r.sequence), reverse=True)[:RELEASES_SHOWN]
+    return [{k: v for k, v in r.to_dict().items() if k != "signature"} for r in found]
 
 
 def _disk(c: Coordinator, now: float) -> dict:

@@ -48,6 +48,17 @@ function renderObjects(objects) {
                       el("td", {"data-objects": "bytes"}, bytes(objects.bytes)));
 }
 
+function renderReleases(releases) {
+  if (!releases || !releases.length) return;
+  const body = document.querySelector("#releases tbody");
+  body.replaceChildren(...releases.map((r) => el("tr", {"data-release": r.release_id},
+    el("td", {class: "text"}, r.release_id), el("td", {class: "text"}, `${r.population} / ${r.channel}`),
+    el("td", {}, String(r.sequence)),
+    el("td", {class: "text"}, r.rollback_of ? `${r.state} (rolls back ${r.rollback_of})` : r.state),
+    el("td", {}, `${fmt(r.percent, 0)} %`), el("td", {class: "text"}, `${r.task_id}, round ${r.round}`),
+    el("td", {class: "text"}, r.note || "–"))));
+}
+
 function bar(value, total) {
   const fill = el("div");
   fill.style.width = `${Math.min(100, total ? (100 * value) / total : 0)}%`;
@@ -164,6 +175,7 @@ async function refresh() {
     renderPopulations(status.populations);
     renderDisk(status.disk);
     renderObjects(status.objects);
+    renderReleases(status.releases);
     if (status.tasks.length) {
       const placeholder = document.querySelector("#tasks > p");
       if (placeholder) placeholder.remove();

@@ -8,6 +8,8 @@ which installs it) makes that a failure.
 """
 
 import asyncio
+import json
+import urllib.request
 import shutil
 import time
 
@@ -99,6 +101,20 @@ async def test_operator_page_follows_a_fleet_live(digits_tflite, tmp_path):
             # figures themselves are checked in tests/coordinator/rounds/test_retention.py)
             assert objects["location"].endswith(".data") and int(objects["objects"]) >= 0, objects
             assert objects["bytes"].endswith(("kB", "MB")), objects
+            # A release of a committed round shows in the releases table at the next poll.
+            admin = {"Authorization": f"Bearer {TOKEN}"}
+            info = urllib.request.Request(f"{server.url}/v1/admin/tasks/live", headers=admin)
+            rounds = json.loads(await loop.run_in_executor(None, lambda: urllib.request.urlopen(info).read()))["rounds"]
+            committed = max(r["round"] for r in rounds if r["state"] == "committed")
+            req = urllib.request.Request(f"{server.url}/v1/admin/tasks/live/releases", method="POST",
+                                         data=json.dumps({"round": committed, "percent": 10, "note": "canary"}).encode(),
+                                         headers={"Authorization": f"Bearer {TOKEN}",
+                                                  "Content-Type": "application/json"})
+            release = json.loads(await loop.run_in_executor(None, lambda: urllib.request.urlopen(req).read()))
+            row = f"document.querySelector('#releases tr[data-release=\"{release['release_id']}\"]')"
+            cells = await _wait_for(page, f"{row} && [...{row}.querySelectorAll('td')].map(td => td.textContent)",
+                                    30, "the release in the releases table")
+            assert cells[1:5] == ["pop / stable", "1", "active", "10 %"] and cells[6] == "canary", cells
             plots = await page.evaluate("document.querySelectorAll('section[data-task=\"live\"] .uplot canvas').length")
             assert plots >= 4, plots  # accuracy/loss, reports, MB, duration
             shot = tmp_path / "operator-page.png"

@@ -95,6 +95,9 @@ async def test_rollback_moves_every_device_back_with_a_newer_sequence(harness):
     again = await harness.client.post(f"/v1/admin/releases/{second['release_id']}/rollback", headers=ADMIN)
     assert again.status == 409  # rolled back already: nothing changes
     assert len((await (await harness.client.get("/v1/admin/releases", headers=ADMIN)).json())["releases"]) == 3
+    shown = (await (await harness.client.get("/v1/status", headers=ADMIN)).json())["releases"]
+    assert [(r["sequence"], r["state"]) for r in shown] == [(3, "active"), (2, "rolled_back"), (1, "superseded")]
+    assert all("signature" not in r for r in shown)
 
 
 async def test_hostile_and_impossible_release_requests_change_nothing(harness):
