@@ -51,6 +51,33 @@ def _wait_status(url: str, want: int, timeout_s: float) -> float:
     raise AssertionError(f"{url} did not answer {want} within {timeout_s} s (last {_get(url)[0]})")
 
 
+def committed_rounds(db: str, task_id: str) -> int:
+    import psycopg
+
+    with psycopg.connect(db) as conn:
+        return conn.execute("SELECT COUNT(*) FROM rounds WHERE task_id=%s AND state='committed'",
+                            (task_id,)).fetchone()[0]
+
+
+def assert_every_round_committed_and_counted_once(db: str, task_id: str, rounds_wanted: int, fleet, history) -> None:
+    """Every round committed, every upload a device saw acknowledged is stored, and each round's
+    reported count is its stored updates (counted once)."""
+    import psycopg
+
+    with psycopg.connect(db) as conn:
+        rounds = {n: (state, reported) for n, state, reported in conn.execute(
+            "SELECT round, state, reported FROM rounds WHERE task_id=%s", (task_id,))}
+        stored = set(conn.execute("SELECT device_id, round FROM updates WHERE task_id=%s", (task_id,)).fetchall())
+        counts = dict(conn.execute("SELECT round, COUNT(*) FROM updates WHERE task_id=%s GROUP BY round",
+                                   (task_id,)).fetchall())
+    assert sum(1 for s, _ in rounds.values() if s == "committed") == rounds_wanted, rounds
+    assert len([r for r in history if r.state == "committed"]) == rounds_wanted
+    acked = {(d.client.token.split(".")[0], rnd) for d in fleet.devices for rnd in d.stats.bytes_by_round}
+    assert acked and acked <= stored, sorted(acked - stored)[:5]  # nothing acknowledged was lost
+    for n, (state, reported) in rounds.items():
+        assert reported == counts.get(n, 0), (n, state, reported, counts.get(n, 0))  # counted once
+
+
 @pytest.fixture
 def haproxy_bin() -> str:
     path = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
@@ -94,9 +121,7 @@ async def test_replica_failover_behind_haproxy(haproxy_bin, postgres_server, dig
         run = asyncio.create_task(fleet.run(digits_tflite, task, task_id="lb"))
 
         def committed() -> int:
-            with psycopg.connect(db) as conn:
-                return conn.execute("SELECT COUNT(*) FROM rounds WHERE task_id='lb' AND state='committed'"
-                                    ).fetchone()[0]
+            return committed_rounds(db, "lb")
 
         while await loop.run_in_executor(None, committed) < 2 and not run.done():
             await asyncio.sleep(0.2)
@@ -117,18 +142,8 @@ async def test_replica_failover_behind_haproxy(haproxy_bin, postgres_server, dig
         with psycopg.connect(db) as conn:
             assert conn.execute("SELECT holder FROM task_leases WHERE task_id='lb'").fetchone()[0] == ids[
                 replicas.index(survivor)]
-            rounds = {n: (state, reported) for n, state, reported in conn.execute(
-                "SELECT round, state, reported FROM rounds WHERE task_id='lb'")}
-            stored = set(conn.execute("SELECT device_id, round FROM updates WHERE task_id='lb'").fetchall())
-            counts = dict(conn.execute("SELECT round, COUNT(*) FROM updates WHERE task_id='lb' GROUP BY round"
-                                       ).fetchall())
-        assert sum(1 for s, _ in rounds.values() if s == "committed") == ROUNDS, rounds
-        assert len([r for r in history if r.state == "committed"]) == ROUNDS
         assert takeover_s < 30, takeover_s
-        acked = {(d.client.token.split(".")[0], rnd) for d in fleet.devices for rnd in d.stats.bytes_by_round}
-        assert acked and acked <= stored, sorted(acked - stored)[:5]  # nothing acknowledged was lost
-        for n, (state, reported) in rounds.items():
-            assert reported == counts.get(n, 0), (n, state, reported, counts.get(n, 0))  # counted once
+        assert_every_round_committed_and_counted_once(db, "lb", ROUNDS, fleet, history)
 
         # The database goes away: the survivor stays alive but is not ready, and the
         # balancer stops sending it traffic (503 from HAProxy itself).

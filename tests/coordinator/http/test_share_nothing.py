@@ -21,7 +21,9 @@ import pytest
 from device_runtime.fleet.datasets import load_federated
 from device_runtime.fleet.emulator import Fleet, FleetConfig
 from fedge.local_coordinator import LocalCoordinator, free_port
-from tests.coordinator.http.test_load_balancer import CONFIG, _get, _wait_status, haproxy_bin  # noqa: F401
+from tests.coordinator.http.test_load_balancer import (CONFIG, _get, _wait_status,  # noqa: F401
+                                                       assert_every_round_committed_and_counted_once, committed_rounds,
+                                                       haproxy_bin)
 from tests.missing_tool import skip_or_fail
 from tests.network_namespaces import Namespace, available
 
@@ -105,12 +107,7 @@ async def test_share_nothing_replicas_in_their_own_namespaces(haproxy_bin, s3_se
         run = asyncio.create_task(fleet.run(digits_tflite, task, task_id="sn"))
         db = pg.url("sn")
 
-        def committed() -> int:
-            with psycopg.connect(db) as conn:
-                return conn.execute("SELECT COUNT(*) FROM rounds WHERE task_id='sn' AND state='committed'"
-                                    ).fetchone()[0]
-
-        while await loop.run_in_executor(None, committed) < 2 and not run.done():
+        while await loop.run_in_executor(None, committed_rounds, db, "sn") < 2 and not run.done():
             await asyncio.sleep(0.2)
         with psycopg.connect(db) as conn:
             holder = conn.execute("SELECT holder FROM task_leases WHERE task_id='sn'").fetchone()[0]
@@ -122,18 +119,7 @@ async def test_share_nothing_replicas_in_their_own_namespaces(haproxy_bin, s3_se
         history = await asyncio.wait_for(run, 240)
         print(f"share-nothing: {ROUNDS} rounds committed {time.monotonic() - killed_at:.1f} s after the SIGKILL")
 
-        with psycopg.connect(db) as conn:
-            rounds = {n: (state, reported) for n, state, reported in conn.execute(
-                "SELECT round, state, reported FROM rounds WHERE task_id='sn'")}
-            stored = set(conn.execute("SELECT device_id, round FROM updates WHERE task_id='sn'").fetchall())
-            counts = dict(conn.execute("SELECT round, COUNT(*) FROM updates WHERE task_id='sn' GROUP BY round"
-                                       ).fetchall())
-        assert sum(1 for s, _ in rounds.values() if s == "committed") == ROUNDS, rounds
-        assert len([r for r in history if r.state == "committed"]) == ROUNDS
-        acked = {(d.client.token.split(".")[0], rnd) for d in fleet.devices for rnd in d.stats.bytes_by_round}
-        assert acked and acked <= stored, sorted(acked - stored)[:5]  # nothing acknowledged was lost
-        for n, (state, reported) in rounds.items():
-            assert reported == counts.get(n, 0), (n, state, reported, counts.get(n, 0))  # counted once
+        assert_every_round_committed_and_counted_once(db, "sn", ROUNDS, fleet, history)
         # Every download came from the store and every upload's bytes went there (each round's
         # are deleted once it ends): the bucket holds the models, the checkpoints and the
         # signing key, and the replicas' folders hold nothing at all.
