@@ -104,3 +104,39 @@ async def test_a_wrong_key_a_truncated_download_and_a_replayed_release_are_refus
                                                                                                       dev.cache))
         assert "old_release" in repr(dev.releases.last_refusal) or "not above" in dev.releases.last_refusal
         assert dev.releases.sequence == 1 and dev.releases.installed == 1
+
+
+async def test_a_rollback_during_a_download_ends_with_the_device_on_the_rolled_back_to_model(live_coordinator,
+                                                                                             digits_tflite, tmp_path):
+    """The device is downloading release B when B is rolled back: it finishes B's install (a
+    whole, verified file: never half of one), and its next check-in moves it to the rollback
+    release, A's model again, from the copy it kept."""
+    async with aiohttp.ClientSession() as session:
+        url, dev = await _trained(live_coordinator, digits_tflite, session)
+        dev.releases = InstalledReleases(tmp_path / "releases", dev.client.release_key, "pop")
+        first = await _release(url, session, round=1)
+        await dev.run_once()
+        second = await _release(url, session, round=2)
+        resp = await dev.client.checkin(dev.state_fn(), [], 0.0, ("stable", dev.releases.sequence))
+        assert resp.release.release_id == second["release_id"]
+        midway, resume = asyncio.Event(), asyncio.Event()
+
+        async def slow(link, sha):
+            data = await dev.client.fetch_blob(link, sha, dev.cache)
+            midway.set()
+            await resume.wait()  # the rollback happens here
+            return data
+
+        installing = asyncio.create_task(dev.releases.install(resp.release, slow))
+        await midway.wait()
+        back = await AdminClient(url, TOKEN, session)._call("POST",
+                                                            f"/v1/admin/releases/{second['release_id']}/rollback")
+        assert dev.releases.current.release_id == first["release_id"]  # nothing half-installed meanwhile
+        resume.set()
+        assert await installing
+        assert dev.releases.current.release_id == second["release_id"]
+        await dev.run_once()
+        current = dev.releases.current
+        assert current.release_id == back["release_id"] and current.model_sha256 == first["model_sha256"]
+        path = dev.releases.current_model_path()
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == first["model_sha256"]
