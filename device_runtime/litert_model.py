@@ -213,19 +213,6 @@ class LocalModel:
             self.last_step_s = (time.perf_counter() - started) / steps
         return TrainProgress(total / max(count, 1), count, stopped, steps)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """The model's outputs (its `infer` signature) for each example, a batch at a time."""
-        infer = self.interpreter.get_signature_runner("infer")
-        x = x.astype(self.manifest.input.dtype, copy=False)
-        batch = tuple(infer.get_input_details()["x"]["shape"])[0] or len(x)
-        outputs = []
-        for start in range(0, len(x), batch):
-            chunk = x[start:start + batch]
-            padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)]) \
-                if len(chunk) < batch else chunk
-            outputs.append(infer(x=padded)["output"][:len(chunk)])
-        return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
-
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """(mean loss, accuracy) over the examples."""
         if len(x) == 0:
@@ -238,3 +225,36 @@ class LocalModel:
             loss_sum += float(out["loss_sum"])
             correct += float(out["correct"])
         return loss_sum / len(x), correct / len(x)
+
+
+class InferenceModel:
+    """A model release opened for inference: only its `infer` signature is used (a release
+    exposes infer and evaluate; protocol.tflite_file.inference_only), its weights the file's
+    own (or, for a file that keeps them only in its metadata, set once here)."""
+
+    def __init__(self, model_bytes: bytes, num_threads: int = 1):
+        self.manifest: Manifest = read_manifest(model_bytes)
+        interpreter_cls, _ = load_interpreter_class()
+        holder = {}
+        _quietly_the_first_time(lambda: holder.setdefault(
+            "interpreter", interpreter_cls(model_content=model_bytes, num_threads=num_threads)))
+        self.interpreter = holder["interpreter"]
+        self.signatures = set(self.interpreter.get_signature_list())
+        self._infer = self.interpreter.get_signature_runner("infer")
+        if "set_weights" in self.signatures:
+            embedded = codec.decode(read_initial_weights(model_bytes), [w.size for w in self.manifest.weights])
+            weights = codec.unflatten(embedded.values, self.manifest.weight_shapes)
+            setter = self.interpreter.get_signature_runner("set_weights")
+            setter(**{w.key: np.asarray(v, np.float32).reshape(w.shape) for w, v in zip(self.manifest.weights, weights)})
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The model's outputs (its `infer` signature) for each example, a batch at a time."""
+        x = x.astype(self.manifest.input.dtype, copy=False)
+        batch = tuple(self._infer.get_input_details()["x"]["shape"])[0] or len(x)
+        outputs = []
+        for start in range(0, len(x), batch):
+            chunk = x[start:start + batch]
+            if len(chunk) < batch:  # the signature's batch is fixed: pad the last one
+                chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            outputs.append(self._infer(x=chunk)["output"][:min(batch, len(x) - start)])
+        return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)

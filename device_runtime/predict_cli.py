@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from device_runtime.identity import default_state_dir
-    from device_runtime.litert_model import LocalModel
+    from device_runtime.litert_model import InferenceModel
     from device_runtime.releases import InstalledReleases
 
     if args.state_dir:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
               "when the coordinator releases a round: fedge task release)", file=sys.stderr)
         return 1
     x = _examples(args.input)
-    out = LocalModel(path.read_bytes(), args.threads).predict(x)
+    out = InferenceModel(path.read_bytes(), args.threads).predict(x)
     scores = out.reshape(len(out), -1)
     lines = [f"{i},{int(np.argmax(row))},{float(np.max(row)):.6g}" for i, row in enumerate(scores)]
     print(f"release {current.release_id} (sequence {current.sequence}, channel {current.channel}): "

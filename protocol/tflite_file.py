@@ -23,7 +23,8 @@ from protocol.manifest import INITIAL_WEIGHTS_METADATA_NAME, MANIFEST_METADATA_N
 _FILE_IDENTIFIER = b"TFL3"
 # Field slots in schema.fbs: Model.buffers = 4, Model.metadata = 6; Metadata.name = 0,
 # Metadata.buffer = 1; Buffer.data = 0, Buffer.offset = 1, Buffer.size = 2.
-_MODEL_BUFFERS, _MODEL_METADATA = 4, 6
+_MODEL_BUFFERS, _MODEL_METADATA, _MODEL_SIGNATURE_DEFS = 4, 6, 7
+_SIG_KEY = 2  # SignatureDef.signature_key
 _META_NAME, _META_BUFFER = 0, 1
 _BUF_DATA, _BUF_OFFSET, _BUF_SIZE = 0, 1, 2
 
@@ -183,3 +184,44 @@ def without_weights(model_bytes: bytes) -> bytes:
     manifest = read_manifest(model_bytes)
     zeros = [np.zeros(w.shape, np.float32) for w in manifest.weights]
     return with_weights(model_bytes, codec.encode(zeros, codec.CodecSpec("f32"), None))
+
+
+INFERENCE_SIGNATURES = ("infer", "evaluate")
+
+
+def signature_keys(model_bytes: bytes) -> list[str]:
+    data = bytes(model_bytes)
+    return [sig.String(sig.Offset(_slot(_SIG_KEY)) + sig.Pos).decode("utf-8")
+            for sig in _vector_tables(_root(data), _MODEL_SIGNATURE_DEFS)]
+
+
+def inference_only(model_bytes: bytes, keep: tuple[str, ...] = INFERENCE_SIGNATURES) -> bytes:
+    """The same model file exposing only the ``keep`` signatures (a model release: a phone
+    infers and evaluates with it, never trains). The signature table's entries are reordered
+    in place so that the kept ones come first and its length is cut to them; every other byte
+    stays where it is, so the weights' buffers and the metadata keep their spans. Weights the
+    file keeps only in its metadata (no initializer constant) need set_weights: kept too."""
+    data = bytearray(model_bytes)
+    try:
+        root = _root(bytes(data))
+        manifest, spans, _ = _split(bytes(data))
+        wanted = keep + (("set_weights",) if None in spans else ())
+        off = root.Offset(_slot(_MODEL_SIGNATURE_DEFS))
+        if not off:
+            raise ProtocolError("this .tflite has no signatures", "bad_model")
+        first, count = root.Vector(off), root.VectorLen(off)
+        tables = [root.Indirect(first + 4 * i) for i in range(count)]
+        keys = signature_keys(bytes(data))
+    except ProtocolError:
+        raise
+    except Exception as exc:  # a corrupt FlatBuffer can fail anywhere
+        raise ProtocolError(f"corrupt TFLite model file: {exc}", "bad_model") from exc
+    missing = [k for k in wanted if k not in keys]
+    if missing:
+        raise ProtocolError(f"this .tflite has no {', '.join(missing)} signature", "bad_model")
+    kept = [t for t, k in zip(tables, keys) if k in wanted]
+    for i, target in enumerate(kept):  # a uoffset counts from where it is stored
+        position = first + 4 * i
+        data[position:position + 4] = (target - position).to_bytes(4, "little")
+    data[first - 4:first] = len(kept).to_bytes(4, "little")
+    return bytes(data)

@@ -15,7 +15,7 @@ from coordinator.store.records import ReleaseRecord
 from coordinator.tasks.config import MAX_ROUNDS
 from protocol import releases
 from protocol.releases import DEFAULT_CHANNEL, MAX_NAME
-from protocol.tflite_file import with_weights
+from protocol.tflite_file import inference_only, with_weights
 
 CREATE_KEYS = {"round", "channel", "percent", "note", "require_eval", "release_id"}
 MAX_NOTE = 500
@@ -53,7 +53,7 @@ class ReleaseDesk:
         checkpoint, model = self.store.blobs.read(rnd.checkpoint_sha), self.store.blobs.read(task.model_sha)
         if checkpoint is None or model is None:
             raise E.Conflict(f"round {num}'s checkpoint is no longer kept (keep_checkpoints, keep_every)", "gone")
-        released = with_weights(model, checkpoint)
+        released = inference_only(with_weights(model, checkpoint))  # a phone infers with it, never trains
         sha = hashlib.sha256(released).hexdigest()
         self.store.blobs.put(sha, released)
         record = self._add(task.population, channel, release_id, task_id, num, sha, len(released), float(percent),
