@@ -28,6 +28,7 @@ import aiohttp
 import numpy as np
 
 from fedge.local_coordinator import LocalCoordinator
+from machine import other_cores, pin
 
 TOKEN = "bench"
 
@@ -108,6 +109,9 @@ def _cpu_per_checkin(args) -> None:
     def run(checkins: int) -> tuple[float, np.ndarray]:
         with tempfile.TemporaryDirectory() as tmp, \
                 LocalCoordinator(os.path.join(tmp, "c.db"), TOKEN, ("--checkin-rate", "1000000")) as server:
+            if args.pin:  # the coordinator on core 0, this load client on the others: independent
+                pin(server.proc.pid, {0})
+                pin(0, other_cores(0))
             before = _cpu_s(server.proc.pid)
             _, lat = asyncio.run(_run(server.url, devices, checkins, args.in_flight))
             return _cpu_s(server.proc.pid) - before, lat
@@ -115,7 +119,9 @@ def _cpu_per_checkin(args) -> None:
     base, _ = run(devices)
     extra = max(args.checkins, 2 * devices)
     loaded, lat = run(devices + extra)
-    print(f"CPU: {_cpu_name()} ({os.cpu_count()} cores, the load client on the same cores)")
+    where = ("the coordinator pinned to core 0, the load client to the others" if args.pin
+             else "the load client on the same cores")
+    print(f"CPU: {_cpu_name()} ({os.cpu_count()} cores, {where})")
     print(f"{devices} devices, {args.in_flight} in flight: coordinator CPU per check-in "
           f"{(loaded - base) / extra * 1e3:.3f} ms; p50 {np.percentile(lat, 50) * 1e3:.1f} ms, "
           f"p99 {np.percentile(lat, 99) * 1e3:.1f} ms")
@@ -128,6 +134,9 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=256, help="concurrent check-ins")
     parser.add_argument("--replicas", type=int, nargs="+",
                         help="N replicas on PostgreSQL behind HAProxy (one run per N) instead of one on SQLite")
+    parser.add_argument("--pin", action="store_true",
+                        help="with --cpu-per-check-in: the coordinator on core 0 and the load client on the others "
+                             "(an independent client on a 2-core machine)")
     parser.add_argument("--cpu-per-check-in", action="store_true",
                         help="the coordinator's CPU per check-in at the last --devices (two runs, differenced)")
     args = parser.parse_args()

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.s3_clients import cpu_name  # noqa: E402
+from bench.machine import cpu_name, other_cores, pin  # noqa: E402
 from device_runtime.client import CoordinatorClient  # noqa: E402
 from fedge.local_coordinator import LocalCoordinator  # noqa: E402
 from fedge.local_s3 import LocalS3  # noqa: E402
@@ -59,16 +59,6 @@ def export_model(params: int) -> bytes:
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     print(f"model: MLP 64-{hidden}-{hidden}-10, {model.count_params():,} parameters", flush=True)
     return export(model, name="mlp_1m", parity_steps=0).tflite
-
-
-def pin(pid: int, cores: set[int]) -> None:
-    """Keep a process (0: this one), all its threads, on ``cores`` where the machine has them
-    (util-linux's taskset; the threads a process made already are pinned one by one)."""
-    import subprocess
-
-    if len(os.sched_getaffinity(0)) >= 2 and cores:
-        subprocess.run(["taskset", "-a", "-p", "-c", ",".join(map(str, sorted(cores))), str(pid or os.getpid())],
-                       check=True, capture_output=True)
 
 
 def cpu_s(pid: int) -> float:
@@ -224,7 +214,7 @@ def main() -> None:
 
     shapes = [tuple(w.shape) for w in read_manifest(model).weights]
     rows = []
-    others = set(range(1, os.cpu_count() or 1))
+    others = other_cores(0)
     with LocalS3() as s3:
         if others:
             pin(s3._proc.pid, others)

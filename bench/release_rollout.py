@@ -27,7 +27,7 @@ import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.s3_clients import cpu_name  # noqa: E402
+from bench.machine import cpu_name  # noqa: E402
 from device_runtime.admin import AdminClient  # noqa: E402
 from device_runtime.client import CoordinatorClient  # noqa: E402
 from device_runtime.releases import InstalledReleases  # noqa: E402
