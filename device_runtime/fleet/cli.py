@@ -22,6 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--population", default="fleet",
                         help="the population the devices register in (default fleet; created if missing). Devices "
                              "of earlier runs that stopped checking in stop counting once overdue")
+    parser.add_argument("--releases", action="store_true",
+                        help="devices take model releases (fedge task release) at check-in, each into "
+                             "OUT/releases/deviceN, as `fedge device` does")
     parser.add_argument("--keep-task", action="store_true",
                         help="on a stop (Ctrl-C, SIGTERM), leave the task running (default: cancel it)")
     parser.add_argument("--db", default="fedge.db",
@@ -164,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
                       dropout=args.dropout, speed=args.speed, workers=args.workers, seed=args.seed, out_dir=args.out,
                       progress=not args.no_progress, retry_for_s=args.retry_for_s, attack=args.attack,
                       attackers=args.attackers, train_time_s=args.train_time, stragglers=args.stragglers,
-                      population=args.population, keep_task=args.keep_task)
+                      population=args.population, keep_task=args.keep_task,
+                      releases=args.releases)
     fleet = Fleet(cfg, data)
     task_config = task_config_from_args(args)
     upload = task_config["codec"] if task_config["secagg"] == "off" else task_config["secagg"]

@@ -30,6 +30,7 @@ from device_runtime.device import Behaviour, Device
 from device_runtime.example_store import split_holdout
 from device_runtime.fleet.availability import Availability
 from device_runtime.litert_model import LocalModel, runtime_version
+from device_runtime.releases import InstalledReleases
 from device_runtime.trainer import Trainer
 from protocol import codec
 from protocol.tflite_file import read_manifest
@@ -93,6 +94,7 @@ class FleetConfig:
     # uniformly random number of epochs in [1, epochs] (Behaviour.straggler).
     stragglers: float = 0.0
     keep_task: bool = False  # on a stop (Ctrl-C, SIGTERM), leave the task the fleet created running
+    releases: bool = False  # devices take model releases (fedge task release) into OUT_DIR/releases/deviceN
 
 
 class Fleet:
@@ -148,6 +150,8 @@ class Fleet:
                 behaviour=Behaviour(slowdown=float(slow[i]), dropout=self.cfg.dropout,
                                     attack=evil, train_time_s=self.cfg.train_time_s,
                                     straggler=self.cfg.stragglers),
+                releases=InstalledReleases(Path(self.cfg.out_dir) / "releases" / f"device{i}", client.release_key,
+                                           self.cfg.population) if self.cfg.releases else None,
             )
 
         self.devices = await asyncio.gather(*(make(i, s) for i, s in enumerate(self.data.shards)))

@@ -197,3 +197,32 @@ async def test_scaffold_with_the_zoos_momentum_sgd_converges_at_q8(live_coordina
     assert len(committed) >= 18
     assert max(r.train_loss for r in committed) < 3.0  # no blow-up on the way
     assert committed[-1].global_accuracy > 0.75  # chance is 0.1
+
+
+async def test_a_fleet_with_releases_installs_a_round_released_while_it_trains(live_coordinator, digits_tflite,
+                                                                               tmp_path):
+    """`fedge fleet --releases`: round 1 is released while the fleet trains round 2 on; the
+    devices that check in afterwards install it (each its own folder, verified)."""
+    from device_runtime.admin import AdminClient
+
+    url = str(live_coordinator.make_url("")).rstrip("/")
+    data = load_federated("digits", 12, "dirichlet:0.5", seed=4)
+    cfg = FleetConfig(coordinator=url, admin_token=TOKEN, devices=12, dropout=0.0, slow_fraction=0.0, seed=4,
+                      workers=2, progress=False, population="pop", out_dir=str(tmp_path), releases=True)
+    fleet = Fleet(cfg, data)
+    task = {"rounds": 4, "goal_count": 6, "over_selection": 1.0, "selection_window_s": 1.0,
+            "report_deadline_s": 10.0, "eligibility": "charging", "epochs": 1, "codec": "q8"}
+    run = asyncio.create_task(fleet.run(digits_tflite, task, task_id="rel"))
+    coordinator = live_coordinator.app[COORDINATOR]
+    while coordinator.store.committed_count("rel") < 1:
+        await asyncio.sleep(0.05)
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        release = await AdminClient(url, TOKEN, session)._call("POST", "/v1/admin/tasks/rel/releases", json={"round": 1})
+    await run
+    installed = [d.releases.current for d in fleet.devices if d.releases.current is not None]
+    assert installed and all(r.release_id == release["release_id"] for r in installed)
+    assert all(d.releases.refused == 0 for d in fleet.devices)
+    assert all(d.releases.current_model_path().parent == tmp_path / "releases" / f"device{i}"
+               and d.releases.current_model_path().exists() for i, d in enumerate(fleet.devices) if d.releases.current)
