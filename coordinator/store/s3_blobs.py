@@ -83,6 +83,7 @@ class S3BlobStore(BlobStore):
                        else _store(self.bucket, self.prefix, self.public_endpoint, region, credentials))
         self._signed: OrderedDict[tuple[str, float], str] = OrderedDict()
         self._present: dict[str, float] = {}  # blob sha -> when it was last seen present
+        self._compressed: set[str] = set()  # keys of gzip-encoded copies known to exist
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -137,6 +138,7 @@ class S3BlobStore(BlobStore):
     def delete(self, sha: str) -> None:
         if is_digest(sha):
             self._present.pop(sha, None)
+            self._compressed.discard(self._blob(sha) + ".gz")
             self._delete(self._blob(sha))
             self._delete(self._blob(sha) + ".gz")
 
@@ -156,11 +158,15 @@ class S3BlobStore(BlobStore):
             url = self._signed.get(slot)
         if url is not None:
             return url
-        if compressed and not self._head(key):
+        if compressed and key not in self._compressed and not self._head(key):
             data = self.read(sha)
             if data is None:
                 return None
             self._put(key, gzip.compress(data, 6, mtime=0), attributes={"Content-Encoding": "gzip"})
+        if compressed:
+            if len(self._compressed) >= _SIGNED_REMEMBERED:
+                self._compressed.clear()
+            self._compressed.add(key)  # made or seen once: no HEAD at every new URL
         import obstore
 
         life_s = max(slot[1] - now, 1.0)
