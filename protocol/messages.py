@@ -12,7 +12,7 @@ from typing import Any
 
 from protocol.dp_sgd import DpSgdEvent
 from protocol.errors import ProtocolError
-from protocol.releases import DEFAULT_CHANNEL, MAX_NAME, ReleaseOffer
+from protocol.releases import MAX_NAME, ReleaseOffer
 from protocol.fields import (MAX_URL, MAX_DP_SGD_CLIP, MAX_DP_SGD_NOISE, MAX_PERSONALIZE_STEPS,  # noqa: F401 (re-exported)
                              MAX_PROXIMAL_MU, get_field)
 
@@ -98,9 +98,10 @@ class CheckinRequest:
     state: DeviceState
     cached_models: tuple[str, ...] = ()
     wait_s: float = 0.0
-    # Model releases (protocol.releases): the channel the device follows and the sequence of
-    # the release it has installed (0: none); only a newer release of that channel is offered.
-    release_channel: str = DEFAULT_CHANNEL
+    # Model releases (protocol.releases): the channel the device follows ("": it takes none, and
+    # its check-ins carry no offer) and the sequence of the release it has installed (0: none);
+    # only a newer release of that channel is offered.
+    release_channel: str = ""
     release_sequence: int = 0
 
     @classmethod
@@ -110,7 +111,7 @@ class CheckinRequest:
             raise ProtocolError("field 'cached_models' must be a list of strings", "bad_request")
         wait_s = get_field(raw, "wait_s", float, False, 0.0, lo=0.0, hi=MAX_CHECKIN_WAIT_S)
         return cls(DeviceState.from_dict(get_field(raw, "state", dict)), tuple(cached), wait_s,
-                   get_field(raw, "release_channel", str, False, DEFAULT_CHANNEL, max_len=MAX_NAME),
+                   get_field(raw, "release_channel", str, False, "", max_len=MAX_NAME),
                    get_field(raw, "release_sequence", int, False, 0, lo=0, hi=2**53))
 
 

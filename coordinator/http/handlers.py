@@ -230,9 +230,10 @@ async def checkin(request):
             resp = await _checkin(c, device, req, rate_limited=False)
         except asyncio.TimeoutError:
             pass
-    offer = c.release_offers.offer(device.device_id, device.population, req.release_channel, req.release_sequence)
-    if offer is not None:  # a newer model release for this device to infer with
-        resp = dataclasses.replace(resp, release=offer)
+    if req.release_channel:  # a device that takes model releases: a newer one for it to infer with, if any
+        offer = c.release_offers.offer(device.device_id, device.population, req.release_channel, req.release_sequence)
+        if offer is not None:
+            resp = dataclasses.replace(resp, release=offer)
     return json_response(resp.to_dict())
 
 

@@ -33,7 +33,8 @@ async def _register(harness):
 
 async def _offer(harness, device, **fields):
     full = {"charging": False, "unmetered": True, "idle": True, "battery": 0.9}
-    resp = await harness.client.post("/v1/checkin", json={"state": full, **fields}, headers=device)
+    body = {"state": full, "release_channel": "stable", **fields}
+    resp = await harness.client.post("/v1/checkin", json=body, headers=device)
     body = await resp.json()
     assert resp.status == 200, body
     return ReleaseOffer.from_dict(body["release"]) if "release" in body else None
@@ -52,6 +53,7 @@ async def test_a_released_round_is_offered_signed_and_downloads_as_the_model_wit
     data = await blob.read()
     assert hashlib.sha256(data).hexdigest() == offer.model_sha256 == release["model_sha256"] and len(data) == offer.size
     assert await _offer(harness, device, release_sequence=1) is None  # installed: nothing more to offer
+    assert await _offer(harness, device, release_channel="") is None  # a device that takes no releases: none
     kinds = [e["kind"] for e in (await (await harness.client.get("/v1/admin/tasks/t1/audit", headers=ADMIN)).json())
              ["entries"]]
     assert "release" in kinds
