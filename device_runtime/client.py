@@ -110,15 +110,19 @@ class CoordinatorClient:
         status, headers, body, _ = await self._exchange(method, path, **kwargs)
         return status, headers, body
 
-    async def _exchange(self, method: str, path: str, **kwargs):
-        """`_request`, with the bytes the answer took on the wire."""
+    def _retrying(self, **options) -> AsyncRetrying:
+        """This client's retry policy: network errors, 429 and 5xx, for ``retry_for_s`` (and at
+        most ``attempts``), with exponential backoff and jitter."""
         stop = stop_after_delay(self.retry_for_s)
         if self.attempts is not None:
             stop = stop | stop_after_attempt(self.attempts)
-        async for attempt in AsyncRetrying(
-            stop=stop, wait=wait_exponential_jitter(0.2, self.max_backoff_s), retry=retry_if_exception(retryable),
-            reraise=True, before_sleep=lambda state: report_wait(self.base, self.retry_for_s, state),
-        ):
+        return AsyncRetrying(stop=stop, wait=wait_exponential_jitter(0.2, self.max_backoff_s),
+                             retry=retry_if_exception(retryable), reraise=True, **options)
+
+    async def _exchange(self, method: str, path: str, **kwargs):
+        """`_request`, with the bytes the answer took on the wire."""
+        async for attempt in self._retrying(before_sleep=lambda state: report_wait(self.base, self.retry_for_s,
+                                                                                    state)):
             with attempt:
                 status, headers, body, wire = await self._send(method, path, **kwargs)
                 if status >= 400:
@@ -202,11 +206,7 @@ class CoordinatorClient:
         token (the URL is the capability; the store must not see the coordinator's token),
         retried on network errors and 5xx like any request; 403 (expired or forged) and 404
         (gone) are refusals."""
-        stop = stop_after_delay(self.retry_for_s)
-        if self.attempts is not None:
-            stop = stop | stop_after_attempt(self.attempts)
-        async for attempt in AsyncRetrying(stop=stop, wait=wait_exponential_jitter(0.2, self.max_backoff_s),
-                                           retry=retry_if_exception(retryable), reraise=True):
+        async for attempt in self._retrying():
             with attempt:
                 async with self.session.get(url) as resp:
                     body = await resp.read()

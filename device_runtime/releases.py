@@ -35,12 +35,16 @@ class InstalledReleases:
         self.installed = 0  # releases installed by this process
         self.refused = 0  # offers refused (signature, population, sequence, bytes)
         self.last_refusal = ""
+        self._saved: dict | None = None  # current.json as last read or written
 
     def _state(self) -> dict:
-        try:
-            return json.loads((self.folder / CURRENT).read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
+        """current.json, read once: this object is its only writer (every check-in asks)."""
+        if self._saved is None:
+            try:
+                self._saved = json.loads((self.folder / CURRENT).read_text())
+            except (FileNotFoundError, ValueError):
+                self._saved = {}
+        return self._saved
 
     @property
     def current(self) -> ReleaseOffer | None:
@@ -107,6 +111,7 @@ class InstalledReleases:
         tmp = self.folder / (CURRENT + ".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.folder / CURRENT)  # the swap: one rename
+        self._saved = state
         keep = {f"{offer.model_sha256}.tflite"} | ({f"{previous['model_sha256']}.tflite"} if previous else set())
         for path in self.folder.glob("*.tflite"):
             if path.name not in keep:

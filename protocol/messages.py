@@ -12,7 +12,7 @@ from typing import Any
 
 from protocol.dp_sgd import DpSgdEvent
 from protocol.errors import ProtocolError
-from protocol.releases import MAX_NAME, ReleaseOffer
+from protocol.releases import MAX_NAME, MAX_SEQUENCE, ReleaseOffer
 from protocol.fields import (MAX_URL, MAX_DP_SGD_CLIP, MAX_DP_SGD_NOISE, MAX_PERSONALIZE_STEPS,  # noqa: F401 (re-exported)
                              MAX_PROXIMAL_MU, get_field)
 
@@ -112,7 +112,7 @@ class CheckinRequest:
         wait_s = get_field(raw, "wait_s", float, False, 0.0, lo=0.0, hi=MAX_CHECKIN_WAIT_S)
         return cls(DeviceState.from_dict(get_field(raw, "state", dict)), tuple(cached), wait_s,
                    get_field(raw, "release_channel", str, False, "", max_len=MAX_NAME),
-                   get_field(raw, "release_sequence", int, False, 0, lo=0, hi=2**53))
+                   get_field(raw, "release_sequence", int, False, 0, lo=0, hi=MAX_SEQUENCE))
 
 
 MAX_SPARSE_SEED = 2**53 - 1

@@ -31,6 +31,7 @@ from protocol.fields import MAX_URL, get_field
 BUCKETS = 10_000
 MAX_NAME = 64  # population, channel and release id lengths
 DEFAULT_CHANNEL = "stable"
+MAX_SEQUENCE = 2**53  # exact in any JSON parser
 DOMAIN = b"fedge-release-v1"
 
 
@@ -82,7 +83,7 @@ class ReleaseOffer:
         offer = cls(release_id=get_field(raw, "release_id", str, max_len=MAX_NAME),
                     population=get_field(raw, "population", str, max_len=MAX_NAME),
                     channel=get_field(raw, "channel", str, max_len=MAX_NAME),
-                    sequence=get_field(raw, "sequence", int, lo=1, hi=2**53),
+                    sequence=get_field(raw, "sequence", int, lo=1, hi=MAX_SEQUENCE),
                     model_sha256=get_field(raw, "model_sha256", str, max_len=64),
                     size=get_field(raw, "size", int, lo=1, hi=2**40),
                     url=get_field(raw, "url", str, max_len=MAX_URL),

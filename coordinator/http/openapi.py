@@ -10,7 +10,7 @@ from protocol.dp_sgd import MAX_DP_SGD_STEPS
 from protocol.messages import (MAX_ATTESTATION, MAX_CACHED_MODELS, MAX_CHECKIN_WAIT_S, MAX_COUNT, MAX_DP_SGD_NOISE,
                                MAX_LABEL, MAX_LOSS, MAX_SECRET)
 from protocol.names import NAME_PATTERN
-from protocol.releases import MAX_NAME
+from protocol.releases import MAX_NAME, MAX_SEQUENCE
 from coordinator.releases.desk import MAX_NOTE
 from coordinator.tasks.config import MAX_ROUNDS
 
@@ -47,7 +47,7 @@ SCHEMAS = {
                            cached_models={"type": "array", "items": _SHA, "maxItems": MAX_CACHED_MODELS},
                            wait_s={"type": "number", "minimum": 0, "maximum": MAX_CHECKIN_WAIT_S},
                            release_channel=_RELEASE_NAME,
-                           release_sequence={"type": "integer", "minimum": 0, "maximum": 2**53}),
+                           release_sequence={"type": "integer", "minimum": 0, "maximum": MAX_SEQUENCE}),
     "ReleaseRequest": _obj(["round"], round={"type": "integer", "minimum": 0, "maximum": MAX_ROUNDS},
                            channel=_RELEASE_NAME, release_id=_RELEASE_NAME, percent=_PERCENT,
                            note={"type": "string", "maxLength": MAX_NOTE},

@@ -119,7 +119,8 @@ public final class InstalledReleases {
             Files.write(tmp.toPath(), data);
             Files.move(tmp.toPath(), model.toPath(), StandardCopyOption.ATOMIC_MOVE);
         }
-        JsonObject previous = state().has("current") ? state().getAsJsonObject("current") : null;
+        JsonObject before = state();
+        JsonObject previous = before.has("current") ? before.getAsJsonObject("current") : null;
         JsonObject next = new JsonObject();
         next.add("current", offer.toJson());
         next.add("previous", previous);
