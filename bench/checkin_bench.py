@@ -13,6 +13,14 @@ N / R (Little's law), so p99 depends on --in-flight as much as on the coordinato
 
 The population has no task, so each check-in is: token check, state parsing, the
 durable last_seen write, and the pace-steered 'come back' answer.
+
+    python bench/checkin_bench.py --cpu-per-check-in --client wrk --pin [--devices 10000]
+
+With --client wrk the load is wrk (Debian's package; bench/checkin_wrk.lua: each request the
+next device's check-in), a C client that keeps --in-flight connections each with one request
+outstanding: on one core it sends several times what a Python client can, so the latency it
+reports is the coordinator's and not the load generator's queue. The coordinator's CPU is
+read from /proc over wrk's window only (registrations excluded).
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
+import shutil
+import subprocess
 import tempfile
 import time
 
@@ -127,6 +138,60 @@ def _cpu_per_checkin(args) -> None:
           f"p99 {np.percentile(lat, 99) * 1e3:.1f} ms")
 
 
+async def _register(url: str, devices: int, in_flight: int) -> list[str]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as s:
+        pop = f"p{devices}"
+        await s.post(f"{url}/v1/admin/populations", json={"name": pop},
+                     headers={"Authorization": f"Bearer {TOKEN}"})
+        sem = asyncio.Semaphore(in_flight)
+
+        async def register():
+            async with sem:
+                async with s.post(f"{url}/v1/devices/register", json={"population": pop}) as r:
+                    return (await r.json())["token"]
+
+        return await asyncio.gather(*(register() for _ in range(devices)))
+
+
+def _wrk(url: str, tokens_file: str, in_flight: int, seconds: float, cores: set[int]) -> dict[str, int]:
+    """One wrk run (one thread, on ``cores``); its summary line as numbers."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkin_wrk.lua")
+    cmd = ["wrk", "-t1", f"-c{in_flight}", f"-d{seconds:g}s", "--timeout", "10s", "-s", script, url]
+    if cores and len(os.sched_getaffinity(0)) > 1:
+        cmd = ["taskset", "-c", ",".join(map(str, sorted(cores)))] + cmd
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                         env={**os.environ, "FEDGE_TOKENS": tokens_file}).stdout
+    line = next(l for l in out.splitlines() if l.startswith("FEDGE "))
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+
+
+def _cpu_per_checkin_wrk(args) -> None:
+    """The coordinator's CPU per check-in and the latency under wrk: a warm-up run, then the
+    measured one; the coordinator's CPU over the measured window divided by its check-ins."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("--client wrk needs wrk (apt-get install wrk)")
+    devices = args.devices[-1]
+    with tempfile.TemporaryDirectory() as tmp, \
+            LocalCoordinator(os.path.join(tmp, "c.db"), TOKEN, ("--checkin-rate", "1000000")) as server:
+        cores = other_cores(0)
+        if args.pin:
+            pin(server.proc.pid, {0})
+        tokens = asyncio.run(_register(server.url, devices, args.in_flight))
+        tokens_file = os.path.join(tmp, "tokens")
+        with open(tokens_file, "w") as f:
+            f.write("\n".join(tokens) + "\n")
+        _wrk(server.url, tokens_file, args.in_flight, 3, cores if args.pin else set())
+        before = _cpu_s(server.proc.pid)
+        r = _wrk(server.url, tokens_file, args.in_flight, args.seconds, cores if args.pin else set())
+        cpu = _cpu_s(server.proc.pid) - before
+    where = ("the coordinator pinned to core 0, wrk to the others" if args.pin else "wrk on the same cores")
+    print(f"CPU: {_cpu_name()} ({os.cpu_count()} cores, {where})")
+    print(f"{devices} devices, {args.in_flight} in flight, wrk for {args.seconds:g} s: {r['requests']} check-ins, "
+          f"{r['requests'] / (r['duration_us'] / 1e6):.0f}/s; coordinator CPU per check-in "
+          f"{cpu / r['requests'] * 1e3:.3f} ms; p50 {r['p50_us'] / 1e3:.1f} ms, p99 {r['p99_us'] / 1e3:.1f} ms, "
+          f"max {r['max_us'] / 1e3:.1f} ms; non-2xx {r['non2xx']}, socket errors {r['errors']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, nargs="+", default=[100, 1000, 10000])
@@ -137,11 +202,14 @@ def main() -> None:
     parser.add_argument("--pin", action="store_true",
                         help="with --cpu-per-check-in: the coordinator on core 0 and the load client on the others "
                              "(an independent client on a 2-core machine)")
+    parser.add_argument("--client", choices=("python", "wrk"), default="python",
+                        help="with --cpu-per-check-in: the load client (wrk: a C client, see above)")
+    parser.add_argument("--seconds", type=float, default=15, help="with --client wrk: the measured run's length")
     parser.add_argument("--cpu-per-check-in", action="store_true",
                         help="the coordinator's CPU per check-in at the last --devices (two runs, differenced)")
     args = parser.parse_args()
     if args.cpu_per_check_in:
-        _cpu_per_checkin(args)
+        (_cpu_per_checkin_wrk if args.client == "wrk" else _cpu_per_checkin)(args)
         return
     if args.replicas:
         _replicated(args)

@@ -45,6 +45,13 @@ async def _read_body(request: web.Request, content_type: str, limit: int) -> byt
         raise E.UnsupportedMediaType(f"expected Content-Type: {content_type}")
     if request.content_length is not None and request.content_length > limit:
         raise E.PayloadTooLarge(f"body of {request.content_length} bytes is over the limit of {limit}")
+    if request.content_length is not None and request.content.is_eof():
+        # The whole body came with the head (a check-in's 100 bytes nearly always do): nothing
+        # to wait for, so no timer and no reader slot (a fifth of a check-in's CPU before).
+        body = request.content.read_nowait()
+        if len(body) == request.content_length:
+            return body
+        raise E.BadRequest(f"body of {len(body)} bytes, not the {request.content_length} of its Content-Length")
     # content.read(n) returns what has arrived so far, not n bytes: read to the end, and give
     # up on a client that stops sending (a body shorter than its Content-Length would hold the
     # connection forever).

@@ -62,12 +62,19 @@ class Metrics:
                                         "quantiles", ["task", "stat"], registry=r)
         self.federated_devices = Gauge("fedge_federated_eval_devices", "Devices in the latest federated evaluation",
                                        ["task"], registry=r)
+        self._counted: dict[tuple[str, str], Counter] = {}
         self.http_errors = Counter("fedge_http_errors_total", "Error responses by status and code",
                                    ["status", "code"], registry=r)
 
     def count(self, metric: str, label: str) -> None:
-        {"checkins": self.checkins, "rejected_uploads": self.rejected, "clipped_updates": self.clipped,
-         "driver_errors": self.driver_errors, "registrations": self.registrations}[metric].labels(label).inc()
+        # The labelled child is looked up once per (metric, label): `labels()` takes a lock and
+        # builds a tuple each time, on every check-in. Labels are reasons and codes: few.
+        child = self._counted.get((metric, label))
+        if child is None:
+            child = {"checkins": self.checkins, "rejected_uploads": self.rejected, "clipped_updates": self.clipped,
+                     "driver_errors": self.driver_errors, "registrations": self.registrations}[metric].labels(label)
+            self._counted[(metric, label)] = child
+        child.inc()
 
     def bytes_in(self, n: int) -> None:
         self.bytes_in_total.inc(n)

@@ -11,9 +11,25 @@ from protocol.messages import CheckinRequest, UploadMeta
                                   "-" + "1" * 21, '{"a": NaN}', "Infinity", "-Infinity", "1e400", "{", b"\xff",
                                   '{"name": "ab\\udd76"}', '{"\\ud800": 1}', '["\\udfff"]'])
 def test_hostile_json_is_a_protocol_error(text):
-    with pytest.raises(ProtocolError) as info:
-        strict_json.loads(text)
-    assert info.value.code == "malformed_json"
+    as_bytes = text if isinstance(text, bytes) else text.encode("utf-8")
+    # The same hostile text as a body arrives: UTF-8 bytes, and in the UTF-16 JSON may use.
+    for form in (text, as_bytes, bytearray(as_bytes)) + (() if isinstance(text, bytes) else (text.encode("utf-16-le"),)):
+        with pytest.raises(ProtocolError) as info:
+            strict_json.loads(form)
+        assert info.value.code == "malformed_json"
+
+
+@pytest.mark.parametrize("body", [b'{"a": "\xed\xa0\x80"}', b'["\xed\xbf\xbf"]'])
+def test_a_raw_lone_surrogate_in_utf8_is_refused(body):
+    """Python's json decodes bytes with surrogatepass, which let these in as str."""
+    with pytest.raises(ProtocolError):
+        strict_json.loads(body)
+
+
+def test_the_shallow_shortcut_still_counts_brackets_inside_strings_safely():
+    # 40 brackets inside a string: not deep, parsed by the walk; 32 real levels still pass.
+    assert strict_json.loads(json.dumps({"s": "[" * 40})) == {"s": "[" * 40}
+    assert strict_json.loads(b"[" * 32 + b"]" * 32) is not None
 
 
 def test_ordinary_json_parses_as_usual():
