@@ -70,6 +70,12 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float, default=0.1)
     ap.add_argument("--server-lr", type=float, default=1.0)
     ap.add_argument("--server-momentum", type=float, default=0.0)
+    ap.add_argument("--async-server-lr", type=float, help="async only (default --server-lr): FedBuff tunes "
+                                                          "the server's step for its small buffers")
+    ap.add_argument("--async-server-momentum", type=float, help="async only (default --server-momentum)")
+    ap.add_argument("--async-learning-rate", type=float, help="async only: the devices' learning rate "
+                                                              "(default --learning-rate)")
+    ap.add_argument("--modes", nargs="+", choices=("sync", "async"), default=["sync", "async"])
     ap.add_argument("--report-deadline-s", type=float, default=3600.0)
     ap.add_argument("--selection-window-s", type=float, default=60.0)
     ap.add_argument("--target", type=float, default=0.85)
@@ -85,15 +91,20 @@ def main() -> None:
     print(f"CPU: {cpu_name()}; {args.devices} devices, {args.dataset} {args.partition}, speeds lognormal:{args.sigma} "
           f"x {args.train_time:g} s of training; target {args.target}")
     results = []
-    for mode in ("sync", "async"):
-        rounds = args.rounds
-        args.rounds = rounds or (100 if mode == "sync" else 1000)
-        r = run_one(mode, args, model, data)
-        args.rounds = rounds
+    for mode in args.modes:
+        settings = argparse.Namespace(**vars(args))
+        settings.rounds = args.rounds or (100 if mode == "sync" else 1000)
+        if mode == "async":
+            for name in ("server_lr", "server_momentum", "learning_rate"):
+                if getattr(args, f"async_{name}") is not None:
+                    setattr(settings, name, getattr(args, f"async_{name}"))
+        r = run_one(mode, settings, model, data)
         results.append(r)
         print(f"{mode:5s}: {r['committed']:4d} {'versions' if mode == 'async' else 'rounds'}, virtual hours to "
               f"{args.target}: {r['hours_to_target']:.2f}, final accuracy {r['final_accuracy']:.3f}; "
               f"{r['events']:,} events in {r['wall_s']:.0f} s of wall time")
+    if len(results) < 2:
+        return
     sync, asyn = results
     if math.isnan(sync["hours_to_target"]) or math.isnan(asyn["hours_to_target"]):
         reached = [r["mode"] for r in results if not math.isnan(r["hours_to_target"])]
