@@ -72,20 +72,10 @@ async def run_secagg_round(client: CoordinatorClient, a: Assignment, train: Call
     if drop_at == "masked_input" or clock() > a.report_deadline:
         return SecAggOutcome("dropped", "before sending the masked input", result=result)
     p = view.params
-    if p.distributed_dp:  # its share of the noise, on the grid, before masking: the server never sees less
-        # Exact sampling costs ~60 us a coordinate: off the event loop, which other devices share.
-        codes = await asyncio.to_thread(distributed_dp.encode, result.delta, p.quant_bits, p.modulus_bits,
-                                        p.value_range, p.rotation_seed, p.dp_bound, rng.random,
-                                        distributed_dp.os_noise(p.dp_variance))
-    else:
-        codes = ring.quantize(result.delta, p.quant_bits, p.value_range, p.rotation_seed, rng)
-        codes = ring.keep(codes, p.length, p.kept, p.rotation_seed)  # sparse: the round's subset only
-    if p.extra:  # the adaptive-clipping bit travels masked, summed with everyone else's
-        bit = int(result.below_clip)
-        if p.distributed_dp:  # with its own noise: nobody unmasks a noise-free count either
-            noise = int(distributed_dp.os_noise(p.dp_count_variance)(1)[0])
-            bit = distributed_dp.encode_bit(result.below_clip, p.modulus_bits, noise)
-        codes = np.concatenate([codes, np.array([bit], np.uint32)])
+    # Exact sampling of distributed DP's noise costs ~60 us a coordinate: off the event loop,
+    # which other devices share.
+    codes = (await asyncio.to_thread(input_codes, result, p, rng) if p.distributed_dp
+             else input_codes(result, p, rng))
     payload = ring.pack(proto.masked_input(codes, view.sharers, view.inbox), p.modulus_bits)
     await client.upload(a, payload, UploadMeta(result.example_count, result.train_loss, result.eval_loss,
                                                result.eval_accuracy, result.eval_count, **spend(result)))
@@ -96,3 +86,22 @@ async def run_secagg_round(client: CoordinatorClient, a: Assignment, train: Call
         reveals = proto.unmask(view.unmask)
         await client.secagg_post(a, "reveals", {"shares": [s.to_dict() for s in reveals]})
     return SecAggOutcome("uploaded", f"{len(payload)} bytes masked", len(payload), result)
+
+
+def input_codes(result: LocalResult, p, rng: np.random.Generator) -> np.ndarray:
+    """The device's input to the masked sum, before masking: its clipped delta on the round's
+    grid (with its share of distributed DP's noise, or only the round's sparse subset), and the
+    adaptive-clipping bit when the round asks for it. ``p``: the round's SecAggParams."""
+    if p.distributed_dp:  # its share of the noise, on the grid, before masking: the server never sees less
+        codes = distributed_dp.encode(result.delta, p.quant_bits, p.modulus_bits, p.value_range, p.rotation_seed,
+                                      p.dp_bound, rng.random, distributed_dp.os_noise(p.dp_variance))
+    else:
+        codes = ring.quantize(result.delta, p.quant_bits, p.value_range, p.rotation_seed, rng)
+        codes = ring.keep(codes, p.length, p.kept, p.rotation_seed)  # sparse: the round's subset only
+    if p.extra:  # the adaptive-clipping bit travels masked, summed with everyone else's
+        bit = int(result.below_clip)
+        if p.distributed_dp:  # with its own noise: nobody unmasks a noise-free count either
+            noise = int(distributed_dp.os_noise(p.dp_count_variance)(1)[0])
+            bit = distributed_dp.encode_bit(result.below_clip, p.modulus_bits, noise)
+        codes = np.concatenate([codes, np.array([bit], np.uint32)])
+    return codes

@@ -28,11 +28,13 @@ from coordinator.service import Coordinator
 from coordinator.store.memory import MemoryStore
 from coordinator.store.records import DeviceRecord
 from protocol import codec
+from protocol.dp import exact_l2_norm
 from protocol.messages import Assignment, CheckinRequest, DeviceState, UploadMeta
 from protocol.tflite_file import read_manifest
 from simulation.clock import VirtualClock
 from simulation.events import EventQueue
 from simulation.population import Population
+from simulation.secagg_devices import SecAggDevices
 
 log = logging.getLogger("fedge.simulate")
 TASK_ID = "sim"
@@ -102,8 +104,6 @@ class Simulation:
                  data=None):
         """``data``: the devices' examples (device_runtime.fleet.datasets.FederatedData) for
         real training; None in system-only mode."""
-        if task_config.get("secagg", "off") != "off":
-            raise ValueError("fedge simulate does not simulate secure aggregation yet: use secagg = \"off\"")
         if not cfg.system_only and data is None:
             raise ValueError("real training needs the devices' data (or system_only)")
         self.cfg, self.model_bytes, self.population, self.data = cfg, model_bytes, population, data
@@ -133,6 +133,7 @@ class Simulation:
         # Long polls held now: device -> (its request, its retry time, the poll's number).
         self._polling: dict[int, tuple[CheckinRequest, float, int]] = {}
         self._polls = 0
+        self.secagg = SecAggDevices(self)  # devices in SecAgg rounds, phase by phase
         self.coordinator.driver.round_open_listeners.append(self._round_opened)
         self.coordinator.gateway.slot_listeners.append(self._slots_free)
         self.coordinator.driver.slot_listeners.append(self._slots_free)
@@ -161,6 +162,7 @@ class Simulation:
             self.clock.advance_to(ev.at)
             if ev.kind == "tick":
                 self.coordinator.tick()
+                self.secagg.after_tick()
                 self._closed_rounds(on_round)
                 if self._finished():
                     break
@@ -174,6 +176,8 @@ class Simulation:
                 self._poll_timeout(ev.device, ev.data)
             elif ev.kind == "upload":
                 self._upload(ev.device, *ev.data)  # a round it closes is recorded at the next tick
+            elif ev.kind == "secagg_input":
+                self.secagg.masked_input_arrives(ev.device)
             hours = self.clock.elapsed_s / 3600.0
             if hours - shown >= 0.01:
                 bar.update(hours - shown)
@@ -245,8 +249,11 @@ class Simulation:
         # times longer (as in `fedge fleet`); otherwise its seconds per example x examples x epochs.
         train_s = (self.cfg.train_time_s * self.population.slowdown[i] if self.cfg.train_time_s > 0
                    else self.population.example_s[i] * examples * epochs)
-        payload_size = self._payload_size(a)
-        done = now + down / self.population.down_bps[i] + train_s + payload_size / self.population.up_bps[i]
+        trained_at = now + down / self.population.down_bps[i] + train_s
+        if a.plan.secagg:  # its masked input's size and time are known once the roster is
+            self._secagg_round(i, a, examples, trained_at)
+            return
+        done = trained_at + self._payload_size(a) / self.population.up_bps[i]
         if self.rng.random() < self.population.dropout:
             s.dropped += 1  # vanished while training: back once it would have finished
             self.queue.schedule(done + float(self.rng.uniform(0, 600)), "arrive", i)
@@ -257,6 +264,14 @@ class Simulation:
             return
         payload, meta = self._local_update(i, a, examples)
         self.queue.schedule(done, "upload", i, (a, payload, meta))
+
+    def _secagg_round(self, i: int, a: Assignment, examples: int, trained_at: float) -> None:
+        vanishes = self.rng.random() < self.population.dropout  # drawn as for a plain round
+        if trained_at > a.report_deadline - SAFETY_MARGIN_S:
+            self.stats.abandoned += 1
+            self.queue.schedule(trained_at, "arrive", i)
+            return
+        self.secagg.start(i, a, trained_at, self._local_result(i, a, examples) if not vanishes else None, vanishes)
 
     def _download(self, i: int, a: Assignment) -> int:
         """Bytes the device downloads for the round (the blobs it does not hold already)."""
@@ -278,12 +293,15 @@ class Simulation:
         except ApiError as exc:
             self.stats.refused[exc.code] = self.stats.refused.get(exc.code, 0) + 1
         else:
-            landed = answer.get("round", a.round) if isinstance(answer, dict) else a.round
-            self.stats.uploads += 1
-            self.stats.uploads_by_device[i] += 1
-            self.stats.bytes_up += len(payload)
-            self._round_bytes.setdefault(landed, [0, 0])[0] += len(payload)
+            self.landed(i, answer.get("round", a.round) if isinstance(answer, dict) else a.round, len(payload))
         self.queue.schedule(self.clock.now, "arrive", i)  # straight back, as `fedge device` does
+
+    def landed(self, i: int, round_num: int, size: int) -> None:
+        """An upload (or masked input) the coordinator took, counted in the round that took it."""
+        self.stats.uploads += 1
+        self.stats.uploads_by_device[i] += 1
+        self.stats.bytes_up += size
+        self._round_bytes.setdefault(round_num, [0, 0])[0] += size
 
     # -- local work ---------------------------------------------------------------------------
     def _examples(self, i: int) -> int:
@@ -305,8 +323,24 @@ class Simulation:
     def _local_update(self, i: int, a: Assignment, examples: int) -> tuple[bytes, UploadMeta]:
         if self.data is None or self.cfg.system_only:
             return self._system_payload(a), UploadMeta(examples, train_loss=1.0)
+        result = self._local_result(i, a, examples)
+        meta = UploadMeta(result.example_count, result.train_loss, result.eval_loss, result.eval_accuracy,
+                          result.eval_count)
+        return result.payload, meta
+
+    def _local_result(self, i: int, a: Assignment, examples: int):
+        """The device's round of local training (LiteRT on its examples), or in system-only mode
+        a delta of the model's size inside the clip norm."""
+        from device_runtime.training import LocalResult, TrainJob, train_round
+
+        if self.data is None or self.cfg.system_only:
+            size = sum(w.size for w in self.manifest.weights)
+            delta = np.random.default_rng([self.cfg.seed, 5, i, a.round]).normal(0.0, 0.01, size).astype(np.float32)
+            norm = exact_l2_norm(delta)  # not BLAS: the same run on every CPU
+            if a.plan.clip_norm > 0 and norm > a.plan.clip_norm:
+                delta = (delta * np.float32(a.plan.clip_norm / norm)).astype(np.float32)
+            return LocalResult(b"", examples, 1.0, 0.0, 0.0, 0, exact_l2_norm(delta), 4 * size, delta=delta)
         from device_runtime.example_store import split_holdout
-        from device_runtime.training import TrainJob, train_round
 
         x, y = self.data.shards[i]
         local = split_holdout(x, y, 0.2, self.cfg.seed + i)
@@ -314,9 +348,7 @@ class Simulation:
                              TrainJob(a.plan, local.x_train, local.y_train, local.x_eval, local.y_eval,
                                       np.random.default_rng([self.cfg.seed, 3, i, a.round])))
         self.stats.trainings += 1
-        meta = UploadMeta(result.example_count, result.train_loss, result.eval_loss, result.eval_accuracy,
-                          result.eval_count)
-        return result.payload, meta
+        return result
 
     def _litert(self):
         if self._model is None:

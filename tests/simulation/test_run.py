@@ -96,12 +96,6 @@ def test_phones_check_in_only_during_their_charging_window(digits_tflite):
     assert sum(n for h, n in hours.items() if h not in (1, 2)) == 0 and sim.stats.ineligible_checkins == 0
 
 
-def test_secure_aggregation_is_refused_clearly(digits_tflite):
-    with pytest.raises(ValueError, match="secure aggregation"):
-        Simulation(SimConfig(devices=3, system_only=True), digits_tflite, {**TASK, "secagg": "secagg"},
-                   _population(3))
-
-
 def test_pace_steering_off_brings_devices_back_on_a_fixed_beat(digits_tflite):
     """Off, every device polls every fixed_retry_s, eligible or not; on, the coordinator's
     answer decides: an ineligible device (not charging, say) is sent away for
