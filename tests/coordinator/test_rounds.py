@@ -4,6 +4,7 @@ import hashlib
 
 import numpy as np
 
+from coordinator.gateway.pace import INPUTS_TTL_S
 from protocol import codec
 from protocol.tflite_file import read_initial_weights, read_manifest, weight_spans
 from tests.coordinator.conftest import ADMIN
@@ -332,7 +333,7 @@ async def test_devices_that_stopped_checking_in_stop_counting_for_pace_steering(
         harness.tick()
         if c.intake is not None:
             c.intake.executor.submit(lambda: None).result()
-        harness.clock.advance(1.5)  # past the pace inputs' cache
+        harness.clock.advance(INPUTS_TTL_S + 0.5)  # past the pace inputs' cache
 
     gone = [await harness.register() for _ in range(60)]
     for _ in range(2):  # the second time, pace steering counts them: realistic retry times
