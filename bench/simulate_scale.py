@@ -8,7 +8,8 @@ Scenarios (the phones' default population: a diurnal charging window per time zo
 device trains for --train-time 120 s x lognormal(1) of its speed, so a round lasts minutes as
 on phones; pace steering on; goal 100 reports a round):
   1m-2h       1,000,000 devices, 2 virtual hours, system-only (updates of the right size and codec)
-  1m-24h      1,000,000 devices, a virtual day, system-only
+  1m-2h-cap1h the same with pace steering's cap at an hour (`--max-retry-s 3600`, 600 s by default)
+  1m-24h      1,000,000 devices, a virtual day, system-only, the cap at an hour
   100k-train  100,000 devices, real LiteRT training of digits_mlp (digits x100, IID) for 100 rounds
 """
 
@@ -25,7 +26,8 @@ from machine import cpu_name
 
 SCENARIOS = {
     "1m-2h": (["--devices", "1000000", "--hours", "2", "--system-only"], 100_000),
-    "1m-24h": (["--devices", "1000000", "--hours", "24", "--system-only"], 100_000),
+    "1m-2h-cap1h": (["--devices", "1000000", "--hours", "2", "--system-only", "--max-retry-s", "3600"], 100_000),
+    "1m-24h": (["--devices", "1000000", "--hours", "24", "--system-only", "--max-retry-s", "3600"], 100_000),
     "100k-train": (["--devices", "100000", "--hours", "48", "--dataset", "digits:x100", "--partition", "iid"], 100),
 }
 

@@ -52,6 +52,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="no training: devices upload updates of the right size (population-scale studies)")
     parser.add_argument("--target", type=float, default=None, metavar="ACC",
                         help="report the virtual time at which the global accuracy first reaches ACC")
+    parser.add_argument("--max-retry-s", type=float, default=0.0, metavar="SECONDS",
+                        help="pace steering's longest 'come back in' (`fedge serve --max-retry-s`; default: "
+                             "the coordinator's, 600 s); at a million devices it, not the formula, sets the "
+                             "check-in rate")
     parser.add_argument("--fixed-retry-s", type=float, default=0.0, metavar="SECONDS",
                         help="pace steering off: a device not selected comes back after this long (jittered), "
                              "eligible or not (default: steering on)")
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     population = Population.sample(settings, args.devices, np.random.default_rng([args.seed, 0]))
     cfg = SimConfig(devices=args.devices, hours=args.hours, seed=args.seed, system_only=args.system_only,
                     train_time_s=args.train_time, target=args.target, progress=not args.no_progress,
-                    fixed_retry_s=args.fixed_retry_s)
+                    fixed_retry_s=args.fixed_retry_s, max_retry_s=args.max_retry_s)
     started = time.perf_counter()
     sim = Simulation(cfg, model, task_config(args.task_config), population, data)
     history = sim.run()

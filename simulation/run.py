@@ -61,6 +61,7 @@ class SimConfig:
     # Pace steering off: every device not selected comes back after this many seconds (jittered
     # the coordinator's way), whatever the population and the rounds need. 0: steering on.
     fixed_retry_s: float = 0.0
+    max_retry_s: float = 0.0  # > 0: pace steering's cap (`fedge serve --max-retry-s`); 0: the coordinator's default
     target: float | None = None
     progress: bool = True
 
@@ -111,7 +112,8 @@ class Simulation:
         self.clock = VirtualClock()
         self.store = MemoryStore()
         pace = PaceConfig(min_retry_s=cfg.fixed_retry_s, max_retry_s=cfg.fixed_retry_s,
-                          ineligible_retry_s=cfg.fixed_retry_s) if cfg.fixed_retry_s > 0 else PaceConfig()
+                          ineligible_retry_s=cfg.fixed_retry_s) if cfg.fixed_retry_s > 0 else (
+            PaceConfig(max_retry_s=cfg.max_retry_s) if cfg.max_retry_s > 0 else PaceConfig())
         self.coordinator = Coordinator(self.store, pace=pace, clock=self.clock, seed=cfg.seed, checkin_rate=1e12,
                                        register_rate=1e12)
         self.queue = EventQueue()
