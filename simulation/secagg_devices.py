@@ -41,10 +41,11 @@ class Session:
     assignment: Assignment
     proto: SecAggClient
     trained_at: float  # virtual time its local training is done
-    result: LocalResult
+    result: LocalResult | None  # None for a device that vanishes before its masked input
     vanishes: bool  # drops out before its masked input
     stage: str = "advertised"  # advertised -> shared -> sending -> sent
     payload: bytes = b""  # the masked input, once made
+    seen: str = ""  # the round's state at its last look
 
 
 class SecAggDevices:
@@ -65,10 +66,20 @@ class SecAggDevices:
             self.sessions[i] = session
 
     def after_tick(self) -> None:
-        """Every device in a SecAgg round looks at its view, as a woken long poll would."""
+        """Every device in a SecAgg round whose round moved on looks at its view, as a woken
+        long poll would (and one waiting only for its own training, once that is done)."""
+        now, states = self.sim.clock.now, {}
         for i in sorted(self.sessions):
             session = self.sessions.get(i)
-            if session is not None and session.stage != "sending":
+            if session is None or session.stage == "sending":
+                continue
+            a = session.assignment
+            if a.round not in states:
+                rnd = self.sim.store.round(a.task_id, a.round)
+                states[a.round] = str(rnd.state) if rnd is not None else "failed"
+            waiting_to_send = session.stage == "shared" and session.seen == "reporting" and now >= session.trained_at
+            if states[a.round] != session.seen or waiting_to_send:
+                session.seen = states[a.round]
                 self._step(session)
 
     def masked_input_arrives(self, i: int) -> None:
