@@ -15,8 +15,6 @@ recover its masks, as the protocol is built to.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from coordinator.errors import ApiError
@@ -26,9 +24,6 @@ from protocol.messages import Assignment, UploadMeta
 from protocol.secagg import ring
 from protocol.secagg.client import SecAggClient
 from protocol.secagg.messages import SecAggView, round_context
-
-if TYPE_CHECKING:
-    from simulation.run import Simulation
 
 FINAL = ("aggregating", "committed", "failed")  # past unmasking: nothing more for a device to send
 
@@ -49,8 +44,8 @@ class Session:
 
 
 class SecAggDevices:
-    def __init__(self, sim: "Simulation"):
-        self.sim = sim
+    def __init__(self, sim):
+        self.sim = sim  # the simulation.run.Simulation these devices belong to (its clock, queue, records)
         self.sessions: dict[int, Session] = {}
         self.outcomes: dict[str, int] = {}  # uploaded | excluded | dropped | failed | refused
 
