@@ -78,10 +78,18 @@ _ENCODER = json.JSONEncoder(allow_nan=False)
 
 def _plainly_shallow(text: str, max_depth: int) -> bool:
     """True when no walk is needed: no more opening brackets than the depth limit (each level
-    needs one; brackets inside strings only over-count) and no escape that could spell a lone
-    surrogate (UTF-8 is decoded strictly, so raw ones never get this far). A pass of C for a
-    check-in's body, where the walk was a third of parsing it."""
-    return text.count("{") + text.count("[") <= max_depth and "\\u" not in text
+    needs one; brackets inside strings only over-count), no escape that could spell a lone
+    surrogate, and none in the text itself (a str argument, such as a header aiohttp decoded
+    with surrogateescape, can hold one). A few passes of C for a check-in's body, where the
+    walk was a third of parsing it."""
+    if text.count("{") + text.count("[") > max_depth or "\\u" in text:
+        return False
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return False  # the walk names the lone surrogate
+    return True
 
 
 def _text(data: str | bytes | bytearray) -> str:

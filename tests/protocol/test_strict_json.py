@@ -26,6 +26,14 @@ def test_a_raw_lone_surrogate_in_utf8_is_refused(body):
         strict_json.loads(body)
 
 
+@pytest.mark.parametrize("text", ['{"a": "\udcff"}', '["x\ud800"]', '{"\udfff": 1}'])
+def test_a_raw_lone_surrogate_in_a_str_is_refused(text):
+    """A str argument (a header aiohttp decoded with surrogateescape) can hold one unescaped."""
+    with pytest.raises(ProtocolError) as info:
+        strict_json.loads(text)
+    assert "surrogate" in str(info.value)
+
+
 def test_the_shallow_shortcut_still_counts_brackets_inside_strings_safely():
     # 40 brackets inside a string: not deep, parsed by the walk; 32 real levels still pass.
     assert strict_json.loads(json.dumps({"s": "[" * 40})) == {"s": "[" * 40}
