@@ -111,9 +111,11 @@ class Simulation:
         self.rng = np.random.default_rng([cfg.seed, 1])
         self.clock = VirtualClock()
         self.store = MemoryStore()
-        pace = PaceConfig(min_retry_s=cfg.fixed_retry_s, max_retry_s=cfg.fixed_retry_s,
-                          ineligible_retry_s=cfg.fixed_retry_s) if cfg.fixed_retry_s > 0 else (
-            PaceConfig(max_retry_s=cfg.max_retry_s) if cfg.max_retry_s > 0 else PaceConfig())
+        if cfg.fixed_retry_s > 0:
+            pace = PaceConfig(min_retry_s=cfg.fixed_retry_s, max_retry_s=cfg.fixed_retry_s,
+                              ineligible_retry_s=cfg.fixed_retry_s)
+        else:
+            pace = PaceConfig(max_retry_s=cfg.max_retry_s) if cfg.max_retry_s > 0 else PaceConfig()
         self.coordinator = Coordinator(self.store, pace=pace, clock=self.clock, seed=cfg.seed, checkin_rate=1e12,
                                        register_rate=1e12)
         self.queue = EventQueue()
@@ -293,10 +295,14 @@ class Simulation:
             answer = self.coordinator.gateway.upload(self.records[i], a.task_id, a.round, a.upload_token, meta,
                                                      payload)
         except ApiError as exc:
-            self.stats.refused[exc.code] = self.stats.refused.get(exc.code, 0) + 1
+            self.refused(exc.code)
         else:
             self.landed(i, answer.get("round", a.round) if isinstance(answer, dict) else a.round, len(payload))
         self.queue.schedule(self.clock.now, "arrive", i)  # straight back, as `fedge device` does
+
+    def refused(self, code: str) -> None:
+        """A message the coordinator refused, counted by its error code."""
+        self.stats.refused[code] = self.stats.refused.get(code, 0) + 1
 
     def landed(self, i: int, round_num: int, size: int) -> None:
         """An upload (or masked input) the coordinator took, counted in the round that took it."""

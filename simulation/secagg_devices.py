@@ -89,7 +89,7 @@ class SecAggDevices:
                                                 UploadMeta(r.example_count, r.train_loss, r.eval_loss,
                                                            r.eval_accuracy, r.eval_count), payload)
         except ApiError as exc:
-            self.sim.stats.refused[exc.code] = self.sim.stats.refused.get(exc.code, 0) + 1
+            self.sim.refused(exc.code)
             self._finish(session, "refused")
             return
         self.sim.landed(i, a.round, len(payload))
@@ -141,7 +141,7 @@ class SecAggDevices:
             admitted = self._messages.admit(record, a.task_id, a.round, a.upload_token, phase)
             self._messages.post(record, admitted, message)
         except ApiError as exc:
-            self.sim.stats.refused[exc.code] = self.sim.stats.refused.get(exc.code, 0) + 1
+            self.sim.refused(exc.code)
             self._finish(session, "failed")
             return False
         return True
