@@ -129,6 +129,7 @@ class Simulation:
         self.records = [self._register(i) for i in range(cfg.devices)]
         self._held: list[list[str]] = [[] for _ in range(cfg.devices)]  # in download order: deterministic
         self._seen_rounds: set[int] = set()
+        self._oldest_unrecorded = 1  # rounds below it are all in the history
         self._round_bytes: dict[int, list[int]] = {}
         self._model = None  # the LiteRT model, made on first use (training and evaluation)
         self._weights: dict[str, list[np.ndarray]] = {}
@@ -374,11 +375,23 @@ class Simulation:
         return self._weights[sha]
 
     # -- what the simulation records ----------------------------------------------------------
+    def _rounds_since_oldest_open(self):
+        """The task's rounds from the oldest one not yet recorded, oldest first: several rounds
+        can open and close between two ticks when rounds are shorter than `tick_s`."""
+        n = 4
+        while True:
+            rounds = self.store.recent_rounds(TASK_ID, n)
+            if len(rounds) < n or rounds[-1].round <= self._oldest_unrecorded:
+                return rounds[::-1]
+            n *= 2
+
     def _closed_rounds(self, on_round) -> None:
-        for r in self.store.recent_rounds(TASK_ID, 4)[::-1]:
+        for r in self._rounds_since_oldest_open():
             if r.round in self._seen_rounds or r.state not in ("committed", "failed"):
                 continue
             self._seen_rounds.add(r.round)
+            while self._oldest_unrecorded in self._seen_rounds:
+                self._oldest_unrecorded += 1
             acc = loss = math.nan
             if r.state == "committed" and self.data is not None and not self.cfg.system_only:
                 model = self._litert()

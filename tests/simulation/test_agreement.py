@@ -21,10 +21,26 @@ TASK = {"rounds": ROUNDS, "goal_count": GOAL, "over_selection": 1.3, "selection_
         "report_deadline_s": 20.0, "eligibility": "charging and unmetered and idle", "epochs": 5,
         "learning_rate": 0.1, "codec": "q8"}
 TRAIN_TIME_S, SPEED_SIGMA = 0.3, 1.0
-# Stated tolerance (measured: mean |difference| 0.015-0.02, final 0.014): per-round accuracy
-# differs by who happened to be selected (real arrival
-# order vs virtual), a point or two on IID digits.
-MEAN_ABS_TOLERANCE, FINAL_TOLERANCE = 0.05, 0.04
+# Who is selected, and so the accuracy after each round, is random in both (real arrival order,
+# virtual arrival order), by about 0.025 a round here. The fleet's run is one draw; the
+# simulation is run under SIMULATED_SEEDS seeds, and the fleet's accuracy after each round must
+# lie within BAND_SIGMAS of the simulations' spread around their mean (a Student-t prediction
+# interval for one more draw: a fleet that agrees falls outside it about once in 1,000 runs),
+# plus a floor for the 1/360 steps of the test set's accuracy.
+SIMULATED_SEEDS, BAND_SIGMAS, BAND_FLOOR = 16, 5.0, 0.01
+
+
+def _simulated_accuracy(data, model: bytes, seed: int) -> tuple[list[int], np.ndarray]:
+    settings = read_population(None)
+    settings["availability"]["model"] = "always"
+    settings["dropout"]["training"] = 0.0
+    settings["speed"]["sigma"] = SPEED_SIGMA
+    settings["network"].update(down_mbps=1e4, up_mbps=1e4)  # loopback-fast, as the fleet's transfers
+    population = Population.sample(settings, DEVICES, np.random.default_rng([seed, 0]))
+    sim = Simulation(SimConfig(devices=DEVICES, hours=1.0, seed=seed, train_time_s=TRAIN_TIME_S,
+                               online_spread_s=0.1, progress=False), model, TASK, population, data)
+    committed = [r for r in sim.run() if r.state == "committed"]
+    return [r.reported for r in committed], np.array([r.global_accuracy for r in committed])
 
 
 async def test_a_simulation_agrees_with_a_fleet_on_the_served_coordinator(live_coordinator, digits_tflite,
@@ -36,21 +52,15 @@ async def test_a_simulation_agrees_with_a_fleet_on_the_served_coordinator(live_c
                             workers=2, progress=False, population="agree", out_dir=str(tmp_path / "fleet"))
     fleet = [r for r in await Fleet(fleet_cfg, data).run(digits_tflite, TASK, task_id="agree")
              if r.state == "committed"]
-
-    settings = read_population(None)
-    settings["availability"]["model"] = "always"
-    settings["dropout"]["training"] = 0.0
-    settings["speed"]["sigma"] = SPEED_SIGMA
-    settings["network"].update(down_mbps=1e4, up_mbps=1e4)  # loopback-fast, as the fleet's transfers
-    population = Population.sample(settings, DEVICES, np.random.default_rng([0, 0]))
-    sim = Simulation(SimConfig(devices=DEVICES, hours=1.0, seed=0, train_time_s=TRAIN_TIME_S, online_spread_s=0.1,
-                               progress=False), digits_tflite, TASK, population, data)
-    simulated = [r for r in sim.run() if r.state == "committed"]
-
-    assert len(fleet) == len(simulated) == ROUNDS
-    assert [r.reported for r in fleet] == [r.reported for r in simulated] == [GOAL] * ROUNDS
+    assert len(fleet) == ROUNDS and [r.reported for r in fleet] == [GOAL] * ROUNDS
     fleet_acc = np.array([r.global_accuracy for r in fleet])
-    sim_acc = np.array([r.global_accuracy for r in simulated])
-    print("fleet", np.round(fleet_acc, 3), "simulated", np.round(sim_acc, 3))
-    assert np.mean(np.abs(fleet_acc - sim_acc)) < MEAN_ABS_TOLERANCE, (fleet_acc, sim_acc)
-    assert abs(fleet_acc[-1] - sim_acc[-1]) < FINAL_TOLERANCE, (fleet_acc, sim_acc)
+
+    runs = [_simulated_accuracy(data, digits_tflite, seed) for seed in range(SIMULATED_SEEDS)]
+    assert all(reported == [GOAL] * ROUNDS for reported, _ in runs)
+    simulated = np.array([acc for _, acc in runs])
+    mean, spread = simulated.mean(axis=0), simulated.std(axis=0, ddof=1)
+    band = BAND_SIGMAS * spread * np.sqrt(1 + 1 / SIMULATED_SEEDS) + BAND_FLOOR
+    print("fleet", np.round(fleet_acc, 3), "simulated mean", np.round(mean, 3), "band", np.round(band, 3))
+    assert np.all(np.abs(fleet_acc - mean) <= band), (fleet_acc, mean, band)
+    # The comparison has teeth: the simulations learn as the fleet does, from chance level.
+    assert mean[0] < 0.4 and mean[-1] > 0.7 and np.all(np.diff(mean) > 0), mean

@@ -55,6 +55,18 @@ def test_the_same_seed_gives_the_same_run_bit_for_bit(digits_tflite):
     assert [vars(r) for r in c.history] != [vars(r) for r in a.history]
 
 
+def test_every_round_is_recorded_when_many_close_between_two_ticks(digits_tflite):
+    # Rounds of a fraction of a second and a driver tick every 30 s: up to a dozen rounds open
+    # and close between two looks at the store, and each still has its line in the history.
+    task = dict(TASK, rounds=12, selection_window_s=0.2, report_deadline_s=5.0)
+    sim = Simulation(SimConfig(devices=30, hours=1.0, seed=0, system_only=True, progress=False, tick_s=30.0,
+                               train_time_s=0.01, online_spread_s=0.1), digits_tflite, task, _population(30))
+    sim.run()
+    assert [r.round for r in sim.history] == list(range(1, len(sim.history) + 1))
+    assert [r.state for r in sim.history].count("committed") == 12
+    assert sum(30.0 < r.virtual_s < 60.0 for r in sim.history) >= 5  # between the ticks at 30 and 60 s
+
+
 def test_real_training_learns_on_virtual_time(digits_tflite):
     from device_runtime.fleet.datasets import load_federated
 
