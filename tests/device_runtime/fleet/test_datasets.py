@@ -76,6 +76,16 @@ def test_augmented_digits_grow_the_training_part_only():
     own = np.abs(copy - x_tr).mean()
     other = np.abs(copy - x_tr[np.roll(np.arange(n), 1)]).mean()
     assert own < other
-    for bad in ("digits:x0", "digits:x101", "digits:big"):
+    # The shift each copy drew: pixel (r, c) of the original lands on (r + dx, c + dy).
+    draws = np.random.default_rng(1)
+    dx, dy = draws.integers(-1, 2, n), draws.integers(-1, 2, n)
+    for i in range(0, n, 97):
+        expected = np.zeros((8, 8), np.float32)
+        for r in range(8):
+            for c in range(8):
+                if 0 <= r + dx[i] < 8 and 0 <= c + dy[i] < 8:
+                    expected[r + dx[i], c + dy[i]] = x_tr[i].reshape(8, 8)[r, c]
+        assert np.abs(copy[i].reshape(8, 8) - expected).max() < 0.35  # N(0, 0.05) noise, clipped
+    for bad in ("digits:x0", "digits:x1001", "digits:big"):
         with pytest.raises(ValueError):
             load_federated(bad, 10, "iid", 0)
