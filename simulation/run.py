@@ -100,6 +100,15 @@ class SimStats:
     uploads_by_device: np.ndarray | None = None
 
 
+def _phone_state(up: bool) -> DeviceState:
+    return DeviceState(charging=up, unmetered=up, idle=up, battery=0.9 if up else 0.4, free_storage_mb=4096.0,
+                       runtime="litert", runtime_version="2.3.0")
+
+
+# What a phone reports when its constraints hold, and when they do not (immutable: made once).
+_AVAILABLE, _UNAVAILABLE = _phone_state(True), _phone_state(False)
+
+
 class Simulation:
     def __init__(self, cfg: SimConfig, model_bytes: bytes, task_config: dict, population: Population,
                  data=None):
@@ -126,7 +135,7 @@ class Simulation:
         admin.create_population(POPULATION)
         sha = admin.put_model(model_bytes)["model_sha256"]
         self.task = admin.create_task(POPULATION, {"model_sha256": sha, "config": task_config, "task_id": TASK_ID})
-        self.records = [self._register(i) for i in range(cfg.devices)]
+        self.records = self._register(cfg.devices)
         self._held: list[list[str]] = [[] for _ in range(cfg.devices)]  # in download order: deterministic
         self._seen_rounds: set[int] = set()
         self._oldest_unrecorded = 1  # rounds below it are all in the history
@@ -143,12 +152,16 @@ class Simulation:
         self.coordinator.gateway.slot_listeners.append(self._slots_free)
         self.coordinator.driver.slot_listeners.append(self._slots_free)
 
-    def _register(self, i: int):
-        """Device ``i``, registered with an id and token made from its index: the store orders
-        a round's updates by device id, so random ids would make runs differ."""
-        token = f"sim-token-{self.cfg.seed}-{i}"
-        self.store.add_device(DeviceRecord(f"d-{i:09d}", POPULATION, hash_token(token), "", self.clock.now))
-        return self.coordinator.gateway.authenticate(f"Bearer d-{i:09d}.{token}")
+    def _register(self, n: int) -> list[DeviceRecord]:
+        """Devices 0..n-1, registered with ids and tokens made from their index (the store
+        orders a round's updates by device id, so random ids would make runs differ), in one
+        batch; each one's token passes the gateway's authentication, as a device's request would."""
+        tokens = [f"sim-token-{self.cfg.seed}-{i}" for i in range(n)]
+        records = [DeviceRecord(f"d-{i:09d}", POPULATION, hash_token(tokens[i]), "", self.clock.now) for i in range(n)]
+        self.store.add_devices(records)
+        for i in sorted({0, n - 1}) if n else ():  # raises Unauthorized if the batch were not what it claims
+            self.coordinator.gateway.authenticate(f"Bearer {records[i].device_id}.{tokens[i]}")
+        return records
 
     # -- the event loop -----------------------------------------------------------------------
     def run(self, on_round=None) -> list[SimRound]:
@@ -195,9 +208,7 @@ class Simulation:
 
     # -- a device's actions -------------------------------------------------------------------
     def _state(self, i: int) -> DeviceState:
-        up = self.population.available(i, self.clock.elapsed_s, self.rng)
-        return DeviceState(charging=up, unmetered=up, idle=up, battery=0.9 if up else 0.4, free_storage_mb=4096.0,
-                           runtime="litert", runtime_version="2.3.0")
+        return _AVAILABLE if self.population.available(i, self.clock.elapsed_s, self.rng) else _UNAVAILABLE
 
     def _check_in(self, i: int) -> None:
         now, s = self.clock.now, self.stats

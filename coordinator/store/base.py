@@ -126,6 +126,13 @@ class Store(BufferRows, SecAggRows, ReleaseRows):
                      "VALUES (?,?,?,?,?,?,?)", d.device_id, d.population, d.token_hash, d.label, d.created_at,
                      d.last_seen, d.due)
 
+    def add_devices(self, devices: list[DeviceRecord]) -> None:
+        """Many devices in one transaction (all or none: a duplicate id refuses the batch)."""
+        with self.transaction() as tx:
+            tx.executemany("INSERT INTO devices (device_id, population, token_hash, label, created_at, last_seen, "
+                           "due) VALUES (?,?,?,?,?,?,?)", [(d.device_id, d.population, d.token_hash, d.label,
+                                                           d.created_at, d.last_seen, d.due) for d in devices])
+
     def device(self, device_id: str) -> DeviceRecord | None:
         r = self.one("SELECT * FROM devices WHERE device_id=?", device_id)
         return DeviceRecord(**{k: r[k] for k in r.keys()}) if r else None

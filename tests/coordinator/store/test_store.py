@@ -94,6 +94,20 @@ def test_typed_interface_round_trip(any_store_db):
         store.close()
 
 
+def test_many_devices_are_added_all_or_none(any_store_db):
+    db, data_dir = any_store_db
+    store = open_store(db, data_dir)
+    try:
+        store.add_population(PopulationRecord("p", 1.0))
+        store.add_devices([DeviceRecord(f"d{i}", "p", f"th{i}", "", 2.0) for i in range(5)])
+        assert store.count_devices("p") == 5 and store.device("d3").token_hash == "th3"
+        with pytest.raises(Exception):  # d4 is there already: the batch is refused
+            store.add_devices([DeviceRecord("d5", "p", "x", "", 3.0), DeviceRecord("d4", "p", "y", "", 3.0)])
+        assert store.count_devices("p") == 5 and store.device("d5") is None and store.device("d4").token_hash == "th4"
+    finally:
+        store.close()
+
+
 def test_leases_are_held_by_one_replica_until_they_expire(store_db):
     db, data_dir = store_db
     a, b = open_store(db, data_dir), open_store(db, data_dir)  # two replicas on one database
