@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from protocol.errors import ProtocolError
 
@@ -56,6 +56,7 @@ class EligibilityRule:
     # ineligible check-in asks which ones failed (copying and unparsing them each time was
     # a third of a simulated check-in's CPU).
     _clauses: tuple = ()
+    _admits: Any = None  # the tree compiled to closures once: it runs on every check-in
 
     @classmethod
     def parse(cls, text: str | None) -> "EligibilityRule":
@@ -68,15 +69,15 @@ class EligibilityRule:
             raise ProtocolError(f"eligibility rule: syntax error at column {exc.offset}: {exc.msg}", "bad_rule") from exc
         _check(tree)
         clauses = tree.values if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.And) else [tree]
-        return cls(text, tree, tuple((clause, _source(clause)) for clause in clauses))
+        return cls(text, tree, tuple((_compile(clause), _source(clause)) for clause in clauses), _compile(tree))
 
     def admits(self, state: dict) -> bool:
-        return True if self._tree is None else bool(_eval(self._tree, state))
+        return True if self._admits is None else self._admits(state)
 
     def failed_clauses(self, state: dict) -> list[str]:
         """The clauses of a top-level ``and`` this state fails, as written in the rule (the
         whole rule when it is not a conjunction): what the operator page counts."""
-        return [source for clause, source in self._clauses if not _eval(clause, state)]
+        return [source for admits, source in self._clauses if not admits(state)]
 
 
 class _BoolLiterals(ast.NodeTransformer):
@@ -123,15 +124,6 @@ def _check(node) -> None:
         _fail(node, f"unexpected {type(node).__name__}")
 
 
-def _value(node, state: dict):
-    if isinstance(node, ast.Constant):
-        return node.value
-    value = state.get(node.id)
-    if value is None:
-        return None
-    return FIELDS[node.id](value) if FIELDS[node.id] is not str else str(value)
-
-
 class _BoolNames(ast.NodeTransformer):
     """Back to the rule language's true/false for display."""
 
@@ -146,18 +138,35 @@ def _source(node) -> str:
     return ast.unparse(_BoolNames().visit(copy.deepcopy(node)))
 
 
-def _eval(node, state: dict) -> bool:
+def _compile(node) -> Callable[[dict], bool]:
+    """The checked tree as nested closures over the state dict. A field the device does not
+    report makes a comparison false (it is not eligible by it) and a boolean field false."""
     if isinstance(node, ast.BoolOp):
-        results = (_eval(v, state) for v in node.values)
-        return all(results) if isinstance(node.op, ast.And) else any(results)
+        parts = tuple(_compile(v) for v in node.values)
+        if isinstance(node.op, ast.And):
+            return lambda state: all(part(state) for part in parts)
+        return lambda state: any(part(state) for part in parts)
     if isinstance(node, ast.UnaryOp):
-        return not _eval(node.operand, state)
+        operand = _compile(node.operand)
+        return lambda state: not operand(state)
     if isinstance(node, ast.Name):
-        return bool(state.get(node.id, False))
-    left, right = _value(node.left, state), _value(node.comparators[0], state)
-    if left is None or right is None:
-        return False  # a device that does not report a field is not eligible by it
-    name = node.left.id if isinstance(node.left, ast.Name) else node.comparators[0].id
+        key = node.id
+        return lambda state: bool(state.get(key, False))
+    field_first = isinstance(node.left, ast.Name)
+    name = node.left.id if field_first else node.comparators[0].id
+    literal = (node.comparators[0] if field_first else node.left).value
+    compare = _COMPARE[type(node.ops[0])]
+    kind = FIELDS[name]
     if name == "runtime_version":
-        left, right = _version(left), _version(right)
-    return _COMPARE[type(node.ops[0])](left, right)
+        convert, literal = _version, _version(literal)
+    else:
+        convert = str if kind is str else kind
+
+    def comparison(state: dict) -> bool:
+        value = state.get(name)
+        if value is None:
+            return False
+        value = convert(value)
+        return compare(value, literal) if field_first else compare(literal, value)
+
+    return comparison
