@@ -18,6 +18,11 @@ MEMORY = ":memory:"
 class MemoryStore(SqliteStore):
     def __init__(self) -> None:
         super().__init__(MEMORY, data_dir=MEMORY)
+        # Every check-in rewrites its device's last_seen and due (`touch_devices`); this index
+        # serves only the operator page's per-population "seen in the last hour", which a scan
+        # of memory answers in milliseconds, and keeping it up cost a third of each touch
+        # (at 100,000 simulated devices, 7% of `fedge simulate`'s time).
+        self.conn.execute("DROP INDEX devices_by_population")
 
     def _init_data_dir(self, data_dir) -> None:
         # The coordinator's own small files (the audit trail's signing key) go to a private
