@@ -193,9 +193,14 @@ class Simulation:
             elif ev.kind == "poll_timeout":
                 self._poll_timeout(ev.device, ev.data)
             elif ev.kind == "upload":
-                self._upload(ev.device, *ev.data)  # a round it closes is recorded at the next tick
+                self._upload(ev.device, *ev.data)
+                # Recorded (and evaluated) now: hundreds of uploads can land at one instant, and
+                # the retention window (keep_checkpoints) could drop a version's checkpoint
+                # before the next tick.
+                self._closed_rounds(on_round)
             elif ev.kind == "secagg_input":
                 self.secagg.masked_input_arrives(ev.device)
+                self._closed_rounds(on_round)
             hours = self.clock.elapsed_s / 3600.0
             if hours - shown >= 0.01:
                 bar.update(hours - shown)
