@@ -14,12 +14,14 @@ K updates, polynomial staleness weighting).
 Prints, per mode: virtual hours to the target (held-out accuracy of every committed
 round/version), the final accuracy (mean of the last three), rounds or versions, the
 events processed and the wall time; the speed-up of async over sync; writes both accuracy
-curves by virtual hour to --out/sync_vs_async.png.
+curves by virtual hour to --out/sync_vs_async.png (and every run's figures and curve to
+--out/results.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -103,6 +105,7 @@ def main() -> None:
         print(f"{mode:5s}: {r['committed']:4d} {'versions' if mode == 'async' else 'rounds'}, virtual hours to "
               f"{args.target}: {r['hours_to_target']:.2f}, final accuracy {r['final_accuracy']:.3f}; "
               f"{r['events']:,} events in {r['wall_s']:.0f} s of wall time")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
     if len(results) < 2:
         return
     sync, asyn = results
