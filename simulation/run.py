@@ -139,6 +139,10 @@ class Simulation:
         self._held: list[list[str]] = [[] for _ in range(cfg.devices)]  # in download order: deterministic
         self._seen_rounds: set[int] = set()
         self._oldest_unrecorded = 1  # rounds below it are all in the history
+        # Whether a round changed state since the history last looked: every close (a failure,
+        # or the move to aggregating that a commit follows in the same call) is a transition,
+        # and looking at the store on every tick and upload was a quarter of a small run.
+        self._rounds_moved = True
         self._round_bytes: dict[int, list[int]] = {}
         self._model = None  # the LiteRT model, made on first use (training and evaluation)
         self._weights: dict[str, list[np.ndarray]] = {}
@@ -149,6 +153,7 @@ class Simulation:
         self._polls = 0
         self.secagg = SecAggDevices(self)  # devices in SecAgg rounds, phase by phase
         self.coordinator.driver.round_open_listeners.append(self._round_opened)
+        self.coordinator.driver.round_change_listeners.append(self._round_moved)
         self.coordinator.gateway.slot_listeners.append(self._slots_free)
         self.coordinator.driver.slot_listeners.append(self._slots_free)
 
@@ -401,8 +406,16 @@ class Simulation:
                 return rounds[::-1]
             n *= 2
 
+    def _round_moved(self, task_id: str) -> None:
+        self._rounds_moved = True
+
     def _closed_rounds(self, on_round) -> None:
-        for r in self._rounds_since_oldest_open():
+        if not self._rounds_moved:
+            return
+        rounds = self._rounds_since_oldest_open()
+        # A commit the driver left for later (deferred commits) is still to come: look again.
+        self._rounds_moved = any(r.state == "aggregating" for r in rounds)
+        for r in rounds:
             if r.round in self._seen_rounds or r.state not in ("committed", "failed"):
                 continue
             self._seen_rounds.add(r.round)
