@@ -14,8 +14,9 @@ on fedge's own coordinator.
 steering formula asks for a window of days, so the cap sets the load unless it is that long.
 
 Prints per mode the check-ins per second by hour after the first (mean, lowest, peak; the first
-hour holds every available device's first check-in), the rounds
-committed, and the share of uploads by device speed quartile (who the model is trained on);
+hour holds every available device's first check-in), the rounds committed, and who the model
+is trained on: the share of uploads by device speed quartile, by the quartile of the device's
+nightly window (hours a night it is charging, idle and on Wi-Fi) and by time zone;
 writes the hourly curves to --out/checkins_by_hour.png and .json.
 """
 
@@ -47,11 +48,20 @@ def run_one(args, model: bytes, fixed_retry_s: float, max_retry_s: float) -> dic
     history = sim.run()
     wall = time.perf_counter() - started
     per_hour = np.array([sim.stats.checkins_by_hour.get(h, 0) for h in range(int(args.hours))]) / 3600.0
-    quartile = np.digitize(population.example_s, np.quantile(population.example_s, [0.25, 0.5, 0.75]))
     uploads = sim.stats.uploads_by_device
-    share = [float(uploads[quartile == q].sum() / max(1, uploads.sum())) for q in range(4)]
+
+    def shares(groups: np.ndarray, n: int) -> list[float]:
+        return [float(uploads[groups == g].sum() / max(1, uploads.sum())) for g in range(n)]
+
+    quartile = np.digitize(population.example_s, np.quantile(population.example_s, [0.25, 0.5, 0.75]))
+    share = shares(quartile, 4)
+    # Availability class: how many hours a night the device is charging, idle and on Wi-Fi.
+    window = np.digitize(population.night_hours, np.quantile(population.night_hours, [0.25, 0.5, 0.75]))
+    zones = np.unique(population.tz_h)
+    by_zone = dict(zip((f"{z:+g}" for z in zones), shares(np.searchsorted(zones, population.tz_h), len(zones))))
     return {"per_hour": per_hour, "committed": sum(r.state == "committed" for r in history), "wall_s": wall,
-            "events": sim.queue.processed, "share_by_speed": share, "checkins": sim.stats.checkins}
+            "events": sim.queue.processed, "share_by_speed": share, "checkins": sim.stats.checkins,
+            "share_by_window": shares(window, 4), "share_by_timezone": by_zone}
 
 
 def main() -> None:
@@ -78,7 +88,9 @@ def main() -> None:
         print(f"{mode:28s}: check-ins/s after the first hour: mean {rate.mean():8.1f}, min {rate.min():8.1f}, "
               f"peak {rate.max():8.1f} (peak/mean {rate.max() / max(rate.mean(), 1e-9):.2f}); first hour "
               f"{r['per_hour'][0]:.1f}; {r['checkins']:,} check-ins, {r['committed']} rounds; uploads by speed "
-              f"quartile (fastest first) {', '.join(f'{s:.0%}' for s in r['share_by_speed'])}; "
+              f"quartile (fastest first) {', '.join(f'{s:.0%}' for s in r['share_by_speed'])}, by nightly "
+              f"window quartile (shortest first) {', '.join(f'{s:.0%}' for s in r['share_by_window'])}, by UTC "
+              f"offset {', '.join(f'{z} {s:.0%}' for z, s in r['share_by_timezone'].items())}; "
               f"{r['events']:,} events in {r['wall_s']:.0f} s")
     (out / "checkins_by_hour.json").write_text(json.dumps(
         {mode: {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
