@@ -13,9 +13,9 @@ K updates, polynomial staleness weighting).
 
 Prints, per mode: virtual hours to the target (held-out accuracy of every committed
 round/version; first reached, and from when it stays reached), the final accuracy (mean of
-the last three), rounds or versions, the events processed and the wall time; the speed-up of async over sync; writes both accuracy
-curves by virtual hour to --out/sync_vs_async.png (and every run's figures and curve to
---out/results.json).
+the last three), rounds or versions, the events processed and the wall time; the speed-up
+of async over sync; writes both accuracy curves by virtual hour to --out/sync_vs_async.png
+(and every run's figures and curve to --out/results.json).
 """
 
 from __future__ import annotations

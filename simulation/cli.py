@@ -41,8 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--population", metavar="FILE.toml", default=None,
                         help="availability, speed, network and dropout models (default: simulation/population.py's)")
     parser.add_argument("--dataset", default="digits", help="digits | digits:xN | synthetic:ALPHA,BETA | emnist:FILE.h5")
-    parser.add_argument("--partition", default="dirichlet:0.3", help="iid | dirichlet:ALPHA | labelmix:ALPHA (equal shards, "
-                        "each device's label mix ~ Dirichlet(ALPHA): for 100,000 devices and more)")
+    parser.add_argument("--partition", default="dirichlet:0.3",
+                        help="iid | dirichlet:ALPHA | labelmix:ALPHA (equal shards, each device's label mix "
+                             "~ Dirichlet(ALPHA): for 100,000 devices and more)")
     parser.add_argument("--speed", default=None, help="lognormal:SIGMA (overrides the population file's speed sigma)")
     parser.add_argument("--train-time", type=float, default=0.0, metavar="SECONDS",
                         help="a host-speed device's local training lasts this long, a slower one its slowdown "

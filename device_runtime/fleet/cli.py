@@ -31,8 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="with no --admin-token or FEDGE_ADMIN_TOKEN, the token file `fedge serve --db DB` "
                              "wrote next to its database is read (default fedge.db)")
     parser.add_argument("--dataset", default="digits", help="digits | synthetic:ALPHA,BETA | emnist:FILE.h5")
-    parser.add_argument("--partition", default="dirichlet:0.3", help="iid | dirichlet:ALPHA | labelmix:ALPHA (equal shards, "
-                        "each device's label mix ~ Dirichlet(ALPHA): for 100,000 devices and more)")
+    parser.add_argument("--partition", default="dirichlet:0.3",
+                        help="iid | dirichlet:ALPHA | labelmix:ALPHA (equal shards, each device's label mix "
+                             "~ Dirichlet(ALPHA): for 100,000 devices and more)")
     parser.add_argument("--availability", default="always", help="always | diurnal[:PERIOD_S] | trace:FILE")
     parser.add_argument("--dropout", type=float, default=0.1,
                         help="probability a device vanishes mid-round (default 0.1)")
