@@ -51,7 +51,6 @@ def _version(text: str) -> tuple:
 @dataclass(frozen=True)
 class EligibilityRule:
     text: str
-    _tree: Any = None
     # The top-level clauses with their source as written, made once at parse time: every
     # ineligible check-in asks which ones failed (copying and unparsing them each time was
     # a third of a simulated check-in's CPU).
@@ -62,14 +61,14 @@ class EligibilityRule:
     def parse(cls, text: str | None) -> "EligibilityRule":
         text = (text or "").strip()
         if not text:
-            return cls("", None)
+            return cls("")
         try:
             tree = _BoolLiterals().visit(ast.parse(text, mode="eval")).body
         except SyntaxError as exc:
             raise ProtocolError(f"eligibility rule: syntax error at column {exc.offset}: {exc.msg}", "bad_rule") from exc
         _check(tree)
         clauses = tree.values if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.And) else [tree]
-        return cls(text, tree, tuple((_compile(clause), _source(clause)) for clause in clauses), _compile(tree))
+        return cls(text, tuple((_compile(clause), _source(clause)) for clause in clauses), _compile(tree))
 
     def admits(self, state: dict) -> bool:
         return True if self._admits is None else self._admits(state)
