@@ -15,6 +15,7 @@ recover its masks, as the protocol is built to.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from coordinator.errors import ApiError

@@ -194,8 +194,10 @@ class Store(BufferRows, SecAggRows, ReleaseRows):
         r = self.one("SELECT * FROM rounds WHERE task_id=? AND round=?", task_id, num)
         return self._round(r) if r else None
 
-    def rounds(self, task_id: str) -> list[RoundRecord]:
-        return [self._round(r) for r in self.all("SELECT * FROM rounds WHERE task_id=? ORDER BY round", task_id)]
+    def rounds(self, task_id: str, first: int = 1) -> list[RoundRecord]:
+        """The task's rounds from round ``first`` on, oldest first."""
+        return [self._round(r) for r in self.all("SELECT * FROM rounds WHERE task_id=? AND round>=? ORDER BY round",
+                                                 task_id, first)]
 
     def latest_round(self, task_id: str) -> RoundRecord | None:
         r = self.one("SELECT * FROM rounds WHERE task_id=? ORDER BY round DESC LIMIT 1", task_id)

@@ -12,7 +12,7 @@ from coordinator.rounds.driver import RoundDriver
 from coordinator.service import Coordinator
 from coordinator.store.memory import MemoryStore
 from simulation.population import Population, read_population
-from simulation.run import SimConfig, Simulation
+from simulation.run import SimConfig, Simulation, sim_token
 
 TASK = {"rounds": 4, "goal_count": 8, "over_selection": 1.25, "epochs": 3, "learning_rate": 0.1,
         "selection_window_s": 60.0, "report_deadline_s": 600.0, "eligibility": "charging and unmetered and idle",
@@ -39,6 +39,10 @@ def test_the_simulated_path_is_the_served_path(digits_tflite):
     # Not a fork: the same classes `fedge serve` builds, on the in-memory store.
     assert type(c) is Coordinator and type(c.gateway) is DeviceGateway and type(c.driver) is RoundDriver
     assert type(c.driver.kinds) is RoundKinds and type(c.store) is MemoryStore
+    # The devices were registered in one batch; each one's token passes the gateway's check.
+    for i in (0, 17, 29):
+        device = c.gateway.authenticate(f"Bearer {sim.records[i].device_id}.{sim_token(0, i)}")
+        assert (device.device_id, device.token_hash) == (sim.records[i].device_id, sim.records[i].token_hash)
     states = [r.state for r in sim.history]
     assert states.count("committed") == 4 and c.tasks["sim"].state == "completed"
     # Every acknowledged upload is counted once, in the round that took it.

@@ -69,6 +69,7 @@ def test_typed_interface_round_trip(any_store_db):
         assert store.count_present(149.0, "p") == 1 and store.count_present(151.0, "p") == 0
         assert store.population("p") == PopulationRecord("p", 1.5, "h", True)
         store.add_round("t", 1, 10.5, 20.5, 30.5)
+        assert [r.round for r in store.rounds("t")] == [1] and store.rounds("t", first=2) == []
         assert store.assign(AssignmentRecord("t", 1, "d1", "x", 11.0)) == 1
         assert store.assign(AssignmentRecord("t", 1, "d1", "y", 12.0)) is None  # one assignment per device
         assert store.assign(AssignmentRecord("t", 1, "d2", "y", 12.0), capacity=1) is None  # the round is full
