@@ -181,37 +181,38 @@ class Simulation:
         self.queue.schedule(self.clock.now, "tick")
         bar = tqdm(total=round(self.cfg.hours, 2), unit="virtual h", disable=None if self.cfg.progress else True,
                    leave=False, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} virtual h [{elapsed}]")
-        shown = 0.0
-        while len(self.queue) and self.queue.peek_time() <= end:
-            ev = self.queue.pop()
-            self.clock.advance_to(ev.at)
-            if ev.kind == "tick":
+        shown, show_at = 0.0, self.clock.start + 36.0  # the bar moves every 0.01 virtual hours
+        clock, pop_until = self.clock, self.queue.pop_until
+        while (ev := pop_until(end)) is not None:
+            clock.now = ev.at  # the queue hands events out in time order (clock.advance_to's check)
+            kind = ev.kind
+            if kind == "arrive":
+                self._check_in(ev.device)
+            elif kind == "poll_timeout":
+                self._poll_timeout(ev.device, ev.data)
+            elif kind == "tick":
                 self.coordinator.tick()
                 self.secagg.after_tick()
                 self._closed_rounds(on_round)
                 if self._finished():
                     break
                 self.queue.schedule(self.clock.now + self.cfg.tick_s, "tick")
-            elif ev.kind == "arrive":
-                self._check_in(ev.device)
-            elif ev.kind == "second_look":
+            elif kind == "second_look":
                 self._answered(ev.device, self.coordinator.gateway.checkin(self.records[ev.device], ev.data,
                                                                           rate_limited=False))
-            elif ev.kind == "poll_timeout":
-                self._poll_timeout(ev.device, ev.data)
-            elif ev.kind == "upload":
+            elif kind == "upload":
                 self._upload(ev.device, *ev.data)
                 # Recorded (and evaluated) now: hundreds of uploads can land at one instant, and
                 # the retention window (keep_checkpoints) could drop a version's checkpoint
                 # before the next tick.
                 self._closed_rounds(on_round)
-            elif ev.kind == "secagg_input":
+            elif kind == "secagg_input":
                 self.secagg.masked_input_arrives(ev.device)
                 self._closed_rounds(on_round)
-            hours = self.clock.elapsed_s / 3600.0
-            if hours - shown >= 0.01:
+            if ev.at >= show_at:
+                hours = self.clock.elapsed_s / 3600.0
                 bar.update(hours - shown)
-                shown = hours
+                shown, show_at = hours, ev.at + 36.0
         bar.close()
         return self.history
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import random
 from typing import NoReturn
 
@@ -62,7 +63,11 @@ class DeviceGateway:
         self._seen: dict[str, tuple[float, float]] = {}  # device -> (last_seen, due)
         self.desk = UploadDesk(store, clock, tasks, running, metrics)  # the checks every upload shares
         self.refusals = self.desk.refusals
-        self.hints = RoundHints(SELECTING_HINT_TTL_S)  # open rounds as last read, offers in flight
+        # Open rounds as last read, and offers in flight. With replicas the hint lives a tick
+        # (another replica may open or fill a round); a store no other process writes changes
+        # its rounds only through this process's driver, whose transitions drop the hint
+        # (`forget_selecting_round`), so the hint holds until then (a query per check-in saved).
+        self.hints = RoundHints(SELECTING_HINT_TTL_S if store.shared else math.inf)
         # Called with (task id, slots) when an asynchronous task's slots free up (an update in,
         # a stale one refused): the app wakes that many held check-ins of the population.
         self.slot_listeners: list = []

@@ -109,6 +109,30 @@ def test_many_devices_are_added_all_or_none(any_store_db):
         store.close()
 
 
+def test_last_seen_and_due_count_present_and_seen_devices_per_population(any_store_db):
+    """The columns every check-in rewrites (arrays in the in-memory store, SQL elsewhere)."""
+    db, data_dir = any_store_db
+    store = open_store(db, data_dir)
+    try:
+        for p in ("p", "q"):
+            store.add_population(PopulationRecord(p, 1.0))
+        store.add_devices([DeviceRecord(f"p{i}", "p", "h", "", 1.0, last_seen=1.0, due=50.0) for i in range(4)])
+        store.add_device(DeviceRecord("q0", "q", "h", "", 1.0))
+        assert store.count_present(40.0, "p") == 4 and store.count_present(40.0, "q") == 0
+        store.touch_devices({"p0": (10.0, 100.0), "p1": (20.0, 30.0), "q0": (30.0, 200.0), "nobody": (5.0, 5.0)})
+        store.touch_devices({"p1": (25.0, 300.0)})  # the latest check-in wins
+        assert store.device("p1").last_seen == 25.0 and store.device("p1").due == 300.0
+        assert store.device("p2").last_seen == 1.0 and store.device("nobody") is None
+        assert [store.count_present(t, "p") for t in (50.0, 51.0, 100.0, 101.0, 301.0)] == [4, 2, 2, 1, 0]
+        assert store.count_present(150.0, "q") == 1 and store.count_present(150.0, "r") == 0
+        assert store.count_seen(10.0, "p") == 2 and store.count_seen(10.0, "q") == 1 and store.count_seen(10.0) == 3
+        with pytest.raises(Exception):  # a refused batch counts no device
+            store.add_devices([DeviceRecord("p9", "p", "h", "", 1.0, due=1e9), DeviceRecord("p0", "p", "h", "", 1.0)])
+        assert store.count_present(1e8, "p") == 0 and store.device("p9") is None
+    finally:
+        store.close()
+
+
 def test_leases_are_held_by_one_replica_until_they_expire(store_db):
     db, data_dir = store_db
     a, b = open_store(db, data_dir), open_store(db, data_dir)  # two replicas on one database
