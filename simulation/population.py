@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import math
 import tomllib
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +102,8 @@ def read_population(path: str | None) -> dict:
 
 @dataclass
 class Population:
-    """Each device's sampled traits, as arrays indexed by device."""
+    """Each device's sampled traits, as arrays indexed by device. A value: other settings
+    make another population (`dataclasses.replace`), not an edit of this one."""
 
     settings: dict
     tz_h: np.ndarray  # UTC offset
@@ -112,6 +114,14 @@ class Population:
     down_bps: np.ndarray  # bytes per second
     up_bps: np.ndarray
     windows: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # trace model
+
+    def __post_init__(self) -> None:
+        # `available` runs on every simulated check-in: its per-device numbers as Python floats
+        # (an array.array item is one; a numpy scalar costs a few times more to index and add).
+        a = self.settings["availability"]
+        self._model, self._daytime = a["model"], float(a["daytime"])
+        self._tz, self._start, self._hours = (array("d", np.asarray(v, np.float64).tobytes())
+                                              for v in (self.tz_h, self.night_start_h, self.night_hours))
 
     @classmethod
     def sample(cls, settings: dict, n: int, rng: np.random.Generator) -> "Population":
@@ -136,30 +146,30 @@ class Population:
     def available(self, device: int, elapsed_s: float, rng: np.random.Generator) -> bool:
         """Whether the device is charging, idle and on unmetered Wi-Fi ``elapsed_s`` after the
         start (midnight UTC)."""
-        model = self.settings["availability"]["model"]
+        model = self._model
         if model == "always":
             return True
         if model == "trace":
             return any(a <= elapsed_s < b for a, b in self.windows.get(device, ()))
-        local_h = (elapsed_s / 3600.0 + self.tz_h[device]) % 24.0
-        into = (local_h - self.night_start_h[device]) % 24.0
-        if into < self.night_hours[device]:
+        local_h = (elapsed_s / 3600.0 + self._tz[device]) % 24.0
+        into = (local_h - self._start[device]) % 24.0
+        if into < self._hours[device]:
             return True
-        return rng.random() < self.settings["availability"]["daytime"]
+        return rng.random() < self._daytime
 
     def next_available(self, device: int, elapsed_s: float, rng: np.random.Generator) -> float:
         """When (seconds from the start) the device next becomes eligible, after ``elapsed_s``:
         a phone's job scheduler runs the check-in only once its constraints (charging, idle,
         unmetered) hold, so an unavailable phone does not check in until then. inf: never."""
-        model = self.settings["availability"]["model"]
+        model = self._model
         if model == "always":
             return elapsed_s
         if model == "trace":
             starts = [a for a, b in self.windows.get(device, ()) if b > elapsed_s]
             return max(elapsed_s, min(starts)) if starts else math.inf
-        local_h = (elapsed_s / 3600.0 + self.tz_h[device]) % 24.0
-        until_night = ((self.night_start_h[device] - local_h) % 24.0) * 3600.0
-        daytime = self.settings["availability"]["daytime"]
+        local_h = (elapsed_s / 3600.0 + self._tz[device]) % 24.0
+        until_night = ((self._start[device] - local_h) % 24.0) * 3600.0
+        daytime = self._daytime
         if daytime > 0:  # a daytime charge: each hour with this chance, at a random moment in it
             hours = int(rng.geometric(daytime))
             sooner = (hours - 1 + rng.random()) * 3600.0

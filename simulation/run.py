@@ -156,6 +156,9 @@ class Simulation:
         # Long polls held now: device -> (its request, its retry time, the poll's number).
         self._polling: dict[int, tuple[CheckinRequest, float, int]] = {}
         self._polls = 0
+        # The check-in of a device that holds no blob yet (most of a large population): made once.
+        self._empty_handed = {up: CheckinRequest(_AVAILABLE if up else _UNAVAILABLE, (), cfg.long_poll_s)
+                              for up in (True, False)}
         self.secagg = SecAggDevices(self)  # devices in SecAgg rounds, phase by phase
         self.coordinator.driver.round_open_listeners.append(self._round_opened)
         self.coordinator.driver.round_change_listeners.append(self._round_moved)
@@ -236,7 +239,9 @@ class Simulation:
         hour = int(self.clock.elapsed_s // 3600)
         s.checkins_by_hour[hour] = s.checkins_by_hour.get(hour, 0) + 1
         s.ineligible_checkins += int(not state.charging)
-        req = CheckinRequest(state, tuple(self._held[i]), self.cfg.long_poll_s)
+        held = self._held[i]
+        req = (CheckinRequest(state, tuple(held), self.cfg.long_poll_s) if held else
+               self._empty_handed[state is _AVAILABLE])
         resp = self.coordinator.gateway.checkin(self.records[i], req)
         hold = min(self.cfg.long_poll_s, resp.retry_at - now) if resp.outcome == "retry" else 0.0
         if resp.reason == "no_slot" and hold > 0:

@@ -36,7 +36,8 @@ class CheckinActivity:
                 buckets.popleft()
         bucket = buckets[-1]
         bucket.outcomes[outcome] += 1
-        bucket.clauses.update(failed_clauses)
+        if failed_clauses:
+            bucket.clauses.update(failed_clauses)
 
     def summary(self, population: str, now: float) -> dict:
         """Counts over the last ``window_s`` (less while the process is younger)."""

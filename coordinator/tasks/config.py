@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 from coordinator.aggregation.reducers import AGGREGATORS
@@ -175,11 +176,12 @@ class TaskConfig:
     evaluate_of: str = key("", E, "the task whose checkpoint an evaluation task evaluates", max_len=1000)
     evaluate_round: int = key(0, E, "the round of that checkpoint (0: the initial weights)", lo=0, hi=MAX_ROUNDS)
 
-    @property
+    # Read on every check-in (twice), so worked out once: the config is frozen.
+    @cached_property
     def target_selected(self) -> int:
         return max(self.goal_count, math.ceil(self.goal_count * self.over_selection))
 
-    @property
+    @cached_property
     def round_kind(self) -> str:
         """Which kind of round the task runs: "evaluation", "buffered" (async), "secagg" or
         "sync". Decided here once; the driver's round kinds and the gateway's intakes are

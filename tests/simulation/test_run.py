@@ -3,6 +3,8 @@ the same seed gives the same run bit for bit, and real LiteRT training learns.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -109,7 +111,7 @@ def test_versions_committed_at_one_instant_are_each_evaluated(digits_tflite):
 
 def test_devices_that_are_never_available_never_train(digits_tflite):
     pop = _population(10)
-    pop.settings = {**pop.settings, "availability": {**pop.settings["availability"], "model": "trace"}}
+    pop = replace(pop, settings={**pop.settings, "availability": {**pop.settings["availability"], "model": "trace"}})
     phones = Simulation(SimConfig(devices=10, hours=1.0, system_only=True, progress=False), digits_tflite, TASK, pop)
     phones.run()
     assert phones.stats.checkins == 0  # a phone's job scheduler never ran the check-in
