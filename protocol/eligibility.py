@@ -142,9 +142,24 @@ def _compile(node) -> Callable[[dict], bool]:
     report makes a comparison false (it is not eligible by it) and a boolean field false."""
     if isinstance(node, ast.BoolOp):
         parts = tuple(_compile(v) for v in node.values)
+        # Loops, not all()/any() over a generator: a rule runs on every check-in, and making the
+        # generator cost as much as the clauses.
         if isinstance(node.op, ast.And):
-            return lambda state: all(part(state) for part in parts)
-        return lambda state: any(part(state) for part in parts)
+            def conjunction(state: dict) -> bool:
+                for part in parts:
+                    if not part(state):
+                        return False
+                return True
+
+            return conjunction
+
+        def disjunction(state: dict) -> bool:
+            for part in parts:
+                if part(state):
+                    return True
+            return False
+
+        return disjunction
     if isinstance(node, ast.UnaryOp):
         operand = _compile(node.operand)
         return lambda state: not operand(state)

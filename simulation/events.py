@@ -30,6 +30,12 @@ class Event(NamedTuple):
     data: Any = None
 
 
+# Event(...) runs the named tuple's Python-level __new__ (its defaults); the queue, which
+# passes every field, makes the tuple directly.
+_new_event = tuple.__new__
+_heappush, _heappop = heapq.heappush, heapq.heappop
+
+
 class EventQueue:
     def __init__(self, bucket_s: float = BUCKET_S) -> None:
         self.bucket_s = bucket_s
@@ -43,15 +49,15 @@ class EventQueue:
 
     def schedule(self, at: float, kind: str, device: int = -1, data: Any = None) -> None:
         self._seq += 1
-        ev = Event(at, self._seq, kind, device, data)
-        bucket = int(at // self.bucket_s)
+        ev = _new_event(Event, (at, self._seq, kind, device, data))
+        bucket = at // self.bucket_s
         if bucket <= self._current:
-            heapq.heappush(self._heap, ev)
+            _heappush(self._heap, ev)
             return
         later = self._later.get(bucket)
         if later is None:
             self._later[bucket] = later = []
-            heapq.heappush(self._later_keys, bucket)
+            _heappush(self._later_keys, bucket)
         later.append(ev)
         self._pending += 1
 
@@ -81,7 +87,7 @@ class EventQueue:
         if heap[0][0] > end:
             return None
         self.processed += 1
-        return heapq.heappop(heap)
+        return _heappop(heap)
 
     def peek_time(self) -> float | None:
         if not self._heap and not self._refill():
