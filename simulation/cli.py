@@ -14,7 +14,8 @@ and dropout (simulation/population.py lists its keys and defaults).
 Writes history.csv/.json (one row per closed round: virtual time, reporters, accuracy, bytes)
 and history.png (accuracy and reporters by virtual hour and by round) into --out, prints a
 summary, and ends with `final global accuracy X after N committed rounds` and, with
---target, `virtual seconds to ACC: S` (or `not reached`).
+--target, `virtual seconds to ACC: S` (or `not reached`). `--seeds 8 [--jobs 2]` runs the
+scenario under each seed side by side and reports the spread (simulation/sweep.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -62,6 +64,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="pace steering off: a device not selected comes back after this long (jittered), "
                              "eligible or not (default: steering on)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the population, data and devices (default 0)")
+    parser.add_argument("--seeds", metavar="N|A-B|A,B,...", default=None,
+                        help="a sweep: the scenario under each of these seeds (8: seeds 0-7), each a simulation "
+                             "as --seed would run it, side by side in --jobs processes; per-seed histories in "
+                             "OUT/seed-K/, seeds.csv and sweep.png (mean and spread by round) in OUT")
+    parser.add_argument("--jobs", type=int, default=0, help="processes for --seeds (default: one a core)")
     parser.add_argument("--out", default="sim_out", help="folder for history.csv/.json/.png (default sim_out)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -73,34 +80,13 @@ def task_config(path: str | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from simulation.population import Population, read_population
-    from simulation.run import SimConfig, Simulation
-
     if args.devices < 1:
         raise SystemExit("fedge simulate: --devices must be at least 1")
-    settings = read_population(args.population)
-    if args.speed:
-        kind, _, sigma = args.speed.partition(":")
-        if kind != "lognormal":
-            raise SystemExit(f"fedge simulate: --speed {args.speed!r}: use lognormal:SIGMA")
-        settings["speed"].update(model="lognormal", sigma=float(sigma or 1.0))
-    model = Path(args.model).read_bytes()
-    data = None
-    if not args.system_only:
-        from device_runtime.fleet.datasets import load_federated
-
-        data = load_federated(args.dataset, args.devices, args.partition, args.seed)
-    population = Population.sample(settings, args.devices, np.random.default_rng([args.seed, 0]))
-    cfg = SimConfig(devices=args.devices, hours=args.hours, seed=args.seed, system_only=args.system_only,
-                    train_time_s=args.train_time, target=args.target, progress=not args.no_progress,
-                    fixed_retry_s=args.fixed_retry_s, max_retry_s=args.max_retry_s)
-    started = time.perf_counter()
-    sim = Simulation(cfg, model, task_config(args.task_config), population, data)
-    history = sim.run()
-    wall = time.perf_counter() - started
-    out = write_outputs(history, args.out)
+    population_settings(args)  # a bad population file or --speed is refused before anything runs
+    if args.seeds is not None:
+        return run_seeds(args)
+    sim, history, wall = simulate(args, args.seed, Path(args.out), progress=not args.no_progress)
+    out = Path(args.out)
     print(summary(sim, history, wall))
     print(f"history: {out / 'history.csv'}   plot: {out / 'history.png'}")
     committed = [r for r in history if r.state == "committed"]
@@ -109,6 +95,63 @@ def run(args: argparse.Namespace) -> int:
     if args.target is not None:
         reached = sim.target_reached_s
         print(f"virtual seconds to {args.target:g}: " + (f"{reached:.0f}" if reached is not None else "not reached"))
+    return 0
+
+
+def population_settings(args: argparse.Namespace) -> dict:
+    from simulation.population import read_population
+
+    settings = read_population(args.population)
+    if args.speed:
+        kind, _, sigma = args.speed.partition(":")
+        if kind != "lognormal":
+            raise SystemExit(f"fedge simulate: --speed {args.speed!r}: use lognormal:SIGMA")
+        settings["speed"].update(model="lognormal", sigma=float(sigma or 1.0))
+    return settings
+
+
+def simulate(args: argparse.Namespace, seed: int, out: Path, progress: bool):
+    """One simulation of the scenario under ``seed``, its history written to ``out``:
+    (the simulation, its history, wall seconds)."""
+    import numpy as np
+
+    from simulation.population import Population
+    from simulation.run import SimConfig, Simulation
+
+    model = Path(args.model).read_bytes()
+    data = None
+    if not args.system_only:
+        from device_runtime.fleet.datasets import load_federated
+
+        data = load_federated(args.dataset, args.devices, args.partition, seed)
+    population = Population.sample(population_settings(args), args.devices, np.random.default_rng([seed, 0]))
+    cfg = SimConfig(devices=args.devices, hours=args.hours, seed=seed, system_only=args.system_only,
+                    train_time_s=args.train_time, target=args.target, progress=progress,
+                    fixed_retry_s=args.fixed_retry_s, max_retry_s=args.max_retry_s)
+    started = time.perf_counter()
+    sim = Simulation(cfg, model, task_config(args.task_config), population, data)
+    history = sim.run()
+    wall = time.perf_counter() - started
+    write_outputs(history, out)
+    return sim, history, wall
+
+
+def run_seeds(args: argparse.Namespace) -> int:
+    from simulation import sweep
+
+    seeds = sweep.parse_seeds(args.seeds)  # a ValueError: main prints it as one line, exit 1
+    if args.jobs < 0:
+        raise ValueError("--jobs must be 0 (one a core) or more")
+    jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(seeds)))
+    started = time.perf_counter()
+    results = sweep.run_sweep(args, seeds, jobs)
+    wall = time.perf_counter() - started
+    out = sweep.write(results, args.out, wall, jobs)
+    print("\n".join(sweep.report(results, wall, jobs, args.target)))
+    print(f"per seed: {out}/seed-K/history.csv   sweep: {out / 'seeds.csv'}, {out / 'sweep.png'}")
+    finals = [r["final_accuracy"] for r in results]
+    print(f"final global accuracy {sum(finals) / len(finals):.4f} after {min(r['committed'] for r in results)} "
+          f"committed rounds (mean of {len(results)} seeds; the fewest rounds)")
     return 0
 
 
@@ -132,7 +175,7 @@ def summary(sim, history, wall_s: float) -> str:
     ])
 
 
-def write_outputs(history, out_dir: str) -> Path:
+def write_outputs(history, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [asdict(r) for r in history]
