@@ -11,6 +11,10 @@ on phones; pace steering on; goal 100 reports a round):
   1m-2h-cap1h the same with pace steering's cap at an hour (`--max-retry-s 3600`, 600 s by default)
   1m-24h      1,000,000 devices, a virtual day, system-only, the cap at an hour
   100k-train  100,000 devices, real LiteRT training of digits_mlp (digits x100, IID) for 100 rounds
+  100k-1h     100,000 devices, 1 virtual hour, system-only: events per second of one simulation
+  100k-1h-x2  the same under seeds 0 and 1 at once (`--seeds 2 --jobs 2`): a simulation is one
+              process, so on 2 cores a sweep of two is how both work
+  1m-2h-x2    1m-2h under two seeds at once
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ SCENARIOS = {
     "1m-2h": (["--devices", "1000000", "--hours", "2", "--system-only"], 100_000),
     "1m-2h-cap1h": (["--devices", "1000000", "--hours", "2", "--system-only", "--max-retry-s", "3600"], 100_000),
     "1m-24h": (["--devices", "1000000", "--hours", "24", "--system-only", "--max-retry-s", "3600"], 100_000),
+    "100k-1h": (["--devices", "100000", "--hours", "1", "--system-only"], 100_000),
+    "100k-1h-x2": (["--devices", "100000", "--hours", "1", "--system-only", "--seeds", "2", "--jobs", "2"], 100_000),
+    "1m-2h-x2": (["--devices", "1000000", "--hours", "2", "--system-only", "--seeds", "2", "--jobs", "2"], 100_000),
     "100k-train": (["--devices", "100000", "--hours", "48", "--dataset", "digits:x100", "--partition", "iid"], 100),
 }
 
@@ -55,7 +62,7 @@ def main() -> None:
                    "--out", os.path.join(tmp, "out")] + flags
             started = time.perf_counter()
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        lines = [line for line in out.splitlines() if not line.startswith("history:")]
+        lines = [line for line in out.splitlines() if not line.startswith(("history:", "per seed:"))]
         print(f"\n== {name} ({time.perf_counter() - started:.0f} s in all, start-up and data included)")
         print("\n".join(lines), flush=True)
 

@@ -32,6 +32,7 @@ from protocol.dp import exact_l2_norm
 from protocol.messages import Assignment, CheckinRequest, DeviceState, UploadMeta
 from protocol.tflite_file import read_manifest
 from simulation.clock import VirtualClock
+from simulation.collector import rare_collections
 from simulation.events import EventQueue
 from simulation.population import Population
 from simulation.secagg_devices import SecAggDevices
@@ -179,6 +180,10 @@ class Simulation:
     # -- the event loop -----------------------------------------------------------------------
     def run(self, on_round=None) -> list[SimRound]:
         """Until the task finishes or the virtual hours run out."""
+        with rare_collections():
+            return self._run(on_round)
+
+    def _run(self, on_round) -> list[SimRound]:
         from tqdm import tqdm
 
         end = self.clock.start + self.cfg.hours * 3600.0

@@ -40,8 +40,8 @@ class DeviceLiveness:
     def touch(self, seen: dict[str, tuple[float, float]]) -> None:
         """(last_seen, due) of devices that checked in; ids not registered are ignored (as the
         UPDATE that matches no row)."""
-        slot = self._slot
-        rows = [(slot[d], t, due) for d, (t, due) in seen.items() if d in slot]
+        get = self._slot.get
+        rows = [(k, t, due) for d, (t, due) in seen.items() if (k := get(d)) is not None]
         if not rows:
             return
         index, last_seen, due = zip(*rows)
