@@ -7,16 +7,9 @@ import csv
 from fedge.cli import main
 
 
-def test_fedge_simulate_writes_its_history_and_ends_with_the_fleets_line(digits_tflite, tmp_path, capsys):
-    model = tmp_path / "digits.tflite"
-    model.write_bytes(digits_tflite)
-    task = tmp_path / "task.toml"
-    task.write_text("rounds = 3\ngoal_count = 6\nselection_window_s = 60.0\n")
-    pop = tmp_path / "pop.toml"
-    pop.write_text('[availability]\nmodel = "always"\n[dropout]\ntraining = 0.0\n')
+def test_fedge_simulate_writes_its_history_and_ends_with_the_fleets_line(tiny_scenario, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["simulate", "--model", str(model), "--devices", "20", "--hours", "2", "--task-config", str(task),
-                 "--population", str(pop), "--out", str(out), "--no-progress", "--target", "0.3"]) == 0
+    assert main([*tiny_scenario, "--out", str(out), "--target", "0.3"]) == 0
     printed = capsys.readouterr().out
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [r["state"] for r in rows] == ["committed"] * 3

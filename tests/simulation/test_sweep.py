@@ -21,15 +21,8 @@ def test_seeds_are_a_count_a_range_or_a_list():
 
 
 @pytest.fixture
-def scenario(digits_tflite, tmp_path):
-    model = tmp_path / "digits.tflite"
-    model.write_bytes(digits_tflite)
-    task = tmp_path / "task.toml"
-    task.write_text("rounds = 3\ngoal_count = 6\nselection_window_s = 60.0\n")
-    pop = tmp_path / "pop.toml"
-    pop.write_text('[availability]\nmodel = "always"\n[dropout]\ntraining = 0.0\n')
-    return ["simulate", "--model", str(model), "--devices", "20", "--hours", "2", "--task-config", str(task),
-            "--population", str(pop), "--partition", "iid", "--no-progress", "--target", "0.3"]
+def scenario(tiny_scenario) -> list[str]:
+    return [*tiny_scenario, "--partition", "iid", "--target", "0.3"]
 
 
 def test_a_sweep_runs_each_seed_as_its_own_simulation_and_reports_the_spread(scenario, tmp_path, capsys):
