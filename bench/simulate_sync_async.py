@@ -10,6 +10,13 @@ bench/async_bench.py's (sync: goal G, over-selection 1.3; async: concurrency C, 
 K updates, polynomial staleness weighting).
 
     python bench/simulate_sync_async.py [--devices 1000] [--dataset digits:x8] [--target 0.85]
+    python bench/simulate_sync_async.py ... --seeds 8 [--jobs 2]   # each mode under 8 seeds
+
+One run per mode is one draw (who is selected depends on arrival order, and an async curve
+swings between versions); with --seeds each mode runs under seeds 0..N-1 (population, data
+split and devices all drawn from the seed, the same seed in both modes), in --jobs processes,
+and the bench prints each seed's figures, their mean and sd, the speed-up seed by seed
+(median and range) and the ratio of the means.
 
 Prints, per mode: virtual hours to the target (held-out accuracy of every committed
 round/version; first reached, and from when it stays reached), the final accuracy (mean of
@@ -24,6 +31,7 @@ import argparse
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +67,78 @@ def run_one(mode: str, args, model: bytes, data) -> dict:
             "curve": [(r.virtual_s / 3600, r.global_accuracy) for r in history]}
 
 
+def mode_settings(mode: str, args) -> argparse.Namespace:
+    """The flags as one mode runs them (rounds or versions; the async-only overrides)."""
+    settings = argparse.Namespace(**vars(args))
+    settings.rounds = args.rounds or (100 if mode == "sync" else 1000)
+    if mode == "async":
+        for name in ("server_lr", "server_momentum", "learning_rate"):
+            if getattr(args, f"async_{name}") is not None:
+                setattr(settings, name, getattr(args, f"async_{name}"))
+    return settings
+
+
+def _seeded(mode: str, settings: argparse.Namespace, seed: int) -> dict:
+    """One mode under one seed, in a worker process (its own data split)."""
+    from device_runtime.fleet.datasets import load_federated
+
+    settings = argparse.Namespace(**{**vars(settings), "seed": seed})
+    model = zoo_model("synthetic_mlp" if settings.dataset.startswith("synthetic") else "digits_mlp", "bench_out/models")
+    data = load_federated(settings.dataset, settings.devices, settings.partition, seed)
+    return {**run_one(mode, settings, model, data), "seed": seed}
+
+
+def run_seeds(args, modes: dict[str, argparse.Namespace], out: Path) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    warnings.simplefilter("ignore", RuntimeWarning)  # the mean of a figure no seed reached is nan, said as such
+
+    seeds = list(range(args.seeds))
+    with ProcessPoolExecutor(max_workers=args.jobs or None) as pool:
+        futures = {(m, k): pool.submit(_seeded, m, modes[m], k) for m in modes for k in seeds}
+        results = {key: f.result() for key, f in futures.items()}
+    (out / "results.json").write_text(json.dumps([results[key] for key in futures], indent=1))
+    for m in modes:
+        rows = [results[(m, k)] for k in seeds]
+        for r in rows:
+            print(f"{m:5s} seed {r['seed']}: {r['hours_to_target']:.2f} h to {args.target} (stays from "
+                  f"{r['hours_staying']:.2f}), final {r['final_accuracy']:.3f}, {r['committed']} committed")
+        for key in ("hours_to_target", "hours_staying", "final_accuracy"):
+            values = np.asarray([r[key] for r in rows], float)
+            print(f"{m:5s} {key}: mean {np.nanmean(values):.3f}, sd {np.nanstd(values, ddof=1):.3f} "
+                  f"(over the {int(np.isfinite(values).sum())} of {len(values)} seeds with a value)")
+    if len(modes) == 2:
+        for key in ("hours_to_target", "hours_staying"):
+            ratios = np.asarray([results[("sync", k)][key] / results[("async", k)][key] for k in seeds], float)
+            means = (np.nanmean([results[("sync", k)][key] for k in seeds]) /
+                     np.nanmean([results[("async", k)][key] for k in seeds]))
+            print(f"sync / async, {key}: median {np.nanmedian(ratios):.2f}x over seeds "
+                  f"({np.nanmin(ratios):.2f}-{np.nanmax(ratios):.2f}); ratio of the means {means:.2f}x")
+    plot_seeds(results, args, out / "sync_vs_async_seeds.png")
+    print(f"plot: {out / 'sync_vs_async_seeds.png'}")
+
+
+def plot_seeds(results: dict, args, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colors = {"sync": "tab:blue", "async": "tab:orange"}
+    for (mode, seed), r in results.items():
+        xs, ys = zip(*r["curve"]) if r["curve"] else ((), ())
+        ax.plot(xs, ys, color=colors[mode], lw=0.8, alpha=0.6, label=mode if seed == 0 else None)
+    ax.axhline(args.target, color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="virtual hours", ylabel="global accuracy (held-out)", ylim=(0, 1),
+           title=f"{args.devices} devices, {args.dataset}: sync vs async, {args.seeds} seeds each")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=1000)
@@ -88,25 +168,26 @@ def main() -> None:
     ap.add_argument("--selection-window-s", type=float, default=60.0)
     ap.add_argument("--target", type=float, default=0.85)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1, help="run each mode under seeds 0..N-1 (default: --seed only)")
+    ap.add_argument("--jobs", type=int, default=0, help="processes for --seeds (default: one a core)")
     ap.add_argument("--out", default="bench_out/simulate_sync_async")
     args = ap.parse_args()
     from device_runtime.fleet.datasets import load_federated
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.seeds > 1:
+        print(f"CPU: {cpu_name()}; {args.devices} devices, {args.dataset} {args.partition}, speeds "
+              f"lognormal:{args.sigma} x {args.train_time:g} s of training; target {args.target}; {args.seeds} seeds")
+        run_seeds(args, {mode: mode_settings(mode, args) for mode in args.modes}, out)
+        return
     model = zoo_model("synthetic_mlp" if args.dataset.startswith("synthetic") else "digits_mlp", "bench_out/models")
     data = load_federated(args.dataset, args.devices, args.partition, args.seed)
     print(f"CPU: {cpu_name()}; {args.devices} devices, {args.dataset} {args.partition}, speeds lognormal:{args.sigma} "
           f"x {args.train_time:g} s of training; target {args.target}")
     results = []
     for mode in args.modes:
-        settings = argparse.Namespace(**vars(args))
-        settings.rounds = args.rounds or (100 if mode == "sync" else 1000)
-        if mode == "async":
-            for name in ("server_lr", "server_momentum", "learning_rate"):
-                if getattr(args, f"async_{name}") is not None:
-                    setattr(settings, name, getattr(args, f"async_{name}"))
-        r = run_one(mode, settings, model, data)
+        r = run_one(mode, mode_settings(mode, args), model, data)
         results.append(r)
         print(f"{mode:5s}: {r['committed']:4d} {'versions' if mode == 'async' else 'rounds'}, virtual hours to "
               f"{args.target}: {r['hours_to_target']:.2f} (stays from {r['hours_staying']:.2f}), final accuracy "
