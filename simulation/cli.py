@@ -166,7 +166,8 @@ def summary(sim, history, wall_s: float) -> str:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return "\n".join([
         f"{sim.cfg.devices} devices, {sim.clock.elapsed_s / 3600:.2f} virtual hours in {wall_s:.1f} s of wall time "
-        f"({sim.queue.processed / max(wall_s, 1e-9):,.0f} events/s; {sim.queue.processed:,} events)",
+        f"({sim.queue.processed / max(wall_s, 1e-9):,.0f} events/s; {sim.queue.processed:,} events, of which "
+        f"{s.device_requests:,} device requests: {s.device_requests / max(wall_s, 1e-9):,.0f}/s)",
         f"rounds: {committed} committed, {failed} failed; check-ins {s.checkins:,} "
         f"({s.ineligible_checkins:,} ineligible), assignments {s.assigned:,}, uploads {s.uploads:,}, "
         f"dropped {s.dropped:,}, abandoned at the deadline {s.abandoned:,}; refused uploads: {refused}",

@@ -100,6 +100,13 @@ class SimStats:
     checkins_by_hour: dict = field(default_factory=dict)
     uploads_by_device: np.ndarray | None = None
 
+    @property
+    def device_requests(self) -> int:
+        """What the devices sent or fetched: check-ins, downloads (one an assignment), uploads
+        taken or refused. The queue's events also count long polls ending, phones waking to
+        find their constraints unmet, and the driver's ticks."""
+        return self.checkins + self.assigned + self.uploads + sum(self.refused.values())
+
 
 def sim_token(seed: int, i: int) -> str:
     """Device ``i``'s token (its record holds the token's hash, as a registered device's does)."""

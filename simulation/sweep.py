@@ -68,7 +68,8 @@ def _one_seed(args, seed: int) -> dict:
     committed = [r for r in history if r.state == "committed"]
     return {"seed": seed, "committed": len(committed), "failed": sum(r.state == "failed" for r in history),
             "final_accuracy": committed[-1].global_accuracy if committed else math.nan,
-            "to_target_s": sim.target_reached_s, "events": sim.queue.processed, "wall_s": wall,
+            "to_target_s": sim.target_reached_s, "events": sim.queue.processed,
+            "device_requests": sim.stats.device_requests, "wall_s": wall,
             "virtual_h": sim.clock.elapsed_s / 3600, "uploads": sim.stats.uploads,
             "accuracy_by_round": [(r.round, r.global_accuracy) for r in committed],
             "accuracy_by_hour": [(r.virtual_s / 3600, r.global_accuracy) for r in committed]}
@@ -91,7 +92,8 @@ def by_round(results: list[dict]) -> list[dict]:
 def write(results: list[dict], out_dir: str, wall_s: float, jobs: int) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fields = ["seed", "committed", "failed", "final_accuracy", "to_target_s", "events", "wall_s", "virtual_h", "uploads"]
+    fields = ["seed", "committed", "failed", "final_accuracy", "to_target_s", "events", "device_requests", "wall_s",
+              "virtual_h", "uploads"]
     with (out / "seeds.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -104,12 +106,13 @@ def write(results: list[dict], out_dir: str, wall_s: float, jobs: int) -> Path:
 
 
 def report(results: list[dict], wall_s: float, jobs: int, target: float | None) -> list[str]:
-    events = sum(r["events"] for r in results)
+    events, requests = sum(r["events"] for r in results), sum(r["device_requests"] for r in results)
     alone = events / max(sum(r["wall_s"] for r in results), 1e-9)
     finals = np.asarray([r["final_accuracy"] for r in results], float)
     lines = [f"{len(results)} simulations on {jobs} process{'es' if jobs > 1 else ''}: {events:,} events in "
              f"{wall_s:.1f} s of wall time ({events / max(wall_s, 1e-9):,.0f} events/s in all; "
-             f"{alone:,.0f} per simulation)",
+             f"{alone:,.0f} per simulation), of which {requests:,} device requests "
+             f"({requests / max(wall_s, 1e-9):,.0f}/s in all)",
              "final accuracy by seed: " + ", ".join(f"{r['seed']}: {r['final_accuracy']:.4f} ({r['committed']} rounds)"
                                                      for r in results)]
     if np.isfinite(finals).any():

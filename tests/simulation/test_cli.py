@@ -16,7 +16,7 @@ def test_fedge_simulate_writes_its_history_and_ends_with_the_fleets_line(tiny_sc
     assert (out / "history.png").stat().st_size > 1000 and (out / "history.json").exists()
     final = float(rows[-1]["global_accuracy"])
     assert f"final global accuracy {final:.4f} after 3 committed rounds" in printed
-    assert "virtual seconds to 0.3: " in printed and "events/s" in printed
+    assert "virtual seconds to 0.3: " in printed and "events/s" in printed and "device requests: " in printed
 
 
 def test_a_bad_population_file_is_one_clear_error(digits_tflite, tmp_path, capsys):

@@ -53,6 +53,31 @@ def test_the_simulated_path_is_the_served_path(digits_tflite):
     assert 0 < sim.clock.elapsed_s < 3 * 3600  # the task finished before the virtual hours ran out
 
 
+def test_device_requests_are_what_the_gateway_was_asked(digits_tflite):
+    """The summary's device requests: check-ins (first looks), downloads (an assignment's),
+    uploads taken or refused; the queue's events also count polls ending and ticks."""
+    sim = Simulation(SimConfig(devices=30, hours=3.0, seed=1, system_only=True, progress=False), digits_tflite,
+                     TASK, _population(30))
+    gateway, calls = sim.coordinator.gateway, {"checkin": 0, "assigned": 0, "upload": 0}
+    checkin, upload = gateway.checkin, gateway.upload
+
+    def counted_checkin(device, req, rate_limited=True):
+        resp = checkin(device, req, rate_limited)
+        calls["checkin"] += rate_limited  # a second look is the same request, held
+        calls["assigned"] += resp.outcome == "assigned"
+        return resp
+
+    def counted_upload(*args):
+        calls["upload"] += 1
+        return upload(*args)
+
+    gateway.checkin, gateway.upload = counted_checkin, counted_upload
+    sim.run()
+    assert sim.stats.checkins == calls["checkin"] and sim.stats.assigned == calls["assigned"] > 0
+    assert sim.stats.device_requests == calls["checkin"] + calls["assigned"] + calls["upload"]
+    assert calls["upload"] > sim.stats.uploads > 0 and sim.queue.processed > sim.stats.device_requests
+
+
 def test_the_same_seed_gives_the_same_run_bit_for_bit(digits_tflite):
     a, b = _system_run(digits_tflite, seed=5), _system_run(digits_tflite, seed=5)
     assert [vars(r) for r in a.history] == [vars(r) for r in b.history]
