@@ -53,17 +53,18 @@ class DeviceLiveness:
         k = self._slot.get(device_id)
         return None if k is None else (float(self._last_seen[k]), float(self._due[k]))
 
-    def _in(self, population: str) -> np.ndarray:
-        n = len(self._slot)
+    def _in(self, population: str, n: int) -> np.ndarray:
         code = self._population.get(population)
         return self._codes[:n] == code if code is not None else np.zeros(n, bool)
 
     def count_present(self, now: float, population: str) -> int:
         """Devices of the population whose due time has not passed."""
-        n = len(self._slot)
-        return int(np.count_nonzero(self._in(population) & (self._due[:n] >= now)))
+        with self._lock:  # a registration may grow the arrays meanwhile (the served store's threads)
+            n = len(self._slot)
+            return int(np.count_nonzero(self._in(population, n) & (self._due[:n] >= now)))
 
     def count_seen(self, since: float, population: str | None = None) -> int:
-        n = len(self._slot)
-        seen = self._last_seen[:n] >= since
-        return int(np.count_nonzero(seen if population is None else seen & self._in(population)))
+        with self._lock:
+            n = len(self._slot)
+            seen = self._last_seen[:n] >= since
+            return int(np.count_nonzero(seen if population is None else seen & self._in(population, n)))
