@@ -144,7 +144,7 @@ def run_seeds(args: argparse.Namespace) -> int:
         raise ValueError("--jobs must be 0 (one a core) or more")
     jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(seeds)))
     started = time.perf_counter()
-    results = sweep.run_sweep(args, seeds, jobs)
+    results = sweep.run_sweep(args, seeds, jobs, simulate)
     wall = time.perf_counter() - started
     out = sweep.write(results, args.out, wall, jobs)
     print("\n".join(sweep.report(results, wall, jobs, args.target)))

@@ -43,8 +43,10 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def run_sweep(args, seeds: list[int], jobs: int) -> list[dict]:
-    """Each seed's simulation in a pool of ``jobs`` processes; a dict a seed, in seed order."""
+def run_sweep(args, seeds: list[int], jobs: int, simulate) -> list[dict]:
+    """Each seed's simulation in a pool of ``jobs`` processes; a dict a seed, in seed order.
+    ``simulate(args, seed, out, progress)`` runs one (`simulation.cli.simulate`: passed in,
+    a module-level function the workers import by name, so this module imports no CLI)."""
     from tqdm import tqdm
 
     results = {}
@@ -52,7 +54,7 @@ def run_sweep(args, seeds: list[int], jobs: int) -> list[dict]:
     flags = argparse.Namespace(**{k: v for k, v in vars(args).items()
                                   if isinstance(v, (str, int, float, bool, type(None)))})
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(_one_seed, flags, seed): seed for seed in seeds}
+        futures = {pool.submit(_one_seed, simulate, flags, seed): seed for seed in seeds}
         bar = tqdm(total=len(seeds), unit="seed", disable=True if args.no_progress else None, leave=False)
         for future in as_completed(futures):
             results[futures[future]] = future.result()
@@ -61,9 +63,7 @@ def run_sweep(args, seeds: list[int], jobs: int) -> list[dict]:
     return [results[s] for s in seeds]
 
 
-def _one_seed(args, seed: int) -> dict:
-    from simulation.cli import simulate
-
+def _one_seed(simulate, args, seed: int) -> dict:
     sim, history, wall = simulate(args, seed, Path(args.out) / f"seed-{seed}", progress=False)
     committed = [r for r in history if r.state == "committed"]
     return {"seed": seed, "committed": len(committed), "failed": sum(r.state == "failed" for r in history),
