@@ -40,8 +40,9 @@ class EventQueue:
     def __init__(self, bucket_s: float = BUCKET_S) -> None:
         self.bucket_s = bucket_s
         self._heap: list[Event] = []  # the events of buckets up to `_current`
-        self._later: dict[int, list[Event]] = {}  # bucket -> its events, for buckets after `_current`
-        self._later_keys: list[int] = []  # a heap of `_later`'s buckets
+        # Buckets are `at // bucket_s`, a whole-valued float.
+        self._later: dict[float, list[Event]] = {}  # bucket -> its events, for buckets after `_current`
+        self._later_keys: list[float] = []  # a heap of `_later`'s buckets
         self._current = -math.inf
         self._pending = 0  # events in `_later`
         self._seq = 0
@@ -65,7 +66,7 @@ class EventQueue:
         """Move the next bucket's events into the (empty) heap; False when there are none."""
         if not self._later_keys:
             return False
-        self._current = heapq.heappop(self._later_keys)
+        self._current = _heappop(self._later_keys)
         self._heap = self._later.pop(self._current)
         self._pending -= len(self._heap)
         heapq.heapify(self._heap)
@@ -75,7 +76,7 @@ class EventQueue:
         if not self._heap and not self._refill():
             raise IndexError("pop from an empty event queue")
         self.processed += 1
-        return heapq.heappop(self._heap)
+        return _heappop(self._heap)
 
     def pop_until(self, end: float) -> Event | None:
         """The next event if it is due by ``end`` (the run loop's one call per event), else None."""
