@@ -149,9 +149,10 @@ def run_seeds(args: argparse.Namespace) -> int:
     out = sweep.write(results, args.out, wall, jobs)
     print("\n".join(sweep.report(results, wall, jobs, args.target)))
     print(f"per seed: {out}/seed-K/history.csv   sweep: {out / 'seeds.csv'}, {out / 'sweep.png'}")
-    finals = [r["final_accuracy"] for r in results]
-    print(f"final global accuracy {sum(finals) / len(finals):.4f} after {min(r['committed'] for r in results)} "
-          f"committed rounds (mean of {len(results)} seeds; the fewest rounds)")
+    finals = sweep.finals(results)  # the mean the report above states, over the seeds that have one
+    final = float(finals.mean()) if len(finals) else math.nan
+    print(f"final global accuracy {final:.4f} after {min(r['committed'] for r in results)} "
+          f"committed rounds (mean of {len(finals) or len(results)} seeds; the fewest rounds)")
     return 0
 
 

@@ -106,18 +106,23 @@ def write(results: list[dict], out_dir: str, wall_s: float, jobs: int) -> Path:
     return out
 
 
+def finals(results: list[dict]) -> np.ndarray:
+    """The final accuracy of each seed that committed a round (and trained: system-only has none)."""
+    values = np.asarray([r["final_accuracy"] for r in results], float)
+    return values[np.isfinite(values)]
+
+
 def report(results: list[dict], wall_s: float, jobs: int, target: float | None) -> list[str]:
     events, requests = sum(r["events"] for r in results), sum(r["device_requests"] for r in results)
     alone = events / max(sum(r["wall_s"] for r in results), 1e-9)
-    finals = np.asarray([r["final_accuracy"] for r in results], float)
+    ok = finals(results)
     lines = [f"{len(results)} simulations on {jobs} process{'es' if jobs > 1 else ''}: {events:,} events in "
              f"{wall_s:.1f} s of wall time ({events / max(wall_s, 1e-9):,.0f} events/s in all; "
              f"{alone:,.0f} per simulation), of which {requests:,} device requests "
              f"({requests / max(wall_s, 1e-9):,.0f}/s in all)",
              "final accuracy by seed: " + ", ".join(f"{r['seed']}: {r['final_accuracy']:.4f} ({r['committed']} rounds)"
                                                      for r in results)]
-    if np.isfinite(finals).any():
-        ok = finals[np.isfinite(finals)]
+    if len(ok):
         sd = float(np.std(ok, ddof=1)) if len(ok) > 1 else 0.0
         lines.append(f"final accuracy over seeds: mean {ok.mean():.4f}, sd {sd:.4f}, min {ok.min():.4f}, "
                      f"max {ok.max():.4f}")
