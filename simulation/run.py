@@ -34,6 +34,7 @@ from protocol.tflite_file import read_manifest
 from simulation.clock import VirtualClock
 from simulation.collector import rare_collections
 from simulation.events import EventQueue
+from simulation.polls import LongPolls
 from simulation.population import Population
 from simulation.secagg_devices import SecAggDevices
 
@@ -103,8 +104,8 @@ class SimStats:
     @property
     def device_requests(self) -> int:
         """What the devices sent or fetched: check-ins, downloads (one an assignment), uploads
-        taken or refused. The queue's events also count long polls ending, phones waking to
-        find their constraints unmet, and the driver's ticks."""
+        taken or refused. The queue's events also count second looks after a wake-up, phones
+        waking to find their constraints unmet, and the driver's ticks."""
         return self.checkins + self.assigned + self.uploads + sum(self.refused.values())
 
 
@@ -164,9 +165,7 @@ class Simulation:
         self._weights: dict[str, list[np.ndarray]] = {}
         self._payload: bytes | None = None  # system-only: one update of the task's size and codec
         self.target_reached_s: float | None = None
-        # Long polls held now: device -> (its request, its retry time, the poll's number).
-        self._polling: dict[int, tuple[CheckinRequest, float, int]] = {}
-        self._polls = 0
+        self.polls = LongPolls(cfg.long_poll_s)
         # The check-in of a device that holds no blob yet (most of a large population): made once.
         self._empty_handed = {up: CheckinRequest(_AVAILABLE if up else _UNAVAILABLE, (), cfg.long_poll_s)
                               for up in (True, False)}
@@ -205,9 +204,8 @@ class Simulation:
             clock.now = ev.at  # the queue hands events out in time order (clock.advance_to's check)
             kind = ev.kind
             if kind == "arrive":
-                self._check_in(ev.device)
-            elif kind == "poll_timeout":
-                self._poll_timeout(ev.device, ev.data)
+                if ev.data is None or self.polls.returns(ev.data):
+                    self._check_in(ev.device)
             elif kind == "tick":
                 self.coordinator.tick()
                 self.secagg.after_tick()
@@ -260,29 +258,23 @@ class Simulation:
         resp = self.coordinator.gateway.checkin(self.records[i], req)
         hold = min(self.cfg.long_poll_s, resp.retry_at - now) if resp.outcome == "retry" else 0.0
         if resp.reason == "no_slot" and hold > 0:
-            self._polls += 1  # held until a round opens (or a slot frees), else its retry answer
-            self._polling[i] = (req, resp.retry_at, self._polls)
-            self.queue.schedule(now + hold, "poll_timeout", i, self._polls)
+            # Held until a round opens (or a slot frees), else back at its retry time once the
+            # poll has ended: that arrival is scheduled now, and a wake-up cancels it.
+            ends = now + hold
+            self.queue.schedule(max(resp.retry_at, ends + 1.0), "arrive", i, self.polls.hold(i, req, now, ends))
             return
         self._answered(i, resp)
 
     def _round_opened(self, task_id: str) -> None:
-        self._wake(len(self._polling))
+        self._wake(None)
 
     def _slots_free(self, task_id: str, slots: int) -> None:
         self._wake(slots)
 
-    def _wake(self, n: int) -> None:
+    def _wake(self, n: int | None) -> None:
         """The held check-ins to look again now (the handler's second look), oldest first."""
-        for i in list(self._polling)[:n]:
-            req, _, _ = self._polling.pop(i)
+        for i, req in self.polls.wake(n, self.clock.now):
             self.queue.schedule(self.clock.now, "second_look", i, req)
-
-    def _poll_timeout(self, i: int, poll: int) -> None:
-        held = self._polling.get(i)
-        if held is not None and held[2] == poll:
-            del self._polling[i]
-            self.queue.schedule(max(held[1], self.clock.now + 1.0), "arrive", i)
 
     def _answered(self, i: int, resp) -> None:
         now, s = self.clock.now, self.stats
