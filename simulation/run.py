@@ -200,6 +200,7 @@ class Simulation:
                    leave=False, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} virtual h [{elapsed}]")
         shown, show_at = 0.0, self.clock.start + 36.0  # the bar moves every 0.01 virtual hours
         clock, pop_until = self.clock, self.queue.pop_until
+        self._gateway_checkin = self.coordinator.gateway.checkin  # bound once: every check-in calls it
         while (ev := pop_until(end)) is not None:
             clock.now = ev.at  # the queue hands events out in time order (clock.advance_to's check)
             kind = ev.kind
@@ -236,26 +237,26 @@ class Simulation:
         return self.coordinator.tasks[TASK_ID].state != "active"
 
     # -- a device's actions -------------------------------------------------------------------
-    def _state(self, i: int) -> DeviceState:
-        return _AVAILABLE if self.population.available(i, self.clock.elapsed_s, self.rng) else _UNAVAILABLE
-
     def _check_in(self, i: int) -> None:
-        now, s = self.clock.now, self.stats
-        state = self._state(i)
-        if not state.charging and self.cfg.phone_scheduler:
+        now = self.clock.now
+        elapsed = now - self.clock.start
+        up = self.population.available(i, elapsed, self.rng)
+        if not up and self.cfg.phone_scheduler:
             # A phone's job scheduler runs the check-in only while its constraints hold.
-            later = self.population.next_available(i, self.clock.elapsed_s, self.rng)
+            later = self.population.next_available(i, elapsed, self.rng)
             if math.isfinite(later):
                 self.queue.schedule(self.clock.start + later, "arrive", i)
             return
+        s = self.stats
         s.checkins += 1
-        hour = int(self.clock.elapsed_s // 3600)
-        s.checkins_by_hour[hour] = s.checkins_by_hour.get(hour, 0) + 1
-        s.ineligible_checkins += int(not state.charging)
+        by_hour, hour = s.checkins_by_hour, int(elapsed // 3600)
+        by_hour[hour] = by_hour.get(hour, 0) + 1
+        if not up:
+            s.ineligible_checkins += 1
         held = self._held[i]
-        req = (CheckinRequest(state, tuple(held), self.cfg.long_poll_s) if held else
-               self._empty_handed[state is _AVAILABLE])
-        resp = self.coordinator.gateway.checkin(self.records[i], req)
+        req = (CheckinRequest(_AVAILABLE if up else _UNAVAILABLE, tuple(held), self.cfg.long_poll_s) if held else
+               self._empty_handed[up])
+        resp = self._gateway_checkin(self.records[i], req)
         hold = min(self.cfg.long_poll_s, resp.retry_at - now) if resp.outcome == "retry" else 0.0
         if resp.reason == "no_slot" and hold > 0:
             # Held until a round opens (or a slot frees), else back at its retry time once the

@@ -28,7 +28,9 @@ class CheckinActivity:
         self._buckets: dict[str, deque[_Bucket]] = {}
 
     def record(self, population: str, outcome: str, now: float, failed_clauses: list[str] = ()) -> None:
-        buckets = self._buckets.setdefault(population, deque())
+        buckets = self._buckets.get(population)
+        if buckets is None:
+            self._buckets[population] = buckets = deque()
         start = now - now % self.bucket_s
         if not buckets or buckets[-1].start < start:
             buckets.append(_Bucket(start))

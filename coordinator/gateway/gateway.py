@@ -137,8 +137,6 @@ class DeviceGateway:
         """Everything but writing the assignment: the answer, or the assignment to write
         (`Store.assign(p.record, p.capacity)`, then `checkin_finish`); `admit_checkin` first."""
         now = self.clock()
-        # Written in batches by Coordinator.tick (take_seen); `_arrival` sets when it is due back.
-        self._seen[device.device_id] = (now, due_back(now, now))
         state = req.state.to_dict()
         tasks = self.tasks.active_in(device.population)
         if not tasks:
@@ -175,9 +173,11 @@ class DeviceGateway:
                  failed_clauses=()) -> CheckinResponse:
         if first_look:
             self.activity.record(device.population, resp.reason or resp.outcome, now, failed_clauses)
+        # Seen now, due back then with a grace for the network and its own timers; written in
+        # batches by Coordinator.tick (take_seen). Every answer passes here, an assignment once
+        # the store took it.
         back = resp.assignment.report_deadline if resp.assignment is not None else resp.retry_at
-        if back:  # due back then, with a grace for the network and its own timers
-            self._seen[device.device_id] = (now, due_back(now, back))
+        self._seen[device.device_id] = (now, due_back(now, back or now))
         return resp
 
     def take_seen(self) -> dict[str, tuple[float, float]]:
@@ -186,8 +186,9 @@ class DeviceGateway:
         return seen
 
     def _retry(self, now: float, window: float, reason: str) -> CheckinResponse:
-        self._count("checkins", f"retry_{reason}")
-        return CheckinResponse("retry", retry_at=jittered(now, window, self.rng), reason=reason)
+        if self.metrics is not None:
+            self.metrics.count("checkins", f"retry_{reason}")
+        return CheckinResponse("retry", jittered(now, window, self.rng), reason)
 
     def forget_selecting_round(self, task_id: str) -> None:
         """This replica moved the task's rounds: the next check-in reads its round afresh."""

@@ -55,7 +55,8 @@ def test_the_simulated_path_is_the_served_path(digits_tflite):
 
 def test_device_requests_are_what_the_gateway_was_asked(digits_tflite):
     """The summary's device requests: check-ins (first looks), downloads (an assignment's),
-    uploads taken or refused; the queue's events also count polls ending and ticks."""
+    uploads taken or refused; the queue's events also count phones waking to find their
+    constraints unmet and ticks."""
     sim = Simulation(SimConfig(devices=30, hours=3.0, seed=1, system_only=True, progress=False), digits_tflite,
                      TASK, _population(30))
     gateway, calls = sim.coordinator.gateway, {"checkin": 0, "assigned": 0, "upload": 0}
