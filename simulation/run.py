@@ -153,7 +153,9 @@ class Simulation:
         sha = admin.put_model(model_bytes)["model_sha256"]
         self.task = admin.create_task(POPULATION, {"model_sha256": sha, "config": task_config, "task_id": TASK_ID})
         self.records = self._register(cfg.devices)
-        self._held: list[list[str]] = [[] for _ in range(cfg.devices)]  # in download order: deterministic
+        # Blobs each device holds, in download order (deterministic); only devices that took part
+        # (a list for each of a million devices was 60 MB and a cache miss a check-in).
+        self._held: dict[int, list[str]] = {}
         self._seen_rounds: set[int] = set()
         self._oldest_unrecorded = 1  # rounds below it are all in the history
         # Whether a round changed state since the history last looked: every close (a failure,
@@ -253,7 +255,7 @@ class Simulation:
         by_hour[hour] = by_hour.get(hour, 0) + 1
         if not up:
             s.ineligible_checkins += 1
-        held = self._held[i]
+        held = self._held.get(i)
         req = (CheckinRequest(_AVAILABLE if up else _UNAVAILABLE, tuple(held), self.cfg.long_poll_s) if held else
                self._empty_handed[up])
         resp = self._gateway_checkin(self.records[i], req)
@@ -317,13 +319,13 @@ class Simulation:
 
     def _download(self, i: int, a: Assignment) -> int:
         """Bytes the device downloads for the round (the blobs it does not hold already)."""
-        size = 0
+        size, held = 0, self._held.setdefault(i, [])
         for sha in (a.model_sha256, a.checkpoint_sha256, a.control_sha256):
-            if sha and sha not in self._held[i]:
+            if sha and sha not in held:
                 blob = self.store.blobs.read(sha)
                 size += len(blob) if blob is not None else 0
-                self._held[i].append(sha)
-        del self._held[i][:-4]  # a phone keeps its model and latest checkpoints
+                held.append(sha)
+        del held[:-4]  # a phone keeps its model and latest checkpoints
         self.stats.bytes_down += size
         self._round_bytes.setdefault(a.round, [0, 0])[1] += size
         return size
