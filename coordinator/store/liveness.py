@@ -22,14 +22,19 @@ class DeviceLiveness:
         self._lock = threading.Lock()  # the served coordinator touches from its intake thread
 
     def add(self, devices: list[tuple[str, str, float, float]]) -> None:
-        """(device id, population, last_seen, due) of devices just registered."""
+        """(device id, population, last_seen, due) of devices just registered (the store has
+        refused a batch with an id it holds, or one twice, before this)."""
+        if not devices:
+            return
         with self._lock:
             n = len(self._slot)
             self._grow(n + len(devices))
-            for k, (device_id, population, last_seen, due) in enumerate(devices):
-                self._slot[device_id] = n + k
-                self._codes[n + k] = self._population.setdefault(population, len(self._population))
-                self._last_seen[n + k], self._due[n + k] = last_seen, due
+            ids, populations, last_seen, due = zip(*devices)
+            self._slot.update(zip(ids, range(n, n + len(devices))))
+            codes = self._population
+            self._codes[n:n + len(devices)] = [codes.setdefault(p, len(codes)) for p in populations]
+            self._last_seen[n:n + len(devices)] = last_seen
+            self._due[n:n + len(devices)] = due
 
     def _grow(self, n: int) -> None:
         if n > len(self._codes):
