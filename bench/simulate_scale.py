@@ -1,6 +1,6 @@
 """`fedge simulate` at population scale: each scenario is one `fedge simulate` run in its own
 process (so its peak memory is its own), printing the simulation's own summary: virtual hours,
-wall time, events per second, check-ins, rounds, peak memory.
+wall time, device requests and events per second, check-ins, rounds, peak memory.
 
     python bench/simulate_scale.py [--scenario 1m-2h 1m-24h 100k-train] [--seed 0]
 
@@ -11,7 +11,7 @@ on phones; pace steering on; goal 100 reports a round):
   1m-2h-cap1h the same with pace steering's cap at an hour (`--max-retry-s 3600`, 600 s by default)
   1m-24h      1,000,000 devices, a virtual day, system-only, the cap at an hour
   100k-train  100,000 devices, real LiteRT training of digits_mlp (digits x100, IID) for 100 rounds
-  100k-1h     100,000 devices, 1 virtual hour, system-only: events per second of one simulation
+  100k-1h     100,000 devices, 1 virtual hour, system-only: device requests per second of one simulation
   100k-1h-x2  the same under seeds 0 and 1 at once (`--seeds 2 --jobs 2`): a simulation is one
               process, so on 2 cores a sweep of two is how both work
   1m-2h-x2    1m-2h under two seeds at once
