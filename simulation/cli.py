@@ -170,7 +170,8 @@ def summary(sim, history, wall_s: float) -> str:
         f"({sim.queue.processed / max(wall_s, 1e-9):,.0f} events/s; {sim.queue.processed:,} events, of which "
         f"{s.device_requests:,} device requests: {s.device_requests / max(wall_s, 1e-9):,.0f}/s)",
         f"rounds: {committed} committed, {failed} failed; check-ins {s.checkins:,} "
-        f"({s.ineligible_checkins:,} ineligible), assignments {s.assigned:,}, uploads {s.uploads:,}, "
+        f"({s.ineligible_checkins:,} ineligible), assignments {s.assigned:,}, blob downloads {s.downloads:,}, "
+        f"uploads {s.uploads:,}, "
         f"dropped {s.dropped:,}, abandoned at the deadline {s.abandoned:,}; refused uploads: {refused}",
         f"devices that took part: {took_part:,} of {sim.cfg.devices:,}; bytes up {s.bytes_up / 2**20:.1f} MiB, "
         f"down {s.bytes_down / 2**20:.1f} MiB; LiteRT trainings {s.trainings:,}; peak memory {peak:.0f} MiB",

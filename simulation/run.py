@@ -90,6 +90,7 @@ class SimRound:
 class SimStats:
     checkins: int = 0
     assigned: int = 0
+    downloads: int = 0  # blobs fetched (the model once, then a checkpoint and control variate a round)
     uploads: int = 0
     dropped: int = 0
     abandoned: int = 0
@@ -103,10 +104,9 @@ class SimStats:
 
     @property
     def device_requests(self) -> int:
-        """What the devices sent or fetched: check-ins, downloads (one an assignment), uploads
-        taken or refused. The queue's events also count second looks after a wake-up, phones
+        """What the devices sent or fetched: check-ins, blob downloads, uploads taken or refused. The queue's events also count second looks after a wake-up, phones
         waking to find their constraints unmet, and the driver's ticks."""
-        return self.checkins + self.assigned + self.uploads + sum(self.refused.values())
+        return self.checkins + self.downloads + self.uploads + sum(self.refused.values())
 
 
 def sim_token(seed: int, i: int) -> str:
@@ -320,12 +320,29 @@ class Simulation:
         self.secagg.start(i, a, trained_at, self._local_result(i, a, examples) if not vanishes else None, vanishes)
 
     def _download(self, i: int, a: Assignment) -> int:
-        """Bytes the device downloads for the round (the blobs it does not hold already)."""
-        size, held = 0, self._held.setdefault(i, [])
-        for sha in (a.model_sha256, a.checkpoint_sha256, a.control_sha256):
+        """Bytes the device downloads for the round (the blobs it does not hold already), each
+        through the gateway's blob access as the download handler does: who may fetch it, the
+        task model gzip-compressed (both device runtimes ask for gzip), the bytes counted for
+        the round's metrics."""
+        size, held, access = 0, self._held.setdefault(i, []), self.coordinator.gateway.blobs
+        checkpoint = a.checkpoint_sha256
+        if a.checkpoint_delta_sha256 and a.checkpoint_base_sha256 in held and checkpoint not in held:
+            # The task's delta downloads: the device adds the delta to the base it holds (kept
+            # among its latest blobs), as `fedge device` and the app do.
+            held.remove(a.checkpoint_base_sha256)
+            held.append(a.checkpoint_base_sha256)
+            checkpoint = a.checkpoint_delta_sha256
+        for sha in (a.model_sha256, checkpoint, a.control_sha256):
             if sha and sha not in held:
                 blob = self.store.blobs.read(sha)
-                size += len(blob) if blob is not None else 0
+                if blob is None:  # gone since the assignment (retention): the device gets a 404
+                    continue
+                access.authorize(sha, f"Bearer {self.records[i].device_id}.{sim_token(self.cfg.seed, i)}", False)
+                packed = access.gzipped(sha, lambda: blob)
+                sent = len(packed) if packed is not None else len(blob)
+                access.served(sha, sent)
+                self.stats.downloads += 1
+                size += sent
                 held.append(sha)
         del held[:-4]  # a phone keeps its model and latest checkpoints
         self.stats.bytes_down += size

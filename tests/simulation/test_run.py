@@ -14,7 +14,7 @@ from coordinator.rounds.driver import RoundDriver
 from coordinator.service import Coordinator
 from coordinator.store.memory import MemoryStore
 from simulation.population import Population, read_population
-from simulation.run import SimConfig, Simulation, sim_token
+from simulation.run import TASK_ID, SimConfig, Simulation, sim_token
 
 TASK = {"rounds": 4, "goal_count": 8, "over_selection": 1.25, "epochs": 3, "learning_rate": 0.1,
         "selection_window_s": 60.0, "report_deadline_s": 600.0, "eligibility": "charging and unmetered and idle",
@@ -54,13 +54,13 @@ def test_the_simulated_path_is_the_served_path(digits_tflite):
 
 
 def test_device_requests_are_what_the_gateway_was_asked(digits_tflite):
-    """The summary's device requests: check-ins (first looks), downloads (an assignment's),
-    uploads taken or refused; the queue's events also count phones waking to find their
-    constraints unmet and ticks."""
+    """The summary's device requests: check-ins (first looks), blob downloads (through the
+    gateway's blob access, as the download handler's), uploads taken or refused; the queue's
+    events also count phones waking to find their constraints unmet and ticks."""
     sim = Simulation(SimConfig(devices=30, hours=3.0, seed=1, system_only=True, progress=False), digits_tflite,
                      TASK, _population(30))
-    gateway, calls = sim.coordinator.gateway, {"checkin": 0, "assigned": 0, "upload": 0}
-    checkin, upload = gateway.checkin, gateway.upload
+    gateway, calls = sim.coordinator.gateway, {"checkin": 0, "assigned": 0, "upload": 0, "download": 0, "bytes": 0}
+    checkin, upload, served = gateway.checkin, gateway.upload, gateway.blobs.served
 
     def counted_checkin(device, req, rate_limited=True):
         resp = checkin(device, req, rate_limited)
@@ -72,11 +72,35 @@ def test_device_requests_are_what_the_gateway_was_asked(digits_tflite):
         calls["upload"] += 1
         return upload(*args)
 
-    gateway.checkin, gateway.upload = counted_checkin, counted_upload
+    def counted_download(sha, size):
+        calls["download"] += 1
+        calls["bytes"] += size
+        return served(sha, size)
+
+    gateway.checkin, gateway.upload, gateway.blobs.served = counted_checkin, counted_upload, counted_download
     sim.run()
     assert sim.stats.checkins == calls["checkin"] and sim.stats.assigned == calls["assigned"] > 0
-    assert sim.stats.device_requests == calls["checkin"] + calls["assigned"] + calls["upload"]
-    assert calls["upload"] > sim.stats.uploads > 0 and sim.queue.processed > sim.stats.device_requests
+    # Each device fetches the model once and a checkpoint a round it is assigned.
+    assert calls["assigned"] < sim.stats.downloads == calls["download"] <= 2 * calls["assigned"]
+    assert sim.stats.bytes_down == calls["bytes"]
+    assert sim.stats.device_requests == calls["checkin"] + calls["download"] + calls["upload"]
+    assert calls["upload"] > sim.stats.uploads > 0  # some were refused (their round had closed)
+
+
+def test_the_task_model_travels_compressed_as_the_download_handler_sends_it(digits_tflite):
+    """Devices ask for gzip (both runtimes): the model's download is the gateway's compressed
+    body, and the round metrics count what was sent."""
+    sim = Simulation(SimConfig(devices=30, hours=1.0, seed=1, system_only=True, progress=False), digits_tflite,
+                     TASK, _population(30))
+    sim.run()
+    task = sim.coordinator.tasks[TASK_ID]
+    fields = sim.coordinator.gateway.downloads.assignment_fields(task, (), sim.clock.now + 60, sim.clock.now)
+    model, checkpoint = (sim.store.blobs.read(fields[k]) for k in ("model_sha256", "checkpoint_sha256"))
+    packed = sim.coordinator.gateway.blobs.gzipped(fields["model_sha256"], lambda: model)
+    assert packed is not None and len(packed) < len(model)
+    models = len({d for d in range(30) if sim._held.get(d)})  # each device that took part fetched it once
+    assert sim.stats.bytes_down < models * len(model) + sim.stats.assigned * len(checkpoint)
+    assert sum(r.bytes_down for r in sim.history) == sim.stats.bytes_down > 0
 
 
 def test_the_same_seed_gives_the_same_run_bit_for_bit(digits_tflite):
@@ -176,3 +200,22 @@ def test_pace_steering_off_brings_devices_back_on_a_fixed_beat(digits_tflite):
     per_device_off = off.stats.checkins / 60 / (off.clock.elapsed_s / 20.0)
     assert 0.5 < per_device_off < 1.6  # about one check-in per device every 20 s
     assert on.stats.ineligible_checkins * 5 < off.stats.ineligible_checkins
+
+
+def test_a_device_holding_a_recent_checkpoint_downloads_the_delta(digits_tflite):
+    """With the task's download_delta_codec, a device that holds an earlier full download of
+    the task fetches the delta the gateway offers instead of the checkpoint (fewer bytes)."""
+    def run(delta_codec: str):
+        task = {**TASK, "rounds": 6, "download_codec": "q8", "download_delta_codec": delta_codec}
+        sim = Simulation(SimConfig(devices=12, hours=3.0, seed=2, system_only=True, progress=False), digits_tflite,
+                         task, _population(12))
+        fetched, served = [], sim.coordinator.gateway.blobs.served
+        sim.coordinator.gateway.blobs.served = lambda sha, size: (fetched.append(sha), served(sha, size))[1]
+        sim.run()
+        return sim, fetched
+
+    full, full_fetched = run("")
+    delta, delta_fetched = run("q4+rot")
+    deltas = {sha for table in delta.coordinator.gateway.downloads._deltas.values() for sha in table.values()}
+    assert deltas and deltas & set(delta_fetched) and not deltas & set(full_fetched)
+    assert delta.stats.bytes_down / delta.stats.assigned < full.stats.bytes_down / full.stats.assigned
