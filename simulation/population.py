@@ -120,8 +120,10 @@ class Population:
         # (an array.array item is one; a numpy scalar costs a few times more to index and add).
         a = self.settings["availability"]
         self._model, self._daytime = a["model"], float(a["daytime"])
-        self._tz, self._start, self._hours = (array("d", np.asarray(v, np.float64).tobytes())
-                                              for v in (self.tz_h, self.night_start_h, self.night_hours))
+        # A device's (UTC offset, window start, window hours) side by side: one cache line per
+        # check-in instead of three at a million devices.
+        self._window = array("d", np.column_stack([np.asarray(v, np.float64) for v in
+                                                   (self.tz_h, self.night_start_h, self.night_hours)]).tobytes())
 
     @classmethod
     def sample(cls, settings: dict, n: int, rng: np.random.Generator) -> "Population":
@@ -151,9 +153,9 @@ class Population:
             return True
         if model == "trace":
             return any(a <= elapsed_s < b for a, b in self.windows.get(device, ()))
-        local_h = (elapsed_s / 3600.0 + self._tz[device]) % 24.0
-        into = (local_h - self._start[device]) % 24.0
-        if into < self._hours[device]:
+        w, k = self._window, 3 * device
+        into = ((elapsed_s / 3600.0 + w[k]) % 24.0 - w[k + 1]) % 24.0
+        if into < w[k + 2]:
             return True
         return rng.random() < self._daytime
 
@@ -167,8 +169,9 @@ class Population:
         if model == "trace":
             starts = [a for a, b in self.windows.get(device, ()) if b > elapsed_s]
             return max(elapsed_s, min(starts)) if starts else math.inf
-        local_h = (elapsed_s / 3600.0 + self._tz[device]) % 24.0
-        until_night = ((self._start[device] - local_h) % 24.0) * 3600.0
+        w, k = self._window, 3 * device
+        local_h = (elapsed_s / 3600.0 + w[k]) % 24.0
+        until_night = ((w[k + 1] - local_h) % 24.0) * 3600.0
         daytime = self._daytime
         if daytime > 0:  # a daytime charge: each hour with this chance, at a random moment in it
             hours = int(rng.geometric(daytime))

@@ -207,11 +207,11 @@ class Simulation:
         clock, pop_until = self.clock, self.queue.pop_until
         self._gateway_checkin = self.coordinator.gateway.checkin  # bound once: every check-in calls it
         while (ev := pop_until(end)) is not None:
-            clock.now = ev.at  # the queue hands events out in time order (clock.advance_to's check)
-            kind = ev.kind
+            at, _, kind, device, data = ev
+            clock.now = at  # the queue hands events out in time order (clock.advance_to's check)
             if kind == "arrive":
-                if ev.data is None or self.polls.returns(ev.data):
-                    self._check_in(ev.device)
+                if data is None or self.polls.returns(data):
+                    self._check_in(device)
             elif kind == "tick":
                 self.coordinator.tick()
                 self.secagg.after_tick()
@@ -220,21 +220,21 @@ class Simulation:
                     break
                 self.queue.schedule(self.clock.now + self.cfg.tick_s, "tick")
             elif kind == "second_look":
-                self._answered(ev.device, self.coordinator.gateway.checkin(self.records[ev.device], ev.data,
-                                                                          rate_limited=False))
+                self._answered(device, self.coordinator.gateway.checkin(self.records[device], data,
+                                                                        rate_limited=False))
             elif kind == "upload":
-                self._upload(ev.device, *ev.data)
+                self._upload(device, *data)
                 # Recorded (and evaluated) now: hundreds of uploads can land at one instant, and
                 # the retention window (keep_checkpoints) could drop a version's checkpoint
                 # before the next tick.
                 self._closed_rounds(on_round)
             elif kind == "secagg_input":
-                self.secagg.masked_input_arrives(ev.device)
+                self.secagg.masked_input_arrives(device)
                 self._closed_rounds(on_round)
-            if ev.at >= show_at:
+            if at >= show_at:
                 hours = self.clock.elapsed_s / 3600.0
                 bar.update(hours - shown)
-                shown, show_at = hours, ev.at + 36.0
+                shown, show_at = hours, at + 36.0
         bar.close()
         return self.history
 
