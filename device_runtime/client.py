@@ -40,6 +40,9 @@ def _s3_error(body: bytes) -> str:
     found = {tag: m.group(1) for tag in ("Code", "Message") if (m := re.search(f"<{tag}>([^<]*)</{tag}>", text))}
     return " ".join(found.values()) or text[:200] or "no details"
 RETRY_FOR_S = 120.0  # long enough for a coordinator restart; a device's loop then tries again later
+# A failed request's wait: BACKOFF_INITIAL_S doubling per attempt, plus up to BACKOFF_JITTER_S, at
+# most BACKOFF_MAX_S (tenacity's wait_exponential_jitter; the Java core's Backoff.defaults).
+BACKOFF_INITIAL_S, BACKOFF_MAX_S, BACKOFF_JITTER_S = 0.2, 10.0, 1.0
 
 
 def retryable(exc: BaseException) -> bool:
@@ -82,7 +85,7 @@ class CoordinatorClient:
     for real devices; a token, an assignment or an upload URL is valid on any replica."""
 
     def __init__(self, base_url: str | list[str], session: aiohttp.ClientSession, token: str | None = None,
-                 attempts: int | None = None, max_backoff_s: float = 10.0, retry_for_s: float = RETRY_FOR_S):
+                 attempts: int | None = None, max_backoff_s: float = BACKOFF_MAX_S, retry_for_s: float = RETRY_FOR_S):
         self.bases = coordinator_urls(base_url)
         self._current = 0
         self.session = session
@@ -116,7 +119,8 @@ class CoordinatorClient:
         stop = stop_after_delay(self.retry_for_s)
         if self.attempts is not None:
             stop = stop | stop_after_attempt(self.attempts)
-        return AsyncRetrying(stop=stop, wait=wait_exponential_jitter(0.2, self.max_backoff_s),
+        wait = wait_exponential_jitter(BACKOFF_INITIAL_S, self.max_backoff_s, jitter=BACKOFF_JITTER_S)
+        return AsyncRetrying(stop=stop, wait=wait,
                              retry=retry_if_exception(retryable), reraise=True, **options)
 
     async def _exchange(self, method: str, path: str, **kwargs):

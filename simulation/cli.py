@@ -172,7 +172,9 @@ def summary(sim, history, wall_s: float) -> str:
         f"rounds: {committed} committed, {failed} failed; check-ins {s.checkins:,} "
         f"({s.ineligible_checkins:,} ineligible), assignments {s.assigned:,}, blob downloads {s.downloads:,}, "
         f"uploads {s.uploads:,}, "
-        f"dropped {s.dropped:,}, abandoned at the deadline {s.abandoned:,}; refused uploads: {refused}",
+        f"dropped {s.dropped:,}, abandoned at the deadline {s.abandoned:,}; refused uploads: {refused}"
+        + (f"; upload attempts broken {s.upload_failures:,} (retries of a taken update {s.duplicate_uploads:,})"
+           if s.upload_failures else ""),
         f"devices that took part: {took_part:,} of {sim.cfg.devices:,}; bytes up {s.bytes_up / 2**20:.1f} MiB, "
         f"down {s.bytes_down / 2**20:.1f} MiB; LiteRT trainings {s.trainings:,}; peak memory {peak:.0f} MiB",
     ])

@@ -26,6 +26,9 @@ every section and key is optional, with the defaults below:
     down_mbps = 20.0         # median downlink
     up_mbps = 5.0            # median uplink
     sigma = 0.7              # lognormal spread of both
+    upload_failure = 0.0     # the chance an upload's connection breaks (half before the coordinator
+                             # has the update, half after, its answer lost); the device retries
+                             # as `fedge device` does: backoff with jitter, for up to 120 s
 
     [dropout]
     training = 0.05          # the chance a device vanishes while training (it comes back later)
@@ -54,14 +57,15 @@ DEFAULTS = {
                      "night_start_sd_h": 1.5, "night_hours": 6.0, "night_hours_sd": 1.5, "daytime": 0.03,
                      "trace": ""},
     "speed": {"model": "lognormal", "example_s": 0.002, "sigma": 1.0, "class": []},
-    "network": {"down_mbps": 20.0, "up_mbps": 5.0, "sigma": 0.7},
+    "network": {"down_mbps": 20.0, "up_mbps": 5.0, "sigma": 0.7, "upload_failure": 0.0},
     "dropout": {"training": 0.05},
 }
 _BOUNDS = {("availability", "night_start_h"): (0.0, 24.0), ("availability", "night_start_sd_h"): (0.0, 12.0),
            ("availability", "night_hours"): (0.0, 24.0), ("availability", "night_hours_sd"): (0.0, 12.0),
            ("availability", "daytime"): (0.0, 1.0), ("speed", "example_s"): (1e-7, 60.0),
            ("speed", "sigma"): (0.0, 5.0), ("network", "down_mbps"): (1e-3, 1e5), ("network", "up_mbps"): (1e-3, 1e5),
-           ("network", "sigma"): (0.0, 5.0), ("dropout", "training"): (0.0, 1.0)}
+           ("network", "sigma"): (0.0, 5.0), ("network", "upload_failure"): (0.0, 0.9),
+           ("dropout", "training"): (0.0, 1.0)}
 
 
 def read_population(path: str | None) -> dict:
@@ -182,6 +186,10 @@ class Population:
     @property
     def dropout(self) -> float:
         return float(self.settings["dropout"]["training"])
+
+    @property
+    def upload_failure(self) -> float:
+        return float(self.settings["network"]["upload_failure"])
 
 
 def write_example_trace(path: str | Path, devices: int = 20, days: int = 2, seed: int = 0) -> Path:

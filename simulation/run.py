@@ -27,16 +27,17 @@ from coordinator.gateway.tokens import hash_token
 from coordinator.service import Coordinator
 from coordinator.store.memory import MemoryStore
 from coordinator.store.records import DeviceRecord
-from protocol import codec
-from protocol.dp import exact_l2_norm
 from protocol.messages import Assignment, CheckinRequest, DeviceState, UploadMeta
 from protocol.tflite_file import read_manifest
+from simulation import upload_retries
 from simulation.clock import VirtualClock
 from simulation.collector import rare_collections
 from simulation.events import EventQueue
+from simulation.local_work import LocalWork
 from simulation.polls import LongPolls
 from simulation.population import Population
 from simulation.secagg_devices import SecAggDevices
+from simulation.upload_retries import Attempt
 
 log = logging.getLogger("fedge.simulate")
 TASK_ID = "sim"
@@ -91,6 +92,8 @@ class SimStats:
     checkins: int = 0
     assigned: int = 0
     downloads: int = 0  # blobs fetched (the model once, then a checkpoint and control variate a round)
+    upload_failures: int = 0  # attempts whose connection broke, retried (`[network] upload_failure`)
+    duplicate_uploads: int = 0  # retries of an update the coordinator had taken
     uploads: int = 0
     dropped: int = 0
     abandoned: int = 0
@@ -107,7 +110,8 @@ class SimStats:
         """What the devices sent or fetched: check-ins, blob downloads, uploads taken or
         refused. The queue's events also count second looks after a wake-up, phones waking to
         find their constraints unmet, and the driver's ticks."""
-        return self.checkins + self.downloads + self.uploads + sum(self.refused.values())
+        return (self.checkins + self.downloads + self.uploads + self.duplicate_uploads
+                + sum(self.refused.values()))
 
 
 def sim_token(seed: int, i: int) -> str:
@@ -164,9 +168,8 @@ class Simulation:
         # and looking at the store on every tick and upload was a quarter of a small run.
         self._rounds_moved = True
         self._round_bytes: dict[int, list[int]] = {}
-        self._model = None  # the LiteRT model, made on first use (training and evaluation)
-        self._weights: dict[str, list[np.ndarray]] = {}
-        self._payload: bytes | None = None  # system-only: one update of the task's size and codec
+        self.work = LocalWork(cfg.seed, cfg.examples, cfg.system_only, model_bytes, self.manifest, self.store,
+                              self.stats, data)
         self.target_reached_s: float | None = None
         self.polls = LongPolls(cfg.long_poll_s)
         # The check-in of a device that holds no blob yet (most of a large population): made once.
@@ -290,7 +293,7 @@ class Simulation:
         s.assigned += 1
         a = resp.assignment
         down = self._download(i, a)
-        examples = self._examples(i)
+        examples = self.work.examples(i)
         epochs = a.plan.epochs
         # --train-time: a host-speed device's training lasts that long, a slower one its slowdown
         # times longer (as in `fedge fleet`); otherwise its seconds per example x examples x epochs.
@@ -300,7 +303,7 @@ class Simulation:
         if a.plan.secagg:  # its masked input's size and time are known once the roster is
             self._secagg_round(i, a, examples, trained_at)
             return
-        done = trained_at + self._payload_size(a) / self.population.up_bps[i]
+        done = trained_at + self.work.payload_size(a) / self.population.up_bps[i]
         if self.rng.random() < self.population.dropout:
             s.dropped += 1  # vanished while training: back once it would have finished
             self.queue.schedule(done + float(self.rng.uniform(0, 600)), "arrive", i)
@@ -309,7 +312,7 @@ class Simulation:
             s.abandoned += 1  # a real device checks this before training and gives the round up
             self.queue.schedule(done, "arrive", i)
             return
-        payload, meta = self._local_update(i, a, examples)
+        payload, meta = self.work.update(i, a, examples)
         self.queue.schedule(done, "upload", i, (a, payload, meta))
 
     def _secagg_round(self, i: int, a: Assignment, examples: int, trained_at: float) -> None:
@@ -318,7 +321,7 @@ class Simulation:
             self.stats.abandoned += 1
             self.queue.schedule(trained_at, "arrive", i)
             return
-        self.secagg.start(i, a, trained_at, self._local_result(i, a, examples) if not vanishes else None, vanishes)
+        self.secagg.start(i, a, trained_at, self.work.result(i, a, examples) if not vanishes else None, vanishes)
 
     def _download(self, i: int, a: Assignment) -> int:
         """Bytes the device downloads for the round (the blobs it does not hold already), each
@@ -350,15 +353,32 @@ class Simulation:
         self._round_bytes.setdefault(a.round, [0, 0])[1] += size
         return size
 
-    def _upload(self, i: int, a: Assignment, payload: bytes, meta: UploadMeta) -> None:
+    def _upload(self, i: int, a: Assignment, payload: bytes, meta: UploadMeta,
+                tried: Attempt = Attempt()) -> None:
+        now = self.clock.now
+        outcome = upload_retries.attempt(self.population.upload_failure, tried, now, self.rng)
+        if outcome.delivered:
+            self._deliver(i, a, payload, meta)
+        if outcome.retry_after_s is not None:  # the connection broke: the device sends it again
+            self.stats.upload_failures += 1
+            again = now + outcome.retry_after_s + len(payload) / self.population.up_bps[i]
+            since = now if tried.failing_since is None else tried.failing_since
+            self.queue.schedule(again, "upload", i, (a, payload, meta, Attempt(tried.number + 1, since)))
+            return
+        self.queue.schedule(now, "arrive", i)  # straight back (done or given up), as `fedge device` does
+
+    def _deliver(self, i: int, a: Assignment, payload: bytes, meta: UploadMeta) -> None:
+        """The update reaches the gateway."""
         try:
             answer = self.coordinator.gateway.upload(self.records[i], a.task_id, a.round, a.upload_token, meta,
                                                      payload)
         except ApiError as exc:
             self.refused(exc.code)
-        else:
-            self.landed(i, answer.get("round", a.round) if isinstance(answer, dict) else a.round, len(payload))
-        self.queue.schedule(self.clock.now, "arrive", i)  # straight back, as `fedge device` does
+            return
+        if isinstance(answer, dict) and answer.get("duplicate"):
+            self.stats.duplicate_uploads += 1  # a retry of an update it took (that answer was lost)
+            return
+        self.landed(i, answer.get("round", a.round) if isinstance(answer, dict) else a.round, len(payload))
 
     def refused(self, code: str) -> None:
         """A message the coordinator refused, counted by its error code."""
@@ -370,68 +390,6 @@ class Simulation:
         self.stats.uploads_by_device[i] += 1
         self.stats.bytes_up += size
         self._round_bytes.setdefault(round_num, [0, 0])[0] += size
-
-    # -- local work ---------------------------------------------------------------------------
-    def _examples(self, i: int) -> int:
-        if self.data is None:
-            return self.cfg.examples
-        return len(self.data.shards[i][0])
-
-    def _payload_size(self, a: Assignment) -> int:
-        return len(self._system_payload(a))
-
-    def _system_payload(self, a: Assignment) -> bytes:
-        if self._payload is None:
-            spec = codec.CodecSpec.parse(a.plan.codec, a.plan.chunk_size)
-            rng = np.random.default_rng([self.cfg.seed, 2])
-            arrays = [rng.normal(0.0, 0.01, w.shape).astype(np.float32) for w in self.manifest.weights]
-            self._payload = codec.encode(arrays, spec, rng, sparse_seed=a.plan.sparse_seed)
-        return self._payload
-
-    def _local_update(self, i: int, a: Assignment, examples: int) -> tuple[bytes, UploadMeta]:
-        if self.data is None or self.cfg.system_only:
-            return self._system_payload(a), UploadMeta(examples, train_loss=1.0)
-        result = self._local_result(i, a, examples)
-        meta = UploadMeta(result.example_count, result.train_loss, result.eval_loss, result.eval_accuracy,
-                          result.eval_count)
-        return result.payload, meta
-
-    def _local_result(self, i: int, a: Assignment, examples: int):
-        """The device's round of local training (LiteRT on its examples), or in system-only mode
-        a delta of the model's size inside the clip norm."""
-        from device_runtime.training import LocalResult, TrainJob, train_round
-
-        if self.data is None or self.cfg.system_only:
-            size = sum(w.size for w in self.manifest.weights)
-            delta = np.random.default_rng([self.cfg.seed, 5, i, a.round]).normal(0.0, 0.01, size).astype(np.float32)
-            norm = exact_l2_norm(delta)  # not BLAS: the same run on every CPU
-            if a.plan.clip_norm > 0 and norm > a.plan.clip_norm:
-                delta = (delta * np.float32(a.plan.clip_norm / norm)).astype(np.float32)
-            return LocalResult(b"", examples, 1.0, 0.0, 0.0, 0, exact_l2_norm(delta), 4 * size, delta=delta)
-        from device_runtime.example_store import split_holdout
-
-        x, y = self.data.shards[i]
-        local = split_holdout(x, y, 0.2, self.cfg.seed + i)
-        result = train_round(self._litert(), self._weights_of(a.checkpoint_sha256),
-                             TrainJob(a.plan, local.x_train, local.y_train, local.x_eval, local.y_eval,
-                                      np.random.default_rng([self.cfg.seed, 3, i, a.round])))
-        self.stats.trainings += 1
-        return result
-
-    def _litert(self):
-        if self._model is None:
-            from device_runtime.litert_model import LocalModel
-
-            self._model = LocalModel(self.model_bytes)
-        return self._model
-
-    def _weights_of(self, sha: str) -> list[np.ndarray]:
-        if sha not in self._weights:
-            if len(self._weights) > 4:
-                self._weights.clear()
-            self._weights[sha] = codec.unflatten(codec.decode(self.store.blobs.read(sha)).values,
-                                                 self.manifest.weight_shapes)
-        return self._weights[sha]
 
     # -- what the simulation records ----------------------------------------------------------
     def _round_moved(self, task_id: str) -> None:
@@ -452,8 +410,8 @@ class Simulation:
                 self._oldest_unrecorded += 1
             acc = loss = math.nan
             if r.state == "committed" and self.data is not None and not self.cfg.system_only:
-                model = self._litert()
-                model.set_weights(self._weights_of(r.checkpoint_sha))
+                model = self.work.litert()
+                model.set_weights(self.work.weights_of(r.checkpoint_sha))
                 loss, acc = model.evaluate(self.data.x_test, self.data.y_test)
             up, down = self._round_bytes.get(r.round, [0, 0])
             rec = SimRound(r.round, r.state, r.selected, r.reported, r.examples, (r.closed_at or self.clock.now)

@@ -219,3 +219,22 @@ def test_a_device_holding_a_recent_checkpoint_downloads_the_delta(digits_tflite)
     deltas = {sha for table in delta.coordinator.gateway.downloads._deltas.values() for sha in table.values()}
     assert deltas and deltas & set(delta_fetched) and not deltas & set(full_fetched)
     assert delta.stats.bytes_down / delta.stats.assigned < full.stats.bytes_down / full.stats.assigned
+
+
+def test_uploads_over_a_breaking_network_are_retried_and_counted_once(digits_tflite):
+    """`[network] upload_failure`: broken attempts are sent again with the device client's
+    backoff; a retry of an update the coordinator had taken (its answer lost) is the served
+    gateway's duplicate, so each update counts once in its round."""
+    settings = read_population(None)
+    settings["availability"]["model"], settings["dropout"]["training"] = "always", 0.1
+    settings["network"]["upload_failure"] = 0.4
+    sim = Simulation(SimConfig(devices=30, hours=3.0, seed=3, system_only=True, progress=False), digits_tflite,
+                     TASK, Population.sample(settings, 30, np.random.default_rng(0)))
+    sim.run()
+    s = sim.stats
+    assert s.upload_failures > 10 and s.duplicate_uploads > 0
+    assert sum(r.state == "committed" for r in sim.history) == TASK["rounds"]
+    # Every update the coordinator took is in its round's count, once.
+    assert s.uploads == sum(r.reported for r in sim.store.rounds(TASK_ID)) == int(s.uploads_by_device.sum())
+    steady = _system_run(digits_tflite, seed=3)
+    assert steady.stats.upload_failures == steady.stats.duplicate_uploads == 0
