@@ -362,8 +362,7 @@ class Simulation:
         if outcome.retry_after_s is not None:  # the connection broke: the device sends it again
             self.stats.upload_failures += 1
             again = now + outcome.retry_after_s + len(payload) / self.population.up_bps[i]
-            since = now if tried.failing_since is None else tried.failing_since
-            self.queue.schedule(again, "upload", i, (a, payload, meta, Attempt(tried.number + 1, since)))
+            self.queue.schedule(again, "upload", i, (a, payload, meta, outcome.retry))
             return
         self.queue.schedule(now, "arrive", i)  # straight back (done or given up), as `fedge device` does
 
@@ -409,7 +408,7 @@ class Simulation:
             while self._oldest_unrecorded in self._seen_rounds:
                 self._oldest_unrecorded += 1
             acc = loss = math.nan
-            if r.state == "committed" and self.data is not None and not self.cfg.system_only:
+            if r.state == "committed" and self.work.trains:
                 model = self.work.litert()
                 model.set_weights(self.work.weights_of(r.checkpoint_sha))
                 loss, acc = model.evaluate(self.data.x_test, self.data.y_test)

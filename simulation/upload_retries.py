@@ -26,19 +26,20 @@ class Attempt(NamedTuple):
 
 class Outcome(NamedTuple):
     delivered: bool  # the coordinator received the update (whether or not the device learns it)
-    retry_after_s: float | None  # None: no retry (it went through, or the device gave up)
+    retry_after_s: float | None = None  # None: no retry (it went through, or the device gave up)
+    retry: Attempt | None = None  # the attempt to make after that wait
 
 
 def attempt(failure: float, tried: Attempt, now: float, rng: np.random.Generator) -> Outcome:
     """What became of one attempt. No random draw when the network never fails (``failure``
     0), so a population without failures runs exactly as before the setting existed."""
     if failure <= 0 or rng.random() >= failure:
-        return Outcome(True, None)
+        return Outcome(True)
     delivered = bool(rng.random() < ANSWER_LOST)
     since = now if tried.failing_since is None else tried.failing_since
     if now - since >= RETRY_FOR_S:
-        return Outcome(delivered, None)  # the client's retry time is spent: the device gives up
-    return Outcome(delivered, backoff_s(tried.number, rng))
+        return Outcome(delivered)  # the client's retry time is spent: the device gives up
+    return Outcome(delivered, backoff_s(tried.number, rng), Attempt(tried.number + 1, since))
 
 
 def backoff_s(number: int, rng: np.random.Generator) -> float:
