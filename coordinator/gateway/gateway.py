@@ -121,7 +121,7 @@ class DeviceGateway:
         """A device's check-in; ``rate_limited`` False is the second look of a held long poll
         (the same arrival: not rate limited, not counted again in the activity). The HTTP
         handler runs the same two steps with the assignment written on the intake thread."""
-        if rate_limited:
+        if rate_limited and self.checkin_limit.rate > 0:  # 0: no limit (`--checkin-rate 0`, simulations)
             self.admit_checkin(device)
         step = self.checkin_begin(device, req, rate_limited)
         if isinstance(step, CheckinResponse):

