@@ -95,5 +95,9 @@ class EventQueue:
             return None
         return self._heap[0][0]
 
+    def waiting(self, kind: str) -> int:
+        """Events of this kind still to come (a run that ends may leave uploads on their way)."""
+        return sum(ev[2] == kind for ev in self._heap) + sum(ev[2] == kind for evs in self._later.values() for ev in evs)
+
     def __len__(self) -> int:
         return len(self._heap) + self._pending

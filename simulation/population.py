@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import csv
 import math
+import random
 import tomllib
 from array import array
 from dataclasses import dataclass, field
@@ -149,7 +150,7 @@ class Population:
         windows = read_trace(a["trace"]) if a["model"] == "trace" else {}
         return cls(settings, tz, start, hours, example_s, slowdown, down, up, windows)
 
-    def available(self, device: int, elapsed_s: float, rng: np.random.Generator) -> bool:
+    def available(self, device: int, elapsed_s: float, rng: random.Random) -> bool:
         """Whether the device is charging, idle and on unmetered Wi-Fi ``elapsed_s`` after the
         start (midnight UTC)."""
         model = self._model
@@ -163,7 +164,7 @@ class Population:
             return True
         return rng.random() < self._daytime
 
-    def next_available(self, device: int, elapsed_s: float, rng: np.random.Generator) -> float:
+    def next_available(self, device: int, elapsed_s: float, rng: random.Random) -> float:
         """When (seconds from the start) the device next becomes eligible, after ``elapsed_s``:
         a phone's job scheduler runs the check-in only once its constraints (charging, idle,
         unmetered) hold, so an unavailable phone does not check in until then. inf: never."""
@@ -178,8 +179,7 @@ class Population:
         until_night = ((w[k + 1] - local_h) % 24.0) * 3600.0
         daytime = self._daytime
         if daytime > 0:  # a daytime charge: each hour with this chance, at a random moment in it
-            hours = int(rng.geometric(daytime))
-            sooner = (hours - 1 + rng.random()) * 3600.0
+            sooner = (geometric(daytime, rng) - 1 + rng.random()) * 3600.0
             until_night = min(until_night, sooner)
         return elapsed_s + max(until_night, 1.0)
 
@@ -190,6 +190,14 @@ class Population:
     @property
     def upload_failure(self) -> float:
         return float(self.settings["network"]["upload_failure"])
+
+
+def geometric(p: float, rng: random.Random) -> int:
+    """Trials up to the first success, each a success with chance ``p`` (0 < p <= 1), from one
+    uniform draw (inverting the distribution function)."""
+    if p >= 1.0:
+        return 1
+    return int(math.log1p(-rng.random()) / math.log1p(-p)) + 1
 
 
 def write_example_trace(path: str | Path, devices: int = 20, days: int = 2, seed: int = 0) -> Path:

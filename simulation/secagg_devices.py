@@ -119,7 +119,7 @@ class SecAggDevices:
                 self._finish(session, "failed")
             elif session.vanishes or now > a.report_deadline:
                 self.sim.stats.dropped += 1
-                self._finish(session, "dropped", back_at=session.trained_at + float(self.sim.rng.uniform(0, 600)))
+                self._finish(session, "dropped", back_at=session.trained_at + self.sim.rng.uniform(0, 600))
             elif now >= session.trained_at:
                 p = view.params
                 codes = input_codes(session.result, p, np.random.default_rng([self.sim.cfg.seed, 4, session.device,

@@ -10,9 +10,8 @@ answers it: a duplicate, accepted once."""
 
 from __future__ import annotations
 
+import random
 from typing import NamedTuple
-
-import numpy as np
 
 from device_runtime.client import BACKOFF_INITIAL_S, BACKOFF_JITTER_S, BACKOFF_MAX_S, RETRY_FOR_S
 
@@ -30,7 +29,7 @@ class Outcome(NamedTuple):
     retry: Attempt | None = None  # the attempt to make after that wait
 
 
-def attempt(failure: float, tried: Attempt, now: float, rng: np.random.Generator) -> Outcome:
+def attempt(failure: float, tried: Attempt, now: float, rng: random.Random) -> Outcome:
     """What became of one attempt. No random draw when the network never fails (``failure``
     0), so a population without failures runs exactly as before the setting existed."""
     if failure <= 0 or rng.random() >= failure:
@@ -42,7 +41,7 @@ def attempt(failure: float, tried: Attempt, now: float, rng: np.random.Generator
     return Outcome(delivered, backoff_s(tried.number, rng), Attempt(tried.number + 1, since))
 
 
-def backoff_s(number: int, rng: np.random.Generator) -> float:
+def backoff_s(number: int, rng: random.Random) -> float:
     """The wait after failed attempt ``number`` (tenacity's wait_exponential_jitter)."""
-    return min(BACKOFF_INITIAL_S * 2.0 ** min(number - 1, 30) + float(rng.uniform(0.0, BACKOFF_JITTER_S)),
+    return min(BACKOFF_INITIAL_S * 2.0 ** min(number - 1, 30) + rng.uniform(0.0, BACKOFF_JITTER_S),
                BACKOFF_MAX_S)

@@ -64,3 +64,11 @@ def test_virtual_time_only_moves_forward():
     assert clock() == 160.0 and clock.elapsed_s == 60.0
     with pytest.raises(ValueError):
         clock.advance_to(150.0)
+
+
+def test_waiting_counts_a_kind_in_the_current_and_later_buckets():
+    q = EventQueue(1.0)
+    for at, kind in ((0.2, "upload"), (0.7, "arrive"), (0.9, "upload"), (7.0, "upload"), (9.0, "tick")):
+        q.schedule(at, kind)
+    assert q.pop_until(0.5).kind == "upload"  # the first bucket is now the heap
+    assert (q.waiting("upload"), q.waiting("arrive"), q.waiting("tick"), q.waiting("x")) == (2, 1, 1, 0)

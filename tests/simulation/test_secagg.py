@@ -36,7 +36,9 @@ def test_secagg_rounds_commit_through_dropouts(digits_tflite):
     out = sim.secagg.outcomes
     # Devices vanished after sharing their keys, and every round still unmasked its sum.
     assert out.get("dropped", 0) > 0 and sim.stats.dropped == out["dropped"]
-    assert all(r.reported >= TASK["goal_count"] for r in committed)
+    # (at the deadline a round commits with the reports it has, if they are enough)
+    required = sim.coordinator.tasks["sim"].config.required_reports
+    assert all(r.reported >= required for r in committed) and any(r.reported < r.selected for r in committed)
     # Every masked input the coordinator took is counted once, in the round that took it.
     assert sim.stats.uploads == sum(r.reported for r in sim.history) == out.get("uploaded", 0)
     assert not sim.secagg.sessions  # nobody is left waiting on a closed round
