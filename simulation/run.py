@@ -206,7 +206,7 @@ class Simulation:
 
         end = self.clock.start + self.cfg.hours * 3600.0
         for i in range(self.cfg.devices):
-            self.queue.schedule(self.clock.now + self.rng.uniform(0, self.cfg.online_spread_s), "arrive", i)
+            self.arrive_at(i, self.clock.now + self.rng.uniform(0, self.cfg.online_spread_s))
         self.queue.schedule(self.clock.now, "tick")
         bar = tqdm(total=round(self.cfg.hours, 2), unit="virtual h", disable=None if self.cfg.progress else True,
                    leave=False, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} virtual h [{elapsed}]")
@@ -249,16 +249,25 @@ class Simulation:
         return self.coordinator.tasks[TASK_ID].state != "active"
 
     # -- a device's actions -------------------------------------------------------------------
+    def arrive_at(self, i: int, at: float, poll: int | None = None) -> None:
+        """The device's next check-in, at ``at`` (``poll``: the held long poll this return ends).
+        A phone's job scheduler runs the check-in only while its constraints (charging, idle,
+        unmetered) hold: if they do not at ``at``, it runs once they next do, decided now (one
+        event, not a wake-up that finds them unmet and then another), and never if they never do."""
+        if self.cfg.phone_scheduler:
+            elapsed = at - self.clock.start
+            if not self.population.available(i, elapsed, self.rng):
+                later = self.population.next_available(i, elapsed, self.rng)
+                if not math.isfinite(later):
+                    return
+                at = self.clock.start + later
+        self.queue.schedule(at, "arrive", i, poll)
+
     def _check_in(self, i: int) -> None:
         now = self.clock.now
         elapsed = now - self.clock.start
-        up = self.population.available(i, elapsed, self.rng)
-        if not up and self.cfg.phone_scheduler:
-            # A phone's job scheduler runs the check-in only while its constraints hold.
-            later = self.population.next_available(i, elapsed, self.rng)
-            if math.isfinite(later):
-                self.queue.schedule(self.clock.start + later, "arrive", i)
-            return
+        # A phone checks in only when its constraints hold (`arrive_at`); a board whatever its state.
+        up = self.cfg.phone_scheduler or self.population.available(i, elapsed, self.rng)
         s = self.stats
         s.checkins += 1
         by_hour, hour = s.checkins_by_hour, int(elapsed // 3600)
@@ -274,7 +283,7 @@ class Simulation:
             # Held until a round opens (or a slot frees), else back at its retry time once the
             # poll has ended: that arrival is scheduled now, and a wake-up cancels it.
             ends = now + hold
-            self.queue.schedule(max(resp.retry_at, ends + 1.0), "arrive", i, self.polls.hold(i, req, now, ends))
+            self.arrive_at(i, max(resp.retry_at, ends + 1.0), self.polls.hold(i, req, now, ends))
             return
         self._answered(i, resp)
 
@@ -292,7 +301,7 @@ class Simulation:
     def _answered(self, i: int, resp) -> None:
         now, s = self.clock.now, self.stats
         if resp.outcome != "assigned":
-            self.queue.schedule(max(resp.retry_at, now + 1.0), "arrive", i)
+            self.arrive_at(i, max(resp.retry_at, now + 1.0))
             return
         s.assigned += 1
         a = resp.assignment
@@ -310,11 +319,11 @@ class Simulation:
         done = trained_at + self.work.payload_size(a) / self.population.up_bps[i]
         if self.rng.random() < self.population.dropout:
             s.dropped += 1  # vanished while training: back once it would have finished
-            self.queue.schedule(done + self.rng.uniform(0, 600), "arrive", i)
+            self.arrive_at(i, done + self.rng.uniform(0, 600))
             return
         if done > a.report_deadline - SAFETY_MARGIN_S:
             s.abandoned += 1  # a real device checks this before training and gives the round up
-            self.queue.schedule(done, "arrive", i)
+            self.arrive_at(i, done)
             return
         payload, meta = self.work.update(i, a, examples)
         self.queue.schedule(done, "upload", i, (a, payload, meta))
@@ -323,7 +332,7 @@ class Simulation:
         vanishes = self.rng.random() < self.population.dropout  # drawn as for a plain round
         if trained_at > a.report_deadline - SAFETY_MARGIN_S:
             self.stats.abandoned += 1
-            self.queue.schedule(trained_at, "arrive", i)
+            self.arrive_at(i, trained_at)
             return
         self.secagg.start(i, a, trained_at, self.work.result(i, a, examples) if not vanishes else None, vanishes)
 
@@ -368,7 +377,7 @@ class Simulation:
             again = now + outcome.retry_after_s + len(payload) / self.population.up_bps[i]
             self.queue.schedule(again, "upload", i, (a, payload, meta, outcome.retry))
             return
-        self.queue.schedule(now, "arrive", i)  # straight back (done or given up), as `fedge device` does
+        self.arrive_at(i, now)  # straight back (done or given up), as `fedge device` does
 
     def _deliver(self, i: int, a: Assignment, payload: bytes, meta: UploadMeta) -> None:
         """The update reaches the gateway."""

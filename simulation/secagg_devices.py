@@ -150,4 +150,4 @@ class SecAggDevices:
     def _finish(self, session: Session, outcome: str, back_at: float | None = None) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         self.sessions.pop(session.device, None)
-        self.sim.queue.schedule(max(back_at or 0.0, self.sim.clock.now), "arrive", session.device)
+        self.sim.arrive_at(session.device, max(back_at or 0.0, self.sim.clock.now))

@@ -14,7 +14,9 @@ class PopulationRecord:
     require_attestation: bool = False
 
 
-@dataclass(frozen=True)
+# Slotted: a simulation holds a million of them and the gateway's cache up to 200,000; without
+# a __dict__ apiece one is a third of the memory and one cache line fewer to read.
+@dataclass(frozen=True, slots=True)
 class DeviceRecord:
     device_id: str
     population: str
