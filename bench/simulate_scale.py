@@ -15,6 +15,7 @@ on phones; pace steering on; goal 100 reports a round):
   100k-1h-x2  the same under seeds 0 and 1 at once (`--seeds 2 --jobs 2`): a simulation is one
               process, so on 2 cores a sweep of two is how both work
   1m-2h-x2    1m-2h under two seeds at once
+  100k-6h-x2  100,000 devices, 6 virtual hours, two seeds at once (the pool's start-up a smaller share)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SCENARIOS = {
     "100k-1h": (["--devices", "100000", "--hours", "1", "--system-only"], 100_000),
     "100k-1h-x2": (["--devices", "100000", "--hours", "1", "--system-only", "--seeds", "2", "--jobs", "2"], 100_000),
     "1m-2h-x2": (["--devices", "1000000", "--hours", "2", "--system-only", "--seeds", "2", "--jobs", "2"], 100_000),
+    "100k-6h-x2": (["--devices", "100000", "--hours", "6", "--system-only", "--seeds", "2", "--jobs", "2"], 100_000),
     "100k-train": (["--devices", "100000", "--hours", "48", "--dataset", "digits:x100", "--partition", "iid"], 100),
 }
 
