@@ -53,3 +53,15 @@ def test_the_example_trace_drives_availability(tmp_path):
     rng = np.random.default_rng(0)
     a, b = pop.windows[0][0]
     assert pop.available(0, (a + b) / 2, rng) and not pop.available(0, b + 1.0, rng)
+
+
+def test_the_geometric_draw_has_its_distributions_mean():
+    import random
+
+    from simulation.population import geometric
+
+    rng = random.Random(4)
+    draws = [geometric(0.03, rng) for _ in range(20_000)]
+    assert min(draws) >= 1 and abs(np.mean(draws) - 1 / 0.03) < 0.05 / 0.03  # mean 1/p, within 5%
+    assert {geometric(1.0, rng) for _ in range(100)} == {1}
+    assert np.mean([geometric(0.5, rng) == 1 for _ in range(20_000)]) == pytest.approx(0.5, abs=0.02)

@@ -188,6 +188,23 @@ def test_phones_check_in_only_during_their_charging_window(digits_tflite):
     assert sum(n for h, n in hours.items() if h not in (1, 2)) == 0 and sim.stats.ineligible_checkins == 0
 
 
+def test_a_daytime_charge_runs_a_phones_check_in(digits_tflite):
+    # A phone sent back outside its window is scheduled at its next window or at a daytime
+    # charge (each hour with the `daytime` chance), whichever comes first, and checks in then.
+    settings = read_population(None)
+    settings["availability"].update(timezones=[0], night_start_h=1.0, night_start_sd_h=0.0, night_hours=2.0,
+                                    night_hours_sd=0.0, daytime=0.05)
+    pop = Population.sample(settings, 200, np.random.default_rng(0))
+    sim = Simulation(SimConfig(devices=200, hours=6.0, system_only=True, progress=False), digits_tflite,
+                     {**TASK, "rounds": 10_000}, pop)
+    sim.run()
+    # Hours after the window (01:00-03:00 UTC) and the first return past its end: about 0.05 x
+    # 200 phones an hour charge in daylight. A phone that drew its chance again on waking
+    # checked in 5% of those times (none in these two hours).
+    daytime = sum(n for h, n in sim.stats.checkins_by_hour.items() if h >= 4)
+    assert daytime >= 10 and sim.stats.ineligible_checkins == 0
+
+
 def test_pace_steering_off_brings_devices_back_on_a_fixed_beat(digits_tflite):
     """Off, every device polls every fixed_retry_s, eligible or not; on, the coordinator's
     answer decides: an ineligible device (not charging, say) is sent away for
