@@ -97,7 +97,8 @@ class EventQueue:
 
     def waiting(self, kind: str) -> int:
         """Events of this kind still to come (a run that ends may leave uploads on their way)."""
-        return sum(ev[2] == kind for ev in self._heap) + sum(ev[2] == kind for evs in self._later.values() for ev in evs)
+        later = sum(ev[2] == kind for evs in self._later.values() for ev in evs)
+        return sum(ev[2] == kind for ev in self._heap) + later
 
     def __len__(self) -> int:
         return len(self._heap) + self._pending
