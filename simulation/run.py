@@ -109,8 +109,8 @@ class SimStats:
     @property
     def device_requests(self) -> int:
         """What the devices sent or fetched: check-ins, blob downloads, uploads (taken, refused,
-        or a retry of one taken). The queue's events also count second looks after a wake-up, phones waking to
-        find their constraints unmet, and the driver's ticks."""
+        or a retry of one taken). The queue's events also count second looks after a wake-up
+        and the driver's ticks."""
         return (self.checkins + self.downloads + self.uploads + self.duplicate_uploads
                 + sum(self.refused.values()))
 

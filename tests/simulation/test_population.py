@@ -1,10 +1,12 @@
 """Population models (simulation/population.py): the file's keys over the defaults, bad input
 named, availability by local time, and the shipped example trace."""
 
+import random
+
 import numpy as np
 import pytest
 
-from simulation.population import Population, read_population, write_example_trace
+from simulation.population import Population, geometric, read_population, write_example_trace
 
 
 def test_defaults_and_a_file_that_changes_some_keys(tmp_path):
@@ -56,10 +58,6 @@ def test_the_example_trace_drives_availability(tmp_path):
 
 
 def test_the_geometric_draw_has_its_distributions_mean():
-    import random
-
-    from simulation.population import geometric
-
     rng = random.Random(4)
     draws = [geometric(0.03, rng) for _ in range(20_000)]
     assert min(draws) >= 1 and abs(np.mean(draws) - 1 / 0.03) < 0.05 / 0.03  # mean 1/p, within 5%

@@ -56,7 +56,7 @@ def test_the_simulated_path_is_the_served_path(digits_tflite):
 def test_device_requests_are_what_the_gateway_was_asked(digits_tflite):
     """The summary's device requests: check-ins (first looks), blob downloads (through the
     gateway's blob access, as the download handler's), uploads taken or refused; the queue's
-    events also count phones waking to find their constraints unmet and ticks."""
+    events also count second looks after a wake-up and ticks."""
     sim = Simulation(SimConfig(devices=30, hours=3.0, seed=1, system_only=True, progress=False), digits_tflite,
                      TASK, _population(30))
     gateway, calls = sim.coordinator.gateway, {"checkin": 0, "assigned": 0, "upload": 0, "download": 0, "bytes": 0}
@@ -175,14 +175,20 @@ def test_devices_that_are_never_available_never_train(digits_tflite):
     assert all(r.state == "failed" for r in boards.history)
 
 
-def test_phones_check_in_only_during_their_charging_window(digits_tflite):
+def _night_window_run(model: bytes, devices: int, daytime: float) -> Simulation:
+    """Phones in one time zone charging 01:00-03:00 UTC, over 6 virtual hours of a task that never ends."""
     settings = read_population(None)
     settings["availability"].update(timezones=[0], night_start_h=1.0, night_start_sd_h=0.0, night_hours=2.0,
-                                    night_hours_sd=0.0, daytime=0.0)
-    pop = Population.sample(settings, 20, np.random.default_rng(0))
-    sim = Simulation(SimConfig(devices=20, hours=6.0, system_only=True, progress=False), digits_tflite,
+                                    night_hours_sd=0.0, daytime=daytime)
+    pop = Population.sample(settings, devices, np.random.default_rng(0))
+    sim = Simulation(SimConfig(devices=devices, hours=6.0, system_only=True, progress=False), model,
                      {**TASK, "rounds": 10_000}, pop)
     sim.run()
+    return sim
+
+
+def test_phones_check_in_only_during_their_charging_window(digits_tflite):
+    sim = _night_window_run(digits_tflite, 20, daytime=0.0)
     hours = sim.stats.checkins_by_hour
     assert hours.get(1, 0) > 0 and hours.get(2, 0) > 0  # 01:00 to 03:00 UTC
     assert sum(n for h, n in hours.items() if h not in (1, 2)) == 0 and sim.stats.ineligible_checkins == 0
@@ -191,13 +197,7 @@ def test_phones_check_in_only_during_their_charging_window(digits_tflite):
 def test_a_daytime_charge_runs_a_phones_check_in(digits_tflite):
     # A phone sent back outside its window is scheduled at its next window or at a daytime
     # charge (each hour with the `daytime` chance), whichever comes first, and checks in then.
-    settings = read_population(None)
-    settings["availability"].update(timezones=[0], night_start_h=1.0, night_start_sd_h=0.0, night_hours=2.0,
-                                    night_hours_sd=0.0, daytime=0.05)
-    pop = Population.sample(settings, 200, np.random.default_rng(0))
-    sim = Simulation(SimConfig(devices=200, hours=6.0, system_only=True, progress=False), digits_tflite,
-                     {**TASK, "rounds": 10_000}, pop)
-    sim.run()
+    sim = _night_window_run(digits_tflite, 200, daytime=0.05)
     # Hours after the window (01:00-03:00 UTC) and the first return past its end: about 0.05 x
     # 200 phones an hour charge in daylight. A phone that drew its chance again on waking
     # checked in 5% of those times (none in these two hours).
