@@ -12,6 +12,7 @@ every other one is later than all of them."""
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from typing import Any, NamedTuple
 
@@ -19,9 +20,10 @@ BUCKET_S = 1.0  # a tick: about a hundred to a thousand events each at 100,000 t
 
 
 class Event(NamedTuple):
-    """A tuple that is its own heap entry: tuples compare in C, and ``seq`` is unique, so the
-    comparison never reaches ``kind`` or ``data`` (one object per event, not two: the queue
-    is on the path of every simulated event)."""
+    """An event's fields. The queue keeps and hands out plain tuples of them (the run loop
+    unpacks them; making a named tuple costs 0.15 us more, on the path of every simulated
+    event); `pop` names them. A tuple is its own heap entry: tuples compare in C, and ``seq``
+    is unique, so the comparison never reaches ``kind`` or ``data``."""
 
     at: float
     seq: int
@@ -30,37 +32,32 @@ class Event(NamedTuple):
     data: Any = None
 
 
-# Event(...) runs the named tuple's Python-level __new__ (its defaults); the queue, which
-# passes every field, makes the tuple directly.
-_new_event = tuple.__new__
 _heappush, _heappop = heapq.heappush, heapq.heappop
 
 
 class EventQueue:
     def __init__(self, bucket_s: float = BUCKET_S) -> None:
         self.bucket_s = bucket_s
-        self._heap: list[Event] = []  # the events of buckets up to `_current`
+        self._heap: list[tuple] = []  # the events of buckets up to `_current`
         # Buckets are `at // bucket_s`, a whole-valued float.
-        self._later: dict[float, list[Event]] = {}  # bucket -> its events, for buckets after `_current`
+        self._later: dict[float, list[tuple]] = {}  # bucket -> its events, for buckets after `_current`
         self._later_keys: list[float] = []  # a heap of `_later`'s buckets
         self._current = -math.inf
-        self._pending = 0  # events in `_later`
-        self._seq = 0
+        self._seq = itertools.count()
         self.processed = 0
 
     def schedule(self, at: float, kind: str, device: int = -1, data: Any = None) -> None:
-        self._seq += 1
-        ev = _new_event(Event, (at, self._seq, kind, device, data))
+        ev = (at, next(self._seq), kind, device, data)
         bucket = at // self.bucket_s
         if bucket <= self._current:
             _heappush(self._heap, ev)
             return
         later = self._later.get(bucket)
         if later is None:
-            self._later[bucket] = later = []
+            self._later[bucket] = [ev]
             _heappush(self._later_keys, bucket)
-        later.append(ev)
-        self._pending += 1
+        else:
+            later.append(ev)
 
     def _refill(self) -> bool:
         """Move the next bucket's events into the (empty) heap; False when there are none."""
@@ -68,7 +65,6 @@ class EventQueue:
             return False
         self._current = _heappop(self._later_keys)
         self._heap = self._later.pop(self._current)
-        self._pending -= len(self._heap)
         heapq.heapify(self._heap)
         return True
 
@@ -76,10 +72,11 @@ class EventQueue:
         if not self._heap and not self._refill():
             raise IndexError("pop from an empty event queue")
         self.processed += 1
-        return _heappop(self._heap)
+        return Event._make(_heappop(self._heap))
 
-    def pop_until(self, end: float) -> Event | None:
-        """The next event if it is due by ``end`` (the run loop's one call per event), else None."""
+    def pop_until(self, end: float) -> tuple | None:
+        """The next event, a plain tuple of `Event`'s fields, if it is due by ``end`` (the run
+        loop's one call per event), else None."""
         heap = self._heap
         if not heap:
             if not self._refill():
@@ -101,4 +98,4 @@ class EventQueue:
         return sum(ev[2] == kind for ev in self._heap) + later
 
     def __len__(self) -> int:
-        return len(self._heap) + self._pending
+        return len(self._heap) + sum(map(len, self._later.values()))

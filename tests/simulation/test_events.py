@@ -54,8 +54,8 @@ def test_pop_until_leaves_later_events_in_the_queue():
     q = EventQueue(1.0)
     for at in (3.5, 0.5, 10.0):
         q.schedule(at, "k")
-    assert [q.pop_until(5.0).at, q.pop_until(5.0).at, q.pop_until(5.0)] == [0.5, 3.5, None]
-    assert len(q) == 1 and q.processed == 2 and q.pop_until(10.0).at == 10.0
+    assert [q.pop_until(5.0)[0], q.pop_until(5.0)[0], q.pop_until(5.0)] == [0.5, 3.5, None]
+    assert len(q) == 1 and q.processed == 2 and q.pop_until(10.0)[0] == 10.0
 
 
 def test_virtual_time_only_moves_forward():
@@ -70,5 +70,5 @@ def test_waiting_counts_a_kind_in_the_current_and_later_buckets():
     q = EventQueue(1.0)
     for at, kind in ((0.2, "upload"), (0.7, "arrive"), (0.9, "upload"), (7.0, "upload"), (9.0, "tick")):
         q.schedule(at, kind)
-    assert q.pop_until(0.5).kind == "upload"  # the first bucket is now the heap
+    assert q.pop_until(0.5)[2] == "upload"  # the first bucket is now the heap
     assert (q.waiting("upload"), q.waiting("arrive"), q.waiting("tick"), q.waiting("x")) == (2, 1, 1, 0)
