@@ -18,6 +18,7 @@ WINDOW_S = 300.0
 @dataclass
 class _Bucket:
     start: float
+    end: float
     outcomes: Counter = field(default_factory=Counter)
     clauses: Counter = field(default_factory=Counter)
 
@@ -26,20 +27,27 @@ class CheckinActivity:
     def __init__(self, bucket_s: float = BUCKET_S, window_s: float = WINDOW_S):
         self.bucket_s, self.window_s = bucket_s, window_s
         self._buckets: dict[str, deque[_Bucket]] = {}
+        self._latest: dict[str, _Bucket] = {}  # each population's newest bucket
 
     def record(self, population: str, outcome: str, now: float, failed_clauses: list[str] = ()) -> None:
+        bucket = self._latest.get(population)
+        if bucket is None or now >= bucket.end:  # every check-in: one lookup and a compare
+            bucket = self._advance(population, now)
+        bucket.outcomes[outcome] += 1
+        if failed_clauses:
+            bucket.clauses.update(failed_clauses)
+
+    def _advance(self, population: str, now: float) -> _Bucket:
+        """The population's bucket for ``now``, opened now; buckets out of the window go."""
         buckets = self._buckets.get(population)
         if buckets is None:
             self._buckets[population] = buckets = deque()
         start = now - now % self.bucket_s
-        if not buckets or buckets[-1].start < start:
-            buckets.append(_Bucket(start))
-            while buckets and buckets[0].start <= now - self.window_s - self.bucket_s:
-                buckets.popleft()
-        bucket = buckets[-1]
-        bucket.outcomes[outcome] += 1
-        if failed_clauses:
-            bucket.clauses.update(failed_clauses)
+        buckets.append(_Bucket(start, start + self.bucket_s))
+        while buckets and buckets[0].start <= now - self.window_s - self.bucket_s:
+            buckets.popleft()
+        self._latest[population] = buckets[-1]
+        return buckets[-1]
 
     def summary(self, population: str, now: float) -> dict:
         """Counts over the last ``window_s`` (less while the process is younger)."""

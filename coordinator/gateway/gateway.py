@@ -27,7 +27,7 @@ from coordinator.gateway.evaluation import EvaluationReports
 from coordinator.gateway.intake_kinds import GatewayIntakes
 from coordinator.gateway.intakes import IntakeParts, SyncIntake
 from coordinator.gateway.offers import SELECTING_HINT_TTL_S, RoundHints
-from coordinator.gateway.pace import PaceConfig, PaceInputs, due_back, jittered, retry_window
+from coordinator.gateway.pace import PaceConfig, PaceSteering, due_back, jittered
 from coordinator.gateway.registration import Registration
 from coordinator.gateway.secagg_messages import SecAggMessages
 from coordinator.gateway.steps import PendingAssignment, PendingUpload, RoundSignals
@@ -56,7 +56,7 @@ class DeviceGateway:
         self.rng = rng or random.Random()
         self.checkin_limit = TokenBuckets(checkin_rate, checkin_rate * 2, "check-ins")
         self.activity = CheckinActivity()  # recent check-ins per population, for the operator page
-        self.pace_inputs = PaceInputs(store)  # (devices present, round period) per task
+        self.pace_steering = PaceSteering(store, pace, lambda task: self.intake(task).wanted(task))
         self._device_cache: dict[str, DeviceRecord] = {}  # see _device
         # last_seen of devices that checked in since the last flush: one transaction per tick
         # instead of a write per check-in (it only sizes pace steering; nothing acknowledged).
@@ -165,9 +165,7 @@ class DeviceGateway:
         return self._arrival(device, rate_limited, p.now, CheckinResponse("assigned", assignment=assignment))
 
     def _no_slot(self, task: Task, now: float) -> CheckinResponse:
-        population, period = self.pace_inputs(task, now)
-        return self._retry(now, retry_window(population, period, self.intake(task).wanted(task), self.pace),
-                           "no_slot")
+        return self._retry(now, self.pace_steering.window(task, now), "no_slot")
 
     def _arrival(self, device, first_look: bool, now: float, resp: CheckinResponse,
                  failed_clauses=()) -> CheckinResponse:

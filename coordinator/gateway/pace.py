@@ -73,21 +73,36 @@ def due_back(now: float, back: float) -> float:
     return back + max(PRESENCE_GRACE_S, PRESENCE_GRACE * (back - now))
 
 
-class PaceInputs:
-    """(devices of the population present, the task's round period), worked out at most once
-    every INPUTS_TTL_S per task: a COUNT(*) on every no-slot check-in was the check-in path's largest
-    cost. Counting the devices merely seen in the last max_retry_s instead had a fleet's
-    leftovers of earlier runs stretch every retry time past the selection window."""
+class PaceSteering:
+    """Pace steering's answer for a task: the retry window of ``retry_window`` and its inputs
+    (devices of the population present, the task's round period), worked out together at most
+    once every INPUTS_TTL_S per task. A COUNT(*) on every no-slot check-in was the check-in
+    path's largest cost; working the window out again on every one was a quarter of the
+    answer after that. Counting the devices merely seen in the last max_retry_s instead had a
+    fleet's leftovers of earlier runs stretch every retry time past the selection window.
 
-    def __init__(self, store):
-        self.store = store
-        self._cache: dict[str, tuple[float, tuple[int, float]]] = {}
+    ``wanted(task)``: how many devices the task's round (or version) takes; fixed per task."""
 
-    def __call__(self, task, now: float) -> tuple[int, float]:
-        counted_at, inputs = self._cache.get(task.task_id, (-1e18, (0, 0.0)))
-        if now - counted_at >= INPUTS_TTL_S:
-            opened = [r.opened_at for r in self.store.recent_rounds(task.task_id, PERIOD_ROUNDS)]
-            inputs = (self.store.count_present(now, task.population),
-                      round_period(opened, task.config.selection_window_s))
-            self._cache[task.task_id] = (now, inputs)
-        return inputs
+    def __init__(self, store, cfg: PaceConfig, wanted):
+        self.store, self.cfg, self.wanted = store, cfg, wanted
+        self._cache: dict[str, tuple[float, tuple[int, float], float]] = {}  # task -> (when, inputs, window)
+
+    def window(self, task, now: float) -> float:
+        """How long a device with no slot is sent away for, before jitter."""
+        cached = self._cache.get(task.task_id)
+        if cached is None or now - cached[0] >= INPUTS_TTL_S:
+            cached = self._count(task, now)
+        return cached[2]
+
+    def inputs(self, task, now: float) -> tuple[int, float]:
+        """(devices of the population present, the task's round period)."""
+        cached = self._cache.get(task.task_id)
+        if cached is None or now - cached[0] >= INPUTS_TTL_S:
+            cached = self._count(task, now)
+        return cached[1]
+
+    def _count(self, task, now: float) -> tuple[float, tuple[int, float], float]:
+        opened = [r.opened_at for r in self.store.recent_rounds(task.task_id, PERIOD_ROUNDS)]
+        inputs = (self.store.count_present(now, task.population), round_period(opened, task.config.selection_window_s))
+        cached = self._cache[task.task_id] = (now, inputs, retry_window(*inputs, self.wanted(task), self.cfg))
+        return cached

@@ -71,7 +71,7 @@ def _population(c: Coordinator, name: str, now: float) -> dict:
     if active:
         # Pace steering spreads returns so that SAFETY x K devices arrive per round period
         # (coordinator.gateway.pace), as long as the retry window is inside its clamps.
-        _, period = c.gateway.pace_inputs(active[0], now)
+        _, period = c.gateway.pace_steering.inputs(active[0], now)
         aimed = SAFETY * active[0].config.target_selected / max(period, 1e-9)
     return {"name": name, "registered": c.store.count_devices(name),
             "seen_last_hour": c.store.count_seen(now - 3600.0, name),

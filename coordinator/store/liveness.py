@@ -8,6 +8,7 @@ at a million devices, made once every few seconds)."""
 from __future__ import annotations
 
 import threading
+from array import array
 
 import numpy as np
 
@@ -17,8 +18,10 @@ class DeviceLiveness:
         self._slot: dict[str, int] = {}  # device id -> index into the arrays
         self._population: dict[str, int] = {}  # population name -> code
         self._codes = np.zeros(capacity, np.int32)
-        self._last_seen = np.zeros(capacity, np.float64)
-        self._due = np.zeros(capacity, np.float64)
+        # Python arrays, which numpy reads in place for the counts: storing one float into an
+        # array.array takes 0.04 us, into a numpy array 0.2 (a touch stores two a device).
+        self._last_seen = array("d", bytes(8 * capacity))
+        self._due = array("d", bytes(8 * capacity))
         self._lock = threading.Lock()  # the served coordinator touches from its intake thread
 
     def add(self, devices: list[tuple[str, str, float, float]]) -> None:
@@ -33,14 +36,15 @@ class DeviceLiveness:
             self._slot.update(zip(ids, range(n, n + len(devices))))
             codes = self._population
             self._codes[n:n + len(devices)] = [codes.setdefault(p, len(codes)) for p in populations]
-            self._last_seen[n:n + len(devices)] = last_seen
-            self._due[n:n + len(devices)] = due
+            self._last_seen[n:n + len(devices)] = array("d", last_seen)
+            self._due[n:n + len(devices)] = array("d", due)
 
     def _grow(self, n: int) -> None:
         if n > len(self._codes):
             size = max(n, 2 * len(self._codes))
-            self._codes, self._last_seen, self._due = (np.resize(a, size) for a in
-                                                       (self._codes, self._last_seen, self._due))
+            self._codes = np.resize(self._codes, size)
+            for times in (self._last_seen, self._due):
+                times.frombytes(bytes(8 * (size - len(times))))
 
     def touch(self, seen: dict[str, tuple[float, float]]) -> None:
         """(last_seen, due) of devices that checked in; ids not registered are ignored (as the
@@ -57,7 +61,7 @@ class DeviceLiveness:
 
     def of(self, device_id: str) -> tuple[float, float] | None:
         k = self._slot.get(device_id)
-        return None if k is None else (float(self._last_seen[k]), float(self._due[k]))
+        return None if k is None else (self._last_seen[k], self._due[k])
 
     def _in(self, population: str, n: int) -> np.ndarray:
         code = self._population.get(population)
@@ -67,10 +71,11 @@ class DeviceLiveness:
         """Devices of the population whose due time has not passed."""
         with self._lock:  # a registration may grow the arrays meanwhile (the served store's threads)
             n = len(self._slot)
-            return int(np.count_nonzero(self._in(population, n) & (self._due[:n] >= now)))
+            due = np.frombuffer(self._due, np.float64, n)
+            return int(np.count_nonzero(self._in(population, n) & (due >= now)))
 
     def count_seen(self, since: float, population: str | None = None) -> int:
         with self._lock:
             n = len(self._slot)
-            seen = self._last_seen[:n] >= since
+            seen = np.frombuffer(self._last_seen, np.float64, n) >= since
             return int(np.count_nonzero(seen if population is None else seen & self._in(population, n)))

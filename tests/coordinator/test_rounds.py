@@ -339,7 +339,7 @@ async def test_devices_that_stopped_checking_in_stop_counting_for_pace_steering(
     for _ in range(2):  # the second time, pace steering counts them: realistic retry times
         answers = [await (await harness.checkin(d)).json() for d in gone]
         flush()
-    assert c.gateway.pace_inputs(task, c.clock())[0] >= 58
+    assert c.gateway.pace_steering.inputs(task, c.clock())[0] >= 58
     longest = max(a["retry_at"] for a in answers if a["outcome"] == "retry") - c.clock()
     assert longest > 5.0
     # None of them comes back; a while after the last one was due, a new device checks in.
@@ -347,7 +347,7 @@ async def test_devices_that_stopped_checking_in_stop_counting_for_pace_steering(
     here = await harness.register()
     body = await (await harness.checkin(here)).json()
     flush()
-    assert c.gateway.pace_inputs(task, c.clock())[0] <= 3  # the new device, at most two in their round
+    assert c.gateway.pace_steering.inputs(task, c.clock())[0] <= 3  # the new device, at most two in their round
     assert c.store.count_devices("pop") == 61  # registered, and costing nothing
     if body["outcome"] == "retry":
         assert body["retry_at"] - c.clock() < longest / 4
