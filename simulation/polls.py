@@ -11,6 +11,7 @@ wake-up walks only the last `long_poll_s` seconds of polls and nothing is delete
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from typing import Any
 
@@ -21,17 +22,19 @@ class LongPolls:
         # (second it began in, {device: (its request, when the poll ends, the poll's number)})
         self._buckets: deque[tuple[float, dict[int, tuple[Any, float, int]]]] = deque()
         self._cancelled: set[int] = set()  # polls woken before their return came
-        self._count = 0
+        self._numbers = itertools.count(1)
+        self._second, self._newest = None, {}  # the newest bucket's second and polls
 
     def hold(self, device: int, request: Any, now: float, ends: float) -> int:
         """A poll from ``now`` to ``ends``; its number (the scheduled return carries it)."""
-        self._count += 1
+        poll = next(self._numbers)
         second = now // 1.0
-        if not self._buckets or self._buckets[-1][0] != second:
+        if second != self._second:
             self._expire(now)
-            self._buckets.append((second, {}))
-        self._buckets[-1][1][device] = (request, ends, self._count)
-        return self._count
+            self._second, self._newest = second, {}
+            self._buckets.append((second, self._newest))
+        self._newest[device] = (request, ends, poll)
+        return poll
 
     def _expire(self, now: float) -> None:
         # A poll that began in second s ends before s + 1 + long_poll_s.

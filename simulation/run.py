@@ -176,6 +176,7 @@ class Simulation:
                               self.stats, data)
         self.target_reached_s: float | None = None
         self.polls = LongPolls(cfg.long_poll_s)
+        self._phone = cfg.phone_scheduler  # read on every check-in
         # The check-in of a device that holds no blob yet (most of a large population): made once.
         self._empty_handed = {up: CheckinRequest(_AVAILABLE if up else _UNAVAILABLE, (), cfg.long_poll_s)
                               for up in (True, False)}
@@ -211,14 +212,15 @@ class Simulation:
         bar = tqdm(total=round(self.cfg.hours, 2), unit="virtual h", disable=None if self.cfg.progress else True,
                    leave=False, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} virtual h [{elapsed}]")
         shown, show_at = 0.0, self.clock.start + 36.0  # the bar moves every 0.01 virtual hours
-        clock, pop_until = self.clock, self.queue.pop_until
-        self._gateway_checkin = self.coordinator.gateway.checkin  # bound once: every check-in calls it
+        # Bound once: every event passes here, and most are check-ins.
+        clock, pop_until, returns, check_in = self.clock, self.queue.pop_until, self.polls.returns, self._check_in
+        self._gateway_checkin = self.coordinator.gateway.checkin
         while (ev := pop_until(end)) is not None:
             at, _, kind, device, data = ev
             clock.now = at  # the queue hands events out in time order (clock.advance_to's check)
             if kind == "arrive":
-                if data is None or self.polls.returns(data):
-                    self._check_in(device)
+                if data is None or returns(data):
+                    check_in(device)
             elif kind == "tick":
                 self.coordinator.tick()
                 self.secagg.after_tick()
@@ -254,7 +256,7 @@ class Simulation:
         A phone's job scheduler runs the check-in only while its constraints (charging, idle,
         unmetered) hold: if they do not at ``at``, it runs once they next do, decided now (one
         event, not a wake-up that finds them unmet and then another), and never if they never do."""
-        if self.cfg.phone_scheduler:
+        if self._phone:
             elapsed = at - self.clock.start
             if not self.population.available(i, elapsed, self.rng):
                 later = self.population.next_available(i, elapsed, self.rng)
@@ -267,7 +269,7 @@ class Simulation:
         now = self.clock.now
         elapsed = now - self.clock.start
         # A phone checks in only when its constraints hold (`arrive_at`); a board whatever its state.
-        up = self.cfg.phone_scheduler or self.population.available(i, elapsed, self.rng)
+        up = self._phone or self.population.available(i, elapsed, self.rng)
         s = self.stats
         s.checkins += 1
         by_hour, hour = s.checkins_by_hour, int(elapsed // 3600)
@@ -278,13 +280,16 @@ class Simulation:
         req = (CheckinRequest(_AVAILABLE if up else _UNAVAILABLE, tuple(held), self.cfg.long_poll_s) if held else
                self._empty_handed[up])
         resp = self._gateway_checkin(self.records[i], req)
-        hold = min(self.cfg.long_poll_s, resp.retry_at - now) if resp.outcome == "retry" else 0.0
-        if resp.reason == "no_slot" and hold > 0:
-            # Held until a round opens (or a slot frees), else back at its retry time once the
-            # poll has ended: that arrival is scheduled now, and a wake-up cancels it.
-            ends = now + hold
-            self.arrive_at(i, max(resp.retry_at, ends + 1.0), self.polls.hold(i, req, now, ends))
-            return
+        if resp.reason == "no_slot":
+            # Held until a round opens (or a slot frees) or its retry time, else back at its
+            # retry time once the poll has ended: that arrival is scheduled now, and a wake-up
+            # cancels it. (Conditionals: min and max are calls.)
+            back, ends = resp.retry_at, now + self.cfg.long_poll_s
+            if back < ends:
+                ends = back
+            if ends > now:
+                self.arrive_at(i, back if back >= ends + 1.0 else ends + 1.0, self.polls.hold(i, req, now, ends))
+                return
         self._answered(i, resp)
 
     def _round_opened(self, task_id: str) -> None:
