@@ -41,17 +41,15 @@ from __future__ import annotations
 
 import csv
 import math
-import random
 import tomllib
-from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from device_runtime.fleet.availability import read_trace
+from simulation.availability import AlwaysAvailable, NightlyAvailability, TraceAvailability
 
-DAY_S = 86400.0
 
 DEFAULTS = {
     "availability": {"model": "diurnal", "timezones": [-8, -5, 0, 1, 5.5, 8, 9], "night_start_h": 23.0,
@@ -107,8 +105,9 @@ def read_population(path: str | None) -> dict:
 
 @dataclass
 class Population:
-    """Each device's sampled traits, as arrays indexed by device. A value: other settings
-    make another population (`dataclasses.replace`), not an edit of this one."""
+    """Each device's sampled traits, as arrays indexed by device, and ``availability``, the
+    availability model over them (`simulation.availability`). A value: other settings make
+    another population (`dataclasses.replace`), not an edit of this one."""
 
     settings: dict
     tz_h: np.ndarray  # UTC offset
@@ -121,14 +120,13 @@ class Population:
     windows: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # trace model
 
     def __post_init__(self) -> None:
-        # `available` runs on every simulated check-in: its per-device numbers as Python floats
-        # (an array.array item is one; a numpy scalar costs a few times more to index and add).
         a = self.settings["availability"]
-        self._model, self._daytime = a["model"], float(a["daytime"])
-        # A device's nightly window as (when it opens in seconds after midnight UTC, its length
-        # in seconds), side by side: one cache line and two float operations per check-in.
-        opens_s = np.mod(np.asarray(self.night_start_h, np.float64) - np.asarray(self.tz_h, np.float64), 24.0) * 3600.0
-        self._window = array("d", np.column_stack([opens_s, np.asarray(self.night_hours, np.float64) * 3600.0]).tobytes())
+        if a["model"] == "always":
+            self.availability = AlwaysAvailable()
+        elif a["model"] == "trace":
+            self.availability = TraceAvailability(self.windows)
+        else:
+            self.availability = NightlyAvailability(self.tz_h, self.night_start_h, self.night_hours, a["daytime"])
 
     @classmethod
     def sample(cls, settings: dict, n: int, rng: np.random.Generator) -> "Population":
@@ -150,36 +148,6 @@ class Population:
         windows = read_trace(a["trace"]) if a["model"] == "trace" else {}
         return cls(settings, tz, start, hours, example_s, slowdown, down, up, windows)
 
-    def available(self, device: int, elapsed_s: float, rng: random.Random) -> bool:
-        """Whether the device is charging, idle and on unmetered Wi-Fi ``elapsed_s`` after the
-        start (midnight UTC)."""
-        model = self._model
-        if model == "always":
-            return True
-        if model == "trace":
-            return any(a <= elapsed_s < b for a, b in self.windows.get(device, ()))
-        w, k = self._window, 2 * device
-        if (elapsed_s - w[k]) % DAY_S < w[k + 1]:  # into its window: seconds since it last opened
-            return True
-        return rng.random() < self._daytime
-
-    def next_available(self, device: int, elapsed_s: float, rng: random.Random) -> float:
-        """When (seconds from the start) the device next becomes eligible, after ``elapsed_s``:
-        a phone's job scheduler runs the check-in only once its constraints (charging, idle,
-        unmetered) hold, so an unavailable phone does not check in until then. inf: never."""
-        model = self._model
-        if model == "always":
-            return elapsed_s
-        if model == "trace":
-            starts = [a for a, b in self.windows.get(device, ()) if b > elapsed_s]
-            return max(elapsed_s, min(starts)) if starts else math.inf
-        until_night = (self._window[2 * device] - elapsed_s) % DAY_S
-        daytime = self._daytime
-        if daytime > 0:  # a daytime charge: each hour with this chance, at a random moment in it
-            sooner = (geometric(daytime, rng) - 1 + rng.random()) * 3600.0
-            until_night = min(until_night, sooner)
-        return elapsed_s + max(until_night, 1.0)
-
     @property
     def dropout(self) -> float:
         return float(self.settings["dropout"]["training"])
@@ -187,14 +155,6 @@ class Population:
     @property
     def upload_failure(self) -> float:
         return float(self.settings["network"]["upload_failure"])
-
-
-def geometric(p: float, rng: random.Random) -> int:
-    """Trials up to the first success, each a success with chance ``p`` (0 < p <= 1), from one
-    uniform draw (inverting the distribution function)."""
-    if p >= 1.0:
-        return 1
-    return int(math.log1p(-rng.random()) / math.log1p(-p)) + 1
 
 
 def write_example_trace(path: str | Path, devices: int = 20, days: int = 2, seed: int = 0) -> Path:

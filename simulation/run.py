@@ -177,6 +177,7 @@ class Simulation:
         self.target_reached_s: float | None = None
         self.polls = LongPolls(cfg.long_poll_s)
         self._phone = cfg.phone_scheduler  # read on every check-in
+        self.availability = population.availability
         # The check-in of a device that holds no blob yet (most of a large population): made once.
         self._empty_handed = {up: CheckinRequest(_AVAILABLE if up else _UNAVAILABLE, (), cfg.long_poll_s)
                               for up in (True, False)}
@@ -258,8 +259,8 @@ class Simulation:
         event, not a wake-up that finds them unmet and then another), and never if they never do."""
         if self._phone:
             elapsed = at - self.clock.start
-            if not self.population.available(i, elapsed, self.rng):
-                later = self.population.next_available(i, elapsed, self.rng)
+            if not self.availability.available(i, elapsed, self.rng):
+                later = self.availability.next_available(i, elapsed, self.rng)
                 if not math.isfinite(later):
                     return
                 at = self.clock.start + later
@@ -269,7 +270,7 @@ class Simulation:
         now = self.clock.now
         elapsed = now - self.clock.start
         # A phone checks in only when its constraints hold (`arrive_at`); a board whatever its state.
-        up = self._phone or self.population.available(i, elapsed, self.rng)
+        up = self._phone or self.availability.available(i, elapsed, self.rng)
         s = self.stats
         s.checkins += 1
         by_hour, hour = s.checkins_by_hour, int(elapsed // 3600)

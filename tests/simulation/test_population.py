@@ -1,12 +1,10 @@
 """Population models (simulation/population.py): the file's keys over the defaults, bad input
 named, availability by local time, and the shipped example trace."""
 
-import random
-
 import numpy as np
 import pytest
 
-from simulation.population import Population, geometric, read_population, write_example_trace
+from simulation.population import Population, read_population, write_example_trace
 
 
 def test_defaults_and_a_file_that_changes_some_keys(tmp_path):
@@ -38,12 +36,12 @@ def test_diurnal_availability_follows_each_devices_night():
     settings["availability"].update(timezones=[0], night_start_sd_h=0.0, night_hours_sd=0.0, daytime=0.0)
     pop = Population.sample(settings, 50, np.random.default_rng(1))
     rng = np.random.default_rng(2)
-    at = {h: sum(pop.available(i, h * 3600.0, rng) for i in range(50)) for h in (0, 3, 6, 12, 23)}
+    at = {h: sum(pop.availability.available(i, h * 3600.0, rng) for i in range(50)) for h in (0, 3, 6, 12, 23)}
     assert at[0] == at[3] == 50 and at[23] == 50  # 23:00 to 05:00 local time
     assert at[6] == at[12] == 0
     # Spread over time zones, about night_hours / 24 of the population is available at any hour.
     spread = Population.sample(read_population(None), 4000, np.random.default_rng(3))
-    share = np.mean([spread.available(i, 12 * 3600.0, rng) for i in range(4000)])
+    share = np.mean([spread.availability.available(i, 12 * 3600.0, rng) for i in range(4000)])
     assert 0.15 < share < 0.4
 
 
@@ -54,12 +52,4 @@ def test_the_example_trace_drives_availability(tmp_path):
     pop = Population.sample(settings, 5, np.random.default_rng(0))
     rng = np.random.default_rng(0)
     a, b = pop.windows[0][0]
-    assert pop.available(0, (a + b) / 2, rng) and not pop.available(0, b + 1.0, rng)
-
-
-def test_the_geometric_draw_has_its_distributions_mean():
-    rng = random.Random(4)
-    draws = [geometric(0.03, rng) for _ in range(20_000)]
-    assert min(draws) >= 1 and abs(np.mean(draws) - 1 / 0.03) < 0.05 / 0.03  # mean 1/p, within 5%
-    assert {geometric(1.0, rng) for _ in range(100)} == {1}
-    assert np.mean([geometric(0.5, rng) == 1 for _ in range(20_000)]) == pytest.approx(0.5, abs=0.02)
+    assert pop.availability.available(0, (a + b) / 2, rng) and not pop.availability.available(0, b + 1.0, rng)
