@@ -13,6 +13,7 @@ from array import array
 import numpy as np
 
 DAY_S = 86400.0
+MODELS = ("diurnal", "always", "trace")  # `[availability] model`: NightlyAvailability, AlwaysAvailable, TraceAvailability
 
 
 class AlwaysAvailable:

@@ -23,17 +23,15 @@ class LongPolls:
         self._buckets: deque[tuple[float, dict[int, tuple[Any, float, int]]]] = deque()
         self._cancelled: set[int] = set()  # polls woken before their return came
         self._numbers = itertools.count(1)
-        self._second, self._newest = None, {}  # the newest bucket's second and polls
 
     def hold(self, device: int, request: Any, now: float, ends: float) -> int:
         """A poll from ``now`` to ``ends``; its number (the scheduled return carries it)."""
         poll = next(self._numbers)
         second = now // 1.0
-        if second != self._second:
+        if not self._buckets or self._buckets[-1][0] != second:
             self._expire(now)
-            self._second, self._newest = second, {}
-            self._buckets.append((second, self._newest))
-        self._newest[device] = (request, ends, poll)
+            self._buckets.append((second, {}))
+        self._buckets[-1][1][device] = (request, ends, poll)
         return poll
 
     def _expire(self, now: float) -> None:

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from device_runtime.fleet.availability import read_trace
-from simulation.availability import AlwaysAvailable, NightlyAvailability, TraceAvailability
+from simulation.availability import MODELS, AlwaysAvailable, NightlyAvailability, TraceAvailability
 
 
 DEFAULTS = {
@@ -90,8 +90,8 @@ def read_population(path: str | None) -> dict:
                                        or not bounds[0] <= value <= bounds[1] or not math.isfinite(value)):
                 raise ValueError(f"{path}: {section}.{key} must be a number in [{bounds[0]:g}, {bounds[1]:g}]")
             settings[section][key] = value
-    if settings["availability"]["model"] not in ("diurnal", "always", "trace"):
-        raise ValueError(f"{path}: availability.model must be 'diurnal', 'always' or 'trace'")
+    if settings["availability"]["model"] not in MODELS:
+        raise ValueError(f"{path}: availability.model must be one of {', '.join(repr(m) for m in MODELS)}")
     if settings["speed"]["model"] not in ("lognormal", "classes"):
         raise ValueError(f"{path}: speed.model must be 'lognormal' or 'classes'")
     if settings["speed"]["model"] == "classes":

@@ -176,8 +176,6 @@ class Simulation:
                               self.stats, data)
         self.target_reached_s: float | None = None
         self.polls = LongPolls(cfg.long_poll_s)
-        self._phone = cfg.phone_scheduler  # read on every check-in
-        self.availability = population.availability
         # The check-in of a device that holds no blob yet (most of a large population): made once.
         self._empty_handed = {up: CheckinRequest(_AVAILABLE if up else _UNAVAILABLE, (), cfg.long_poll_s)
                               for up in (True, False)}
@@ -257,10 +255,10 @@ class Simulation:
         A phone's job scheduler runs the check-in only while its constraints (charging, idle,
         unmetered) hold: if they do not at ``at``, it runs once they next do, decided now (one
         event, not a wake-up that finds them unmet and then another), and never if they never do."""
-        if self._phone:
-            elapsed = at - self.clock.start
-            if not self.availability.available(i, elapsed, self.rng):
-                later = self.availability.next_available(i, elapsed, self.rng)
+        if self.cfg.phone_scheduler:
+            elapsed, availability = at - self.clock.start, self.population.availability
+            if not availability.available(i, elapsed, self.rng):
+                later = availability.next_available(i, elapsed, self.rng)
                 if not math.isfinite(later):
                     return
                 at = self.clock.start + later
@@ -270,7 +268,7 @@ class Simulation:
         now = self.clock.now
         elapsed = now - self.clock.start
         # A phone checks in only when its constraints hold (`arrive_at`); a board whatever its state.
-        up = self._phone or self.availability.available(i, elapsed, self.rng)
+        up = self.cfg.phone_scheduler or self.population.availability.available(i, elapsed, self.rng)
         s = self.stats
         s.checkins += 1
         by_hour, hour = s.checkins_by_hour, int(elapsed // 3600)

@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING
 
 from protocol.dp import RDP_ORDERS
 
+# dp-accounting (with scipy) is imported by the functions that account: at module level it took
+# 0.9 s of every start of the coordinator, `fedge simulate` and a sweep's workers, DP or not.
 if TYPE_CHECKING:
     from dp_accounting import dp_event
 
 # dp-accounting logs a warning per order its series does not converge for; the order is then skipped.
 logging.getLogger("absl").setLevel(logging.ERROR)
-
-# dp-accounting (with scipy) is imported by the functions that account: it took 0.9 s of every
-# start of the coordinator, `fedge simulate` and a sweep's workers, tasks without DP included.
 
 
 def round_event(noise_multiplier: float, sampling_rate: float) -> dp_event.DpEvent:

@@ -18,7 +18,6 @@ WINDOW_S = 300.0
 @dataclass
 class _Bucket:
     start: float
-    end: float
     outcomes: Counter = field(default_factory=Counter)
     clauses: Counter = field(default_factory=Counter)
 
@@ -27,12 +26,13 @@ class CheckinActivity:
     def __init__(self, bucket_s: float = BUCKET_S, window_s: float = WINDOW_S):
         self.bucket_s, self.window_s = bucket_s, window_s
         self._buckets: dict[str, deque[_Bucket]] = {}
-        self._latest: dict[str, _Bucket] = {}  # each population's newest bucket
 
     def record(self, population: str, outcome: str, now: float, failed_clauses: list[str] = ()) -> None:
-        bucket = self._latest.get(population)
-        if bucket is None or now >= bucket.end:  # every check-in: one lookup and a compare
+        buckets = self._buckets.get(population)
+        if not buckets or now - buckets[-1].start >= self.bucket_s:  # every check-in: a lookup and a compare
             bucket = self._advance(population, now)
+        else:
+            bucket = buckets[-1]
         bucket.outcomes[outcome] += 1
         if failed_clauses:
             bucket.clauses.update(failed_clauses)
@@ -43,10 +43,9 @@ class CheckinActivity:
         if buckets is None:
             self._buckets[population] = buckets = deque()
         start = now - now % self.bucket_s
-        buckets.append(_Bucket(start, start + self.bucket_s))
+        buckets.append(_Bucket(start))
         while buckets and buckets[0].start <= now - self.window_s - self.bucket_s:
             buckets.popleft()
-        self._latest[population] = buckets[-1]
         return buckets[-1]
 
     def summary(self, population: str, now: float) -> dict:

@@ -89,20 +89,18 @@ class PaceSteering:
 
     def window(self, task, now: float) -> float:
         """How long a device with no slot is sent away for, before jitter."""
-        cached = self._cache.get(task.task_id)
-        if cached is None or now - cached[0] >= INPUTS_TTL_S:
-            cached = self._count(task, now)
-        return cached[2]
+        return self._counted(task, now)[2]
 
     def inputs(self, task, now: float) -> tuple[int, float]:
         """(devices of the population present, the task's round period)."""
+        return self._counted(task, now)[1]
+
+    def _counted(self, task, now: float) -> tuple[float, tuple[int, float], float]:
+        """(when counted, inputs, window), counted again once INPUTS_TTL_S has passed."""
         cached = self._cache.get(task.task_id)
         if cached is None or now - cached[0] >= INPUTS_TTL_S:
-            cached = self._count(task, now)
-        return cached[1]
-
-    def _count(self, task, now: float) -> tuple[float, tuple[int, float], float]:
-        opened = [r.opened_at for r in self.store.recent_rounds(task.task_id, PERIOD_ROUNDS)]
-        inputs = (self.store.count_present(now, task.population), round_period(opened, task.config.selection_window_s))
-        cached = self._cache[task.task_id] = (now, inputs, retry_window(*inputs, self.wanted(task), self.cfg))
+            opened = [r.opened_at for r in self.store.recent_rounds(task.task_id, PERIOD_ROUNDS)]
+            inputs = (self.store.count_present(now, task.population),
+                      round_period(opened, task.config.selection_window_s))
+            cached = self._cache[task.task_id] = (now, inputs, retry_window(*inputs, self.wanted(task), self.cfg))
         return cached
